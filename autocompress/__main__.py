@@ -1,0 +1,3 @@
+from autocompress.cli.main import main
+
+raise SystemExit(main())

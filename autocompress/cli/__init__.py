@@ -1,0 +1,1 @@
+"""Command line: argument parsing and rich rendering only; the logic lives in the library."""

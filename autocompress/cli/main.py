@@ -1,0 +1,63 @@
+"""``autocompress`` entry point: registers one subcommand per module in this package.
+
+Each subcommand module exposes ``register(subparsers) -> None``; the parser it adds sets
+``func=run`` where ``run(args) -> int`` is the exit code. Errors derived from
+:class:`~autocompress.exceptions.AutocompressError` print as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from autocompress.exceptions import AutocompressError, CheckpointError, ConfigError, DataError
+
+# Subcommand modules, imported only when the CLI starts (keeps ``import autocompress`` light).
+COMMANDS = [
+    "autocompress.cli.inspect_cmd",
+]
+
+# Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.
+_USAGE_ERRORS = (ConfigError, CheckpointError, DataError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="autocompress", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_guarded(args.func, args)
+
+
+def run_guarded(func, args) -> int:  # noqa: ANN001
+    """Run a subcommand, turning our errors into one line on stderr."""
+    try:
+        return int(func(args) or 0)
+    except AutocompressError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2 if isinstance(e, _USAGE_ERRORS) else 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
