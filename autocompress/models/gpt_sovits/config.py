@@ -19,6 +19,8 @@ from typing import Any
 from autocompress.exceptions import ConfigError
 
 SOVITS_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+# The transformer encoders inside enc_p, in the order per-layer config tuples list them.
+ENC_P_ENCODERS = ("encoder_ssl", "encoder_text", "encoder2")
 
 # Upstream s2.json ``train`` / ``data`` sections, used when we write a file from scratch.
 UPSTREAM_S2_TRAIN: dict[str, Any] = {
@@ -108,6 +110,13 @@ class SoVITSConfig:
     flow_kernel_size: int = 5
     # Optional per-coupling WN hidden widths (len n_flows). None means hidden_channels.
     flow_hidden: tuple[int, ...] | None = None
+    # Optional per-layer head counts / FFN widths of the enc_p transformer layers after
+    # structured pruning, in the order of ENC_P_ENCODERS (encoder_ssl: n_layers // 2,
+    # encoder_text: n_layers, encoder2: n_layers // 2 entries). The head width stays
+    # hidden_channels // n_heads, so a layer's q/k/v width is heads * head width and the
+    # shared emb_rel tables keep their shape. None means n_heads / filter_channels.
+    enc_layer_heads: tuple[int, ...] | None = None
+    enc_layer_filter: tuple[int, ...] | None = None
     enc_q_layers: int = 16  # posterior encoder WN depth (training only)
     enc_q_kernel_size: int = 5
     sv_dim: int = 20480  # speaker-verification embedding width (Pro/ProPlus only)
@@ -131,6 +140,10 @@ class SoVITSConfig:
             problems.append("dec_channels needs len(upsample_rates) + 1 entries")
         if self.flow_hidden is not None and len(self.flow_hidden) != self.n_flows:
             problems.append("flow_hidden needs n_flows entries")
+        for name in ("enc_layer_heads", "enc_layer_filter"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.enc_p_layer_count:
+                problems.append(f"{name} needs {self.enc_p_layer_count} entries (n_layers // 2 + n_layers + n_layers // 2)")
         if self.resblock != "1":
             problems.append("only resblock '1' is supported (every upstream config uses it)")
         if problems:
@@ -168,6 +181,31 @@ class SoVITSConfig:
         return (self.hidden_channels,) * self.n_flows
 
     @property
+    def enc_p_layer_count(self) -> int:
+        """Transformer layers in enc_p: encoder_ssl + encoder_text + encoder2."""
+        return self.n_layers // 2 + self.n_layers + self.n_layers // 2
+
+    def enc_p_layer_index(self, encoder: str, layer: int) -> int:
+        """Position of ``encoder``'s layer ``layer`` in ``enc_layer_heads`` / ``enc_layer_filter``."""
+        sizes = dict(zip(ENC_P_ENCODERS, (self.n_layers // 2, self.n_layers, self.n_layers // 2)))
+        if encoder not in sizes or not 0 <= layer < sizes[encoder]:
+            raise ConfigError(f"no enc_p layer {encoder}.{layer}; encoders {sizes}")
+        start = sum(sizes[e] for e in ENC_P_ENCODERS[: ENC_P_ENCODERS.index(encoder)])
+        return start + layer
+
+    def enc_heads_of(self, encoder: str, layer: int) -> int:
+        """Attention heads of one enc_p transformer layer (encoder in ENC_P_ENCODERS)."""
+        if self.enc_layer_heads is None:
+            return self.n_heads
+        return self.enc_layer_heads[self.enc_p_layer_index(encoder, layer)]
+
+    def enc_filter_of(self, encoder: str, layer: int) -> int:
+        """FFN width of one enc_p transformer layer (encoder in ENC_P_ENCODERS)."""
+        if self.enc_layer_filter is None:
+            return self.filter_channels
+        return self.enc_layer_filter[self.enc_p_layer_index(encoder, layer)]
+
+    @property
     def is_upstream_expressible(self) -> bool:
         """True when upstream's constructor can build exactly this shape."""
         base = sovits_preset(self.version)
@@ -184,7 +222,13 @@ class SoVITSConfig:
         uniform_flow = self.flow_hidden is None or all(
             h == self.hidden_channels for h in self.flow_hidden
         )
-        return same and uniform_dec and uniform_flow and self.inter_channels == self.hidden_channels
+        uniform_enc = (self.enc_layer_heads is None or set(self.enc_layer_heads) == {self.n_heads}) and (
+            self.enc_layer_filter is None or set(self.enc_layer_filter) == {self.filter_channels}
+        )
+        return (
+            same and uniform_dec and uniform_flow and uniform_enc
+            and self.inter_channels == self.hidden_channels
+        )
 
     def replace(self, **changes: Any) -> SoVITSConfig:
         return dataclasses.replace(self, **changes)
@@ -512,6 +556,7 @@ def _tupled(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "ENC_P_ENCODERS",
     "GPTConfig",
     "SOVITS_VERSIONS",
     "SoVITSConfig",
