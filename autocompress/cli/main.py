@@ -16,6 +16,7 @@ from autocompress.exceptions import AutocompressError, CheckpointError, ConfigEr
 # Subcommand modules, imported only when the CLI starts (keeps ``import autocompress`` light).
 COMMANDS = [
     "autocompress.cli.inspect_cmd",
+    "autocompress.cli.targets_cmd",
 ]
 
 # Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.

@@ -1,0 +1,45 @@
+"""``autocompress targets``: list the hardware targets and their figures."""
+
+from __future__ import annotations
+
+import argparse
+
+_RUNTIME_SHORT = {"onnxruntime-tensorrt": "ort-trt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    parser = subparsers.add_parser("targets", help="list the hardware targets (--target names)")
+    parser.add_argument("name", nargs="?", help="show only this target")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from autocompress.targets import list_targets, load_target
+
+    targets = [load_target(n) for n in ([args.name] if args.name else list_targets())]
+    table = Table(title="Hardware targets: datasheet figures (projected) or measured here")
+    for col in ("target", "mem GiB", "GB/s", "fp32", "fp16", "int8", "int4", "low precision", "runtime",
+                "budget", "figures"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("mem GiB", "GB/s", "fp32", "fp16", "int8", "int4") else "left")
+    for t in targets:
+        low = " ".join(
+            f"{kind[0]}:{'/'.join(p for p in precs if p != 'fp32') or '-'}" for kind, precs in t.deployable.items()
+        )
+        peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in ("fp32", "fp16", "int8", "int4")]
+        table.add_row(
+            t.name,
+            "run time" if t.memory_bytes is None else f"{t.memory_bytes / 2**30:g}",
+            "run time" if t.bandwidth_gbps is None else f"{t.bandwidth_gbps:g}",
+            *(["run time", "", "", ""] if t.measured else peak),
+            low,
+            " ".join(_RUNTIME_SHORT.get(r, r) for r in t.runtimes),
+            f"{t.memory_budget_bytes / 2**30:g} GiB RTF {t.rtf_budget:g}",
+            "measured" if t.measured else "projected",
+        )
+    console = Console()
+    console.print(table)
+    console.print("Peak in dense TFLOPS/TOPS; low precision per op kind (m: matmul, c: conv).")
+    return 0

@@ -1,0 +1,99 @@
+"""Target files load, carry the datasheet figures the issue fixes, and reject bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from autocompress.cli.main import OneLineParser, run_guarded
+from autocompress.exceptions import ConfigError
+from autocompress.targets import Target, list_targets, load_target, probe_host, target_from_toml
+
+REQUIRED = {"rtx3060", "rtx4090", "t4", "l4", "a100", "jetson-orin-nano", "jetson-nano", "rpi5", "cpu"}
+
+
+def test_every_required_target_ships_and_loads():
+    assert REQUIRED <= set(list_targets())
+    for name in list_targets():
+        t = load_target(name)
+        assert t.name == name
+        assert t.can_deploy("fp32", "matmul") and t.can_deploy("fp32", "conv")
+
+
+def test_rtx3060_figures_match_the_datasheet():
+    t = load_target("rtx3060")
+    assert t.bandwidth_gbps == 360.0
+    assert t.memory_bytes == 12 * 2**30
+    assert t.peak_tflops["fp32"] == pytest.approx(12.7)
+    assert 50 <= t.peak_tflops["fp16"] <= 52  # dense; the 101 TFLOPS figure is sparse
+    assert "fp8" not in t.peak_tflops
+    assert not t.can_deploy("fp8", "matmul")
+    assert t.can_deploy("int4", "matmul") and not t.can_deploy("int4", "conv")
+    assert t.can_deploy("int8", "conv")
+    assert "onnxruntime-tensorrt" in t.runtimes
+
+
+def test_edge_targets():
+    nano = load_target("jetson-nano")
+    assert nano.bandwidth_gbps == 25.6 and nano.peak_tflops["fp16"] == pytest.approx(0.47, abs=0.01)
+    assert not nano.can_deploy("int8", "matmul")  # no tensor cores, no int8 math
+    assert load_target("rpi5").bandwidth_gbps == pytest.approx(17.0)
+    assert load_target("rpi5").runtimes == ("onnxruntime-cpu",)
+
+
+def test_unknown_target_is_one_line_listing_the_valid_names():
+    with pytest.raises(ConfigError) as e:
+        load_target("rtx3070")
+    msg = str(e.value)
+    assert "\n" not in msg and "rtx3070" in msg
+    for name in REQUIRED:
+        assert name in msg
+
+
+def test_target_is_frozen_and_round_trips():
+    t = load_target("t4")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.bandwidth_gbps = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        t.peak_tflops["fp32"] = 1.0  # type: ignore[index]
+    assert Target.from_dict(t.to_dict()) == t
+
+
+def test_bad_files_collect_every_problem():
+    good = {
+        "kind": "gpu", "memory_gb": 8, "bandwidth_gbps": 100, "default_precision": "fp16",
+        "runtimes": ["onnxruntime-cuda"], "peak_tflops": {"fp32": 1, "fp16": 2},
+        "deployable": {"matmul": ["fp32", "fp16"], "conv": ["fp32", "fp16"]},
+        "budget": {"vram_gb": 1, "rtf": 0.5, "max_seq_len": 100},
+        "projection": {"launch_overhead_us": 5, "efficiency": 0.5, "context_mb": 300},
+    }
+    assert target_from_toml(good, "x").bandwidth_bytes_per_s == 100e9
+    bad = {**good, "peak_tflops": {"fp32": 1, "fp7": 2}, "projection": {**good["projection"], "efficiency": 2}}
+    with pytest.raises(ConfigError) as e:
+        target_from_toml(bad, "x")
+    assert "fp7" in str(e.value) and "efficiency" in str(e.value)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        target_from_toml({**good, "bandwith_gbps": 3}, "x")
+
+
+def test_cpu_is_measured_and_probe_fills_figures():
+    cpu = load_target("cpu")
+    assert cpu.measured and not cpu.has_figures
+    probed = probe_host(cpu, size_mb=8, repeats=1)
+    assert probed.has_figures and probed.memory_bytes > 2**28 and probed.measured
+    assert probe_host(load_target("l4")) == load_target("l4")  # datasheet targets stay as they are
+
+
+def test_targets_command_lists_every_target(capsys):
+    from autocompress.cli import targets_cmd
+
+    parser = OneLineParser(prog="autocompress")
+    targets_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["targets"])
+    assert run_guarded(args.func, args) == 0
+    out = capsys.readouterr().out
+    assert "rtx3060" in out and "jetson-nano" in out and "measured" in out and "projected" in out
+    args = parser.parse_args(["targets", "nope"])
+    assert run_guarded(args.func, args) == 2
+    assert "expected one of" in capsys.readouterr().err
