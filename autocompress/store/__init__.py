@@ -1,0 +1,49 @@
+"""The project's own tables beside Optuna's: runs, labelled trial metrics, bundles, migrations."""
+
+from __future__ import annotations
+
+from autocompress.store.engine import (
+    DEFAULT_STORAGE,
+    create_store_engine,
+    display_url,
+    engine_kwargs,
+    parse_url,
+    prepare_storage,
+    sqlite_path,
+)
+from autocompress.store.hashing import hash_folder
+from autocompress.store.migrations import MIGRATIONS, Migration, migrate, schema_version
+from autocompress.store.models import (
+    Base,
+    BundleRecord,
+    MetricRecord,
+    SchemaMigration,
+    SearchRun,
+    TrialRecord,
+)
+from autocompress.store.repository import MetricLike, Objectives, Store, pid_alive
+
+__all__ = [
+    "Base",
+    "BundleRecord",
+    "DEFAULT_STORAGE",
+    "MIGRATIONS",
+    "MetricLike",
+    "MetricRecord",
+    "Migration",
+    "Objectives",
+    "SchemaMigration",
+    "SearchRun",
+    "Store",
+    "TrialRecord",
+    "create_store_engine",
+    "display_url",
+    "engine_kwargs",
+    "hash_folder",
+    "migrate",
+    "parse_url",
+    "pid_alive",
+    "prepare_storage",
+    "schema_version",
+    "sqlite_path",
+]

@@ -1,0 +1,115 @@
+"""Open a database URL for our tables and for Optuna's, with the same settings for both.
+
+Any SQLAlchemy URL works. SQLite files get their parent folder created, write-ahead logging
+(readers never block the writer; the mode is stored in the file, so Optuna's connections use it
+too), a busy timeout instead of instant ``database is locked`` errors, and enforced foreign keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from autocompress.exceptions import StoreError
+
+DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
+BUSY_TIMEOUT_S = 60  # how long a writer waits for a lock before failing
+
+
+def parse_url(url: str) -> URL:
+    """Parse a SQLAlchemy URL, failing with one line instead of SQLAlchemy's message.
+
+    Raises:
+        StoreError: when ``url`` is not a database URL.
+    """
+    try:
+        parsed = make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as e:
+        raise StoreError(
+            f"--storage {url!r} is not a database URL; expected e.g. {DEFAULT_STORAGE} "
+            "or postgresql+psycopg://user@host/db"
+        ) from e
+    return parsed
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the file of a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def display_url(url: str) -> str:
+    """Return the URL with any password masked, for logs and messages."""
+    return parse_url(url).render_as_string(hide_password=True)
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """Return the ``create_engine`` keyword arguments we use for ``url`` (also given to Optuna)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def prepare_storage(url: str) -> None:
+    """Create a SQLite file's folder; fail early with one line if it cannot exist.
+
+    Raises:
+        StoreError: when the folder cannot be created.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the database folder {path.parent}: {e.strerror}") from e
+
+
+def create_store_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with our SQLite settings; check that it connects.
+
+    Raises:
+        StoreError: when the URL is invalid, its driver is missing, or the database refuses us.
+    """
+    prepare_storage(url)
+    parsed = parse_url(url)
+    try:
+        engine = sa.create_engine(parsed, **engine_kwargs(url))
+    except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
+        raise StoreError(f"cannot open --storage {display_url(url)}: {e}") from e
+    if parsed.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as e:
+        engine.dispose()
+        reason = str(e.orig if getattr(e, "orig", None) is not None else e).splitlines()[0]
+        raise StoreError(f"cannot connect to --storage {display_url(url)}: {reason}") from e
+    return engine
+
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "DEFAULT_STORAGE",
+    "create_store_engine",
+    "display_url",
+    "engine_kwargs",
+    "parse_url",
+    "prepare_storage",
+    "sqlite_path",
+]

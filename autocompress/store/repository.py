@@ -1,0 +1,304 @@
+"""The queries the search daemon, the exporter and the CLI run against our tables.
+
+A :class:`Store` opens a database URL (SQLite or any SQLAlchemy URL), migrates the ``ac_``
+tables forward and offers one method per fact the system records: a run started or ended, a
+trial started or finished with its labelled metrics, a bundle exported. Every method is its own
+transaction; objects returned are detached snapshots.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from autocompress.exceptions import StoreError
+from autocompress.store.engine import create_store_engine, display_url
+from autocompress.store.hashing import hash_folder
+from autocompress.store.migrations import migrate
+from autocompress.store.models import (
+    METRIC_KINDS,
+    TRIAL_STATES,
+    BundleRecord,
+    MetricRecord,
+    SearchRun,
+    TrialRecord,
+    utcnow,
+)
+
+
+class MetricLike(Protocol):
+    """Anything shaped like ``autocompress.score.Metric``."""
+
+    name: str
+    value: float
+    unit: str
+    kind: str
+    device: str
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """The three objective values of a finished trial, in the study's order."""
+
+    quality: float  # composite quality score, higher is better
+    latency_ms: float  # on the target, lower is better
+    memory_mb: float  # on the target, lower is better
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.quality, self.latency_ms, self.memory_mb)
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True when a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Our tables in one database: open, migrate, record, query."""
+
+    def __init__(self, url: str) -> None:
+        """Open ``url`` and bring its ``ac_`` tables to the current schema.
+
+        Raises:
+            StoreError: when the database cannot be opened or migrated.
+        """
+        self.url = url
+        self.engine = create_store_engine(url)
+        self.schema_version = migrate(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    def _commit(self, session: Session) -> None:
+        try:
+            session.commit()
+        except sa.exc.SQLAlchemyError as e:
+            session.rollback()
+            raise StoreError(f"cannot write to {display_url(self.url)}: {str(e).splitlines()[0]}") from e
+
+    # ------------------------------------------------------------------ runs
+    def start_run(
+        self,
+        *,
+        study_name: str,
+        target: str,
+        space_name: str,
+        space_sha256: str,
+        voice: str,
+        settings: dict[str, Any],
+        device_info: dict[str, Any],
+    ) -> int:
+        """Record a search run that starts now in this process; return its id."""
+        with self._session() as s:
+            run = SearchRun(
+                study_name=study_name, target=target, space_name=space_name, space_sha256=space_sha256,
+                voice=voice, settings=settings, device_info=device_info, hostname=socket.gethostname(),
+                pid=os.getpid(), status="running", started_at=utcnow(),
+            )
+            s.add(run)
+            self._commit(s)
+            return run.id
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        """Mark a run ``finished``, ``interrupted`` or ``failed``."""
+        with self._session() as s:
+            run = s.get(SearchRun, run_id)
+            if run is None:
+                raise StoreError(f"no search run with id {run_id}")
+            run.status = status
+            run.finished_at = utcnow()
+            self._commit(s)
+
+    def reap_dead_runs(self, study_name: str) -> list[int]:
+        """Mark runs of this study whose process died (same host, pid gone) as ``killed``.
+
+        Returns:
+            The ids of the runs marked; their RUNNING trials are stale.
+        """
+        host = socket.gethostname()
+        with self._session() as s:
+            runs = s.scalars(
+                sa.select(SearchRun).where(SearchRun.study_name == study_name, SearchRun.status == "running")
+            ).all()
+            dead = [r for r in runs if r.hostname == host and r.pid != os.getpid() and not pid_alive(r.pid)]
+            for r in dead:
+                r.status = "killed"
+                r.finished_at = utcnow()
+            self._commit(s)
+            return [r.id for r in dead]
+
+    def runs(self, study_name: str) -> list[SearchRun]:
+        with self._session() as s:
+            return list(
+                s.scalars(sa.select(SearchRun).where(SearchRun.study_name == study_name).order_by(SearchRun.id))
+            )
+
+    # ------------------------------------------------------------------ trials
+    def begin_trial(
+        self,
+        *,
+        run_id: int,
+        study_name: str,
+        trial_number: int,
+        optuna_trial_id: int,
+        device_info: dict[str, Any],
+        baseline: str | None = None,
+        plan: dict[str, Any] | None = None,
+        plan_summary: str | None = None,
+    ) -> None:
+        """Record that a trial started (or restarted) in ``run_id``."""
+        with self._session() as s:
+            row = self._trial_row(s, study_name, trial_number)
+            if row is None:
+                row = TrialRecord(study_name=study_name, trial_number=trial_number)
+                s.add(row)
+            row.run_id = run_id
+            row.optuna_trial_id = optuna_trial_id
+            row.state = "RUNNING"
+            row.baseline = baseline
+            row.plan = plan
+            row.plan_summary = plan_summary
+            row.device_info = device_info
+            row.finetune_steps = 0
+            row.started_at = utcnow()
+            row.finished_at = None
+            self._commit(s)
+
+    def finish_trial(
+        self,
+        *,
+        study_name: str,
+        trial_number: int,
+        state: str,
+        objectives: Objectives | None = None,
+        feasible: bool | None = None,
+        metrics: Iterable[MetricLike] = (),
+        failure_reason: str | None = None,
+        plan: dict[str, Any] | None = None,
+        plan_summary: str | None = None,
+        finetune_steps: int | None = None,
+        finetune_curve: Sequence[Sequence[float]] | None = None,
+    ) -> None:
+        """Record how a trial ended: its state, objectives, labelled metrics or failure reason.
+
+        Raises:
+            StoreError: for an unknown trial, state or metric kind, or a non-finite metric.
+        """
+        if state not in TRIAL_STATES:
+            raise StoreError(f"trial state must be one of {TRIAL_STATES}, got {state!r}")
+        metric_rows = [_metric_row(m) for m in metrics]
+        with self._session() as s:
+            row = self._trial_row(s, study_name, trial_number)
+            if row is None:
+                raise StoreError(f"trial {trial_number} of study {study_name!r} was never started in the store")
+            row.state = state
+            row.finished_at = utcnow()
+            row.failure_reason = failure_reason
+            row.feasible = feasible
+            if objectives is not None:
+                row.quality, row.latency_ms, row.memory_mb = objectives.as_tuple()
+            if plan is not None:
+                row.plan = plan
+            if plan_summary is not None:
+                row.plan_summary = plan_summary
+            if finetune_steps is not None:
+                row.finetune_steps = finetune_steps
+            if finetune_curve is not None:
+                row.finetune_curve = [list(map(float, p)) for p in finetune_curve]
+            row.metrics.clear()
+            s.flush()  # delete the old metric rows before re-adding names
+            row.metrics.extend(metric_rows)
+            self._commit(s)
+
+    def trials(self, study_name: str, states: Sequence[str] | None = None) -> list[TrialRecord]:
+        """Return a study's trials (with metrics), by trial number."""
+        with self._session() as s:
+            q = (
+                sa.select(TrialRecord)
+                .where(TrialRecord.study_name == study_name)
+                .options(selectinload(TrialRecord.metrics))
+                .order_by(TrialRecord.trial_number)
+            )
+            if states is not None:
+                q = q.where(TrialRecord.state.in_(list(states)))
+            return list(s.scalars(q))
+
+    def trial(self, study_name: str, trial_number: int) -> TrialRecord | None:
+        with self._session() as s:
+            row = self._trial_row(s, study_name, trial_number, load_metrics=True)
+            return row
+
+    @staticmethod
+    def _trial_row(
+        s: Session, study_name: str, trial_number: int, load_metrics: bool = True
+    ) -> TrialRecord | None:
+        q = sa.select(TrialRecord).where(
+            TrialRecord.study_name == study_name, TrialRecord.trial_number == trial_number
+        )
+        if load_metrics:
+            q = q.options(selectinload(TrialRecord.metrics))
+        return s.scalars(q).one_or_none()
+
+    # ------------------------------------------------------------------ bundles
+    def record_bundle(
+        self,
+        *,
+        study_name: str,
+        trial_number: int,
+        target: str,
+        kind: str,
+        path: Path,
+        run_id: int | None = None,
+    ) -> BundleRecord:
+        """Hash an exported folder and record it; return the row."""
+        if not path.is_dir():
+            raise StoreError(f"bundle folder {path} does not exist")
+        sha, size = hash_folder(path)
+        with self._session() as s:
+            row = BundleRecord(
+                run_id=run_id, study_name=study_name, trial_number=trial_number, target=target, kind=kind,
+                path=str(path.resolve()), sha256=sha, size_bytes=size, created_at=utcnow(),
+            )
+            s.add(row)
+            self._commit(s)
+            return row
+
+    def bundles(self, study_name: str, target: str | None = None) -> list[BundleRecord]:
+        with self._session() as s:
+            q = sa.select(BundleRecord).where(BundleRecord.study_name == study_name).order_by(BundleRecord.id)
+            if target is not None:
+                q = q.where(BundleRecord.target == target)
+            return list(s.scalars(q))
+
+
+def _metric_row(m: MetricLike) -> MetricRecord:
+    kind = str(m.kind)
+    if kind not in METRIC_KINDS:
+        raise StoreError(f"metric {m.name!r} must be labelled one of {METRIC_KINDS}, got {kind!r}")
+    value = float(m.value)
+    if not math.isfinite(value):
+        raise StoreError(f"metric {m.name!r} is not finite ({value}); record the trial as FAIL instead")
+    return MetricRecord(name=str(m.name), value=value, unit=str(m.unit), kind=kind, device=str(m.device))
+
+
+__all__ = ["MetricLike", "Objectives", "Store", "pid_alive"]
