@@ -17,6 +17,7 @@ from autocompress.exceptions import AutocompressError, CheckpointError, ConfigEr
 COMMANDS = [
     "autocompress.cli.inspect_cmd",
     "autocompress.cli.targets_cmd",
+    "autocompress.cli.schedule_cmd",
 ]
 
 # Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.
