@@ -1,0 +1,37 @@
+"""GPT-SoVITS models: configs, audio front end, the SoVITS synthesizer and its discriminator."""
+
+from __future__ import annotations
+
+from autocompress.models.gpt_sovits.audio import (
+    mel_filterbank,
+    mel_spectrogram,
+    spec_to_mel,
+    spectrogram,
+    spectrogram_raw,
+)
+from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, sovits_preset
+from autocompress.models.gpt_sovits.discriminator import MultiPeriodDiscriminator
+from autocompress.models.gpt_sovits.sovits import (
+    SoVITSTrainOutput,
+    SynthesizerTrn,
+    from_upstream_keys,
+    remove_weight_norm_,
+    to_upstream_keys,
+)
+
+__all__ = [
+    "GPTConfig",
+    "MultiPeriodDiscriminator",
+    "SoVITSConfig",
+    "SoVITSTrainOutput",
+    "SynthesizerTrn",
+    "from_upstream_keys",
+    "mel_filterbank",
+    "mel_spectrogram",
+    "remove_weight_norm_",
+    "sovits_preset",
+    "spec_to_mel",
+    "spectrogram",
+    "spectrogram_raw",
+    "to_upstream_keys",
+]

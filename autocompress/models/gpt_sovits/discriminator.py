@@ -1,0 +1,117 @@
+"""SoVITS training discriminator: HiFi-GAN's multi-period discriminator plus one scale branch.
+
+``discriminators.0`` looks at the raw waveform with grouped strided 1-D convolutions; each
+further entry folds the waveform into ``[T / p, p]`` for one period ``p`` and applies 2-D
+convolutions along time. Every convolution is weight-normed (torch parametrizations; see
+:func:`autocompress.models.gpt_sovits.sovits.to_upstream_keys` for upstream key names).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from autocompress.models.gpt_sovits.config import SoVITSConfig
+from autocompress.models.gpt_sovits.modules import LRELU_SLOPE, get_padding
+
+# DiscriminatorS: (in, out, kernel, stride, groups, padding) per conv.
+_SCALE_CONVS = (
+    (1, 16, 15, 1, 1, 7),
+    (16, 64, 41, 4, 4, 20),
+    (64, 256, 41, 4, 16, 20),
+    (256, 1024, 41, 4, 64, 20),
+    (1024, 1024, 41, 4, 256, 20),
+    (1024, 1024, 5, 1, 1, 2),
+)
+_PERIOD_CHANNELS = (1, 32, 128, 512, 1024, 1024)
+
+
+class DiscriminatorS(nn.Module):
+    """Waveform-scale discriminator ``[B, 1, T]`` -> (logits ``[B, N]``, feature maps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv1d(i, o, k, s, groups=g, padding=p)) for i, o, k, s, g, p in _SCALE_CONVS
+        )
+        self.conv_post = weight_norm(nn.Conv1d(1024, 1, 3, 1, padding=1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        fmap = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class DiscriminatorP(nn.Module):
+    """Period-``p`` discriminator on the waveform folded to ``[B, 1, T / p, p]``."""
+
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3) -> None:
+        super().__init__()
+        self.period = period
+        pad = (get_padding(kernel_size, 1), 0)
+        n = len(_PERIOD_CHANNELS) - 1
+        self.convs = nn.ModuleList(
+            weight_norm(
+                nn.Conv2d(
+                    _PERIOD_CHANNELS[i],
+                    _PERIOD_CHANNELS[i + 1],
+                    (kernel_size, 1),
+                    (stride if i < n - 1 else 1, 1),
+                    padding=pad,
+                )
+            )
+            for i in range(n)
+        )
+        self.conv_post = weight_norm(nn.Conv2d(_PERIOD_CHANNELS[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b, c, t = x.shape
+        if t % self.period:
+            extra = self.period - t % self.period
+            x = F.pad(x, (0, extra), "reflect")
+            t += extra
+        x = x.view(b, c, t // self.period, self.period)  # [B, 1, T / p, p]
+        fmap = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """One :class:`DiscriminatorS` and one :class:`DiscriminatorP` per ``config.mpd_periods``."""
+
+    def __init__(self, config: SoVITSConfig) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            [DiscriminatorS(), *(DiscriminatorP(p) for p in config.mpd_periods)]
+        )
+
+    def forward(
+        self, y: torch.Tensor, y_hat: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """Score real ``y`` and generated ``y_hat`` (both ``[B, 1, T]``).
+
+        Returns:
+            ``(d_r, d_g, fmap_r, fmap_g)``: per-discriminator logits and feature maps.
+        """
+        d_r, d_g, fmap_r, fmap_g = [], [], [], []
+        for disc in self.discriminators:
+            logits_r, feats_r = disc(y)
+            logits_g, feats_g = disc(y_hat)
+            d_r.append(logits_r)
+            d_g.append(logits_g)
+            fmap_r.append(feats_r)
+            fmap_g.append(feats_g)
+        return d_r, d_g, fmap_r, fmap_g
+
+
+__all__ = ["DiscriminatorP", "DiscriminatorS", "MultiPeriodDiscriminator"]
