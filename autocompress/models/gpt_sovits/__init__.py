@@ -10,6 +10,19 @@ from autocompress.models.gpt_sovits.audio import (
     spectrogram_raw,
 )
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, sovits_preset
+from autocompress.models.gpt_sovits.data import (
+    ExperimentFolder,
+    ExperimentItem,
+    ExperimentRecord,
+    GPTBatch,
+    GPTDataset,
+    SoVITSBatch,
+    SoVITSDataset,
+    gpt_collate,
+    make_synthetic_experiment,
+    sovits_collate,
+    write_experiment,
+)
 from autocompress.models.gpt_sovits.discriminator import MultiPeriodDiscriminator
 from autocompress.models.gpt_sovits.sovits import (
     SoVITSTrainOutput,
@@ -18,6 +31,8 @@ from autocompress.models.gpt_sovits.sovits import (
     remove_weight_norm_,
     to_upstream_keys,
 )
+from autocompress.models.gpt_sovits.text import english_to_phones, phones_to_ids, symbols, text_to_ids
+
 
 __all__ = [
     "GPTConfig",
@@ -34,4 +49,21 @@ __all__ = [
     "spectrogram",
     "spectrogram_raw",
     "to_upstream_keys",
+    # experiment folders and datasets
+    "ExperimentFolder",
+    "ExperimentItem",
+    "ExperimentRecord",
+    "GPTBatch",
+    "GPTDataset",
+    "SoVITSBatch",
+    "SoVITSDataset",
+    "gpt_collate",
+    "make_synthetic_experiment",
+    "sovits_collate",
+    "write_experiment",
+    # text front end
+    "english_to_phones",
+    "phones_to_ids",
+    "symbols",
+    "text_to_ids",
 ]

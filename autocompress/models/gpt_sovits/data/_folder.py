@@ -1,0 +1,450 @@
+"""Reader of an upstream GPT-SoVITS experiment folder (``logs/<exp_name>/``).
+
+Layout (one item per ``<name>``, the basename of the audio file including its extension):
+
+| path | content |
+|---|---|
+| ``2-name2text.txt`` | ``name \\t phones (space-separated) \\t word2ph \\t norm_text`` per line |
+| ``3-bert/<name>.pt`` | optional ``[1024, n_phones]`` BERT features (missing = zeros) |
+| ``4-cnhubert/<name>.pt`` | ``[1, 768, T50]`` HuBERT features at 50 Hz |
+| ``5-wav32k/<name>`` | mono 32 kHz audio (int16 WAV upstream; any soundfile format is read) |
+| ``6-name2semantic.tsv`` | header ``item_name\\tsemantic_audio``, then ``name \\t codes`` (0..1023) |
+| ``7-sv_cn/<name>.pt`` | ``[1, 20480]`` speaker-verification embedding (v2Pro/v2ProPlus only) |
+
+Items are the names in ``2-name2text.txt`` that also have a HuBERT file and an audio file
+(and an SV file for Pro), as upstream takes them; names left out are recorded in
+:attr:`ExperimentFolder.dropped`. Everything read is validated when the folder is opened,
+and the first missing or malformed file or line raises a :class:`DataError` naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from autocompress.exceptions import DataError
+from autocompress.models.gpt_sovits.config import SOVITS_VERSIONS
+from autocompress.models.gpt_sovits.text import phones_to_ids
+
+log = logging.getLogger(__name__)
+
+NAME2TEXT = "2-name2text.txt"
+BERT_DIR = "3-bert"
+HUBERT_DIR = "4-cnhubert"
+WAV_DIR = "5-wav32k"
+SEMANTIC = "6-name2semantic.tsv"
+SV_DIR = "7-sv_cn"
+SEMANTIC_HEADER = "item_name\tsemantic_audio"
+
+SAMPLE_RATE = 32000  # every file in 5-wav32k
+HOP = 640  # spectrogram hop at 32 kHz: one 50 Hz HuBERT frame, half a 25 Hz code
+SSL_DIM = 768  # HuBERT feature width
+BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size
+SV_DIM = 20480  # ERes2NetV2 pooled feature width
+CODEBOOK_SIZE = 1024  # semantic codes are 0..1023
+
+
+@dataclass(frozen=True)
+class ExperimentItem:
+    """One utterance of an experiment folder: its text and where its tensors live.
+
+    Tensors are loaded on demand with the ``load_*`` methods (always float32 on the CPU).
+    """
+
+    name: str
+    phones: tuple[str, ...]
+    word2ph: str  # field 3 of 2-name2text.txt as written (a Python list repr or "None")
+    norm_text: str
+    wav_path: Path
+    n_samples: int  # audio length at 32 kHz
+    hubert_path: Path
+    hubert_frames: int | None  # T50; None when the folder was opened with check_tensors=False
+    bert_path: Path | None = None  # None: the BERT features are zeros
+    codes: tuple[int, ...] | None = None  # None: the item is not in 6-name2semantic.tsv
+    sv_path: Path | None = None  # Pro only
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / SAMPLE_RATE
+
+    @property
+    def n_phones(self) -> int:
+        return len(self.phones)
+
+    def load_wav(self) -> torch.Tensor:
+        """The audio as float32 in [-1, 1] (int16 / 32768), shaped ``[N]``."""
+        try:
+            data, rate = soundfile.read(str(self.wav_path), dtype="float32", always_2d=False)
+        except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
+            raise DataError(f"{self.wav_path}: cannot be read as audio ({e})") from e
+        if rate != SAMPLE_RATE or data.ndim != 1:
+            raise DataError(
+                f"{self.wav_path}: expected mono {SAMPLE_RATE} Hz audio, got {rate} Hz with shape {data.shape}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(data))
+
+    def load_hubert(self) -> torch.Tensor:
+        """HuBERT features ``[1, 768, T50]`` as float32."""
+        t = load_tensor(self.hubert_path)
+        _check_shape(self.hubert_path, t, (1, SSL_DIM, self.hubert_frames))  # None: any T
+        return _finite_float(self.hubert_path, t)
+
+    def load_bert(self) -> torch.Tensor:
+        """BERT features ``[1024, n_phones]`` as float32; zeros when the item has none."""
+        if self.bert_path is None:
+            return torch.zeros(BERT_DIM, self.n_phones)
+        t = load_tensor(self.bert_path)
+        _check_shape(self.bert_path, t, (BERT_DIM, self.n_phones))
+        return _finite_float(self.bert_path, t)
+
+    def load_sv(self) -> torch.Tensor:
+        """Speaker-verification embedding ``[1, 20480]`` as float32 (Pro folders only)."""
+        if self.sv_path is None:
+            raise DataError(f"item {self.name!r} has no {SV_DIR}/{self.name}.pt; only v2Pro/v2ProPlus folders carry one")
+        t = load_tensor(self.sv_path)
+        _check_shape(self.sv_path, t, (1, SV_DIM))
+        return _finite_float(self.sv_path, t)
+
+
+class ExperimentFolder:
+    """An upstream experiment folder, opened and validated.
+
+    Args:
+        path: the folder (``logs/<exp_name>``).
+        version: ``v1``, ``v2``, ``v2Pro`` or ``v2ProPlus``; picks the symbol table and
+            whether ``7-sv_cn`` is required.
+        strict: raise when a name of ``2-name2text.txt`` lacks its HuBERT, audio (or SV)
+            file, instead of leaving it out as upstream does.
+        check_tensors: open every ``.pt`` (memory-mapped) to check its type and shape.
+
+    Raises:
+        DataError: naming the first missing or malformed folder, file or line.
+    """
+
+    def __init__(
+        self, path: str | Path, version: str = "v2", strict: bool = False, check_tensors: bool = True
+    ) -> None:
+        self.path = Path(path)
+        if version not in SOVITS_VERSIONS:
+            raise DataError(f"unknown version {version!r}; expected one of {SOVITS_VERSIONS}")
+        self.version = version
+        if not self.path.is_dir():
+            raise DataError(f"experiment folder {self.path} does not exist or is not a folder")
+        required = [NAME2TEXT, HUBERT_DIR, WAV_DIR] + ([SV_DIR] if self.is_pro else [])
+        for part in required:
+            p = self.path / part
+            if not p.exists():
+                kind = "file" if part == NAME2TEXT else "folder"
+                raise DataError(
+                    f"{p}: missing {kind}; an experiment folder needs {', '.join(required)}"
+                    + (" (v2Pro/v2ProPlus need 7-sv_cn)" if part == SV_DIR else "")
+                )
+
+        texts = _read_name2text(self.path / NAME2TEXT, version)
+        codes = _read_semantic(self.path / SEMANTIC) if (self.path / SEMANTIC).exists() else {}
+        hubert_names = _names_with_suffix(self.path / HUBERT_DIR, ".pt")
+        wav_names = {p.name for p in (self.path / WAV_DIR).iterdir() if p.is_file()}
+        sv_names = _names_with_suffix(self.path / SV_DIR, ".pt") if self.is_pro else set()
+        bert_dir = self.path / BERT_DIR
+        bert_names = _names_with_suffix(bert_dir, ".pt") if bert_dir.is_dir() else set()
+
+        self.dropped: dict[str, str] = {}
+        items: list[ExperimentItem] = []
+        for name, (phones, word2ph, norm_text) in texts.items():
+            missing = [
+                f"{d}/{name}{suffix}"
+                for d, names, suffix in (
+                    (HUBERT_DIR, hubert_names, ".pt"),
+                    (WAV_DIR, wav_names, ""),
+                    (SV_DIR, sv_names if self.is_pro else None, ".pt"),
+                )
+                if names is not None and name not in names
+            ]
+            if missing:
+                if strict:
+                    raise DataError(f"{self.path / missing[0]}: missing file for item {name!r} of {NAME2TEXT}")
+                self.dropped[name] = "missing " + ", ".join(missing)
+                continue
+            items.append(
+                self._open_item(
+                    name, phones, word2ph, norm_text,
+                    bert=name in bert_names, codes=codes.get(name), check_tensors=check_tensors,
+                )
+            )
+        if self.dropped:
+            log.warning(
+                "%s: %d of %d names in %s left out (first: %s: %s)",
+                self.path, len(self.dropped), len(texts), NAME2TEXT, *next(iter(self.dropped.items())),
+            )
+        if not items:
+            raise DataError(
+                f"{self.path}: no usable items; {NAME2TEXT} lists {len(texts)} names and none has both "
+                f"{HUBERT_DIR}/<name>.pt and {WAV_DIR}/<name>" + (f" and {SV_DIR}/<name>.pt" if self.is_pro else "")
+            )
+        self.items: list[ExperimentItem] = items
+        self._by_name = {item.name: item for item in items}
+
+    # --- access ---
+    @property
+    def is_pro(self) -> bool:
+        return self.version in ("v2Pro", "v2ProPlus")
+
+    @property
+    def names(self) -> list[str]:
+        return [item.name for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.items)
+
+    def __getitem__(self, name: str) -> ExperimentItem:
+        if name not in self._by_name:
+            raise DataError(f"{self.path}: no item named {name!r}; it has {len(self.items)} items")
+        return self._by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __repr__(self) -> str:
+        return f"ExperimentFolder({str(self.path)!r}, version={self.version!r}, items={len(self.items)})"
+
+    def split(self, eval_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+        """Deterministic train/eval split of the item names.
+
+        The eval set holds ``round(eval_fraction * n)`` items, at least 1 when the fraction
+        is positive and at most ``n - 1``. Both lists keep the folder's order.
+
+        Returns:
+            ``(train_names, eval_names)``.
+        """
+        if not 0.0 <= eval_fraction < 1.0:
+            raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+        n = len(self.items)
+        n_eval = round(eval_fraction * n)
+        if eval_fraction > 0:
+            n_eval = max(n_eval, 1)
+        n_eval = min(n_eval, n - 1)
+        shuffled = sorted(self.names)
+        random.Random(seed).shuffle(shuffled)
+        held_out = set(shuffled[:n_eval])
+        return [m for m in self.names if m not in held_out], [m for m in self.names if m in held_out]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and totals for display (plain JSON-able values)."""
+        seconds = [item.duration_s for item in self.items]
+        phones = [item.n_phones for item in self.items]
+        return {
+            "path": str(self.path),
+            "version": self.version,
+            "items": len(self.items),
+            "dropped": len(self.dropped),
+            "dropped_names": dict(list(self.dropped.items())[:10]),
+            "total_seconds": round(sum(seconds), 3),
+            "min_seconds": round(min(seconds), 3),
+            "max_seconds": round(max(seconds), 3),
+            "phones": sum(phones),
+            "with_codes": sum(item.codes is not None for item in self.items),
+            "with_bert": sum(item.bert_path is not None for item in self.items),
+            "with_sv": sum(item.sv_path is not None for item in self.items),
+        }
+
+    # --- validation ---
+    def _open_item(
+        self,
+        name: str,
+        phones: tuple[str, ...],
+        word2ph: str,
+        norm_text: str,
+        bert: bool,
+        codes: tuple[int, ...] | None,
+        check_tensors: bool,
+    ) -> ExperimentItem:
+        wav_path = self.path / WAV_DIR / name
+        try:
+            info = soundfile.info(str(wav_path))
+        except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
+            raise DataError(f"{wav_path}: cannot be read as audio ({e}); expected mono {SAMPLE_RATE} Hz") from e
+        if info.samplerate != SAMPLE_RATE:
+            raise DataError(
+                f"{wav_path}: sample rate {info.samplerate} Hz, expected {SAMPLE_RATE}; "
+                "hint: 5-wav32k holds 32 kHz audio (resample when preparing the folder)"
+            )
+        if info.channels != 1:
+            raise DataError(f"{wav_path}: {info.channels} channels, expected mono")
+        hubert_path = self.path / HUBERT_DIR / f"{name}.pt"
+        bert_path = self.path / BERT_DIR / f"{name}.pt" if bert else None
+        sv_path = self.path / SV_DIR / f"{name}.pt" if self.is_pro else None
+        spec_frames = info.frames // HOP
+        hubert_frames = None
+        if check_tensors:
+            hubert = load_tensor(hubert_path, mmap=True)
+            _check_shape(hubert_path, hubert, (1, SSL_DIM, None))
+            hubert_frames = int(hubert.shape[2])
+            if not 0 <= spec_frames - hubert_frames <= 1:
+                raise DataError(
+                    f"{hubert_path}: {hubert_frames} HuBERT frames for {info.frames} samples of audio, expected "
+                    f"{spec_frames} or {spec_frames - 1} (one per {HOP} samples, floor((N/2 - 400) / 320) + 1); "
+                    "hint: the HuBERT file does not belong to this audio"
+                )
+            if bert_path is not None:
+                _check_shape(bert_path, load_tensor(bert_path, mmap=True), (BERT_DIM, len(phones)), "n_phones")
+            if sv_path is not None:
+                _check_shape(sv_path, load_tensor(sv_path, mmap=True), (1, SV_DIM))
+        return ExperimentItem(
+            name=name,
+            phones=phones,
+            word2ph=word2ph,
+            norm_text=norm_text,
+            wav_path=wav_path,
+            n_samples=int(info.frames),
+            hubert_path=hubert_path,
+            hubert_frames=hubert_frames,
+            bert_path=bert_path,
+            codes=codes,
+            sv_path=sv_path,
+        )
+
+
+# --------------------------------------------------------------------------- file readers
+
+
+def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
+    """Load one tensor from a ``.pt`` file with ``torch.load(weights_only=True)``.
+
+    No globals beyond torch's own tensor rebuild functions are allowed, so a file holding
+    any other object is refused without being run.
+
+    Raises:
+        DataError: the file cannot be read, or holds something other than a tensor.
+    """
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except Exception as e:  # torch raises several unrelated types for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot be loaded as a tensor file ({first[:200]})") from e
+    if not isinstance(obj, torch.Tensor):
+        raise DataError(f"{path}: expected a tensor, got {type(obj).__name__}")
+    return obj
+
+
+def _check_shape(
+    path: Path, t: torch.Tensor, expected: tuple[int | None, ...], last_name: str | None = None
+) -> None:
+    ok = t.dim() == len(expected) and all(e is None or s == e for s, e in zip(t.shape, expected))
+    if not ok:
+        shown = ", ".join("T" if e is None else str(e) for e in expected)
+        hint = f" (last axis = {last_name})" if last_name else ""
+        raise DataError(f"{path}: tensor of shape {list(t.shape)}, expected [{shown}]{hint}")
+    if not t.is_floating_point():
+        raise DataError(f"{path}: tensor of dtype {t.dtype}, expected a float tensor")
+
+
+def _finite_float(path: Path, t: torch.Tensor) -> torch.Tensor:
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise DataError(f"{path}: tensor holds NaN or inf values; hint: redo this item in fp32")
+    return t
+
+
+def _names_with_suffix(folder: Path, suffix: str) -> set[str]:
+    return {p.name[: -len(suffix)] for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix)}
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot be read as UTF-8 text ({e})") from e
+
+
+def _read_name2text(path: Path, version: str) -> dict[str, tuple[tuple[str, ...], str, str]]:
+    """``name -> (phones, word2ph, norm_text)``; every line is checked."""
+    out: dict[str, tuple[tuple[str, ...], str, str]] = {}
+    for lineno, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise DataError(
+                f"{path}:{lineno}: {len(fields)} tab-separated fields, expected 4 "
+                "(name, phones, word2ph, norm_text)"
+            )
+        name, phone_field, word2ph, norm_text = fields
+        phones = tuple(phone_field.split())
+        if not name or not phones:
+            raise DataError(f"{path}:{lineno}: empty {'name' if not name else 'phones'} field")
+        if name in out:
+            raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
+        try:
+            phones_to_ids(phones, version)
+        except DataError as e:
+            raise DataError(f"{path}:{lineno}: {e}") from e
+        out[name] = (phones, word2ph, norm_text)
+    if not out:
+        raise DataError(f"{path}: no items (the file is empty)")
+    return out
+
+
+def _read_semantic(path: Path) -> dict[str, tuple[int, ...]]:
+    """``name -> codes``; the header and every line are checked."""
+    lines = _lines(path)
+    if not lines or lines[0].rstrip("\r") != SEMANTIC_HEADER:
+        got = lines[0][:60] if lines else "an empty file"
+        raise DataError(f"{path}:1: expected the header {SEMANTIC_HEADER!r}, got {got!r}")
+    out: dict[str, tuple[int, ...]] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) != 2:
+            raise DataError(f"{path}:{lineno}: {len(fields)} tab-separated fields, expected 2 (name, codes)")
+        name, code_field = fields
+        try:
+            codes = tuple(int(c) for c in code_field.split())
+        except ValueError:
+            bad = next(c for c in code_field.split() if not _is_int(c))
+            raise DataError(f"{path}:{lineno}: code {bad!r} is not an integer") from None
+        if not codes:
+            raise DataError(f"{path}:{lineno}: no codes for {name!r}")
+        bad_codes = [c for c in codes if not 0 <= c < CODEBOOK_SIZE]
+        if bad_codes:
+            raise DataError(f"{path}:{lineno}: code {bad_codes[0]} outside 0..{CODEBOOK_SIZE - 1}")
+        if name in out:
+            raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
+        out[name] = codes
+    return out
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+    except ValueError:
+        return False
+    return True
+
+
+def hubert_frames_for(n_samples_32k: int) -> int:
+    """HuBERT frames (50 Hz) for an audio length at 32 kHz: ``floor((N16 - 400) / 320) + 1``.
+
+    ``N16 = ceil(N / 2)`` is the length after resampling to 16 kHz. Always equals
+    ``N // 640`` or one less.
+    """
+    n16 = math.ceil(n_samples_32k / 2)
+    if n16 < 400:
+        raise DataError(f"audio of {n_samples_32k} samples is shorter than one HuBERT window (800 at 32 kHz)")
+    return (n16 - 400) // 320 + 1
