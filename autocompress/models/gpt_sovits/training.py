@@ -1,0 +1,279 @@
+"""Teacher training from scratch: codebook fitting, losses and single optimisation steps.
+
+Used by ``scripts/build_demo_voice.py`` to train the demo voice on a CPU. The recipe is a
+reduced version of upstream's (§4 of the architecture spec), chosen for a 2-core machine:
+
+* The top-level ``ssl_proj`` (768 -> 768, kernel 2, stride 2) is fixed to the mean of each
+  pair of 50 Hz frames, and the quantizer codebook is fitted by k-means on those 25 Hz
+  vectors, then frozen (upstream gets both from its pretrained model and never trains them).
+* SoVITS is trained without a discriminator by default: mel L1 (weight ``c_mel``),
+  multi-resolution STFT loss (spectral convergence + log magnitude) and the VITS KL term.
+  An optional adversarial term uses whatever discriminator the caller passes.
+* The GPT is trained with mean token cross-entropy on teacher-forced logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from autocompress.exceptions import ConfigError, DataError
+from autocompress.models.gpt_sovits.audio import mel_spectrogram, spec_to_mel
+
+CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
+
+
+# --------------------------------------------------------------------------- codebook
+
+
+@torch.no_grad()
+def init_ssl_proj_pair_mean_(conv: nn.Conv1d) -> nn.Conv1d:
+    """Set a kernel-2 ``ssl_proj`` to output the mean of each pair of input frames.
+
+    Raises:
+        ConfigError: when the conv is not square with kernel 2.
+    """
+    out_ch, in_ch, k = conv.weight.shape
+    if out_ch != in_ch or k != 2:
+        raise ConfigError(f"ssl_proj must be [C, C, 2] for the pair mean, got {list(conv.weight.shape)}")
+    eye = torch.eye(in_ch, dtype=conv.weight.dtype)
+    conv.weight.copy_(0.5 * eye[:, :, None].expand(-1, -1, 2))
+    if conv.bias is not None:
+        conv.bias.zero_()
+    return conv
+
+
+@torch.no_grad()
+def kmeans(
+    x: Tensor, n_codes: int, iters: int = 25, seed: int = 0, chunk: int = 8192
+) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means with k-means++ seeding (deterministic for a seed).
+
+    Args:
+        x: vectors ``[N, D]`` (float32).
+        n_codes: number of centroids K; when N < K the extra centroids are copies of data
+            points plus a tiny seeded offset, so every row is distinct.
+        iters: Lloyd iterations.
+        seed: seeds the initialisation.
+        chunk: rows per distance block (bounds memory).
+
+    Returns:
+        (centroids ``[K, D]``, counts ``[K]`` of vectors assigned to each).
+
+    Raises:
+        DataError: when ``x`` is empty or not 2-D.
+    """
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise DataError(f"k-means needs vectors [N, D] with N >= 1, got shape {list(x.shape)}")
+    x = x.float()
+    gen = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    k_data = min(n_codes, n)
+    centroids = _kmeans_pp(x, k_data, gen, chunk)
+    for _ in range(iters):
+        assign = _nearest(x, centroids, chunk)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k_data).float()
+        empty = counts == 0
+        centroids = torch.where(empty[:, None], centroids, sums / counts.clamp(min=1)[:, None])
+        if bool(empty.any()):  # reseed empty clusters on random points
+            idx = torch.randint(0, n, (int(empty.sum()),), generator=gen)
+            centroids[empty] = x[idx]
+    assign = _nearest(x, centroids, chunk)
+    counts = torch.bincount(assign, minlength=k_data).float()
+    if k_data < n_codes:
+        extra = centroids[torch.randint(0, k_data, (n_codes - k_data,), generator=gen)]
+        extra = extra + 1e-3 * torch.randn(extra.shape, generator=gen)
+        centroids = torch.cat([centroids, extra])
+        counts = torch.cat([counts, torch.zeros(n_codes - k_data)])
+    return centroids, counts
+
+
+def _nearest(x: Tensor, centroids: Tensor, chunk: int) -> Tensor:
+    c_sq = centroids.square().sum(1)  # [K]
+    out = []
+    for start in range(0, x.shape[0], chunk):
+        block = x[start : start + chunk]
+        dist = c_sq[None, :] - 2.0 * block @ centroids.T  # [n, K], ||x||^2 dropped
+        out.append(dist.argmin(1))
+    return torch.cat(out)
+
+
+def _kmeans_pp(x: Tensor, k: int, gen: torch.Generator, chunk: int) -> Tensor:
+    n = x.shape[0]
+    first = int(torch.randint(0, n, (1,), generator=gen))
+    chosen = [first]
+    best = (x - x[first]).square().sum(1)  # [N] squared distance to the nearest chosen
+    for _ in range(1, k):
+        probs = best / best.sum() if float(best.sum()) > 0 else torch.full_like(best, 1.0 / n)
+        idx = int(torch.multinomial(probs, 1, generator=gen))
+        chosen.append(idx)
+        best = torch.minimum(best, (x - x[idx]).square().sum(1))
+    del chunk
+    return x[chosen].clone()
+
+
+def codebook_state(centroids: Tensor, counts: Tensor) -> dict[str, Tensor]:
+    """State-dict entries of a fitted, frozen quantizer codebook (upstream's four buffers)."""
+    return {
+        CODEBOOK_PREFIX + "inited": torch.ones(1),
+        CODEBOOK_PREFIX + "cluster_size": counts.float().clone(),
+        CODEBOOK_PREFIX + "embed": centroids.float().clone(),
+        CODEBOOK_PREFIX + "embed_avg": (centroids * 1.0).float().clone(),
+    }
+
+
+# --------------------------------------------------------------------------- SoVITS losses
+
+
+def kl_loss(z_p: Tensor, logs_q: Tensor, m_p: Tensor, logs_p: Tensor, mask: Tensor) -> Tensor:
+    """VITS KL term, normalised by the number of valid frames (upstream's ``kl_loss``).
+
+    All tensors ``[B, C, T]`` except ``mask`` ``[B, 1, T]``.
+    """
+    z_p, logs_q, m_p, logs_p = (t.float() for t in (z_p, logs_q, m_p, logs_p))
+    kl = logs_p - logs_q - 0.5 + 0.5 * (z_p - m_p).square() * torch.exp(-2.0 * logs_p)
+    return (kl * mask).sum() / mask.sum()
+
+
+# (n_fft, hop, window) triples of the multi-resolution STFT loss at 32 kHz
+STFT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
+
+
+def multi_resolution_stft_loss(y_hat: Tensor, y: Tensor) -> Tensor:
+    """Spectral convergence + log-magnitude L1, averaged over :data:`STFT_RESOLUTIONS`.
+
+    Args:
+        y_hat, y: waveforms ``[B, N]`` or ``[B, 1, N]``.
+    """
+    y_hat = y_hat.reshape(y_hat.shape[0], -1).float()
+    y = y.reshape(y.shape[0], -1).float()
+    total = y.new_zeros(())
+    for n_fft, hop, win in STFT_RESOLUTIONS:
+        window = torch.hann_window(win, device=y.device)
+        mags = []
+        for w in (y_hat, y):
+            s = torch.stft(w, n_fft, hop, win, window, center=True, return_complex=True)
+            mags.append(torch.sqrt(s.real.square() + s.imag.square() + 1e-7))
+        m_hat, m = mags
+        sc = torch.linalg.norm(m - m_hat) / torch.linalg.norm(m).clamp(min=1e-7)
+        log_mag = F.l1_loss(torch.log(m_hat), torch.log(m))
+        total = total + sc + log_mag
+    return total / len(STFT_RESOLUTIONS)
+
+
+def slice_segments(x: Tensor, starts: Tensor, size: int) -> Tensor:
+    """Take ``x[b, :, starts[b] : starts[b] + size]`` for each row -> ``[B, C, size]``."""
+    return torch.stack([x[i, :, int(s) : int(s) + size] for i, s in enumerate(starts)])
+
+
+@dataclass(frozen=True)
+class SoVITSLossWeights:
+    """Weights of the discriminator-free SoVITS objective."""
+
+    mel: float = 45.0  # upstream c_mel
+    kl: float = 1.0  # upstream c_kl
+    stft: float = 2.0  # multi-resolution STFT (not in upstream; replaces part of the GAN's role)
+    adv: float = 1.0  # adversarial + feature matching, when a discriminator is used
+
+
+def sovits_generator_losses(
+    model: nn.Module,
+    ssl: Tensor,
+    spec: Tensor,
+    spec_lengths: Tensor,
+    wav: Tensor,
+    text: Tensor,
+    text_lengths: Tensor,
+    weights: SoVITSLossWeights,
+    discriminator: nn.Module | None = None,
+) -> tuple[Tensor, dict[str, float], Tensor, Tensor]:
+    """One SoVITS training forward and its generator loss.
+
+    Args:
+        model: ``SynthesizerTrn`` in train mode.
+        ssl: ``[B, 768, T50]``; spec: ``[B, 1025, T]``; wav: ``[B, 1, N]`` at 32 kHz.
+        text: ``[B, L]`` phone ids; the lengths are ``[B]``.
+        weights: loss weights.
+        discriminator: optional; when given, adds least-squares adversarial and
+            feature-matching terms (the discriminator itself is stepped by the caller).
+
+    Returns:
+        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
+    """
+    out = model(ssl, spec, spec_lengths, text, text_lengths)
+    o, ids = out.o, out.ids_slice
+    cfg = model.config
+    hop = cfg.hop_length
+    seg_frames = o.shape[-1] // hop
+    y = slice_segments(wav, ids * hop, seg_frames * hop)  # [B, 1, S]
+    mel_kw = dict(sampling_rate=cfg.sampling_rate, n_fft=cfg.filter_length, n_mels=cfg.n_mel_channels)
+    y_mel = slice_segments(spec_to_mel(spec.float(), **mel_kw), ids, seg_frames)
+    y_hat_mel = mel_spectrogram(
+        o.squeeze(1).float(), cfg.filter_length, cfg.n_mel_channels, cfg.sampling_rate,
+        cfg.hop_length, cfg.win_length,
+    )
+    loss_mel = F.l1_loss(y_hat_mel, y_mel)
+    loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
+    loss_stft = multi_resolution_stft_loss(o, y)
+    total = weights.mel * loss_mel + weights.kl * loss_kl + weights.stft * loss_stft
+    total = total + out.commit_loss.float().mean()
+    parts = {"mel": loss_mel.item(), "kl": loss_kl.item(), "stft": loss_stft.item()}
+    if discriminator is not None:
+        real_out, fake_out, real_maps, fake_maps = discriminator(y, o)
+        adv = sum(torch.mean((1.0 - d.float()) ** 2) for d in fake_out)
+        fm = sum(
+            torch.mean(torch.abs(r.detach().float() - g.float()))
+            for rm, gm in zip(real_maps, fake_maps)
+            for r, g in zip(rm, gm)
+        )
+        total = total + weights.adv * (adv + 2.0 * fm)
+        parts.update(adv=float(adv.detach()), fm=float(fm.detach()))
+    parts["total"] = total.item()
+    return total, parts, o, y
+
+
+def discriminator_loss(discriminator: nn.Module, y: Tensor, y_hat: Tensor) -> Tensor:
+    """Least-squares discriminator loss on real ``y`` and detached generated ``y_hat``."""
+    real_out, fake_out, _, _ = discriminator(y, y_hat.detach())
+    return sum(torch.mean((1.0 - r.float()) ** 2) + torch.mean(g.float() ** 2) for r, g in zip(real_out, fake_out))
+
+
+# --------------------------------------------------------------------------- GPT loss
+
+
+def gpt_loss(
+    model: nn.Module, phones: Tensor, phones_len: Tensor, codes: Tensor, codes_len: Tensor
+) -> tuple[Tensor, dict[str, float]]:
+    """Mean token cross-entropy of the GPT on a right-padded batch (BERT features are zero).
+
+    Padded target positions (EOS beyond each item's own EOS) are excluded from the mean.
+    """
+    bert = phones.new_zeros((phones.shape[0], model.config.bert_dim, phones.shape[1]), dtype=torch.float32)
+    logits, targets = model.forward_train(phones, phones_len, bert, codes, codes_len)  # [B, T+1, V]
+    t = torch.arange(targets.shape[1], device=targets.device)[None, :]
+    valid = t <= codes_len[:, None]  # the codes and one EOS
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # [B, T+1]
+    loss = (ce * valid).sum() / valid.sum()
+    with torch.no_grad():
+        acc = ((logits.argmax(-1) == targets) & valid).sum() / valid.sum()
+    return loss, {"ce": loss.item(), "acc": acc.item()}
+
+
+__all__ = [
+    "CODEBOOK_PREFIX",
+    "STFT_RESOLUTIONS",
+    "SoVITSLossWeights",
+    "codebook_state",
+    "discriminator_loss",
+    "gpt_loss",
+    "init_ssl_proj_pair_mean_",
+    "kl_loss",
+    "kmeans",
+    "multi_resolution_stft_loss",
+    "slice_segments",
+    "sovits_generator_losses",
+]

