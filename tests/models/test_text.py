@@ -1,0 +1,115 @@
+"""Symbol tables and the English front end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from autocompress.exceptions import DataError
+from autocompress.models.gpt_sovits.text import (
+    PUNCTUATION,
+    english_to_phones,
+    grapheme_to_phones,
+    ids_to_phones,
+    normalize_english,
+    number_to_words,
+    phones_to_ids,
+    symbols,
+    text_to_ids,
+)
+
+
+def test_symbol_tables_have_the_spec_sizes_ids_and_hashes():
+    v1, v2 = symbols("v1"), symbols("v2")
+    assert (len(v1), len(v2)) == (322, 732)
+    assert v2[:322] == v1
+    assert symbols("v2Pro") == symbols("v2ProPlus") == v2
+    assert phones_to_ids(["!", ",", "-", ".", "?", "AA", "SP", "UNK", "_"], "v1") == [0, 1, 2, 3, 4, 5, 77, 86, 95]
+    assert v2[322:324] == ["[", "]"]
+    # SHA-256 of json.dumps(list, ensure_ascii=False), as the spec gives them (§8). The
+    # spec's v2 tail reads "a0c84" where the table gives "e0c84"; the 8-digit heads match.
+    digest = {v: hashlib.sha256(json.dumps(symbols(v), ensure_ascii=False).encode()).hexdigest() for v in ("v1", "v2")}
+    assert digest["v1"].startswith("6b3ad1f9") and digest["v1"].endswith("fda4d")
+    assert digest["v2"].startswith("9bf47d8a")
+
+
+def test_symbols_returns_a_copy():
+    table = symbols("v2")
+    table[0] = "changed"
+    assert symbols("v2")[0] == "!"
+
+
+def test_unknown_symbol_and_version_are_named():
+    with pytest.raises(DataError, match=r"unknown phone symbol 'ㄱ' at position 1 for the v1"):
+        phones_to_ids(["AA1", "ㄱ"], "v1")
+    assert phones_to_ids(["ㄱ"], "v2") == [symbols("v2").index("ㄱ")]
+    with pytest.raises(DataError, match="unknown model version 'v3'"):
+        symbols("v3")
+    with pytest.raises(DataError, match="outside the v1 symbol table"):
+        ids_to_phones([322], "v1")
+
+
+@pytest.mark.parametrize(
+    ("text", "phones"),
+    [
+        ("hello world", "HH AH0 L OW1 W ER1 L D"),
+        ("Speech", "S P IY1 CH"),
+        ("the cat", "DH AH0 K AE1 T"),
+        ("don't", "D OW1 N T"),
+        ("x-ray", "EH1 K S R EY2"),
+    ],
+)
+def test_known_words_give_cmudict_arpabet(text, phones):
+    assert english_to_phones(text) == phones.split()
+
+
+def test_punctuation_maps_onto_the_table_marks():
+    phones = english_to_phones("“Wait; what?!” Yes... ok — fine: good.")
+    marks = [p for p in phones if p in PUNCTUATION]
+    # ; -> ,  ?! -> ? (first of a run)  ... -> …  — -> -  : -> ,  quotes dropped
+    assert marks == [",", "?", "…", "-", ",", "."]
+    assert normalize_english("...Hello") == "Hello"  # no leading marks
+
+
+def test_numbers_are_spelled_out():
+    assert number_to_words(0) == "zero"
+    assert number_to_words(15) == "fifteen"
+    assert number_to_words(40) == "forty"
+    assert number_to_words(101) == "one hundred one"
+    assert number_to_words(1234) == "one thousand two hundred thirty four"
+    assert number_to_words(9999) == "nine thousand nine hundred ninety nine"
+    with pytest.raises(DataError, match="0..9999"):
+        number_to_words(10000)
+    assert normalize_english("I have 3 cats.") == "I have three cats ."
+    assert normalize_english("12345") == "one two three four five"
+    assert normalize_english("3.5 and 1,200") == "three point five and one thousand two hundred"
+    assert normalize_english("the 21st, 50%") == "the twenty first , fifty percent"
+    assert english_to_phones("7") == ["S", "EH1", "V", "AH0", "N"]
+
+
+def test_oov_word_uses_grapheme_rules():
+    assert grapheme_to_phones("zorblax") == ["Z", "AO1", "R", "B", "L", "AE0", "K", "S"]
+    assert english_to_phones("zorblax") == ["Z", "AO1", "R", "B", "L", "AE0", "K", "S"]
+    assert grapheme_to_phones("shipe") == ["SH", "IH1", "P"]  # silent final e
+    assert grapheme_to_phones("yummy") == ["Y", "AH1", "M", "IY0"]  # doubled consonant once, final y
+
+
+def test_oov_acronym_is_spelled_and_compound_is_split():
+    assert english_to_phones("GPU") == ["JH", "IY1", "P", "IY1", "Y", "UW1"]
+    assert english_to_phones("bcd") == ["B", "IY1", "S", "IY1", "D", "IY1"]  # no vowel
+    assert english_to_phones("autocompress") == english_to_phones("auto compress")
+
+
+def test_front_end_output_is_always_in_both_tables():
+    text = "The quick brown fox, named Qwxlplk, jumped over 2024 lazy dogs!? Isn't that GREAT… e.g. naïve café."
+    phones = english_to_phones(text)
+    assert phones and phones[-1] == "."
+    assert text_to_ids(text, "v1") == text_to_ids(text, "v2")
+    assert ids_to_phones(text_to_ids(text, "v1"), "v1") == phones
+
+
+def test_empty_and_symbol_only_text():
+    assert english_to_phones("") == []
+    assert english_to_phones("$ # @") == []
