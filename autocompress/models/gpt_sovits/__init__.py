@@ -9,7 +9,31 @@ from autocompress.models.gpt_sovits.audio import (
     spectrogram,
     spectrogram_raw,
 )
-from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, sovits_preset
+from autocompress.models.gpt_sovits.checkpoint import (
+    CheckpointInfo,
+    GPTCheckpoint,
+    SoVITSCheckpoint,
+    inspect_checkpoint,
+    load_gpt,
+    load_sovits,
+    read_gpt,
+    read_sovits,
+    save_gpt,
+    save_sovits,
+)
+from autocompress.models.gpt_sovits.config import (
+    GPTConfig,
+    SoVITSConfig,
+    gpt_tiny,
+    gpt_v1,
+    gpt_v2,
+    sovits_preset,
+    sovits_tiny,
+    sovits_v1,
+    sovits_v2,
+    sovits_v2pro,
+    sovits_v2proplus,
+)
 from autocompress.models.gpt_sovits.data import (
     ExperimentFolder,
     ExperimentItem,
@@ -24,6 +48,7 @@ from autocompress.models.gpt_sovits.data import (
     write_experiment,
 )
 from autocompress.models.gpt_sovits.discriminator import MultiPeriodDiscriminator
+from autocompress.models.gpt_sovits.gpt import KVCache, Text2SemanticGPT
 from autocompress.models.gpt_sovits.sovits import (
     SoVITSTrainOutput,
     SynthesizerTrn,
@@ -35,6 +60,28 @@ from autocompress.models.gpt_sovits.text import english_to_phones, phones_to_ids
 
 
 __all__ = [
+    # checkpoints (load / save / inspect) and the GPT
+    "CheckpointInfo",
+    "GPTCheckpoint",
+    "KVCache",
+    "SoVITSCheckpoint",
+    "Text2SemanticGPT",
+    "inspect_checkpoint",
+    "load_gpt",
+    "load_sovits",
+    "read_gpt",
+    "read_sovits",
+    "save_gpt",
+    "save_sovits",
+    # presets
+    "gpt_tiny",
+    "gpt_v1",
+    "gpt_v2",
+    "sovits_tiny",
+    "sovits_v1",
+    "sovits_v2",
+    "sovits_v2pro",
+    "sovits_v2proplus",
     "GPTConfig",
     "MultiPeriodDiscriminator",
     "SoVITSConfig",
