@@ -18,6 +18,7 @@ COMMANDS = [
     "autocompress.cli.inspect_cmd",
     "autocompress.cli.targets_cmd",
     "autocompress.cli.schedule_cmd",
+    "autocompress.cli.report_cmd",
 ]
 
 # Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.

@@ -1,0 +1,30 @@
+"""``autocompress report --study NAME [--target T] --out report.html``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autocompress.schedule._front import DEFAULT_STORAGE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a search")
+    p.add_argument("--study", required=True)
+    p.add_argument("--target", default=None, help="target whose bundles to show (default: the study's)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--exports", default=None, help="export folder (default: exports/<study>/<target>/)")
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from autocompress.report import load_report_data, write_report
+
+    data = load_report_data(args.storage, args.study, args.target)
+    export_dir = Path(args.exports) if args.exports else Path("exports") / args.study / (data.target or "")
+    if export_dir.exists():
+        data = load_report_data(args.storage, args.study, args.target, export_dir)
+    for path in write_report(data, Path(args.out)):
+        print(path)
+    return 0

@@ -1,0 +1,159 @@
+"""What a search report shows, read from an Optuna study and the exported bundles."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.exceptions import StoreError
+from autocompress.schedule._front import feasible_front, is_feasible
+
+DEFAULT_NAMES = ("quality", "latency", "memory")
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One finished trial as the report plots it."""
+
+    number: int
+    values: tuple[float, ...]
+    feasible: bool
+    pareto: bool
+    baseline: str | None
+    params: dict[str, float | str]
+
+
+@dataclass(frozen=True)
+class BundleRow:
+    """One exported bundle: its folder, manifest figures (each labelled) and sample audio."""
+
+    path: Path
+    trial: int | None
+    target: str
+    metrics: list[dict]  # {"name", "value", "unit", "kind": measured|projected, "device"}
+    precisions: dict[str, str]
+    samples: list[Path]
+
+
+@dataclass
+class ReportData:
+    study_name: str
+    target: str | None
+    objective_names: tuple[str, ...]
+    objective_labels: tuple[str, ...]  # e.g. "latency, ms per audio s (projected for rtx3060)"
+    points: list[TrialPoint]
+    n_failed: int
+    bundles: list[BundleRow] = field(default_factory=list)
+    teacher_samples: list[Path] = field(default_factory=list)
+    sensitivity: dict[str, list[tuple[str, float, int]]] = field(default_factory=dict)
+
+
+def _label(study: optuna.Study, name: str, i: int) -> str:
+    units = study.user_attrs.get("objective_units", {})
+    kinds = study.user_attrs.get("objective_kinds", {})
+    unit = units.get(name) if isinstance(units, dict) else None
+    kind = kinds.get(name) if isinstance(kinds, dict) else None
+    text = name if unit is None else f"{name} ({unit})"
+    return text if kind is None else f"{text}, {kind}"
+
+
+def load_report_data(storage: str, study_name: str, target: str | None = None, export_dir: Path | None = None) -> ReportData:
+    """Collect trials, the feasible Pareto front, sensitivities and bundles for one study."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError as e:
+        raise StoreError(f"no study named {study_name!r} in {storage}") from e
+    trials = study.get_trials(deepcopy=False)
+    names = tuple(study.metric_names or DEFAULT_NAMES[: len(study.directions)])
+    front = {t.number for t in feasible_front(trials, study.directions)}
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    points = [
+        TrialPoint(
+            number=t.number,
+            values=tuple(float(v) for v in t.values),
+            feasible=is_feasible(t),
+            pareto=t.number in front,
+            baseline=t.user_attrs.get("baseline"),
+            params=dict(t.params),
+        )
+        for t in done
+    ]
+    target = target or study.user_attrs.get("target")
+    data = ReportData(
+        study_name=study_name,
+        target=target,
+        objective_names=names,
+        objective_labels=tuple(_label(study, n, i) for i, n in enumerate(names)),
+        points=points,
+        n_failed=sum(t.state == TrialState.FAIL for t in trials),
+    )
+    data.sensitivity = sensitivity(done, quality_index=0)
+    if export_dir is not None and export_dir.exists():
+        data.bundles = find_bundles(export_dir)
+        teacher = export_dir / "teacher"
+        if teacher.is_dir():
+            data.teacher_samples = sorted(teacher.glob("*.wav"))
+    return data
+
+
+def sensitivity(trials: list[FrozenTrial], quality_index: int = 0) -> dict[str, list[tuple[str, float, int]]]:
+    """Mean quality for each value of each searched parameter: how quality falls as a module's
+    bits or prune ratio change. Returns {param: [(value, mean quality, n trials), ...]}."""
+    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for t in trials:
+        if t.values is None:
+            continue
+        q = float(t.values[quality_index])
+        if not math.isfinite(q):
+            continue
+        for name, value in t.params.items():
+            table[name][_fmt_value(value)].append(q)
+    out: dict[str, list[tuple[str, float, int]]] = {}
+    for name in sorted(table):
+        rows = [(v, sum(qs) / len(qs), len(qs)) for v, qs in table[name].items()]
+        out[name] = sorted(rows, key=lambda r: _sort_key(r[0]))
+    return out
+
+
+def _fmt_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _sort_key(text: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def find_bundles(export_dir: Path) -> list[BundleRow]:
+    """Every bundle (a folder with manifest.json) under ``export_dir``, latest first."""
+    rows = []
+    for manifest in sorted(export_dir.rglob("manifest.json")):
+        try:
+            m = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        metrics = m.get("metrics", [])
+        if isinstance(metrics, dict):
+            metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
+        precisions = m.get("precision") or m.get("precisions") or {}
+        rows.append(
+            BundleRow(
+                path=manifest.parent,
+                trial=m.get("trial"),
+                target=str(m.get("target", "")),
+                metrics=list(metrics),
+                precisions={str(k): str(v) for k, v in precisions.items()} if isinstance(precisions, dict) else {},
+                samples=sorted(manifest.parent.rglob("*.wav"))[:3],
+            )
+        )
+    return rows

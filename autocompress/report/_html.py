@@ -1,0 +1,186 @@
+"""Render a search report: one self-contained HTML file plus PNG plots.
+
+Plots are drawn with matplotlib (Agg). In the HTML they are inline SVG where every trial is
+a group with id ``trial-<number>``, so a browser test can count the points; audio is
+embedded as data URIs so the file can be mailed or opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from autocompress.report._data import ReportData, TrialPoint  # noqa: E402
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:.25em .6em;font-size:.9em}
+th{background:#f4f4f4} .plots{display:flex;flex-wrap:wrap;gap:1em} .plots svg{width:520px;height:auto}
+.note{color:#666;font-size:.9em} .measured{color:#075} .projected{color:#a50}
+"""
+
+
+def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
+    """Quality (y) against one cost objective (x): feasible, infeasible, Pareto, baselines."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    for p in data.points:
+        x, y = p.values[x_index], p.values[y_index]
+        if p.baseline:
+            style = dict(marker="*", markersize=13, color="#1f5fbf")
+        elif not p.feasible:
+            style = dict(marker="x", markersize=7, color="#c33")
+        else:
+            style = dict(marker="o", markersize=7, color="#2a2", markerfacecolor="none" if not p.pareto else "#2a2")
+        (line,) = ax.plot([x], [y], linestyle="none", **style)
+        line.set_gid(f"trial-{p.number}")
+        if p.baseline:
+            ax.annotate(p.baseline, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    front = sorted((p for p in data.points if p.pareto), key=lambda p: p.values[x_index])
+    if len(front) > 1:
+        ax.plot([p.values[x_index] for p in front], [p.values[y_index] for p in front], color="#2a2", alpha=0.4)
+    ax.set_xlabel(data.objective_labels[x_index])
+    ax.set_ylabel(data.objective_labels[y_index])
+    ax.grid(alpha=0.3)
+    handles = [
+        plt.Line2D([], [], marker="o", color="#2a2", linestyle="none", label="Pareto (feasible)"),
+        plt.Line2D([], [], marker="o", color="#2a2", markerfacecolor="none", linestyle="none", label="feasible"),
+        plt.Line2D([], [], marker="x", color="#c33", linestyle="none", label="infeasible"),
+        plt.Line2D([], [], marker="*", color="#1f5fbf", linestyle="none", label="baseline"),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plot_pairs(data: ReportData) -> list[tuple[str, int, int]]:
+    """(file stem, y index, x index): quality against every other objective."""
+    return [
+        (f"quality_vs_{data.objective_names[i]}", 0, i) for i in range(1, len(data.objective_names))
+    ]
+
+
+def _svg_inline(svg: bytes) -> str:
+    text = svg.decode("utf-8")
+    return text[text.find("<svg") :]
+
+
+def _audio(path: Path, label: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<div class="audio"><span>{html.escape(label)}</span><br>'
+        f'<audio controls preload="none" src="data:audio/wav;base64,{b64}"></audio></div>'
+    )
+
+
+def _metric_cell(m: dict) -> str:
+    kind = str(m.get("kind", ""))
+    where = m.get("device") or m.get("target") or ""
+    label = f"{kind} {'on' if kind == 'measured' else 'for'} {where}".strip() if kind else ""
+    unit = m.get("unit") or ""
+    value = m.get("value")
+    vtxt = f"{value:.4g}" if isinstance(value, (int, float)) else html.escape(str(value))
+    return f'{html.escape(str(m.get("name", "")))}: {vtxt} {html.escape(unit)} <span class="{html.escape(kind)}">({html.escape(label)})</span>'
+
+
+def _points_table(data: ReportData) -> str:
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in data.objective_labels)
+    rows = []
+    for p in sorted(data.points, key=lambda p: p.number):
+        vals = "".join(f"<td>{v:.4g}</td>" for v in p.values)
+        rows.append(
+            f"<tr><td>{p.number}</td>{vals}<td>{'yes' if p.feasible else 'no'}</td>"
+            f"<td>{'yes' if p.pareto else ''}</td><td>{html.escape(p.baseline or '')}</td></tr>"
+        )
+    return f"<table><tr><th>trial</th>{head}<th>feasible</th><th>Pareto</th><th>baseline</th></tr>{''.join(rows)}</table>"
+
+
+def render_html(data: ReportData) -> str:
+    """The whole report as one HTML string."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>autocompress report: {html.escape(data.study_name)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Search report: {html.escape(data.study_name)}</h1>",
+        f"<p>Target: <b>{html.escape(data.target or 'unknown')}</b>. Finished trials: {len(data.points)}; "
+        f"failed: {data.n_failed}; feasible Pareto trials: {sum(p.pareto for p in data.points)}.</p>",
+        "<p class='note'>Figures labelled <span class='projected'>projected</span> are estimated for the target "
+        "from FLOPs and bytes; <span class='measured'>measured</span> ones were timed on the named device.</p>",
+        "<h2>Pareto fronts</h2><div class='plots'>",
+    ]
+    for _stem, yi, xi in _plot_pairs(data):
+        parts.append(_svg_inline(_scatter(data, yi, xi, "svg")))
+    parts.append("</div><h2>Trials</h2>")
+    parts.append(_points_table(data))
+    parts.append("<h2>Exported bundles</h2>")
+    if data.bundles:
+        rows = []
+        for b in data.bundles:
+            metrics = "<br>".join(_metric_cell(m) for m in b.metrics)
+            prec = ", ".join(f"{k}: {v}" for k, v in sorted(b.precisions.items()))
+            rows.append(
+                f"<tr><td>{html.escape(str(b.path))}</td><td>{'' if b.trial is None else b.trial}</td>"
+                f"<td>{html.escape(b.target)}</td><td>{html.escape(prec)}</td><td>{metrics}</td></tr>"
+            )
+        parts.append(
+            "<table><tr><th>bundle</th><th>trial</th><th>target</th><th>precision per module</th>"
+            f"<th>metrics</th></tr>{''.join(rows)}</table>"
+        )
+    else:
+        parts.append("<p>No bundles exported yet.</p>")
+    parts.append("<h2>Per-module sensitivity</h2><p class='note'>Mean quality of the finished trials for each value a "
+                 "module's setting took (estimated from the trials, not a controlled sweep).</p>")
+    if data.sensitivity:
+        for name, rows in data.sensitivity.items():
+            cells = "".join(f"<tr><td>{html.escape(v)}</td><td>{q:.4g}</td><td>{n}</td></tr>" for v, q, n in rows)
+            parts.append(f"<h3>{html.escape(name)}</h3><table><tr><th>value</th><th>mean quality</th><th>trials</th></tr>{cells}</table>")
+    else:
+        parts.append("<p>No searched parameters yet.</p>")
+    parts.append("<h2>Listen</h2>")
+    for i, wav in enumerate(data.teacher_samples):
+        parts.append(_audio(wav, f"teacher, sample {i + 1}"))
+    for b in data.bundles:
+        for i, wav in enumerate(b.samples):
+            parts.append(_audio(wav, f"{b.path.name}, sample {i + 1}"))
+    if not data.teacher_samples and not any(b.samples for b in data.bundles):
+        parts.append("<p>No audio samples found.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(data: ReportData, out: Path, png_dir: Path | None = None) -> list[Path]:
+    """Write the HTML (atomically) and one PNG per plot; return the files written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(render_html(data))
+    os.replace(tmp, out)
+    written = [out]
+    png_dir = out.parent if png_dir is None else png_dir
+    for stem, yi, xi in _plot_pairs(data):
+        png = png_dir / f"{out.stem}_{stem}.png"
+        png.write_bytes(_scatter(data, yi, xi, "png"))
+        written.append(png)
+    return written
+
+
+def point_ids(svg_or_html: str) -> list[str]:
+    """The trial ids plotted in a rendered report (used by tests and the CLI summary)."""
+    import re
+
+    return re.findall(r'id="(trial-\d+)"', svg_or_html)
+
+
+__all__ = ["render_html", "write_report", "point_ids", "TrialPoint"]

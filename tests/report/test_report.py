@@ -1,0 +1,129 @@
+"""The report renders in a real headless browser with one point per finished trial."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import soundfile as sf
+
+from autocompress.cli.main import main
+from autocompress.report import load_report_data, point_ids, render_html, sensitivity, write_report
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _make_study(url: str) -> optuna.Study:
+    study = optuna.create_study(
+        study_name="rep", storage=url, directions=["maximize", "minimize", "minimize"]
+    )
+    study.set_metric_names(["quality", "latency_ms", "memory_mb"])
+    study.set_user_attr("target", "rtx3060")
+    rows = [
+        # (bits, prune, quality, latency, memory, feasible, baseline)
+        (32, 0.0, 0.95, 40.0, 900.0, True, "teacher_fp32"),
+        (16, 0.0, 0.94, 22.0, 500.0, True, "teacher_fp16"),
+        (8, 0.3, 0.90, 12.0, 300.0, True, None),
+        (4, 0.3, 0.70, 9.0, 200.0, True, None),
+        (2, 0.5, 0.20, 8.0, 150.0, False, None),
+    ]
+    dists = {
+        "dec.bits": optuna.distributions.CategoricalDistribution([2, 4, 8, 16, 32]),
+        "dec.prune": optuna.distributions.FloatDistribution(0.0, 0.5),
+    }
+    for bits, prune, q, lat, mem, ok, base in rows:
+        study.enqueue_trial({"dec.bits": bits, "dec.prune": prune})
+        t = study.ask(dists)
+        t.set_constraint("quality_floor", -1.0 if ok else 1.0)
+        if base:
+            t.set_user_attr("baseline", base)
+        study.tell(t, [q, lat, mem])
+    t = study.ask(dists)
+    study.tell(t, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+@pytest.fixture
+def study_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    _make_study(url)
+    return url
+
+
+def _bundle(root: Path) -> Path:
+    b = root / "trial-2"
+    b.mkdir(parents=True)
+    (b / "manifest.json").write_text(json.dumps({
+        "target": "rtx3060", "trial": 2, "precision": {"dec": "int8", "gpt": "int8"},
+        "metrics": [
+            {"name": "latency", "value": 12.0, "unit": "ms", "kind": "projected", "device": "rtx3060"},
+            {"name": "decode_rtf", "value": 0.2, "unit": "", "kind": "measured", "device": "cpu"},
+        ],
+    }))
+    t = np.arange(16000) / 32000
+    sf.write(b / "sample_0.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
+    teacher = root / "teacher"
+    teacher.mkdir()
+    sf.write(teacher / "sample_0.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 32000)
+    return root
+
+
+def test_report_has_one_point_per_finished_trial_in_each_plot(study_url, tmp_path):
+    data = load_report_data(study_url, "rep", export_dir=_bundle(tmp_path / "exp"))
+    assert len(data.points) == 5 and data.n_failed == 1
+    assert [p.pareto for p in data.points] == [True, True, True, True, False]
+    page = render_html(data)
+    ids = point_ids(page)
+    assert sorted(set(ids)) == sorted(f"trial-{p.number}" for p in data.points)
+    assert len(ids) == 2 * len(data.points)  # quality vs latency, quality vs memory
+    assert "projected for rtx3060" in page and "measured on cpu" in page
+    assert page.count("<audio") == 2
+
+
+def test_sensitivity_tracks_quality_per_setting(study_url):
+    study = optuna.load_study(study_name="rep", storage=study_url)
+    done = [t for t in study.trials if t.values is not None]
+    table = {v: q for v, q, _ in sensitivity(done)["dec.bits"]}
+    assert table["32"] > table["8"] > table["4"] > table["2"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed")
+def test_report_renders_in_headless_chromium(study_url, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", "--study", "rep", "--storage", study_url, "--out", str(out),
+                 "--exports", str(_bundle(tmp_path / "exp"))]) == 0
+    assert (tmp_path / "report_quality_vs_latency_ms.png").stat().st_size > 1000
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", out.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert len(set(point_ids(dom))) == 5, "the browser's DOM must hold every trial point"
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
+         "--window-size=1200,1400", "--hide-scrollbars", out.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    from matplotlib.image import imread
+
+    img = imread(shot)[..., :3]
+    assert img.shape[0] >= 1000 and img.shape[1] >= 1000
+    assert img.std() > 0.05, "screenshot is blank"
+    assert (img < 0.5).mean() > 0.005, "screenshot has no dark (text/plot) pixels"
+
+
+def test_report_of_a_missing_study_is_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["report", "--study", "nope", "--storage", url, "--out", str(tmp_path / "r.html")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
