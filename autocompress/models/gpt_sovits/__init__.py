@@ -58,7 +58,6 @@ from autocompress.models.gpt_sovits.sovits import (
 )
 from autocompress.models.gpt_sovits.text import english_to_phones, phones_to_ids, symbols, text_to_ids
 
-
 __all__ = [
     # checkpoints (load / save / inspect) and the GPT
     "CheckpointInfo",
