@@ -19,6 +19,9 @@ COMMANDS = [
     "autocompress.cli.targets_cmd",
     "autocompress.cli.schedule_cmd",
     "autocompress.cli.report_cmd",
+    "autocompress.cli.search_cmd",
+    "autocompress.cli.export_cmd",
+    "autocompress.cli.dashboard_cmd",
 ]
 
 # Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.

@@ -1,0 +1,37 @@
+"""``autocompress export``: export a study's feasible Pareto trials for its target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autocompress.store import DEFAULT_STORAGE
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    p = subparsers.add_parser("export", help="export a study's feasible Pareto-best trials to a folder")
+    p.add_argument("--study", required=True, metavar="NAME", help="study name")
+    p.add_argument("--target", required=True, help="the target the study searched for")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
+    p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from autocompress.search import export_pareto
+    from autocompress.targets import load_target
+
+    load_target(args.target)  # one-line error listing the valid names
+    out = args.out or Path("exports") / args.study / args.target
+    paths = export_pareto(
+        storage=args.storage, study_name=args.study, target=args.target, out_dir=out, artifacts=args.artifacts
+    )
+    console = Console()
+    if not paths:
+        console.print(f"study {args.study}: no feasible trial on the Pareto set; wrote only {out / 'pareto.json'}")
+    for p in paths:
+        console.print(f"exported {p}")
+    return 0

@@ -1,0 +1,251 @@
+"""``autocompress search`` (= ``python run_search.py``): run or resume a compression search.
+
+Parses the flags into a :class:`~autocompress.search.SearchConfig`, runs the daemon and renders
+its events: on a terminal a live table of finished trials, the running trial's phase with a
+progress bar over fine-tune steps and the ETA; elsewhere one line per event. On exit it prints
+the Pareto table and the export paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from autocompress.store import DEFAULT_STORAGE
+
+
+def register(subparsers) -> None:  # noqa: ANN001
+    p = subparsers.add_parser(
+        "search",
+        help="search compression plans for a voice on a hardware target (same as run_search.py)",
+        description="Search compression plans for a GPT-SoVITS voice on a hardware target; "
+        "resumes the study when it exists.",
+    )
+    p.add_argument("--target", required=True, help="hardware target name (autocompress targets lists them)")
+    p.add_argument("--gpt", type=Path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
+    p.add_argument("--sovits", type=Path, metavar="FILE.pth", help="SoVITS weights")
+    p.add_argument("--data", type=Path, metavar="logs/<exp>", help="the voice's experiment folder")
+    p.add_argument("--trials", type=_positive_int, metavar="N", help="finished trials the study should hold")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop starting trials after this")
+    p.add_argument("--steps", type=_non_negative_int, metavar="N", help="fine-tune steps per trial")
+    p.add_argument("--study", metavar="NAME", help="study name (default: demo, or the experiment folder's name)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
+    p.add_argument("--space", metavar="FILE", help="search-space file (default: search_spaces/demo.toml or gpt_sovits_v2.toml)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where trials run (default cpu)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="sampler and fine-tune seed (default 0)")
+    p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
+    p.add_argument("--no-export", dest="export", action="store_false", help="do not export the Pareto set at the end")
+    p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from autocompress.search import SearchConfig, resolve, run_search
+
+    config = SearchConfig(
+        target=args.target, gpt=args.gpt, sovits=args.sovits, data=args.data, trials=args.trials,
+        timeout_s=args.timeout, steps=args.steps, study=args.study, storage=args.storage, out=args.out,
+        space=args.space, device=args.device, seed=args.seed, artifacts=args.artifacts, export=args.export,
+    )
+    resolved = resolve(config)
+    console = Console(stderr=False)
+    reporter = RichReporter(console)
+    try:
+        summary = run_search(resolved, reporter)
+    finally:
+        reporter.close()
+    if summary.status == "interrupted":
+        return 130
+    return 1 if summary.export_error else 0
+
+
+class RichReporter:
+    """Renders the daemon's events with rich: live on a terminal, line by line elsewhere."""
+
+    def __init__(self, console) -> None:  # noqa: ANN001
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console
+        self.live_mode = console.is_terminal
+        self.rows: tuple = ()
+        self.info = None
+        self.current = ""
+        self.phase_name = ""
+        self.eta: float | None = None
+        self.eta_at = time.monotonic()
+        self.last_line = 0.0
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[extra]}"),
+            TimeRemainingColumn(), console=console,
+        )
+        self.task = self.progress.add_task("fine-tune", total=1, extra="", visible=False)
+        self.live = None
+
+    # ---- Reporter
+    def search_started(self, info) -> None:  # noqa: ANN001
+        self.info = info
+        c = self.console
+        c.print(f"[bold]autocompress search[/bold]  study [cyan]{info.study}[/cyan]  target [cyan]{info.target}[/cyan]"
+                f" ({info.target_description})")
+        c.print(f"  storage {info.storage}   artifacts {info.artifacts}   export -> {info.out}")
+        c.print(f"  voice {info.voice}   device {info.device}   {info.steps} fine-tune steps per trial")
+        c.print(f"  trials: {info.n_done} of {info.n_trials} done"
+                + (f", timeout {info.timeout_s:g} s" if info.timeout_s else ""))
+        c.print(f"  latency and memory: {info.latency_label}; quality: measured on {info.device}")
+        if self.live_mode:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=c, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def trial_started(self, number: int, label: str, eta_s: float | None) -> None:
+        self.current = f"trial {number}: {label}"
+        self.phase_name = "start"
+        self.eta, self.eta_at = eta_s, time.monotonic()
+        self.progress.reset(self.task, total=1, visible=False, description="fine-tune", extra="")
+        eta = f" (ETA for the search {_duration(eta_s)})" if eta_s is not None else ""
+        self._line(f"[bold]> {self.current}[/bold]{eta}")
+
+    def phase(self, number: int, phase: str) -> None:
+        self.phase_name = phase
+        if number >= 0:
+            self._line(f"  trial {number}: {phase}")
+        else:
+            self._line(f"  {phase} ...")
+
+    def step(self, number: int, step: int, total: int, loss: float, distance: float | None) -> None:
+        extra = f"loss {loss:.4g}" + (f"  teacher distance {distance:.4g}" if distance is not None else "")
+        self.progress.update(self.task, completed=step, total=max(total, 1), visible=True, extra=extra)
+        if self.live is not None:
+            self.live.update(self._render())
+        elif time.monotonic() - self.last_line > 5.0 or step == total:
+            self.last_line = time.monotonic()
+            self.console.print(f"  trial {number}: fine-tune step {step}/{total}  {extra}")
+
+    def trial_finished(self, row, rows) -> None:  # noqa: ANN001
+        self.rows = rows
+        self.current, self.phase_name = "", ""
+        self.progress.update(self.task, visible=False)
+        if row.state == "COMPLETE":
+            text = (f"  trial {row.number}: quality {row.quality:.3f}  latency {row.latency_ms:.3g} ms  "
+                    f"memory {row.memory_mb:.4g} MB  {'feasible' if row.feasible else 'infeasible'}"
+                    f"  ({row.duration_s:.0f} s)")
+        else:
+            text = f"  trial {row.number}: {row.state} - {row.reason}"
+        self._line(text)
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def exported(self, paths, error: str) -> None:  # noqa: ANN001
+        if error:
+            self._line(f"[red]export failed:[/red] {error}")
+
+    def search_finished(self, summary) -> None:  # noqa: ANN001
+        self.close()
+        c = self.console
+        c.print(self._table(summary.rows, title=f"All trials of study {summary.study}"))
+        pareto = summary.pareto
+        if pareto:
+            c.print(self._table(pareto, title=f"Feasible Pareto set for {summary.target}"))
+        else:
+            c.print("No feasible trial yet: nothing on the Pareto set.")
+        for p in summary.exported:
+            c.print(f"exported {p}")
+        if summary.export_error:
+            c.print(f"[red]export failed:[/red] {summary.export_error}")
+        c.print(f"search {summary.status} in {_duration(summary.elapsed_s)}")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    # ---- rendering
+    def _line(self, text: str) -> None:
+        if self.live is not None:
+            self.live.console.print(text)
+            self.live.update(self._render())
+        else:
+            self.console.print(text)
+
+    def _render(self):  # noqa: ANN202
+        from rich.console import Group
+        from rich.text import Text
+
+        parts = [self._table(self.rows, title="Finished trials")]
+        if self.current:
+            eta = ""
+            if self.eta is not None:
+                eta = f"   search ETA {_duration(max(0.0, self.eta - (time.monotonic() - self.eta_at)))}"
+            parts.append(Text(f"{self.current}  [{self.phase_name}]{eta}"))
+            parts.append(self.progress)
+        return Group(*parts)
+
+    def _table(self, rows, title: str):  # noqa: ANN001, ANN202
+        from rich.table import Table
+
+        lat = self.info.latency_label if self.info else ""
+        mem = self.info.memory_label if self.info else ""
+        dev = self.info.device if self.info else "cpu"
+        t = Table(title=title, title_justify="left")
+        t.add_column("#", justify="right")
+        t.add_column("plan", overflow="fold", max_width=48)
+        t.add_column("state")
+        t.add_column(f"quality\n(measured on {dev})", justify="right")
+        t.add_column(f"latency ms\n({lat})", justify="right")
+        t.add_column(f"memory MB\n({mem})", justify="right")
+        t.add_column("feasible")
+        t.add_column("Pareto")
+        t.add_column("time", justify="right")
+        for r in rows:
+            ok = r.state == "COMPLETE"
+            t.add_row(
+                str(r.number), r.label if ok or not r.reason else f"{r.label}\n[dim]{r.reason}[/dim]", r.state,
+                f"{r.quality:.3f}" if ok and r.quality is not None else "-",
+                f"{r.latency_ms:.3g}" if ok and r.latency_ms is not None else "-",
+                f"{r.memory_mb:.4g}" if ok and r.memory_mb is not None else "-",
+                ("yes" if r.feasible else "no") if ok else "-",
+                "*" if r.pareto else "", _duration(r.duration_s),
+            )
+        return t
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

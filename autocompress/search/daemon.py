@@ -1,0 +1,362 @@
+"""The search daemon: the ask/tell loop that owns the study, the store and the artifacts.
+
+One call to :func:`run_search` opens (or resumes) the study, recovers trials a dead process
+left RUNNING, then asks Optuna for trials until the study holds ``n_trials`` finished ones or
+the timeout passes. Each trial goes plan -> :class:`~autocompress.search.trial.TrialRunner`
+(compress, fine-tune, score) -> constraints and objectives told to Optuna -> labelled metrics in
+the store -> plan and audio samples in the artifact store. A trial that raises is recorded
+FAIL with its reason and the search goes on; Ctrl-C marks the running trial, stops asking, and
+still exports what is done. The feasible Pareto set is exported at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import TrialState
+
+from autocompress.compress.plan import CompressionPlan
+from autocompress.exceptions import AutocompressError, SearchError
+from autocompress.search.abort import AbortRule
+from autocompress.search.config import ResolvedSearch
+from autocompress.search.pareto import export_pareto, feasible_front, mark_pareto
+from autocompress.search.paths import student_dir, students_dir, teacher_cache_path
+from autocompress.search.plans import baseline_plan, plan_summary
+from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
+from autocompress.search.study import (
+    ask,
+    count_done,
+    heartbeat,
+    identity,
+    open_storage,
+    open_study,
+    recover_stale_trials,
+)
+from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
+from autocompress.store import Store, TrialRecord, display_url
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Builds the trial runner of a search (loads the teacher, the data and the teacher cache).
+RunnerFactory = Callable[[ResolvedSearch, Path], TrialRunner]
+STARTUP_TRIALS = 5  # random trials before TPE models the front (baselines excluded)
+
+
+def default_runner_factory(resolved: ResolvedSearch, cache_path: Path) -> TrialRunner:
+    """The GPT-SoVITS trial pipeline."""
+    from autocompress.search.pipeline import VoiceTrialRunner
+
+    return VoiceTrialRunner.prepare(resolved, cache_path)
+
+
+def run_search(
+    resolved: ResolvedSearch,
+    reporter: Reporter | None = None,
+    runner_factory: RunnerFactory | None = None,
+) -> SearchSummary:
+    """Run (or resume) a search to its end; export the feasible Pareto set.
+
+    Raises:
+        SearchError: the study belongs to another target or space, or the search cannot start.
+        StoreError: the database cannot be opened or written.
+    """
+    return _Daemon(resolved, reporter or NullReporter(), runner_factory or default_runner_factory).run()
+
+
+@dataclass
+class _Running:
+    """What the loop knows about the trial in flight."""
+
+    trial: optuna.Trial
+    started: float
+    baseline: str | None = None
+    told: bool = False
+    steps_done: int = 0
+
+
+class _Daemon:
+    def __init__(self, resolved: ResolvedSearch, reporter: Reporter, runner_factory: RunnerFactory) -> None:
+        self.r = resolved
+        self.reporter = reporter
+        self.runner_factory = runner_factory
+        self.url = resolved.config.storage
+        self.durations: list[float] = []
+
+    # ------------------------------------------------------------------ top level
+    def run(self) -> SearchSummary:
+        r = self.r
+        t_start = time.monotonic()
+        self.store = Store(self.url)
+        self.storage = open_storage(self.url)
+        ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict())
+        note = self._note()
+        self.study, _created = open_study(
+            self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
+        )
+        n_existing = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = optuna.samplers.TPESampler(
+            seed=r.config.seed + n_existing, multivariate=True, constant_liar=True,
+            n_startup_trials=STARTUP_TRIALS,
+        )
+        self.run_id = self.store.start_run(
+            study_name=r.study, target=r.target.name, space_name=r.space.name, space_sha256=r.space.sha256,
+            voice=r.voice.describe(), settings=self._settings(), device_info={"device": r.device},
+        )
+        status = "failed"
+        exported: tuple[Path, ...] = ()
+        export_error = ""
+        try:
+            recovered = recover_stale_trials(self.study, self.store, self.run_id)
+            r.artifacts.mkdir(parents=True, exist_ok=True)
+            self.artifact_store = FileSystemArtifactStore(r.artifacts)
+            self.runner = self.runner_factory(r, teacher_cache_path(r.artifacts, r.study))
+            self.labels = self.runner.labels()
+            self._set_study_labels()
+            self.reporter.search_started(self._info(recovered))
+            interrupted = self._loop(t_start)
+            status = "interrupted" if interrupted else "finished"
+            if r.config.export:
+                exported, export_error = self._export()
+        finally:
+            self.store.finish_run(self.run_id, status)
+        summary = SearchSummary(
+            study=r.study, target=r.target.name, status=status, rows=self._rows(), exported=exported,
+            export_error=export_error, elapsed_s=time.monotonic() - t_start,
+        )
+        self.reporter.search_finished(summary)
+        self.store.close()
+        return summary
+
+    def _loop(self, t_start: float) -> bool:
+        """Run trials until done, timed out or interrupted; return True when interrupted."""
+        timeout = self.r.config.timeout_s
+        try:
+            while count_done(self.study) < self.r.n_trials:
+                if timeout is not None and time.monotonic() - t_start >= timeout:
+                    break
+                recover_stale_trials(self.study, self.store, self.run_id)
+                self._one_trial()
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    # ------------------------------------------------------------------ one trial
+    def _one_trial(self) -> None:
+        trial = ask(self.study)
+        run = _Running(trial=trial, started=time.monotonic(), baseline=trial.user_attrs.get("baseline"))
+        try:
+            self._trial_body(run)
+        except KeyboardInterrupt:
+            self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C)")
+            raise
+        except optuna.TrialPruned as e:
+            self._finish_failed(run, "PRUNED", str(e) or "pruned")
+        except Exception as e:  # noqa: BLE001 - any failure of one trial must not stop the search
+            self._finish_failed(run, "FAIL", _reason(e))
+        finally:
+            self._drop_dominated_students()
+
+    def _trial_body(self, run: _Running) -> None:
+        r, trial = self.r, run.trial
+        number = trial.number
+        plan = self._plan_of(run)
+        summary = plan_summary(plan) if run.baseline is None else f"{run.baseline}: {plan_summary(plan)}"
+        trial.set_user_attr("plan_summary", summary)
+        trial.set_user_attr("plan", plan.to_dict())
+        self.store.begin_trial(
+            run_id=self.run_id, study_name=r.study, trial_number=number, optuna_trial_id=trial._trial_id,
+            device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
+        )
+        self.reporter.trial_started(number, summary, self._eta())
+        scratch = Path(tempfile.mkdtemp(prefix=f"ac-trial-{number}-"))
+        try:
+            job = TrialJob(
+                number=number, plan=plan, baseline=run.baseline, steps=r.steps, abort=self._abort_rule(),
+                seed=r.config.seed + number, student_dir=student_dir(r.artifacts, r.study, number),
+                samples_dir=scratch,
+            )
+
+            def on_step(step: int, total: int, loss: float, distance: float | None) -> None:
+                run.steps_done = step
+                self.reporter.step(number, step, total, loss, distance)
+
+            hooks = TrialHooks(phase=lambda name: self.reporter.phase(number, name), step=on_step)
+            with heartbeat(self.storage, trial._trial_id):
+                outcome = self.runner.run(job, hooks)
+            self._finish_complete(run, plan, outcome, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _plan_of(self, run: _Running) -> CompressionPlan:
+        if run.baseline is not None:
+            return baseline_plan(run.baseline)
+        params = self.r.space.suggest(run.trial)
+        return self.r.space.plan(params, name=f"trial-{run.trial.number}")
+
+    def _finish_complete(self, run: _Running, plan: CompressionPlan, outcome: TrialOutcome, scratch: Path) -> None:
+        trial, r = run.trial, self.r
+        values = outcome.objectives.as_tuple()
+        bad = [n for n, v in zip(("quality", "latency_ms", "memory_mb"), values) if not math.isfinite(v)]
+        if bad:
+            raise SearchError(f"objective {', '.join(bad)} is not finite ({values})")
+        metrics = [_metric_dict(m) for m in outcome.metrics]
+        trial.set_user_attr("metrics", metrics)
+        trial.set_user_attr("device", outcome.device_info or self.runner.describe())
+        trial.set_user_attr("finetune_steps", outcome.steps_done)
+        trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])
+        for note in outcome.notes:
+            trial.set_user_attr("note", note)
+        for key, value in outcome.constraints.items():
+            trial.set_constraint(key, value)
+        plan_file = scratch / f"plan-trial-{trial.number}.json"
+        plan_file.write_text(plan.to_json())
+        upload_artifact(artifact_store=self.artifact_store, file_path=str(plan_file), study_or_trial=trial)
+        for sample in outcome.samples:
+            upload_artifact(artifact_store=self.artifact_store, file_path=str(sample), study_or_trial=trial)
+        self.store.finish_trial(
+            study_name=r.study, trial_number=trial.number, state="COMPLETE", objectives=outcome.objectives,
+            feasible=outcome.feasible, metrics=outcome.metrics, finetune_steps=outcome.steps_done,
+            finetune_curve=outcome.curve,
+        )
+        self.study.tell(trial, list(values))
+        run.told = True
+        self._after_trial(run)
+
+    def _finish_failed(self, run: _Running, state: str, reason: str) -> None:
+        trial = run.trial
+        if not run.told:
+            try:
+                trial.set_user_attr("failure_reason", reason)
+            except Exception:  # noqa: BLE001 - a finished trial refuses attributes; the store still gets it
+                pass
+            self.study.tell(trial, state=TrialState[state], skip_if_finished=True)
+            run.told = True
+        if self.store.trial(self.r.study, trial.number) is None:
+            self.store.begin_trial(
+                run_id=self.run_id, study_name=self.r.study, trial_number=trial.number,
+                optuna_trial_id=trial._trial_id, device_info={}, baseline=run.baseline,
+            )
+        self.store.finish_trial(
+            study_name=self.r.study, trial_number=trial.number, state=state, failure_reason=reason,
+            finetune_steps=run.steps_done,
+        )
+        self._after_trial(run)
+
+    def _after_trial(self, run: _Running) -> None:
+        self.durations.append(time.monotonic() - run.started)
+        rows = self._rows()
+        row = next((x for x in rows if x.number == run.trial.number), None)
+        if row is not None:
+            self.reporter.trial_finished(row, rows)
+
+    # ------------------------------------------------------------------ helpers
+    def _abort_rule(self) -> AbortRule:
+        ft = self.r.space.finetune
+        front = feasible_front(self.study.get_trials(deepcopy=False))
+        reference = {
+            t.number: [(int(s), float(d)) for s, d in t.user_attrs.get("finetune_curve", [])] for t in front
+        }
+        reference = {k: v for k, v in reference.items() if v}
+        return AbortRule(
+            reference=reference, patience=ft.patience, far_behind=ft.far_behind, warmup_checks=ft.warmup_checks
+        )
+
+    def _drop_dominated_students(self) -> None:
+        """Keep student checkpoints of the feasible Pareto set only (dominated trials never return)."""
+        root = students_dir(self.r.artifacts, self.r.study)
+        if not root.is_dir():
+            return
+        keep = {f"trial-{t.number:04d}" for t in feasible_front(self.study.get_trials(deepcopy=False))}
+        running = {
+            f"trial-{t.number:04d}"
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        }
+        for child in root.iterdir():
+            if child.is_dir() and child.name not in keep | running:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _rows(self) -> tuple[TrialRow, ...]:
+        rows = [_row(t) for t in self.store.trials(self.r.study) if t.state != "RUNNING"]
+        return mark_pareto(rows)
+
+    def _eta(self) -> float | None:
+        if not self.durations:
+            return None
+        remaining = max(0, self.r.n_trials - count_done(self.study))
+        return remaining * sum(self.durations) / len(self.durations)
+
+    def _export(self) -> tuple[tuple[Path, ...], str]:
+        self.reporter.phase(-1, "export")
+        try:
+            paths = export_pareto(
+                storage=self.url, study_name=self.r.study, target=self.r.target.name, out_dir=self.r.out,
+                artifacts=self.r.artifacts, store=self.store, run_id=self.run_id,
+            )
+        except AutocompressError as e:
+            self.reporter.exported((), str(e))
+            return (), str(e)
+        self.reporter.exported(tuple(paths), "")
+        return tuple(paths), ""
+
+    def _settings(self) -> dict[str, Any]:
+        c = self.r.config
+        return {
+            "trials": self.r.n_trials, "steps": self.r.steps, "timeout_s": c.timeout_s, "seed": c.seed,
+            "device": self.r.device, "out": str(self.r.out), "space": self.r.space.source,
+        }
+
+    def _note(self) -> str:
+        t = self.r.target
+        budget = f"memory budget {t.memory_budget_bytes / 2**30:.2f} GiB, real-time factor budget {t.rtf_budget:g}"
+        return (
+            f"target {t.name}: {t.description}; {budget}\n"
+            f"voice: {self.r.voice.describe()}\n"
+            f"search space {self.r.space.summary()}"
+        )
+
+    def _set_study_labels(self) -> None:
+        self.study.set_user_attr("target", self.r.target.name)
+        self.study.set_user_attr("objective_units", {"quality": "score", "latency_ms": "ms", "memory_mb": "MB"})
+        self.study.set_user_attr("objective_kinds", dict(self.labels))
+
+    def _info(self, recovered: list[int]) -> SearchInfo:
+        r = self.r
+        return SearchInfo(
+            study=r.study, target=r.target.name, target_description=r.target.description,
+            storage=display_url(self.url), artifacts=r.artifacts, out=r.out, space=r.space.name,
+            space_summary=r.space.summary(), voice=r.voice.describe(), device=r.device, n_trials=r.n_trials,
+            n_done=count_done(self.study), steps=r.steps, timeout_s=r.config.timeout_s,
+            latency_label=self.labels.get("latency_ms", ""), memory_label=self.labels.get("memory_mb", ""),
+        )
+
+
+def _row(t: TrialRecord) -> TrialRow:
+    duration = 0.0
+    if t.finished_at is not None and t.started_at is not None:
+        duration = (t.finished_at - t.started_at).total_seconds()
+    return TrialRow(
+        number=t.trial_number, state=t.state, label=t.plan_summary or (t.baseline or ""), quality=t.quality,
+        latency_ms=t.latency_ms, memory_mb=t.memory_mb, feasible=t.feasible, reason=t.failure_reason or "",
+        duration_s=duration, steps_done=t.finetune_steps,
+    )
+
+
+def _metric_dict(m: Any) -> dict[str, Any]:
+    return {"name": m.name, "value": float(m.value), "unit": m.unit, "kind": m.kind, "device": m.device}
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+__all__ = ["RunnerFactory", "default_runner_factory", "run_search"]

@@ -1,0 +1,189 @@
+"""The feasible Pareto set of a study, and its export to a folder.
+
+A trial is on the feasible Pareto set when it completed, meets every constraint (the target's
+memory and latency budgets and the quality floor: all constraint values <= 0) and no other such
+trial is at least as good on all three objectives and better on one.
+
+The export writes one folder per Pareto trial into a temporary folder beside ``out_dir`` and
+renames it into place, so ``out_dir`` is either the previous export or the complete new one.
+Each trial folder is an ONNX bundle when :mod:`autocompress.export` provides ``export_bundle``,
+otherwise the fine-tuned student's checkpoints (upstream ``.ckpt`` / ``.pth``) with its plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.exceptions import ExportError, SearchError, StoreError
+from autocompress.search.paths import artifacts_dir, student_dir
+from autocompress.search.progress import TrialRow
+from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
+from autocompress.store import Store
+
+# Builds one trial's export folder ``dest`` from its student folder; returns the bundle kind.
+TrialExporter = Callable[[FrozenTrial, Path, Path, Any], str]
+
+
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str] = DIRECTIONS) -> bool:
+    """True when ``a`` is at least as good as ``b`` on every objective and better on one."""
+    better = False
+    for x, y, d in zip(a, b, directions):
+        if d == "maximize":
+            x, y = -x, -y
+        if x > y:
+            return False
+        if x < y:
+            better = True
+    return better
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    return all(v <= 0.0 for v in trial.constraints.values())
+
+
+def feasible_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed, feasible trials no other completed feasible trial dominates, by number."""
+    ok = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+    return [t for t in ok if not any(dominates(o.values, t.values) for o in ok if o is not t)]
+
+
+def mark_pareto(rows: Sequence[TrialRow]) -> tuple[TrialRow, ...]:
+    """Return ``rows`` with ``pareto`` set on the feasible Pareto set."""
+    ok = [r for r in rows if r.state == "COMPLETE" and r.feasible and r.quality is not None]
+
+    def vec(r: TrialRow) -> tuple[float, float, float]:
+        return (float(r.quality or 0.0), float(r.latency_ms or 0.0), float(r.memory_mb or 0.0))
+
+    front = {r.number for r in ok if not any(dominates(vec(o), vec(r)) for o in ok if o is not r)}
+    return tuple(replace(r, pareto=r.number in front) for r in rows)
+
+
+def export_pareto(
+    *,
+    storage: str,
+    study_name: str,
+    target: str,
+    out_dir: Path,
+    artifacts: Path | None = None,
+    store: Store | None = None,
+    run_id: int | None = None,
+    exporter: TrialExporter | None = None,
+) -> list[Path]:
+    """Export the study's feasible Pareto trials into ``out_dir`` atomically; return their folders.
+
+    Raises:
+        StoreError: the study does not exist.
+        SearchError: the study was created for another target.
+        ExportError: a trial's student checkpoint is missing or its export fails.
+    """
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError as e:
+        raise StoreError(f"no study named {study_name!r} in the storage; hint: check --study and --storage") from e
+    ident = study.user_attrs.get(IDENTITY_ATTR, {})
+    if ident.get("target") not in (None, target):
+        raise SearchError(
+            f"study {study_name!r} was searched for target {ident.get('target')!r}, not {target!r}; "
+            "hint: export with the study's --target"
+        )
+    from autocompress.targets import load_target
+
+    target_obj = load_target(target)
+    artifacts = artifacts_dir(storage, artifacts)
+    front = feasible_front(study.get_trials(deepcopy=False))
+    exporter = exporter or default_exporter()
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    index = []
+    kinds: dict[int, str] = {}
+    try:
+        for t in front:
+            src = student_dir(artifacts, study_name, t.number)
+            if not src.is_dir():
+                raise ExportError(
+                    f"trial {t.number}: its student checkpoint {src} is missing; hint: the artifact folder "
+                    "must be the one the search used (--artifacts)"
+                )
+            name = f"trial-{t.number:04d}"
+            kinds[t.number] = exporter(t, src, tmp / name, target_obj)
+            (tmp / name / "trial.json").write_text(json.dumps(_trial_record(t, kinds[t.number]), indent=2))
+            index.append({**_trial_record(t, kinds[t.number]), "path": name})
+        (tmp / "pareto.json").write_text(
+            json.dumps({"study": study_name, "target": target, "trials": index}, indent=2)
+        )
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+    paths = [out_dir / f"trial-{t.number:04d}" for t in front]
+    own_store = store is None
+    store = store or Store(storage)
+    try:
+        for t, p in zip(front, paths):
+            store.record_bundle(
+                study_name=study_name, trial_number=t.number, target=target, kind=kinds[t.number], path=p,
+                run_id=run_id,
+            )
+    finally:
+        if own_store:
+            store.close()
+    return paths
+
+
+def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
+    return {
+        "trial": t.number,
+        "kind": kind,
+        "baseline": t.user_attrs.get("baseline"),
+        "plan_summary": t.user_attrs.get("plan_summary"),
+        "objectives": dict(zip(("quality", "latency_ms", "memory_mb"), t.values or ())),
+        "constraints": dict(t.constraints),
+        "metrics": t.user_attrs.get("metrics", []),
+    }
+
+
+def default_exporter() -> TrialExporter:
+    """ONNX bundles when the export package offers them, else checkpoint folders."""
+    try:
+        from autocompress.export import export_bundle  # noqa: F401
+    except ImportError:
+        return export_checkpoint
+    from autocompress.search.bundles import export_onnx_bundle
+
+    return export_onnx_bundle
+
+
+def export_checkpoint(trial: FrozenTrial, src: Path, dest: Path, target: Any) -> str:
+    """Copy the student's checkpoints and plan: a folder upstream GPT-SoVITS can load."""
+    shutil.copytree(src, dest)
+    return "checkpoint"
+
+
+__all__ = [
+    "TrialExporter",
+    "default_exporter",
+    "dominates",
+    "export_checkpoint",
+    "export_pareto",
+    "feasible_front",
+    "is_feasible",
+    "mark_pareto",
+]

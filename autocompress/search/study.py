@@ -1,0 +1,209 @@
+"""The Optuna side of a search: storage with heartbeats, the study's identity, baselines, recovery.
+
+A study is created once per (name, storage) with three objectives (quality up, latency and
+memory on the target down) and remembers what it was created for (target, search space) in
+its user attributes; resuming it for anything else is refused. Baselines (teacher fp32, teacher
+fp16, the seed recipe) are enqueued when the study is created. Trials left RUNNING by a process
+that died are failed and re-enqueued, either at once (their run's process is gone from this
+machine) or through Optuna's RDB heartbeat (another machine, or a hung process).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.exceptions import SearchError, StoreError
+from autocompress.search.plans import BASELINES
+from autocompress.store import Store, display_url, engine_kwargs
+
+DIRECTIONS = ("maximize", "minimize", "minimize")
+METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
+IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study was created for
+HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
+HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
+MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often
+
+_ASK_WARNING = "Heartbeat of storage is supposed to be used with Study.optimize."
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Open Optuna's RDB storage at ``url`` with heartbeats and retry of stale trials.
+
+    Raises:
+        StoreError: when the database cannot be opened.
+    """
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs(url),
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
+    except Exception as e:  # noqa: BLE001 - Optuna raises several unrelated types here
+        raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}") from e
+
+
+def identity(target: str, space_name: str, space_sha256: str, voice: dict[str, Any]) -> dict[str, Any]:
+    """The user attribute a study is created with."""
+    return {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice}
+
+
+def open_study(
+    storage: RDBStorage,
+    name: str,
+    ident: dict[str, Any],
+    sampler: optuna.samplers.BaseSampler,
+    note: str,
+    baselines: Sequence[str] = BASELINES,
+) -> tuple[optuna.Study, bool]:
+    """Create the study or resume it; return it and whether it was created now.
+
+    Raises:
+        SearchError: when an existing study was created for another target or search space.
+    """
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
+    )
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE] + [optuna.study.StudyDirection.MINIMIZE] * 2:
+        raise SearchError(f"study {name!r} exists with other objectives; hint: choose another --study")
+    existing = study.user_attrs.get(IDENTITY_ATTR)
+    if existing is not None:
+        for key, flag in (("target", "--target"), ("space_sha256", "--space")):
+            if existing.get(key) != ident[key]:
+                was = existing.get("target") if key == "target" else existing.get("space")
+                now = ident["target"] if key == "target" else f"{ident['space']} (different content)"
+                raise SearchError(
+                    f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
+                    f"resume it with the same {flag}, or start a new study with --study NAME"
+                )
+        return study, False
+    if study.trials:
+        raise SearchError(f"study {name!r} exists but was not created by autocompress; hint: choose another --study")
+    study.set_user_attr(IDENTITY_ATTR, ident)
+    study.set_user_attr("summary", note)
+    study.set_metric_names(list(METRIC_NAMES))
+    _save_dashboard_note(study, note)
+    for b in baselines:
+        study.enqueue_trial({}, user_attrs={"baseline": b})
+    return study, True
+
+
+def _save_dashboard_note(study: optuna.Study, note: str) -> None:
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:  # optuna-dashboard is an optional extra; the user attribute holds the same text
+        return
+    save_note(study, "```\n" + note + "\n```")
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` without Optuna's warning that heartbeats are meant for ``optimize`` (we run them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_ASK_WARNING)
+        return study.ask()
+
+
+@contextmanager
+def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
+    """Write the trial's heartbeat every ``HEARTBEAT_INTERVAL_S`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill the search; the next one retries
+                pass
+            if stop.wait(HEARTBEAT_INTERVAL_S):
+                return
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of failed trials that were re-enqueued (they do not count as done)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
+    return out
+
+
+def count_done(study: optuna.Study) -> int:
+    """Trials that count towards ``--trials``: finished in any state, minus those retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(1 for t in trials if t.state in finished and t.number not in retried)
+
+
+def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list[int]:
+    """Fail (and re-enqueue) trials whose process is gone; mirror it in our tables.
+
+    Trials of runs whose process died on this machine are failed at once; others go through
+    Optuna's heartbeat check. Returns the numbers of the trials failed.
+    """
+    name = study.study_name
+    dead_runs = set(store.reap_dead_runs(name))
+    live_others = [r.id for r in store.runs(name) if r.status == "running" and r.id != run_id]
+    ours = {t.trial_number: t for t in store.trials(name, states=["RUNNING"])}
+    storage = study._storage  # the RDBStorage we opened; Optuna exposes no public accessor
+    callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    failed: list[int] = []
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
+        row = ours.get(t.number)
+        orphan = row is None and not live_others
+        if (row is not None and row.run_id in dead_runs) or orphan:
+            try:
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    failed.append(t.number)
+                    callback(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker finished or failed it meanwhile
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    failed.extend(sorted(before - after))
+    for number in failed:
+        if number in ours:
+            store.finish_trial(
+                study_name=name, trial_number=number, state="FAIL",
+                failure_reason="stale: the process running this trial died; re-enqueued",
+            )
+    return failed
+
+
+__all__ = [
+    "DIRECTIONS",
+    "HEARTBEAT_GRACE_S",
+    "HEARTBEAT_INTERVAL_S",
+    "IDENTITY_ATTR",
+    "METRIC_NAMES",
+    "ask",
+    "count_done",
+    "heartbeat",
+    "identity",
+    "open_storage",
+    "open_study",
+    "recover_stale_trials",
+    "retried_numbers",
+]
