@@ -279,11 +279,7 @@ def save_sovits(
         The path written.
     """
     config: SoVITSConfig = model.config
-    weights = {
-        k: v.detach().to("cpu", torch.float16)
-        for k, v in to_upstream_keys(model.state_dict()).items()
-        if include_enc_q or not k.startswith(ENC_Q_PREFIX)
-    }
+    weights = {k: v.cpu() for k, v in upstream_sovits_state_dict(model, include_enc_q).items()}
     payload = collections.OrderedDict(
         weight=weights,
         config=HParams(**config.to_upstream()),
@@ -294,15 +290,27 @@ def save_sovits(
 
 def save_gpt(model: Text2SemanticGPT, path: str | Path, *, epoch: int = 0, info: str | None = None) -> Path:
     """Write a GPT model in upstream's ``.ckpt`` format (fp16, ``model.`` keys, config dict)."""
-    weights = collections.OrderedDict(
-        (GPT_PREFIX + k, v.detach().to("cpu", torch.float16)) for k, v in model.state_dict().items()
-    )
+    weights = collections.OrderedDict((k, v.cpu()) for k, v in upstream_gpt_state_dict(model).items())
     payload = collections.OrderedDict(
         weight=weights,
         config=model.config.to_upstream(),
         info=info if info is not None else f"GPT-e{epoch}",
     )
     return _write(path, payload, b"PK")
+
+
+def upstream_sovits_state_dict(model: SynthesizerTrn, include_enc_q: bool = False) -> dict[str, Tensor]:
+    """The ``weight`` entry upstream would save: upstream key names, fp16, enc_q dropped."""
+    return {
+        k: v.detach().half()
+        for k, v in to_upstream_keys(model.state_dict()).items()
+        if include_enc_q or not k.startswith(ENC_Q_PREFIX)
+    }
+
+
+def upstream_gpt_state_dict(model: Text2SemanticGPT) -> dict[str, Tensor]:
+    """The ``weight`` entry upstream would save: ``model.``-prefixed keys, fp16."""
+    return collections.OrderedDict((GPT_PREFIX + k, v.detach().half()) for k, v in model.state_dict().items())
 
 
 def detect_sovits_version(
@@ -653,4 +661,6 @@ __all__ = [
     "read_sovits",
     "save_gpt",
     "save_sovits",
+    "upstream_gpt_state_dict",
+    "upstream_sovits_state_dict",
 ]
