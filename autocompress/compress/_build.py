@@ -1,0 +1,58 @@
+"""Build a fresh model from a config and load a state dict into it.
+
+This is how every transform produces its result: never ``copy.deepcopy`` (a deep copy of
+a weight-normed module shares its parametrization class, so stripping weight norm on the
+copy breaks the original).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from autocompress.exceptions import CompressionError
+from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
+
+
+def build_model(config: Any, state: Mapping[str, Tensor]) -> nn.Module:
+    """A new GPT or SoVITS model of ``config`` holding ``state`` (copied), in eval mode.
+
+    A SoVITS model gets ``enc_q`` exactly when ``state`` has it.
+
+    Raises:
+        CompressionError: the state does not fit the config.
+    """
+    from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+    from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+
+    if isinstance(config, GPTConfig):
+        model: nn.Module = Text2SemanticGPT(config)
+    elif isinstance(config, SoVITSConfig):
+        model = SynthesizerTrn(config, include_enc_q=any(k.startswith("enc_q.") for k in state))
+    else:
+        raise CompressionError(f"cannot build a model from {type(config).__name__}; expected GPTConfig or SoVITSConfig")
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CompressionError(
+            f"the compressed state does not fit a {type(model).__name__} built from its config "
+            f"({'; '.join(line.strip() for line in first[:3])}); the model must build every width from the config"
+        ) from e
+    return model.eval()
+
+
+def model_config(model: nn.Module) -> Any:
+    """The config a GPT or SoVITS model was built from."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, (GPTConfig, SoVITSConfig)):
+        raise CompressionError(
+            f"{type(model).__name__} has no GPTConfig/SoVITSConfig in .config; pass a Text2SemanticGPT, "
+            "a SynthesizerTrn or a Voice"
+        )
+    return config
+
+
+__all__ = ["build_model", "model_config"]

@@ -1,0 +1,190 @@
+"""Simulated low precision: fake quantization of weights and activations.
+
+Weights get a torch parametrization computing, per output channel, the symmetric scale
+``amax / (2^(b-1) - 1)``, then round and clamp, passed through with the straight-through
+estimator ``w + (q - w).detach()`` so that training still sees gradients. 16-bit weights are
+rounded to fp16 / bf16 the same way. The parametrization chains on top of weight norm.
+Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
+or int8 with a per-tensor dynamic scale.
+
+:func:`strip_fake_quant_` removes all of it and leaves plain fp32 weights equal to the
+quantized values (weight norm folded in), the form export expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from autocompress.compress.plan import QuantConfig, precision_bits
+from autocompress.exceptions import CompressionError
+
+_FLOAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_HOOK_ATTR = "_autocompress_act_quant_hook"
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def fake_quantize(w: Tensor, bits: int, axis: int = 0) -> Tensor:
+    """Return ``w`` rounded to symmetric ``bits``-bit integers per channel along ``axis``.
+
+    The values stay in ``w``'s dtype: ``q = clamp(round(w / s), -L, L) * s`` with
+    ``L = 2^(bits-1) - 1`` and ``s = amax / L`` over every other axis. Gradients flow
+    straight through (identity), as in quantization-aware training.
+    """
+    if not 2 <= bits <= 8:
+        raise CompressionError(f"fake quantization takes 2..8 bits, got {bits}")
+    levels = 2 ** (bits - 1) - 1
+    dims = [d for d in range(w.dim()) if d != axis]
+    amax = w.detach().abs().amax(dim=dims, keepdim=True) if dims else w.detach().abs()
+    scale = (amax / levels).clamp_min(torch.finfo(w.dtype).tiny)
+    q = torch.clamp(torch.round(w / scale), -levels, levels) * scale
+    return w + (q - w).detach()
+
+
+def round_to_float(x: Tensor, precision: str) -> Tensor:
+    """Return ``x`` rounded to fp16 or bf16 and back, with a straight-through gradient."""
+    q = x.to(_FLOAT_DTYPES[precision]).to(x.dtype)
+    return x + (q - x).detach()
+
+
+def fake_quantize_activation(x: Tensor, precision: str) -> Tensor:
+    """Round an activation to ``precision`` (fp16/bf16, or int8 per-tensor dynamic), STE."""
+    if precision == "fp32":
+        return x
+    if precision in _FLOAT_DTYPES:
+        return round_to_float(x, precision)
+    bits = precision_bits(precision)
+    levels = 2 ** (bits - 1) - 1
+    scale = (x.detach().abs().amax() / levels).clamp_min(torch.finfo(x.dtype).tiny)
+    q = torch.clamp(torch.round(x / scale), -levels, levels) * scale
+    return x + (q - x).detach()
+
+
+# --------------------------------------------------------------------------- parametrization
+
+
+class FakeQuantWeight(nn.Module):
+    """Parametrization that fake-quantizes a weight to ``precision`` along ``axis``."""
+
+    def __init__(self, precision: str, axis: int = 0) -> None:
+        super().__init__()
+        self.precision = precision
+        self.axis = axis
+        self.bits = precision_bits(precision)
+
+    def forward(self, w: Tensor) -> Tensor:
+        if self.precision in _FLOAT_DTYPES:
+            return round_to_float(w, self.precision)
+        return fake_quantize(w, self.bits, self.axis)
+
+    def extra_repr(self) -> str:
+        return f"precision={self.precision}, axis={self.axis}"
+
+
+def op_kind(module: nn.Module) -> str | None:
+    """The op kind of a layer: ``"linear"``, ``"conv"``, ``"conv_transpose"``, else None."""
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.ConvTranspose1d):
+        return "conv_transpose"
+    if isinstance(module, nn.Conv1d):
+        return "conv"
+    return None
+
+
+def quantizable_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, str, int]]:
+    """Yield ``(fqn, module, param_name, op_kind, channel_axis)`` for every quantizable weight.
+
+    Linear, Conv1d and ConvTranspose1d ``weight`` (output channels on axis 1 for the
+    transposed conv), plus packed attention projections held as a raw ``in_proj_weight``
+    parameter (a linear op, rows are output channels).
+    """
+    for fqn, module in model.named_modules():
+        kind = op_kind(module)
+        if kind is not None:
+            yield fqn, module, "weight", kind, 1 if kind == "conv_transpose" else 0
+        elif isinstance(getattr(module, "in_proj_weight", None), Tensor):
+            yield fqn, module, "in_proj_weight", "linear", 0
+
+
+def add_fake_quant_(
+    model: nn.Module,
+    config: QuantConfig,
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
+) -> nn.Module:
+    """Attach weight and activation fake quantization to every layer of ``model``, in place.
+
+    Args:
+        model: any module; its quantizable layers are found by type.
+        config: precisions; fp32 layers are left untouched.
+        filter_fn: optional ``(module, fqn) -> bool``; layers where it is False are skipped.
+
+    Returns:
+        ``model`` (modified in place).
+
+    Raises:
+        CompressionError: if a layer already carries fake quantization.
+    """
+    for fqn, module, name, kind, axis in list(quantizable_weights(model)):
+        if filter_fn is not None and not filter_fn(module, fqn):
+            continue
+        precision = config.weight_precision(kind)
+        if precision != "fp32":
+            if has_fake_quant(module, name):
+                raise CompressionError(f"{fqn or 'model'}.{name} already has fake quantization; strip it first")
+            parametrize.register_parametrization(module, name, FakeQuantWeight(precision, axis), unsafe=True)
+        if config.activations != "fp32":
+            _add_activation_hook(module, config.activations)
+    return model
+
+
+def has_fake_quant(module: nn.Module, name: str = "weight") -> bool:
+    """True when ``module.<name>`` carries a :class:`FakeQuantWeight` parametrization."""
+    if not parametrize.is_parametrized(module, name):
+        return False
+    return any(isinstance(p, FakeQuantWeight) for p in module.parametrizations[name])
+
+
+def strip_fake_quant_(model: nn.Module) -> nn.Module:
+    """Remove fake quantization in place, leaving plain fp32 weights equal to the quantized ones.
+
+    Every other parametrization of the same weight (weight norm) is folded into the plain
+    weight too. Activation hooks are removed. Layers without fake quantization keep their
+    parametrizations.
+    """
+    for _, module, name, _, _ in list(quantizable_weights(model)):
+        if has_fake_quant(module, name):
+            with torch.no_grad():
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        handle = module.__dict__.pop(_HOOK_ATTR, None)
+        if handle is not None:
+            handle.remove()
+    return model
+
+
+def _add_activation_hook(module: nn.Module, precision: str) -> None:
+    if _HOOK_ATTR in module.__dict__:
+        raise CompressionError(f"{type(module).__name__} already has activation fake quantization")
+
+    def hook(_: nn.Module, args: tuple) -> tuple:
+        return (fake_quantize_activation(args[0], precision), *args[1:])
+
+    module.__dict__[_HOOK_ATTR] = module.register_forward_pre_hook(hook)
+
+
+__all__ = [
+    "FakeQuantWeight",
+    "add_fake_quant_",
+    "fake_quantize",
+    "fake_quantize_activation",
+    "has_fake_quant",
+    "op_kind",
+    "quantizable_weights",
+    "round_to_float",
+    "strip_fake_quant_",
+]

@@ -1,0 +1,103 @@
+"""Real low-precision execution, for measuring speed and memory (not for training).
+
+fp16 / bf16 are plain casts. int8 weight-only runs ``nn.Linear`` layers with int8 weights
+and one scale per output channel through ``torch._weight_int8pack_mm`` (the CPU and CUDA
+kernel behind torch's own int8 weight-only path; torchao is not a dependency). Other
+layers and lower bit widths have no real kernel here: they stay fp32 holding the
+quantized values after :func:`~autocompress.compress.fake_quant.strip_fake_quant_`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from autocompress.exceptions import CompressionError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+INT8_LEVELS = 127  # symmetric int8: -127..127
+
+
+def cast_(model: nn.Module, precision: str) -> nn.Module:
+    """Cast every floating parameter and buffer of ``model`` to ``precision``, in place.
+
+    Parametrized weights (weight norm) keep working: their originals are cast.
+    """
+    if precision not in DTYPES:
+        raise CompressionError(f"cast_ takes one of {sorted(DTYPES)}, got {precision!r}")
+    return model.to(DTYPES[precision])
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """A Linear layer storing int8 weights with a per-output-channel scale.
+
+    ``y = x @ (w_int8 * scale)^T + bias``, computed by ``torch._weight_int8pack_mm`` in the
+    activation dtype (fp32, fp16 or bf16); the weight is never materialised in float.
+    """
+
+    def __init__(self, weight_int8: Tensor, scale: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.in_features = weight_int8.shape[1]
+        self.out_features = weight_int8.shape[0]
+        self.register_buffer("weight_int8", weight_int8)  # [out, in] int8
+        self.register_buffer("scale", scale)  # [out] float
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8WeightOnlyLinear:
+        """Quantize a Linear's (effective) weight to int8, symmetric per output channel."""
+        w = linear.weight.detach().float()  # [out, in]
+        scale = (w.abs().amax(dim=1) / INT8_LEVELS).clamp_min(torch.finfo(torch.float32).tiny)
+        q = torch.clamp(torch.round(w / scale[:, None]), -INT8_LEVELS, INT8_LEVELS).to(torch.int8)
+        return cls(q, scale.to(linear.weight.dtype), linear.bias)
+
+    def dequantized_weight(self) -> Tensor:
+        return self.weight_int8.float() * self.scale.float()[:, None]
+
+    def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        y = torch._weight_int8pack_mm(x2, self.weight_int8, self.scale.to(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
+
+
+def int8_weight_only_(model: nn.Module, filter_fn=None) -> nn.Module:  # noqa: ANN001
+    """Replace every ``nn.Linear`` of ``model`` by an :class:`Int8WeightOnlyLinear`, in place.
+
+    Args:
+        model: the module; Linear layers with parametrized weights are folded first.
+        filter_fn: optional ``(module, fqn) -> bool`` choosing the layers.
+
+    Returns:
+        ``model``.
+    """
+    targets = [
+        (fqn, m)
+        for fqn, m in model.named_modules()
+        if isinstance(m, nn.Linear) and (filter_fn is None or filter_fn(m, fqn))
+    ]
+    for fqn, linear in targets:
+        if parametrize.is_parametrized(linear, "weight"):
+            with torch.no_grad():
+                parametrize.remove_parametrizations(linear, "weight", leave_parametrized=True)
+        parent_name, _, child = fqn.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if not fqn:
+            raise CompressionError("int8_weight_only_ needs a container, not a bare nn.Linear")
+        setattr(parent, child, Int8WeightOnlyLinear.from_linear(linear))
+    return model
+
+
+def linear_int8(x: Tensor, layer: Int8WeightOnlyLinear) -> Tensor:
+    """Reference float computation of an :class:`Int8WeightOnlyLinear` (for checks)."""
+    return F.linear(x.float(), layer.dequantized_weight(), None if layer.bias is None else layer.bias.float())
+
+
+__all__ = ["DTYPES", "Int8WeightOnlyLinear", "cast_", "int8_weight_only_", "linear_int8"]

@@ -1,0 +1,332 @@
+"""What to do to each module group: the compression plan, as plain data.
+
+A :class:`CompressionPlan` maps module-group names (``gpt``, ``enc_p``, ``flow``, ``dec``,
+``ref_enc`` for GPT-SoVITS) to a :class:`GroupPlan`, which holds three transform configs
+applied in this order:
+
+1. :class:`StudentConfig`: a narrower / shallower model of the same architecture,
+   initialised from the teacher's most important channels and layers (for distillation);
+2. :class:`PruneConfig`: structured pruning that physically removes channels, heads and
+   layers, within the limits below;
+3. :class:`QuantConfig`: weight precision (simulated by fake quantization while training)
+   and activation precision.
+
+Everything here is data: JSON round-trippable through :meth:`CompressionPlan.to_dict` /
+:meth:`CompressionPlan.from_dict`, which write a ``kind`` and ``version`` per object and read
+only the kinds in :data:`PLAN_KINDS`. Model-dependent checks (unit names, the 60 % module
+total, the 16-channel floor) happen when a plan is applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from autocompress.exceptions import ConfigError
+
+# --- pruning limits (checked here for ratios, and against the model when applied) ---
+MAX_LAYER_PRUNE = 0.40  # at most 40 % of one layer's channels / heads removed
+MAX_MODULE_PRUNE = 0.60  # at most 60 % of a module group's prunable channels removed (depth included)
+MIN_CHANNELS = 16  # a pruned layer keeps at least 16 channels (layers already narrower are left alone)
+
+# --- precisions, as strings (plain data) ---
+WEIGHT_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int7", "int6", "int5", "int4", "int3", "int2")
+ACTIVATION_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+OP_KINDS = ("linear", "conv", "conv_transpose")  # the layer kinds a weight precision applies to
+IMPORTANCE_METHODS = ("l1", "activation", "taylor")
+
+
+def precision_bits(precision: str) -> int:
+    """Return the bit width of a precision string: ``"fp16"`` -> 16, ``"int4"`` -> 4.
+
+    Raises:
+        ConfigError: for a string that is not a known weight or activation precision.
+    """
+    if precision not in WEIGHT_PRECISIONS and precision not in ACTIVATION_PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {precision!r}; expected one of {WEIGHT_PRECISIONS + ('int8',)}"
+        )
+    return int(precision[2:]) if precision.startswith("fp") else int(precision[3:])
+
+
+def weight_precision_for_bits(bits: int, float16: str = "fp16") -> str:
+    """Return the weight precision string for a bit width (16 bits: ``float16`` picks fp16/bf16)."""
+    if bits == 32:
+        return "fp32"
+    if bits == 16:
+        if float16 not in ("fp16", "bf16"):
+            raise ConfigError(f"16-bit weights are 'fp16' or 'bf16', got {float16!r}")
+        return float16
+    if 2 <= bits <= 8:
+        return f"int{bits}"
+    raise ConfigError(f"weight bits must be 32, 16 or 2..8, got {bits}")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Shape of a distillation student relative to its teacher (1.0 = unchanged).
+
+    Per group: ``gpt`` width = hidden size (heads kept, narrower heads), depth = layers;
+    ``enc_p`` width = FFN width, depth = transformer layers; ``flow`` width = WN hidden,
+    depth = coupling layers (the first ones are kept); ``dec`` width =
+    ``upsample_initial_channel``, depth = resblocks per stage; ``ref_enc`` width = style
+    width (no depth).
+    """
+
+    KIND: ClassVar[str] = "student"
+    VERSION: ClassVar[int] = 1
+
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be in (0, 1], got {value}"
+            for name, value in (("width_mult", self.width_mult), ("depth_mult", self.depth_mult))
+            if not 0.0 < value <= 1.0
+        ]
+        if problems:
+            raise ConfigError("invalid StudentConfig: " + "; ".join(problems))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.width_mult == 1.0 and self.depth_mult == 1.0
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Structured pruning of one module group.
+
+    Attributes:
+        ratio: fraction of channels / heads removed from every prunable unit of the group
+            (a unit is one layer's FFN, one layer's heads, one decoder stage...). Units it
+            would take below 16 channels are pruned only down to 16.
+        layers: per-unit ratios overriding ``ratio``, keyed by unit name (for example
+            ``"layers.3.ffn"``, ``"ups.1"``; :func:`autocompress.compress.prunable_units`
+            lists them). An explicit ratio that breaks a limit is an error.
+        depth_ratio: fraction of whole layers removed (``gpt`` layers, ``flow`` couplings).
+        importance: how channels are ranked: ``"l1"`` weight magnitude (no data),
+            ``"activation"`` mean activation magnitude, or ``"taylor"`` |w * dL/dw| (both on
+            calibration batches).
+    """
+
+    KIND: ClassVar[str] = "prune"
+    VERSION: ClassVar[int] = 1
+
+    ratio: float = 0.0
+    layers: dict[str, float] = field(default_factory=dict)
+    depth_ratio: float = 0.0
+    importance: str = "l1"
+
+    def __post_init__(self) -> None:
+        problems = []
+        ratios = {"ratio": self.ratio, **{f"layers[{k!r}]": v for k, v in self.layers.items()}}
+        for name, value in ratios.items():
+            if not 0.0 <= value <= MAX_LAYER_PRUNE + 1e-9:
+                problems.append(
+                    f"{name} = {value:.2f} removes more than {MAX_LAYER_PRUNE:.0%} of a layer "
+                    f"(allowed 0..{MAX_LAYER_PRUNE})"
+                )
+        if not 0.0 <= self.depth_ratio <= MAX_MODULE_PRUNE + 1e-9:
+            problems.append(
+                f"depth_ratio = {self.depth_ratio:.2f} removes more than {MAX_MODULE_PRUNE:.0%} of the module"
+            )
+        if self.importance not in IMPORTANCE_METHODS:
+            problems.append(f"importance must be one of {IMPORTANCE_METHODS}, got {self.importance!r}")
+        if problems:
+            raise ConfigError("invalid PruneConfig: " + "; ".join(problems))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.ratio == 0.0 and self.depth_ratio == 0.0 and not any(self.layers.values())
+
+    def ratio_of(self, unit: str) -> float:
+        """The ratio for one unit: its own entry in ``layers``, else the module ``ratio``."""
+        return self.layers.get(unit, self.ratio)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """Weight and activation precision of one module group.
+
+    Attributes:
+        weights: precision of every weight in the group (``"fp32"``, ``"fp16"``, ``"bf16"``,
+            ``"int8"`` ... ``"int2"``; below 8 bits for simulation).
+        activations: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (per-tensor dynamic).
+        op_weights: per op kind (``"linear"``, ``"conv"``, ``"conv_transpose"``) overrides
+            of ``weights``.
+    """
+
+    KIND: ClassVar[str] = "quant"
+    VERSION: ClassVar[int] = 1
+
+    weights: str = "fp32"
+    activations: str = "fp32"
+    op_weights: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.weights not in WEIGHT_PRECISIONS:
+            problems.append(f"weights must be one of {WEIGHT_PRECISIONS}, got {self.weights!r}")
+        if self.activations not in ACTIVATION_PRECISIONS:
+            problems.append(f"activations must be one of {ACTIVATION_PRECISIONS}, got {self.activations!r}")
+        for kind, precision in self.op_weights.items():
+            if kind not in OP_KINDS:
+                problems.append(f"op_weights key {kind!r} is not an op kind {OP_KINDS}")
+            if precision not in WEIGHT_PRECISIONS:
+                problems.append(f"op_weights[{kind!r}] must be one of {WEIGHT_PRECISIONS}, got {precision!r}")
+        if problems:
+            raise ConfigError("invalid QuantConfig: " + "; ".join(problems))
+
+    def weight_precision(self, op_kind: str) -> str:
+        """The weight precision of one op kind (its override, else ``weights``)."""
+        return self.op_weights.get(op_kind, self.weights)
+
+    @property
+    def precisions(self) -> set[str]:
+        """Every weight precision this config uses."""
+        return {self.weights, *self.op_weights.values()}
+
+    @property
+    def is_identity(self) -> bool:
+        return self.precisions == {"fp32"} and self.activations == "fp32"
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """The transforms of one module group: student, then pruning, then precision."""
+
+    KIND: ClassVar[str] = "group_plan"
+    VERSION: ClassVar[int] = 1
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.student.is_identity and self.prune.is_identity and self.quant.is_identity
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """Per module group, how to compress a voice. Groups not listed are left unchanged.
+
+    Build one directly, from a preset (:mod:`autocompress.compress.presets`) or from JSON;
+    apply it with :func:`autocompress.compress.compress`.
+    """
+
+    KIND: ClassVar[str] = "compression_plan"
+    VERSION: ClassVar[int] = 1
+
+    groups: dict[str, GroupPlan] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.groups.items() if not isinstance(k, str) or not isinstance(v, GroupPlan)]
+        if bad:
+            raise ConfigError(f"CompressionPlan.groups must map group names to GroupPlan; bad entries {bad}")
+
+    def group(self, name: str) -> GroupPlan:
+        """The plan of one group (an identity plan when the group is not listed)."""
+        return self.groups.get(name, GroupPlan())
+
+    def replace_group(self, name: str, **changes: Any) -> CompressionPlan:
+        """A copy with one group's ``student`` / ``prune`` / ``quant`` replaced."""
+        groups = dict(self.groups)
+        groups[name] = dataclasses.replace(self.group(name), **changes)
+        return dataclasses.replace(self, groups=groups)
+
+    # ----- serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"kind", "version", "data"}`` at every level."""
+        return _encode(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressionPlan:
+        """Read a dict written by :meth:`to_dict`; only the kinds in :data:`PLAN_KINDS` load.
+
+        Raises:
+            ConfigError: unknown kind, newer version, unknown field or bad value.
+        """
+        plan = _decode(data)
+        if not isinstance(plan, cls):
+            raise ConfigError(f"expected kind {cls.KIND!r} at the top level, got {data.get('kind')!r}")
+        return plan
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompressionPlan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"compression plan is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+
+# The allow-list of serialisable kinds: from_dict never builds anything else.
+PLAN_KINDS: dict[str, type] = {
+    cls.KIND: cls for cls in (CompressionPlan, GroupPlan, StudentConfig, PruneConfig, QuantConfig)
+}
+
+
+def _encode(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and type(obj) in PLAN_KINDS.values():
+        data = {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {"kind": obj.KIND, "version": obj.VERSION, "data": data}
+    if isinstance(obj, dict):
+        return {str(k): _encode(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v) for v in obj]
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict) and "kind" in obj:
+        kind = obj["kind"]
+        if kind not in PLAN_KINDS:
+            raise ConfigError(f"unknown plan kind {kind!r}; known kinds {sorted(PLAN_KINDS)}")
+        cls = PLAN_KINDS[kind]
+        version = obj.get("version")
+        if not isinstance(version, int) or not 1 <= version <= cls.VERSION:
+            raise ConfigError(f"{kind}: unsupported version {version!r} (this build reads 1..{cls.VERSION})")
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{kind}: 'data' must be an object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{kind}: unknown fields {unknown}; expected a subset of {sorted(names)}")
+        try:
+            return cls(**{k: _decode(v) for k, v in data.items()})
+        except TypeError as e:
+            raise ConfigError(f"{kind}: bad field value: {e}") from e
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+__all__ = [
+    "ACTIVATION_PRECISIONS",
+    "CompressionPlan",
+    "GroupPlan",
+    "IMPORTANCE_METHODS",
+    "MAX_LAYER_PRUNE",
+    "MAX_MODULE_PRUNE",
+    "MIN_CHANNELS",
+    "OP_KINDS",
+    "PLAN_KINDS",
+    "PruneConfig",
+    "QuantConfig",
+    "StudentConfig",
+    "WEIGHT_PRECISIONS",
+    "precision_bits",
+    "weight_precision_for_bits",
+]
