@@ -1,0 +1,266 @@
+"""Memory: measured where the model runs, and always projected for the target.
+
+Measured:
+- GPU: NVML's per-process used memory (the whole footprint, CUDA context included) and
+  ``torch.cuda.max_memory_allocated`` (tensors only). Without NVML (no driver, no GPU, as on the
+  development machine) the process figure falls back to ``torch.cuda.memory_reserved`` plus the
+  target's context constant, or to NaN on a machine without CUDA, and the metric's note says so:
+  no crash.
+- CPU: the peak resident set of a fresh subprocess that runs the workload (``VmHWM`` reset
+  through ``/proc/self/clear_refs`` just before the call), reported in total and above the
+  process's resident set before the call.
+
+Projected (:func:`project_memory`), for any target:
+
+    context + weights at the plan's deployed precisions + KV cache at the target's
+    max_seq_len + activation peak from the live-tensor tracker
+
+The context term is the target file's ``projection.context_mb``: on GPUs the CUDA context with
+lazy module loading plus cuBLAS/cuDNN handles (about 250-500 MiB depending on the card; 350 MiB
+for an RTX 3060), on CPUs onnxruntime's session overhead (60 MiB).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import resource
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from autocompress.exceptions import ScoringError
+from autocompress.score.metric import Metric, host_device, measured, projected
+from autocompress.score.precision import ActPrecision, WeightBits, activation_precision, deploy_weight, weight_bits_for
+from autocompress.targets import PRECISION_BITS, Target
+
+# --------------------------------------------------------------------------- projected
+
+
+@dataclass(frozen=True)
+class MemoryProjection:
+    """Projected memory of a deployed model on a target, by component (bytes)."""
+
+    target: str
+    context_bytes: float
+    weight_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> float:
+        return self.context_bytes + self.weight_bytes + self.kv_cache_bytes + self.activation_bytes
+
+    def metrics(self, prefix: str = "memory") -> list[Metric]:
+        """``<prefix>_bytes`` (the total) and one metric per component, all projected."""
+        note = "; ".join(self.notes)
+        return [
+            projected(f"{prefix}_bytes", self.total_bytes, "bytes", self.target, note),
+            projected(f"{prefix}_context_bytes", self.context_bytes, "bytes", self.target),
+            projected(f"{prefix}_weight_bytes", self.weight_bytes, "bytes", self.target, note),
+            projected(f"{prefix}_kv_cache_bytes", self.kv_cache_bytes, "bytes", self.target),
+            projected(f"{prefix}_activation_bytes", self.activation_bytes, "bytes", self.target),
+        ]
+
+
+def deployed_weight_bytes(
+    module: nn.Module,
+    target: Target,
+    weight_bits: WeightBits | None = None,
+    act_precision: ActPrecision = None,
+    prefix: str = "",
+) -> tuple[float, tuple[str, ...]]:
+    """Bytes of ``module``'s parameters as shipped on ``target``, and any precision notes.
+
+    Weights of linear layers and convolutions (>= 2-D, not embedding tables) take the plan's
+    bits after :func:`~autocompress.score.precision.deploy_weight`; everything else is stored
+    at the activation precision. A parametrized weight (weight norm) counts once, at the size
+    of the weight it folds into.
+    """
+    pre = f"{prefix}." if prefix else ""
+    total = 0.0
+    notes: dict[str, None] = {}
+    for name, mod in module.named_modules():
+        fqn = pre + name if name else prefix
+        act, note = activation_precision(fqn, act_precision, target)
+        if note:
+            notes[note] = None
+        tensors = [(f"{fqn}.{n}" if fqn else n, p) for n, p in mod.named_parameters(recurse=False)]
+        if _is_parametrization_list(mod):
+            continue  # counted by the parametrized module below
+        parametrizations = getattr(mod, "parametrizations", None)
+        if parametrizations is not None:
+            for tensor_name, plist in parametrizations.items():
+                folded = max((p for p in plist.parameters(recurse=False)), key=lambda p: p.numel())
+                tensors.append((f"{fqn}.{tensor_name}" if fqn else tensor_name, folded))
+        for pname, p in tensors:
+            quantizable = p.dim() >= 2 and not isinstance(mod, nn.Embedding)
+            if quantizable:
+                kind = "conv" if p.dim() >= 3 else "matmul"
+                d = deploy_weight(weight_bits_for(pname, kind, weight_bits), kind, act, target)
+                if d.note:
+                    notes[d.note] = None
+                total += p.numel() * d.weight_bytes_per_element
+            else:
+                total += p.numel() * PRECISION_BITS[act] / 8
+    return total, tuple(notes)
+
+
+def _is_parametrization_list(mod: nn.Module) -> bool:
+    return type(mod).__name__ == "ParametrizationList"
+
+
+def kv_cache_bytes(layer_widths: list[int], seq_len: int, bytes_per_element: float) -> float:
+    """Keys and values of every layer: ``2 * sum(width) * seq_len * bytes`` (batch 1)."""
+    return 2.0 * sum(layer_widths) * seq_len * bytes_per_element
+
+
+def project_memory(
+    target: Target,
+    weight_bytes: float,
+    kv_bytes: float = 0.0,
+    activation_bytes: float = 0.0,
+    notes: tuple[str, ...] = (),
+) -> MemoryProjection:
+    """Combine the components with the target's context constant."""
+    return MemoryProjection(target.name, float(target.context_bytes), weight_bytes, kv_bytes, activation_bytes, notes)
+
+
+# --------------------------------------------------------------------------- measured: GPU
+
+
+def nvml_process_bytes(pid: int | None = None, device_index: int = 0) -> tuple[float, str]:
+    """GPU memory NVML reports for process ``pid`` (default: this one) on ``device_index``.
+
+    Returns:
+        (bytes, "") or (NaN, reason) when NVML or the driver is missing, or the process is
+        not listed. Never raises.
+    """
+    pid = os.getpid() if pid is None else pid
+    try:
+        import pynvml
+    except ImportError as e:  # nvidia-ml-py not installed
+        return math.nan, f"NVML unavailable: {e}"
+    try:
+        pynvml.nvmlInit()
+    except Exception as e:  # noqa: BLE001  (pynvml raises its own NVMLError subclasses)
+        return math.nan, f"NVML unavailable: {type(e).__name__}: {e}"
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == pid and proc.usedGpuMemory is not None:
+                return float(proc.usedGpuMemory), ""
+        return math.nan, f"NVML lists no memory for pid {pid} on GPU {device_index}"
+    except Exception as e:  # noqa: BLE001
+        return math.nan, f"NVML query failed: {type(e).__name__}: {e}"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def gpu_memory_metrics(target: Target | None = None, device: Any = None) -> list[Metric]:
+    """Memory of this process on the GPU, read after a workload ran.
+
+    Returns ``gpu_process_bytes`` (NVML; fallback: torch reserved + the target's context
+    constant, or NaN without CUDA, with a note) and ``gpu_peak_allocated_bytes`` (torch).
+    Call ``torch.cuda.reset_peak_memory_stats()`` before the workload.
+    """
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    dev = torch.device(device if device is not None else ("cuda" if has_cuda else "cpu"))
+    where = host_device(dev) if has_cuda else "cuda: none on this machine"
+    index = (dev.index or 0) if dev.type == "cuda" else 0
+    value, reason = nvml_process_bytes(device_index=index)
+    out = []
+    if reason == "":
+        out.append(measured("gpu_process_bytes", value, "bytes", where))
+    elif has_cuda:
+        context = target.context_bytes if target is not None else 0
+        fallback = torch.cuda.memory_reserved(dev) + context
+        out.append(measured("gpu_process_bytes", fallback, "bytes", where,
+                            f"{reason}; fallback: torch reserved + {context / 2**20:.0f} MiB context constant"))
+    else:
+        out.append(measured("gpu_process_bytes", math.nan, "bytes", where, f"{reason}; no CUDA device"))
+    peak = float(torch.cuda.max_memory_allocated(dev)) if has_cuda else math.nan
+    out.append(measured("gpu_peak_allocated_bytes", peak, "bytes", where, "" if has_cuda else "no CUDA device"))
+    return out
+
+
+# --------------------------------------------------------------------------- measured: CPU
+
+
+def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0) -> list[Metric]:
+    """Run ``fn(*args)`` in a fresh (spawned) Python process and report its peak memory.
+
+    ``fn`` and ``args`` must be picklable (a module-level function). The child builds whatever
+    it needs inside ``fn``; its imports happen before the measurement starts.
+
+    Returns:
+        ``peak_rss_bytes``: the child's peak resident set (whole process, interpreter and
+        libraries included), and ``peak_rss_delta_bytes``: that peak minus the resident set
+        just before ``fn`` ran. Both measured on this machine's CPU.
+
+    Raises:
+        ScoringError: the child failed or timed out.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_rss_child, args=(child, fn, args), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout_s):
+            raise ScoringError(f"peak-memory subprocess gave no result within {timeout_s:.0f} s")
+        status, payload = parent.recv()
+    except EOFError as e:
+        raise ScoringError("peak-memory subprocess died without a result (killed for memory?)") from e
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    if status != "ok":
+        raise ScoringError(f"peak-memory subprocess failed: {payload}")
+    before, peak, how = payload
+    device = host_device()
+    return [
+        measured("peak_rss_bytes", peak, "bytes", device, f"fresh subprocess, {how}"),
+        measured("peak_rss_delta_bytes", peak - before, "bytes", device, f"fresh subprocess, {how}"),
+    ]
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_child(conn, fn, args) -> None:  # noqa: ANN001
+    try:
+        how = "VmHWM reset before the call"
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            how = "ru_maxrss (not reset: includes start-up)"
+        before = _status_kib("VmRSS")
+        fn(*args)
+        peak = _status_kib("VmHWM") if how.startswith("VmHWM") else None
+        if peak is None or before is None:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+            before = before or 0
+        conn.send(("ok", (before * 1024.0, peak * 1024.0, how)))
+    except BaseException as e:  # noqa: BLE001  (report everything to the parent)
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()

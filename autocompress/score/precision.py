@@ -1,0 +1,123 @@
+"""Which precision each weight and op ends up in on a target, given a plan's choices.
+
+A plan gives weight bits per module (a dict from fqn or module-group prefix to bits) and an
+activation precision per module. On a target, those choices become what can actually ship:
+
+- Activations are floating point: ``fp32``, ``fp16`` or ``bf16`` (the target's default when the
+  plan leaves it open). A precision the target cannot run (bf16 on a T4) falls back to fp16,
+  then fp32.
+- Weights of more than 8 bits are stored as floats at the activation precision: on a GPU an
+  unquantized module ships in fp16, on a CPU in fp32.
+- Weights of 8 bits ship as int8 and the op computes in int8 (W8A8: TensorRT QDQ, onnxruntime
+  QDQ or MatMulInteger), where the target deploys int8 for that op kind.
+- Weights of 4 bits or fewer ship as int4, weight-only (W4A16: MatMulNBits): the op computes at
+  the activation precision.
+- A container the target cannot deploy for that op kind (int4 convolution anywhere, int8 on a
+  Jetson Nano) is replaced by the next wider one that it can, and a note says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from autocompress.exceptions import ConfigError
+from autocompress.targets import PRECISION_BITS, Target
+
+FLOAT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+
+WeightBits = Mapping[str, int]
+ActPrecision = Mapping[str, str] | str | None
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """How one weight operand ships and computes on a target.
+
+    Attributes:
+        storage: precision the weight is stored in (``"fp16"``, ``"int8"``, ``"int4"``...).
+        compute: precision the op's math runs in.
+        note: why the plan's choice was changed, or "".
+    """
+
+    storage: str
+    compute: str
+    note: str = ""
+
+    @property
+    def weight_bytes_per_element(self) -> float:
+        return PRECISION_BITS[self.storage] / 8
+
+
+def lookup(fqn: str, table: Mapping[str, object] | None) -> object | None:
+    """The value of the longest key in ``table`` that is ``fqn`` or a dotted prefix of it.
+
+    Keys ``""`` and ``"*"`` match everything (the default). Keys may be module groups
+    (``"dec"``), modules (``"gpt.h.layers.3.linear1"``) or parameters. Weight-bit tables may
+    also carry per-op-kind keys ``"dec@conv"`` (see :func:`weight_bits_for`).
+    """
+    if not table:
+        return None
+    best, best_len = None, -1
+    for key, value in table.items():
+        k = "" if key == "*" else key
+        if (k == "" or fqn == k or fqn.startswith(k + ".")) and len(k) > best_len:
+            best, best_len = value, len(k)
+    return best
+
+
+def weight_bits_for(fqn: str, op_kind: str, weight_bits: WeightBits | None) -> int | None:
+    """The plan's bits for a weight of an ``op_kind`` op (``matmul``/``conv``) named ``fqn``.
+
+    Keys ``"<prefix>@<op_kind>"`` (a per-op-kind override) win over plain ``"<prefix>"`` keys;
+    within each, the longest matching prefix wins (see :func:`lookup`).
+    """
+    if not weight_bits:
+        return None
+    suffix = f"@{op_kind}"
+    by_kind = {k[: -len(suffix)]: v for k, v in weight_bits.items() if k.endswith(suffix)}
+    plain = {k: v for k, v in weight_bits.items() if "@" not in k}
+    value = lookup(fqn, by_kind)
+    if value is None:
+        value = lookup(fqn, plain)
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def activation_precision(fqn: str, act_precision: ActPrecision, target: Target) -> tuple[str, str]:
+    """The float activation precision of module ``fqn`` on ``target``, and a note if it changed."""
+    wanted = act_precision if isinstance(act_precision, str) else lookup(fqn, act_precision)
+    wanted = str(wanted) if wanted is not None else target.default_precision
+    if wanted not in FLOAT_PRECISIONS:
+        raise ConfigError(
+            f"activation precision for {fqn or 'the model'} must be one of {FLOAT_PRECISIONS}, got {wanted!r}"
+        )
+    if target.can_deploy(wanted, "matmul"):
+        return wanted, ""
+    fallback = "fp16" if target.can_deploy("fp16", "matmul") else "fp32"
+    return fallback, f"{wanted} activations not deployable on {target.name}: {fallback} used"
+
+
+def deploy_weight(bits: int | None, op_kind: str, act: str, target: Target) -> Deployed:
+    """How a weight of ``bits`` bits used by a ``matmul`` or ``conv`` ships on ``target``.
+
+    Args:
+        bits: the plan's weight bits (None: not quantized).
+        op_kind: ``"matmul"`` or ``"conv"``.
+        act: the op's float activation precision (from :func:`activation_precision`).
+        target: the hardware target.
+    """
+    if bits is not None and bits < 1:
+        raise ConfigError(f"weight bits must be >= 1, got {bits}")
+    if bits is None or bits > 8:
+        return Deployed(act, act)
+    wanted = "int4" if bits <= 4 else "int8"
+    for storage in ("int4", "int8"):
+        if PRECISION_BITS[storage] < bits or PRECISION_BITS[storage] < PRECISION_BITS[wanted]:
+            continue
+        if target.can_deploy(storage, op_kind):
+            note = "" if storage == wanted else (
+                f"{op_kind} {wanted} not deployable on {target.name}: projected as {storage}"
+            )
+            compute = "int8" if storage == "int8" and "int8" in target.peak_tflops else act
+            return Deployed(storage, compute, note)
+    return Deployed(act, act, f"{op_kind} {wanted} not deployable on {target.name}: projected as {act}")

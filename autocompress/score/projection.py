@@ -1,0 +1,140 @@
+"""Latency projected for a hardware target: a roofline over the ops of a :class:`ModelProfile`.
+
+Every recorded op costs
+
+    max(FLOPs / (peak[compute precision] x efficiency),
+        (weight bytes + activation bytes) / (bandwidth x efficiency))  +  launch overhead
+
+and a call costs the sum over its ops. Weight bytes use each weight's deployed precision (see
+:mod:`autocompress.score.precision`), activation bytes the module's activation precision.
+Peak, bandwidth, launch overhead and efficiency come from the target's data file.
+
+Because every op pays at least its bytes over the bandwidth, a call never projects below
+``weight bytes read / bandwidth``: for GPT decoding that is the per-token floor of a
+bandwidth-bound model. Runtime fusion is not modelled (each aten op is one launch), which
+errs on the slow side for launch-bound calls on GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from autocompress.exceptions import ConfigError
+from autocompress.score.metric import Metric, projected
+from autocompress.score.precision import ActPrecision, WeightBits, activation_precision, deploy_weight, weight_bits_for
+from autocompress.score.profile import ModelProfile
+from autocompress.targets import PRECISION_BITS, Target
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The projected cost of one profiled call on one target.
+
+    Attributes:
+        target: target name.
+        seconds: total projected time.
+        compute_s, memory_s: sums of each op's compute and memory terms (before the max).
+        launch_s: launch overhead total.
+        flops: FLOPs of the call.
+        weight_bytes: weight bytes read, at deployed precisions.
+        activation_bytes: activation bytes read and written.
+        launches: ops counted as kernel launches.
+        notes: precision substitutions made (deduplicated).
+    """
+
+    target: str
+    seconds: float
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    flops: int
+    weight_bytes: float
+    activation_bytes: float
+    launches: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ms(self) -> float:
+        return self.seconds * 1e3
+
+    def metric(self, name: str, scale: float = 1.0, unit: str = "ms") -> Metric:
+        """This projection as a :class:`Metric`; ``scale`` multiplies the value in ms."""
+        return projected(name, self.ms * scale, unit, self.target, "; ".join(self.notes))
+
+
+def require_figures(target: Target) -> None:
+    """Raise when ``target`` has no datasheet figures (a measured target not probed)."""
+    if not target.has_figures:
+        raise ConfigError(
+            f"target {target.name!r} is measured, not projected: it has no datasheet figures; "
+            "measure on it, or pass probe_host(target) to compare with a projection"
+        )
+
+
+def project_latency(
+    profile: ModelProfile,
+    target: Target,
+    weight_bits: WeightBits | None = None,
+    act_precision: ActPrecision = None,
+) -> Projection:
+    """Project the time of the profiled call on ``target``.
+
+    Args:
+        profile: from :func:`~autocompress.score.profile.profile_module`.
+        target: the hardware target (must have figures; see :func:`require_figures`).
+        weight_bits: fqn or group prefix -> weight bits (None or missing: unquantized).
+        act_precision: one float precision for all, or fqn/group prefix -> precision
+            (default: the target's ``default_precision``).
+    """
+    require_figures(target)
+    eff = target.efficiency
+    bandwidth = target.bandwidth_bytes_per_s * eff
+    launch = target.launch_overhead_us * 1e-6
+    total = compute_total = memory_total = 0.0
+    flops = 0
+    weight_total = act_total = 0.0
+    notes: dict[str, None] = {}
+    for op in profile.ops:
+        act, note = activation_precision(op.module, act_precision, target)
+        if note:
+            notes[note] = None
+        act_bytes = PRECISION_BITS[act] / 8
+        compute = act if op.kind != "other" else "fp32"
+        weight_bytes = 0.0
+        for w in op.weights:
+            if w.quantizable:
+                d = deploy_weight(weight_bits_for(w.fqn, op.kind, weight_bits), op.kind, act, target)
+                if d.note:
+                    notes[d.note] = None
+                weight_bytes += w.elements * d.weight_bytes_per_element
+                compute = d.compute
+            else:
+                weight_bytes += w.elements * act_bytes
+        moved = weight_bytes + op.act_float_elements * act_bytes + op.act_other_bytes
+        peak = target.peak_flops(compute) or target.peak_flops("fp32")
+        t_compute = op.flops / (peak * eff)
+        t_memory = moved / bandwidth
+        total += max(t_compute, t_memory) + launch
+        compute_total += t_compute
+        memory_total += t_memory
+        flops += op.flops
+        weight_total += weight_bytes
+        act_total += moved - weight_bytes
+    return Projection(
+        target=target.name,
+        seconds=total,
+        compute_s=compute_total,
+        memory_s=memory_total,
+        launch_s=launch * len(profile.ops),
+        flops=flops,
+        weight_bytes=weight_total,
+        activation_bytes=act_total,
+        launches=len(profile.ops),
+        notes=tuple(notes),
+    )
+
+
+def weight_bytes_read(profile: ModelProfile, target: Target, weight_bits: WeightBits | None = None,
+                      act_precision: ActPrecision = None) -> float:
+    """Bytes of weights one profiled call reads on ``target`` (the bandwidth floor's numerator)."""
+    return project_latency(profile, target, weight_bits, act_precision).weight_bytes
+

@@ -1,0 +1,235 @@
+"""Audio quality of a student against its teacher, one composite score, and the release floor.
+
+The teacher side of every comparison (its audio on the evaluation set, its MOS, its speaker
+embeddings) does not depend on the trial: :func:`build_reference` computes it once per study
+and :func:`compare_audio` scores each trial's audio against it. Audio must be synthesised
+deterministically on both sides (noise scale 0, greedy decoding), so that differences come from
+compression and not from sampling.
+
+The composite score and the floor are defined in ``docs/quality.md``; in short::
+
+    quality = (0.5 * mos_term + 0.25 * speaker_term + 0.25 * mcd_term) / (sum of weights present)
+    mos_term     = clip((DistillMOS - 1) / 4, 0, 1)
+    speaker_term = clip((cosine - 0.75) / 0.25, 0, 1)
+    mcd_term     = clip(1 - MCD_dB / 10, 0, 1)
+
+and a student may be released when its DistillMOS is at least ``min_mos`` (3.8), or, when the
+teacher itself scores below ``min_mos``, when it is at most ``max_drop`` (0.3) below the teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from autocompress.exceptions import ConfigError, DataError
+from autocompress.score.fidelity import fidelity_metrics
+from autocompress.score.metric import Metric, host_device, measured
+from autocompress.score.mos import get_scorer
+
+# Composite weights and the anchors that map each figure to [0, 1].
+COMPOSITE_WEIGHTS: Mapping[str, float] = {"mos": 0.5, "speaker": 0.25, "mcd": 0.25}
+SPEAKER_ANCHOR = 0.75  # Resemblyzer cosine of another voice (field notes: <= 0.76)
+MCD_ANCHOR_DB = 10.0  # MCD at which the fidelity term reaches 0
+
+
+@dataclass(frozen=True)
+class ReleaseFloor:
+    """The minimum quality a student must reach to be released.
+
+    Attributes:
+        min_mos: absolute DistillMOS floor.
+        max_drop: for a teacher below ``min_mos``: the largest allowed drop below it.
+    """
+
+    min_mos: float = 3.8
+    max_drop: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.min_mos <= 5.0 or self.max_drop < 0:
+            raise ConfigError(
+                f"ReleaseFloor needs 1 <= min_mos <= 5 and max_drop >= 0, got {self.min_mos}, {self.max_drop}"
+            )
+
+    def check(self, student_mos: float, teacher_mos: float | None = None) -> tuple[bool, str]:
+        """(passes, reason) for a student's mean MOS and its teacher's."""
+        if math.isnan(student_mos):
+            return False, "no MOS proxy for the student"
+        if student_mos >= self.min_mos:
+            return True, f"MOS {student_mos:.2f} >= {self.min_mos:.2f}"
+        if teacher_mos is not None and not math.isnan(teacher_mos) and teacher_mos < self.min_mos:
+            ok = student_mos >= teacher_mos - self.max_drop
+            rel = ">=" if ok else "<"
+            return ok, f"MOS {student_mos:.2f} {rel} teacher {teacher_mos:.2f} - {self.max_drop:.2f}"
+        return False, f"MOS {student_mos:.2f} < {self.min_mos:.2f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReleaseFloor:
+        unknown = sorted(set(data) - {"min_mos", "max_drop"})
+        if unknown:
+            raise ConfigError(f"ReleaseFloor: unknown fields {unknown}; expected min_mos, max_drop")
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class TeacherReference:
+    """The teacher's side of every comparison, computed once per study.
+
+    Attributes:
+        sr: sample rate of the audio.
+        audios: teacher waveforms, one per evaluation item.
+        mos: DistillMOS per item (None when MOS was not requested).
+        dnsmos: (OVRL, P.808) per item, or None.
+        embeddings: speaker d-vectors per item, or None.
+    """
+
+    sr: int
+    audios: tuple[np.ndarray, ...]
+    mos: tuple[float, ...] | None = None
+    dnsmos: tuple[tuple[float, float], ...] | None = None
+    embeddings: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def mean_mos(self) -> float:
+        return float(np.mean(self.mos)) if self.mos else math.nan
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Quality figures of one student (means over the evaluation set), all :class:`Metric`.
+
+    Attributes:
+        metrics: every figure, the composite ``quality`` included.
+        passes_floor: whether the release floor holds.
+        floor_reason: one line explaining the floor decision.
+    """
+
+    metrics: tuple[Metric, ...]
+    passes_floor: bool
+    floor_reason: str
+
+    def get(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"no metric {name!r}; have {[m.name for m in self.metrics]}")
+
+    @property
+    def quality(self) -> float:
+        return self.get("quality").value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": [m.to_dict() for m in self.metrics],
+            "passes_floor": self.passes_floor,
+            "floor_reason": self.floor_reason,
+        }
+
+
+def build_reference(
+    audios: Sequence[np.ndarray], sr: int, mos: bool = True, dnsmos: bool = False, speaker: bool = True
+) -> TeacherReference:
+    """Score the teacher's audio once: MOS proxies and speaker embeddings as requested."""
+    if not audios:
+        raise DataError("build_reference needs at least one teacher waveform")
+    clips = tuple(np.asarray(a, dtype=np.float32).reshape(-1) for a in audios)
+    return TeacherReference(
+        sr=sr,
+        audios=clips,
+        mos=tuple(get_scorer("distillmos").score(a, sr)["distillmos"] for a in clips) if mos else None,
+        dnsmos=tuple(_dnsmos(a, sr) for a in clips) if dnsmos else None,
+        embeddings=tuple(get_scorer("speaker").embed(a, sr) for a in clips) if speaker else None,
+    )
+
+
+def _dnsmos(audio: np.ndarray, sr: int) -> tuple[float, float]:
+    out = get_scorer("dnsmos").score(audio, sr)
+    return out["dnsmos_ovrl"], out["dnsmos_p808"]
+
+
+def speaker_similarity(teacher_embedding: np.ndarray, student: np.ndarray, sr: int) -> float:
+    """Cosine between a teacher d-vector and the student audio's (both L2-normalised)."""
+    e = get_scorer("speaker").embed(student, sr)
+    return float(np.dot(teacher_embedding, e) / (np.linalg.norm(teacher_embedding) * np.linalg.norm(e)))
+
+
+def compare_audio(
+    reference: TeacherReference,
+    student_audios: Sequence[np.ndarray],
+    sr: int | None = None,
+    floor: ReleaseFloor = ReleaseFloor(),
+) -> QualityReport:
+    """Score a student's evaluation-set audio against the teacher reference.
+
+    Args:
+        reference: from :func:`build_reference` (what it computed decides what is scored).
+        student_audios: one waveform per reference item, same order.
+        sr: the students' sample rate (default: the reference's).
+        floor: the release floor.
+
+    Returns:
+        A :class:`QualityReport` with means over items of ``distillmos`` (and the teacher's
+        ``distillmos_teacher``, ``distillmos_drop``), ``dnsmos_ovrl``, ``dnsmos_p808``,
+        ``log_mel_l1``, ``mrstft``, ``mcd_db``, ``speaker_cos``, and the composite ``quality``.
+    """
+    sr = reference.sr if sr is None else sr
+    if len(student_audios) != len(reference.audios):
+        raise DataError(f"expected {len(reference.audios)} student waveforms (one per item), got {len(student_audios)}")
+    device = host_device()
+    sums: dict[str, list[float]] = {}
+    units: dict[str, str] = {}
+    for i, (t, s) in enumerate(zip(reference.audios, student_audios)):
+        s = np.asarray(s, dtype=np.float32).reshape(-1)
+        if sr != reference.sr:
+            from autocompress.score.mos import resample_to
+
+            s = resample_to(s, sr, reference.sr)
+        for m in fidelity_metrics(t, s, reference.sr):
+            sums.setdefault(m.name, []).append(m.value)
+            units[m.name] = m.unit
+        if reference.mos is not None:
+            sums.setdefault("distillmos", []).append(get_scorer("distillmos").score(s, reference.sr)["distillmos"])
+        if reference.dnsmos is not None:
+            ovrl, p808 = _dnsmos(s, reference.sr)
+            sums.setdefault("dnsmos_ovrl", []).append(ovrl)
+            sums.setdefault("dnsmos_p808", []).append(p808)
+        if reference.embeddings is not None:
+            sums.setdefault("speaker_cos", []).append(speaker_similarity(reference.embeddings[i], s, reference.sr))
+    means = {k: float(np.mean(v)) for k, v in sums.items()}
+    metrics = [measured(k, v, units.get(k, "MOS" if "mos" in k else ""), device) for k, v in means.items()]
+    teacher_mos = reference.mean_mos
+    if reference.mos is not None:
+        metrics.append(measured("distillmos_teacher", teacher_mos, "MOS", device))
+        metrics.append(measured("distillmos_drop", teacher_mos - means["distillmos"], "MOS", device))
+    metrics.append(measured("quality", composite_quality(means), "", device, "docs/quality.md"))
+    ok, reason = floor.check(means.get("distillmos", math.nan), teacher_mos)
+    return QualityReport(tuple(metrics), ok, reason)
+
+
+def composite_quality(values: Mapping[str, float]) -> float:
+    """The composite score in [0, 1] from ``distillmos``, ``speaker_cos`` and ``mcd_db`` (any present).
+
+    Terms that are missing are left out and the weights renormalised; NaN when none is present.
+    """
+    terms = {}
+    if "distillmos" in values:
+        terms["mos"] = _clip((values["distillmos"] - 1.0) / 4.0)
+    if "speaker_cos" in values:
+        terms["speaker"] = _clip((values["speaker_cos"] - SPEAKER_ANCHOR) / (1.0 - SPEAKER_ANCHOR))
+    if "mcd_db" in values:
+        terms["mcd"] = _clip(1.0 - values["mcd_db"] / MCD_ANCHOR_DB)
+    if not terms:
+        return math.nan
+    weight = sum(COMPOSITE_WEIGHTS[k] for k in terms)
+    return sum(COMPOSITE_WEIGHTS[k] * v for k, v in terms.items()) / weight
+
+
+def _clip(x: float) -> float:
+    return min(1.0, max(0.0, x))

@@ -1,0 +1,280 @@
+"""Latency and memory of a whole voice (GPT + SoVITS): measured here, projected for a target.
+
+Measured (on the device holding the models; CUDA calls are synchronised):
+- ``gpt_prefill_ms``: one prefill of the prompt + sentence phones and the prompt codes.
+- ``gpt_ms_per_token``: a decode loop of a fixed number of steps with the static KV cache
+  (the argmax fed back, no sampling, no early stop), divided by the step count; the prefill
+  that fills the cache runs before each timed loop, untimed.
+- ``sovits_ms_per_audio_s``: ``SynthesizerTrn.decode`` (noise scale 0) per second of output.
+- ``rtf``: :func:`measure_rtf`: wall time of synthesising a fixed evaluation set over the
+  seconds of audio produced.
+
+Projected (:func:`project_voice`): the roofline of :mod:`autocompress.score.projection` over
+meta-device profiles of the same three calls at the sizes of an :class:`UtteranceShape`
+(defaults: the field notes' baseline, 60 phones, 75 prompt codes, 100 generated codes = 4 s,
+3 s reference), and the memory of :mod:`autocompress.score.memory`. The per-token figure is
+profiled at the middle of the generated span, where a cost linear in the cache length equals
+its average over the span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from autocompress.exceptions import ConfigError, DataError
+from autocompress.score.memory import deployed_weight_bytes, kv_cache_bytes, project_memory
+from autocompress.score.metric import Metric, host_device, measured, projected
+from autocompress.score.precision import ActPrecision, WeightBits, activation_precision
+from autocompress.score.profile import ModelProfile, profile_module
+from autocompress.score.projection import project_latency, require_figures
+from autocompress.score.timing import measure
+from autocompress.score.tokens import Utterance
+from autocompress.targets import PRECISION_BITS, Target
+
+GPT_GROUP = "gpt"
+CODE_RATE_HZ = 25  # semantic codes per second of audio; each code is 2 spectrogram frames
+
+
+# --------------------------------------------------------------------------- measured
+
+
+def _sync_for(module: Any) -> Callable[[], None] | None:
+    dev = next(module.parameters()).device
+    return torch.cuda.synchronize if dev.type == "cuda" else None
+
+
+@torch.no_grad()
+def measure_gpt(
+    gpt: Any, prompt: Utterance, sentence: Utterance, n_tokens: int = 100, warmup: int = 1, repeats: int = 3
+) -> list[Metric]:
+    """Measure ``gpt_prefill_ms`` and ``gpt_ms_per_token`` (decode loop of ``n_tokens`` steps)."""
+    if n_tokens < 1:
+        raise ConfigError(f"n_tokens must be >= 1, got {n_tokens}")
+    dev = next(gpt.parameters()).device
+    phones = torch.cat([prompt.phones, sentence.phones])[None].to(dev)  # [1, N]
+    bert = torch.cat([prompt.bert, sentence.bert], dim=1)[None].to(dev)  # [1, 1024, N]
+    codes = prompt.codes[None].to(dev)  # [1, P]
+    start = phones.shape[1] + codes.shape[1]
+    sync = _sync_for(gpt)
+    prefill = measure(lambda: gpt.prefill(phones, bert, codes, start + n_tokens), warmup, repeats, sync)
+    state: dict[str, Any] = {}
+
+    def fresh_cache() -> None:
+        state["logits"], state["cache"] = gpt.prefill(phones, bert, codes, start + n_tokens)
+
+    def decode_loop() -> None:
+        logits, cache = state["logits"], state["cache"]
+        for pos in range(start, start + n_tokens):
+            logits = gpt.decode_step(logits.argmax(-1, keepdim=True), cache, pos)  # [1, V]
+
+    loop = measure(decode_loop, warmup, repeats, sync, setup=fresh_cache)
+    where = host_device(dev)
+    return [
+        measured("gpt_prefill_ms", prefill.median_ms, "ms", where, f"{start} positions"),
+        measured("gpt_ms_per_token", loop.median_ms / n_tokens, "ms", where, f"{n_tokens}-step loop, static cache"),
+    ]
+
+
+@torch.no_grad()
+def measure_sovits(sovits: Any, sentence: Utterance, refer: torch.Tensor | None = None,
+                   warmup: int = 1, repeats: int = 3) -> list[Metric]:
+    """Measure ``sovits_ms_per_audio_s``: noise-free decode of the sentence's codes."""
+    dev = next(sovits.parameters()).device
+    codes = sentence.codes.reshape(1, 1, -1).to(dev)  # [1, 1, Tc]
+    text = sentence.phones[None].to(dev)  # [1, Tt]
+    ref = (sentence.refer if refer is None else refer).to(dev)
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        out["wav"] = sovits.decode(codes, text, ref, noise_scale=0.0)
+
+    timing = measure(run, warmup, repeats, _sync_for(sovits))
+    seconds = out["wav"].shape[-1] / sovits.config.sampling_rate
+    return [measured("sovits_ms_per_audio_s", timing.median_ms / seconds, "ms", host_device(dev),
+                     f"{seconds:.2f} s of audio")]
+
+
+def measure_rtf(speak: Callable[[], Sequence[Any]], sample_rate: int, device: str | None = None,
+                warmup: int = 0, repeats: int = 1) -> Metric:
+    """End-to-end real-time factor: time of ``speak()`` over the seconds of audio it returns.
+
+    Args:
+        speak: synthesises the fixed evaluation set and returns its waveforms (arrays or
+            tensors, any shape whose last axis is time).
+        sample_rate: of the waveforms.
+        device: what ran it (default: this machine's CPU).
+    """
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        out["wavs"] = speak()
+
+    timing = measure(run, warmup, repeats)
+    seconds = sum(np.shape(w)[-1] for w in out["wavs"]) / sample_rate
+    if seconds <= 0:
+        raise DataError("measure_rtf: the evaluation set produced no audio")
+    return measured("rtf", timing.median_s / seconds, "x", device, f"{len(out['wavs'])} utterances, {seconds:.1f} s")
+
+
+# --------------------------------------------------------------------------- projected
+
+
+@dataclass(frozen=True)
+class UtteranceShape:
+    """Sizes one projected utterance has (batch 1).
+
+    Attributes:
+        n_phones: prompt + sentence phones given to the GPT.
+        n_prompt: prompt codes.
+        n_tokens: generated codes (25 per second of audio).
+        n_text: sentence phones given to SoVITS.
+        ref_frames: frames of the reference spectrogram (50 per second).
+    """
+
+    n_phones: int = 60
+    n_prompt: int = 75
+    n_tokens: int = 100
+    n_text: int = 30
+    ref_frames: int = 150
+
+    @property
+    def audio_s(self) -> float:
+        return self.n_tokens / CODE_RATE_HZ
+
+
+@dataclass(frozen=True)
+class VoiceProfile:
+    """Meta-device profiles of one voice at one :class:`UtteranceShape` (reuse across targets)."""
+
+    shape: UtteranceShape
+    gpt_prefill: ModelProfile
+    gpt_decode: ModelProfile
+    sovits_decode: ModelProfile
+    audio_s: float
+
+
+def profile_voice(voice: Any, shape: UtteranceShape = UtteranceShape()) -> VoiceProfile:
+    """Profile the GPT prefill, one GPT decode step and the SoVITS decode on the meta device."""
+    gpt, sv = voice.gpt, voice.sovits
+    cfg = sv.config
+    meta = {"device": "meta"}
+    phones = torch.zeros(1, shape.n_phones, dtype=torch.long, **meta)
+    bert = torch.zeros(1, gpt.config.bert_dim, shape.n_phones, **meta)
+    prompt = torch.zeros(1, shape.n_prompt, dtype=torch.long, **meta)
+    start = shape.n_phones + shape.n_prompt
+    prefill = profile_module(gpt, lambda m, _: m.prefill_logits(phones, bert, prompt), prefix=GPT_GROUP)
+    token = torch.zeros(1, 1, dtype=torch.long, **meta)
+    mid = start + shape.n_tokens // 2
+    decode = profile_module(
+        gpt,
+        lambda m, cache: m.decode_step(token, cache, mid),
+        setup=lambda m: m.new_cache(1, start + shape.n_tokens, shape.n_phones),
+        prefix=GPT_GROUP,
+    )
+    codes = torch.zeros(1, 1, shape.n_tokens, dtype=torch.long, **meta)
+    text = torch.zeros(1, shape.n_text, dtype=torch.long, **meta)
+    refer = torch.zeros(1, cfg.spec_channels, shape.ref_frames, **meta)
+    sovits = profile_module(sv, lambda m, _: m.decode(codes, text, refer, noise_scale=0.0))
+    audio_s = 2 * shape.n_tokens * cfg.samples_per_frame / cfg.sampling_rate
+    return VoiceProfile(shape, prefill, decode, sovits, audio_s)
+
+
+def project_voice(
+    voice: Any,
+    target: Target,
+    weight_bits: WeightBits | None = None,
+    act_precision: ActPrecision = None,
+    profile: VoiceProfile | None = None,
+) -> list[Metric]:
+    """Latency, FLOPs and memory of ``voice`` projected for ``target``.
+
+    Args:
+        voice: a ``Voice`` (``.gpt``, ``.sovits``); only its structure matters.
+        target: a target with figures (not the measured ``cpu`` unless probed).
+        weight_bits: group/fqn prefix -> bits (``{"gpt": 8, "dec": 16}``); see
+            :func:`precisions_from_plan` for a compression plan.
+        act_precision: one float precision or group/fqn prefix -> precision.
+        profile: a :class:`VoiceProfile` already computed for this voice's structure.
+
+    Returns:
+        Projected ``gpt_prefill_ms``, ``gpt_ms_per_token``, ``sovits_ms_per_audio_s``, ``rtf``,
+        ``gpt_gflops_per_token``, ``sovits_gflops_per_audio_s``, and the ``memory_*`` set
+        (total ``memory_bytes``; context, weights, KV cache at ``target.max_seq_len``, activations).
+    """
+    require_figures(target)
+    prof = profile if profile is not None else profile_voice(voice)
+    shape = prof.shape
+    pre = project_latency(prof.gpt_prefill, target, weight_bits, act_precision)
+    tok = project_latency(prof.gpt_decode, target, weight_bits, act_precision)
+    sov = project_latency(prof.sovits_decode, target, weight_bits, act_precision)
+    total_s = pre.seconds + shape.n_tokens * tok.seconds + sov.seconds
+    name = target.name
+    notes = "; ".join(dict.fromkeys(pre.notes + tok.notes + sov.notes))
+    metrics = [
+        pre.metric("gpt_prefill_ms"),
+        tok.metric("gpt_ms_per_token"),
+        sov.metric("sovits_ms_per_audio_s", scale=1.0 / prof.audio_s),
+        projected("rtf", total_s / prof.audio_s, "x", name, notes),
+        projected("gpt_gflops_per_token", tok.flops / 1e9, "GFLOP", name),
+        projected("sovits_gflops_per_audio_s", sov.flops / 1e9 / prof.audio_s, "GFLOP", name),
+    ]
+    return metrics + project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
+
+
+def project_voice_memory(voice: Any, target: Target, weight_bits: WeightBits | None = None,
+                         act_precision: ActPrecision = None, profile: VoiceProfile | None = None):  # noqa: ANN201
+    """The :class:`~autocompress.score.memory.MemoryProjection` of a voice on ``target``.
+
+    Weights: the GPT and the SoVITS inference modules (``enc_q``, training only, excluded).
+    KV cache: every GPT layer's keys and values for ``target.max_seq_len`` positions at the
+    GPT's activation precision. Activations: the largest live-tensor peak of the three profiled
+    calls at the activation precision.
+    """
+    prof = profile if profile is not None else profile_voice(voice)
+    gpt_w, gpt_notes = deployed_weight_bytes(voice.gpt, target, weight_bits, act_precision, prefix=GPT_GROUP)
+    sov_w, sov_notes = 0.0, ()
+    for name, child in voice.sovits.named_children():
+        if name == "enc_q":
+            continue
+        w, n = deployed_weight_bytes(child, target, weight_bits, act_precision, prefix=name)
+        sov_w += w
+        sov_notes += n
+    for pname, p in voice.sovits.named_parameters(recurse=False):
+        sov_w += p.numel() * PRECISION_BITS[activation_precision(pname, act_precision, target)[0]] / 8
+    gpt_act, _ = activation_precision(GPT_GROUP, act_precision, target)
+    widths = [layer.self_attn.inner for layer in voice.gpt.h.layers]
+    kv = kv_cache_bytes(widths, target.max_seq_len, PRECISION_BITS[gpt_act] / 8)
+    groups = [GPT_GROUP] + [name for name, _ in voice.sovits.named_children()]
+    act_width = max(PRECISION_BITS[activation_precision(g, act_precision, target)[0]] for g in groups) // 8
+    peak = max(p.peak_activation_bytes(act_width) for p in (prof.gpt_prefill, prof.gpt_decode, prof.sovits_decode))
+    notes = tuple(dict.fromkeys(gpt_notes + sov_notes))
+    return project_memory(target, gpt_w + sov_w, kv, float(peak), notes)
+
+
+def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
+    """Weight bits and activation precisions of a ``CompressionPlan`` (duck-typed), per group.
+
+    Weight precisions ``intN`` become N bits; float weights (``fp32``, ``fp16``, ``bf16``) are
+    left to the activation precision. Per-op-kind overrides (``linear``, ``conv``,
+    ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` keys. Activations
+    ``fp16``/``bf16`` are kept; ``fp32`` (the unchanged model) and ``int8`` are left to the
+    target's default float precision (int8 math comes from int8 weights).
+    """
+    bits: dict[str, int] = {}
+    acts: dict[str, str] = {}
+    kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv"}
+    for group, gp in plan.groups.items():
+        q = gp.quant
+        if q.weights.startswith("int"):
+            bits[group] = int(q.weights[3:])
+        for op_kind, prec in q.op_weights.items():
+            key = f"{group}@{kind_of[op_kind]}"
+            b = int(prec[3:]) if prec.startswith("int") else 16
+            bits[key] = min(bits.get(key, b), b)
+        if q.activations in ("fp16", "bf16"):
+            acts[group] = q.activations
+    return bits, acts
