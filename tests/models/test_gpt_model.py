@@ -293,3 +293,24 @@ def test_bad_inputs_raise_one_line_errors():
         model.generate(phones, bert, top_k=0)
     with pytest.raises(DataError, match="one sequence"):
         model.generate(phones.repeat(2, 1), bert.repeat(2, 1, 1))
+
+
+def test_batch_generation_equals_single_runs():
+    model = make(seed=2)
+    texts = [text_inputs(n, seed=n) for n in (3, 7, 5)]
+    phones, bert = [p[0] for p, _ in texts], [b[0] for _, b in texts]
+    prompt = torch.tensor([[4, 4, 90]])
+    out = model.generate_batch(phones, bert, prompt, top_k=1, max_new_tokens=13)
+    for i, (p, b) in enumerate(texts):
+        single = model.generate_detailed(p, b, prompt, top_k=1, max_new_tokens=13)
+        assert torch.equal(out.tokens[i], single.tokens[0]) and out.idx[i] == single.idx == 12
+        assert torch.equal(out.y[i], single.y[0, :-1])  # upstream's batch path drops the last entry
+    with torch.no_grad():  # the static-shape decode path honours the padding mask too
+        _, cache = model.prefill_batch(phones, bert, prompt, max_len=12)
+        a = model.decode_step(torch.tensor([[7], [7], [7]]), cache, torch.tensor(10))
+        _, cache = model.prefill_batch(phones, bert, prompt, max_len=12)
+        b = model.decode_step(torch.tensor([[7], [7], [7]]), cache, 10)
+    torch.testing.assert_close(a, b)
+    _always_eos(model)
+    out = model.generate_batch(phones, bert, prompt, top_k=1)
+    assert out.idx == [11, 11, 11] and all(t.shape == (11,) for t in out.tokens)

@@ -128,3 +128,19 @@ def test_single2_generation(gpt, inputs, expected):
     )
     np.testing.assert_array_equal(out.y.numpy(), expected["gpt_single2_y"])
     assert out.idx == int(expected["gpt_single2_idx"])
+
+
+def test_batch_of_two_matches_upstream_batch_inference(gpt, inputs, expected):
+    phones = [inputs["gpt_phones"][0], inputs["gpt_b2_phones_second"][0]]
+    bert = [inputs["gpt_bert"][0], inputs["gpt_b2_bert_second"][0]]
+    with torch.no_grad():
+        logits, cache = gpt.prefill_batch(phones, bert, inputs["gpt_prompt"])
+    assert_close(logits, expected["gpt_b2_prefill_logits"], "batch prefill logits")
+    assert cache.key_ok is not None and not cache.key_ok[1, :7].any() and cache.key_ok[1, 7:].all()
+    out = gpt.generate_batch(phones, bert, inputs["gpt_prompt"], top_k=1, max_new_tokens=30)
+    assert out.idx == expected["gpt_b2_idx"].tolist()
+    np.testing.assert_array_equal(out.y[0].numpy(), expected["gpt_b2_y0"])
+    np.testing.assert_array_equal(out.y[1].numpy(), expected["gpt_b2_y1"])
+    # Our tokens keep every generated code, like generate(): equal to the single runs.
+    np.testing.assert_array_equal(out.tokens[0].numpy(), expected["gpt_rp135_y"][0, 50:])
+    np.testing.assert_array_equal(out.tokens[1].numpy(), expected["gpt_single2_y"][0, 50:])

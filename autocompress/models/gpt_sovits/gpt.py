@@ -102,13 +102,15 @@ class KVCache:
     ``k[i]`` and ``v[i]`` are ``[B, max_len, heads_of(i) * head_dim]`` (projected, before the
     head split). Rows ``0 .. length-1`` are filled; ``text_len`` is the number of text
     positions at the start, so a cache row ``pos >= text_len`` holds audio position
-    ``pos - text_len``.
+    ``pos - text_len``. ``key_ok`` ``[B, max_len]`` (batches of left-padded texts only) is
+    False on padding rows, which no position may attend to.
     """
 
     k: list[Tensor]
     v: list[Tensor]
     text_len: int
     length: int
+    key_ok: Tensor | None = None
 
     @property
     def max_len(self) -> int:
@@ -185,19 +187,27 @@ class Block(nn.Module):
         a, k, v = self.self_attn(x, allowed)
         return self._rest(x, a), k, v
 
-    def step(self, x: Tensor, k_cache: Tensor, v_cache: Tensor, pos: int | Tensor) -> Tensor:
-        """One new position x ``[B, 1, D]`` written at cache row ``pos``; attends rows 0..pos."""
+    def step(
+        self, x: Tensor, k_cache: Tensor, v_cache: Tensor, pos: int | Tensor, key_ok: Tensor | None = None
+    ) -> Tensor:
+        """One new position x ``[B, 1, D]`` written at cache row ``pos``; attends rows 0..pos.
+
+        ``key_ok`` ``[B, max_len]`` additionally blocks padding rows (batched inference).
+        """
         q, k, v = self.self_attn.project(x)
         if isinstance(pos, int):
             k_cache[:, pos : pos + 1] = k
             v_cache[:, pos : pos + 1] = v
-            keys, values, allowed = k_cache[:, : pos + 1], v_cache[:, : pos + 1], None
+            keys, values = k_cache[:, : pos + 1], v_cache[:, : pos + 1]
+            allowed = None if key_ok is None else key_ok[:, None, None, : pos + 1]  # [B, 1, 1, pos + 1]
         else:  # tensor position (graph export): static shapes, unfilled rows masked out
             index = pos.reshape(1)
             k_cache.index_copy_(1, index, k)
             v_cache.index_copy_(1, index, v)
             rows = torch.arange(k_cache.shape[1], device=x.device)
             keys, values, allowed = k_cache, v_cache, (rows <= pos).view(1, 1, 1, -1)
+            if key_ok is not None:
+                allowed = allowed & key_ok[:, None, None, :]
         return self._rest(x, self.self_attn.attend(q, keys, values, allowed))
 
 
@@ -255,6 +265,22 @@ class GenerationResult:
     logits_raw: Tensor
     logits_decision: Tensor
     stop_reason: str
+
+
+@dataclass
+class BatchGenerationResult:
+    """Per-item results of ``generate_batch``.
+
+    Attributes:
+        tokens: generated codes per item ``[n_i]`` (no prompt, EOS removed).
+        y: upstream's stored sequence per item: prompt + generated with the last entry
+            dropped (upstream stores ``y[i, :-1]`` on EOS and on the length cap alike).
+        idx: the step at which each item stopped.
+    """
+
+    tokens: list[Tensor]
+    y: list[Tensor]
+    idx: list[int]
 
 
 class Text2SemanticGPT(nn.Module):
@@ -354,10 +380,20 @@ class Text2SemanticGPT(nn.Module):
     def _prefill_hidden(
         self, phones: Tensor, bert: Tensor, prompt: Tensor | None, cache: KVCache | None
     ) -> Tensor:
-        x = self.embed_text(phones, bert)  # [B, Tx, D]
+        return self._run_prefix(self.embed_text(phones, bert), None, prompt, cache)
+
+    def _run_prefix(
+        self, x: Tensor, text_ok: Tensor | None, prompt: Tensor | None, cache: KVCache | None
+    ) -> Tensor:
+        """Run text ``x`` ``[B, Tx, D]`` (+ prompt codes) through the stack; fill ``cache``."""
         xy = x if prompt is None or prompt.shape[1] == 0 else torch.cat([x, self.embed_audio(prompt)], 1)
         s = xy.shape[1]
         allowed = prefix_lm_allowed(x.shape[1], s, xy.device)  # [S, S]
+        if text_ok is not None:  # left-padded batch: nobody attends to padding
+            key_ok = F.pad(text_ok, (0, s - x.shape[1]), value=True)  # [B, S]
+            allowed = (allowed.unsqueeze(0) & key_ok.unsqueeze(1)).unsqueeze(1)  # [B, 1, S, S]
+            if cache is not None:
+                cache.key_ok = F.pad(key_ok, (0, cache.max_len - s), value=True)
         for i, layer in enumerate(self.h.layers):
             xy, k, v = layer(xy, allowed)
             if cache is not None:
@@ -418,7 +454,7 @@ class Text2SemanticGPT(nn.Module):
         """
         x = self.ar_audio_position.at(self.ar_audio_embedding(token), pos - cache.text_len)  # [B, 1, D]
         for i, layer in enumerate(self.h.layers):
-            x = layer.step(x, cache.k[i], cache.v[i], pos)
+            x = layer.step(x, cache.k[i], cache.v[i], pos, cache.key_ok)
         if isinstance(pos, int):
             cache.length = pos + 1
         return self.ar_predict_layer(x[:, -1])
@@ -516,6 +552,101 @@ class Text2SemanticGPT(nn.Module):
             stop_reason=stop_reason,
         )
 
+    # ----- inference: batches of texts (upstream's infer_panel_batch_infer)
+
+    def embed_text_batch(self, phones: list[Tensor], bert: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Embed texts of different lengths, each from position 0, then left-pad with zeros.
+
+        Args:
+            phones: per item ``[N_i]`` phone ids.
+            bert: per item ``[1024, N_i]``.
+
+        Returns:
+            (x ``[B, max N, D]``, text_ok ``[B, max N]`` False on padding).
+        """
+        if not phones or len(phones) != len(bert):
+            raise DataError(f"need one bert per phone sequence, got {len(phones)} and {len(bert)}")
+        for p, b in zip(phones, bert):
+            _check_inputs(p.view(1, -1), b.unsqueeze(0), None, self.config)
+        rows = [self.embed_text(p.view(1, -1), b.unsqueeze(0))[0] for p, b in zip(phones, bert)]  # [N_i, D]
+        tx = max(r.shape[0] for r in rows)
+        x = rows[0].new_zeros(len(rows), tx, rows[0].shape[1])
+        text_ok = torch.zeros(len(rows), tx, dtype=torch.bool, device=x.device)
+        for i, r in enumerate(rows):
+            x[i, tx - r.shape[0] :] = r
+            text_ok[i, tx - r.shape[0] :] = True
+        return x, text_ok
+
+    def prefill_batch(
+        self, phones: list[Tensor], bert: list[Tensor], prompt: Tensor | None = None, max_len: int | None = None
+    ) -> tuple[Tensor, KVCache]:
+        """:meth:`prefill` for several texts sharing one prompt ``[B, P]`` (or ``[1, P]``, or None).
+
+        Texts are left-padded; the cache remembers the padding rows (``key_ok``), so
+        :meth:`decode_step` never attends to them. Returns (logits ``[B, vocab]``, cache).
+        """
+        x, text_ok = self.embed_text_batch(phones, bert)
+        b = x.shape[0]
+        if prompt is not None:
+            prompt = prompt.expand(b, -1) if prompt.shape[0] == 1 else prompt
+            if prompt.dim() != 2 or prompt.shape[0] != b:
+                raise DataError(f"prompt must be [1, P] or [{b}, P], got shape {tuple(prompt.shape)}")
+        s = x.shape[1] + (0 if prompt is None else prompt.shape[1])
+        max_len = s + UPSTREAM_MAX_STEPS if max_len is None else max_len
+        if max_len < s:
+            raise ConfigError(f"cache max_len {max_len} is shorter than the prefix ({s} positions)")
+        cache = self.new_cache(b, max_len, x.shape[1])
+        h = self._run_prefix(x, text_ok, prompt, cache)
+        return self.ar_predict_layer(h[:, -1]), cache
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        phones: list[Tensor],
+        bert: list[Tensor],
+        prompt: Tensor | None = None,
+        top_k: int = 15,
+        top_p: float = 1.0,
+        temperature: float = 1.0,
+        repetition_penalty: float = 1.35,
+        max_new_tokens: int = UPSTREAM_MAX_STEPS,
+        generator: torch.Generator | None = None,
+    ) -> BatchGenerationResult:
+        """Generate for several texts at once with :meth:`generate_detailed`'s rules per item.
+
+        Each item stops on its own (EOS sampled or argmax) and is then left to run without
+        effect; the batch ends when all have stopped or after ``max_new_tokens`` steps.
+        Greedy results equal one-at-a-time generation.
+        """
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        _check_sampling(top_k, top_p, temperature, repetition_penalty)
+        eos = self.config.eos
+        n_prompt = 0 if prompt is None else prompt.shape[1]
+        x_len = max(p.numel() for p in phones)
+        logits, cache = self.prefill_batch(phones, bert, prompt, x_len + n_prompt + max_new_tokens)
+        b = logits.shape[0]
+        y = prompt.long().expand(b, -1) if prompt is not None else logits.new_zeros(b, 0, dtype=torch.long)
+        done: dict[int, tuple[Tensor, Tensor, int]] = {}  # item -> (tokens, upstream y, idx)
+        for idx in range(max_new_tokens):
+            if idx > 0:
+                logits = self.decode_step(y[:, -1:], cache, cache.length)
+            step_logits = (logits[:, :eos] if idx < EOS_BAN_STEPS else logits).clone()
+            token = sample_next_token_(step_logits, y, top_k, top_p, temperature, repetition_penalty, generator)
+            y = torch.cat([y, token], dim=1)
+            stopped = (step_logits.argmax(-1) == eos) | (token[:, 0] == eos)
+            for i in range(b):
+                if i not in done and (bool(stopped[i]) or idx == max_new_tokens - 1):
+                    keep = y[i, :-1] if bool(stopped[i]) else y[i]
+                    done[i] = (keep[n_prompt:], y[i, :-1], idx)  # upstream stores y[i, :-1] either way
+            if len(done) == b:
+                break
+        return BatchGenerationResult(
+            tokens=[done[i][0] for i in range(b)],
+            y=[done[i][1] for i in range(b)],
+            idx=[done[i][2] for i in range(b)],
+        )
+
 
 # --------------------------------------------------------------------------- sampling
 
@@ -604,6 +735,7 @@ def _check_sampling(top_k: int, top_p: float, temperature: float, repetition_pen
 
 
 __all__ = [
+    "BatchGenerationResult",
     "GenerationResult",
     "KVCache",
     "Text2SemanticGPT",
