@@ -1,0 +1,79 @@
+"""Locate the built-in demo voice shipped in ``autocompress/assets/demo``.
+
+The demo voice is a small GPT-SoVITS teacher trained from scratch on Piper-synthesised
+English (see ``autocompress/assets/demo/VOICE.md`` and ``scripts/build_demo_voice.py``). Its
+content features are the DSP stand-in of :mod:`autocompress.models.gpt_sovits.standin`,
+not HuBERT.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+from autocompress.exceptions import DataError
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo"
+DEMO_GPT = "demo-gpt.ckpt"
+DEMO_SOVITS = "demo-sovits.pth"
+DEMO_EXP = "exp"
+DEMO_MANIFEST = "demo.json"
+
+
+class DemoVoicePaths(NamedTuple):
+    """Where the demo voice's files are."""
+
+    gpt_path: Path
+    sovits_path: Path
+    exp_dir: Path  # upstream experiment folder (2-name2text, 4-cnhubert, 5-wav32k, 6-semantic)
+    eval_names: list[str]  # held-out items of exp_dir (not used for training the teacher)
+
+
+def demo_voice_paths(root: str | Path | None = None) -> DemoVoicePaths:
+    """Return ``(gpt_path, sovits_path, exp_dir, eval_names)`` of the shipped demo voice.
+
+    Args:
+        root: the demo folder; the packaged ``autocompress/assets/demo`` when None.
+
+    Raises:
+        DataError: when a file is missing (the assets were not built or not installed).
+    """
+    base = Path(root) if root is not None else DEMO_DIR
+    manifest = demo_voice_manifest(base)
+    return DemoVoicePaths(
+        gpt_path=base / DEMO_GPT,
+        sovits_path=base / DEMO_SOVITS,
+        exp_dir=base / DEMO_EXP,
+        eval_names=list(manifest["eval_names"]),
+    )
+
+
+def demo_voice_manifest(root: str | Path | None = None) -> dict:
+    """Return the demo's ``demo.json``: eval_names, train_names, reference_name, build figures.
+
+    Raises:
+        DataError: when a file is missing or the manifest is malformed.
+    """
+    base = Path(root) if root is not None else DEMO_DIR
+    manifest_path = base / DEMO_MANIFEST
+    needed = [manifest_path, base / DEMO_GPT, base / DEMO_SOVITS, base / DEMO_EXP / "2-name2text.txt"]
+    for path in needed:
+        if not path.exists():
+            raise DataError(
+                f"demo voice file {path} is missing; hint: build it with "
+                "'python scripts/build_demo_voice.py --stage all' or reinstall autocompress with its assets"
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["eval_names"] = [str(n) for n in manifest["eval_names"]]
+        manifest["train_names"] = [str(n) for n in manifest["train_names"]]
+        manifest["reference_name"] = str(manifest["reference_name"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"{manifest_path}: expected JSON with eval_names, train_names, reference_name; got an error: {e}"
+        ) from e
+    return manifest
+
+
+__all__ = ["DEMO_DIR", "DemoVoicePaths", "demo_voice_manifest", "demo_voice_paths"]
