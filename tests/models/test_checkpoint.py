@@ -192,6 +192,30 @@ def test_compressed_sovits_config_round_trips(tmp_path):
     assert ckpt.config == config
 
 
+def test_sizes_pinned_by_the_weights_override_the_config(tmp_path):
+    config = sovits_tiny()
+    hps = config.to_upstream()
+    del hps["autocompress"]  # an upstream-style config: MRTE, style, flow, enc_q sizes fall back to v2's
+    weights = upstream_sovits_state_dict(SynthesizerTrn(config), include_enc_q=True)
+    path = _write(tmp_path / "small.pth", {"weight": weights, "config": HParams(**hps), "info": "x"}, b"PK")
+    assert SoVITSConfig.from_upstream(hps, "v2") != config
+    assert read_sovits(path).config == config
+
+
+def test_malformed_config_is_one_line(tmp_path):
+    model = SynthesizerTrn(sovits_tiny(), include_enc_q=False)
+    hps = sovits_tiny().to_upstream()
+    hps["model"]["upsample_rates"] = "fast"
+    path = _write(tmp_path / "bad.pth", {"weight": upstream_sovits_state_dict(model), "config": HParams(**hps),
+                                        "info": "x"}, b"PK")
+    _one_line_error(load_sovits, path, match="config")
+    gpt = Text2SemanticGPT(gpt_tiny())
+    config = gpt_tiny().to_upstream()
+    config["model"] = ["not", "a", "dict"]
+    path = _write(tmp_path / "bad.ckpt", {"weight": upstream_gpt_state_dict(gpt), "config": config, "info": "x"}, b"PK")
+    _one_line_error(load_gpt, path, match="config")
+
+
 def test_gpt_round_trip_plain_and_pruned(tmp_path):
     phones = torch.randint(0, 732, (1, 6))
     bert = torch.randn(1, 1024, 6)

@@ -460,6 +460,8 @@ def _sovits_info(path: Path, obj: dict[str, Any], header: bytes, weights: dict[s
         config = _pin_sovits_sizes(SoVITSConfig.from_upstream(hps, version), shapes)
     except (CheckpointError, ConfigError) as e:
         raise CheckpointError(f"{path}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the file's config is malformed ({_first_line(e)})") from e
     params = {k: v for k, v in weights.items() if not k.startswith(_BUFFER_PREFIXES)}
     return CheckpointInfo(
         path=str(path),
@@ -488,6 +490,8 @@ def _gpt_info(path: Path, obj: dict[str, Any], header: bytes, weights: dict[str,
             config = _gpt_widths_from_weights(config, stripped)
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the file's config is malformed ({_first_line(e)})") from e
     return CheckpointInfo(
         path=str(path),
         kind="gpt",
@@ -576,7 +580,7 @@ def _gpt_widths_from_weights(config: GPTConfig, weights: dict[str, Tensor]) -> G
 def _build(path: Path, cls: type, config: Any, **options: Any) -> Any:
     try:
         return cls(config, **options)
-    except (ConfigError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure here means the config is unusable
         raise CheckpointError(f"{path}: cannot build the model from its config: {_first_line(e)}") from e
 
 
