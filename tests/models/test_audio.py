@@ -85,7 +85,9 @@ def test_peak_normalisation_is_per_row() -> None:
     ("sr", "n_fft", "n_mels", "fmin", "fmax"),
     [(32000, 2048, 128, 0.0, None), (22050, 1024, 80, 50.0, 8000.0), (16000, 512, 40, 20.0, 7600.0)],
 )
-def test_mel_filterbank_equals_librosa(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
+def test_mel_filterbank_equals_librosa(
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
+) -> None:
     want = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     got = mel_filterbank(sr, n_fft, n_mels, fmin, fmax).numpy()
     assert got.shape == want.shape and got.dtype == np.float32

@@ -159,7 +159,9 @@ def test_non_pro_needs_matching_style_and_mrte_widths() -> None:
 # --------------------------------------------------------------------------- inference
 
 
-@pytest.mark.parametrize(("speed", "frames"), [(1.0, 12), (1.25, int(12 / 1.25) + 1), (0.9, int(12 / 0.9) + 1)])
+@pytest.mark.parametrize(
+    ("speed", "frames"), [(1.0, 12), (1.25, int(12 / 1.25) + 1), (0.9, int(12 / 0.9) + 1)]
+)
 def test_decode_length(speed: float, frames: int) -> None:
     model = _model(_tiny())
     codes, text = _codes_text(tc=6)
@@ -168,7 +170,9 @@ def test_decode_length(speed: float, frames: int) -> None:
     assert wav.abs().max() <= 1.0 and wav.std() > 0
 
 
-@pytest.mark.parametrize(("frames", "speed", "want"), [(100, 1.1, 91), (100, 0.9, 112), (100, 1.5, 67), (100, 1.0, 100)])
+@pytest.mark.parametrize(
+    ("frames", "speed", "want"), [(100, 1.1, 91), (100, 0.9, 112), (100, 1.5, 67), (100, 1.0, 100)]
+)
 def test_speed_resamples_the_prior(frames: int, speed: float, want: int) -> None:
     model = _model(_tiny())
     codes, text = _codes_text(tc=frames // 2)
@@ -182,7 +186,8 @@ def test_noise_is_injectable_and_scaled() -> None:
     codes, text = _codes_text()
     refer = _refer()
     clean = model.decode(codes, text, refer, noise_scale=0.0)
-    torch.testing.assert_close(model.decode(codes, text, refer, noise_scale=0.5, noise=torch.zeros(1, 96, 12)), clean)
+    zero_noise = model.decode(codes, text, refer, noise_scale=0.5, noise=torch.zeros(1, 96, 12))
+    torch.testing.assert_close(zero_noise, clean)
     eps = torch.randn(1, 96, 12)
     noisy = model.decode(codes, text, refer, noise_scale=0.5, noise=eps)
     assert not torch.allclose(noisy, clean, atol=1e-4)
@@ -230,7 +235,10 @@ def test_pro_decode_uses_sv_emb_and_averages_after_prelu() -> None:
     assert wav.shape == (1, 1, 12 * 640)
     assert not torch.allclose(wav, model.decode(codes, text, r1, noise_scale=0.0, sv_emb=s2), atol=1e-5)
     with torch.no_grad():
-        pre = [model.ref_enc(r[:, :704], torch.ones(1, 1, r.shape[-1])) + model.sv_emb(s).unsqueeze(-1) for r, s in ((r1, s1), (r2, s2))]
+        pre = [
+            model.ref_enc(r[:, :704], torch.ones(1, 1, r.shape[-1])) + model.sv_emb(s).unsqueeze(-1)
+            for r, s in ((r1, s1), (r2, s2))
+        ]
         want = (model.prelu(pre[0]) + model.prelu(pre[1])) / 2
         got = model.style([r1, r2], [s1, s2])
         torch.testing.assert_close(got, want)
@@ -272,7 +280,8 @@ def test_flow_is_invertible() -> None:
     with torch.no_grad():
         z = model.flow(x, mask, g=g)
         assert not torch.allclose(z, x)
-        torch.testing.assert_close(model.flow(z, mask, g=g, reverse=True) * mask, x * mask, rtol=1e-5, atol=1e-5)
+        back = model.flow(z, mask, g=g, reverse=True)
+        torch.testing.assert_close(back * mask, x * mask, rtol=1e-5, atol=1e-5)
 
 
 def test_remove_weight_norm_keeps_outputs() -> None:
@@ -283,13 +292,16 @@ def test_remove_weight_norm_keeps_outputs() -> None:
     remove_weight_norm_(model)
     assert not any("parametrizations" in k for k in model.state_dict())
     assert "dec.ups.0.weight" in model.state_dict()
-    torch.testing.assert_close(model.decode(codes, text, refer, noise_scale=0.0), before, rtol=1e-5, atol=1e-6)
+    after = model.decode(codes, text, refer, noise_scale=0.0)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- attention
 
 
-def _relative_attention_reference(att: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _relative_attention_reference(
+    att: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """The spec's formula with explicit loops (one batch item)."""
     q, k, v = att.conv_q(x)[0], att.conv_k(x)[0], att.conv_v(x)[0]  # [C, T]
     t, d, w = x.shape[-1], att.head_dim, att.window_size
@@ -320,7 +332,8 @@ def test_relative_attention_matches_the_formula(t: int) -> None:
     valid[max(1, t - 2) :] = 0
     mask = (valid[:, None] * valid[None, :]).view(1, 1, t, t)
     with torch.no_grad():
-        torch.testing.assert_close(att(x, x, mask), _relative_attention_reference(att, x, mask), rtol=1e-5, atol=1e-5)
+        want = _relative_attention_reference(att, x, mask)
+        torch.testing.assert_close(att(x, x, mask), want, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- training
@@ -353,8 +366,12 @@ def test_training_forward_gives_gradients(config: SoVITSConfig) -> None:
     assert ((out.ids_slice >= 0) & (out.ids_slice <= batch["spec_lengths"] - seg)).all()
     loss = out.o.abs().mean() + ((out.z_p - out.m_p) ** 2 * out.y_mask).mean() + out.logs_q.mean()
     loss.backward()
-    for group in ("enc_p", "dec", "flow", "enc_q", "ref_enc") + (("sv_emb", "prelu", "ge_to512") if config.is_pro else ()):
-        grads = [p.grad for n, p in model.named_parameters() if n.startswith(group + ".") and p.grad is not None]
+    groups = ("enc_p", "dec", "flow", "enc_q", "ref_enc")
+    if config.is_pro:
+        groups += ("sv_emb", "prelu", "ge_to512")
+    for group in groups:
+        params = [p for n, p in model.named_parameters() if n.startswith(group + ".")]
+        grads = [p.grad for p in params if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads), group
         assert any(g.abs().sum() > 0 for g in grads), group
     assert model.ssl_proj.weight.grad is None  # frozen quantizer path

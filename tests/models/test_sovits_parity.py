@@ -147,7 +147,9 @@ def _decode_args(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(inputs["decode_codes"]), torch.from_numpy(inputs["decode_text"])
 
 
-def test_decode_speed_1(model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder) -> None:
+def test_decode_speed_1(
+    model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder
+) -> None:
     codes, text = _decode_args(inputs)
     wav = model.decode(codes, text, [torch.from_numpy(expected["spec"])], noise_scale=0.0)
     out = recorder.out
@@ -175,7 +177,9 @@ def test_bare_tensor_reference_equals_one_element_list(model: SynthesizerTrn, ex
     _close(bare, expected["dec_ge"])
 
 
-def test_decode_speed_125(model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder) -> None:
+def test_decode_speed_125(
+    model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder
+) -> None:
     codes, text = _decode_args(inputs)
     wav = model.decode(codes, text, [torch.from_numpy(expected["spec"])], noise_scale=0.0, speed=1.25)
     _, m_p, logs_p, _ = recorder.out["enc_p"]
@@ -185,7 +189,9 @@ def test_decode_speed_125(model: SynthesizerTrn, inputs: dict, expected: dict, r
     _close(wav, expected["dec_speed125_wav"])
 
 
-def test_decode_with_injected_noise(model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder) -> None:
+def test_decode_with_injected_noise(
+    model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder
+) -> None:
     codes, text = _decode_args(inputs)
     eps = torch.from_numpy(inputs["decode_noise_eps"])
     wav = model.decode(codes, text, [torch.from_numpy(expected["spec"])], noise_scale=0.5, noise=eps)
@@ -194,7 +200,9 @@ def test_decode_with_injected_noise(model: SynthesizerTrn, inputs: dict, expecte
     _close(wav, expected["dec_noise05_wav"])
 
 
-def test_decode_two_references(model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder) -> None:
+def test_decode_two_references(
+    model: SynthesizerTrn, inputs: dict, expected: dict, recorder: _Recorder
+) -> None:
     codes, text = _decode_args(inputs)
     refs = [torch.from_numpy(expected["spec"]), torch.from_numpy(expected["spec2"])]
     wav = model.decode(codes, text, refs, noise_scale=0.0)

@@ -93,7 +93,9 @@ class MultiHeadAttention(nn.Module):
         for conv in (self.conv_q, self.conv_k, self.conv_v):
             nn.init.xavier_uniform_(conv.weight)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Attend from queries ``x [B, C, Tq]`` to keys/values ``c [B, C, Tk]``.
 
         ``attn_mask`` is ``[B, 1, Tq, Tk]`` (0 = blocked) or None.
@@ -151,7 +153,14 @@ def _full_to_band(full: torch.Tensor, w: int) -> torch.Tensor:
 class FFN(nn.Module):
     """Two 'same'-padded convolutions with a ReLU between, masked before each."""
 
-    def __init__(self, in_channels: int, out_channels: int, filter_channels: int, kernel_size: int, p_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        filter_channels: int,
+        kernel_size: int,
+        p_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.conv_1 = nn.Conv1d(in_channels, filter_channels, kernel_size)
@@ -280,7 +289,9 @@ class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            _init_normal_wn(nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d)))
+            _init_normal_wn(
+                nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=get_padding(kernel_size, d))
+            )
             for d in dilations
         )
         self.convs2 = nn.ModuleList(

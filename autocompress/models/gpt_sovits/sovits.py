@@ -312,7 +312,9 @@ class ResidualVectorQuantizer(nn.Module):
 class ResidualCouplingLayer(nn.Module):
     """Mean-only affine coupling: the second half is shifted by a WN of the first half."""
 
-    def __init__(self, channels: int, hidden: int, kernel_size: int, n_layers: int, gin_channels: int) -> None:
+    def __init__(
+        self, channels: int, hidden: int, kernel_size: int, n_layers: int, gin_channels: int
+    ) -> None:
         super().__init__()
         self.half = channels // 2
         self.pre = nn.Conv1d(self.half, hidden, 1)
@@ -350,7 +352,11 @@ class ResidualCouplingBlock(nn.Module):
         for hidden in config.flow_hidden_channels:
             self.flows.append(
                 ResidualCouplingLayer(
-                    config.inter_channels, hidden, config.flow_kernel_size, config.flow_wn_layers, config.gin_channels
+                    config.inter_channels,
+                    hidden,
+                    config.flow_kernel_size,
+                    config.flow_wn_layers,
+                    config.gin_channels,
                 )
             )
             self.flows.append(Flip())
@@ -469,7 +475,9 @@ class SynthesizerTrn(nn.Module):
                 f"must equal mrte_hidden; got {config.gin_channels} vs {config.mrte_hidden}"
             )
         if config.semantic_frame_rate not in ("25hz", "50hz"):
-            raise ConfigError(f"semantic_frame_rate must be '25hz' or '50hz', got {config.semantic_frame_rate!r}")
+            raise ConfigError(
+                f"semantic_frame_rate must be '25hz' or '50hz', got {config.semantic_frame_rate!r}"
+            )
         self.config = config
         self.segment_frames = config.segment_size // config.hop_length
         self.enc_p = TextEncoder(config)
@@ -591,7 +599,9 @@ class SynthesizerTrn(nn.Module):
         b = quantized.size(0)
         y_lengths = torch.full((b,), quantized.size(2), dtype=torch.long, device=codes.device)
         text_lengths = torch.full((b,), text.size(-1), dtype=torch.long, device=codes.device)
-        _, m_p, logs_p, y_mask = self.enc_p(quantized, y_lengths, text, text_lengths, self._text_style(ge), speed)
+        _, m_p, logs_p, y_mask = self.enc_p(
+            quantized, y_lengths, text, text_lengths, self._text_style(ge), speed
+        )
         return m_p, logs_p, y_mask
 
     def _codes_to_features(self, codes: torch.Tensor) -> torch.Tensor:
@@ -641,7 +651,9 @@ class SynthesizerTrn(nn.Module):
         ge = self.ref_enc(spec[:, : self.config.ref_bins] * y_mask, y_mask)  # [B, gin, 1]
         if self.config.is_pro:
             if sv_emb is None:
-                raise DataError(f"SoVITS {self.config.version} training needs sv_emb [B, {self.config.sv_dim}]")
+                raise DataError(
+                    f"SoVITS {self.config.version} training needs sv_emb [B, {self.config.sv_dim}]; got None"
+                )
             ge = self._add_speaker(ge, sv_emb)
 
         # The quantizer is frozen: fp32, no gradient, commit loss 0.
