@@ -15,6 +15,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialR
 from autocompress.store import Store, TrialRecord, display_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# We use heartbeats, metric names and the retry callback deliberately; their "experimental" notes are noise.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 # Builds the trial runner of a search (loads the teacher, the data and the teacher cache).
 RunnerFactory = Callable[[ResolvedSearch, Path], TrialRunner]
@@ -262,10 +265,12 @@ class _Daemon:
     def _abort_rule(self) -> AbortRule:
         ft = self.r.space.finetune
         front = feasible_front(self.study.get_trials(deepcopy=False))
+        # Only trials that were fine-tuned are a fair bar (a 16-bit cast has a near-zero distance).
         reference = {
-            t.number: [(int(s), float(d)) for s, d in t.user_attrs.get("finetune_curve", [])] for t in front
+            t.number: [(int(s), float(d)) for s, d in t.user_attrs.get("finetune_curve", [])]
+            for t in front
+            if t.user_attrs.get("finetune_steps", 0) > 0
         }
-        reference = {k: v for k, v in reference.items() if v}
         return AbortRule(
             reference=reference, patience=ft.patience, far_behind=ft.far_behind, warmup_checks=ft.warmup_checks
         )

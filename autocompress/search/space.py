@@ -19,6 +19,8 @@ File layout::
     eval_every = 50               # steps between teacher-distance checks
     patience = 4                  # checks without improvement before a trial counts as stalled
     far_behind = 3.0              # prune when the distance is this many times the Pareto set's
+    eval_items = 8                # held-out items for the teacher distance
+    quality_items = 3             # held-out sentences spoken end to end for scoring
 
     [groups.gpt]                  # one table per module group
     prune = [0.0, 0.1, 0.2, 0.3]  # structured-pruning ratios
@@ -76,6 +78,8 @@ class FinetuneSettings:
     far_behind: float = 3.0  # prune when distance > far_behind x the Pareto set's at that step
     warmup_checks: int = 2  # checks before the abort rule may fire
     grad_clip: float = 1.0
+    eval_items: int = 8  # held-out items the teacher distance is measured on
+    quality_items: int = 3  # held-out sentences spoken end to end for the quality score
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -199,7 +203,7 @@ class SearchSpace:
 _SPACE_KEYS = {"name": str, "description": str, "steps": int, "trials": int}
 _FINETUNE_KEYS = {
     "lr": float, "batch_size": int, "eval_every": int, "patience": int, "far_behind": float,
-    "warmup_checks": int, "grad_clip": float,
+    "warmup_checks": int, "grad_clip": float, "eval_items": int, "quality_items": int,
 }
 _GROUP_KEYS = ("prune", "bits", "width", "depth", "activations", "skip")
 
@@ -267,7 +271,7 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
         problem("finetune", None, "must be a table")
         ft_raw = {}
     ft = _typed(ft_raw, _FINETUNE_KEYS, "finetune", problem, required=())
-    for key in ("lr", "batch_size", "eval_every", "patience", "grad_clip"):
+    for key in ("lr", "batch_size", "eval_every", "patience", "grad_clip", "eval_items", "quality_items"):
         if key in ft and not ft[key] > 0:
             problem("finetune", key, f"must be > 0, got {ft[key]}")
     if "far_behind" in ft and not ft["far_behind"] > 1:

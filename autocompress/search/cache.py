@@ -1,0 +1,151 @@
+"""What the teacher does on the evaluation set, computed once per study and kept on disk.
+
+- the held-out items and the teacher's teacher-forced outputs on them (GPT logits, SoVITS
+  latents and decoder mel slices): the targets of the *teacher distance*;
+- the prompt (reference) utterance and its style vector, the reference every synthesis uses;
+- the teacher's end-to-end speech for a few held-out sentences (greedy GPT, noise-free
+  SoVITS): what a student's speech is scored against.
+
+The file is keyed by a fingerprint of the teacher files, the data and the settings; a stale
+file is rebuilt. It holds only tensors and plain values and is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from autocompress.exceptions import ScoringError
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.score.quality import TeacherReference, build_reference
+from autocompress.search.distill import EvalTargets, SoVITSTargets, VoiceItem, eval_targets
+from autocompress.search.synth import Speech, synthesize
+
+CACHE_VERSION = 2
+
+
+@dataclass
+class TeacherCache:
+    """The teacher's outputs a study reuses in every trial."""
+
+    fingerprint: str
+    targets: EvalTargets  # teacher-forced outputs on the held-out items
+    prompt: VoiceItem  # the reference utterance every synthesis is conditioned on
+    style: Tensor  # [1, gin, 1] the teacher's style vector of the prompt's reference
+    sentences: list[VoiceItem]  # held-out sentences spoken end to end for scoring
+    speech: list[Speech]  # the teacher's speech for each sentence
+    reference: TeacherReference  # the teacher's side of the quality comparison (MOS, speaker vectors)
+
+    # ------------------------------------------------------------------ build / load
+    @classmethod
+    def build(
+        cls,
+        teacher: Voice,
+        eval_items: list[VoiceItem],
+        prompt: VoiceItem,
+        sentences: list[VoiceItem],
+        fingerprint: str,
+        seed: int = 0,
+    ) -> TeacherCache:
+        targets = eval_targets(teacher, eval_items, teacher.sovits.segment_frames, seed=seed)
+        with torch.no_grad():
+            style = teacher.sovits.style(prompt.refer)
+        speech = [synthesize(teacher, prompt, s, style) for s in sentences]
+        reference = _reference([s.wav.numpy() for s in speech], speech[0].sample_rate)
+        return cls(fingerprint, targets, prompt, style, sentences, speech, reference)
+
+    @classmethod
+    def load_or_build(
+        cls,
+        path: Path,
+        teacher: Voice,
+        eval_items: list[VoiceItem],
+        prompt: VoiceItem,
+        sentences: list[VoiceItem],
+        fingerprint: str,
+        seed: int = 0,
+    ) -> TeacherCache:
+        """Read the study's cache when it matches ``fingerprint``, else build and save it."""
+        device = prompt.codes.device
+        if path.is_file():
+            try:
+                data = torch.load(path, map_location=device, weights_only=True)
+            except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+                data = None
+            if isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("fingerprint") == fingerprint:
+                return cls.from_dict(data)
+        cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        torch.save(cache.to_dict(), tmp)
+        os.replace(tmp, path)
+        return cache
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CACHE_VERSION,
+            "fingerprint": self.fingerprint,
+            "eval_items": [_item_dict(i) for i in self.targets.items],
+            "gpt_logits": list(self.targets.gpt_logits),
+            "sovits": [t.to_dict() for t in self.targets.sovits],
+            "prompt": _item_dict(self.prompt),
+            "style": self.style,
+            "sentences": [_item_dict(i) for i in self.sentences],
+            "speech": [s.to_dict() for s in self.speech],
+            "reference_mos": list(self.reference.mos or ()),
+            "reference_embeddings": [torch.from_numpy(np.asarray(e)) for e in self.reference.embeddings or ()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherCache:
+        speech = [Speech(**s) for s in d["speech"]]
+        reference = TeacherReference(
+            sr=speech[0].sample_rate,
+            audios=tuple(s.wav.numpy() for s in speech),
+            mos=tuple(float(m) for m in d["reference_mos"]) or None,
+            embeddings=tuple(e.numpy() for e in d["reference_embeddings"]) or None,
+        )
+        targets = EvalTargets(
+            items=[VoiceItem(**i) for i in d["eval_items"]],
+            gpt_logits=list(d["gpt_logits"]),
+            sovits=[SoVITSTargets(**t) for t in d["sovits"]],
+        )
+        return cls(
+            fingerprint=d["fingerprint"], targets=targets, prompt=VoiceItem(**d["prompt"]), style=d["style"],
+            sentences=[VoiceItem(**i) for i in d["sentences"]], speech=speech, reference=reference,
+        )
+
+
+def _reference(audios: list[np.ndarray], sr: int) -> TeacherReference:
+    """MOS and speaker vectors of the teacher's speech; without speaker vectors when it has no voiced part."""
+    try:
+        return build_reference(audios, sr, mos=True, speaker=True)
+    except ScoringError:  # voice-activity trimming left nothing (an untrained or noisy teacher)
+        return build_reference(audios, sr, mos=True, speaker=False)
+
+
+def _item_dict(item: VoiceItem) -> dict[str, Any]:
+    return dict(item.__dict__)
+
+
+def fingerprint(files: list[Path], names: list[str], settings: dict[str, Any]) -> str:
+    """Hash of the teacher files' bytes, the item names and the settings a cache depends on."""
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    h.update(repr(sorted(names)).encode())
+    h.update(repr(sorted(settings.items())).encode())
+    h.update(str(CACHE_VERSION).encode())
+    return h.hexdigest()
+
+
+__all__ = ["CACHE_VERSION", "TeacherCache", "fingerprint"]

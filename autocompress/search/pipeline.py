@@ -1,0 +1,197 @@
+"""The GPT-SoVITS trial pipeline: plan -> compress -> fine-tune -> score -> save.
+
+:meth:`VoiceTrialRunner.prepare` loads what every trial shares, once per search: the teacher
+voice, the experiment folder's training items, and the teacher cache (held-out targets, the
+prompt's style vector, the teacher's speech). :meth:`VoiceTrialRunner.run` then handles one
+plan: :func:`autocompress.compress.compress` builds the student, :func:`~autocompress.search.
+finetune.finetune` distils it, :func:`~autocompress.search.scoring.score_student` scores it for
+the target, and the student is saved (upstream-format checkpoints plus exact fp32 weights) for
+the Pareto export, with two or three audio samples for the artifact store.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile
+import torch
+
+from autocompress.compress import compress, strip_fake_quant_
+from autocompress.compress.plan import CompressionPlan, precision_bits
+from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits, save_gpt, save_sovits
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.score.metric import host_device
+from autocompress.search.cache import TeacherCache, fingerprint
+from autocompress.search.config import ResolvedSearch
+from autocompress.search.distill import VoiceItem, compressed_groups, load_items
+from autocompress.search.finetune import TeacherLatentCache, finetune
+from autocompress.search.scoring import score_quality, score_student
+from autocompress.search.space import FinetuneSettings
+from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome
+
+N_SAMPLES = 3  # audio samples uploaded per trial
+MAX_TRAIN_ITEMS = 512  # training items kept in memory
+EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
+
+
+def needs_finetune(plan: CompressionPlan) -> set[str]:
+    """Groups whose weights the plan changes beyond a 16-bit cast (the ones worth fine-tuning)."""
+    out = set()
+    for g in compressed_groups(plan):
+        gp = plan.group(g)
+        low_bits = any(precision_bits(p) < 16 for p in gp.quant.precisions)
+        if low_bits or not gp.student.is_identity or not gp.prune.is_identity or gp.quant.activations == "int8":
+            out.add(g)
+    return out
+
+
+@dataclass
+class VoiceTrialRunner:
+    """Runs the trials of one search on one teacher voice."""
+
+    resolved: ResolvedSearch
+    teacher: Voice
+    train_items: list[VoiceItem]
+    cache: TeacherCache
+    device: torch.device
+    device_label: str
+    settings: FinetuneSettings
+    latents: TeacherLatentCache
+
+    @classmethod
+    def prepare(cls, resolved: ResolvedSearch, cache_path: Path) -> VoiceTrialRunner:
+        """Load the teacher, the data and the teacher cache.
+
+        Raises:
+            CheckpointError: a model file cannot be loaded.
+            DataError: the experiment folder is missing, malformed or too small.
+        """
+        device = torch.device(resolved.device)
+        voice = resolved.voice
+        sovits = load_sovits(voice.sovits, map_location=device)
+        sovits.drop_enc_q_()
+        teacher = Voice(load_gpt(voice.gpt, map_location=device).eval(), sovits.eval())
+        for p in list(teacher.gpt.parameters()) + list(teacher.sovits.parameters()):
+            p.requires_grad_(False)
+        folder = ExperimentFolder(voice.data, version=sovits.config.version)
+        with_codes = [n for n in folder.names if folder[n].codes]
+        if len(with_codes) < 2:
+            from autocompress.exceptions import DataError
+
+            raise DataError(
+                f"{voice.data}: {len(with_codes)} items with semantic codes; fine-tuning needs at least 2 "
+                "(one to train on, one held out)"
+            )
+        if voice.eval_names:
+            eval_names = [n for n in voice.eval_names if n in with_codes]
+            train_names = [n for n in with_codes if n not in set(eval_names)]
+        else:
+            train_all, eval_names = folder.split(eval_fraction=EVAL_FRACTION, seed=0)
+            eval_names = [n for n in eval_names if n in with_codes] or with_codes[-1:]
+            train_names = [n for n in train_all if n in with_codes and n not in set(eval_names)]
+        settings = resolved.space.finetune
+        eval_names = eval_names[: settings.eval_items]
+        cfg = sovits.config
+        train_items = _to(load_items(folder, train_names[:MAX_TRAIN_ITEMS], cfg), device)
+        eval_items = _to(load_items(folder, eval_names, cfg), device)
+        prompt = train_items[0]
+        sentences = eval_items[: settings.quality_items]
+        key = fingerprint(
+            [voice.gpt, voice.sovits], [*train_names, "|", *eval_names],
+            {"seg": teacher.sovits.segment_frames, "quality_items": settings.quality_items, "device": str(device)},
+        )
+        cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key)
+        return cls(
+            resolved=resolved, teacher=teacher, train_items=train_items, cache=cache, device=device,
+            device_label=host_device(device), settings=settings, latents=TeacherLatentCache(teacher),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device_label,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+        }
+
+    def labels(self) -> dict[str, str]:
+        t = self.resolved.target
+        where = f"measured on {self.device_label}" if t.measured else f"projected for {t.name}"
+        return {"quality": f"measured on {self.device_label}", "latency_ms": where, "memory_mb": f"projected for {t.name}"}
+
+    def run(self, job: TrialJob, hooks: TrialHooks) -> TrialOutcome:
+        hooks.phase("compress")
+        student = compress(self.teacher, job.plan)
+        groups = needs_finetune(job.plan)
+        hooks.phase("fine-tune" if groups and job.steps else "distance")
+        torch.manual_seed(job.seed)
+        result = finetune(
+            student, self.teacher, groups, self.train_items, self.cache.targets, job.steps if groups else 0,
+            self.settings, job.abort, on_step=hooks.step, seed=job.seed, latents=self.latents,
+            measure=compressed_groups(job.plan),
+        )
+        for p in list(student.gpt.parameters()) + list(student.sovits.parameters()):
+            p.requires_grad_(False)
+        hooks.phase("score")
+        quality = score_quality(student, job.plan, self.cache)
+        strip_fake_quant_(student.gpt)  # from here on: the deployable student
+        strip_fake_quant_(student.sovits)
+        scores = score_student(
+            student, job.plan, self.cache, self.resolved.target, self.device_label, result.final_distance, quality
+        )
+        hooks.phase("save")
+        _save_student(student, job.plan, job.student_dir)
+        samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
+        return TrialOutcome(
+            objectives=scores.objectives, metrics=scores.metrics, constraints=scores.constraints,
+            curve=result.curve, steps_done=result.steps_done, samples=samples, device_info=self.describe(),
+            notes=(f"fine-tuning stopped: {result.stopped}",),
+        )
+
+
+def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
+    if device.type == "cpu":
+        return items
+    return [VoiceItem(i.name, i.phones.to(device), i.bert.to(device), i.codes.to(device), i.refer.to(device)) for i in items]
+
+
+def _save_student(student: Voice, plan: CompressionPlan, dest: Path) -> None:
+    """Write the (stripped) student: upstream-format ``gpt.ckpt`` / ``sovits.pth``, exact ``student.pt``, ``plan.json``."""
+    tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_gpt(student.gpt, tmp / "gpt.ckpt")
+    save_sovits(student.sovits, tmp / "sovits.pth")
+    torch.save(
+        {
+            "gpt_config": student.gpt.config.to_dict(),
+            "sovits_config": student.sovits.config.to_dict(),
+            "gpt": {k: v.detach().cpu() for k, v in student.gpt.state_dict().items()},
+            "sovits": {k: v.detach().cpu() for k, v in student.sovits.state_dict().items()},
+        },
+        tmp / "student.pt",
+    )
+    (tmp / "plan.json").write_text(plan.to_json())
+    if dest.exists():
+        import shutil
+
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+
+
+def _write_samples(speech: list, folder: Path, number: int, cache: TeacherCache) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (s, item) in enumerate(zip(speech[:N_SAMPLES], cache.sentences)):
+        path = folder / f"trial-{number}-sample-{i}-{Path(item.name).stem}.wav"
+        soundfile.write(str(path), s.wav.clamp(-1, 1).numpy(), s.sample_rate, subtype="PCM_16")
+        out.append(path)
+    return out
+
+
+__all__ = ["VoiceTrialRunner", "needs_finetune"]
