@@ -9,11 +9,14 @@ quantized values after :func:`~autocompress.compress.fake_quant.strip_fake_quant
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from autocompress.compress.plan import CompressionPlan, QuantConfig
 from autocompress.exceptions import CompressionError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,6 +59,11 @@ class Int8WeightOnlyLinear(nn.Module):
     def dequantized_weight(self) -> Tensor:
         return self.weight_int8.float() * self.scale.float()[:, None]
 
+    @property
+    def weight(self) -> Tensor:
+        """The dequantized weight (for code that reads ``.weight.dtype`` / ``.device``)."""
+        return self.dequantized_weight().to(self.scale.dtype)
+
     def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
@@ -95,9 +103,79 @@ def int8_weight_only_(model: nn.Module, filter_fn=None) -> nn.Module:  # noqa: A
     return model
 
 
+def group_dtype(quant: QuantConfig, op_kinds: tuple[str, ...]) -> str:
+    """The dtype a group runs in: its fp16/bf16 activations, else its weights when all its
+    layers are fp16 (or all bf16), else fp32."""
+    if quant.activations in ("fp16", "bf16"):
+        return quant.activations
+    weights = {quant.weight_precision(k) for k in op_kinds}
+    if len(weights) == 1 and weights <= {"fp16", "bf16"}:
+        return weights.pop()
+    return "fp32"
+
+
+def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
+    """Run a compressed voice (or bare model) in real low precision, in place, for measuring.
+
+    Fake quantization is stripped first (weights keep their quantized values). Each group
+    is then cast to :func:`group_dtype`; a SoVITS group in fp16/bf16 gets hooks that cast
+    its inputs to that dtype and its outputs back to fp32, so mixed groups work together;
+    Linear layers with int8 weights become :class:`Int8WeightOnlyLinear`. Other integer
+    widths have no kernel here and stay as float weights on the integer grid.
+
+    Returns:
+        ``target``.
+    """
+    from autocompress.compress.deploy import GROUP_OP_KINDS
+    from autocompress.compress.fake_quant import strip_fake_quant_
+    from autocompress.models.gpt_sovits.voice import Voice
+
+    roots = [target.gpt, target.sovits] if isinstance(target, Voice) else [target]
+    for root in roots:
+        strip_fake_quant_(root)
+        is_gpt = hasattr(root, "h")
+        for group in ("gpt",) if is_gpt else ("enc_p", "flow", "dec", "ref_enc"):
+            quant = plan.group(group).quant
+            module = root if is_gpt else getattr(root, group)
+            dtype = group_dtype(quant, GROUP_OP_KINDS[group])
+            if dtype != "fp32":
+                cast_(module, dtype)
+                if not is_gpt:
+                    _cast_at_boundary_(module, DTYPES[dtype])
+            if quant.weight_precision("linear") == "int8":
+                int8_weight_only_(module)
+    return target
+
+
+def _cast_at_boundary_(module: nn.Module, dtype: torch.dtype) -> None:
+    def convert(value: Any, to: torch.dtype) -> Any:
+        if torch.is_tensor(value) and value.is_floating_point():
+            return value.to(to)
+        if isinstance(value, (tuple, list)):
+            return type(value)(convert(v, to) for v in value)
+        return value
+
+    def before(_: nn.Module, args: tuple, kwargs: dict) -> tuple:
+        return convert(args, dtype), {k: convert(v, dtype) for k, v in kwargs.items()}
+
+    def after(_: nn.Module, __: tuple, output: Any) -> Any:
+        return convert(output, torch.float32)
+
+    module.register_forward_pre_hook(before, with_kwargs=True)
+    module.register_forward_hook(after)
+
+
 def linear_int8(x: Tensor, layer: Int8WeightOnlyLinear) -> Tensor:
     """Reference float computation of an :class:`Int8WeightOnlyLinear` (for checks)."""
     return F.linear(x.float(), layer.dequantized_weight(), None if layer.bias is None else layer.bias.float())
 
 
-__all__ = ["DTYPES", "Int8WeightOnlyLinear", "cast_", "int8_weight_only_", "linear_int8"]
+__all__ = [
+    "DTYPES",
+    "Int8WeightOnlyLinear",
+    "cast_",
+    "group_dtype",
+    "int8_weight_only_",
+    "linear_int8",
+    "lower_precision_",
+]

@@ -48,7 +48,7 @@ def precision_bits(precision: str) -> int:
         raise ConfigError(
             f"unknown precision {precision!r}; expected one of {WEIGHT_PRECISIONS + ('int8',)}"
         )
-    return int(precision[2:]) if precision.startswith("fp") else int(precision[3:])
+    return int(precision[3:]) if precision.startswith("int") else int(precision[2:])
 
 
 def weight_precision_for_bits(bits: int, float16: str = "fp16") -> str:
@@ -238,6 +238,20 @@ class CompressionPlan:
         groups = dict(self.groups)
         groups[name] = dataclasses.replace(self.group(name), **changes)
         return dataclasses.replace(self, groups=groups)
+
+    # ----- deployment (see autocompress.compress.deploy)
+
+    def deployable_on(self, target: Any) -> bool:
+        """True when a ``Target`` (or target name) can ship every precision of this plan."""
+        from autocompress.compress.deploy import deployable_on
+
+        return deployable_on(self, target)
+
+    def with_fallback(self, target: Any) -> CompressionPlan:
+        """A copy with each precision the target cannot ship replaced by the nearest one it can."""
+        from autocompress.compress.deploy import with_deployable_precisions
+
+        return with_deployable_precisions(self, target)
 
     # ----- serialisation
 

@@ -1,0 +1,130 @@
+"""Fake quantization: numerics per bit width, straight-through gradients, weight norm, stripping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from autocompress.compress import (
+    QuantConfig,
+    add_fake_quant_,
+    fake_quantize,
+    has_fake_quant,
+    strip_fake_quant_,
+)
+from autocompress.exceptions import CompressionError
+
+LAYERS = (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)
+
+
+def _net(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        weight_norm(nn.Conv1d(8, 32, 3, padding=1)),
+        nn.LeakyReLU(0.1),
+        weight_norm(nn.ConvTranspose1d(32, 16, 4, stride=2, padding=1)),
+        nn.LeakyReLU(0.1),
+        nn.Conv1d(16, 4, 1),
+    ).eval()
+
+
+class _Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(64, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, T, 48]
+        return self.proj(x.transpose(1, 2))
+
+
+def _rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _fresh(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = _net(seed)
+    return nn.Sequential(net, nn.Flatten(1), nn.Unflatten(1, (64, -1)), _Head()).eval()
+
+
+def test_output_error_grows_as_bits_shrink() -> None:
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        reference = _fresh()(x)
+    errors = {}
+    for precision in ("fp16", "int8", "int4", "int2"):
+        model = add_fake_quant_(_fresh(), QuantConfig(weights=precision))
+        with torch.no_grad():
+            errors[precision] = _rel_error(model(x), reference)
+    assert errors["fp16"] < 1e-3
+    assert errors["int8"] < 0.02  # 8 bits: close to fp32
+    assert errors["int2"] > 0.2  # 2 bits: clearly worse
+    assert errors["fp16"] < errors["int8"] < errors["int4"] < errors["int2"]
+
+
+def test_per_channel_grid_and_axis() -> None:
+    w = torch.randn(6, 5, 3)
+    q = fake_quantize(w, 4, axis=0)
+    for c in range(6):  # each output channel on its own grid of 15 levels spanning its amax
+        scale = w[c].abs().max() / 7
+        steps = q[c] / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-4)
+        assert float(q[c].abs().max()) == pytest.approx(float(w[c].abs().max()), rel=1e-6)
+    # ConvTranspose1d keeps output channels on axis 1
+    conv = nn.ConvTranspose1d(4, 6, 3)
+    add_fake_quant_(conv, QuantConfig(weights="int4"))
+    assert conv.parametrizations.weight[0].axis == 1
+
+
+def test_straight_through_gradients() -> None:
+    model = add_fake_quant_(_fresh(), QuantConfig(weights="int4"))
+    model.train()
+    x = torch.randn(2, 8, 32)
+    model(x).pow(2).mean().backward()
+    conv = model[0][0]
+    grads = [conv.parametrizations.weight.original0.grad, conv.parametrizations.weight.original1.grad]
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    w = torch.randn(5, 7, requires_grad=True)
+    fake_quantize(w, 3).sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # identity gradient through round/clamp
+
+
+def test_strip_leaves_plain_weights_equal_to_quantized_values() -> None:
+    model = add_fake_quant_(_fresh(), QuantConfig(weights="int4", op_weights={"linear": "int8"}))
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        simulated = model(x)
+        quantized = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, LAYERS)}
+    strip_fake_quant_(model)
+    for name, module in model.named_modules():
+        if name in quantized:
+            assert not parametrize.is_parametrized(module, "weight"), name  # weight norm folded too
+            assert torch.equal(module.weight, quantized[name]), name
+            assert module.weight.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(model(x), simulated)
+    # every weight is on its per-channel int4 grid
+    w = model[0][0].weight
+    scale = w.abs().amax(dim=(1, 2), keepdim=True) / 7
+    assert torch.allclose(w / scale, (w / scale).round(), atol=1e-4)
+
+
+def test_activation_fake_quant_and_double_registration() -> None:
+    model = _fresh()
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        reference = model(x)
+    add_fake_quant_(model, QuantConfig(activations="int8"))
+    with torch.no_grad():
+        err = _rel_error(model(x), reference)
+    assert 0 < err < 0.05
+    strip_fake_quant_(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference)
+    add_fake_quant_(model, QuantConfig(weights="int8"))
+    assert has_fake_quant(model[0][0])
+    with pytest.raises(CompressionError, match="already has fake quantization"):
+        add_fake_quant_(model, QuantConfig(weights="int8"))
