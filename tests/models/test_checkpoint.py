@@ -43,6 +43,15 @@ MANIFESTS = sorted((FIXTURES / "manifests").glob("*.json")) if FIXTURES.is_dir()
 UPSTREAM_GLOBALS = {"collections.OrderedDict", "torch.HalfStorage", "torch._utils._rebuild_tensor_v2"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _fp16_rounded(model: torch.nn.Module) -> torch.nn.Module:
     """Round every saved float tensor to fp16 precision (what a file holds), keep fp32."""
     with torch.no_grad():

@@ -21,6 +21,15 @@ CASE = FIXTURES / "parity_A"
 pytestmark = pytest.mark.skipif(not CASE.is_dir(), reason=f"fixture folder {CASE} is absent")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_close(actual, expected, name: str) -> None:
     actual = np.asarray(actual.detach() if isinstance(actual, torch.Tensor) else actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
