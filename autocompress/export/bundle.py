@@ -1,0 +1,609 @@
+"""Build an ONNX bundle of a trial's voice: export, store per-group precision, check, write.
+
+Steps of :func:`export_bundle`:
+
+1. Rebuild the trial's GPT and SoVITS without parametrizations (weight norm and fake
+   quantization folded into plain weights) and run them over the evaluation inputs: these
+   runs are the references every check compares with.
+2. Export six fp32 graphs (``gpt_prefill``, ``gpt_decode``, ``ref_enc``, ``enc_p``, ``flow``,
+   ``dec``); torch's dynamo exporter first, the legacy one for a graph dynamo cannot do.
+3. Per module group, store its graphs at the precision the plan asks for (mapped onto what
+   the target can run) and check each against the references; a graph that misses its
+   fidelity floor sends its group, and only its group, one rung up (fp32 always passes or
+   the export fails). Every attempt is kept in the manifest.
+4. Check the assembled bundle end to end with the torch-free runner: file hashes, the greedy
+   GPT codes (identical to torch's when the GPT is fp32) and the SoVITS waveform SNR; a miss
+   sends the lowest-precision SoVITS group up a rung.
+5. Write sample wavs, upstream-format ``.ckpt``/``.pth`` copies where upstream can express
+   the shapes, a README and ``manifest.json``, all in a temporary folder beside ``out_dir``
+   which is then renamed onto it. A bundle that fails its own check is never written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autocompress.exceptions import ExportError
+from autocompress.export.onnx_export import export_graph
+from autocompress.export.ort_quant import quantize_graph
+from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
+from autocompress.export.precision import (
+    CPU_INT8_NOTE,
+    GroupRequest,
+    candidate_precisions,
+    request_from_plan,
+    to_export_precision,
+    weight_op_types,
+)
+from autocompress.export.references import GROUP_GRAPHS, References, graph_specs, plain_copy, reference_runs
+from autocompress.export.upstream import write_upstream
+from autocompress.runtime.files import atomic_write_json, atomic_write_text, publish_dir, sibling_temp_dir
+from autocompress.runtime.inputs import SynthInput, save_inputs
+from autocompress.runtime.manifest import (
+    MANIFEST_NAME,
+    PRECISIONS,
+    GraphEntry,
+    Manifest,
+    MetricEntry,
+    ModuleEntry,
+    hash_files,
+    read_manifest,
+)
+from autocompress.runtime.runner import BundleRunner
+from autocompress.runtime.sampling import SamplingConfig
+from autocompress.runtime.session import describe_device
+from autocompress.runtime.wav import write_wav
+
+INPUTS_FILE = "inputs.npz"
+SYMBOLS_FILE = "symbols.json"
+SAMPLES_DIR = "samples"
+DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
+EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
+_MAX_E2E_ROUNDS = 8  # end-to-end fallbacks before giving up (there are at most 4 rungs x 4 groups)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A written bundle: its folder and its manifest."""
+
+    path: Path
+    manifest: Manifest
+
+
+@dataclass
+class _GroupChoice:
+    """The precision a group ended with, and how it got there."""
+
+    request: GroupRequest
+    candidates: list[str]
+    used: str = "fp32"
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_bundle(
+    voice: Any,
+    plan: Any,
+    out_dir: str | Path,
+    target: Any,
+    eval_inputs: Sequence[SynthInput],
+    *,
+    precisions: Mapping[str, str] | None = None,
+    keep_fp32: Mapping[str, Sequence[str]] | None = None,
+    bounds: ParityBounds | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    sampling: SamplingConfig | None = None,
+    noise_scale: float = 0.5,
+    n_samples: int = 3,
+    exporter: str = "dynamo",
+    upstream: bool = True,
+    metrics: Sequence[Any] = (),
+    threads: int | None = None,
+    seed: int = 0,
+) -> Bundle:
+    """Export ``voice`` as a checked ONNX bundle in ``out_dir`` (replaced atomically).
+
+    Args:
+        voice: the trial's :class:`~autocompress.models.gpt_sovits.voice.Voice` (not modified).
+        plan: its ``CompressionPlan`` (per-group weight precision), or None for fp32.
+        out_dir: the bundle folder to write.
+        target: a ``Target``, a target name, or None (no deployability limits).
+        eval_inputs: evaluation utterances (calibration, parity, samples); at least one.
+        precisions: per-group precision overriding the plan (``"int8"``, ``"int4"``...).
+        keep_fp32: per group, torch module paths whose layers stay at fp32.
+        bounds: parity floors (default :class:`ParityBounds`).
+        max_tokens: default and static-cache size of the runner's GPT loop.
+        sampling: default sampler settings recorded for the runner.
+        noise_scale: default prior noise scale recorded for the runner.
+        n_samples: sample wavs to write (at most one per eval input).
+        exporter: ``dynamo`` (dynamo, then legacy per graph) or ``legacy``.
+        upstream: also write upstream-format ``.ckpt``/``.pth`` where expressible.
+        metrics: extra metrics (``score.Metric`` or dicts) to record, e.g. the trial's scores.
+        threads: onnxruntime threads for checks and timings (None: its default).
+        seed: seed of the reference noise and samples.
+
+    Returns:
+        the written :class:`Bundle`.
+
+    Raises:
+        ExportError: a graph cannot be exported or the bundle fails its own check.
+    """
+    inputs = list(eval_inputs)
+    if not inputs:
+        raise ExportError("export_bundle needs at least one evaluation input for calibration and parity")
+    if voice.sovits.config.is_pro:
+        raise ExportError(
+            f"SoVITS {voice.sovits.config.version} needs a speaker-verification model at run time, "
+            "which bundles do not ship; export a v1 or v2 voice"
+        )
+    if max_tokens < 1:
+        raise ExportError(f"max_tokens must be >= 1, got {max_tokens}")
+    target = _resolve_target(target)
+    bounds = bounds or ParityBounds()
+    sampling = sampling or SamplingConfig()
+    eval_tokens = min(EVAL_TOKENS, max_tokens)
+    gpt, sovits = plain_copy(voice.gpt, voice.sovits)
+    refs = reference_runs(gpt, sovits, inputs, eval_tokens, sampling.repetition_penalty, noise_scale, seed)
+
+    out_dir = Path(out_dir)
+    folder = sibling_temp_dir(out_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work.", dir=out_dir.parent) as work_dir:
+            work = Path(work_dir)
+            specs = graph_specs(gpt, sovits, inputs[0])
+            exporters = {name: export_graph(spec, work / f"{name}.export.onnx", prefer=exporter) for name, spec in specs.items()}
+            checks: list[dict[str, Any]] = []
+            choices = {
+                group: _plan_group(group, plan, precisions, target, work)
+                for group in GROUP_GRAPHS
+            }
+            for group in GROUP_GRAPHS:
+                _settle_group(group, choices[group], refs, bounds, keep_fp32, work, threads, checks)
+            model_info = _model_info(gpt, sovits, max_tokens, noise_scale)
+            _write_static_files(folder, inputs, sovits)
+            e2e: dict[str, float] = {}
+            for _ in range(_MAX_E2E_ROUNDS):
+                _place_graphs(folder, choices, work)
+                manifest = _manifest(target, plan, model_info, exporters, choices, checks, sampling, folder)
+                atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
+                failure, e2e = _end_to_end(folder, refs, inputs, choices, bounds, sampling, eval_tokens, threads, checks)
+                if failure is None:
+                    break
+                group = _lowest_sovits_group(choices)
+                if group is None:
+                    raise ExportError(f"bundle fails its end-to-end check at fp32: {failure}")
+                _bump(group, choices[group], failure)
+                _settle_group(group, choices[group], refs, bounds, keep_fp32, work, threads, checks)
+            else:
+                raise ExportError(f"bundle still fails its end-to-end check after {_MAX_E2E_ROUNDS} fallbacks")
+        timing = _write_samples(folder, inputs[:n_samples], sampling, noise_scale, seed, threads)
+        upstream_section = write_upstream(gpt, sovits, folder) if upstream else {"files": [], "skipped": {"all": "not requested"}}
+        all_metrics = _metrics(folder, choices, checks, e2e, timing) + [_metric_entry(m) for m in metrics]
+        manifest = _manifest(target, plan, model_info, exporters, choices, checks, sampling, folder).replace(
+            metrics=tuple(all_metrics), samples=tuple(timing["samples"]), upstream=upstream_section
+        )
+        _write_readme(folder, manifest, out_dir)
+        manifest = manifest.replace(files=hash_files(folder))
+        atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
+        BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)  # the final self-check
+        publish_dir(folder, out_dir)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Bundle(out_dir, read_manifest(out_dir, verify=True))
+
+
+# --------------------------------------------------------------------------- precision per group
+
+
+def _resolve_target(target: Any) -> Any:
+    if isinstance(target, str):
+        from autocompress.targets import load_target
+
+        return load_target(target)
+    return target
+
+
+def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, target: Any, work: Path) -> _GroupChoice:
+    if overrides and group in overrides:
+        rung, note = to_export_precision(overrides[group])
+        request = GroupRequest(rung, (), (f"precision set by the caller: {overrides[group]}",) + ((note,) if note else ()))
+    else:
+        request = request_from_plan(plan, group)
+    import onnx
+
+    op_types: set[str] = set()
+    for graph in GROUP_GRAPHS[group]:
+        op_types |= weight_op_types(onnx.load(str(work / f"{graph}.export.onnx"), load_external_data=False))
+    op_types -= set(request.keep_op_types)
+    candidates, notes = candidate_precisions(request.precision, op_types, target)
+    choice = _GroupChoice(request, candidates, notes=list(request.notes) + notes)
+    if target is not None and target.kind == "cpu" and "int8" in candidates:
+        choice.notes.append(CPU_INT8_NOTE)
+    return choice
+
+
+def _settle_group(
+    group: str,
+    choice: _GroupChoice,
+    refs: References,
+    bounds: ParityBounds,
+    keep_fp32: Mapping[str, Sequence[str]] | None,
+    work: Path,
+    threads: int | None,
+    checks: list[dict[str, Any]],
+) -> None:
+    """Walk the group's candidate rungs upward until every graph of the group passes."""
+    exclude = tuple((keep_fp32 or {}).get(group, ()))
+    while choice.candidates:
+        precision = choice.candidates[0]
+        failure = None
+        for graph in GROUP_GRAPHS[group]:
+            result = _check_graph(graph, group, precision, choice.request, exclude, refs, bounds, work, threads)
+            checks.append(result)
+            if not result["passed"]:
+                failure = result["reason"]
+                break
+        if failure is None:
+            choice.used = precision
+            return
+        if precision == "fp32":
+            raise ExportError(f"{group}: the fp32 graph does not reproduce torch ({failure}); an exporter problem")
+        _bump(group, choice, failure)
+    raise ExportError(f"{group}: no precision left to try")
+
+
+def _bump(group: str, choice: _GroupChoice, reason: str) -> None:
+    """Record a rejected rung and move the group to the next one up."""
+    if len(choice.candidates) < 2:
+        raise ExportError(f"{group}: cannot fall back further ({reason})")
+    rejected = choice.candidates.pop(0)  # the rung being tried (or shipped, for an end-to-end miss)
+    choice.fallbacks.append({"precision": rejected, "reason": reason})
+
+
+def _check_graph(
+    graph: str,
+    group: str,
+    precision: str,
+    request: GroupRequest,
+    exclude: tuple[str, ...],
+    refs: References,
+    bounds: ParityBounds,
+    work: Path,
+    threads: int | None,
+) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from autocompress.runtime.session import open_session
+
+    case = refs.cases[graph]
+    path = work / f"{graph}.{precision}.onnx"
+    half_io = _cache_io(graph, case) if precision == "fp16" else ()
+    notes = quantize_graph(
+        work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io
+    )
+    session = open_session(path, ["CPUExecutionProvider"], threads)
+    got = [_run(session, feeds) for feeds in case.feeds]
+    names = [o.name for o in session.get_outputs()]
+    outputs = compare_outputs(names, case.outputs, got, bounds)
+    passed, reason = judge(group, precision, outputs, bounds)
+    result: dict[str, Any] = {
+        "group": group,
+        "graph": graph,
+        "precision": precision,
+        "passed": passed,
+        "reason": reason,
+        "outputs": [o.to_dict() for o in outputs],
+        "notes": notes,
+        "device": describe_device("cpu", threads),
+        "onnxruntime": ort.__version__,
+    }
+    if graph.startswith("gpt_"):
+        ref_logits = np.concatenate([o[0] for o in case.outputs])
+        got_logits = np.concatenate([o[0] for o in got])
+        result["top1_agreement"] = top1_agreement(ref_logits, got_logits)
+    return result
+
+
+def _cache_io(graph: str, case: Any) -> tuple[str, ...]:
+    """The KV-cache inputs/outputs of a GPT graph (kept in fp16 in an fp16 bundle)."""
+    if graph == "gpt_prefill":
+        n = (len(case.outputs[0]) - 1) // 2
+        return tuple(f"{kind}_{i}" for kind in ("k", "v") for i in range(n))
+    if graph == "gpt_decode":
+        n = (len(case.outputs[0]) - 1) // 2
+        return tuple(f"{pre}_{kind}_{i}" for pre in ("past", "new") for kind in ("k", "v") for i in range(n))
+    return ()
+
+
+def _run(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    types = {"tensor(float16)": np.float16, "tensor(float)": np.float32, "tensor(int64)": np.int64}
+    typed = {i.name: feeds[i.name].astype(types.get(i.type, np.float32)) for i in session.get_inputs()}
+    return [np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for o in session.run(None, typed)]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _end_to_end(
+    folder: Path,
+    refs: References,
+    inputs: list[SynthInput],
+    choices: dict[str, _GroupChoice],
+    bounds: ParityBounds,
+    sampling: SamplingConfig,
+    eval_tokens: int,
+    threads: int | None,
+    checks: list[dict[str, Any]],
+) -> tuple[str | None, dict[str, float]]:
+    """Run the runner on the bundle as written; return (failure reason or None, figures)."""
+    runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)
+    greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
+    matches, exact = [], True
+    signal = noise = 0.0
+    for i, item in enumerate(inputs):
+        tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
+        want = refs.gpt_codes[i]
+        exact = exact and np.array_equal(tokens, want)
+        matches.append(_prefix_match(want, tokens))
+        wav = runner.vocode(refs.codes[i], item.text, runner.style(item.ref_spec), refs.noise_scale, noise=refs.noise[i])
+        ref = refs.wavs[i].astype(np.float64)
+        if wav.shape != ref.shape:
+            return f"waveform of input {i} has {wav.size} samples, torch {ref.size}", {}
+        signal += float(np.sum(ref * ref))
+        noise += float(np.sum((ref - wav) ** 2))
+    wav_snr = snr_db(signal, noise)
+    lowest = min((choices[g].used for g in ("ref_enc", "enc_p", "flow", "dec")), key=PRECISIONS.index)
+    floor = bounds.e2e_min_snr_db.get(lowest, -math.inf)
+    figures = {"e2e_wav_snr_db": wav_snr, "gpt_greedy_prefix_match": float(np.mean(matches))}
+    failure = None
+    if choices["gpt"].used == "fp32" and not exact:
+        failure = "greedy GPT codes from the fp32 bundle differ from torch's"
+    elif wav_snr < floor:
+        failure = f"SoVITS chain waveform SNR {wav_snr:.1f} dB < floor {floor:g} dB (lowest precision {lowest})"
+    checks.append(
+        {
+            "graph": "end_to_end",
+            "precision": {g: c.used for g, c in choices.items()},
+            "passed": failure is None,
+            "reason": failure or "",
+            "wav_snr_db": wav_snr if math.isfinite(wav_snr) else None,
+            "gpt_greedy_prefix_match": figures["gpt_greedy_prefix_match"],
+            "gpt_greedy_exact": exact,
+            "device": describe_device(runner.device, threads),
+        }
+    )
+    return failure, figures
+
+
+def _prefix_match(want: np.ndarray, got: np.ndarray) -> float:
+    """Fraction of ``want`` reproduced before the first difference (1.0 when both are empty)."""
+    if want.size == 0:
+        return 1.0 if got.size == 0 else 0.0
+    n = min(want.size, got.size)
+    diff = np.nonzero(want[:n] != got[:n])[0]
+    return float((diff[0] if diff.size else n) / want.size)
+
+
+def _lowest_sovits_group(choices: dict[str, _GroupChoice]) -> str | None:
+    groups = [g for g in ("dec", "flow", "enc_p", "ref_enc") if choices[g].used != "fp32"]
+    return min(groups, key=lambda g: PRECISIONS.index(choices[g].used)) if groups else None
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _place_graphs(folder: Path, choices: dict[str, _GroupChoice], work: Path) -> None:
+    for group, graphs in GROUP_GRAPHS.items():
+        for graph in graphs:
+            shutil.copyfile(work / f"{graph}.{choices[group].used}.onnx", folder / f"{graph}.onnx")
+
+
+def _write_static_files(folder: Path, inputs: list[SynthInput], sovits: Any) -> None:
+    (folder / INPUTS_FILE).write_bytes(save_inputs(inputs))
+    from autocompress.models.gpt_sovits.text import symbols
+
+    table = symbols(sovits.config.version)
+    atomic_write_text(folder / SYMBOLS_FILE, json.dumps(list(table), ensure_ascii=False) + "\n")
+
+
+def _write_samples(
+    folder: Path, inputs: list[SynthInput], sampling: SamplingConfig, noise_scale: float, seed: int, threads: int | None
+) -> dict[str, Any]:
+    runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=False)
+    runner.synthesize(inputs[0], sampling, noise_scale, seed)  # warm-up: first runs allocate
+    samples, gpt_s, tokens, sovits_s, audio_s = [], 0.0, 0, 0.0, 0.0
+    for i, item in enumerate(inputs):
+        out = runner.synthesize(item, sampling, noise_scale, seed + i)
+        rel = f"{SAMPLES_DIR}/sample_{i}.wav"
+        write_wav(folder / rel, out.wav, out.sampling_rate)
+        samples.append({"file": rel, "sample": i, "seconds": round(out.audio_seconds, 3), "codes": int(out.codes.size)})
+        gpt_s += out.gpt_seconds
+        tokens += max(int(out.codes.size), 1)
+        sovits_s += out.sovits_seconds
+        audio_s += out.audio_seconds
+    return {
+        "samples": samples,
+        "device": describe_device(runner.device, threads),
+        "gpt_ms_per_token": 1000.0 * gpt_s / max(tokens, 1),
+        "sovits_rtf": sovits_s / max(audio_s, 1e-9),
+        "e2e_rtf": (gpt_s + sovits_s) / max(audio_s, 1e-9),
+    }
+
+
+def _write_readme(folder: Path, manifest: Manifest, out_dir: Path) -> None:
+    from autocompress import __version__
+
+    template = resources.files("autocompress.export").joinpath("bundle_readme.md").read_text(encoding="utf-8")
+    rows = "\n".join(
+        f"| {g.name} | {g.group} | {g.precision} | `{g.file}` |" for g in manifest.graphs.values()
+    )
+    fallbacks = [
+        f"- {m.group}: {f['precision']} rejected: {f['reason']}" for m in manifest.modules.values() for f in m.fallbacks
+    ]
+    fallback_text = ("Fallbacks taken:\n\n" + "\n".join(fallbacks) + "\n") if fallbacks else ""
+    files = manifest.upstream.get("files", [])
+    upstream_text = (
+        "\nUpstream-format copies (fp16, load in GPT-SoVITS): " + ", ".join(f"`{f}`" for f in files) + ".\n"
+        if files
+        else ""
+    )
+    text = template.format(
+        title=f"Voice bundle `{out_dir.name}`",
+        version=__version__,
+        target=manifest.target.get("name", "none"),
+        folder=out_dir,
+        graph_rows=rows,
+        fallback_text=fallback_text,
+        upstream_text=upstream_text,
+    )
+    atomic_write_text(folder / "README.md", text)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _model_info(gpt: Any, sovits: Any, max_tokens: int, noise_scale: float) -> dict[str, Any]:
+    from autocompress.models.gpt_sovits.gpt import PE_ROWS
+
+    c = sovits.config
+    return {
+        "family": "gpt-sovits",
+        "sovits_version": c.version,
+        "sovits_config": c.to_dict(),
+        "gpt_config": gpt.config.to_dict(),
+        "sampling_rate": c.sampling_rate,
+        "samples_per_frame": c.samples_per_frame,
+        "frames_per_code": 2 if c.semantic_frame_rate == "25hz" else 1,
+        "spec_channels": c.spec_channels,
+        "eos": gpt.config.eos,
+        "pe_rows": PE_ROWS,
+        "max_tokens": max_tokens,
+        "noise_scale": noise_scale,
+        "speed": 1.0,
+        "inputs": INPUTS_FILE,
+        "symbols": SYMBOLS_FILE,
+    }
+
+
+def _manifest(
+    target: Any,
+    plan: Any,
+    model_info: dict[str, Any],
+    exporters: dict[str, str],
+    choices: dict[str, _GroupChoice],
+    checks: list[dict[str, Any]],
+    sampling: SamplingConfig,
+    folder: Path,
+) -> Manifest:
+    graphs = {}
+    for group, names in GROUP_GRAPHS.items():
+        for name in names:
+            import onnx
+
+            model = onnx.load(str(folder / f"{name}.onnx"), load_external_data=False)
+            graphs[name] = GraphEntry(
+                name=name,
+                file=f"{name}.onnx",
+                group=group,
+                precision=choices[group].used,
+                exporter=exporters[name],
+                inputs=tuple(i.name for i in model.graph.input),
+                outputs=tuple(o.name for o in model.graph.output),
+            )
+    modules = {
+        group: ModuleEntry(
+            group=group,
+            requested=c.request.precision,
+            used=c.used,
+            fallbacks=tuple(c.fallbacks),
+            notes=tuple(c.notes),
+        )
+        for group, c in choices.items()
+    }
+    return Manifest(
+        target=target.to_dict() if target is not None else {"name": "none"},
+        plan=plan.to_dict() if plan is not None else {},
+        model=model_info,
+        graphs=graphs,
+        modules=modules,
+        checks=tuple(checks),
+        sampling=sampling.to_dict(),
+        versions=_versions(),
+        files=hash_files(folder),
+        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _metrics(
+    folder: Path, choices: dict[str, _GroupChoice], checks: list[dict[str, Any]], e2e: dict[str, float], timing: dict[str, Any]
+) -> list[MetricEntry]:
+    disk = "bundle files"
+    device = timing["device"]
+    out = []
+    total = 0
+    for group, graphs in GROUP_GRAPHS.items():
+        for graph in graphs:
+            size = (folder / f"{graph}.onnx").stat().st_size
+            total += size
+            out.append(MetricEntry(f"file_bytes_{graph}", float(size), "bytes", "measured", disk, choices[group].used))
+    out.append(MetricEntry("file_bytes_onnx_total", float(total), "bytes", "measured", disk))
+    kept = {}
+    for check in checks:
+        if check.get("passed") and check["graph"] != "end_to_end":
+            kept[check["graph"]] = check
+    for graph, check in kept.items():
+        snrs = [o["snr_db"] for o in check["outputs"] if o["snr_db"] is not None]
+        out.append(
+            MetricEntry(
+                f"parity_snr_db_{graph}", min(snrs) if snrs else None, "dB", "measured", check["device"],
+                f"{check['precision']} vs torch; None = exact",
+            )
+        )  # fmt: skip
+        if "top1_agreement" in check:
+            out.append(MetricEntry(f"top1_agreement_{graph}", check["top1_agreement"], "", "measured", check["device"]))
+    e2e_device = next((c["device"] for c in reversed(checks) if c["graph"] == "end_to_end"), device)
+    for name, value in e2e.items():
+        unit = "dB" if name.endswith("_db") else ""
+        out.append(MetricEntry(name, value if math.isfinite(value) else None, unit, "measured", e2e_device))
+    out.append(MetricEntry("gpt_ms_per_token", timing["gpt_ms_per_token"], "ms", "measured", device, "sample synthesis"))
+    out.append(MetricEntry("sovits_rtf", timing["sovits_rtf"], "", "measured", device, "sample synthesis"))
+    out.append(MetricEntry("e2e_rtf", timing["e2e_rtf"], "", "measured", device, "sample synthesis"))
+    return out
+
+
+def _metric_entry(metric: Any) -> MetricEntry:
+    data = metric.to_dict() if hasattr(metric, "to_dict") else dict(metric)
+    return MetricEntry.from_dict(data)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from autocompress import __version__
+
+    return {
+        "autocompress": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+__all__ = ["Bundle", "DEFAULT_MAX_TOKENS", "export_bundle"]

@@ -1,0 +1,105 @@
+"""Export views of the Text2Semantic GPT: the two graphs the runner drives.
+
+``GPTPrefillGraph``: (phones ``[1, N]``, bert ``[1, 1024, N]``, prompt ``[1, P]``) -> (logits
+``[1, V]``, ``k_0 .. k_{L-1}``, ``v_0 .. v_{L-1}`` ``[1, S, inner_i]``), S = N + P.
+
+``GPTDecodeGraph``: (token ``[1, 1]``, audio_pos ``[1]``, ``past_k_i``, ``past_v_i``
+``[1, pos, inner_i]``) -> (logits ``[1, V]``, ``new_k_i``, ``new_v_i`` ``[1, 1, inner_i]``).
+
+The decode graph reads the filled cache rows and returns only the new row, which the runner
+writes into its static cache in place; nothing is concatenated. Attention over
+``past + self`` is one softmax split in two parts (a shared max, two exponent sums), and the
+per-head products are broadcast multiplies and sums on the ``[pos, heads, head_dim]`` view of
+the cache, so the graph never transposes or copies it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT, prefix_lm_allowed
+
+
+def graph_io_names(n_layer: int) -> dict[str, tuple[list[str], list[str]]]:
+    """Input and output names of both GPT graphs for ``n_layer`` layers."""
+    kv = [f"k_{i}" for i in range(n_layer)] + [f"v_{i}" for i in range(n_layer)]
+    past = [f"past_k_{i}" for i in range(n_layer)] + [f"past_v_{i}" for i in range(n_layer)]
+    new = [f"new_k_{i}" for i in range(n_layer)] + [f"new_v_{i}" for i in range(n_layer)]
+    return {
+        "gpt_prefill": (["phones", "bert", "prompt"], ["logits", *kv]),
+        "gpt_decode": (["token", "audio_pos", *past], ["logits", *new]),
+    }
+
+
+class GPTPrefillGraph(nn.Module):
+    """The whole prefix once: logits of the first new code and every layer's keys/values."""
+
+    def __init__(self, gpt: Text2SemanticGPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, phones: Tensor, bert: Tensor, prompt: Tensor) -> tuple[Tensor, ...]:
+        gpt = self.gpt
+        x = gpt.embed_text(phones, bert)  # [1, N, D]
+        xy = torch.cat([x, gpt.embed_audio(prompt)], dim=1)  # [1, S, D]
+        allowed = prefix_lm_allowed(x.shape[1], xy.shape[1], xy.device)  # [S, S]
+        ks, vs = [], []
+        for layer in gpt.h.layers:
+            xy, k, v = layer(xy, allowed)
+            ks.append(k)  # [1, S, inner]
+            vs.append(v)
+        logits = gpt.ar_predict_layer(xy[:, -1])  # [1, V]
+        return (logits, *ks, *vs)
+
+
+class GPTDecodeGraph(nn.Module):
+    """One code through every layer, attending to the given cache rows and to itself."""
+
+    def __init__(self, gpt: Text2SemanticGPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.n_layer = len(gpt.h.layers)
+
+    def forward(self, token: Tensor, audio_pos: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
+        gpt = self.gpt
+        x = gpt.ar_audio_position.at(gpt.ar_audio_embedding(token), audio_pos)  # [1, 1, D]
+        new_k, new_v = [], []
+        for i, layer in enumerate(gpt.h.layers):
+            attn = layer.self_attn
+            q, k, v = attn.project(x)  # [1, 1, inner] each
+            a = _attend_past_and_self(q, k, v, past[i], past[self.n_layer + i], attn.n_heads, attn.head_dim)
+            x = layer._rest(x, attn.out_proj(a))
+            new_k.append(k)
+            new_v.append(v)
+        logits = gpt.ar_predict_layer(x[:, -1])  # [1, V]
+        return (logits, *new_k, *new_v)
+
+
+def _attend_past_and_self(
+    q: Tensor, k: Tensor, v: Tensor, past_k: Tensor, past_v: Tensor, n_heads: int, head_dim: int
+) -> Tensor:
+    """Multi-head attention of one query over ``past`` rows plus its own key/value.
+
+    q, k, v ``[1, 1, inner]``; past_k, past_v ``[1, P, inner]``. Returns ``[1, 1, inner]``
+    (heads concatenated, before the output projection). Products are broadcast multiplies
+    and sums on the cache's own layout: no transpose or copy of the cache.
+    """
+    scale = 1.0 / math.sqrt(head_dim)
+    qh = q.reshape(1, n_heads, head_dim) * scale  # [1, H, hd]
+    kp = past_k.reshape(-1, n_heads, head_dim)  # [P, H, hd]
+    vp = past_v.reshape(-1, n_heads, head_dim)
+    s_past = (kp * qh).sum(dim=-1)  # [P, H]
+    s_self = (k.reshape(1, n_heads, head_dim) * qh).sum(dim=-1)  # [1, H]
+    m = torch.maximum(s_past.amax(dim=0, keepdim=True), s_self)  # [1, H]
+    e_past = torch.exp(s_past - m)  # [P, H]
+    e_self = torch.exp(s_self - m)  # [1, H]
+    denom = e_past.sum(dim=0) + e_self[0]  # [H]
+    mixed = (e_past.unsqueeze(-1) * vp).sum(dim=0)  # [H, hd]
+    mixed = mixed + e_self[0].unsqueeze(-1) * v.reshape(n_heads, head_dim)  # [H, hd]
+    return (mixed / denom.unsqueeze(-1)).reshape(1, 1, -1)
+
+
+__all__ = ["GPTDecodeGraph", "GPTPrefillGraph", "graph_io_names"]

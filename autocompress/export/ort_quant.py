@@ -1,0 +1,296 @@
+"""Store an fp32 ONNX graph at a lower precision with onnxruntime's tools.
+
+Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as exported):
+
+- ``fp32``: unchanged.
+- ``fp16``: onnxruntime's float16 converter; float inputs/outputs stay fp32 except the
+  ones named in ``half_io`` (the GPT's KV cache, so it is stored and read in half).
+- ``int8``: static QDQ, per-channel symmetric s8 weights and symmetric s8 activations
+  calibrated on evaluation inputs (the form TensorRT runs); only MatMuls whose B is a
+  constant are quantized.
+- ``int4`` / ``int2``: weight-only. MatMuls become ``MatMulNBits`` (symmetric, blocks of
+  32 along K); Conv and ConvTranspose weights are stored as 4-bit integers (2-bit values
+  for ``int2``, in the same 4-bit container) with a per-output-channel scale and a
+  ``DequantizeLinear`` in front, since onnxruntime has no low-bit convolution kernel.
+
+``exclude`` names torch module paths (fqn prefixes) whose nodes keep full precision.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from autocompress.exceptions import ExportError
+
+WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+NBITS_BLOCK = 32  # MatMulNBits block size along K: the finer choice of the two that run fast on CPU
+_MS_DOMAIN = "com.microsoft"
+
+
+def quantize_graph(
+    src: str | Path,
+    dst: str | Path,
+    precision: str,
+    calibration: list[dict[str, np.ndarray]] | None = None,
+    exclude: tuple[str, ...] = (),
+    exclude_op_types: tuple[str, ...] = (),
+    half_io: tuple[str, ...] = (),
+) -> list[str]:
+    """Write ``src`` (fp32) to ``dst`` at ``precision``.
+
+    Args:
+        src: fp32 graph written by :func:`~autocompress.export.onnx_export.export_graph`.
+        dst: destination file.
+        precision: ``fp32``, ``fp16``, ``int8``, ``int4`` or ``int2``.
+        calibration: input feeds for static int8 calibration (required for ``int8``).
+        exclude: torch module paths whose nodes stay at fp32.
+        exclude_op_types: ONNX op types whose nodes stay at fp32.
+        half_io: float input/output names that become fp16 under ``fp16``.
+
+    Returns:
+        notes about what was done (for the manifest).
+
+    Raises:
+        ExportError: unknown precision, no calibration data for int8, or a tool failure.
+    """
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src))
+    skip = nodes_in_scopes(model, exclude)
+    notes = [f"{len(skip)} nodes kept at fp32 ({', '.join(exclude)})"] if skip else []
+    by_type = [n.name for n in model.graph.node if n.op_type in exclude_op_types and n.name not in skip]
+    if by_type:
+        notes.append(f"{len(by_type)} {'/'.join(exclude_op_types)} nodes kept at fp32")
+        skip += by_type
+    try:
+        with _quiet_logs():
+            _store(src, dst, model, precision, calibration, skip, half_io, notes)
+    except ExportError:
+        raise
+    except Exception as e:  # onnxruntime's tools raise assorted types
+        raise ExportError(f"onnxruntime could not store {src.name} as {precision}: {type(e).__name__}: {e}") from e
+    return notes
+
+
+def _store(
+    src: Path,
+    dst: Path,
+    model: onnx.ModelProto,
+    precision: str,
+    calibration: list[dict[str, np.ndarray]] | None,
+    skip: list[str],
+    half_io: tuple[str, ...],
+    notes: list[str],
+) -> None:
+    """Dispatch on the precision (see the module docstring); appends to ``notes``."""
+    if precision == "fp32":
+        if src.resolve() != dst.resolve():
+            shutil.copyfile(src, dst)
+    elif precision == "fp16":
+        _to_fp16(model, dst, skip, half_io)
+    elif precision == "int8":
+        if not calibration:
+            raise ExportError("int8 needs calibration inputs; pass evaluation inputs to the export")
+        _to_int8_qdq(src, dst, calibration, skip)
+    elif precision in ("int4", "int2"):
+        notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip)
+    else:
+        raise ExportError(f"unknown precision {precision!r}; expected fp32, fp16, int8, int4 or int2")
+
+
+@contextlib.contextmanager
+def _quiet_logs():  # noqa: ANN202
+    """onnxruntime's quantizers log every node at INFO and warn through the root logger."""
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime"), logging.getLogger("onnxruntime.quantization")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+# --------------------------------------------------------------------------- node scopes
+
+
+def node_scope(node: onnx.NodeProto) -> str:
+    """The torch module path (fqn) a node came from, or "" when unknown.
+
+    Dynamo-exported nodes carry ``pkg.torch.onnx.name_scopes`` metadata (the full path of
+    every enclosing module, then the op); legacy-exported nodes are named ``/a/b.0/Op``.
+    Paths start at the graph wrapper's attribute (``gpt.h.layers.0...``).
+    """
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                parts = [p for p in ast.literal_eval(prop.value) if p]
+            except (ValueError, SyntaxError):
+                return ""
+            return parts[-2] if len(parts) >= 2 else ""  # the last entry is the op itself
+    if node.name.startswith("/"):
+        return ".".join(p for p in node.name.split("/")[1:-1] if p)
+    return ""
+
+
+def nodes_in_scopes(model: onnx.ModelProto, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of weight-bearing nodes under any of the module paths ``prefixes``.
+
+    A prefix matches a scope equal to it or starting with it plus ``.``, anywhere after the
+    wrapper levels (so ``h.layers.0`` matches ``module.gpt.h.layers.0.linear1``).
+    """
+    if not prefixes:
+        return []
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in WEIGHT_OPS:
+            continue
+        scope = "." + node_scope(node) + "."
+        if any(f".{p}." in scope for p in prefixes):
+            names.append(node.name)
+    return names
+
+
+# --------------------------------------------------------------------------- fp16
+
+
+def _to_fp16(model: onnx.ModelProto, dst: Path, skip: list[str], half_io: tuple[str, ...]) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    floats = [
+        v.name
+        for v in list(model.graph.input) + list(model.graph.output)
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT
+    ]
+    keep = [n for n in floats if n not in half_io]
+    converted = convert_float_to_float16(model, keep_io_types=keep, node_block_list=skip or None)
+    onnx.save_model(converted, str(dst))
+
+
+# --------------------------------------------------------------------------- int8 QDQ
+
+
+class _FeedReader:
+    """onnxruntime CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+    def rewind(self) -> None:  # part of the reader protocol; one pass is all we use
+        pass
+
+
+def _to_int8_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], skip: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    reader = type("Reader", (_FeedReader, CalibrationDataReader), {})(feeds)
+    dst = dst.resolve()
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp, _working_dir(Path(tmp)):
+        pre = Path(tmp) / "pre.onnx"
+        # onnx shape inference only: the optimizer would rename nodes (breaking ``skip``), and
+        # onnxruntime's symbolic pass gives up on the dynamic GPT graphs and then dumps debug
+        # files into the working directory (hence the temporary one).
+        quant_pre_process(str(src.resolve()), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(dst),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(WEIGHT_OPS),
+            nodes_to_exclude=skip,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "MatMulConstBOnly": True},
+        )
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path):  # noqa: ANN202
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+# --------------------------------------------------------------------------- weight-only int4 / int2
+
+
+def _to_weight_only(model: onnx.ModelProto, dst: Path, bits: int, skip: list[str]) -> list[str]:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    notes = []
+    n_conv = _conv_weights_to_low_bit_(model, bits, set(skip))
+    if n_conv:
+        notes.append(f"{n_conv} conv weights stored as {bits}-bit values (weight-only DequantizeLinear)")
+    n_matmul = sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.name not in skip)
+    if n_matmul:
+        quantizer = MatMulNBitsQuantizer(
+            model, bits=bits, block_size=NBITS_BLOCK, is_symmetric=True, nodes_to_exclude=list(skip)
+        )
+        quantizer.process()
+        model = quantizer.model.model
+        done = sum(1 for n in model.graph.node if n.op_type == "MatMulNBits")
+        notes.append(f"{done} MatMuls as MatMulNBits ({bits}-bit, block {NBITS_BLOCK})")
+    onnx.save_model(model, str(dst))
+    return notes
+
+
+def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str]) -> int:
+    """Replace constant Conv/ConvTranspose weights by int4 storage + per-channel scale + DQ."""
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    qmax = 2 ** (bits - 1) - 1  # symmetric: 7 for 4 bits, 1 for 2 bits
+    new_nodes, count = [], 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or node.name in skip:
+            continue
+        wname = node.input[1]
+        if wname not in inits or users.get(wname, 0) != 1:
+            continue
+        w = numpy_helper.to_array(inits[wname]).astype(np.float32)
+        axis = 0 if node.op_type == "Conv" else 1  # ConvTranspose weights are [in, out / groups, k]
+        reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
+        amax = np.abs(w).max(axis=reduce_axes)
+        scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+        q_init = helper.make_tensor(wname + "_q", TensorProto.INT4, q.shape, q.flatten().tolist())
+        s_init = numpy_helper.from_array(scale, wname + "_scale")
+        model.graph.initializer.remove(inits[wname])
+        model.graph.initializer.extend([q_init, s_init])
+        new_nodes.append(
+            helper.make_node(
+                "DequantizeLinear", [q_init.name, s_init.name], [wname], name=wname + "_dq", axis=axis, domain=_MS_DOMAIN
+            )
+        )
+        count += 1
+    if new_nodes:
+        for i, n in enumerate(new_nodes):
+            model.graph.node.insert(i, n)
+        if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
+    return count
+
+
+__all__ = ["NBITS_BLOCK", "WEIGHT_OPS", "node_scope", "nodes_in_scopes", "quantize_graph"]

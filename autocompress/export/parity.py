@@ -1,0 +1,165 @@
+"""How close an exported graph is to the torch model it came from, and when that is enough.
+
+Every output of a graph is compared over all evaluation inputs: the largest absolute error,
+and the signal-to-noise ratio ``10 log10(sum ref^2 / sum (ref - got)^2)`` pooled over the
+inputs. The rules (:class:`ParityBounds`):
+
+- fp32 must match elementwise: ``|got - ref| <= atol + rtol * |ref|`` (1e-4, 1e-4).
+- fp16 must keep every output's SNR >= 30 dB (it reaches 50-70 dB on the test models; less
+  means a conversion problem, not rounding).
+- int8 / int4 / int2 must keep every output's SNR at or above the module group's quality
+  floor, whatever the precision: gpt 12 dB (logits; what matters is the token choice, whose
+  top-1 agreement is recorded too), ref_enc 12, enc_p 12, flow 15 and dec 18 dB (the decoder
+  writes the waveform people hear, so it gets the strictest floor). On the tiny random test
+  models static int8 reaches 14-30 dB, int4 weight-only 20-26 dB, int2 0-14 dB.
+- The SoVITS chain end to end (waveform, bundle as written) must reach 60 dB when all of it
+  is fp32, 25 dB when its lowest precision is fp16 and 10 dB otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autocompress.exceptions import ConfigError
+
+FP16_MIN_SNR_DB = 30.0
+GROUP_FLOOR_DB: dict[str, float] = {"gpt": 12.0, "ref_enc": 12.0, "enc_p": 12.0, "flow": 15.0, "dec": 18.0}
+E2E_FLOOR_DB: dict[str, float] = {"fp32": 60.0, "fp16": 25.0, "int8": 10.0, "int4": 10.0, "int2": 10.0}
+
+
+@dataclass(frozen=True)
+class ParityBounds:
+    """Pass/fail rules of the parity checks (see the module docstring for the defaults).
+
+    Attributes:
+        fp32_atol, fp32_rtol: elementwise tolerance for graphs stored in fp32.
+        fp16_min_snr_db: SNR every output of an fp16 graph must reach.
+        group_floor_db: per module group, the SNR every output of an integer graph must reach.
+        e2e_min_snr_db: SNR of the whole SoVITS chain's waveform, keyed by the lowest
+            precision among its groups.
+    """
+
+    fp32_atol: float = 1e-4
+    fp32_rtol: float = 1e-4
+    fp16_min_snr_db: float = FP16_MIN_SNR_DB
+    group_floor_db: Mapping[str, float] = field(default_factory=lambda: dict(GROUP_FLOOR_DB))
+    e2e_min_snr_db: Mapping[str, float] = field(default_factory=lambda: dict(E2E_FLOOR_DB))
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.fp32_atol < 0 or self.fp32_rtol < 0:
+            problems.append("fp32 tolerances must be >= 0")
+        values = {"fp16_min_snr_db": self.fp16_min_snr_db}
+        values.update({f"group_floor_db[{k!r}]": v for k, v in self.group_floor_db.items()})
+        values.update({f"e2e_min_snr_db[{k!r}]": v for k, v in self.e2e_min_snr_db.items()})
+        for name, v in values.items():
+            if not isinstance(v, (int, float)) or math.isnan(v):
+                problems.append(f"{name} must be a number, got {v!r}")
+        if problems:
+            raise ConfigError("invalid ParityBounds: " + "; ".join(problems))
+
+    def floor(self, group: str, precision: str) -> float:
+        """The SNR floor of a graph of ``group`` stored at ``precision`` (not fp32)."""
+        if precision == "fp16":
+            return self.fp16_min_snr_db
+        if group not in self.group_floor_db:
+            raise ConfigError(f"no quality floor for module group {group!r}; set ParityBounds.group_floor_db")
+        return self.group_floor_db[group]
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    """Agreement of one graph output over all evaluation inputs."""
+
+    name: str
+    max_abs_err: float
+    snr_db: float
+    within_fp32_tol: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "max_abs_err": _finite(self.max_abs_err),
+            "snr_db": _finite(self.snr_db),
+            "within_fp32_tol": self.within_fp32_tol,
+        }
+
+
+def compare_outputs(
+    names: list[str], reference: list[list[np.ndarray]], got: list[list[np.ndarray]], bounds: ParityBounds
+) -> list[OutputParity]:
+    """Compare per-output lists over inputs: ``reference[i][j]`` is output j on input i."""
+    result = []
+    for j, name in enumerate(names):
+        signal = noise = 0.0
+        max_err = 0.0
+        within = True
+        for ref_i, got_i in zip(reference, got):
+            r = np.asarray(ref_i[j], dtype=np.float64)
+            g = np.asarray(got_i[j], dtype=np.float64)
+            if r.shape != g.shape:
+                return [OutputParity(name, math.inf, -math.inf, False)]
+            err = np.abs(r - g)
+            if err.size:
+                max_err = max(max_err, float(err.max()))
+            within = within and bool(np.all(err <= bounds.fp32_atol + bounds.fp32_rtol * np.abs(r)))
+            signal += float(np.sum(r * r))
+            noise += float(np.sum(err * err))
+        result.append(OutputParity(name, max_err, snr_db(signal, noise), within))
+    return result
+
+
+def judge(group: str, precision: str, outputs: list[OutputParity], bounds: ParityBounds) -> tuple[bool, str]:
+    """Whether a graph of ``group`` stored at ``precision`` passes; the reason when it does not."""
+    if precision == "fp32":
+        bad = [o for o in outputs if not o.within_fp32_tol]
+        if bad:
+            worst = max(bad, key=lambda o: o.max_abs_err)
+            return False, (
+                f"fp32 output {worst.name} differs by {worst.max_abs_err:.3g} "
+                f"(allowed {bounds.fp32_atol:g} + {bounds.fp32_rtol:g}*|ref|)"
+            )
+        return True, ""
+    floor = bounds.floor(group, precision)
+    worst = min(outputs, key=lambda o: o.snr_db)
+    if worst.snr_db < floor:
+        return False, f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB < floor {floor:g} dB"
+    return True, ""
+
+
+def snr_db(signal_power: float, noise_power: float) -> float:
+    """``10 log10(signal / noise)``; +inf for an exact match, -inf for a zero signal with noise."""
+    if noise_power == 0.0:
+        return math.inf
+    if signal_power == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal_power / noise_power)
+
+
+def top1_agreement(reference_logits: np.ndarray, got_logits: np.ndarray) -> float:
+    """Fraction of rows ``[N, V]`` whose argmax agrees."""
+    if reference_logits.size == 0:
+        return 1.0
+    return float(np.mean(np.argmax(reference_logits, -1) == np.argmax(got_logits, -1)))
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinities: an exact match is reported as None next to a passed check."""
+    return x if math.isfinite(x) else None
+
+
+__all__ = [
+    "E2E_FLOOR_DB",
+    "FP16_MIN_SNR_DB",
+    "GROUP_FLOOR_DB",
+    "OutputParity",
+    "ParityBounds",
+    "compare_outputs",
+    "judge",
+    "snr_db",
+    "top1_agreement",
+]

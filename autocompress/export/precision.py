@@ -1,0 +1,132 @@
+"""Which precision each module group is stored in: the plan's wish, then the target's limits.
+
+The export ladder is ``int2 < int4 < int8 < fp16 < fp32`` (:data:`PRECISIONS`). A plan's
+weight precision maps onto it by rounding up (int3 -> int4, int5..int7 -> int8, bf16 -> fp16:
+onnxruntime's converter writes fp16). A target names the precisions it can run per op kind
+(``matmul``, ``conv``); a rung the target cannot run for every op kind in the group's graphs is
+skipped. fp32 is always allowed. The parity check then walks the remaining rungs upward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+from autocompress.exceptions import ConfigError
+from autocompress.runtime.manifest import PRECISIONS
+
+# Plan op kinds (compress.plan.OP_KINDS) -> the ONNX op types carrying their weights.
+PLAN_OP_TYPES: dict[str, tuple[str, ...]] = {
+    "linear": ("MatMul", "Gemm"),
+    "conv": ("Conv",),
+    "conv_transpose": ("ConvTranspose",),
+}
+# ONNX op types -> the op kind a target lists deployable precisions for.
+TARGET_OP_KIND: dict[str, str] = {"MatMul": "matmul", "Gemm": "matmul", "Conv": "conv", "ConvTranspose": "conv"}
+
+# Why static QDQ rather than dynamic int8 on CPU (recorded with every CPU int8 module).
+CPU_INT8_NOTE = (
+    "int8 as static QDQ: onnxruntime's dynamic int8 runs Conv with s8 weights as ConvInteger, "
+    "about 3x slower than fp32 on CPU"
+)
+
+
+def to_export_precision(precision: str) -> tuple[str, str]:
+    """Map a plan weight precision onto the export ladder; returns (rung, note or "")."""
+    if precision in PRECISIONS:
+        return precision, ""
+    if precision == "bf16":
+        return "fp16", "bf16 stored as fp16 (onnxruntime's converter writes fp16)"
+    if precision.startswith("int") and precision[3:].isdigit():
+        bits = int(precision[3:])
+        for rung in ("int2", "int4", "int8"):
+            if bits <= int(rung[3:]):
+                return rung, f"{precision} stored as {rung} (the next rung up)"
+    raise ConfigError(f"cannot store weight precision {precision!r}; expected fp32, fp16, bf16 or int2..int8")
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """What the plan asks for one module group.
+
+    Attributes:
+        precision: rung on the export ladder.
+        keep_op_types: ONNX op types kept at fp32 because the plan gives them a higher
+            precision than the group's.
+        notes: how the plan's precisions were mapped.
+    """
+
+    precision: str
+    keep_op_types: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def request_from_plan(plan: Any, group: str) -> GroupRequest:
+    """Read a group's weight precision from a ``CompressionPlan`` (or None: fp32).
+
+    The group's ``quant.weights`` sets its rung; an op kind whose ``op_weights`` override is
+    higher keeps its nodes at fp32, one that is lower is stored with the group (rounded up).
+    """
+    if plan is None:
+        return GroupRequest("fp32")
+    quant = plan.group(group).quant
+    rung, note = to_export_precision(quant.weights)
+    notes = [note] if note else []
+    keep: list[str] = []
+    for kind, precision in sorted(quant.op_weights.items()):
+        other, _ = to_export_precision(precision)
+        if PRECISIONS.index(other) > PRECISIONS.index(rung):
+            keep += PLAN_OP_TYPES.get(kind, ())
+            notes.append(f"{kind} kept at fp32 (plan asks {precision}, the group {quant.weights})")
+        elif other != rung:
+            notes.append(f"{kind} stored as {rung} with the group (plan asks {precision})")
+    if quant.activations not in ("fp32", "int8") and rung != "fp16":
+        notes.append(f"activations {quant.activations} not simulated in the graph; they follow the weights")
+    return GroupRequest(rung, tuple(keep), tuple(notes))
+
+
+def weight_op_types(model: onnx.ModelProto) -> set[str]:
+    """ONNX op types in ``model`` whose weight input is a constant initializer."""
+    inits = {i.name for i in model.graph.initializer}
+    return {n.op_type for n in model.graph.node if n.op_type in TARGET_OP_KIND and len(n.input) > 1 and n.input[1] in inits}
+
+
+def candidate_precisions(requested: str, op_types: set[str], target: Any) -> tuple[list[str], list[str]]:
+    """Rungs to try, from ``requested`` up to fp32, that ``target`` can run for ``op_types``.
+
+    Args:
+        requested: rung the plan asks for.
+        op_types: ONNX weight op types in the group's graphs (excluding nodes kept at fp32).
+        target: a ``Target`` (with ``can_deploy(precision, op_kind)``) or None for no limits.
+
+    Returns:
+        (candidates in order, notes on rungs skipped for the target).
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"unknown export precision {requested!r}; expected one of {PRECISIONS}")
+    rungs = list(PRECISIONS[PRECISIONS.index(requested) :])
+    if target is None:
+        return rungs, []
+    kinds = sorted({TARGET_OP_KIND[t] for t in op_types})
+    kept, notes = [], []
+    for rung in rungs:
+        cannot = [k for k in kinds if not target.can_deploy(rung, k)]
+        if rung != "fp32" and cannot:
+            notes.append(f"{rung} skipped: target {target.name} cannot run {'/'.join(cannot)} in {rung}")
+            continue
+        kept.append(rung)
+    return kept, notes
+
+
+__all__ = [
+    "CPU_INT8_NOTE",
+    "GroupRequest",
+    "PLAN_OP_TYPES",
+    "TARGET_OP_KIND",
+    "candidate_precisions",
+    "request_from_plan",
+    "to_export_precision",
+    "weight_op_types",
+]

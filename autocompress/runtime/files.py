@@ -1,0 +1,96 @@
+"""Small file helpers shared by the bundle writer and the runner: hashing and atomic writes.
+
+An atomic write goes to a temporary file in the destination's own folder and is then
+renamed over the destination, so a reader sees the old file or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_CHUNK_BYTES = 1 << 20  # read 1 MiB at a time when hashing
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write indented, key-sorted JSON atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def sibling_temp_dir(destination: str | Path) -> Path:
+    """Create and return an empty folder beside ``destination`` (same file system, so a
+    rename onto ``destination`` is atomic)."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+
+
+def publish_dir(built: str | Path, destination: str | Path) -> None:
+    """Move a finished folder onto ``destination``, replacing any folder already there.
+
+    ``built`` must sit beside ``destination`` (see :func:`sibling_temp_dir`). A reader sees
+    either the old folder or the new one; the old one is removed after the swap.
+    """
+    built, destination = Path(built), Path(destination)
+    old = None
+    if destination.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=destination.parent))
+        os.rmdir(old)
+        os.rename(destination, old)
+    try:
+        os.rename(built, destination)
+    except BaseException:
+        if old is not None:
+            os.rename(old, destination)
+        raise
+    if old is not None:
+        _remove_tree(old)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "publish_dir",
+    "sha256_file",
+    "sibling_temp_dir",
+]

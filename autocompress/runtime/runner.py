@@ -1,0 +1,187 @@
+"""Synthesise speech from a bundle with onnxruntime and numpy only (no torch).
+
+Pipeline per utterance: style vector from the reference spectrogram (``ref_enc``, cached per
+voice), semantic codes from the GPT loop (``gpt_prefill`` + ``gpt_decode``, see
+:mod:`autocompress.runtime.gpt_loop`), prior from ``enc_p``, the prior sample
+``z_p = m_p + noise * exp(logs_p) * noise_scale`` drawn here, then ``flow`` and ``dec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from autocompress.exceptions import DataError
+from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
+from autocompress.runtime.inputs import SynthInput, load_inputs
+from autocompress.runtime.manifest import Manifest, read_manifest
+from autocompress.runtime.sampling import SamplingConfig
+from autocompress.runtime.session import available_providers, device_of, open_session
+
+_NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+@dataclass
+class Synthesis:
+    """One synthesised utterance and what it cost.
+
+    Attributes:
+        wav: float32 waveform ``[N]`` at ``sampling_rate``.
+        sampling_rate: samples per second.
+        codes: the semantic codes the GPT produced ``[n]``.
+        stop_reason: how the GPT loop ended (``eos`` or ``max_new_tokens``).
+        gpt_seconds: prefill + decode wall time.
+        sovits_seconds: style (0 when cached) + enc_p + flow + dec wall time.
+    """
+
+    wav: np.ndarray
+    sampling_rate: int
+    codes: np.ndarray
+    stop_reason: str
+    gpt_seconds: float
+    sovits_seconds: float
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.wav.size / self.sampling_rate
+
+    @property
+    def rtf(self) -> float:
+        """End-to-end real-time factor (wall time / audio time)."""
+        return (self.gpt_seconds + self.sovits_seconds) / max(self.audio_seconds, 1e-9)
+
+
+class BundleRunner:
+    """Load a bundle's graphs once and synthesise any number of utterances.
+
+    Args:
+        bundle_dir: folder written by ``export_bundle``.
+        prefer_gpu: use onnxruntime's CUDA provider when it works here.
+        threads: intra-op threads per session (None: onnxruntime's default).
+        verify: check every file's SHA-256 against the manifest first.
+    """
+
+    def __init__(
+        self, bundle_dir: str | Path, prefer_gpu: bool = True, threads: int | None = None, verify: bool = True
+    ) -> None:
+        self.dir = Path(bundle_dir)
+        self.manifest: Manifest = read_manifest(self.dir, verify=verify)
+        providers = available_providers(prefer_gpu)
+        self.sessions: dict[str, ort.InferenceSession] = {}
+        for name, entry in self.manifest.graphs.items():
+            session = open_session(self.dir / entry.file, providers, threads)
+            if providers[0] != "CPUExecutionProvider" and device_of(session) == "cpu":
+                providers = ["CPUExecutionProvider"]  # CUDA is listed but not usable here
+            self.sessions[name] = session
+        self.device = device_of(next(iter(self.sessions.values())))
+        model = self.manifest.model
+        self.sampling_rate = int(model["sampling_rate"])
+        self.samples_per_code = int(model["samples_per_frame"]) * int(model["frames_per_code"])
+        self.gpt = GPTLoop(self.sessions["gpt_prefill"], self.sessions["gpt_decode"], int(model["eos"]), int(model["pe_rows"]))
+        self._styles: dict[str, np.ndarray] = {}
+
+    # ----- inputs
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        """The bundle's default sampler settings."""
+        return SamplingConfig.from_dict(self.manifest.sampling)
+
+    def sample_inputs(self) -> list[SynthInput]:
+        """The evaluation inputs stored in the bundle (``inputs.npz``)."""
+        return load_inputs(self.dir / self.manifest.model["inputs"])
+
+    # ----- stages
+
+    def style(self, ref_spec: np.ndarray) -> np.ndarray:
+        """Style vector ``[1, gin, 1]`` of a reference spectrogram ``[bins, T]``, cached per voice."""
+        key = hashlib.sha1(np.ascontiguousarray(ref_spec, dtype=np.float32).tobytes()).hexdigest()
+        key += str(ref_spec.shape)
+        if key not in self._styles:
+            self._styles[key] = self._run("ref_enc", {"ref_spec": ref_spec[None].astype(np.float32)})[0]
+        return self._styles[key]
+
+    def generate(
+        self,
+        item: SynthInput,
+        sampling: SamplingConfig | None = None,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        keep_logits: bool = False,
+    ) -> GenerationOutput:
+        """Semantic codes for one utterance (``top_k=1`` in ``sampling`` is greedy)."""
+        return self.gpt.generate(
+            item.phones,
+            item.bert_features(),
+            item.prompt_codes.astype(np.int64),
+            sampling or self.sampling,
+            int(max_new_tokens or self.manifest.model["max_tokens"]),
+            np.random.default_rng(seed),
+            keep_logits=keep_logits,
+        )
+
+    def vocode(
+        self,
+        codes: np.ndarray,
+        text: np.ndarray,
+        ge: np.ndarray,
+        noise_scale: float | None = None,
+        seed: int = 0,
+        noise: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Waveform ``[N]`` from codes ``[n]``, target phones ``[Nt]`` and a style vector.
+
+        Args:
+            noise_scale: prior sample scale (None: the bundle's default; 0: deterministic).
+            seed: seed of the standard-normal prior noise.
+            noise: explicit noise ``[1, inter, 2 n]`` instead of the seeded draw.
+        """
+        if codes.size == 0:
+            raise DataError("no semantic codes to vocode; the GPT stopped at once (try another seed)")
+        scale = float(self.manifest.model["noise_scale"] if noise_scale is None else noise_scale)
+        m_p, logs_p = self._run(
+            "enc_p", {"codes": codes.reshape(1, 1, -1).astype(np.int64), "text": text.reshape(1, -1).astype(np.int64), "ge": ge}
+        )
+        if noise is None:
+            noise = np.random.default_rng(seed).standard_normal(m_p.shape).astype(np.float32)
+        z_p = (m_p + noise * np.exp(logs_p) * scale).astype(np.float32)
+        z = self._run("flow", {"z_p": z_p, "ge": ge})[0]
+        wav = self._run("dec", {"z": z, "ge": ge})[0]
+        return wav.reshape(-1).astype(np.float32)
+
+    def synthesize(
+        self,
+        item: SynthInput,
+        sampling: SamplingConfig | None = None,
+        noise_scale: float | None = None,
+        seed: int = 0,
+        max_new_tokens: int | None = None,
+    ) -> Synthesis:
+        """Text (phones) + reference -> waveform, timing the GPT and SoVITS parts."""
+        t0 = time.perf_counter()
+        out = self.generate(item, sampling, max_new_tokens, seed)
+        t1 = time.perf_counter()
+        ge = self.style(item.ref_spec)
+        wav = self.vocode(out.tokens, item.text, ge, noise_scale, seed)
+        t2 = time.perf_counter()
+        return Synthesis(wav, self.sampling_rate, out.tokens, out.stop_reason, t1 - t0, t2 - t1)
+
+    # ----- plumbing
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one graph, casting float inputs to the dtype the graph declares."""
+        session = self.sessions[graph]
+        typed = {}
+        for spec in session.get_inputs():
+            if spec.name not in feeds:
+                raise DataError(f"graph {graph} needs input {spec.name!r}; got {sorted(feeds)}")
+            typed[spec.name] = feeds[spec.name].astype(_NUMPY_OF_ORT.get(spec.type, np.float32), copy=False)
+        return [np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for o in session.run(None, typed)]
+
+
+__all__ = ["BundleRunner", "Synthesis"]

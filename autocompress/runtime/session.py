@@ -1,0 +1,65 @@
+"""onnxruntime sessions for a bundle: the CUDA provider when it works, else the CPU one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+
+from autocompress.exceptions import ExportError
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_QUIET = 3  # onnxruntime log severity: errors only (a failed CUDA probe logs at error level)
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    """Providers to ask for: CUDA then CPU when this onnxruntime build has CUDA, else CPU."""
+    have = ort.get_available_providers()
+    if prefer_gpu and CUDA in have:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def open_session(
+    path: str | Path, providers: list[str], threads: int | None = None
+) -> ort.InferenceSession:
+    """Open one graph; ``threads`` sets the intra-op thread count (None = onnxruntime's default).
+
+    Raises:
+        ExportError: the file is not a graph onnxruntime can load.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own unexported exception types
+        raise ExportError(f"onnxruntime cannot load {path}: {e}") from e
+
+
+def device_of(session: ort.InferenceSession) -> str:
+    """``cuda`` when the session really runs on the CUDA provider, else ``cpu``."""
+    return "cuda" if session.get_providers()[0] == CUDA else "cpu"
+
+
+def describe_device(device: str, threads: int | None = None) -> str:
+    """A label for the device a figure was measured on: ``cpu: <model>, onnxruntime`` or ``cuda``."""
+    if device == "cuda":
+        return "cuda: onnxruntime CUDAExecutionProvider"
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads_note = f", {threads} threads" if threads else ""
+    return f"cpu: {model or 'unknown model'}, onnxruntime{threads_note}"
+
+
+__all__ = ["CPU", "CUDA", "available_providers", "describe_device", "device_of", "open_session"]
