@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 _RUNTIME_SHORT = {"onnxruntime-tensorrt": "ort-trt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}
 
@@ -23,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title="Hardware targets: datasheet figures (projected) or measured here")
     for col in ("target", "mem GiB", "GB/s", "fp32", "fp16", "int8", "int4", "low precision", "runtime",
                 "budget", "figures"):
-        table.add_column(col, overflow="fold", justify="right" if col in ("mem GiB", "GB/s", "fp32", "fp16", "int8", "int4") else "left")
+        numeric = col in ("mem GiB", "GB/s", "fp32", "fp16", "int8", "int4")
+        keep = col in ("target", "figures")  # never truncated: the name and the measured/projected label
+        table.add_column(col, overflow="fold", no_wrap=keep, min_width=16 if col == "target" else None,
+                         justify="right" if numeric else "left")
     for t in targets:
         low = " ".join(
             f"{kind[0]}:{'/'.join(p for p in precs if p != 'fp32') or '-'}" for kind, precs in t.deployable.items()
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
             f"{t.memory_budget_bytes / 2**30:g} GiB RTF {t.rtf_budget:g}",
             "measured" if t.measured else "projected",
         )
-    console = Console()
+    # Piped output has no terminal width; rich would assume 80 columns and squeeze the table.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     console.print(table)
     console.print("Peak in dense TFLOPS/TOPS; low precision per op kind (m: matmul, c: conv).")
     return 0

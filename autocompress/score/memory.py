@@ -29,8 +29,6 @@ import resource
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from torch import nn
-
 from autocompress.exceptions import ScoringError
 from autocompress.score.metric import Metric, host_device, measured, projected
 from autocompress.score.precision import ActPrecision, WeightBits, activation_precision, deploy_weight, weight_bits_for
@@ -67,7 +65,7 @@ class MemoryProjection:
 
 
 def deployed_weight_bytes(
-    module: nn.Module,
+    module: Any,
     target: Target,
     weight_bits: WeightBits | None = None,
     act_precision: ActPrecision = None,
@@ -80,6 +78,8 @@ def deployed_weight_bytes(
     at the activation precision. A parametrized weight (weight norm) counts once, at the size
     of the weight it folds into.
     """
+    from torch import nn
+
     pre = f"{prefix}." if prefix else ""
     total = 0.0
     notes: dict[str, None] = {}
@@ -109,7 +109,7 @@ def deployed_weight_bytes(
     return total, tuple(notes)
 
 
-def _is_parametrization_list(mod: nn.Module) -> bool:
+def _is_parametrization_list(mod: Any) -> bool:
     return type(mod).__name__ == "ParametrizationList"
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -115,13 +116,17 @@ def format_metric(metric: Metric, with_name: bool = False) -> str:
 
 def host_device(device: Any = None) -> str:
     """Describe the device that measures: ``"cpu: <model>, <n> threads"`` or ``"cuda:0: <GPU name>"``."""
-    import torch
+    kind = getattr(device, "type", None) or str(device or "cpu").split(":")[0]
+    if kind == "cuda":
+        import torch
 
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cuda":
+        dev = torch.device(device)
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         return f"cuda:{index}: {torch.cuda.get_device_name(index)}"
-    return f"cpu: {_cpu_model()}, {torch.get_num_threads()} threads"
+    # torch's intra-op thread count when torch is in use; importing it just to ask costs seconds.
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else os.cpu_count()
+    return f"cpu: {_cpu_model()}, {threads} threads"
 
 
 def _cpu_model() -> str:

@@ -1,0 +1,90 @@
+"""Memory: NVML fallback, fresh-subprocess peak, projected components."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import types
+
+import pytest
+from torch import nn
+
+from autocompress.score import (
+    deployed_weight_bytes,
+    gpu_memory_metrics,
+    kv_cache_bytes,
+    nvml_process_bytes,
+    peak_rss_subprocess,
+    project_memory,
+)
+from autocompress.targets import load_target
+
+from _score_alloc import allocate
+
+
+def test_nvml_absent_gives_a_labelled_fallback_not_a_crash(monkeypatch):
+    import pynvml
+
+    def fail() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", fail)
+    value, reason = nvml_process_bytes()
+    assert math.isnan(value) and reason.startswith("NVML unavailable")
+    metrics = {m.name: m for m in gpu_memory_metrics(load_target("rtx3060"))}
+    process = metrics["gpu_process_bytes"]
+    assert process.kind == "measured" and "NVML unavailable" in process.note
+    assert "gpu_peak_allocated_bytes" in metrics
+
+
+def test_nvml_process_memory_is_read_for_this_pid(monkeypatch):
+    me = os.getpid()
+    proc = types.SimpleNamespace
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}",
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [
+            proc(pid=me + 1, usedGpuMemory=1), proc(pid=me, usedGpuMemory=123 * 2**20)
+        ],
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert nvml_process_bytes() == (123 * 2**20, "")
+    value, reason = nvml_process_bytes(pid=me + 7)
+    assert math.isnan(value) and "lists no memory" in reason
+
+
+def test_peak_rss_of_a_fresh_subprocess_sees_the_allocation():
+    small = {m.name: m for m in peak_rss_subprocess(allocate, 8)}
+    big = {m.name: m for m in peak_rss_subprocess(allocate, 200)}
+    assert big["peak_rss_delta_bytes"].value >= 200 * 2**20
+    assert big["peak_rss_delta_bytes"].value - small["peak_rss_delta_bytes"].value >= 150 * 2**20
+    assert big["peak_rss_bytes"].value >= big["peak_rss_delta_bytes"].value
+    assert big["peak_rss_bytes"].kind == "measured" and "fresh subprocess" in big["peak_rss_bytes"].note
+
+
+def test_deployed_weight_bytes_follow_the_plan():
+    model = nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 32), nn.utils.parametrizations.weight_norm(nn.Conv1d(32, 8, 3)))
+    rtx = load_target("rtx3060")
+    emb, lin_w, lin_b, conv_w, conv_b = 100 * 16, 16 * 32, 32, 8 * 32 * 3, 8
+    fp16, _ = deployed_weight_bytes(model, rtx)
+    assert fp16 == 2 * (emb + lin_w + lin_b + conv_w + conv_b)
+    int8, _ = deployed_weight_bytes(model, rtx, {"": 8})
+    assert int8 == 2 * (emb + lin_b + conv_b) + lin_w + conv_w  # the quantizable part halves
+    int4, notes = deployed_weight_bytes(model, rtx, {"": 4})
+    assert int4 == 2 * (emb + lin_b + conv_b) + lin_w / 2 + conv_w  # no int4 convolution on an RTX 3060
+    assert any("conv int4 not deployable" in n for n in notes)
+    cpu32, _ = deployed_weight_bytes(model, load_target("rpi5"))
+    assert cpu32 == 2 * fp16
+
+
+def test_memory_projection_adds_its_components():
+    rtx = load_target("rtx3060")
+    kv = kv_cache_bytes([512] * 24, rtx.max_seq_len, 2)
+    assert kv == 2 * 24 * 512 * 2048 * 2  # 96 MiB: the field notes' 48 KB per token
+    proj = project_memory(rtx, weight_bytes=1e8, kv_bytes=kv, activation_bytes=1e6)
+    assert proj.total_bytes == pytest.approx(rtx.context_bytes + 1e8 + kv + 1e6)
+    metrics = {m.name: m for m in proj.metrics()}
+    assert metrics["memory_bytes"].kind == "projected" and metrics["memory_bytes"].device == "rtx3060"
+    assert metrics["memory_context_bytes"].value == 350 * 2**20

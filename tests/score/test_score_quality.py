@@ -1,0 +1,99 @@
+"""Speaker similarity, MOS proxies (few and small: slow on a CPU), composite score, release floor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autocompress.exceptions import ConfigError
+from autocompress.score import (
+    ReleaseFloor,
+    build_reference,
+    compare_audio,
+    composite_quality,
+    get_scorer,
+    speaker_similarity,
+)
+
+from conftest import espeak, needs_espeak
+
+
+@needs_espeak
+def test_a_different_speaker_lowers_speaker_similarity():
+    teacher, sr = espeak()
+    reference = build_reference([teacher], sr, mos=False, speaker=True)
+    same_voice, _ = espeak()  # deterministic: the same audio again
+    other_text, _ = espeak("A different sentence, spoken by the same synthetic voice today.")
+    other_voice, _ = espeak(voice="en-us+f3", pitch=85)
+    cos = {
+        name: speaker_similarity(reference.embeddings[0], audio, sr)
+        for name, audio in (("same", same_voice), ("other_text", other_text), ("other_voice", other_voice))
+    }
+    assert cos["same"] == pytest.approx(1.0, abs=1e-6)
+    assert cos["other_voice"] < cos["other_text"] < cos["same"]
+    assert cos["other_voice"] < 0.85
+
+
+@needs_espeak
+def test_distillmos_prefers_clean_speech_and_is_cached_per_process():
+    x, sr = espeak("Short and clear.")
+    scorer = get_scorer("distillmos")
+    assert get_scorer("distillmos") is scorer
+    clean = scorer.score(x, sr)["distillmos"]
+    assert scorer.score(x, sr)["distillmos"] == clean  # deterministic
+    crushed = scorer.score(np.round(x * 8) / 8, sr)["distillmos"]  # 4-bit requantisation
+    assert 1.0 <= crushed < clean <= 5.0
+
+
+@needs_espeak
+def test_dnsmos_reports_ovrl_and_p808_and_noise_lowers_them():
+    x, sr = espeak("Short and clear.")
+    noisy = np.clip(x + 0.3 * np.random.default_rng(0).standard_normal(x.size).astype(np.float32), -1, 1)
+    clean = get_scorer("dnsmos").score(x, sr)
+    bad = get_scorer("dnsmos").score(noisy, sr)
+    assert set(clean) == {"dnsmos_ovrl", "dnsmos_p808"}
+    assert bad["dnsmos_ovrl"] < clean["dnsmos_ovrl"] and bad["dnsmos_p808"] < clean["dnsmos_p808"]
+
+
+def test_compare_audio_without_models_reports_fidelity_and_composite(speech):
+    x, sr = speech
+    reference = build_reference([x], sr, mos=False, speaker=False)
+    report = compare_audio(reference, [x], sr)
+    names = {m.name for m in report.metrics}
+    assert names == {"log_mel_l1", "mrstft", "mcd_db", "quality"}
+    assert report.quality == 1.0  # identical audio: MCD 0, the only term present
+    worse = compare_audio(reference, [np.round(x * 32) / 32], sr)
+    assert worse.quality < 1.0
+    assert all(m.kind == "measured" for m in report.metrics)
+    assert not report.passes_floor and "no MOS" in report.floor_reason
+    with pytest.raises(Exception):
+        compare_audio(reference, [x, x], sr)
+
+
+def test_composite_definition():
+    perfect = {"distillmos": 5.0, "speaker_cos": 1.0, "mcd_db": 0.0}
+    assert composite_quality(perfect) == 1.0
+    assert composite_quality({"distillmos": 3.0, "speaker_cos": 0.875, "mcd_db": 5.0}) == pytest.approx(0.5)
+    assert composite_quality({"distillmos": 1.0, "speaker_cos": 0.5, "mcd_db": 20.0}) == 0.0
+    assert composite_quality({"speaker_cos": 0.875}) == pytest.approx(0.5)  # renormalised weights
+    assert math.isnan(composite_quality({}))
+    better = dict(perfect, distillmos=4.5)
+    assert composite_quality(better) < composite_quality(perfect)
+
+
+def test_release_floor_absolute_and_relative_to_a_weak_teacher():
+    floor = ReleaseFloor()
+    assert floor.check(3.9, 4.4)[0]
+    assert not floor.check(3.7, 4.4)[0]
+    assert floor.check(3.3, 3.5)[0]  # teacher below 3.8: a drop of 0.2 is allowed
+    ok, reason = floor.check(3.1, 3.5)
+    assert not ok and "teacher 3.50" in reason
+    strict = ReleaseFloor.from_dict({"min_mos": 4.0, "max_drop": 0.1})
+    assert not strict.check(3.9, 4.5)[0] and not strict.check(3.3, 3.5)[0]
+    assert ReleaseFloor.from_dict(strict.to_dict()) == strict
+    with pytest.raises(ConfigError):
+        ReleaseFloor(min_mos=6.0)
+    with pytest.raises(ConfigError):
+        ReleaseFloor.from_dict({"min_mos": 4.0, "drop": 0.1})

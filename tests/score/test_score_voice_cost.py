@@ -1,0 +1,123 @@
+"""Voice-level latency (measured, exact call counts) and projection (labelled, bandwidth floor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
+from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.score import (
+    UtteranceShape,
+    measure_gpt,
+    measure_rtf,
+    measure_sovits,
+    precisions_from_plan,
+    profile_voice,
+    project_voice,
+)
+from autocompress.targets import load_target
+
+
+@dataclass
+class Item:
+    phones: torch.Tensor
+    bert: torch.Tensor
+    codes: torch.Tensor
+    refer: torch.Tensor
+
+
+def item(seed: int, n_phones: int, n_codes: int) -> Item:
+    g = torch.Generator().manual_seed(seed)
+    return Item(
+        phones=torch.randint(1, 300, (n_phones,), generator=g),
+        bert=torch.randn(1024, n_phones, generator=g) * 0.1,
+        codes=torch.randint(0, 1024, (n_codes,), generator=g),
+        refer=torch.rand(1, 1025, 40, generator=g),
+    )
+
+
+@pytest.fixture(scope="module")
+def voice() -> Voice:
+    torch.manual_seed(0)
+    return Voice(Text2SemanticGPT(gpt_tiny()).eval(), SynthesizerTrn(sovits_tiny(), include_enc_q=False).eval())
+
+
+SHAPE = UtteranceShape(n_phones=20, n_prompt=15, n_tokens=30, n_text=10, ref_frames=40)
+
+
+@pytest.fixture(scope="module")
+def profile(voice):
+    return profile_voice(voice, SHAPE)
+
+
+def test_measure_gpt_runs_the_decode_loop_a_fixed_number_of_steps(voice, monkeypatch):
+    calls = {"prefill": 0, "decode_step": 0}
+    for name in calls:
+        real = getattr(voice.gpt, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(voice.gpt, name, counted)
+    metrics = {m.name: m for m in measure_gpt(voice.gpt, item(0, 8, 10), item(1, 12, 20), n_tokens=7, warmup=1, repeats=2)}
+    assert calls["decode_step"] == 7 * (1 + 2)
+    assert calls["prefill"] == (1 + 2) * 2  # timed prefills + an untimed cache refill per loop
+    for name in ("gpt_prefill_ms", "gpt_ms_per_token"):
+        assert metrics[name].kind == "measured" and metrics[name].device.startswith("cpu: ")
+        assert metrics[name].unit == "ms" and metrics[name].value > 0
+
+
+def test_measure_sovits_normalises_by_audio_seconds(voice):
+    (m,) = measure_sovits(voice.sovits, item(1, 12, 20), warmup=0, repeats=1)
+    assert m.name == "sovits_ms_per_audio_s" and m.kind == "measured"
+    assert "0.80 s of audio" in m.note  # 20 codes at 25 Hz
+
+
+def test_measure_rtf_divides_by_the_audio_returned():
+    calls = []
+
+    def speak():
+        calls.append(1)
+        return [np.zeros(16000), np.zeros((1, 8000))]  # 1.5 s at 16 kHz
+
+    m = measure_rtf(speak, 16000, warmup=1, repeats=2)
+    assert len(calls) == 3 and m.name == "rtf" and m.unit == "x" and "1.5 s" in m.note
+
+
+def test_projection_is_labelled_and_respects_the_bandwidth_floor(voice, profile):
+    rtx = load_target("rtx3060")
+    base = {m.name: m for m in project_voice(voice, rtx, profile=profile)}
+    assert all(m.kind == "projected" and m.device == "rtx3060" for m in base.values())
+    expected = {"gpt_prefill_ms", "gpt_ms_per_token", "sovits_ms_per_audio_s", "rtf", "gpt_gflops_per_token",
+                "sovits_gflops_per_audio_s", "memory_bytes", "memory_context_bytes", "memory_weight_bytes",
+                "memory_kv_cache_bytes", "memory_activation_bytes"}
+    assert set(base) == expected
+    layers = sum(p.numel() for p in voice.gpt.h.parameters()) + voice.gpt.ar_predict_layer.weight.numel()
+    assert base["gpt_ms_per_token"].value >= layers * 2 / 360e9 * 1e3
+    int8 = {m.name: m for m in project_voice(voice, rtx, {"gpt": 8, "dec": 8}, profile=profile)}
+    assert int8["memory_weight_bytes"].value < base["memory_weight_bytes"].value
+    assert int8["gpt_ms_per_token"].value < base["gpt_ms_per_token"].value
+    assert int8["rtf"].value < base["rtf"].value
+    nano = {m.name: m for m in project_voice(voice, load_target("jetson-nano"), profile=profile)}
+    assert nano["rtf"].value > base["rtf"].value
+    kv = 2 * sum(layer.self_attn.inner for layer in voice.gpt.h.layers) * rtx.max_seq_len * 2
+    assert base["memory_kv_cache_bytes"].value == kv
+
+
+def test_plan_precisions_are_read_from_a_compression_plan():
+    from types import SimpleNamespace as NS
+
+    plan = NS(groups={
+        "gpt": NS(quant=NS(weights="int8", activations="fp16", op_weights={})),
+        "dec": NS(quant=NS(weights="fp32", activations="int8", op_weights={"conv_transpose": "int4", "conv": "int6"})),
+    })
+    bits, acts = precisions_from_plan(plan)
+    assert bits == {"gpt": 8, "dec@conv": 4}
+    assert acts == {"gpt": "fp16"}
