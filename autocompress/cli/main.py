@@ -22,6 +22,7 @@ COMMANDS = [
     "autocompress.cli.search_cmd",
     "autocompress.cli.export_cmd",
     "autocompress.cli.dashboard_cmd",
+    "autocompress.cli.synth_cmd",
 ]
 
 # Bad input (flags, files, targets, configs) exits 2, like argparse; anything else exits 1.

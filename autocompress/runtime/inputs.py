@@ -66,6 +66,28 @@ class SynthInput:
         return self.bert.astype(np.float32)
 
 
+def parse_phones(text: str, table: list[str]) -> np.ndarray:
+    """Phone ids from ``"HH AH0 L OW1"`` (symbols of ``table``) or ``"12,40,7"`` / ``"12 40 7"`` (ids).
+
+    Raises:
+        DataError: empty text, an unknown symbol, or an id outside the table.
+    """
+    tokens = [t for t in text.replace(",", " ").split() if t]
+    if not tokens:
+        raise DataError("no phones given; pass symbols like 'HH AH0 L OW1' or ids like '12,40,7'")
+    if all(t.isdigit() for t in tokens):
+        ids = [int(t) for t in tokens]
+        bad = [i for i in ids if i >= len(table)]
+        if bad:
+            raise DataError(f"phone ids {bad} are outside the symbol table (0..{len(table) - 1})")
+        return np.asarray(ids, dtype=np.int64)
+    index = {symbol: i for i, symbol in enumerate(table)}
+    unknown = [t for t in tokens if t not in index]
+    if unknown:
+        raise DataError(f"unknown phone symbols {unknown}; see the bundle's symbols.json for the table")
+    return np.asarray([index[t] for t in tokens], dtype=np.int64)
+
+
 def save_inputs(items: list[SynthInput]) -> bytes:
     """Serialise inputs to ``.npz`` bytes (keys ``<i>.<field>``)."""
     arrays: dict[str, np.ndarray] = {}
@@ -106,4 +128,4 @@ def load_inputs(path: str | Path) -> list[SynthInput]:
     return items
 
 
-__all__ = ["BERT_DIM", "SynthInput", "load_inputs", "save_inputs"]
+__all__ = ["BERT_DIM", "SynthInput", "load_inputs", "parse_phones", "save_inputs"]

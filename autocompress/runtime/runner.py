@@ -9,6 +9,7 @@ voice), semantic codes from the GPT loop (``gpt_prefill`` + ``gpt_decode``, see
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import onnxruntime as ort
 
 from autocompress.exceptions import DataError
 from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
-from autocompress.runtime.inputs import SynthInput, load_inputs
+from autocompress.runtime.inputs import SynthInput, load_inputs, parse_phones
 from autocompress.runtime.manifest import Manifest, read_manifest
 from autocompress.runtime.sampling import SamplingConfig
 from autocompress.runtime.session import available_providers, device_of, open_session
@@ -95,6 +96,39 @@ class BundleRunner:
     def sample_inputs(self) -> list[SynthInput]:
         """The evaluation inputs stored in the bundle (``inputs.npz``)."""
         return load_inputs(self.dir / self.manifest.model["inputs"])
+
+    def symbols(self) -> list[str]:
+        """The phone symbol table (index = id) the bundle's models use."""
+        return json.loads((self.dir / self.manifest.model["symbols"]).read_text(encoding="utf-8"))
+
+    def make_input(
+        self, sample: int = 0, phones: str | None = None, ref_spec: np.ndarray | None = None
+    ) -> SynthInput:
+        """An utterance built from stored sample ``sample``, optionally with new text or reference.
+
+        Args:
+            sample: which stored input supplies the voice prompt (phones, codes, reference).
+            phones: text to speak as phone symbols or ids (see :func:`parse_phones`); None
+                keeps the sample's own text. BERT features are zeros (non-Chinese text).
+            ref_spec: a reference spectrogram ``[bins, T]`` replacing the sample's.
+
+        Raises:
+            DataError: no such sample, bad phones, or a reference of the wrong shape.
+        """
+        items = self.sample_inputs()
+        if not 0 <= sample < len(items):
+            raise DataError(f"--sample {sample} does not exist; the bundle stores samples 0..{len(items) - 1}")
+        item = items[sample]
+        if ref_spec is not None:
+            bins = int(self.manifest.model["spec_channels"])
+            if ref_spec.ndim != 2 or ref_spec.shape[0] != bins:
+                raise DataError(f"reference spectrogram must be [{bins}, T], got {list(ref_spec.shape)}")
+        if phones is None and ref_spec is None:
+            return item
+        text = item.text if phones is None else parse_phones(phones, self.symbols())
+        bert = item.bert if phones is None else None
+        ref = item.ref_spec if ref_spec is None else ref_spec.astype(np.float32)
+        return SynthInput(item.prompt_phones, text, item.prompt_codes, ref, bert)
 
     # ----- stages
 
