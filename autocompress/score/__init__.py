@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from autocompress.score.voice_cost import measure_gpt
     from autocompress.score.voice_cost import measure_rtf
     from autocompress.score.voice_cost import measure_sovits
+    from autocompress.score.voice_cost import measure_voice_memory
+    from autocompress.score.voice_cost import run_shape
     from autocompress.score.voice_cost import precisions_from_plan
     from autocompress.score.voice_cost import profile_voice
     from autocompress.score.voice_cost import project_voice
@@ -122,6 +124,8 @@ _LOCATIONS = {
     "measure_gpt": "autocompress.score.voice_cost",
     "measure_rtf": "autocompress.score.voice_cost",
     "measure_sovits": "autocompress.score.voice_cost",
+    "measure_voice_memory": "autocompress.score.voice_cost",
+    "run_shape": "autocompress.score.voice_cost",
     "precisions_from_plan": "autocompress.score.voice_cost",
     "profile_voice": "autocompress.score.voice_cost",
     "project_voice": "autocompress.score.voice_cost",
@@ -175,6 +179,7 @@ __all__ = [
     "measure_gpt",
     "measure_rtf",
     "measure_sovits",
+    "measure_voice_memory",
     "measured",
     "mel_cepstral_distortion",
     "mrstft_distance",
@@ -188,6 +193,7 @@ __all__ = [
     "project_voice",
     "project_voice_memory",
     "projected",
+    "run_shape",
     "speaker_similarity",
     "teacher_forced_kl",
     "to_meta",

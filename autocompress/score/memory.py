@@ -22,10 +22,13 @@ for an RTX 3060), on CPUs onnxruntime's session overhead (60 MiB).
 
 from __future__ import annotations
 
+import json
 import math
-import multiprocessing
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -196,37 +199,47 @@ def gpu_memory_metrics(target: Target | None = None, device: Any = None) -> list
 
 
 def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0) -> list[Metric]:
-    """Run ``fn(*args)`` in a fresh (spawned) Python process and report its peak memory.
+    """Run ``fn(*args)`` in a fresh Python process and report its peak memory.
 
-    ``fn`` and ``args`` must be picklable (a module-level function). The child builds whatever
-    it needs inside ``fn``; its imports happen before the measurement starts.
+    ``fn`` must be a module-level function (it is imported by name in the child) and ``args``
+    JSON-serialisable (configs as dicts, sizes as numbers). The child is a new interpreter
+    started with ``sys.executable`` and this process's ``sys.path``: nothing is inherited
+    or re-run from the parent's main module, and no pickle is involved.
 
     Returns:
         ``peak_rss_bytes``: the child's peak resident set (whole process, interpreter and
         libraries included), and ``peak_rss_delta_bytes``: that peak minus the resident set
-        just before ``fn`` ran. Both measured on this machine's CPU.
+        just before ``fn`` ran (its imports done). Both measured on this machine's CPU.
 
     Raises:
-        ScoringError: the child failed or timed out.
+        ScoringError: the child failed, was killed or timed out.
     """
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_rss_child, args=(child, fn, args), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        if not parent.poll(timeout_s):
-            raise ScoringError(f"peak-memory subprocess gave no result within {timeout_s:.0f} s")
-        status, payload = parent.recv()
-    except EOFError as e:
-        raise ScoringError("peak-memory subprocess died without a result (killed for memory?)") from e
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-    if status != "ok":
-        raise ScoringError(f"peak-memory subprocess failed: {payload}")
-    before, peak, how = payload
+    with tempfile.TemporaryDirectory(prefix="autocompress-rss-") as tmp:
+        result_path = os.path.join(tmp, "result.json")
+        request = {
+            "module": fn.__module__,
+            "name": fn.__qualname__,
+            "args": list(args),
+            "sys_path": [p for p in sys.path if p],
+            "result": result_path,
+        }
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", "from autocompress.score.memory import _rss_child; _rss_child()"],
+                input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise ScoringError(f"peak-memory subprocess gave no result within {timeout_s:.0f} s") from e
+        except TypeError as e:
+            raise ScoringError(f"peak_rss_subprocess: arguments must be JSON-serialisable ({e})") from e
+        if not os.path.exists(result_path):
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            raise ScoringError(f"peak-memory subprocess died without a result: {tail[0]}")
+        with open(result_path, encoding="utf-8") as f:
+            result = json.load(f)
+    if result["status"] != "ok":
+        raise ScoringError(f"peak-memory subprocess failed: {result['error']}")
+    before, peak, how = result["before"], result["peak"], result["how"]
     device = host_device()
     return [
         measured("peak_rss_bytes", peak, "bytes", device, f"fresh subprocess, {how}"),
@@ -245,8 +258,17 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-def _rss_child(conn, fn, args) -> None:  # noqa: ANN001
+def _rss_child() -> None:
+    """Child side of :func:`peak_rss_subprocess`: read the request on stdin, write the result file."""
+    request = json.loads(sys.stdin.read())
+    sys.path[:] = request["sys_path"]
+    out: dict[str, Any] = {"status": "error", "error": "not run"}
     try:
+        import importlib
+
+        fn = importlib.import_module(request["module"])
+        for part in request["name"].split("."):
+            fn = getattr(fn, part)
         how = "VmHWM reset before the call"
         try:
             with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
@@ -254,13 +276,13 @@ def _rss_child(conn, fn, args) -> None:  # noqa: ANN001
         except OSError:
             how = "ru_maxrss (not reset: includes start-up)"
         before = _status_kib("VmRSS")
-        fn(*args)
+        fn(*request["args"])
         peak = _status_kib("VmHWM") if how.startswith("VmHWM") else None
         if peak is None or before is None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
             before = before or 0
-        conn.send(("ok", (before * 1024.0, peak * 1024.0, how)))
+        out = {"status": "ok", "before": before * 1024.0, "peak": peak * 1024.0, "how": how}
     except BaseException as e:  # noqa: BLE001  (report everything to the parent)
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-    finally:
-        conn.close()
+        out = {"status": "error", "error": f"{type(e).__name__}: {e}"}
+    with open(request["result"], "w", encoding="utf-8") as f:
+        json.dump(out, f)

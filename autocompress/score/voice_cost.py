@@ -39,6 +39,29 @@ GPT_GROUP = "gpt"
 CODE_RATE_HZ = 25  # semantic codes per second of audio; each code is 2 spectrogram frames
 
 
+@dataclass(frozen=True)
+class UtteranceShape:
+    """Sizes one projected utterance has (batch 1).
+
+    Attributes:
+        n_phones: prompt + sentence phones given to the GPT.
+        n_prompt: prompt codes.
+        n_tokens: generated codes (25 per second of audio).
+        n_text: sentence phones given to SoVITS.
+        ref_frames: frames of the reference spectrogram (50 per second).
+    """
+
+    n_phones: int = 60
+    n_prompt: int = 75
+    n_tokens: int = 100
+    n_text: int = 30
+    ref_frames: int = 150
+
+    @property
+    def audio_s(self) -> float:
+        return self.n_tokens / CODE_RATE_HZ
+
+
 # --------------------------------------------------------------------------- measured
 
 
@@ -120,30 +143,68 @@ def measure_rtf(speak: Callable[[], Sequence[Any]], sample_rate: int, device: st
     return measured("rtf", timing.median_s / seconds, "x", device, f"{len(out['wavs'])} utterances, {seconds:.1f} s")
 
 
-# --------------------------------------------------------------------------- projected
+def run_shape(voice: Any, shape: UtteranceShape) -> int:
+    """Run one utterance of ``shape`` through ``voice`` with dummy inputs (values do not matter).
 
-
-@dataclass(frozen=True)
-class UtteranceShape:
-    """Sizes one projected utterance has (batch 1).
-
-    Attributes:
-        n_phones: prompt + sentence phones given to the GPT.
-        n_prompt: prompt codes.
-        n_tokens: generated codes (25 per second of audio).
-        n_text: sentence phones given to SoVITS.
-        ref_frames: frames of the reference spectrogram (50 per second).
+    GPT prefill, ``shape.n_tokens`` cached decode steps, then a noise-free SoVITS decode.
+    Returns the number of audio samples produced.
     """
+    gpt, sv = voice.gpt, voice.sovits
+    dev = next(gpt.parameters()).device
+    start = shape.n_phones + shape.n_prompt
+    with torch.no_grad():
+        phones = torch.ones(1, shape.n_phones, dtype=torch.long, device=dev)
+        bert = torch.zeros(1, gpt.config.bert_dim, shape.n_phones, device=dev)
+        prompt = torch.ones(1, shape.n_prompt, dtype=torch.long, device=dev)
+        logits, cache = gpt.prefill(phones, bert, prompt, start + shape.n_tokens)
+        for pos in range(start, start + shape.n_tokens):
+            logits = gpt.decode_step(logits[:, :1024].argmax(-1, keepdim=True), cache, pos)
+        del cache
+        codes = torch.ones(1, 1, shape.n_tokens, dtype=torch.long, device=dev)
+        text = torch.ones(1, shape.n_text, dtype=torch.long, device=dev)
+        refer = torch.rand(1, sv.config.spec_channels, shape.ref_frames, device=dev)
+        return int(sv.decode(codes, text, refer, noise_scale=0.0).shape[-1])
 
-    n_phones: int = 60
-    n_prompt: int = 75
-    n_tokens: int = 100
-    n_text: int = 30
-    ref_frames: int = 150
 
-    @property
-    def audio_s(self) -> float:
-        return self.n_tokens / CODE_RATE_HZ
+def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> None:
+    """Subprocess body of :func:`measure_voice_memory`: build from configs, run one utterance."""
+    from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
+    from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+    from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+    from autocompress.models.gpt_sovits.voice import Voice
+
+    torch.set_num_threads(1)
+    voice = Voice(
+        Text2SemanticGPT(GPTConfig.from_dict(gpt_config)).eval(),
+        SynthesizerTrn(SoVITSConfig.from_dict(sovits_config), include_enc_q=False).eval(),
+    )
+    run_shape(voice, UtteranceShape(**shape))
+
+
+def measure_voice_memory(voice: Any, shape: UtteranceShape | None = None, target: Target | None = None) -> list[Metric]:
+    """Measured memory of one utterance through a voice of this structure.
+
+    On a CUDA voice: run here, then NVML per-process memory and torch's peak allocation
+    (:func:`~autocompress.score.memory.gpu_memory_metrics`, with its labelled fallback).
+    On the CPU: a fresh subprocess builds an fp32 torch voice of the same configs (weights do
+    not affect memory) and runs the utterance; its peak RSS is reported
+    (:func:`~autocompress.score.memory.peak_rss_subprocess`).
+    """
+    from dataclasses import asdict
+
+    from autocompress.score.memory import gpu_memory_metrics, peak_rss_subprocess
+
+    shape = shape or UtteranceShape()
+    dev = next(voice.gpt.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        run_shape(voice, shape)
+        torch.cuda.synchronize(dev)
+        return gpu_memory_metrics(target, dev)
+    return peak_rss_subprocess(_run_from_configs, voice.gpt.config.to_dict(), voice.sovits.config.to_dict(), asdict(shape))
+
+
+# --------------------------------------------------------------------------- projected
 
 
 @dataclass(frozen=True)

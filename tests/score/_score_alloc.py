@@ -10,3 +10,8 @@ def allocate(megabytes: int) -> None:
     block = np.ones(megabytes * 2**20, dtype=np.uint8)
     if int(block.sum()) != megabytes * 2**20:
         raise RuntimeError("allocation was not filled")
+
+
+def fail(message: str) -> None:
+    """A workload that raises, for the error path."""
+    raise ValueError(message)

@@ -8,6 +8,8 @@ import sys
 import types
 
 import pytest
+
+from autocompress.exceptions import ScoringError
 from torch import nn
 
 from autocompress.score import (
@@ -20,7 +22,7 @@ from autocompress.score import (
 )
 from autocompress.targets import load_target
 
-from _score_alloc import allocate
+from _score_alloc import allocate, fail
 
 
 def test_nvml_absent_gives_a_labelled_fallback_not_a_crash(monkeypatch):
@@ -62,6 +64,13 @@ def test_peak_rss_of_a_fresh_subprocess_sees_the_allocation():
     assert big["peak_rss_delta_bytes"].value - small["peak_rss_delta_bytes"].value >= 150 * 2**20
     assert big["peak_rss_bytes"].value >= big["peak_rss_delta_bytes"].value
     assert big["peak_rss_bytes"].kind == "measured" and "fresh subprocess" in big["peak_rss_bytes"].note
+
+
+def test_a_failing_or_unserialisable_workload_is_a_scoring_error():
+    with pytest.raises(ScoringError, match="ValueError: boom"):
+        peak_rss_subprocess(fail, "boom")
+    with pytest.raises(ScoringError, match="JSON"):
+        peak_rss_subprocess(allocate, object())
 
 
 def test_deployed_weight_bytes_follow_the_plan():

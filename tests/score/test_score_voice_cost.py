@@ -17,6 +17,7 @@ from autocompress.score import (
     measure_gpt,
     measure_rtf,
     measure_sovits,
+    measure_voice_memory,
     precisions_from_plan,
     profile_voice,
     project_voice,
@@ -109,6 +110,15 @@ def test_projection_is_labelled_and_respects_the_bandwidth_floor(voice, profile)
     assert nano["rtf"].value > base["rtf"].value
     kv = 2 * sum(layer.self_attn.inner for layer in voice.gpt.h.layers) * rtx.max_seq_len * 2
     assert base["memory_kv_cache_bytes"].value == kv
+
+
+def test_measured_cpu_memory_comes_from_a_fresh_subprocess(voice):
+    metrics = {m.name: m for m in measure_voice_memory(voice, SHAPE)}
+    weights = sum(p.numel() * 4 for p in voice.gpt.parameters()) + sum(p.numel() * 4 for p in voice.sovits.parameters())
+    delta = metrics["peak_rss_delta_bytes"]
+    assert delta.kind == "measured" and delta.device.startswith("cpu: ")
+    assert delta.value >= weights  # the child builds an fp32 voice of the same configs
+    assert metrics["peak_rss_bytes"].value > delta.value
 
 
 def test_plan_precisions_are_read_from_a_compression_plan():
