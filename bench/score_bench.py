@@ -1,0 +1,145 @@
+"""What scoring costs, per second of audio, against baselines measured in the same run.
+
+Baselines: the audio's own duration (a ratio of 1.0 means scoring takes real time) and a
+noise-free SoVITS decode of the same number of seconds by a full-size v2 SoVITS (random
+weights; speed does not depend on them). Each scorer is warmed up (models loaded) first;
+load times are printed apart. Projection costs (meta-device profiling, once per model
+structure, and the roofline per target) are printed per call.
+
+    python bench/score_bench.py [--seconds 4] [--repeats 3] [--small]
+
+``--small`` uses the tiny SoVITS/GPT configs (fast, for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+def speech(seconds: float) -> tuple[np.ndarray, int]:
+    """About ``seconds`` of espeak-ng speech (or a formant signal when espeak-ng is missing)."""
+    text = ("The quick brown fox jumps over the lazy dog, then rests beside the quiet river "
+            "while the evening light fades slowly over the hills.")
+    if shutil.which("espeak-ng"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "s.wav"
+            subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+            x, sr = sf.read(path, dtype="float32")
+    else:
+        sr = 32000
+        t = np.arange(int(seconds * sr)) / sr
+        x = (np.sign(np.sin(2 * np.pi * 120 * t)) * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
+    n = int(seconds * sr)
+    x = np.tile(x, int(np.ceil(n / x.size)))[:n]
+    return x, sr
+
+
+def timed(fn, repeats: int) -> float:  # noqa: ANN001
+    """Median wall time of ``fn`` over ``repeats`` calls, seconds."""
+    from autocompress.score import measure
+
+    return measure(fn, warmup=0, repeats=repeats).median_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", action="store_true", help="tiny model configs")
+    args = parser.parse_args(argv)
+
+    from autocompress.models.gpt_sovits.config import gpt_tiny, gpt_v2, sovits_tiny, sovits_v2
+    from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+    from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.score import (
+        build_reference,
+        get_scorer,
+        log_mel_l1,
+        mel_cepstral_distortion,
+        mrstft_distance,
+        profile_voice,
+        project_voice,
+    )
+    from autocompress.score.voice_cost import UtteranceShape
+    from autocompress.targets import load_target
+
+    x, sr = speech(args.seconds)
+    seconds = x.size / sr
+    rng = np.random.default_rng(0)
+    student = (x + 0.01 * rng.standard_normal(x.size)).astype(np.float32)
+    slower = np.interp(np.arange(0, x.size - 1, 0.96), np.arange(x.size), x).astype(np.float32)
+    print(f"audio: {seconds:.2f} s at {sr} Hz; torch threads {torch.get_num_threads()}")
+
+    # ---- baseline: SoVITS decode of the same duration
+    torch.manual_seed(0)
+    sv_cfg = sovits_tiny() if args.small else sovits_v2()
+    sovits = SynthesizerTrn(sv_cfg, include_enc_q=False).eval()
+    n_codes = int(round(seconds * 25))
+    codes = torch.randint(0, 1024, (1, 1, n_codes))
+    text = torch.randint(1, 300, (1, int(seconds * 12)))
+    refer = torch.rand(1, sv_cfg.spec_channels, 150)
+    with torch.no_grad():
+        sovits.decode(codes, text, refer, noise_scale=0.0)
+        decode_s = timed(lambda: sovits.decode(codes, text, refer, noise_scale=0.0), args.repeats)
+    decode_per_s = decode_s / seconds
+    print(f"baseline SoVITS decode ({'tiny' if args.small else 'v2'}): {decode_per_s * 1e3:.1f} ms per audio second")
+
+    # ---- load the scorers once
+    loads = {}
+    for name in ("distillmos", "dnsmos", "speaker"):
+        t0 = time.perf_counter()
+        scorer = get_scorer(name)
+        if name == "speaker":
+            scorer.embed(x[: sr * 2], sr)
+        else:
+            scorer.score(x[: sr * 2], sr)
+        loads[name] = time.perf_counter() - t0
+    print("first use (load + 2 s of audio): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
+    reference = build_reference([x], sr, mos=True, dnsmos=True, speaker=True)
+
+    rows = {
+        "log_mel_l1": lambda: log_mel_l1(x, student, sr),
+        "log_mel_l1 (DTW)": lambda: log_mel_l1(x, slower, sr),
+        "mrstft": lambda: mrstft_distance(x, student, sr),
+        "mrstft (DTW)": lambda: mrstft_distance(x, slower, sr),
+        "mcd_db (DTW)": lambda: mel_cepstral_distortion(x, student, sr),
+        "distillmos": lambda: get_scorer("distillmos").score(student, sr),
+        "dnsmos": lambda: get_scorer("dnsmos").score(student, sr),
+        "speaker_cos": lambda: get_scorer("speaker").embed(student, sr),
+    }
+    print(f"\n{'metric':20s} {'ms / audio s':>13s} {'x SoVITS decode':>16s} {'x real time':>12s}")
+    total = 0.0
+    for name, fn in rows.items():
+        per_s = timed(fn, args.repeats) / seconds
+        if "DTW" not in name:
+            total += per_s
+        print(f"{name:20s} {per_s * 1e3:13.1f} {per_s / decode_per_s:16.2f} {per_s:12.3f}")
+    print(f"{'all (no DTW rows)':20s} {total * 1e3:13.1f} {total / decode_per_s:16.2f} {total:12.3f}")
+    assert reference.embeddings is not None
+
+    # ---- projection costs, per call
+    voice = Voice(Text2SemanticGPT(gpt_tiny() if args.small else gpt_v2()).eval(), sovits)
+    t0 = time.perf_counter()
+    prof = profile_voice(voice, UtteranceShape(n_tokens=n_codes))
+    profile_s = time.perf_counter() - t0
+    rtx = load_target("rtx3060")
+    project_s = timed(lambda: project_voice(voice, rtx, {"gpt": 8}, profile=prof), args.repeats)
+    print(f"\nprofile_voice (meta device, once per structure): {profile_s:.2f} s = "
+          f"{profile_s / decode_s:.2f} x one SoVITS decode of the audio")
+    print(f"project_voice (per target and plan): {project_s * 1e3:.0f} ms = {project_s / decode_s:.2f} x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
