@@ -426,13 +426,19 @@ class Text2SemanticGPT(nn.Module):
         h = self._prefill_hidden(phones, bert, prompt, cache)
         return self.ar_predict_layer(h[:, -1]), cache
 
+    @torch.no_grad()
     def prefill_logits(self, phones: Tensor, bert: Tensor, prompt: Tensor | None = None) -> Tensor:
-        """Logits ``[B, vocab]`` for the first generated code (full vocabulary, no penalty)."""
+        """Logits ``[B, vocab]`` for the first generated code (full vocabulary, no penalty).
+
+        Inference only, like :meth:`generate`: no autograd graph is kept (use
+        :meth:`forward_train` for gradients).
+        """
         _check_inputs(phones, bert, prompt, self.config)
         return self.ar_predict_layer(self._prefill_hidden(phones, bert, prompt, None)[:, -1])
 
+    @torch.no_grad()
     def prefill_hidden_last(self, phones: Tensor, bert: Tensor, prompt: Tensor | None = None) -> Tensor:
-        """The output-layer input ``[B, D]`` at the last prefix position."""
+        """The output-layer input ``[B, D]`` at the last prefix position (inference only)."""
         _check_inputs(phones, bert, prompt, self.config)
         return self._prefill_hidden(phones, bert, prompt, None)[:, -1]
 
