@@ -437,6 +437,15 @@ class Generator(nn.Module):
         return torch.tanh(x)
 
 
+def _per_reference(sv_emb: torch.Tensor | Sequence[torch.Tensor], n_refs: int) -> list[torch.Tensor]:
+    """Split speaker vectors into one per reference (upstream indexes ``sv_emb[i]``)."""
+    if not torch.is_tensor(sv_emb):
+        return list(sv_emb)
+    if n_refs > 1 and sv_emb.dim() == 2 and sv_emb.size(0) == n_refs:
+        return list(sv_emb.unbind(0))  # [n_refs, sv_dim] -> n_refs x [sv_dim]
+    return [sv_emb]
+
+
 # --------------------------------------------------------------------------- SynthesizerTrn
 
 
@@ -532,7 +541,8 @@ class SynthesizerTrn(nn.Module):
             refer: reference spectrogram ``[1, spec_bins, Tr]`` or a list of them.
             noise_scale: scale of the prior sample (0 = deterministic).
             speed: > 1 speaks faster; the latent is resampled to ``int(2 Tc / speed) + 1`` frames.
-            sv_emb: Pro only: speaker-verification vector(s) ``[1, sv_dim]``, one per reference.
+            sv_emb: Pro only: speaker-verification vectors, one per reference: a ``[1, sv_dim]``
+                tensor or a list of them, or one ``[n_refs, sv_dim]`` tensor.
             noise: replaces the standard-normal draw ``[1, inter, T']`` (for reproducible tests).
 
         Returns:
@@ -561,7 +571,7 @@ class SynthesizerTrn(nn.Module):
                     f"SoVITS {self.config.version} needs sv_emb (one [1, {self.config.sv_dim}] vector "
                     "per reference); got None"
                 )
-            svs = [sv_emb] if torch.is_tensor(sv_emb) else list(sv_emb)
+            svs = _per_reference(sv_emb, len(refers))
             if len(svs) != len(refers):
                 raise DataError(f"expected one sv_emb per reference ({len(refers)}), got {len(svs)}")
         ges = [self._style_one(r, s) for r, s in zip(refers, svs)]
