@@ -262,6 +262,7 @@ def save_sovits(
     epoch: int = 0,
     step: int = 0,
     info: str | None = None,
+    half: bool = True,
 ) -> Path:
     """Write a SoVITS model in upstream's exported-weights format.
 
@@ -274,12 +275,14 @@ def save_sovits(
         include_enc_q: keep the training-only posterior encoder (as pretrained files do).
         epoch, step: recorded in the info string ``"<epoch>epoch_<step>iteration"``.
         info: an info string to write instead.
+        half: store fp16 as upstream's exporter does; False keeps the model's float dtype, so
+            an fp32 (e.g. pretrained) file saves and loads back bitwise (upstream reads both).
 
     Returns:
         The path written.
     """
     config: SoVITSConfig = model.config
-    weights = {k: v.cpu() for k, v in upstream_sovits_state_dict(model, include_enc_q).items()}
+    weights = {k: v.cpu() for k, v in upstream_sovits_state_dict(model, include_enc_q, half).items()}
     payload = collections.OrderedDict(
         weight=weights,
         config=HParams(**config.to_upstream()),
@@ -288,9 +291,14 @@ def save_sovits(
     return _write(path, payload, VERSION_HEADERS.get(config.version, b"PK"))
 
 
-def save_gpt(model: Text2SemanticGPT, path: str | Path, *, epoch: int = 0, info: str | None = None) -> Path:
-    """Write a GPT model in upstream's ``.ckpt`` format (fp16, ``model.`` keys, config dict)."""
-    weights = collections.OrderedDict((k, v.cpu()) for k, v in upstream_gpt_state_dict(model).items())
+def save_gpt(
+    model: Text2SemanticGPT, path: str | Path, *, epoch: int = 0, info: str | None = None, half: bool = True
+) -> Path:
+    """Write a GPT model in upstream's ``.ckpt`` format (fp16, ``model.`` keys, config dict).
+
+    ``half=False`` keeps the model's float dtype instead of fp16 (see :func:`save_sovits`).
+    """
+    weights = collections.OrderedDict((k, v.cpu()) for k, v in upstream_gpt_state_dict(model, half).items())
     payload = collections.OrderedDict(
         weight=weights,
         config=model.config.to_upstream(),
@@ -299,18 +307,22 @@ def save_gpt(model: Text2SemanticGPT, path: str | Path, *, epoch: int = 0, info:
     return _write(path, payload, b"PK")
 
 
-def upstream_sovits_state_dict(model: SynthesizerTrn, include_enc_q: bool = False) -> dict[str, Tensor]:
+def upstream_sovits_state_dict(
+    model: SynthesizerTrn, include_enc_q: bool = False, half: bool = True
+) -> dict[str, Tensor]:
     """The ``weight`` entry upstream would save: upstream key names, fp16, enc_q dropped."""
     return {
-        k: v.detach().half()
+        k: v.detach().half() if half else v.detach()
         for k, v in to_upstream_keys(model.state_dict()).items()
         if include_enc_q or not k.startswith(ENC_Q_PREFIX)
     }
 
 
-def upstream_gpt_state_dict(model: Text2SemanticGPT) -> dict[str, Tensor]:
+def upstream_gpt_state_dict(model: Text2SemanticGPT, half: bool = True) -> dict[str, Tensor]:
     """The ``weight`` entry upstream would save: ``model.``-prefixed keys, fp16."""
-    return collections.OrderedDict((GPT_PREFIX + k, v.detach().half()) for k, v in model.state_dict().items())
+    return collections.OrderedDict(
+        (GPT_PREFIX + k, v.detach().half() if half else v.detach()) for k, v in model.state_dict().items()
+    )
 
 
 def detect_sovits_version(
