@@ -225,10 +225,9 @@ class SoVITSConfig:
         uniform_enc = (self.enc_layer_heads is None or set(self.enc_layer_heads) == {self.n_heads}) and (
             self.enc_layer_filter is None or set(self.enc_layer_filter) == {self.filter_channels}
         )
-        return (
-            same and uniform_dec and uniform_flow and uniform_enc
-            and self.inter_channels == self.hidden_channels
-        )
+        # Upstream builds MRTE with its defaults (192-wide content convs), so hidden_channels is
+        # pinned to 192; inter_channels is a free constructor argument.
+        return same and uniform_dec and uniform_flow and uniform_enc and self.hidden_channels == 192
 
     def replace(self, **changes: Any) -> SoVITSConfig:
         return dataclasses.replace(self, **changes)
