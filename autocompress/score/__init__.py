@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from autocompress.score.voice_cost import measure_sovits
     from autocompress.score.voice_cost import measure_voice_memory
     from autocompress.score.voice_cost import run_shape
+    from autocompress.score.voice_cost import voice_cost_metrics
+    from autocompress.score.voice_cost import dummy_utterances
     from autocompress.score.voice_cost import precisions_from_plan
     from autocompress.score.voice_cost import profile_voice
     from autocompress.score.voice_cost import project_voice
@@ -126,6 +128,8 @@ _LOCATIONS = {
     "measure_sovits": "autocompress.score.voice_cost",
     "measure_voice_memory": "autocompress.score.voice_cost",
     "run_shape": "autocompress.score.voice_cost",
+    "voice_cost_metrics": "autocompress.score.voice_cost",
+    "dummy_utterances": "autocompress.score.voice_cost",
     "precisions_from_plan": "autocompress.score.voice_cost",
     "profile_voice": "autocompress.score.voice_cost",
     "project_voice": "autocompress.score.voice_cost",
@@ -166,6 +170,7 @@ __all__ = [
     "deploy_weight",
     "deployed_weight_bytes",
     "dtw_path",
+    "dummy_utterances",
     "fidelity_metrics",
     "format_metric",
     "get_scorer",
@@ -198,5 +203,6 @@ __all__ = [
     "teacher_forced_kl",
     "to_meta",
     "token_agreement",
+    "voice_cost_metrics",
     "weight_bits_for",
 ]

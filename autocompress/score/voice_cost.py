@@ -339,3 +339,73 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
         if q.activations in ("fp16", "bf16"):
             acts[group] = q.activations
     return bits, acts
+
+
+# --------------------------------------------------------------------------- one call per trial
+
+
+@dataclass
+class _Item:
+    phones: torch.Tensor
+    bert: torch.Tensor
+    codes: torch.Tensor
+    refer: torch.Tensor
+
+
+def dummy_utterances(voice: Any, shape: UtteranceShape = UtteranceShape()) -> tuple[Any, Any]:
+    """A (prompt, sentence) pair of the sizes in ``shape``, for timing (values do not matter)."""
+    g = torch.Generator().manual_seed(0)
+    bert_dim = voice.gpt.config.bert_dim
+    bins = voice.sovits.config.spec_channels
+    n_prompt_phones = max(1, shape.n_phones - shape.n_text)
+
+    def make(n_phones: int, n_codes: int) -> _Item:
+        return _Item(
+            phones=torch.randint(1, 300, (n_phones,), generator=g),
+            bert=torch.zeros(bert_dim, n_phones),
+            codes=torch.randint(0, 1024, (n_codes,), generator=g),
+            refer=torch.rand(1, bins, shape.ref_frames, generator=g),
+        )
+
+    return make(n_prompt_phones, shape.n_prompt), make(shape.n_text, shape.n_tokens)
+
+
+def voice_cost_metrics(
+    voice: Any,
+    target: Target,
+    weight_bits: WeightBits | None = None,
+    act_precision: ActPrecision = None,
+    profile: VoiceProfile | None = None,
+    utterances: tuple[Any, Any] | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> list[Metric]:
+    """Latency and memory of ``voice`` for ``target``, the way the issue asks for each trial.
+
+    A datasheet target gets the projected set of :func:`project_voice`. A measured target
+    (``cpu``: this machine) gets measured latency (:func:`measure_gpt`, :func:`measure_sovits`,
+    and ``rtf`` = prefill + per-token x tokens + SoVITS over the audio seconds), measured
+    memory (:func:`measure_voice_memory`) and, as always, the projected memory set.
+
+    Args:
+        voice: the (student) voice.
+        target: from :func:`autocompress.targets.load_target`.
+        weight_bits, act_precision: the plan's precisions (see :func:`precisions_from_plan`);
+            used by projections only: measured figures are what the voice does here.
+        profile: a cached :class:`VoiceProfile` of this structure.
+        utterances: (prompt, sentence) to time with; dummy ones of the profile's shape if None.
+        warmup, repeats: of each measured timing.
+    """
+    prof = profile if profile is not None else profile_voice(voice)
+    if not target.measured:
+        return project_voice(voice, target, weight_bits, act_precision, prof)
+    prompt, sentence = utterances if utterances is not None else dummy_utterances(voice, prof.shape)
+    n_tokens = sentence.codes.numel()  # decode as many steps as the audio SoVITS renders has codes
+    gpt = {m.name: m for m in measure_gpt(voice.gpt, prompt, sentence, n_tokens, warmup, repeats)}
+    (sov,) = measure_sovits(voice.sovits, sentence, prompt.refer, warmup, repeats)
+    audio_s = sentence.codes.numel() / CODE_RATE_HZ
+    total_ms = gpt["gpt_prefill_ms"].value + n_tokens * gpt["gpt_ms_per_token"].value + sov.value * audio_s
+    rtf = measured("rtf", total_ms / 1e3 / audio_s, "x", sov.device, "prefill + decode loop + SoVITS decode")
+    memory = measure_voice_memory(voice, prof.shape, target)
+    projected_memory = project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
+    return [*gpt.values(), sov, rtf, *memory, *projected_memory]

@@ -17,10 +17,10 @@ from autocompress.score import (
     measure_gpt,
     measure_rtf,
     measure_sovits,
-    measure_voice_memory,
     precisions_from_plan,
     profile_voice,
     project_voice,
+    voice_cost_metrics,
 )
 from autocompress.targets import load_target
 
@@ -112,13 +112,19 @@ def test_projection_is_labelled_and_respects_the_bandwidth_floor(voice, profile)
     assert base["memory_kv_cache_bytes"].value == kv
 
 
-def test_measured_cpu_memory_comes_from_a_fresh_subprocess(voice):
-    metrics = {m.name: m for m in measure_voice_memory(voice, SHAPE)}
-    weights = sum(p.numel() * 4 for p in voice.gpt.parameters()) + sum(p.numel() * 4 for p in voice.sovits.parameters())
-    delta = metrics["peak_rss_delta_bytes"]
-    assert delta.kind == "measured" and delta.device.startswith("cpu: ")
-    assert delta.value >= weights  # the child builds an fp32 voice of the same configs
-    assert metrics["peak_rss_bytes"].value > delta.value
+def test_voice_cost_metrics_measure_on_cpu_and_project_elsewhere(voice, profile):
+    cpu = {m.name: m for m in voice_cost_metrics(voice, load_target("cpu"), profile=profile, warmup=0, repeats=1)}
+    for name in ("gpt_prefill_ms", "gpt_ms_per_token", "sovits_ms_per_audio_s", "rtf", "peak_rss_bytes"):
+        assert cpu[name].kind == "measured" and cpu[name].device.startswith("cpu: "), name
+    assert cpu["memory_bytes"].kind == "projected" and cpu["memory_bytes"].device == "cpu"
+    # measured memory: a fresh subprocess builds an fp32 voice of the same configs and runs it
+    weights = 4 * sum(p.numel() for p in [*voice.gpt.parameters(), *voice.sovits.parameters()])
+    assert cpu["peak_rss_delta_bytes"].value >= weights
+    assert cpu["peak_rss_bytes"].value > cpu["peak_rss_delta_bytes"].value
+    per_token = cpu["gpt_ms_per_token"].value * SHAPE.n_tokens
+    assert cpu["rtf"].value * SHAPE.audio_s * 1e3 >= per_token  # the decode loop is part of the total
+    l4 = voice_cost_metrics(voice, load_target("l4"), {"gpt": 4}, profile=profile)
+    assert [m.to_dict() for m in l4] == [m.to_dict() for m in project_voice(voice, load_target("l4"), {"gpt": 4}, profile=profile)]
 
 
 def test_plan_precisions_are_read_from_a_compression_plan():
