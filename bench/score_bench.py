@@ -38,7 +38,8 @@ def speech(seconds: float) -> tuple[np.ndarray, int]:
     else:
         sr = 32000
         t = np.arange(int(seconds * sr)) / sr
-        x = (np.sign(np.sin(2 * np.pi * 120 * t)) * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
+        pulses = np.sign(np.sin(2 * np.pi * 120 * t))
+        x = (pulses * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
     n = int(seconds * sr)
     x = np.tile(x, int(np.ceil(n / x.size)))[:n]
     return x, sr
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         sovits.decode(codes, text, refer, noise_scale=0.0)
         decode_s = timed(lambda: sovits.decode(codes, text, refer, noise_scale=0.0), args.repeats)
     decode_per_s = decode_s / seconds
-    print(f"baseline SoVITS decode ({'tiny' if args.small else 'v2'}): {decode_per_s * 1e3:.1f} ms per audio second")
+    size = "tiny" if args.small else "v2"
+    print(f"baseline SoVITS decode ({size}): {decode_per_s * 1e3:.1f} ms per audio second")
 
     # ---- load the scorers once
     loads = {}

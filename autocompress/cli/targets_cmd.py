@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-_RUNTIME_SHORT = {"onnxruntime-tensorrt": "ort-trt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu"}
+_PEAK_COLUMNS = ("fp32", "fp16", "int8", "int4")
+_RUNTIME_SHORT = {
+    "onnxruntime-tensorrt": "ort-trt",
+    "onnxruntime-cuda": "ort-cuda",
+    "onnxruntime-cpu": "ort-cpu",
+}
 
 
 def register(subparsers) -> None:  # noqa: ANN001
@@ -30,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
                          justify="right" if numeric else "left")
     for t in targets:
         low = " ".join(
-            f"{kind[0]}:{'/'.join(p for p in precs if p != 'fp32') or '-'}" for kind, precs in t.deployable.items()
+            f"{kind[0]}:{'/'.join(p for p in precs if p != 'fp32') or '-'}"
+            for kind, precs in t.deployable.items()
         )
-        peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in ("fp32", "fp16", "int8", "int4")]
+        peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in _PEAK_COLUMNS]
         table.add_row(
             t.name,
             "run time" if t.memory_bytes is None else f"{t.memory_bytes / 2**30:g}",

@@ -151,7 +151,9 @@ def _pairwise(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     return cdist(a, b, metric=metric)
 
 
-def align(a: np.ndarray, b: np.ndarray, metric: str = "cityblock", force: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    a: np.ndarray, b: np.ndarray, metric: str = "cityblock", force: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Frame pairs of two feature sequences: by index when equal in length (unless ``force``), else DTW."""
     if a.shape[0] == b.shape[0] and not force:
         idx = np.arange(a.shape[0])

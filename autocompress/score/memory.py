@@ -34,7 +34,11 @@ from typing import Any, Callable
 
 from autocompress.exceptions import ScoringError
 from autocompress.score.metric import Metric, host_device, measured, projected
-from autocompress.score.precision import ActPrecision, WeightBits, activation_precision, deploy_weight, weight_bits_for
+from autocompress.score.precision import ActPrecision
+from autocompress.score.precision import WeightBits
+from autocompress.score.precision import activation_precision
+from autocompress.score.precision import deploy_weight
+from autocompress.score.precision import weight_bits_for
 from autocompress.targets import PRECISION_BITS, Target
 
 # --------------------------------------------------------------------------- projected
@@ -129,7 +133,8 @@ def project_memory(
     notes: tuple[str, ...] = (),
 ) -> MemoryProjection:
     """Combine the components with the target's context constant."""
-    return MemoryProjection(target.name, float(target.context_bytes), weight_bytes, kv_bytes, activation_bytes, notes)
+    context = float(target.context_bytes)
+    return MemoryProjection(target.name, context, weight_bytes, kv_bytes, activation_bytes, notes)
 
 
 # --------------------------------------------------------------------------- measured: GPU
@@ -186,12 +191,13 @@ def gpu_memory_metrics(target: Target | None = None, device: Any = None) -> list
     elif has_cuda:
         context = target.context_bytes if target is not None else 0
         fallback = torch.cuda.memory_reserved(dev) + context
-        out.append(measured("gpu_process_bytes", fallback, "bytes", where,
-                            f"{reason}; fallback: torch reserved + {context / 2**20:.0f} MiB context constant"))
+        note = f"{reason}; fallback: torch reserved + {context / 2**20:.0f} MiB context constant"
+        out.append(measured("gpu_process_bytes", fallback, "bytes", where, note))
     else:
         out.append(measured("gpu_process_bytes", math.nan, "bytes", where, f"{reason}; no CUDA device"))
     peak = float(torch.cuda.max_memory_allocated(dev)) if has_cuda else math.nan
-    out.append(measured("gpu_peak_allocated_bytes", peak, "bytes", where, "" if has_cuda else "no CUDA device"))
+    note = "" if has_cuda else "no CUDA device"
+    out.append(measured("gpu_peak_allocated_bytes", peak, "bytes", where, note))
     return out
 
 

@@ -48,7 +48,9 @@ class Metric:
         if self.kind not in METRIC_KINDS:
             raise ConfigError(f"Metric {self.name!r}: kind must be one of {METRIC_KINDS}, got {self.kind!r}")
         if not self.name or not self.device:
-            raise ConfigError(f"Metric needs a name and a device, got name={self.name!r} device={self.device!r}")
+            raise ConfigError(
+                f"Metric needs a name and a device, got name={self.name!r} device={self.device!r}"
+            )
         object.__setattr__(self, "value", float(self.value))
 
     @property

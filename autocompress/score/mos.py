@@ -96,7 +96,9 @@ class DNSMOSScorer:
                 import onnxruntime as ort
                 from speechmos import dnsmos
             except ImportError as e:
-                raise ScoringError(f"speechmos/onnxruntime missing ({e}); pip install speechmos onnxruntime") from e
+                raise ScoringError(
+                    f"speechmos/onnxruntime missing ({e}); pip install speechmos onnxruntime"
+                ) from e
             root = os.path.dirname(os.path.abspath(dnsmos.__file__))
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
@@ -104,12 +106,10 @@ class DNSMOSScorer:
             # onnxruntime-gpu refuses to guess providers.
             model = object.__new__(dnsmos.DNSMOS)
             model.primary_model_path = os.path.join(root, "dnsmos_models", "sig_bak_ovr.onnx")
-            model.onnx_sess = ort.InferenceSession(
-                model.primary_model_path, options, providers=["CPUExecutionProvider"]
-            )
-            model.p808_onnx_sess = ort.InferenceSession(
-                os.path.join(root, "dnsmos_models", "model_v8.onnx"), options, providers=["CPUExecutionProvider"]
-            )
+            cpu = ["CPUExecutionProvider"]
+            model.onnx_sess = ort.InferenceSession(model.primary_model_path, options, providers=cpu)
+            p808_path = os.path.join(root, "dnsmos_models", "model_v8.onnx")
+            model.p808_onnx_sess = ort.InferenceSession(p808_path, options, providers=cpu)
             self._model = model
         return self._model
 

@@ -30,7 +30,9 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from autocompress.score.tracker import LiveTensorTracker
 
-_MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_scaled_mm", "dot", "mv", "addmv"}
+_MATMUL_OPS = {
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_scaled_mm", "dot", "mv", "addmv",
+}
 _CONV_OPS = {"convolution", "_convolution", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"}
 # Ops that read only the rows they return from their first (table) argument.
 _GATHER_OPS = {"embedding", "index_select", "index", "gather"}

@@ -20,7 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from autocompress.exceptions import ConfigError
 from autocompress.score.metric import Metric, projected
-from autocompress.score.precision import ActPrecision, WeightBits, activation_precision, deploy_weight, weight_bits_for
+from autocompress.score.precision import ActPrecision
+from autocompress.score.precision import WeightBits
+from autocompress.score.precision import activation_precision
+from autocompress.score.precision import deploy_weight
+from autocompress.score.precision import weight_bits_for
 from autocompress.score.profile import ModelProfile
 from autocompress.targets import PRECISION_BITS, Target
 

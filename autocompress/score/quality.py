@@ -181,7 +181,9 @@ def compare_audio(
     """
     sr = reference.sr if sr is None else sr
     if len(student_audios) != len(reference.audios):
-        raise DataError(f"expected {len(reference.audios)} student waveforms (one per item), got {len(student_audios)}")
+        raise DataError(
+            f"expected {len(reference.audios)} student waveforms (one per item), got {len(student_audios)}"
+        )
     device = host_device()
     sums: dict[str, list[float]] = {}
     units: dict[str, str] = {}
@@ -195,13 +197,15 @@ def compare_audio(
             sums.setdefault(m.name, []).append(m.value)
             units[m.name] = m.unit
         if reference.mos is not None:
-            sums.setdefault("distillmos", []).append(get_scorer("distillmos").score(s, reference.sr)["distillmos"])
+            mos = get_scorer("distillmos").score(s, reference.sr)["distillmos"]
+            sums.setdefault("distillmos", []).append(mos)
         if reference.dnsmos is not None:
             ovrl, p808 = _dnsmos(s, reference.sr)
             sums.setdefault("dnsmos_ovrl", []).append(ovrl)
             sums.setdefault("dnsmos_p808", []).append(p808)
         if reference.embeddings is not None:
-            sums.setdefault("speaker_cos", []).append(speaker_similarity(reference.embeddings[i], s, reference.sr))
+            cos = speaker_similarity(reference.embeddings[i], s, reference.sr)
+            sums.setdefault("speaker_cos", []).append(cos)
     means = {k: float(np.mean(v)) for k, v in sums.items()}
     metrics = [measured(k, v, units.get(k, "MOS" if "mos" in k else ""), device) for k, v in means.items()]
     teacher_mos = reference.mean_mos

@@ -66,7 +66,9 @@ def measure(
         The :class:`Timing` with all samples.
     """
     if warmup < 0 or repeats < 1:
-        raise ConfigError(f"measure needs warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+        raise ConfigError(
+            f"measure needs warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}"
+        )
     for _ in range(warmup):
         if setup is not None:
             setup()

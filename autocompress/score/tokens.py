@@ -47,7 +47,8 @@ def kl_value(teacher_logits: Tensor, student_logits: Tensor) -> float:
     """Mean over positions of KL(softmax(teacher) || softmax(student)), nats; logits ``[..., V]``."""
     if teacher_logits.shape != student_logits.shape:
         raise DataError(
-            f"teacher and student logits differ in shape: {list(teacher_logits.shape)} vs {list(student_logits.shape)}"
+            "teacher and student logits differ in shape: "
+            f"{list(teacher_logits.shape)} vs {list(student_logits.shape)}"
         )
     lt = F.log_softmax(teacher_logits.double(), dim=-1)
     ls = F.log_softmax(student_logits.double(), dim=-1)
@@ -116,9 +117,13 @@ def gpt_agreement(
     device = host_device(next(student.parameters()).device)
     agree, kl = [], []
     for i, sentence in enumerate(sentences):
-        ref = teacher_tokens[i] if teacher_tokens is not None else greedy_tokens(teacher, prompt, sentence, max_new_tokens)
+        if teacher_tokens is not None:
+            ref = teacher_tokens[i]
+        else:
+            ref = greedy_tokens(teacher, prompt, sentence, max_new_tokens)
         agree.append(token_agreement_value(ref, greedy_tokens(student, prompt, sentence, max_new_tokens)))
-        kl.append(kl_value(forced_logits(teacher, prompt, sentence, ref), forced_logits(student, prompt, sentence, ref)))
+        t_logits = forced_logits(teacher, prompt, sentence, ref)
+        kl.append(kl_value(t_logits, forced_logits(student, prompt, sentence, ref)))
     return [
         measured("token_agreement", sum(agree) / len(agree), "", device),
         measured("teacher_forced_kl", sum(kl) / len(kl), "nats", device),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from autocompress.exceptions import ConfigError, DataError
-from autocompress.score.memory import deployed_weight_bytes, kv_cache_bytes, project_memory
+from autocompress.score.memory import MemoryProjection, deployed_weight_bytes, kv_cache_bytes, project_memory
 from autocompress.score.metric import Metric, host_device, measured, projected
 from autocompress.score.precision import ActPrecision, WeightBits, activation_precision
 from autocompress.score.profile import ModelProfile, profile_module
@@ -98,7 +98,8 @@ def measure_gpt(
     where = host_device(dev)
     return [
         measured("gpt_prefill_ms", prefill.median_ms, "ms", where, f"{start} positions"),
-        measured("gpt_ms_per_token", loop.median_ms / n_tokens, "ms", where, f"{n_tokens}-step loop, static cache"),
+        measured("gpt_ms_per_token", loop.median_ms / n_tokens, "ms", where,
+                 f"{n_tokens}-step loop, static cache"),
     ]
 
 
@@ -140,7 +141,8 @@ def measure_rtf(speak: Callable[[], Sequence[Any]], sample_rate: int, device: st
     seconds = sum(np.shape(w)[-1] for w in out["wavs"]) / sample_rate
     if seconds <= 0:
         raise DataError("measure_rtf: the evaluation set produced no audio")
-    return measured("rtf", timing.median_s / seconds, "x", device, f"{len(out['wavs'])} utterances, {seconds:.1f} s")
+    note = f"{len(out['wavs'])} utterances, {seconds:.1f} s"
+    return measured("rtf", timing.median_s / seconds, "x", device, note)
 
 
 def run_shape(voice: Any, shape: UtteranceShape) -> int:
@@ -181,7 +183,9 @@ def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> Non
     run_shape(voice, UtteranceShape(**shape))
 
 
-def measure_voice_memory(voice: Any, shape: UtteranceShape | None = None, target: Target | None = None) -> list[Metric]:
+def measure_voice_memory(
+    voice: Any, shape: UtteranceShape | None = None, target: Target | None = None
+) -> list[Metric]:
     """Measured memory of one utterance through a voice of this structure.
 
     On a CUDA voice: run here, then NVML per-process memory and torch's peak allocation
@@ -201,7 +205,8 @@ def measure_voice_memory(voice: Any, shape: UtteranceShape | None = None, target
         run_shape(voice, shape)
         torch.cuda.synchronize(dev)
         return gpu_memory_metrics(target, dev)
-    return peak_rss_subprocess(_run_from_configs, voice.gpt.config.to_dict(), voice.sovits.config.to_dict(), asdict(shape))
+    configs = (voice.gpt.config.to_dict(), voice.sovits.config.to_dict())
+    return peak_rss_subprocess(_run_from_configs, *configs, asdict(shape))
 
 
 # --------------------------------------------------------------------------- projected
@@ -286,8 +291,13 @@ def project_voice(
     return metrics + project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
 
 
-def project_voice_memory(voice: Any, target: Target, weight_bits: WeightBits | None = None,
-                         act_precision: ActPrecision = None, profile: VoiceProfile | None = None):  # noqa: ANN201
+def project_voice_memory(
+    voice: Any,
+    target: Target,
+    weight_bits: WeightBits | None = None,
+    act_precision: ActPrecision = None,
+    profile: VoiceProfile | None = None,
+) -> MemoryProjection:
     """The :class:`~autocompress.score.memory.MemoryProjection` of a voice on ``target``.
 
     Weights: the GPT and the SoVITS inference modules (``enc_q``, training only, excluded).
@@ -311,7 +321,8 @@ def project_voice_memory(voice: Any, target: Target, weight_bits: WeightBits | N
     kv = kv_cache_bytes(widths, target.max_seq_len, PRECISION_BITS[gpt_act] / 8)
     groups = [GPT_GROUP] + [name for name, _ in voice.sovits.named_children()]
     act_width = max(PRECISION_BITS[activation_precision(g, act_precision, target)[0]] for g in groups) // 8
-    peak = max(p.peak_activation_bytes(act_width) for p in (prof.gpt_prefill, prof.gpt_decode, prof.sovits_decode))
+    calls = (prof.gpt_prefill, prof.gpt_decode, prof.sovits_decode)
+    peak = max(p.peak_activation_bytes(act_width) for p in calls)
     notes = tuple(dict.fromkeys(gpt_notes + sov_notes))
     return project_memory(target, gpt_w + sov_w, kv, float(peak), notes)
 

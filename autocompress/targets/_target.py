@@ -124,7 +124,9 @@ class Target:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ConfigError(f"Target.from_dict: unknown fields {unknown}; expected a subset of {sorted(names)}")
+            raise ConfigError(
+                f"Target.from_dict: unknown fields {unknown}; expected a subset of {sorted(names)}"
+            )
         return cls(**dict(data))
 
 

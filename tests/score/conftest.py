@@ -54,7 +54,9 @@ def speech() -> tuple[np.ndarray, int]:
     return espeak() if HAS_ESPEAK else formant_speech()
 
 
-needs_espeak = pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

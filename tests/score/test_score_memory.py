@@ -74,7 +74,8 @@ def test_a_failing_or_unserialisable_workload_is_a_scoring_error():
 
 
 def test_deployed_weight_bytes_follow_the_plan():
-    model = nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 32), nn.utils.parametrizations.weight_norm(nn.Conv1d(32, 8, 3)))
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(32, 8, 3))
+    model = nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 32), conv)
     rtx = load_target("rtx3060")
     emb, lin_w, lin_b, conv_w, conv_b = 100 * 16, 16 * 32, 32, 8 * 32 * 3, 8
     fp16, _ = deployed_weight_bytes(model, rtx)

@@ -24,12 +24,14 @@ def test_measured_and_projected_are_labelled_differently():
 
 
 def test_round_trip_through_json_including_nan():
-    for m in (projected("rtf", 0.25, "x", "l4", "note"), measured("gpu_process_bytes", math.nan, "bytes", "cuda: none")):
+    nan = measured("gpu_process_bytes", math.nan, "bytes", "cuda: none")
+    for m in (projected("rtf", 0.25, "x", "l4", "note"), nan):
         data = json.loads(json.dumps(m.to_dict()))
         back = Metric.from_dict(data)
         assert back.name == m.name and back.kind == m.kind and back.device == m.device and back.note == m.note
         assert (math.isnan(back.value) and math.isnan(m.value)) or back.value == m.value
-    assert Metric.from_dict({"name": "a", "value": 1, "unit": "", "kind": "measured", "device": "d"}).note == ""
+    minimal = {"name": "a", "value": 1, "unit": "", "kind": "measured", "device": "d"}
+    assert Metric.from_dict(minimal).note == ""
 
 
 def test_invalid_metrics_are_rejected():

@@ -15,7 +15,8 @@ class Attn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, 64]
         q, k, v = self.qkv(x).view(x.shape[0], x.shape[1], 3, 4, 16).unbind(2)
-        return nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, hd]
+        return nn.functional.scaled_dot_product_attention(q, k, v)
 
 
 def test_linear_and_conv_flops_and_weights_are_exact():

@@ -61,6 +61,7 @@ def test_gpt_agreement_of_a_model_with_itself_and_with_a_perturbed_copy():
     same = {m.name: m.value for m in gpt_agreement(teacher, teacher, prompt, sentences, max_new_tokens=16)}
     assert same == {"token_agreement": 1.0, "teacher_forced_kl": pytest.approx(0.0, abs=1e-9)}
     cached = [greedy_tokens(teacher, prompt, s, 16) for s in sentences]
-    other = {m.name: m.value for m in gpt_agreement(teacher, student, prompt, sentences, 16, teacher_tokens=cached)}
+    metrics = gpt_agreement(teacher, student, prompt, sentences, 16, teacher_tokens=cached)
+    other = {m.name: m.value for m in metrics}
     assert other["teacher_forced_kl"] > 1e-3
     assert other["token_agreement"] < 1.0

@@ -46,7 +46,8 @@ def item(seed: int, n_phones: int, n_codes: int) -> Item:
 @pytest.fixture(scope="module")
 def voice() -> Voice:
     torch.manual_seed(0)
-    return Voice(Text2SemanticGPT(gpt_tiny()).eval(), SynthesizerTrn(sovits_tiny(), include_enc_q=False).eval())
+    sovits = SynthesizerTrn(sovits_tiny(), include_enc_q=False).eval()
+    return Voice(Text2SemanticGPT(gpt_tiny()).eval(), sovits)
 
 
 SHAPE = UtteranceShape(n_phones=20, n_prompt=15, n_tokens=30, n_text=10, ref_frames=40)
@@ -67,7 +68,8 @@ def test_measure_gpt_runs_the_decode_loop_a_fixed_number_of_steps(voice, monkeyp
             return _real(*a, **k)
 
         monkeypatch.setattr(voice.gpt, name, counted)
-    metrics = {m.name: m for m in measure_gpt(voice.gpt, item(0, 8, 10), item(1, 12, 20), n_tokens=7, warmup=1, repeats=2)}
+    measured = measure_gpt(voice.gpt, item(0, 8, 10), item(1, 12, 20), n_tokens=7, warmup=1, repeats=2)
+    metrics = {m.name: m for m in measured}
     assert calls["decode_step"] == 7 * (1 + 2)
     assert calls["prefill"] == (1 + 2) * 2  # timed prefills + an untimed cache refill per loop
     for name in ("gpt_prefill_ms", "gpt_ms_per_token"):
@@ -113,7 +115,8 @@ def test_projection_is_labelled_and_respects_the_bandwidth_floor(voice, profile)
 
 
 def test_voice_cost_metrics_measure_on_cpu_and_project_elsewhere(voice, profile):
-    cpu = {m.name: m for m in voice_cost_metrics(voice, load_target("cpu"), profile=profile, warmup=0, repeats=1)}
+    metrics = voice_cost_metrics(voice, load_target("cpu"), profile=profile, warmup=0, repeats=1)
+    cpu = {m.name: m for m in metrics}
     for name in ("gpt_prefill_ms", "gpt_ms_per_token", "sovits_ms_per_audio_s", "rtf", "peak_rss_bytes"):
         assert cpu[name].kind == "measured" and cpu[name].device.startswith("cpu: "), name
     assert cpu["memory_bytes"].kind == "projected" and cpu["memory_bytes"].device == "cpu"
@@ -124,7 +127,8 @@ def test_voice_cost_metrics_measure_on_cpu_and_project_elsewhere(voice, profile)
     per_token = cpu["gpt_ms_per_token"].value * SHAPE.n_tokens
     assert cpu["rtf"].value * SHAPE.audio_s * 1e3 >= per_token  # the decode loop is part of the total
     l4 = voice_cost_metrics(voice, load_target("l4"), {"gpt": 4}, profile=profile)
-    assert [m.to_dict() for m in l4] == [m.to_dict() for m in project_voice(voice, load_target("l4"), {"gpt": 4}, profile=profile)]
+    same = project_voice(voice, load_target("l4"), {"gpt": 4}, profile=profile)
+    assert [m.to_dict() for m in l4] == [m.to_dict() for m in same]
 
 
 def test_plan_precisions_are_read_from_a_compression_plan():
@@ -132,7 +136,8 @@ def test_plan_precisions_are_read_from_a_compression_plan():
 
     plan = NS(groups={
         "gpt": NS(quant=NS(weights="int8", activations="fp16", op_weights={})),
-        "dec": NS(quant=NS(weights="fp32", activations="int8", op_weights={"conv_transpose": "int4", "conv": "int6"})),
+        "dec": NS(quant=NS(weights="fp32", activations="int8",
+                           op_weights={"conv_transpose": "int4", "conv": "int6"})),
     })
     bits, acts = precisions_from_plan(plan)
     assert bits == {"gpt": 8, "dec@conv": 4}

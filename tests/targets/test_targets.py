@@ -69,7 +69,8 @@ def test_bad_files_collect_every_problem():
         "projection": {"launch_overhead_us": 5, "efficiency": 0.5, "context_mb": 300},
     }
     assert target_from_toml(good, "x").bandwidth_bytes_per_s == 100e9
-    bad = {**good, "peak_tflops": {"fp32": 1, "fp7": 2}, "projection": {**good["projection"], "efficiency": 2}}
+    projection = {**good["projection"], "efficiency": 2}
+    bad = {**good, "peak_tflops": {"fp32": 1, "fp7": 2}, "projection": projection}
     with pytest.raises(ConfigError) as e:
         target_from_toml(bad, "x")
     assert "fp7" in str(e.value) and "efficiency" in str(e.value)
