@@ -25,6 +25,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
+from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError
 from autocompress.search.abort import AbortRule
@@ -200,10 +201,13 @@ class _Daemon:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _plan_of(self, run: _Running) -> CompressionPlan:
+        """The trial's plan, with every precision the target cannot ship replaced by its fallback."""
         if run.baseline is not None:
-            return baseline_plan(run.baseline)
-        params = self.r.space.suggest(run.trial)
-        return self.r.space.plan(params, name=f"trial-{run.trial.number}")
+            plan = baseline_plan(run.baseline)
+        else:
+            params = self.r.space.suggest(run.trial)
+            plan = self.r.space.plan(params, name=f"trial-{run.trial.number}")
+        return with_deployable_precisions(plan, self.r.target)
 
     def _finish_complete(self, run: _Running, plan: CompressionPlan, outcome: TrialOutcome, scratch: Path) -> None:
         trial, r = run.trial, self.r

@@ -3,8 +3,8 @@
 Every compressed module group learns to reproduce the teacher's output *given the teacher's
 input*, so the groups train independently and an unchanged group costs nothing:
 
-- ``gpt``: KL divergence from the teacher's next-code distribution, teacher-forced on the
-  experiment's codes;
+- ``gpt``: the teacher's next-code distribution (soft targets mixed with the codes while
+  training; plain KL for the distance), teacher-forced on the experiment's codes;
 - ``enc_p``: the prior mean and log-scale (``m_p``, ``logs_p``) on the item's codes and phones,
   under the teacher's style vector;
 - ``flow``: the latent the teacher's reverse flow makes from the teacher's prior mean;
@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from autocompress.compress.losses import (
+    GPTDistillConfig,
+    SoVITSDistillConfig,
+    gpt_kd_loss,
+    latent_matching_loss,
+    mel_l1_loss,
+)
 
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw
 from autocompress.models.gpt_sovits.data import ExperimentFolder, GPTSample, gpt_collate
@@ -32,6 +39,9 @@ from autocompress.models.gpt_sovits.text import phones_to_ids
 from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, Voice
 
 SOVITS_GROUPS = ("enc_p", "flow", "dec", "ref_enc")
+EOS = 1024  # the GPT's end-of-speech code (GPTConfig.eos)
+DISTANCE_KD = GPTDistillConfig(temperature=1.0, alpha=1.0)  # the GPT distance: plain KL to the teacher
+SOVITS_WEIGHTS = SoVITSDistillConfig()  # mel and latent weights of the SoVITS terms
 MAX_REF_FRAMES = 500  # reference spectrograms are cropped to 10 s (50 frames per second)
 
 
@@ -100,26 +110,36 @@ def trainable_parameters_(student: Voice, groups: Iterable[str]) -> list[torch.n
 # --------------------------------------------------------------------------- GPT
 
 
-def gpt_kd_loss(student_logits: Tensor, teacher_logits: Tensor, valid: Tensor) -> Tensor:
-    """Mean KL(teacher || student) over valid positions; logits ``[B, T, V]``, valid ``[B, T]``."""
-    t = F.log_softmax(teacher_logits.float(), dim=-1)
-    s = F.log_softmax(student_logits.float(), dim=-1)
-    kl = (t.exp() * (t - s)).sum(-1)  # [B, T]
-    return (kl * valid).sum() / valid.sum().clamp(min=1)
+def gpt_distill_loss(student_logits: Tensor, teacher_logits: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
+    """The GPT's training loss: soft teacher targets mixed with the hard codes (compress defaults)."""
+    return gpt_kd_loss(student_logits, teacher_logits, inputs[-2], mask=inputs[-1])
 
 
-def gpt_batch(items: Sequence[VoiceItem]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Right-padded GPT inputs and the mask of positions that carry a target (codes + EOS)."""
+def gpt_distance(student_logits: Tensor, teacher_logits: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
+    """KL(teacher || student) at temperature 1 over the positions with a target: the GPT's distance."""
+    return gpt_kd_loss(student_logits, teacher_logits, inputs[-2], config=DISTANCE_KD, mask=inputs[-1])
+
+
+def gpt_batch(items: Sequence[VoiceItem]) -> tuple[Tensor, ...]:
+    """Right-padded GPT inputs, the targets (codes then EOS) and the mask of real targets.
+
+    Returns:
+        ``(phones, phones_len, bert, codes, codes_len, targets [B, Ty + 1], valid [B, Ty + 1])``.
+    """
+    device = items[0].codes.device
     batch = gpt_collate(
-        [GPTSample(it.name, it.phones, it.bert, it.codes) for it in items], phone_pad_side="right"
-    )
-    t = torch.arange(batch.codes.shape[1] + 1)[None, :]
-    valid = (t <= batch.code_lengths[:, None]).float()  # [B, Ty + 1]
-    return batch.phone_ids, batch.phone_lengths, batch.bert, batch.codes, batch.code_lengths, valid
+        [GPTSample(it.name, it.phones.cpu(), it.bert.cpu(), it.codes.cpu()) for it in items], phone_pad_side="right"
+    ).to(device)
+    ty = batch.codes.shape[1]
+    t = torch.arange(ty + 1, device=device)[None, :]
+    pad = t >= batch.code_lengths[:, None]  # [B, Ty + 1]: EOS from each item's end on
+    targets = torch.cat([batch.codes, batch.codes.new_zeros(len(items), 1)], dim=1).masked_fill(pad, EOS)
+    valid = t <= batch.code_lengths[:, None]  # the codes and one EOS
+    return batch.phone_ids, batch.phone_lengths, batch.bert, batch.codes, batch.code_lengths, targets, valid
 
 
 def gpt_logits(model: torch.nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
-    phones, phones_len, bert, codes, codes_len, _ = inputs
+    phones, phones_len, bert, codes, codes_len = inputs[:5]
     logits, _ = model.forward_train(phones, phones_len, bert, codes, codes_len)  # [B, Ty + 1, V]
     return logits
 
@@ -193,25 +213,22 @@ def _mel(wav: Tensor, cfg: Any) -> Tensor:
     )
 
 
-def _masked_mse(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    return ((a.float() - b.float()).square() * mask).sum() / (mask.sum() * a.shape[1]).clamp(min=1)
-
-
 def sovits_losses(student: Voice, item: VoiceItem, t: SoVITSTargets, groups: set[str]) -> dict[str, Tensor]:
     """Teacher-forced loss of each compressed SoVITS group on one item."""
     sv = student.sovits
     out: dict[str, Tensor] = {}
+    w = SOVITS_WEIGHTS
     if "ref_enc" in groups:
-        out["ref_enc"] = F.mse_loss(sv.style(item.refer).float(), t.ge.float())
+        out["ref_enc"] = w.c_latent * latent_matching_loss([sv.style(item.refer)], [t.ge])
     if "enc_p" in groups:
         m_p, logs_p, _ = sv.infer_latent(item.codes[None, None], item.phones[None], t.ge)
-        out["enc_p"] = _masked_mse(m_p, t.m_p, t.y_mask) + _masked_mse(logs_p, t.logs_p, t.y_mask)
+        out["enc_p"] = w.c_latent * latent_matching_loss([m_p, logs_p], [t.m_p, t.logs_p], t.y_mask)
     if "flow" in groups:
         z = sv.flow(t.m_p, t.y_mask, g=t.ge, reverse=True)
-        out["flow"] = _masked_mse(z, t.z, t.y_mask)
+        out["flow"] = w.c_latent * latent_matching_loss([z], [t.z], t.y_mask)
     if "dec" in groups:
         wav = sv.dec(t.z[:, :, t.start : t.start + t.frames], g=t.ge)
-        out["dec"] = F.l1_loss(_mel(wav, sv.config), t.mel)
+        out["dec"] = w.c_mel * mel_l1_loss(_mel(wav, sv.config), t.mel)
     return out
 
 
@@ -243,7 +260,7 @@ def teacher_distance(student: Voice, targets: EvalTargets, groups: set[str]) -> 
     for item, logits, st in zip(targets.items, targets.gpt_logits, targets.sovits):
         if "gpt" in groups:
             inputs = gpt_batch([item])
-            totals["gpt"] += float(gpt_kd_loss(gpt_logits(student.gpt, inputs), logits[None], inputs[-1]))
+            totals["gpt"] += float(gpt_distance(gpt_logits(student.gpt, inputs), logits[None], inputs))
         for g, v in sovits_losses(student, item, st, groups & set(SOVITS_GROUPS)).items():
             totals[g] += float(v)
     return {g: v / max(n, 1) for g, v in totals.items()}
@@ -258,7 +275,8 @@ __all__ = [
     "compressed_groups",
     "eval_targets",
     "gpt_batch",
-    "gpt_kd_loss",
+    "gpt_distance",
+    "gpt_distill_loss",
     "gpt_logits",
     "load_items",
     "sovits_losses",

@@ -26,7 +26,7 @@ from autocompress.search.distill import (
     Latents,
     VoiceItem,
     gpt_batch,
-    gpt_kd_loss,
+    gpt_distill_loss,
     gpt_logits,
     sovits_losses,
     sovits_targets,
@@ -136,7 +136,7 @@ def finetune(
             inputs = gpt_batch(batch)
             with torch.no_grad():
                 target = gpt_logits(teacher.gpt, inputs)
-            loss = loss + gpt_kd_loss(gpt_logits(student.gpt, inputs), target, inputs[-1])
+            loss = loss + gpt_distill_loss(gpt_logits(student.gpt, inputs), target, inputs)
         if sovits_groups:
             parts = []
             for item in batch:

@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import ExportError, SearchError, StoreError
-from autocompress.search.paths import artifacts_dir, student_dir
+from autocompress.search.paths import artifacts_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
 from autocompress.store import Store
@@ -100,7 +100,7 @@ def export_pareto(
     target_obj = load_target(target)
     artifacts = artifacts_dir(storage, artifacts)
     front = feasible_front(study.get_trials(deepcopy=False))
-    exporter = exporter or default_exporter()
+    exporter = exporter or default_exporter(teacher_cache_path(artifacts, study_name))
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -160,15 +160,15 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
     }
 
 
-def default_exporter() -> TrialExporter:
+def default_exporter(cache_path: Path) -> TrialExporter:
     """ONNX bundles when the export package offers them, else checkpoint folders."""
     try:
         from autocompress.export import export_bundle  # noqa: F401
     except ImportError:
         return export_checkpoint
-    from autocompress.search.bundles import export_onnx_bundle
+    from autocompress.search.bundles import onnx_exporter
 
-    return export_onnx_bundle
+    return onnx_exporter(cache_path)
 
 
 def export_checkpoint(trial: FrozenTrial, src: Path, dest: Path, target: Any) -> str:

@@ -12,7 +12,9 @@ the Pareto export, with two or three audio samples for the artifact store.
 from __future__ import annotations
 
 import os
+import pickle
 import platform
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,18 @@ import torch
 
 from autocompress.compress import compress, strip_fake_quant_
 from autocompress.compress.plan import CompressionPlan, precision_bits
-from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits, save_gpt, save_sovits
+from autocompress.exceptions import CheckpointError, DataError
+from autocompress.models.gpt_sovits import (
+    ExperimentFolder,
+    GPTConfig,
+    SoVITSConfig,
+    SynthesizerTrn,
+    Text2SemanticGPT,
+    load_gpt,
+    load_sovits,
+    save_gpt,
+    save_sovits,
+)
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.metric import host_device
 from autocompress.search.cache import TeacherCache, fingerprint
@@ -34,6 +47,7 @@ from autocompress.search.space import FinetuneSettings
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome
 
 N_SAMPLES = 3  # audio samples uploaded per trial
+STUDENT_FILE = "student.pt"  # exact fp32 student weights beside the upstream-format files
 MAX_TRAIN_ITEMS = 512  # training items kept in memory
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
 
@@ -80,8 +94,6 @@ class VoiceTrialRunner:
         folder = ExperimentFolder(voice.data, version=sovits.config.version)
         with_codes = [n for n in folder.names if folder[n].codes]
         if len(with_codes) < 2:
-            from autocompress.exceptions import DataError
-
             raise DataError(
                 f"{voice.data}: {len(with_codes)} items with semantic codes; fine-tuning needs at least 2 "
                 "(one to train on, one held out)"
@@ -162,26 +174,72 @@ def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
 
 
 def _save_student(student: Voice, plan: CompressionPlan, dest: Path) -> None:
-    """Write the (stripped) student: upstream-format ``gpt.ckpt`` / ``sovits.pth``, exact ``student.pt``, ``plan.json``."""
+    """Write the (stripped) student for export: upstream-format ``gpt.ckpt`` / ``sovits.pth``
+    (fp16, loadable by upstream GPT-SoVITS and :func:`load_sovits`), the exact fp32 weights
+    in ``student.pt`` (configs + state dicts, read with ``weights_only=True``) and ``plan.json``.
+    """
+    gpt, sovits = rebuilt(student)
     tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_gpt(student.gpt, tmp / "gpt.ckpt")
-    save_sovits(student.sovits, tmp / "sovits.pth")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_gpt(gpt, tmp / "gpt.ckpt")
+    save_sovits(sovits, tmp / "sovits.pth")
     torch.save(
         {
-            "gpt_config": student.gpt.config.to_dict(),
-            "sovits_config": student.sovits.config.to_dict(),
-            "gpt": {k: v.detach().cpu() for k, v in student.gpt.state_dict().items()},
-            "sovits": {k: v.detach().cpu() for k, v in student.sovits.state_dict().items()},
+            "gpt_config": gpt.config.to_dict(),
+            "sovits_config": sovits.config.to_dict(),
+            "gpt": {k: v.detach().cpu() for k, v in gpt.state_dict().items()},
+            "sovits": {k: v.detach().cpu() for k, v in sovits.state_dict().items()},
         },
-        tmp / "student.pt",
+        tmp / STUDENT_FILE,
     )
     (tmp / "plan.json").write_text(plan.to_json())
-    if dest.exists():
-        import shutil
-
-        shutil.rmtree(dest)
+    shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
+
+
+def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
+    """Fresh models of the student's configs holding its (stripped) weights, weight norm restored.
+
+    Stripping fake quantization folds weight norm into plain weights; a fresh model has weight
+    norm again, and ``g = |W|`` (norm over every axis but 0), ``v = W`` reproduce ``W`` exactly.
+    """
+    with torch.no_grad():
+        gpt = Text2SemanticGPT(student.gpt.config)
+        gpt.load_state_dict(student.gpt.state_dict(), strict=True)
+        sovits = SynthesizerTrn(student.sovits.config, include_enc_q=False)
+        own = sovits.state_dict()
+        state = {}
+        for key, value in student.sovits.state_dict().items():
+            base = key[: -len("weight")]
+            g_key, v_key = base + "parametrizations.weight.original0", base + "parametrizations.weight.original1"
+            if key not in own and key.endswith(".weight") and g_key in own:
+                dims = tuple(range(1, value.dim()))
+                state[g_key] = value.norm(dim=dims, keepdim=True).reshape(own[g_key].shape)
+                state[v_key] = value
+            else:
+                state[key] = value
+        sovits.load_state_dict(state, strict=True)
+    return gpt.eval(), sovits.eval()
+
+
+def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:
+    """The exact student a trial saved with :func:`_save_student` (fp32).
+
+    Raises:
+        CheckpointError: the file is missing or does not fit its configs.
+    """
+    path = folder / STUDENT_FILE
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+        gpt = Text2SemanticGPT(GPTConfig.from_dict(data["gpt_config"]))
+        gpt.load_state_dict(data["gpt"], strict=True)
+        sovits = SynthesizerTrn(SoVITSConfig.from_dict(data["sovits_config"]), include_enc_q=False)
+        sovits.load_state_dict(data["sovits"], strict=True)
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot rebuild the trial's student ({first})") from e
+    return Voice(gpt.eval(), sovits.eval())
 
 
 def _write_samples(speech: list, folder: Path, number: int, cache: TeacherCache) -> list[Path]:
@@ -194,4 +252,4 @@ def _write_samples(speech: list, folder: Path, number: int, cache: TeacherCache)
     return out
 
 
-__all__ = ["VoiceTrialRunner", "needs_finetune"]
+__all__ = ["STUDENT_FILE", "VoiceTrialRunner", "load_student", "needs_finetune", "rebuilt"]

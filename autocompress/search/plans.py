@@ -31,8 +31,8 @@ def _group_summary(g: GroupPlan) -> str:
         f"{k}:{v}" for k, v in sorted({**{"*": q.weights}, **q.op_weights}.items())
     )
     parts.append(weights)
-    if q.activations != "fp32":
-        parts.append(f"a{q.activations}")
+    if q.activations != "fp32" and q.activations != q.weights:
+        parts.append(f"act {q.activations}")
     if g.prune.ratio or g.prune.layers or g.prune.depth_ratio:
         parts.append(f"prune {g.prune.ratio:.0%}" + (f" depth {g.prune.depth_ratio:.0%}" if g.prune.depth_ratio else ""))
     if g.student.width_mult != 1.0:

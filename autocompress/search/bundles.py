@@ -1,0 +1,72 @@
+"""Export one Pareto trial as an ONNX bundle (:func:`autocompress.export.export_bundle`).
+
+The trial's student is rebuilt exactly from the checkpoint the search saved, and the bundle's
+calibration, parity checks and samples use the study's held-out sentences, read from the
+teacher cache the search wrote (prompt, reference spectrogram, phones and BERT features).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from optuna.trial import FrozenTrial
+
+from autocompress.compress.plan import CompressionPlan
+from autocompress.exceptions import ExportError
+from autocompress.search.cache import TeacherCache
+
+# torch's TorchScript-based exporter: about 15x faster than dynamo here (7 s against 109 s for a
+# micro voice on this CPU); every bundle passes the same parity and end-to-end checks either way.
+EXPORTER = "legacy"
+
+
+def eval_inputs(cache_path: Path) -> list[Any]:
+    """The study's held-out sentences as bundle inputs (prompt + sentence each).
+
+    Raises:
+        ExportError: the teacher cache is missing or unreadable.
+    """
+    from autocompress.runtime.inputs import SynthInput
+
+    if not cache_path.is_file():
+        raise ExportError(f"the study's teacher cache {cache_path} is missing; hint: rerun the search to rebuild it")
+    try:
+        cache = TeacherCache.from_dict(torch.load(cache_path, map_location="cpu", weights_only=True))
+    except Exception as e:  # noqa: BLE001 - any unreadable cache means the same to the user
+        raise ExportError(f"cannot read the teacher cache {cache_path}: {e}") from e
+    p = cache.prompt
+    items = cache.sentences + [i for i in cache.targets.items if i.name not in {s.name for s in cache.sentences}]
+    return [
+        SynthInput(
+            prompt_phones=p.phones.numpy().astype(np.int64),
+            text=s.phones.numpy().astype(np.int64),
+            prompt_codes=p.codes.numpy().astype(np.int64),
+            ref_spec=p.refer[0].numpy().astype(np.float32),
+            bert=torch.cat([p.bert, s.bert], dim=1).numpy().astype(np.float32),
+        )
+        for s in items[:3]
+    ]
+
+
+def onnx_exporter(cache_path: Path):  # noqa: ANN201 - returns a TrialExporter
+    """A Pareto exporter writing ONNX bundles, with eval inputs from ``cache_path``."""
+    inputs: list[Any] = []
+
+    def export(trial: FrozenTrial, src: Path, dest: Path, target: Any) -> str:
+        from autocompress.export import export_bundle
+        from autocompress.search.pipeline import load_student
+
+        if not inputs:
+            inputs.extend(eval_inputs(cache_path))
+        plan = CompressionPlan.from_json((src / "plan.json").read_text())
+        voice = load_student(src)
+        export_bundle(voice, plan, dest, target, inputs, metrics=trial.user_attrs.get("metrics", []), exporter=EXPORTER)
+        return "onnx"
+
+    return export
+
+
+__all__ = ["EXPORTER", "eval_inputs", "onnx_exporter"]

@@ -1,0 +1,101 @@
+"""A micro teacher voice, a synthetic experiment folder and a small search space for search tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SPACE = """
+[space]
+name = "test-micro"
+description = "micro voice for tests"
+steps = 4
+trials = 3
+
+[finetune]
+lr = 1e-3
+batch_size = 1
+eval_every = 2
+eval_items = 2
+quality_items = 1
+warmup_checks = 1
+
+[groups.gpt]
+prune = [0.0, 0.2]
+bits = [8, 4]
+
+[groups.dec]
+prune = [0.0, 0.2]
+bits = [16, 8]
+activations = ["fp16"]
+
+[groups.ref_enc]
+skip = "always"
+"""
+
+
+def make_micro_voice(root: Path) -> dict[str, Path]:
+    """Write a micro GPT and SoVITS (random weights, upstream formats) and a 6-item experiment."""
+    from autocompress.models.gpt_sovits import (
+        SynthesizerTrn,
+        Text2SemanticGPT,
+        gpt_tiny,
+        make_synthetic_experiment,
+        save_gpt,
+        save_sovits,
+        sovits_tiny,
+    )
+
+    torch.manual_seed(0)
+    sovits_cfg = sovits_tiny().replace(
+        inter_channels=32, hidden_channels=32, filter_channels=64, n_layers=1, gin_channels=32, mrte_hidden=32,
+        mrte_heads=2, style_hidden=32, upsample_initial_channel=32, flow_wn_layers=1, n_flows=1, enc_q_layers=1,
+        resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),),
+    )
+    gpt_cfg = gpt_tiny().replace(hidden_dim=32, n_head=2, n_layer=1, ffn_dim=128)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {"gpt": root / "gpt.ckpt", "sovits": root / "sovits.pth", "data": root / "exp", "space": root / "space.toml"}
+    save_gpt(Text2SemanticGPT(gpt_cfg), paths["gpt"])
+    save_sovits(SynthesizerTrn(sovits_cfg, include_enc_q=False), paths["sovits"])
+    make_synthetic_experiment(paths["data"], n_items=6, duration_s=(1.0, 1.5))
+    paths["space"].write_text(SPACE)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def micro_voice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_micro_voice(tmp_path_factory.mktemp("micro-voice"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # The models are tiny and the test machine is shared: one thread is fastest and steadiest.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def search_argv(micro_voice: dict[str, Path]):
+    """``search_argv(tmp, *extra)``: ``run_search.py`` flags for the micro voice, database and exports in ``tmp``."""
+
+    def argv(tmp: Path, *extra: str) -> list[str]:
+        return [
+            "--target", "rtx3060", "--gpt", str(micro_voice["gpt"]), "--sovits", str(micro_voice["sovits"]),
+            "--data", str(micro_voice["data"]), "--space", str(micro_voice["space"]), "--study", "micro",
+            "--storage", f"sqlite:///{tmp}/db/s.db", "--out", str(tmp / "exports"), *extra,
+        ]
+
+    return argv
+
+
+@pytest.fixture(scope="session")
+def run_search_cmd() -> tuple[list[str], dict[str, str]]:
+    """The command prefix and environment that run ``run_search.py`` in a child process."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return [sys.executable, str(ROOT / "run_search.py")], env

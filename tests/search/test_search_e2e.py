@@ -1,0 +1,95 @@
+"""End to end: the search daemon on a micro voice and a synthetic experiment folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from autocompress.cli.main import main
+from autocompress.store import Store, hash_folder
+
+
+@pytest.fixture(scope="module")
+def finished_search(search_argv, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("e2e")
+    assert main(["search", *search_argv(tmp, "--trials", "3", "--steps", "4")]) == 0
+    return tmp
+
+
+def _url(tmp: Path) -> str:
+    return f"sqlite:///{tmp}/db/s.db"
+
+
+def test_three_finished_trials_with_three_objectives(finished_search):
+    study = optuna.load_study(study_name="micro", storage=_url(finished_search))
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3 and len(study.trials) == 3
+    assert all(len(t.values) == 3 and all(math.isfinite(v) for v in t.values) for t in done)
+    assert study.metric_names == ["quality", "latency_ms", "memory_mb"]
+    assert [t.user_attrs["baseline"] for t in done] == ["teacher_fp32", "teacher_fp16", "seed_recipe"]
+    for t in done:
+        assert set(t.constraints) == {"memory_budget", "rtf_budget", "quality_floor"}
+        assert t.user_attrs["plan_summary"]
+    assert done[2].user_attrs["finetune_steps"] == 4  # the seed recipe was fine-tuned
+    assert done[0].user_attrs["finetune_steps"] == 0  # the teacher has nothing to learn
+    assert study.user_attrs["target"] == "rtx3060"
+    assert "rtx3060" in study.user_attrs["summary"] and "test-micro" in study.user_attrs["summary"]
+
+
+def test_every_metric_is_labelled_measured_or_projected(finished_search):
+    rows = Store(_url(finished_search)).trials("micro")
+    assert [r.state for r in rows] == ["COMPLETE"] * 3
+    for r in rows:
+        by_name = {m.name: m for m in r.metrics}
+        assert by_name["quality"].kind == "measured" and by_name["quality"].device.startswith("cpu")
+        assert by_name["latency_ms"].kind == "projected" and by_name["latency_ms"].device == "rtx3060"
+        assert by_name["memory_bytes"].kind == "projected"
+        assert r.latency_ms == pytest.approx(by_name["latency_ms"].value)
+        assert r.memory_mb == pytest.approx(by_name["memory_bytes"].value / 2**20)
+        assert r.quality == pytest.approx(by_name["quality"].value)
+        assert r.plan is not None and r.device_info["device"].startswith("cpu")
+    assert rows[2].finetune_curve[0][0] == 0 and rows[2].finetune_curve[-1][0] == 4
+
+
+def test_artifacts_hold_the_plan_and_audio(finished_search):
+    storage = optuna.storages.RDBStorage(_url(finished_search))
+    study = optuna.load_study(study_name="micro", storage=storage)
+    for t in study.trials:
+        metas = get_all_artifact_meta(t, storage=storage)
+        names = sorted(m.filename for m in metas)
+        assert any(n.endswith(".json") for n in names) and any(n.endswith(".wav") for n in names)
+        for m in metas:
+            assert (finished_search / "db" / "artifacts" / m.artifact_id).is_file()
+
+
+def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
+    out = finished_search / "exports"
+    index = (out / "pareto.json").read_text()
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert folders, "at least one feasible Pareto trial (the teacher always is)"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".exports")]  # no temp folder left
+    for f in folders:
+        assert f.name in index
+        manifest = json.loads((f / "manifest.json").read_text())  # an ONNX bundle for the target
+        assert manifest["target"]["name"] == "rtx3060"
+        assert set(manifest["graphs"]) >= {"gpt_prefill", "gpt_decode", "enc_p", "flow", "dec"}
+        assert all((f / name).is_file() for name in manifest["files"])
+        assert json.loads((f / "trial.json").read_text())["kind"] == "onnx"
+    bundles = Store(_url(finished_search)).bundles("micro", "rtx3060")
+    assert sorted(Path(b.path).name for b in bundles) == [f.name for f in folders]
+    assert all(b.sha256 == hash_folder(Path(b.path))[0] for b in bundles)
+
+
+def test_export_command_refuses_another_target_and_unknown_studies(finished_search, tmp_path, capsys):
+    url = _url(finished_search)
+    assert main(["export", "--study", "micro", "--target", "t4", "--storage", url, "--out", str(tmp_path / "a")]) == 1
+    assert "searched for target 'rtx3060', not 't4'" in capsys.readouterr().err
+    assert main(["export", "--study", "nope", "--target", "rtx3060", "--storage", url, "--out", str(tmp_path / "b")]) == 1
+    assert "no study named 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
