@@ -44,6 +44,36 @@ def build_model(config: Any, state: Mapping[str, Tensor]) -> nn.Module:
     return model.eval()
 
 
+def build_group_module(config: Any, state: Mapping[str, Tensor], group: str) -> nn.Module:
+    """A new module of one group (the whole GPT, or ``enc_p`` / ``flow`` / ``dec`` /
+    ``ref_enc`` of a SoVITS) holding that group's part of ``state``, in eval mode.
+
+    Cheaper than :func:`build_model` when only one group has to run (importance scores).
+    """
+    if group == "gpt":
+        return build_model(config, state)
+    from autocompress.models.gpt_sovits import sovits as s
+
+    c = config
+    makers = {
+        "enc_p": lambda: s.TextEncoder(c),
+        "flow": lambda: s.ResidualCouplingBlock(c),
+        "dec": lambda: s.Generator(c),
+        "ref_enc": lambda: s.MelStyleEncoder(
+            c.ref_bins, c.style_hidden, c.gin_channels, c.style_kernel_size, c.style_heads, c.ref_enc_dropout
+        ),
+    }
+    if group not in makers:
+        raise CompressionError(f"unknown module group {group!r}; expected gpt or one of {sorted(makers)}")
+    module = makers[group]()
+    prefix = group + "."
+    try:
+        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+    except RuntimeError as e:
+        raise CompressionError(f"the compressed {group} state does not fit its config: {str(e).splitlines()[0]}") from e
+    return module.eval()
+
+
 def model_config(model: nn.Module) -> Any:
     """The config a GPT or SoVITS model was built from."""
     config = getattr(model, "config", None)
@@ -55,4 +85,4 @@ def model_config(model: nn.Module) -> Any:
     return config
 
 
-__all__ = ["build_model", "model_config"]
+__all__ = ["build_group_module", "build_model", "model_config"]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.compress._build import build_model, model_config
+from autocompress.compress._build import build_group_module, build_model, model_config
 from autocompress.compress._state import StateEditor
 from autocompress.compress.fake_quant import add_fake_quant_
 from autocompress.compress.importance import Calibration, ImportanceContext
@@ -49,14 +49,17 @@ def _group_module(root: nn.Module, group: str) -> nn.Module:
     return root if group == "gpt" else getattr(root, group)
 
 
-def _context_factory(group: str, calibration: Calibration | None) -> Callable[[Any, StateEditor], ImportanceContext]:
+def importance_context_factory(
+    group: str, calibration: Calibration | None
+) -> Callable[[Any, StateEditor], ImportanceContext]:
+    """What :func:`prune_state` / :func:`student_state` need to rank ``group`` on calibration data."""
     batches = list((calibration or {}).get(group, ()))
 
     def factory(config: Any, editor: StateEditor) -> ImportanceContext:
         return ImportanceContext(
-            build=lambda: build_model(config, editor.state_dict()),
-            group_module=lambda root: _group_module(root, group),
+            build=lambda: build_group_module(config, editor.state_dict(), group),
             batches=batches,
+            prefix="" if group == "gpt" else group + ".",
         )
 
     return factory
@@ -66,12 +69,12 @@ def _context_factory(group: str, calibration: Calibration | None) -> Callable[[A
 
 
 def _student(work: _Work, group: str, config: StudentConfig, plan: GroupPlan, calibration: Calibration | None) -> None:
-    factory = _context_factory(group, calibration)
+    factory = importance_context_factory(group, calibration)
     work.config, work.state = student_state(work.config, work.state, group, config, plan.prune.importance, factory)
 
 
 def _prune(work: _Work, group: str, config: PruneConfig, plan: GroupPlan, calibration: Calibration | None) -> None:
-    result = prune_state(work.config, work.state, group, config, _context_factory(group, calibration))
+    result = prune_state(work.config, work.state, group, config, importance_context_factory(group, calibration))
     work.config, work.state = result.config, result.state
 
 
@@ -170,4 +173,4 @@ def validate_plan(target: Any, plan: CompressionPlan) -> None:
         raise ConfigError("plan does not fit the model: " + " | ".join(problems))
 
 
-__all__ = ["SOVITS_GROUPS", "TRANSFORMS", "compress", "validate_plan"]
+__all__ = ["SOVITS_GROUPS", "TRANSFORMS", "compress", "importance_context_factory", "validate_plan"]

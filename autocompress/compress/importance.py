@@ -40,14 +40,16 @@ class ImportanceContext:
     """What data-driven importance needs: a way to build the current model and run it.
 
     Attributes:
-        build: returns a fresh model (GPT or SynthesizerTrn) holding the current state.
-        group_module: picks the group's module out of that model.
+        build: returns a fresh module that the calibration batches run (the GPT, or one
+            SoVITS group's module) holding the current state.
         batches: the group's calibration batches.
+        prefix: what the state-dict keys of that module lack (``"dec."`` for the
+            decoder built alone; ``""`` for the GPT).
     """
 
     build: Callable[[], nn.Module]
-    group_module: Callable[[nn.Module], nn.Module]
     batches: Sequence[CalibrationBatch]
+    prefix: str = ""
 
 
 # --------------------------------------------------------------------------- public
@@ -107,10 +109,17 @@ def _reduce_to_axis(t: Tensor, axis: int) -> Tensor:
     return t.sum(dim=dims) if dims else t
 
 
+def _l1_along(t: Tensor, axis: int) -> Tensor:
+    """L1 norm of every slice of ``t`` along ``axis`` -> ``[t.shape[axis]]``."""
+    dims = [d for d in range(t.dim()) if d != axis]
+    t = t.detach().float()
+    return torch.linalg.vector_norm(t, ord=1, dim=dims) if dims else t.abs()
+
+
 def _l1_set(channel_set: ChannelSet, editor: StateEditor) -> Tensor:
     total = torch.zeros(channel_set.size)
     for member in channel_set.members:
-        magnitude = _reduce_to_axis(editor.get(member.key).detach().float().abs(), member.axis)
+        magnitude = _l1_along(editor.get(member.key), member.axis)
         score = _per_channel(member, magnitude, channel_set.size)
         total += score / (score.mean() + _EPS)
     return total
@@ -142,9 +151,13 @@ def _scratch(context: ImportanceContext, plain_weights: bool) -> nn.Module:
 
 
 def _run_batches(context: ImportanceContext, root: nn.Module, each: Callable[[Tensor], None]) -> None:
-    group = context.group_module(root)
     for batch in context.batches:
-        each(batch(group))
+        each(batch(root))
+
+
+def _local(context: ImportanceContext, key: str) -> str:
+    """A state-dict key (or module path) as seen from the scratch module."""
+    return key[len(context.prefix) :] if key.startswith(context.prefix) else key
 
 
 def _activation_sets(sets: Sequence[ChannelSet], context: ImportanceContext) -> dict[str, Tensor]:
@@ -162,7 +175,7 @@ def _activation_sets(sets: Sequence[ChannelSet], context: ImportanceContext) -> 
 
     paths = {m.module for s in sets for m in s.members if m.consumer}
     for path in paths:
-        module = root.get_submodule(path)
+        module = root.get_submodule(_local(context, path))
         handles.append(module.register_forward_pre_hook(recorder(path, _channel_dim(module))))
     try:
         with torch.no_grad():
@@ -189,7 +202,7 @@ def _loss_of(out: Tensor) -> Tensor:
 def _taylor_products(keys: set[str], context: ImportanceContext) -> list[dict[str, Tensor]]:
     """Per batch, ``w * dL/dw`` for every parameter in ``keys``."""
     root = _scratch(context, plain_weights=True)
-    params = dict(root.named_parameters())
+    params = {context.prefix + name: p for name, p in root.named_parameters()}
     missing = sorted(k for k in keys if k not in params)
     if missing:
         raise CompressionError(f"Taylor importance: the model has no parameters {missing[:3]}")
@@ -234,7 +247,7 @@ def _activation_layers(candidates: Sequence[LayerCandidate], context: Importance
 
     for i, c in enumerate(candidates):
         for path in sorted({k.rpartition(".")[0] for k in c.writers}):
-            handles.append(root.get_submodule(path).register_forward_hook(recorder(i)))
+            handles.append(root.get_submodule(_local(context, path)).register_forward_hook(recorder(i)))
     try:
         with torch.no_grad():
             _run_batches(context, root, lambda out: None)

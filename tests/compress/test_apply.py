@@ -47,9 +47,14 @@ def _synthesize(voice: Voice) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, wav
 
 
-def test_every_group_compresses_and_the_voice_speaks(tiny_voice) -> None:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def teacher_and_student(tiny_voice):  # noqa: ANN001, ANN201
     before = {k: v.clone() for m in (tiny_voice.gpt, tiny_voice.sovits) for k, v in m.state_dict().items()}
-    student = compress(tiny_voice, EVERYTHING)
+    return before, compress(tiny_voice, EVERYTHING)
+
+
+def test_every_group_compresses_and_the_voice_speaks(tiny_voice, teacher_and_student) -> None:  # noqa: ANN001
+    before, student = teacher_and_student
     assert isinstance(student, Voice) and student.gpt is not tiny_voice.gpt
     for group in MODULE_GROUPS:
         module = student.module(group)
@@ -68,9 +73,9 @@ def test_every_group_compresses_and_the_voice_speaks(tiny_voice) -> None:  # noq
     assert not teacher_ptrs & {p.data_ptr() for p in student.sovits.parameters()}
 
 
-def test_applying_a_plan_twice_gives_identical_models(tiny_voice) -> None:  # noqa: ANN001
-    plan = CompressionPlan.from_json(EVERYTHING.to_json())
-    a = compress(tiny_voice, plan)
+def test_applying_a_plan_twice_gives_identical_models(tiny_voice, teacher_and_student) -> None:  # noqa: ANN001
+    plan = CompressionPlan.from_json(EVERYTHING.to_json())  # the same plan after a JSON round trip
+    a = teacher_and_student[1]
     b = compress(tiny_voice, plan)
     for x, y in ((a.gpt, b.gpt), (a.sovits, b.sovits)):
         sa, sb = x.state_dict(), y.state_dict()
@@ -127,15 +132,17 @@ def test_data_driven_importance_on_voice_calibration(tiny_voice) -> None:  # noq
     ]
     calibration = voice_calibration(tiny_voice, examples)
     assert all(len(calibration[g]) == 2 for g in MODULE_GROUPS)
-    taylor = CompressionPlan(
-        {g: GroupPlan(prune=PruneConfig(0.25, importance="taylor")) for g in ("gpt", "enc_p", "flow", "ref_enc")}
+    for group in MODULE_GROUPS:  # every group's batches run its module and give a finite loss
+        module = tiny_voice.module(group)
+        assert all(torch.isfinite(batch(module)).all() for batch in calibration[group])
+    plan = CompressionPlan(
+        {
+            "gpt": GroupPlan(prune=PruneConfig(0.25, importance="taylor")),
+            "flow": GroupPlan(prune=PruneConfig(0.25, importance="activation")),
+        }
     )
-    student = compress(tiny_voice, taylor, calibration)
-    l1 = compress(tiny_voice, CompressionPlan({g: GroupPlan(prune=PruneConfig(0.25)) for g in taylor.groups}))
-    assert student.sovits.config == l1.sovits.config  # same shapes ...
-    different = [
-        k for k, v in student.gpt.state_dict().items() if not torch.equal(v, l1.gpt.state_dict()[k])
-    ]
-    assert different  # ... other channels
-    activation = CompressionPlan({"dec": GroupPlan(prune=PruneConfig(0.25, importance="activation"))})
-    assert compress(tiny_voice, activation, calibration).sovits.config.dec_channels[0] == 96
+    student = compress(tiny_voice, plan, calibration)
+    l1 = compress(tiny_voice.gpt, CompressionPlan({"gpt": GroupPlan(prune=PruneConfig(0.25))}))
+    assert student.gpt.config == l1.config  # same shapes ...
+    assert any(not torch.equal(v, l1.state_dict()[k]) for k, v in student.gpt.state_dict().items())  # ... other channels
+    assert student.sovits.config.flow_hidden == (72,) * 4  # 96 - 24

@@ -23,9 +23,9 @@ from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
 
 @pytest.fixture(scope="module")
 def upstream_shaped_sovits() -> SynthesizerTrn:
-    """A small SoVITS that upstream's own config can express (only free widths reduced)."""
+    """A small SoVITS that upstream's own config can express (only its free widths reduced)."""
     config = sovits_v2().replace(
-        inter_channels=64, hidden_channels=64, filter_channels=128, n_layers=2, upsample_initial_channel=64,
+        inter_channels=64, filter_channels=128, n_layers=2, upsample_initial_channel=64,
         resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)),
     )  # fmt: skip
     assert config.is_upstream_expressible
