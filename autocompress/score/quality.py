@@ -100,6 +100,37 @@ class TeacherReference:
     def mean_mos(self) -> float:
         return float(np.mean(self.mos)) if self.mos else math.nan
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values and float32 torch tensors: loadable with ``torch.load(weights_only=True)``."""
+        import torch
+
+        return {
+            "sr": self.sr,
+            "audios": [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in self.audios],
+            "mos": None if self.mos is None else list(self.mos),
+            "dnsmos": None if self.dnsmos is None else [list(d) for d in self.dnsmos],
+            "embeddings": None if self.embeddings is None
+            else [torch.from_numpy(np.asarray(e, dtype=np.float32)) for e in self.embeddings],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TeacherReference:
+        unknown = sorted(set(data) - {"sr", "audios", "mos", "dnsmos", "embeddings"})
+        if unknown:
+            raise ConfigError(f"TeacherReference.from_dict: unknown fields {unknown}")
+
+        def arrays(items: Any) -> tuple[np.ndarray, ...]:
+            return tuple(np.asarray(x, dtype=np.float32).reshape(-1) for x in items)
+
+        return cls(
+            sr=int(data["sr"]),
+            audios=arrays(data["audios"]),
+            mos=None if data.get("mos") is None else tuple(float(v) for v in data["mos"]),
+            dnsmos=None if data.get("dnsmos") is None
+            else tuple((float(a), float(b)) for a, b in data["dnsmos"]),
+            embeddings=None if data.get("embeddings") is None else arrays(data["embeddings"]),
+        )
+
 
 @dataclass(frozen=True)
 class QualityReport:

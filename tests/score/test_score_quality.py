@@ -72,6 +72,21 @@ def test_compare_audio_without_models_reports_fidelity_and_composite(speech):
         compare_audio(reference, [x, x], sr)
 
 
+def test_teacher_reference_round_trips_through_a_weights_only_file(tmp_path, speech):
+    import torch
+
+    from autocompress.score import TeacherReference
+
+    x, sr = speech
+    ref = TeacherReference(sr, (x, x[:100]), mos=(4.1, 3.9), dnsmos=((3.0, 3.5), (2.9, 3.4)),
+                           embeddings=(np.ones(256) / 16,) * 2)
+    torch.save(ref.to_dict(), tmp_path / "ref.pt")
+    back = TeacherReference.from_dict(torch.load(tmp_path / "ref.pt", weights_only=True))
+    assert back.sr == sr and back.mos == ref.mos and back.dnsmos == ref.dnsmos
+    assert np.array_equal(back.audios[1], x[:100]) and back.embeddings[0].shape == (256,)
+    assert back.mean_mos == pytest.approx(4.0)
+
+
 def test_composite_definition():
     perfect = {"distillmos": 5.0, "speaker_cos": 1.0, "mcd_db": 0.0}
     assert composite_quality(perfect) == 1.0
