@@ -6,7 +6,7 @@ writes runs with :mod:`autocompress.runtime` (onnxruntime and numpy only).
 
 from __future__ import annotations
 
-from autocompress.export.bundle import DEFAULT_MAX_TOKENS, Bundle, export_bundle
+from autocompress.export.bundle import DEFAULT_MAX_TOKENS, Bundle, VoiceExport, export_bundle
 from autocompress.export.onnx_export import OPSET, GraphSpec, export_graph
 from autocompress.export.ort_quant import quantize_graph
 from autocompress.export.parity import ParityBounds
@@ -21,6 +21,7 @@ __all__ = [
     "GraphSpec",
     "OPSET",
     "ParityBounds",
+    "VoiceExport",
     "candidate_precisions",
     "export_bundle",
     "export_graph",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import platform
 import shutil
 import tempfile
@@ -88,6 +89,7 @@ class _GroupChoice:
 
     request: GroupRequest
     candidates: list[str]
+    symmetric_int8: bool = True
     used: str = "fp32"
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -140,69 +142,161 @@ def export_bundle(
     Raises:
         ExportError: a graph cannot be exported or the bundle fails its own check.
     """
-    inputs = list(eval_inputs)
-    if not inputs:
-        raise ExportError("export_bundle needs at least one evaluation input for calibration and parity")
-    if voice.sovits.config.is_pro:
-        raise ExportError(
-            f"SoVITS {voice.sovits.config.version} needs a speaker-verification model at run time, "
-            "which bundles do not ship; export a v1 or v2 voice"
-        )
-    if max_tokens < 1:
-        raise ExportError(f"max_tokens must be >= 1, got {max_tokens}")
-    target = _resolve_target(target)
-    bounds = bounds or ParityBounds()
-    sampling = sampling or SamplingConfig()
-    eval_tokens = min(EVAL_TOKENS, max_tokens)
-    gpt, sovits = plain_copy(voice.gpt, voice.sovits)
-    refs = reference_runs(gpt, sovits, inputs, eval_tokens, sampling.repetition_penalty, noise_scale, seed)
+    with VoiceExport(
+        voice, eval_inputs, exporter=exporter, max_tokens=max_tokens, sampling=sampling,
+        noise_scale=noise_scale, seed=seed, work_parent=Path(out_dir).parent,
+    ) as export:  # fmt: skip
+        return export.bundle(
+            plan, out_dir, target, precisions=precisions, keep_fp32=keep_fp32, bounds=bounds,
+            n_samples=n_samples, upstream=upstream, metrics=metrics, threads=threads,
+        )  # fmt: skip
 
-    out_dir = Path(out_dir)
-    folder = sibling_temp_dir(out_dir)
-    try:
-        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.work.", dir=out_dir.parent) as work_dir:
-            work = Path(work_dir)
-            specs = graph_specs(gpt, sovits, inputs[0])
-            exporters = {name: export_graph(spec, work / f"{name}.export.onnx", prefer=exporter) for name, spec in specs.items()}
-            checks: list[dict[str, Any]] = []
-            choices = {
-                group: _plan_group(group, plan, precisions, target, work)
-                for group in GROUP_GRAPHS
+
+class VoiceExport:
+    """A voice's fp32 graphs and torch references, made once; any number of bundles from them.
+
+    Exporting is the slow part (tens of seconds per graph on a small CPU); writing a bundle at
+    some precision mix only quantizes, checks and copies. Use as a context manager (or call
+    :meth:`close`) to remove the working folder.
+
+    Args:
+        voice: the trial's voice (not modified).
+        eval_inputs: evaluation utterances; at least one.
+        exporter: ``dynamo`` (dynamo, then legacy per graph) or ``legacy``.
+        max_tokens, sampling, noise_scale, seed: as in :func:`export_bundle`.
+        eval_tokens: greedy codes generated per eval input for the references and checks.
+        work_parent: folder for the working folder (default: the system temp folder).
+    """
+
+    def __init__(
+        self,
+        voice: Any,
+        eval_inputs: Sequence[SynthInput],
+        *,
+        exporter: str = "dynamo",
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        sampling: SamplingConfig | None = None,
+        noise_scale: float = 0.5,
+        seed: int = 0,
+        eval_tokens: int = EVAL_TOKENS,
+        work_parent: str | Path | None = None,
+    ) -> None:
+        self.inputs = list(eval_inputs)
+        if not self.inputs:
+            raise ExportError("export needs at least one evaluation input for calibration and parity")
+        if voice.sovits.config.is_pro:
+            raise ExportError(
+                f"SoVITS {voice.sovits.config.version} needs a speaker-verification model at run time, "
+                "which bundles do not ship; export a v1 or v2 voice"
+            )
+        if max_tokens < 1:
+            raise ExportError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self.sampling = sampling or SamplingConfig()
+        self.noise_scale = noise_scale
+        self.seed = seed
+        self.eval_tokens = max(1, min(eval_tokens, max_tokens))
+        self.gpt, self.sovits = plain_copy(voice.gpt, voice.sovits)
+        self.refs = reference_runs(
+            self.gpt, self.sovits, self.inputs, self.eval_tokens, self.sampling.repetition_penalty, noise_scale, seed
+        )
+        if work_parent is not None:
+            Path(work_parent).mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix=".autocompress-export.", dir=work_parent))
+        try:
+            specs = graph_specs(self.gpt, self.sovits, self.inputs[0])
+            self.exporters = {
+                name: export_graph(spec, self.work / f"{name}.export.onnx", prefer=exporter)
+                for name, spec in specs.items()
             }
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> VoiceExport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the working folder."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def bundle(
+        self,
+        plan: Any,
+        out_dir: str | Path,
+        target: Any,
+        *,
+        precisions: Mapping[str, str] | None = None,
+        keep_fp32: Mapping[str, Sequence[str]] | None = None,
+        bounds: ParityBounds | None = None,
+        n_samples: int = 3,
+        upstream: bool = True,
+        metrics: Sequence[Any] = (),
+        threads: int | None = None,
+    ) -> Bundle:
+        """Write one checked bundle (arguments as in :func:`export_bundle`)."""
+        target = _resolve_target(target)
+        bounds = bounds or ParityBounds()
+        out_dir = Path(out_dir)
+        folder = sibling_temp_dir(out_dir)
+        work = Path(tempfile.mkdtemp(prefix="bundle.", dir=self.work))
+        for name in self.exporters:
+            os.link(self.work / f"{name}.export.onnx", work / f"{name}.export.onnx")
+        try:
+            checks: list[dict[str, Any]] = []
+            choices = {group: _plan_group(group, plan, precisions, target, work) for group in GROUP_GRAPHS}
             for group in GROUP_GRAPHS:
-                _settle_group(group, choices[group], refs, bounds, keep_fp32, work, threads, checks)
-            model_info = _model_info(gpt, sovits, max_tokens, noise_scale)
-            _write_static_files(folder, inputs, sovits)
+                _settle_group(group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks)
+            model_info = _model_info(self.gpt, self.sovits, self.max_tokens, self.noise_scale)
+            _write_static_files(folder, self.inputs, self.sovits)
             e2e: dict[str, float] = {}
             for _ in range(_MAX_E2E_ROUNDS):
                 _place_graphs(folder, choices, work)
-                manifest = _manifest(target, plan, model_info, exporters, choices, checks, sampling, folder)
+                manifest = _manifest(target, plan, model_info, self.exporters, choices, checks, self.sampling, folder)
                 atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
-                failure, e2e = _end_to_end(folder, refs, inputs, choices, bounds, sampling, eval_tokens, threads, checks)
+                runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)
+                failure, e2e = _end_to_end(
+                    runner, self.refs, self.inputs, choices, bounds, self.sampling, self.eval_tokens, threads, checks
+                )
                 if failure is None:
                     break
                 group = _lowest_sovits_group(choices)
                 if group is None:
                     raise ExportError(f"bundle fails its end-to-end check at fp32: {failure}")
                 _bump(group, choices[group], failure)
-                _settle_group(group, choices[group], refs, bounds, keep_fp32, work, threads, checks)
+                _settle_group(group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks)
             else:
                 raise ExportError(f"bundle still fails its end-to-end check after {_MAX_E2E_ROUNDS} fallbacks")
-        timing = _write_samples(folder, inputs[:n_samples], sampling, noise_scale, seed, threads)
-        upstream_section = write_upstream(gpt, sovits, folder) if upstream else {"files": [], "skipped": {"all": "not requested"}}
-        all_metrics = _metrics(folder, choices, checks, e2e, timing) + [_metric_entry(m) for m in metrics]
-        manifest = _manifest(target, plan, model_info, exporters, choices, checks, sampling, folder).replace(
-            metrics=tuple(all_metrics), samples=tuple(timing["samples"]), upstream=upstream_section
-        )
-        _write_readme(folder, manifest, out_dir)
-        manifest = manifest.replace(files=hash_files(folder))
-        atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
-        BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)  # the final self-check
-        publish_dir(folder, out_dir)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return Bundle(out_dir, read_manifest(out_dir, verify=True))
+            timing = _write_samples(
+                runner, folder, self.inputs[:n_samples], self.sampling, self.noise_scale, self.seed, threads
+            )
+            upstream_section = (
+                write_upstream(self.gpt, self.sovits, folder)
+                if upstream
+                else {"files": [], "skipped": {"all": "not requested"}}
+            )
+            all_metrics = _metrics(folder, choices, checks, e2e, timing) + [_metric_entry(m) for m in metrics]
+            manifest = _manifest(target, plan, model_info, self.exporters, choices, checks, self.sampling, folder)
+            manifest = manifest.replace(
+                metrics=tuple(all_metrics), samples=tuple(timing["samples"]), upstream=upstream_section
+            )
+            _write_readme(folder, manifest, out_dir)
+            manifest = manifest.replace(files=hash_files(folder))
+            atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
+            # The final self-check: the graphs were loaded and run above and are unchanged, so
+            # what is left to prove is that every file, README and samples included, matches
+            # the manifest as written.
+            read_manifest(folder, verify=True)
+            publish_dir(folder, out_dir)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return Bundle(out_dir, read_manifest(out_dir, verify=True))
 
 
 # --------------------------------------------------------------------------- precision per group
@@ -230,9 +324,21 @@ def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, targ
     op_types -= set(request.keep_op_types)
     candidates, notes = candidate_precisions(request.precision, op_types, target)
     choice = _GroupChoice(request, candidates, notes=list(request.notes) + notes)
+    choice.symmetric_int8 = _symmetric_int8(target)
     if target is not None and target.kind == "cpu" and "int8" in candidates:
         choice.notes.append(CPU_INT8_NOTE)
     return choice
+
+
+def _symmetric_int8(target: Any) -> bool:
+    """Symmetric s8 activations unless the target runs onnxruntime's CPU provider only.
+
+    TensorRT runs int8 only from symmetric QDQ, so GPU targets and "no target" (portable) get
+    that form; CPU-only targets get asymmetric u8 activations, onnxruntime's fast x86 path.
+    """
+    if target is None:
+        return True
+    return not all(r == "onnxruntime-cpu" for r in target.runtimes)
 
 
 def _settle_group(
@@ -251,7 +357,9 @@ def _settle_group(
         precision = choice.candidates[0]
         failure = None
         for graph in GROUP_GRAPHS[group]:
-            result = _check_graph(graph, group, precision, choice.request, exclude, refs, bounds, work, threads)
+            result = _check_graph(
+                graph, group, precision, choice.symmetric_int8, choice.request, exclude, refs, bounds, work, threads
+            )
             checks.append(result)
             if not result["passed"]:
                 failure = result["reason"]
@@ -277,6 +385,7 @@ def _check_graph(
     graph: str,
     group: str,
     precision: str,
+    symmetric: bool,
     request: GroupRequest,
     exclude: tuple[str, ...],
     refs: References,
@@ -292,7 +401,8 @@ def _check_graph(
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
     notes = quantize_graph(
-        work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io
+        work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
+        symmetric_activations=symmetric,
     )
     session = open_session(path, ["CPUExecutionProvider"], threads)
     got = [_run(session, feeds) for feeds in case.feeds]
@@ -338,7 +448,7 @@ def _run(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def _end_to_end(
-    folder: Path,
+    runner: BundleRunner,
     refs: References,
     inputs: list[SynthInput],
     choices: dict[str, _GroupChoice],
@@ -349,7 +459,6 @@ def _end_to_end(
     checks: list[dict[str, Any]],
 ) -> tuple[str | None, dict[str, float]]:
     """Run the runner on the bundle as written; return (failure reason or None, figures)."""
-    runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
     matches, exact = [], True
     signal = noise = 0.0
@@ -420,9 +529,14 @@ def _write_static_files(folder: Path, inputs: list[SynthInput], sovits: Any) -> 
 
 
 def _write_samples(
-    folder: Path, inputs: list[SynthInput], sampling: SamplingConfig, noise_scale: float, seed: int, threads: int | None
+    runner: BundleRunner,
+    folder: Path,
+    inputs: list[SynthInput],
+    sampling: SamplingConfig,
+    noise_scale: float,
+    seed: int,
+    threads: int | None,
 ) -> dict[str, Any]:
-    runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=False)
     runner.synthesize(inputs[0], sampling, noise_scale, seed)  # warm-up: first runs allocate
     samples, gpt_s, tokens, sovits_s, audio_s = [], 0.0, 0, 0.0, 0.0
     for i, item in enumerate(inputs):
@@ -606,4 +720,4 @@ def _versions() -> dict[str, str]:
     }
 
 
-__all__ = ["Bundle", "DEFAULT_MAX_TOKENS", "export_bundle"]
+__all__ = ["Bundle", "DEFAULT_MAX_TOKENS", "VoiceExport", "export_bundle"]

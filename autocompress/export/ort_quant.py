@@ -5,9 +5,10 @@ Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as 
 - ``fp32``: unchanged.
 - ``fp16``: onnxruntime's float16 converter; float inputs/outputs stay fp32 except the
   ones named in ``half_io`` (the GPT's KV cache, so it is stored and read in half).
-- ``int8``: static QDQ, per-channel symmetric s8 weights and symmetric s8 activations
-  calibrated on evaluation inputs (the form TensorRT runs); only MatMuls whose B is a
-  constant are quantized.
+- ``int8``: static QDQ with per-channel symmetric s8 weights, activations calibrated on
+  evaluation inputs: symmetric s8 by default (the form TensorRT runs), or asymmetric u8
+  (``symmetric_activations=False``: onnxruntime's fast x86 CPU path, and a full 8 bits for
+  one-sided activations); only MatMuls whose B is a constant are quantized.
 - ``int4`` / ``int2``: weight-only. MatMuls become ``MatMulNBits`` (symmetric, blocks of
   32 along K); Conv and ConvTranspose weights are stored as 4-bit integers (2-bit values
   for ``int2``, in the same 4-bit container) with a per-output-channel scale and a
@@ -45,6 +46,7 @@ def quantize_graph(
     exclude: tuple[str, ...] = (),
     exclude_op_types: tuple[str, ...] = (),
     half_io: tuple[str, ...] = (),
+    symmetric_activations: bool = True,
 ) -> list[str]:
     """Write ``src`` (fp32) to ``dst`` at ``precision``.
 
@@ -56,6 +58,7 @@ def quantize_graph(
         exclude: torch module paths whose nodes stay at fp32.
         exclude_op_types: ONNX op types whose nodes stay at fp32.
         half_io: float input/output names that become fp16 under ``fp16``.
+        symmetric_activations: int8 activations as symmetric s8 (TensorRT) or asymmetric u8.
 
     Returns:
         notes about what was done (for the manifest).
@@ -73,7 +76,7 @@ def quantize_graph(
         skip += by_type
     try:
         with _quiet_logs():
-            _store(src, dst, model, precision, calibration, skip, half_io, notes)
+            _store(src, dst, model, precision, calibration, skip, half_io, symmetric_activations, notes)
     except ExportError:
         raise
     except Exception as e:  # onnxruntime's tools raise assorted types
@@ -89,6 +92,7 @@ def _store(
     calibration: list[dict[str, np.ndarray]] | None,
     skip: list[str],
     half_io: tuple[str, ...],
+    symmetric_activations: bool,
     notes: list[str],
 ) -> None:
     """Dispatch on the precision (see the module docstring); appends to ``notes``."""
@@ -100,7 +104,8 @@ def _store(
     elif precision == "int8":
         if not calibration:
             raise ExportError("int8 needs calibration inputs; pass evaluation inputs to the export")
-        _to_int8_qdq(src, dst, calibration, skip)
+        _to_int8_qdq(src, dst, calibration, skip, symmetric_activations)
+        notes.append("activations " + ("symmetric s8 (TensorRT form)" if symmetric_activations else "asymmetric u8"))
     elif precision in ("int4", "int2"):
         notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip)
     else:
@@ -193,7 +198,9 @@ class _FeedReader:
         pass
 
 
-def _to_int8_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], skip: list[str]) -> None:
+def _to_int8_qdq(
+    src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], skip: list[str], symmetric_activations: bool
+) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -211,11 +218,15 @@ def _to_int8_qdq(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], skip:
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(WEIGHT_OPS),
             nodes_to_exclude=skip,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "MatMulConstBOnly": True},
+            extra_options={
+                "ActivationSymmetric": symmetric_activations,
+                "WeightSymmetric": True,
+                "MatMulConstBOnly": True,
+            },
         )
 
 

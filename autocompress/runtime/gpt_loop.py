@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from autocompress.exceptions import ConfigError, DataError
-from autocompress.runtime.sampling import SamplingConfig, choose_token
+from autocompress.runtime.sampling import SamplingConfig, choose_token, seen_mask
 
 _NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -91,27 +91,28 @@ class GPTLoop:
         n_prefix = phones.size + prompt.size
         cache = _Cache(self.inner, n_prefix + max_new_tokens, self.cache_dtype, self.on_gpu)
         logits = self._prefill(phones, bert, prompt, cache)
-        history = [int(t) for t in prompt]
+        seen = seen_mask(prompt, self.vocab)
         new: list[int] = []
         kept = [logits.copy()] if keep_logits else []
         stop_reason, steps = "max_new_tokens", 0
         binding, step_logits, token_in, pos_in = self._decode_binding()
+        binders = _raw_binders(binding, cache.device)
         for step in range(max_new_tokens):
             if step > 0:
                 pos = n_prefix + step - 1  # cache row of the code chosen last step
                 token_in[0, 0] = new[-1]
                 pos_in[0] = prompt.size + step - 1  # its audio position
-                self._bind_cache(binding, cache, pos)
+                self._bind_cache(binders, cache, pos)
                 self.decode.run_with_iobinding(binding)
                 logits = step_logits[0]
                 steps += 1
                 if keep_logits:
                     kept.append(logits.copy())
-            token, stop = choose_token(logits, np.asarray(history, dtype=np.int64), step, self.eos, sampling, rng)
+            token, stop = choose_token(logits, seen, step, self.eos, sampling, rng)
             if stop:
                 stop_reason = "eos"
                 break
-            history.append(token)
+            seen[token] = True
             new.append(token)
         return GenerationOutput(
             tokens=np.asarray(new, dtype=np.int64),
@@ -147,17 +148,36 @@ class GPTLoop:
         binding.bind_input("audio_pos", "cpu", 0, np.int64, [1], pos.ctypes.data)
         return binding, logits, token, pos
 
-    def _bind_cache(self, binding: ort.IOBinding, cache: _Cache, pos: int) -> None:
+    def _bind_cache(self, binders: tuple, cache: _Cache, pos: int) -> None:
+        bind_in, bind_out = binders
         for i in range(self.n_layer):
             for kind in ("k", "v"):
-                shape_past = [1, pos, self.inner[i]]
-                binding.bind_input(
-                    f"past_{kind}_{i}", cache.device, 0, self.cache_dtype, shape_past, cache.row_pointer(kind, i, 0)
-                )
-                binding.bind_output(
-                    f"new_{kind}_{i}", cache.device, 0, self.cache_dtype, [1, 1, self.inner[i]],
-                    cache.row_pointer(kind, i, pos),
-                )
+                bind_in(f"past_{kind}_{i}", self.cache_dtype, [1, pos, self.inner[i]], cache.row_pointer(kind, i, 0))
+                bind_out(f"new_{kind}_{i}", self.cache_dtype, [1, 1, self.inner[i]], cache.row_pointer(kind, i, pos))
+
+
+def _raw_binders(binding: ort.IOBinding, device: str):  # noqa: ANN202
+    """Bind-by-pointer functions; onnxruntime's C binding directly when it is reachable.
+
+    The public ``IOBinding.bind_input`` rebuilds its device object on every call, which is a
+    measurable share of a small model's step; the C-level calls take a device made once.
+    """
+    raw = getattr(binding, "_iobinding", None)
+    try:
+        from onnxruntime.capi.onnxruntime_inference_collection import OrtDevice
+
+        c_device = OrtDevice.make(device, 0)._get_c_device()
+    except (ImportError, AttributeError):
+        raw = None
+    if raw is None:
+        return (
+            lambda name, dtype, shape, ptr: binding.bind_input(name, device, 0, dtype, shape, ptr),
+            lambda name, dtype, shape, ptr: binding.bind_output(name, device, 0, dtype, shape, ptr),
+        )
+    return (
+        lambda name, dtype, shape, ptr: raw.bind_input(name, c_device, dtype, shape, ptr),
+        lambda name, dtype, shape, ptr: raw.bind_output(name, c_device, dtype, shape, ptr),
+    )
 
 
 class _Cache:
@@ -175,12 +195,15 @@ class _Cache:
                 else:
                     value = np.zeros((1, rows, width), dtype=dtype)
                 self.buffers[(kind, i)] = value
+        self._base = {
+            key: int(buf.ctypes.data if isinstance(buf, np.ndarray) else buf.data_ptr())
+            for key, buf in self.buffers.items()
+        }
+        self._row_bytes = [width * self.itemsize for width in inner]
 
     def row_pointer(self, kind: str, layer: int, row: int) -> int:
         """Address of row ``row`` of a layer's key or value buffer."""
-        buf = self.buffers[(kind, layer)]
-        base = buf.ctypes.data if isinstance(buf, np.ndarray) else buf.data_ptr()  # type: ignore[attr-defined]
-        return int(base) + row * self.inner[layer] * self.itemsize
+        return self._base[(kind, layer)] + row * self._row_bytes[layer]
 
 
 __all__ = ["GPTLoop", "GenerationOutput"]

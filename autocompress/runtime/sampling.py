@@ -65,15 +65,27 @@ class SamplingConfig:
         )
 
 
-def apply_repetition_penalty_(logits: np.ndarray, previous: np.ndarray, penalty: float) -> np.ndarray:
-    """Penalise every earlier code once, in place; ``logits`` ``[V]``, ``previous`` ``[T]``."""
-    if penalty == 1.0 or previous.size == 0:
+def apply_repetition_penalty_(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
+    """Penalise every earlier code once, in place.
+
+    Args:
+        logits: ``[V']`` (V' = V, or V - 1 while EOS is banned).
+        seen: boolean ``[V]``, True for every code that occurred (prompt included).
+        penalty: the repetition penalty r.
+    """
+    if penalty == 1.0:
         return logits
-    index = np.unique(previous.astype(np.int64))
-    index = index[index < logits.shape[0]]  # EOS may be absent while it is banned
-    score = logits[index]
-    logits[index] = np.where(score < 0, score * penalty, score / penalty)
+    mask = seen[: logits.shape[0]]
+    score = logits[mask]
+    logits[mask] = np.where(score < 0, score * penalty, score / penalty)
     return logits
+
+
+def seen_mask(previous: np.ndarray, vocab: int) -> np.ndarray:
+    """Boolean ``[vocab]``: True for every code in ``previous``."""
+    seen = np.zeros(vocab, dtype=bool)
+    seen[previous.astype(np.int64)] = True
+    return seen
 
 
 def sampling_probs(logits: np.ndarray, top_k: int, top_p: float, temperature: float) -> np.ndarray:
@@ -96,7 +108,7 @@ def sampling_probs(logits: np.ndarray, top_k: int, top_p: float, temperature: fl
 
 def choose_token(
     logits: np.ndarray,
-    previous: np.ndarray,
+    seen: np.ndarray,
     step: int,
     eos: int,
     config: SamplingConfig,
@@ -105,8 +117,8 @@ def choose_token(
     """Pick the code for generation step ``step`` from raw logits ``[V]``.
 
     Args:
-        logits: the GPT's output for this step (full vocabulary, EOS last).
-        previous: every code so far, prompt included ``[T]``.
+        logits: the GPT's output for this step (full vocabulary, EOS last) ``[V]``.
+        seen: boolean ``[V]`` marking every code so far, prompt included (:func:`seen_mask`).
         step: 0-based generation step (EOS is banned while ``step < config.eos_ban_steps``).
         eos: the EOS id (the last vocabulary entry).
         config: sampler settings.
@@ -118,7 +130,7 @@ def choose_token(
     """
     step_logits = logits[:eos] if step < config.eos_ban_steps else logits
     step_logits = step_logits.astype(np.float32, copy=True)
-    apply_repetition_penalty_(step_logits, previous, config.repetition_penalty)
+    apply_repetition_penalty_(step_logits, seen, config.repetition_penalty)
     probs = sampling_probs(step_logits, config.top_k, config.top_p, config.temperature)
     q = rng.exponential(1.0, size=probs.shape).astype(np.float32)
     token = int(np.argmax(probs / q))
@@ -138,4 +150,5 @@ __all__ = [
     "apply_repetition_penalty_",
     "choose_token",
     "sampling_probs",
+    "seen_mask",
 ]

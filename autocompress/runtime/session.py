@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
@@ -10,15 +11,24 @@ from autocompress.exceptions import ExportError
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-_QUIET = 3  # onnxruntime log severity: errors only (a failed CUDA probe logs at error level)
+_QUIET = 3  # onnxruntime log severity for our sessions: errors only
+_DEFAULT_SEVERITY = 2  # onnxruntime's default logger severity (warnings)
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
-    """Providers to ask for: CUDA then CPU when this onnxruntime build has CUDA, else CPU."""
+    """Providers to ask for: CUDA then CPU when this onnxruntime build has CUDA and a GPU
+    driver is present, else CPU. Whether CUDA really starts shows in :func:`device_of`."""
     have = ort.get_available_providers()
-    if prefer_gpu and CUDA in have:
+    if prefer_gpu and CUDA in have and _gpu_driver_present():
         return [CUDA, CPU]
     return [CPU]
+
+
+def _gpu_driver_present() -> bool:
+    """False on Linux machines without the NVIDIA driver (saves a noisy failed CUDA load)."""
+    if sys.platform.startswith("linux"):
+        return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+    return True
 
 
 def open_session(
@@ -36,9 +46,16 @@ def open_session(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
+        if CUDA in providers:
+            # A CUDA provider that fails to load logs through the default logger, which the
+            # session options do not reach; the fallback to CPU is detected by the caller.
+            ort.set_default_logger_severity(4)
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own unexported exception types
         raise ExportError(f"onnxruntime cannot load {path}: {e}") from e
+    finally:
+        if CUDA in providers:
+            ort.set_default_logger_severity(_DEFAULT_SEVERITY)
 
 
 def device_of(session: ort.InferenceSession) -> str:

@@ -1,0 +1,103 @@
+"""Shared tiny voice, eval inputs and exported bundles for the export and runtime tests.
+
+Exporting is the slow step, so one :class:`VoiceExport` of the tiny voice is made per test
+session and every bundle variant is written from it once (cached here, in a temporary folder
+removed at exit). The shared export uses the legacy exporter, which is several times faster on
+a small CPU; the dynamo path is tested on its own in ``test_onnx_export.py``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autocompress.export import Bundle, VoiceExport
+from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
+from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.runtime.inputs import SynthInput
+
+EVAL_TOKENS = 16  # greedy codes per eval input in the shared export (keeps checks quick)
+MAX_TOKENS = 48
+
+# Bundle variants: per-group precisions. With the plan-driven bundle of test_bundle.py (GPT
+# and decoder fp16) every group is stored in fp32, fp16 and int8, and the GPT in int4 too.
+# "mixed_a" puts int2 on the decoder on purpose: it must fail its floor and fall back.
+VARIANTS: dict[str, dict[str, str]] = {
+    "fp32": {g: "fp32" for g in ("gpt", "ref_enc", "enc_p", "flow", "dec")},
+    "mixed_a": {"gpt": "int4", "ref_enc": "fp16", "enc_p": "int8", "flow": "fp16", "dec": "int2"},
+    "mixed_b": {"gpt": "int8", "ref_enc": "int8", "enc_p": "fp16", "flow": "int8", "dec": "int8"},
+}
+
+
+def make_voice(seed: int = 0) -> Voice:
+    """gpt_tiny + sovits_tiny with random weights; the flow's zero-initialised output layers
+    get small random weights so the flow is not the identity."""
+    torch.manual_seed(seed)
+    gpt = Text2SemanticGPT(gpt_tiny()).eval()
+    sovits = SynthesizerTrn(sovits_tiny(), include_enc_q=False).eval()
+    with torch.no_grad():
+        for name, p in sovits.flow.named_parameters():
+            if ".post." in f".{name}":
+                p.normal_(0.0, 0.05)
+    return Voice(gpt, sovits)
+
+
+def make_inputs(n: int = 2, seed: int = 0) -> list[SynthInput]:
+    """Random utterances: phone ids of the v2 table, codes, a positive 'spectrogram'."""
+    rng = np.random.default_rng(seed)
+    return [
+        SynthInput(
+            prompt_phones=rng.integers(0, 700, 8),
+            text=rng.integers(0, 700, 10),
+            prompt_codes=rng.integers(0, 1024, 12),
+            ref_spec=np.abs(rng.standard_normal((1025, 40))).astype(np.float32),
+        )
+        for _ in range(n)
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def _root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="autocompress-export-tests."))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def shared_voice() -> Voice:
+    return make_voice()
+
+
+@functools.lru_cache(maxsize=1)
+def shared_inputs() -> tuple[SynthInput, ...]:
+    return tuple(make_inputs())
+
+
+@functools.lru_cache(maxsize=1)
+def shared_export() -> VoiceExport:
+    export = VoiceExport(
+        shared_voice(), shared_inputs(), exporter="legacy", max_tokens=MAX_TOKENS, eval_tokens=EVAL_TOKENS,
+        work_parent=_root(),
+    )  # fmt: skip
+    atexit.register(export.close)
+    return export
+
+
+@functools.lru_cache(maxsize=None)
+def shared_bundle(variant: str) -> Bundle:
+    """The tiny voice exported at one of :data:`VARIANTS`, no target limits, 2 samples."""
+    return shared_export().bundle(None, _root() / f"bundle_{variant}", None, precisions=VARIANTS[variant], n_samples=2)
+
+
+def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = ref.astype(np.float64)
+    err = float(np.sum((ref - got.astype(np.float64)) ** 2))
+    return float("inf") if err == 0 else 10 * np.log10(float(np.sum(ref * ref)) / err)

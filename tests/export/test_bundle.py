@@ -1,0 +1,185 @@
+"""export_bundle on the tiny voice: precisions, parity, fallback, manifest, files, atomicity."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from export_helpers import VARIANTS, shared_bundle, snr_db
+
+from autocompress.exceptions import ExportError
+from autocompress.export import ParityBounds
+from autocompress.export.parity import FP16_MIN_SNR_DB, GROUP_FLOOR_DB
+from autocompress.runtime import BundleRunner, read_manifest
+from autocompress.runtime.manifest import MANIFEST_NAME, PRECISIONS
+from autocompress.runtime.sampling import SamplingConfig
+
+GRAPHS = ("gpt_prefill", "gpt_decode", "ref_enc", "enc_p", "flow", "dec")
+
+
+def _torch_wav(voice, item, codes: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The trial's own torch decode with the given prior noise (noise_scale 0.5)."""
+    with torch.no_grad():
+        wav = voice.sovits.decode(
+            torch.from_numpy(codes).view(1, 1, -1),
+            torch.from_numpy(item.text).long().view(1, -1),
+            torch.from_numpy(item.ref_spec)[None],
+            noise_scale=0.5,
+            noise=torch.from_numpy(noise),
+        )
+    return wav.reshape(-1).numpy()
+
+
+def test_fp32_graphs_match_torch_to_1e4(bundle_fp32) -> None:
+    kept = [c for c in bundle_fp32.manifest.checks if c["graph"] in GRAPHS and c["passed"]]
+    assert sorted(c["graph"] for c in kept) == sorted(GRAPHS)
+    for check in kept:
+        assert check["precision"] == "fp32"
+        for out in check["outputs"]:
+            assert out["within_fp32_tol"] and out["max_abs_err"] <= 1e-4 + 1e-3, (check["graph"], out)
+
+
+def test_fp32_runner_output_matches_the_trial_model(bundle_fp32, voice, inputs) -> None:
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    codes = np.array([5, 17, 900, 3, 3, 41], dtype=np.int64)
+    noise = np.random.default_rng(1).standard_normal((1, 96, 2 * codes.size)).astype(np.float32)
+    item = inputs[1]
+    wav = runner.vocode(codes, item.text, runner.style(item.ref_spec), 0.5, noise=noise)
+    ref = _torch_wav(voice, item, codes, noise)
+    assert wav.shape == ref.shape == (codes.size * 1280,)
+    assert np.max(np.abs(wav - ref)) <= 1e-4 + 1e-4 * np.max(np.abs(ref))
+
+
+@pytest.mark.parametrize("variant", ["mixed_a", "mixed_b"])
+def test_quantized_bundles_keep_their_precision_and_floors(variant: str, voice, inputs) -> None:
+    bundle = shared_bundle(variant)
+    modules = bundle.manifest.modules
+    for group, precision in VARIANTS[variant].items():
+        assert modules[group].requested == precision
+        if modules[group].used != precision:
+            # A group may only move up, after a recorded rejection of what was asked.
+            assert modules[group].fallbacks[0]["precision"] == precision, (group, modules[group])
+            assert PRECISIONS.index(modules[group].used) > PRECISIONS.index(precision)
+    for graph in GRAPHS:
+        entry = bundle.manifest.graphs[graph]
+        metric = bundle.manifest.metric(f"parity_snr_db_{graph}")
+        assert metric.kind == "measured" and metric.device.startswith("cpu")
+        floor = {"fp32": -math.inf, "fp16": FP16_MIN_SNR_DB}.get(entry.precision, GROUP_FLOOR_DB[entry.group])
+        assert metric.value is None or metric.value >= floor, (graph, metric.value)
+
+    # Independently of the bundle's own checks: the runner's SoVITS chain vs the trial model.
+    runner = BundleRunner(bundle.path, prefer_gpu=False)
+    item = inputs[0]
+    codes = np.arange(30, 54, dtype=np.int64)
+    noise = np.random.default_rng(2).standard_normal((1, 96, 2 * codes.size)).astype(np.float32)
+    wav = runner.vocode(codes, item.text, runner.style(item.ref_spec), 0.5, noise=noise)
+    assert snr_db(_torch_wav(voice, item, codes, noise), wav) >= 10.0  # ParityBounds' end-to-end floor for int
+
+
+def test_int4_gpt_is_stored_as_matmulnbits() -> None:
+    import onnx
+
+    bundle = shared_bundle("mixed_a")
+    model = onnx.load(str(bundle.path / "gpt_decode.onnx"))
+    inits = {i.name for i in model.graph.initializer}
+    ops = {n.op_type for n in model.graph.node}
+    assert "MatMulNBits" in ops
+    assert not [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    sizes = {v: shared_bundle(v).manifest.metric("file_bytes_gpt_decode").value for v in ("fp32", "mixed_a")}
+    assert sizes["mixed_a"] < 0.8 * sizes["fp32"]  # embeddings and the sine table stay fp32
+
+
+def test_broken_int2_decoder_falls_back_and_is_recorded() -> None:
+    manifest = shared_bundle("mixed_a").manifest
+    dec = manifest.modules["dec"]
+    assert dec.requested == "int2"
+    assert dec.used != "int2" and PRECISIONS.index(dec.used) > PRECISIONS.index("int2")
+    assert dec.fallbacks[0]["precision"] == "int2"
+    assert "SNR" in dec.fallbacks[0]["reason"]
+    assert manifest.graphs["dec"].precision == dec.used
+    rejected = [c for c in manifest.checks if c["graph"] == "dec" and not c["passed"]]
+    assert rejected and rejected[0]["precision"] == "int2"
+    # Only the decoder fell back.
+    assert manifest.modules["gpt"].used == "int4" and not manifest.modules["gpt"].fallbacks
+    assert "int2 rejected" in (shared_bundle("mixed_a").path / "README.md").read_text()
+
+
+def test_manifest_records_versions_hashes_samples_and_labels(bundle_fp32) -> None:
+    m = read_manifest(bundle_fp32.path, verify=True)
+    assert set(m.versions) >= {"torch", "onnx", "onnxruntime", "autocompress"}
+    assert m.target == {"name": "none"}
+    for graph in GRAPHS:
+        assert m.graphs[graph].file in m.files
+        assert m.graphs[graph].exporter in ("dynamo", "legacy")
+    assert 2 <= len(m.samples) <= 3
+    for sample in m.samples:
+        audio, rate = sf.read(bundle_fp32.path / sample["file"])
+        assert rate == 32000 and audio.size > 0
+        assert sample["file"] in m.files
+    assert all(metric.kind in ("measured", "projected") and metric.device for metric in m.metrics)
+    assert m.metric("file_bytes_onnx_total").value == sum(
+        (bundle_fp32.path / m.graphs[g].file).stat().st_size for g in GRAPHS
+    )
+    assert "autocompress synth --bundle" in (bundle_fp32.path / "README.md").read_text()
+
+
+def test_a_tampered_bundle_is_refused(tmp_path, bundle_fp32) -> None:
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_fp32.path, copy)
+    with open(copy / "dec.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match="dec.onnx"):
+        BundleRunner(copy, prefer_gpu=False)
+
+
+def test_failed_export_leaves_the_previous_bundle_untouched(tmp_path, export) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("previous bundle")
+    impossible = ParityBounds(fp32_atol=0.0, fp32_rtol=0.0)  # fp32 cannot match bit for bit
+    with pytest.raises(ExportError, match="fp32 graph"):
+        export.bundle(None, out, None, bounds=impossible, n_samples=1)
+    assert (out / "old.txt").read_text() == "previous bundle"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
+
+
+def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_path, export) -> None:
+    from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+
+    plan = CompressionPlan(
+        {
+            "gpt": GroupPlan(quant=QuantConfig("fp16")),
+            "enc_p": GroupPlan(quant=QuantConfig("int8")),
+            "ref_enc": GroupPlan(quant=QuantConfig("bf16")),
+            "flow": GroupPlan(quant=QuantConfig("int4")),
+            "dec": GroupPlan(quant=QuantConfig("fp16")),
+        }
+    )
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "old.txt").write_text("previous bundle")
+    bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False)
+
+    assert not (out / "old.txt").exists() and (out / MANIFEST_NAME).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
+    m = bundle.manifest
+    assert m.target["name"] == "rtx3060" and m.plan == json.loads(plan.to_json())
+    assert m.modules["gpt"].requested == "fp16" and m.modules["gpt"].used == "fp16"
+    assert m.modules["enc_p"].used == "int8"
+    assert m.modules["ref_enc"].requested == "fp16" and any("bf16" in n for n in m.modules["ref_enc"].notes)
+    assert m.modules["dec"].used == "fp16"
+    # The RTX 3060 has no int4 convolution: the flow goes up a rung before any check.
+    assert m.modules["flow"].used == "int8" and any("int4 skipped" in n for n in m.modules["flow"].notes)
+    assert not m.modules["flow"].fallbacks
+    # fp16 GPT: the KV cache is stored in half, the other inputs stay float32.
+    runner = BundleRunner(out, prefer_gpu=False)
+    types = {i.name: i.type for i in runner.sessions["gpt_decode"].get_inputs()}
+    assert types["past_k_0"] == "tensor(float16)" and types["audio_pos"] == "tensor(int64)"
+    assert {o.name: o.type for o in runner.sessions["gpt_decode"].get_outputs()}["logits"] == "tensor(float)"
+    assert runner.generate(runner.sample_inputs()[0], SamplingConfig(top_k=1), max_new_tokens=8).tokens.size > 0
