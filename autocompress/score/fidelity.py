@@ -16,8 +16,10 @@ Fixed analysis (documented here because packaged tools disagree by up to 2x on M
   (L1 frame cost) when the frame counts differ.
 - **MR-STFT** (:func:`mrstft_distance`): for (n_fft, hop) = (512, 128), (1024, 256),
   (2048, 512) with Hann windows of n_fft: spectral convergence ``|S_t - S_s|_F / |S_t|_F``
-  plus mean ``|ln(S_t + 1e-5) - ln(S_s + 1e-5)|``, averaged over the three resolutions; frames
-  DTW-aligned on the log magnitudes when counts differ.
+  plus mean ``|ln(S_t + 1e-5) - ln(S_s + 1e-5)|``, averaged over the three resolutions. When
+  the lengths differ, one DTW path is computed on the log-mel frames (10 ms) and mapped to each
+  resolution by time: every teacher frame is paired with the student frame shifted by the
+  path's offset (first matched student log-mel frame minus teacher log-mel frame) at its time.
 - **MCD** (:func:`mel_cepstral_distortion`): the same 80 mel magnitudes, floored at 60 dB
   below the teacher's largest mel value (the same floor for both signals, so the figure does
   not depend on the absolute level and digital silence does not dominate), natural log, then
@@ -174,11 +176,22 @@ def log_mel_l1(teacher: np.ndarray, student: np.ndarray, sr: int) -> Metric:
 def mrstft_distance(teacher: np.ndarray, student: np.ndarray, sr: int) -> Metric:
     """Multi-resolution STFT distance (spectral convergence + log-magnitude L1); 0 for identical audio."""
     x, y = to_analysis_rate(teacher, sr), to_analysis_rate(student, sr)
+    warp = None
+    if x.size != y.size:
+        mt = np.log(np.maximum(mel_magnitude(x), LOG_FLOOR))
+        ms = np.log(np.maximum(mel_magnitude(y), LOG_FLOOR))
+        pi, pj = align(mt, ms, force=True)
+        warp = np.zeros(mt.shape[0], dtype=np.int64)
+        warp[pi[::-1]] = pj[::-1]  # teacher mel frame -> its first matched student mel frame
     total = 0.0
     for n_fft, hop in MRSTFT_RESOLUTIONS:
         st, ss = stft_magnitude(x, n_fft, hop), stft_magnitude(y, n_fft, hop)
         lt, ls = np.log(st + LOG_FLOOR), np.log(ss + LOG_FLOOR)
-        i, j = align(lt, ls)
+        i = j = np.arange(st.shape[0])  # equal lengths: frame by frame
+        if warp is not None:
+            mel_frame = np.minimum(np.round(i * hop / HOP).astype(np.int64), warp.size - 1)
+            shift = (warp[mel_frame] - mel_frame) * HOP / hop  # the path's time offset, in frames here
+            j = np.clip(np.round(i + shift).astype(np.int64), 0, ss.shape[0] - 1)
         sc = np.linalg.norm(st[i] - ss[j]) / max(np.linalg.norm(st[i]), 1e-12)
         total += sc + float(np.mean(np.abs(lt[i] - ls[j])))
     return measured("mrstft", total / len(MRSTFT_RESOLUTIONS), "")
