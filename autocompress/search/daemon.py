@@ -15,7 +15,6 @@ import math
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +41,12 @@ from autocompress.search.study import (
     open_storage,
     open_study,
     recover_stale_trials,
+    requeue,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
 from autocompress.store import Store, TrialRecord, display_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# We use heartbeats, metric names and the retry callback deliberately; their "experimental" notes are noise.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 # Builds the trial runner of a search (loads the teacher, the data and the teacher cache).
 RunnerFactory = Callable[[ResolvedSearch, Path], TrialRunner]
@@ -160,7 +158,8 @@ class _Daemon:
         try:
             self._trial_body(run)
         except KeyboardInterrupt:
-            self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C)")
+            self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C); re-enqueued for the next run")
+            requeue(self.study, run.trial.number)
             raise
         except optuna.TrialPruned as e:
             self._finish_failed(run, "PRUNED", str(e) or "pruned")

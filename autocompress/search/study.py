@@ -35,6 +35,14 @@ MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often
 _ASK_WARNING = "Heartbeat of storage is supposed to be used with Study.optimize."
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Optuna's "experimental" notes for the features we use on purpose."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def open_storage(url: str) -> RDBStorage:
     """Open Optuna's RDB storage at ``url`` with heartbeats and retry of stale trials.
 
@@ -42,13 +50,14 @@ def open_storage(url: str) -> RDBStorage:
         StoreError: when the database cannot be opened.
     """
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs(url),
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=HEARTBEAT_GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
+        with _quiet():
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs(url),
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=HEARTBEAT_GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
     except Exception as e:  # noqa: BLE001 - Optuna raises several unrelated types here
         raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}") from e
 
@@ -91,7 +100,8 @@ def open_study(
         raise SearchError(f"study {name!r} exists but was not created by autocompress; hint: choose another --study")
     study.set_user_attr(IDENTITY_ATTR, ident)
     study.set_user_attr("summary", note)
-    study.set_metric_names(list(METRIC_NAMES))
+    with _quiet():
+        study.set_metric_names(list(METRIC_NAMES))
     _save_dashboard_note(study, note)
     for b in baselines:
         study.enqueue_trial({}, user_attrs={"baseline": b})
@@ -140,8 +150,9 @@ def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
 def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
     """Numbers of failed trials that were re-enqueued (they do not count as done)."""
     out: set[int] = set()
-    for t in trials:
-        out.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
+    with _quiet():
+        for t in trials:
+            out.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
     return out
 
 
@@ -151,6 +162,13 @@ def count_done(study: optuna.Study) -> int:
     retried = retried_numbers(trials)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return sum(1 for t in trials if t.state in finished and t.number not in retried)
+
+
+def requeue(study: optuna.Study, number: int) -> None:
+    """Enqueue a failed trial again (same parameters and attributes), as for a stale one."""
+    frozen = next(t for t in study.get_trials(deepcopy=True) if t.number == number)
+    with _quiet():
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, frozen)
 
 
 def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list[int]:
@@ -164,7 +182,8 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
     live_others = [r.id for r in store.runs(name) if r.status == "running" and r.id != run_id]
     ours = {t.trial_number: t for t in store.trials(name, states=["RUNNING"])}
     storage = study._storage  # the RDBStorage we opened; Optuna exposes no public accessor
-    callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    with _quiet():
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     failed: list[int] = []
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in running:
@@ -178,8 +197,7 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another worker finished or failed it meanwhile
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _quiet():
         optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     failed.extend(sorted(before - after))
@@ -205,5 +223,6 @@ __all__ = [
     "open_storage",
     "open_study",
     "recover_stale_trials",
+    "requeue",
     "retried_numbers",
 ]

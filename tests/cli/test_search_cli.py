@@ -1,0 +1,94 @@
+"""``run_search.py`` / ``autocompress search``: bad input is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autocompress.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=ROOT)
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_unknown_target_lists_the_valid_ones():
+    r = _run("--target", "rtx9090")
+    assert r.returncode == 2
+    line = _one_line(r.stderr)
+    assert "unknown target 'rtx9090'" in line and "rtx3060" in line and "t4" in line
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--trials", "3"], "the following arguments are required: --target"),
+        (["--target", "rtx3060", "--trials", "many"], "argument --trials: expected a whole number, got 'many'"),
+        (["--target", "rtx3060", "--trials", "0"], "argument --trials: must be at least 1"),
+        (["--target", "rtx3060", "--steps", "-5"], "argument --steps: must be 0 or more"),
+        (["--target", "rtx3060", "--timeout", "soon"], "argument --timeout: expected a number of seconds"),
+        (["--target", "rtx3060", "--device", "tpu"], "argument --device: invalid choice"),
+        (["--target", "rtx3060", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args, expected, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["search", *args])
+    assert e.value.code == 2
+    assert expected in _one_line(capsys.readouterr().err)
+
+
+def test_missing_files_and_folders_exit_2_with_one_line(tmp_path):
+    gpt = tmp_path / "g.ckpt"
+    gpt.write_bytes(b"x")
+    cases = [
+        (["--gpt", str(tmp_path / "none.ckpt"), "--sovits", str(gpt), "--data", str(tmp_path)], "--gpt"),
+        (["--gpt", str(gpt), "--sovits", str(tmp_path / "none.pth"), "--data", str(tmp_path)], "--sovits"),
+        (["--gpt", str(gpt), "--sovits", str(gpt), "--data", str(tmp_path / "logs" / "none")], "--data"),
+        (["--gpt", str(gpt)], "missing --sovits, --data"),
+    ]
+    for args, expected in cases:
+        r = _run("--target", "rtx3060", *args)
+        assert r.returncode == 2, r.stderr
+        assert expected in _one_line(r.stderr)
+
+
+def test_bad_space_and_storage_exit_2_with_one_line(tmp_path, capsys):
+    voice = ["--gpt", __file__, "--sovits", __file__, "--data", str(tmp_path)]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[space]\nname = 'x'\nsteps = 1\ntrials = 0\n[groups.gpt]\nbits = [9]\n")
+    assert main(["search", "--target", "rtx3060", *voice, "--space", str(bad)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{bad}:4: space.trials" in line and f"{bad}:6: groups.gpt.bits" in line
+    assert main(["search", "--target", "rtx3060", *voice, "--space", "nope.toml"]) == 2
+    assert "shipped spaces: demo.toml, gpt_sovits_v2.toml" in _one_line(capsys.readouterr().err)
+    assert main(["search", "--target", "rtx3060", *voice, "--storage", "not a url"]) == 2
+    assert "not a database URL" in _one_line(capsys.readouterr().err)
+    assert main(["search", "--target", "rtx3060", *voice, "--study", "bad name!"]) == 2
+    assert "--study 'bad name!'" in _one_line(capsys.readouterr().err)
+
+
+def test_dashboard_serves_only_on_localhost_with_the_same_stores(tmp_path, monkeypatch):
+    import optuna_dashboard
+
+    seen = {}
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: seen.update(storage=storage, **kw))
+    url = f"sqlite:///{tmp_path}/db/x.db"
+    assert main(["dashboard", "--storage", url, "--port", "8123"]) == 0
+    assert seen["storage"] == url and seen["host"] == "127.0.0.1" and seen["port"] == 8123
+    assert Path(seen["artifact_store"]._base_path) == tmp_path / "db" / "artifacts"

@@ -1,0 +1,137 @@
+"""Reliability of the daemon: failing trials, Ctrl-C, kill -9 and resume, identity checks."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import autocompress.search.finetune as finetune_mod
+from autocompress.cli.main import main
+from autocompress.search.study import identity, open_storage, open_study
+
+POLL_S = 0.2
+WAIT_S = 300  # generous: the test machine may be busy
+
+
+def _trial_states(db: Path) -> dict[int, str]:
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(db, timeout=30) as c:
+            return dict(c.execute("SELECT trial_number, state FROM ac_trials").fetchall())
+    except sqlite3.OperationalError:  # tables not created yet
+        return {}
+
+
+def _wait_for(db: Path, proc: subprocess.Popen, pred, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if pred(_trial_states(db)):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the search exited ({proc.returncode}) before {what}")
+        time.sleep(POLL_S)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_nan_trial_is_recorded_fail_and_the_search_goes_on(search_argv, tmp_path, monkeypatch):
+    real = finetune_mod.gpt_distill_loss
+    calls = []
+
+    def nan_once(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        calls.append(1)
+        return loss * math.nan if len(calls) == 1 else loss
+
+    monkeypatch.setattr(finetune_mod, "gpt_distill_loss", nan_once)
+    assert main(["search", *search_argv(tmp_path, "--trials", "4", "--steps", "2", "--no-export")]) == 0
+    study = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    failed = study.trials[2]
+    assert failed.user_attrs["baseline"] == "seed_recipe"
+    assert "NaN" in failed.user_attrs["failure_reason"] or "nan" in failed.user_attrs["failure_reason"]
+    from autocompress.store import Store
+
+    row = Store(f"sqlite:///{tmp_path}/db/s.db").trial("micro", 2)
+    assert row.state == "FAIL" and "nan" in row.failure_reason.lower()
+
+
+def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, tmp_path):
+    cmd, env = run_search_cmd
+    argv = search_argv(tmp_path, "--trials", "3", "--steps", "400")
+    db = tmp_path / "db" / "s.db"
+    url = f"sqlite:///{db}"
+
+    # 1. kill -9 while the seed recipe (trial 2) fine-tunes.
+    log1 = (tmp_path / "run1.log").open("w")
+    p1 = subprocess.Popen([*cmd, *argv, "--no-export"], stdout=log1, stderr=subprocess.STDOUT, env=env)
+    _wait_for(db, p1, lambda s: s.get(2) == "RUNNING", "trial 2 to start")
+    time.sleep(1.0)
+    p1.send_signal(signal.SIGKILL)
+    p1.wait(timeout=60)
+    before = {t.number: t.values for t in optuna.load_study(study_name="micro", storage=url).trials
+              if t.state == TrialState.COMPLETE}
+    assert sorted(before) == [0, 1]
+
+    # 2. The same command resumes: trial 2 is failed as stale and retried as trial 3; Ctrl-C it.
+    log2 = (tmp_path / "run2.log").open("w")
+    p2 = subprocess.Popen([*cmd, *argv], stdout=log2, stderr=subprocess.STDOUT, env=env)
+    _wait_for(db, p2, lambda s: s.get(3) == "RUNNING", "the retry of trial 2 to start")
+    time.sleep(1.0)
+    p2.send_signal(signal.SIGINT)
+    assert p2.wait(timeout=WAIT_S) == 130, (tmp_path / "run2.log").read_text()[-2000:]
+
+    study = optuna.load_study(study_name="micro", storage=url)
+    by_number = {t.number: t for t in study.trials}
+    for n, values in before.items():  # nothing finished was lost or redone
+        assert by_number[n].state == TrialState.COMPLETE and by_number[n].values == values
+    assert by_number[2].state == TrialState.FAIL
+    assert by_number[3].system_attrs["failed_trial"] == 2 and by_number[3].user_attrs["baseline"] == "seed_recipe"
+    assert by_number[3].state == TrialState.FAIL and "interrupted" in by_number[3].user_attrs["failure_reason"]
+    assert _trial_states(db)[2] == "FAIL"
+    # The export still happened for what was done.
+    assert (tmp_path / "exports" / "pareto.json").is_file()
+    assert {p.name for p in (tmp_path / "exports").iterdir() if p.is_dir()} <= {"trial-0000", "trial-0001"}
+
+    # 3. Resume once more (short fine-tune): the interrupted trial is retried and the study completes.
+    done = subprocess.run([*cmd, *search_argv(tmp_path, "--trials", "3", "--steps", "2", "--no-export")],
+                          capture_output=True, text=True, env=env, timeout=WAIT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    study = optuna.load_study(study_name="micro", storage=url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and {0, 1} <= {t.number for t in complete}
+    assert any(t.system_attrs.get("failed_trial") == 2 for t in complete)
+
+
+def test_resuming_for_another_target_or_space_is_refused(search_argv, micro_voice, tmp_path, capsys):
+    from autocompress.search.space import load_space
+
+    url = f"sqlite:///{tmp_path}/db/s.db"
+    (tmp_path / "db").mkdir()
+    space = load_space(micro_voice["space"])
+    ident = identity("rtx3060", space.name, space.sha256, {})
+    open_study(open_storage(url), "micro", ident, optuna.samplers.RandomSampler(), "note", baselines=())
+
+    argv = search_argv(tmp_path, "--trials", "1", "--no-export")
+    other_target = ["--target" if a == "--target" else ("t4" if a == "rtx3060" else a) for a in argv]
+    assert main(["search", *other_target]) == 1
+    err = capsys.readouterr().err
+    assert "study 'micro' was created for target 'rtx3060', not 't4'" in err and err.count("\n") == 1
+
+    changed = tmp_path / "space.toml"
+    changed.write_text(micro_voice["space"].read_text().replace("bits = [8, 4]", "bits = [8]"))
+    other_space = [str(changed) if a == str(micro_voice["space"]) else a for a in argv]
+    assert main(["search", *other_space]) == 1
+    err = capsys.readouterr().err
+    assert "was created for space 'test-micro', not 'test-micro (different content)'" in err
+    assert optuna.load_study(study_name="micro", storage=url).trials == []  # nothing ran
