@@ -74,6 +74,9 @@ def _positive_float(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from autocompress.targets import load_target
+
+    load_target(args.target)  # fail fast, before the heavy imports, on the most common mistake
     from autocompress.search import SearchConfig, resolve, run_search
 
     config = SearchConfig(
