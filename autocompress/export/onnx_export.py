@@ -154,7 +154,51 @@ def _save(model: onnx.ModelProto, path: Path, spec: GraphSpec) -> None:
         raise ExportError(f"graph {spec.name}: dynamic axes were frozen to the example sizes: {', '.join(frozen)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
-    onnx.checker.check_model(str(path))
+    try:
+        onnx.checker.check_model(str(path))
+        _check_other_lengths(spec, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _check_other_lengths(spec: GraphSpec, path: Path) -> None:
+    """Run the graph at other sizes of its dynamic axes and compare with torch.
+
+    Catches lengths an exporter froze into the graph (a Python int computed from a shape is a
+    constant to the legacy tracer), which would otherwise only show as wrong output lengths.
+    """
+    if not spec.dynamic_axes:
+        return
+    import numpy as np
+    import onnxruntime as ort
+
+    generator = torch.Generator().manual_seed(0)
+    sizes: dict[str, int] = {}
+    inputs = []
+    for name, example in zip(spec.input_names, spec.example_inputs):
+        shape = list(example.shape)
+        for axis, dim in spec.dynamic_axes.get(name, {}).items():
+            shape[axis] = sizes.setdefault(dim, example.shape[axis] + 3)
+        if example.is_floating_point():
+            inputs.append(torch.randn(shape, generator=generator, dtype=example.dtype))
+        else:
+            low, high = int(example.min()), int(example.max()) + 1
+            inputs.append(torch.randint(low, high, shape, generator=generator, dtype=example.dtype))
+    with torch.no_grad():
+        want = spec.module(*inputs)
+    want = want if isinstance(want, tuple) else (want,)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: t.numpy() for n, t in zip(spec.input_names, inputs)})
+    for name, w, g in zip(spec.output_names, want, got):
+        if tuple(w.shape) != tuple(g.shape):
+            raise ExportError(
+                f"graph {spec.name}: output {name} is {list(g.shape)} at other input lengths, torch gives "
+                f"{list(w.shape)}; a dynamic length was frozen by the exporter"
+            )
+        w = w.numpy().astype(np.float64)
+        if not np.allclose(g, w, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(w).max(initial=0.0)))):
+            raise ExportError(f"graph {spec.name}: output {name} differs from torch at other input lengths")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,127 @@
+"""quantize_graph on a small conv + linear graph: the stored forms and their fidelity."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto
+from torch import nn
+
+from autocompress.export import GraphSpec, export_graph, quantize_graph
+from autocompress.export.ort_quant import node_scope, nodes_in_scopes
+
+
+class _Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(16, 64, 3, padding=1)
+        self.up = nn.ConvTranspose1d(64, 32, 4, stride=2, padding=1)
+        self.post = nn.Linear(32, 64)
+        self.out = nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [1, 16, T] -> [1, 2T, 8]
+        h = torch.tanh(self.up(torch.relu(self.pre(x)))).transpose(1, 2)
+        return self.out(torch.relu(self.post(h)))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):  # noqa: ANN201
+    torch.manual_seed(0)
+    module = _Toy().eval()
+    path = tmp_path_factory.mktemp("toy") / "toy.onnx"
+    spec = GraphSpec("toy", "dec", module, (torch.randn(1, 16, 20),), ["x"], ["y"], {"x": {2: "T"}, "y": {1: "T2"}})
+    exporter = export_graph(spec, path, prefer="legacy")
+    rng = np.random.default_rng(0)
+    feeds = [{"x": rng.standard_normal((1, 16, t)).astype(np.float32)} for t in (20, 33, 47)]
+    return path, exporter, feeds
+
+
+def _snr(path, feeds, ref_path) -> float:
+    a = ort.InferenceSession(str(ref_path), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sig = err = 0.0
+    for f in feeds:
+        r, g = a.run(None, f)[0].astype(np.float64), b.run(None, f)[0].astype(np.float64)
+        sig += float(np.sum(r * r))
+        err += float(np.sum((r - g) ** 2))
+    return 10 * np.log10(sig / err)
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(i for i in model.graph.initializer if i.name == name)
+
+
+def test_fp16_keeps_float32_io_and_is_near_lossless(toy, tmp_path) -> None:
+    path, _, feeds = toy
+    quantize_graph(path, tmp_path / "h.onnx", "fp16")
+    model = onnx.load(str(tmp_path / "h.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer)
+    assert _snr(tmp_path / "h.onnx", feeds, path) > 50
+
+
+def test_int8_is_symmetric_per_channel_qdq(toy, tmp_path) -> None:
+    path, _, feeds = toy
+    notes = quantize_graph(path, tmp_path / "q.onnx", "int8", calibration=feeds)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert dq and q and any("symmetric s8" in n for n in notes)
+    for node in q:  # s8 activations with zero point 0: TensorRT's form
+        zp = onnx.numpy_helper.to_array(_initializer(model, node.input[2]))
+        assert zp.dtype == np.int8 and not zp.any()
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    weight_dq = next(n for n in dq if n.output[0] == conv.input[1])
+    scales = onnx.numpy_helper.to_array(_initializer(model, weight_dq.input[1]))
+    assert scales.shape == (64,)  # one scale per output channel
+    assert _initializer(model, weight_dq.input[0]).data_type == TensorProto.INT8
+    assert _snr(tmp_path / "q.onnx", feeds, path) > 15
+
+
+def test_int8_for_cpu_targets_uses_u8_activations(toy, tmp_path) -> None:
+    path, _, feeds = toy
+    quantize_graph(path, tmp_path / "u.onnx", "int8", calibration=feeds, symmetric_activations=False)
+    model = onnx.load(str(tmp_path / "u.onnx"))
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert q and all(_initializer(model, n.input[2]).data_type == TensorProto.UINT8 for n in q)
+    assert _snr(tmp_path / "u.onnx", feeds, path) > 15
+
+
+def test_int4_is_weight_only_and_smaller(toy, tmp_path) -> None:
+    path, _, feeds = toy
+    notes = quantize_graph(path, tmp_path / "w4.onnx", "int4")
+    model = onnx.load(str(tmp_path / "w4.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulNBits") == 2 and "QuantizeLinear" not in ops  # no activation quantization
+    int4 = [i for i in model.graph.initializer if i.data_type == TensorProto.INT4]
+    assert len(int4) == 2  # the Conv and the ConvTranspose weights
+    assert any("MatMulNBits" in n for n in notes)
+    assert (tmp_path / "w4.onnx").stat().st_size < 0.4 * path.stat().st_size
+    assert _snr(tmp_path / "w4.onnx", feeds, path) > 12
+
+
+def test_int2_is_much_worse_than_int4(toy, tmp_path) -> None:
+    path, _, feeds = toy
+    quantize_graph(path, tmp_path / "w4.onnx", "int4")
+    quantize_graph(path, tmp_path / "w2.onnx", "int2")
+    assert _snr(tmp_path / "w2.onnx", feeds, path) < _snr(tmp_path / "w4.onnx", feeds, path) - 6
+
+
+def test_excluded_layers_stay_float(toy, tmp_path) -> None:
+    path, exporter, feeds = toy
+    model = onnx.load(str(path))
+    assert {node_scope(n) for n in model.graph.node if n.op_type == "Conv"} == {"pre"}
+    assert len(nodes_in_scopes(model, ("pre",))) == 1
+    notes = quantize_graph(path, tmp_path / "k.onnx", "int8", calibration=feeds, exclude=("pre",))
+    quantized = onnx.load(str(tmp_path / "k.onnx"))
+    conv = next(n for n in quantized.graph.node if n.op_type == "Conv")
+    assert conv.input[1] in {i.name for i in quantized.graph.initializer}  # a plain float weight
+    assert _initializer(quantized, conv.input[1]).data_type == TensorProto.FLOAT
+    assert any("kept at fp32" in n for n in notes)
+    by_type = quantize_graph(path, tmp_path / "t.onnx", "int4", exclude_op_types=("ConvTranspose",))
+    assert any("ConvTranspose nodes kept at fp32" in n for n in by_type)
+    int4 = [i for i in onnx.load(str(tmp_path / "t.onnx")).graph.initializer if i.data_type == TensorProto.INT4]
+    assert len(int4) == 1

@@ -1,0 +1,84 @@
+"""Precision mapping (plan -> export ladder -> target) and the parity rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+from autocompress.exceptions import ConfigError
+from autocompress.export import ParityBounds, candidate_precisions, request_from_plan, to_export_precision
+from autocompress.export.parity import compare_outputs, judge, snr_db, top1_agreement
+from autocompress.targets import load_target
+
+
+@pytest.mark.parametrize(
+    ("plan", "rung"),
+    [("fp32", "fp32"), ("fp16", "fp16"), ("bf16", "fp16"), ("int8", "int8"), ("int6", "int8"),
+     ("int5", "int8"), ("int4", "int4"), ("int3", "int4"), ("int2", "int2")],
+)  # fmt: skip
+def test_plan_precisions_round_up_onto_the_ladder(plan: str, rung: str) -> None:
+    assert to_export_precision(plan)[0] == rung
+
+
+def test_unknown_precision_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        to_export_precision("fp8")
+
+
+def test_op_overrides_above_the_group_keep_those_ops_float() -> None:
+    plan = CompressionPlan(
+        {"dec": GroupPlan(quant=QuantConfig("int4", op_weights={"conv_transpose": "fp16", "conv": "int3"}))}
+    )
+    request = request_from_plan(plan, "dec")
+    assert request.precision == "int4"
+    assert request.keep_op_types == ("ConvTranspose",)
+    assert request_from_plan(plan, "gpt").precision == "fp32"
+    assert request_from_plan(None, "dec").precision == "fp32"
+
+
+def test_targets_skip_rungs_they_cannot_run() -> None:
+    cpu, gpu = load_target("cpu"), load_target("rtx3060")
+    # CPU: no fp16 anywhere, no int4 convolution.
+    assert candidate_precisions("fp16", {"MatMul"}, cpu)[0] == ["fp32"]
+    assert candidate_precisions("int4", {"MatMul"}, cpu)[0] == ["int4", "int8", "fp32"]
+    rungs, notes = candidate_precisions("int4", {"Conv", "ConvTranspose"}, cpu)
+    assert rungs == ["int8", "fp32"] and "int4 skipped" in notes[0]
+    # A graph with both kinds needs both deployable.
+    assert candidate_precisions("int4", {"Conv", "MatMul"}, gpu)[0] == ["int8", "fp16", "fp32"]
+    assert candidate_precisions("int2", {"MatMul"}, None)[0] == ["int2", "int4", "int8", "fp16", "fp32"]
+
+
+def test_fp32_must_match_elementwise() -> None:
+    bounds = ParityBounds()
+    ref = [[np.array([1.0, -2.0, 100.0])]]
+    close = compare_outputs(["y"], ref, [[np.array([1.00005, -2.0, 100.005])]], bounds)
+    far = compare_outputs(["y"], ref, [[np.array([1.001, -2.0, 100.0])]], bounds)
+    assert judge("dec", "fp32", close, bounds)[0]
+    ok, reason = judge("dec", "fp32", far, bounds)
+    assert not ok and "differs" in reason
+
+
+def test_quantized_graphs_need_their_group_floor() -> None:
+    bounds = ParityBounds()
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(1000)
+    noisy = ref + rng.standard_normal(1000) * 10 ** (-15 / 20)  # about 15 dB
+    outputs = compare_outputs(["y"], [[ref]], [[noisy]], bounds)
+    assert 14 < outputs[0].snr_db < 16
+    assert judge("gpt", "int8", outputs, bounds)[0]  # gpt floor 12 dB
+    ok, reason = judge("dec", "int4", outputs, bounds)  # decoder floor 18 dB
+    assert not ok and "floor 18" in reason
+    assert not judge("gpt", "fp16", outputs, bounds)[0]  # fp16 needs 30 dB whatever the group
+
+
+def test_shape_mismatch_fails_and_helpers() -> None:
+    bounds = ParityBounds()
+    outputs = compare_outputs(["y"], [[np.zeros(3)]], [[np.zeros(4)]], bounds)
+    assert not judge("gpt", "int8", outputs, bounds)[0]
+    assert snr_db(1.0, 0.0) == math.inf and snr_db(0.0, 1.0) == -math.inf
+    assert top1_agreement(np.eye(4), np.eye(4)[[0, 1, 3, 2]]) == 0.5
+    with pytest.raises(ConfigError):
+        ParityBounds(fp32_atol=-1.0)

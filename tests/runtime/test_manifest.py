@@ -1,0 +1,89 @@
+"""The manifest contract and the atomic file helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autocompress.exceptions import ExportError
+from autocompress.runtime.files import atomic_write_json, publish_dir, sha256_file, sibling_temp_dir
+from autocompress.runtime.manifest import (
+    GraphEntry,
+    Manifest,
+    MetricEntry,
+    ModuleEntry,
+    hash_files,
+    read_manifest,
+)
+
+
+def _manifest(folder, **changes) -> Manifest:  # noqa: ANN001
+    (folder / "dec.onnx").write_bytes(b"graph bytes")
+    base = dict(
+        target={"name": "cpu"},
+        plan={},
+        model={"sampling_rate": 32000},
+        graphs={"dec": GraphEntry("dec", "dec.onnx", "dec", "int8", "dynamo", ("z", "ge"), ("wav",))},
+        modules={"dec": ModuleEntry("dec", "int4", "int8", ({"precision": "int4", "reason": "SNR 3 dB < 18"},))},
+        metrics=(MetricEntry("file_bytes_dec", 11.0, "bytes", "measured", "bundle files"),),
+        files=hash_files(folder),
+    )
+    base.update(changes)
+    return Manifest(**base)
+
+
+def test_round_trip_through_json(tmp_path) -> None:
+    manifest = _manifest(tmp_path)
+    atomic_write_json(tmp_path / "manifest.json", manifest.to_dict())
+    back = read_manifest(tmp_path)
+    assert back == manifest
+    assert back.modules["dec"].fallbacks[0]["precision"] == "int4"
+    assert back.metric("file_bytes_dec").kind == "measured"
+    assert json.loads((tmp_path / "manifest.json").read_text())["format"] == "autocompress-bundle"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"metrics": (MetricEntry("x", 1.0, "", "guessed", "cpu"),)}, "kind"),
+        ({"metrics": (MetricEntry("x", 1.0, "", "measured", ""),)}, "device"),
+        ({"modules": {"dec": ModuleEntry("dec", "int3", "int8")}}, "precision"),
+        ({"modules": {}}, "no module entry"),
+    ],
+)
+def test_invalid_manifests_are_rejected(tmp_path, changes, message) -> None:  # noqa: ANN001
+    with pytest.raises(ExportError, match=message):
+        _manifest(tmp_path, **changes)
+
+
+def test_file_hashes_are_verified(tmp_path) -> None:
+    manifest = _manifest(tmp_path)
+    atomic_write_json(tmp_path / "manifest.json", manifest.to_dict())
+    (tmp_path / "dec.onnx").write_bytes(b"other bytes")
+    with pytest.raises(ExportError, match="dec.onnx has sha256"):
+        read_manifest(tmp_path)
+    (tmp_path / "dec.onnx").unlink()
+    with pytest.raises(ExportError, match="missing"):
+        read_manifest(tmp_path)
+    assert read_manifest(tmp_path, verify=False).graphs["dec"].file == "dec.onnx"
+
+
+def test_not_a_bundle(tmp_path) -> None:
+    with pytest.raises(ExportError, match="no manifest.json"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(ExportError, match="missing or has a bad field"):
+        read_manifest(tmp_path)
+
+
+def test_publish_dir_swaps_whole_folders(tmp_path) -> None:
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    (dest / "old").write_text("old")
+    built = sibling_temp_dir(dest)
+    (built / "new").write_text("new")
+    publish_dir(built, dest)
+    assert [p.name for p in dest.iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert sha256_file(dest / "new") == "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"

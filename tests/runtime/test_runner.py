@@ -1,0 +1,115 @@
+"""The torch-free runner on the tiny voice's bundles: greedy parity, caching, CLI, no torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from autocompress.exceptions import DataError
+from autocompress.runtime import BundleRunner, SamplingConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_greedy_codes_equal_torch_at_fp32(bundle_fp32, helpers) -> None:
+    voice, inputs = helpers.shared_voice(), helpers.shared_inputs()
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    for item in inputs:
+        got = runner.generate(item, SamplingConfig(top_k=1), max_new_tokens=30, keep_logits=True)
+        with torch.no_grad():
+            want = voice.gpt.generate_detailed(
+                torch.from_numpy(item.phones)[None], torch.from_numpy(item.bert_features())[None],
+                torch.from_numpy(item.prompt_codes)[None], top_k=1, max_new_tokens=30,
+            )  # fmt: skip
+        np.testing.assert_array_equal(got.tokens, want.tokens[0].numpy())
+        assert got.stop_reason == want.stop_reason
+        steps = got.logits.shape[0]
+        np.testing.assert_allclose(got.logits, want.logits_raw[:steps].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_style_vector_is_cached_per_voice(bundle_fp32, monkeypatch) -> None:
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    calls = []
+    run = runner._run
+    monkeypatch.setattr(runner, "_run", lambda graph, feeds: calls.append(graph) or run(graph, feeds))
+    item = runner.sample_inputs()[0]
+    first = runner.style(item.ref_spec)
+    again = runner.style(item.ref_spec.copy())
+    other = runner.style(item.ref_spec * 2)
+    assert calls == ["ref_enc", "ref_enc"]  # the second voice only
+    assert first is again and not np.allclose(first, other)
+
+
+def test_inputs_from_phones_and_reference(bundle_fp32) -> None:
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    table = runner.symbols()
+    item = runner.make_input(1, "HH AH0 L OW1")
+    assert [table[i] for i in item.text] == ["HH", "AH0", "L", "OW1"]
+    assert np.array_equal(item.prompt_codes, runner.sample_inputs()[1].prompt_codes)
+    assert np.array_equal(runner.make_input(0, "3,4,5").text, [3, 4, 5])
+    ref = np.ones((1025, 17), dtype=np.float32)
+    assert runner.make_input(0, ref_spec=ref).ref_spec.shape == (1025, 17)
+    for bad in ({"phones": "NOT_A_PHONE"}, {"sample": 9}, {"ref_spec": np.ones((704, 5))}):
+        with pytest.raises(DataError):
+            runner.make_input(**bad)
+
+
+def _torch_free_env(tmp_path: Path) -> dict[str, str]:
+    """PYTHONPATH with a sitecustomize that makes ``import torch`` fail."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # import torch -> ImportError\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(shim), str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_runtime_never_imports_torch(tmp_path) -> None:
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("the shim did not block torch")
+        import autocompress.runtime as rt
+        for info in pkgutil.iter_modules(rt.__path__):
+            importlib.import_module("autocompress.runtime." + info.name)
+        import autocompress.cli.synth_cmd
+        print("ok", sorted(m for m in sys.modules if m.startswith("autocompress.runtime")))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "autocompress.runtime.runner" in result.stdout
+
+
+def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
+    out = tmp_path / "out.wav"
+    cmd = [sys.executable, "-m", "autocompress", "synth", "--bundle", str(bundle_fp32.path), "--out", str(out),
+           "--phones", "HH AH0 L OW1 .", "--sample", "1", "--top-k", "1", "--max-tokens", "20", "--threads", "1"]  # fmt: skip
+    result = subprocess.run(cmd, env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 32000
+    codes = int(result.stdout.split(" codes")[0].rsplit(" ", 1)[1])
+    assert audio.size == codes * 1280 and np.isfinite(audio).all()
+    assert "on cpu" in result.stdout
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "autocompress", "synth", "--bundle", str(tmp_path), "--out", str(out)],
+        env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.startswith("error: no manifest.json")
