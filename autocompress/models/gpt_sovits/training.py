@@ -7,7 +7,8 @@ reduced version of upstream's (§4 of the architecture spec), chosen for a 2-cor
   pair of 50 Hz frames, and the quantizer codebook is fitted by k-means on those 25 Hz
   vectors, then frozen (upstream gets both from its pretrained model and never trains them).
 * SoVITS is trained without a discriminator by default: mel L1 (weight ``c_mel``),
-  multi-resolution STFT loss (spectral convergence + log magnitude) and the VITS KL term.
+  multi-resolution STFT loss (spectral convergence + log magnitude), an L1 on each slice's
+  mean (DC offset, which no spectral loss constrains) and the VITS KL term.
   An optional adversarial term uses whatever discriminator the caller passes.
 * The GPT is trained with mean token cross-entropy on teacher-forced logits.
 """
@@ -179,6 +180,7 @@ class SoVITSLossWeights:
     mel: float = 45.0  # upstream c_mel
     kl: float = 1.0  # upstream c_kl
     stft: float = 2.0  # multi-resolution STFT (not in upstream; replaces part of the GAN's role)
+    dc: float = 45.0  # L1 of the slice's mean (DC): no spectral loss sees it, and it drifts
     adv: float = 1.0  # adversarial + feature matching, when a discriminator is used
 
 
@@ -221,9 +223,10 @@ def sovits_generator_losses(
     loss_mel = F.l1_loss(y_hat_mel, y_mel)
     loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
     loss_stft = multi_resolution_stft_loss(o, y)
-    total = weights.mel * loss_mel + weights.kl * loss_kl + weights.stft * loss_stft
+    loss_dc = F.l1_loss(o.float().mean(-1), y.float().mean(-1))
+    total = weights.mel * loss_mel + weights.kl * loss_kl + weights.stft * loss_stft + weights.dc * loss_dc
     total = total + out.commit_loss.float().mean()
-    parts = {"mel": loss_mel.item(), "kl": loss_kl.item(), "stft": loss_stft.item()}
+    parts = {"mel": loss_mel.item(), "kl": loss_kl.item(), "stft": loss_stft.item(), "dc": loss_dc.item()}
     if discriminator is not None:
         real_out, fake_out, real_maps, fake_maps = discriminator(y, o)
         adv = sum(torch.mean((1.0 - d.float()) ** 2) for d in fake_out)
