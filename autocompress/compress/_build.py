@@ -32,14 +32,16 @@ def build_model(config: Any, state: Mapping[str, Tensor]) -> nn.Module:
     elif isinstance(config, SoVITSConfig):
         model = SynthesizerTrn(config, include_enc_q=any(k.startswith("enc_q.") for k in state))
     else:
-        raise CompressionError(f"cannot build a model from {type(config).__name__}; expected GPTConfig or SoVITSConfig")
+        raise CompressionError(
+            f"cannot build a model from {type(config).__name__}; expected GPTConfig or SoVITSConfig"
+        )
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
+        first = "; ".join(line.strip() for line in str(e).strip().splitlines()[:3])
         raise CompressionError(
             f"the compressed state does not fit a {type(model).__name__} built from its config "
-            f"({'; '.join(line.strip() for line in first[:3])}); the model must build every width from the config"
+            f"({first}); the model must build every width from the config"
         ) from e
     return model.eval()
 
@@ -68,9 +70,10 @@ def build_group_module(config: Any, state: Mapping[str, Tensor], group: str) -> 
     module = makers[group]()
     prefix = group + "."
     try:
-        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     except RuntimeError as e:
-        raise CompressionError(f"the compressed {group} state does not fit its config: {str(e).splitlines()[0]}") from e
+        first = str(e).splitlines()[0]
+        raise CompressionError(f"the compressed {group} state does not fit its config: {first}") from e
     return module.eval()
 
 

@@ -40,12 +40,15 @@ class DecStructure:
         for s, unit in enumerate(stage_units(config)):
             members: list[Member] = []
             if s == 0:
-                members += [Member(f"{P}.conv_pre.weight", 0, identity()), Member(f"{P}.conv_pre.bias", 0, identity())]
-                if config.gin_channels:
-                    members += [Member(f"{P}.cond.weight", 0, identity()), Member(f"{P}.cond.bias", 0, identity())]
+                producers = ["conv_pre", "cond"] if config.gin_channels else ["conv_pre"]
+                keys = [f"{P}.{m}.{t}" for m in producers for t in ("weight", "bias")]
+                members += [Member(key, 0, identity()) for key in keys]
             else:
                 i = s - 1
-                members += [Member(f"{P}.ups.{i}.weight", 1, identity()), Member(f"{P}.ups.{i}.bias", 0, identity())]
+                members += [
+                    Member(f"{P}.ups.{i}.weight", 1, identity()),  # ConvTranspose1d [in, out, k]
+                    Member(f"{P}.ups.{i}.bias", 0, identity()),
+                ]
                 for r in range(i * n_kernels, (i + 1) * n_kernels):
                     for conv in ("convs1", "convs2"):
                         for m in range(len(config.resblock_dilation_sizes[r % n_kernels])):
@@ -108,7 +111,9 @@ class DecStructure:
     def student_depth_keep(self, config: SoVITSConfig, student: StudentConfig) -> list[int]:
         return [scaled(len(config.resblock_kernel_sizes), student.depth_mult)]
 
-    def student_sets(self, config: SoVITSConfig, student: StudentConfig) -> tuple[list[ChannelSet], dict[str, int]]:
+    def student_sets(
+        self, config: SoVITSConfig, student: StudentConfig
+    ) -> tuple[list[ChannelSet], dict[str, int]]:
         sets = self.prune_sets(config)
         n = len(config.upsample_rates)
         if config.dec_channels is None:  # upstream's halving: shrink U, stay upstream-expressible
@@ -118,7 +123,9 @@ class DecStructure:
             targets = [scaled(w, student.width_mult) for w in config.decoder_channels]
         return sets, {s.name: t for s, t in zip(sets, targets)}
 
-    def resize_student(self, config: SoVITSConfig, sizes: dict[str, int], editor: StateEditor) -> SoVITSConfig:
+    def resize_student(
+        self, config: SoVITSConfig, sizes: dict[str, int], editor: StateEditor
+    ) -> SoVITSConfig:
         if config.dec_channels is None:
             return config.replace(upsample_initial_channel=sizes["conv_pre"])
         return self.resize(config, sizes, editor)

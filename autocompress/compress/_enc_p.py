@@ -40,7 +40,7 @@ class EncPStructure:
             attn = f"enc_p.{enc}.attn_layers.{l}"
             members = [Member(f"{attn}.conv_o.weight", 1, block(hd), consumer=True)]
             for conv in ("conv_q", "conv_k", "conv_v"):
-                members += [Member(f"{attn}.{conv}.weight", 0, block(hd)), Member(f"{attn}.{conv}.bias", 0, block(hd))]
+                members += [Member(f"{attn}.{conv}.{t}", 0, block(hd)) for t in ("weight", "bias")]
             heads = config.enc_heads_of(enc, l)
             sets.append(ChannelSet(f"{enc}.{l}.heads", f"{enc}.{l}.heads", heads, members, width=hd))
             sets.append(_ffn_set(config, enc, l))
@@ -62,11 +62,13 @@ class EncPStructure:
             return []
         pools = []
         for enc, n in zip(ENC_P_ENCODERS, (config.n_layers // 2, config.n_layers, config.n_layers // 2)):
+            p = f"enc_p.{enc}"
             candidates = [
                 LayerCandidate(
-                    f"{enc}.{l}", f"enc_p.{enc}",
-                    [f"enc_p.{enc}.attn_layers.{l}.conv_o.weight", f"enc_p.{enc}.ffn_layers.{l}.conv_2.weight"],
-                )  # fmt: skip
+                    f"{enc}.{l}",
+                    p,
+                    [f"{p}.attn_layers.{l}.conv_o.weight", f"{p}.ffn_layers.{l}.conv_2.weight"],
+                )
                 for l in range(n)  # noqa: E741
             ]
             pools.append(DepthPool(candidates))
@@ -96,7 +98,8 @@ class EncPStructure:
         order = [index[(enc, l)] for enc, keep in zip(ENC_P_ENCODERS, kept) for l in keep]  # noqa: E741
         n_layers = len(kept[1])
         if [len(k) for k in kept] != [n_layers // 2, n_layers, n_layers // 2]:
-            raise ConfigError(f"enc_p layers kept per encoder must be n//2, n, n//2; got {[len(k) for k in kept]}")
+            counts = [len(k) for k in kept]
+            raise ConfigError(f"enc_p layers kept per encoder must be n//2, n, n//2; got {counts}")
 
         def pick(values: tuple[int, ...] | None) -> tuple[int, ...] | None:
             return None if values is None else tuple(values[i] for i in order)
@@ -107,14 +110,18 @@ class EncPStructure:
             enc_layer_filter=pick(config.enc_layer_filter),
         )
 
-    def student_sets(self, config: SoVITSConfig, student: StudentConfig) -> tuple[list[ChannelSet], dict[str, int]]:
+    def student_sets(
+        self, config: SoVITSConfig, student: StudentConfig
+    ) -> tuple[list[ChannelSet], dict[str, int]]:
         sets = [_ffn_set(config, e, l) for e, l in _layers(config)]  # noqa: E741
         if config.enc_layer_filter is None:
             target = scaled(config.filter_channels, student.width_mult)
             return sets, {s.name: target for s in sets}
         return sets, {s.name: scaled(s.size, student.width_mult) for s in sets}
 
-    def resize_student(self, config: SoVITSConfig, sizes: dict[str, int], editor: StateEditor) -> SoVITSConfig:
+    def resize_student(
+        self, config: SoVITSConfig, sizes: dict[str, int], editor: StateEditor
+    ) -> SoVITSConfig:
         if config.enc_layer_filter is None:
             return config.replace(filter_channels=next(iter(sizes.values())))
         return self.resize(config, sizes, editor)

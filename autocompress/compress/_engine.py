@@ -36,7 +36,8 @@ def shrink_depth(
         elif pool.keep_first:
             kept.append(list(range(n_keep)))
         else:
-            scores = layer_scores(method, pool.candidates, editor, _context(method, make_context, config, editor))
+            context = _context(method, make_context, config, editor)
+            scores = layer_scores(method, pool.candidates, editor, context)
             kept.append(sorted(torch.topk(scores, n_keep).indices.tolist()))
     if all(len(k) == len(p.candidates) for k, p in zip(kept, pools)):
         return config, kept
@@ -62,7 +63,9 @@ def shrink_width(
     return kept
 
 
-def _context(method: str, make_context: ContextFactory, config: Any, editor: StateEditor) -> ImportanceContext | None:
+def _context(
+    method: str, make_context: ContextFactory, config: Any, editor: StateEditor
+) -> ImportanceContext | None:
     return None if method == "l1" else make_context(config, editor)
 
 

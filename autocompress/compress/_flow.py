@@ -50,7 +50,7 @@ class FlowStructure:
                 ]
             if config.gin_channels:
                 cond = repeated(pair(h), 2 * h, n_layers)
-                members += [Member(f"{p}.enc.cond_layer.weight", 0, cond), Member(f"{p}.enc.cond_layer.bias", 0, cond)]
+                members += [Member(f"{p}.enc.cond_layer.{t}", 0, cond) for t in ("weight", "bias")]
             sets.append(ChannelSet(name=f"coupling.{k}", unit=f"coupling.{k}", size=h, members=members))
         return sets
 
@@ -84,7 +84,9 @@ class FlowStructure:
     def student_depth_keep(self, config: SoVITSConfig, student: StudentConfig) -> list[int]:
         return [scaled(config.n_flows, student.depth_mult)]
 
-    def student_sets(self, config: SoVITSConfig, student: StudentConfig) -> tuple[list[ChannelSet], dict[str, int]]:
+    def student_sets(
+        self, config: SoVITSConfig, student: StudentConfig
+    ) -> tuple[list[ChannelSet], dict[str, int]]:
         sets = self.prune_sets(config)
         return sets, {s.name: scaled(s.size, student.width_mult) for s in sets}
 

@@ -54,8 +54,9 @@ class GPTStructure:
         return sets
 
     def resize(self, config: GPTConfig, sizes: dict[str, int], editor: StateEditor) -> GPTConfig:
-        heads = tuple(sizes.get(f"layers.{l}.heads", config.heads_of(l)) for l in range(config.n_layer))  # noqa: E741
-        ffn = tuple(sizes.get(f"layers.{l}.ffn", config.ffn_of(l)) for l in range(config.n_layer))  # noqa: E741
+        layers = range(config.n_layer)
+        heads = tuple(sizes.get(f"layers.{i}.heads", config.heads_of(i)) for i in layers)
+        ffn = tuple(sizes.get(f"layers.{i}.ffn", config.ffn_of(i)) for i in layers)
         return config.replace(
             layer_heads=None if set(heads) == {config.n_head} else heads,
             layer_ffn=None if set(ffn) == {config.ffn_dim} else ffn,
@@ -96,7 +97,9 @@ class GPTStructure:
     def student_depth_keep(self, config: GPTConfig, student: StudentConfig) -> list[int]:
         return [scaled(config.n_layer, student.depth_mult)]
 
-    def student_sets(self, config: GPTConfig, student: StudentConfig) -> tuple[list[ChannelSet], dict[str, int]]:
+    def student_sets(
+        self, config: GPTConfig, student: StudentConfig
+    ) -> tuple[list[ChannelSet], dict[str, int]]:
         d, hd = config.hidden_dim, config.head_dim
         new_d = scaled(d, student.width_mult, multiple=config.n_head, minimum=config.n_head)
         new_hd = new_d // config.n_head
@@ -159,7 +162,8 @@ class GPTStructure:
                 Member(f"{p}.linear2.weight", 0, identity()),
                 Member(f"{p}.linear2.bias", 0, identity()),
             ]
-            members += [Member(f"{p}.{n}.{t}", 0, identity()) for n in ("norm1", "norm2") for t in ("weight", "bias")]
+            norms = [f"{p}.{n}.{t}" for n in ("norm1", "norm2") for t in ("weight", "bias")]
+            members += [Member(key, 0, identity()) for key in norms]
         return ChannelSet(name="hidden", unit="hidden", size=config.hidden_dim, members=members)
 
 

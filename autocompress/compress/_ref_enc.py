@@ -51,7 +51,7 @@ class RefEncStructure:
         attn = [Member(f"{P}.slf_attn.fc.weight", 1, identity(), consumer=True)]
         for w in ("w_qs", "w_ks", "w_vs"):
             stream.append(Member(f"{P}.slf_attn.{w}.weight", 1, identity(), consumer=True))
-            attn += [Member(f"{P}.slf_attn.{w}.weight", 0, identity()), Member(f"{P}.slf_attn.{w}.bias", 0, identity())]
+            attn += [Member(f"{P}.slf_attn.{w}.{t}", 0, identity()) for t in ("weight", "bias")]
         return [
             ChannelSet("spectral", "hidden", h, spectral),
             ChannelSet("stream", "hidden", h, stream),
@@ -83,8 +83,11 @@ class RefEncStructure:
     def student_depth_keep(self, config: SoVITSConfig, student: StudentConfig) -> list[int]:
         raise ConfigError("ref_enc students have no depth; depth_mult must be 1")
 
-    def student_sets(self, config: SoVITSConfig, student: StudentConfig) -> tuple[list[ChannelSet], dict[str, int]]:
-        new = scaled(config.style_hidden, student.width_mult, multiple=config.style_heads, minimum=config.style_heads)
+    def student_sets(
+        self, config: SoVITSConfig, student: StudentConfig
+    ) -> tuple[list[ChannelSet], dict[str, int]]:
+        heads = config.style_heads
+        new = scaled(config.style_hidden, student.width_mult, multiple=heads, minimum=heads)
         sets = self.prune_sets(config)
         return sets, {s.name: new for s in sets}
 

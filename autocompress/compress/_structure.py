@@ -8,6 +8,7 @@ edits ``(config, state dict)`` pairs through :class:`~autocompress.compress._sta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,7 +71,7 @@ class GroupStructure(Protocol):
 
 def scaled(n: int, mult: float, multiple: int = 1, minimum: int = 1) -> int:
     """``n * mult`` rounded to the nearest multiple of ``multiple``, at least ``minimum``."""
-    value = int(round(n * mult / multiple)) * multiple
+    value = math.floor(n * mult / multiple + 0.5) * multiple  # half rounds up, not to even
     return max(minimum, min(n, value))
 
 

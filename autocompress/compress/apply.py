@@ -68,17 +68,25 @@ def importance_context_factory(
 # --------------------------------------------------------------------------- transforms
 
 
-def _student(work: _Work, group: str, config: StudentConfig, plan: GroupPlan, calibration: Calibration | None) -> None:
+def _student(
+    work: _Work, group: str, config: StudentConfig, plan: GroupPlan, calibration: Calibration | None
+) -> None:
     factory = importance_context_factory(group, calibration)
-    work.config, work.state = student_state(work.config, work.state, group, config, plan.prune.importance, factory)
+    importance = plan.prune.importance
+    work.config, work.state = student_state(work.config, work.state, group, config, importance, factory)
 
 
-def _prune(work: _Work, group: str, config: PruneConfig, plan: GroupPlan, calibration: Calibration | None) -> None:
-    result = prune_state(work.config, work.state, group, config, importance_context_factory(group, calibration))
+def _prune(
+    work: _Work, group: str, config: PruneConfig, plan: GroupPlan, calibration: Calibration | None
+) -> None:
+    factory = importance_context_factory(group, calibration)
+    result = prune_state(work.config, work.state, group, config, factory)
     work.config, work.state = result.config, result.state
 
 
-def _quantize(work: _Work, group: str, config: QuantConfig, plan: GroupPlan, calibration: Calibration | None) -> None:
+def _quantize(
+    work: _Work, group: str, config: QuantConfig, plan: GroupPlan, calibration: Calibration | None
+) -> None:
     add_fake_quant_(_group_module(work.built(), group), config)
 
 
@@ -137,7 +145,9 @@ def _works_of(target: Any) -> dict[str, _Work]:
     if isinstance(target, nn.Module):
         config = model_config(target)
         return {"gpt" if isinstance(config, GPTConfig) else "sovits": _work_of(target)}
-    raise CompressionError(f"compress takes a Voice, Text2SemanticGPT or SynthesizerTrn, got {type(target).__name__}")
+    raise CompressionError(
+        f"compress takes a Voice, Text2SemanticGPT or SynthesizerTrn, got {type(target).__name__}"
+    )
 
 
 def _work_of(model: nn.Module) -> _Work:

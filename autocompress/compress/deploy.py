@@ -82,7 +82,9 @@ def deployment_problems(plan: CompressionPlan, target: Any) -> list[str]:
                     f"({kind}: {', '.join(target.deployable.get(kind, ()))})"
                 )
             if quant.activations != "fp32" and not target.can_deploy(quant.activations, kind):
-                problems.append(f"{group}: {quant.activations} {op_kind} activations are not deployable on {target.name}")
+                problems.append(
+                    f"{group}: {quant.activations} {op_kind} activations are not deployable on {target.name}"
+                )
     return problems
 
 

@@ -41,7 +41,8 @@ def fake_quantize(w: Tensor, bits: int, axis: int = 0) -> Tensor:
         raise CompressionError(f"fake quantization takes 2..8 bits, got {bits}")
     levels = 2 ** (bits - 1) - 1
     dims = [d for d in range(w.dim()) if d != axis]
-    amax = torch.linalg.vector_norm(w.detach().float(), ord=float("inf"), dim=dims) if dims else w.detach().float().abs()
+    magnitude = w.detach().float()
+    amax = torch.linalg.vector_norm(magnitude, ord=float("inf"), dim=dims) if dims else magnitude.abs()
     scale = (amax / levels).clamp_min(torch.finfo(torch.float32).tiny)  # [C] fp32
     zero_point = torch.zeros(scale.shape, dtype=torch.int32, device=w.device)
     return torch.fake_quantize_per_channel_affine(w, scale, zero_point, axis, -levels, levels)
@@ -120,6 +121,10 @@ def add_fake_quant_(
 ) -> nn.Module:
     """Attach weight and activation fake quantization to every layer of ``model``, in place.
 
+    Activations are rounded at the input of Linear / Conv1d / ConvTranspose1d layers; a
+    packed ``in_proj_weight`` (GPT attention) gets weight quantization only, since its input
+    is not a module call on the cached decoding path.
+
     Args:
         model: any module; its quantizable layers are found by type.
         config: precisions; fp32 layers are left untouched.
@@ -137,9 +142,10 @@ def add_fake_quant_(
         precision = config.weight_precision(kind)
         if precision != "fp32":
             if has_fake_quant(module, name):
-                raise CompressionError(f"{fqn or 'model'}.{name} already has fake quantization; strip it first")
+                where = f"{fqn or 'model'}.{name}"
+                raise CompressionError(f"{where} already has fake quantization; strip it first")
             parametrize.register_parametrization(module, name, FakeQuantWeight(precision, axis), unsafe=True)
-        if config.activations != "fp32":
+        if config.activations != "fp32" and op_kind(module) is not None:
             _add_activation_hook(module, config.activations)
     return model
 

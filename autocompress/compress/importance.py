@@ -85,7 +85,10 @@ def layer_scores(
     """Score whole layers (``[len(candidates)]``, higher = more important)."""
     if method == "l1":
         return torch.tensor(
-            [sum(float(editor.get(k).abs().mean()) for k in c.writers if k.endswith("weight")) for c in candidates]
+            [
+                sum(float(editor.get(k).abs().mean()) for k in c.writers if k.endswith("weight"))
+                for c in candidates
+            ]
         )
     _need_batches(method, context)
     if method == "activation":

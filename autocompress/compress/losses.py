@@ -78,7 +78,8 @@ def gpt_kd_loss(
     config = config or GPTDistillConfig()
     if student_logits.shape != teacher_logits.shape:
         raise ConfigError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
+            "student and teacher logits differ in shape: "
+            f"{tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
         )
     t = config.temperature
     log_p_student = F.log_softmax(student_logits.float() / t, dim=-1)  # [B, T, V]
@@ -132,7 +133,9 @@ def mel_l1_loss(student_mel: Tensor, teacher_mel: Tensor) -> Tensor:
     return F.l1_loss(student_mel[..., :frames], teacher_mel[..., :frames].detach())
 
 
-def feature_matching_loss(fmaps_reference: Sequence[Sequence[Tensor]], fmaps_student: Sequence[Sequence[Tensor]]) -> Tensor:
+def feature_matching_loss(
+    fmaps_reference: Sequence[Sequence[Tensor]], fmaps_student: Sequence[Sequence[Tensor]]
+) -> Tensor:
     """Sum over discriminators and layers of mean |f_ref - f_student| (reference detached)."""
     total = torch.zeros(())
     for ref_layers, student_layers in zip(fmaps_reference, fmaps_student):
@@ -157,7 +160,9 @@ def discriminator_loss(scores_reference: Sequence[Tensor], scores_student: Seque
     return total
 
 
-def latent_matching_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], mask: Tensor | None = None) -> Tensor:
+def latent_matching_loss(
+    student: Sequence[Tensor], teacher: Sequence[Tensor], mask: Tensor | None = None
+) -> Tensor:
     """Masked L1 between matching latents (for example (m_p, logs_p, z)), each ``[B, C, T]``.
 
     Args:
@@ -165,7 +170,9 @@ def latent_matching_loss(student: Sequence[Tensor], teacher: Sequence[Tensor], m
         mask: ``[B, 1, T]`` float, 1 on valid frames (default: all).
     """
     if len(student) != len(teacher):
-        raise ConfigError(f"latent matching needs pairs; got {len(student)} student and {len(teacher)} teacher tensors")
+        raise ConfigError(
+            f"latent matching needs pairs; got {len(student)} student and {len(teacher)} teacher tensors"
+        )
     total = torch.zeros(())
     for s, t in zip(student, teacher):
         if s.shape != t.shape:
@@ -216,7 +223,8 @@ def sovits_kd_loss(
     config = config or SoVITSDistillConfig()
     if student_wav.shape != teacher_wav.shape:
         raise ConfigError(
-            f"student and teacher audio differ in shape {tuple(student_wav.shape)} vs {tuple(teacher_wav.shape)}; "
+            f"student and teacher audio differ in shape {tuple(student_wav.shape)} vs "
+            f"{tuple(teacher_wav.shape)}; "
             "decode the same codes and phones with speed 1"
         )
     if mel_fn is None:

@@ -48,7 +48,8 @@ def seed_recipe() -> CompressionPlan:
 
 def int8_everywhere() -> CompressionPlan:
     """int8 weights in every group, nothing pruned (the usual post-training baseline)."""
-    return CompressionPlan({g: GroupPlan(quant=QuantConfig(weights="int8")) for g in _GROUPS}, name="int8_everywhere")
+    quant = QuantConfig(weights="int8")
+    return CompressionPlan({g: GroupPlan(quant=quant) for g in _GROUPS}, name="int8_everywhere")
 
 
 PRESETS = {
@@ -69,4 +70,12 @@ def preset(name: str) -> CompressionPlan:
     return PRESETS[name]()
 
 
-__all__ = ["PRESETS", "int8_everywhere", "preset", "seed_recipe", "teacher_bf16", "teacher_fp16", "teacher_fp32"]
+__all__ = [
+    "PRESETS",
+    "int8_everywhere",
+    "preset",
+    "seed_recipe",
+    "teacher_bf16",
+    "teacher_fp16",
+    "teacher_fp32",
+]

@@ -106,7 +106,8 @@ def prune_counts(config: Any, group: str, prune: PruneConfig) -> dict[str, int]:
     problems = []
     unknown = sorted(set(prune.layers) - units)
     if unknown:
-        problems.append(f"unknown units {unknown} (valid: {sorted(units)[:8]}{' ...' if len(units) > 8 else ''})")
+        more = " ..." if len(units) > 8 else ""
+        problems.append(f"unknown units {unknown} (valid: {sorted(units)[:8]}{more})")
     multiple = {u: max(s.groups for s in sets if s.unit == u) for u in units}
     counts = {}
     for s in sets:
@@ -157,7 +158,9 @@ def prune_state(
     channels_before = sum(s.size * s.width for s in structure.prune_sets(config))
     if prune.depth_ratio > 0:
         keep_counts = structure.prune_depth_keep(config, prune.depth_ratio)
-        config, kept_layers = shrink_depth(structure, config, editor, keep_counts, False, prune.importance, factory)
+        config, kept_layers = shrink_depth(
+            structure, config, editor, keep_counts, False, prune.importance, factory
+        )
     counts = prune_counts(config, group, prune)
     sets = structure.prune_sets(config)
     kept_channels = shrink_width(config, editor, sets, counts, prune.importance, factory)

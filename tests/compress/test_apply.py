@@ -29,7 +29,9 @@ EVERYTHING = CompressionPlan(
         ),
         "enc_p": GroupPlan(prune=PruneConfig(0.3), quant=QuantConfig("int4", activations="int8")),
         "flow": GroupPlan(prune=PruneConfig(0.2, depth_ratio=0.25), quant=QuantConfig("int8")),
-        "dec": GroupPlan(student=StudentConfig(width_mult=0.75), prune=PruneConfig(0.2), quant=QuantConfig("fp16")),
+        "dec": GroupPlan(
+            student=StudentConfig(width_mult=0.75), prune=PruneConfig(0.2), quant=QuantConfig("fp16")
+        ),
         "ref_enc": GroupPlan(prune=PruneConfig(0.25), quant=QuantConfig("int6")),
     }
 )
@@ -59,8 +61,10 @@ def test_every_group_compresses_and_the_voice_speaks(tiny_voice, teacher_and_stu
     for group in MODULE_GROUPS:
         module = student.module(group)
         teacher_module = tiny_voice.module(group)
-        assert sum(p.numel() for p in module.parameters()) < sum(p.numel() for p in teacher_module.parameters()), group
-        assert any(has_fake_quant(m, "weight") or has_fake_quant(m, "in_proj_weight") for m in module.modules()), group
+        n_student = sum(p.numel() for p in module.parameters())
+        assert n_student < sum(p.numel() for p in teacher_module.parameters()), group
+        quantized = [m for m in module.modules() if has_fake_quant(m) or has_fake_quant(m, "in_proj_weight")]
+        assert quantized, group
     assert student.gpt.config.n_layer == 2 and student.sovits.config.n_flows == 3
     logits, wav = _synthesize(student)
     t_logits, t_wav = _synthesize(tiny_voice)
@@ -73,7 +77,7 @@ def test_every_group_compresses_and_the_voice_speaks(tiny_voice, teacher_and_stu
     assert not teacher_ptrs & {p.data_ptr() for p in student.sovits.parameters()}
 
 
-def test_applying_a_plan_twice_gives_identical_models(tiny_voice, teacher_and_student) -> None:  # noqa: ANN001
+def test_same_plan_twice_gives_identical_models(tiny_voice, teacher_and_student) -> None:  # noqa: ANN001
     plan = CompressionPlan.from_json(EVERYTHING.to_json())  # the same plan after a JSON round trip
     a = teacher_and_student[1]
     b = compress(tiny_voice, plan)
@@ -144,5 +148,6 @@ def test_data_driven_importance_on_voice_calibration(tiny_voice) -> None:  # noq
     student = compress(tiny_voice, plan, calibration)
     l1 = compress(tiny_voice.gpt, CompressionPlan({"gpt": GroupPlan(prune=PruneConfig(0.25))}))
     assert student.gpt.config == l1.config  # same shapes ...
-    assert any(not torch.equal(v, l1.state_dict()[k]) for k, v in student.gpt.state_dict().items())  # ... other channels
+    l1_state = l1.state_dict()
+    assert any(not torch.equal(v, l1_state[k]) for k, v in student.gpt.state_dict().items())  # others kept
     assert student.sovits.config.flow_hidden == (72,) * 4  # 96 - 24

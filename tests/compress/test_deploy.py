@@ -23,7 +23,8 @@ def test_rtx3060_has_no_int4_convolution_and_no_fp8() -> None:
     assert fallback_precision("int4", "conv_transpose", "rtx3060") == "int8"
     assert fallback_precision("int3", "linear", rtx) == "int4"
     assert fallback_precision("int6", "conv", rtx) == "int8"
-    plan = CompressionPlan({"dec": GroupPlan(quant=QuantConfig(weights="int4")), "gpt": GroupPlan(quant=QuantConfig("int4"))})
+    int4 = GroupPlan(quant=QuantConfig(weights="int4"))
+    plan = CompressionPlan({"dec": int4, "gpt": int4})
     problems = deployment_problems(plan, rtx)
     assert problems == [
         "dec: int4 conv weights are not deployable on rtx3060 (conv: fp32, fp16, int8)",

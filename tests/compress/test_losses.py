@@ -25,7 +25,8 @@ def test_gpt_kd_loss_mixes_soft_and_hard_terms() -> None:
     teacher = torch.randn(2, 5, 11)
     targets = torch.randint(0, 11, (2, 5))
     t, alpha = 4.0, 0.7
-    soft = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="none")
+    log_s, log_t = F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1)
+    soft = F.kl_div(log_s, log_t, log_target=True, reduction="none")
     hard = F.cross_entropy(student.transpose(1, 2), targets, reduction="none")
     want = (alpha * t * t * soft.sum(-1) + (1 - alpha) * hard).mean()
     got = gpt_kd_loss(student, teacher, targets)
@@ -53,8 +54,11 @@ def test_sovits_kd_loss_terms() -> None:
     latents_s = [t + 0.1 for t in latents_t]
     d = MultiPeriodDiscriminator(sovits_tiny().replace(mpd_periods=(2, 3)))
     config = SoVITSDistillConfig(adversarial=True)
-    loss = sovits_kd_loss(student, teacher, config, discriminator=d, student_latents=latents_s, teacher_latents=latents_t)
-    terms = {k: float(getattr(loss, k).detach()) for k in ("mel", "feature_matching", "adversarial", "latent", "total")}
+    loss = sovits_kd_loss(
+        student, teacher, config, discriminator=d, student_latents=latents_s, teacher_latents=latents_t
+    )
+    names = ("mel", "feature_matching", "adversarial", "latent", "total")
+    terms = {k: float(getattr(loss, k).detach()) for k in names}
     assert terms["mel"] > 0 and terms["feature_matching"] > 0 and terms["adversarial"] > 0
     assert terms["latent"] == pytest.approx(0.3, rel=1e-4)  # 0.1 per latent, three latents
     want = 45 * terms["mel"] + 2 * terms["feature_matching"] + terms["adversarial"] + terms["latent"]
@@ -62,7 +66,9 @@ def test_sovits_kd_loss_terms() -> None:
     loss.total.backward()
     assert float(student.grad.abs().sum()) > 0
     # identical audio and latents: no mel or latent loss
-    zero = sovits_kd_loss(teacher, teacher, SoVITSDistillConfig(), student_latents=latents_t, teacher_latents=latents_t)
+    zero = sovits_kd_loss(
+        teacher, teacher, SoVITSDistillConfig(), student_latents=latents_t, teacher_latents=latents_t
+    )
     assert float(zero.mel) == 0 and float(zero.latent) == 0 and float(zero.total) == 0
     with pytest.raises(ConfigError, match="differ in shape"):
         sovits_kd_loss(teacher[..., :100], teacher)

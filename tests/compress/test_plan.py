@@ -24,7 +24,9 @@ def _rich_plan() -> CompressionPlan:
         {
             "gpt": GroupPlan(
                 student=StudentConfig(width_mult=0.5, depth_mult=0.75),
-                prune=PruneConfig(ratio=0.2, layers={"layers.0.ffn": 0.4}, depth_ratio=0.1, importance="taylor"),
+                prune=PruneConfig(
+                    ratio=0.2, layers={"layers.0.ffn": 0.4}, depth_ratio=0.1, importance="taylor"
+                ),
                 quant=QuantConfig(weights="int4", activations="bf16"),
             ),
             "dec": GroupPlan(quant=QuantConfig(weights="fp16", op_weights={"conv_transpose": "int8"})),

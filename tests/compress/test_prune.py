@@ -10,7 +10,14 @@ import torch
 from compress_helpers import gpt_batch, randomize_, run_group, sovits_inputs
 from torch import nn
 
-from autocompress.compress import CompressionPlan, GroupPlan, PruneConfig, compress, prunable_units, prune_state
+from autocompress.compress import (
+    CompressionPlan,
+    GroupPlan,
+    PruneConfig,
+    compress,
+    prunable_units,
+    prune_state,
+)
 from autocompress.compress.apply import importance_context_factory
 from autocompress.compress._build import build_model
 from autocompress.exceptions import ConfigError
@@ -120,11 +127,13 @@ def _assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
     assert err <= 1e-5 * max(1.0, float(b.abs().max())), f"max abs diff {err}"
 
 
-CASES = [(g, "l1") for g in GROUPS] + [("gpt", "activation"), ("flow", "activation"), ("ref_enc", "activation")]
+CASES = [(g, "l1") for g in GROUPS] + [(g, "activation") for g in ("gpt", "flow", "ref_enc")]
 
 
 @pytest.mark.parametrize(("group", "importance"), CASES)
-def test_zeroing_removed_channels_matches_pruned_model(group, importance, tiny_gpt, tiny_sovits) -> None:  # noqa: ANN001
+def test_zeroing_removed_channels_matches_pruned_model(  # noqa: ANN201
+    group, importance, tiny_gpt, tiny_sovits  # noqa: ANN001
+):
     teacher = _model_for(group, tiny_gpt, tiny_sovits)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     calibration = None
@@ -186,7 +195,8 @@ def test_enc_p_heads_prune_on_a_four_head_encoder() -> None:
     teacher = randomize_(SynthesizerTrn(sovits_tiny().replace(n_heads=4), include_enc_q=False), seed=5)
     units = prunable_units(teacher.config, "enc_p")
     assert "encoder_text.1.heads" in units and "encoder2.0.ffn" in units
-    prune = PruneConfig(layers={"encoder_text.1.heads": 0.25, "encoder_ssl.0.heads": 0.25, "encoder2.0.ffn": 0.4})
+    ratios = {"encoder_text.1.heads": 0.25, "encoder_ssl.0.heads": 0.25, "encoder2.0.ffn": 0.4}
+    prune = PruneConfig(layers=ratios)
     result = prune_state(teacher.config, teacher.state_dict(), "enc_p", prune)
     assert result.config.enc_heads_of("encoder_text", 1) == 3
     assert result.config.enc_heads_of("encoder_text", 0) == 4
@@ -260,12 +270,14 @@ def test_validator_rejects_70_percent_in_total(tiny_gpt) -> None:  # noqa: ANN00
     with pytest.raises(ConfigError, match=r"removes 6[5-9]% of the module's channels.*at most 60%"):
         prune_state(big, teacher.state_dict(), "gpt", prune)
     # 40 % of the width alone is fine
-    assert prune_state(big, teacher.state_dict(), "gpt", PruneConfig(ratio=0.4)).removed_channel_fraction <= 0.4
+    width_only = prune_state(big, teacher.state_dict(), "gpt", PruneConfig(ratio=0.4))
+    assert width_only.removed_channel_fraction <= 0.4
 
 
 def test_validator_rejects_fewer_than_16_channels(tiny_sovits) -> None:  # noqa: ANN001
     # stage ups.2 has 16 channels in the tiny decoder: any explicit pruning goes below 16
-    with pytest.raises(ConfigError, match=r"ups.2 at ratio 0.25 keeps 12 of 16 channels; at least 16 must remain"):
+    message = r"ups.2 at ratio 0.25 keeps 12 of 16 channels; at least 16 must remain"
+    with pytest.raises(ConfigError, match=message):
         prune_state(tiny_sovits.config, tiny_sovits.state_dict(), "dec", PruneConfig(layers={"ups.2": 0.25}))
     # a module-level ratio stops at 16 instead, and leaves narrower stages alone
     result = prune_state(tiny_sovits.config, tiny_sovits.state_dict(), "dec", PruneConfig(ratio=0.4))
@@ -295,7 +307,8 @@ def test_taylor_importance_ranks_by_data(tiny_sovits) -> None:  # noqa: ANN001
     taylor = prune_state(tiny_sovits.config, state, "dec", PruneConfig(0.2, importance="taylor"), factory)
     l1 = prune_state(tiny_sovits.config, state, "dec", PruneConfig(0.2))
     assert taylor.config == l1.config  # same shapes ...
-    assert any(not torch.equal(taylor.kept_channels[k], l1.kept_channels[k]) for k in l1.kept_channels)  # ... other channels
+    kept, kept_l1 = taylor.kept_channels, l1.kept_channels
+    assert any(not torch.equal(kept[k], kept_l1[k]) for k in kept_l1)  # ... other channels
     pruned = build_model(taylor.config, taylor.state)
     reference = _plain_copy(tiny_sovits)
     _zero_removed_(reference, "dec", taylor.kept_channels)
