@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from autocompress.exceptions import CompressionError
@@ -17,7 +18,8 @@ from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
 
 
 def build_model(config: Any, state: Mapping[str, Tensor]) -> nn.Module:
-    """A new GPT or SoVITS model of ``config`` holding ``state`` (copied), in eval mode.
+    """A new GPT or SoVITS model of ``config`` holding ``state`` (copied), in eval mode, on
+    the state's device.
 
     A SoVITS model gets ``enc_q`` exactly when ``state`` has it.
 
@@ -43,7 +45,11 @@ def build_model(config: Any, state: Mapping[str, Tensor]) -> nn.Module:
             f"the compressed state does not fit a {type(model).__name__} built from its config "
             f"({first}); the model must build every width from the config"
         ) from e
-    return model.eval()
+    return model.to(_device_of(state)).eval()
+
+
+def _device_of(state: Mapping[str, Tensor]) -> torch.device:
+    return next((t.device for t in state.values() if t.is_floating_point()), torch.device("cpu"))
 
 
 def build_group_module(config: Any, state: Mapping[str, Tensor], group: str) -> nn.Module:
@@ -74,7 +80,7 @@ def build_group_module(config: Any, state: Mapping[str, Tensor], group: str) -> 
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise CompressionError(f"the compressed {group} state does not fit its config: {first}") from e
-    return module.eval()
+    return module.to(_device_of(state)).eval()
 
 
 def model_config(model: nn.Module) -> Any:

@@ -20,6 +20,7 @@ total, the 16-channel floor) happen when a plan is applied.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -273,6 +274,13 @@ class CompressionPlan:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """A stable short id of what the plan does (the name excluded): 16 hex digits."""
+        data = self.to_dict()
+        data["data"] = {k: v for k, v in data["data"].items() if k != "name"}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_json(cls, text: str) -> CompressionPlan:

@@ -46,6 +46,8 @@ def test_json_round_trip_is_exact() -> None:
     assert again.to_json() == text
     assert again.group("flow") == GroupPlan()  # unlisted groups are identity plans
     assert again.group("flow").is_identity and not again.group("gpt").is_identity
+    assert again.fingerprint() == plan.fingerprint() != CompressionPlan().fingerprint()
+    assert CompressionPlan(plan.groups, name="other").fingerprint() == plan.fingerprint()
 
 
 def test_from_dict_accepts_only_known_kinds_and_versions() -> None:
