@@ -94,7 +94,9 @@ def shared_export() -> VoiceExport:
 @functools.lru_cache(maxsize=None)
 def shared_bundle(variant: str) -> Bundle:
     """The tiny voice exported at one of :data:`VARIANTS`, no target limits, 2 samples."""
-    return shared_export().bundle(None, _root() / f"bundle_{variant}", None, precisions=VARIANTS[variant], n_samples=2)
+    return shared_export().bundle(
+        None, _root() / f"bundle_{variant}", None, precisions=VARIANTS[variant], n_samples=2, threads=1
+    )
 
 
 def snr_db(ref: np.ndarray, got: np.ndarray) -> float:

@@ -144,7 +144,7 @@ def test_failed_export_leaves_the_previous_bundle_untouched(tmp_path, export) ->
     (out / "old.txt").write_text("previous bundle")
     impossible = ParityBounds(fp32_atol=0.0, fp32_rtol=0.0)  # fp32 cannot match bit for bit
     with pytest.raises(ExportError, match="fp32 graph"):
-        export.bundle(None, out, None, bounds=impossible, n_samples=1)
+        export.bundle(None, out, None, bounds=impossible, n_samples=1, threads=1)
     assert (out / "old.txt").read_text() == "previous bundle"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
 
@@ -164,7 +164,7 @@ def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_pa
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "old.txt").write_text("previous bundle")
-    bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False)
+    bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False, threads=1)
 
     assert not (out / "old.txt").exists() and (out / MANIFEST_NAME).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
