@@ -50,6 +50,7 @@ from autocompress.export.precision import (
 )
 from autocompress.export.references import GROUP_GRAPHS, References, graph_specs, plain_copy, reference_runs
 from autocompress.export.upstream import write_upstream
+from autocompress.export.weights import share_initializers
 from autocompress.runtime.files import atomic_write_json, atomic_write_text, publish_dir, sibling_temp_dir
 from autocompress.runtime.inputs import SynthInput, save_inputs
 from autocompress.runtime.manifest import (
@@ -68,6 +69,7 @@ from autocompress.runtime.session import describe_device
 from autocompress.runtime.wav import write_wav
 
 INPUTS_FILE = "inputs.npz"
+GPT_WEIGHTS_FILE = "gpt_weights.bin"  # initializers shared by gpt_prefill and gpt_decode
 SYMBOLS_FILE = "symbols.json"
 SAMPLES_DIR = "samples"
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
@@ -515,9 +517,17 @@ def _lowest_sovits_group(choices: dict[str, _GroupChoice]) -> str | None:
 
 
 def _place_graphs(folder: Path, choices: dict[str, _GroupChoice], work: Path) -> None:
+    """Copy the chosen graph files in; the GPT's two graphs share one weights file."""
     for group, graphs in GROUP_GRAPHS.items():
         for graph in graphs:
             shutil.copyfile(work / f"{graph}.{choices[group].used}.onnx", folder / f"{graph}.onnx")
+    share_initializers([folder / f"{g}.onnx" for g in GROUP_GRAPHS["gpt"]], folder / GPT_WEIGHTS_FILE)
+
+
+def _group_files(folder: Path, group: str) -> list[Path]:
+    """The files holding a group's graphs and weights."""
+    files = [folder / f"{g}.onnx" for g in GROUP_GRAPHS[group]]
+    return files + ([folder / GPT_WEIGHTS_FILE] if group == "gpt" else [])
 
 
 def _write_static_files(folder: Path, inputs: list[SynthInput], sovits: Any) -> None:
@@ -668,12 +678,11 @@ def _metrics(
     device = timing["device"]
     out = []
     total = 0
-    for group, graphs in GROUP_GRAPHS.items():
-        for graph in graphs:
-            size = (folder / f"{graph}.onnx").stat().st_size
-            total += size
-            out.append(MetricEntry(f"file_bytes_{graph}", float(size), "bytes", "measured", disk, choices[group].used))
-    out.append(MetricEntry("file_bytes_onnx_total", float(total), "bytes", "measured", disk))
+    for group in GROUP_GRAPHS:
+        size = sum(f.stat().st_size for f in _group_files(folder, group))
+        total += size
+        out.append(MetricEntry(f"file_bytes_{group}", float(size), "bytes", "measured", disk, choices[group].used))
+    out.append(MetricEntry("file_bytes_onnx_total", float(total), "bytes", "measured", disk, "graphs and weights"))
     kept = {}
     for check in checks:
         if check.get("passed") and check["graph"] != "end_to_end":
