@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         space=args.space, device=args.device, seed=args.seed, artifacts=args.artifacts, export=args.export,
     )
     resolved = resolve(config)
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # logs and pipes: wide enough for the trial table
     reporter = RichReporter(console)
     try:
         summary = run_search(resolved, reporter)
@@ -128,7 +130,7 @@ class RichReporter:
         c.print(f"  voice {info.voice}   device {info.device}   {info.steps} fine-tune steps per trial")
         c.print(f"  trials: {info.n_done} of {info.n_trials} done"
                 + (f", timeout {info.timeout_s:g} s" if info.timeout_s else ""))
-        c.print(f"  latency and memory: {info.latency_label}; quality: measured on {info.device}")
+        c.print(f"  quality {info.quality_label}; latency {info.latency_label}; memory {info.memory_label}")
         if self.live_mode:
             from rich.live import Live
 
@@ -221,16 +223,18 @@ class RichReporter:
     def _table(self, rows, title: str):  # noqa: ANN001, ANN202
         from rich.table import Table
 
-        lat = self.info.latency_label if self.info else ""
-        mem = self.info.memory_label if self.info else ""
-        dev = self.info.device if self.info else "cpu"
-        t = Table(title=title, title_justify="left")
+        info = self.info
+        caption = ""
+        if info is not None:
+            caption = (f"quality: {info.quality_label}; latency: {info.latency_label}; "
+                       f"memory: {info.memory_label}")
+        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
         t.add_column("#", justify="right")
-        t.add_column("plan", overflow="fold", max_width=48)
+        t.add_column("plan", overflow="fold", ratio=1)
         t.add_column("state")
-        t.add_column(f"quality\n(measured on {dev})", justify="right")
-        t.add_column(f"latency ms\n({lat})", justify="right")
-        t.add_column(f"memory MB\n({mem})", justify="right")
+        t.add_column("quality", justify="right")
+        t.add_column("latency ms", justify="right")
+        t.add_column("memory MB", justify="right")
         t.add_column("feasible")
         t.add_column("Pareto")
         t.add_column("time", justify="right")

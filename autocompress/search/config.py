@@ -54,6 +54,7 @@ class VoiceSource:
     data: Path
     demo: bool
     eval_names: tuple[str, ...] = ()  # held-out items; empty = split the folder
+    reference_name: str = ""  # the utterance used as the synthesis prompt; empty = the first item
 
     def describe(self) -> str:
         return "demo" if self.demo else f"gpt={self.gpt} sovits={self.sovits} data={self.data}"
@@ -84,12 +85,12 @@ def demo_voice() -> VoiceSource:
     Raises:
         DataError: when its files are not installed.
     """
-    from autocompress.models.gpt_sovits.demo import demo_voice_paths
+    from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
 
     paths = demo_voice_paths()
     return VoiceSource(
         gpt=paths.gpt_path, sovits=paths.sovits_path, data=paths.exp_dir, demo=True,
-        eval_names=tuple(paths.eval_names),
+        eval_names=tuple(paths.eval_names), reference_name=str(demo_voice_manifest()["reference_name"]),
     )
 
 

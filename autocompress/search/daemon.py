@@ -344,6 +344,7 @@ class _Daemon:
             space_summary=r.space.summary(), voice=r.voice.describe(), device=r.device, n_trials=r.n_trials,
             n_done=count_done(self.study), steps=r.steps, timeout_s=r.config.timeout_s,
             latency_label=self.labels.get("latency_ms", ""), memory_label=self.labels.get("memory_mb", ""),
+            quality_label=self.labels.get("quality", ""),
         )
 
 

@@ -52,6 +52,20 @@ MAX_TRAIN_ITEMS = 512  # training items kept in memory
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
 
 
+def choose_threads() -> int:
+    """Torch threads for this search: the cores other processes leave free (at least one).
+
+    On a shared machine, more threads than free cores makes every op wait for the slowest
+    thread (measured here: the demo decoder 10x slower with 2 threads than with 1 at load 6).
+    An explicit ``OMP_NUM_THREADS`` wins.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    free = cores - os.getloadavg()[0]
+    return max(1, min(cores, int(free + 0.5)))
+
+
 def needs_finetune(plan: CompressionPlan) -> set[str]:
     """Groups whose weights the plan changes beyond a 16-bit cast (the ones worth fine-tuning)."""
     out = set()
@@ -85,6 +99,8 @@ class VoiceTrialRunner:
             DataError: the experiment folder is missing, malformed or too small.
         """
         device = torch.device(resolved.device)
+        if device.type == "cpu":
+            torch.set_num_threads(choose_threads())
         voice = resolved.voice
         sovits = load_sovits(voice.sovits, map_location=device)
         sovits.drop_enc_q_()
@@ -110,7 +126,7 @@ class VoiceTrialRunner:
         cfg = sovits.config
         train_items = _to(load_items(folder, train_names[:MAX_TRAIN_ITEMS], cfg), device)
         eval_items = _to(load_items(folder, eval_names, cfg), device)
-        prompt = train_items[0]
+        prompt = next((i for i in train_items if i.name == voice.reference_name), train_items[0])
         sentences = eval_items[: settings.quality_items]
         key = fingerprint(
             [voice.gpt, voice.sovits], [*train_names, "|", *eval_names],
@@ -252,4 +268,4 @@ def _write_samples(speech: list, folder: Path, number: int, cache: TeacherCache)
     return out
 
 
-__all__ = ["STUDENT_FILE", "VoiceTrialRunner", "load_student", "needs_finetune", "rebuilt"]
+__all__ = ["STUDENT_FILE", "VoiceTrialRunner", "choose_threads", "load_student", "needs_finetune", "rebuilt"]

@@ -29,8 +29,9 @@ class SearchInfo:
     n_done: int  # trials already finished (a resumed study)
     steps: int  # fine-tune steps per trial
     timeout_s: float | None
-    latency_label: str  # e.g. "projected for rtx3060" or "measured on cpu"
+    latency_label: str  # e.g. "projected for rtx3060" or "measured on cpu: ..."
     memory_label: str
+    quality_label: str
 
 
 @dataclass(frozen=True)
