@@ -140,6 +140,6 @@ def test_teacher_speaks_a_held_out_sentence(demo, voice):
         max_codes=int(1.5 * source_codes),  # a GPT that never stops fails the ratio below
     )
     assert torch.isfinite(wav).all()
-    assert float(wav.square().mean().sqrt()) > 0.01  # not silence
+    assert float(wav.std()) > 0.003  # not silence (nor a constant offset): above -50 dBFS
     ratio = wav.numel() / target.n_samples
     assert 0.7 <= ratio <= 1.3, f"teacher speaks {ratio:.2f}x the source duration"
