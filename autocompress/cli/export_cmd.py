@@ -15,6 +15,8 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
     p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
+    p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
+                   help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
     p.set_defaults(func=run)
 
 
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     load_target(args.target)  # one-line error listing the valid names
     out = args.out or Path("exports") / args.study / args.target
     paths = export_pareto(
-        storage=args.storage, study_name=args.study, target=args.target, out_dir=out, artifacts=args.artifacts
+        storage=args.storage, study_name=args.study, target=args.target, out_dir=out, artifacts=args.artifacts,
+        export_format=args.export_format,
     )
     console = Console()
     if not paths:

@@ -37,6 +37,8 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampler and fine-tune seed (default 0)")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
     p.add_argument("--no-export", dest="export", action="store_false", help="do not export the Pareto set at the end")
+    p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
+                   help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
     p.set_defaults(func=run)
 
 
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target, gpt=args.gpt, sovits=args.sovits, data=args.data, trials=args.trials,
         timeout_s=args.timeout, steps=args.steps, study=args.study, storage=args.storage, out=args.out,
         space=args.space, device=args.device, seed=args.seed, artifacts=args.artifacts, export=args.export,
+        export_format=args.export_format,
     )
     resolved = resolve(config)
     console = Console()

@@ -43,6 +43,7 @@ class SearchConfig:
     seed: int = 0
     artifacts: Path | None = None
     export: bool = True
+    export_format: str = "onnx"  # or "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         raise ConfigError(f"--steps must be 0 or more, got {config.steps}")
     if config.timeout_s is not None and not config.timeout_s > 0:
         raise ConfigError(f"--timeout must be more than 0 seconds, got {config.timeout_s:g}")
+    if config.export_format not in ("onnx", "checkpoint"):
+        raise ConfigError(f"--export-format must be onnx or checkpoint, got {config.export_format!r}")
     if config.device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {config.device!r}")
     if config.device == "cuda":

@@ -308,6 +308,7 @@ class _Daemon:
             paths = export_pareto(
                 storage=self.url, study_name=self.r.study, target=self.r.target.name, out_dir=self.r.out,
                 artifacts=self.r.artifacts, store=self.store, run_id=self.run_id,
+                export_format=self.r.config.export_format,
             )
         except AutocompressError as e:
             self.reporter.exported((), str(e))

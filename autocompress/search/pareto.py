@@ -23,11 +23,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.exceptions import ExportError, SearchError, StoreError
+from autocompress.exceptions import AutocompressError, ConfigError, ExportError, SearchError, StoreError
 from autocompress.search.paths import artifacts_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
 from autocompress.store import Store
+
+EXPORT_FORMATS = ("onnx", "checkpoint")
 
 # Builds one trial's export folder ``dest`` from its student folder; returns the bundle kind.
 TrialExporter = Callable[[FrozenTrial, Path, Path, Any], str]
@@ -77,8 +79,12 @@ def export_pareto(
     store: Store | None = None,
     run_id: int | None = None,
     exporter: TrialExporter | None = None,
+    export_format: str = "onnx",
 ) -> list[Path]:
     """Export the study's feasible Pareto trials into ``out_dir`` atomically; return their folders.
+
+    ``export_format`` is ``"onnx"`` (checked ONNX bundles for the target) or ``"checkpoint"``
+    (the fine-tuned students as upstream-format ``.ckpt`` / ``.pth`` files with their plans).
 
     Raises:
         StoreError: the study does not exist.
@@ -100,7 +106,13 @@ def export_pareto(
     target_obj = load_target(target)
     artifacts = artifacts_dir(storage, artifacts)
     front = feasible_front(study.get_trials(deepcopy=False))
-    exporter = exporter or default_exporter(teacher_cache_path(artifacts, study_name))
+    if export_format not in EXPORT_FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
+    if exporter is None:
+        exporter = (
+            export_checkpoint if export_format == "checkpoint"
+            else default_exporter(teacher_cache_path(artifacts, study_name))
+        )
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +131,19 @@ def export_pareto(
                     "must be the one the search used (--artifacts)"
                 )
             name = f"trial-{t.number:04d}"
-            kinds[t.number] = exporter(t, src, tmp / name, target_obj)
-            (tmp / name / "trial.json").write_text(json.dumps(_trial_record(t, kinds[t.number]), indent=2))
-            index.append({**_trial_record(t, kinds[t.number]), "path": name})
+            note = ""
+            try:
+                kinds[t.number] = exporter(t, src, tmp / name, target_obj)
+            except (AutocompressError, RuntimeError, ValueError, OSError) as e:
+                if exporter is export_checkpoint:
+                    raise
+                # One trial that cannot become a bundle must not cost the others their export.
+                note = f"ONNX export failed ({_first_line(e)}); exported the student's checkpoints instead"
+                shutil.rmtree(tmp / name, ignore_errors=True)
+                kinds[t.number] = export_checkpoint(t, src, tmp / name, target_obj)
+            record = {**_trial_record(t, kinds[t.number]), "export_note": note}
+            (tmp / name / "trial.json").write_text(json.dumps(record, indent=2))
+            index.append({**record, "path": name})
         (tmp / "pareto.json").write_text(
             json.dumps({"study": study_name, "target": target, "trials": index}, indent=2)
         )
@@ -160,6 +182,11 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
     }
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__
+
+
 def default_exporter(cache_path: Path) -> TrialExporter:
     """ONNX bundles when the export package offers them, else checkpoint folders."""
     try:
@@ -178,6 +205,7 @@ def export_checkpoint(trial: FrozenTrial, src: Path, dest: Path, target: Any) ->
 
 
 __all__ = [
+    "EXPORT_FORMATS",
     "TrialExporter",
     "default_exporter",
     "dominates",

@@ -53,7 +53,7 @@ def test_bad_flags_exit_2_with_one_line(args, expected, capsys):
     assert expected in _one_line(capsys.readouterr().err)
 
 
-def test_missing_files_and_folders_exit_2_with_one_line(tmp_path):
+def test_missing_files_and_folders_exit_2_with_one_line(tmp_path, capsys):
     gpt = tmp_path / "g.ckpt"
     gpt.write_bytes(b"x")
     cases = [
@@ -63,9 +63,8 @@ def test_missing_files_and_folders_exit_2_with_one_line(tmp_path):
         (["--gpt", str(gpt)], "missing --sovits, --data"),
     ]
     for args, expected in cases:
-        r = _run("--target", "rtx3060", *args)
-        assert r.returncode == 2, r.stderr
-        assert expected in _one_line(r.stderr)
+        assert main(["search", "--target", "rtx3060", *args]) == 2
+        assert expected in _one_line(capsys.readouterr().err)
 
 
 def test_bad_space_and_storage_exit_2_with_one_line(tmp_path, capsys):

@@ -85,7 +85,8 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, tmp_path):
 
     # 2. The same command resumes: trial 2 is failed as stale and retried as trial 3; Ctrl-C it.
     log2 = (tmp_path / "run2.log").open("w")
-    p2 = subprocess.Popen([*cmd, *argv], stdout=log2, stderr=subprocess.STDOUT, env=env)
+    p2 = subprocess.Popen([*cmd, *argv, "--export-format", "checkpoint"], stdout=log2, stderr=subprocess.STDOUT,
+                          env=env)
     _wait_for(db, p2, lambda s: s.get(3) == "RUNNING", "the retry of trial 2 to start")
     time.sleep(1.0)
     p2.send_signal(signal.SIGINT)
