@@ -27,7 +27,10 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--sovits", type=Path, metavar="FILE.pth", help="SoVITS weights")
     p.add_argument("--data", type=Path, metavar="logs/<exp>", help="the voice's experiment folder")
     p.add_argument("--trials", type=_positive_int, metavar="N", help="finished trials the study should hold")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop starting trials after this")
+    p.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS",
+        help="stop starting trials this many seconds after the first one started (the running trial finishes)",
+    )
     p.add_argument("--steps", type=_non_negative_int, metavar="N", help="fine-tune steps per trial")
     p.add_argument("--study", metavar="NAME", help="study name (default: demo, or the experiment folder's name)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")

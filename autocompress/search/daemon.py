@@ -124,10 +124,13 @@ class _Daemon:
             self.labels = self.runner.labels()
             self._set_study_labels()
             self.reporter.search_started(self._info(recovered))
-            interrupted = self._loop(t_start)
+            interrupted = self._loop(time.monotonic())  # the timeout counts from the first trial
             status = "interrupted" if interrupted else "finished"
             if r.config.export:
                 exported, export_error = self._export()
+        except KeyboardInterrupt:  # before the first trial or during the export: nothing to mark
+            status = "interrupted"
+            raise
         finally:
             self.store.finish_run(self.run_id, status)
         summary = SearchSummary(
@@ -139,7 +142,7 @@ class _Daemon:
         return summary
 
     def _loop(self, t_start: float) -> bool:
-        """Run trials until done, timed out or interrupted; return True when interrupted."""
+        """Run trials until done, ``timeout_s`` after ``t_start`` or interrupted; True when interrupted."""
         timeout = self.r.config.timeout_s
         try:
             while count_done(self.study) < self.r.n_trials:
