@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 
 from autocompress.exceptions import ExportError
 from autocompress.export.onnx_export import export_graph
@@ -65,7 +67,7 @@ from autocompress.runtime.manifest import (
 )
 from autocompress.runtime.runner import BundleRunner
 from autocompress.runtime.sampling import SamplingConfig
-from autocompress.runtime.session import describe_device
+from autocompress.runtime.session import describe_device, open_session
 from autocompress.runtime.wav import write_wav
 
 INPUTS_FILE = "inputs.npz"
@@ -315,11 +317,10 @@ def _resolve_target(target: Any) -> Any:
 def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, target: Any, work: Path) -> _GroupChoice:
     if overrides and group in overrides:
         rung, note = to_export_precision(overrides[group])
-        request = GroupRequest(rung, (), (f"precision set by the caller: {overrides[group]}",) + ((note,) if note else ()))
+        notes = (f"precision set by the caller: {overrides[group]}",) + ((note,) if note else ())
+        request = GroupRequest(rung, (), notes)
     else:
         request = request_from_plan(plan, group)
-    import onnx
-
     op_types: set[str] = set()
     for graph in GROUP_GRAPHS[group]:
         op_types |= weight_op_types(onnx.load(str(work / f"{graph}.export.onnx"), load_external_data=False))
@@ -395,10 +396,7 @@ def _check_graph(
     work: Path,
     threads: int | None,
 ) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from autocompress.runtime.session import open_session
-
+    """Store one graph at ``precision``, run it on the reference feeds, judge it."""
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
@@ -635,8 +633,6 @@ def _manifest(
     graphs = {}
     for group, names in GROUP_GRAPHS.items():
         for name in names:
-            import onnx
-
             model = onnx.load(str(folder / f"{name}.onnx"), load_external_data=False)
             graphs[name] = GraphEntry(
                 name=name,
@@ -713,8 +709,6 @@ def _metric_entry(metric: Any) -> MetricEntry:
 
 
 def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
     import torch
 
     from autocompress import __version__
@@ -723,7 +717,7 @@ def _versions() -> dict[str, str]:
         "autocompress": __version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": ort.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

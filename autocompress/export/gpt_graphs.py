@@ -6,6 +6,7 @@
 ``GPTDecodeGraph``: (token ``[1, 1]``, audio_pos ``[1]``, ``past_k_i``, ``past_v_i``
 ``[1, pos, inner_i]``) -> (logits ``[1, V]``, ``new_k_i``, ``new_v_i`` ``[1, 1, inner_i]``).
 
+Positions are computed in the graph (:func:`sine_rows`) rather than looked up in a table.
 The decode graph reads the filled cache rows and returns only the new row, which the runner
 writes into its static cache in place; nothing is concatenated. Attention over
 ``past + self`` is one softmax split in two parts (a shared max, two exponent sums), and the
@@ -34,6 +35,23 @@ def graph_io_names(n_layer: int) -> dict[str, tuple[list[str], list[str]]]:
     }
 
 
+def sine_rows(positions: Tensor, dim: int) -> Tensor:
+    """Rows of the GPT's sine position table for ``positions`` ``[T]`` -> ``[T, dim]``.
+
+    The same float32 arithmetic as :func:`~autocompress.models.gpt_sovits.gpt.sine_table`
+    (even columns sin(p * w_i), odd cos(p * w_i)), computed in the graph instead of shipping
+    the 4000-row table (8 MB at full size) in it.
+    """
+    div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))  # [dim/2]
+    angles = positions.to(torch.float32).unsqueeze(1) * div_term  # [T, dim/2]
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(-1, dim)
+
+
+def _positions(x: Tensor) -> Tensor:
+    """0 .. T-1 for a sequence ``[1, T, D]`` (int64, on its device)."""
+    return torch.cumsum(torch.ones_like(x[0, :, 0], dtype=torch.int64), 0) - 1
+
+
 class GPTPrefillGraph(nn.Module):
     """The whole prefix once: logits of the first new code and every layer's keys/values."""
 
@@ -43,8 +61,12 @@ class GPTPrefillGraph(nn.Module):
 
     def forward(self, phones: Tensor, bert: Tensor, prompt: Tensor) -> tuple[Tensor, ...]:
         gpt = self.gpt
-        x = gpt.embed_text(phones, bert)  # [1, N, D]
-        xy = torch.cat([x, gpt.embed_audio(prompt)], dim=1)  # [1, S, D]
+        d = gpt.config.hidden_dim
+        x = gpt.ar_text_embedding(phones) + gpt.bert_proj(bert.transpose(1, 2))  # [1, N, D]
+        x = x + gpt.ar_text_position.alpha * sine_rows(_positions(x), d)
+        y = gpt.ar_audio_embedding(prompt)  # [1, P, D]
+        y = y + gpt.ar_audio_position.alpha * sine_rows(_positions(y), d)
+        xy = torch.cat([x, y], dim=1)  # [1, S, D]
         allowed = prefix_lm_allowed(x.shape[1], xy.shape[1], xy.device)  # [S, S]
         ks, vs = [], []
         for layer in gpt.h.layers:
@@ -65,7 +87,8 @@ class GPTDecodeGraph(nn.Module):
 
     def forward(self, token: Tensor, audio_pos: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         gpt = self.gpt
-        x = gpt.ar_audio_position.at(gpt.ar_audio_embedding(token), audio_pos)  # [1, 1, D]
+        x = gpt.ar_audio_embedding(token)  # [1, 1, D]
+        x = x + gpt.ar_audio_position.alpha * sine_rows(audio_pos, gpt.config.hidden_dim)
         new_k, new_v = [], []
         for i, layer in enumerate(gpt.h.layers):
             attn = layer.self_attn
@@ -102,4 +125,4 @@ def _attend_past_and_self(
     return (mixed / denom.unsqueeze(-1)).reshape(1, 1, -1)
 
 
-__all__ = ["GPTDecodeGraph", "GPTPrefillGraph", "graph_io_names"]
+__all__ = ["GPTDecodeGraph", "GPTPrefillGraph", "graph_io_names", "sine_rows"]

@@ -10,7 +10,7 @@ Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as 
   (``symmetric_activations=False``: onnxruntime's fast x86 CPU path, and a full 8 bits for
   one-sided activations); only MatMuls whose B is a constant are quantized.
 - ``int4`` / ``int2``: weight-only. MatMuls become ``MatMulNBits`` (symmetric, blocks of
-  32 along K); Conv and ConvTranspose weights are stored as 4-bit integers (2-bit values
+  32 along K, int8 compute on CPU); Conv and ConvTranspose weights are stored as 4-bit integers (2-bit values
   for ``int2``, in the same 4-bit container) with a per-output-channel scale and a
   ``DequantizeLinear`` in front, since onnxruntime has no low-bit convolution kernel.
 
@@ -35,6 +35,9 @@ from autocompress.exceptions import ExportError
 
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 NBITS_BLOCK = 32  # MatMulNBits block size along K: the finer choice of the two that run fast on CPU
+# MatMulNBits accuracy level 4: the CPU kernel quantizes the activations to int8 per block and
+# runs integer dot products (1.6x faster per GPT step here, same SNR); the CUDA kernel ignores it.
+NBITS_ACCURACY_LEVEL = 4
 _MS_DOMAIN = "com.microsoft"
 
 
@@ -253,12 +256,15 @@ def _to_weight_only(model: onnx.ModelProto, dst: Path, bits: int, skip: list[str
     n_matmul = sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.name not in skip)
     if n_matmul:
         quantizer = MatMulNBitsQuantizer(
-            model, bits=bits, block_size=NBITS_BLOCK, is_symmetric=True, nodes_to_exclude=list(skip)
+            model, bits=bits, block_size=NBITS_BLOCK, is_symmetric=True, nodes_to_exclude=list(skip),
+            accuracy_level=NBITS_ACCURACY_LEVEL,
         )
         quantizer.process()
         model = quantizer.model.model
         done = sum(1 for n in model.graph.node if n.op_type == "MatMulNBits")
-        notes.append(f"{done} MatMuls as MatMulNBits ({bits}-bit, block {NBITS_BLOCK})")
+        notes.append(
+            f"{done} MatMuls as MatMulNBits ({bits}-bit, block {NBITS_BLOCK}, accuracy level {NBITS_ACCURACY_LEVEL})"
+        )
     onnx.save_model(model, str(dst))
     return notes
 
@@ -304,4 +310,4 @@ def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str])
     return count
 
 
-__all__ = ["NBITS_BLOCK", "WEIGHT_OPS", "node_scope", "nodes_in_scopes", "quantize_graph"]
+__all__ = ["NBITS_ACCURACY_LEVEL", "NBITS_BLOCK", "WEIGHT_OPS", "node_scope", "nodes_in_scopes", "quantize_graph"]
