@@ -9,9 +9,10 @@
 Positions are computed in the graph (:func:`sine_rows`) rather than looked up in a table.
 The decode graph reads the filled cache rows and returns only the new row, which the runner
 writes into its static cache in place; nothing is concatenated. Attention over
-``past + self`` is one softmax split in two parts (a shared max, two exponent sums), and the
-per-head products are broadcast multiplies and sums on the ``[pos, heads, head_dim]`` view of
-the cache, so the graph never transposes or copies it.
+``past + self`` is one softmax split in two parts (a shared max, two exponent sums). The past
+is viewed head-major for two batched matrix products: onnxruntime transposes the filled rows
+each step, which still measured 2-3x faster than broadcast multiply-and-sum on the cache's
+own ``[pos, heads, head_dim]`` layout (24 layers, 160-500 rows, CPU).
 """
 
 from __future__ import annotations
@@ -107,22 +108,22 @@ def _attend_past_and_self(
     """Multi-head attention of one query over ``past`` rows plus its own key/value.
 
     q, k, v ``[1, 1, inner]``; past_k, past_v ``[1, P, inner]``. Returns ``[1, 1, inner]``
-    (heads concatenated, before the output projection). Products are broadcast multiplies
-    and sums on the cache's own layout: no transpose or copy of the cache.
+    (heads concatenated, before the output projection). The past is viewed head-major for two
+    batched matrix products; the query's own key and value join through a shared softmax
+    maximum, so nothing is concatenated.
     """
     scale = 1.0 / math.sqrt(head_dim)
-    qh = q.reshape(1, n_heads, head_dim) * scale  # [1, H, hd]
-    kp = past_k.reshape(-1, n_heads, head_dim)  # [P, H, hd]
-    vp = past_v.reshape(-1, n_heads, head_dim)
-    s_past = (kp * qh).sum(dim=-1)  # [P, H]
-    s_self = (k.reshape(1, n_heads, head_dim) * qh).sum(dim=-1)  # [1, H]
-    m = torch.maximum(s_past.amax(dim=0, keepdim=True), s_self)  # [1, H]
-    e_past = torch.exp(s_past - m)  # [P, H]
-    e_self = torch.exp(s_self - m)  # [1, H]
-    denom = e_past.sum(dim=0) + e_self[0]  # [H]
-    mixed = (e_past.unsqueeze(-1) * vp).sum(dim=0)  # [H, hd]
-    mixed = mixed + e_self[0].unsqueeze(-1) * v.reshape(n_heads, head_dim)  # [H, hd]
-    return (mixed / denom.unsqueeze(-1)).reshape(1, 1, -1)
+    qh = q.reshape(n_heads, 1, head_dim) * scale  # [H, 1, hd]
+    kp = past_k[0].reshape(-1, n_heads, head_dim).permute(1, 2, 0)  # [H, hd, P]
+    vp = past_v[0].reshape(-1, n_heads, head_dim).permute(1, 0, 2)  # [H, P, hd]
+    s_past = torch.matmul(qh, kp)  # [H, 1, P]
+    s_self = (qh * k.reshape(n_heads, 1, head_dim)).sum(dim=-1, keepdim=True)  # [H, 1, 1]
+    m = torch.maximum(s_past.amax(dim=-1, keepdim=True), s_self)  # [H, 1, 1]
+    e_past = torch.exp(s_past - m)  # [H, 1, P]
+    e_self = torch.exp(s_self - m)  # [H, 1, 1]
+    denom = e_past.sum(dim=-1, keepdim=True) + e_self  # [H, 1, 1]
+    mixed = torch.matmul(e_past, vp) + e_self * v.reshape(n_heads, 1, head_dim)  # [H, 1, hd]
+    return (mixed / denom).reshape(1, 1, -1)
 
 
 __all__ = ["GPTDecodeGraph", "GPTPrefillGraph", "graph_io_names", "sine_rows"]
