@@ -161,6 +161,7 @@ def test_failed_export_leaves_the_previous_bundle_untouched(tmp_path, export) ->
 
 def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_path, export) -> None:
     from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+    from autocompress.score.metric import projected
 
     plan = CompressionPlan(
         {
@@ -174,12 +175,15 @@ def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_pa
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "old.txt").write_text("previous bundle")
-    bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False, threads=1)
+    trial_metric = projected("e2e_rtf", 0.08, "", "rtx3060", "the trial's projection")
+    bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False, threads=1, metrics=[trial_metric])
 
     assert not (out / "old.txt").exists() and (out / MANIFEST_NAME).is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
     m = bundle.manifest
     assert m.target["name"] == "rtx3060" and m.plan == json.loads(plan.to_json())
+    kinds = {(x.name, x.kind, x.device) for x in m.metrics}
+    assert ("e2e_rtf", "projected", "rtx3060") in kinds and ("e2e_rtf", "measured", m.metric("gpt_ms_per_token").device) in kinds
     assert m.modules["gpt"].requested == "fp16" and m.modules["gpt"].used == "fp16"
     assert m.modules["enc_p"].used == "int8"
     assert m.modules["ref_enc"].requested == "fp16" and any("bf16" in n for n in m.modules["ref_enc"].notes)
