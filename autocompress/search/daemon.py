@@ -91,7 +91,7 @@ class _Daemon:
         self.reporter = reporter
         self.runner_factory = runner_factory
         self.url = resolved.config.storage
-        self.durations: list[float] = []
+        self.durations: list[tuple[str | None, float]] = []  # (baseline, seconds) of finished trials
 
     # ------------------------------------------------------------------ top level
     def run(self) -> SearchSummary:
@@ -161,8 +161,9 @@ class _Daemon:
         try:
             self._trial_body(run)
         except KeyboardInterrupt:
-            self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C); re-enqueued for the next run")
-            requeue(self.study, run.trial.number)
+            if not run.told:  # a trial already told stays as it is
+                self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C); re-enqueued for the next run")
+                requeue(self.study, run.trial.number)
             raise
         except optuna.TrialPruned as e:
             self._finish_failed(run, "PRUNED", str(e) or "pruned")
@@ -222,8 +223,7 @@ class _Daemon:
         trial.set_user_attr("device", outcome.device_info or self.runner.describe())
         trial.set_user_attr("finetune_steps", outcome.steps_done)
         trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])
-        for note in outcome.notes:
-            trial.set_user_attr("note", note)
+        trial.set_user_attr("notes", list(outcome.notes))
         for key, value in outcome.constraints.items():
             trial.set_constraint(key, value)
         plan_file = scratch / f"plan-trial-{trial.number}.json"
@@ -242,13 +242,11 @@ class _Daemon:
 
     def _finish_failed(self, run: _Running, state: str, reason: str) -> None:
         trial = run.trial
-        if not run.told:
-            try:
-                trial.set_user_attr("failure_reason", reason)
-            except Exception:  # noqa: BLE001 - a finished trial refuses attributes; the store still gets it
-                pass
-            self.study.tell(trial, state=TrialState[state], skip_if_finished=True)
-            run.told = True
+        if run.told:  # failed after Optuna had the result (a reporter, say): the trial keeps its state
+            return
+        trial.set_user_attr("failure_reason", reason)
+        self.study.tell(trial, state=TrialState[state], skip_if_finished=True)
+        run.told = True
         if self.store.trial(self.r.study, trial.number) is None:
             self.store.begin_trial(
                 run_id=self.run_id, study_name=self.r.study, trial_number=trial.number,
@@ -261,7 +259,7 @@ class _Daemon:
         self._after_trial(run)
 
     def _after_trial(self, run: _Running) -> None:
-        self.durations.append(time.monotonic() - run.started)
+        self.durations.append((run.baseline, time.monotonic() - run.started))
         rows = self._rows()
         row = next((x for x in rows if x.number == run.trial.number), None)
         if row is not None:
@@ -300,10 +298,13 @@ class _Daemon:
         return mark_pareto(rows)
 
     def _eta(self) -> float | None:
-        if not self.durations:
+        """Remaining trials x the mean of the last three searched trials (baselines until there are some)."""
+        searched = [d for b, d in self.durations if b is None]
+        recent = (searched or [d for _, d in self.durations])[-3:]
+        if not recent:
             return None
         remaining = max(0, self.r.n_trials - count_done(self.study))
-        return remaining * sum(self.durations) / len(self.durations)
+        return remaining * sum(recent) / len(recent)
 
     def _export(self) -> tuple[tuple[Path, ...], str]:
         self.reporter.phase(-1, "export")
