@@ -224,6 +224,10 @@ class _Daemon:
         trial.set_user_attr("finetune_steps", outcome.steps_done)
         trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])
         trial.set_user_attr("notes", list(outcome.notes))
+        # Optuna 5's per-trial constraints (stored as system attributes "constraints:<key>"): the TPE
+        # sampler scores a trial's infeasibility as the sum of its positive values and models
+        # infeasible trials as "bad"; NSGA-II uses constrained domination; best_trials and our
+        # Pareto export keep only trials whose values are all <= 0.
         for key, value in outcome.constraints.items():
             trial.set_constraint(key, value)
         plan_file = scratch / f"plan-trial-{trial.number}.json"

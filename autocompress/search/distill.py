@@ -34,7 +34,6 @@ from autocompress.compress.losses import (
 
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw
 from autocompress.models.gpt_sovits.data import ExperimentFolder, GPTSample, gpt_collate
-from autocompress.models.gpt_sovits.modules import sequence_mask
 from autocompress.models.gpt_sovits.text import phones_to_ids
 from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, Voice
 
