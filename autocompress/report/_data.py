@@ -12,7 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import StoreError
-from autocompress.schedule._front import feasible_front, is_feasible
+from autocompress.schedule._front import direction_names
+from autocompress.search.pareto import feasible_front, is_feasible
 
 DEFAULT_NAMES = ("quality", "latency", "memory")
 
@@ -71,7 +72,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
         raise StoreError(f"no study named {study_name!r} in {storage}") from e
     trials = study.get_trials(deepcopy=False)
     names = tuple(study.metric_names or DEFAULT_NAMES[: len(study.directions)])
-    front = {t.number for t in feasible_front(trials, study.directions)}
+    front = {t.number for t in feasible_front(trials, direction_names(study))}
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     points = [
         TrialPoint(

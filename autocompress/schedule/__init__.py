@@ -30,7 +30,6 @@ from autocompress.schedule._core import (
 from autocompress.schedule._front import (
     FrontSignature,
     export_if_changed,
-    feasible_front,
     front_signature,
     switch_latest,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "daemon_loop",
     "due_schedules",
     "export_if_changed",
-    "feasible_front",
     "front_signature",
     "history",
     "install_crontab",

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import optuna
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from autocompress.exceptions import SearchError
+from autocompress.search.pareto import feasible_front
 
 DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
 
@@ -44,28 +45,6 @@ def study_of(args: Sequence[str]) -> tuple[str, str | None]:
     return _flag(args, "--storage") or DEFAULT_STORAGE, _flag(args, "--study")
 
 
-def is_feasible(t: FrozenTrial) -> bool:
-    return all(v <= 0.0 for v in t.constraints.values())
-
-
-def _dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[StudyDirection]) -> bool:
-    better = False
-    for x, y, d in zip(a, b, directions):
-        if d == StudyDirection.MAXIMIZE:
-            x, y = -x, -y
-        if x > y:
-            return False
-        if x < y:
-            better = True
-    return better
-
-
-def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
-    """Completed, feasible trials that no other feasible trial dominates."""
-    ok = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
-    return [t for t in ok if not any(_dominates(o.values, t.values, directions) for o in ok if o is not t)]
-
-
 def front_signature(storage: str, study_name: str | None) -> FrontSignature:
     if study_name is None:
         return FrontSignature(0, frozenset())
@@ -75,7 +54,11 @@ def front_signature(storage: str, study_name: str | None) -> FrontSignature:
         return FrontSignature(0, frozenset())
     trials = study.get_trials(deepcopy=False)
     n = sum(t.state == TrialState.COMPLETE for t in trials)
-    return FrontSignature(n, frozenset(t.number for t in feasible_front(trials, study.directions)))
+    return FrontSignature(n, frozenset(t.number for t in feasible_front(trials, direction_names(study))))
+
+
+def direction_names(study: optuna.Study) -> list[str]:
+    return ["maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
 
 
 # Writes the bundles of a study's feasible front into a folder; returns the bundle paths.

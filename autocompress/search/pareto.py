@@ -52,10 +52,10 @@ def is_feasible(trial: FrozenTrial) -> bool:
     return all(v <= 0.0 for v in trial.constraints.values())
 
 
-def feasible_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DIRECTIONS) -> list[FrozenTrial]:
     """Completed, feasible trials no other completed feasible trial dominates, by number."""
     ok = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
-    return [t for t in ok if not any(dominates(o.values, t.values) for o in ok if o is not t)]
+    return [t for t in ok if not any(dominates(o.values, t.values, directions) for o in ok if o is not t)]
 
 
 def mark_pareto(rows: Sequence[TrialRow]) -> tuple[TrialRow, ...]:
