@@ -146,14 +146,23 @@ def find_bundles(export_dir: Path) -> list[BundleRow]:
         metrics = m.get("metrics", [])
         if isinstance(metrics, dict):
             metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
-        precisions = m.get("precision") or m.get("precisions") or {}
+        modules = m.get("modules") or {}
+        precisions = {g: str(v.get("used", "")) for g, v in modules.items() if isinstance(v, dict)}
+        target = m.get("target", "")
+        trial = m.get("trial")
+        trial_json = manifest.parent / "trial.json"
+        if trial is None and trial_json.exists():
+            try:
+                trial = json.loads(trial_json.read_text()).get("trial")
+            except (OSError, json.JSONDecodeError):
+                trial = None
         rows.append(
             BundleRow(
                 path=manifest.parent,
-                trial=m.get("trial"),
-                target=str(m.get("target", "")),
-                metrics=list(metrics),
-                precisions={str(k): str(v) for k, v in precisions.items()} if isinstance(precisions, dict) else {},
+                trial=trial if isinstance(trial, int) else None,
+                target=str(target.get("name", "")) if isinstance(target, dict) else str(target),
+                metrics=[x for x in metrics if isinstance(x, dict)],
+                precisions=precisions,
                 samples=sorted(manifest.parent.rglob("*.wav"))[:3],
             )
         )

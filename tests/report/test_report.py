@@ -64,13 +64,15 @@ def _bundle(root: Path) -> Path:
     b = root / "trial-2"
     b.mkdir(parents=True)
     (b / "manifest.json").write_text(json.dumps({
-        "target": "rtx3060", "trial": 2, "precision": {"dec": "int8", "gpt": "int8"},
+        "target": {"name": "rtx3060"},
+        "modules": {"dec": {"requested": "int4", "used": "int8"}, "gpt": {"requested": "int8", "used": "int8"}},
         "metrics": [
             {"name": "latency", "value": 12.0, "unit": "ms", "kind": "projected", "device": "rtx3060"},
             {"name": "decode_rtf", "value": 0.2, "unit": "", "kind": "measured", "device": "cpu"},
         ],
     }))
     t = np.arange(16000) / 32000
+    (b / "trial.json").write_text(json.dumps({"trial": 2}))
     sf.write(b / "sample_0.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
     teacher = root / "teacher"
     teacher.mkdir()
@@ -88,6 +90,8 @@ def test_report_has_one_point_per_finished_trial_in_each_plot(study_url, tmp_pat
     assert len(ids) == 2 * len(data.points)  # quality vs latency, quality vs memory
     assert "projected for rtx3060" in page and "measured on cpu" in page
     assert page.count("<audio") == 2
+    (bundle,) = data.bundles
+    assert bundle.trial == 2 and bundle.target == "rtx3060" and bundle.precisions == {"dec": "int8", "gpt": "int8"}
 
 
 def test_sensitivity_tracks_quality_per_setting(study_url):
