@@ -17,7 +17,6 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from autocompress.exceptions import SearchError
-from autocompress.search.pareto import feasible_front
 
 DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
 
@@ -46,6 +45,8 @@ def study_of(args: Sequence[str]) -> tuple[str, str | None]:
 
 
 def front_signature(storage: str, study_name: str | None) -> FrontSignature:
+    from autocompress.search.pareto import feasible_front  # imported here: the CLI stays torch-free
+
     if study_name is None:
         return FrontSignature(0, frozenset())
     try:
