@@ -1,8 +1,9 @@
 """Bundle variants vs the fp32 PyTorch teacher, full-size GPT-SoVITS v2, same machine, same run.
 
 Builds the v2 architecture with random weights (speed and size do not depend on the values),
-exports it once and writes bundle variants, then measures every variant and the teacher in a
-fresh subprocess each (so peak memory is that variant's own):
+exports it once and writes bundle variants, then times every variant and the teacher in one
+process, interleaved round by round (medians), and measures peak memory in a fresh subprocess
+per variant:
 
 - GPT decode, ms per token (steps after the prefill; EOS banned so every run is N tokens)
 - GPT prefill, ms
@@ -106,101 +107,130 @@ def build(out: Path, exporter: str, tokens: int, threads: int, variants: list[st
     return built
 
 
-# --------------------------------------------------------------------------- measure (subprocess)
+# --------------------------------------------------------------------------- measure
 
 
-def _peak_rss_mb() -> float:
+class _Subject:
+    """One thing to time: ``gpt()`` -> (prefill s, s per token), ``sovits(n_codes)`` -> s."""
+
+    seconds_per_code = 1280 / 32000
+
+
+class _TorchTeacher(_Subject):
+    def __init__(self, out: Path, threads: int, tokens: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        voice = _voice()
+        state = torch.load(out / "teacher.pt", weights_only=True)
+        voice.gpt.load_state_dict(state["gpt"])
+        voice.sovits.load_state_dict(state["sovits"])
+        self.torch, self.gpt_model, self.sovits_model, self.tokens = torch, voice.gpt, voice.sovits, tokens
+        item = _inputs()[0]
+        self.phones = torch.from_numpy(item.phones)[None]
+        self.bert = torch.from_numpy(item.bert_features())[None]
+        self.prompt = torch.from_numpy(item.prompt_codes)[None]
+        self.text = torch.from_numpy(item.text)[None]
+        self.refer = torch.from_numpy(item.ref_spec)[None]
+        self.codes = torch.randint(0, 1024, (1, 1, SOVITS_CODES), generator=torch.Generator().manual_seed(1))
+        self.bytes = float(
+            sum(t.numel() * t.element_size() for m in (voice.gpt, voice.sovits) for t in m.state_dict().values())
+        )
+
+    def gpt(self) -> tuple[float, float]:
+        gpt, eos = self.gpt_model, self.gpt_model.config.eos
+        with self.torch.no_grad():
+            t0 = time.perf_counter()
+            logits, cache = gpt.prefill(self.phones, self.bert, self.prompt, self.phones.shape[1] + self.prompt.shape[1] + self.tokens)
+            t1 = time.perf_counter()
+            for _ in range(self.tokens):
+                logits = gpt.decode_step(logits[:, :eos].argmax(-1, keepdim=True), cache, cache.length)
+            t2 = time.perf_counter()
+        return t1 - t0, (t2 - t1) / self.tokens
+
+    def sovits(self, n_codes: int) -> float:
+        with self.torch.no_grad():
+            t0 = time.perf_counter()
+            self.sovits_model.decode(self.codes[..., :n_codes], self.text, self.refer, noise_scale=0.5)
+            return time.perf_counter() - t0
+
+
+class _Bundle(_Subject):
+    def __init__(self, folder: Path, threads: int, tokens: int) -> None:
+        from autocompress.runtime import BundleRunner, SamplingConfig
+
+        self.runner = BundleRunner(folder, prefer_gpu=False, threads=threads)
+        self.item = _inputs()[0]
+        self.greedy = SamplingConfig(top_k=1, eos_ban_steps=tokens + 1)  # never stop early
+        self.codes = np.random.default_rng(1).integers(0, 1024, SOVITS_CODES)
+        self.tokens = tokens
+
+    def gpt(self) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        self.runner.generate(self.item, self.greedy, max_new_tokens=1)
+        t1 = time.perf_counter()
+        out = self.runner.generate(self.item, self.greedy, max_new_tokens=self.tokens + 1)
+        t2 = time.perf_counter()
+        assert out.tokens.size == self.tokens + 1
+        return t1 - t0, ((t2 - t1) - (t1 - t0)) / self.tokens
+
+    def sovits(self, n_codes: int) -> float:
+        self.runner._styles.clear()  # time the style graph too, as the teacher's decode does
+        t0 = time.perf_counter()
+        self.runner.vocode(self.codes[:n_codes], self.item.text, self.runner.style(self.item.ref_spec), 0.5)
+        return time.perf_counter() - t0
+
+
+def time_all(out: Path, names: list[str], threads: int, tokens: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Time every subject in one process, interleaved round by round (medians per subject).
+
+    Interleaving spreads changes of the machine's load over all subjects alike.
+    """
+    subjects: dict[str, _Subject] = {"torch-fp32": _TorchTeacher(out, threads, tokens)}
+    subjects.update({name: _Bundle(out / name, threads, tokens) for name in names})
+    samples: dict[str, dict[str, list[float]]] = {n: {"prefill": [], "token": [], "sovits": [], "sovits_e2e": []} for n in subjects}
+    for subject in subjects.values():  # warm-up
+        subject.gpt()
+        subject.sovits(SOVITS_CODES)
+    order = list(subjects)
+    for r in range(rounds):
+        for name in order[r % len(order):] + order[: r % len(order)]:
+            subject = subjects[name]
+            prefill, per_token = subject.gpt()
+            samples[name]["prefill"].append(prefill)
+            samples[name]["token"].append(per_token)
+            samples[name]["sovits"].append(subject.sovits(SOVITS_CODES))
+            samples[name]["sovits_e2e"].append(subject.sovits(tokens))
+    results = {}
+    for name, s in samples.items():
+        med = {k: statistics.median(v) for k, v in s.items()}
+        audio_s = tokens * _Subject.seconds_per_code
+        results[name] = {
+            "gpt_ms_per_token": 1000 * med["token"],
+            "gpt_prefill_ms": 1000 * med["prefill"],
+            "sovits_rtf": med["sovits"] / (SOVITS_CODES * _Subject.seconds_per_code),
+            "e2e_rtf": (med["prefill"] + tokens * med["token"] + med["sovits_e2e"]) / audio_s,
+        }
+    results["torch-fp32"]["bytes"] = subjects["torch-fp32"].bytes  # type: ignore[attr-defined]
+    return results
+
+
+def peak_memory(out: Path, name: str, threads: int, tokens: int) -> float:
+    """Peak RSS (MB) of a fresh process that loads one subject and synthesises once."""
+    subject = _TorchTeacher(out, threads, tokens) if name == "torch-fp32" else _Bundle(out / name, threads, tokens)
+    subject.gpt()
+    subject.sovits(tokens)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def measure_torch(out: Path, threads: int, tokens: int, repeats: int) -> dict[str, float]:
-    import torch
-
-    torch.set_num_threads(threads)
-    voice = _voice()
-    state = torch.load(out / "teacher.pt", weights_only=True)
-    voice.gpt.load_state_dict(state["gpt"])
-    voice.sovits.load_state_dict(state["sovits"])
-    gpt, sovits = voice.gpt, voice.sovits
-    item = _inputs()[0]
-    phones = torch.from_numpy(item.phones)[None]
-    bert = torch.from_numpy(item.bert_features())[None]
-    prompt = torch.from_numpy(item.prompt_codes)[None]
-    eos = gpt.config.eos
-
-    def run_gpt() -> tuple[float, float]:
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            logits, cache = gpt.prefill(phones, bert, prompt, phones.shape[1] + prompt.shape[1] + tokens)
-            t1 = time.perf_counter()
-            for _ in range(tokens):
-                token = logits[:, :eos].argmax(-1, keepdim=True)
-                logits = gpt.decode_step(token, cache, cache.length)
-            t2 = time.perf_counter()
-        return t1 - t0, (t2 - t1) / tokens
-
-    codes = torch.randint(0, 1024, (1, 1, SOVITS_CODES), generator=torch.Generator().manual_seed(1))
-    text = torch.from_numpy(item.text)[None]
-    refer = torch.from_numpy(item.ref_spec)[None]
-
-    def run_sovits(n_codes: int) -> float:
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            sovits.decode(codes[..., :n_codes], text, refer, noise_scale=0.5)
-            return time.perf_counter() - t0
-
-    return _summarise(run_gpt, run_sovits, tokens, repeats, sovits.config.samples_per_frame * 2 / 32000) | {
-        "bytes": float(
-            sum(t.numel() * t.element_size() for m in (gpt, sovits) for t in m.state_dict().values())
-        ),
-    }
-
-
-def measure_bundle(folder: Path, threads: int, tokens: int, repeats: int) -> dict[str, float]:
-    from autocompress.runtime import BundleRunner, SamplingConfig
-
-    runner = BundleRunner(folder, prefer_gpu=False, threads=threads)
-    item = _inputs()[0]
-    greedy = SamplingConfig(top_k=1, eos_ban_steps=tokens + 1)  # never stop early
-    rng_codes = np.random.default_rng(1).integers(0, 1024, SOVITS_CODES)
-
-    def run_gpt() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        runner.generate(item, greedy, max_new_tokens=1)
-        t1 = time.perf_counter()
-        out = runner.generate(item, greedy, max_new_tokens=tokens + 1)
-        t2 = time.perf_counter()
-        assert out.tokens.size == tokens + 1
-        return t1 - t0, ((t2 - t1) - (t1 - t0)) / tokens
-
-    def run_sovits(n_codes: int) -> float:
-        runner._styles.clear()  # time the style graph too, as the teacher's decode does
-        t0 = time.perf_counter()
-        runner.vocode(rng_codes[:n_codes], item.text, runner.style(item.ref_spec), 0.5)
-        return time.perf_counter() - t0
-
-    return _summarise(run_gpt, run_sovits, tokens, repeats, runner.samples_per_code / runner.sampling_rate)
-
-
-def _summarise(run_gpt, run_sovits, tokens: int, repeats: int, seconds_per_code: float) -> dict[str, float]:  # noqa: ANN001
-    run_gpt()
-    run_sovits(SOVITS_CODES)  # warm-up
-    gpt = [run_gpt() for _ in range(repeats)]
-    prefill_s = statistics.median(g[0] for g in gpt)
-    per_token_s = statistics.median(g[1] for g in gpt)
-    sovits_s = statistics.median(run_sovits(SOVITS_CODES) for _ in range(repeats))
-    e2e_sovits_s = statistics.median(run_sovits(tokens) for _ in range(max(1, repeats // 2)))
-    audio_s = tokens * seconds_per_code
-    return {
-        "gpt_ms_per_token": 1000 * per_token_s,
-        "gpt_prefill_ms": 1000 * prefill_s,
-        "sovits_rtf": sovits_s / (SOVITS_CODES * seconds_per_code),
-        "e2e_rtf": (prefill_s + tokens * per_token_s + e2e_sovits_s) / audio_s,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+def _child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"measurement {args[1:3]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- report
@@ -235,19 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exporter", default="dynamo", choices=("dynamo", "legacy"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--skip-build", action="store_true", help="reuse bundles already in --out")
-    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement subprocess
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: peak memory of one subject
+    parser.add_argument("--time-all", action="store_true", help=argparse.SUPPRESS)  # internal: timing process
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="export-bench."))
 
-    if args.measure:
-        if args.measure == "torch-fp32":
-            result = measure_torch(out, args.threads, args.tokens, args.repeats)
-        else:
-            result = measure_bundle(out / args.measure, args.threads, args.tokens, args.repeats)
-        print(json.dumps(result))
+    if args.measure:  # one fresh process per subject, for its peak memory
+        print(json.dumps({"peak_rss_mb": peak_memory(out, args.measure, args.threads, args.tokens)}))
+        return 0
+    if args.time_all:
+        print(json.dumps(time_all(out, args.variants, args.threads, args.tokens, args.rounds)))
         return 0
 
     built = {} if args.skip_build else build(out, args.exporter, args.tokens, args.threads, args.variants)
@@ -255,18 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         built = json.loads((out / "built.json").read_text())
     else:
         (out / "built.json").write_text(json.dumps(built))
-    results = {}
-    for name in ["torch-fp32", *args.variants]:
-        cmd = [sys.executable, __file__, "--measure", name, "--out", str(out), "--threads", str(args.threads),
-               "--tokens", str(args.tokens), "--repeats", str(args.repeats)]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            print(f"{name}: measurement failed:\n{proc.stderr[-2000:]}")
-            continue
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    common = ["--out", str(out), "--threads", str(args.threads), "--tokens", str(args.tokens)]
+    timing = _child([__file__, "--time-all", "--rounds", str(args.rounds), "--variants", *args.variants, *common])
+    results = {name: timing[name] for name in ["torch-fp32", *args.variants]}
+    for name in results:
+        results[name].update(_child([__file__, "--measure", name, *common]))
         if name != "torch-fp32":
             results[name]["bytes"] = built[name]["bytes"]
-        print(f"measured {name}: {results[name]}")
     report(results, built)
     print(f"\nwork folder: {out}")
     return 0

@@ -586,7 +586,7 @@ def _write_readme(folder: Path, manifest: Manifest, out_dir: Path) -> None:
         title=f"Voice bundle `{out_dir.name}`",
         version=__version__,
         target=manifest.target.get("name", "none"),
-        folder=out_dir,
+        folder=out_dir.name,
         graph_rows=rows,
         fallback_text=fallback_text,
         upstream_text=upstream_text,

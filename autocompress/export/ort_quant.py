@@ -292,7 +292,7 @@ def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str])
         shape = [1] * w.ndim
         shape[axis] = -1
         q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
-        q_init = helper.make_tensor(wname + "_q", TensorProto.INT4, q.shape, q.flatten().tolist())
+        q_init = helper.make_tensor(wname + "_q", TensorProto.INT4, q.shape, _pack_int4(q), raw=True)
         s_init = numpy_helper.from_array(scale, wname + "_scale")
         model.graph.initializer.remove(inits[wname])
         model.graph.initializer.extend([q_init, s_init])
@@ -308,6 +308,15 @@ def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str])
         if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
     return count
+
+
+def _pack_int4(q: np.ndarray) -> bytes:
+    """ONNX INT4 raw data: two's-complement nibbles, two per byte, the first in the low half."""
+    flat = q.reshape(-1).astype(np.int8)
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, dtype=np.int8)])
+    nibbles = (flat & 0x0F).astype(np.uint8)
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
 
 
 __all__ = ["NBITS_ACCURACY_LEVEL", "NBITS_BLOCK", "WEIGHT_OPS", "node_scope", "nodes_in_scopes", "quantize_graph"]
