@@ -76,6 +76,7 @@ SYMBOLS_FILE = "symbols.json"
 SAMPLES_DIR = "samples"
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
+NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
 _MAX_E2E_ROUNDS = 8  # end-to-end fallbacks before giving up (there are at most 4 rungs x 4 groups)
 
 
@@ -465,7 +466,7 @@ def _end_to_end(
     for i, item in enumerate(inputs):
         tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
         want = refs.gpt_codes[i]
-        exact = exact and np.array_equal(tokens, want)
+        exact = exact and _same_greedy_codes(want, tokens, refs.gpt_gaps[i])
         matches.append(_prefix_match(want, tokens))
         wav = runner.vocode(refs.codes[i], item.text, runner.style(item.ref_spec), refs.noise_scale, noise=refs.noise[i])
         ref = refs.wavs[i].astype(np.float64)
@@ -479,8 +480,8 @@ def _end_to_end(
     figures = {"e2e_wav_snr_db": wav_snr, "gpt_greedy_prefix_match": float(np.mean(matches))}
     failure = None
     if choices["gpt"].used == "fp32" and not exact:
-        failure = "greedy GPT codes from the fp32 bundle differ from torch's"
-    elif wav_snr < floor:
+        raise ExportError("greedy GPT codes from the fp32 graphs differ from torch's; an exporter problem")
+    if wav_snr < floor:
         failure = f"SoVITS chain waveform SNR {wav_snr:.1f} dB < floor {floor:g} dB (lowest precision {lowest})"
     checks.append(
         {
@@ -495,6 +496,16 @@ def _end_to_end(
         }
     )
     return failure, figures
+
+
+def _same_greedy_codes(want: np.ndarray, got: np.ndarray, gaps: np.ndarray) -> bool:
+    """Equal codes, or codes that part where torch's own choice was a near tie (margin < 1e-4)."""
+    if np.array_equal(want, got):
+        return True
+    n = min(want.size, got.size)
+    diff = np.nonzero(want[:n] != got[:n])[0]
+    step = int(diff[0]) if diff.size else n  # the first step whose outcome differs
+    return step < gaps.size and float(gaps[step]) < NEAR_TIE
 
 
 def _prefix_match(want: np.ndarray, got: np.ndarray) -> float:

@@ -141,6 +141,8 @@ class References:
     Attributes:
         cases: graph name -> feeds and torch outputs.
         gpt_codes: per eval input, torch's greedy codes (``Text2SemanticGPT.generate``, top_k=1).
+        gpt_gaps: per eval input and step, the margin of the greedy choice (top-1 minus top-2
+            of the penalised logits): where it is tiny, float rounding may pick the other code.
         codes: the codes the SoVITS references use: ``gpt_codes``, or the prompt codes
             where the GPT stopped at once.
         noise: per eval input, the prior noise used for the SoVITS references.
@@ -150,6 +152,7 @@ class References:
 
     cases: dict[str, GraphCase]
     gpt_codes: list[np.ndarray]
+    gpt_gaps: list[np.ndarray]
     codes: list[np.ndarray]
     noise: list[np.ndarray]
     wavs: list[np.ndarray]
@@ -171,14 +174,17 @@ def reference_runs(
     prefill, decode = GPTPrefillGraph(gpt).eval(), GPTDecodeGraph(gpt).eval()
     style, prior, flow, dec = StyleGraph(sovits), PriorGraph(sovits), FlowGraph(sovits), DecoderGraph(sovits)
     rng = np.random.default_rng(seed)
-    gpt_codes, all_codes, all_noise, wavs = [], [], [], []
+    gpt_codes, gaps, all_codes, all_noise, wavs = [], [], [], [], []
     for item in inputs:
         phones, bert, prompt = _gpt_inputs(item)
         _record(cases["gpt_prefill"], {"phones": phones, "bert": bert, "prompt": prompt}, prefill)
         _record_decode_steps(cases["gpt_decode"], decode, prefill(phones, bert, prompt), prompt, gpt.config.eos)
-        codes = gpt.generate(phones, bert, prompt, top_k=1, repetition_penalty=repetition_penalty,
-                             max_new_tokens=max_new_tokens)[0]  # fmt: skip
+        run = gpt.generate_detailed(
+            phones, bert, prompt, top_k=1, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens
+        )
+        codes = run.tokens[0]
         gpt_codes.append(codes.numpy().astype(np.int64))
+        gaps.append(_top2_gaps(run.logits_decision))
         codes = codes if codes.numel() else prompt[0]  # SoVITS needs some codes to check
         all_codes.append(codes.numpy().astype(np.int64))
 
@@ -192,7 +198,14 @@ def reference_runs(
         (wav,) = _record(cases["dec"], {"z": z, "ge": ge}, dec)
         all_noise.append(noise.numpy())
         wavs.append(wav.reshape(-1).numpy())
-    return References(cases, gpt_codes, all_codes, all_noise, wavs, noise_scale)
+    return References(cases, gpt_codes, gaps, all_codes, all_noise, wavs, noise_scale)
+
+
+def _top2_gaps(decision_logits: Tensor) -> np.ndarray:
+    """Per step, top-1 minus top-2 of the logits the greedy choice saw (NaN columns = banned)."""
+    logits = torch.nan_to_num(decision_logits.float(), nan=-torch.inf)  # [steps, V]
+    top2 = logits.topk(2, dim=-1).values
+    return (top2[:, 0] - top2[:, 1]).numpy()
 
 
 def _record(case: GraphCase, feeds: dict[str, Tensor], module: nn.Module) -> tuple[Tensor, ...]:
