@@ -16,9 +16,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from croniter import croniter
 from sqlalchemy import delete, select, update
@@ -304,16 +303,3 @@ def run_due(
         if record is not None:
             done.append(record)
     return done
-
-
-def split_cli_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split ``[opts..., '--', run_search args...]`` at the first ``--``."""
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1 :]
-    return argv, []
-
-
-def default_storage() -> str:
-    return "sqlite:///" + str(Path("db") / "autocompress.db")
