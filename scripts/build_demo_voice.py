@@ -72,13 +72,17 @@ from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
 from autocompress.models.gpt_sovits.text import english_to_phones, normalize_english, phones_to_ids  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
+    CODEBOOK_PREFIX,
     SoVITSLossWeights,
     codebook_state,
     gpt_loss,
     init_ssl_proj_pair_mean_,
     kmeans,
+    discriminator_loss,
+    sovits_decode_losses,
     sovits_generator_losses,
 )
+from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
 from autocompress.models.gpt_sovits.standin import STANDIN_SAMPLE_RATE, standin_features  # noqa: E402
 
 log = logging.getLogger("build_demo_voice")
@@ -100,7 +104,7 @@ class BuildSize:
     ship_eval: int  # held-out utterances shipped in the assets
 
 
-FULL = BuildSize(n_sentences=440, n_eval=40, ship_train=40, ship_eval=8)
+FULL = BuildSize(n_sentences=1600, n_eval=40, ship_train=40, ship_eval=8)
 MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1)
 
 
@@ -313,13 +317,21 @@ def load_phones(work: Path) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- codebook + codes
 
 
-def stage_codebook(work: Path, micro: bool, seed: int) -> None:
-    """Fit the frozen quantizer (k-means on pair-mean ssl_proj outputs) and write semantic codes."""
+def stage_codebook(work: Path, micro: bool, seed: int, init_from: Path | None = None) -> None:
+    """Fit the frozen quantizer (k-means on pair-mean ssl_proj outputs) and write semantic codes.
+
+    With ``init_from`` the codebook is the one of that folder's SoVITS instead (training that
+    continues from a shipped voice must keep its codes).
+    """
     out = work / "codebook.pt"
     cfg = sovits_config(micro)
     model = SynthesizerTrn(cfg, include_enc_q=False)
     init_ssl_proj_pair_mean_(model.ssl_proj)
     utts = load_utterances(work)
+    if not out.exists() and init_from is not None:
+        shipped = load_sovits(init_from / DEMO_SOVITS).state_dict()
+        torch.save({k: v.float() for k, v in shipped.items() if k.startswith(CODEBOOK_PREFIX)}, out)
+        log.info("codebook: taken from %s", init_from / DEMO_SOVITS)
     if not out.exists():
         vectors = []
         with torch.no_grad():
@@ -461,21 +473,56 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
     return p, p_len, c, c_len
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How the teachers are trained (VOICE.md records the recipe that actually ran)."""
+
+    sovits_objective: str = "decode"  # "decode": the inference path itself; "vits": posterior + KL
+    discriminator: str = "light"  # "none", or "light": LIGHT_PERIOD_CHANNELS without the scale branch
+    init_from: Path | None = None  # start new training state from the checkpoints in this folder
+    gpt_batch: int = 16
+    max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
+
+
+def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
+    """Right-padded inputs of :func:`sovits_decode_losses`: codes, phones, own reference, audio."""
+    b = len(items)
+    c_len = torch.tensor([it.codes.numel() for it in items])
+    t_len = torch.tensor([it.phones.numel() for it in items])
+    r_len = torch.tensor([it.spec.shape[1] for it in items])
+    codes = torch.zeros(b, int(c_len.max()), dtype=torch.long)
+    text = torch.zeros(b, int(t_len.max()), dtype=torch.long)
+    refer = torch.zeros(b, items[0].spec.shape[0], int(r_len.max()))
+    wav = torch.zeros(b, 1, 2 * int(c_len.max()) * hop)
+    for i, it in enumerate(items):
+        codes[i, : it.codes.numel()] = it.codes
+        text[i, : it.phones.numel()] = it.phones
+        refer[i, :, : it.spec.shape[1]] = it.spec
+        n = min(it.wav.numel(), wav.shape[-1])
+        wav[i, 0, :n] = it.wav[:n]
+    return codes, c_len, text, t_len, refer, r_len, wav
+
+
 class Trainer:
     """Resumable training of one teacher model (state in ``work/train/<kind>_state.pt``)."""
 
-    def __init__(self, kind: str, work: Path, micro: bool, seed: int) -> None:
+    def __init__(self, kind: str, work: Path, micro: bool, seed: int, opts: TrainOptions = TrainOptions()) -> None:
         self.kind = kind
         self.work = work
+        self.opts = opts
         self.dir = work / "train"
         self.dir.mkdir(exist_ok=True)
         self.state_path = self.dir / f"{kind}_state.pt"
         self.best_path = self.dir / f"{kind}_best.pt"
         self.rng = random.Random(seed)
         torch.manual_seed(seed)
+        self.disc: torch.nn.Module | None = None
+        self.disc_optimizer: torch.optim.Optimizer | None = None
         if kind == "sovits":
+            if opts.sovits_objective not in ("decode", "vits"):
+                raise ConfigError(f"unknown SoVITS objective {opts.sovits_objective!r}; use 'decode' or 'vits'")
             self.config = sovits_config(micro)
-            self.model = SynthesizerTrn(self.config)
+            self.model = SynthesizerTrn(self.config, include_enc_q=opts.sovits_objective == "vits")
             init_ssl_proj_pair_mean_(self.model.ssl_proj)
             self.model.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
             for p in list(self.model.ssl_proj.parameters()):
@@ -483,24 +530,46 @@ class Trainer:
             params = [p for p in self.model.parameters() if p.requires_grad]
             self.optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.8, 0.99), eps=1e-9)
             self.batch_size = 2 if micro else 4
+            if opts.discriminator == "light":
+                self.disc = MultiPeriodDiscriminator(self.config, LIGHT_PERIOD_CHANNELS, include_scale=False)
+                self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=2e-4, betas=(0.8, 0.99), eps=1e-9)
+            elif opts.discriminator != "none":
+                raise ConfigError(f"unknown discriminator {opts.discriminator!r}; use 'light' or 'none'")
         else:
             self.config = gpt_config(micro)
             self.model = Text2SemanticGPT(self.config)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
-            self.batch_size = 2 if micro else 8
+            self.batch_size = 2 if micro else opts.gpt_batch
         self.step = 0
         self.best_eval = math.inf
         self.history: list[dict[str, float]] = []
+        self._mos = None
         if self.state_path.exists():
             self._load()
+        elif opts.init_from is not None:
+            self._init_from(opts.init_from)
         self.train_items = load_items(work, "train")
         self.eval_items = load_items(work, "eval", limit=8)
         self.weights = SoVITSLossWeights()
+
+    def _init_from(self, assets: Path) -> None:
+        """Start from a shipped checkpoint (upstream format) instead of random weights."""
+        if self.kind == "sovits":
+            shipped = load_sovits(assets / DEMO_SOVITS)
+            missing, unexpected = self.model.load_state_dict(shipped.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("enc_q.") for k in missing):
+                raise ConfigError(f"{assets / DEMO_SOVITS} does not fit the demo SoVITS config")
+        else:
+            self.model.load_state_dict(load_gpt(assets / DEMO_GPT).state_dict())
+        log.info("%s: initialised from %s", self.kind, assets)
 
     def _load(self) -> None:
         state = torch.load(self.state_path, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.disc is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.step = int(state["step"])
         self.best_eval = float(state["best_eval"])
         self.rng.seed(int(state["rng_seed"]))
@@ -509,35 +578,34 @@ class Trainer:
 
     def save(self) -> None:
         """Write the resumable state; also the best model so far by the held-out metric."""
-        metric = self.evaluate()
+        metrics = self.evaluate()
+        metric = metrics["select"]
         improved = metric < self.best_eval
         if improved:
             self.best_eval = metric
-            _atomic_save({"model": self.model.state_dict(), "step": self.step, "eval": metric,
+            _atomic_save({"model": self.model.state_dict(), "step": self.step, "eval": metric, "metrics": metrics,
                           "config": self.config.to_dict()}, self.best_path)
-        _atomic_save({
+        state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
             "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31), "config": self.config.to_dict(),
-        }, self.state_path)  # fmt: skip
+        }  # fmt: skip
+        if self.disc is not None:
+            state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict())
+        _atomic_save(state, self.state_path)
+        recent = self.history[-50:]
+        means = {k: sum(h.get(k, 0.0) for h in recent) / len(recent) for k in recent[0]} if recent else {}
         with (self.dir / f"{self.kind}_log.jsonl").open("a", encoding="utf-8") as f:
-            recent = self.history[-50:]
-            means = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0]} if recent else {}
-            f.write(json.dumps({"step": self.step, "time": time.time(), "eval": metric, "best": improved,
+            f.write(json.dumps({"step": self.step, "time": time.time(), **metrics, "best": improved,
                                 **{f"train_{k}": v for k, v in means.items()}}) + "\n")
-        log.info("%s: step %d eval %.4f%s train %s", self.kind, self.step, metric, " (best)" if improved else "",
+        log.info("%s: step %d eval %s%s train %s", self.kind, self.step,
+                 {k: round(v, 4) for k, v in metrics.items()}, " (best)" if improved else "",
                  {k: round(v, 3) for k, v in means.items()})
 
     def train_step(self) -> None:
         self.model.train()
         if self.kind == "sovits":
-            batch = sovits_batch(self.rng.sample(self.train_items, self.batch_size), self.config.hop_length)
-            ssl, spec, spec_len, wav, text, text_len = batch
-            loss, parts, _, _ = sovits_generator_losses(
-                self.model, ssl, spec, spec_len, wav, text, text_len, self.weights
-            )
-            self.optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
+            items = self.rng.sample(self.train_items, self.batch_size)
+            parts = self._sovits_step(items)
         else:
             groups = []
             for _ in range(self.batch_size):  # half the rows join two utterances (prompt + target)
@@ -552,26 +620,67 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
+            self.optimizer.step()
         self.step += 1
         self.history.append(parts)
 
+    def _sovits_step(self, items: list[Item]) -> dict[str, float]:
+        """One generator step (and one discriminator step when there is one)."""
+        if self.disc is not None:
+            self.disc.requires_grad_(False)  # the generator step needs no discriminator gradients
+        if self.opts.sovits_objective == "decode":
+            codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length)
+            noise = torch.rand(len(items)) * self.opts.max_noise_scale
+            loss, parts, o, y = sovits_decode_losses(
+                self.model, codes, c_len, text, t_len, refer, r_len, wav, self.weights, noise, self.disc
+            )
+        else:
+            ssl, spec, spec_len, wav, text, text_len = sovits_batch(items, self.config.hop_length)
+            loss, parts, o, y = sovits_generator_losses(
+                self.model, ssl, spec, spec_len, wav, text, text_len, self.weights, self.disc
+            )
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
+        self.optimizer.step()
+        if self.disc is not None:
+            self.disc.requires_grad_(True)
+            d_loss = discriminator_loss(self.disc, y, o)
+            self.disc_optimizer.zero_grad()
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 100.0)
+            self.disc_optimizer.step()
+            parts["disc"] = float(d_loss.detach())
+        return parts
+
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Held-out metric: SoVITS log-mel L1 of the decoded ground-truth codes; GPT cross-entropy."""
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics and ``select`` (lower is better) that picks the best model.
+
+        GPT: cross-entropy. SoVITS: log-mel L1 and DistillMOS of decoding the true codes at
+        noise scale 0; ``select`` is minus the DistillMOS (how it sounds, not how close the
+        mel is: an adversarial term trades a little mel L1 for less buzz).
+        """
         self.model.eval()
         if self.kind == "gpt":
             phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
-            return gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
-        total = 0.0
+            ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
+            return {"ce": ce, "select": ce}
+        if self._mos is None:
+            import distillmos
+
+            self._mos = distillmos.ConvTransformerSQAModel().eval()
+        mel_l1 = mos = 0.0
         cfg = self.config
         for it in self.eval_items:
             wav = self.model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
             n = min(wav.shape[-1], it.wav.numel())
             mel_hat = mel_spectrogram(wav[0, :, :n], cfg.filter_length, cfg.n_mel_channels)
             mel = mel_spectrogram(it.wav[None, :n], cfg.filter_length, cfg.n_mel_channels)
-            total += float(F.l1_loss(mel_hat, mel))
-        return total / len(self.eval_items)
+            mel_l1 += float(F.l1_loss(mel_hat, mel))
+            mos += float(self._mos(torchaudio.functional.resample(wav[0, :, :n], SAMPLE_RATE, 16000)))
+        n_items = len(self.eval_items)
+        return {"mel_l1": mel_l1 / n_items, "distillmos": mos / n_items, "select": -mos / n_items}
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -581,11 +690,12 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 
 def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
-                steps: int | None, minutes: float | None, save_every_s: float) -> None:
+                steps: int | None, minutes: float | None, save_every_s: float,
+                opts: TrainOptions = TrainOptions()) -> None:
     """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``."""
     if steps is None and minutes is None:
         raise ConfigError("training stages need --steps or --minutes (otherwise they never stop)")
-    trainers = [Trainer(kind, work, micro, seed) for kind in kinds]
+    trainers = [Trainer(kind, work, micro, seed, opts) for kind in kinds]
     start = time.time()
     last_save = start
     done = 0
@@ -612,7 +722,8 @@ def load_best(work: Path, kind: str) -> tuple[torch.nn.Module, dict]:
     """The best model so far of ``kind`` from ``work/train`` (fp32, eval mode)."""
     state = torch.load(work / "train" / f"{kind}_best.pt", weights_only=True)
     if kind == "sovits":
-        model: torch.nn.Module = SynthesizerTrn(SoVITSConfig.from_dict(state["config"]))
+        with_enc_q = any(k.startswith("enc_q.") for k in state["model"])
+        model: torch.nn.Module = SynthesizerTrn(SoVITSConfig.from_dict(state["config"]), include_enc_q=with_enc_q)
     else:
         model = Text2SemanticGPT(GPTConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
@@ -643,7 +754,7 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
             "utterances_eval": sum(u["split"] == "eval" for u in utts),
             "hours_train": round(sum(float(u["seconds"]) for u in utts if u["split"] == "train") / 3600, 3),
             "sovits_step": int(s_state["step"]),
-            "sovits_eval_mel_l1": round(float(s_state["eval"]), 4),
+            **{f"sovits_eval_{k}": round(float(v), 4) for k, v in s_state.get("metrics", {}).items() if k != "select"},
             "gpt_step": int(g_state["step"]),
             "gpt_eval_ce": round(float(g_state["eval"]), 4),
         },
@@ -853,6 +964,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-eval", type=int, default=16, help="held-out sentences scored by 'evaluate'")
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between resumable saves")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="folder with demo-sovits.pth / demo-gpt.ckpt to start new training state from "
+                        "(its codebook too); the shipped voice is --init-from autocompress/assets/demo")
+    p.add_argument("--sovits-objective", choices=("decode", "vits"), default="decode",
+                   help="decode: train the inference path (codes -> enc_p -> reverse flow -> dec, no enc_q); "
+                        "vits: upstream's posterior + flow + KL forward")
+    p.add_argument("--discriminator", choices=("light", "none"), default="light",
+                   help="adversarial training of SoVITS with a reduced period discriminator, or none")
+    p.add_argument("--gpt-batch", type=int, default=16, help="GPT rows per step")
     return p.parse_args(argv)
 
 
@@ -888,7 +1008,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
         elif stage == "features":
             stage_features(work)
         elif stage == "codebook":
-            stage_codebook(work, args.micro, args.seed)
+            stage_codebook(work, args.micro, args.seed, args.init_from)
         elif stage == "experiment":
             stage_experiment(work)
         elif stage == "ship":
@@ -897,7 +1017,11 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
             stage_evaluate(work, args.assets_dir, args.n_eval)
         elif stage in ("sovits", "gpt", "train"):
             kinds = ("sovits", "gpt") if stage == "train" else (stage,)
-            stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every)
+            opts = TrainOptions(
+                sovits_objective=args.sovits_objective, discriminator=args.discriminator,
+                init_from=args.init_from, gpt_batch=args.gpt_batch,
+            )  # fmt: skip
+            stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autocompress.exceptions import ConfigError, DataError
-from autocompress.models.gpt_sovits.audio import mel_spectrogram, spec_to_mel
+from autocompress.models.gpt_sovits.audio import mel_spectrogram
+from autocompress.models.gpt_sovits.config import SoVITSConfig
+from autocompress.models.gpt_sovits.modules import sequence_mask
 
 CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
 
@@ -209,26 +211,35 @@ def sovits_generator_losses(
         (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
     """
     out = model(ssl, spec, spec_lengths, text, text_lengths)
-    o, ids = out.o, out.ids_slice
-    cfg = model.config
-    hop = cfg.hop_length
-    seg_frames = o.shape[-1] // hop
-    y = slice_segments(wav, ids * hop, seg_frames * hop)  # [B, 1, S]
-    mel_kw = dict(sampling_rate=cfg.sampling_rate, n_fft=cfg.filter_length, n_mels=cfg.n_mel_channels)
-    y_mel = slice_segments(spec_to_mel(spec.float(), **mel_kw), ids, seg_frames)
-    y_hat_mel = mel_spectrogram(
-        o.squeeze(1).float(), cfg.filter_length, cfg.n_mel_channels, cfg.sampling_rate,
-        cfg.hop_length, cfg.win_length,
-    )
-    loss_mel = F.l1_loss(y_hat_mel, y_mel)
+    hop = model.config.hop_length
+    y = slice_segments(wav, out.ids_slice * hop, (out.o.shape[-1] // hop) * hop)  # [B, 1, S]
+    total, parts = waveform_losses(model.config, out.o, y, weights, discriminator)
     loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
+    total = total + weights.kl * loss_kl + out.commit_loss.float().mean()
+    parts["kl"] = loss_kl.item()
+    parts["total"] = total.item()
+    return total, parts, out.o, y
+
+
+def waveform_losses(
+    cfg: SoVITSConfig, o: Tensor, y: Tensor, weights: SoVITSLossWeights, discriminator: nn.Module | None = None
+) -> tuple[Tensor, dict[str, float]]:
+    """Generator loss of a generated slice ``o`` against the real slice ``y`` (both ``[B, 1, S]``).
+
+    Mel L1 (both mels computed from the waveforms), multi-resolution STFT, DC, and with a
+    discriminator least-squares adversarial plus feature-matching terms.
+    """
+    mel_kw = dict(
+        n_fft=cfg.filter_length, n_mels=cfg.n_mel_channels, sampling_rate=cfg.sampling_rate,
+        hop_length=cfg.hop_length, win_length=cfg.win_length,
+    )  # fmt: skip
+    loss_mel = F.l1_loss(mel_spectrogram(o.squeeze(1).float(), **mel_kw), mel_spectrogram(y.squeeze(1).float(), **mel_kw))
     loss_stft = multi_resolution_stft_loss(o, y)
     loss_dc = F.l1_loss(o.float().mean(-1), y.float().mean(-1))
-    total = weights.mel * loss_mel + weights.kl * loss_kl + weights.stft * loss_stft + weights.dc * loss_dc
-    total = total + out.commit_loss.float().mean()
-    parts = {"mel": loss_mel.item(), "kl": loss_kl.item(), "stft": loss_stft.item(), "dc": loss_dc.item()}
+    total = weights.mel * loss_mel + weights.stft * loss_stft + weights.dc * loss_dc
+    parts = {"mel": loss_mel.item(), "stft": loss_stft.item(), "dc": loss_dc.item()}
     if discriminator is not None:
-        real_out, fake_out, real_maps, fake_maps = discriminator(y, o)
+        _, fake_out, real_maps, fake_maps = discriminator(y, o)
         adv = sum(torch.mean((1.0 - d.float()) ** 2) for d in fake_out)
         fm = sum(
             torch.mean(torch.abs(r.detach().float() - g.float()))
@@ -237,6 +248,58 @@ def sovits_generator_losses(
         )
         total = total + weights.adv * (adv + 2.0 * fm)
         parts.update(adv=float(adv.detach()), fm=float(fm.detach()))
+    return total, parts
+
+
+def sovits_decode_losses(
+    model: nn.Module,
+    codes: Tensor,
+    codes_lengths: Tensor,
+    text: Tensor,
+    text_lengths: Tensor,
+    refer: Tensor,
+    refer_lengths: Tensor,
+    wav: Tensor,
+    weights: SoVITSLossWeights,
+    noise_scale: Tensor | None = None,
+    discriminator: nn.Module | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, float], Tensor, Tensor]:
+    """Generator loss of the inference path itself: codes -> enc_p -> reverse flow -> dec.
+
+    This is what ``decode`` computes (batched, with masks), so it trains exactly the model
+    that synthesizes; it needs no posterior encoder. Each row may draw its prior sample at
+    its own ``noise_scale`` (``[B]``; None = 0, deterministic).
+
+    Args:
+        codes: semantic codes ``[B, Tc]`` at 25 Hz (right-padded); ``codes_lengths`` ``[B]``.
+        text: phone ids ``[B, Tt]``; ``text_lengths`` ``[B]``.
+        refer: reference spectrograms ``[B, spec_bins, Tr]``; ``refer_lengths`` ``[B]``.
+        wav: ``[B, 1, N]`` at 32 kHz, frame ``t`` of the latent covering ``wav[t*hop:(t+1)*hop]``.
+        weights: loss weights (``kl`` is unused: there is no posterior).
+
+    Returns:
+        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
+    """
+    cfg = model.config
+    if cfg.semantic_frame_rate != "25hz":
+        raise ConfigError("sovits_decode_losses expects 25 Hz semantic codes")
+    ref_mask = sequence_mask(refer_lengths, refer.size(2)).unsqueeze(1).to(refer.dtype)
+    ge = model.ref_enc(refer[:, : cfg.ref_bins] * ref_mask, ref_mask)  # [B, gin, 1]
+    with torch.no_grad():
+        quantized = model._codes_to_features(codes[None])  # [B, ssl_dim, 2 Tc]
+    y_lengths = 2 * codes_lengths
+    _, m_p, logs_p, y_mask = model.enc_p(quantized, y_lengths, text, text_lengths, model._text_style(ge))
+    z_p = m_p
+    if noise_scale is not None:
+        eps = torch.randn(m_p.shape, generator=generator, device=m_p.device)
+        z_p = m_p + eps * torch.exp(logs_p) * noise_scale.to(m_p)[:, None, None]
+    z = model.flow(z_p, y_mask, g=ge, reverse=True) * y_mask
+    z_slice, starts = model._random_slice(z, y_lengths, generator)
+    o = model.dec(z_slice, g=ge)
+    hop = cfg.hop_length
+    y = slice_segments(wav, starts * hop, z_slice.shape[-1] * hop)
+    total, parts = waveform_losses(cfg, o, y, weights, discriminator)
     parts["total"] = total.item()
     return total, parts, o, y
 
@@ -280,5 +343,7 @@ __all__ = [
     "kmeans",
     "multi_resolution_stft_loss",
     "slice_segments",
+    "sovits_decode_losses",
     "sovits_generator_losses",
+    "waveform_losses",
 ]

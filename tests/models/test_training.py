@@ -1,0 +1,99 @@
+"""Teacher-training objectives (autocompress.models.gpt_sovits.training)."""
+
+from __future__ import annotations
+
+import torch
+
+from autocompress.models.gpt_sovits.audio import spectrogram_raw
+from autocompress.models.gpt_sovits.config import sovits_tiny
+from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator
+from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+from autocompress.models.gpt_sovits.training import SoVITSLossWeights, sovits_decode_losses, waveform_losses
+
+SMALL = sovits_tiny().replace(
+    inter_channels=32, hidden_channels=32, filter_channels=64, n_layers=2, gin_channels=32,
+    mrte_hidden=32, mrte_heads=2, style_hidden=32, upsample_initial_channel=32,
+    flow_wn_layers=1, n_flows=2, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),),
+)  # fmt: skip
+
+
+def _model() -> SynthesizerTrn:
+    torch.manual_seed(0)
+    model = SynthesizerTrn(SMALL, include_enc_q=False).eval()
+    with torch.no_grad():  # a non-trivial codebook and decoder input
+        model.quantizer.vq.layers[0]._codebook.embed.normal_()
+    return model
+
+
+def test_decode_objective_generates_what_decode_synthesizes() -> None:
+    """A row whose latent is exactly one slice long, padded in a batch, decodes as ``decode`` does."""
+    model = _model()
+    seg = model.segment_frames  # 32 frames = 16 codes at 25 Hz
+    gen = torch.Generator().manual_seed(1)
+    codes_a = torch.randint(0, 1024, (seg // 2,), generator=gen)
+    codes_b = torch.randint(0, 1024, (seg // 2 + 7,), generator=gen)
+    text_a = torch.randint(1, 300, (9,), generator=gen)
+    text_b = torch.randint(1, 300, (14,), generator=gen)
+    refer_a = spectrogram_raw(0.1 * torch.randn(1, 40 * 640, generator=gen))  # [1, 1025, 41]
+    refer_b = spectrogram_raw(0.1 * torch.randn(1, 55 * 640, generator=gen))
+
+    codes = torch.zeros(2, codes_b.numel(), dtype=torch.long)
+    codes[0, : codes_a.numel()], codes[1] = codes_a, codes_b
+    text = torch.zeros(2, text_b.numel(), dtype=torch.long)
+    text[0, : text_a.numel()], text[1] = text_a, text_b
+    refer = torch.zeros(2, 1025, refer_b.shape[-1])
+    refer[0, :, : refer_a.shape[-1]], refer[1] = refer_a[0], refer_b[0]
+    lengths = (torch.tensor([codes_a.numel(), codes_b.numel()]), torch.tensor([text_a.numel(), text_b.numel()]),
+               torch.tensor([refer_a.shape[-1], refer_b.shape[-1]]))  # fmt: skip
+    wav = 0.1 * torch.randn(2, 1, 2 * codes_b.numel() * 640, generator=gen)
+
+    with torch.no_grad():
+        _, parts, o, y = sovits_decode_losses(
+            model, codes, lengths[0], text, lengths[1], refer, lengths[2], wav, SoVITSLossWeights()
+        )
+        expected = model.decode(codes_a[None, None], text_a[None], refer_a, noise_scale=0.0)
+    assert o.shape == (2, 1, seg * 640) and y.shape == o.shape
+    torch.testing.assert_close(o[0], expected[0], atol=2e-5, rtol=1e-4)
+    assert torch.equal(y[0, 0], wav[0, 0, : seg * 640])  # row a's slice starts at frame 0
+    assert parts["mel"] > 0 and parts["stft"] > 0
+
+
+def test_decode_objective_trains_every_inference_module() -> None:
+    model = _model().train()
+    gen = torch.Generator().manual_seed(2)
+    codes = torch.randint(0, 1024, (2, 20), generator=gen)
+    refer = spectrogram_raw(0.1 * torch.randn(2, 40 * 640, generator=gen))
+    loss, _, _, _ = sovits_decode_losses(
+        model, codes, torch.tensor([20, 18]), torch.randint(1, 300, (2, 8), generator=gen), torch.tensor([8, 6]),
+        refer, torch.tensor([41, 41]), 0.1 * torch.randn(2, 1, 40 * 640, generator=gen), SoVITSLossWeights(),
+        noise_scale=torch.tensor([0.0, 0.5]), generator=gen,
+    )  # fmt: skip
+    loss.backward()
+    for name in ("enc_p", "flow", "dec", "ref_enc"):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.requires_grad]
+        assert any(g is not None and float(g.abs().sum()) > 0 for g in grads), name
+    assert all(p.grad is None for p in model.quantizer.parameters())
+
+
+def test_waveform_losses_vanish_only_on_the_real_signal() -> None:
+    gen = torch.Generator().manual_seed(3)
+    y = 0.1 * torch.randn(2, 1, 32 * 640, generator=gen)
+    same, parts = waveform_losses(SMALL, y, y.clone(), SoVITSLossWeights())
+    assert float(same) < 1e-3 and parts["dc"] == 0.0
+    shifted, parts = waveform_losses(SMALL, y + 0.05, y, SoVITSLossWeights())
+    assert parts["dc"] > 0.04 and float(shifted) > float(same)
+
+
+def test_light_discriminator_is_small_and_scores_every_period() -> None:
+    full = MultiPeriodDiscriminator(SMALL)
+    light = MultiPeriodDiscriminator(SMALL, LIGHT_PERIOD_CHANNELS, include_scale=False)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_light = sum(p.numel() for p in light.parameters())
+    assert n_light * 50 < n_full
+    y = 0.1 * torch.randn(2, 1, 8000)
+    d_r, d_g, f_r, f_g = light(y, y.flip(-1))
+    assert len(d_r) == len(SMALL.mpd_periods) == len(f_g)
+    assert all(r.shape == g.shape and r.shape[0] == 2 for r, g in zip(d_r, d_g))
+    assert [k for k in full.state_dict() if k.startswith("discriminators.1.")] == [
+        "discriminators.1." + k for k in light.discriminators[0].state_dict()
+    ]
