@@ -79,8 +79,9 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     init_ssl_proj_pair_mean_,
     kmeans,
     discriminator_loss,
-    sovits_decode_losses,
+    sovits_decode_forward,
     sovits_generator_losses,
+    waveform_losses,
 )
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
 from autocompress.models.gpt_sovits.standin import STANDIN_SAMPLE_RATE, standin_features  # noqa: E402
@@ -568,8 +569,12 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.disc is not None and "disc" in state:
-            self.disc.load_state_dict(state["disc"])
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+            try:
+                self.disc.load_state_dict(state["disc"])
+                self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+            except (RuntimeError, ValueError) as e:  # saved with other discriminator widths
+                log.warning("%s: discriminator state not loaded, starting a new one (%s)", self.kind,
+                            str(e).splitlines()[0])
         self.step = int(state["step"])
         self.best_eval = float(state["best_eval"])
         self.rng.seed(int(state["rng_seed"]))
@@ -625,24 +630,17 @@ class Trainer:
         self.history.append(parts)
 
     def _sovits_step(self, items: list[Item]) -> dict[str, float]:
-        """One generator step (and one discriminator step when there is one)."""
-        if self.disc is not None:
-            self.disc.requires_grad_(False)  # the generator step needs no discriminator gradients
-        if self.opts.sovits_objective == "decode":
-            codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length)
-            noise = torch.rand(len(items)) * self.opts.max_noise_scale
-            loss, parts, o, y = sovits_decode_losses(
-                self.model, codes, c_len, text, t_len, refer, r_len, wav, self.weights, noise, self.disc
-            )
-        else:
+        """One generator step; with a discriminator, its step comes first (on the same slices)."""
+        if self.opts.sovits_objective == "vits":
             ssl, spec, spec_len, wav, text, text_len = sovits_batch(items, self.config.hop_length)
             loss, parts, o, y = sovits_generator_losses(
                 self.model, ssl, spec, spec_len, wav, text, text_len, self.weights, self.disc
             )
-        self.optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
-        self.optimizer.step()
+        else:
+            codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length)
+            noise = torch.rand(len(items)) * self.opts.max_noise_scale
+            o, y = sovits_decode_forward(self.model, codes, c_len, text, t_len, refer, r_len, wav, noise)
+        d_loss = None
         if self.disc is not None:
             self.disc.requires_grad_(True)
             d_loss = discriminator_loss(self.disc, y, o)
@@ -650,6 +648,15 @@ class Trainer:
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 100.0)
             self.disc_optimizer.step()
+            self.disc.requires_grad_(False)  # the generator step needs no discriminator gradients
+        if self.opts.sovits_objective == "decode":
+            loss, parts = waveform_losses(self.config, o, y, self.weights, self.disc)
+            parts["total"] = float(loss.detach())
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 100.0)
+        self.optimizer.step()
+        if d_loss is not None:
             parts["disc"] = float(d_loss.detach())
         return parts
 

@@ -97,3 +97,27 @@ def test_light_discriminator_is_small_and_scores_every_period() -> None:
     assert [k for k in full.state_dict() if k.startswith("discriminators.1.")] == [
         "discriminators.1." + k for k in light.discriminators[0].state_dict()
     ]
+
+
+def test_period_discriminator_equals_its_2d_convolution_form() -> None:
+    """The 1-D fast path computes upstream's 2-D (k, 1) convolutions exactly."""
+    import torch.nn.functional as F
+
+    from autocompress.models.gpt_sovits.discriminator import DiscriminatorP
+    from autocompress.models.gpt_sovits.modules import LRELU_SLOPE
+
+    torch.manual_seed(4)
+    disc = DiscriminatorP(3, channels=LIGHT_PERIOD_CHANNELS)
+    x = torch.randn(2, 1, 1000)  # 1000 % 3 != 0: reflect-padded to 1002
+    h = F.pad(x, (0, 2), "reflect").view(2, 1, 334, 3)
+    want = []
+    for conv in disc.convs:
+        h = F.leaky_relu(F.conv2d(h, conv.weight, conv.bias, conv.stride, conv.padding), LRELU_SLOPE)
+        want.append(h)
+    want.append(F.conv2d(h, disc.conv_post.weight, disc.conv_post.bias, 1, disc.conv_post.padding))
+    logits, fmap = disc(x)
+    assert len(fmap) == len(want)
+    for got, ref in zip(fmap, want):
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(logits, want[-1].flatten(1), atol=1e-5, rtol=1e-4)

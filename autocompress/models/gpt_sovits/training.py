@@ -239,7 +239,9 @@ def waveform_losses(
     total = weights.mel * loss_mel + weights.stft * loss_stft + weights.dc * loss_dc
     parts = {"mel": loss_mel.item(), "stft": loss_stft.item(), "dc": loss_dc.item()}
     if discriminator is not None:
-        _, fake_out, real_maps, fake_maps = discriminator(y, o)
+        with torch.no_grad():
+            _, real_maps = discriminator.score(y)
+        fake_out, fake_maps = discriminator.score(o)
         adv = sum(torch.mean((1.0 - d.float()) ** 2) for d in fake_out)
         fm = sum(
             torch.mean(torch.abs(r.detach().float() - g.float()))
@@ -265,7 +267,32 @@ def sovits_decode_losses(
     discriminator: nn.Module | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float], Tensor, Tensor]:
-    """Generator loss of the inference path itself: codes -> enc_p -> reverse flow -> dec.
+    """:func:`sovits_decode_forward` and :func:`waveform_losses` in one call.
+
+    Returns:
+        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
+    """
+    o, y = sovits_decode_forward(
+        model, codes, codes_lengths, text, text_lengths, refer, refer_lengths, wav, noise_scale, generator
+    )
+    total, parts = waveform_losses(model.config, o, y, weights, discriminator)
+    parts["total"] = total.item()
+    return total, parts, o, y
+
+
+def sovits_decode_forward(
+    model: nn.Module,
+    codes: Tensor,
+    codes_lengths: Tensor,
+    text: Tensor,
+    text_lengths: Tensor,
+    refer: Tensor,
+    refer_lengths: Tensor,
+    wav: Tensor,
+    noise_scale: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A random slice of the inference path itself: codes -> enc_p -> reverse flow -> dec.
 
     This is what ``decode`` computes (batched, with masks), so it trains exactly the model
     that synthesizes; it needs no posterior encoder. Each row may draw its prior sample at
@@ -276,10 +303,9 @@ def sovits_decode_losses(
         text: phone ids ``[B, Tt]``; ``text_lengths`` ``[B]``.
         refer: reference spectrograms ``[B, spec_bins, Tr]``; ``refer_lengths`` ``[B]``.
         wav: ``[B, 1, N]`` at 32 kHz, frame ``t`` of the latent covering ``wav[t*hop:(t+1)*hop]``.
-        weights: loss weights (``kl`` is unused: there is no posterior).
 
     Returns:
-        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
+        (generated slice ``[B, 1, S]``, the real slice at the same place).
     """
     cfg = model.config
     if cfg.semantic_frame_rate != "25hz":
@@ -298,10 +324,7 @@ def sovits_decode_losses(
     z_slice, starts = model._random_slice(z, y_lengths, generator)
     o = model.dec(z_slice, g=ge)
     hop = cfg.hop_length
-    y = slice_segments(wav, starts * hop, z_slice.shape[-1] * hop)
-    total, parts = waveform_losses(cfg, o, y, weights, discriminator)
-    parts["total"] = total.item()
-    return total, parts, o, y
+    return o, slice_segments(wav, starts * hop, z_slice.shape[-1] * hop)
 
 
 def discriminator_loss(discriminator: nn.Module, y: Tensor, y_hat: Tensor) -> Tensor:
@@ -343,6 +366,7 @@ __all__ = [
     "kmeans",
     "multi_resolution_stft_loss",
     "slice_segments",
+    "sovits_decode_forward",
     "sovits_decode_losses",
     "sovits_generator_losses",
     "waveform_losses",
