@@ -474,6 +474,9 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
     return p, p_len, c, c_len
 
 
+SELECT_RULES = {"gpt": "held-out cross-entropy", "sovits": "mel_l1 - 0.5 * (distillmos - 1)"}
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """How the teachers are trained (VOICE.md records the recipe that actually ran)."""
@@ -483,6 +486,7 @@ class TrainOptions:
     init_from: Path | None = None  # start new training state from the checkpoints in this folder
     gpt_batch: int = 16
     max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
+    sovits_lr: float = 2e-4  # AdamW learning rate of SoVITS (and its discriminator)
 
 
 def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
@@ -529,11 +533,13 @@ class Trainer:
             for p in list(self.model.ssl_proj.parameters()):
                 p.requires_grad_(False)
             params = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.AdamW(params, lr=2e-4, betas=(0.8, 0.99), eps=1e-9)
+            self.optimizer = torch.optim.AdamW(params, lr=opts.sovits_lr, betas=(0.8, 0.99), eps=1e-9)
             self.batch_size = 2 if micro else 4
             if opts.discriminator == "light":
                 self.disc = MultiPeriodDiscriminator(self.config, LIGHT_PERIOD_CHANNELS, include_scale=False)
-                self.disc_optimizer = torch.optim.AdamW(self.disc.parameters(), lr=2e-4, betas=(0.8, 0.99), eps=1e-9)
+                self.disc_optimizer = torch.optim.AdamW(
+                    self.disc.parameters(), lr=opts.sovits_lr, betas=(0.8, 0.99), eps=1e-9
+                )
             elif opts.discriminator != "none":
                 raise ConfigError(f"unknown discriminator {opts.discriminator!r}; use 'light' or 'none'")
         else:
@@ -576,7 +582,13 @@ class Trainer:
                 log.warning("%s: discriminator state not loaded, starting a new one (%s)", self.kind,
                             str(e).splitlines()[0])
         self.step = int(state["step"])
-        self.best_eval = float(state["best_eval"])
+        # a state saved under another selection rule cannot compare its best with ours
+        same_rule = state.get("select_rule") == SELECT_RULES[self.kind]
+        self.best_eval = float(state["best_eval"]) if same_rule else math.inf
+        if self.kind == "sovits":  # the learning rate is an option, not part of the state
+            for opt in (self.optimizer, self.disc_optimizer):
+                for g in opt.param_groups if opt is not None else ():
+                    g["lr"] = self.opts.sovits_lr
         self.rng.seed(int(state["rng_seed"]))
         torch.manual_seed(int(state["rng_seed"]))
         log.info("%s: resumed at step %d (best eval %.4f)", self.kind, self.step, self.best_eval)
@@ -593,6 +605,7 @@ class Trainer:
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
             "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31), "config": self.config.to_dict(),
+            "select_rule": SELECT_RULES[self.kind],
         }  # fmt: skip
         if self.disc is not None:
             state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict())
@@ -665,8 +678,9 @@ class Trainer:
         """Held-out metrics and ``select`` (lower is better) that picks the best model.
 
         GPT: cross-entropy. SoVITS: log-mel L1 and DistillMOS of decoding the true codes at
-        noise scale 0; ``select`` is minus the DistillMOS (how it sounds, not how close the
-        mel is: an adversarial term trades a little mel L1 for less buzz).
+        noise scale 0; ``select`` is :data:`SELECT_RULES` ``["sovits"]``: the mel L1, less half
+        of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it
+        cannot rank models; above it, how a model sounds outweighs small mel differences).
         """
         self.model.eval()
         if self.kind == "gpt":
@@ -687,7 +701,8 @@ class Trainer:
             mel_l1 += float(F.l1_loss(mel_hat, mel))
             mos += float(self._mos(torchaudio.functional.resample(wav[0, :, :n], SAMPLE_RATE, 16000)))
         n_items = len(self.eval_items)
-        return {"mel_l1": mel_l1 / n_items, "distillmos": mos / n_items, "select": -mos / n_items}
+        mel_l1, mos = mel_l1 / n_items, mos / n_items
+        return {"mel_l1": mel_l1, "distillmos": mos, "select": mel_l1 - 0.5 * (mos - 1.0)}
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -980,6 +995,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--discriminator", choices=("light", "none"), default="light",
                    help="adversarial training of SoVITS with a reduced period discriminator, or none")
     p.add_argument("--gpt-batch", type=int, default=16, help="GPT rows per step")
+    p.add_argument("--sovits-lr", type=float, default=2e-4, help="SoVITS AdamW learning rate")
     return p.parse_args(argv)
 
 
@@ -1026,7 +1042,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
             kinds = ("sovits", "gpt") if stage == "train" else (stage,)
             opts = TrainOptions(
                 sovits_objective=args.sovits_objective, discriminator=args.discriminator,
-                init_from=args.init_from, gpt_batch=args.gpt_batch,
+                init_from=args.init_from, gpt_batch=args.gpt_batch, sovits_lr=args.sovits_lr,
             )  # fmt: skip
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 

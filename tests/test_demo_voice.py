@@ -126,6 +126,24 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
     assert state["step"] == 6
 
+    # a new work folder continues from the shipped voice: its codebook and its weights
+    work2 = tmp_path / "work2"
+    shutil.copytree(work, work2, ignore=shutil.ignore_patterns("train", "codebook.pt", "name2semantic.tsv", "exp"))
+    try:
+        assert build.main(["--stage", "codebook", "--micro", "--work-dir", str(work2), "--init-from", str(assets)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    shipped = load_sovits(paths.sovits_path).state_dict()
+    codebook = torch.load(work2 / "codebook.pt", weights_only=True)
+    key = "quantizer.vq.layers.0._codebook.embed"
+    assert torch.equal(codebook[key], shipped[key].float())
+    for kind, reference in (("sovits", shipped), ("gpt", load_gpt(paths.gpt_path).state_dict())):
+        trainer = build.Trainer(kind, work2, True, 0, build.TrainOptions(init_from=assets))
+        own = trainer.model.state_dict()
+        assert all(torch.equal(own[k], v.float()) for k, v in reference.items()), kind
+    fresh = build.Trainer("sovits", work2, True, 0, build.TrainOptions())  # no --init-from: new weights
+    assert not torch.equal(fresh.model.state_dict()["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
+
 
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
     gpt, sovits = voice
