@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import json
 import shutil
 import sys
@@ -145,6 +146,21 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert not torch.equal(fresh.model.state_dict()["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
 
 
+    # the evaluate stage scores the micro voice and rewrites the quality table of VOICE.md
+    pytest.importorskip("pocketsphinx")
+    shutil.copy(REPO / "autocompress" / "assets" / "demo" / "VOICE.md", assets / "VOICE.md")
+    try:
+        assert build.main(["--stage", "evaluate", "--n-eval", "1"] + args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    quality = json.loads((assets / "demo.json").read_text())["quality_measured"]
+    assert quality["n_sentences"] == 1 and quality["sovits_step"] == 3  # the shipped (step-3) voice
+    assert 0 < quality["codes_log_mel_floor"] < 5 and 1 <= quality["distillmos_source"] <= 5
+    assert all(math.isfinite(quality[k]) for k in ("distillmos_resynth", "wer_resynth", "speaker_cosine"))
+    table = (assets / "VOICE.md").read_text()
+    assert "SoVITS alone (true codes)" in table and f"{quality['distillmos_resynth']:.2f}" in table
+
+
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
     gpt, sovits = voice
     build = _script_module()
@@ -161,3 +177,15 @@ def test_teacher_speaks_a_held_out_sentence(demo, voice):
     assert float(wav.std()) > 0.003  # not silence (nor a constant offset): above -50 dBFS
     ratio = wav.numel() / target.n_samples
     assert 0.7 <= ratio <= 1.3, f"teacher speaks {ratio:.2f}x the source duration"
+
+
+def test_standin_inverts_to_its_log_mel():
+    from autocompress.models.gpt_sovits.standin import log_mel_natural, standin_log_mel, standin_to_log_mel
+
+    gen = torch.Generator().manual_seed(1)
+    wav = 0.1 * torch.randn(1, 8000, generator=gen)
+    log_mel = standin_log_mel(wav)
+    torch.testing.assert_close(standin_to_log_mel(standin_features(wav)), log_mel, atol=1e-4, rtol=1e-4)
+    # the natural-log mel power of a louder signal is higher by log(gain^2) in every band
+    louder = log_mel_natural(standin_log_mel(wav * 2)) - log_mel_natural(log_mel)
+    assert torch.allclose(louder, torch.full_like(louder, 2 * math.log(2.0)), atol=1e-3)

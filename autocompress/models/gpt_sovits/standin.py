@@ -122,6 +122,21 @@ def standin_features(wav16k: torch.Tensor) -> torch.Tensor:
     return torch.einsum("dm,bmt->bdt", _projection(), log_mel)
 
 
+def standin_to_log_mel(features: torch.Tensor) -> torch.Tensor:
+    """Invert step 5: features ``[..., 768, T]`` -> normalised 80-band log-mel ``[..., 80, T]``.
+
+    Exact for features made by :func:`standin_features`; for other vectors of the feature
+    space (codebook centroids, for one) it is the least-squares log-mel they stand for.
+    """
+    proj = _projection()  # [768, 80], proj.T @ proj = (768 / 80) I
+    return torch.einsum("dm,...dt->...mt", proj, features.float()) * (STANDIN_N_MELS / STANDIN_DIM)
+
+
+def log_mel_natural(normalised: torch.Tensor) -> torch.Tensor:
+    """Undo step 4's affine map: normalised log-mel -> natural-log mel power."""
+    return normalised * _SCALE - _OFFSET
+
+
 __all__ = [
     "STANDIN_DIM",
     "STANDIN_HOP",
@@ -130,5 +145,7 @@ __all__ = [
     "STANDIN_WIN",
     "standin_features",
     "standin_frames",
+    "log_mel_natural",
     "standin_log_mel",
+    "standin_to_log_mel",
 ]
