@@ -30,6 +30,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import logging
@@ -417,6 +418,7 @@ class Item:
     ssl: torch.Tensor  # [768, T] (stand-in, padded or cut to the spectrogram length)
     phones: torch.Tensor  # [L] v2 ids
     codes: torch.Tensor  # [T25]
+    prompt_codes: torch.Tensor | None = None  # codes of the audio as a prompt (0.6 s of zeros appended)
 
 
 def load_items(work: Path, split: str, limit: int | None = None) -> list[Item]:
@@ -467,9 +469,17 @@ def sovits_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
 
 
 def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
-    """Right-padded (phones, phones_len, codes, codes_len); each entry may join several items."""
+    """Right-padded (phones, phones_len, codes, codes_len); each entry may join several items.
+
+    In a joined entry every item but the last contributes its ``prompt_codes`` when it has
+    them: at inference the prompt audio ends in 0.6 s of appended zeros (upstream), and a GPT
+    that never saw that silence before more speech learns to stop after it.
+    """
     phones = [torch.cat([it.phones for it in group]) for group in pairs]
-    codes = [torch.cat([it.codes for it in group]) for group in pairs]
+    codes = [
+        torch.cat([it.prompt_codes if it.prompt_codes is not None else it.codes for it in group[:-1]] + [group[-1].codes])
+        for group in pairs
+    ]
     p_len = torch.tensor([len(p) for p in phones])
     c_len = torch.tensor([len(c) for c in codes])
     p = torch.zeros(len(pairs), int(p_len.max()), dtype=torch.long)
@@ -480,7 +490,10 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
     return p, p_len, c, c_len
 
 
-SELECT_RULES = {"gpt": "held-out cross-entropy", "sovits": "mel_l1 - 0.5 * (distillmos - 1)"}
+SELECT_RULES = {
+    "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's",
+    "sovits": "mel_l1 - 0.5 * (distillmos - 1)",
+}
 
 
 @dataclass(frozen=True)
@@ -493,6 +506,7 @@ class TrainOptions:
     gpt_batch: int = 16
     max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
     sovits_lr: float = 2e-4  # AdamW learning rate of SoVITS (and its discriminator)
+    prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes (see gpt_batch)
     mel_weight: float = 45.0  # weight of the mel L1 (upstream's c_mel); lower lets the adversarial terms count more
 
 
@@ -513,6 +527,16 @@ def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
         n = min(it.wav.numel(), wav.shape[-1])
         wav[i, 0, :n] = it.wav[:n]
     return codes, c_len, text, t_len, refer, r_len, wav
+
+
+@torch.no_grad()
+def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
+    """Set each item's ``prompt_codes``: the codes of its audio coded as a teacher prompt is."""
+    sovits = SynthesizerTrn(sovits_config(micro), include_enc_q=False)
+    init_ssl_proj_pair_mean_(sovits.ssl_proj)
+    sovits.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
+    for it in items:
+        it.prompt_codes = sovits.extract_latent(content_from_32k(it.wav, PROMPT_PAD_16K))[0, 0]
 
 
 class Trainer:
@@ -558,12 +582,16 @@ class Trainer:
         self.best_eval = math.inf
         self.history: list[dict[str, float]] = []
         self._mos = None
+        self._prompt: torch.Tensor | None = None
+        self.micro = micro
         if self.state_path.exists():
             self._load()
         elif opts.init_from is not None:
             self._init_from(opts.init_from)
         self.train_items = load_items(work, "train")
         self.eval_items = load_items(work, "eval", limit=8)
+        if kind == "gpt" and opts.prompt_silence:
+            add_prompt_codes(work, self.train_items, micro)
         self.weights = SoVITSLossWeights(mel=opts.mel_weight)
 
     def _init_from(self, assets: Path) -> None:
@@ -649,6 +677,18 @@ class Trainer:
         self.step += 1
         self.history.append(parts)
 
+    def _greedy_length_ratios(self) -> list[float]:
+        """The teacher's prompt: the reference (first training) item's audio as ``teacher_speak`` codes it."""
+        if self._prompt is None:
+            sovits = SynthesizerTrn(sovits_config(self.micro), include_enc_q=False)
+            init_ssl_proj_pair_mean_(sovits.ssl_proj)
+            sovits.load_state_dict(torch.load(self.work / "codebook.pt", weights_only=True), strict=False)
+            self._prompt = sovits.extract_latent(content_from_32k(self.train_items[0].wav, PROMPT_PAD_16K))[0]
+        shipped = copy.deepcopy(self.model)  # as it ships: fp16 weights (greedy ties are that close)
+        for t in list(shipped.parameters()) + list(shipped.buffers()):
+            t.data = t.data.half().float() if t.is_floating_point() else t.data
+        return _greedy_lengths(shipped, self._prompt, self.train_items[0], self.eval_items)
+
     def _sovits_step(self, items: list[Item]) -> dict[str, float]:
         """One generator step; with a discriminator, its step comes first (on the same slices)."""
         if self.opts.sovits_objective == "vits":
@@ -684,7 +724,9 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics and ``select`` (lower is better) that picks the best model.
 
-        GPT: cross-entropy. SoVITS: log-mel L1 and DistillMOS of decoding the true codes at
+        GPT: cross-entropy, and how long greedy decoding runs (prompted with the first training
+        item, as the teacher is) against each held-out item's true code count: a GPT that stops
+        early or never stops is worse than its cross-entropy says. SoVITS: log-mel L1 and DistillMOS of decoding the true codes at
         noise scale 0; ``select`` is :data:`SELECT_RULES` ``["sovits"]``: the mel L1, less half
         of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it
         cannot rank models; above it, how a model sounds outweighs small mel differences).
@@ -693,7 +735,9 @@ class Trainer:
         if self.kind == "gpt":
             phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
             ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
-            return {"ce": ce, "select": ce}
+            ratios = self._greedy_length_ratios()
+            off = sum(not 0.7 <= r <= 1.3 for r in ratios) / len(ratios)
+            return {"ce": ce, "length_ratio": sum(ratios) / len(ratios), "length_off": off, "select": ce + off}
         if self._mos is None:
             import distillmos
 
@@ -710,6 +754,20 @@ class Trainer:
         n_items = len(self.eval_items)
         mel_l1, mos = mel_l1 / n_items, mos / n_items
         return {"mel_l1": mel_l1, "distillmos": mos, "select": mel_l1 - 0.5 * (mos - 1.0)}
+
+
+def _greedy_lengths(
+    gpt: Text2SemanticGPT, prompt: torch.Tensor, prompt_item: Item, items: list[Item], max_ratio: float = 2.0
+) -> list[float]:
+    """Greedy code count / true code count per item, prompted with ``prompt`` ``[1, P]`` (top-k 1)."""
+    ratios = []
+    for it in items:
+        phones = torch.cat([prompt_item.phones, it.phones])[None]
+        bert = torch.zeros(1, gpt.config.bert_dim, phones.shape[1])
+        limit = int(max_ratio * it.codes.numel()) + 1
+        codes = gpt.generate(phones, bert, prompt, top_k=1, max_new_tokens=limit)
+        ratios.append(codes.shape[-1] / it.codes.numel())
+    return ratios
 
 
 def _atomic_save(obj: object, path: Path) -> None:
