@@ -511,7 +511,7 @@ class TrainOptions:
 
 
 def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
-    """Right-padded inputs of :func:`sovits_decode_losses`: codes, phones, own reference, audio."""
+    """Right-padded inputs of :func:`sovits_decode_forward`: codes, phones, own reference, audio."""
     b = len(items)
     c_len = torch.tensor([it.codes.numel() for it in items])
     t_len = torch.tensor([it.phones.numel() for it in items])

@@ -309,7 +309,7 @@ def sovits_decode_forward(
     """
     cfg = model.config
     if cfg.semantic_frame_rate != "25hz":
-        raise ConfigError("sovits_decode_losses expects 25 Hz semantic codes")
+        raise ConfigError("sovits_decode_forward expects 25 Hz semantic codes")
     ref_mask = sequence_mask(refer_lengths, refer.size(2)).unsqueeze(1).to(refer.dtype)
     ge = model.ref_enc(refer[:, : cfg.ref_bins] * ref_mask, ref_mask)  # [B, gin, 1]
     with torch.no_grad():
