@@ -87,6 +87,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
 from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     STANDIN_SAMPLE_RATE,
+    STANDIN_VERSIONS,
     log_mel_natural,
     standin_features,
     standin_log_mel,
@@ -272,17 +273,32 @@ def load_wav32k(work: Path, name: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- features
 
 
-def stage_features(work: Path) -> None:
+STANDIN_FILE = "standin_version"  # in the work dir: the stand-in version of content/
+
+
+def standin_version(work: Path) -> int:
+    """The stand-in version the work dir's features use (1 for work dirs older than the file)."""
+    path = work / STANDIN_FILE
+    return int(path.read_text().strip()) if path.exists() else 1
+
+
+def stage_features(work: Path, version: int) -> None:
     """Phones (v2 symbols) and stand-in content features for every kept utterance."""
     feat_dir = work / "content"
+    if feat_dir.exists() and any(feat_dir.iterdir()) and standin_version(work) != version:
+        raise DataError(
+            f"{feat_dir} holds stand-in version {standin_version(work)} features, not {version}; hint: "
+            f"delete {feat_dir}, {work / 'codebook.pt'} and {work / 'train'} to rebuild on version {version}"
+        )
     feat_dir.mkdir(exist_ok=True)
+    (work / STANDIN_FILE).write_text(f"{version}\n")
     phones_path = work / "phones.tsv"
     rows = []
     for utt in load_utterances(work):
         name = utt["name"]
         path = feat_dir / (name + ".pt")
         if not path.exists():
-            feats = content_from_32k(load_wav32k(work, name)).to(torch.float16)
+            feats = content_from_32k(load_wav32k(work, name), version).to(torch.float16)
             torch.save(feats.clone(), path)
         phones = english_to_phones(utt["text"])
         rows.append([name, " ".join(phones)])
@@ -535,8 +551,9 @@ def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
     sovits = SynthesizerTrn(sovits_config(micro), include_enc_q=False)
     init_ssl_proj_pair_mean_(sovits.ssl_proj)
     sovits.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
+    version = standin_version(work)
     for it in items:
-        it.prompt_codes = sovits.extract_latent(content_from_32k(it.wav, PROMPT_PAD_16K))[0, 0]
+        it.prompt_codes = sovits.extract_latent(content_from_32k(it.wav, version, PROMPT_PAD_16K))[0, 0]
 
 
 class Trainer:
@@ -601,6 +618,11 @@ class Trainer:
             missing, unexpected = self.model.load_state_dict(shipped.state_dict(), strict=False)
             if unexpected or any(not k.startswith("enc_q.") for k in missing):
                 raise ConfigError(f"{assets / DEMO_SOVITS} does not fit the demo SoVITS config")
+            # the codes are the work dir's: a codebook refitted on new features replaces the shipped one
+            codebook = torch.load(self.work / "codebook.pt", weights_only=True)
+            if any(not torch.equal(v.float(), shipped.state_dict()[k].float()) for k, v in codebook.items()):
+                log.info("%s: the work dir's codebook differs from the shipped one; it is kept", self.kind)
+            self.model.load_state_dict(codebook, strict=False)
         else:
             self.model.load_state_dict(load_gpt(assets / DEMO_GPT).state_dict())
         log.info("%s: initialised from %s", self.kind, assets)
@@ -683,7 +705,8 @@ class Trainer:
             sovits = SynthesizerTrn(sovits_config(self.micro), include_enc_q=False)
             init_ssl_proj_pair_mean_(sovits.ssl_proj)
             sovits.load_state_dict(torch.load(self.work / "codebook.pt", weights_only=True), strict=False)
-            self._prompt = sovits.extract_latent(content_from_32k(self.train_items[0].wav, PROMPT_PAD_16K))[0]
+            wav = self.train_items[0].wav
+            self._prompt = sovits.extract_latent(content_from_32k(wav, standin_version(self.work), PROMPT_PAD_16K))[0]
         shipped = copy.deepcopy(self.model)  # as it ships: fp16 weights (greedy ties are that close)
         for t in list(shipped.parameters()) + list(shipped.buffers()):
             t.data = t.data.half().float() if t.is_floating_point() else t.data
@@ -835,6 +858,7 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
         eval_names=[exp_name(u["name"]) for u in held],
         reference_name=exp_name(train[0]["name"]),
         content_features="autocompress.models.gpt_sovits.standin (demo stand-in for HuBERT)",
+        standin_version=standin_version(work),
         build={
             "seed_sentences": len(read_tsv(work / "sentences.tsv")),
             "utterances_train": sum(u["split"] == "train" for u in utts),
@@ -854,15 +878,16 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
 # --------------------------------------------------------------------------- teacher inference
 
 
-def content_from_32k(wav32k: torch.Tensor, pad_16k: int = 0) -> torch.Tensor:
-    """Stand-in content features ``[1, 768, T50]`` of 32 kHz audio (resampled to 16 kHz).
+def content_from_32k(wav32k: torch.Tensor, version: int, pad_16k: int = 0) -> torch.Tensor:
+    """Stand-in content features ``[1, 768, T50]`` (stand-in ``version``) of 32 kHz audio.
 
-    ``pad_16k`` zeros are appended at 16 kHz first (upstream appends 9600 to a prompt).
+    The audio is resampled to 16 kHz; ``pad_16k`` zeros are appended there first (upstream
+    appends 9600 to a prompt).
     """
     wav16 = torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)
     if pad_16k:
         wav16 = F.pad(wav16, (0, pad_16k))
-    return standin_features(wav16)
+    return standin_features(wav16, version)
 
 
 PROMPT_PAD_16K = 9600  # upstream appends 0.6 s of zeros to the prompt audio at 16 kHz
@@ -871,10 +896,13 @@ PROMPT_PAD_16K = 9600  # upstream appends 0.6 s of zeros to the prompt audio at 
 @torch.no_grad()
 def teacher_speak(
     gpt: Text2SemanticGPT, sovits: SynthesizerTrn, ref_wav32k: torch.Tensor, ref_phones: list[int],
-    phones: list[int], max_codes: int = 400,
+    phones: list[int], version: int, max_codes: int = 400,
 ) -> torch.Tensor:
-    """Deterministic teacher output ``[N]`` at 32 kHz: greedy GPT with a prompt, noise scale 0."""
-    prompt = sovits.extract_latent(content_from_32k(ref_wav32k, PROMPT_PAD_16K))[0]  # [1, P]
+    """Deterministic teacher output ``[N]`` at 32 kHz: greedy GPT with a prompt, noise scale 0.
+
+    ``version`` is the voice's stand-in version (``demo.json``), which codes the prompt.
+    """
+    prompt = sovits.extract_latent(content_from_32k(ref_wav32k, version, PROMPT_PAD_16K))[0]  # [1, P]
     all_phones = torch.tensor([ref_phones + phones])  # [1, L]
     bert = torch.zeros(1, gpt.config.bert_dim, all_phones.shape[1])
     codes = gpt.generate(all_phones, bert, prompt, top_k=1, max_new_tokens=max_codes)  # [1, n]
@@ -916,7 +944,7 @@ def dtw_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(acc[ta, tb] / steps[ta, tb])
 
 
-def codes_log_mel_floor(sovits: SynthesizerTrn, wav32k: torch.Tensor, codes: torch.Tensor) -> float:
+def codes_log_mel_floor(sovits: SynthesizerTrn, wav32k: torch.Tensor, codes: torch.Tensor, version: int) -> float:
     """Mean |log-mel - the log-mel its codes stand for| (stand-in 80-band mel, natural log, 50 Hz).
 
     Each 25 Hz code's centroid is a pair mean of stand-in features, so it maps back to a
@@ -925,7 +953,7 @@ def codes_log_mel_floor(sovits: SynthesizerTrn, wav32k: torch.Tensor, codes: tor
     """
     log_mel = standin_log_mel(torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)[None])[0]
     centroids = sovits.quantizer.vq.layers[0]._codebook.embed[codes]  # [Tc, 768]
-    rec = standin_to_log_mel(centroids.T).repeat_interleave(2, dim=1)  # [80, 2 Tc]
+    rec = standin_to_log_mel(centroids.T, version).repeat_interleave(2, dim=1)  # [80, 2 Tc]
     n = min(rec.shape[1], log_mel.shape[1])
     return float((log_mel_natural(rec[:, :n]) - log_mel_natural(log_mel[:, :n])).abs().mean())
 
@@ -970,6 +998,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     sovits = load_sovits(assets / DEMO_SOVITS).eval()
     gpt = load_gpt(assets / DEMO_GPT).eval()
     manifest = demo_voice_manifest(assets)
+    version = manifest["standin_version"]
     folder = ExperimentFolder(assets / DEMO_EXP)
     ref = folder[manifest["reference_name"]]
     ref_wav = ref.load_wav()
@@ -982,7 +1011,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     for u in held:
         src = load_wav32k(work, u["name"])
         ids = phones_to_ids(phones[u["name"]], "v2")
-        out = teacher_speak(gpt, sovits, ref_wav, ref_ids, ids)
+        out = teacher_speak(gpt, sovits, ref_wav, ref_ids, ids, version)
         codes = torch.tensor(semantic[u["name"]])
         with torch.no_grad():  # SoVITS alone: the held-out item's own codes, no GPT
             resynth = sovits.decode(codes[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
@@ -1000,7 +1029,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             "seconds_teacher": out.numel() / SAMPLE_RATE,
             "speaker_cosine": float(np.dot(e_t, e_s) / (np.linalg.norm(e_t) * np.linalg.norm(e_s))),
             "log_mel_dtw_l1": dtw_mel_distance(mel_t, mel_s),
-            "codes_log_mel_floor": codes_log_mel_floor(sovits, src, codes),
+            "codes_log_mel_floor": codes_log_mel_floor(sovits, src, codes, version),
         }
         for tag in ("teacher", "source", "resynth"):
             w16 = pair[tag][0]
@@ -1087,6 +1116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "vits: upstream's posterior + flow + KL forward")
     p.add_argument("--discriminator", choices=("light", "none"), default="light",
                    help="adversarial training of SoVITS with a reduced period discriminator, or none")
+    p.add_argument("--standin", type=int, choices=STANDIN_VERSIONS, default=2,
+                   help="stand-in content features of a new work dir: 1 log-mel, 2 log-mel and pitch")
     p.add_argument("--gpt-batch", type=int, default=16, help="GPT rows per step")
     p.add_argument("--sovits-lr", type=float, default=2e-4, help="SoVITS AdamW learning rate")
     p.add_argument("--mel-weight", type=float, default=45.0, help="SoVITS mel L1 weight (upstream c_mel 45)")
@@ -1123,7 +1154,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
         elif stage == "audio":
             stage_audio(work, size, args.seed)
         elif stage == "features":
-            stage_features(work)
+            stage_features(work, args.standin)
         elif stage == "codebook":
             stage_codebook(work, args.micro, args.seed, args.init_from)
         elif stage == "experiment":

@@ -80,7 +80,7 @@ def test_shipped_experiment_folder_reads_and_matches_the_teacher(demo, voice):
         # 4-cnhubert holds the documented stand-in of the item's own audio
         assert hubert.shape[-1] == standin_frames((item.n_samples + 1) // 2)
         wav16 = torchaudio.functional.resample(item.load_wav(), 32000, 16000)
-        assert torch.allclose(standin_features(wav16), hubert, atol=0.02)
+        assert torch.allclose(standin_features(wav16, manifest["standin_version"]), hubert, atol=0.02)
         # 6-name2semantic.tsv is the shipped SoVITS's extract_latent of those features
         codes = sovits.extract_latent(hubert.float())[0, 0].tolist()
         assert list(item.codes) == codes
@@ -120,6 +120,13 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         assert gpt.config.n_layer == 1
         built = json.loads((assets / "demo.json").read_text())["build"]
         assert built["sovits_step"] == 3 and built["gpt_step"] == 3
+        # a new build uses stand-in version 2 (log-mel and pitch), and says so
+        assert demo_voice_manifest(assets)["standin_version"] == 2
+        item = shipped[paths.eval_names[0]]
+        wav16 = torchaudio.functional.resample(item.load_wav(), 32000, 16000)
+        assert torch.allclose(standin_features(wav16, 2), item.load_hubert().float(), atol=0.02)
+        with pytest.raises(DataError, match="stand-in version 2"):  # features of another version: refused
+            build.stage_features(work, 1)
         # the training state is resumable: three more steps continue from step 3
         assert build.main(["--stage", "sovits"] + args) == 0
     finally:
@@ -142,6 +149,18 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         trainer = build.Trainer(kind, work2, True, 0, build.TrainOptions(init_from=assets))
         own = trainer.model.state_dict()
         assert all(torch.equal(own[k], v.float()) for k, v in reference.items()), kind
+    # a work folder with its own codebook keeps it, and takes every other weight from the voice
+    work3 = tmp_path / "work3"
+    shutil.copytree(work, work3, ignore=shutil.ignore_patterns("train", "codebook.pt", "name2semantic.tsv", "exp"))
+    try:
+        assert build.main(["--stage", "codebook", "--micro", "--work-dir", str(work3), "--seed", "7"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    refit = torch.load(work3 / "codebook.pt", weights_only=True)
+    assert not torch.equal(refit[key], shipped[key].float())
+    own = build.Trainer("sovits", work3, True, 0, build.TrainOptions(init_from=assets)).model.state_dict()
+    assert torch.equal(own[key], refit[key])
+    assert torch.equal(own["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
     fresh = build.Trainer("sovits", work2, True, 0, build.TrainOptions())  # no --init-from: new weights
     assert not torch.equal(fresh.model.state_dict()["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
 
@@ -171,7 +190,7 @@ def test_teacher_speaks_a_held_out_sentence(demo, voice):
     source_codes = target.n_samples // 1280
     wav = build.teacher_speak(
         gpt, sovits, ref.load_wav(), phones_to_ids(ref.phones, "v2"), phones_to_ids(target.phones, "v2"),
-        max_codes=int(1.5 * source_codes),  # a GPT that never stops fails the ratio below
+        demo_voice_manifest()["standin_version"], max_codes=int(1.5 * source_codes),  # a GPT that never stops fails the ratio below
     )
     assert torch.isfinite(wav).all()
     assert float(wav.std()) > 0.003  # not silence (nor a constant offset): above -50 dBFS
@@ -189,3 +208,50 @@ def test_standin_inverts_to_its_log_mel():
     # the natural-log mel power of a louder signal is higher by log(gain^2) in every band
     louder = log_mel_natural(standin_log_mel(wav * 2)) - log_mel_natural(log_mel)
     assert torch.allclose(louder, torch.full_like(louder, 2 * math.log(2.0)), atol=1e-3)
+
+
+def _harmonic_chirp(f_start: float, f_end: float, seconds: float = 1.5, sr: int = 16000) -> tuple[torch.Tensor, callable]:
+    t = torch.arange(int(sr * seconds), dtype=torch.float64) / sr
+    freq = f_start + (f_end - f_start) * t / seconds
+    phase = 2 * math.pi * torch.cumsum(freq, 0) / sr
+    wav = sum(torch.sin(k * phase) / k for k in range(1, 7)) * 0.1  # a buzzy voice-like source
+    return wav.float(), lambda sec: f_start + (f_end - f_start) * sec / seconds
+
+
+def test_standin_pitch_tracks_a_harmonic_chirp_and_rejects_silence_and_noise():
+    from autocompress.models.gpt_sovits.standin import standin_pitch
+
+    wav, true_f0 = _harmonic_chirp(90.0, 280.0)
+    silence = torch.zeros(8000)
+    noise = 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(3))
+    f0, voiced = standin_pitch(torch.cat([wav, silence, noise]))
+    n = standin_frames(wav.numel()) - 1  # frames wholly inside the chirp
+    centre = (torch.arange(n) * 320 + 200 + 80) / 16000  # frame start + half window + about half a lag
+    rel = (f0[0, :n] - true_f0(centre)).abs() / true_f0(centre)
+    assert voiced[0, :n].all()
+    assert float(rel.max()) < 0.03, f"pitch off by up to {float(rel.max()):.1%}"
+    tail = standin_frames(silence.numel() + noise.numel())
+    assert not voiced[0, -tail + 1:].any()  # neither silence nor white noise is voiced
+    assert (f0[0, -tail + 1:] == 0).all()
+
+
+def test_standin_version_2_carries_pitch_that_version_1_lacks():
+    from autocompress.models.gpt_sovits.standin import STANDIN_N_MELS, standin_log_mel, standin_rows
+
+    low, _ = _harmonic_chirp(120.0, 120.0)
+    high, _ = _harmonic_chirp(180.0, 180.0)
+    v1 = [standin_features(w, 1) for w in (low, high)]
+    v2 = [standin_features(w, 2) for w in (low, high)]
+    # the two pitches move version 2's pitch row by log2(180/120) octaves times its weight ...
+    rows = [standin_rows(f, 2) for f in v2]
+    torch.testing.assert_close(rows[0][:, :STANDIN_N_MELS], standin_log_mel(low), atol=1e-4, rtol=1e-4)
+    from autocompress.models.gpt_sovits.standin import F0_WEIGHT
+
+    shift = float((rows[1][0, STANDIN_N_MELS] - rows[0][0, STANDIN_N_MELS]).median())
+    assert abs(shift - F0_WEIGHT * math.log2(1.5)) < 0.1
+    # ... and version 2 features are further apart than version 1's, by the pitch rows alone
+    d1 = float((v1[0] - v1[1]).norm())
+    d2 = float((v2[0] - v2[1]).norm())
+    assert d2 > d1
+    with pytest.raises(DataError, match="unknown stand-in version"):
+        standin_features(low, 3)

@@ -8,7 +8,7 @@ from autocompress.models.gpt_sovits.audio import spectrogram_raw
 from autocompress.models.gpt_sovits.config import sovits_tiny
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
-from autocompress.models.gpt_sovits.training import SoVITSLossWeights, sovits_decode_losses, waveform_losses
+from autocompress.models.gpt_sovits.training import SoVITSLossWeights, sovits_decode_forward, waveform_losses
 
 SMALL = sovits_tiny().replace(
     inter_channels=32, hidden_channels=32, filter_channels=64, n_layers=2, gin_channels=32,
@@ -48,9 +48,8 @@ def test_decode_objective_generates_what_decode_synthesizes() -> None:
     wav = 0.1 * torch.randn(2, 1, 2 * codes_b.numel() * 640, generator=gen)
 
     with torch.no_grad():
-        _, parts, o, y = sovits_decode_losses(
-            model, codes, lengths[0], text, lengths[1], refer, lengths[2], wav, SoVITSLossWeights()
-        )
+        o, y = sovits_decode_forward(model, codes, lengths[0], text, lengths[1], refer, lengths[2], wav)
+        _, parts = waveform_losses(model.config, o, y, SoVITSLossWeights())
         expected = model.decode(codes_a[None, None], text_a[None], refer_a, noise_scale=0.0)
     assert o.shape == (2, 1, seg * 640) and y.shape == o.shape
     torch.testing.assert_close(o[0], expected[0], atol=2e-5, rtol=1e-4)
@@ -63,11 +62,12 @@ def test_decode_objective_trains_every_inference_module() -> None:
     gen = torch.Generator().manual_seed(2)
     codes = torch.randint(0, 1024, (2, 20), generator=gen)
     refer = spectrogram_raw(0.1 * torch.randn(2, 40 * 640, generator=gen))
-    loss, _, _, _ = sovits_decode_losses(
+    o, y = sovits_decode_forward(
         model, codes, torch.tensor([20, 18]), torch.randint(1, 300, (2, 8), generator=gen), torch.tensor([8, 6]),
-        refer, torch.tensor([41, 41]), 0.1 * torch.randn(2, 1, 40 * 640, generator=gen), SoVITSLossWeights(),
+        refer, torch.tensor([41, 41]), 0.1 * torch.randn(2, 1, 40 * 640, generator=gen),
         noise_scale=torch.tensor([0.0, 0.5]), generator=gen,
     )  # fmt: skip
+    loss, _ = waveform_losses(model.config, o, y, SoVITSLossWeights())
     loss.backward()
     for name in ("enc_p", "flow", "dec", "ref_enc"):
         grads = [p.grad for p in getattr(model, name).parameters() if p.requires_grad]

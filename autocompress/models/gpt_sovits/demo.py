@@ -52,6 +52,8 @@ def demo_voice_paths(root: str | Path | None = None) -> DemoVoicePaths:
 def demo_voice_manifest(root: str | Path | None = None) -> dict:
     """Return the demo's ``demo.json``: eval_names, train_names, reference_name, build figures.
 
+    ``standin_version`` says which stand-in content features (:mod:`.standin`) the voice uses.
+
     Raises:
         DataError: when a file is missing or the manifest is malformed.
     """
@@ -69,6 +71,7 @@ def demo_voice_manifest(root: str | Path | None = None) -> dict:
         manifest["eval_names"] = [str(n) for n in manifest["eval_names"]]
         manifest["train_names"] = [str(n) for n in manifest["train_names"]]
         manifest["reference_name"] = str(manifest["reference_name"])
+        manifest["standin_version"] = int(manifest.get("standin_version", 1))  # voices before v2: 1
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(
             f"{manifest_path}: expected JSON with eval_names, train_names, reference_name; got an error: {e}"

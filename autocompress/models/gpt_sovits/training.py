@@ -253,33 +253,6 @@ def waveform_losses(
     return total, parts
 
 
-def sovits_decode_losses(
-    model: nn.Module,
-    codes: Tensor,
-    codes_lengths: Tensor,
-    text: Tensor,
-    text_lengths: Tensor,
-    refer: Tensor,
-    refer_lengths: Tensor,
-    wav: Tensor,
-    weights: SoVITSLossWeights,
-    noise_scale: Tensor | None = None,
-    discriminator: nn.Module | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, dict[str, float], Tensor, Tensor]:
-    """:func:`sovits_decode_forward` and :func:`waveform_losses` in one call.
-
-    Returns:
-        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
-    """
-    o, y = sovits_decode_forward(
-        model, codes, codes_lengths, text, text_lengths, refer, refer_lengths, wav, noise_scale, generator
-    )
-    total, parts = waveform_losses(model.config, o, y, weights, discriminator)
-    parts["total"] = total.item()
-    return total, parts, o, y
-
-
 def sovits_decode_forward(
     model: nn.Module,
     codes: Tensor,
@@ -367,7 +340,6 @@ __all__ = [
     "multi_resolution_stft_loss",
     "slice_segments",
     "sovits_decode_forward",
-    "sovits_decode_losses",
     "sovits_generator_losses",
     "waveform_losses",
 ]
