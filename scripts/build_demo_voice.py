@@ -91,6 +91,7 @@ from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     log_mel_natural,
     standin_features,
     standin_log_mel,
+    standin_pitch,
     standin_to_log_mel,
 )
 
@@ -765,18 +766,19 @@ class Trainer:
             import distillmos
 
             self._mos = distillmos.ConvTransformerSQAModel().eval()
-        mel_l1 = mos = 0.0
+        mel_l1 = mos = recall = 0.0
         cfg = self.config
         for it in self.eval_items:
             wav = self.model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
+            recall += voiced_recall(wav[0, 0], it.wav)[0]
             n = min(wav.shape[-1], it.wav.numel())
             mel_hat = mel_spectrogram(wav[0, :, :n], cfg.filter_length, cfg.n_mel_channels)
             mel = mel_spectrogram(it.wav[None, :n], cfg.filter_length, cfg.n_mel_channels)
             mel_l1 += float(F.l1_loss(mel_hat, mel))
             mos += float(self._mos(torchaudio.functional.resample(wav[0, :, :n], SAMPLE_RATE, 16000)))
         n_items = len(self.eval_items)
-        mel_l1, mos = mel_l1 / n_items, mos / n_items
-        return {"mel_l1": mel_l1, "distillmos": mos, "select": mel_l1 - 0.5 * (mos - 1.0)}
+        mel_l1, mos, recall = mel_l1 / n_items, mos / n_items, recall / n_items
+        return {"mel_l1": mel_l1, "distillmos": mos, "voiced_recall": recall, "select": mel_l1 - 0.5 * (mos - 1.0)}
 
 
 def _greedy_lengths(
@@ -944,6 +946,29 @@ def dtw_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(acc[ta, tb] / steps[ta, tb])
 
 
+def voicing(wav32k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN F0 ``[T50]`` and voicing ``[T50]`` (:func:`standin_pitch`) of 32 kHz audio."""
+    f0, voiced = standin_pitch(torchaudio.functional.resample(wav32k.float(), SAMPLE_RATE, STANDIN_SAMPLE_RATE))
+    return f0[0], voiced[0]
+
+
+def voiced_recall(out32k: torch.Tensor, src32k: torch.Tensor) -> tuple[float, float]:
+    """Of the source's voiced (periodic) frames, the share that are voiced in a time-aligned output,
+    and the median F0 error on the frames voiced in both, in cents (nan when there are none).
+
+    Noise-like output that follows the energy envelope scores 0; it is the first thing a
+    decoder that has learned harmonics gets right.
+    """
+    f_o, v_o = voicing(out32k)
+    f_s, v_s = voicing(src32k)
+    n = min(f_o.numel(), f_s.numel())
+    v_o, v_s, f_o, f_s = v_o[:n], v_s[:n], f_o[:n], f_s[:n]
+    recall = float(v_o[v_s].float().mean()) if v_s.any() else float("nan")
+    both = v_o & v_s
+    cents = float((1200 * torch.log2(f_o[both] / f_s[both])).abs().median()) if both.any() else float("nan")
+    return recall, cents
+
+
 def codes_log_mel_floor(sovits: SynthesizerTrn, wav32k: torch.Tensor, codes: torch.Tensor, version: int) -> float:
     """Mean |log-mel - the log-mel its codes stand for| (stand-in 80-band mel, natural log, 50 Hz).
 
@@ -1030,7 +1055,10 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             "speaker_cosine": float(np.dot(e_t, e_s) / (np.linalg.norm(e_t) * np.linalg.norm(e_s))),
             "log_mel_dtw_l1": dtw_mel_distance(mel_t, mel_s),
             "codes_log_mel_floor": codes_log_mel_floor(sovits, src, codes, version),
+            "voiced_share_source": float(voicing(src)[1].float().mean()),
+            "voiced_share_teacher": float(voicing(out)[1].float().mean()),
         }
+        row["voiced_recall_resynth"], row["f0_cents_resynth"] = voiced_recall(resynth, src)
         for tag in ("teacher", "source", "resynth"):
             w16 = pair[tag][0]
             row[f"distillmos_{tag}"] = scorer.mos(w16)
@@ -1039,7 +1067,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
         rows.append(row)
         log.info("evaluate: %s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     keys = [k for k in rows[0] if k != "name"]
-    summary = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
+    summary = {k: _mean_or_none([r[k] for r in rows]) for k in keys}
     summary["n_sentences"] = len(rows)
     summary["sovits_step"] = manifest["build"]["sovits_step"]
     summary["gpt_step"] = manifest["build"]["gpt_step"]
@@ -1050,6 +1078,16 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     write_quality_section(assets / "VOICE.md", summary, manifest["build"])
     log.info("evaluate: %s", summary)
     return result
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    """Mean of the finite values, rounded; None when there are none (JSON has no NaN)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return round(float(np.mean(finite)), 4) if finite else None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 QUALITY_BEGIN, QUALITY_END = "<!-- quality:begin -->", "<!-- quality:end -->"
@@ -1081,6 +1119,9 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
         f"| Resemblyzer cosine to source | {s['speaker_cosine']:.3f} | | 1 | >= 0.8 |",
         f"| log-mel L1 to source (DTW) | {s['log_mel_dtw_l1']:.3f} | | 0 | |",
         f"| duration, s (mean) | {s['seconds_teacher']:.2f} | | {s['seconds_source']:.2f} | |",
+        f"| voiced (periodic) frames, share | {s['voiced_share_teacher']:.2f} | {s['voiced_recall_resynth']:.2f} "
+        f"of the source's | {s['voiced_share_source']:.2f} | |",
+        f"| F0 error on frames voiced in both, cents (median) | | {_fmt(s['f0_cents_resynth'], '.0f')} | 0 | |",
         "",
         "The codes themselves lose a log-mel L1 of "
         f"{s['codes_log_mel_floor']:.2f} (natural log, stand-in 80-band mel, 50 Hz: the source's "

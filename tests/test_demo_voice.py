@@ -178,6 +178,7 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert all(math.isfinite(quality[k]) for k in ("distillmos_resynth", "wer_resynth", "speaker_cosine"))
     table = (assets / "VOICE.md").read_text()
     assert "SoVITS alone (true codes)" in table and f"{quality['distillmos_resynth']:.2f}" in table
+    assert 0 < quality["voiced_share_source"] <= 1 and f"{quality['voiced_share_source']:.2f}" in table
 
 
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
@@ -255,3 +256,17 @@ def test_standin_version_2_carries_pitch_that_version_1_lacks():
     assert d2 > d1
     with pytest.raises(DataError, match="unknown stand-in version"):
         standin_features(low, 3)
+
+
+def test_voiced_recall_tells_harmonics_from_noise():
+    build = _script_module()
+    wav16, _ = _harmonic_chirp(110.0, 220.0)
+    wav = torchaudio.functional.resample(wav16, 16000, 32000)
+    noise = 0.1 * torch.randn(wav.numel(), generator=torch.Generator().manual_seed(5))
+    recall, cents = build.voiced_recall(wav, wav)
+    assert recall == 1.0 and cents < 1.0
+    octave_up = torchaudio.functional.resample(_harmonic_chirp(220.0, 440.0)[0], 16000, 32000)
+    recall, cents = build.voiced_recall(octave_up, wav)
+    assert recall > 0.9 and abs(cents - 1200) < 60
+    recall, cents = build.voiced_recall(noise, wav)
+    assert recall == 0.0 and math.isnan(cents)
