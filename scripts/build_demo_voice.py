@@ -82,6 +82,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     discriminator_loss,
     sovits_decode_forward,
     sovits_generator_losses,
+    sovits_vits_forward,
     waveform_losses,
 )
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
@@ -717,9 +718,8 @@ class Trainer:
         """One generator step; with a discriminator, its step comes first (on the same slices)."""
         if self.opts.sovits_objective == "vits":
             ssl, spec, spec_len, wav, text, text_len = sovits_batch(items, self.config.hop_length)
-            loss, parts, o, y = sovits_generator_losses(
-                self.model, ssl, spec, spec_len, wav, text, text_len, self.weights, self.disc
-            )
+            out, y = sovits_vits_forward(self.model, ssl, spec, spec_len, wav, text, text_len)
+            o = out.o
         else:
             codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length)
             noise = torch.rand(len(items)) * self.opts.max_noise_scale
@@ -733,7 +733,10 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 100.0)
             self.disc_optimizer.step()
             self.disc.requires_grad_(False)  # the generator step needs no discriminator gradients
-        if self.opts.sovits_objective == "decode":
+        # the generator's losses come after the discriminator's step, which changes its weights in place
+        if self.opts.sovits_objective == "vits":
+            loss, parts = sovits_generator_losses(out, y, self.config, self.weights, self.disc)
+        else:
             loss, parts = waveform_losses(self.config, o, y, self.weights, self.disc)
             parts["total"] = float(loss.detach())
         self.optimizer.zero_grad()

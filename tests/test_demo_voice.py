@@ -162,6 +162,12 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert torch.equal(own[key], refit[key])
     assert torch.equal(own["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
     fresh = build.Trainer("sovits", work2, True, 0, build.TrainOptions())  # no --init-from: new weights
+    # upstream's objective with the light discriminator takes steps too (its step precedes the generator's)
+    vits = build.Trainer("sovits", work2, True, 0, build.TrainOptions(sovits_objective="vits"))
+    before = vits.model.enc_q.pre.weight.detach().clone()
+    vits.train_step()
+    vits.train_step()
+    assert vits.step == 2 and not torch.equal(before, vits.model.enc_q.pre.weight)
     assert not torch.equal(fresh.model.state_dict()["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
 
 

@@ -16,6 +16,7 @@ reduced version of upstream's (§4 of the architecture spec), chosen for a 2-cor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.audio import mel_spectrogram
 from autocompress.models.gpt_sovits.config import SoVITSConfig
 from autocompress.models.gpt_sovits.modules import sequence_mask
+
+if TYPE_CHECKING:
+    from autocompress.models.gpt_sovits.sovits import SoVITSTrainOutput
 
 CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
 
@@ -186,7 +190,7 @@ class SoVITSLossWeights:
     adv: float = 1.0  # adversarial + feature matching, when a discriminator is used
 
 
-def sovits_generator_losses(
+def sovits_vits_forward(
     model: nn.Module,
     ssl: Tensor,
     spec: Tensor,
@@ -194,31 +198,41 @@ def sovits_generator_losses(
     wav: Tensor,
     text: Tensor,
     text_lengths: Tensor,
-    weights: SoVITSLossWeights,
-    discriminator: nn.Module | None = None,
-) -> tuple[Tensor, dict[str, float], Tensor, Tensor]:
-    """One SoVITS training forward and its generator loss.
+) -> tuple[SoVITSTrainOutput, Tensor]:
+    """Upstream's training forward (posterior, flow, a random decoder slice) and the real slice.
 
     Args:
-        model: ``SynthesizerTrn`` in train mode.
+        model: ``SynthesizerTrn`` with ``enc_q``, in train mode.
         ssl: ``[B, 768, T50]``; spec: ``[B, 1025, T]``; wav: ``[B, 1, N]`` at 32 kHz.
         text: ``[B, L]`` phone ids; the lengths are ``[B]``.
-        weights: loss weights.
-        discriminator: optional; when given, adds least-squares adversarial and
-            feature-matching terms (the discriminator itself is stepped by the caller).
 
     Returns:
-        (total loss, float parts for logging, generated slice ``[B, 1, S]``, real slice).
+        (the model's output, whose ``o`` is the generated slice ``[B, 1, S]``; the real slice).
     """
     out = model(ssl, spec, spec_lengths, text, text_lengths)
     hop = model.config.hop_length
     y = slice_segments(wav, out.ids_slice * hop, (out.o.shape[-1] // hop) * hop)  # [B, 1, S]
-    total, parts = waveform_losses(model.config, out.o, y, weights, discriminator)
+    return out, y
+
+
+def sovits_generator_losses(
+    out: SoVITSTrainOutput, y: Tensor, cfg: SoVITSConfig, weights: SoVITSLossWeights,
+    discriminator: nn.Module | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Generator loss of :func:`sovits_vits_forward`: :func:`waveform_losses`, KL and commitment.
+
+    With a discriminator, step it on ``(y, out.o)`` before calling this (its adversarial and
+    feature-matching terms use the discriminator as it is now).
+
+    Returns:
+        (total loss, float parts for logging).
+    """
+    total, parts = waveform_losses(cfg, out.o, y, weights, discriminator)
     loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
     total = total + weights.kl * loss_kl + out.commit_loss.float().mean()
     parts["kl"] = loss_kl.item()
     parts["total"] = total.item()
-    return total, parts, out.o, y
+    return total, parts
 
 
 def waveform_losses(
@@ -341,5 +355,6 @@ __all__ = [
     "slice_segments",
     "sovits_decode_forward",
     "sovits_generator_losses",
+    "sovits_vits_forward",
     "waveform_losses",
 ]
