@@ -510,7 +510,7 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
 
 SELECT_RULES = {
     "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's",
-    "sovits": "mel_l1 - 0.5 * (distillmos - 1)",
+    "sovits": "mel_l1 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
 }
 
 
@@ -526,6 +526,7 @@ class TrainOptions:
     sovits_lr: float = 2e-4  # AdamW learning rate of SoVITS (and its discriminator)
     prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes (see gpt_batch)
     mel_weight: float = 45.0  # weight of the mel L1 (upstream's c_mel); lower lets the adversarial terms count more
+    stft_weight: float = 2.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
 
 
 def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
@@ -611,7 +612,7 @@ class Trainer:
         self.eval_items = load_items(work, "eval", limit=8)
         if kind == "gpt" and opts.prompt_silence:
             add_prompt_codes(work, self.train_items, micro)
-        self.weights = SoVITSLossWeights(mel=opts.mel_weight)
+        self.weights = SoVITSLossWeights(mel=opts.mel_weight, stft=opts.stft_weight)
 
     def _init_from(self, assets: Path) -> None:
         """Start from a shipped checkpoint (upstream format) instead of random weights."""
@@ -753,10 +754,12 @@ class Trainer:
 
         GPT: cross-entropy, and how long greedy decoding runs (prompted with the first training
         item, as the teacher is) against each held-out item's true code count: a GPT that stops
-        early or never stops is worse than its cross-entropy says. SoVITS: log-mel L1 and DistillMOS of decoding the true codes at
+        early or never stops is worse than its cross-entropy says. SoVITS: log-mel L1,
+        DistillMOS and voiced recall (:func:`voiced_recall`) of decoding the true codes at
         noise scale 0; ``select`` is :data:`SELECT_RULES` ``["sovits"]``: the mel L1, less half
         of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it
-        cannot rank models; above it, how a model sounds outweighs small mel differences).
+        cannot rank models), less half the voiced recall (a noise-like decoder can have the
+        lower mel L1; one that makes harmonics is nearer to speech).
         """
         self.model.eval()
         if self.kind == "gpt":
@@ -781,7 +784,8 @@ class Trainer:
             mos += float(self._mos(torchaudio.functional.resample(wav[0, :, :n], SAMPLE_RATE, 16000)))
         n_items = len(self.eval_items)
         mel_l1, mos, recall = mel_l1 / n_items, mos / n_items, recall / n_items
-        return {"mel_l1": mel_l1, "distillmos": mos, "voiced_recall": recall, "select": mel_l1 - 0.5 * (mos - 1.0)}
+        select = mel_l1 - 0.5 * (mos - 1.0) - 0.5 * recall
+        return {"mel_l1": mel_l1, "distillmos": mos, "voiced_recall": recall, "select": select}
 
 
 def _greedy_lengths(
@@ -1165,6 +1169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpt-batch", type=int, default=16, help="GPT rows per step")
     p.add_argument("--sovits-lr", type=float, default=2e-4, help="SoVITS AdamW learning rate")
     p.add_argument("--mel-weight", type=float, default=45.0, help="SoVITS mel L1 weight (upstream c_mel 45)")
+    p.add_argument("--stft-weight", type=float, default=2.0,
+                   help="SoVITS multi-resolution STFT weight (20 taught a decoder harmonics where 2 did not)")
     return p.parse_args(argv)
 
 
@@ -1212,7 +1218,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
             opts = TrainOptions(
                 sovits_objective=args.sovits_objective, discriminator=args.discriminator,
                 init_from=args.init_from, gpt_batch=args.gpt_batch, sovits_lr=args.sovits_lr,
-                mel_weight=args.mel_weight,
+                mel_weight=args.mel_weight, stft_weight=args.stft_weight,
             )  # fmt: skip
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 
