@@ -1036,7 +1036,6 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     ref_wav = ref.load_wav()
     ref_ids = phones_to_ids(ref.phones, "v2")
     phones = load_phones(work)
-    semantic = load_semantic(work)
     held = [u for u in load_utterances(work) if u["split"] == "eval"][:n_eval]
     scorer = QualityScorer()
     rows = []
@@ -1044,8 +1043,8 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
         src = load_wav32k(work, u["name"])
         ids = phones_to_ids(phones[u["name"]], "v2")
         out = teacher_speak(gpt, sovits, ref_wav, ref_ids, ids, version)
-        codes = torch.tensor(semantic[u["name"]])
-        with torch.no_grad():  # SoVITS alone: the held-out item's own codes, no GPT
+        with torch.no_grad():  # SoVITS alone: the held-out item's own codes (as this voice codes them), no GPT
+            codes = sovits.extract_latent(content_from_32k(src, version))[0, 0]
             resynth = sovits.decode(codes[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
         pair = {}
         for tag, wav in (("teacher", out), ("source", src), ("resynth", resynth)):
