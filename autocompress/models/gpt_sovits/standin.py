@@ -23,7 +23,7 @@ Definition (fixed; changing any constant invalidates the shipped demo voice):
 
 Output ``[B, 768, T50]`` float32.
 
-**Version 2** (``version=2``, the second demo voice) adds the pitch that HuBERT's codes carry
+**Version 2** (``version=2``, the demo voice's third build) adds the pitch that HuBERT's codes carry
 and a log-mel cannot (its 400-point frames do not resolve harmonics): step 4's 80 values are
 joined by two more per frame, ``F0_WEIGHT * log2(f0 / F0_REF)`` (clipped to +-1.5 octaves; 0
 when unvoiced) and ``VOICING_WEIGHT * (voiced - 0.5)``, and step 5 projects the 82 values with
