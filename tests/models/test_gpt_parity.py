@@ -68,9 +68,20 @@ def expected() -> dict[str, np.ndarray]:
     return {k: data[k] for k in data.files if k.startswith("gpt_")}
 
 
-def test_sine_table_is_bitwise_upstream(expected):
+def test_sine_table_matches_upstream_to_float32_rounding(expected):
+    """Upstream's table, computed in the same float32 ops.
+
+    float32 exp/sin/cos differ in the last bit between CPUs and math-library builds: on the
+    machine that made the fixture the table is bitwise equal; on an AVX-512 host 1036 of
+    32768 entries differed, each by at most half an ulp of its argument ``p * w_i``. So: most
+    entries bitwise, every entry within one ulp of the argument.
+    """
     table = sine_table(4000, 128)[:256].numpy()
-    np.testing.assert_array_equal(table, expected["gpt_pe_first256"])
+    want = expected["gpt_pe_first256"]
+    positions = np.arange(256, dtype=np.float64)[:, None]
+    bound = np.finfo(np.float32).eps * np.maximum(1.0, positions)  # one ulp of an argument up to p
+    assert np.all(np.abs(table.astype(np.float64) - want) <= bound)
+    assert np.mean(table == want) > 0.95
 
 
 def test_prefill_embeddings_and_positions(gpt, inputs, expected):

@@ -66,9 +66,13 @@ def test_a_nan_trial_is_recorded_fail_and_the_search_goes_on(search_argv, tmp_pa
     assert row.state == "FAIL" and "nan" in row.failure_reason.lower()
 
 
-def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, tmp_path):
+def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice, tmp_path):
     cmd, env = run_search_cmd
-    argv = search_argv(tmp_path, "--trials", "3", "--steps", "400")
+    # the seed recipe must still be fine-tuning when the signals come, on however fast a machine:
+    # many steps, and no early stop for convergence
+    slow = tmp_path / "slow-space.toml"
+    slow.write_text(micro_voice["space"].read_text().replace("warmup_checks = 1", "warmup_checks = 1\npatience = 1000000"))
+    argv = search_argv(tmp_path, "--trials", "3", "--steps", "20000", "--space", str(slow))
     db = tmp_path / "db" / "s.db"
     url = f"sqlite:///{db}"
 
@@ -105,7 +109,7 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, tmp_path):
     assert {p.name for p in (tmp_path / "exports").iterdir() if p.is_dir()} <= {"trial-0000", "trial-0001"}
 
     # 3. Resume once more (short fine-tune): the interrupted trial is retried and the study completes.
-    done = subprocess.run([*cmd, *search_argv(tmp_path, "--trials", "3", "--steps", "2", "--no-export")],
+    done = subprocess.run([*cmd, *search_argv(tmp_path, "--trials", "3", "--steps", "2", "--no-export", "--space", str(slow))],
                           capture_output=True, text=True, env=env, timeout=WAIT_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     study = optuna.load_study(study_name="micro", storage=url)
