@@ -617,13 +617,13 @@ class Trainer:
     def _init_from(self, assets: Path) -> None:
         """Start from a shipped checkpoint (upstream format) instead of random weights."""
         if self.kind == "sovits":
-            shipped = load_sovits(assets / DEMO_SOVITS)
-            missing, unexpected = self.model.load_state_dict(shipped.state_dict(), strict=False)
+            shipped = load_sovits(assets / DEMO_SOVITS).state_dict()
+            missing, unexpected = self.model.load_state_dict(shipped, strict=False)
             if unexpected or any(not k.startswith("enc_q.") for k in missing):
                 raise ConfigError(f"{assets / DEMO_SOVITS} does not fit the demo SoVITS config")
             # the codes are the work dir's: a codebook refitted on new features replaces the shipped one
             codebook = torch.load(self.work / "codebook.pt", weights_only=True)
-            if any(not torch.equal(v.float(), shipped.state_dict()[k].float()) for k, v in codebook.items()):
+            if any(not torch.equal(v.float(), shipped[k].float()) for k, v in codebook.items()):
                 log.info("%s: the work dir's codebook differs from the shipped one; it is kept", self.kind)
             self.model.load_state_dict(codebook, strict=False)
         else:
