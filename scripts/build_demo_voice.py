@@ -523,10 +523,10 @@ class TrainOptions:
     init_from: Path | None = None  # start new training state from the checkpoints in this folder
     gpt_batch: int = 16
     max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
-    sovits_lr: float = 2e-4  # AdamW learning rate of SoVITS (and its discriminator)
+    sovits_lr: float = 3e-4  # AdamW learning rate of SoVITS (and its discriminator)
     prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes (see gpt_batch)
-    mel_weight: float = 45.0  # weight of the mel L1 (upstream's c_mel); lower lets the adversarial terms count more
-    stft_weight: float = 2.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
+    mel_weight: float = 15.0  # weight of the mel L1 (upstream's c_mel is 45); lower lets the other terms count more
+    stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
 
 
 def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
@@ -610,6 +610,7 @@ class Trainer:
             self._init_from(opts.init_from)
         self.train_items = load_items(work, "train")
         self.eval_items = load_items(work, "eval", limit=8)
+        self._eval_voicing: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # sources' YIN, once
         if kind == "gpt" and opts.prompt_silence:
             add_prompt_codes(work, self.train_items, micro)
         self.weights = SoVITSLossWeights(mel=opts.mel_weight, stft=opts.stft_weight)
@@ -772,11 +773,13 @@ class Trainer:
             import distillmos
 
             self._mos = distillmos.ConvTransformerSQAModel().eval()
+        if self._eval_voicing is None:
+            self._eval_voicing = [voicing(it.wav) for it in self.eval_items]
         mel_l1 = mos = recall = 0.0
         cfg = self.config
-        for it in self.eval_items:
+        for it, src_voicing in zip(self.eval_items, self._eval_voicing):
             wav = self.model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
-            recall += voiced_recall(wav[0, 0], it.wav)[0]
+            recall += voiced_recall(wav[0, 0], src_voicing)[0]
             n = min(wav.shape[-1], it.wav.numel())
             mel_hat = mel_spectrogram(wav[0, :, :n], cfg.filter_length, cfg.n_mel_channels)
             mel = mel_spectrogram(it.wav[None, :n], cfg.filter_length, cfg.n_mel_channels)
@@ -959,15 +962,18 @@ def voicing(wav32k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return f0[0], voiced[0]
 
 
-def voiced_recall(out32k: torch.Tensor, src32k: torch.Tensor) -> tuple[float, float]:
+def voiced_recall(
+    out32k: torch.Tensor, source: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+) -> tuple[float, float]:
     """Of the source's voiced (periodic) frames, the share that are voiced in a time-aligned output,
     and the median F0 error on the frames voiced in both, in cents (nan when there are none).
 
+    ``source`` is the 32 kHz source audio, or its :func:`voicing` when that is already known.
     Noise-like output that follows the energy envelope scores 0; it is the first thing a
     decoder that has learned harmonics gets right.
     """
     f_o, v_o = voicing(out32k)
-    f_s, v_s = voicing(src32k)
+    f_s, v_s = source if isinstance(source, tuple) else voicing(source)
     n = min(f_o.numel(), f_s.numel())
     v_o, v_s, f_o, f_s = v_o[:n], v_s[:n], f_o[:n], f_s[:n]
     recall = float(v_o[v_s].float().mean()) if v_s.any() else float("nan")
@@ -1051,6 +1057,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             w16 = torchaudio.functional.resample(wav.float(), SAMPLE_RATE, 16000).numpy()
             pair[tag] = (w16, wav)
         e_t, e_s = scorer.embed(pair["teacher"][0]), scorer.embed(pair["source"][0])
+        src_voicing = voicing(src)
         mel_t = mel_spectrogram(out.float()[None])[0]
         mel_s = mel_spectrogram(src[None])[0]
         ref_words = words(u["text"])
@@ -1061,10 +1068,10 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             "speaker_cosine": float(np.dot(e_t, e_s) / (np.linalg.norm(e_t) * np.linalg.norm(e_s))),
             "log_mel_dtw_l1": dtw_mel_distance(mel_t, mel_s),
             "codes_log_mel_floor": codes_log_mel_floor(sovits, src, codes, version),
-            "voiced_share_source": float(voicing(src)[1].float().mean()),
+            "voiced_share_source": float(src_voicing[1].float().mean()),
             "voiced_share_teacher": float(voicing(out)[1].float().mean()),
         }
-        row["voiced_recall_resynth"], row["f0_cents_resynth"] = voiced_recall(resynth, src)
+        row["voiced_recall_resynth"], row["f0_cents_resynth"] = voiced_recall(resynth, src_voicing)
         for tag in ("teacher", "source", "resynth"):
             w16 = pair[tag][0]
             row[f"distillmos_{tag}"] = scorer.mos(w16)
@@ -1157,19 +1164,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--init-from", type=Path, default=None,
                    help="folder with demo-sovits.pth / demo-gpt.ckpt to start new training state from "
-                        "(its codebook too); the shipped voice is --init-from autocompress/assets/demo")
-    p.add_argument("--sovits-objective", choices=("decode", "vits"), default="decode",
+                        "(the codebook stage takes its codebook when the work dir has none; training keeps "
+                        "the work dir's); the shipped voice is --init-from autocompress/assets/demo")
+    train = TrainOptions()  # the training defaults live there, once
+    p.add_argument("--sovits-objective", choices=("decode", "vits"), default=train.sovits_objective,
                    help="decode: train the inference path (codes -> enc_p -> reverse flow -> dec, no enc_q); "
                         "vits: upstream's posterior + flow + KL forward")
-    p.add_argument("--discriminator", choices=("light", "none"), default="light",
+    p.add_argument("--discriminator", choices=("light", "none"), default=train.discriminator,
                    help="adversarial training of SoVITS with a reduced period discriminator, or none")
     p.add_argument("--standin", type=int, choices=STANDIN_VERSIONS, default=2,
                    help="stand-in content features of a new work dir: 1 log-mel, 2 log-mel and pitch")
-    p.add_argument("--gpt-batch", type=int, default=16, help="GPT rows per step")
-    p.add_argument("--sovits-lr", type=float, default=2e-4, help="SoVITS AdamW learning rate")
-    p.add_argument("--mel-weight", type=float, default=45.0, help="SoVITS mel L1 weight (upstream c_mel 45)")
-    p.add_argument("--stft-weight", type=float, default=2.0,
-                   help="SoVITS multi-resolution STFT weight (20 taught a decoder harmonics where 2 did not)")
+    p.add_argument("--gpt-batch", type=int, default=train.gpt_batch, help="GPT rows per step")
+    p.add_argument("--sovits-lr", type=float, default=train.sovits_lr, help="SoVITS AdamW learning rate")
+    p.add_argument("--mel-weight", type=float, default=train.mel_weight,
+                   help="SoVITS mel L1 weight (upstream's c_mel is 45)")
+    p.add_argument("--stft-weight", type=float, default=train.stft_weight,
+                   help="SoVITS multi-resolution STFT weight (45 taught the decoder harmonics where 2 did not)")
     return p.parse_args(argv)
 
 
