@@ -15,16 +15,9 @@ from autocompress.cli.main import main
 from autocompress.models.gpt_sovits import SynthesizerTrn, Text2SemanticGPT, save_gpt, save_sovits
 from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from export_helpers import shared_bundle, shared_export, shared_inputs, shared_voice
 
 from autocompress.export import Bundle, VoiceExport
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():  # noqa: ANN202
-    """Tiny models run faster on one thread than on two contended ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_models_on_one_thread(one_torch_thread):  # noqa: ANN001, ANN202
+    """Every module here runs tiny models (see the root conftest's ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="module")

@@ -40,16 +40,9 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 CASE = FIXTURES / "parity_A"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixture folder {FIXTURES} is absent")
 MANIFESTS = sorted((FIXTURES / "manifests").glob("*.json")) if FIXTURES.is_dir() else []
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 UPSTREAM_GLOBALS = {"collections.OrderedDict", "torch.HalfStorage", "torch._utils._rebuild_tensor_v2"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _fp16_rounded(model: torch.nn.Module) -> torch.nn.Module:

@@ -16,16 +16,9 @@ from autocompress.models.gpt_sovits.gpt import (
     sampling_probs,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = GPTConfig(hidden_dim=32, n_head=4, n_layer=2, ffn_dim=64, phoneme_vocab_size=50)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(config: GPTConfig = TINY, seed: int = 0) -> Text2SemanticGPT:

@@ -18,16 +18,10 @@ from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT, sine_table
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 CASE = FIXTURES / "parity_A"
-pytestmark = pytest.mark.skipif(not CASE.is_dir(), reason=f"fixture folder {CASE} is absent")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.skipif(not CASE.is_dir(), reason=f"fixture folder {CASE} is absent"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def assert_close(actual, expected, name: str) -> None:

@@ -39,17 +39,10 @@ from autocompress.models.gpt_sovits import (
 from autocompress.models.gpt_sovits.gpt import sampling_probs
 from autocompress.models.gpt_sovits.modules import MultiHeadAttention
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DOCS = Path(__file__).resolve().parents[2].parent / "shared" / "docs"
 EOS = 1024
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small models: one intra-op thread avoids OpenMP wake-up costs on a busy 2-core host."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- upstream files

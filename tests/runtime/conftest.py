@@ -22,14 +22,8 @@ def _export_helpers():  # noqa: ANN202
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():  # noqa: ANN202
-    """Tiny models run faster on one thread than on two contended ones; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_models_on_one_thread(one_torch_thread):  # noqa: ANN001, ANN202
+    """Every module here runs tiny models (see the root conftest's ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="module")

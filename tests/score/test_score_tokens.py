@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import pytest
 import torch
+from _score_items import item
 
 from autocompress.models.gpt_sovits.config import gpt_tiny
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
 from autocompress.score import gpt_agreement, greedy_tokens, teacher_forced_kl, token_agreement
-
-
-@dataclass
-class Item:
-    phones: torch.Tensor
-    bert: torch.Tensor
-    codes: torch.Tensor
-    refer: torch.Tensor
-
-
-def item(seed: int, n_phones: int, n_codes: int) -> Item:
-    g = torch.Generator().manual_seed(seed)
-    return Item(
-        phones=torch.randint(1, 300, (n_phones,), generator=g),
-        bert=torch.randn(1024, n_phones, generator=g) * 0.1,
-        codes=torch.randint(0, 1024, (n_codes,), generator=g),
-        refer=torch.rand(1, 1025, 40, generator=g),
-    )
 
 
 def test_token_agreement_counts_matches_over_the_longer_sequence():

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
+from _score_items import item
 
 from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
@@ -23,24 +22,6 @@ from autocompress.score import (
     voice_cost_metrics,
 )
 from autocompress.targets import load_target
-
-
-@dataclass
-class Item:
-    phones: torch.Tensor
-    bert: torch.Tensor
-    codes: torch.Tensor
-    refer: torch.Tensor
-
-
-def item(seed: int, n_phones: int, n_codes: int) -> Item:
-    g = torch.Generator().manual_seed(seed)
-    return Item(
-        phones=torch.randint(1, 300, (n_phones,), generator=g),
-        bert=torch.randn(1024, n_phones, generator=g) * 0.1,
-        codes=torch.randint(0, 1024, (n_codes,), generator=g),
-        refer=torch.rand(1, 1025, 40, generator=g),
-    )
 
 
 @pytest.fixture(scope="module")
