@@ -54,24 +54,34 @@ def resample_to(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-class DistillMOSScorer:
-    """DistillMOS on 16 kHz audio: ``{"distillmos": MOS in 1..5}``."""
-
-    name = "distillmos"
+class _LazyModel:
+    """Holds one model, built by :meth:`_build` on the first :meth:`_load` and kept."""
 
     def __init__(self) -> None:
         self._model = None
 
     def _load(self):  # noqa: ANN202
         if self._model is None:
-            try:
-                import distillmos
-            except ImportError as e:
-                raise ScoringError(f"distillmos is not installed ({e}); pip install distillmos") from e
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints where it loaded from
-                model = distillmos.ConvTransformerSQAModel()
-            self._model = model.eval()
+            self._model = self._build()
         return self._model
+
+    def _build(self):  # noqa: ANN202
+        raise NotImplementedError
+
+
+class DistillMOSScorer(_LazyModel):
+    """DistillMOS on 16 kHz audio: ``{"distillmos": MOS in 1..5}``."""
+
+    name = "distillmos"
+
+    def _build(self):  # noqa: ANN202
+        try:
+            import distillmos
+        except ImportError as e:
+            raise ScoringError(f"distillmos is not installed ({e}); pip install distillmos") from e
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints where it loaded from
+            model = distillmos.ConvTransformerSQAModel()
+        return model.eval()
 
     def score(self, audio: np.ndarray, sr: int) -> dict[str, float]:
         import torch
@@ -82,36 +92,29 @@ class DistillMOSScorer:
             return {"distillmos": float(model(x)[0])}
 
 
-class DNSMOSScorer:
+class DNSMOSScorer(_LazyModel):
     """DNSMOS (speechmos) on 16 kHz audio: ``{"dnsmos_ovrl": ..., "dnsmos_p808": ...}``."""
 
     name = "dnsmos"
 
-    def __init__(self) -> None:
-        self._model = None
-
-    def _load(self):  # noqa: ANN202
-        if self._model is None:
-            try:
-                import onnxruntime as ort
-                from speechmos import dnsmos
-            except ImportError as e:
-                raise ScoringError(
-                    f"speechmos/onnxruntime missing ({e}); pip install speechmos onnxruntime"
-                ) from e
-            root = os.path.dirname(os.path.abspath(dnsmos.__file__))
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            # Built here rather than by speechmos so that the CPU provider is explicit:
-            # onnxruntime-gpu refuses to guess providers.
-            model = object.__new__(dnsmos.DNSMOS)
-            model.primary_model_path = os.path.join(root, "dnsmos_models", "sig_bak_ovr.onnx")
-            cpu = ["CPUExecutionProvider"]
-            model.onnx_sess = ort.InferenceSession(model.primary_model_path, options, providers=cpu)
-            p808_path = os.path.join(root, "dnsmos_models", "model_v8.onnx")
-            model.p808_onnx_sess = ort.InferenceSession(p808_path, options, providers=cpu)
-            self._model = model
-        return self._model
+    def _build(self):  # noqa: ANN202
+        try:
+            import onnxruntime as ort
+            from speechmos import dnsmos
+        except ImportError as e:
+            raise ScoringError(f"speechmos/onnxruntime missing ({e}); pip install speechmos onnxruntime") from e
+        root = os.path.dirname(os.path.abspath(dnsmos.__file__))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        # Built here rather than by speechmos so that the CPU provider is explicit:
+        # onnxruntime-gpu refuses to guess providers.
+        model = object.__new__(dnsmos.DNSMOS)
+        model.primary_model_path = os.path.join(root, "dnsmos_models", "sig_bak_ovr.onnx")
+        cpu = ["CPUExecutionProvider"]
+        model.onnx_sess = ort.InferenceSession(model.primary_model_path, options, providers=cpu)
+        p808_path = os.path.join(root, "dnsmos_models", "model_v8.onnx")
+        model.p808_onnx_sess = ort.InferenceSession(p808_path, options, providers=cpu)
+        return model
 
     def score(self, audio: np.ndarray, sr: int) -> dict[str, float]:
         model = self._load()
@@ -120,24 +123,19 @@ class DNSMOSScorer:
         return {"dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
 
-class SpeakerEncoder:
+class SpeakerEncoder(_LazyModel):
     """Resemblyzer d-vectors: :meth:`embed` gives an L2-normalised ``[256]`` vector."""
 
     name = "speaker"
 
-    def __init__(self) -> None:
-        self._model = None
-
-    def _load(self):  # noqa: ANN202
-        if self._model is None:
-            try:
-                from resemblyzer import VoiceEncoder
-            except ImportError as e:
-                raise ScoringError(
-                    f"resemblyzer is missing ({e}); pip install --no-deps resemblyzer==0.1.4 webrtcvad-wheels"
-                ) from e
-            self._model = VoiceEncoder(device="cpu", verbose=False)
-        return self._model
+    def _build(self):  # noqa: ANN202
+        try:
+            from resemblyzer import VoiceEncoder
+        except ImportError as e:
+            raise ScoringError(
+                f"resemblyzer is missing ({e}); pip install --no-deps resemblyzer==0.1.4 webrtcvad-wheels"
+            ) from e
+        return VoiceEncoder(device="cpu", verbose=False)
 
     def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
         from resemblyzer import preprocess_wav

@@ -158,28 +158,26 @@ def _as_batch(wav: torch.Tensor) -> torch.Tensor:
     raise DataError(f"expected a waveform shaped [N], [1, N] or [B, N], got {list(wav.shape)}")
 
 
+# The Slaney mel scale: linear (3 mels per 200 Hz) below 1 kHz, logarithmic above.
+_HZ_PER_MEL = 200.0 / 3.0
+_LOG_HZ = 1000.0  # where the logarithmic part starts
+_LOG_MEL = _LOG_HZ / _HZ_PER_MEL
+_LOG_STEP = math.log(6.4) / 27.0  # natural-log Hz per mel above _LOG_HZ
+
+
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """Slaney mel scale: linear (3 mels per 200 Hz) below 1 kHz, logarithmic above."""
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    log_step = math.log(6.4) / 27.0
     hz = np.asarray(hz, dtype=np.float64)
-    mel = hz / f_sp
-    above = hz >= min_log_hz
-    mel[above] = min_log_mel + np.log(hz[above] / min_log_hz) / log_step
+    mel = hz / _HZ_PER_MEL
+    above = hz >= _LOG_HZ
+    mel[above] = _LOG_MEL + np.log(hz[above] / _LOG_HZ) / _LOG_STEP
     return mel
 
 
 def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    log_step = math.log(6.4) / 27.0
     mel = np.asarray(mel, dtype=np.float64)
-    hz = mel * f_sp
-    above = mel >= min_log_mel
-    hz[above] = min_log_hz * np.exp(log_step * (mel[above] - min_log_mel))
+    hz = mel * _HZ_PER_MEL
+    above = mel >= _LOG_MEL
+    hz[above] = _LOG_HZ * np.exp(_LOG_STEP * (mel[above] - _LOG_MEL))
     return hz
 
 
