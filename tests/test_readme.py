@@ -23,3 +23,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_readme_opens_with_the_main_job():
     blocks = _bash_blocks((ROOT / "README.md").read_text())
     assert "python run_search.py --target rtx3060" in blocks[0]
+
+
+def test_readme_names_every_shipped_target():
+    from autocompress.targets import list_targets
+
+    text = (ROOT / "README.md").read_text()
+    missing = [name for name in list_targets() if f"`{name}`" not in text]
+    assert not missing, f"README's target list lacks {missing}"

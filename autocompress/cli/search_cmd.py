@@ -22,7 +22,8 @@ def register(subparsers) -> None:  # noqa: ANN001
         description="Search compression plans for a GPT-SoVITS voice on a hardware target; "
         "resumes the study when it exists.",
     )
-    p.add_argument("--target", required=True, help="hardware target name (autocompress targets lists them)")
+    p.add_argument("--target", required=True,
+                   help="hardware target name (autocompress targets lists them), or a path to a target .toml")
     p.add_argument("--gpt", type=Path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
     p.add_argument("--sovits", type=Path, metavar="FILE.pth", help="SoVITS weights")
     p.add_argument("--data", type=Path, metavar="logs/<exp>", help="the voice's experiment folder")

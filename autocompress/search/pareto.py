@@ -95,15 +95,15 @@ def export_pareto(
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError as e:
         raise StoreError(f"no study named {study_name!r} in the storage; hint: check --study and --storage") from e
-    ident = study.user_attrs.get(IDENTITY_ATTR, {})
-    if ident.get("target") not in (None, target):
-        raise SearchError(
-            f"study {study_name!r} was searched for target {ident.get('target')!r}, not {target!r}; "
-            "hint: export with the study's --target"
-        )
     from autocompress.targets import load_target
 
-    target_obj = load_target(target)
+    target_obj = load_target(target)  # a shipped name, or a target file's path (named by its stem)
+    ident = study.user_attrs.get(IDENTITY_ATTR, {})
+    if ident.get("target") not in (None, target_obj.name):
+        raise SearchError(
+            f"study {study_name!r} was searched for target {ident.get('target')!r}, not {target_obj.name!r}; "
+            "hint: export with the study's --target"
+        )
     artifacts = artifacts_dir(storage, artifacts)
     front = feasible_front(study.get_trials(deepcopy=False))
     if export_format not in EXPORT_FORMATS:

@@ -18,6 +18,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -197,21 +198,35 @@ def list_targets() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_target(name: str) -> Target:
-    """Load the target ``name`` (a file stem such as ``"rtx3060"``).
+def load_target(name: str | os.PathLike[str]) -> Target:
+    """Load a shipped target by name (``"rtx3060"``), or a target file of your own by path.
+
+    A name that ends in ``.toml`` is a path: a device this package does not ship can be
+    described in a file of the same keys (copy a shipped one; its ``name`` must equal the
+    file's stem). The same string then names the target everywhere (search, export).
 
     Raises:
-        ConfigError: the name is unknown (the message lists the valid ones) or the file is invalid.
+        ConfigError: the name is unknown (the message lists the valid ones), the file is
+            missing, or it is invalid.
     """
-    names = list_targets()
-    if name not in names:
-        raise ConfigError(f"unknown target {name!r}; expected one of: {', '.join(names)}")
-    text = resources.files(__package__).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    spec = os.fspath(name)
+    if spec.endswith(".toml"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"target file {spec} does not exist")
+        label, text = path.stem, path.read_text(encoding="utf-8")
+    else:
+        names = list_targets()
+        if spec not in names:
+            raise ConfigError(
+                f"unknown target {spec!r}; expected one of: {', '.join(names)} (or a path to a target .toml)"
+            )
+        label, text = spec, resources.files(__package__).joinpath(f"{spec}.toml").read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"target file {name}.toml is not valid TOML: {e}") from e
-    return target_from_toml(data, name)
+        raise ConfigError(f"target file {label}.toml is not valid TOML: {e}") from e
+    return target_from_toml(data, label)
 
 
 def target_from_toml(data: Mapping[str, Any], name: str) -> Target:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,32 @@ def test_edge_targets():
     assert not nano.can_deploy("int8", "matmul")  # no tensor cores, no int8 math
     assert load_target("rpi5").bandwidth_gbps == pytest.approx(17.0)
     assert load_target("rpi5").runtimes == ("onnxruntime-cpu",)
+
+
+def test_hopper_and_more_geforce_targets_carry_dense_rates():
+    h100, h200 = load_target("h100"), load_target("h200")
+    assert h100.peak_tflops["fp16"] == pytest.approx(1979 / 2, rel=0.01)  # the datasheet's 1979 is sparse
+    assert h200.peak_tflops == h100.peak_tflops and h200.bandwidth_gbps > h100.bandwidth_gbps
+    assert "int4" not in h100.peak_tflops and h100.can_deploy("fp8", "matmul")  # no int4 tensor math
+    r3090, r4060 = load_target("rtx3090"), load_target("rtx4060")
+    assert r3090.bandwidth_gbps == 936.0 and "fp8" not in r3090.peak_tflops  # Ampere: no fp8
+    assert r3090.peak_tflops["bf16"] == pytest.approx(r3090.peak_tflops["fp16"] / 2)  # GeForce bf16
+    assert r4060.peak_tflops["fp8"] == pytest.approx(242 / 2, rel=0.01) and r4060.memory_bytes == 8 * 2**30
+
+
+def test_a_target_file_of_your_own_loads_by_path(tmp_path):
+    shipped = (Path(load_target.__code__.co_filename).parent / "rtx3060.toml").read_text()
+    own = tmp_path / "my-gpu.toml"
+    own.write_text(shipped.replace('name = "rtx3060"', 'name = "my-gpu"').replace("360.0", "448.0"))
+    t = load_target(str(own))
+    assert t.name == "my-gpu" and t.bandwidth_gbps == 448.0
+    assert load_target(own) == t  # a Path works too
+    with pytest.raises(ConfigError, match="differs from the file name"):
+        wrong = tmp_path / "other.toml"
+        wrong.write_text(own.read_text())
+        load_target(str(wrong))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_target(str(tmp_path / "missing.toml"))
 
 
 def test_unknown_target_is_one_line_listing_the_valid_names():
