@@ -1,41 +1,76 @@
-"""``autocompress synth``: speak with an exported bundle, using onnxruntime and numpy only.
+"""``autocompress synth``: speak with an exported bundle (onnxruntime and numpy only), or with
+the built-in demo teacher (``--demo``, PyTorch).
 
-Adding another text source (for example ``--demo --text "..."``): register its flags in
-:func:`register` and turn them into a :class:`~autocompress.runtime.inputs.SynthInput` in
-:func:`make_input`; the rest of the command does not change.
+Text comes as ``--text`` (English, through the front end in
+:mod:`autocompress.models.gpt_sovits.text`, which needs no PyTorch) or as ``--phones``. Another
+text source: register its flags in :func:`register` and turn them into phones in
+:func:`phones_of`; the rest of the command does not change.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from autocompress.exceptions import ConfigError, DataError
+
 
 def register(subparsers) -> None:  # noqa: ANN001
-    parser = subparsers.add_parser("synth", help="synthesise a wav from an ONNX bundle (no PyTorch needed)")
-    parser.add_argument("--bundle", required=True, help="bundle folder written by export")
-    parser.add_argument("--out", required=True, help="output wav (16-bit PCM at the bundle's rate, 32 kHz)")
-    parser.add_argument("--phones", help="text as phone symbols ('HH AH0 L OW1') or ids ('12,40,7')")
-    parser.add_argument("--sample", type=int, default=0, help="stored sample giving the voice prompt (default 0)")
-    parser.add_argument("--ref-spec", help="reference spectrogram .npy [1025, T] replacing the sample's")
+    parser = subparsers.add_parser(
+        "synth", help="synthesise a wav from an ONNX bundle (no PyTorch needed) or from the demo teacher"
+    )
+    voice = parser.add_mutually_exclusive_group(required=True)
+    voice.add_argument("--bundle", help="bundle folder written by export")
+    voice.add_argument("--demo", action="store_true",
+                       help="the built-in demo voice's teacher (PyTorch), prompted with its reference item")
+    parser.add_argument("--out", required=True, help="output wav (16-bit PCM at the voice's rate, 32 kHz)")
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument("--text", help="English text to speak (numbers and punctuation are read; CMUdict phones)")
+    text.add_argument("--phones", help="text as phone symbols ('HH AH0 L OW1') or ids ('12,40,7')")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="bundle: stored sample giving the voice prompt (default 0)")
+    parser.add_argument("--ref-spec", help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
     parser.add_argument("--seed", type=int, default=0, help="sampling and prior-noise seed")
-    parser.add_argument("--top-k", type=int, help="sampler top-k (1 = greedy; default: the bundle's)")
-    parser.add_argument("--temperature", type=float, help="sampler temperature (default: the bundle's)")
-    parser.add_argument("--noise-scale", type=float, help="prior noise scale (0 = deterministic)")
-    parser.add_argument("--max-tokens", type=int, help="most semantic codes to generate (default: the bundle's)")
-    parser.add_argument("--cpu", action="store_true", help="never use the CUDA provider")
-    parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    parser.add_argument("--top-k", type=int,
+                        help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
+    parser.add_argument("--temperature", type=float, help="sampler temperature (default: the bundle's, 1 for --demo)")
+    parser.add_argument("--noise-scale", type=float, help="prior noise scale (0 = deterministic; --demo default 0)")
+    parser.add_argument("--max-tokens", type=int,
+                        help="most semantic codes to generate (default: the bundle's; --demo: 3 per phone + 25)")
+    parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
+    parser.add_argument("--threads", type=int, help="onnxruntime (or, with --demo, torch) intra-op threads")
     parser.set_defaults(func=run)
 
 
+def phone_ids(args: argparse.Namespace, table: list[str]) -> list[int] | None:
+    """The text to speak as ids of ``table``, or None for a bundle sample's own text."""
+    from autocompress.runtime.inputs import parse_phones
+
+    if args.text is None:
+        return None if args.phones is None else [int(i) for i in parse_phones(args.phones, table)]
+    from autocompress.models.gpt_sovits.text import english_to_phones  # torch-free
+
+    phones = english_to_phones(args.text)
+    if not any(p[0].isalpha() for p in phones):
+        raise DataError(f"--text {args.text!r} has no words to speak")
+    index = {symbol: i for i, symbol in enumerate(table)}
+    unknown = sorted({p for p in phones if p not in index})
+    if unknown:
+        raise DataError(f"the voice's symbol table lacks the phones {unknown} of --text")
+    return [index[p] for p in phones]
+
+
 def make_input(args: argparse.Namespace, runner):  # noqa: ANN001, ANN201
-    """The utterance the flags describe (the extension point for other text sources)."""
+    """The bundle utterance the flags describe."""
     import numpy as np
 
     ref = np.load(args.ref_spec, allow_pickle=False) if args.ref_spec else None
-    return runner.make_input(args.sample, args.phones, ref)
+    ids = phone_ids(args, runner.symbols())
+    return runner.make_input(args.sample, None if ids is None else " ".join(map(str, ids)), ref)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.demo:
+        return run_demo(args)
     import dataclasses
 
     from autocompress.runtime import BundleRunner, write_wav
@@ -52,4 +87,49 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {out.audio_seconds:.2f} s, {out.codes.size} codes ({out.stop_reason}), "
         f"RTF {out.rtf:.3f} on {runner.device}"
     )
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Speak ``--text`` / ``--phones`` with the demo teacher in PyTorch (measured RTF on this CPU)."""
+    if args.sample != 0 or args.ref_spec is not None:
+        raise ConfigError("--sample and --ref-spec choose a bundle's prompt; --demo always uses its reference item")
+    if args.text is None and args.phones is None:
+        raise ConfigError("--demo needs --text (or --phones) to speak")
+    import time
+
+    import torch
+
+    from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
+    from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
+    from autocompress.models.gpt_sovits.text import symbols
+    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.runtime import write_wav
+    from autocompress.search.distill import load_items
+    from autocompress.search.synth import code_limit, speak
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths, manifest = demo_voice_paths(), demo_voice_manifest()
+    voice = Voice(load_gpt(paths.gpt_path).eval(), load_sovits(paths.sovits_path).eval())
+    folder = ExperimentFolder(paths.exp_dir)
+    (prompt,) = load_items(folder, [manifest["reference_name"]], voice.sovits.config)
+    ids = torch.tensor(phone_ids(args, symbols(folder.version)), dtype=torch.long)
+    limit = args.max_tokens if args.max_tokens is not None else code_limit(ids.numel())
+    if limit < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {limit}")
+    start = time.perf_counter()
+    speech = speak(
+        voice, prompt, ids,
+        top_k=args.top_k if args.top_k is not None else 1,
+        temperature=args.temperature if args.temperature is not None else 1.0,
+        noise_scale=args.noise_scale if args.noise_scale is not None else 0.0,
+        seed=args.seed, max_new_tokens=limit,
+    )  # fmt: skip
+    seconds = speech.wav.numel() / speech.sample_rate
+    rtf = (time.perf_counter() - start) / max(seconds, 1e-9)
+    write_wav(args.out, speech.wav.numpy(), speech.sample_rate)
+    stop = "max_new_tokens" if speech.codes.numel() >= limit else "eos"
+    print(f"wrote {args.out}: {seconds:.2f} s, {speech.codes.numel()} codes ({stop}), "
+          f"RTF {rtf:.3f} measured on this CPU (demo teacher, PyTorch)")
     return 0

@@ -96,6 +96,20 @@ def test_runtime_never_imports_torch(tmp_path) -> None:
     assert "autocompress.runtime.runner" in result.stdout
 
 
+def test_synth_text_reaches_the_runner_as_the_bundle_table_ids(bundle_fp32) -> None:
+    import argparse
+
+    from autocompress.cli.synth_cmd import make_input
+
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    args = argparse.Namespace(text="Hello, world.", phones=None, ref_spec=None, sample=1)
+    item = make_input(args, runner)
+    table = runner.symbols()
+    assert [table[i] for i in item.text] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "."]
+    stored = runner.sample_inputs()[1]
+    np.testing.assert_array_equal(item.prompt_codes, stored.prompt_codes)  # the sample's prompt is kept
+
+
 def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
     out = tmp_path / "out.wav"
     cmd = [sys.executable, "-m", "autocompress", "synth", "--bundle", str(bundle_fp32.path), "--out", str(out),
@@ -107,6 +121,15 @@ def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
     codes = int(result.stdout.split(" codes")[0].rsplit(" ", 1)[1])
     assert audio.size == codes * 1280 and np.isfinite(audio).all()
     assert "on cpu" in result.stdout
+
+    # English text through the front end, still without torch.
+    said = tmp_path / "said.wav"
+    cmd = [sys.executable, "-m", "autocompress", "synth", "--bundle", str(bundle_fp32.path), "--out", str(said),
+           "--text", "Hello, world.", "--top-k", "1", "--max-tokens", "20", "--threads", "1"]  # fmt: skip
+    result = subprocess.run(cmd, env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    codes = int(result.stdout.split(" codes")[0].rsplit(" ", 1)[1])
+    assert sf.read(said)[0].size == codes * 1280
 
     bad = subprocess.run(
         [sys.executable, "-m", "autocompress", "synth", "--bundle", str(tmp_path), "--out", str(out)],

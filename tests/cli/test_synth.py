@@ -1,0 +1,62 @@
+"""``autocompress synth --text``: the English front end into phone ids, and the demo teacher speaking."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from autocompress.cli.main import main
+from autocompress.cli.synth_cmd import phone_ids
+from autocompress.exceptions import DataError
+from autocompress.models.gpt_sovits.text import symbols
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"text": None, "phones": None, **kw})
+
+
+def test_text_becomes_ids_of_the_voice_table_with_punctuation_kept():
+    table = symbols("v2")
+    ids = phone_ids(_args(text="Hello, world!"), table)
+    assert [table[i] for i in ids] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "!"]
+    assert phone_ids(_args(phones="HH AH0 L OW1"), table) == ids[:4]
+    assert phone_ids(_args(), table) is None  # a bundle sample's own text
+    with pytest.raises(DataError, match="no words"):
+        phone_ids(_args(text=" ?! "), table)
+    with pytest.raises(DataError, match="lacks the phones"):
+        phone_ids(_args(text="Hello"), ["HH", "AH0"])
+
+
+def test_demo_teacher_speaks_text_deterministically_and_samples_by_seed(tmp_path, capsys):
+    def say(name: str, *extra: str) -> tuple[np.ndarray, int, int]:
+        out = tmp_path / name
+        assert main(["synth", "--demo", "--text", "The red boat is here.", "--out", str(out), *extra]) == 0
+        line = capsys.readouterr().out
+        codes = int(line.split(" codes")[0].rsplit(" ", 1)[1])
+        audio, rate = sf.read(out)
+        return audio, rate, codes
+
+    greedy, rate, codes = say("a.wav")
+    assert rate == 32000 and 0 < codes and greedy.size == codes * 1280  # 25 Hz codes, 32 kHz audio
+    assert np.isfinite(greedy).all() and greedy.std() > 1e-3
+    again, _, _ = say("b.wav")
+    assert np.array_equal(greedy, again)  # greedy and noise scale 0: the same file every time
+    one, _, _ = say("c.wav", "--top-k", "15", "--seed", "1")
+    two, _, _ = say("d.wav", "--top-k", "15", "--seed", "2")
+    one_again, _, _ = say("e.wav", "--top-k", "15", "--seed", "1")
+    assert np.array_equal(one, one_again) and not np.array_equal(one, two)
+
+
+def test_demo_synth_refuses_missing_text_and_bundle_only_flags(tmp_path, capsys):
+    out = str(tmp_path / "x.wav")
+    assert main(["synth", "--demo", "--out", out]) == 2
+    assert "needs --text" in capsys.readouterr().err
+    assert main(["synth", "--demo", "--text", "Hi.", "--sample", "3", "--out", out]) == 2
+    assert "--sample" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: one voice only
+        main(["synth", "--demo", "--bundle", str(tmp_path), "--text", "Hi.", "--out", out])
