@@ -110,13 +110,16 @@ class BuildSize:
     """How much data the build makes and ships."""
 
     n_sentences: int  # sentences generated (some are dropped by the duration filter)
-    n_eval: int  # held-out sentences (the last ones kept)
+    n_eval: int  # held-out utterances: the last ones kept among the first eval_pool sentences
     ship_train: int  # training utterances shipped in the assets
     ship_eval: int  # held-out utterances shipped in the assets
+    eval_pool: int  # sentences after these are training data only, so adding some never moves the held-out set
 
 
-FULL = BuildSize(n_sentences=1600, n_eval=40, ship_train=40, ship_eval=8)
-MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1)
+# The first three builds had 1600 sentences; the fourth added 3200 more (for the GPT, which
+# overfitted 1543 utterances) and kept the same held-out set.
+FULL = BuildSize(n_sentences=4800, n_eval=40, ship_train=40, ship_eval=8, eval_pool=1600)
+MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1, eval_pool=5)
 
 
 # --------------------------------------------------------------------------- text
@@ -125,10 +128,13 @@ MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1)
 def stage_text(work: Path, size: BuildSize, seed: int) -> None:
     """Write sentences.tsv: name, text (all generated sentences, before duration filtering)."""
     out = work / "sentences.tsv"
-    if out.exists():
+    have = [row[1] for row in read_tsv(out)] if out.exists() else []
+    if len(have) >= size.n_sentences:
         log.info("text: %s exists, skipping", out)
         return
-    sentences = make_sentences(size.n_sentences, seed)
+    sentences = make_sentences(size.n_sentences, seed)  # the first n of a longer list are the same
+    if sentences[: len(have)] != have:
+        raise DataError(f"{out} was not made by this sentence generator and seed; hint: delete the work dir")
     with out.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         for i, text in enumerate(sentences):
@@ -227,7 +233,8 @@ def to_32k(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
 def stage_audio(work: Path, size: BuildSize, seed: int) -> None:
     """Synthesise every sentence with Piper, keep 1-6 s utterances -> wav32k/*.flac, utterances.tsv."""
     out = work / "utterances.tsv"
-    if out.exists():
+    sentences = read_tsv(work / "sentences.tsv")
+    if out.exists() and (work / "wav32k" / (Path(sentences[-1][0]).stem + ".flac")).exists():
         log.info("audio: %s exists, skipping", out)
         return
     wav_dir = work / "wav32k"
@@ -235,7 +242,8 @@ def stage_audio(work: Path, size: BuildSize, seed: int) -> None:
     voice = PiperVoice()
     rows = []
     t0 = time.time()
-    for i, (name, text) in enumerate(read_tsv(work / "sentences.tsv")):
+    pool = 0  # kept utterances among the first eval_pool sentences
+    for i, (name, text) in enumerate(sentences):
         path = wav_dir / (Path(name).stem + ".flac")
         if path.exists():
             wav, _ = sf.read(path, dtype="float32")
@@ -246,15 +254,16 @@ def stage_audio(work: Path, size: BuildSize, seed: int) -> None:
         sec = wav.numel() / SAMPLE_RATE
         if MIN_SEC <= sec <= MAX_SEC:
             rows.append([name, text, f"{sec:.3f}"])
+            pool += i < size.eval_pool
         if i % 50 == 0:
             log.info("audio: %d sentences, %.0f s", i, time.time() - t0)
     if voice.unknown:
         log.warning("audio: phonemes missing from the voice's map (skipped): %s", voice.unknown)
-    n_eval = min(size.n_eval, max(1, len(rows) // 5))
+    n_eval = min(size.n_eval, max(1, pool // 5))
     with out.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         for j, row in enumerate(rows):
-            w.writerow(row + ["eval" if j >= len(rows) - n_eval else "train"])
+            w.writerow(row + ["eval" if pool - n_eval <= j < pool else "train"])
     log.info("audio: kept %d utterances (%d eval) in %.0f s", len(rows), n_eval, time.time() - t0)
 
 

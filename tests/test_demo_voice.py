@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import json
@@ -161,6 +162,18 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     own = build.Trainer("sovits", work3, True, 0, build.TrainOptions(init_from=assets)).model.state_dict()
     assert torch.equal(own[key], refit[key])
     assert torch.equal(own["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
+    # more sentences extend the data without moving the held-out set
+    before = build.load_utterances(work2)
+    more = dataclasses.replace(build.MICRO, n_sentences=build.MICRO.n_sentences + 2)
+    build.stage_text(work2, more, 1234)
+    build.stage_audio(work2, more, 1234)
+    after = build.load_utterances(work2)
+    assert [u for u in after if u["split"] == "eval"] == [u for u in before if u["split"] == "eval"]
+    assert after[: len(before)] == before and all(u["split"] == "train" for u in after[len(before):])
+    assert len(build.read_tsv(work2 / "sentences.tsv")) == more.n_sentences
+    build.stage_features(work2, 2)
+    build.stage_codebook(work2, True, 1234)  # the new items' codes, with the kept codebook
+    assert set(build.load_semantic(work2)) == {u["name"] for u in after}
     fresh = build.Trainer("sovits", work2, True, 0, build.TrainOptions())  # no --init-from: new weights
     # upstream's objective with the light discriminator takes steps too (its step precedes the generator's)
     vits = build.Trainer("sovits", work2, True, 0, build.TrainOptions(sovits_objective="vits"))
