@@ -38,6 +38,7 @@ import math
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -823,14 +824,32 @@ def _atomic_save(obj: object, path: Path) -> None:
 def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
                 steps: int | None, minutes: float | None, save_every_s: float,
                 opts: TrainOptions = TrainOptions()) -> None:
-    """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``."""
+    """Train the given models, interleaving steps; stop after ``steps`` each or ``minutes``.
+
+    SIGTERM or Ctrl-C stops at the end of the current step and saves first, so a background
+    run can be stopped (and resumed) without losing its steps.
+    """
     if steps is None and minutes is None:
         raise ConfigError("training stages need --steps or --minutes (otherwise they never stop)")
     trainers = [Trainer(kind, work, micro, seed, opts) for kind in kinds]
+    stop: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, _frame: stop.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+    try:
+        _train_rounds(trainers, steps, minutes, save_every_s, stop)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if stop:
+        log.info("training: stopped by signal %d after saving", stop[0])
+
+
+def _train_rounds(trainers: list[Trainer], steps: int | None, minutes: float | None,
+                  save_every_s: float, stop: list[int]) -> None:
     start = time.time()
     last_save = start
     done = 0
-    while True:
+    while not stop:
         if steps is not None and done >= steps:
             break
         if minutes is not None and time.time() - start > minutes * 60:

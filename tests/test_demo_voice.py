@@ -7,7 +7,10 @@ import importlib
 import math
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,21 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         torch.set_num_threads(threads)
     state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
     assert state["step"] == 6
+    # SIGTERM stops a background run at the end of a step, after saving its state
+    cmd = [sys.executable, str(REPO / "scripts" / "build_demo_voice.py"), "--stage", "sovits", "--micro",
+           "--steps", "1000000", "--work-dir", str(work), "--assets-dir", str(assets)]  # fmt: skip
+    run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    log = []
+    for line in run.stderr:  # wait until it trains, then ask it to stop
+        log.append(line)
+        if "resumed at step 6" in line:
+            time.sleep(3)
+            run.send_signal(signal.SIGTERM)
+            break
+    log += run.stderr.read().splitlines()
+    assert run.wait(timeout=300) == 0, "".join(log)
+    assert any("stopped by signal" in line for line in log)
+    assert torch.load(work / "train" / "sovits_state.pt", weights_only=True)["step"] > 6
 
     # a new work folder continues from the shipped voice: its codebook and its weights
     work2 = tmp_path / "work2"
