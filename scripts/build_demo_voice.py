@@ -623,6 +623,10 @@ class Trainer:
         self._eval_voicing: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # sources' YIN, once
         if kind == "gpt" and opts.prompt_silence:
             add_prompt_codes(work, self.train_items, micro)
+        if kind == "gpt":  # the GPT reads phones and codes; the reference item keeps its audio (the prompt)
+            empty = torch.empty(0)
+            for it in self.train_items[1:]:
+                it.wav = it.spec = it.ssl = empty
         self.weights = SoVITSLossWeights(mel=opts.mel_weight, stft=opts.stft_weight)
 
     def _init_from(self, assets: Path) -> None:
