@@ -31,6 +31,7 @@ class CalibrationExample:
             teacher-forced on them).
         text: ``[1, Tt]`` target phone ids for SoVITS.
         refer: ``[1, spec_bins, Tr]`` reference linear spectrogram.
+        sv: ``[1, sv_dim]`` speaker-verification vector of the reference (v2Pro/v2ProPlus only).
     """
 
     phones: Tensor
@@ -38,6 +39,7 @@ class CalibrationExample:
     codes: Tensor
     text: Tensor
     refer: Tensor
+    sv: Tensor | None = None
 
 
 def voice_calibration(teacher: Voice, examples: Sequence[CalibrationExample]) -> Calibration:
@@ -66,7 +68,7 @@ def _sovits_batches(sovits: nn.Module, ex: CalibrationExample) -> dict[str, Cali
     config = sovits.config
     refer = ex.refer[:, : config.ref_bins]
     refer_mask = torch.ones(1, 1, refer.shape[2])
-    ge = sovits.style(ex.refer)  # [1, gin, 1]
+    ge = sovits.style(ex.refer, ex.sv)  # [1, gin, 1]
     ge_text = sovits.ge_to512(ge.transpose(1, 2)).transpose(1, 2) if config.is_pro else ge
     features = sovits.quantizer.decode(ex.codes.transpose(0, 1))  # [1, ssl_dim, Tc]
     if config.semantic_frame_rate == "25hz":

@@ -103,18 +103,32 @@ def measure_gpt(
     ]
 
 
+def speaker_vector(sovits_config: Any, like: Any = None, **tensor_kw: Any) -> torch.Tensor | None:
+    """The ``sv_emb`` a Pro SoVITS decode needs: ``like``'s own ``sv`` when it has one, else
+    zeros ``[1, sv_dim]`` (costs do not depend on its values); None for v1/v2."""
+    if not sovits_config.is_pro:
+        return None
+    own = getattr(like, "sv", None)
+    return own if own is not None else torch.zeros(1, sovits_config.sv_dim, **tensor_kw)
+
+
 @torch.no_grad()
 def measure_sovits(sovits: Any, sentence: Utterance, refer: torch.Tensor | None = None,
-                   warmup: int = 1, repeats: int = 3) -> list[Metric]:
-    """Measure ``sovits_ms_per_audio_s``: noise-free decode of the sentence's codes."""
+                   warmup: int = 1, repeats: int = 3, sv: torch.Tensor | None = None) -> list[Metric]:
+    """Measure ``sovits_ms_per_audio_s``: noise-free decode of the sentence's codes.
+
+    ``refer`` and ``sv`` (Pro only) are the reference's; the sentence's own when None.
+    """
     dev = next(sovits.parameters()).device
     codes = sentence.codes.reshape(1, 1, -1).to(dev)  # [1, 1, Tc]
     text = sentence.phones[None].to(dev)  # [1, Tt]
     ref = (sentence.refer if refer is None else refer).to(dev)
+    sv_emb = sv if sv is not None else speaker_vector(sovits.config, sentence, device=dev)
+    sv_emb = None if sv_emb is None else sv_emb.to(dev)
     out: dict[str, Any] = {}
 
     def run() -> None:
-        out["wav"] = sovits.decode(codes, text, ref, noise_scale=0.0)
+        out["wav"] = sovits.decode(codes, text, ref, noise_scale=0.0, sv_emb=sv_emb)
 
     timing = measure(run, warmup, repeats, _sync_for(sovits))
     seconds = out["wav"].shape[-1] / sovits.config.sampling_rate
@@ -165,7 +179,8 @@ def run_shape(voice: Any, shape: UtteranceShape) -> int:
         codes = torch.ones(1, 1, shape.n_tokens, dtype=torch.long, device=dev)
         text = torch.ones(1, shape.n_text, dtype=torch.long, device=dev)
         refer = torch.rand(1, sv.config.spec_channels, shape.ref_frames, device=dev)
-        return int(sv.decode(codes, text, refer, noise_scale=0.0).shape[-1])
+        sv_emb = speaker_vector(sv.config, device=dev)
+        return int(sv.decode(codes, text, refer, noise_scale=0.0, sv_emb=sv_emb).shape[-1])
 
 
 def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> None:
@@ -244,7 +259,8 @@ def profile_voice(voice: Any, shape: UtteranceShape = UtteranceShape()) -> Voice
     codes = torch.zeros(1, 1, shape.n_tokens, dtype=torch.long, **meta)
     text = torch.zeros(1, shape.n_text, dtype=torch.long, **meta)
     refer = torch.zeros(1, cfg.spec_channels, shape.ref_frames, **meta)
-    sovits = profile_module(sv, lambda m, _: m.decode(codes, text, refer, noise_scale=0.0))
+    sv_emb = speaker_vector(cfg, **meta)
+    sovits = profile_module(sv, lambda m, _: m.decode(codes, text, refer, noise_scale=0.0, sv_emb=sv_emb))
     audio_s = 2 * shape.n_tokens * cfg.samples_per_frame / cfg.sampling_rate
     return VoiceProfile(shape, prefill, decode, sovits, audio_s)
 
@@ -413,7 +429,8 @@ def voice_cost_metrics(
     prompt, sentence = utterances if utterances is not None else dummy_utterances(voice, prof.shape)
     n_tokens = sentence.codes.numel()  # decode as many steps as the audio SoVITS renders has codes
     gpt = {m.name: m for m in measure_gpt(voice.gpt, prompt, sentence, n_tokens, warmup, repeats)}
-    (sov,) = measure_sovits(voice.sovits, sentence, prompt.refer, warmup, repeats)
+    (sov,) = measure_sovits(voice.sovits, sentence, prompt.refer, warmup, repeats,
+                            sv=speaker_vector(voice.sovits.config, prompt))
     audio_s = sentence.codes.numel() / CODE_RATE_HZ
     total_ms = gpt["gpt_prefill_ms"].value + n_tokens * gpt["gpt_ms_per_token"].value + sov.value * audio_s
     rtf = measured("rtf", total_ms / 1e3 / audio_s, "x", sov.device, "prefill + decode loop + SoVITS decode")

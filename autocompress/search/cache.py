@@ -56,7 +56,7 @@ class TeacherCache:
     ) -> TeacherCache:
         targets = eval_targets(teacher, eval_items, teacher.sovits.segment_frames, seed=seed)
         with torch.no_grad():
-            style = teacher.sovits.style(prompt.refer)
+            style = teacher.sovits.style(prompt.refer, prompt.sv)
         speech = [synthesize(teacher, prompt, s, style) for s in sentences]
         reference = _reference([s.wav.numpy() for s in speech], speech[0].sample_rate)
         return cls(fingerprint, targets, prompt, style, sentences, speech, reference)

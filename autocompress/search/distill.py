@@ -53,6 +53,7 @@ class VoiceItem:
     bert: Tensor  # [1024, N] float32
     codes: Tensor  # [T] int64 semantic codes (25 Hz)
     refer: Tensor  # [1, spec_bins, Tr] the utterance's own linear spectrogram (the reference)
+    sv: Tensor | None = None  # [1, 20480] speaker-verification vector of the audio (v2Pro/v2ProPlus only)
 
 
 def load_items(folder: ExperimentFolder, names: Sequence[str], spec_cfg: Any) -> list[VoiceItem]:
@@ -80,6 +81,7 @@ def load_items(folder: ExperimentFolder, names: Sequence[str], spec_cfg: Any) ->
                 bert=item.load_bert(),
                 codes=torch.tensor(item.codes, dtype=torch.long),
                 refer=refer,
+                sv=item.load_sv() if folder.is_pro else None,
             )
         )
     return out
@@ -178,7 +180,7 @@ class Latents:
 def teacher_latents(teacher: Voice, item: VoiceItem) -> Latents:
     """Style vector, prior and reverse-flow latent of the teacher for one item."""
     sv = teacher.sovits
-    ge = sv.style(item.refer)  # [1, gin, 1]
+    ge = sv.style(item.refer, item.sv)  # [1, gin, 1]
     m_p, logs_p, y_mask = sv.infer_latent(item.codes[None, None], item.phones[None], ge)
     z = sv.flow(m_p, y_mask, g=ge, reverse=True)
     return Latents(ge, m_p, logs_p, y_mask, z)
@@ -218,7 +220,7 @@ def sovits_losses(student: Voice, item: VoiceItem, t: SoVITSTargets, groups: set
     out: dict[str, Tensor] = {}
     w = SOVITS_WEIGHTS
     if "ref_enc" in groups:
-        out["ref_enc"] = w.c_latent * latent_matching_loss([sv.style(item.refer)], [t.ge])
+        out["ref_enc"] = w.c_latent * latent_matching_loss([sv.style(item.refer, item.sv)], [t.ge])
     if "enc_p" in groups:
         m_p, logs_p, _ = sv.infer_latent(item.codes[None, None], item.phones[None], t.ge)
         out["enc_p"] = w.c_latent * latent_matching_loss([m_p, logs_p], [t.m_p, t.logs_p], t.y_mask)

@@ -186,7 +186,11 @@ class VoiceTrialRunner:
 def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
     if device.type == "cpu":
         return items
-    return [VoiceItem(i.name, i.phones.to(device), i.bert.to(device), i.codes.to(device), i.refer.to(device)) for i in items]
+    return [
+        VoiceItem(i.name, i.phones.to(device), i.bert.to(device), i.codes.to(device), i.refer.to(device),
+                  None if i.sv is None else i.sv.to(device))
+        for i in items
+    ]
 
 
 def _save_student(student: Voice, plan: CompressionPlan, dest: Path) -> None:

@@ -83,7 +83,7 @@ def speak(
         all_phones, all_bert, prompt.codes[None], top_k=top_k, temperature=temperature,
         max_new_tokens=limit, generator=rng,
     )  # [1, n]
-    ge = style if style is not None else sv.style(prompt.refer)  # [1, gin, 1]
+    ge = style if style is not None else sv.style(prompt.refer, prompt.sv)  # [1, gin, 1]
     m_p, logs_p, y_mask = sv.infer_latent(codes[None], phones[None], ge)
     z_p = m_p
     if noise_scale > 0:

@@ -86,6 +86,28 @@ def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
     assert all(b.sha256 == hash_folder(Path(b.path))[0] for b in bundles)
 
 
+def test_a_v2pro_voice_is_searched_and_exported_as_checkpoints(tmp_path):
+    from conftest import make_micro_voice
+
+    voice = make_micro_voice(tmp_path / "voice", version="v2Pro")
+    argv = [
+        "--target", "rtx3060", "--gpt", str(voice["gpt"]), "--sovits", str(voice["sovits"]), "--data",
+        str(voice["data"]), "--space", str(voice["space"]), "--study", "pro", "--storage",
+        f"sqlite:///{tmp_path}/pro.db", "--out", str(tmp_path / "exports"), "--trials", "2", "--steps", "2",
+    ]  # fmt: skip
+    assert main(["search", *argv]) == 0
+    study = optuna.load_study(study_name="pro", storage=f"sqlite:///{tmp_path}/pro.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2 and not [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all(math.isfinite(v) for t in done for v in t.values)
+    exported = sorted((tmp_path / "exports").glob("trial-*/trial.json"))
+    assert exported
+    for path in exported:  # bundles would need the speaker-verification model: the students' checkpoints instead
+        record = json.loads(path.read_text())
+        assert record["kind"] == "checkpoint" and "speaker-verification" in record["export_note"]
+        assert (path.parent / "sovits.pth").is_file() or list(path.parent.glob("*.pth"))
+
+
 def test_export_command_refuses_another_target_and_unknown_studies(finished_search, tmp_path, capsys):
     url = _url(finished_search)
     assert main(["export", "--study", "micro", "--target", "t4", "--storage", url, "--out", str(tmp_path / "a")]) == 1
