@@ -29,6 +29,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     parser.add_argument("--sample", type=int, default=0,
                         help="bundle: stored sample giving the voice prompt (default 0)")
     parser.add_argument("--ref-spec", help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
+    parser.add_argument("--ref-sv", help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
     parser.add_argument("--seed", type=int, default=0, help="sampling and prior-noise seed")
     parser.add_argument("--top-k", type=int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
@@ -64,8 +65,9 @@ def make_input(args: argparse.Namespace, runner):  # noqa: ANN001, ANN201
     import numpy as np
 
     ref = np.load(args.ref_spec, allow_pickle=False) if args.ref_spec else None
+    sv = np.load(args.ref_sv, allow_pickle=False) if getattr(args, "ref_sv", None) else None
     ids = phone_ids(args, runner.symbols())
-    return runner.make_input(args.sample, None if ids is None else " ".join(map(str, ids)), ref)
+    return runner.make_input(args.sample, None if ids is None else " ".join(map(str, ids)), ref, sv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Speak ``--text`` / ``--phones`` with the demo teacher in PyTorch (measured RTF on this CPU)."""
-    if args.sample != 0 or args.ref_spec is not None:
-        raise ConfigError("--sample and --ref-spec choose a bundle's prompt; --demo always uses its reference item")
+    if args.sample != 0 or args.ref_spec is not None or args.ref_sv is not None:
+        raise ConfigError(
+            "--sample, --ref-spec and --ref-sv choose a bundle's prompt; --demo always uses its reference item"
+        )
     if args.text is None and args.phones is None:
         raise ConfigError("--demo needs --text (or --phones) to speak")
     import time

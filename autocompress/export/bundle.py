@@ -189,10 +189,10 @@ class VoiceExport:
         self.inputs = list(eval_inputs)
         if not self.inputs:
             raise ExportError("export needs at least one evaluation input for calibration and parity")
-        if voice.sovits.config.is_pro:
+        if voice.sovits.config.is_pro and any(i.ref_sv is None for i in self.inputs):
             raise ExportError(
-                f"SoVITS {voice.sovits.config.version} needs a speaker-verification model at run time, "
-                "which bundles do not ship; export a v1 or v2 voice"
+                f"SoVITS {voice.sovits.config.version} needs each evaluation input's reference speaker "
+                "vector (ref_sv, from the experiment folder's 7-sv_cn)"
             )
         if max_tokens < 1:
             raise ExportError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -468,7 +468,8 @@ def _end_to_end(
         want = refs.gpt_codes[i]
         exact = exact and _same_greedy_codes(want, tokens, refs.gpt_gaps[i])
         matches.append(_prefix_match(want, tokens))
-        wav = runner.vocode(refs.codes[i], item.text, runner.style(item.ref_spec), refs.noise_scale, noise=refs.noise[i])
+        ge = runner.style(item.ref_spec, item.ref_sv)
+        wav = runner.vocode(refs.codes[i], item.text, ge, refs.noise_scale, noise=refs.noise[i])
         ref = refs.wavs[i].astype(np.float64)
         if wav.shape != ref.shape:
             return f"waveform of input {i} has {wav.size} samples, torch {ref.size}", {}

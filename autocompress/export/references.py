@@ -91,7 +91,8 @@ def graph_specs(gpt: Text2SemanticGPT, sovits: SynthesizerTrn, example: SynthInp
         pre = GPTPrefillGraph(gpt).eval()
         out = pre(phones, bert, prompt)
         past = tuple(out[1:])
-        ge = sovits.style(torch.from_numpy(example.ref_spec)[None])
+        style_feeds = _style_feeds(example, sovits)
+        ge = sovits.style(*style_feeds.values())
         codes = torch.from_numpy(example.prompt_codes).long().view(1, 1, -1)
         text = torch.from_numpy(example.text).long().view(1, -1)
         m_p, _ = PriorGraph(sovits)(codes, text, ge)
@@ -109,8 +110,8 @@ def graph_specs(gpt: Text2SemanticGPT, sovits: SynthesizerTrn, example: SynthInp
             "gpt_decode", "gpt", GPTDecodeGraph(gpt).eval(), (token, audio_pos, *past), *names["gpt_decode"], past_axes
         ),
         "ref_enc": GraphSpec(
-            "ref_enc", "ref_enc", StyleGraph(sovits), (ge.new_tensor(example.ref_spec)[None],),
-            ["ref_spec"], ["ge"], {"ref_spec": {2: "Tr"}},
+            "ref_enc", "ref_enc", StyleGraph(sovits), tuple(style_feeds.values()),
+            list(style_feeds), ["ge"], {"ref_spec": {2: "Tr"}},
         ),
         "enc_p": GraphSpec(
             "enc_p", "enc_p", PriorGraph(sovits), (codes, text, ge), ["codes", "text", "ge"], ["m_p", "logs_p"],
@@ -188,8 +189,7 @@ def reference_runs(
         codes = codes if codes.numel() else prompt[0]  # SoVITS needs some codes to check
         all_codes.append(codes.numpy().astype(np.int64))
 
-        ref_spec = torch.from_numpy(item.ref_spec.astype(np.float32))[None]
-        (ge,) = _record(cases["ref_enc"], {"ref_spec": ref_spec}, style)
+        (ge,) = _record(cases["ref_enc"], _style_feeds(item, sovits), style)
         text = torch.from_numpy(item.text.astype(np.int64))[None]
         m_p, logs_p = _record(cases["enc_p"], {"codes": codes.view(1, 1, -1), "text": text, "ge": ge}, prior)
         noise = torch.from_numpy(rng.standard_normal(tuple(m_p.shape)).astype(np.float32))
@@ -206,6 +206,19 @@ def _top2_gaps(decision_logits: Tensor) -> np.ndarray:
     logits = torch.nan_to_num(decision_logits.float(), nan=-torch.inf)  # [steps, V]
     top2 = logits.topk(2, dim=-1).values
     return (top2[:, 0] - top2[:, 1]).numpy()
+
+
+def _style_feeds(item: SynthInput, sovits: SynthesizerTrn) -> dict[str, Tensor]:
+    """The ``ref_enc`` graph's inputs: the reference spectrogram, and its speaker vector for Pro."""
+    feeds = {"ref_spec": torch.from_numpy(item.ref_spec.astype(np.float32))[None]}
+    if sovits.config.is_pro:
+        if item.ref_sv is None:
+            raise ExportError(
+                f"SoVITS {sovits.config.version} needs each input's reference speaker vector (ref_sv); "
+                "hint: the experiment folder's 7-sv_cn holds them"
+            )
+        feeds["ref_sv"] = torch.from_numpy(item.ref_sv.astype(np.float32)).reshape(1, -1)
+    return feeds
 
 
 def _record(case: GraphCase, feeds: dict[str, Tensor], module: nn.Module) -> tuple[Tensor, ...]:

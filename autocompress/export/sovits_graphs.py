@@ -3,8 +3,9 @@
 The decode path ``SynthesizerTrn.decode`` is cut at its module boundaries so each group gets
 its own precision and its own fallback, and the style vector can be cached per voice:
 
-- ``ref_enc``: reference spectrogram ``[1, spec_bins, Tr]`` -> style vector ``ge`` ``[1, gin, 1]``
-  (v1/v2; the Pro versions also need a speaker-verification model, which bundles lack).
+- ``ref_enc``: reference spectrogram ``[1, spec_bins, Tr]`` -> style vector ``ge`` ``[1, gin, 1]``;
+  the Pro versions also take the reference's speaker-verification vector ``ref_sv``
+  ``[1, sv_dim]`` (made by GPT-SoVITS's ERes2Net at data preparation, not by the bundle).
 - ``enc_p``: codes ``[1, 1, Tc]``, phones ``[1, Tt]``, ``ge`` -> prior ``m_p``, ``logs_p``
   ``[1, inter, 2 Tc]`` (codebook lookup, 2x upsampling and the text encoder).
 - ``flow``: ``z_p`` ``[1, inter, T]``, ``ge`` -> ``z`` (the flow run in reverse).
@@ -25,14 +26,14 @@ from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
 
 
 class StyleGraph(nn.Module):
-    """``ref_enc``: reference spectrogram -> style vector ``ge``."""
+    """``ref_enc``: reference spectrogram (and, for Pro, its speaker vector) -> style vector ``ge``."""
 
     def __init__(self, sovits: SynthesizerTrn) -> None:
         super().__init__()
         self.sovits = sovits
 
-    def forward(self, ref_spec: Tensor) -> Tensor:
-        return self.sovits.style(ref_spec)  # [1, gin, 1]
+    def forward(self, ref_spec: Tensor, ref_sv: Tensor | None = None) -> Tensor:
+        return self.sovits.style(ref_spec, ref_sv)  # [1, gin, 1]
 
 
 class PriorGraph(nn.Module):

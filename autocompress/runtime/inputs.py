@@ -28,6 +28,8 @@ class SynthInput:
         prompt_codes: ``[P]`` semantic codes of the reference audio (25 Hz).
         ref_spec: ``[bins, T]`` linear spectrogram of the reference audio (1025 bins).
         bert: ``[1024, Np + Nt]`` BERT features, or None for zeros (non-Chinese text).
+        ref_sv: ``[sv_dim]`` speaker-verification vector of the reference audio (v2Pro and
+            v2ProPlus bundles only; GPT-SoVITS writes it to ``7-sv_cn/``), else None.
     """
 
     prompt_phones: np.ndarray
@@ -35,6 +37,7 @@ class SynthInput:
     prompt_codes: np.ndarray
     ref_spec: np.ndarray
     bert: np.ndarray | None = None
+    ref_sv: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -51,6 +54,8 @@ class SynthInput:
         n = self.prompt_phones.size + self.text.size
         if self.bert is not None and self.bert.shape != (BERT_DIM, n):
             problems.append(f"bert must be [{BERT_DIM}, {n}], got {self.bert.shape}")
+        if self.ref_sv is not None and (self.ref_sv.ndim != 1 or not np.isfinite(self.ref_sv).all()):
+            problems.append(f"ref_sv must be a finite 1-d vector, got shape {self.ref_sv.shape}")
         if problems:
             raise DataError("bad synthesis input: " + "; ".join(problems))
 
@@ -98,6 +103,8 @@ def save_inputs(items: list[SynthInput]) -> bytes:
         arrays[f"{i}.ref_spec"] = item.ref_spec.astype(np.float32)
         if item.bert is not None:
             arrays[f"{i}.bert"] = item.bert.astype(np.float32)
+        if item.ref_sv is not None:
+            arrays[f"{i}.ref_sv"] = item.ref_sv.astype(np.float32)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
@@ -121,6 +128,7 @@ def load_inputs(path: str | Path) -> list[SynthInput]:
                     prompt_codes=arrays[f"{i}.prompt_codes"],
                     ref_spec=arrays[f"{i}.ref_spec"],
                     bert=arrays.get(f"{i}.bert"),
+                    ref_sv=arrays.get(f"{i}.ref_sv"),
                 )
             )
         except KeyError as e:

@@ -85,6 +85,8 @@ class BundleRunner:
         self.samples_per_code = int(model["samples_per_frame"]) * int(model["frames_per_code"])
         self.gpt = GPTLoop(self.sessions["gpt_prefill"], self.sessions["gpt_decode"], int(model["eos"]), int(model["pe_rows"]))
         self._styles: dict[str, np.ndarray] = {}
+        # Pro voices (v2Pro, v2ProPlus): the style graph also takes the reference's speaker vector.
+        self.needs_speaker_vector = any(i.name == "ref_sv" for i in self.sessions["ref_enc"].get_inputs())
 
     # ----- inputs
 
@@ -102,7 +104,11 @@ class BundleRunner:
         return json.loads((self.dir / self.manifest.model["symbols"]).read_text(encoding="utf-8"))
 
     def make_input(
-        self, sample: int = 0, phones: str | None = None, ref_spec: np.ndarray | None = None
+        self,
+        sample: int = 0,
+        phones: str | None = None,
+        ref_spec: np.ndarray | None = None,
+        ref_sv: np.ndarray | None = None,
     ) -> SynthInput:
         """An utterance built from stored sample ``sample``, optionally with new text or reference.
 
@@ -111,6 +117,7 @@ class BundleRunner:
             phones: text to speak as phone symbols or ids (see :func:`parse_phones`); None
                 keeps the sample's own text. BERT features are zeros (non-Chinese text).
             ref_spec: a reference spectrogram ``[bins, T]`` replacing the sample's.
+            ref_sv: the new reference's speaker vector (Pro bundles need one with ``ref_spec``).
 
         Raises:
             DataError: no such sample, bad phones, or a reference of the wrong shape.
@@ -123,21 +130,37 @@ class BundleRunner:
             bins = int(self.manifest.model["spec_channels"])
             if ref_spec.ndim != 2 or ref_spec.shape[0] != bins:
                 raise DataError(f"reference spectrogram must be [{bins}, T], got {list(ref_spec.shape)}")
+            if self.needs_speaker_vector and ref_sv is None:
+                raise DataError(
+                    f"this {self.manifest.model['sovits_version']} bundle needs the new reference's speaker "
+                    "vector too (--ref-sv: a .npy of GPT-SoVITS's 7-sv_cn/<name>.pt values)"
+                )
+        if ref_sv is not None and not self.needs_speaker_vector:
+            raise DataError(f"a {self.manifest.model['sovits_version']} bundle takes no speaker vector")
         if phones is None and ref_spec is None:
             return item
         text = item.text if phones is None else parse_phones(phones, self.symbols())
         bert = item.bert if phones is None else None
         ref = item.ref_spec if ref_spec is None else ref_spec.astype(np.float32)
-        return SynthInput(item.prompt_phones, text, item.prompt_codes, ref, bert)
+        sv = item.ref_sv if ref_spec is None else (None if ref_sv is None else ref_sv.reshape(-1).astype(np.float32))
+        return SynthInput(item.prompt_phones, text, item.prompt_codes, ref, bert, sv)
 
     # ----- stages
 
-    def style(self, ref_spec: np.ndarray) -> np.ndarray:
-        """Style vector ``[1, gin, 1]`` of a reference spectrogram ``[bins, T]``, cached per voice."""
-        key = hashlib.sha1(np.ascontiguousarray(ref_spec, dtype=np.float32).tobytes()).hexdigest()
-        key += str(ref_spec.shape)
+    def style(self, ref_spec: np.ndarray, ref_sv: np.ndarray | None = None) -> np.ndarray:
+        """Style vector ``[1, gin, 1]`` of a reference spectrogram ``[bins, T]`` (and, for a Pro
+        bundle, its speaker vector ``[sv_dim]``), cached per reference."""
+        feeds = {"ref_spec": ref_spec[None].astype(np.float32)}
+        if self.needs_speaker_vector:
+            if ref_sv is None:
+                raise DataError(f"this {self.manifest.model['sovits_version']} bundle needs the reference's speaker vector")
+            feeds["ref_sv"] = ref_sv.reshape(1, -1).astype(np.float32)
+        digest = hashlib.sha1()
+        for name, value in feeds.items():
+            digest.update(name.encode() + str(value.shape).encode() + np.ascontiguousarray(value).tobytes())
+        key = digest.hexdigest()
         if key not in self._styles:
-            self._styles[key] = self._run("ref_enc", {"ref_spec": ref_spec[None].astype(np.float32)})[0]
+            self._styles[key] = self._run("ref_enc", feeds)[0]
         return self._styles[key]
 
     def generate(
@@ -200,7 +223,7 @@ class BundleRunner:
         t0 = time.perf_counter()
         out = self.generate(item, sampling, max_new_tokens, seed)
         t1 = time.perf_counter()
-        ge = self.style(item.ref_spec)
+        ge = self.style(item.ref_spec, item.ref_sv)
         wav = self.vocode(out.tokens, item.text, ge, noise_scale, seed)
         t2 = time.perf_counter()
         return Synthesis(wav, self.sampling_rate, out.tokens, out.stop_reason, t1 - t0, t2 - t1)

@@ -46,6 +46,7 @@ def eval_inputs(cache_path: Path) -> list[Any]:
             prompt_codes=p.codes.numpy().astype(np.int64),
             ref_spec=p.refer[0].numpy().astype(np.float32),
             bert=torch.cat([p.bert, s.bert], dim=1).numpy().astype(np.float32),
+            ref_sv=None if p.sv is None else p.sv.reshape(-1).numpy().astype(np.float32),
         )
         for s in items[:3]
     ]

@@ -6,12 +6,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from autocompress.cli.main import main
+from autocompress.exceptions import DataError
 from autocompress.store import Store, hash_folder
 
 
@@ -86,8 +88,10 @@ def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
     assert all(b.sha256 == hash_folder(Path(b.path))[0] for b in bundles)
 
 
-def test_a_v2pro_voice_is_searched_and_exported_as_checkpoints(tmp_path):
+def test_a_v2pro_voice_is_searched_and_exported_as_bundles_that_take_its_speaker_vector(tmp_path):
     from conftest import make_micro_voice
+
+    from autocompress.runtime import BundleRunner
 
     voice = make_micro_voice(tmp_path / "voice", version="v2Pro")
     argv = [
@@ -102,10 +106,16 @@ def test_a_v2pro_voice_is_searched_and_exported_as_checkpoints(tmp_path):
     assert all(math.isfinite(v) for t in done for v in t.values)
     exported = sorted((tmp_path / "exports").glob("trial-*/trial.json"))
     assert exported
-    for path in exported:  # bundles would need the speaker-verification model: the students' checkpoints instead
-        record = json.loads(path.read_text())
-        assert record["kind"] == "checkpoint" and "speaker-verification" in record["export_note"]
-        assert (path.parent / "sovits.pth").is_file() or list(path.parent.glob("*.pth"))
+    for path in exported:  # parity-checked ONNX bundles whose style graph reads the speaker vector
+        assert json.loads(path.read_text())["kind"] == "onnx"
+        runner = BundleRunner(path.parent, prefer_gpu=False)
+        assert runner.needs_speaker_vector and runner.manifest.model["sovits_version"] == "v2Pro"
+        item = runner.sample_inputs()[0]
+        assert item.ref_sv is not None and item.ref_sv.shape == (20480,)
+        other = runner.style(item.ref_spec, item.ref_sv + 1.0)
+        assert not np.allclose(runner.style(item.ref_spec, item.ref_sv), other)  # the vector matters
+        with pytest.raises(DataError, match="speaker"):
+            runner.make_input(0, None, item.ref_spec)  # a new reference without its vector
 
 
 def test_export_command_refuses_another_target_and_unknown_studies(finished_search, tmp_path, capsys):
