@@ -17,7 +17,7 @@ from autocompress.score import (
     speaker_similarity,
 )
 
-from conftest import espeak, needs_espeak
+from _speech import espeak, needs_espeak
 
 
 @needs_espeak

@@ -89,7 +89,7 @@ def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
 
 
 def test_a_v2pro_voice_is_searched_and_exported_as_bundles_that_take_its_speaker_vector(tmp_path):
-    from conftest import make_micro_voice
+    from _micro_voice import make_micro_voice
 
     from autocompress.runtime import BundleRunner
 
@@ -116,6 +116,13 @@ def test_a_v2pro_voice_is_searched_and_exported_as_bundles_that_take_its_speaker
         assert not np.allclose(runner.style(item.ref_spec, item.ref_sv), other)  # the vector matters
         with pytest.raises(DataError, match="speaker"):
             runner.make_input(0, None, item.ref_spec)  # a new reference without its vector
+    np.save(tmp_path / "ref.npy", item.ref_spec)
+    np.save(tmp_path / "sv.npy", item.ref_sv)
+    out = tmp_path / "new_ref.wav"
+    synth = ["synth", "--bundle", str(path.parent), "--text", "Hello.", "--ref-spec", str(tmp_path / "ref.npy"),
+             "--out", str(out), "--max-tokens", "10", "--cpu"]  # fmt: skip
+    assert main(synth) == 2  # the vector is missing (a usage error)
+    assert main([*synth, "--ref-sv", str(tmp_path / "sv.npy")]) == 0 and out.stat().st_size > 44
 
 
 def test_export_command_refuses_another_target_and_unknown_studies(finished_search, tmp_path, capsys):
