@@ -68,9 +68,11 @@ from autocompress.models.gpt_sovits.demo import (  # noqa: E402
     DEMO_GPT,
     DEMO_MANIFEST,
     DEMO_SOVITS,
+    demo_prompt_codes,
     demo_voice_manifest,
 )
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
+from autocompress.models.gpt_sovits.voice import Voice  # noqa: E402
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
 from autocompress.models.gpt_sovits.text import english_to_phones, normalize_english, phones_to_ids  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
@@ -87,6 +89,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     waveform_losses,
 )
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
+from autocompress.search.synth import reference_prompt, speak  # noqa: E402
 from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     STANDIN_SAMPLE_RATE,
     STANDIN_VERSIONS,
@@ -566,7 +569,7 @@ def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
     sovits.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
     version = standin_version(work)
     for it in items:
-        it.prompt_codes = sovits.extract_latent(content_from_32k(it.wav, version, PROMPT_PAD_16K))[0, 0]
+        it.prompt_codes = demo_prompt_codes(sovits, it.wav, version)
 
 
 class Trainer:
@@ -724,7 +727,7 @@ class Trainer:
             init_ssl_proj_pair_mean_(sovits.ssl_proj)
             sovits.load_state_dict(torch.load(self.work / "codebook.pt", weights_only=True), strict=False)
             wav = self.train_items[0].wav
-            self._prompt = sovits.extract_latent(content_from_32k(wav, standin_version(self.work), PROMPT_PAD_16K))[0]
+            self._prompt = demo_prompt_codes(sovits, wav, standin_version(self.work))[None]  # [1, P]
         shipped = copy.deepcopy(self.model)  # as it ships: fp16 weights (greedy ties are that close)
         for t in list(shipped.parameters()) + list(shipped.buffers()):
             t.data = t.data.half().float() if t.is_floating_point() else t.data
@@ -922,19 +925,10 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
 # --------------------------------------------------------------------------- teacher inference
 
 
-def content_from_32k(wav32k: torch.Tensor, version: int, pad_16k: int = 0) -> torch.Tensor:
-    """Stand-in content features ``[1, 768, T50]`` (stand-in ``version``) of 32 kHz audio.
-
-    The audio is resampled to 16 kHz; ``pad_16k`` zeros are appended there first (upstream
-    appends 9600 to a prompt).
-    """
-    wav16 = torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE)
-    if pad_16k:
-        wav16 = F.pad(wav16, (0, pad_16k))
-    return standin_features(wav16, version)
-
-
-PROMPT_PAD_16K = 9600  # upstream appends 0.6 s of zeros to the prompt audio at 16 kHz
+def content_from_32k(wav32k: torch.Tensor, version: int) -> torch.Tensor:
+    """Stand-in content features ``[1, 768, T50]`` (stand-in ``version``) of 32 kHz audio
+    (a prompt is coded by :func:`demo_prompt_codes` instead, with upstream's silence appended)."""
+    return standin_features(torchaudio.functional.resample(wav32k, SAMPLE_RATE, STANDIN_SAMPLE_RATE), version)
 
 
 @torch.no_grad()
@@ -944,15 +938,13 @@ def teacher_speak(
 ) -> torch.Tensor:
     """Deterministic teacher output ``[N]`` at 32 kHz: greedy GPT with a prompt, noise scale 0.
 
-    ``version`` is the voice's stand-in version (``demo.json``), which codes the prompt.
+    ``version`` is the voice's stand-in version (``demo.json``), which codes the prompt. This is
+    what ``autocompress synth --demo`` says (:func:`autocompress.search.synth.speak`).
     """
-    prompt = sovits.extract_latent(content_from_32k(ref_wav32k, version, PROMPT_PAD_16K))[0]  # [1, P]
-    all_phones = torch.tensor([ref_phones + phones])  # [1, L]
-    bert = torch.zeros(1, gpt.config.bert_dim, all_phones.shape[1])
-    codes = gpt.generate(all_phones, bert, prompt, top_k=1, max_new_tokens=max_codes)  # [1, n]
-    refer = spectrogram(ref_wav32k)  # [1, 1025, T]
-    wav = sovits.decode(codes[None], torch.tensor([phones]), refer, noise_scale=0.0)
-    return wav[0, 0]
+    voice = Voice(gpt, sovits)
+    codes = demo_prompt_codes(sovits, ref_wav32k, version)
+    prompt = reference_prompt(voice, "reference", ref_phones, ref_wav32k, codes)
+    return speak(voice, prompt, torch.tensor(phones), max_new_tokens=max_codes).wav
 
 
 # --------------------------------------------------------------------------- evaluate

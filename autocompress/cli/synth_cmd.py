@@ -105,19 +105,21 @@ def run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
-    from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
-    from autocompress.models.gpt_sovits.text import symbols
+    from autocompress.models.gpt_sovits.demo import demo_prompt_codes, demo_voice_manifest, demo_voice_paths
+    from autocompress.models.gpt_sovits.text import phones_to_ids, symbols
     from autocompress.models.gpt_sovits.voice import Voice
     from autocompress.runtime import write_wav
-    from autocompress.search.distill import load_items
-    from autocompress.search.synth import code_limit, speak
+    from autocompress.search.synth import code_limit, reference_prompt, speak
 
     if args.threads:
         torch.set_num_threads(args.threads)
     paths, manifest = demo_voice_paths(), demo_voice_manifest()
     voice = Voice(load_gpt(paths.gpt_path).eval(), load_sovits(paths.sovits_path).eval())
     folder = ExperimentFolder(paths.exp_dir)
-    (prompt,) = load_items(folder, [manifest["reference_name"]], voice.sovits.config)
+    ref = folder[manifest["reference_name"]]
+    wav = ref.load_wav()  # the prompt is coded as upstream's inference codes one (the teacher's figures too)
+    codes = demo_prompt_codes(voice.sovits, wav, manifest["standin_version"])
+    prompt = reference_prompt(voice, ref.name, phones_to_ids(ref.phones, folder.version), wav, codes)
     ids = torch.tensor(phone_ids(args, symbols(folder.version)), dtype=torch.long)
     limit = args.max_tokens if args.max_tokens is not None else code_limit(ids.numel())
     if limit < 1:

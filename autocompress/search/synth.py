@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from autocompress.models.gpt_sovits.audio import spectrogram
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.search.distill import VoiceItem
 
@@ -30,6 +32,18 @@ class Speech:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def reference_prompt(
+    voice: Voice, name: str, phones: Sequence[int] | Tensor, wav: Tensor, codes: Tensor, sv: Tensor | None = None
+) -> VoiceItem:
+    """The prompt of a reference utterance: its phone ids, its codes ``[P]`` and its own
+    spectrogram (``wav`` at the SoVITS rate), with zero BERT features (non-Chinese text)."""
+    cfg = voice.sovits.config
+    ids = torch.as_tensor(phones, dtype=torch.long)
+    refer = spectrogram(wav.float(), cfg.filter_length, cfg.hop_length, cfg.win_length)  # [1, bins, Tr]
+    bert = torch.zeros(voice.gpt.config.bert_dim, ids.numel())
+    return VoiceItem(name, ids, bert, codes.reshape(-1).long(), refer, sv)
 
 
 @torch.no_grad()
@@ -94,4 +108,4 @@ def speak(
     return Speech(codes=codes[0].cpu(), wav=wav.reshape(-1).float().cpu(), sample_rate=sv.config.sampling_rate)
 
 
-__all__ = ["CODES_PER_PHONE", "EXTRA_CODES", "Speech", "code_limit", "speak", "synthesize"]
+__all__ = ["CODES_PER_PHONE", "EXTRA_CODES", "Speech", "code_limit", "reference_prompt", "speak", "synthesize"]

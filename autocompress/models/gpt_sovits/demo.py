@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from autocompress.exceptions import DataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo"
 DEMO_GPT = "demo-gpt.ckpt"
@@ -79,4 +82,32 @@ def demo_voice_manifest(root: str | Path | None = None) -> dict:
     return manifest
 
 
-__all__ = ["DEMO_DIR", "DemoVoicePaths", "demo_voice_manifest", "demo_voice_paths"]
+PROMPT_PAD_16K = 9600  # upstream appends 0.6 s of zeros to the prompt audio at 16 kHz before coding it
+
+
+def demo_prompt_codes(sovits: Any, wav32k: Tensor, standin_version: int) -> Tensor:
+    """Semantic codes ``[P]`` of prompt audio (32 kHz) for a voice built on the stand-in.
+
+    Coded the way upstream's inference codes a prompt (0.6 s of silence appended at 16 kHz),
+    with the stand-in features of the voice's ``standin_version`` in place of HuBERT.
+    """
+    import torch
+    import torch.nn.functional as F
+    import torchaudio
+
+    from autocompress.models.gpt_sovits.standin import STANDIN_SAMPLE_RATE, standin_features
+
+    wav16 = torchaudio.functional.resample(wav32k.float(), sovits.config.sampling_rate, STANDIN_SAMPLE_RATE)
+    with torch.no_grad():
+        features = standin_features(F.pad(wav16, (0, PROMPT_PAD_16K)), standin_version)  # [1, 768, T50]
+        return sovits.extract_latent(features)[0, 0]  # [P]
+
+
+__all__ = [
+    "DEMO_DIR",
+    "PROMPT_PAD_16K",
+    "DemoVoicePaths",
+    "demo_prompt_codes",
+    "demo_voice_manifest",
+    "demo_voice_paths",
+]
