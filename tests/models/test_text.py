@@ -80,13 +80,41 @@ def test_numbers_are_spelled_out():
     assert number_to_words(101) == "one hundred one"
     assert number_to_words(1234) == "one thousand two hundred thirty four"
     assert number_to_words(9999) == "nine thousand nine hundred ninety nine"
-    with pytest.raises(DataError, match="0..9999"):
-        number_to_words(10000)
+    assert number_to_words(2_000_017) == "two million seventeen"
+    assert number_to_words(999_999_999_999).startswith("nine hundred ninety nine billion")
+    with pytest.raises(DataError, match="0..999999999999"):
+        number_to_words(10**12)
     assert normalize_english("I have 3 cats.") == "I have three cats ."
     assert normalize_english("12345") == "one two three four five"
     assert normalize_english("3.5 and 1,200") == "three point five and one thousand two hundred"
     assert normalize_english("the 21st, 50%") == "the twenty first , fifty percent"
     assert english_to_phones("7") == ["S", "EH1", "V", "AH0", "N"]
+    assert normalize_english("1,000,000 and 2,500") == "one million and two thousand five hundred"
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("Dr. Smith lives on Elm Dr. now.", "doctor Smith lives on Elm drive now ."),
+        ("Mr. and Mrs. Lee met St. John on Main St.", "mister and missus Lee met saint John on Main street ."),
+        ("It costs $3.50, $1 or €0.99.", "It costs three dollars fifty cents , one dollar or ninety nine cents ."),
+        ("£2.5 and $1,200", "two pounds fifty pence and one thousand two hundred dollars"),
+        ("At 7:30am, 7:05 p.m. Then 12:00.", "At seven thirty A-M , seven oh five P-M . Then twelve o'clock ."),
+        ("Meet at 9 pm.", "Meet at nine P-M ."),
+        ("The U.S.A. is big.", "The U-S-A is big ."),
+        ("Ask No. 7 at bob@example.com, etc.", "Ask number seven at bob at example dot com , et cetera ."),
+        ("rock & roll, 2+2", "rock and roll , two plus two"),
+    ],
+)
+def test_abbreviations_money_times_and_symbols_are_read_as_words(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+def test_spelled_letters_use_their_names():
+    letters = english_to_phones("U.S.A.")
+    assert letters == ["Y", "UW1", "EH1", "S", "EY1", "."]  # "A" is the letter, not the article
+    assert english_to_phones("P.M.")[:2] == ["P", "IY1"]
+    assert english_to_phones("a dog")[0] == "AH0"  # the article stays the article
 
 
 def test_oov_word_uses_grapheme_rules():

@@ -7,10 +7,14 @@ and punctuation is one of ``, . ? ! - …``; there is no word-boundary symbol.
 
 The English front end here is deliberately small and deterministic:
 
-1. :func:`normalize_english` strips accents, spells out numbers (cardinals 0-9999, longer
-   numbers digit by digit, decimals with "point", ordinals like "21st", "%" as "percent")
-   and maps punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` -> ``…``,
-   dashes -> ``-``; quotes and brackets are dropped; repeated marks keep the first).
+1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
+   "Elm Dr." -> drive; Mr., Mrs., St., No. 7, etc.), money ("$3.50" -> three dollars fifty
+   cents; $, € and £), clock times ("7:05 p.m." -> seven oh five P M), dotted initialisms
+   ("U.S.A." spelled) and ``@ & +`` between words, spells out numbers (cardinals 0-9999, and
+   up to 999,999,999,999 when written with thousands commas; other long digit strings digit
+   by digit; decimals with "point", ordinals like "21st", "%" as "percent") and maps
+   punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` -> ``…``, dashes -> ``-``;
+   quotes and brackets are dropped; repeated marks keep the first).
 2. :func:`english_to_phones` looks each word up in CMUdict (first pronunciation; hyphenated
    and possessive forms are tried piece by piece). A word CMUdict lacks (out of vocabulary)
    goes through the fallback below.
@@ -18,7 +22,8 @@ The English front end here is deliberately small and deterministic:
 Out-of-vocabulary fallback, in order:
 
 - an acronym (written in capitals, at most 5 letters, e.g. "GPU") or a word without
-  vowels is spelled letter by letter with CMUdict's letter-name pronunciations;
+  vowels is spelled letter by letter with CMUdict's letter-name pronunciations (so is a
+  lone letter inside a hyphenated word: "T-bone", "A-list");
 - a word that is two dictionary words of at least 3 letters each is read as both
   (the longest first part wins: "autocompress" -> "auto" + "compress");
 - anything else is read with a small grapheme rule set (consonant and vowel digraphs,
@@ -124,21 +129,13 @@ _ORDINAL_IRREGULAR = {
 }
 
 
-def number_to_words(n: int) -> str:
-    """Spell a cardinal 0-9999 in words ("1234" -> "one thousand two hundred thirty four").
+_SCALES = ((10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
+NUMBER_MAX = 10**12 - 1
 
-    Raises:
-        DataError: when n is outside 0..9999.
-    """
-    if not 0 <= n <= 9999:
-        raise DataError(f"number_to_words covers 0..9999, got {n}; hint: longer numbers are read digit by digit")
-    if n < 20:
-        return _ONES[n]
+
+def _below_thousand(n: int) -> list[str]:
     words = []
-    thousands, rest = divmod(n, 1000)
-    hundreds, rest = divmod(rest, 100)
-    if thousands:
-        words += [_ONES[thousands], "thousand"]
+    hundreds, rest = divmod(n, 100)
     if hundreds:
         words += [_ONES[hundreds], "hundred"]
     if rest >= 20:
@@ -148,7 +145,25 @@ def number_to_words(n: int) -> str:
             words.append(_ONES[ones])
     elif rest:
         words.append(_ONES[rest])
-    return " ".join(words)
+    return words
+
+
+def number_to_words(n: int) -> str:
+    """Spell a cardinal 0 .. 999,999,999,999 in words ("1234" -> "one thousand two hundred thirty four").
+
+    Raises:
+        DataError: when n is outside that range.
+    """
+    if not 0 <= n <= NUMBER_MAX:
+        raise DataError(f"number_to_words covers 0..{NUMBER_MAX}, got {n}; hint: longer numbers are read digit by digit")
+    if n < 20:
+        return _ONES[n]
+    words: list[str] = []
+    for scale, name in _SCALES:
+        count, n = divmod(n, scale)
+        if count:
+            words += _below_thousand(count) + [name]
+    return " ".join(words + _below_thousand(n))
 
 
 def _ordinal(words: str) -> str:
@@ -179,9 +194,11 @@ def _number_words(m: re.Match[str]) -> str:
     integer, decimals, ordinal, percent = m.groups()
     integer = integer.rstrip(",")
     trailing_comma = "," if m.group(1).endswith(",") else ""
-    if re.fullmatch(r"\d{1,3}(,\d{3})+", integer):
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", integer) and len(integer.replace(",", "")) <= len(str(NUMBER_MAX)):
         integer = integer.replace(",", "")
-    parts = [_spell_integer(p) for p in integer.split(",") if p]
+        parts = [number_to_words(int(integer))]  # grouped digits are a quantity ("1,000,000")
+    else:
+        parts = [_spell_integer(p) for p in integer.split(",") if p]
     words = " , ".join(parts)
     if decimals:
         words += " point " + _spell_digits(decimals)
@@ -190,6 +207,83 @@ def _number_words(m: re.Match[str]) -> str:
     if percent:
         words += " percent"
     return f" {words} {trailing_comma}"
+
+
+# Abbreviations read as words; "Dr." and "St." depend on whether a name follows.
+_ABBREVIATIONS = {
+    "Mr": "mister", "Mrs": "missus", "Ms": "miz", "Prof": "professor", "Jr": "junior",
+    "Sr": "senior", "Mt": "mount", "vs": "versus", "approx": "approximately",
+}
+_BEFORE_A_NAME = {"Dr": ("doctor", "drive"), "St": ("saint", "street")}
+_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
+             "£": ("pound", "pounds", "penny", "pence")}  # fmt: skip
+
+
+def _amount(count: int, one: str, many: str) -> str:
+    return f"{number_to_words(count)} {one if count == 1 else many}"
+
+
+def _money(m: re.Match[str]) -> str:
+    symbol, integer, fraction = m.groups()
+    whole = int(integer.replace(",", ""))
+    if whole > NUMBER_MAX:
+        return m.group(0)
+    one, many, sub_one, sub_many = _CURRENCY[symbol]
+    cents = int((fraction or "0").ljust(2, "0")[:2])
+    parts = [_amount(whole, one, many)] if whole or not cents else []
+    if cents:
+        parts.append(_amount(cents, sub_one, sub_many))
+    return " " + " ".join(parts) + " "
+
+
+def _clock(m: re.Match[str]) -> str:
+    hour, minute, meridiem = int(m.group(1)), m.group(2), m.group(3)
+    words = [number_to_words(hour)]
+    if minute == "00":
+        words.append("" if meridiem else "o'clock")
+    elif minute.startswith("0"):
+        words += ["oh", _ONES[int(minute)]]
+    else:
+        words.append(number_to_words(int(minute)))
+    return " " + " ".join(w for w in words if w) + _meridiem(m, meridiem)
+
+
+def _meridiem(m: re.Match[str], letter: str | None) -> str:
+    """" A-M" / " P-M" (spelled), keeping a sentence's full stop that "a.m." swallowed."""
+    if not letter:
+        return " "
+    ends_sentence = m.group(0).endswith(".") and _ends_sentence(m)
+    return f" {letter.upper()}-M" + (" . " if ends_sentence else " ")
+
+
+def _ends_sentence(m: re.Match[str]) -> bool:
+    return m.end() == len(m.string) or re.match(r"\s+[A-Z]", m.string[m.end():]) is not None
+
+
+def _initialism(m: re.Match[str]) -> str:
+    letters = "-".join(c.upper() for c in m.group(0) if c.isalpha())  # spelled: see _word_to_phones
+    return letters + (" . " if _ends_sentence(m) else " ")
+
+
+def _expand_special(text: str) -> str:
+    """Abbreviations, money, clock times, dotted initialisms and a few symbols, as words."""
+    def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
+        return " ." if m.end() == len(m.string) else ""
+
+    text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|vs|approx)\.", lambda m: _ABBREVIATIONS[m.group(1)] + last(m), text)
+    text = re.sub(r"\b(Dr|St)\.(\s+[A-Z])?", lambda m: _BEFORE_A_NAME[m.group(1)][m.group(2) is None]
+                  + (m.group(2) or last(m)), text)  # fmt: skip
+    text = re.sub(r"\betc\.", "et cetera.", text)
+    text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
+    text = re.sub(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
+    meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
+    text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
+    text = re.sub(r"\b(\d{1,2})" + meridiem, lambda m: f" {m.group(1)}" + _meridiem(m, m.group(2)), text)
+    text = re.sub(r"\b(?:[A-Za-z]\.){2,}", _initialism, text)
+    text = re.sub(r"(?<=\w)@(?=\w)", " at ", text)
+    text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
+    text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
+    return re.sub(r"(?<=[a-z])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com
 
 
 def normalize_english(text: str) -> str:
@@ -204,6 +298,7 @@ def normalize_english(text: str) -> str:
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
+    text = _expand_special(text)
     text = _NUMBER.sub(_number_words, text)
     text = re.sub(r"\.{2,}", "…", text)
     text = re.sub(r"-{2,}", " - ", text)
@@ -260,8 +355,11 @@ def _word_to_phones(word: str) -> list[str]:
     found = _lookup(word)
     if found is not None:
         return found
-    if "-" in word:
-        return [p for part in word.split("-") if part for p in _word_to_phones(part)]
+    if "-" in word:  # a lone letter between hyphens is its name: "U-S-A", "T-bone", "A-list"
+        return [
+            p for part in word.split("-") if part
+            for p in (_letter_names(part) if len(part) == 1 and part != "I" else _word_to_phones(part))
+        ]  # fmt: skip
     lower = word.lower()
     if lower.endswith("'s") and len(lower) > 2:
         base = _word_to_phones(word[:-2])
