@@ -3,8 +3,8 @@ the built-in demo teacher (``--demo``, PyTorch).
 
 Text comes as ``--text`` (English, through the front end in
 :mod:`autocompress.models.gpt_sovits.text`, which needs no PyTorch) or as ``--phones``. Another
-text source: register its flags in :func:`register` and turn them into phones in
-:func:`phones_of`; the rest of the command does not change.
+text source: register its flags in :func:`register` and turn them into phone ids in
+:func:`phone_ids`; the rest of the command does not change.
 """
 
 from __future__ import annotations
