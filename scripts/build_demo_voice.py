@@ -561,12 +561,18 @@ def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
     return codes, c_len, text, t_len, refer, r_len, wav
 
 
-@torch.no_grad()
-def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
-    """Set each item's ``prompt_codes``: the codes of its audio coded as a teacher prompt is."""
+def codes_model(work: Path, micro: bool) -> SynthesizerTrn:
+    """A SoVITS that codes audio as the voice does: the fixed ``ssl_proj`` and the work dir's codebook."""
     sovits = SynthesizerTrn(sovits_config(micro), include_enc_q=False)
     init_ssl_proj_pair_mean_(sovits.ssl_proj)
     sovits.load_state_dict(torch.load(work / "codebook.pt", weights_only=True), strict=False)
+    return sovits
+
+
+@torch.no_grad()
+def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
+    """Set each item's ``prompt_codes``: the codes of its audio coded as a teacher prompt is."""
+    sovits = codes_model(work, micro)
     version = standin_version(work)
     for it in items:
         it.prompt_codes = demo_prompt_codes(sovits, it.wav, version)
@@ -723,9 +729,7 @@ class Trainer:
     def _greedy_length_ratios(self) -> list[float]:
         """The teacher's prompt: the reference (first training) item's audio as ``teacher_speak`` codes it."""
         if self._prompt is None:
-            sovits = SynthesizerTrn(sovits_config(self.micro), include_enc_q=False)
-            init_ssl_proj_pair_mean_(sovits.ssl_proj)
-            sovits.load_state_dict(torch.load(self.work / "codebook.pt", weights_only=True), strict=False)
+            sovits = codes_model(self.work, self.micro)
             wav = self.train_items[0].wav
             self._prompt = demo_prompt_codes(sovits, wav, standin_version(self.work))[None]  # [1, P]
         shipped = copy.deepcopy(self.model)  # as it ships: fp16 weights (greedy ties are that close)

@@ -211,12 +211,7 @@ def _top2_gaps(decision_logits: Tensor) -> np.ndarray:
 def _style_feeds(item: SynthInput, sovits: SynthesizerTrn) -> dict[str, Tensor]:
     """The ``ref_enc`` graph's inputs: the reference spectrogram, and its speaker vector for Pro."""
     feeds = {"ref_spec": torch.from_numpy(item.ref_spec.astype(np.float32))[None]}
-    if sovits.config.is_pro:
-        if item.ref_sv is None:
-            raise ExportError(
-                f"SoVITS {sovits.config.version} needs each input's reference speaker vector (ref_sv); "
-                "hint: the experiment folder's 7-sv_cn holds them"
-            )
+    if sovits.config.is_pro and item.ref_sv is not None:  # VoiceExport refuses Pro inputs without one
         feeds["ref_sv"] = torch.from_numpy(item.ref_sv.astype(np.float32)).reshape(1, -1)
     return feeds
 

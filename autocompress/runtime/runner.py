@@ -151,9 +151,7 @@ class BundleRunner:
         """Style vector ``[1, gin, 1]`` of a reference spectrogram ``[bins, T]`` (and, for a Pro
         bundle, its speaker vector ``[sv_dim]``), cached per reference."""
         feeds = {"ref_spec": ref_spec[None].astype(np.float32)}
-        if self.needs_speaker_vector:
-            if ref_sv is None:
-                raise DataError(f"this {self.manifest.model['sovits_version']} bundle needs the reference's speaker vector")
+        if self.needs_speaker_vector and ref_sv is not None:  # a missing one: _run names the input
             feeds["ref_sv"] = ref_sv.reshape(1, -1).astype(np.float32)
         digest = hashlib.sha1()
         for name, value in feeds.items():
