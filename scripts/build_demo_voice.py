@@ -9,6 +9,7 @@ Stages (each skips finished work or resumes; see autocompress/assets/demo/VOICE.
   experiment  the full upstream experiment folder (2-name2text, 4-cnhubert, 5-wav32k, 6-semantic)
   sovits      train the SoVITS teacher (resumable; --steps / --minutes more per call)
   gpt         train the GPT teacher on the semantic codes (resumable)
+  gta         ground-truth-aligned codes: a GPT's teacher-forced guesses, for SoVITS training
   ship        best checkpoints (upstream formats) + a small experiment folder -> --assets-dir
   evaluate    score held-out sentences (teacher vs Piper source) -> demo.json, quality.json
 
@@ -103,7 +104,7 @@ from autocompress.models.gpt_sovits.standin import (  # noqa: E402
 log = logging.getLogger("build_demo_voice")
 
 STAGES = ("text", "audio", "features", "codebook", "experiment", "sovits", "gpt", "ship", "evaluate")
-EXTRA_STAGES = ("train",)  # sovits + gpt interleaved in one process (the background run)
+EXTRA_STAGES = ("train", "gta")  # sovits + gpt interleaved in one process (the background run)
 # --stage data = text..experiment; build = every stage but evaluate; all = every stage
 SAMPLE_RATE = 32000
 MIN_SEC, MAX_SEC = 1.0, 6.0  # kept utterance durations
@@ -400,9 +401,48 @@ def stage_codebook(work: Path, micro: bool, seed: int, init_from: Path | None = 
     log.info("codebook: semantic codes for %d utterances, %d distinct codes", len(rows), len(used))
 
 
-def load_semantic(work: Path) -> dict[str, list[int]]:
-    rows = read_tsv(work / "name2semantic.tsv")[1:]
+def load_semantic(work: Path, file: str = "name2semantic.tsv") -> dict[str, list[int]]:
+    rows = read_tsv(work / file)[1:]
     return {r[0]: [int(c) for c in r[1].split()] for r in rows}
+
+
+GTA_FILE = "name2semantic_gta.tsv"
+
+
+@torch.no_grad()
+def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
+    """Ground-truth-aligned (GTA) codes of every utterance -> ``work/name2semantic_gta.tsv``.
+
+    The GPT at ``gpt_path`` (upstream ``.ckpt``) reads each item teacher-forced, prompted as the
+    teacher is (the reference item's phones and prompt codes first), and its most likely code
+    (EOS excluded) at each true code position replaces the true code. The result has the true
+    codes' length and timing, and the GPT's errors: what a SoVITS meets when the GPT speaks.
+    Training the SoVITS on some of them (``--gta-share``) is the TTS practice of training a
+    vocoder on ground-truth-aligned predictions, so that it learns to lean on the phones where
+    the codes are wrong.
+    """
+    gpt = load_gpt(gpt_path).float().eval()
+    train = load_items(work, "train")
+    ref = train[0]
+    prompt = demo_prompt_codes(codes_model(work, micro), ref.wav, standin_version(work))
+    items = train + load_items(work, "eval")
+    agree = 0
+    rows = [["item_name", "semantic_audio"]]
+    for i, it in enumerate(items):
+        if i % 500 == 0:
+            log.info("gta: %d of %d items", i, len(items))
+        phones = torch.cat([ref.phones, it.phones])[None]
+        codes = torch.cat([prompt, it.codes])[None]
+        bert = torch.zeros(1, gpt.config.bert_dim, phones.shape[1])
+        logits, _ = gpt.forward_train(phones, torch.tensor([phones.shape[1]]), bert, codes,
+                                      torch.tensor([codes.shape[1]]))
+        guess = logits[0, prompt.numel() : prompt.numel() + it.codes.numel(), : gpt.config.eos].argmax(-1)
+        agree += int((guess == it.codes).sum())
+        rows.append([it.name, " ".join(str(int(c)) for c in guess)])
+    with (work / GTA_FILE).open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter="\t", lineterminator="\n").writerows(rows)
+    total = sum(it.codes.numel() for it in items)
+    log.info("gta: %d items from %s, %.3f of the codes agree with the true ones", len(items), gpt_path, agree / total)
 
 
 # --------------------------------------------------------------------------- experiment folder
@@ -450,11 +490,13 @@ class Item:
     phones: torch.Tensor  # [L] v2 ids
     codes: torch.Tensor  # [T25]
     prompt_codes: torch.Tensor | None = None  # codes of the audio as a prompt (0.6 s of zeros appended)
+    gta_codes: torch.Tensor | None = None  # a GPT's teacher-forced guesses of ``codes`` (stage gta)
 
 
 def load_items(work: Path, split: str, limit: int | None = None) -> list[Item]:
     phones = load_phones(work)
     semantic = load_semantic(work)
+    gta = load_semantic(work, GTA_FILE) if (work / GTA_FILE).exists() else {}
     items = []
     for utt in load_utterances(work):
         if utt["split"] != split:
@@ -469,7 +511,7 @@ def load_items(work: Path, split: str, limit: int | None = None) -> list[Item]:
         ssl = ssl[:, :t]
         items.append(Item(
             name, wav, spec, ssl, torch.tensor(phones_to_ids(phones[name], "v2")),
-            torch.tensor(semantic[name]),
+            torch.tensor(semantic[name]), gta_codes=torch.tensor(gta[name]) if name in gta else None,
         ))  # fmt: skip
         if limit is not None and len(items) >= limit:
             break
@@ -524,6 +566,8 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
 SELECT_RULES = {
     "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's",
     "sovits": "mel_l1 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
+    # training on ground-truth-aligned codes: the GTA codes' mel L1 counts as much as the true codes'
+    "sovits_gta": "(mel_l1 + gta_mel_l1) / 2 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
 }
 
 
@@ -540,10 +584,14 @@ class TrainOptions:
     prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes (see gpt_batch)
     mel_weight: float = 15.0  # weight of the mel L1 (upstream's c_mel is 45); lower lets the other terms count more
     stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
+    gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes (stage gta)
 
 
-def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
-    """Right-padded inputs of :func:`sovits_decode_forward`: codes, phones, own reference, audio."""
+def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
+    """Right-padded inputs of :func:`sovits_decode_forward`: codes, phones, own reference, audio.
+
+    ``gta[i]`` takes item ``i``'s ground-truth-aligned codes instead of its true ones.
+    """
     b = len(items)
     c_len = torch.tensor([it.codes.numel() for it in items])
     t_len = torch.tensor([it.phones.numel() for it in items])
@@ -553,7 +601,7 @@ def decode_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
     refer = torch.zeros(b, items[0].spec.shape[0], int(r_len.max()))
     wav = torch.zeros(b, 1, 2 * int(c_len.max()) * hop)
     for i, it in enumerate(items):
-        codes[i, : it.codes.numel()] = it.codes
+        codes[i, : it.codes.numel()] = it.gta_codes if gta is not None and gta[i] else it.codes
         text[i, : it.phones.numel()] = it.phones
         refer[i, :, : it.spec.shape[1]] = it.spec
         n = min(it.wav.numel(), wav.shape[-1])
@@ -637,6 +685,16 @@ class Trainer:
             for it in self.train_items[1:]:
                 it.wav = it.spec = it.ssl = empty
         self.weights = SoVITSLossWeights(mel=opts.mel_weight, stft=opts.stft_weight)
+        if kind == "sovits" and opts.gta_share > 0:
+            if opts.sovits_objective != "decode":
+                raise ConfigError("--gta-share needs the decode objective (the vits one reads no codes)")
+            if any(it.gta_codes is None for it in self.train_items + self.eval_items):
+                raise ConfigError(f"--gta-share needs ground-truth-aligned codes in {work / GTA_FILE}; "
+                                  "hint: run --stage gta first")
+
+    def _rule_name(self) -> str:
+        """The :data:`SELECT_RULES` entry this run selects by."""
+        return "sovits_gta" if self.kind == "sovits" and self.opts.gta_share > 0 else self.kind
 
     def _init_from(self, assets: Path) -> None:
         """Start from a shipped checkpoint (upstream format) instead of random weights."""
@@ -667,7 +725,7 @@ class Trainer:
                             str(e).splitlines()[0])
         self.step = int(state["step"])
         # a state saved under another selection rule cannot compare its best with ours
-        same_rule = state.get("select_rule") == SELECT_RULES[self.kind]
+        same_rule = state.get("select_rule") == SELECT_RULES[self._rule_name()]
         self.best_eval = float(state["best_eval"]) if same_rule else math.inf
         if self.kind == "sovits":  # the learning rate is an option, not part of the state
             for opt in (self.optimizer, self.disc_optimizer):
@@ -689,7 +747,7 @@ class Trainer:
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
             "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31), "config": self.config.to_dict(),
-            "select_rule": SELECT_RULES[self.kind],
+            "select_rule": SELECT_RULES[self._rule_name()],
         }  # fmt: skip
         if self.disc is not None:
             state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict())
@@ -744,7 +802,8 @@ class Trainer:
             out, y = sovits_vits_forward(self.model, ssl, spec, spec_len, wav, text, text_len)
             o = out.o
         else:
-            codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length)
+            gta = [self.rng.random() < self.opts.gta_share for _ in items] if self.opts.gta_share > 0 else None
+            codes, c_len, text, t_len, refer, r_len, wav = decode_batch(items, self.config.hop_length, gta)
             noise = torch.rand(len(items)) * self.opts.max_noise_scale
             o, y = sovits_decode_forward(self.model, codes, c_len, text, t_len, refer, r_len, wav, noise)
         d_loss = None
@@ -796,20 +855,28 @@ class Trainer:
             self._mos = distillmos.ConvTransformerSQAModel().eval()
         if self._eval_voicing is None:
             self._eval_voicing = [voicing(it.wav) for it in self.eval_items]
-        mel_l1 = mos = recall = 0.0
-        cfg = self.config
+        mel_l1 = gta_mel_l1 = mos = recall = 0.0
         for it, src_voicing in zip(self.eval_items, self._eval_voicing):
             wav = self.model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
             recall += voiced_recall(wav[0, 0], src_voicing)[0]
             n = min(wav.shape[-1], it.wav.numel())
-            mel_hat = mel_spectrogram(wav[0, :, :n], cfg.filter_length, cfg.n_mel_channels)
-            mel = mel_spectrogram(it.wav[None, :n], cfg.filter_length, cfg.n_mel_channels)
-            mel_l1 += float(F.l1_loss(mel_hat, mel))
+            mel_l1 += self._mel_l1(wav[0, :, :n], it.wav[None, :n])
             mos += float(self._mos(torchaudio.functional.resample(wav[0, :, :n], SAMPLE_RATE, 16000)))
+            if self.opts.gta_share > 0:
+                wav = self.model.decode(it.gta_codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)
+                gta_mel_l1 += self._mel_l1(wav[0, :, :n], it.wav[None, :n])
         n_items = len(self.eval_items)
-        mel_l1, mos, recall = mel_l1 / n_items, mos / n_items, recall / n_items
-        select = mel_l1 - 0.5 * (mos - 1.0) - 0.5 * recall
-        return {"mel_l1": mel_l1, "distillmos": mos, "voiced_recall": recall, "select": select}
+        mel_l1, gta_mel_l1, mos, recall = mel_l1 / n_items, gta_mel_l1 / n_items, mos / n_items, recall / n_items
+        metrics = {"mel_l1": mel_l1, "distillmos": mos, "voiced_recall": recall}
+        if self.opts.gta_share > 0:
+            metrics["gta_mel_l1"] = gta_mel_l1
+            mel_l1 = (mel_l1 + gta_mel_l1) / 2
+        return {**metrics, "select": mel_l1 - 0.5 * (mos - 1.0) - 0.5 * recall}
+
+    def _mel_l1(self, wav: torch.Tensor, target: torch.Tensor) -> float:
+        cfg = self.config
+        mel_hat = mel_spectrogram(wav, cfg.filter_length, cfg.n_mel_channels)
+        return float(F.l1_loss(mel_hat, mel_spectrogram(target, cfg.filter_length, cfg.n_mel_channels)))
 
 
 def _greedy_lengths(
@@ -1208,6 +1275,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="SoVITS mel L1 weight (upstream's c_mel is 45)")
     p.add_argument("--stft-weight", type=float, default=train.stft_weight,
                    help="SoVITS multi-resolution STFT weight (45 taught the decoder harmonics where 2 did not)")
+    p.add_argument("--gta-share", type=float, default=train.gta_share,
+                   help="share of SoVITS rows that decode ground-truth-aligned codes (needs --stage gta first)")
+    p.add_argument("--gta-gpt", type=Path, default=None,
+                   help="GPT .ckpt whose teacher-forced guesses --stage gta writes (default: the shipped one)")
     return p.parse_args(argv)
 
 
@@ -1246,6 +1317,8 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
             stage_codebook(work, args.micro, args.seed, args.init_from)
         elif stage == "experiment":
             stage_experiment(work)
+        elif stage == "gta":
+            stage_gta(work, args.micro, args.gta_gpt or args.assets_dir / DEMO_GPT)
         elif stage == "ship":
             stage_ship(work, args.assets_dir, size)
         elif stage == "evaluate":
@@ -1255,7 +1328,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
             opts = TrainOptions(
                 sovits_objective=args.sovits_objective, discriminator=args.discriminator,
                 init_from=args.init_from, gpt_batch=args.gpt_batch, sovits_lr=args.sovits_lr,
-                mel_weight=args.mel_weight, stft_weight=args.stft_weight,
+                mel_weight=args.mel_weight, stft_weight=args.stft_weight, gta_share=args.gta_share,
             )  # fmt: skip
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 

@@ -201,6 +201,35 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert vits.step == 2 and not torch.equal(before, vits.model.enc_q.pre.weight)
     assert not torch.equal(fresh.model.state_dict()["dec.conv_pre.weight"], shipped["dec.conv_pre.weight"].float())
 
+    # ground-truth-aligned codes: refused before the gta stage wrote them, then trained on
+    try:
+        assert build.main(["--stage", "sovits", "--gta-share", "0.5"] + args) == 2
+        assert build.main(["--stage", "gta"] + args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    true, gta = build.load_semantic(work), build.load_semantic(work, build.GTA_FILE)
+    assert set(gta) == set(true) and all(len(gta[n]) == len(true[n]) for n in true)
+    assert all(0 <= c < gpt.config.eos for codes in gta.values() for c in codes)
+    # the first guess is what the GPT's own prefill says for the prompted item (another code path)
+    items = build.load_items(work, "eval")
+    ref = build.load_items(work, "train", limit=1)[0]
+    prompt = build.demo_prompt_codes(build.codes_model(work, True), ref.wav, 2)[None]
+    phones = torch.cat([ref.phones, items[0].phones])[None]
+    first = gpt.float().prefill_logits(phones, torch.zeros(1, gpt.config.bert_dim, phones.shape[1]), prompt)
+    assert gta[items[0].name][0] == int(first[0, : gpt.config.eos].argmax())
+    assert torch.equal(items[0].gta_codes, torch.tensor(gta[items[0].name]))
+    rows = build.decode_batch([items[0], items[0]], 640, gta=[True, False])[0]
+    n = items[0].codes.numel()
+    assert torch.equal(rows[0, :n], items[0].gta_codes) and torch.equal(rows[1, :n], items[0].codes)
+    try:
+        assert build.main(["--stage", "sovits", "--gta-share", "1"] + args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    logged = json.loads((work / "train" / "sovits_log.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(logged["gta_mel_l1"])
+    state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
+    assert state["select_rule"] == build.SELECT_RULES["sovits_gta"]
+
 
     # the evaluate stage scores the micro voice and rewrites the quality table of VOICE.md
     pytest.importorskip("pocketsphinx")
