@@ -265,6 +265,86 @@ def _initialism(m: re.Match[str]) -> str:
     return letters + (" . " if _ends_sentence(m) else " ")
 
 
+def _plural(words: str) -> str:
+    """"nineteen ninety" -> "nineteen nineties" (a decade), "three quarter" -> "three quarters"."""
+    head, _, last = words.rpartition(" ")
+    last = last[:-1] + "ies" if last.endswith("y") else last + "s"
+    return f"{head} {last}".strip()
+
+
+def year_to_words(year: int) -> str:
+    """Read a year 1100..2099 as English speakers do: 1999 "nineteen ninety nine", 1905
+    "nineteen oh five", 1900 "nineteen hundred", 2000 "two thousand", 2007 "two thousand
+    seven", 2024 "twenty twenty four".
+
+    Raises:
+        DataError: outside 1100..2099 (other numbers have no year reading here).
+    """
+    if not 1100 <= year <= 2099:
+        raise DataError(f"year_to_words covers 1100..2099, got {year}")
+    if 2000 <= year <= 2009:
+        return number_to_words(year)
+    century, rest = divmod(year, 100)
+    if rest == 0:
+        return f"{number_to_words(century)} hundred"
+    tail = f"oh {_ONES[rest]}" if rest < 10 else number_to_words(rest)
+    return f"{number_to_words(century)} {tail}"
+
+
+_MONTH_NAMES = {m[:3]: m for m in "January February March April May June July August September October "
+                "November December".split()}  # fmt: skip
+_MONTHS = ("January February March April May June July August September October November December "
+           "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec").split()  # fmt: skip
+# a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
+_YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid".split()
+_YEAR = re.compile(r"(?<![\d,.$€£])\b(1[1-9]\d\d|20\d\d)(s)?\b(?![,.:/%]\d|%)")
+_YEAR_BEFORE = re.compile(
+    r"\b(?:" + "|".join(_YEAR_CUES) + r")\s+$|\b(?:" + "|".join(_MONTHS) + r")\.?,?\s+$|\b(?:" + "|".join(_MONTHS) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+$",
+    flags=re.IGNORECASE,
+)
+
+
+def _year(m: re.Match[str]) -> str:
+    """A year reading after a cue word or a month ("in 1999", "May 5, 1999") or for a decade
+    ("1990s"); any other four-digit number stays a quantity."""
+    year, decade = int(m.group(1)), m.group(2)
+    if decade:
+        return f" {_plural(year_to_words(year))} "
+    if _YEAR_BEFORE.search(m.string[max(0, m.start() - 24) : m.start()]):
+        return f" {year_to_words(year)} "
+    return m.group(0)
+
+
+_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+
+
+def _fraction(m: re.Match[str]) -> str:
+    """"1/2" -> "one half", "3/4" -> "three quarters", "2/3" -> "two thirds" (proper fractions)."""
+    num, den = int(m.group(1)), int(m.group(2))
+    if not 0 < num < den <= 100:
+        return m.group(0)
+    one, many = _FRACTION_NAMES.get(den, (_ordinal(number_to_words(den)), ""))
+    many = many or _plural(one)
+    return f" {number_to_words(num)} {one if num == 1 else many} "
+
+
+# units read after a number; singular after exactly 1
+_UNITS = {
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
+    "kg": ("kilogram", "kilograms"), "mg": ("milligram", "milligrams"), "ml": ("milliliter", "milliliters"),
+    "mph": ("mile per hour", "miles per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
+    "km/h": ("kilometer per hour", "kilometers per hour"), "°C": ("degree Celsius", "degrees Celsius"),
+    "°F": ("degree Fahrenheit", "degrees Fahrenheit"), "°": ("degree", "degrees"),
+}  # fmt: skip
+_UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
+    re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
+
+
+def _unit(m: re.Match[str]) -> str:
+    one, many = _UNITS[m.group(2)]
+    return f"{m.group(1)} {one if m.group(1) == '1' else many} "
+
+
 def _expand_special(text: str) -> str:
     """Abbreviations, money, clock times, dotted initialisms and a few symbols, as words."""
     def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
@@ -275,6 +355,18 @@ def _expand_special(text: str) -> str:
                   + (m.group(2) or last(m)), text)  # fmt: skip
     text = re.sub(r"\betc\.", "et cetera.", text)
     text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
+    text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
+                  lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
+    text = re.sub(r"#\s?(?=\d)", " number ", text)
+    text = re.sub(r"(?<![\w.,])[-\u2212](?=\d)", " minus ", text)  # -5, but not 3-2
+    text = re.sub(r"\b(?:\d{3}-){1,2}\d{4}\b",  # phone numbers, digit by digit
+                  lambda m: " " + " , ".join(_spell_digits(g) for g in m.group(0).split("-")) + " ", text)
+    text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
+                  lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
+    text = _YEAR.sub(_year, text)
+    text = re.sub(r"(?:\b|')([2-9])0s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
+    text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
+    text = _UNIT.sub(_unit, text)
     text = re.sub(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
@@ -507,4 +599,5 @@ __all__ = [
     "phones_to_ids",
     "symbols",
     "text_to_ids",
+    "year_to_words",
 ]
