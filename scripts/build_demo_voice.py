@@ -585,6 +585,7 @@ class TrainOptions:
     mel_weight: float = 15.0  # weight of the mel L1 (upstream's c_mel is 45); lower lets the other terms count more
     stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
     gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes (stage gta)
+    gpt_history_noise: float = 0.0  # GPT: share of history codes replaced by its own guesses (training.gpt_loss)
 
 
 def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
@@ -776,7 +777,7 @@ class Trainer:
             warmup = min(1.0, (self.step + 1) / 300)
             for g in self.optimizer.param_groups:
                 g["lr"] = max(1e-4, 1e-3 * warmup * 0.5 ** (self.step / 1000))
-            loss, parts = gpt_loss(self.model, phones, p_len, codes, c_len)
+            loss, parts = gpt_loss(self.model, phones, p_len, codes, c_len, self.opts.gpt_history_noise)
             self.optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -1275,6 +1276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="SoVITS mel L1 weight (upstream's c_mel is 45)")
     p.add_argument("--stft-weight", type=float, default=train.stft_weight,
                    help="SoVITS multi-resolution STFT weight (45 taught the decoder harmonics where 2 did not)")
+    p.add_argument("--gpt-history-noise", type=float, default=train.gpt_history_noise,
+                   help="share of the GPT's history codes replaced by its own teacher-forced guesses")
     p.add_argument("--gta-share", type=float, default=train.gta_share,
                    help="share of SoVITS rows that decode ground-truth-aligned codes (needs --stage gta first)")
     p.add_argument("--gta-gpt", type=Path, default=None,
@@ -1329,6 +1332,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
                 sovits_objective=args.sovits_objective, discriminator=args.discriminator,
                 init_from=args.init_from, gpt_batch=args.gpt_batch, sovits_lr=args.sovits_lr,
                 mel_weight=args.mel_weight, stft_weight=args.stft_weight, gta_share=args.gta_share,
+                gpt_history_noise=args.gpt_history_noise,
             )  # fmt: skip
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 

@@ -166,6 +166,47 @@ def test_forward_train_targets_and_teacher_forcing():
                 torch.testing.assert_close(logits[i, t], single[0], atol=1e-5, rtol=1e-5)
 
 
+def test_forward_train_reads_another_history_but_keeps_the_targets():
+    model = make()
+    phones, plen, bert, codes, clen = _batch([6, 4], [5, 3])
+    history = codes.clone()
+    history[0, 2] = (history[0, 2] + 1) % 1024  # item 0 reads a wrong code at audio position 2
+    with torch.no_grad():
+        logits, targets = model.forward_train(phones, plen, bert, codes, clen)
+        same, _ = model.forward_train(phones, plen, bert, codes, clen, history=codes)
+        other, other_targets = model.forward_train(phones, plen, bert, codes, clen, history=history)
+        # the single-sequence computation with the wrong code in the prompt agrees
+        single = model.prefill_logits(phones[:1], bert[:1], history[:1, :3])
+    torch.testing.assert_close(same, logits)
+    assert torch.equal(other_targets, targets)
+    torch.testing.assert_close(other[:, :3], logits[:, :3])  # positions before it do not see it
+    assert (other[0, 3:] - logits[0, 3:]).abs().max() > 1e-4
+    torch.testing.assert_close(other[1], logits[1])  # nor does the other item
+    torch.testing.assert_close(other[0, 3], single[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(DataError, match="history"):
+        model.forward_train(phones, plen, bert, codes, clen, history=codes[:, :-1])
+
+
+def test_gpt_loss_history_noise_feeds_the_models_own_guesses():
+    from autocompress.models.gpt_sovits.training import gpt_loss
+
+    model = make().eval()
+    phones, plen, _, codes, clen = _batch([6, 4], [5, 3])
+    clean = gpt_loss(model, phones, plen, codes, clen)[0]
+    none = gpt_loss(model, phones, plen, codes, clen, history_noise=1e-9)[0]
+    torch.testing.assert_close(none, clean)  # nothing swapped: the same loss
+    bert = torch.zeros(2, model.config.bert_dim, phones.shape[1])
+    with torch.no_grad():
+        guesses = model.forward_train(phones, plen, bert, codes, clen)[0][:, :-1, :1024].argmax(-1)
+        expected = model.forward_train(phones, plen, bert, codes, clen, history=guesses)[0]
+    noisy = gpt_loss(model, phones, plen, codes, clen, history_noise=1.0)[0]  # every code is a guess
+    t = torch.arange(6)[None, :] <= clen[:, None]
+    targets = model.forward_train(phones, plen, bert, codes, clen)[1]
+    ce = torch.nn.functional.cross_entropy(expected.transpose(1, 2), targets, reduction="none")
+    torch.testing.assert_close(noisy, (ce * t).sum() / t.sum())
+    assert abs(float(noisy) - float(clean)) > 1e-4
+
+
 def test_upstream_pad_quirk_masks_the_leading_phones():
     model = make()
     phones, plen, bert, codes, clen = _batch([6, 4], [5, 5])

@@ -320,6 +320,7 @@ class Text2SemanticGPT(nn.Module):
         codes: Tensor,
         codes_len: Tensor,
         upstream_pad_quirk: bool = False,
+        history: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Teacher-forced logits and their targets for a right-padded batch (§5.5).
 
@@ -336,6 +337,9 @@ class Text2SemanticGPT(nn.Module):
                 positions still counted from the item's first phone) and masks the padding,
                 so every item is computed as it would be alone and the last text slot, which
                 predicts the first code, is always a real phone.
+            history: ``[B, Ty]`` codes fed as the history of each position instead of ``codes``
+                (the targets stay ``codes``): training on partly wrong histories, as the
+                model meets them when it runs on its own guesses. Default: ``codes``.
 
         Returns:
             (logits ``[B, Ty + 1, vocab]``, targets ``[B, Ty + 1]``): codes then EOS at the
@@ -354,6 +358,10 @@ class Text2SemanticGPT(nn.Module):
         y_full = F.pad(codes.masked_fill(y_pad, 0), (0, 1), value=0)  # [B, Ty + 1]
         y_full = y_full + eos * F.pad(y_pad.long(), (0, 1), value=1)
         y_in, targets = y_full[:, :-1], y_full
+        if history is not None:
+            if history.shape != codes.shape:
+                raise DataError(f"history {list(history.shape)} must have the codes' shape {list(codes.shape)}")
+            y_in = history.masked_fill(y_pad, 0) + eos * y_pad.long()
         xy = torch.cat([x, self.embed_audio(y_in)], dim=1)  # [B, S, D]
         s = tx + ty
         key_ok = ~torch.cat([x_pad, y_pad], dim=1)  # [B, S]

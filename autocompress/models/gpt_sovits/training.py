@@ -324,14 +324,24 @@ def discriminator_loss(discriminator: nn.Module, y: Tensor, y_hat: Tensor) -> Te
 
 
 def gpt_loss(
-    model: nn.Module, phones: Tensor, phones_len: Tensor, codes: Tensor, codes_len: Tensor
+    model: nn.Module, phones: Tensor, phones_len: Tensor, codes: Tensor, codes_len: Tensor,
+    history_noise: float = 0.0, generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Mean token cross-entropy of the GPT on a right-padded batch (BERT features are zero).
 
     Padded target positions (EOS beyond each item's own EOS) are excluded from the mean.
+    ``history_noise`` p > 0 replaces a random share p of the codes the model reads as history
+    by its own teacher-forced guesses (one extra forward without gradients; the targets stay
+    the true codes), so that it learns to continue from its own mistakes as in free running.
     """
     bert = phones.new_zeros((phones.shape[0], model.config.bert_dim, phones.shape[1]), dtype=torch.float32)
-    logits, targets = model.forward_train(phones, phones_len, bert, codes, codes_len)  # [B, T+1, V]
+    history = None
+    if history_noise > 0:
+        with torch.no_grad():
+            guesses = model.forward_train(phones, phones_len, bert, codes, codes_len)[0][:, :-1, : model.config.eos]
+        swap = torch.rand(codes.shape, generator=generator) < history_noise
+        history = torch.where(swap, guesses.argmax(-1), codes)
+    logits, targets = model.forward_train(phones, phones_len, bert, codes, codes_len, history=history)  # [B, T+1, V]
     t = torch.arange(targets.shape[1], device=targets.device)[None, :]
     valid = t <= codes_len[:, None]  # the codes and one EOS
     ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # [B, T+1]
