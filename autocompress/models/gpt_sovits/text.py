@@ -298,8 +298,9 @@ _MONTHS = ("January February March April May June July August September October 
 # a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
 _YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid".split()
 _YEAR = re.compile(r"(?<![\d,.$€£])\b(1[1-9]\d\d|20\d\d)(s)?\b(?![,.:/%]\d|%)")
-_YEAR_BEFORE = re.compile(
-    r"\b(?:" + "|".join(_YEAR_CUES) + r")\s+$|\b(?:" + "|".join(_MONTHS) + r")\.?,?\s+$|\b(?:" + "|".join(_MONTHS) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+$",
+_MONTH = r"\b(?:" + "|".join(_MONTHS) + r")\.?"
+_YEAR_BEFORE = re.compile(  # what precedes a year: "in ", "May ", "May, ", "May 5, ", "May 5th "
+    r"\b(?:" + "|".join(_YEAR_CUES) + r")\s+$|" + _MONTH + r",?\s+$|" + _MONTH + r"\s+\d{1,2}(?:st|nd|rd|th)?,?\s+$",
     flags=re.IGNORECASE,
 )
 
