@@ -382,6 +382,11 @@ def _expand_special(text: str) -> str:
 def normalize_english(text: str) -> str:
     """Normalise English text the way :func:`english_to_phones` reads it.
 
+    Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
+    minus signs, proper fractions, years after a cue word or a month, decades), money, clock
+    times, units after a number (km, kg, °C ...), phone numbers, versions, abbreviations
+    (Dr., St., Mr. ..., month names), dotted initialisms, and @ & + #.
+
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
     """
