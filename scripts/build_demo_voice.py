@@ -564,7 +564,10 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
 
 
 SELECT_RULES = {
-    "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's",
+    # a GPT that stops early or never stops is worse than its cross-entropy says, and so is one
+    # that speaks every sentence 20 % fast while staying inside the window
+    "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's"
+           " + mean |ln(greedy length / source length)|",
     "sovits": "mel_l1 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
     # training on ground-truth-aligned codes: the GTA codes' mel L1 counts as much as the true codes'
     "sovits_gta": "(mel_l1 + gta_mel_l1) / 2 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
@@ -836,7 +839,8 @@ class Trainer:
 
         GPT: cross-entropy, and how long greedy decoding runs (prompted with the first training
         item, as the teacher is) against each held-out item's true code count: a GPT that stops
-        early or never stops is worse than its cross-entropy says. SoVITS: log-mel L1,
+        early, never stops or speaks too fast is worse than its cross-entropy says
+        (:data:`SELECT_RULES` ``["gpt"]``). SoVITS: log-mel L1,
         DistillMOS and voiced recall (:func:`voiced_recall`) of decoding the true codes at
         noise scale 0; ``select`` is :data:`SELECT_RULES` ``["sovits"]``: the mel L1, less half
         of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it
@@ -849,7 +853,9 @@ class Trainer:
             ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
             ratios = self._greedy_length_ratios()
             off = sum(not 0.7 <= r <= 1.3 for r in ratios) / len(ratios)
-            return {"ce": ce, "length_ratio": sum(ratios) / len(ratios), "length_off": off, "select": ce + off}
+            log_error = sum(abs(math.log(max(r, 1e-3))) for r in ratios) / len(ratios)
+            return {"ce": ce, "length_ratio": sum(ratios) / len(ratios), "length_off": off,
+                    "length_log_error": log_error, "select": ce + off + log_error}
         if self._mos is None:
             import distillmos
 

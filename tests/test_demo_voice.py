@@ -137,6 +137,10 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         torch.set_num_threads(threads)
     state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
     assert state["step"] == 6
+    # the GPT is selected by its cross-entropy and by how far its greedy lengths are off
+    gpt_eval = json.loads((work / "train" / "gpt_log.jsonl").read_text().splitlines()[-1])
+    assert gpt_eval["length_log_error"] > 0
+    assert gpt_eval["select"] == pytest.approx(gpt_eval["ce"] + gpt_eval["length_off"] + gpt_eval["length_log_error"])
     # SIGTERM stops a background run at the end of a step, after saving its state
     cmd = [sys.executable, str(REPO / "scripts" / "build_demo_voice.py"), "--stage", "sovits", "--micro",
            "--steps", "1000000", "--work-dir", str(work), "--assets-dir", str(assets)]  # fmt: skip
