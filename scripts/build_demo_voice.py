@@ -563,8 +563,8 @@ def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
     return p, p_len, c, c_len
 
 
-# sentences no model trains on, short ones first: a GPT that runs on after some of them (in the
-# prompt's trailing silence) passed the held-out checks in the fifth build; the first and last are README's examples
+# sentences no model trains on (the first and last are README's examples): GPTs that ran on in
+# silence after some of them passed the held-out checks in the fifth build
 UNSEEN_TEXTS = (
     "The red boat is here.", "Hello there.", "She bought a lamp and two chairs.",
     "Where did you put the green book?", "The red boat is here at three.",

@@ -116,13 +116,16 @@ def test_abbreviations_money_times_and_symbols_are_read_as_words(text, normalise
     [
         ("It was the 21st of May, 1999.", "It was the twenty first of May , nineteen ninety nine ."),
         ("On Sept. 3, 1905 and in 1900, 2007 or in 2024.",
-         "On September three , nineteen oh five and in nineteen hundred , two thousand seven or in twenty twenty four ."),
-        ("We sold 1999 apples in 2,000 boxes.", "We sold one thousand nine hundred ninety nine apples in two thousand boxes ."),
+         "On September three , nineteen oh five and in nineteen hundred , two thousand seven"
+         " or in twenty twenty four ."),
+        ("We sold 1999 apples in 2,000 boxes.",
+         "We sold one thousand nine hundred ninety nine apples in two thousand boxes ."),
         ("The 1990s and the 80s.", "The nineteen nineties and the eighties ."),
         ("It is -5 degrees, and we won 3-2.", "It is minus five degrees , and we won three - two ."),
         ("Add 1/2 cup, 3/4 or 2/3 of it.", "Add one half cup , three quarters or two thirds of it ."),
         ("Call 555-1234 about #1.", "Call five five five , one two three four about number one ."),
-        ("Run 1 km or 2.5 km at 37°C.", "Run one kilometer or two point five kilometers at thirty seven degrees Celsius ."),
+        ("Run 1 km or 2.5 km at 37°C.",
+         "Run one kilometer or two point five kilometers at thirty seven degrees Celsius ."),
         ("Version 2.0.1 is out.", "Version two point zero point one is out ."),
     ],
 )
