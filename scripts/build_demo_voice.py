@@ -46,6 +46,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
@@ -90,6 +91,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     waveform_losses,
 )
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
+from autocompress.score.tokens import forced_logits, greedy_tokens  # noqa: E402
 from autocompress.search.synth import code_limit, reference_prompt, speak  # noqa: E402
 from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     STANDIN_SAMPLE_RATE,
@@ -104,7 +106,7 @@ from autocompress.models.gpt_sovits.standin import (  # noqa: E402
 log = logging.getLogger("build_demo_voice")
 
 STAGES = ("text", "audio", "features", "codebook", "experiment", "sovits", "gpt", "ship", "evaluate")
-EXTRA_STAGES = ("train", "gta")  # sovits + gpt interleaved in one process (the background run)
+EXTRA_STAGES = ("train", "gta")  # train: sovits + gpt interleaved in one process (the background run)
 # --stage data = text..experiment; build = every stage but evaluate; all = every stage
 SAMPLE_RATE = 32000
 MIN_SEC, MAX_SEC = 1.0, 6.0  # kept utterance durations
@@ -423,20 +425,16 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     """
     gpt = load_gpt(gpt_path).float().eval()
     train = load_items(work, "train")
-    ref = train[0]
-    prompt = demo_prompt_codes(codes_model(work, micro), ref.wav, standin_version(work))
+    prompt = demo_prompt_codes(codes_model(work, micro), train[0].wav, standin_version(work))
+    ref = _utterance(train[0].phones, gpt.config.bert_dim, prompt)
     items = train + load_items(work, "eval")
     agree = 0
     rows = [["item_name", "semantic_audio"]]
     for i, it in enumerate(items):
         if i % 500 == 0:
             log.info("gta: %d of %d items", i, len(items))
-        phones = torch.cat([ref.phones, it.phones])[None]
-        codes = torch.cat([prompt, it.codes])[None]
-        bert = torch.zeros(1, gpt.config.bert_dim, phones.shape[1])
-        logits, _ = gpt.forward_train(phones, torch.tensor([phones.shape[1]]), bert, codes,
-                                      torch.tensor([codes.shape[1]]))
-        guess = logits[0, prompt.numel() : prompt.numel() + it.codes.numel(), : gpt.config.eos].argmax(-1)
+        logits = forced_logits(gpt, ref, _utterance(it.phones, gpt.config.bert_dim), it.codes)  # [T + 1, V]
+        guess = logits[:-1, : gpt.config.eos].argmax(-1)
         agree += int((guess == it.codes).sum())
         rows.append([it.name, " ".join(str(int(c)) for c in guess)])
     with (work / GTA_FILE).open("w", encoding="utf-8", newline="") as f:
@@ -808,13 +806,12 @@ class Trainer:
         for t in list(shipped.parameters()) + list(shipped.buffers()):
             t.data = t.data.half().float() if t.is_floating_point() else t.data
         ratios = _greedy_lengths(shipped, self._prompt, self.train_items[0], self.eval_items)
+        ref = _utterance(self.train_items[0].phones, shipped.config.bert_dim, self._prompt[0])
         runaway = 0
         for text in UNSEEN_TEXTS:
             phones = torch.tensor(phones_to_ids(english_to_phones(text), "v2"))
             limit = code_limit(phones.numel())
-            both = torch.cat([self.train_items[0].phones, phones])[None]
-            bert = torch.zeros(1, shipped.config.bert_dim, both.shape[1])
-            runaway += shipped.generate(both, bert, self._prompt, top_k=1, max_new_tokens=limit).shape[-1] >= limit
+            runaway += greedy_tokens(shipped, ref, _utterance(phones, shipped.config.bert_dim), limit).numel() >= limit
         return ratios, runaway / len(UNSEEN_TEXTS)
 
     def _sovits_step(self, items: list[Item]) -> dict[str, float]:
@@ -905,18 +902,21 @@ class Trainer:
         return float(F.l1_loss(mel_hat, mel_spectrogram(target, cfg.filter_length, cfg.n_mel_channels)))
 
 
+def _utterance(phones: torch.Tensor, bert_dim: int, codes: torch.Tensor | None = None) -> SimpleNamespace:
+    """Phones [+ codes] as :mod:`autocompress.score.tokens` reads an utterance (English: zero BERT)."""
+    return SimpleNamespace(phones=phones, bert=torch.zeros(bert_dim, phones.numel()), codes=codes)
+
+
 def _greedy_lengths(
     gpt: Text2SemanticGPT, prompt: torch.Tensor, prompt_item: Item, items: list[Item], max_ratio: float = 2.0
 ) -> list[float]:
     """Greedy code count / true code count per item, prompted with ``prompt`` ``[1, P]`` (top-k 1)."""
-    ratios = []
-    for it in items:
-        phones = torch.cat([prompt_item.phones, it.phones])[None]
-        bert = torch.zeros(1, gpt.config.bert_dim, phones.shape[1])
-        limit = int(max_ratio * it.codes.numel()) + 1
-        codes = gpt.generate(phones, bert, prompt, top_k=1, max_new_tokens=limit)
-        ratios.append(codes.shape[-1] / it.codes.numel())
-    return ratios
+    ref = _utterance(prompt_item.phones, gpt.config.bert_dim, prompt[0])
+    return [
+        greedy_tokens(gpt, ref, _utterance(it.phones, gpt.config.bert_dim), int(max_ratio * it.codes.numel()) + 1)
+        .numel() / it.codes.numel()
+        for it in items
+    ]
 
 
 def _atomic_save(obj: object, path: Path) -> None:
