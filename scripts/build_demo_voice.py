@@ -794,7 +794,7 @@ class Trainer:
         self.step += 1
         self.history.append(parts)
 
-    def _greedy_length_ratios(self) -> tuple[list[float], float]:
+    def _greedy_checks(self) -> tuple[list[float], float]:
         """Greedy length / true length of each held-out item, and the share of :data:`UNSEEN_TEXTS`
         whose greedy decoding runs to the product's code limit (never stops). Prompted as the
         teacher is: the reference (first training) item's audio as ``teacher_speak`` codes it."""
@@ -866,7 +866,7 @@ class Trainer:
         if self.kind == "gpt":
             phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
             ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
-            ratios, runaway = self._greedy_length_ratios()
+            ratios, runaway = self._greedy_checks()
             off = sum(not 0.7 <= r <= 1.3 for r in ratios) / len(ratios)
             log_error = sum(abs(math.log(max(r, 1e-3))) for r in ratios) / len(ratios)
             return {"ce": ce, "length_ratio": sum(ratios) / len(ratios), "length_off": off,
