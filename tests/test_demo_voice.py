@@ -139,7 +139,7 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert state["step"] == 6
     # the GPT is selected by its cross-entropy and by how far its greedy lengths are off
     gpt_eval = json.loads((work / "train" / "gpt_log.jsonl").read_text().splitlines()[-1])
-    assert gpt_eval["length_log_error"] > 0
+    assert gpt_eval["length_log_error"] >= 0  # 0 when every greedy length is exact (it was, once, on CI)
     assert 0 <= gpt_eval["unseen_runaway"] <= 1
     assert gpt_eval["select"] == pytest.approx(
         gpt_eval["ce"] + gpt_eval["length_off"] + gpt_eval["length_log_error"] + gpt_eval["unseen_runaway"])
