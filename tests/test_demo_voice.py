@@ -131,6 +131,14 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         assert torch.allclose(standin_features(wav16, 2), item.load_hubert().float(), atol=0.02)
         with pytest.raises(DataError, match="stand-in version 2"):  # features of another version: refused
             build.stage_features(work, 1)
+        # the audio is Piper's deterministic output, and the manifest says so; other scales are refused
+        assert demo_voice_manifest(assets)["piper_scales"] == list(build.DETERMINISTIC_SCALES)
+        with pytest.raises(DataError, match="Piper scales"):
+            build.stage_audio(work, build.MICRO, 1234, scales=None)
+        piper, text = build.PiperVoice(build.DETERMINISTIC_SCALES), "The red boat is here."
+        assert build.np.array_equal(piper.synthesize(text, 1), piper.synthesize(text, 2))
+        noisy = build.PiperVoice()  # the voice json's scales: seeded noise draws
+        assert not build.np.array_equal(noisy.synthesize(text, 1), noisy.synthesize(text, 2))
         # the training state is resumable: three more steps continue from step 3
         assert build.main(["--stage", "sovits"] + args) == 0
     finally:
