@@ -1054,7 +1054,8 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
             "sovits_step": int(s_state["step"]),
             **{f"sovits_eval_{k}": round(float(v), 4) for k, v in s_state.get("metrics", {}).items() if k != "select"},
             "gpt_step": int(g_state["step"]),
-            "gpt_eval_ce": round(float(g_state["eval"]), 4),
+            "gpt_eval_ce": round(float(g_state.get("metrics", {}).get("ce", g_state["eval"])), 4),
+            "gpt_eval_select": round(float(g_state["eval"]), 4),
         },
     )
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

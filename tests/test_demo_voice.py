@@ -124,6 +124,9 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         assert gpt.config.n_layer == 1
         built = json.loads((assets / "demo.json").read_text())["build"]
         assert built["sovits_step"] == 3 and built["gpt_step"] == 3
+        best_gpt = torch.load(work / "train" / "gpt_best.pt", weights_only=True)  # its CE, not its selection score
+        assert built["gpt_eval_ce"] == round(best_gpt["metrics"]["ce"], 4)
+        assert built["gpt_eval_select"] == round(best_gpt["eval"], 4)
         # a new build uses stand-in version 2 (log-mel and pitch), and says so
         assert demo_voice_manifest(assets)["standin_version"] == 2
         item = shipped[paths.eval_names[0]]
@@ -232,6 +235,9 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     first = gpt.float().prefill_logits(phones, torch.zeros(1, gpt.config.bert_dim, phones.shape[1]), prompt)
     assert gta[items[0].name][0] == int(first[0, : gpt.config.eos].argmax())
     assert torch.equal(items[0].gta_codes, torch.tensor(gta[items[0].name]))
+    light = build.load_items(work, "eval", audio=False)  # the GPT side's items: no audio is read
+    assert light[0].wav.numel() == light[0].spec.numel() == 0
+    assert torch.equal(light[0].codes, items[0].codes) and torch.equal(light[0].phones, items[0].phones)
     rows = build.decode_batch([items[0], items[0]], 640, gta=[True, False])[0]
     n = items[0].codes.numel()
     assert torch.equal(rows[0, :n], items[0].gta_codes) and torch.equal(rows[1, :n], items[0].codes)
