@@ -1314,6 +1314,20 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def piper_scales_arg(text: str) -> tuple[float, float, float] | None:
+    """``--piper-scales``: ``voice`` (the voice json's scales) or ``noise,length,noise_w``."""
+    if text == "voice":
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or values[1] == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 'voice' or noise,length,noise_w (three numbers >= 0, length > 0), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", default="all", choices=STAGES + EXTRA_STAGES + ("all", "build", "data"),
@@ -1337,9 +1351,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "vits: upstream's posterior + flow + KL forward")
     p.add_argument("--discriminator", choices=("light", "none"), default=train.discriminator,
                    help="adversarial training of SoVITS with a reduced period discriminator, or none")
-    p.add_argument("--piper-scales", default=",".join(f"{x:g}" for x in DETERMINISTIC_SCALES),
-                   help="Piper noise,length,noise_w for the audio stage ('voice': the voice json's "
-                        "0.667,1,0.8 of the first five builds)")
+    p.add_argument("--piper-scales", type=piper_scales_arg, default=DETERMINISTIC_SCALES,
+                   help="Piper noise,length,noise_w for the audio stage (default 0,1,0: deterministic; "
+                        "'voice': the voice json's 0.667,1,0.8 of the first five builds)")
     p.add_argument("--standin", type=int, choices=STANDIN_VERSIONS, default=2,
                    help="stand-in content features of a new work dir: 1 log-mel, 2 log-mel and pitch")
     p.add_argument("--gpt-batch", type=int, default=train.gpt_batch, help="GPT rows per step")
@@ -1385,8 +1399,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
         if stage == "text":
             stage_text(work, size, args.seed)
         elif stage == "audio":
-            stage_audio(work, size, args.seed, None if args.piper_scales == "voice" else
-                        tuple(float(x) for x in args.piper_scales.split(",")))
+            stage_audio(work, size, args.seed, args.piper_scales)
         elif stage == "features":
             stage_features(work, args.standin)
         elif stage == "codebook":

@@ -138,6 +138,11 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         assert demo_voice_manifest(assets)["piper_scales"] == list(build.DETERMINISTIC_SCALES)
         with pytest.raises(DataError, match="Piper scales"):
             build.stage_audio(work, build.MICRO, 1234, scales=None)
+        assert build.parse_args(["--piper-scales", "0.3,1,0.5"]).piper_scales == (0.3, 1.0, 0.5)
+        assert build.parse_args(["--piper-scales", "voice"]).piper_scales is None
+        for bad in ("0,1", "a,b,c", "0,0,0"):
+            with pytest.raises(SystemExit):
+                build.parse_args(["--piper-scales", bad])
         piper, text = build.PiperVoice(build.DETERMINISTIC_SCALES), "The red boat is here."
         assert build.np.array_equal(piper.synthesize(text, 1), piper.synthesize(text, 2))
         noisy = build.PiperVoice()  # the voice json's scales: seeded noise draws
