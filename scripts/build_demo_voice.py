@@ -460,8 +460,7 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     the codes are wrong.
     """
     gpt = load_gpt(gpt_path).float().eval()
-    train = load_items(work, "train", audio=False)
-    train[0] = load_items(work, "train", limit=1)[0]  # the reference item: its audio is the prompt
+    train = load_gpt_train_items(work)
     prompt = demo_prompt_codes(codes_model(work, micro), train[0].wav, standin_version(work))
     ref = _utterance(train[0].phones, gpt.config.bert_dim, prompt)
     items = train + load_items(work, "eval", audio=False)
@@ -557,6 +556,14 @@ def load_items(work: Path, split: str, limit: int | None = None, audio: bool = T
             break
     if not items:
         raise DataError(f"no {split} utterances in {work}; hint: run the earlier stages first")
+    return items
+
+
+def load_gpt_train_items(work: Path) -> list[Item]:
+    """The training items as the GPT side reads them: phones and codes only, except the first
+    (the reference item), whose audio is the prompt."""
+    items = load_items(work, "train", audio=False)
+    items[0] = load_items(work, "train", limit=1)[0]
     return items
 
 
@@ -729,10 +736,7 @@ class Trainer:
             self._load()
         elif opts.init_from is not None:
             self._init_from(opts.init_from)
-        # the GPT reads phones and codes; the reference item keeps its audio (the prompt)
-        self.train_items = load_items(work, "train", audio=kind != "gpt")
-        if kind == "gpt":
-            self.train_items[0] = load_items(work, "train", limit=1)[0]
+        self.train_items = load_gpt_train_items(work) if kind == "gpt" else load_items(work, "train")
         self.eval_items = load_items(work, "eval", limit=8)
         self._eval_voicing: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # sources' YIN, once
         if kind == "gpt" and opts.prompt_silence:
