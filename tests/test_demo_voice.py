@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchaudio
 
-from autocompress.exceptions import DataError
+from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_gpt, load_sovits
 from autocompress.models.gpt_sovits.config import gpt_tiny, sovits_tiny
 from autocompress.models.gpt_sovits.data import ExperimentFolder
@@ -190,6 +190,14 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         trainer = build.Trainer(kind, work2, True, 0, build.TrainOptions(init_from=assets))
         own = trainer.model.state_dict()
         assert all(torch.equal(own[k], v.float()) for k, v in reference.items()), kind
+    # a GPT keeps the size it started with; a new folder trains the size asked for
+    with pytest.raises(ConfigError, match="another size"):  # resumed state of the tiny size
+        build.Trainer("gpt", work, True, 0, build.TrainOptions(gpt_size="wide"))
+    with pytest.raises(ConfigError, match="another size"):  # the shipped (tiny) GPT
+        build.Trainer("gpt", work2, True, 0, build.TrainOptions(init_from=assets, gpt_size="wide"))
+    wide = build.Trainer("gpt", work2, True, 0, build.TrainOptions(gpt_size="wide"))
+    assert wide.model.config == build.gpt_config(True, "wide") and wide.model.config.n_layer == 2
+    assert build.Trainer("gpt", work, True, 0, build.TrainOptions()).config.n_layer == 1
     # a work folder with its own codebook keeps it, and takes every other weight from the voice
     work3 = tmp_path / "work3"
     shutil.copytree(work, work3, ignore=shutil.ignore_patterns("train", "codebook.pt", "name2semantic.tsv", "exp"))
