@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -1350,6 +1351,17 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
+    return value
+
+
 def piper_scales_arg(text: str) -> tuple[float, float, float] | None:
     """``--piper-scales``: ``voice`` (the voice json's scales) or ``noise,length,noise_w``."""
     if text == "voice":
@@ -1374,6 +1386,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per training stage")
     p.add_argument("--micro", action="store_true", help="5 sentences and micro models (tests)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--sentences", type=positive_int, default=None,
+                   help=f"sentences to generate (default {FULL.n_sentences}); more extend the data, the held-out set stays")
     p.add_argument("--n-eval", type=int, default=16, help="held-out sentences scored by 'evaluate'")
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between resumable saves")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -1414,6 +1428,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     size = MICRO if args.micro else FULL
+    if args.sentences is not None:
+        size = dataclasses.replace(size, n_sentences=args.sentences)
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     if args.stage == "all":
