@@ -143,6 +143,10 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         for bad in ("0,1", "a,b,c", "0,0,0"):
             with pytest.raises(SystemExit):
                 build.parse_args(["--piper-scales", bad])
+        assert build.parse_args(["--sentences", "9600"]).sentences == 9600
+        for bad in ("0", "-5", "many"):
+            with pytest.raises(SystemExit):
+                build.parse_args(["--sentences", bad])
         piper, text = build.PiperVoice(build.DETERMINISTIC_SCALES), "The red boat is here."
         assert build.np.array_equal(piper.synthesize(text, 1), piper.synthesize(text, 2))
         noisy = build.PiperVoice()  # the voice json's scales: seeded noise draws
