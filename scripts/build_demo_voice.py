@@ -127,7 +127,7 @@ class BuildSize:
 
 # The first three builds had 1600 sentences; the fourth added 3200 more (for the GPT, which
 # overfitted 1543 utterances) and kept the same held-out set.
-FULL = BuildSize(n_sentences=4800, n_eval=40, ship_train=40, ship_eval=8, eval_pool=1600)
+FULL = BuildSize(n_sentences=9600, n_eval=40, ship_train=40, ship_eval=8, eval_pool=1600)
 MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1, eval_pool=5)
 
 
@@ -386,7 +386,7 @@ def gpt_wide() -> GPTConfig:
 GPT_SIZES = {"tiny": gpt_tiny, "wide": gpt_wide}
 
 
-def gpt_config(micro: bool, size: str = "tiny") -> GPTConfig:
+def gpt_config(micro: bool, size: str = "wide") -> GPTConfig:
     """The demo GPT of ``size`` (a :data:`GPT_SIZES` key); ``--micro`` narrows it to 32 wide
     with a third of its layers."""
     if size not in GPT_SIZES:
@@ -658,7 +658,7 @@ class TrainOptions:
     stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
     gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes (stage gta)
     gpt_history_noise: float = 0.0  # GPT: share of history codes replaced by its own guesses (training.gpt_loss)
-    gpt_size: str | None = None  # GPT_SIZES key of new GPT training; None: tiny, or the size resumed/initialised from
+    gpt_size: str | None = None  # GPT_SIZES key of new GPT training; None: wide, or the size resumed/initialised from
 
 
 def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
@@ -738,7 +738,7 @@ class Trainer:
             elif opts.discriminator != "none":
                 raise ConfigError(f"unknown discriminator {opts.discriminator!r}; use 'light' or 'none'")
         else:
-            self.config = self._gpt_size(micro, state)
+            self.config = self._gpt_config(micro, state)
             self.model = Text2SemanticGPT(self.config)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
             self.batch_size = 2 if micro else opts.gpt_batch
@@ -769,7 +769,7 @@ class Trainer:
         """The :data:`SELECT_RULES` entry this run selects by."""
         return "sovits_gta" if self.kind == "sovits" and self.opts.gta_share > 0 else self.kind
 
-    def _gpt_size(self, micro: bool, state: dict | None) -> GPTConfig:
+    def _gpt_config(self, micro: bool, state: dict | None) -> GPTConfig:
         """The GPT's config: the resumed state's, else the one initialised from, else ``--gpt-size``'s.
 
         Asking for another size than the state (or checkpoint) has is refused: its weights cannot move.
@@ -779,7 +779,7 @@ class Trainer:
         elif self.opts.init_from is not None:
             have, where = load_gpt(self.opts.init_from / DEMO_GPT).config, self.opts.init_from / DEMO_GPT
         else:
-            return gpt_config(micro, self.opts.gpt_size or "tiny")
+            return gpt_config(micro, self.opts.gpt_size or "wide")
         if self.opts.gpt_size is not None and gpt_config(micro, self.opts.gpt_size) != have:
             raise ConfigError(f"{where} holds a GPT of another size than --gpt-size {self.opts.gpt_size} "
                               f"({have.hidden_dim} wide, {have.n_layer} layers); hint: leave --gpt-size out to "
@@ -1415,7 +1415,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpt-history-noise", type=float, default=train.gpt_history_noise,
                    help="share of the GPT's history codes replaced by its own teacher-forced guesses")
     p.add_argument("--gpt-size", choices=tuple(GPT_SIZES), default=None,
-                   help="size of a new GPT (default tiny); a resumed one keeps its own")
+                   help="size of a new GPT (default wide); a resumed one keeps its own")
     p.add_argument("--gta-share", type=float, default=train.gta_share,
                    help="share of SoVITS rows that decode ground-truth-aligned codes (needs --stage gta first)")
     p.add_argument("--gta-gpt", type=Path, default=None,

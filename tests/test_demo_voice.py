@@ -49,7 +49,7 @@ def _script_module():
 
 def test_shipped_checkpoints_load_with_our_loader(demo, voice):
     gpt, sovits = voice
-    assert gpt.config == gpt_tiny()
+    assert gpt.config == gpt_tiny().replace(hidden_dim=192, n_layer=6, ffn_dim=768)  # the build's 'wide' size
     assert sovits.config == sovits_tiny()
     codebook = sovits.quantizer.vq.layers[0]._codebook
     assert tuple(codebook.embed.shape) == (1024, 768)
@@ -121,7 +121,7 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         assert set(paths.eval_names) <= set(shipped.names)
         gpt, sovits = load_gpt(paths.gpt_path), load_sovits(paths.sovits_path)
         assert sovits.config.hidden_channels < sovits_tiny().hidden_channels  # the micro size
-        assert gpt.config.n_layer == 1
+        assert gpt.config.n_layer == 2  # the micro size of the default (wide) GPT
         built = json.loads((assets / "demo.json").read_text())["build"]
         assert built["sovits_step"] == 3 and built["gpt_step"] == 3
         best_gpt = torch.load(work / "train" / "gpt_best.pt", weights_only=True)  # its CE, not its selection score
@@ -195,13 +195,13 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         own = trainer.model.state_dict()
         assert all(torch.equal(own[k], v.float()) for k, v in reference.items()), kind
     # a GPT keeps the size it started with; a new folder trains the size asked for
-    with pytest.raises(ConfigError, match="another size"):  # resumed state of the tiny size
-        build.Trainer("gpt", work, True, 0, build.TrainOptions(gpt_size="wide"))
-    with pytest.raises(ConfigError, match="another size"):  # the shipped (tiny) GPT
-        build.Trainer("gpt", work2, True, 0, build.TrainOptions(init_from=assets, gpt_size="wide"))
-    wide = build.Trainer("gpt", work2, True, 0, build.TrainOptions(gpt_size="wide"))
-    assert wide.model.config == build.gpt_config(True, "wide") and wide.model.config.n_layer == 2
-    assert build.Trainer("gpt", work, True, 0, build.TrainOptions()).config.n_layer == 1
+    with pytest.raises(ConfigError, match="another size"):  # resumed state of the default (wide) size
+        build.Trainer("gpt", work, True, 0, build.TrainOptions(gpt_size="tiny"))
+    with pytest.raises(ConfigError, match="another size"):  # the shipped (wide) GPT
+        build.Trainer("gpt", work2, True, 0, build.TrainOptions(init_from=assets, gpt_size="tiny"))
+    tiny = build.Trainer("gpt", work2, True, 0, build.TrainOptions(gpt_size="tiny"))
+    assert tiny.model.config == build.gpt_config(True, "tiny") and tiny.model.config.n_layer == 1
+    assert build.Trainer("gpt", work, True, 0, build.TrainOptions()).config.n_layer == 2
     # a work folder with its own codebook keeps it, and takes every other weight from the voice
     work3 = tmp_path / "work3"
     shutil.copytree(work, work3, ignore=shutil.ignore_patterns("train", "codebook.pt", "name2semantic.tsv", "exp"))
