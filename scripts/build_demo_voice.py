@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_sentences import make_sentences  # noqa: E402
 
+from autocompress.cli.search_cmd import positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError, ConfigError, DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
@@ -1349,17 +1350,6 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
 
 
 def piper_scales_arg(text: str) -> tuple[float, float, float] | None:

@@ -27,7 +27,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--gpt", type=Path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
     p.add_argument("--sovits", type=Path, metavar="FILE.pth", help="SoVITS weights")
     p.add_argument("--data", type=Path, metavar="logs/<exp>", help="the voice's experiment folder")
-    p.add_argument("--trials", type=_positive_int, metavar="N", help="finished trials the study should hold")
+    p.add_argument("--trials", type=positive_int, metavar="N", help="finished trials the study should hold")
     p.add_argument(
         "--timeout", type=_positive_float, metavar="SECONDS",
         help="stop starting trials this many seconds after the first one started (the running trial finishes)",
@@ -46,7 +46,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.set_defaults(func=run)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
