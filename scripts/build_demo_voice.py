@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_sentences import make_sentences  # noqa: E402
 
-from autocompress.cli.search_cmd import positive_int  # noqa: E402
+from autocompress.cli.argtypes import positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError, ConfigError, DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
@@ -127,7 +127,7 @@ class BuildSize:
 
 
 # The first three builds had 1600 sentences; the fourth added 3200 more (for the GPT, which
-# overfitted 1543 utterances) and kept the same held-out set.
+# overfitted 1543 utterances) and the seventh 4800 more (for the wide GPT); all kept the same held-out set.
 FULL = BuildSize(n_sentences=9600, n_eval=40, ship_train=40, ship_eval=8, eval_pool=1600)
 MICRO = BuildSize(n_sentences=5, n_eval=1, ship_train=4, ship_eval=1, eval_pool=5)
 
@@ -385,9 +385,10 @@ def gpt_wide() -> GPTConfig:
 
 
 GPT_SIZES = {"tiny": gpt_tiny, "wide": gpt_wide}
+DEFAULT_GPT_SIZE = "wide"  # of a new GPT; the seventh build's
 
 
-def gpt_config(micro: bool, size: str = "wide") -> GPTConfig:
+def gpt_config(micro: bool, size: str = DEFAULT_GPT_SIZE) -> GPTConfig:
     """The demo GPT of ``size`` (a :data:`GPT_SIZES` key); ``--micro`` narrows it to 32 wide
     with a third of its layers."""
     if size not in GPT_SIZES:
@@ -659,7 +660,7 @@ class TrainOptions:
     stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
     gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes (stage gta)
     gpt_history_noise: float = 0.0  # GPT: share of history codes replaced by its own guesses (training.gpt_loss)
-    gpt_size: str | None = None  # GPT_SIZES key of new GPT training; None: wide, or the size resumed/initialised from
+    gpt_size: str | None = None  # GPT_SIZES key of new GPT training; None: DEFAULT_GPT_SIZE, or the size resumed/initialised from
 
 
 def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
@@ -780,7 +781,7 @@ class Trainer:
         elif self.opts.init_from is not None:
             have, where = load_gpt(self.opts.init_from / DEMO_GPT).config, self.opts.init_from / DEMO_GPT
         else:
-            return gpt_config(micro, self.opts.gpt_size or "wide")
+            return gpt_config(micro, self.opts.gpt_size or DEFAULT_GPT_SIZE)
         if self.opts.gpt_size is not None and gpt_config(micro, self.opts.gpt_size) != have:
             raise ConfigError(f"{where} holds a GPT of another size than --gpt-size {self.opts.gpt_size} "
                               f"({have.hidden_dim} wide, {have.n_layer} layers); hint: leave --gpt-size out to "
@@ -1405,7 +1406,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpt-history-noise", type=float, default=train.gpt_history_noise,
                    help="share of the GPT's history codes replaced by its own teacher-forced guesses")
     p.add_argument("--gpt-size", choices=tuple(GPT_SIZES), default=None,
-                   help="size of a new GPT (default wide); a resumed one keeps its own")
+                   help=f"size of a new GPT (default {DEFAULT_GPT_SIZE}); a resumed one keeps its own")
     p.add_argument("--gta-share", type=float, default=train.gta_share,
                    help="share of SoVITS rows that decode ground-truth-aligned codes (needs --stage gta first)")
     p.add_argument("--gta-gpt", type=Path, default=None,

@@ -12,6 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
+from autocompress.cli.argtypes import non_negative_int, positive_int
 from autocompress.store import DEFAULT_STORAGE
 
 
@@ -32,7 +33,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         "--timeout", type=_positive_float, metavar="SECONDS",
         help="stop starting trials this many seconds after the first one started (the running trial finishes)",
     )
-    p.add_argument("--steps", type=_non_negative_int, metavar="N", help="fine-tune steps per trial")
+    p.add_argument("--steps", type=non_negative_int, metavar="N", help="fine-tune steps per trial")
     p.add_argument("--study", metavar="NAME", help="study name (default: demo, or the experiment folder's name)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
     p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
@@ -44,27 +45,6 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
                    help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
     p.set_defaults(func=run)
-
-
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _positive_float(text: str) -> float:
