@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Continue training the demo SoVITS on a CUDA GPU, from a small packed copy of the work dir.
+
+The build script (``build_demo_voice.py``) trains the demo teacher on this project's CPU. A
+lent GPU runs far more steps a minute, but it reaches nothing outside itself, receives a
+working tree of at most 64 MiB, and has neither the search daemon's packages nor the audio
+scorers that the build script imports. So the work is split in two:
+
+    python scripts/gpu_sovits.py pack --items 450 --out .gpu_pack   # here: phones, codes, FLAC of work/exp
+    python scripts/gpu_sovits.py train --pack .gpu_pack --out OUT --minutes 7 --name a   # on the GPU
+
+``train`` needs torch, torchaudio, numpy, soundfile and ``autocompress.models`` only. It
+starts from a SoVITS file (default: the shipped demo voice), trains it with the build
+script's recipe (the ``decode`` objective: codes -> enc_p -> reverse flow -> a random decoder
+slice, mel + multi-resolution STFT + DC losses, a least-squares period discriminator with
+feature matching) at a GPU-sized batch, and writes, in the shipped fp16 format:
+
+- ``<name>-best.pth``: the best model by held-out log-mel L1 less half the voiced recall
+  (the build script's SoVITS rule without its DistillMOS term: DistillMOS is not installed
+  there); pick among the files here with ``--stage evaluate``-style measurements;
+- ``<name>-last.pth`` and ``<name>-log.jsonl`` (one line per evaluation).
+
+The discriminator and both optimisers start new (the CPU run's state is not shipped): the
+discriminator trains alone for ``--disc-warmup`` steps, then the generator's learning rate
+ramps up over ``--g-warmup`` steps (fresh Adam moments move every weight by about the full
+rate at first, which costs a trained model more than its first steps gain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import load_sovits, save_sovits  # noqa: E402
+from autocompress.models.gpt_sovits.discriminator import (  # noqa: E402
+    LIGHT_PERIOD_CHANNELS,
+    MultiPeriodDiscriminator,
+)
+from autocompress.models.gpt_sovits.standin import voiced_recall, voicing  # noqa: E402
+from autocompress.models.gpt_sovits.training import (  # noqa: E402
+    SoVITSLossWeights,
+    discriminator_loss,
+    sovits_decode_forward,
+    waveform_losses,
+)
+
+SAMPLE_RATE = 32000
+PACK_TSV = "items.tsv"  # name, split, phone ids, codes
+DEFAULT_SOVITS = REPO / "autocompress" / "assets" / "demo" / "demo-sovits.pth"
+CODE_BUCKET = 25  # codes are padded to a multiple of this (1 s), so few distinct shapes reach cuDNN
+
+
+# --------------------------------------------------------------------------- pack (here)
+
+
+def pack(exp: Path, out: Path, n_train: int, eval_names: list[str], seed: int, symbols: str = "v2") -> int:
+    """Copy ``n_train`` random items of an experiment folder (upstream layout, with codes) and its
+    ``eval_names`` items into ``out``: their audio as FLAC and one TSV of phone ids and codes.
+    Returns the bytes written."""
+    from autocompress.models.gpt_sovits.data import ExperimentFolder
+    from autocompress.models.gpt_sovits.text import phones_to_ids
+
+    folder = ExperimentFolder(exp, check_tensors=False)
+    coded = [name for name in folder.names if folder[name].codes]
+    missing = [name for name in eval_names if name not in coded]
+    if missing:
+        raise SystemExit(f"{exp}: no coded items named {', '.join(missing[:3])}")
+    train = [name for name in coded if name not in set(eval_names)]
+    chosen = sorted(random.Random(seed).sample(train, min(n_train, len(train))))
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "wav").mkdir(parents=True)
+    with (out / PACK_TSV).open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        for split, names in (("train", chosen), ("eval", eval_names)):
+            for name in names:
+                item, stem = folder[name], Path(name).stem
+                target = out / "wav" / f"{stem}.flac"
+                if item.wav_path.suffix.lower() == ".flac":
+                    shutil.copyfile(item.wav_path, target)
+                else:  # FLAC is about half the bytes of 16-bit PCM, and the pack must travel
+                    sf.write(target, item.load_wav().numpy(), SAMPLE_RATE, subtype="PCM_16")
+                ids = phones_to_ids(list(item.phones), symbols)
+                w.writerow([stem, split, " ".join(map(str, ids)), " ".join(map(str, item.codes))])
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- train (on the GPU)
+
+
+@dataclass
+class Item:
+    name: str
+    wav: torch.Tensor  # [N] 32 kHz
+    spec: torch.Tensor  # [1025, T] linear spectrogram (the reference)
+    phones: torch.Tensor  # [L]
+    codes: torch.Tensor  # [T25]
+
+
+def load_pack(folder: Path, device: torch.device) -> dict[str, list[Item]]:
+    splits: dict[str, list[Item]] = {"train": [], "eval": []}
+    with (folder / PACK_TSV).open(encoding="utf-8", newline="") as f:
+        for name, split, phones, codes in csv.reader(f, delimiter="\t"):
+            wav, sr = sf.read(folder / "wav" / f"{name}.flac", dtype="float32")
+            if sr != SAMPLE_RATE:
+                raise SystemExit(f"{name}: {sr} Hz, expected {SAMPLE_RATE}")
+            wav = torch.from_numpy(wav).to(device)
+            splits[split].append(Item(
+                name, wav, spectrogram_raw(wav)[0],
+                torch.tensor([int(x) for x in phones.split()], device=device),
+                torch.tensor([int(x) for x in codes.split()], device=device),
+            ))  # fmt: skip
+    if not splits["train"] or not splits["eval"]:
+        raise SystemExit(f"{folder / PACK_TSV}: needs train and eval items")
+    return splits
+
+
+def _pad_to(t: torch.Tensor, length: int) -> torch.Tensor:
+    return F.pad(t, (0, length - t.shape[-1]))
+
+
+def batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
+    """The inputs of :func:`sovits_decode_forward`, right-padded (codes to a whole bucket)."""
+    dev = items[0].codes.device
+    c_len = torch.tensor([it.codes.numel() for it in items], device=dev)
+    t_max = CODE_BUCKET * math.ceil(int(c_len.max()) / CODE_BUCKET)
+    codes = torch.stack([_pad_to(it.codes, t_max) for it in items])
+    text = pad_sequence([it.phones for it in items], batch_first=True)
+    t_len = torch.tensor([it.phones.numel() for it in items], device=dev)
+    r_len = torch.tensor([it.spec.shape[1] for it in items], device=dev)
+    r_max = 2 * CODE_BUCKET * math.ceil(int(r_len.max()) / (2 * CODE_BUCKET))
+    refer = torch.stack([_pad_to(it.spec, r_max) for it in items])
+    wav = torch.stack([_pad_to(it.wav[: 2 * t_max * hop], 2 * t_max * hop) for it in items])[:, None]
+    return codes, c_len, text, t_len, refer, r_len, wav
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, items: list[Item], sources: list[tuple], cfg) -> dict[str, float]:
+    """Held-out log-mel L1 and voiced recall of decoding the true codes at noise scale 0."""
+    model.eval()
+    mel_l1 = recall = 0.0
+    for it, src in zip(items, sources):
+        wav = model.decode(it.codes[None, None], it.phones[None], it.spec[None], noise_scale=0.0)[0]
+        n = min(wav.shape[-1], it.wav.numel())
+        mels = [mel_spectrogram(w, cfg.filter_length, cfg.n_mel_channels) for w in (wav[:, :n], it.wav[None, :n])]
+        mel_l1 += float(F.l1_loss(*mels))
+        recall += voiced_recall(wav[0], src)[0]
+    model.train()
+    mel_l1, recall = mel_l1 / len(items), recall / len(items)
+    return {"mel_l1": mel_l1, "voiced_recall": recall, "select": mel_l1 - 0.5 * recall}
+
+
+def train(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_sovits(args.init, map_location=device).train()
+    cfg = model.config
+    disc = MultiPeriodDiscriminator(cfg, tuple(args.disc_channels), include_scale=False).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99), eps=1e-9)
+    d_opt = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), eps=1e-9)
+    weights = SoVITSLossWeights(mel=args.mel_weight, stft=args.stft_weight)
+    data = load_pack(args.pack, device)
+    sources = [voicing(it.wav.cpu()) for it in data["eval"]]
+    log_path = args.out / f"{args.name}-log.jsonl"
+    best = math.inf
+
+    def record(step: int, elapsed: float, parts: dict[str, float]) -> None:
+        nonlocal best
+        metrics = evaluate(model, data["eval"], sources, cfg)
+        improved = metrics["select"] < best
+        if improved:
+            best = metrics["select"]
+            save_sovits(model, args.out / f"{args.name}-best.pth", step=args.start_step + step)
+        line = {"step": step, "seconds": round(elapsed, 1), **metrics, "best": improved,
+                "lr": opt.param_groups[0]["lr"], **{f"train_{k}": v for k, v in parts.items()}}
+        with log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        print(json.dumps(line), flush=True)
+
+    print(f"{args.name}: {len(data['train'])} train / {len(data['eval'])} eval items, batch {args.batch}, "
+          f"disc channels {args.disc_channels}, {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
+          flush=True)  # fmt: skip
+    record(0, 0.0, {})
+    budget = args.minutes * 60
+    start = last_eval = time.time()
+    step = 0
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    while (args.steps is None or step < args.steps) and time.time() - start < budget:
+        frac = min(1.0, (time.time() - start) / budget) if args.steps is None else step / args.steps
+        # constant, then a cosine decay to lr_final over the last decay share of the budget
+        tail = max(0.0, (frac - (1 - args.decay)) / args.decay) if args.decay > 0 else 0.0
+        lr = args.lr_final + (args.lr - args.lr_final) * 0.5 * (1 + math.cos(math.pi * tail))
+        # the optimiser state is new too: the generator's rate ramps up after the discriminator's warm-up
+        ramp = min(1.0, max(0.0, step - args.disc_warmup + 1) / args.g_warmup) if args.g_warmup > 0 else 1.0
+        for g in opt.param_groups:
+            g["lr"] = lr * ramp
+        for g in d_opt.param_groups:
+            g["lr"] = lr
+        items = rng.sample(data["train"], args.batch)
+        codes, c_len, text, t_len, refer, r_len, wav = batch(items, cfg.hop_length)
+        noise = torch.rand(len(items), device=device) * args.max_noise_scale
+        warm = step < args.disc_warmup
+        with torch.set_grad_enabled(not warm):
+            o, y = sovits_decode_forward(model, codes, c_len, text, t_len, refer, r_len, wav, noise)
+        disc.requires_grad_(True)
+        d_loss = discriminator_loss(disc, y, o)
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_(disc.parameters(), 100.0)
+        d_opt.step()
+        disc.requires_grad_(False)
+        parts = {"disc": float(d_loss.detach())}
+        if not warm:
+            loss, g_parts = waveform_losses(cfg, o, y, weights, disc)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+            opt.step()
+            parts.update(g_parts)
+        step += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+            counts[k] = counts.get(k, 0) + 1
+        if time.time() - last_eval > args.eval_every:  # train losses: means since the last evaluation
+            record(step, time.time() - start, {k: sums[k] / counts[k] for k in sums})
+            sums, counts = {}, {}
+            last_eval = time.time()
+    record(step, time.time() - start, {k: sums[k] / counts[k] for k in sums})
+    save_sovits(model, args.out / f"{args.name}-last.pth", step=args.start_step + step)
+    print(f"{args.name}: {step} steps in {time.time() - start:.0f} s, best select {best:.4f}", flush=True)
+
+
+def channels_arg(text: str) -> list[int]:
+    values = [int(x) for x in text.split(",")]
+    if len(values) != 6 or values[0] != 1 or min(values) < 1:
+        raise argparse.ArgumentTypeError("six comma-separated widths starting with 1, e.g. 1,8,16,32,64,64")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    pk = sub.add_parser("pack", help="copy a training subset of an experiment folder into a small folder")
+    pk.add_argument("--exp", type=Path, default=Path.home() / ".cache" / "autocompress-demo" / "exp",
+                    help="experiment folder with codes (default: the build script's work dir's)")
+    pk.add_argument("--out", type=Path, required=True)
+    pk.add_argument("--items", type=int, default=450, help="training items (random, seeded)")
+    pk.add_argument("--eval-names", type=lambda t: t.split(","), default=None,
+                    help="held-out item names, comma-separated (default: the shipped demo voice's)")
+    pk.add_argument("--seed", type=int, default=1234)
+    tr = sub.add_parser("train", help="train on a pack (a CUDA GPU; --device cpu for a smoke test)")
+    tr.add_argument("--pack", type=Path, required=True)
+    tr.add_argument("--out", type=Path, required=True)
+    tr.add_argument("--init", type=Path, default=DEFAULT_SOVITS, help="SoVITS file to start from")
+    tr.add_argument("--start-step", type=int, default=0, help="step count of --init (recorded in the files)")
+    tr.add_argument("--name", default="gpu")
+    tr.add_argument("--device", default="cuda")
+    tr.add_argument("--minutes", type=float, default=7.0)
+    tr.add_argument("--steps", type=int, default=None, help="stop after this many steps instead of --minutes")
+    tr.add_argument("--batch", type=int, default=48)
+    tr.add_argument("--lr", type=float, default=3e-4)
+    tr.add_argument("--lr-final", type=float, default=3e-5)
+    tr.add_argument("--decay", type=float, default=0.5, help="share of the run with a cosine decay to --lr-final")
+    tr.add_argument("--disc-warmup", type=int, default=200, help="discriminator-only steps first")
+    tr.add_argument("--g-warmup", type=int, default=300, help="generator steps of linear learning-rate ramp")
+    tr.add_argument("--disc-channels", type=channels_arg, default=list(LIGHT_PERIOD_CHANNELS))
+    tr.add_argument("--mel-weight", type=float, default=15.0)
+    tr.add_argument("--stft-weight", type=float, default=45.0)
+    tr.add_argument("--max-noise-scale", type=float, default=0.5)
+    tr.add_argument("--eval-every", type=float, default=45.0, help="seconds between held-out evaluations")
+    tr.add_argument("--seed", type=int, default=1234)
+    args = p.parse_args(argv)
+    if args.command == "pack":
+        if args.eval_names is None:
+            from autocompress.models.gpt_sovits.demo import demo_voice_manifest
+
+            args.eval_names = demo_voice_manifest()["eval_names"]
+        size = pack(args.exp, args.out, args.items, args.eval_names, args.seed)
+        print(f"packed into {args.out}: {size / 1e6:.1f} MB")
+    else:
+        train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

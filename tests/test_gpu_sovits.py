@@ -1,0 +1,87 @@
+"""scripts/gpu_sovits.py: the demo SoVITS's GPU continuation, run here on the CPU for a few steps."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_sovits
+from autocompress.models.gpt_sovits.data import ExperimentFolder
+from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
+from autocompress.models.gpt_sovits.text import phones_to_ids
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def gpu_sovits():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        return importlib.import_module("gpu_sovits")
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+
+
+def test_pack_copies_items_codes_and_phones(gpu_sovits, tmp_path):
+    paths = demo_voice_paths()
+    folder = ExperimentFolder(paths.exp_dir)
+    held = list(paths.eval_names)
+    size = gpu_sovits.pack(paths.exp_dir, tmp_path / "pack", 3, held, seed=5)
+    rows = list(csv.reader((tmp_path / "pack" / "items.tsv").open(encoding="utf-8"), delimiter="\t"))
+    assert [r[1] for r in rows] == ["train"] * 3 + ["eval"] * len(held)
+    assert [r[0] + ".flac" for r in rows[3:]] == held
+    assert not {r[0] + ".flac" for r in rows[:3]} & set(held)  # held-out items never train
+    for stem, _split, phones, codes in rows:
+        item = folder[stem + ".flac"]
+        assert [int(c) for c in codes.split()] == list(item.codes)
+        assert [int(p) for p in phones.split()] == phones_to_ids(item.phones, "v2")
+        assert (tmp_path / "pack" / "wav" / f"{stem}.flac").read_bytes() == item.wav_path.read_bytes()
+    assert size == sum(p.stat().st_size for p in (tmp_path / "pack").rglob("*") if p.is_file())
+    # the same seed picks the same items; another seed (most likely) others
+    gpu_sovits.pack(paths.exp_dir, tmp_path / "again", 3, held, seed=5)
+    assert (tmp_path / "again" / "items.tsv").read_text() == (tmp_path / "pack" / "items.tsv").read_text()
+    with pytest.raises(SystemExit, match="no coded items"):
+        gpu_sovits.pack(paths.exp_dir, tmp_path / "bad", 3, ["nothing.flac"], seed=5)
+
+
+def test_train_steps_and_writes_shipped_format_files(gpu_sovits, tmp_path):
+    paths = demo_voice_paths()
+    gpu_sovits.pack(paths.exp_dir, tmp_path / "pack", 4, list(paths.eval_names), seed=1)
+    out = tmp_path / "out"
+    threads = torch.get_num_threads()
+    try:
+        gpu_sovits.main(["train", "--pack", str(tmp_path / "pack"), "--out", str(out), "--device", "cpu",
+                         "--steps", "3", "--batch", "2", "--disc-warmup", "1", "--g-warmup", "1",
+                         "--eval-every", "1e9", "--start-step", "100", "--name", "t"])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    log = [json.loads(line) for line in (out / "t-log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [0, 3]
+    # the first evaluation is the shipped voice's, by the build script's measure of the same items
+    recorded = demo_voice_manifest()["build"]
+    assert log[0]["mel_l1"] == pytest.approx(recorded["sovits_eval_mel_l1"], abs=2e-3)
+    assert log[0]["voiced_recall"] == pytest.approx(recorded["sovits_eval_voiced_recall"], abs=2e-3)
+    assert all(e["select"] == pytest.approx(e["mel_l1"] - 0.5 * e["voiced_recall"]) for e in log)
+    assert {"train_disc", "train_mel", "train_stft", "train_adv"} <= set(log[1])  # the generator stepped
+    last = inspect_checkpoint(out / "t-last.pth")
+    assert last.info == "0epoch_103iteration" and last.dtypes == ("float16",) and not last.has_enc_q
+    shipped, trained = load_sovits(paths.sovits_path).state_dict(), load_sovits(out / "t-last.pth").state_dict()
+    assert shipped.keys() == trained.keys()
+    assert not torch.equal(shipped["dec.conv_pre.weight"], trained["dec.conv_pre.weight"])
+    key = "quantizer.vq.layers.0._codebook.embed"
+    assert torch.equal(shipped[key], trained[key])  # the codebook is frozen: the codes keep their meaning
+    best_step = 3 if log[1]["best"] else 0
+    assert inspect_checkpoint(out / "t-best.pth").info == f"0epoch_{100 + best_step}iteration"
+
+
+def test_discriminator_widths_are_checked(gpu_sovits):
+    assert gpu_sovits.channels_arg("1,16,64,128,256,256") == [1, 16, 64, 128, 256, 256]
+    for bad in ("16,64", "2,8,16,32,64,64", "1,8,16,32,64,0"):
+        with pytest.raises(Exception, match="six comma-separated"):
+            gpu_sovits.channels_arg(bad)
