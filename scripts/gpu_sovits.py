@@ -47,6 +47,8 @@ from torch.nn.utils.rnn import pad_sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from autocompress.cli.argtypes import non_negative_int, positive_int  # noqa: E402
+from autocompress.exceptions import AutocompressError  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
 from autocompress.models.gpt_sovits.checkpoint import load_sovits, save_sovits  # noqa: E402
 from autocompress.models.gpt_sovits.discriminator import (  # noqa: E402
@@ -84,7 +86,9 @@ def pack(exp: Path, out: Path, n_train: int, eval_names: list[str], seed: int, s
         raise SystemExit(f"{exp}: no coded items named {', '.join(missing[:3])}")
     train = [name for name in coded if name not in set(eval_names)]
     chosen = sorted(random.Random(seed).sample(train, min(n_train, len(train))))
-    if out.exists():
+    if out.exists():  # only an earlier pack is replaced: --out . must not delete a checkout
+        if not (out / PACK_TSV).is_file():
+            raise SystemExit(f"{out} exists and is not a pack (no {PACK_TSV}); hint: pass a new folder")
         shutil.rmtree(out)
     (out / "wav").mkdir(parents=True)
     with (out / PACK_TSV).open("w", encoding="utf-8", newline="") as f:
@@ -182,6 +186,8 @@ def train(args: argparse.Namespace) -> None:
     d_opt = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), eps=1e-9)
     weights = SoVITSLossWeights(mel=args.mel_weight, stft=args.stft_weight)
     data = load_pack(args.pack, device)
+    if args.batch > len(data["train"]):
+        raise SystemExit(f"--batch {args.batch} is more than the pack's {len(data['train'])} training items")
     sources = [voicing(it.wav.cpu()) for it in data["eval"]]
     log_path = args.out / f"{args.name}-log.jsonl"
     best = math.inf
@@ -267,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     pk.add_argument("--exp", type=Path, default=Path.home() / ".cache" / "autocompress-demo" / "exp",
                     help="experiment folder with codes (default: the build script's work dir's)")
     pk.add_argument("--out", type=Path, required=True)
-    pk.add_argument("--items", type=int, default=450, help="training items (random, seeded)")
+    pk.add_argument("--items", type=positive_int, default=450, help="training items (random, seeded)")
     pk.add_argument("--eval-names", type=lambda t: t.split(","), default=None,
                     help="held-out item names, comma-separated (default: the shipped demo voice's)")
     pk.add_argument("--seed", type=int, default=1234)
@@ -275,17 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--pack", type=Path, required=True)
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--init", type=Path, default=DEFAULT_SOVITS, help="SoVITS file to start from")
-    tr.add_argument("--start-step", type=int, default=0, help="step count of --init (recorded in the files)")
+    tr.add_argument("--start-step", type=non_negative_int, default=0,
+                    help="step count of --init (recorded in the files)")
     tr.add_argument("--name", default="gpu")
     tr.add_argument("--device", default="cuda")
     tr.add_argument("--minutes", type=float, default=7.0)
-    tr.add_argument("--steps", type=int, default=None, help="stop after this many steps instead of --minutes")
-    tr.add_argument("--batch", type=int, default=48)
+    tr.add_argument("--steps", type=positive_int, default=None, help="stop after this many steps instead of --minutes")
+    tr.add_argument("--batch", type=positive_int, default=48)
     tr.add_argument("--lr", type=float, default=3e-4)
     tr.add_argument("--lr-final", type=float, default=3e-5)
     tr.add_argument("--decay", type=float, default=0.5, help="share of the run with a cosine decay to --lr-final")
-    tr.add_argument("--disc-warmup", type=int, default=200, help="discriminator-only steps first")
-    tr.add_argument("--g-warmup", type=int, default=300, help="generator steps of linear learning-rate ramp")
+    tr.add_argument("--disc-warmup", type=non_negative_int, default=200, help="discriminator-only steps first")
+    tr.add_argument("--g-warmup", type=non_negative_int, default=300, help="generator steps of linear learning-rate ramp")
     tr.add_argument("--disc-channels", type=channels_arg, default=list(LIGHT_PERIOD_CHANNELS))
     tr.add_argument("--mel-weight", type=float, default=15.0)
     tr.add_argument("--stft-weight", type=float, default=45.0)
@@ -293,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--eval-every", type=float, default=45.0, help="seconds between held-out evaluations")
     tr.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)
+    try:
+        run(args)
+    except (AutocompressError, OSError) as e:  # a bad folder or model file: one line, not a traceback
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
     if args.command == "pack":
         if args.eval_names is None:
             from autocompress.models.gpt_sovits.demo import demo_voice_manifest
@@ -302,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"packed into {args.out}: {size / 1e6:.1f} MB")
     else:
         train(args)
-    return 0
 
 
 if __name__ == "__main__":

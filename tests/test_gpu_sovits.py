@@ -80,6 +80,27 @@ def test_train_steps_and_writes_shipped_format_files(gpu_sovits, tmp_path):
     assert inspect_checkpoint(out / "t-best.pth").info == f"0epoch_{100 + best_step}iteration"
 
 
+def test_bad_input_is_refused_in_one_line_and_nothing_is_deleted(gpu_sovits, tmp_path, capsys):
+    paths = demo_voice_paths()
+    keep = tmp_path / "work"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not a pack"):  # --out must be a new folder or an earlier pack
+        gpu_sovits.pack(paths.exp_dir, keep, 2, list(paths.eval_names), seed=1)
+    assert (keep / "notes.txt").read_text() == "mine"
+    assert gpu_sovits.main(["train", "--pack", str(tmp_path / "absent"), "--out", str(tmp_path / "o"),
+                            "--device", "cpu", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "absent" in err and len(err.strip().splitlines()) == 1
+    gpu_sovits.pack(paths.exp_dir, tmp_path / "pack", 2, list(paths.eval_names), seed=1)
+    with pytest.raises(SystemExit, match="more than the pack's 2 training items"):
+        gpu_sovits.main(["train", "--pack", str(tmp_path / "pack"), "--out", str(tmp_path / "o"),
+                         "--device", "cpu", "--steps", "1", "--batch", "3"])
+    for bad in (["--batch", "0"], ["--steps", "-1"], ["--disc-warmup", "many"]):
+        with pytest.raises(SystemExit):
+            gpu_sovits.main(["train", "--pack", str(tmp_path / "pack"), "--out", str(tmp_path / "o")] + bad)
+
+
 def test_discriminator_widths_are_checked(gpu_sovits):
     assert gpu_sovits.channels_arg("1,16,64,128,256,256") == [1, 16, 64, 128, 256, 256]
     for bad in ("16,64", "2,8,16,32,64,64", "1,8,16,32,64,0"):
