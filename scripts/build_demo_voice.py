@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_sentences import make_sentences  # noqa: E402
 
-from autocompress.cli.argtypes import positive_int  # noqa: E402
+from autocompress.cli.argtypes import positive_float, positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError, ConfigError, DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
@@ -82,14 +82,18 @@ from autocompress.models.gpt_sovits.sovits import SynthesizerTrn  # noqa: E402
 from autocompress.models.gpt_sovits.text import english_to_phones, normalize_english, phones_to_ids  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
     CODEBOOK_PREFIX,
+    SELECT_RULES,
     SoVITSLossWeights,
+    TrainOptions,
     codebook_state,
+    gpt_learning_rate,
     gpt_loss,
     init_ssl_proj_pair_mean_,
     kmeans,
     discriminator_loss,
     sovits_decode_forward,
     sovits_generator_losses,
+    sovits_select,
     sovits_vits_forward,
     waveform_losses,
 )
@@ -635,36 +639,6 @@ UNSEEN_TEXTS = (
     "Where did you put the green book?", "The red boat is here at three.",
 )  # fmt: skip
 
-SELECT_RULES = {
-    # a GPT that stops early or never stops is worse than its cross-entropy says, and so is one
-    # that speaks every sentence 20 % fast while staying inside the window
-    "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's"
-           " + mean |ln(greedy length / source length)|"
-           " + share of UNSEEN_TEXTS whose greedy decoding never stops",
-    "sovits": "mel_l1 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
-    # training on ground-truth-aligned codes: the GTA codes' mel L1 counts as much as the true codes'
-    "sovits_gta": "(mel_l1 + gta_mel_l1) / 2 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
-}
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How the teachers are trained (VOICE.md records the recipe that actually ran)."""
-
-    sovits_objective: str = "decode"  # "decode": the inference path itself; "vits": posterior + KL
-    discriminator: str = "light"  # "none", or "light": LIGHT_PERIOD_CHANNELS without the scale branch
-    init_from: Path | None = None  # start new training state from the checkpoints in this folder
-    gpt_batch: int = 16
-    max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
-    sovits_lr: float = 3e-4  # AdamW learning rate of SoVITS (and its discriminator)
-    prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes (see gpt_batch)
-    mel_weight: float = 15.0  # weight of the mel L1 (upstream's c_mel is 45); lower lets the other terms count more
-    stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
-    gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes (stage gta)
-    gpt_history_noise: float = 0.0  # GPT: share of history codes replaced by its own guesses (training.gpt_loss)
-    gpt_size: str | None = None  # GPT_SIZES key of new GPT training; None: DEFAULT_GPT_SIZE, or the size resumed/initialised from
-
-
 def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
     """Right-padded inputs of :func:`sovits_decode_forward`: codes, phones, own reference, audio.
 
@@ -864,11 +838,9 @@ class Trainer:
             for _ in range(self.batch_size):  # half the rows join two utterances (prompt + target)
                 groups.append(self.rng.sample(self.train_items, 2 if self.rng.random() < 0.5 else 1))
             phones, p_len, codes, c_len = gpt_batch(groups)
-            # 300-step warm-up, then the rate halves every 1000 steps (floor 1e-4): the tiny GPT
-            # starts to overfit the 18 minutes of codes after ~600 steps at 1e-3
-            warmup = min(1.0, (self.step + 1) / 300)
+            lr = gpt_learning_rate(self.step, self.opts.gpt_lr, self.opts.gpt_lr_halflife)
             for g in self.optimizer.param_groups:
-                g["lr"] = max(1e-4, 1e-3 * warmup * 0.5 ** (self.step / 1000))
+                g["lr"] = lr
             loss, parts = gpt_loss(self.model, phones, p_len, codes, c_len, self.opts.gpt_history_noise)
             self.optimizer.zero_grad()
             loss.backward()
@@ -977,7 +949,7 @@ class Trainer:
         if self.opts.gta_share > 0:
             metrics["gta_mel_l1"] = gta_mel_l1
             mel_l1 = (mel_l1 + gta_mel_l1) / 2
-        return {**metrics, "select": mel_l1 - 0.5 * (mos - 1.0) - 0.5 * recall}
+        return {**metrics, "select": sovits_select(mel_l1, recall, mos)}
 
     def _mel_l1(self, wav: torch.Tensor, target: torch.Tensor) -> float:
         cfg = self.config
@@ -1379,6 +1351,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="SoVITS mel L1 weight (upstream's c_mel is 45)")
     p.add_argument("--stft-weight", type=float, default=train.stft_weight,
                    help="SoVITS multi-resolution STFT weight (45 taught the decoder harmonics where 2 did not)")
+    p.add_argument("--gpt-lr", type=positive_float, default=train.gpt_lr,
+                   help="GPT peak learning rate (a warm start from --init-from may want less)")
+    p.add_argument("--gpt-lr-halflife", type=positive_float, default=train.gpt_lr_halflife,
+                   help="GPT steps per halving of the learning rate")
     p.add_argument("--gpt-history-noise", type=float, default=train.gpt_history_noise,
                    help="share of the GPT's history codes replaced by its own teacher-forced guesses")
     p.add_argument("--gpt-size", choices=tuple(GPT_SIZES), default=None,
@@ -1440,6 +1416,7 @@ def run_stages(stages: tuple[str, ...], args: argparse.Namespace, size: BuildSiz
                 init_from=args.init_from, gpt_batch=args.gpt_batch, sovits_lr=args.sovits_lr,
                 mel_weight=args.mel_weight, stft_weight=args.stft_weight, gta_share=args.gta_share,
                 gpt_history_noise=args.gpt_history_noise, gpt_size=args.gpt_size,
+                gpt_lr=args.gpt_lr, gpt_lr_halflife=args.gpt_lr_halflife,
             )  # fmt: skip
             stage_train(work, kinds, args.micro, args.seed, args.steps, args.minutes, args.save_every, opts)
 

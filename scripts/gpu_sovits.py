@@ -16,8 +16,9 @@ slice, mel + multi-resolution STFT + DC losses, a least-squares period discrimin
 feature matching) at a GPU-sized batch, and writes, in the shipped fp16 format:
 
 - ``<name>-best.pth``: the best model by held-out log-mel L1 less half the voiced recall
-  (the build script's SoVITS rule without its DistillMOS term: DistillMOS is not installed
-  there); pick among the files here with ``--stage evaluate``-style measurements;
+  (``training.sovits_select``, the build script's SoVITS rule, without its DistillMOS term:
+  DistillMOS is not installed there); pick among the files here with ``--stage
+  evaluate``-style measurements;
 - ``<name>-last.pth`` and ``<name>-log.jsonl`` (one line per evaluation).
 
 The discriminator and both optimisers start new (the CPU run's state is not shipped): the
@@ -58,8 +59,10 @@ from autocompress.models.gpt_sovits.discriminator import (  # noqa: E402
 from autocompress.models.gpt_sovits.standin import voiced_recall, voicing  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SoVITSLossWeights,
+    TrainOptions,
     discriminator_loss,
     sovits_decode_forward,
+    sovits_select,
     waveform_losses,
 )
 
@@ -67,6 +70,7 @@ SAMPLE_RATE = 32000
 PACK_TSV = "items.tsv"  # name, split, phone ids, codes
 DEFAULT_SOVITS = REPO / "autocompress" / "assets" / "demo" / "demo-sovits.pth"
 CODE_BUCKET = 25  # codes are padded to a multiple of this (1 s), so few distinct shapes reach cuDNN
+RECIPE = TrainOptions()  # the build script's defaults: the losses' weights, the rate, the noise scales
 
 
 # --------------------------------------------------------------------------- pack (here)
@@ -168,7 +172,7 @@ def evaluate(model: torch.nn.Module, items: list[Item], sources: list[tuple], cf
         recall += voiced_recall(wav[0], src)[0]
     model.train()
     mel_l1, recall = mel_l1 / len(items), recall / len(items)
-    return {"mel_l1": mel_l1, "voiced_recall": recall, "select": mel_l1 - 0.5 * recall}
+    return {"mel_l1": mel_l1, "voiced_recall": recall, "select": sovits_select(mel_l1, recall)}
 
 
 def train(args: argparse.Namespace) -> None:
@@ -288,15 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--minutes", type=float, default=7.0)
     tr.add_argument("--steps", type=positive_int, default=None, help="stop after this many steps instead of --minutes")
     tr.add_argument("--batch", type=positive_int, default=48)
-    tr.add_argument("--lr", type=float, default=3e-4)
+    tr.add_argument("--lr", type=float, default=RECIPE.sovits_lr)
     tr.add_argument("--lr-final", type=float, default=3e-5)
     tr.add_argument("--decay", type=float, default=0.5, help="share of the run with a cosine decay to --lr-final")
     tr.add_argument("--disc-warmup", type=non_negative_int, default=200, help="discriminator-only steps first")
     tr.add_argument("--g-warmup", type=non_negative_int, default=300, help="generator steps of linear learning-rate ramp")
     tr.add_argument("--disc-channels", type=channels_arg, default=list(LIGHT_PERIOD_CHANNELS))
-    tr.add_argument("--mel-weight", type=float, default=15.0)
-    tr.add_argument("--stft-weight", type=float, default=45.0)
-    tr.add_argument("--max-noise-scale", type=float, default=0.5)
+    tr.add_argument("--mel-weight", type=float, default=RECIPE.mel_weight)
+    tr.add_argument("--stft-weight", type=float, default=RECIPE.stft_weight)
+    tr.add_argument("--max-noise-scale", type=float, default=RECIPE.max_noise_scale)
     tr.add_argument("--eval-every", type=float, default=45.0, help="seconds between held-out evaluations")
     tr.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)

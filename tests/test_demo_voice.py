@@ -147,12 +147,24 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         for bad in ("0", "-5", "many"):
             with pytest.raises(SystemExit):
                 build.parse_args(["--sentences", bad])
+        assert build.parse_args(["--gpt-lr", "3e-4", "--gpt-lr-halflife", "500"]).gpt_lr_halflife == 500.0
+        for flag in ("--gpt-lr", "--gpt-lr-halflife"):
+            for bad in ("0", "-1e-3", "nan", "inf", "fast"):
+                with pytest.raises(SystemExit):
+                    build.parse_args([flag, bad])
         piper, text = build.PiperVoice(build.DETERMINISTIC_SCALES), "The red boat is here."
         assert build.np.array_equal(piper.synthesize(text, 1), piper.synthesize(text, 2))
         noisy = build.PiperVoice()  # the voice json's scales: seeded noise draws
         assert not build.np.array_equal(noisy.synthesize(text, 1), noisy.synthesize(text, 2))
         # the training state is resumable: three more steps continue from step 3
         assert build.main(["--stage", "sovits"] + args) == 0
+        # a warm start may ask the GPT for a lower peak rate: one more step at step 3 uses it
+        assert build.main(["--stage", "gpt", "--gpt-lr", "2e-4", "--gpt-lr-halflife", "500"] + args[:1]
+                          + ["--steps", "1"] + args[3:]) == 0
+        gpt_state = torch.load(work / "train" / "gpt_state.pt", weights_only=True)
+        assert gpt_state["step"] == 4
+        used = gpt_state["optimizer"]["param_groups"][0]["lr"]
+        assert used == pytest.approx(build.gpt_learning_rate(3, 2e-4, 500.0)) and used != build.gpt_learning_rate(3)
     finally:
         torch.set_num_threads(threads)
     state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)

@@ -8,7 +8,16 @@ from autocompress.models.gpt_sovits.audio import spectrogram_raw
 from autocompress.models.gpt_sovits.config import sovits_tiny
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
-from autocompress.models.gpt_sovits.training import SoVITSLossWeights, sovits_decode_forward, waveform_losses
+import pytest
+
+from autocompress.models.gpt_sovits.training import (
+    GPT_WARMUP_STEPS,
+    SoVITSLossWeights,
+    gpt_learning_rate,
+    sovits_decode_forward,
+    sovits_select,
+    waveform_losses,
+)
 
 SMALL = sovits_tiny().replace(
     inter_channels=32, hidden_channels=32, filter_channels=64, n_layers=2, gin_channels=32,
@@ -121,3 +130,23 @@ def test_period_discriminator_equals_its_2d_convolution_form() -> None:
         assert got.shape == ref.shape
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(logits, want[-1].flatten(1), atol=1e-5, rtol=1e-4)
+
+
+def test_gpt_learning_rate_warms_up_then_halves_down_to_a_tenth_of_its_peak() -> None:
+    peak = 2e-4
+    ramp = [gpt_learning_rate(step, peak, 1000.0) for step in range(GPT_WARMUP_STEPS)]
+    assert ramp == sorted(ramp) and ramp[0] == pytest.approx(peak / 10)  # the floor holds in the warm-up too
+    after = GPT_WARMUP_STEPS - 1
+    assert ramp[-1] == pytest.approx(peak * 0.5 ** (after / 1000))
+    assert gpt_learning_rate(1000, peak, 1000.0) == pytest.approx(peak / 2)
+    assert gpt_learning_rate(1000, peak, 500.0) == pytest.approx(peak / 4)
+    assert gpt_learning_rate(10**6, peak, 1000.0) == pytest.approx(peak / 10)
+    # the default is the schedule the demo GPTs trained with: 1e-3, halving every 1000 steps
+    assert gpt_learning_rate(2000) == pytest.approx(2.5e-4)
+
+
+def test_sovits_select_rewards_mos_and_voicing_and_penalises_mel_error() -> None:
+    assert sovits_select(0.5, 0.4) == pytest.approx(0.3)  # without a DistillMOS its term is 0
+    assert sovits_select(0.5, 0.4, distillmos=1.0) == sovits_select(0.5, 0.4)
+    assert sovits_select(0.5, 0.4, distillmos=2.0) == pytest.approx(-0.2)
+    assert sovits_select(0.6, 0.4) > sovits_select(0.5, 0.4) > sovits_select(0.5, 0.6)

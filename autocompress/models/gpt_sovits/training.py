@@ -11,11 +11,16 @@ reduced version of upstream's (§4 of the architecture spec), chosen for a 2-cor
   mean (DC offset, which no spectral loss constrains) and the VITS KL term.
   An optional adversarial term uses whatever discriminator the caller passes.
 * The GPT is trained with mean token cross-entropy on teacher-forced logits.
+
+The recipe itself (:class:`TrainOptions`, the learning-rate schedule of the GPT and the rules
+that pick the best checkpoint) lives here too, so that the CPU build script and the GPU
+script (``scripts/gpu_sovits.py``, which cannot import the build script) share one copy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -351,12 +356,75 @@ def gpt_loss(
     return loss, {"ce": loss.item(), "acc": acc.item()}
 
 
+# --------------------------------------------------------------------------- the demo recipe
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How the demo teachers are trained (the demo voice's VOICE.md records what actually ran)."""
+
+    sovits_objective: str = "decode"  # "decode": the inference path itself; "vits": posterior + KL
+    discriminator: str = "light"  # "none", or "light": LIGHT_PERIOD_CHANNELS without the scale branch
+    init_from: Path | None = None  # start new training state from the checkpoints in this folder
+    gpt_batch: int = 16
+    max_noise_scale: float = 0.5  # decode objective: each row's prior noise scale ~ U(0, this)
+    sovits_lr: float = 3e-4  # AdamW learning rate of SoVITS (and its discriminator)
+    prompt_silence: bool = True  # GPT: joined rows use the first item's prompt codes
+    mel_weight: float = 15.0  # weight of the mel L1 (upstream's c_mel is 45); lower lets the other terms count more
+    stft_weight: float = 45.0  # weight of the multi-resolution STFT loss; its fine FFTs are what ask for harmonics
+    gta_share: float = 0.0  # decode objective: share of rows decoding ground-truth-aligned codes
+    gpt_history_noise: float = 0.0  # GPT: share of history codes replaced by its own guesses (gpt_loss)
+    gpt_size: str | None = None  # GPT size of new GPT training; None: the default, or the size resumed/initialised from
+    gpt_lr: float = 1e-3  # GPT peak learning rate (gpt_learning_rate)
+    gpt_lr_halflife: float = 1000.0  # GPT steps per halving of the learning rate
+
+
+GPT_WARMUP_STEPS = 300
+
+
+def gpt_learning_rate(step: int, peak: float = 1e-3, halflife: float = 1000.0) -> float:
+    """The GPT's rate at ``step``: a linear warm-up over :data:`GPT_WARMUP_STEPS`, then a halving
+    every ``halflife`` steps, never below a tenth of ``peak``.
+
+    The default (1e-3, halving every 1000) is what the tiny GPT trained with: it started to
+    overfit 18 minutes of codes after ~600 steps at 1e-3. A warm start from a trained GPT
+    (whose optimiser state is lost) may want a lower peak.
+    """
+    warmup = min(1.0, (step + 1) / GPT_WARMUP_STEPS)
+    return max(peak / 10, peak * warmup * 0.5 ** (step / halflife))
+
+
+SELECT_RULES = {
+    # a GPT that stops early or never stops is worse than its cross-entropy says, and so is one
+    # that speaks every sentence 20 % fast while staying inside the window
+    "gpt": "ce + share of held-out items whose greedy length is outside 0.7-1.3x the source's"
+           " + mean |ln(greedy length / source length)|"
+           " + share of UNSEEN_TEXTS whose greedy decoding never stops",
+    "sovits": "mel_l1 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
+    # training on ground-truth-aligned codes: the GTA codes' mel L1 counts as much as the true codes'
+    "sovits_gta": "(mel_l1 + gta_mel_l1) / 2 - 0.5 * (distillmos - 1) - 0.5 * voiced_recall",
+}  # fmt: skip
+
+
+def sovits_select(mel_l1: float, voiced_recall: float, distillmos: float = 1.0) -> float:
+    """:data:`SELECT_RULES` ``["sovits"]`` (lower is better): the held-out log-mel L1, less half
+    of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it cannot
+    rank models), less half the voiced recall (a noise-like decoder can have the lower mel L1;
+    one that makes harmonics is nearer to speech). Without a DistillMOS (a machine that lacks
+    the scorer) its term is 0."""
+    return mel_l1 - 0.5 * (distillmos - 1.0) - 0.5 * voiced_recall
+
+
 __all__ = [
     "CODEBOOK_PREFIX",
+    "GPT_WARMUP_STEPS",
+    "SELECT_RULES",
     "STFT_RESOLUTIONS",
     "SoVITSLossWeights",
+    "TrainOptions",
     "codebook_state",
     "discriminator_loss",
+    "gpt_learning_rate",
     "gpt_loss",
     "init_ssl_proj_pair_mean_",
     "kl_loss",
@@ -365,6 +433,7 @@ __all__ = [
     "slice_segments",
     "sovits_decode_forward",
     "sovits_generator_losses",
+    "sovits_select",
     "sovits_vits_forward",
     "waveform_losses",
 ]
