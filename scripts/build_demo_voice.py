@@ -66,7 +66,13 @@ from autocompress.cli.argtypes import positive_float, positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError, ConfigError, DataError  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
-from autocompress.models.gpt_sovits.checkpoint import load_gpt, load_sovits, save_gpt, save_sovits  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import (  # noqa: E402
+    inspect_checkpoint,
+    load_gpt,
+    load_sovits,
+    save_gpt,
+    save_sovits,
+)
 from autocompress.models.gpt_sovits.data import ExperimentFolder, ExperimentRecord, write_experiment  # noqa: E402
 from autocompress.models.gpt_sovits.demo import (  # noqa: E402
     DEMO_EXP,
@@ -721,6 +727,7 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
             self.batch_size = 2 if micro else opts.gpt_batch
         self.step = 0
+        self.start_step = 0  # the step of the checkpoint this state began from (--init-from), else 0
         self.best_eval = math.inf
         self.history: list[dict[str, float]] = []
         self._mos = None
@@ -778,7 +785,9 @@ class Trainer:
             self.model.load_state_dict(codebook, strict=False)
         else:
             self.model.load_state_dict(load_gpt(assets / DEMO_GPT).state_dict())
-        log.info("%s: initialised from %s", self.kind, assets)
+        # the steps go on from the file's count, so that what ships says how far the model trained
+        self.step = self.start_step = checkpoint_step(assets / (DEMO_SOVITS if self.kind == "sovits" else DEMO_GPT))
+        log.info("%s: initialised from %s (step %d)", self.kind, assets, self.step)
 
     def _load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -791,6 +800,7 @@ class Trainer:
                 log.warning("%s: discriminator state not loaded, starting a new one (%s)", self.kind,
                             str(e).splitlines()[0])
         self.step = int(state["step"])
+        self.start_step = int(state.get("start_step", 0))
         # a state saved under another selection rule cannot compare its best with ours
         same_rule = state.get("select_rule") == SELECT_RULES[self._rule_name()]
         self.best_eval = float(state["best_eval"]) if same_rule else math.inf
@@ -813,7 +823,8 @@ class Trainer:
                           "config": self.config.to_dict()}, self.best_path)
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-            "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31), "config": self.config.to_dict(),
+            "start_step": self.start_step, "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31),
+            "config": self.config.to_dict(),
             "select_rule": SELECT_RULES[self._rule_name()],
         }  # fmt: skip
         if self.disc is not None:
@@ -838,7 +849,8 @@ class Trainer:
             for _ in range(self.batch_size):  # half the rows join two utterances (prompt + target)
                 groups.append(self.rng.sample(self.train_items, 2 if self.rng.random() < 0.5 else 1))
             phones, p_len, codes, c_len = gpt_batch(groups)
-            lr = gpt_learning_rate(self.step, self.opts.gpt_lr, self.opts.gpt_lr_halflife)
+            # a warm start (--init-from) begins the schedule again, warm-up included: its optimiser is new
+            lr = gpt_learning_rate(self.step - self.start_step, self.opts.gpt_lr, self.opts.gpt_lr_halflife)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             loss, parts = gpt_loss(self.model, phones, p_len, codes, c_len, self.opts.gpt_history_noise)
@@ -955,6 +967,14 @@ class Trainer:
         cfg = self.config
         mel_hat = mel_spectrogram(wav, cfg.filter_length, cfg.n_mel_channels)
         return float(F.l1_loss(mel_hat, mel_spectrogram(target, cfg.filter_length, cfg.n_mel_channels)))
+
+
+def checkpoint_step(path: Path) -> int:
+    """The training step a shipped model file records (``"<E>epoch_<S>iteration"`` of a SoVITS,
+    ``"GPT-e<S>"`` of a GPT, as :func:`stage_ship` writes them); 0 when it records none."""
+    info = inspect_checkpoint(path).info
+    found = re.fullmatch(r"\d+epoch_(\d+)iteration|GPT-e(\d+)", info)
+    return int(next(g for g in found.groups() if g is not None)) if found else 0
 
 
 def _utterance(phones: torch.Tensor, bert_dim: int, codes: torch.Tensor | None = None) -> SimpleNamespace:

@@ -206,6 +206,11 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
         trainer = build.Trainer(kind, work2, True, 0, build.TrainOptions(init_from=assets))
         own = trainer.model.state_dict()
         assert all(torch.equal(own[k], v.float()) for k, v in reference.items()), kind
+        assert trainer.step == trainer.start_step == 3, kind  # the shipped files' step counts go on
+    trainer.step += 100  # the GPT's rate schedule counts from the warm start, not from step 0
+    trainer.train_step()
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(build.gpt_learning_rate(100), rel=1e-9) and lr != pytest.approx(build.gpt_learning_rate(103))
     # a GPT keeps the size it started with; a new folder trains the size asked for
     with pytest.raises(ConfigError, match="another size"):  # resumed state of the default (wide) size
         build.Trainer("gpt", work, True, 0, build.TrainOptions(gpt_size="tiny"))
