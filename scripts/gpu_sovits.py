@@ -19,12 +19,17 @@ feature matching) at a GPU-sized batch, and writes, in the shipped fp16 format:
   (``training.sovits_select``, the build script's SoVITS rule, without its DistillMOS term:
   DistillMOS is not installed there); pick among the files here with ``--stage
   evaluate``-style measurements;
-- ``<name>-last.pth`` and ``<name>-log.jsonl`` (one line per evaluation).
+- ``<name>-last.pth`` and ``<name>-log.jsonl`` (one line per evaluation);
+- ``<name>-state.pt``: the whole training state (SoVITS, discriminator, both optimisers, step,
+  best score), rewritten at every evaluation, so that a run cut off by its time limit loses
+  at most one evaluation interval.
 
-The discriminator and both optimisers start new (the CPU run's state is not shipped): the
-discriminator trains alone for ``--disc-warmup`` steps, then the generator's learning rate
-ramps up over ``--g-warmup`` steps (fresh Adam moments move every weight by about the full
-rate at first, which costs a trained model more than its first steps gain).
+A new run starts its discriminator and both optimisers new (the CPU run's state is not
+shipped): the discriminator trains alone for ``--disc-warmup`` steps, then the generator's
+learning rate ramps up over ``--g-warmup`` steps (fresh Adam moments move every weight by
+about the full rate at first, which costs a trained model more than its first steps gain).
+``--resume <name>-state.pt`` continues a state instead, with no warm-up (its moments are
+kept), its discriminator widths and its step count; each run has its own cosine decay.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import argparse
 import csv
 import json
 import math
+import pickle
 import random
 import shutil
 import sys
@@ -70,6 +76,7 @@ SAMPLE_RATE = 32000
 PACK_TSV = "items.tsv"  # name, split, phone ids, codes
 DEFAULT_SOVITS = REPO / "autocompress" / "assets" / "demo" / "demo-sovits.pth"
 CODE_BUCKET = 25  # codes are padded to a multiple of this (1 s), so few distinct shapes reach cuDNN
+STATE_KEYS = frozenset({"model", "disc", "opt", "d_opt", "step", "best", "disc_channels"})  # <name>-state.pt
 RECIPE = TrainOptions()  # the build script's defaults: the losses' weights, the rate, the noise scales
 
 
@@ -175,6 +182,61 @@ def evaluate(model: torch.nn.Module, items: list[Item], sources: list[tuple], cf
     return {"mel_l1": mel_l1, "voiced_recall": recall, "select": sovits_select(mel_l1, recall)}
 
 
+@dataclass
+class Run:
+    """What a training run steps: the SoVITS, its discriminator, their optimisers and counts."""
+
+    model: torch.nn.Module
+    disc: MultiPeriodDiscriminator
+    opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer
+    channels: list[int]
+    start_step: int  # the step count the run began at
+    best: float = math.inf  # the lowest held-out select score so far
+
+    def save(self, path: Path, step: int) -> None:
+        """Write the resumable state (atomically: a run killed while saving keeps the last one)."""
+        state = {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
+                 "d_opt": self.d_opt.state_dict(), "step": self.start_step + step, "best": self.best,
+                 "disc_channels": self.channels}  # fmt: skip
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+
+def _adamw(params, lr: float) -> torch.optim.Optimizer:  # noqa: ANN001
+    return torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), eps=1e-9)
+
+
+def start_run(args: argparse.Namespace, device: torch.device) -> Run:
+    """A new run from ``--init``, or the state of ``--resume`` (whose widths a different
+    ``--disc-channels`` may not change)."""
+    model = load_sovits(args.init, map_location=device).train()
+    state = None
+    if args.resume is not None:
+        try:
+            state = torch.load(args.resume, map_location=device, weights_only=True)
+        except (RuntimeError, pickle.UnpicklingError) as e:
+            raise SystemExit(f"{args.resume}: not a training state ({str(e).splitlines()[0]})") from None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+            raise SystemExit(f"{args.resume}: not a training state of this script (no {', '.join(sorted(STATE_KEYS))})")
+    channels = list(state["disc_channels"]) if state else args.disc_channels or list(LIGHT_PERIOD_CHANNELS)
+    if state and args.disc_channels not in (None, channels):
+        raise SystemExit(f"{args.resume} has discriminator widths {','.join(map(str, channels))}; "
+                         "hint: leave --disc-channels out to resume it")
+    disc = MultiPeriodDiscriminator(model.config, tuple(channels), include_scale=False).to(device)
+    run = Run(model, disc, _adamw(model.parameters(), args.lr), _adamw(disc.parameters(), args.lr), channels,
+              args.start_step)  # fmt: skip
+    if state:
+        model.load_state_dict(state["model"])
+        disc.load_state_dict(state["disc"])
+        run.opt.load_state_dict(state["opt"])
+        run.d_opt.load_state_dict(state["d_opt"])
+        run.start_step, run.best = int(state["step"]), float(state["best"])
+        args.disc_warmup = args.g_warmup = 0  # both optimisers' moments are the state's
+    return run
+
+
 def train(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -183,35 +245,34 @@ def train(args: argparse.Namespace) -> None:
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
-    model = load_sovits(args.init, map_location=device).train()
+    run = start_run(args, device)
+    model, disc, opt, d_opt = run.model, run.disc, run.opt, run.d_opt
     cfg = model.config
-    disc = MultiPeriodDiscriminator(cfg, tuple(args.disc_channels), include_scale=False).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99), eps=1e-9)
-    d_opt = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), eps=1e-9)
     weights = SoVITSLossWeights(mel=args.mel_weight, stft=args.stft_weight)
     data = load_pack(args.pack, device)
     if args.batch > len(data["train"]):
         raise SystemExit(f"--batch {args.batch} is more than the pack's {len(data['train'])} training items")
     sources = [voicing(it.wav.cpu()) for it in data["eval"]]
     log_path = args.out / f"{args.name}-log.jsonl"
-    best = math.inf
 
     def record(step: int, elapsed: float, parts: dict[str, float]) -> None:
-        nonlocal best
         metrics = evaluate(model, data["eval"], sources, cfg)
-        improved = metrics["select"] < best
+        improved = metrics["select"] < run.best
         if improved:
-            best = metrics["select"]
-            save_sovits(model, args.out / f"{args.name}-best.pth", step=args.start_step + step)
-        line = {"step": step, "seconds": round(elapsed, 1), **metrics, "best": improved,
+            run.best = metrics["select"]
+            save_sovits(model, args.out / f"{args.name}-best.pth", step=run.start_step + step)
+        line = {"step": run.start_step + step, "seconds": round(elapsed, 1), **metrics, "best": improved,
                 "lr": opt.param_groups[0]["lr"], **{f"train_{k}": v for k, v in parts.items()}}
         with log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)
+        if step > 0:
+            run.save(args.out / f"{args.name}-state.pt", step)
 
     print(f"{args.name}: {len(data['train'])} train / {len(data['eval'])} eval items, batch {args.batch}, "
-          f"disc channels {args.disc_channels}, {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}",
-          flush=True)  # fmt: skip
+          f"disc channels {run.channels}, from step {run.start_step}"
+          f"{' (resumed)' if args.resume else ''}, "
+          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}", flush=True)  # fmt: skip
     record(0, 0.0, {})
     budget = args.minutes * 60
     start = last_eval = time.time()
@@ -259,8 +320,8 @@ def train(args: argparse.Namespace) -> None:
             sums, counts = {}, {}
             last_eval = time.time()
     record(step, time.time() - start, {k: sums[k] / counts[k] for k in sums})
-    save_sovits(model, args.out / f"{args.name}-last.pth", step=args.start_step + step)
-    print(f"{args.name}: {step} steps in {time.time() - start:.0f} s, best select {best:.4f}", flush=True)
+    save_sovits(model, args.out / f"{args.name}-last.pth", step=run.start_step + step)
+    print(f"{args.name}: {step} steps in {time.time() - start:.0f} s, best select {run.best:.4f}", flush=True)
 
 
 def channels_arg(text: str) -> list[int]:
@@ -287,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--init", type=Path, default=DEFAULT_SOVITS, help="SoVITS file to start from")
     tr.add_argument("--start-step", type=non_negative_int, default=0,
                     help="step count of --init (recorded in the files)")
+    tr.add_argument("--resume", type=Path, default=None,
+                    help="a <name>-state.pt to continue (its weights, discriminator, optimisers and step)")
     tr.add_argument("--name", default="gpu")
     tr.add_argument("--device", default="cuda")
     tr.add_argument("--minutes", type=float, default=7.0)
@@ -297,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--decay", type=float, default=0.5, help="share of the run with a cosine decay to --lr-final")
     tr.add_argument("--disc-warmup", type=non_negative_int, default=200, help="discriminator-only steps first")
     tr.add_argument("--g-warmup", type=non_negative_int, default=300, help="generator steps of linear learning-rate ramp")
-    tr.add_argument("--disc-channels", type=channels_arg, default=list(LIGHT_PERIOD_CHANNELS))
+    tr.add_argument("--disc-channels", type=channels_arg, default=None,
+                    help="period discriminator widths of a new run (default: the light ones; a resumed run keeps its own)")
     tr.add_argument("--mel-weight", type=float, default=RECIPE.mel_weight)
     tr.add_argument("--stft-weight", type=float, default=RECIPE.stft_weight)
     tr.add_argument("--max-noise-scale", type=float, default=RECIPE.max_noise_scale)

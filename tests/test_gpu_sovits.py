@@ -62,7 +62,7 @@ def test_train_steps_and_writes_shipped_format_files(gpu_sovits, tmp_path):
     finally:
         torch.set_num_threads(threads)
     log = [json.loads(line) for line in (out / "t-log.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == [0, 3]
+    assert [entry["step"] for entry in log] == [100, 103]  # the step count of --start-step goes on
     # the first evaluation is the shipped voice's, by the build script's measure of the same items
     recorded = demo_voice_manifest()["build"]
     assert log[0]["mel_l1"] == pytest.approx(recorded["sovits_eval_mel_l1"], abs=2e-3)
@@ -78,6 +78,38 @@ def test_train_steps_and_writes_shipped_format_files(gpu_sovits, tmp_path):
     assert torch.equal(shipped[key], trained[key])  # the codebook is frozen: the codes keep their meaning
     best_step = 3 if log[1]["best"] else 0
     assert inspect_checkpoint(out / "t-best.pth").info == f"0epoch_{100 + best_step}iteration"
+
+
+def test_a_resumed_run_continues_the_state_it_saved(gpu_sovits, tmp_path):
+    paths = demo_voice_paths()
+    pack = tmp_path / "pack"
+    gpu_sovits.pack(paths.exp_dir, pack, 4, list(paths.eval_names), seed=1)
+    out = tmp_path / "out"
+    common = ["train", "--pack", str(pack), "--out", str(out), "--device", "cpu", "--batch", "2", "--eval-every", "1e9"]
+    threads = torch.get_num_threads()
+    try:
+        assert gpu_sovits.main(common + ["--steps", "2", "--disc-warmup", "1", "--g-warmup", "1", "--name", "a",
+                                         "--disc-channels", "1,4,8,8,16,16"]) == 0
+        state = torch.load(out / "a-state.pt", weights_only=True)
+        assert state["step"] == 2 and state["disc_channels"] == [1, 4, 8, 8, 16, 16]
+        # other widths than the state's are refused; its own (or none) are taken
+        with pytest.raises(SystemExit, match="discriminator widths 1,4,8,8,16,16"):
+            gpu_sovits.main(common + ["--steps", "1", "--resume", str(out / "a-state.pt"), "--name", "b",
+                                      "--disc-channels", "1,8,16,32,64,64"])
+        assert gpu_sovits.main(common + ["--steps", "1", "--resume", str(out / "a-state.pt"), "--name", "b"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    first = [json.loads(line) for line in (out / "a-log.jsonl").read_text().splitlines()]
+    resumed = [json.loads(line) for line in (out / "b-log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in resumed] == [2, 3]
+    assert resumed[0]["mel_l1"] == pytest.approx(first[-1]["mel_l1"], abs=1e-6)  # the state's weights
+    # no warm-up again (default: 200 discriminator-only steps): its one step moved the generator
+    assert "train_mel" in resumed[1] and resumed[1]["mel_l1"] != resumed[0]["mel_l1"]
+    assert inspect_checkpoint(out / "b-last.pth").info == "0epoch_3iteration"
+    assert torch.load(out / "b-state.pt", weights_only=True)["step"] == 3
+    # a file that is no state of this script is refused in one line
+    with pytest.raises(SystemExit, match="not a training state"):
+        gpu_sovits.main(common + ["--steps", "1", "--resume", str(paths.sovits_path)])
 
 
 def test_bad_input_is_refused_in_one_line_and_nothing_is_deleted(gpu_sovits, tmp_path, capsys):
