@@ -24,6 +24,8 @@ seconds (for tests).
 Examples:
   python scripts/build_demo_voice.py --stage data
   python scripts/build_demo_voice.py --stage train --minutes 120   # resumes where it stopped
+  python scripts/build_demo_voice.py --stage gpt --init-from autocompress/assets/demo --gpt-lr 1e-4 --minutes 60
+      # a warm start from the shipped GPT: its step count goes on, its rate schedule starts again
   python scripts/build_demo_voice.py --stage ship && python scripts/build_demo_voice.py --stage evaluate
   python scripts/build_demo_voice.py --micro --work-dir /tmp/d --assets-dir /tmp/a --stage build --steps 3
 """
