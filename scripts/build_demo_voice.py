@@ -101,6 +101,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     discriminator_loss,
     sovits_decode_forward,
     sovits_generator_losses,
+    sovits_optimizer,
     sovits_select,
     sovits_vits_forward,
     waveform_losses,
@@ -714,13 +715,11 @@ class Trainer:
             for p in list(self.model.ssl_proj.parameters()):
                 p.requires_grad_(False)
             params = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.AdamW(params, lr=opts.sovits_lr, betas=(0.8, 0.99), eps=1e-9)
+            self.optimizer = sovits_optimizer(params, opts.sovits_lr)
             self.batch_size = 2 if micro else 4
             if opts.discriminator == "light":
                 self.disc = MultiPeriodDiscriminator(self.config, LIGHT_PERIOD_CHANNELS, include_scale=False)
-                self.disc_optimizer = torch.optim.AdamW(
-                    self.disc.parameters(), lr=opts.sovits_lr, betas=(0.8, 0.99), eps=1e-9
-                )
+                self.disc_optimizer = sovits_optimizer(self.disc.parameters(), opts.sovits_lr)
             elif opts.discriminator != "none":
                 raise ConfigError(f"unknown discriminator {opts.discriminator!r}; use 'light' or 'none'")
         else:

@@ -68,6 +68,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     TrainOptions,
     discriminator_loss,
     sovits_decode_forward,
+    sovits_optimizer,
     sovits_select,
     waveform_losses,
 )
@@ -193,6 +194,7 @@ class Run:
     channels: list[int]
     start_step: int  # the step count the run began at
     best: float = math.inf  # the lowest held-out select score so far
+    resumed: bool = False  # from a saved state: both optimisers' moments are kept, so no warm-up
 
     def save(self, path: Path, step: int) -> None:
         """Write the resumable state (atomically: a run killed while saving keeps the last one)."""
@@ -202,10 +204,6 @@ class Run:
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(path)
-
-
-def _adamw(params, lr: float) -> torch.optim.Optimizer:  # noqa: ANN001
-    return torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), eps=1e-9)
 
 
 def start_run(args: argparse.Namespace, device: torch.device) -> Run:
@@ -225,15 +223,14 @@ def start_run(args: argparse.Namespace, device: torch.device) -> Run:
         raise SystemExit(f"{args.resume} has discriminator widths {','.join(map(str, channels))}; "
                          "hint: leave --disc-channels out to resume it")
     disc = MultiPeriodDiscriminator(model.config, tuple(channels), include_scale=False).to(device)
-    run = Run(model, disc, _adamw(model.parameters(), args.lr), _adamw(disc.parameters(), args.lr), channels,
-              args.start_step)  # fmt: skip
+    run = Run(model, disc, sovits_optimizer(model.parameters(), args.lr), sovits_optimizer(disc.parameters(), args.lr),
+              channels, args.start_step)  # fmt: skip
     if state:
         model.load_state_dict(state["model"])
         disc.load_state_dict(state["disc"])
         run.opt.load_state_dict(state["opt"])
         run.d_opt.load_state_dict(state["d_opt"])
-        run.start_step, run.best = int(state["step"]), float(state["best"])
-        args.disc_warmup = args.g_warmup = 0  # both optimisers' moments are the state's
+        run.start_step, run.best, run.resumed = int(state["step"]), float(state["best"]), True
     return run
 
 
@@ -248,6 +245,7 @@ def train(args: argparse.Namespace) -> None:
     run = start_run(args, device)
     model, disc, opt, d_opt = run.model, run.disc, run.opt, run.d_opt
     cfg = model.config
+    disc_warmup, g_warmup = (0, 0) if run.resumed else (args.disc_warmup, args.g_warmup)
     weights = SoVITSLossWeights(mel=args.mel_weight, stft=args.stft_weight)
     data = load_pack(args.pack, device)
     if args.batch > len(data["train"]):
@@ -285,7 +283,7 @@ def train(args: argparse.Namespace) -> None:
         tail = max(0.0, (frac - (1 - args.decay)) / args.decay) if args.decay > 0 else 0.0
         lr = args.lr_final + (args.lr - args.lr_final) * 0.5 * (1 + math.cos(math.pi * tail))
         # the optimiser state is new too: the generator's rate ramps up after the discriminator's warm-up
-        ramp = min(1.0, max(0.0, step - args.disc_warmup + 1) / args.g_warmup) if args.g_warmup > 0 else 1.0
+        ramp = min(1.0, max(0.0, step - disc_warmup + 1) / g_warmup) if g_warmup > 0 else 1.0
         for g in opt.param_groups:
             g["lr"] = lr * ramp
         for g in d_opt.param_groups:
@@ -293,7 +291,7 @@ def train(args: argparse.Namespace) -> None:
         items = rng.sample(data["train"], args.batch)
         codes, c_len, text, t_len, refer, r_len, wav = batch(items, cfg.hop_length)
         noise = torch.rand(len(items), device=device) * args.max_noise_scale
-        warm = step < args.disc_warmup
+        warm = step < disc_warmup
         with torch.set_grad_enabled(not warm):
             o, y = sovits_decode_forward(model, codes, c_len, text, t_len, refer, r_len, wav, noise)
         disc.requires_grad_(True)

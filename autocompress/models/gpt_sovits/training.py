@@ -406,6 +406,11 @@ SELECT_RULES = {
 }  # fmt: skip
 
 
+def sovits_optimizer(params, lr: float) -> torch.optim.Optimizer:  # noqa: ANN001
+    """The AdamW of the SoVITS and its discriminator (upstream's betas and eps)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), eps=1e-9)
+
+
 def sovits_select(mel_l1: float, voiced_recall: float, distillmos: float = 1.0) -> float:
     """:data:`SELECT_RULES` ``["sovits"]`` (lower is better): the held-out log-mel L1, less half
     of what DistillMOS gained over 1 (its floor for audio that is not yet speech, where it cannot
@@ -433,6 +438,7 @@ __all__ = [
     "slice_segments",
     "sovits_decode_forward",
     "sovits_generator_losses",
+    "sovits_optimizer",
     "sovits_select",
     "sovits_vits_forward",
     "waveform_losses",
