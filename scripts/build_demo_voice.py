@@ -500,8 +500,7 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     for i, it in enumerate(items):
         if i % 500 == 0:
             log.info("gta: %d of %d items", i, len(items))
-        logits = forced_logits(gpt, ref, _utterance(it.phones, gpt.config.bert_dim), it.codes)  # [T + 1, V]
-        guess = logits[:-1, : gpt.config.eos].argmax(-1)
+        guess = teacher_forced_codes(gpt, ref, it.phones, it.codes)
         agree += int((guess == it.codes).sum())
         rows.append([it.name, " ".join(str(int(c)) for c in guess)])
     with (work / GTA_FILE).open("w", encoding="utf-8", newline="") as f:
@@ -511,6 +510,15 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- experiment folder
+
+
+@torch.no_grad()
+def teacher_forced_codes(gpt: Text2SemanticGPT, prompt: SimpleNamespace, phones: torch.Tensor,
+                         codes: torch.Tensor) -> torch.Tensor:
+    """The GPT's most likely code (EOS excluded) at each position of ``codes`` ``[T]``, reading the
+    true codes before it, prompted with ``prompt`` (:func:`_utterance` with its codes): ``[T]``."""
+    logits = forced_logits(gpt, prompt, _utterance(phones, gpt.config.bert_dim), codes)  # [T + 1, V]
+    return logits[:-1, : gpt.config.eos].argmax(-1)
 
 
 def exp_name(name: str) -> str:
@@ -1217,6 +1225,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     phones = load_phones(work)
     held = [u for u in load_utterances(work) if u["split"] == "eval"][:n_eval]
     scorer = QualityScorer()
+    prompt = _utterance(torch.tensor(ref_ids), gpt.config.bert_dim, demo_prompt_codes(sovits, ref_wav, version))
     rows = []
     for u in held:
         src = load_wav32k(work, u["name"])
@@ -1225,6 +1234,9 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
         with torch.no_grad():  # SoVITS alone: the held-out item's own codes (as this voice codes them), no GPT
             codes = sovits.extract_latent(content_from_32k(src, version))[0, 0]
             resynth = sovits.decode(codes[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
+            # the GPT teacher-forced: its first choice at each true code's place (true timing, its own errors)
+            forced = teacher_forced_codes(gpt, prompt, torch.tensor(ids), codes)
+            forced_wav = sovits.decode(forced[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
         pair = {}
         for tag, wav in (("teacher", out), ("source", src), ("resynth", resynth)):
             w16 = torchaudio.functional.resample(wav.float(), SAMPLE_RATE, 16000).numpy()
@@ -1243,6 +1255,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             "codes_log_mel_floor": codes_log_mel_floor(sovits, src, codes, version),
             "voiced_share_source": float(src_voicing[1].float().mean()),
             "voiced_share_teacher": float(voicing(out)[1].float().mean()),
+            "forced_code_agreement": float((forced == codes).float().mean()),
         }
         row["voiced_recall_resynth"], row["f0_cents_resynth"] = voiced_recall(resynth, src_voicing)
         for tag in ("teacher", "source", "resynth"):
@@ -1250,6 +1263,8 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
             row[f"distillmos_{tag}"] = scorer.mos(w16)
             row[f"dnsmos_ovrl_{tag}"] = scorer.dnsmos_ovrl(w16)
             row[f"wer_{tag}"] = word_error_rate(ref_words, scorer.transcribe(w16))
+        forced16 = torchaudio.functional.resample(forced_wav.float(), SAMPLE_RATE, 16000).numpy()
+        row["wer_forced"] = word_error_rate(ref_words, scorer.transcribe(forced16))
         rows.append(row)
         log.info("evaluate: %s", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     keys = [k for k in rows[0] if k != "name"]
@@ -1309,6 +1324,13 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
         f"of the source's | {s['voiced_share_source']:.2f} | |",
         f"| F0 error on frames voiced in both, cents (median) | | {_fmt(s['f0_cents_resynth'], '.0f')} | 0 | |",
         "",
+        *([] if s.get("wer_forced") is None else [
+            "Where the words go: the SoVITS decoding the GPT's teacher-forced first choices (each code "
+            "chosen after the true codes before it, so the true timing; "
+            f"{s['forced_code_agreement']:.2f} of them are the true code) has a WER of {s['wer_forced']:.2f}, "
+            f"against {s['wer_resynth']:.2f} on the true codes and {s['wer_teacher']:.2f} when the GPT runs free.",
+            "",
+        ]),
         "The codes themselves lose a log-mel L1 of "
         f"{s['codes_log_mel_floor']:.2f} (natural log, stand-in 80-band mel, 50 Hz: the source's "
         "log-mel against the log-mel its codes' centroids stand for), the floor of a model that "

@@ -299,6 +299,8 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     table = (assets / "VOICE.md").read_text()
     assert "SoVITS alone (true codes)" in table and f"{quality['distillmos_resynth']:.2f}" in table
     assert 0 < quality["voiced_share_source"] <= 1 and f"{quality['voiced_share_source']:.2f}" in table
+    assert 0 <= quality["forced_code_agreement"] <= 1 and math.isfinite(quality["wer_forced"])
+    assert f"has a WER of {quality['wer_forced']:.2f}" in table
 
 
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
