@@ -1177,17 +1177,39 @@ def codes_log_mel_floor(sovits: SynthesizerTrn, wav32k: torch.Tensor, codes: tor
     return float((log_mel_natural(rec[:, :n]) - log_mel_natural(log_mel[:, :n])).abs().mean())
 
 
+class Transcriber:
+    """Pocketsphinx (its bundled en-us model and language model) on 16 kHz audio.
+
+    Each utterance is decoded as if it were the first: pocketsphinx carries its feature
+    normalisation over from the utterances before, which made a transcript (and so a WER)
+    depend on what had been scored before it; ``reinit_feat`` resets it.
+    """
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def __call__(self, w16: np.ndarray) -> list[str]:
+        d = self.decoder
+        d.reinit_feat()
+        d.start_utt()
+        d.process_raw((np.clip(w16, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        return hyp.hypstr.split() if hyp is not None else []
+
+
 class QualityScorer:
     """The offline quality metrics of VOICE.md, called directly from their packages."""
 
     def __init__(self) -> None:
         import distillmos
-        from pocketsphinx import Decoder
         from resemblyzer import VoiceEncoder
 
         self.mos_model = distillmos.ConvTransformerSQAModel().eval()
         self.speaker = VoiceEncoder(device="cpu", verbose=False)
-        self.asr = Decoder(samprate=16000, loglevel="FATAL")
+        self.transcribe = Transcriber()
 
     def mos(self, w16: np.ndarray) -> float:
         with torch.no_grad():
@@ -1204,12 +1226,6 @@ class QualityScorer:
 
         return self.speaker.embed_utterance(preprocess_wav(w16, 16000))
 
-    def transcribe(self, w16: np.ndarray) -> list[str]:
-        self.asr.start_utt()
-        self.asr.process_raw((np.clip(w16, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
-        self.asr.end_utt()
-        hyp = self.asr.hyp()
-        return hyp.hypstr.split() if hyp is not None else []
 
 
 def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:

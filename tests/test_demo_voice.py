@@ -303,6 +303,22 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert f"has a WER of {quality['wer_forced']:.2f}" in table
 
 
+def test_a_transcript_does_not_depend_on_what_was_transcribed_before(demo):
+    pytest.importorskip("pocketsphinx")
+    build = _script_module()
+    folder = ExperimentFolder(demo.exp_dir)
+    clips = [torchaudio.functional.resample(folder[n].load_wav(), 32000, 16000).numpy() for n in demo.eval_names]
+    first = [build.Transcriber()(c) for c in clips]  # each with a new decoder: nothing came before it
+    assert sum(map(len, first)) >= 2 * len(clips)  # the source audio is mostly recognised
+    asr = build.Transcriber()
+    noise = torch.Generator().manual_seed(0)
+    after = []
+    for c in clips:  # the same decoder, with a second of loud noise before each clip
+        asr((0.1 * torch.randn(16000, generator=noise)).numpy())
+        after.append(asr(c))
+    assert after == first
+
+
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
     gpt, sovits = voice
     build = _script_module()
