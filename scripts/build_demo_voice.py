@@ -509,9 +509,6 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     log.info("gta: %d items from %s, %.3f of the codes agree with the true ones", len(items), gpt_path, agree / total)
 
 
-# --------------------------------------------------------------------------- experiment folder
-
-
 @torch.no_grad()
 def teacher_forced_codes(gpt: Text2SemanticGPT, prompt: SimpleNamespace, phones: torch.Tensor,
                          codes: torch.Tensor) -> torch.Tensor:
@@ -519,6 +516,9 @@ def teacher_forced_codes(gpt: Text2SemanticGPT, prompt: SimpleNamespace, phones:
     true codes before it, prompted with ``prompt`` (:func:`_utterance` with its codes): ``[T]``."""
     logits = forced_logits(gpt, prompt, _utterance(phones, gpt.config.bert_dim), codes)  # [T + 1, V]
     return logits[:-1, : gpt.config.eos].argmax(-1)
+
+
+# --------------------------------------------------------------------------- experiment folder
 
 
 def exp_name(name: str) -> str:
@@ -1225,7 +1225,6 @@ class QualityScorer:
         from resemblyzer import preprocess_wav
 
         return self.speaker.embed_utterance(preprocess_wav(w16, 16000))
-
 
 
 def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
