@@ -1241,6 +1241,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     held = [u for u in load_utterances(work) if u["split"] == "eval"][:n_eval]
     scorer = QualityScorer()
     prompt = _utterance(torch.tensor(ref_ids), gpt.config.bert_dim, demo_prompt_codes(sovits, ref_wav, version))
+    refer = spectrogram(ref_wav)  # the same style reference for every sentence
     rows = []
     for u in held:
         src = load_wav32k(work, u["name"])
@@ -1248,10 +1249,10 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
         out = teacher_speak(gpt, sovits, ref_wav, ref_ids, ids, version)
         with torch.no_grad():  # SoVITS alone: the held-out item's own codes (as this voice codes them), no GPT
             codes = sovits.extract_latent(content_from_32k(src, version))[0, 0]
-            resynth = sovits.decode(codes[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
+            resynth = sovits.decode(codes[None, None], torch.tensor([ids]), refer, noise_scale=0.0)[0, 0]
             # the GPT teacher-forced: its first choice at each true code's place (true timing, its own errors)
             forced = teacher_forced_codes(gpt, prompt, torch.tensor(ids), codes)
-            forced_wav = sovits.decode(forced[None, None], torch.tensor([ids]), spectrogram(ref_wav), noise_scale=0.0)[0, 0]
+            forced_wav = sovits.decode(forced[None, None], torch.tensor([ids]), refer, noise_scale=0.0)[0, 0]
         pair = {}
         for tag, wav in (("teacher", out), ("source", src), ("resynth", resynth)):
             w16 = torchaudio.functional.resample(wav.float(), SAMPLE_RATE, 16000).numpy()
@@ -1339,13 +1340,11 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
         f"of the source's | {s['voiced_share_source']:.2f} | |",
         f"| F0 error on frames voiced in both, cents (median) | | {_fmt(s['f0_cents_resynth'], '.0f')} | 0 | |",
         "",
-        *([] if s.get("wer_forced") is None else [
-            "Where the words go: the SoVITS decoding the GPT's teacher-forced first choices (each code "
-            "chosen after the true codes before it, so the true timing; "
-            f"{s['forced_code_agreement']:.2f} of them are the true code) has a WER of {s['wer_forced']:.2f}, "
-            f"against {s['wer_resynth']:.2f} on the true codes and {s['wer_teacher']:.2f} when the GPT runs free.",
-            "",
-        ]),
+        "Where the words go: the SoVITS decoding the GPT's teacher-forced first choices (each code "
+        "chosen after the true codes before it, so the true timing; "
+        f"{s['forced_code_agreement']:.2f} of them are the true code) has a WER of {s['wer_forced']:.2f}, "
+        f"against {s['wer_resynth']:.2f} on the true codes and {s['wer_teacher']:.2f} when the GPT runs free.",
+        "",
         "The codes themselves lose a log-mel L1 of "
         f"{s['codes_log_mel_floor']:.2f} (natural log, stand-in 80-band mel, 50 Hz: the source's "
         "log-mel against the log-mel its codes' centroids stand for), the floor of a model that "
