@@ -93,9 +93,13 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SELECT_RULES,
     SoVITSLossWeights,
     TrainOptions,
+    UNSEEN_TEXTS,
     codebook_state,
+    gpt_batch,
     gpt_learning_rate,
     gpt_loss,
+    gpt_optimizer,
+    gpt_select,
     init_ssl_proj_pair_mean_,
     kmeans,
     discriminator_loss,
@@ -627,35 +631,6 @@ def sovits_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
     return ssl, spec, spec_len, wav, text, text_len
 
 
-def gpt_batch(pairs: list[list[Item]]) -> tuple[torch.Tensor, ...]:
-    """Right-padded (phones, phones_len, codes, codes_len); each entry may join several items.
-
-    In a joined entry every item but the last contributes its ``prompt_codes`` when it has
-    them: at inference the prompt audio ends in 0.6 s of appended zeros (upstream), and a GPT
-    that never saw that silence before more speech learns to stop after it.
-    """
-    phones = [torch.cat([it.phones for it in group]) for group in pairs]
-    codes = [
-        torch.cat([it.prompt_codes if it.prompt_codes is not None else it.codes for it in group[:-1]] + [group[-1].codes])
-        for group in pairs
-    ]
-    p_len = torch.tensor([len(p) for p in phones])
-    c_len = torch.tensor([len(c) for c in codes])
-    p = torch.zeros(len(pairs), int(p_len.max()), dtype=torch.long)
-    c = torch.zeros(len(pairs), int(c_len.max()), dtype=torch.long)
-    for i, (pi, ci) in enumerate(zip(phones, codes)):
-        p[i, : len(pi)] = pi
-        c[i, : len(ci)] = ci
-    return p, p_len, c, c_len
-
-
-# sentences no model trains on (the first and last are README's examples): GPTs that ran on in
-# silence after some of them passed the held-out checks in the fifth build
-UNSEEN_TEXTS = (
-    "The red boat is here.", "Hello there.", "She bought a lamp and two chairs.",
-    "Where did you put the green book?", "The red boat is here at three.",
-)  # fmt: skip
-
 def decode_batch(items: list[Item], hop: int, gta: list[bool] | None = None) -> tuple[torch.Tensor, ...]:
     """Right-padded inputs of :func:`sovits_decode_forward`: codes, phones, own reference, audio.
 
@@ -733,7 +708,7 @@ class Trainer:
         else:
             self.config = self._gpt_config(micro, state)
             self.model = Text2SemanticGPT(self.config)
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01)
+            self.optimizer = gpt_optimizer(self.model.parameters())
             self.batch_size = 2 if micro else opts.gpt_batch
         self.step = 0
         self.start_step = 0  # the step of the checkpoint this state began from (--init-from), else 0
@@ -942,12 +917,7 @@ class Trainer:
         if self.kind == "gpt":
             phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
             ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
-            ratios, runaway = self._greedy_checks()
-            off = sum(not 0.7 <= r <= 1.3 for r in ratios) / len(ratios)
-            log_error = sum(abs(math.log(max(r, 1e-3))) for r in ratios) / len(ratios)
-            return {"ce": ce, "length_ratio": sum(ratios) / len(ratios), "length_off": off,
-                    "length_log_error": log_error, "unseen_runaway": runaway,
-                    "select": ce + off + log_error + runaway}
+            return gpt_select(ce, *self._greedy_checks())
         if self._mos is None:
             import distillmos
 

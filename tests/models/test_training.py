@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from autocompress.models.gpt_sovits.audio import spectrogram_raw
@@ -13,7 +15,9 @@ import pytest
 from autocompress.models.gpt_sovits.training import (
     GPT_WARMUP_STEPS,
     SoVITSLossWeights,
+    gpt_batch,
     gpt_learning_rate,
+    gpt_select,
     sovits_decode_forward,
     sovits_select,
     waveform_losses,
@@ -150,3 +154,27 @@ def test_sovits_select_rewards_mos_and_voicing_and_penalises_mel_error() -> None
     assert sovits_select(0.5, 0.4, distillmos=1.0) == sovits_select(0.5, 0.4)
     assert sovits_select(0.5, 0.4, distillmos=2.0) == pytest.approx(-0.2)
     assert sovits_select(0.6, 0.4) > sovits_select(0.5, 0.4) > sovits_select(0.5, 0.6)
+
+
+def test_gpt_batch_joins_rows_with_prompt_codes_and_pads_on_the_right() -> None:
+    from types import SimpleNamespace as Item
+
+    a = Item(phones=torch.tensor([1, 2]), codes=torch.tensor([5, 6]), prompt_codes=torch.tensor([5, 6, 0, 0]))
+    b = Item(phones=torch.tensor([3]), codes=torch.tensor([7, 8, 9]), prompt_codes=None)
+    phones, p_len, codes, c_len = gpt_batch([[a, b], [b], [b, a]])
+    assert phones.tolist() == [[1, 2, 3], [3, 0, 0], [3, 1, 2]] and p_len.tolist() == [3, 1, 3]
+    # a row's leading items read as prompts (with their silence); the last is what is said
+    assert codes.tolist() == [[5, 6, 0, 0, 7, 8, 9], [7, 8, 9, 0, 0, 0, 0], [7, 8, 9, 5, 6, 0, 0]]
+    assert c_len.tolist() == [7, 3, 5]
+
+
+def test_gpt_select_adds_length_and_runaway_penalties_to_the_cross_entropy() -> None:
+    clean = gpt_select(2.0, [1.0, 1.0], 0.0)
+    assert clean["select"] == pytest.approx(2.0) and clean["length_off"] == 0.0
+    fast = gpt_select(2.0, [0.5, 1.0], 0.0)  # one item outside 0.7-1.3x: half the items off
+    assert fast["length_off"] == 0.5 and fast["length_log_error"] == pytest.approx(abs(math.log(0.5)) / 2)
+    assert fast["select"] == pytest.approx(2.0 + 0.5 + abs(math.log(0.5)) / 2)
+    assert gpt_select(2.0, [1.0, 1.0], 0.2)["select"] == pytest.approx(2.2)
+    assert gpt_select(2.0, [1.2], 0.0)["select"] < gpt_select(2.0, [1.25], 0.0)["select"]
+    with pytest.raises(Exception, match="at least one held-out item"):
+        gpt_select(2.0, [], 0.0)

@@ -14,14 +14,17 @@ reduced version of upstream's (§4 of the architecture spec), chosen for a 2-cor
 
 The recipe itself (:class:`TrainOptions`, the learning-rate schedule of the GPT and the rules
 that pick the best checkpoint) lives here too, so that the CPU build script and the GPU
-script (``scripts/gpu_sovits.py``, which cannot import the build script) share one copy.
+scripts (``scripts/gpu_sovits.py``, ``scripts/gpu_gpt.py``, which cannot import the build script)
+share one copy.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -406,6 +409,55 @@ SELECT_RULES = {
 }  # fmt: skip
 
 
+# sentences no model trains on (the first and last are README's examples): GPTs that ran on in
+# silence after some of them passed the held-out checks in the fifth build
+UNSEEN_TEXTS = (
+    "The red boat is here.", "Hello there.", "She bought a lamp and two chairs.",
+    "Where did you put the green book?", "The red boat is here at three.",
+)  # fmt: skip
+
+
+def gpt_optimizer(params, lr: float = 1e-3) -> torch.optim.Optimizer:  # noqa: ANN001
+    """The AdamW of the demo GPT (its rate is set every step by :func:`gpt_learning_rate`)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+
+def gpt_batch(rows: Sequence[Sequence[Any]]) -> tuple[Tensor, ...]:
+    """Right-padded (phones, phones_len, codes, codes_len) of training rows.
+
+    Each row joins one or more items (anything with ``phones``, ``codes`` and ``prompt_codes``
+    tensors; ``prompt_codes`` may be None). Every item but the last contributes its
+    ``prompt_codes`` when it has them: at inference the prompt audio ends in 0.6 s of appended
+    zeros (upstream), and a GPT that never saw that silence before more speech learns to stop
+    after it.
+    """
+    phones = [torch.cat([it.phones for it in row]) for row in rows]
+    codes = [
+        torch.cat([it.prompt_codes if it.prompt_codes is not None else it.codes for it in row[:-1]] + [row[-1].codes])
+        for row in rows
+    ]
+    device = phones[0].device
+    p_len = torch.tensor([len(p) for p in phones], device=device)
+    c_len = torch.tensor([len(c) for c in codes], device=device)
+    return (torch.nn.utils.rnn.pad_sequence(phones, batch_first=True), p_len,
+            torch.nn.utils.rnn.pad_sequence(codes, batch_first=True), c_len)  # fmt: skip
+
+
+def gpt_select(ce: float, length_ratios: Sequence[float], runaway: float) -> dict[str, float]:
+    """:data:`SELECT_RULES` ``["gpt"]`` and its parts (``select``: lower is better).
+
+    ``length_ratios``: greedy length / true length of each held-out item; ``runaway``: the share
+    of :data:`UNSEEN_TEXTS` whose greedy decoding never stopped.
+    """
+    if not length_ratios:
+        raise DataError("gpt_select needs the greedy length of at least one held-out item")
+    off = sum(not 0.7 <= r <= 1.3 for r in length_ratios) / len(length_ratios)
+    log_error = sum(abs(math.log(max(r, 1e-3))) for r in length_ratios) / len(length_ratios)
+    return {"ce": ce, "length_ratio": sum(length_ratios) / len(length_ratios), "length_off": off,
+            "length_log_error": log_error, "unseen_runaway": runaway,
+            "select": ce + off + log_error + runaway}  # fmt: skip
+
+
 def sovits_optimizer(params, lr: float) -> torch.optim.Optimizer:  # noqa: ANN001
     """The AdamW of the SoVITS and its discriminator (upstream's betas and eps)."""
     return torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), eps=1e-9)
@@ -427,10 +479,14 @@ __all__ = [
     "STFT_RESOLUTIONS",
     "SoVITSLossWeights",
     "TrainOptions",
+    "UNSEEN_TEXTS",
     "codebook_state",
     "discriminator_loss",
+    "gpt_batch",
     "gpt_learning_rate",
     "gpt_loss",
+    "gpt_optimizer",
+    "gpt_select",
     "init_ssl_proj_pair_mean_",
     "kl_loss",
     "kmeans",
