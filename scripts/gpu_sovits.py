@@ -40,6 +40,7 @@ import json
 import math
 import pickle
 import random
+import re
 import shutil
 import sys
 import time
@@ -57,7 +58,7 @@ sys.path.insert(0, str(REPO))
 from autocompress.cli.argtypes import non_negative_int, positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
-from autocompress.models.gpt_sovits.checkpoint import load_sovits, save_sovits  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_sovits, save_sovits  # noqa: E402
 from autocompress.models.gpt_sovits.discriminator import (  # noqa: E402
     LIGHT_PERIOD_CHANNELS,
     MultiPeriodDiscriminator,
@@ -206,6 +207,13 @@ class Run:
         tmp.replace(path)
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step a SoVITS file records as ``<E>epoch_<S>iteration`` (upstream's and the build
+    script's format), else 0."""
+    found = re.fullmatch(r"\d+epoch_(\d+)iteration", inspect_checkpoint(path).info)
+    return int(found.group(1)) if found else 0
+
+
 def start_run(args: argparse.Namespace, device: torch.device) -> Run:
     """A new run from ``--init``, or the state of ``--resume`` (whose widths a different
     ``--disc-channels`` may not change)."""
@@ -224,7 +232,7 @@ def start_run(args: argparse.Namespace, device: torch.device) -> Run:
                          "hint: leave --disc-channels out to resume it")
     disc = MultiPeriodDiscriminator(model.config, tuple(channels), include_scale=False).to(device)
     run = Run(model, disc, sovits_optimizer(model.parameters(), args.lr), sovits_optimizer(disc.parameters(), args.lr),
-              channels, args.start_step)  # fmt: skip
+              channels, args.start_step if args.start_step is not None else checkpoint_step(args.init))  # fmt: skip
     if state:
         model.load_state_dict(state["model"])
         disc.load_state_dict(state["disc"])
@@ -344,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--pack", type=Path, required=True)
     tr.add_argument("--out", type=Path, required=True)
     tr.add_argument("--init", type=Path, default=DEFAULT_SOVITS, help="SoVITS file to start from")
-    tr.add_argument("--start-step", type=non_negative_int, default=0,
-                    help="step count of --init (recorded in the files)")
+    tr.add_argument("--start-step", type=non_negative_int, default=None,
+                    help="step count of --init, recorded in the files (default: the one --init records)")
     tr.add_argument("--resume", type=Path, default=None,
                     help="a <name>-state.pt to continue (its weights, discriminator, optimisers and step)")
     tr.add_argument("--name", default="gpu")

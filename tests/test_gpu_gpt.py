@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,13 +23,17 @@ from autocompress.models.gpt_sovits.training import SELECT_RULES, UNSEEN_TEXTS, 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def gpu_gpt():
+def _script(name: str):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
-        return importlib.import_module("gpu_gpt")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(REPO / "scripts"))
+
+
+@pytest.fixture(scope="module")
+def gpu_gpt():
+    return _script("gpu_gpt")
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +140,35 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_deleted(gpu_gpt, packed
     for bad in (["--batch", "0"], ["--steps", "-1"], ["--history-noise", "1.5"]):
         with pytest.raises(SystemExit):
             _train(gpu_gpt, "--pack", str(packed), "--out", str(tmp_path / "o"), *bad)
+
+
+def test_the_device_session_script_trains_both_and_resumes_on_a_second_call(gpu_gpt, packed, tmp_path):
+    """scripts/gpu_session.sh as a lent GPU runs it, here on the CPU with a few steps."""
+    paths = demo_voice_paths()
+    _script("gpu_sovits").pack(paths.exp_dir, tmp_path / ".gpu_pack", 3, list(paths.eval_names), seed=1)
+    shutil.copytree(packed, tmp_path / ".gpu_gpt_pack")
+    env = {**os.environ, "GPU_SESSION_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "SOVITS_ARGS": "--batch 2 --steps 1 --disc-warmup 0 --g-warmup 1 --eval-every 1e9",
+           "GPT_ARGS": "--batch 2 --steps 1 --eval-every 1e9"}  # fmt: skip
+    script = str(REPO / "scripts" / "gpu_session.sh")
+    for call in range(2):
+        out = tmp_path / f"out{call}"
+        out.mkdir()
+        done = subprocess.run(["bash", script, "1", "cpu"], env={**env, "OUT": str(out)}, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr + done.stdout
+        back = sorted(p.name for p in out.iterdir())
+        assert len(back) <= 8 and all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())  # what may come back
+        logs = {m: _log(next(out.glob(f"{m}-gpu-*-log.jsonl"))) for m in ("sovits", "gpt")}
+        if call == 0:  # a new run from the shipped files
+            assert any(n.endswith("-best.pth") for n in back) and any(n.endswith("-best.ckpt") for n in back)
+            first = {m: log[-1]["step"] for m, log in logs.items()}
+        else:  # the second call resumed the states the first left in runs/
+            assert {m: log[0]["step"] for m, log in logs.items()} == first
+            assert {m: log[-1]["step"] for m, log in logs.items()} == {m: s + 1 for m, s in first.items()}
+    assert (tmp_path / "runs" / "gpt" / "gpu-state.pt").is_file()  # the states stay on the machine
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run(["bash", script, "1", "cpu"], env={**env, "OUT": str(empty), "GPU_SESSION_DIR": str(empty)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "no .gpu_pack" in done.stderr

@@ -91,7 +91,8 @@ def test_a_resumed_run_continues_the_state_it_saved(gpu_sovits, tmp_path):
         assert gpu_sovits.main(common + ["--steps", "2", "--disc-warmup", "1", "--g-warmup", "1", "--name", "a",
                                          "--disc-channels", "1,4,8,8,16,16"]) == 0
         state = torch.load(out / "a-state.pt", weights_only=True)
-        assert state["step"] == 2 and state["disc_channels"] == [1, 4, 8, 8, 16, 16]
+        s0 = demo_voice_manifest()["build"]["sovits_step"]  # with no --start-step: the step --init records
+        assert state["step"] == s0 + 2 and state["disc_channels"] == [1, 4, 8, 8, 16, 16]
         # other widths than the state's are refused; its own (or none) are taken
         with pytest.raises(SystemExit, match="discriminator widths 1,4,8,8,16,16"):
             gpu_sovits.main(common + ["--steps", "1", "--resume", str(out / "a-state.pt"), "--name", "b",
@@ -101,12 +102,12 @@ def test_a_resumed_run_continues_the_state_it_saved(gpu_sovits, tmp_path):
         torch.set_num_threads(threads)
     first = [json.loads(line) for line in (out / "a-log.jsonl").read_text().splitlines()]
     resumed = [json.loads(line) for line in (out / "b-log.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in resumed] == [2, 3]
+    assert [e["step"] for e in resumed] == [s0 + 2, s0 + 3]
     assert resumed[0]["mel_l1"] == pytest.approx(first[-1]["mel_l1"], abs=1e-6)  # the state's weights
     # no warm-up again (default: 200 discriminator-only steps): its one step moved the generator
     assert "train_mel" in resumed[1] and resumed[1]["mel_l1"] != resumed[0]["mel_l1"]
-    assert inspect_checkpoint(out / "b-last.pth").info == "0epoch_3iteration"
-    assert torch.load(out / "b-state.pt", weights_only=True)["step"] == 3
+    assert inspect_checkpoint(out / "b-last.pth").info == f"0epoch_{s0 + 3}iteration"
+    assert torch.load(out / "b-state.pt", weights_only=True)["step"] == s0 + 3
     # a file that is no state of this script is refused in one line
     with pytest.raises(SystemExit, match="not a training state"):
         gpu_sovits.main(common + ["--steps", "1", "--resume", str(paths.sovits_path)])
