@@ -26,7 +26,8 @@ build script's rule (``training.gpt_select``) and writes:
 - ``<name>-last.ckpt`` and ``<name>-log.jsonl`` (one line per evaluation).
 
 A new run starts from ``--init`` (default: the shipped demo GPT) with a new optimiser, so its
-rate warms up again, as the build script's ``--init-from`` does.
+rate warms up again, as the build script's ``--init-from`` does; ``--new`` starts a GPT of
+another size from random weights instead.
 """
 
 from __future__ import annotations
@@ -243,6 +244,14 @@ def checkpoint_step(path: Path) -> int:
 
 def start_run(args: argparse.Namespace, device: torch.device) -> Run:
     """A new run from ``--init`` (new optimiser, the schedule counted from its step), or ``--resume``."""
+    if args.new is not None and args.resume is not None:
+        raise SystemExit("--new starts a new GPT and --resume continues one; pass one of them")
+    if args.new is not None:  # a new GPT of another size, with --init's vocabulary and text side
+        width, layers, heads = args.new
+        config = load_gpt(args.init).config.replace(hidden_dim=width, n_head=heads, n_layer=layers, ffn_dim=4 * width)
+        torch.manual_seed(args.seed)
+        model = Text2SemanticGPT(config).to(device).train()
+        return Run(model, gpt_optimizer(model.parameters()), 0, 0, float("inf"), random.Random(args.seed))
     if args.resume is None:
         model = load_gpt(args.init, map_location=device).train()
         step = checkpoint_step(args.init)
@@ -321,6 +330,16 @@ def train(args: argparse.Namespace) -> None:
           flush=True)  # fmt: skip
 
 
+def size_arg(text: str) -> tuple[int, int, int]:
+    try:
+        width, layers, heads = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTH,LAYERS,HEADS such as 256,8,4, got {text!r}") from None
+    if min(width, layers, heads) < 1 or width % heads:
+        raise argparse.ArgumentTypeError(f"{text}: sizes must be >= 1 and the width a multiple of the heads")
+    return width, layers, heads
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -345,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--resume", type=Path, default=None,
                     help="a training state to continue: this script's <name>-state.pt or the build script's "
                          "train/gpt_state.pt")  # fmt: skip
+    tr.add_argument("--new", type=size_arg, default=None, metavar="WIDTH,LAYERS,HEADS",
+                    help="train a new GPT of this size from step 0 instead (FFN 4x the width; the shipped one is "
+                         "192,6,4); a new GPT wants a higher --lr, such as 1e-3")  # fmt: skip
     tr.add_argument("--name", default="gpu")
     tr.add_argument("--device", default="cuda")
     tr.add_argument("--minutes", type=float, default=7.0)

@@ -121,6 +121,22 @@ def test_a_resumed_run_continues_the_state_it_saved(gpu_gpt, packed, tmp_path):
         _train(gpu_gpt, *common, "--steps", "1", "--resume", str(demo_voice_paths().gpt_path))
 
 
+def test_new_trains_a_gpt_of_another_size_from_step_zero(gpu_gpt, packed, tmp_path):
+    out = tmp_path / "out"
+    assert _train(gpu_gpt, "--pack", str(packed), "--out", str(out), "--steps", "2", "--name", "n",
+                  "--new", "48,2,2", "--lr", "1e-3") == 0  # fmt: skip
+    assert [e["step"] for e in _log(out / "n-log.jsonl")] == [0, 2]
+    model = load_gpt(out / "n-last.ckpt")
+    shipped = load_gpt(demo_voice_paths().gpt_path).config
+    assert (model.config.hidden_dim, model.config.n_layer, model.config.n_head, model.config.ffn_dim) == (48, 2, 2, 192)
+    assert model.config.replace(hidden_dim=192, n_layer=6, n_head=4, ffn_dim=768) == shipped
+    for bad in ("48,2", "50,2,4", "0,2,2"):
+        with pytest.raises(SystemExit):
+            _train(gpu_gpt, "--pack", str(packed), "--out", str(out), "--new", bad)
+    with pytest.raises(SystemExit, match="pass one of them"):
+        _train(gpu_gpt, "--pack", str(packed), "--out", str(out), "--new", "48,2,2", "--resume", str(out / "n-state.pt"))
+
+
 def test_bad_input_is_refused_in_one_line_and_nothing_is_deleted(gpu_gpt, packed, tmp_path):
     paths, manifest = demo_voice_paths(), demo_voice_manifest()
     keep = tmp_path / "work"
