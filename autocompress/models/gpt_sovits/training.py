@@ -347,7 +347,7 @@ def gpt_loss(
     if history_noise > 0:
         with torch.no_grad():
             guesses = model.forward_train(phones, phones_len, bert, codes, codes_len)[0][:, :-1, : model.config.eos]
-        swap = torch.rand(codes.shape, generator=generator) < history_noise
+        swap = torch.rand(codes.shape, generator=generator, device=codes.device) < history_noise
         history = torch.where(swap, guesses.argmax(-1), codes)
     logits, targets = model.forward_train(phones, phones_len, bert, codes, codes_len, history=history)  # [B, T+1, V]
     t = torch.arange(targets.shape[1], device=targets.device)[None, :]
