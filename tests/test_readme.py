@@ -31,3 +31,18 @@ def test_readme_names_every_shipped_target():
     text = (ROOT / "README.md").read_text()
     missing = [name for name in list_targets() if f"`{name}`" not in text]
     assert not missing, f"README's target list lacks {missing}"
+
+
+def test_readme_quotes_the_demo_voices_measured_quality():
+    """The figures README gives for the demo voice are the ones its demo.json records."""
+    from autocompress.models.gpt_sovits.demo import demo_voice_manifest
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(
+        r"DistillMOS ([\d.]+) against its Piper source's ([\d.]+), word error rate ([\d.]+) against ([\d.]+),"
+        r" speaker cosine ([\d.]+), measured on (\d+) held-out sentences", text)  # fmt: skip
+    assert found, "README's sentence on the demo voice's quality has changed form"
+    q = demo_voice_manifest()["quality_measured"]
+    expect = [q["distillmos_teacher"], q["distillmos_source"], q["wer_teacher"], q["wer_source"], q["speaker_cosine"]]
+    assert list(found.groups()[:5]) == [f"{v:.2f}" for v in expect]
+    assert int(found.group(6)) == q["n_sentences"]
