@@ -1354,7 +1354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--sentences", type=positive_int, default=None,
                    help=f"sentences to generate (default {FULL.n_sentences}); more extend the data, the held-out set stays")
-    p.add_argument("--n-eval", type=int, default=16, help="held-out sentences scored by 'evaluate'")
+    p.add_argument("--n-eval", type=int, default=FULL.n_eval, help="held-out sentences scored by 'evaluate' (default: all)")
     p.add_argument("--save-every", type=float, default=300.0, help="seconds between resumable saves")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--init-from", type=Path, default=None,
