@@ -115,8 +115,12 @@ def pack(exp: Path, out: Path, sovits_path: Path, eval_names: list[str], referen
     ref_prompt: list[int] = []
     with (out / PACK_TSV).open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        total, done = len(train) + len(eval_names), 0
         for split, names in (("train", train), ("eval", eval_names)):
             for name in names:
+                done += 1
+                if done % 1000 == 0:  # about 12 s of coding prompts each here
+                    print(f"pack: {done}/{total} items", flush=True)
                 item = folder[name]
                 prompt = _ints(demo_prompt_codes(sovits, item.load_wav(), standin_version)) if split == "train" else ""
                 if name == reference:
