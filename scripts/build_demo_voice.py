@@ -33,7 +33,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import dataclasses
 import json
@@ -69,7 +68,7 @@ from autocompress.exceptions import AutocompressError, ConfigError, DataError  #
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram, spectrogram_raw  # noqa: E402
 from autocompress.models.gpt_sovits.checkpoint import (  # noqa: E402
-    inspect_checkpoint,
+    checkpoint_step,
     load_gpt,
     load_sovits,
     save_gpt,
@@ -96,12 +95,14 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     UNSEEN_TEXTS,
     codebook_state,
     gpt_batch,
+    gpt_greedy_checks,
     gpt_learning_rate,
     gpt_loss,
     gpt_optimizer,
     gpt_select,
     init_ssl_proj_pair_mean_,
     kmeans,
+    save_atomic,
     discriminator_loss,
     sovits_decode_forward,
     sovits_generator_losses,
@@ -111,7 +112,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     waveform_losses,
 )
 from autocompress.models.gpt_sovits.discriminator import LIGHT_PERIOD_CHANNELS, MultiPeriodDiscriminator  # noqa: E402
-from autocompress.score.tokens import forced_logits, greedy_tokens  # noqa: E402
+from autocompress.score.tokens import forced_logits  # noqa: E402
 from autocompress.search.synth import code_limit, reference_prompt, speak  # noqa: E402
 from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     STANDIN_SAMPLE_RATE,
@@ -803,8 +804,8 @@ class Trainer:
         improved = metric < self.best_eval
         if improved:
             self.best_eval = metric
-            _atomic_save({"model": self.model.state_dict(), "step": self.step, "eval": metric, "metrics": metrics,
-                          "config": self.config.to_dict()}, self.best_path)
+            save_atomic({"model": self.model.state_dict(), "step": self.step, "eval": metric, "metrics": metrics,
+                         "config": self.config.to_dict()}, self.best_path)
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
             "start_step": self.start_step, "best_eval": self.best_eval, "rng_seed": self.rng.randrange(2**31),
@@ -813,7 +814,7 @@ class Trainer:
         }  # fmt: skip
         if self.disc is not None:
             state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict())
-        _atomic_save(state, self.state_path)
+        save_atomic(state, self.state_path)
         recent = self.history[-50:]
         means = {k: sum(h.get(k, 0.0) for h in recent) / len(recent) for k in recent[0]} if recent else {}
         with (self.dir / f"{self.kind}_log.jsonl").open("a", encoding="utf-8") as f:
@@ -853,17 +854,12 @@ class Trainer:
             sovits = codes_model(self.work, self.micro)
             wav = self.train_items[0].wav
             self._prompt = demo_prompt_codes(sovits, wav, standin_version(self.work))[None]  # [1, P]
-        shipped = copy.deepcopy(self.model)  # as it ships: fp16 weights (greedy ties are that close)
-        for t in list(shipped.parameters()) + list(shipped.buffers()):
-            t.data = t.data.half().float() if t.is_floating_point() else t.data
-        ratios = _greedy_lengths(shipped, self._prompt, self.train_items[0], self.eval_items)
-        ref = _utterance(self.train_items[0].phones, shipped.config.bert_dim, self._prompt[0])
-        runaway = 0
-        for text in UNSEEN_TEXTS:
-            phones = torch.tensor(phones_to_ids(english_to_phones(text), "v2"))
-            limit = code_limit(phones.numel())
-            runaway += greedy_tokens(shipped, ref, _utterance(phones, shipped.config.bert_dim), limit).numel() >= limit
-        return ratios, runaway / len(UNSEEN_TEXTS)
+        unseen = [torch.tensor(phones_to_ids(english_to_phones(text), "v2")) for text in UNSEEN_TEXTS]
+        return gpt_greedy_checks(
+            self.model, self.train_items[0].phones, self._prompt[0],
+            [(it.phones, it.codes.numel()) for it in self.eval_items],
+            [(phones, code_limit(phones.numel())) for phones in unseen],
+        )  # fmt: skip
 
     def _sovits_step(self, items: list[Item]) -> dict[str, float]:
         """One generator step; with a discriminator, its step comes first (on the same slices)."""
@@ -948,35 +944,9 @@ class Trainer:
         return float(F.l1_loss(mel_hat, mel_spectrogram(target, cfg.filter_length, cfg.n_mel_channels)))
 
 
-def checkpoint_step(path: Path) -> int:
-    """The training step a shipped model file records (``"<E>epoch_<S>iteration"`` of a SoVITS,
-    ``"GPT-e<S>"`` of a GPT, as :func:`stage_ship` writes them); 0 when it records none."""
-    info = inspect_checkpoint(path).info
-    found = re.fullmatch(r"\d+epoch_(\d+)iteration|GPT-e(\d+)", info)
-    return int(next(g for g in found.groups() if g is not None)) if found else 0
-
-
 def _utterance(phones: torch.Tensor, bert_dim: int, codes: torch.Tensor | None = None) -> SimpleNamespace:
     """Phones [+ codes] as :mod:`autocompress.score.tokens` reads an utterance (English: zero BERT)."""
     return SimpleNamespace(phones=phones, bert=torch.zeros(bert_dim, phones.numel()), codes=codes)
-
-
-def _greedy_lengths(
-    gpt: Text2SemanticGPT, prompt: torch.Tensor, prompt_item: Item, items: list[Item], max_ratio: float = 2.0
-) -> list[float]:
-    """Greedy code count / true code count per item, prompted with ``prompt`` ``[1, P]`` (top-k 1)."""
-    ref = _utterance(prompt_item.phones, gpt.config.bert_dim, prompt[0])
-    return [
-        greedy_tokens(gpt, ref, _utterance(it.phones, gpt.config.bert_dim), int(max_ratio * it.codes.numel()) + 1)
-        .numel() / it.codes.numel()
-        for it in items
-    ]
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,

@@ -33,7 +33,6 @@ another size from random weights instead.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import pickle
@@ -43,7 +42,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -53,27 +51,25 @@ sys.path.insert(0, str(REPO))
 
 from autocompress.cli.argtypes import positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError  # noqa: E402
-from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_gpt, save_gpt  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import checkpoint_step, load_gpt, save_gpt  # noqa: E402
 from autocompress.models.gpt_sovits.config import GPTConfig  # noqa: E402
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT  # noqa: E402
 from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SELECT_RULES,
     UNSEEN_TEXTS,
-    TrainOptions,
     gpt_batch,
+    gpt_greedy_checks,
     gpt_learning_rate,
     gpt_loss,
     gpt_optimizer,
     gpt_select,
+    save_atomic,
 )
-from autocompress.score.tokens import greedy_tokens  # noqa: E402
 
 PACK_TSV = "items.tsv"  # name, split, phone ids, codes, prompt codes (train items only)
 PACK_META = "meta.json"  # the reference prompt and the unseen sentences
 DEMO = REPO / "autocompress" / "assets" / "demo"
 STATE_KEYS = frozenset({"model", "optimizer", "step", "start_step", "best_eval", "rng_seed", "config"})
-RECIPE = TrainOptions()
-MAX_EVAL_RATIO = 2.0  # greedy decoding of a held-out item stops at this many times its true length
 
 
 # --------------------------------------------------------------------------- pack (here)
@@ -174,31 +170,14 @@ def load_pack(folder: Path, device: torch.device) -> Pack:
     return Pack(splits["train"], splits["eval"], splits["train"][0], unseen)
 
 
-def _utterance(phones: torch.Tensor, bert_dim: int, codes: torch.Tensor | None = None) -> SimpleNamespace:
-    """Phones [+ codes] as :mod:`autocompress.score.tokens` reads them (English: zero BERT)."""
-    return SimpleNamespace(phones=phones, bert=torch.zeros(bert_dim, phones.numel(), device=phones.device), codes=codes)
-
-
 @torch.no_grad()
 def evaluate(model: Text2SemanticGPT, data: Pack) -> dict[str, float]:
     """The build script's held-out GPT metrics: cross-entropy of the held-out items, and how long
-    greedy decoding runs as the GPT ships (fp16 weights), prompted with the reference item."""
+    greedy decoding runs as the GPT ships (``training.gpt_greedy_checks``)."""
     model.eval()
     ce = gpt_loss(model, *gpt_batch([[it] for it in data.eval]))[1]["ce"]
-    shipped = copy.deepcopy(model)
-    for t in list(shipped.parameters()) + list(shipped.buffers()):
-        t.data = t.data.half().float() if t.is_floating_point() else t.data
-    dim = model.config.bert_dim
-    ref = _utterance(data.reference.phones, dim, data.reference.prompt_codes)
-    ratios = []
-    for it in data.eval:
-        n = it.codes.numel()
-        ratios.append(greedy_tokens(shipped, ref, _utterance(it.phones, dim), int(MAX_EVAL_RATIO * n) + 1).numel() / n)
-    device = data.reference.phones.device
-    runaway = sum(
-        greedy_tokens(shipped, ref, _utterance(phones.to(device), dim), limit).numel() >= limit
-        for phones, limit in data.unseen
-    ) / max(1, len(data.unseen))
+    ratios, runaway = gpt_greedy_checks(model, data.reference.phones, data.reference.prompt_codes,
+                                        [(it.phones, it.codes.numel()) for it in data.eval], data.unseen)  # fmt: skip
     model.train()
     return gpt_select(ce, ratios, runaway)
 
@@ -212,12 +191,6 @@ def _cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu(v) for v in obj)
     return obj
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 @dataclass
@@ -235,15 +208,9 @@ class Run:
         """Write the resumable state (atomically: a run killed while saving keeps the last one)."""
         seed = self.rng.randrange(2**31)
         self.rng.seed(seed)
-        _atomic_save({"model": _cpu(self.model.state_dict()), "optimizer": _cpu(self.opt.state_dict()),
-                      "step": self.step, "start_step": self.start_step, "best_eval": self.best, "rng_seed": seed,
-                      "config": self.model.config.to_dict(), "select_rule": SELECT_RULES["gpt"]}, path)  # fmt: skip
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step a GPT file records as ``GPT-e<S>`` (the build script's ship format), else 0."""
-    info = inspect_checkpoint(path).info
-    return int(info[5:]) if info.startswith("GPT-e") and info[5:].isdigit() else 0
+        save_atomic({"model": _cpu(self.model.state_dict()), "optimizer": _cpu(self.opt.state_dict()),
+                     "step": self.step, "start_step": self.start_step, "best_eval": self.best, "rng_seed": seed,
+                     "config": self.model.config.to_dict(), "select_rule": SELECT_RULES["gpt"]}, path)  # fmt: skip
 
 
 def start_run(args: argparse.Namespace, device: torch.device) -> Run:
@@ -291,8 +258,8 @@ def train(args: argparse.Namespace) -> None:
         if improved:
             run.best = metrics["select"]
             save_gpt(model, args.out / f"{args.name}-best.ckpt", epoch=run.step)
-            _atomic_save({"model": _cpu(model.state_dict()), "step": run.step, "eval": run.best, "metrics": metrics,
-                          "config": model.config.to_dict()}, args.out / f"{args.name}-best.pt")  # fmt: skip
+            save_atomic({"model": _cpu(model.state_dict()), "step": run.step, "eval": run.best, "metrics": metrics,
+                         "config": model.config.to_dict()}, args.out / f"{args.name}-best.pt")  # fmt: skip
         lr = gpt_learning_rate(max(0, run.step - 1 - run.start_step), args.lr, args.halflife)  # the last step's
         line = {"step": run.step, "seconds": round(elapsed, 1), **metrics, "best": improved, "lr": lr,
                 **{f"train_{k}": v for k, v in parts.items()}}  # fmt: skip

@@ -40,7 +40,6 @@ import json
 import math
 import pickle
 import random
-import re
 import shutil
 import sys
 import time
@@ -58,7 +57,7 @@ sys.path.insert(0, str(REPO))
 from autocompress.cli.argtypes import non_negative_int, positive_int  # noqa: E402
 from autocompress.exceptions import AutocompressError  # noqa: E402
 from autocompress.models.gpt_sovits.audio import mel_spectrogram, spectrogram_raw  # noqa: E402
-from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_sovits, save_sovits  # noqa: E402
+from autocompress.models.gpt_sovits.checkpoint import checkpoint_step, load_sovits, save_sovits  # noqa: E402
 from autocompress.models.gpt_sovits.discriminator import (  # noqa: E402
     LIGHT_PERIOD_CHANNELS,
     MultiPeriodDiscriminator,
@@ -68,6 +67,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     SoVITSLossWeights,
     TrainOptions,
     discriminator_loss,
+    save_atomic,
     sovits_decode_forward,
     sovits_optimizer,
     sovits_select,
@@ -202,16 +202,7 @@ class Run:
         state = {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
                  "d_opt": self.d_opt.state_dict(), "step": self.start_step + step, "best": self.best,
                  "disc_channels": self.channels}  # fmt: skip
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step a SoVITS file records as ``<E>epoch_<S>iteration`` (upstream's and the build
-    script's format), else 0."""
-    found = re.fullmatch(r"\d+epoch_(\d+)iteration", inspect_checkpoint(path).info)
-    return int(found.group(1)) if found else 0
+        save_atomic(state, path)
 
 
 def start_run(args: argparse.Namespace, device: torch.device) -> Run:

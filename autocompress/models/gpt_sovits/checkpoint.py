@@ -254,6 +254,14 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     return _gpt_info(path, obj, header, weights)
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The training step a model file records in its ``info``: ``"<E>epoch_<S>iteration"`` (a
+    SoVITS, upstream's form) or ``"GPT-e<S>"`` (a GPT, as the demo build writes it); 0 when it
+    records none."""
+    found = re.fullmatch(r"\d+epoch_(\d+)iteration|GPT-e(\d+)", inspect_checkpoint(path).info)
+    return int(next(g for g in found.groups() if g is not None)) if found else 0
+
+
 def save_sovits(
     model: SynthesizerTrn,
     path: str | Path,
@@ -668,6 +676,7 @@ __all__ = [
     "HEADER_VERSIONS",
     "HParams",
     "SoVITSCheckpoint",
+    "checkpoint_step",
     "detect_sovits_version",
     "hparams_to_dict",
     "inspect_checkpoint",

@@ -20,6 +20,7 @@ share one copy.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -443,6 +444,39 @@ def gpt_batch(rows: Sequence[Sequence[Any]]) -> tuple[Tensor, ...]:
             torch.nn.utils.rnn.pad_sequence(codes, batch_first=True), c_len)  # fmt: skip
 
 
+@torch.no_grad()
+def gpt_greedy_checks(
+    gpt: nn.Module, prompt_phones: Tensor, prompt_codes: Tensor, held_out: Sequence[tuple[Tensor, int]],
+    unseen: Sequence[tuple[Tensor, int]], max_ratio: float = 2.0,
+) -> tuple[list[float], float]:
+    """What :func:`gpt_select` reads of greedy decoding, with ``gpt``'s weights rounded to fp16 as
+    it ships (greedy ties are that close), prompted with ``prompt_phones`` and ``prompt_codes``.
+
+    ``held_out``: (phone ids, true code count) of each held-out item, whose greedy length / true
+    length is returned (decoding stops at ``max_ratio`` times the true length); ``unseen``:
+    (phone ids, code limit) of each :data:`UNSEEN_TEXTS` sentence, of which the share that runs to
+    its limit (never stops) is returned.
+    """
+    from types import SimpleNamespace
+
+    from autocompress.score.tokens import greedy_tokens
+
+    shipped = copy.deepcopy(gpt).eval()
+    for t in list(shipped.parameters()) + list(shipped.buffers()):
+        t.data = t.data.half().float() if t.is_floating_point() else t.data
+    dim, device = shipped.config.bert_dim, next(shipped.parameters()).device
+
+    def utterance(phones: Tensor, codes: Tensor | None = None) -> SimpleNamespace:  # on the GPT's device
+        phones = phones.to(device)
+        return SimpleNamespace(phones=phones, bert=torch.zeros(dim, phones.numel(), device=device),
+                               codes=None if codes is None else codes.to(device))  # fmt: skip
+
+    ref = utterance(prompt_phones, prompt_codes)
+    ratios = [greedy_tokens(shipped, ref, utterance(phones), int(max_ratio * n) + 1).numel() / n for phones, n in held_out]
+    runaway = sum(greedy_tokens(shipped, ref, utterance(phones), limit).numel() >= limit for phones, limit in unseen)
+    return ratios, runaway / max(1, len(unseen))
+
+
 def gpt_select(ce: float, length_ratios: Sequence[float], runaway: float) -> dict[str, float]:
     """:data:`SELECT_RULES` ``["gpt"]`` and its parts (``select``: lower is better).
 
@@ -456,6 +490,14 @@ def gpt_select(ce: float, length_ratios: Sequence[float], runaway: float) -> dic
     return {"ce": ce, "length_ratio": sum(length_ratios) / len(length_ratios), "length_off": off,
             "length_log_error": log_error, "unseen_runaway": runaway,
             "select": ce + off + log_error + runaway}  # fmt: skip
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename: a run killed while saving keeps the
+    file it had (training states and best models)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 def sovits_optimizer(params, lr: float) -> torch.optim.Optimizer:  # noqa: ANN001
@@ -483,6 +525,7 @@ __all__ = [
     "codebook_state",
     "discriminator_loss",
     "gpt_batch",
+    "gpt_greedy_checks",
     "gpt_learning_rate",
     "gpt_loss",
     "gpt_optimizer",
@@ -491,6 +534,7 @@ __all__ = [
     "kl_loss",
     "kmeans",
     "multi_resolution_stft_loss",
+    "save_atomic",
     "slice_segments",
     "sovits_decode_forward",
     "sovits_generator_losses",
