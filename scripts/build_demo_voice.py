@@ -104,6 +104,7 @@ from autocompress.models.gpt_sovits.training import (  # noqa: E402
     kmeans,
     save_atomic,
     discriminator_loss,
+    english_utterance,
     sovits_decode_forward,
     sovits_generator_losses,
     sovits_optimizer,
@@ -498,7 +499,7 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
     gpt = load_gpt(gpt_path).float().eval()
     train = load_gpt_train_items(work)
     prompt = demo_prompt_codes(codes_model(work, micro), train[0].wav, standin_version(work))
-    ref = _utterance(train[0].phones, gpt.config.bert_dim, prompt)
+    ref = english_utterance(train[0].phones, gpt.config.bert_dim, prompt)
     items = train + load_items(work, "eval", audio=False)
     agree = 0
     rows = [["item_name", "semantic_audio"]]
@@ -518,8 +519,8 @@ def stage_gta(work: Path, micro: bool, gpt_path: Path) -> None:
 def teacher_forced_codes(gpt: Text2SemanticGPT, prompt: SimpleNamespace, phones: torch.Tensor,
                          codes: torch.Tensor) -> torch.Tensor:
     """The GPT's most likely code (EOS excluded) at each position of ``codes`` ``[T]``, reading the
-    true codes before it, prompted with ``prompt`` (:func:`_utterance` with its codes): ``[T]``."""
-    logits = forced_logits(gpt, prompt, _utterance(phones, gpt.config.bert_dim), codes)  # [T + 1, V]
+    true codes before it, prompted with ``prompt`` (:func:`english_utterance` with its codes): ``[T]``."""
+    logits = forced_logits(gpt, prompt, english_utterance(phones, gpt.config.bert_dim), codes)  # [T + 1, V]
     return logits[:-1, : gpt.config.eos].argmax(-1)
 
 
@@ -944,11 +945,6 @@ class Trainer:
         return float(F.l1_loss(mel_hat, mel_spectrogram(target, cfg.filter_length, cfg.n_mel_channels)))
 
 
-def _utterance(phones: torch.Tensor, bert_dim: int, codes: torch.Tensor | None = None) -> SimpleNamespace:
-    """Phones [+ codes] as :mod:`autocompress.score.tokens` reads an utterance (English: zero BERT)."""
-    return SimpleNamespace(phones=phones, bert=torch.zeros(bert_dim, phones.numel()), codes=codes)
-
-
 def stage_train(work: Path, kinds: tuple[str, ...], micro: bool, seed: int,
                 steps: int | None, minutes: float | None, save_every_s: float,
                 opts: TrainOptions = TrainOptions()) -> None:
@@ -1180,7 +1176,8 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     phones = load_phones(work)
     held = [u for u in load_utterances(work) if u["split"] == "eval"][:n_eval]
     scorer = QualityScorer()
-    prompt = _utterance(torch.tensor(ref_ids), gpt.config.bert_dim, demo_prompt_codes(sovits, ref_wav, version))
+    prompt_codes = demo_prompt_codes(sovits, ref_wav, version)
+    prompt = english_utterance(torch.tensor(ref_ids), gpt.config.bert_dim, prompt_codes)
     refer = spectrogram(ref_wav)  # the same style reference for every sentence
     rows = []
     for u in held:

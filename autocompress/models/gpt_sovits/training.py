@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -444,6 +445,13 @@ def gpt_batch(rows: Sequence[Sequence[Any]]) -> tuple[Tensor, ...]:
             torch.nn.utils.rnn.pad_sequence(codes, batch_first=True), c_len)  # fmt: skip
 
 
+def english_utterance(phones: Tensor, bert_dim: int, codes: Tensor | None = None) -> SimpleNamespace:
+    """Phone ids [+ codes] as :mod:`autocompress.score.tokens` reads an utterance; English has no
+    BERT features (upstream feeds zeros), so ``bert`` is zeros on ``phones``' device."""
+    bert = torch.zeros(bert_dim, phones.numel(), device=phones.device)
+    return SimpleNamespace(phones=phones, bert=bert, codes=codes)
+
+
 @torch.no_grad()
 def gpt_greedy_checks(
     gpt: nn.Module, prompt_phones: Tensor, prompt_codes: Tensor, held_out: Sequence[tuple[Tensor, int]],
@@ -457,8 +465,6 @@ def gpt_greedy_checks(
     (phone ids, code limit) of each :data:`UNSEEN_TEXTS` sentence, of which the share that runs to
     its limit (never stops) is returned.
     """
-    from types import SimpleNamespace
-
     from autocompress.score.tokens import greedy_tokens
 
     shipped = copy.deepcopy(gpt).eval()
@@ -467,9 +473,7 @@ def gpt_greedy_checks(
     dim, device = shipped.config.bert_dim, next(shipped.parameters()).device
 
     def utterance(phones: Tensor, codes: Tensor | None = None) -> SimpleNamespace:  # on the GPT's device
-        phones = phones.to(device)
-        return SimpleNamespace(phones=phones, bert=torch.zeros(dim, phones.numel(), device=device),
-                               codes=None if codes is None else codes.to(device))  # fmt: skip
+        return english_utterance(phones.to(device), dim, None if codes is None else codes.to(device))
 
     ref = utterance(prompt_phones, prompt_codes)
     ratios = [greedy_tokens(shipped, ref, utterance(phones), int(max_ratio * n) + 1).numel() / n for phones, n in held_out]
@@ -524,6 +528,7 @@ __all__ = [
     "UNSEEN_TEXTS",
     "codebook_state",
     "discriminator_loss",
+    "english_utterance",
     "gpt_batch",
     "gpt_greedy_checks",
     "gpt_learning_rate",
