@@ -121,7 +121,6 @@ from autocompress.models.gpt_sovits.standin import (  # noqa: E402
     log_mel_natural,
     standin_features,
     standin_log_mel,
-    standin_pitch,
     standin_to_log_mel,
     voiced_recall,
     voicing,

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from autocompress.cli.main import main
 from autocompress.models.gpt_sovits import SynthesizerTrn, Text2SemanticGPT, save_gpt, save_sovits

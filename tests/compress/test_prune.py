@@ -45,24 +45,26 @@ def _zero_removed_(model: nn.Module, group: str, kept: dict[str, torch.Tensor]) 
     c = model.config
     if group == "gpt":
         for name, keep in kept.items():
-            _, l, kind = name.split(".")
-            layer = model.h.layers[int(l)]
+            _, index, kind = name.split(".")
+            i = int(index)
+            layer = model.h.layers[i]
             if kind == "heads":  # a head whose output columns are zero contributes nothing
                 hd = c.head_dim
-                for h in _removed(c.heads_of(int(l)), keep):
+                for h in _removed(c.heads_of(i), keep):
                     layer.self_attn.out_proj.weight[:, h * hd : (h + 1) * hd] = 0
             else:
-                layer.linear2.weight[:, _removed(c.ffn_of(int(l)), keep)] = 0
+                layer.linear2.weight[:, _removed(c.ffn_of(i), keep)] = 0
     elif group == "enc_p":
         hd = c.hidden_channels // c.n_heads
         for name, keep in kept.items():
-            enc, l, kind = name.split(".")
+            enc, index, kind = name.split(".")
+            i = int(index)
             encoder = getattr(model.enc_p, enc)
             if kind == "heads":  # the shared emb_rel_v term makes a head's output non-zero: zero conv_o
-                for h in _removed(c.enc_heads_of(enc, int(l)), keep):
-                    encoder.attn_layers[int(l)].conv_o.weight[:, h * hd : (h + 1) * hd] = 0
+                for h in _removed(c.enc_heads_of(enc, i), keep):
+                    encoder.attn_layers[i].conv_o.weight[:, h * hd : (h + 1) * hd] = 0
             else:
-                encoder.ffn_layers[int(l)].conv_2.weight[:, _removed(c.enc_filter_of(enc, int(l)), keep)] = 0
+                encoder.ffn_layers[i].conv_2.weight[:, _removed(c.enc_filter_of(enc, i), keep)] = 0
     elif group == "flow":
         for name, keep in kept.items():
             k = int(name.split(".")[1])

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from autocompress.cli.main import main
-from autocompress.report import load_report_data, point_ids, render_html, sensitivity, write_report
+from autocompress.report import load_report_data, point_ids, render_html, sensitivity
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
