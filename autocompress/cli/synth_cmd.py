@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from autocompress.exceptions import ConfigError, DataError
+from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SECONDS
 
 
 def register(subparsers) -> None:  # noqa: ANN001
@@ -37,6 +38,10 @@ def register(subparsers) -> None:  # noqa: ANN001
     parser.add_argument("--noise-scale", type=float, help="prior noise scale (0 = deterministic; --demo default 0)")
     parser.add_argument("--max-tokens", type=int,
                         help="most semantic codes to generate (default: the bundle's; --demo: 3 per phone + 25)")
+    parser.add_argument("--max-piece-phones", type=int, default=MAX_PIECE_PHONES, metavar="N",
+                        help="speak the text sentence by sentence, a sentence of more than N phones cut at its "
+                        f"commas, with {PIECE_PAUSE_SECONDS} s of silence between pieces "
+                        f"(default {MAX_PIECE_PHONES}; 0: the whole text at once)")
     parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
     parser.add_argument("--threads", type=int, help="onnxruntime (or, with --demo, torch) intra-op threads")
     parser.set_defaults(func=run)
@@ -60,14 +65,55 @@ def phone_ids(args: argparse.Namespace, table: list[str]) -> list[int] | None:
     return [index[p] for p in phones]
 
 
-def make_input(args: argparse.Namespace, runner):  # noqa: ANN001, ANN201
-    """The bundle utterance the flags describe."""
+def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] | None:
+    """The text to speak as pieces of ids (:func:`split_phones`; one piece with
+    ``--max-piece-phones 0``), or None for a bundle sample's own text."""
+    from autocompress.models.gpt_sovits.text import split_phones
+
+    ids = phone_ids(args, table)
+    if ids is None:
+        return None
+    limit = getattr(args, "max_piece_phones", MAX_PIECE_PHONES)
+    if limit < 0:
+        raise ConfigError(f"--max-piece-phones must be >= 0, got {limit}")
+    if limit == 0:
+        return [ids]
+    pieces, start = [], 0
+    for piece in split_phones([table[i] for i in ids], limit):
+        pieces.append(ids[start : start + len(piece)])
+        start += len(piece)
+    return pieces
+
+
+def join_pieces(wavs: list, sampling_rate: int):  # noqa: ANN201
+    """One waveform: the pieces' audio with :data:`PIECE_PAUSE_SECONDS` of silence between them."""
+    import numpy as np
+
+    gap = np.zeros(round(PIECE_PAUSE_SECONDS * sampling_rate), dtype=np.float32)
+    parts = []
+    for i, wav in enumerate(wavs):
+        parts += [gap, np.asarray(wav, dtype=np.float32)] if i else [np.asarray(wav, dtype=np.float32)]
+    return np.concatenate(parts)
+
+
+def stop_summary(reasons: list[str]) -> str:
+    """How generation ended, over all pieces: ``eos``, or which pieces hit the code limit."""
+    capped = [str(i + 1) for i, r in enumerate(reasons) if r != "eos"]
+    if not capped:
+        return "eos"
+    return "max_new_tokens" if len(reasons) == 1 else f"max_new_tokens in piece {', '.join(capped)}"
+
+
+def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
+    """The bundle utterances the flags describe: one per piece of the text."""
     import numpy as np
 
     ref = np.load(args.ref_spec, allow_pickle=False) if args.ref_spec else None
     sv = np.load(args.ref_sv, allow_pickle=False) if getattr(args, "ref_sv", None) else None
-    ids = phone_ids(args, runner.symbols())
-    return runner.make_input(args.sample, None if ids is None else " ".join(map(str, ids)), ref, sv)
+    pieces = phone_pieces(args, runner.symbols())
+    if pieces is None:
+        return [runner.make_input(args.sample, None, ref, sv)]
+    return [runner.make_input(args.sample, " ".join(map(str, ids)), ref, sv) for ids in pieces]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,13 +129,23 @@ def run(args: argparse.Namespace) -> int:
         sampling = dataclasses.replace(sampling, top_k=args.top_k)
     if args.temperature is not None:
         sampling = dataclasses.replace(sampling, temperature=args.temperature)
-    out = runner.synthesize(make_input(args, runner), sampling, args.noise_scale, args.seed, args.max_tokens)
-    write_wav(args.out, out.wav, out.sampling_rate)
+    outs = [
+        runner.synthesize(item, sampling, args.noise_scale, args.seed, args.max_tokens)
+        for item in make_inputs(args, runner)
+    ]
+    wav = join_pieces([o.wav for o in outs], runner.sampling_rate)
+    seconds = wav.size / runner.sampling_rate
+    rtf = sum(o.gpt_seconds + o.sovits_seconds for o in outs) / max(seconds, 1e-9)
+    write_wav(args.out, wav, runner.sampling_rate)
     print(
-        f"wrote {args.out}: {out.audio_seconds:.2f} s, {out.codes.size} codes ({out.stop_reason}), "
-        f"RTF {out.rtf:.3f} on {runner.device}"
+        f"wrote {args.out}: {seconds:.2f} s, {sum(o.codes.size for o in outs)} codes{_in_pieces(outs)} "
+        f"({stop_summary([o.stop_reason for o in outs])}), RTF {rtf:.3f} on {runner.device}"
     )
     return 0
+
+
+def _in_pieces(pieces: list) -> str:
+    return f" in {len(pieces)} pieces" if len(pieces) > 1 else ""
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -120,22 +176,29 @@ def run_demo(args: argparse.Namespace) -> int:
     wav = ref.load_wav()  # the prompt is coded as upstream's inference codes one (the teacher's figures too)
     codes = demo_prompt_codes(voice.sovits, wav, manifest["standin_version"])
     prompt = reference_prompt(voice, ref.name, phones_to_ids(ref.phones, folder.version), wav, codes)
-    ids = torch.tensor(phone_ids(args, symbols(folder.version)), dtype=torch.long)
-    limit = args.max_tokens if args.max_tokens is not None else code_limit(ids.numel())
-    if limit < 1:
-        raise ConfigError(f"--max-tokens must be >= 1, got {limit}")
+    pieces = phone_pieces(args, symbols(folder.version))
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     start = time.perf_counter()
-    speech = speak(
-        voice, prompt, ids,
-        top_k=args.top_k if args.top_k is not None else 1,
-        temperature=args.temperature if args.temperature is not None else 1.0,
-        noise_scale=args.noise_scale if args.noise_scale is not None else 0.0,
-        seed=args.seed, max_new_tokens=limit,
-    )  # fmt: skip
-    seconds = speech.wav.numel() / speech.sample_rate
+    speeches, reasons = [], []
+    for piece in pieces:
+        ids = torch.tensor(piece, dtype=torch.long)
+        limit = args.max_tokens if args.max_tokens is not None else code_limit(ids.numel())
+        speech = speak(
+            voice, prompt, ids,
+            top_k=args.top_k if args.top_k is not None else 1,
+            temperature=args.temperature if args.temperature is not None else 1.0,
+            noise_scale=args.noise_scale if args.noise_scale is not None else 0.0,
+            seed=args.seed, max_new_tokens=limit,
+        )  # fmt: skip
+        speeches.append(speech)
+        reasons.append("max_new_tokens" if speech.codes.numel() >= limit else "eos")
+    rate = speeches[0].sample_rate
+    wav = join_pieces([s.wav.numpy() for s in speeches], rate)
+    seconds = wav.size / rate
     rtf = (time.perf_counter() - start) / max(seconds, 1e-9)
-    write_wav(args.out, speech.wav.numpy(), speech.sample_rate)
-    stop = "max_new_tokens" if speech.codes.numel() >= limit else "eos"
-    print(f"wrote {args.out}: {seconds:.2f} s, {speech.codes.numel()} codes ({stop}), "
-          f"RTF {rtf:.3f} measured on this CPU (demo teacher, PyTorch)")
+    write_wav(args.out, wav, rate)
+    print(f"wrote {args.out}: {seconds:.2f} s, {sum(s.codes.numel() for s in speeches)} codes"
+          f"{_in_pieces(speeches)} ({stop_summary(reasons)}), RTF {rtf:.3f} measured on this CPU "
+          "(demo teacher, PyTorch)")
     return 0

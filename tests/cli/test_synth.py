@@ -60,3 +60,20 @@ def test_demo_synth_refuses_missing_text_and_bundle_only_flags(tmp_path, capsys)
     assert "--sample" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: one voice only
         main(["synth", "--demo", "--bundle", str(tmp_path), "--text", "Hi.", "--out", out])
+
+
+def test_demo_speaks_each_sentence_as_it_would_alone_with_a_pause_between(tmp_path, capsys):
+    def say(text: str, *extra: str) -> tuple[np.ndarray, str]:
+        out = tmp_path / "out.wav"
+        assert main(["synth", "--demo", "--text", text, "--out", str(out), *extra]) == 0
+        return sf.read(out)[0], capsys.readouterr().out
+
+    first, _ = say("The red boat is here.")
+    second, _ = say("Where did Simon leave the yellow basket?")
+    both, line = say("The red boat is here. Where did Simon leave the yellow basket?")
+    assert " codes in 2 pieces (eos)" in line
+    np.testing.assert_array_equal(both, np.concatenate([first, np.zeros(9600), second]))  # 0.3 s at 32 kHz
+    whole, line = say("The red boat is here. Where did Simon leave the yellow basket?", "--max-piece-phones", "0")
+    assert " pieces" not in line and whole.size != both.size
+    assert main(["synth", "--demo", "--text", "Hi.", "--max-piece-phones", "-1", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "--max-piece-phones" in capsys.readouterr().err

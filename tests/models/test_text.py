@@ -9,6 +9,7 @@ import pytest
 
 from autocompress.exceptions import DataError
 from autocompress.models.gpt_sovits.text import (
+    MAX_PIECE_PHONES,
     PUNCTUATION,
     english_to_phones,
     grapheme_to_phones,
@@ -16,6 +17,7 @@ from autocompress.models.gpt_sovits.text import (
     normalize_english,
     number_to_words,
     phones_to_ids,
+    split_phones,
     symbols,
     text_to_ids,
     year_to_words,
@@ -172,3 +174,46 @@ def test_front_end_output_is_always_in_both_tables():
 def test_empty_and_symbol_only_text():
     assert english_to_phones("") == []
     assert english_to_phones("$ # @") == []
+
+
+# --------------------------------------------------------------------------- pieces to speak
+
+
+def _lengths(pieces: list[list[str]]) -> list[int]:
+    return [len(p) for p in pieces]
+
+
+def test_text_is_spoken_sentence_by_sentence_and_the_pieces_join_back():
+    text = "After lunch, David and Anna carried a gentle feather. Where is the boat? It is here!"
+    phones = english_to_phones(text)
+    pieces = split_phones(phones)
+    assert [p[-1] for p in pieces] == [".", "?", "!"]
+    assert sum(pieces, []) == phones
+    assert split_phones([]) == []
+    with pytest.raises(ValueError, match="max_phones"):
+        split_phones(phones, 0)
+
+
+def test_a_long_sentence_is_cut_after_its_commas_into_pieces_that_fit():
+    text = ("After lunch, David and Anna carried a gentle feather, and then they all went home to sleep "
+            "for a very long time, because they were tired.")
+    phones = english_to_phones(text)
+    assert len(phones) > MAX_PIECE_PHONES
+    pieces = split_phones(phones)
+    assert len(pieces) > 1 and sum(pieces, []) == phones
+    assert all(len(p) <= MAX_PIECE_PHONES for p in pieces)
+    assert all(p[-1] == "," for p in pieces[:-1])  # cut only after a comma
+    # a sentence at or under the limit is left whole, whatever its commas
+    assert split_phones(phones, len(phones)) == [phones]
+    # a clause longer than the limit stays whole: phones carry no word boundaries
+    one_clause = english_to_phones("David and Anna carried a gentle feather across the valley on Monday.")
+    assert split_phones(one_clause, 10) == [one_clause]
+
+
+def test_marks_alone_and_short_pieces_join_a_neighbour():
+    assert _lengths(split_phones(english_to_phones("Hi. The red boat is here."))) == [3 + 14]
+    assert split_phones(english_to_phones("The red boat is here. Hi."))[0][-3:] == ["HH", "AY1", "."]
+    boat = english_to_phones("The red boat is here.")
+    assert split_phones(["…", *boat, "!", "!"]) == [["…", *boat, "!", "!"]]
+    # a short piece stays alone when joining it would pass the limit
+    assert len(split_phones(english_to_phones("Hi. The red boat is here."), 14)) == 2

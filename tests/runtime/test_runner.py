@@ -99,15 +99,25 @@ def test_runtime_never_imports_torch(tmp_path) -> None:
 def test_synth_text_reaches_the_runner_as_the_bundle_table_ids(bundle_fp32) -> None:
     import argparse
 
-    from autocompress.cli.synth_cmd import make_input
+    from autocompress.cli.synth_cmd import make_inputs
 
     runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
-    args = argparse.Namespace(text="Hello, world.", phones=None, ref_spec=None, sample=1)
-    item = make_input(args, runner)
     table = runner.symbols()
-    assert [table[i] for i in item.text] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "."]
     stored = runner.sample_inputs()[1]
+    args = argparse.Namespace(text="Hello, world.", phones=None, ref_spec=None, sample=1)
+    (item,) = make_inputs(args, runner)
+    assert [table[i] for i in item.text] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "."]
     np.testing.assert_array_equal(item.prompt_codes, stored.prompt_codes)  # the sample's prompt is kept
+
+    # two sentences: two utterances, each with the sample's prompt; --max-piece-phones 0 keeps one
+    args.text = "Hello, world. The red boat is here."
+    first, second = make_inputs(args, runner)
+    assert [table[i] for i in first.text] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "."]
+    assert [table[i] for i in second.text][:3] == ["DH", "AH0", "R"] and table[second.text[-1]] == "."
+    np.testing.assert_array_equal(second.prompt_codes, stored.prompt_codes)
+    args.max_piece_phones = 0
+    (whole,) = make_inputs(args, runner)
+    np.testing.assert_array_equal(whole.text, np.concatenate([first.text, second.text]))
 
 
 def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
@@ -130,6 +140,17 @@ def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
     assert result.returncode == 0, result.stderr
     codes = int(result.stdout.split(" codes")[0].rsplit(" ", 1)[1])
     assert sf.read(said)[0].size == codes * 1280
+
+    # two sentences are spoken one at a time, with upstream's 0.3 s of silence between them
+    cmd[cmd.index("Hello, world.")] = "Hello, world. The red boat is here."
+    result = subprocess.run(cmd, env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert " codes in 2 pieces (" in result.stdout
+    codes = int(result.stdout.split(" codes")[0].rsplit(" ", 1)[1])
+    two = sf.read(said)[0]
+    assert two.size == codes * 1280 + 9600
+    silent_run = np.convolve((two == 0).astype(float), np.ones(9600), mode="valid")
+    assert silent_run.max() == 9600  # the pause is there, whole
 
     bad = subprocess.run(
         [sys.executable, "-m", "autocompress", "synth", "--bundle", str(tmp_path), "--out", str(out)],

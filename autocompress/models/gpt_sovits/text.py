@@ -595,7 +595,85 @@ def ids_to_phones(ids: Sequence[int], version: str) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------- pieces to speak
+
+SENTENCE_ENDS = frozenset({".", "?", "!", "…"})
+CLAUSE_ENDS = frozenset({",", "-"})
+MAX_PIECE_PHONES = 50  # the demo voice trained on sentences of at most 49 phones
+MIN_PIECE_PHONES = 8  # a shorter piece ("Hi.") is spoken with a neighbour when the two fit
+PIECE_PAUSE_SECONDS = 0.3  # silence between spoken pieces, as upstream's inference leaves
+
+
+def _cut_after(phones: Sequence[str], marks: frozenset[str]) -> list[list[str]]:
+    pieces: list[list[str]] = [[]]
+    for p in phones:
+        pieces[-1].append(p)
+        if p in marks:
+            pieces.append([])
+    return [piece for piece in pieces if piece]
+
+
+def _has_words(piece: Sequence[str]) -> bool:
+    return any(p not in PUNCTUATION for p in piece)
+
+
+def split_phones(phones: Sequence[str], max_phones: int = MAX_PIECE_PHONES) -> list[list[str]]:
+    """Cut a phone sequence into the pieces a voice speaks one at a time.
+
+    Upstream's inference cuts long text at punctuation and speaks each piece with the same
+    prompt; a GPT trained on single sentences runs on, or stops early, when asked for a
+    paragraph at once. Each sentence (up to ``. ? ! …``) is a piece. A sentence of more than
+    ``max_phones`` symbols is cut after its commas and dashes, and its clauses are packed back
+    into pieces of at most ``max_phones`` (a clause longer than that stays whole: phones carry
+    no word boundaries). Marks without words join the piece before them, and a piece with
+    fewer than :data:`MIN_PIECE_PHONES` symbols joins a neighbour when the two fit.
+
+    Returns:
+        The pieces, in order; joined they are ``phones``. Empty for empty input.
+
+    Raises:
+        ValueError: ``max_phones`` is below 1.
+    """
+    if max_phones < 1:
+        raise ValueError(f"max_phones must be >= 1, got {max_phones}")
+    pieces: list[list[str]] = []
+    for sentence in _cut_after(phones, SENTENCE_ENDS):
+        if len(sentence) <= max_phones:
+            pieces.append(sentence)
+            continue
+        packed: list[str] = []
+        for clause in _cut_after(sentence, CLAUSE_ENDS):
+            if packed and len(packed) + len(clause) > max_phones:
+                pieces.append(packed)
+                packed = []
+            packed = packed + clause
+        pieces.append(packed)
+    joined: list[list[str]] = []
+    for piece in pieces:  # marks alone: onto the piece before (or the next, at the start)
+        if joined and (not _has_words(piece) or not _has_words(joined[-1])):
+            joined[-1] = joined[-1] + piece
+        else:
+            joined.append(piece)
+    i = 0
+    while i < len(joined):  # short pieces: into the next one, else the one before, when they fit
+        piece = joined[i]
+        if len(piece) < MIN_PIECE_PHONES and len(joined) > 1:
+            if i + 1 < len(joined) and len(piece) + len(joined[i + 1]) <= max_phones:
+                joined[i + 1] = piece + joined[i + 1]
+                del joined[i]
+                continue
+            if i > 0 and len(joined[i - 1]) + len(piece) <= max_phones:
+                joined[i - 1] = joined[i - 1] + piece
+                del joined[i]
+                continue
+        i += 1
+    return joined
+
+
 __all__ = [
+    "MAX_PIECE_PHONES",
+    "MIN_PIECE_PHONES",
+    "PIECE_PAUSE_SECONDS",
     "PUNCTUATION",
     "english_to_phones",
     "grapheme_to_phones",
@@ -603,6 +681,7 @@ __all__ = [
     "normalize_english",
     "number_to_words",
     "phones_to_ids",
+    "split_phones",
     "symbols",
     "text_to_ids",
     "year_to_words",
