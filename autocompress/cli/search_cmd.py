@@ -38,7 +38,8 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
     p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
     p.add_argument("--space", metavar="FILE", help="search-space file (default: search_spaces/demo.toml or gpt_sovits_v2.toml)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where trials run (default cpu)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where trials run (default auto: cuda when torch sees a CUDA device, else cpu)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampler and fine-tune seed (default 0)")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
     p.add_argument("--no-export", dest="export", action="store_false", help="do not export the Pareto set at the end")

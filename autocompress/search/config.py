@@ -20,7 +20,7 @@ from autocompress.store import DEFAULT_STORAGE, parse_url
 
 DEMO_SPACE = "demo.toml"
 USER_SPACE = "gpt_sovits_v2.toml"
-DEVICES = ("cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # auto: cuda where torch sees a CUDA device, else cpu
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -39,7 +39,7 @@ class SearchConfig:
     storage: str = DEFAULT_STORAGE
     out: Path | None = None
     space: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
     seed: int = 0
     artifacts: Path | None = None
     export: bool = True
@@ -115,10 +115,13 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         raise ConfigError(f"--export-format must be onnx or checkpoint, got {config.export_format!r}")
     if config.device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {config.device!r}")
-    if config.device == "cuda":
+    device = config.device
+    if device != "cpu":
         import torch
 
-        if not torch.cuda.is_available():
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available here; hint: use --device cpu")
     try:
         parse_url(config.storage)
@@ -144,7 +147,7 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         steps=space.steps if config.steps is None else config.steps,
         out=out,
         artifacts=artifacts_dir(config.storage, config.artifacts),
-        device=config.device,
+        device=device,
     )
 
 

@@ -91,3 +91,18 @@ def test_dashboard_serves_only_on_localhost_with_the_same_stores(tmp_path, monke
     assert main(["dashboard", "--storage", url, "--port", "8123"]) == 0
     assert seen["storage"] == url and seen["host"] == "127.0.0.1" and seen["port"] == 8123
     assert Path(seen["artifact_store"]._base_path) == tmp_path / "db" / "artifacts"
+
+
+def test_device_auto_takes_cuda_only_where_torch_sees_it(monkeypatch):
+    import torch
+
+    from autocompress.exceptions import ConfigError
+    from autocompress.search.config import SearchConfig, resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve(SearchConfig(target="rtx3060")).device == "cpu"  # the default is auto
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve(SearchConfig(target="rtx3060", device="cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve(SearchConfig(target="rtx3060")).device == "cuda"
+    assert resolve(SearchConfig(target="rtx3060", device="cpu")).device == "cpu"
