@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args)
     import dataclasses
 
-    from autocompress.runtime import BundleRunner, write_wav
+    from autocompress.runtime import BundleRunner
 
     runner = BundleRunner(args.bundle, prefer_gpu=not args.cpu, threads=args.threads)
     sampling = runner.sampling
@@ -133,19 +133,25 @@ def run(args: argparse.Namespace) -> int:
         runner.synthesize(item, sampling, args.noise_scale, args.seed, args.max_tokens)
         for item in make_inputs(args, runner)
     ]
-    wav = join_pieces([o.wav for o in outs], runner.sampling_rate)
-    seconds = wav.size / runner.sampling_rate
-    rtf = sum(o.gpt_seconds + o.sovits_seconds for o in outs) / max(seconds, 1e-9)
-    write_wav(args.out, wav, runner.sampling_rate)
-    print(
-        f"wrote {args.out}: {seconds:.2f} s, {sum(o.codes.size for o in outs)} codes{_in_pieces(outs)} "
-        f"({stop_summary([o.stop_reason for o in outs])}), RTF {rtf:.3f} on {runner.device}"
-    )
+    write_pieces(
+        args.out, [o.wav for o in outs], runner.sampling_rate, [o.codes.size for o in outs],
+        [o.stop_reason for o in outs], sum(o.gpt_seconds + o.sovits_seconds for o in outs), f"on {runner.device}",
+    )  # fmt: skip
     return 0
 
 
-def _in_pieces(pieces: list) -> str:
-    return f" in {len(pieces)} pieces" if len(pieces) > 1 else ""
+def write_pieces(
+    out: str, wavs: list, sampling_rate: int, n_codes: list[int], reasons: list[str], wall_s: float, where: str
+) -> None:
+    """Write the pieces as one wav (:func:`join_pieces`) and say what it holds and its measured RTF."""
+    from autocompress.runtime import write_wav
+
+    wav = join_pieces(wavs, sampling_rate)
+    seconds = wav.size / sampling_rate
+    write_wav(out, wav, sampling_rate)
+    pieces = f" in {len(wavs)} pieces" if len(wavs) > 1 else ""
+    print(f"wrote {out}: {seconds:.2f} s, {sum(n_codes)} codes{pieces} ({stop_summary(reasons)}), "
+          f"RTF {wall_s / max(seconds, 1e-9):.3f} {where}")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -164,7 +170,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from autocompress.models.gpt_sovits.demo import demo_prompt_codes, demo_voice_manifest, demo_voice_paths
     from autocompress.models.gpt_sovits.text import phones_to_ids, symbols
     from autocompress.models.gpt_sovits.voice import Voice
-    from autocompress.runtime import write_wav
     from autocompress.search.synth import code_limit, reference_prompt, speak
 
     if args.threads:
@@ -193,12 +198,8 @@ def run_demo(args: argparse.Namespace) -> int:
         )  # fmt: skip
         speeches.append(speech)
         reasons.append("max_new_tokens" if speech.codes.numel() >= limit else "eos")
-    rate = speeches[0].sample_rate
-    wav = join_pieces([s.wav.numpy() for s in speeches], rate)
-    seconds = wav.size / rate
-    rtf = (time.perf_counter() - start) / max(seconds, 1e-9)
-    write_wav(args.out, wav, rate)
-    print(f"wrote {args.out}: {seconds:.2f} s, {sum(s.codes.numel() for s in speeches)} codes"
-          f"{_in_pieces(speeches)} ({stop_summary(reasons)}), RTF {rtf:.3f} measured on this CPU "
-          "(demo teacher, PyTorch)")
+    write_pieces(
+        args.out, [s.wav.numpy() for s in speeches], speeches[0].sample_rate, [s.codes.numel() for s in speeches],
+        reasons, time.perf_counter() - start, "measured on this CPU (demo teacher, PyTorch)",
+    )  # fmt: skip
     return 0
