@@ -339,6 +339,35 @@ def load_utterances(work: Path) -> list[dict[str, str]]:
     ]
 
 
+REFERENCE_FILE = "reference"  # the reference item's name (--reference); absent: the first training item
+
+
+def reference_name(work: Path) -> str:
+    """The work-dir name of the reference item, the teacher's prompt and style reference: the
+    one ``--reference`` chose (``work/reference``), else the first training item."""
+    train = [u["name"] for u in load_utterances(work) if u["split"] == "train"]
+    if not train:
+        raise DataError(f"no training utterances in {work}; hint: run the earlier stages first")
+    path = work / REFERENCE_FILE
+    if not path.exists():
+        return train[0]
+    name = path.read_text(encoding="utf-8").strip()
+    if name not in train:
+        raise DataError(f"{path}: {name!r} is not a training utterance; hint: --reference NAME sets another")
+    return name
+
+
+def set_reference(work: Path, name: str) -> str:
+    """Make the training utterance ``name`` (``demo_0035``, with or without .wav/.flac) the reference."""
+    stem = Path(name).stem
+    train = [u["name"] for u in load_utterances(work) if u["split"] == "train"]
+    match = [n for n in train if Path(n).stem == stem]
+    if not match:
+        raise ConfigError(f"--reference {name}: no training utterance of that name in {work}")
+    (work / REFERENCE_FILE).write_text(match[0] + "\n", encoding="utf-8")
+    return match[0]
+
+
 def load_wav32k(work: Path, name: str) -> torch.Tensor:
     wav, sr = sf.read(work / "wav32k" / (Path(name).stem + ".flac"), dtype="float32")
     if sr != SAMPLE_RATE:
@@ -571,16 +600,19 @@ class Item:
     gta_codes: torch.Tensor | None = None  # a GPT's teacher-forced guesses of ``codes`` (stage gta)
 
 
-def load_items(work: Path, split: str, limit: int | None = None, audio: bool = True) -> list[Item]:
-    """The ``split`` utterances; ``audio=False`` keeps only names, phones and codes (``wav``,
-    ``spec`` and ``ssl`` empty), for the GPT side, which reads nothing else."""
+def load_items(
+    work: Path, split: str, limit: int | None = None, audio: bool = True, names: set[str] | None = None
+) -> list[Item]:
+    """The ``split`` utterances (only ``names``, when given); ``audio=False`` keeps only names,
+    phones and codes (``wav``, ``spec`` and ``ssl`` empty), for the GPT side, which reads
+    nothing else."""
     phones = load_phones(work)
     semantic = load_semantic(work)
     gta = load_semantic(work, GTA_FILE) if (work / GTA_FILE).exists() else {}
     items = []
     empty = torch.empty(0)
     for utt in load_utterances(work):
-        if utt["split"] != split:
+        if utt["split"] != split or (names is not None and utt["name"] not in names):
             continue
         name = utt["name"]
         wav = spec = ssl = empty
@@ -604,11 +636,12 @@ def load_items(work: Path, split: str, limit: int | None = None, audio: bool = T
 
 
 def load_gpt_train_items(work: Path) -> list[Item]:
-    """The training items as the GPT side reads them: phones and codes only, except the first
-    (the reference item), whose audio is the prompt."""
+    """The training items as the GPT side reads them: phones and codes only, except the
+    reference item (:func:`reference_name`), whose audio is the prompt; it comes first."""
     items = load_items(work, "train", audio=False)
-    items[0] = load_items(work, "train", limit=1)[0]
-    return items
+    ref = reference_name(work)
+    at = next(i for i, it in enumerate(items) if it.name == ref)
+    return [load_items(work, "train", names={ref})[0]] + items[:at] + items[at + 1 :]
 
 
 def sovits_batch(items: list[Item], hop: int) -> tuple[torch.Tensor, ...]:
@@ -849,7 +882,7 @@ class Trainer:
     def _greedy_checks(self) -> tuple[list[float], float]:
         """Greedy length / true length of each held-out item, and the share of :data:`UNSEEN_TEXTS`
         whose greedy decoding runs to the product's code limit (never stops). Prompted as the
-        teacher is: the reference (first training) item's audio as ``teacher_speak`` codes it."""
+        teacher is: the reference item's audio as ``teacher_speak`` codes it."""
         if self._prompt is None:
             sovits = codes_model(self.work, self.micro)
             wav = self.train_items[0].wav
@@ -899,7 +932,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics and ``select`` (lower is better) that picks the best model.
 
-        GPT: cross-entropy, and how long greedy decoding runs (prompted with the first training
+        GPT: cross-entropy, and how long greedy decoding runs (prompted with the reference
         item, as the teacher is) against each held-out item's true code count: a GPT that stops
         early, never stops or speaks too fast is worse than its cross-entropy says
         (:data:`SELECT_RULES` ``["gpt"]``). SoVITS: log-mel L1,
@@ -1013,13 +1046,16 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
     utts = load_utterances(work)
     train = [u for u in utts if u["split"] == "train"][: size.ship_train]
     held = [u for u in utts if u["split"] == "eval"][: size.ship_eval]
+    ref = reference_name(work)
+    if all(u["name"] != ref for u in train):  # the reference ships, in place of the last item
+        train = train[:-1] + [next(u for u in utts if u["name"] == ref)]
     write_experiment(assets / DEMO_EXP, experiment_records(work, train + held), audio_format="flac", overwrite=True)
     manifest_path = assets / DEMO_MANIFEST
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     manifest.update(
         train_names=[exp_name(u["name"]) for u in train],
         eval_names=[exp_name(u["name"]) for u in held],
-        reference_name=exp_name(train[0]["name"]),
+        reference_name=exp_name(ref),
         content_features="autocompress.models.gpt_sovits.standin (demo stand-in for HuBERT)",
         standin_version=standin_version(work),
         piper_scales=list(piper_scales(work) or PiperVoice.json_scales()),
@@ -1318,6 +1354,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per training stage")
     p.add_argument("--micro", action="store_true", help="5 sentences and micro models (tests)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--reference", default=None, metavar="NAME",
+                   help="training utterance (e.g. demo_0035) that prompts the teacher from now on: the GPT "
+                   "selection's greedy checks, gta, ship and evaluate (kept in the work dir; default: the "
+                   "first training utterance)")
     p.add_argument("--sentences", type=positive_int, default=None,
                    help=f"sentences to generate (default {FULL.n_sentences}); more extend the data, the held-out set stays")
     p.add_argument("--n-eval", type=int, default=FULL.n_eval, help="held-out sentences scored by 'evaluate' (default: all)")
@@ -1377,6 +1417,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         stages = (args.stage,)
     try:
+        if args.reference is not None:
+            log.info("reference: %s", set_reference(work, args.reference))
         run_stages(stages, args, size, work)
     except AutocompressError as e:
         sys.stderr.write(f"error: {e}\n")

@@ -284,6 +284,26 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     state = torch.load(work / "train" / "sovits_state.pt", weights_only=True)
     assert state["select_rule"] == build.SELECT_RULES["sovits_gta"]
 
+    # --reference: another training utterance prompts the teacher, and ships even past ship_train
+    train_names = [u["name"] for u in build.load_utterances(work) if u["split"] == "train"]
+    assert build.reference_name(work) == train_names[0] and len(train_names) > 1
+    assert build.main(["--stage", "ship", "--reference", "no_such_item"] + args) == 2
+    other = train_names[-1]
+    assert build.set_reference(work, Path(other).stem + ".flac") == other
+    assert build.reference_name(work) == other
+    gpt_items = build.load_gpt_train_items(work)
+    assert gpt_items[0].name == other and gpt_items[0].wav.numel() > 0  # first, with its audio
+    assert sorted(it.name for it in gpt_items) == sorted(train_names) and gpt_items[1].wav.numel() == 0
+    assets_ref = tmp_path / "assets_ref"
+    build.stage_ship(work, assets_ref, dataclasses.replace(build.MICRO, ship_train=1))
+    shipped_ref = demo_voice_manifest(assets_ref)
+    assert shipped_ref["reference_name"] == build.exp_name(other) and shipped_ref["train_names"] == [build.exp_name(other)]
+    assert build.exp_name(other) in ExperimentFolder(assets_ref / "exp").names
+    (work / build.REFERENCE_FILE).write_text(build.load_items(work, "eval")[0].name)  # not a training item
+    with pytest.raises(DataError, match="not a training utterance"):
+        build.reference_name(work)
+    (work / build.REFERENCE_FILE).unlink()
+
 
     # the evaluate stage scores the micro voice and rewrites the quality table of VOICE.md
     pytest.importorskip("pocketsphinx")
