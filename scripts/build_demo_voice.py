@@ -1260,6 +1260,7 @@ def stage_evaluate(work: Path, assets: Path, n_eval: int) -> dict:
     summary["n_sentences"] = len(rows)
     summary["sovits_step"] = manifest["build"]["sovits_step"]
     summary["gpt_step"] = manifest["build"]["gpt_step"]
+    summary["reference"] = manifest["reference_name"]
     result = {"summary": summary, "rows": rows}
     (work / "quality.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     manifest["quality_measured"] = summary
@@ -1290,11 +1291,13 @@ def write_quality_section(path: Path, summary: dict, build: dict) -> None:
     if QUALITY_BEGIN not in text or QUALITY_END not in text:
         return
     s = summary
+    ref = f" ({s['reference']})" if s.get("reference") else ""
     table = "\n".join([
         QUALITY_BEGIN,
         f"Measured on {s['n_sentences']} held-out sentences, {time.strftime('%Y-%m-%d')}, with the shipped "
         f"checkpoints (SoVITS step {build['sovits_step']}, GPT step {build['gpt_step']}). Teacher: greedy GPT "
-        "(top-k 1, repetition penalty 1.35) prompted with the reference item, SoVITS noise scale 0. "
+        f"(top-k 1, repetition penalty 1.35) prompted with the reference item{ref}, which also gives the "
+        "SoVITS its style; SoVITS noise scale 0. "
         "Source: the Piper audio of the same sentence. All figures measured (none projected).",
         "",
         "| metric | teacher | SoVITS alone (true codes) | Piper source | aim |",

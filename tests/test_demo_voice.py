@@ -318,6 +318,8 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     assert all(math.isfinite(quality[k]) for k in ("distillmos_resynth", "wer_resynth", "speaker_cosine"))
     table = (assets / "VOICE.md").read_text()
     assert "SoVITS alone (true codes)" in table and f"{quality['distillmos_resynth']:.2f}" in table
+    assert quality["reference"] == demo_voice_manifest(assets)["reference_name"]  # the item that prompted
+    assert f"reference item ({quality['reference']})" in table
     assert 0 < quality["voiced_share_source"] <= 1 and f"{quality['voiced_share_source']:.2f}" in table
     assert 0 <= quality["forced_code_agreement"] <= 1 and math.isfinite(quality["wer_forced"])
     assert f"has a WER of {quality['wer_forced']:.2f}" in table
