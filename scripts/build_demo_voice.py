@@ -706,6 +706,24 @@ def add_prompt_codes(work: Path, items: list[Item], micro: bool) -> None:
         it.prompt_codes = demo_prompt_codes(sovits, wav, version)
 
 
+@torch.no_grad()
+def gpt_eval_metrics(
+    model: Text2SemanticGPT, eval_items: list[Item], ref_phones: torch.Tensor, ref_prompt: torch.Tensor
+) -> dict[str, float]:
+    """The GPT's held-out metrics and ``select`` (:data:`SELECT_RULES` ``["gpt"]``): cross-entropy
+    on ``eval_items``, each item's greedy length against its true one, and the share of
+    :data:`UNSEEN_TEXTS` whose greedy decoding runs to the product's code limit (never stops),
+    greedy runs prompted as the teacher is (the reference item's phones and prompt codes ``[P]``)."""
+    phones, p_len, codes, c_len = gpt_batch([[it] for it in eval_items])
+    ce = gpt_loss(model, phones, p_len, codes, c_len)[1]["ce"]
+    unseen = [torch.tensor(phones_to_ids(english_to_phones(text), "v2")) for text in UNSEEN_TEXTS]
+    return gpt_select(ce, *gpt_greedy_checks(
+        model, ref_phones, ref_prompt,
+        [(it.phones, it.codes.numel()) for it in eval_items],
+        [(p, code_limit(p.numel())) for p in unseen],
+    ))  # fmt: skip
+
+
 class Trainer:
     """Resumable training of one teacher model (state in ``work/train/<kind>_state.pt``)."""
 
@@ -879,20 +897,12 @@ class Trainer:
         self.step += 1
         self.history.append(parts)
 
-    def _greedy_checks(self) -> tuple[list[float], float]:
-        """Greedy length / true length of each held-out item, and the share of :data:`UNSEEN_TEXTS`
-        whose greedy decoding runs to the product's code limit (never stops). Prompted as the
-        teacher is: the reference item's audio as ``teacher_speak`` codes it."""
+    def _reference_prompt(self) -> torch.Tensor:
+        """``[P]`` codes of the reference item's audio, coded as ``teacher_speak`` codes a prompt."""
         if self._prompt is None:
             sovits = codes_model(self.work, self.micro)
-            wav = self.train_items[0].wav
-            self._prompt = demo_prompt_codes(sovits, wav, standin_version(self.work))[None]  # [1, P]
-        unseen = [torch.tensor(phones_to_ids(english_to_phones(text), "v2")) for text in UNSEEN_TEXTS]
-        return gpt_greedy_checks(
-            self.model, self.train_items[0].phones, self._prompt[0],
-            [(it.phones, it.codes.numel()) for it in self.eval_items],
-            [(phones, code_limit(phones.numel())) for phones in unseen],
-        )  # fmt: skip
+            self._prompt = demo_prompt_codes(sovits, self.train_items[0].wav, standin_version(self.work))
+        return self._prompt
 
     def _sovits_step(self, items: list[Item]) -> dict[str, float]:
         """One generator step; with a discriminator, its step comes first (on the same slices)."""
@@ -944,9 +954,7 @@ class Trainer:
         """
         self.model.eval()
         if self.kind == "gpt":
-            phones, p_len, codes, c_len = gpt_batch([[it] for it in self.eval_items])
-            ce = gpt_loss(self.model, phones, p_len, codes, c_len)[1]["ce"]
-            return gpt_select(ce, *self._greedy_checks())
+            return gpt_eval_metrics(self.model, self.eval_items, self.train_items[0].phones, self._reference_prompt())
         if self._mos is None:
             import distillmos
 
@@ -1049,6 +1057,13 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
     ref = reference_name(work)
     if all(u["name"] != ref for u in train):  # the reference ships, in place of the last item
         train = train[:-1] + [next(u for u in utts if u["name"] == ref)]
+    # the GPT's selection figures as shipped: its greedy checks prompted by the shipped reference
+    # (training may have selected it under another one)
+    ref_item = load_items(work, "train", names={ref})[0]
+    gpt_metrics = gpt_eval_metrics(
+        gpt, load_items(work, "eval", limit=8, audio=False), ref_item.phones,
+        demo_prompt_codes(sovits, ref_item.wav, standin_version(work)),
+    )  # fmt: skip
     write_experiment(assets / DEMO_EXP, experiment_records(work, train + held), audio_format="flac", overwrite=True)
     manifest_path = assets / DEMO_MANIFEST
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
@@ -1067,8 +1082,8 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
             "sovits_step": int(s_state["step"]),
             **{f"sovits_eval_{k}": round(float(v), 4) for k, v in s_state.get("metrics", {}).items() if k != "select"},
             "gpt_step": int(g_state["step"]),
-            "gpt_eval_ce": round(float(g_state.get("metrics", {}).get("ce", g_state["eval"])), 4),
-            "gpt_eval_select": round(float(g_state["eval"]), 4),
+            "gpt_eval_ce": round(float(gpt_metrics["ce"]), 4),
+            "gpt_eval_select": round(float(gpt_metrics["select"]), 4),
         },
     )
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
