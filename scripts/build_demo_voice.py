@@ -340,12 +340,17 @@ def load_utterances(work: Path) -> list[dict[str, str]]:
 
 
 REFERENCE_FILE = "reference"  # the reference item's name (--reference); absent: the first training item
+SELECTION_ITEMS = 8  # the first held-out items, which the selection rules score while training
+
+
+def _train_names(work: Path) -> list[str]:
+    return [u["name"] for u in load_utterances(work) if u["split"] == "train"]
 
 
 def reference_name(work: Path) -> str:
     """The work-dir name of the reference item, the teacher's prompt and style reference: the
     one ``--reference`` chose (``work/reference``), else the first training item."""
-    train = [u["name"] for u in load_utterances(work) if u["split"] == "train"]
+    train = _train_names(work)
     if not train:
         raise DataError(f"no training utterances in {work}; hint: run the earlier stages first")
     path = work / REFERENCE_FILE
@@ -360,8 +365,7 @@ def reference_name(work: Path) -> str:
 def set_reference(work: Path, name: str) -> str:
     """Make the training utterance ``name`` (``demo_0035``, with or without .wav/.flac) the reference."""
     stem = Path(name).stem
-    train = [u["name"] for u in load_utterances(work) if u["split"] == "train"]
-    match = [n for n in train if Path(n).stem == stem]
+    match = [n for n in _train_names(work) if Path(n).stem == stem]
     if not match:
         raise ConfigError(f"--reference {name}: no training utterance of that name in {work}")
     (work / REFERENCE_FILE).write_text(match[0] + "\n", encoding="utf-8")
@@ -774,7 +778,7 @@ class Trainer:
         elif opts.init_from is not None:
             self._init_from(opts.init_from)
         self.train_items = load_gpt_train_items(work) if kind == "gpt" else load_items(work, "train")
-        self.eval_items = load_items(work, "eval", limit=8)
+        self.eval_items = load_items(work, "eval", limit=SELECTION_ITEMS)
         self._eval_voicing: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # sources' YIN, once
         if kind == "gpt" and opts.prompt_silence:
             add_prompt_codes(work, self.train_items, micro)
@@ -1061,7 +1065,7 @@ def stage_ship(work: Path, assets: Path, size: BuildSize) -> None:
     # (training may have selected it under another one)
     ref_item = load_items(work, "train", names={ref})[0]
     gpt_metrics = gpt_eval_metrics(
-        gpt, load_items(work, "eval", limit=8, audio=False), ref_item.phones,
+        gpt, load_items(work, "eval", limit=SELECTION_ITEMS, audio=False), ref_item.phones,
         demo_prompt_codes(sovits, ref_item.wav, standin_version(work)),
     )  # fmt: skip
     write_experiment(assets / DEMO_EXP, experiment_records(work, train + held), audio_format="flac", overwrite=True)
