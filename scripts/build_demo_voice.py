@@ -841,8 +841,11 @@ class Trainer:
                             str(e).splitlines()[0])
         self.step = int(state["step"])
         self.start_step = int(state.get("start_step", 0))
-        # a state saved under another selection rule cannot compare its best with ours
+        # a state saved under another selection rule, or a GPT's greedy checks under another
+        # reference (before --reference: the first training item), cannot compare its best with ours
         same_rule = state.get("select_rule") == SELECT_RULES[self._rule_name()]
+        if self.kind == "gpt":
+            same_rule &= state.get("reference", _train_names(self.work)[0]) == reference_name(self.work)
         self.best_eval = float(state["best_eval"]) if same_rule else math.inf
         if self.kind == "sovits":  # the learning rate is an option, not part of the state
             for opt in (self.optimizer, self.disc_optimizer):
@@ -867,6 +870,8 @@ class Trainer:
             "config": self.config.to_dict(),
             "select_rule": SELECT_RULES[self._rule_name()],
         }  # fmt: skip
+        if self.kind == "gpt":
+            state["reference"] = self.train_items[0].name  # what the greedy checks were prompted with
         if self.disc is not None:
             state.update(disc=self.disc.state_dict(), disc_optimizer=self.disc_optimizer.state_dict())
         save_atomic(state, self.state_path)

@@ -291,6 +291,8 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     other = train_names[-1]
     assert build.set_reference(work, Path(other).stem + ".flac") == other
     assert build.reference_name(work) == other
+    # the GPT's best so far was selected under the first item's prompt: a resumed run selects anew
+    assert build.Trainer("gpt", work, True, 0, build.TrainOptions()).best_eval == math.inf
     gpt_items = build.load_gpt_train_items(work)
     assert gpt_items[0].name == other and gpt_items[0].wav.numel() > 0  # first, with its audio
     assert sorted(it.name for it in gpt_items) == sorted(train_names) and gpt_items[1].wav.numel() == 0
@@ -303,6 +305,7 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
     with pytest.raises(DataError, match="not a training utterance"):
         build.reference_name(work)
     (work / build.REFERENCE_FILE).unlink()
+    assert math.isfinite(build.Trainer("gpt", work, True, 0, build.TrainOptions()).best_eval)  # the first item again
 
 
     # the evaluate stage scores the micro voice and rewrites the quality table of VOICE.md
