@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     )
     console = Console()
     if not paths:
-        console.print(f"study {args.study}: no feasible trial on the Pareto set; wrote only {out / 'pareto.json'}")
+        console.print(f"study {args.study}: no feasible trial on the Pareto set; wrote only {out / 'pareto.json'}",
+                      markup=False)
     for p in paths:
-        console.print(f"exported {p}")
+        console.print(f"exported {p}", markup=False)
     return 0

@@ -24,13 +24,14 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint
 
     info = inspect_checkpoint(args.path)
     config = info.config.to_dict()
-    console = Console()
+    console = Console(soft_wrap=True)  # piped: whole lines, not 80 columns
     if args.json:
         summary = {
             "path": info.path, "kind": info.kind, "version": info.version, "header": info.header.decode("latin-1"),
@@ -40,16 +41,17 @@ def run(args: argparse.Namespace) -> int:
         console.print_json(json.dumps(summary))
         return 0
     kind = "SoVITS" if info.kind == "sovits" else "GPT (text to semantic)"
-    console.print(f"[bold]{info.path}[/bold]: {kind} {info.version}")
-    console.print(
+    console.print(f"[bold]{escape(str(info.path))}[/bold]: {kind} {info.version}")
+    console.print(  # the file's own strings are text, never markup
         f"header {info.header!r}, info {info.info!r}, {info.n_entries} tensors stored as {'/'.join(info.dtypes)}"
-        + (f", enc_q {'present' if info.has_enc_q else 'absent (inference export)'}" if info.kind == "sovits" else "")
+        + (f", enc_q {'present' if info.has_enc_q else 'absent (inference export)'}" if info.kind == "sovits" else ""),
+        markup=False,
     )
     settings = Table(title="Key config values")
     settings.add_column("field")
     settings.add_column("value", justify="right")
     for name in _KEY_FIELDS[info.kind]:
-        settings.add_row(name, _show(config[name]))
+        settings.add_row(name, escape(_show(config[name])))
     console.print(settings)
     counts = Table(title="Stored parameters per submodule")
     counts.add_column("submodule")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     counts.add_column("share", justify="right")
     total = info.n_params
     for name, n in info.param_counts.items():
-        counts.add_row(name, f"{n:,}", f"{100 * n / max(total, 1):.1f} %")
+        counts.add_row(escape(name), f"{n:,}", f"{100 * n / max(total, 1):.1f} %")
     counts.add_row("[bold]total[/bold]", f"[bold]{total:,}[/bold]", "100.0 %")
     if info.buffer_count:
         counts.add_row("buffers (quantizer codebook)", f"{info.buffer_count:,}", "")

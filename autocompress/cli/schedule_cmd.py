@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autocompress.exceptions import ConfigError
@@ -95,7 +96,8 @@ def _add(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments")
     for s in list_schedules(args.storage):
-        table.add_row(s.name, s.cron, f"{s.timeout_s:.0f}", f"{next_due(args.storage, s.name):%Y-%m-%d %H:%M}", " ".join(s.args))
+        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}",
+                      f"{next_due(args.storage, s.name):%Y-%m-%d %H:%M}", escape(" ".join(s.args)))
     Console().print(table)
     return 0
 
@@ -119,11 +121,11 @@ def _history(args: argparse.Namespace) -> int:
     table = Table("id", "schedule", "started (UTC)", "ended", "status", "trials added", "front changed", "exports", "error")
     for r in history(args.storage, args.name, args.limit):
         table.add_row(
-            str(r.id), r.schedule, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            str(r.id), escape(r.schedule), f"{r.started_at:%Y-%m-%d %H:%M:%S}",
             "" if r.ended_at is None else f"{r.ended_at:%H:%M:%S}", r.status,
             "" if r.trials_added is None else str(r.trials_added),
             "" if r.front_changed is None else ("yes" if r.front_changed else "no"),
-            str(len(r.exports)), r.error or "",
+            str(len(r.exports)), escape(r.error or ""),
         )
     Console().print(table)
     return 0

@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from autocompress.cli.argtypes import non_negative_int, positive_int
 from autocompress.store import DEFAULT_STORAGE
 
@@ -112,10 +114,10 @@ class RichReporter:
     def search_started(self, info) -> None:  # noqa: ANN001
         self.info = info
         c = self.console
-        c.print(f"[bold]autocompress search[/bold]  study [cyan]{info.study}[/cyan]  target [cyan]{info.target}[/cyan]"
-                f" ({info.target_description})")
-        c.print(f"  storage {info.storage}   artifacts {info.artifacts}   export -> {info.out}")
-        c.print(f"  voice {info.voice}   device {info.device}   {info.steps} fine-tune steps per trial")
+        c.print(f"[bold]autocompress search[/bold]  study [cyan]{escape(info.study)}[/cyan]"
+                f"  target [cyan]{escape(info.target)}[/cyan] ({escape(info.target_description)})")
+        c.print(f"  storage {info.storage}   artifacts {info.artifacts}   export -> {info.out}", markup=False)
+        c.print(f"  voice {info.voice}   device {info.device}   {info.steps} fine-tune steps per trial", markup=False)
         c.print(f"  trials: {info.n_done} of {info.n_trials} done"
                 + (f", timeout {info.timeout_s:g} s" if info.timeout_s else ""))
         c.print(f"  quality {info.quality_label}; latency {info.latency_label}; memory {info.memory_label}")
@@ -131,14 +133,14 @@ class RichReporter:
         self.eta, self.eta_at = eta_s, time.monotonic()
         self.progress.reset(self.task, total=1, visible=False, description="fine-tune", extra="")
         eta = f" (ETA for the search {_duration(eta_s)})" if eta_s is not None else ""
-        self._line(f"[bold]> {self.current}[/bold]{eta}")
+        self._line(f"[bold]> {escape(self.current)}[/bold]{eta}")
 
     def phase(self, number: int, phase: str) -> None:
         self.phase_name = phase
         if number >= 0:
-            self._line(f"  trial {number}: {phase}")
+            self._line(f"  trial {number}: {escape(phase)}")
         else:
-            self._line(f"  {phase} ...")
+            self._line(f"  {escape(phase)} ...")
 
     def step(self, number: int, step: int, total: int, loss: float, distance: float | None) -> None:
         extra = f"loss {loss:.4g}" + (f"  teacher distance {distance:.4g}" if distance is not None else "")
@@ -158,28 +160,28 @@ class RichReporter:
                     f"memory {row.memory_mb:.4g} MB  {'feasible' if row.feasible else 'infeasible'}"
                     f"  ({row.duration_s:.0f} s)")
         else:
-            text = f"  trial {row.number}: {row.state} - {row.reason}"
+            text = f"  trial {row.number}: {row.state} - {escape(str(row.reason))}"
         self._line(text)
         if self.live is not None:
             self.live.update(self._render())
 
     def exported(self, paths, error: str) -> None:  # noqa: ANN001
         if error:
-            self._line(f"[red]export failed:[/red] {error}")
+            self._line(f"[red]export failed:[/red] {escape(error)}")
 
     def search_finished(self, summary) -> None:  # noqa: ANN001
         self.close()
         c = self.console
-        c.print(self._table(summary.rows, title=f"All trials of study {summary.study}"))
+        c.print(self._table(summary.rows, title=f"All trials of study {escape(summary.study)}"))
         pareto = summary.pareto
         if pareto:
-            c.print(self._table(pareto, title=f"Feasible Pareto set for {summary.target}"))
+            c.print(self._table(pareto, title=f"Feasible Pareto set for {escape(summary.target)}"))
         else:
             c.print("No feasible trial yet: nothing on the Pareto set.")
         for p in summary.exported:
-            c.print(f"exported {p}")
+            c.print(f"exported {p}", markup=False)
         if summary.export_error:
-            c.print(f"[red]export failed:[/red] {summary.export_error}")
+            c.print(f"[red]export failed:[/red] {escape(summary.export_error)}")
         c.print(f"search {summary.status} in {_duration(summary.elapsed_s)}")
 
     def close(self) -> None:
@@ -229,7 +231,8 @@ class RichReporter:
         for r in rows:
             ok = r.state == "COMPLETE"
             t.add_row(
-                str(r.number), r.label if ok or not r.reason else f"{r.label}\n[dim]{r.reason}[/dim]", r.state,
+                str(r.number), escape(r.label) if ok or not r.reason else f"{escape(r.label)}\n[dim]{escape(str(r.reason))}[/dim]",
+                r.state,
                 f"{r.quality:.3f}" if ok and r.quality is not None else "-",
                 f"{r.latency_ms:.3g}" if ok and r.latency_ms is not None else "-",
                 f"{r.memory_mb:.4g}" if ok and r.memory_mb is not None else "-",

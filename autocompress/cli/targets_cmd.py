@@ -21,6 +21,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from autocompress.targets import list_targets, load_target
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         )
         peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in _PEAK_COLUMNS]
         table.add_row(
-            t.name,
+            escape(t.name),
             "run time" if t.memory_bytes is None else f"{t.memory_bytes / 2**30:g}",
             "run time" if t.bandwidth_gbps is None else f"{t.bandwidth_gbps:g}",
             *(["run time", "", "", ""] if t.measured else peak),

@@ -78,3 +78,12 @@ def test_subprocess_entry_point(files):
     assert bad.returncode == 2, bad.stderr
     assert bad.stderr.startswith("error: ") and "not a PyTorch checkpoint" in bad.stderr
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+def test_file_strings_are_printed_as_text_not_markup(tmp_path, capsys):
+    """Brackets in a file name or in the file's own info string are shown as they are."""
+    path = save_sovits(SynthesizerTrn(sovits_tiny(), include_enc_q=False), tmp_path / "voice [v2].pth",
+                       info="[/]8epoch [bold]96iteration")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "voice [v2].pth" in out and "[/]8epoch [bold]96iteration" in out

@@ -106,3 +106,21 @@ def test_device_auto_takes_cuda_only_where_torch_sees_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve(SearchConfig(target="rtx3060")).device == "cuda"
     assert resolve(SearchConfig(target="rtx3060", device="cpu")).device == "cpu"
+
+
+def test_reporter_prints_failure_reasons_and_names_as_text():
+    """A failed trial's reason (an exception message) and the study name are never read as rich markup."""
+    from rich.console import Console
+
+    from autocompress.cli.search_cmd import RichReporter
+    from autocompress.search.progress import SearchSummary, TrialRow
+
+    console = Console(record=True, width=200, force_terminal=False)
+    reporter = RichReporter(console)
+    failed = TrialRow(number=3, state="FAIL", label="gpt int8", reason="shape [batch, 4] vs [/]")
+    reporter.trial_finished(failed, (failed,))
+    reporter.search_finished(SearchSummary(study="me[v2]", target="rtx3060", status="finished", rows=(failed,),
+                                           export_error="cannot write [bold]x"))
+    text = console.export_text()
+    assert "shape [batch, 4] vs [/]" in text and "All trials of study me[v2]" in text
+    assert "cannot write [bold]x" in text
