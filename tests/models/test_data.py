@@ -110,7 +110,7 @@ def test_name2text_wrong_field_count_names_the_line(copy):
     first = path.read_text().splitlines()[1].split("\t")
     _rewrite_line(path, 2, "\t".join(first[:3]))
     with pytest.raises(DataError, match=r"2-name2text.txt:2: 3 tab-separated fields, expected 4"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_unknown_phone_names_the_line_and_symbol(copy):
@@ -119,7 +119,7 @@ def test_unknown_phone_names_the_line_and_symbol(copy):
     fields[1] = "AA1 QQ9 B"
     _rewrite_line(path, 3, "\t".join(fields))
     with pytest.raises(DataError, match=r"2-name2text.txt:3: unknown phone symbol 'QQ9'"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_v2_only_symbol_is_rejected_for_v1(tmp_path):
@@ -130,42 +130,42 @@ def test_v2_only_symbol_is_rejected_for_v1(tmp_path):
     _rewrite_line(path, 2, "\t".join(fields))
     assert ExperimentFolder(folder.path, version="v2")[fields[0]].phones == ("AA1", "ㄱ")
     with pytest.raises(DataError, match=r"2-name2text.txt:2: unknown phone symbol 'ㄱ'.*v1"):
-        ExperimentFolder(folder.path, version="v1")
+        ExperimentFolder(folder.path, version="v1", strict=True)
 
 
 def test_pt_that_is_not_a_tensor(copy, synth):
     name = synth.names[1]
     torch.save({"feats": torch.zeros(1, 768, 10)}, copy / "4-cnhubert" / f"{name}.pt")
     with pytest.raises(DataError, match=rf"4-cnhubert/{name}.pt: expected a tensor, got dict"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_pt_with_a_pickled_object_is_refused_without_running_it(copy, synth):
     name = synth.names[0]
     torch.save(Path("/tmp"), copy / "4-cnhubert" / f"{name}.pt")  # needs a non-allow-listed global
     with pytest.raises(DataError, match=rf"4-cnhubert/{name}.pt: cannot be loaded as a tensor file"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_hubert_wrong_shape(copy, synth):
     item = synth.items[2]
     torch.save(torch.zeros(1, 512, item.hubert_frames), copy / "4-cnhubert" / f"{item.name}.pt")
     with pytest.raises(DataError, match=r"shape \[1, 512, \d+\], expected \[1, 768, T\]"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_hubert_length_not_matching_audio(copy, synth):
     item = synth.items[2]
     torch.save(torch.zeros(1, 768, item.hubert_frames - 3), copy / "4-cnhubert" / f"{item.name}.pt")
     with pytest.raises(DataError, match=rf"{item.name}.pt: {item.hubert_frames - 3} HuBERT frames"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_bert_length_must_equal_phone_count(copy, synth):
     item = next(i for i in synth if i.bert_path is not None)
     torch.save(torch.zeros(1024, item.n_phones + 1), copy / "3-bert" / f"{item.name}.pt")
     with pytest.raises(DataError, match=rf"3-bert/{item.name}.pt: .*expected \[1024, {item.n_phones}\].*n_phones"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_codes_non_integer_and_out_of_range(copy):
@@ -187,7 +187,7 @@ def test_wav_at_the_wrong_sample_rate(copy, synth):
     data, _ = soundfile.read(str(copy / "5-wav32k" / name), dtype="int16")
     soundfile.write(str(copy / "5-wav32k" / name), data, 16000, subtype="PCM_16")
     with pytest.raises(DataError, match=rf"5-wav32k/{name}: sample rate 16000 Hz, expected 32000"):
-        ExperimentFolder(copy)
+        ExperimentFolder(copy, strict=True)
 
 
 def test_missing_files_drop_items_like_upstream_or_raise_when_strict(copy, synth):
@@ -200,6 +200,65 @@ def test_missing_files_drop_items_like_upstream_or_raise_when_strict(copy, synth
     assert folder.summary()["dropped"] == 1
     with pytest.raises(DataError, match=rf"4-cnhubert/{gone}.pt: missing file"):
         ExperimentFolder(copy, strict=True)
+
+
+def test_bad_lines_and_items_are_left_out_with_their_reason_unless_strict(copy, synth):
+    """Like upstream's trainers, a folder with a few bad entries still trains on the rest."""
+    path = copy / "2-name2text.txt"
+    fields = path.read_text().splitlines()[2].split("\t")
+    bad_line = fields[0]
+    fields[1] = "AA1 QQ9 B"
+    _rewrite_line(path, 3, "\t".join(fields))
+    bad_audio = synth.names[4]
+    data, _ = soundfile.read(str(copy / "5-wav32k" / bad_audio), dtype="int16")
+    soundfile.write(str(copy / "5-wav32k" / bad_audio), data, 16000, subtype="PCM_16")
+    folder = ExperimentFolder(copy)
+    assert folder.names == [n for n in synth.names if n not in (bad_line, bad_audio)]
+    assert "2-name2text.txt:3: unknown phone symbol 'QQ9'" in folder.dropped[bad_line]
+    assert "sample rate 16000 Hz" in folder.dropped[bad_audio]
+    with pytest.raises(DataError, match=r"2-name2text.txt:3: unknown phone symbol 'QQ9'"):
+        ExperimentFolder(copy, strict=True)
+
+
+def test_a_repeated_name_is_refused_even_when_not_strict(copy):
+    path = copy / "2-name2text.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(DataError, match=rf"2-name2text.txt:{len(lines) + 1}: name .* appears twice"):
+        ExperimentFolder(copy)
+
+
+def test_stale_codes_are_caught_by_their_length(copy, synth, caplog):
+    """Upstream codes T HuBERT frames into T // 2 codes; other lengths belong to other features."""
+    item = synth.items[2]
+    path = copy / "6-name2semantic.tsv"
+    lines = path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(item.name + "\t"))
+    _rewrite_line(path, row + 1, f"{item.name}\t{' '.join(['7'] * (item.hubert_frames // 2 + 3))}")
+    folder = ExperimentFolder(copy)
+    assert item.name not in folder and "is stale" in folder.dropped[item.name]
+    with pytest.raises(DataError, match=rf"{item.hubert_frames // 2 + 3} codes for '{item.name}'.*stale"):
+        ExperimentFolder(copy, strict=True)
+    assert len(ExperimentFolder(copy, check_tensors=False)) == len(synth)  # lengths unknown: not checked
+
+
+def test_semantic_names_without_a_partner_are_reported(copy, synth, caplog):
+    path = copy / "6-name2semantic.tsv"
+    lines = path.read_text().splitlines()
+    uncoded = lines[1].split("\t")[0]
+    path.write_text("\n".join([lines[0], *lines[2:], "ghost.wav\t1 2 3"]) + "\n")
+    with caplog.at_level("WARNING"):
+        folder = ExperimentFolder(copy)
+    assert folder[uncoded].codes is None and len(folder) == len(synth)
+    assert "1 names of 6-name2semantic.tsv are not in 2-name2text.txt" in caplog.text and "ghost.wav" in caplog.text
+    assert f"1 of {len(synth)} items have no codes" in caplog.text and uncoded in caplog.text
+
+
+def test_byte_order_mark_is_not_part_of_the_first_name(copy, synth):
+    path = copy / "2-name2text.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    folder = ExperimentFolder(copy, strict=True)
+    assert folder.names == synth.names
 
 
 def test_no_usable_items(copy):
@@ -360,7 +419,7 @@ def test_pro_folder_gives_sv(tmp_path):
         SoVITSDataset(ExperimentFolder(folder.path, version="v2"), config=sovits_v2pro())
     torch.save(torch.zeros(1, 100), folder.path / "7-sv_cn" / f"{first.name}.pt")
     with pytest.raises(DataError, match=rf"7-sv_cn/{first.name}.pt: tensor of shape \[1, 100\]"):
-        ExperimentFolder(folder.path, version="v2Pro")
+        ExperimentFolder(folder.path, version="v2Pro", strict=True)
 
 
 # --------------------------------------------------------------------------- writer
@@ -379,7 +438,7 @@ def _records(n: int, ext: str) -> list[ExperimentRecord]:
                 norm_text=f"hello world {i}",
                 wav=(0.5 * rng.standard_normal(samples)).clip(-1, 1).astype(np.float32),
                 hubert=torch.randn(1, 768, hubert_frames_for(samples)).half(),
-                codes=rng.integers(0, 1024, 20 + i).tolist() if i != 1 else None,
+                codes=rng.integers(0, 1024, hubert_frames_for(samples) // 2).tolist() if i != 1 else None,
                 bert=torch.randn(1024, len(phones)) if i == 0 else None,
                 word2ph=[1, 2] if i == 2 else None,
             )
@@ -418,6 +477,7 @@ def test_writer_refuses_bad_records_and_existing_folders(tmp_path):
         (good.__class__(**{**good.__dict__, "wav": good.wav * 3}), r"within \[-1, 1\]"),
         (good.__class__(**{**good.__dict__, "hubert": torch.zeros(768, 10)}), r"hubert has shape \[768, 10\]"),
         (good.__class__(**{**good.__dict__, "codes": [5, 1024]}), "codes must be"),
+        (good.__class__(**{**good.__dict__, "codes": list(good.codes) + [3]}), r"codes for \d+ HuBERT frames"),
         (good.__class__(**{**good.__dict__, "bert": torch.zeros(1024, 2)}), r"bert has shape"),
     ]
     for record, message in bad_cases:

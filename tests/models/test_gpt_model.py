@@ -357,3 +357,14 @@ def test_batch_generation_equals_single_runs():
     _always_eos(model)
     out = model.generate_batch(phones, bert, prompt, top_k=1)
     assert out.idx == [11, 11, 11] and all(t.shape == (11,) for t in out.tokens)
+
+
+def test_phone_ids_outside_the_vocabulary_are_a_data_error():
+    """v2-only phone ids (above 511) given to a v1 GPT: one clear error, not an IndexError."""
+    gpt = Text2SemanticGPT(gpt_tiny().replace(phoneme_vocab_size=512, version="v1")).eval()
+    phones = torch.tensor([[3, 600, 7]])
+    bert = torch.zeros(1, gpt.config.bert_dim, 3)
+    with pytest.raises(DataError, match=r"phone ids must be in 0..511 .*got 3..600"):
+        gpt.generate(phones, bert, None, top_k=1, max_new_tokens=2)
+    with pytest.raises(DataError, match=r"got -1..7"):
+        gpt.prefill_logits(torch.tensor([[3, -1, 7]]), bert)

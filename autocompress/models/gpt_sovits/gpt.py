@@ -732,6 +732,11 @@ def _check_inputs(phones: Tensor, bert: Tensor, prompt: Tensor | None, config: G
         )
     if prompt is not None and (prompt.dim() != 2 or prompt.shape[0] != b):
         raise DataError(f"prompt must be [B, P] with B = {b}, got shape {tuple(prompt.shape)}")
+    if not phones.is_meta and (int(phones.min()) < 0 or int(phones.max()) >= config.phoneme_vocab_size):
+        raise DataError(
+            f"phone ids must be in 0..{config.phoneme_vocab_size - 1} (this GPT's vocabulary), got "
+            f"{int(phones.min())}..{int(phones.max())}; hint: ids of the {config.version} symbol table"
+        )
 
 
 def _check_sampling(top_k: int, top_p: float, temperature: float, repetition_penalty: float) -> None:

@@ -19,6 +19,24 @@ if TYPE_CHECKING:
 MODULE_GROUPS: tuple[str, ...] = ("gpt", "enc_p", "flow", "dec", "ref_enc")
 
 
+
+def check_pair(gpt_config, sovits_config) -> None:  # noqa: ANN001
+    """Raise ``DataError`` unless the GPT and the SoVITS read phones from the same symbol table.
+
+    Upstream writes a v1 GPT (512 phone ids) for v1 voices and a v2 GPT (732) for v2, v2Pro
+    and v2ProPlus; the phone ids of one table mean other phones in the other.
+    """
+    from autocompress.exceptions import DataError
+
+    table = "v1" if sovits_config.version == "v1" else "v2"
+    if gpt_config.version != table:
+        raise DataError(
+            f"the GPT is a {gpt_config.version} model ({gpt_config.phoneme_vocab_size} phone ids) but the SoVITS is "
+            f"{sovits_config.version}, whose phones come from the {table} symbol table; pair it with a {table} GPT "
+            "(the GPT and SoVITS files of one GPT-SoVITS training)"
+        )
+
+
 @dataclass
 class Voice:
     """A GPT (text -> semantic tokens) and a SoVITS (tokens -> waveform) of one speaker."""

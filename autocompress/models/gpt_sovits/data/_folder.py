@@ -148,15 +148,16 @@ class ExperimentFolder:
                     + (" (v2Pro/v2ProPlus need 7-sv_cn)" if part == SV_DIR else "")
                 )
 
-        texts = _read_name2text(self.path / NAME2TEXT, version)
-        codes = _read_semantic(self.path / SEMANTIC) if (self.path / SEMANTIC).exists() else {}
+        texts, bad_lines = _read_name2text(self.path / NAME2TEXT, version, strict)
+        has_semantic = (self.path / SEMANTIC).exists()
+        codes = _read_semantic(self.path / SEMANTIC) if has_semantic else {}
         hubert_names = _names_with_suffix(self.path / HUBERT_DIR, ".pt")
         wav_names = {p.name for p in (self.path / WAV_DIR).iterdir() if p.is_file()}
         sv_names = _names_with_suffix(self.path / SV_DIR, ".pt") if self.is_pro else set()
         bert_dir = self.path / BERT_DIR
         bert_names = _names_with_suffix(bert_dir, ".pt") if bert_dir.is_dir() else set()
 
-        self.dropped: dict[str, str] = {}
+        self.dropped: dict[str, str] = dict(bad_lines)  # name (or "line N") -> why it was left out
         items: list[ExperimentItem] = []
         for name, (phones, word2ph, norm_text) in texts.items():
             missing = [
@@ -173,22 +174,32 @@ class ExperimentFolder:
                     raise DataError(f"{self.path / missing[0]}: missing file for item {name!r} of {NAME2TEXT}")
                 self.dropped[name] = "missing " + ", ".join(missing)
                 continue
-            items.append(
-                self._open_item(
+            try:
+                item = self._open_item(
                     name, phones, word2ph, norm_text,
                     bert=name in bert_names, codes=codes.get(name), check_tensors=check_tensors,
                 )
-            )
+            except DataError as e:
+                if strict:
+                    raise
+                self.dropped[name] = str(e)
+                continue
+            items.append(item)
+        n_listed = len(texts) + len(bad_lines)
         if self.dropped:
             log.warning(
-                "%s: %d of %d names in %s left out (first: %s: %s)",
-                self.path, len(self.dropped), len(texts), NAME2TEXT, *next(iter(self.dropped.items())),
+                "%s: %d of %d lines of %s left out (first: %s: %s)",
+                self.path, len(self.dropped), n_listed, NAME2TEXT, *next(iter(self.dropped.items())),
             )
         if not items:
+            first = next(iter(self.dropped.items()), None)
             raise DataError(
-                f"{self.path}: no usable items; {NAME2TEXT} lists {len(texts)} names and none has both "
+                f"{self.path}: no usable items; {NAME2TEXT} lists {n_listed} lines and none has a valid line, "
                 f"{HUBERT_DIR}/<name>.pt and {WAV_DIR}/<name>" + (f" and {SV_DIR}/<name>.pt" if self.is_pro else "")
+                + (f" (first: {first[0]}: {first[1]})" if first else "")
             )
+        if has_semantic:
+            _warn_semantic_mismatch(self.path, codes, texts, items)
         self.items: list[ExperimentItem] = items
         self._by_name = {item.name: item for item in items}
 
@@ -296,6 +307,12 @@ class ExperimentFolder:
                     f"{spec_frames} or {spec_frames - 1} (one per {HOP} samples, floor((N/2 - 400) / 320) + 1); "
                     "hint: the HuBERT file does not belong to this audio"
                 )
+            if codes is not None and len(codes) != hubert_frames // 2:
+                raise DataError(
+                    f"{self.path / SEMANTIC}: {len(codes)} codes for {name!r}, whose {HUBERT_DIR} file has "
+                    f"{hubert_frames} frames and so gives {hubert_frames // 2}; hint: {SEMANTIC} is stale, "
+                    "extract the codes again from the current HuBERT files"
+                )
             if bert_path is not None:
                 _check_shape(bert_path, load_tensor(bert_path, mmap=True), (BERT_DIM, len(phones)), "n_phones")
             if sv_path is not None:
@@ -366,38 +383,66 @@ def _names_with_suffix(folder: Path, suffix: str) -> set[str]:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
+    try:  # utf-8-sig: a byte-order mark left by a Windows editor is not part of the first name
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({e})") from e
 
 
-def _read_name2text(path: Path, version: str) -> dict[str, tuple[tuple[str, ...], str, str]]:
-    """``name -> (phones, word2ph, norm_text)``; every line is checked."""
+def _read_name2text(
+    path: Path, version: str, strict: bool = True
+) -> tuple[dict[str, tuple[tuple[str, ...], str, str]], dict[str, str]]:
+    """``(name -> (phones, word2ph, norm_text), left out -> why)``; every line is checked.
+
+    A malformed line (field count, empty phones, a symbol the version lacks) raises when
+    ``strict``; otherwise it is left out, as upstream's trainers skip it. A repeated name
+    always raises: which of the two lines is meant cannot be told.
+    """
     out: dict[str, tuple[tuple[str, ...], str, str]] = {}
+    bad: dict[str, str] = {}
     for lineno, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
-        if len(fields) != 4:
-            raise DataError(
-                f"{path}:{lineno}: {len(fields)} tab-separated fields, expected 4 "
-                "(name, phones, word2ph, norm_text)"
-            )
-        name, phone_field, word2ph, norm_text = fields
-        phones = tuple(phone_field.split())
-        if not name or not phones:
-            raise DataError(f"{path}:{lineno}: empty {'name' if not name else 'phones'} field")
-        if name in out:
+        name = fields[0]
+        if name and (name in out or name in bad):  # never silently pick one of two lines
             raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
         try:
-            phones_to_ids(phones, version)
+            phones, word2ph, norm_text = _check_name2text_line(fields, version)
         except DataError as e:
-            raise DataError(f"{path}:{lineno}: {e}") from e
+            if strict:
+                raise DataError(f"{path}:{lineno}: {e}") from e
+            bad[name or f"line {lineno}"] = f"{path.name}:{lineno}: {e}"
+            continue
         out[name] = (phones, word2ph, norm_text)
-    if not out:
+    if not out and not bad:
         raise DataError(f"{path}: no items (the file is empty)")
-    return out
+    return out, bad
+
+
+def _check_name2text_line(fields: list[str], version: str) -> tuple[tuple[str, ...], str, str]:
+    if len(fields) != 4:
+        raise DataError(f"{len(fields)} tab-separated fields, expected 4 (name, phones, word2ph, norm_text)")
+    name, phone_field, word2ph, norm_text = fields
+    phones = tuple(phone_field.split())
+    if not name or not phones:
+        raise DataError(f"empty {'name' if not name else 'phones'} field")
+    phones_to_ids(phones, version)  # a symbol the version's table lacks
+    return phones, word2ph, norm_text
+
+
+def _warn_semantic_mismatch(
+    path: Path, codes: dict[str, tuple[int, ...]], texts: dict, items: list[ExperimentItem]
+) -> None:
+    """Log names of 6-name2semantic.tsv and 2-name2text.txt that have no partner in the other file."""
+    orphans = [name for name in codes if name not in texts]
+    uncoded = [item.name for item in items if item.codes is None]
+    if orphans:
+        log.warning("%s: %d names of %s are not in %s and are ignored (first: %s)",
+                    path, len(orphans), SEMANTIC, NAME2TEXT, orphans[0])
+    if uncoded:
+        log.warning("%s: %d of %d items have no codes in %s (first: %s); the GPT cannot train on them",
+                    path, len(uncoded), len(items), SEMANTIC, uncoded[0])
 
 
 def _read_semantic(path: Path) -> dict[str, tuple[int, ...]]:
