@@ -359,6 +359,51 @@ def test_missing_unexpected_and_misshapen_keys_are_named(tmp_path):
     assert "[64, 16, 16] in the file" in message and "expects [64, 32, 16]" in message
 
 
+def test_non_finite_weights_are_refused(tmp_path):
+    path = _tampered_sovits(tmp_path, lambda w: w["dec.conv_pre.weight"].view(-1)[5].fill_(float("inf")))
+    _one_line_error(load_sovits, path, match="'dec.conv_pre.weight' holds NaN or inf values")
+
+
+def test_a_legacy_torch_file_loads_and_an_unknown_tag_is_named(tmp_path):
+    model = _randomize(Text2SemanticGPT(gpt_tiny()), seed=3).eval()
+    saved = save_gpt(model, tmp_path / "zip.ckpt")
+    obj = torch.load(saved, weights_only=True)
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(obj, legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:2] == b"\x80\x02"
+    loaded = load_gpt(legacy)
+    for (name, a), b in zip(load_gpt(saved).state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    future = tmp_path / "future.pth"
+    future.write_bytes(b"07" + saved.read_bytes()[2:])
+    _one_line_error(load_sovits, future, match=r"unknown GPT-SoVITS version tag b'07'.*newer upstream")
+
+
+def test_weights_in_a_wrapper_or_without_upstream_prefix_are_named(tmp_path):
+    gpt_obj = torch.load(save_gpt(Text2SemanticGPT(gpt_tiny()), tmp_path / "g.ckpt"), weights_only=True)
+    no_prefix = {**gpt_obj, "weight": {k.removeprefix("model."): v for k, v in gpt_obj["weight"].items()}}
+    torch.save(no_prefix, tmp_path / "no_prefix.ckpt")
+    _one_line_error(load_gpt, tmp_path / "no_prefix.ckpt", match="GPT keys without upstream's 'model.' prefix")
+    model = SynthesizerTrn(sovits_tiny(), include_enc_q=False)
+    weights = upstream_sovits_state_dict(model)
+    hps = HParams(**sovits_tiny().to_upstream())
+    wrapped = {"weight": {f"module.{k}": v for k, v in weights.items()}, "config": hps, "info": "x"}
+    _write(tmp_path / "wrapped.pth", wrapped, b"PK")
+    _one_line_error(load_sovits, tmp_path / "wrapped.pth", match="'module.' prefix")
+    torch.save(dict(weights), tmp_path / "bare.pth")
+    message = _one_line_error(inspect_checkpoint, tmp_path / "bare.pth", match="bare state dict")
+    assert "SoVITS keys" in message
+
+
+def test_inspect_checks_a_gpt_file_against_its_config(tmp_path):
+    """A config that says v1 (512 phone ids) over a v2 embedding (732 rows) is named, as loading names it."""
+    obj = torch.load(save_gpt(Text2SemanticGPT(gpt_tiny()), tmp_path / "g.ckpt"), weights_only=True)
+    obj["config"]["model"]["phoneme_vocab_size"] = 512
+    torch.save(obj, tmp_path / "mismatch.ckpt")
+    for fn in (inspect_checkpoint, load_gpt):
+        _one_line_error(fn, tmp_path / "mismatch.ckpt", match="'model.ar_text_embedding.word_embeddings.weight' has shape")
+
+
 def test_version_detection_rules():
     v2 = {"enc_p.text_embedding.weight": (732, 192), "dec.conv_pre.weight": (512, 192, 7)}
     assert detect_sovits_version(v2) == "v2"

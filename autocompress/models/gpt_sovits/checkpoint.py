@@ -34,6 +34,7 @@ from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn, from_upstream_keys, to_upstream_keys
 
+LEGACY_TORCH_HEADER = b"\x80\x02"  # torch.save(..., _use_new_zipfile_serialization=False): pickle protocol 2
 # First two bytes of a SoVITS file -> (symbol version, model version, is LoRA). b"PK" is
 # a plain torch zip; upstream's saver writes 03..06, 00..02 are only recognised.
 HEADER_VERSIONS: dict[bytes, tuple[str, str, bool]] = {
@@ -247,7 +248,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     obj, header = _read(path)
     kind = _kind(obj)
     if kind not in ("sovits", "gpt"):
-        raise CheckpointError(f"{path}: {_KIND_PROBLEMS.get(kind, _KIND_PROBLEMS['unknown'])}")
+        raise CheckpointError(f"{path}: {_unknown_problem(obj) if kind == 'unknown' else _KIND_PROBLEMS[kind]}")
     weights = _tensor_dict(path, obj["weight"])
     if kind == "sovits":
         return _sovits_info(path, obj, header, weights)
@@ -381,8 +382,13 @@ def _read(path: Path) -> tuple[Any, bytes]:
     if not data:
         raise CheckpointError(f"{path}: the file is empty; expected a GPT-SoVITS .pth or .ckpt")
     header = data[:2]
-    if header != b"PK":
+    if header != b"PK" and header != LEGACY_TORCH_HEADER:
         if header not in HEADER_VERSIONS:
+            if header.isdigit():
+                raise CheckpointError(
+                    f"{path}: unknown GPT-SoVITS version tag {header!r}; this reader knows b'00'..b'06' "
+                    "(v1 .. v2ProPlus), so the file comes from a newer upstream"
+                )
             raise CheckpointError(
                 f"{path}: not a PyTorch checkpoint: expected a zip archive (first bytes b'PK') or a "
                 f"GPT-SoVITS version tag (b'00'..b'06'), got {header!r}"
@@ -395,6 +401,7 @@ def _read(path: Path) -> tuple[Any, bytes]:
         if model_version in ("v3", "v4"):
             raise CheckpointError(f"{path}: this is a SoVITS {model_version} model; v3/v4 are not supported yet")
         data = b"PK" + data[2:]
+    # A legacy (pre-zip) torch file is read the same way: weights_only covers both formats.
     try:
         with torch.serialization.safe_globals([(HParams, "utils.HParams")]):
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -403,7 +410,7 @@ def _read(path: Path) -> tuple[Any, bytes]:
         if found:
             raise CheckpointError(
                 f"{path}: refused to unpickle {found.group(1)}: only tensors, plain containers and "
-                "utils.HParams are allowed; the file is not a GPT-SoVITS model or was tampered with"
+                "utils.HParams are allowed, and an exported GPT-SoVITS model holds nothing else"
             ) from None
         raise CheckpointError(f"{path}: not a valid checkpoint (corrupt, truncated or not a PyTorch file)") from e
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ValueError, ...
@@ -453,6 +460,25 @@ _KIND_PROBLEMS = {
 }
 
 
+def _unknown_problem(obj: Any) -> str:
+    """Why a file is no GPT-SoVITS model, as precisely as its keys tell."""
+    weight = obj.get("weight") if isinstance(obj, dict) else None
+    keys = [str(k) for k in weight] if isinstance(weight, dict) else []
+    where = "its 'weight' entry"
+    if not keys and isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+        keys, where = [str(k) for k in obj], "it is a bare state dict (no 'weight' and 'config' entries); it"
+    if keys:
+        if all(k.startswith("module.") for k in keys):
+            return (f"{where} has keys with a 'module.' prefix (a DataParallel wrapper's); pass the weights "
+                    "GPT-SoVITS exports (SoVITS_weights*/, GPT_weights*/), whose keys have none")
+        if any(k.startswith(("ar_text_embedding.", "ar_audio_embedding.", "h.layers.")) for k in keys):
+            return (f"{where} holds GPT keys without upstream's '{GPT_PREFIX}' prefix; pass the .ckpt that "
+                    "GPT-SoVITS exports to GPT_weights*/")
+        if any(k.startswith(("enc_p.", "dec.", "flow.")) for k in keys):
+            return f"{where} holds SoVITS keys; pass the .pth that GPT-SoVITS exports to SoVITS_weights*/"
+    return _KIND_PROBLEMS["unknown"]
+
+
 def _expect_kind(path: Path, obj: Any, wanted: str) -> None:
     kind = _kind(obj)
     if kind == wanted:
@@ -461,7 +487,7 @@ def _expect_kind(path: Path, obj: Any, wanted: str) -> None:
         raise CheckpointError(f"{path}: this is a GPT (text-to-semantic) checkpoint; load it with load_gpt")
     if kind == "sovits":
         raise CheckpointError(f"{path}: this is a SoVITS checkpoint; load it with load_sovits")
-    raise CheckpointError(f"{path}: {_KIND_PROBLEMS.get(kind, _KIND_PROBLEMS['unknown'])}")
+    raise CheckpointError(f"{path}: {_unknown_problem(obj) if kind == 'unknown' else _KIND_PROBLEMS[kind]}")
 
 
 def _tensor_dict(path: Path, weight: Any) -> dict[str, Tensor]:
@@ -512,6 +538,9 @@ def _gpt_info(path: Path, obj: dict[str, Any], header: bytes, weights: dict[str,
         raise CheckpointError(f"{path}: {e}") from None
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{path}: the file's config is malformed ({_first_line(e)})") from e
+    with torch.device("meta"):  # shapes only, no memory
+        expected = _add_gpt_prefix(Text2SemanticGPT(config).state_dict())
+    _check_names_and_shapes(path, expected, weights)
     return CheckpointInfo(
         path=str(path),
         kind="gpt",
@@ -612,15 +641,8 @@ def _strip_gpt_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k.removeprefix(GPT_PREFIX): v for k, v in state.items()}
 
 
-def _load_strictly(
-    path: Path,
-    model: torch.nn.Module,
-    weights: dict[str, Tensor],
-    to_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
-    from_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
-) -> None:
-    """Check names and shapes against the model (in the file's naming), then load strictly."""
-    expected = to_file(model.state_dict())
+def _check_names_and_shapes(path: Path, expected: dict[str, Tensor], weights: dict[str, Tensor]) -> None:
+    """Raise ``CheckpointError`` naming the first key missing, unexpected or of another shape."""
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     hint = "the file and its config disagree, or it comes from another model"
@@ -641,6 +663,23 @@ def _load_strictly(
                 f"{path}: weights do not match the config: {key!r} has shape {list(value.shape)} in the file, "
                 f"the config expects {list(want)}; {hint}"
             )
+
+
+def _load_strictly(
+    path: Path,
+    model: torch.nn.Module,
+    weights: dict[str, Tensor],
+    to_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
+    from_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
+) -> None:
+    """Check names and shapes against the model (in the file's naming), then load strictly."""
+    _check_names_and_shapes(path, to_file(model.state_dict()), weights)
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: weight {bad!r} holds NaN or inf values; the model diverged in training, overflowed "
+            "its fp16 export, or the file is damaged"
+        )
     own = model.state_dict()
     state = {
         k: v.to(own[k].dtype) if v.is_floating_point() and own[k].is_floating_point() else v
