@@ -26,10 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from autocompress.search import export_pareto
     from autocompress.targets import load_target
 
-    load_target(args.target)  # one-line error listing the valid names
-    out = args.out or Path("exports") / args.study / args.target
+    target = load_target(args.target)  # one-line error listing the valid names
+    out = args.out or Path("exports") / args.study / target.name  # a target file: its stem, as search names it
     paths = export_pareto(
-        storage=args.storage, study_name=args.study, target=args.target, out_dir=out, artifacts=args.artifacts,
+        storage=args.storage, study_name=args.study, target=target, out_dir=out, artifacts=args.artifacts,
         export_format=args.export_format,
     )
     console = Console()

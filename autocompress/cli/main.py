@@ -64,6 +64,10 @@ def run_guarded(func, args) -> int:  # noqa: ANN001
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except OSError as e:  # a path the system refused: say which and why, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"error: {where}{e.strerror or e}\n")
+        return 1
 
 
 if __name__ == "__main__":

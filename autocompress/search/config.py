@@ -15,7 +15,7 @@ from typing import Any
 
 from autocompress.exceptions import CheckpointError, ConfigError, DataError
 from autocompress.search.space import SearchSpace, load_space
-from autocompress.search.paths import artifacts_dir
+from autocompress.search.paths import artifacts_dir, check_export_dir, check_writable_dir
 from autocompress.store import DEFAULT_STORAGE, parse_url
 
 DEMO_SPACE = "demo.toml"
@@ -137,6 +137,10 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
             f"--study {study!r}: use 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
     out = config.out or Path("exports") / study / target.name
+    artifacts = artifacts_dir(config.storage, config.artifacts)
+    check_writable_dir(artifacts, "--artifacts")  # now, not after hours of trials
+    if config.export:
+        check_export_dir(out, "--out")
     return ResolvedSearch(
         config=config,
         target=target,
@@ -146,7 +150,7 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         n_trials=config.trials or space.trials,
         steps=space.steps if config.steps is None else config.steps,
         out=out,
-        artifacts=artifacts_dir(config.storage, config.artifacts),
+        artifacts=artifacts,
         device=device,
     )
 

@@ -314,7 +314,7 @@ class _Daemon:
         self.reporter.phase(-1, "export")
         try:
             paths = export_pareto(
-                storage=self.url, study_name=self.r.study, target=self.r.target.name, out_dir=self.r.out,
+                storage=self.url, study_name=self.r.study, target=self.r.target, out_dir=self.r.out,
                 artifacts=self.r.artifacts, store=self.store, run_id=self.run_id,
                 export_format=self.r.config.export_format,
             )

@@ -24,10 +24,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import AutocompressError, ConfigError, ExportError, SearchError, StoreError
-from autocompress.search.paths import artifacts_dir, student_dir, teacher_cache_path
+from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
 from autocompress.store import Store
+from autocompress.targets import Target
 
 EXPORT_FORMATS = ("onnx", "checkpoint")
 
@@ -73,7 +74,7 @@ def export_pareto(
     *,
     storage: str,
     study_name: str,
-    target: str,
+    target: str | Target,
     out_dir: Path,
     artifacts: Path | None = None,
     store: Store | None = None,
@@ -97,7 +98,9 @@ def export_pareto(
         raise StoreError(f"no study named {study_name!r} in the storage; hint: check --study and --storage") from e
     from autocompress.targets import load_target
 
-    target_obj = load_target(target)  # a shipped name, or a target file's path (named by its stem)
+    # a Target, a shipped name, or a target file's path (named by its stem)
+    target_obj = target if isinstance(target, Target) else load_target(target)
+    check_export_dir(out_dir)  # before any work: an export replaces its folder whole
     ident = study.user_attrs.get(IDENTITY_ATTR, {})
     if ident.get("target") not in (None, target_obj.name):
         raise SearchError(
@@ -114,7 +117,7 @@ def export_pareto(
             else default_exporter(teacher_cache_path(artifacts, study_name))
         )
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
@@ -145,7 +148,7 @@ def export_pareto(
             (tmp / name / "trial.json").write_text(json.dumps(record, indent=2))
             index.append({**record, "path": name})
         (tmp / "pareto.json").write_text(
-            json.dumps({"study": study_name, "target": target, "trials": index}, indent=2)
+            json.dumps({"study": study_name, "target": target_obj.name, "trials": index}, indent=2)
         )
         if out_dir.exists():
             os.replace(out_dir, old)
@@ -161,7 +164,7 @@ def export_pareto(
     try:
         for t, p in zip(front, paths):
             store.record_bundle(
-                study_name=study_name, trial_number=t.number, target=target, kind=kinds[t.number], path=p,
+                study_name=study_name, trial_number=t.number, target=target_obj.name, kind=kinds[t.number], path=p,
                 run_id=run_id,
             )
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from autocompress.store import sqlite_path
@@ -30,3 +31,36 @@ def teacher_cache_path(artifacts: Path, study: str) -> Path:
 
 
 __all__ = ["artifacts_dir", "student_dir", "students_dir", "teacher_cache_path"]
+
+
+def check_writable_dir(path: Path, flag: str) -> None:
+    """Raise ``ConfigError`` unless ``path`` is, or can be made, a folder this process writes into."""
+    from autocompress.exceptions import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, so the folder cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable")
+
+
+def check_export_dir(path: Path, flag: str = "--out") -> None:
+    """Raise ``ConfigError`` unless an export may replace ``path``: new, empty, or an earlier export.
+
+    An export replaces its folder whole, so a folder holding anything else is refused rather
+    than emptied.
+    """
+    from autocompress.exceptions import ConfigError
+
+    path = Path(path).absolute()
+    check_writable_dir(path, flag)
+    if path.is_dir() and any(path.iterdir()) and not (path / "pareto.json").is_file():
+        raise ConfigError(
+            f"{flag} {path}: the folder holds files that are not an autocompress export, and an export replaces "
+            "its folder whole; choose a new or empty folder"
+        )

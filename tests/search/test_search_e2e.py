@@ -132,3 +132,49 @@ def test_export_command_refuses_another_target_and_unknown_studies(finished_sear
     assert main(["export", "--study", "nope", "--target", "rtx3060", "--storage", url, "--out", str(tmp_path / "b")]) == 1
     assert "no study named 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_export_never_empties_a_folder_it_did_not_write(finished_search, tmp_path, capsys):
+    url = _url(finished_search)
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("precious\n")
+    args = ["export", "--study", "micro", "--target", "rtx3060", "--storage", url, "--export-format", "checkpoint"]
+    assert main([*args, "--out", str(mine)]) == 2
+    assert "not an autocompress export" in capsys.readouterr().err
+    assert (mine / "thesis.txt").read_text() == "precious\n" and sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]
+    earlier = tmp_path / "exports"
+    assert main([*args, "--out", str(earlier)]) == 0 and (earlier / "pareto.json").is_file()
+    (earlier / "stale.txt").write_text("from the earlier export\n")
+    assert main([*args, "--out", str(earlier)]) == 0  # an earlier export is replaced whole
+    assert not (earlier / "stale.txt").exists() and (earlier / "pareto.json").is_file()
+
+
+def test_unusable_output_folders_are_refused_before_any_trial(search_argv, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for flag in ("--out", "--artifacts"):
+        argv = search_argv(tmp_path, "--trials", "1", "--steps", "0")
+        if flag == "--out":
+            argv[argv.index("--out") + 1] = str(tmp_path / "afile" / "exp")
+        else:
+            argv += ["--artifacts", str(tmp_path / "afile" / "art")]
+        assert main(["search", *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {tmp_path / 'afile'}" in err and "is a file" in err and "Traceback" not in err
+    assert not (tmp_path / "db" / "s.db").exists()  # refused before the study was made
+
+
+def test_a_search_on_a_target_file_exports_and_export_keeps_the_file(search_argv, tmp_path, monkeypatch, capsys):
+    """README: copy a target TOML, name it after its stem, pass the path."""
+    src = Path(__file__).resolve().parents[2] / "autocompress" / "targets" / "rtx3060.toml"
+    toml = tmp_path / "targets" / "mygpu.toml"
+    toml.parent.mkdir()
+    toml.write_text(src.read_text().replace('name = "rtx3060"', 'name = "mygpu"'))
+    argv = search_argv(tmp_path, "--trials", "1", "--steps", "0", "--export-format", "checkpoint")
+    argv[argv.index("--target") + 1] = str(toml)
+    assert main(["search", *argv]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "exports" / "pareto.json").read_text())["target"] == "mygpu"
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--study", "micro", "--target", str(toml), "--storage", _url(tmp_path),
+                 "--export-format", "checkpoint"]) == 0
+    assert toml.is_file() and (tmp_path / "exports" / "micro" / "mygpu" / "pareto.json").is_file()
