@@ -11,6 +11,7 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from autocompress.search.plans import baseline_plan, plan_summary
 from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
 from autocompress.search.study import (
     ask,
+    check_resumable,
     count_done,
     heartbeat,
     identity,
@@ -85,6 +87,16 @@ class _Running:
     steps_done: int = 0
 
 
+def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
+    """One digest of the teacher's GPT and SoVITS files: what a study's results belong to."""
+    digest = hashlib.sha256()
+    for path in (voice.gpt, voice.sovits):
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 class _Daemon:
     def __init__(self, resolved: ResolvedSearch, reporter: Reporter, runner_factory: RunnerFactory) -> None:
         self.r = resolved
@@ -99,7 +111,15 @@ class _Daemon:
         t_start = time.monotonic()
         self.store = Store(self.url)
         self.storage = open_storage(self.url)
-        ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict())
+        ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice))
+        try:
+            check_resumable(self.storage, r.study, ident)  # before the voice loads; creates nothing
+            r.artifacts.mkdir(parents=True, exist_ok=True)
+            # The voice and data load before the study is made, so a bad voice leaves no study behind.
+            self.runner = self.runner_factory(r, teacher_cache_path(r.artifacts, r.study))
+        except BaseException:
+            self.store.close()
+            raise
         note = self._note()
         self.study, _created = open_study(
             self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
@@ -118,9 +138,7 @@ class _Daemon:
         export_error = ""
         try:
             recovered = recover_stale_trials(self.study, self.store, self.run_id)
-            r.artifacts.mkdir(parents=True, exist_ok=True)
             self.artifact_store = FileSystemArtifactStore(r.artifacts)
-            self.runner = self.runner_factory(r, teacher_cache_path(r.artifacts, r.study))
             self.labels = self.runner.labels()
             self._set_study_labels()
             self.reporter.search_started(self._info(recovered))

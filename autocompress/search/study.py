@@ -62,9 +62,52 @@ def open_storage(url: str) -> RDBStorage:
         raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}") from e
 
 
-def identity(target: str, space_name: str, space_sha256: str, voice: dict[str, Any]) -> dict[str, Any]:
-    """The user attribute a study is created with."""
-    return {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice}
+def identity(
+    target: str, space_name: str, space_sha256: str, voice: dict[str, Any], voice_sha256: str | None = None
+) -> dict[str, Any]:
+    """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files)."""
+    ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice}
+    if voice_sha256 is not None:
+        ident["voice_sha256"] = voice_sha256
+    return ident
+
+
+def check_resumable(storage: RDBStorage, name: str, ident: dict[str, Any]) -> None:
+    """Raise ``SearchError`` when a study of this name exists for another target, space or voice.
+
+    Creates nothing, so a search can check before it spends time loading its voice.
+    """
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return
+    _check_identity(study, name, ident)
+
+
+def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bool:
+    """False for a study autocompress did not stamp yet; raise ``SearchError`` when it was stamped otherwise."""
+    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE] + [optuna.study.StudyDirection.MINIMIZE] * 2:
+        raise SearchError(f"study {name!r} exists with other objectives; hint: choose another --study")
+    existing = study.user_attrs.get(IDENTITY_ATTR)
+    if existing is None:
+        if study.trials:
+            raise SearchError(f"study {name!r} exists but was not created by autocompress; hint: choose another --study")
+        return False
+    for key, flag in (("target", "--target"), ("space_sha256", "--space")):
+        if existing.get(key) != ident[key]:
+            was = existing.get("target") if key == "target" else existing.get("space")
+            now = ident["target"] if key == "target" else f"{ident['space']} (different content)"
+            raise SearchError(
+                f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
+                f"resume it with the same {flag}, or start a new study with --study NAME"
+            )
+    was_voice, now_voice = existing.get("voice_sha256"), ident.get("voice_sha256")
+    if was_voice and now_voice and was_voice != now_voice:
+        raise SearchError(
+            f"study {name!r} was created for another voice (its GPT and SoVITS files differ from these); resume "
+            "it with the files it was created with, or start a new study with --study NAME"
+        )
+    return True
 
 
 def open_study(
@@ -78,26 +121,13 @@ def open_study(
     """Create the study or resume it; return it and whether it was created now.
 
     Raises:
-        SearchError: when an existing study was created for another target or search space.
+        SearchError: when an existing study was created for another target, search space or voice.
     """
     study = optuna.create_study(
         storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
     )
-    if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE] + [optuna.study.StudyDirection.MINIMIZE] * 2:
-        raise SearchError(f"study {name!r} exists with other objectives; hint: choose another --study")
-    existing = study.user_attrs.get(IDENTITY_ATTR)
-    if existing is not None:
-        for key, flag in (("target", "--target"), ("space_sha256", "--space")):
-            if existing.get(key) != ident[key]:
-                was = existing.get("target") if key == "target" else existing.get("space")
-                now = ident["target"] if key == "target" else f"{ident['space']} (different content)"
-                raise SearchError(
-                    f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
-                    f"resume it with the same {flag}, or start a new study with --study NAME"
-                )
+    if _check_identity(study, name, ident):
         return study, False
-    if study.trials:
-        raise SearchError(f"study {name!r} exists but was not created by autocompress; hint: choose another --study")
     study.set_user_attr(IDENTITY_ATTR, ident)
     study.set_user_attr("summary", note)
     with _quiet():

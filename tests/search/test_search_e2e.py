@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -178,3 +179,30 @@ def test_a_search_on_a_target_file_exports_and_export_keeps_the_file(search_argv
     assert main(["export", "--study", "micro", "--target", str(toml), "--storage", _url(tmp_path),
                  "--export-format", "checkpoint"]) == 0
     assert toml.is_file() and (tmp_path / "exports" / "micro" / "mygpu" / "pareto.json").is_file()
+
+
+def test_a_study_is_made_only_once_its_voice_has_loaded(search_argv, micro_voice, tmp_path, capsys):
+    """A first try with swapped files must not tie the study name to that try's target."""
+    argv = search_argv(tmp_path, "--trials", "1", "--steps", "0", "--no-export")
+    swapped = list(argv)
+    swapped[swapped.index("--sovits") + 1] = str(micro_voice["gpt"])
+    assert main(["search", *swapped]) == 2
+    assert "GPT" in capsys.readouterr().err
+    assert "micro" not in optuna.get_all_study_names(_url(tmp_path))
+    argv[argv.index("--target") + 1] = "h100"  # the fixed second try may choose another target
+    assert main(["search", *argv]) == 0
+    assert optuna.load_study(study_name="micro", storage=_url(tmp_path)).user_attrs["target"] == "h100"
+
+
+def test_resuming_a_study_with_another_voice_is_refused(finished_search, search_argv, micro_voice, tmp_path, capsys):
+    from autocompress.models.gpt_sovits import load_gpt, save_gpt
+
+    gpt = load_gpt(micro_voice["gpt"])
+    with torch.no_grad():
+        next(gpt.parameters()).add_(0.01)
+    other = save_gpt(gpt, tmp_path / "other.ckpt")
+    argv = search_argv(finished_search, "--trials", "4", "--steps", "0", "--no-export")
+    argv[argv.index("--gpt") + 1] = str(other)
+    assert main(["search", *argv]) == 1  # as for another --target
+    assert "study 'micro' was created for another voice" in capsys.readouterr().err
+    assert len(optuna.load_study(study_name="micro", storage=_url(finished_search)).trials) == 3
