@@ -41,8 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="autocompress", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:  # a light install (the bundle runtime alone) lacks this command's packages
+            _register_unavailable(sub, name.rsplit(".", 1)[1].removesuffix("_cmd"), e.name or str(e))
+            continue
+        module.register(sub)
     return parser
+
+
+def _register_unavailable(sub, command: str, package: str) -> None:  # noqa: ANN001
+    """A subcommand whose packages are missing: it parses anything and says what to install."""
+
+    def run(args: argparse.Namespace) -> int:
+        raise ConfigError(
+            f"autocompress {command} needs the package {package!r}, which this install lacks; "
+            "install autocompress with its dependencies (pip install autocompress)"
+        )
+
+    # no option prefix: every argument, flags included, lands in "rest"
+    p = sub.add_parser(command, help=f"(unavailable here: needs {package})", add_help=False, prefix_chars="\0")
+    p.add_argument("rest", nargs="*")
+    p.set_defaults(func=run)
 
 
 def main(argv: list[str] | None = None) -> int:

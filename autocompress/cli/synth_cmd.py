@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from autocompress.cli.argtypes import non_negative_float, positive_int
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SECONDS
 
@@ -32,18 +33,20 @@ def register(subparsers) -> None:  # noqa: ANN001
     parser.add_argument("--ref-spec", help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
     parser.add_argument("--ref-sv", help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
     parser.add_argument("--seed", type=int, default=0, help="sampling and prior-noise seed")
-    parser.add_argument("--top-k", type=int,
+    parser.add_argument("--top-k", type=positive_int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
-    parser.add_argument("--temperature", type=float, help="sampler temperature (default: the bundle's, 1 for --demo)")
-    parser.add_argument("--noise-scale", type=float, help="prior noise scale (0 = deterministic; --demo default 0)")
-    parser.add_argument("--max-tokens", type=int,
+    parser.add_argument("--temperature", type=non_negative_float,
+                        help="sampler temperature (default: the bundle's, 1 for --demo)")
+    parser.add_argument("--noise-scale", type=non_negative_float,
+                        help="prior noise scale (0 = deterministic; --demo default 0)")
+    parser.add_argument("--max-tokens", type=positive_int,
                         help="most semantic codes to generate (default: the bundle's; --demo: 3 per phone + 25)")
     parser.add_argument("--max-piece-phones", type=int, default=MAX_PIECE_PHONES, metavar="N",
                         help="speak the text sentence by sentence, a sentence of more than N phones cut at its "
                         f"commas, with {PIECE_PAUSE_SECONDS} s of silence between pieces "
                         f"(default {MAX_PIECE_PHONES}; 0: the whole text at once)")
     parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
-    parser.add_argument("--threads", type=int, help="onnxruntime (or, with --demo, torch) intra-op threads")
+    parser.add_argument("--threads", type=positive_int, help="onnxruntime (or, with --demo, torch) intra-op threads")
     parser.set_defaults(func=run)
 
 
@@ -108,12 +111,21 @@ def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
     """The bundle utterances the flags describe: one per piece of the text."""
     import numpy as np
 
-    ref = np.load(args.ref_spec, allow_pickle=False) if args.ref_spec else None
-    sv = np.load(args.ref_sv, allow_pickle=False) if getattr(args, "ref_sv", None) else None
+    ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
+    sv = _load_npy(args.ref_sv, "--ref-sv") if getattr(args, "ref_sv", None) else None
     pieces = phone_pieces(args, runner.symbols())
     if pieces is None:
         return [runner.make_input(args.sample, None, ref, sv)]
     return [runner.make_input(args.sample, " ".join(map(str, ids)), ref, sv) for ids in pieces]
+
+
+def _load_npy(path: str, flag: str):  # noqa: ANN202
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:  # missing, not .npy, or a pickled object
+        raise DataError(f"{flag} {path}: cannot be read as a .npy array ({str(e).splitlines()[0][:120]})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     write_pieces(
         args.out, [o.wav for o in outs], runner.sampling_rate, [o.codes.size for o in outs],
-        [o.stop_reason for o in outs], sum(o.gpt_seconds + o.sovits_seconds for o in outs), f"on {runner.device}",
+        [o.stop_reason for o in outs], sum(o.gpt_seconds + o.sovits_seconds for o in outs),
+        f"measured on {runner.device}",
     )  # fmt: skip
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from autocompress.exceptions import DataError
 from autocompress.runtime.files import atomic_write_bytes
 
 
@@ -16,8 +17,13 @@ def wav_bytes(wav: np.ndarray, sampling_rate: int) -> bytes:
 
     Audio peaking above 1 is scaled down to peak 1 first (as upstream's WebUI does) instead
     of being clipped.
+
+    Raises:
+        DataError: the waveform holds NaN or inf samples (they would be written as full scale).
     """
     audio = np.asarray(wav, dtype=np.float32).reshape(-1)
+    if not np.isfinite(audio).all():
+        raise DataError(f"the waveform holds {int((~np.isfinite(audio)).sum())} NaN or inf samples; nothing written")
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 1.0:
         audio = audio / peak

@@ -66,7 +66,9 @@ def _torch_free_env(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH with a sitecustomize that makes ``import torch`` fail."""
     shim = tmp_path / "shim"
     shim.mkdir(exist_ok=True)
-    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # import torch -> ImportError\n")
+    # The bundle README's light install: no torch, nor the search's packages (import X -> ImportError).
+    blocked = ("torch", "optuna", "sqlalchemy", "rich", "croniter")
+    (shim / "sitecustomize.py").write_text("import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(shim), str(ROOT), env.get("PYTHONPATH", "")])
     return env
@@ -157,3 +159,34 @@ def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
         env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: no manifest.json")
+
+
+def test_a_light_install_names_what_a_search_command_needs(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "autocompress", "search", "--target", "rtx3060"],
+        env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: autocompress search needs the package") and "pip install" in result.stderr
+
+
+def test_non_finite_audio_and_settings_are_refused(tmp_path, bundle_fp32, capsys) -> None:
+    from autocompress.cli.main import main
+    from autocompress.runtime import wav_bytes
+
+    with pytest.raises(DataError, match="1 NaN or inf samples; nothing written"):
+        wav_bytes(np.array([0.1, np.nan, 0.2], dtype=np.float32), 32000)
+    out = tmp_path / "n.wav"
+    base = ["synth", "--bundle", str(bundle_fp32.path), "--phones", "HH AH0 L OW1 .", "--out", str(out), "--cpu"]
+    for flag in ("--noise-scale", "--temperature"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, flag, "nan"])
+        assert exit_info.value.code == 2 and "finite number" in capsys.readouterr().err
+    np.save(tmp_path / "nan.npy", np.full((1025, 20), np.nan, dtype=np.float32))
+    (tmp_path / "not.npy").write_text("name = 'x'\n")
+    assert main([*base, "--ref-spec", str(tmp_path / "nan.npy")]) == 2
+    assert "ref_spec holds NaN or inf values" in capsys.readouterr().err
+    assert main([*base, "--ref-spec", str(tmp_path / "not.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --ref-spec") and "cannot be read as a .npy array" in err
+    assert not out.exists()
