@@ -236,7 +236,10 @@ def load_space(path: str | Path) -> SearchSpace:
         ConfigError: naming the file, line and key of every problem found.
     """
     p = resolve_space_path(path)
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse_space(text, source=str(p))
 
 

@@ -13,6 +13,7 @@ bandwidth and fp32 throughput from this machine when a caller wants them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import tomllib
@@ -214,7 +215,10 @@ def load_target(name: str | os.PathLike[str]) -> Target:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise ConfigError(f"target file {spec} does not exist")
-        label, text = path.stem, path.read_text(encoding="utf-8")
+        try:
+            label, text = path.stem, path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"target file {spec}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     else:
         names = list_targets()
         if spec not in names:
@@ -227,6 +231,48 @@ def load_target(name: str | os.PathLike[str]) -> Target:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"target file {label}.toml is not valid TOML: {e}") from e
     return target_from_toml(data, label)
+
+
+def _type_problems(data: Mapping[str, Any], budget: Mapping[str, Any], proj: Mapping[str, Any]) -> list[str]:
+    """Each value of the wrong type or outside its range, named by its key."""
+    problems = []
+
+    def number(key: str, value: Any, zero_ok: bool = False) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < 0 or (value == 0 and not zero_ok):
+            problems.append(f"{key} must be a finite number {'of 0 or more' if zero_ok else 'above 0'}, got {value!r}")
+
+    def text(key: str, value: Any) -> None:
+        if not isinstance(value, str) or not value:
+            problems.append(f"{key} must be a non-empty string, got {value!r}")
+
+    def strings(key: str, value: Any) -> None:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            problems.append(f"{key} must be a non-empty list of strings, got {value!r}")
+
+    for key in ("description", "kind", "default_precision"):
+        if key in data:
+            text(key, data[key])
+    if not isinstance(data.get("measured", False), bool):
+        problems.append(f"measured must be true or false, got {data['measured']!r}")
+    for key in ("memory_gb", "bandwidth_gbps"):
+        if data.get(key) is not None:
+            number(key, data[key])
+    strings("runtimes", data["runtimes"])
+    for kind_key, table in (("peak_tflops", data.get("peak_tflops", {})), ("deployable", data["deployable"])):
+        if not isinstance(table, dict):
+            problems.append(f"[{kind_key}] must be a table, got {table!r}")
+            continue
+        for k, v in table.items():
+            (number if kind_key == "peak_tflops" else strings)(f"{kind_key}.{k}", v)
+    number("budget.vram_gb", budget["vram_gb"])
+    number("budget.rtf", budget["rtf"])
+    if not isinstance(budget["max_seq_len"], int) or isinstance(budget["max_seq_len"], bool) or budget["max_seq_len"] < 1:
+        problems.append(f"budget.max_seq_len must be a whole number of 1 or more, got {budget['max_seq_len']!r}")
+    number("projection.launch_overhead_us", proj["launch_overhead_us"], zero_ok=True)
+    number("projection.efficiency", proj["efficiency"])
+    number("projection.context_mb", proj["context_mb"], zero_ok=True)
+    return problems
 
 
 def target_from_toml(data: Mapping[str, Any], name: str) -> Target:
@@ -251,6 +297,8 @@ def target_from_toml(data: Mapping[str, Any], name: str) -> Target:
     missing += [k for k in ("kind", "default_precision", "runtimes", "deployable") if k not in data]
     if missing:
         problems.append(f"missing keys {missing}")
+    if not problems:
+        problems += _type_problems(data, budget, proj)
     if problems:
         raise ConfigError(f"target file {name}.toml: " + "; ".join(problems))
     memory_gb = data.get("memory_gb")

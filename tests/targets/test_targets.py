@@ -125,3 +125,32 @@ def test_targets_command_lists_every_target(capsys):
     args = parser.parse_args(["targets", "nope"])
     assert run_guarded(args.func, args) == 2
     assert "expected one of" in capsys.readouterr().err
+
+
+def test_values_of_the_wrong_type_are_named_not_coerced(tmp_path):
+    """A quoted "no" is not false, a string is not a list, and 1e400 is not a memory size."""
+    good = {
+        "kind": "gpu", "memory_gb": 8, "bandwidth_gbps": 100, "default_precision": "fp16",
+        "runtimes": ["onnxruntime-cuda"], "peak_tflops": {"fp32": 1, "fp16": 2},
+        "deployable": {"matmul": ["fp32", "fp16"], "conv": ["fp32", "fp16"]},
+        "budget": {"vram_gb": 1, "rtf": 0.5, "max_seq_len": 100},
+        "projection": {"launch_overhead_us": 5, "efficiency": 0.5, "context_mb": 300},
+    }
+    cases = {
+        "measured must be true or false, got 'no'": {"measured": "no"},
+        "memory_gb must be a finite number above 0, got 'lots'": {"memory_gb": "lots"},
+        "memory_gb must be a finite number above 0, got inf": {"memory_gb": float("inf")},
+        "runtimes must be a non-empty list of strings, got 'onnxruntime-cuda'": {"runtimes": "onnxruntime-cuda"},
+        "deployable.matmul must be a non-empty list of strings": {"deployable": {"matmul": "fp32", "conv": ["fp32"]}},
+        "peak_tflops.fp32 must be a finite number above 0, got 'x'": {"peak_tflops": {"fp32": "x"}},
+        "budget.max_seq_len must be a whole number": {"budget": {**good["budget"], "max_seq_len": 2.7}},
+        "budget.rtf must be a finite number above 0, got inf": {"budget": {**good["budget"], "rtf": float("inf")}},
+        "description must be a non-empty string": {"description": ["a", "b"]},
+    }
+    for message, change in cases.items():
+        with pytest.raises(ConfigError) as e:
+            target_from_toml({**good, **change}, "x")
+        assert message in str(e.value), (message, str(e.value))
+    (tmp_path / "latin.toml").write_bytes('name = "latin"\ndescription = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_target(str(tmp_path / "latin.toml"))
