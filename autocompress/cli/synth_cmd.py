@@ -82,10 +82,22 @@ def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] 
     if limit == 0:
         return [ids]
     pieces, start = [], 0
-    for piece in split_phones([table[i] for i in ids], limit):
+    for piece in split_phones([table[i] for i in ids], limit, _word_starts(args.text) if args.text else ()):
         pieces.append(ids[start : start + len(piece)])
         start += len(piece)
     return pieces
+
+
+def _word_starts(text: str) -> list[int]:
+    """Index of each word's first phone in ``english_to_phones(text)``."""
+    from autocompress.models.gpt_sovits.text import PUNCTUATION, english_to_word_phones
+
+    starts, at = [], 0
+    for word in english_to_word_phones(text):
+        if word[0] not in PUNCTUATION:
+            starts.append(at)
+        at += len(word)
+    return starts
 
 
 def join_pieces(wavs: list, sampling_rate: int):  # noqa: ANN201

@@ -77,3 +77,15 @@ def test_demo_speaks_each_sentence_as_it_would_alone_with_a_pause_between(tmp_pa
     assert " pieces" not in line and whole.size != both.size
     assert main(["synth", "--demo", "--text", "Hi.", "--max-piece-phones", "-1", "--out", str(tmp_path / "x.wav")]) == 2
     assert "--max-piece-phones" in capsys.readouterr().err
+
+
+def test_text_pieces_cut_a_long_clause_between_its_words():
+    from autocompress.cli.synth_cmd import phone_pieces
+
+    table = symbols("v2")
+    text = ("The quick brown fox jumps over the lazy dog while the sleepy cat watches from the warm windowsill "
+            "and the old farmer walks slowly toward the big red barn near the river")
+    pieces = phone_pieces(_args(text=text, max_piece_phones=50), table)
+    assert len(pieces) >= 3 and all(len(p) <= 50 for p in pieces)
+    assert sum(pieces, []) == phone_ids(_args(text=text), table)
+    assert [table[i] for i in pieces[1][:2]] == ["D", "AO1"]  # "dog": a word starts the second piece

@@ -12,6 +12,7 @@ from autocompress.models.gpt_sovits.text import (
     MAX_PIECE_PHONES,
     PUNCTUATION,
     english_to_phones,
+    english_to_word_phones,
     grapheme_to_phones,
     ids_to_phones,
     normalize_english,
@@ -208,6 +209,51 @@ def test_a_long_sentence_is_cut_after_its_commas_into_pieces_that_fit():
     # a clause longer than the limit stays whole: phones carry no word boundaries
     one_clause = english_to_phones("David and Anna carried a gentle feather across the valley on Monday.")
     assert split_phones(one_clause, 10) == [one_clause]
+
+
+def test_a_clause_without_marks_is_cut_between_words_when_they_are_known():
+    text = ("The quick brown fox jumps over the lazy dog while the sleepy cat watches from the warm windowsill "
+            "and the old farmer walks slowly toward the big red barn near the river")
+    words = english_to_word_phones(text)
+    phones = [p for w in words for p in w]
+    assert phones == english_to_phones(text) and len(phones) > 2 * MAX_PIECE_PHONES
+    starts, at = set(), 0
+    for w in words:
+        starts.add(at)
+        at += len(w)
+    pieces = split_phones(phones, word_starts=sorted(starts))
+    assert sum(pieces, []) == phones and len(pieces) >= 3
+    assert all(len(p) <= MAX_PIECE_PHONES for p in pieces)
+    at = 0
+    for piece in pieces:  # every cut falls between two words
+        assert at in starts
+        at += len(piece)
+    assert split_phones(phones) == [phones]  # without word starts: whole, as before
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("Born 12/25/2023.", "Born December twenty fifth , twenty twenty three ."),
+        ("Due 25/12/2023 or 2024-03-04.",
+         "Due December twenty fifth , twenty twenty three or March fourth , twenty twenty four ."),
+        ("Straße in Łódź, Ørsted's æsthetic.", "Strasse in Lodz , Orsted's aesthetic ."),
+        ("We live at 12 Main St. It is nice.", "We live at twelve Main street . It is nice ."),
+        ("Main St. The house is red.", "Main street . The house is red ."),
+        ("Dr.Smith and St. Louis.", "doctor Smith and saint Louis ."),
+        ("She has a Ph.D. now.", "She has a P-H-D now ."),
+        ("It cost $5 million, or $2.5B.", "It cost five million dollars , or two point five billion dollars ."),
+        ("Add .5 cups.", "Add point five cups ."),
+    ],
+)
+def test_dates_letters_addresses_and_scaled_money_are_read(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+def test_letters_without_an_english_reading_are_named_in_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        assert normalize_english("Москва is far.") == "is far ."
+    assert "no English reading for" in caplog.text and "М" in caplog.text
 
 
 def test_marks_alone_and_short_pieces_join_a_neighbour():

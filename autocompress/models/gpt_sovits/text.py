@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from importlib import resources
 
 from autocompress.exceptions import DataError
+
+log = logging.getLogger(__name__)
 
 # Which symbol table each model version reads.
 _TABLE_OF_VERSION = {"v1": "v1", "v2": "v2", "v2Pro": "v2", "v2ProPlus": "v2"}
@@ -215,6 +218,13 @@ _ABBREVIATIONS = {
     "Sr": "senior", "Mt": "mount", "vs": "versus", "approx": "approximately",
 }
 _BEFORE_A_NAME = {"Dr": ("doctor", "drive"), "St": ("saint", "street")}
+_SENTENCE_STARTERS = "The A An It It's We I He She They This That There These Those Then But And".split()
+_STREET_TYPES = {"St": "street", "Dr": "drive", "Ave": "avenue", "Rd": "road", "Blvd": "boulevard", "Ln": "lane"}
+_SCALE_WORDS = {"k": "thousand", "K": "thousand", "M": "million", "B": "billion", "bn": "billion"}
+# Latin letters that NFD does not take apart into an ASCII letter and a mark
+_LATIN_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+                              "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th",
+                              "Þ": "Th", "ı": "i"})  # fmt: skip
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
              "£": ("pound", "pounds", "penny", "pence")}  # fmt: skip
 
@@ -346,14 +356,43 @@ def _unit(m: re.Match[str]) -> str:
     return f"{m.group(1)} {one if m.group(1) == '1' else many} "
 
 
+def _ordinal_suffix(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _date(month: int, day: int, year: str) -> str | None:
+    """"December 25th, 2023" for the numbers of a date, or None when they are not one."""
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    return f" {_MONTH_NAMES[_MONTHS[month - 1][:3]]} {day}{_ordinal_suffix(day)}, {year} "
+
+
+def _slash_date(m: re.Match[str]) -> str:
+    """m/d/y, as US text writes it; d/m/y when the first number cannot be a month."""
+    a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
+    return _date(a, b, year) or _date(b, a, year) or m.group(0)
+
+
 def _expand_special(text: str) -> str:
-    """Abbreviations, money, clock times, dotted initialisms and a few symbols, as words."""
+    """Dates, abbreviations, money, clock times, dotted initialisms and a few symbols, as words."""
     def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
         return " ." if m.end() == len(m.string) else ""
 
+    text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
+    text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
+                  lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
+    text = re.sub(r"\bPh\.\s?D\.", "P.H.D.", text)
     text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|vs|approx)\.", lambda m: _ABBREVIATIONS[m.group(1)] + last(m), text)
-    text = re.sub(r"\b(Dr|St)\.(\s+[A-Z])?", lambda m: _BEFORE_A_NAME[m.group(1)][m.group(2) is None]
-                  + (m.group(2) or last(m)), text)  # fmt: skip
+    text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint
+        r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")\.",
+        lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if _ends_sentence(m) else ""), text,
+    )
+    text = re.sub(  # "Main St. The house": a sentence ends after a street, not before a saint
+        r"\b(St|Dr)\.(?=\s+(?:" + "|".join(_SENTENCE_STARTERS) + r")\b)",
+        lambda m: _BEFORE_A_NAME[m.group(1)][1] + " .", text,
+    )
+    text = re.sub(r"\b(Dr|St)\.(\s*[A-Z])?", lambda m: _BEFORE_A_NAME[m.group(1)][m.group(2) is None]
+                  + (" " + m.group(2).lstrip() if m.group(2) else last(m)), text)  # fmt: skip
     text = re.sub(r"\betc\.", "et cetera.", text)
     text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
     text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
@@ -368,7 +407,12 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?:\b|')([2-9])0s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
     text = _UNIT.sub(_unit, text)
+    text = re.sub(  # "$5 million", "$2.5B": the number, its scale, then the currency
+        r"([$€£])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKMB])(?![A-Za-z])",
+        lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
+    )
     text = re.sub(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
+    text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
     text = re.sub(r"\b(\d{1,2})" + meridiem, lambda m: f" {m.group(1)}" + _meridiem(m, m.group(2)), text)
@@ -390,10 +434,13 @@ def normalize_english(text: str) -> str:
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text).translate(_LATIN_EXTRA)
     for a in _APOSTROPHES:
         text = text.replace(a, "'")
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    foreign = sorted({c for c in text if c.isalpha() and not c.isascii()})
+    if foreign:
+        log.warning("text: no English reading for %s; those letters are skipped", "".join(foreign[:20]))
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
     text = _expand_special(text)
@@ -571,13 +618,12 @@ def english_to_phones(text: str) -> list[str]:
         The phone symbols, e.g. ``["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "!"]``
         for "Hello, world!". Empty for text without words or marks.
     """
-    phones: list[str] = []
-    for token in normalize_english(text).split():
-        if token in PUNCTUATION:
-            phones.append(token)
-        else:
-            phones.extend(_word_to_phones(token))
-    return phones
+    return [p for word in english_to_word_phones(text) for p in word]
+
+
+def english_to_word_phones(text: str) -> list[list[str]]:
+    """Like :func:`english_to_phones`, grouped: one list per word, and one per mark."""
+    return [[token] if token in PUNCTUATION else _word_to_phones(token) for token in normalize_english(text).split()]
 
 
 def ids_to_phones(ids: Sequence[int], version: str) -> list[str]:
@@ -617,16 +663,29 @@ def _has_words(piece: Sequence[str]) -> bool:
     return any(p not in PUNCTUATION for p in piece)
 
 
-def split_phones(phones: Sequence[str], max_phones: int = MAX_PIECE_PHONES) -> list[list[str]]:
+def _cut_at_words(clause: list[str], start: int, word_starts: Sequence[int], max_phones: int) -> list[list[str]]:
+    """A clause longer than ``max_phones`` cut in halves at its word starts (global indices)."""
+    inside = [w - start for w in word_starts if start < w < start + len(clause)]
+    if len(clause) <= max_phones or not inside:
+        return [clause]
+    cut = min(inside, key=lambda i: abs(i - len(clause) / 2))
+    return (_cut_at_words(clause[:cut], start, word_starts, max_phones)
+            + _cut_at_words(clause[cut:], start + cut, word_starts, max_phones))  # fmt: skip
+
+
+def split_phones(
+    phones: Sequence[str], max_phones: int = MAX_PIECE_PHONES, word_starts: Sequence[int] = ()
+) -> list[list[str]]:
     """Cut a phone sequence into the pieces a voice speaks one at a time.
 
     Upstream's inference cuts long text at punctuation and speaks each piece with the same
     prompt; a GPT trained on single sentences runs on, or stops early, when asked for a
     paragraph at once. Each sentence (up to ``. ? ! …``) is a piece. A sentence of more than
     ``max_phones`` symbols is cut after its commas and dashes, and its clauses are packed back
-    into pieces of at most ``max_phones`` (a clause longer than that stays whole: phones carry
-    no word boundaries). Marks without words join the piece before them, and a piece with
-    fewer than :data:`MIN_PIECE_PHONES` symbols joins a neighbour when the two fit.
+    into pieces of at most ``max_phones``. A clause longer than that is cut between words, near
+    its middle, when ``word_starts`` (indices of each word's first phone) says where they are;
+    otherwise it stays whole. Marks without words join the piece before them, and a piece
+    with fewer than :data:`MIN_PIECE_PHONES` symbols joins a neighbour when the two fit.
 
     Returns:
         The pieces, in order; joined they are ``phones``. Empty for empty input.
@@ -637,16 +696,20 @@ def split_phones(phones: Sequence[str], max_phones: int = MAX_PIECE_PHONES) -> l
     if max_phones < 1:
         raise ValueError(f"max_phones must be >= 1, got {max_phones}")
     pieces: list[list[str]] = []
+    offset = 0  # index of the sentence's first phone in ``phones``
     for sentence in _cut_after(phones, SENTENCE_ENDS):
+        start, offset = offset, offset + len(sentence)
         if len(sentence) <= max_phones:
             pieces.append(sentence)
             continue
         packed: list[str] = []
         for clause in _cut_after(sentence, CLAUSE_ENDS):
-            if packed and len(packed) + len(clause) > max_phones:
-                pieces.append(packed)
-                packed = []
-            packed = packed + clause
+            for part in _cut_at_words(clause, start, word_starts, max_phones):
+                if packed and len(packed) + len(part) > max_phones:
+                    pieces.append(packed)
+                    packed = []
+                packed = packed + part
+            start += len(clause)
         pieces.append(packed)
     joined: list[list[str]] = []
     for piece in pieces:  # marks alone: onto the piece before (or the next, at the start)
@@ -676,6 +739,7 @@ __all__ = [
     "PIECE_PAUSE_SECONDS",
     "PUNCTUATION",
     "english_to_phones",
+    "english_to_word_phones",
     "grapheme_to_phones",
     "ids_to_phones",
     "normalize_english",
