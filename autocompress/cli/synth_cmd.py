@@ -121,7 +121,6 @@ def stop_summary(reasons: list[str]) -> str:
 
 def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
     """The bundle utterances the flags describe: one per piece of the text."""
-
     ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
     sv = _load_npy(args.ref_sv, "--ref-sv") if getattr(args, "ref_sv", None) else None
     pieces = phone_pieces(args, runner.symbols())
