@@ -121,8 +121,8 @@ def test_fixture_gpt_loads_and_matches_upstream_logits():
 
 @needs_fixtures
 def test_wrong_loader_says_which_to_use():
-    _one_line_error(load_sovits, CASE / "gpt.ckpt", match="GPT .*load_gpt")
-    _one_line_error(load_gpt, CASE / "sovits.pth", match="SoVITS .*load_sovits")
+    _one_line_error(load_sovits, CASE / "gpt.ckpt", match="GPT .*not a SoVITS one; pass it as --gpt")
+    _one_line_error(load_gpt, CASE / "sovits.pth", match="SoVITS .*not a GPT one; pass it as --sovits")
 
 
 @needs_fixtures

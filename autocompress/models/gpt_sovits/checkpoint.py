@@ -484,9 +484,11 @@ def _expect_kind(path: Path, obj: Any, wanted: str) -> None:
     if kind == wanted:
         return
     if kind == "gpt":
-        raise CheckpointError(f"{path}: this is a GPT (text-to-semantic) checkpoint; load it with load_gpt")
+        raise CheckpointError(
+            f"{path}: this is a GPT (text-to-semantic) checkpoint, not a SoVITS one; pass it as --gpt (load_gpt)"
+        )
     if kind == "sovits":
-        raise CheckpointError(f"{path}: this is a SoVITS checkpoint; load it with load_sovits")
+        raise CheckpointError(f"{path}: this is a SoVITS checkpoint, not a GPT one; pass it as --sovits (load_sovits)")
     raise CheckpointError(f"{path}: {_unknown_problem(obj) if kind == 'unknown' else _KIND_PROBLEMS[kind]}")
 
 
