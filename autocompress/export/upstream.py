@@ -43,7 +43,10 @@ def write_upstream(gpt: Text2SemanticGPT, sovits: SynthesizerTrn, folder: Path) 
         save_sovits(with_weight_norm(sovits), _prepare(folder / SOVITS_FILE), info="autocompress export")
         section["files"].append(SOVITS_FILE)
     else:
-        section["skipped"]["sovits"] = "widths upstream hard-codes were changed (pruned or a student)"
+        section["skipped"]["sovits"] = (
+            "some widths differ from the ones upstream's code hard-codes (a pruned or student model, "
+            "or a reduced config such as the demo voice's)"
+        )
     return section
 
 
