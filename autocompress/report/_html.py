@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from autocompress.report._data import ReportData, TrialPoint  # noqa: E402
+from autocompress.runtime.files import atomic_write_text  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -163,10 +162,7 @@ def write_report(data: ReportData, out: Path, png_dir: Path | None = None) -> li
     """Write the HTML (atomically) and one PNG per plot; return the files written."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(render_html(data))
-    os.replace(tmp, out)
+    atomic_write_text(out, render_html(data))
     written = [out]
     png_dir = out.parent if png_dir is None else png_dir
     for stem, yi, xi in _plot_pairs(data):

@@ -87,3 +87,20 @@ def test_publish_dir_swaps_whole_folders(tmp_path) -> None:
     assert [p.name for p in dest.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
     assert sha256_file(dest / "new") == "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"
+
+
+def test_atomic_files_and_folders_get_ordinary_permissions(tmp_path) -> None:
+    """mkstemp/mkdtemp make 0600/0700; a written file or bundle folder must be readable as usual."""
+    import os
+    import stat
+
+    from autocompress.runtime.files import atomic_write_bytes, sibling_temp_dir
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.wav", b"x")
+        folder = sibling_temp_dir(tmp_path / "bundle")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.wav").stat().st_mode) == 0o644
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
