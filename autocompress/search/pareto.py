@@ -108,7 +108,7 @@ def export_pareto(
             "hint: export with the study's --target"
         )
     artifacts = artifacts_dir(storage, artifacts)
-    front = feasible_front(study.get_trials(deepcopy=False))
+    front, same = _distinct(feasible_front(study.get_trials(deepcopy=False)))
     if export_format not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
     if exporter is None:
@@ -148,7 +148,8 @@ def export_pareto(
             (tmp / name / "trial.json").write_text(json.dumps(record, indent=2))
             index.append({**record, "path": name})
         (tmp / "pareto.json").write_text(
-            json.dumps({"study": study_name, "target": target_obj.name, "trials": index}, indent=2)
+            json.dumps({"study": study_name, "target": target_obj.name, "trials": index,
+                        "same_as_exported": same}, indent=2)  # fmt: skip
         )
         if out_dir.exists():
             os.replace(out_dir, old)
@@ -173,6 +174,33 @@ def export_pareto(
     return paths
 
 
+def _distinct(front: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[str, int]]:
+    """The front without trials equal to an earlier one (same plan, same objectives), and
+    ``{later number: earlier number}`` for those left out. A baseline whose precision the
+    target cannot run falls back to another baseline's plan and scores the same."""
+    kept: list[FrozenTrial] = []
+    same: dict[str, int] = {}
+    for t in front:
+        twin = next((k for k in kept if k.values == t.values
+                     and k.user_attrs.get("plan_summary") == t.user_attrs.get("plan_summary")), None)  # fmt: skip
+        if twin is None:
+            kept.append(t)
+        else:
+            same[str(t.number)] = twin.number
+    return kept, same
+
+
+def _objective_labels(metrics: list[dict[str, Any]]) -> dict[str, str]:
+    """Whether each objective was measured (and where) or projected (and for which target)."""
+    by_name = {m.get("name"): m for m in metrics if isinstance(m, dict)}
+    labels = {}
+    for objective, metric in (("quality", "quality"), ("latency_ms", "latency_ms"), ("memory_mb", "memory_bytes")):
+        m = by_name.get(metric)
+        if m is not None:
+            labels[objective] = f"{m.get('kind')} {'on' if m.get('kind') == 'measured' else 'for'} {m.get('device')}"
+    return labels
+
+
 def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
     return {
         "trial": t.number,
@@ -180,6 +208,7 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
         "baseline": t.user_attrs.get("baseline"),
         "plan_summary": t.user_attrs.get("plan_summary"),
         "objectives": dict(zip(("quality", "latency_ms", "memory_mb"), t.values or ())),
+        "objective_labels": _objective_labels(t.user_attrs.get("metrics", [])),
         "constraints": dict(t.constraints),
         "metrics": t.user_attrs.get("metrics", []),
     }

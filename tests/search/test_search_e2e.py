@@ -83,7 +83,11 @@ def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
         assert manifest["target"]["name"] == "rtx3060"
         assert set(manifest["graphs"]) >= {"gpt_prefill", "gpt_decode", "enc_p", "flow", "dec"}
         assert all((f / name).is_file() for name in manifest["files"])
-        assert json.loads((f / "trial.json").read_text())["kind"] == "onnx"
+        record = json.loads((f / "trial.json").read_text())
+        assert record["kind"] == "onnx"
+        labels = record["objective_labels"]  # every exported figure says what it is
+        assert labels["latency_ms"] == labels["memory_mb"] == "projected for rtx3060"
+        assert labels["quality"].startswith("measured on cpu")
     bundles = Store(_url(finished_search)).bundles("micro", "rtx3060")
     assert sorted(Path(b.path).name for b in bundles) == [f.name for f in folders]
     assert all(b.sha256 == hash_folder(Path(b.path))[0] for b in bundles)
@@ -206,3 +210,18 @@ def test_resuming_a_study_with_another_voice_is_refused(finished_search, search_
     assert main(["search", *argv]) == 1  # as for another --target
     assert "study 'micro' was created for another voice" in capsys.readouterr().err
     assert len(optuna.load_study(study_name="micro", storage=_url(finished_search)).trials) == 3
+
+
+def test_trials_equal_to_an_earlier_one_are_exported_once():
+    """On a target without fp16, the fp16 baseline falls back to the fp32 plan: one bundle, not two."""
+    from types import SimpleNamespace
+
+    from autocompress.search.pareto import _distinct
+
+    def trial(number: int, values: list[float], plan: str) -> SimpleNamespace:
+        return SimpleNamespace(number=number, values=values, user_attrs={"plan_summary": plan})
+
+    front = [trial(0, [0.9, 5.0, 100.0], "teacher"), trial(1, [0.9, 5.0, 100.0], "teacher"),
+             trial(2, [0.8, 4.0, 50.0], "gpt int8"), trial(3, [0.9, 5.0, 100.0], "other plan")]
+    kept, same = _distinct(front)
+    assert [t.number for t in kept] == [0, 2, 3] and same == {"1": 0}
