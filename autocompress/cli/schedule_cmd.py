@@ -76,7 +76,24 @@ def normalise_search_args(name: str, args: list[str]) -> list[str]:
         raise ConfigError("a schedule needs run_search arguments after '--', at least --target (e.g. -- --target rtx3060)")
     if not any(a == "--study" or a.startswith("--study=") for a in args):
         args += ["--study", name]
+    check_search_args(args)
     return args
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"the schedule's run_search arguments: {message}")
+
+
+def check_search_args(args: list[str]) -> None:
+    """Raise ``ConfigError`` now for arguments every scheduled run would reject (flags, target,
+    files, space, storage URL), instead of at each run."""
+    from autocompress.cli import search_cmd
+    from autocompress.search import resolve
+
+    parser = _RaisingParser(prog="run_search")
+    search_cmd.register(parser.add_subparsers(dest="command", parser_class=_RaisingParser))
+    resolve(search_cmd.config_from_args(parser.parse_args(["search", *args])))
 
 
 def _add(args: argparse.Namespace) -> int:

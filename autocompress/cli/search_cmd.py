@@ -60,21 +60,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - SearchConfig
+    """The :class:`~autocompress.search.SearchConfig` the parsed flags describe."""
+    from autocompress.search import SearchConfig
+
+    return SearchConfig(
+        target=args.target, gpt=args.gpt, sovits=args.sovits, data=args.data, trials=args.trials,
+        timeout_s=args.timeout, steps=args.steps, study=args.study, storage=args.storage, out=args.out,
+        space=args.space, device=args.device, seed=args.seed, artifacts=args.artifacts, export=args.export,
+        export_format=args.export_format,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from autocompress.targets import load_target
 
     load_target(args.target)  # fail fast, before the heavy imports, on the most common mistake
-    from autocompress.search import SearchConfig, resolve, run_search
+    from autocompress.search import resolve, run_search
 
-    config = SearchConfig(
-        target=args.target, gpt=args.gpt, sovits=args.sovits, data=args.data, trials=args.trials,
-        timeout_s=args.timeout, steps=args.steps, study=args.study, storage=args.storage, out=args.out,
-        space=args.space, device=args.device, seed=args.seed, artifacts=args.artifacts, export=args.export,
-        export_format=args.export_format,
-    )
-    resolved = resolve(config)
+    resolved = resolve(config_from_args(args))
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and pipes: wide enough for the trial table

@@ -194,3 +194,18 @@ def test_cli_add_list_history(url, capsys):
     assert main(["schedule", "remove", "--storage", url, "nightly"]) == 0
     assert list_schedules(url) == []
     assert main(["schedule", "remove", "--storage", url, "nightly"]) == 2
+
+
+def test_cli_add_refuses_search_arguments_every_run_would_reject(url, tmp_path, capsys):
+    base = ["schedule", "add", "--storage", url, "--name", "n1", "--cron", "0 2 * * *", "--"]
+    cases = [
+        (["--target", "nosuch"], "unknown target 'nosuch'"),
+        (["--target", "rtx3060", "--trials", "-5"], "--trials: must be at least 1"),
+        (["--target", "rtx3060", "--gpt", str(tmp_path / "none.ckpt")], "--sovits"),
+        (["--target", "rtx3060", "--bogus"], "unrecognized arguments: --bogus"),
+    ]
+    for args, expected in cases:
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+    assert list_schedules(url) == []
