@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.exceptions import StoreError
+from autocompress.exceptions import ConfigError, StoreError
 from autocompress.schedule._front import direction_names
 from autocompress.search.pareto import feasible_front, is_feasible
 
@@ -66,10 +66,21 @@ def _label(study: optuna.Study, name: str, i: int) -> str:
 
 def load_report_data(storage: str, study_name: str, target: str | None = None, export_dir: Path | None = None) -> ReportData:
     """Collect trials, the feasible Pareto front, sensitivities and bundles for one study."""
+    from autocompress.search.study import open_storage
+    from autocompress.targets import load_target
+
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))  # StoreError: bad URL
     except KeyError as e:
         raise StoreError(f"no study named {study_name!r} in {storage}") from e
+    searched = study.user_attrs.get("target")
+    if target is not None:
+        target = load_target(target).name  # ConfigError for an unknown name or a bad target file
+        if searched is not None and target != searched:
+            raise ConfigError(
+                f"study {study_name!r} was searched for target {searched!r}, not {target!r}; "
+                "a report shows the study's own target (leave out --target)"
+            )
     trials = study.get_trials(deepcopy=False)
     names = tuple(study.metric_names or DEFAULT_NAMES[: len(study.directions)])
     front = {t.number for t in feasible_front(trials, direction_names(study))}

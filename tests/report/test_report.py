@@ -131,3 +131,16 @@ def test_report_of_a_missing_study_is_one_line(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["report", "--study", "nope", "--storage", url, "--out", str(tmp_path / "r.html")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_report_refuses_another_target_and_a_bad_storage_in_one_line(study_url, tmp_path, capsys):
+    out = str(tmp_path / "r.html")
+    assert main(["report", "--study", "rep", "--storage", study_url, "--target", "h100", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "searched for target 'rtx3060', not 'h100'" in err[0]
+    assert main(["report", "--study", "rep", "--storage", study_url, "--target", "nosuch", "--out", out]) == 2
+    assert "unknown target 'nosuch'" in capsys.readouterr().err
+    assert main(["report", "--study", "rep", "--storage", "foo://x", "--out", out]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot open Optuna storage" in err[0]
+    assert not Path(out).exists()
