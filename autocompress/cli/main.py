@@ -38,7 +38,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="autocompress", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="autocompress",
+        description="Compression search for GPT-SoVITS voices: search, export, report, synth and schedule. "
+        "'autocompress COMMAND --help' describes each command.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         try:

@@ -9,12 +9,15 @@ from autocompress.schedule._front import DEFAULT_STORAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML report of a search")
-    p.add_argument("--study", required=True)
-    p.add_argument("--target", default=None, help="target whose bundles to show (default: the study's)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p = sub.add_parser(
+        "report", help="write a self-contained HTML report of a search",
+        description="Write one HTML file (plots, trials, bundles and their audio) for a study, and a PNG per plot.",
+    )
+    p.add_argument("--study", required=True, help="the study to report")
+    p.add_argument("--target", default=None, help="the study's target (checked; default: read from the study)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
     p.add_argument("--exports", default=None, help="export folder (default: exports/<study>/<target>/)")
-    p.add_argument("--out", default="report.html")
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     p.set_defaults(func=run)
 
 

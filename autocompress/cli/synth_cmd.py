@@ -18,7 +18,9 @@ from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SE
 
 def register(subparsers) -> None:  # noqa: ANN001
     parser = subparsers.add_parser(
-        "synth", help="synthesise a wav from an ONNX bundle (no PyTorch needed) or from the demo teacher"
+        "synth", help="synthesise a wav from an ONNX bundle (no PyTorch needed) or from the demo teacher",
+        description="Speak text (or phones) with an exported ONNX bundle, or with the built-in demo voice's "
+        "teacher, a sentence at a time; prints the length, the codes and the measured real-time factor.",
     )
     voice = parser.add_mutually_exclusive_group(required=True)
     voice.add_argument("--bundle", help="bundle folder written by export")
