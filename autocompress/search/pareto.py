@@ -121,6 +121,7 @@ def export_pareto(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    _remove_orphans(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     index = []
@@ -172,6 +173,20 @@ def export_pareto(
         if own_store:
             store.close()
     return paths
+
+
+def _remove_orphans(out_dir: Path) -> None:
+    """Remove the temporary folders of exports to ``out_dir`` whose process has died."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        kind, _, pid = path.name.rpartition("-")
+        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
 
 
 def _distinct(front: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[str, int]]:

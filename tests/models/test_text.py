@@ -244,6 +244,7 @@ def test_a_clause_without_marks_is_cut_between_words_when_they_are_known():
         ("She has a Ph.D. now.", "She has a P-H-D now ."),
         ("It cost $5 million, or $2.5B.", "It cost five million dollars , or two point five billion dollars ."),
         ("Add .5 cups.", "Add point five cups ."),
+        ("Open until 24:00.", "Open until twenty four hundred ."),
     ],
 )
 def test_dates_letters_addresses_and_scaled_money_are_read(text, normalised):

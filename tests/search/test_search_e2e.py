@@ -225,3 +225,19 @@ def test_trials_equal_to_an_earlier_one_are_exported_once():
              trial(2, [0.8, 4.0, 50.0], "gpt int8"), trial(3, [0.9, 5.0, 100.0], "other plan")]
     kept, same = _distinct(front)
     assert [t.number for t in kept] == [0, 2, 3] and same == {"1": 0}
+
+
+def test_an_export_clears_what_a_killed_export_left(finished_search, tmp_path):
+    import os
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid no longer runs
+    dead = tmp_path / f".exp.tmp-{gone.pid}"
+    (dead / "trial-0000").mkdir(parents=True)
+    live = tmp_path / f".exp.tmp-{os.getppid()}"  # a running process's export is left alone
+    live.mkdir()
+    out = tmp_path / "exp"
+    assert main(["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search),
+                 "--export-format", "checkpoint", "--out", str(out)]) == 0
+    assert not dead.exists() and live.is_dir() and (out / "pareto.json").is_file()
