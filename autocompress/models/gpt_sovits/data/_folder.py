@@ -307,11 +307,11 @@ class ExperimentFolder:
                     f"{spec_frames} or {spec_frames - 1} (one per {HOP} samples, floor((N/2 - 400) / 320) + 1); "
                     "hint: the HuBERT file does not belong to this audio"
                 )
-            if codes is not None and len(codes) != hubert_frames // 2:
+            if codes is not None and len(codes) not in (hubert_frames // 2, hubert_frames):  # 25 Hz or 50 Hz codes
                 raise DataError(
                     f"{self.path / SEMANTIC}: {len(codes)} codes for {name!r}, whose {HUBERT_DIR} file has "
-                    f"{hubert_frames} frames and so gives {hubert_frames // 2}; hint: {SEMANTIC} is stale, "
-                    "extract the codes again from the current HuBERT files"
+                    f"{hubert_frames} frames and so gives {hubert_frames // 2} (25 Hz codes); hint: {SEMANTIC} "
+                    "is stale, extract the codes again from the current HuBERT files"
                 )
             if bert_path is not None:
                 _check_shape(bert_path, load_tensor(bert_path, mmap=True), (BERT_DIM, len(phones)), "n_phones")

@@ -161,9 +161,9 @@ def _check_record(r: ExperimentRecord, version: str, audio_format: str, pro: boo
         codes = [int(c) for c in r.codes]
         if not codes or min(codes) < 0 or max(codes) >= CODEBOOK_SIZE:
             raise DataError(f"{where}: codes must be a non-empty list of values in 0..{CODEBOOK_SIZE - 1}")
-        if len(codes) != r.hubert.shape[2] // 2:
-            raise DataError(f"{where}: {len(codes)} codes for {r.hubert.shape[2]} HuBERT frames; "
-                            "the codes of T frames are T // 2 (ssl_proj has stride 2)")
+        if len(codes) not in (r.hubert.shape[2] // 2, r.hubert.shape[2]):
+            raise DataError(f"{where}: {len(codes)} codes for {r.hubert.shape[2]} HuBERT frames; the codes of "
+                            "T frames are T // 2 (25 Hz, ssl_proj of stride 2), or T for a 50 Hz model")
     return np.clip(np.round(wav.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
