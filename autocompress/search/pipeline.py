@@ -36,7 +36,7 @@ from autocompress.models.gpt_sovits import (
     save_gpt,
     save_sovits,
 )
-from autocompress.models.gpt_sovits.voice import Voice, check_pair
+from autocompress.models.gpt_sovits.voice import Voice, check_phone_coverage
 from autocompress.score.metric import host_device
 from autocompress.search.cache import TeacherCache, fingerprint
 from autocompress.search.config import ResolvedSearch
@@ -105,10 +105,10 @@ class VoiceTrialRunner:
         sovits = load_sovits(voice.sovits, map_location=device)
         sovits.drop_enc_q_()
         teacher = Voice(load_gpt(voice.gpt, map_location=device).eval(), sovits.eval())
-        check_pair(teacher.gpt.config, sovits.config)
         for p in list(teacher.gpt.parameters()) + list(teacher.sovits.parameters()):
             p.requires_grad_(False)
         folder = ExperimentFolder(voice.data, version=sovits.config.version)
+        check_phone_coverage(teacher.gpt.config, (p for item in folder for p in item.phones), folder.version)
         with_codes = [n for n in folder.names if folder[n].codes]
         if len(with_codes) < 2:
             raise DataError(

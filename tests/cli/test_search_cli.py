@@ -124,19 +124,3 @@ def test_reporter_prints_failure_reasons_and_names_as_text():
     text = console.export_text()
     assert "shape [batch, 4] vs [/]" in text and "All trials of study me[v2]" in text
     assert "cannot write [bold]x" in text
-
-
-def test_a_gpt_of_the_other_symbol_table_is_refused_before_any_trial(tmp_path, capsys):
-    """A v1 GPT (512 phone ids) reads the v2 demo folder's phone ids as other phones."""
-    from autocompress.models.gpt_sovits import Text2SemanticGPT, save_gpt
-    from autocompress.models.gpt_sovits.config import gpt_tiny
-    from autocompress.models.gpt_sovits.demo import demo_voice_paths
-
-    demo = demo_voice_paths()
-    v1_gpt = save_gpt(Text2SemanticGPT(gpt_tiny().replace(phoneme_vocab_size=512, version="v1")), tmp_path / "v1.ckpt")
-    args = ["search", "--target", "rtx3060", "--gpt", str(v1_gpt), "--sovits", str(demo.sovits_path),
-            "--data", str(demo.exp_dir), "--storage", f"sqlite:///{tmp_path / 's.db'}", "--trials", "1", "--steps", "1",
-            "--device", "cpu", "--out", str(tmp_path / "out")]
-    assert main(args) == 2
-    line = _one_line(capsys.readouterr().err)
-    assert "the GPT is a v1 model (512 phone ids) but the SoVITS is v2" in line and "v2 GPT" in line

@@ -6,6 +6,7 @@ This is the unit the rest of the system moves around: compression maps a ``Voice
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,22 +19,26 @@ if TYPE_CHECKING:
 # reference (style) encoder.
 MODULE_GROUPS: tuple[str, ...] = ("gpt", "enc_p", "flow", "dec", "ref_enc")
 
+V1_SYMBOLS = 322  # the v1 table; the v2 table is the same 322 symbols in the same order, then more
 
 
-def check_pair(gpt_config, sovits_config) -> None:  # noqa: ANN001
-    """Raise ``DataError`` unless the GPT and the SoVITS read phones from the same symbol table.
+def check_phone_coverage(gpt_config, phones: Iterable[str], version: str) -> None:  # noqa: ANN001
+    """Raise ``DataError`` when the GPT has no trained embedding for some of ``phones``.
 
-    Upstream writes a v1 GPT (512 phone ids) for v1 voices and a v2 GPT (732) for v2, v2Pro
-    and v2ProPlus; the phone ids of one table mean other phones in the other.
+    The v2 symbol table extends the v1 table in place, so a v1 GPT reads the v1 symbols of a
+    v2 voice's text correctly (upstream allows the pair); only the symbols v2 added (ids from
+    322 on) were never seen by a v1 GPT.
     """
     from autocompress.exceptions import DataError
+    from autocompress.models.gpt_sovits.text import phones_to_ids
 
-    table = "v1" if sovits_config.version == "v1" else "v2"
-    if gpt_config.version != table:
+    unique = sorted(set(phones))
+    limit = V1_SYMBOLS if gpt_config.version == "v1" else gpt_config.phoneme_vocab_size
+    unseen = [p for p, i in zip(unique, phones_to_ids(unique, version)) if i >= limit]
+    if unseen:
         raise DataError(
-            f"the GPT is a {gpt_config.version} model ({gpt_config.phoneme_vocab_size} phone ids) but the SoVITS is "
-            f"{sovits_config.version}, whose phones come from the {table} symbol table; pair it with a {table} GPT "
-            "(the GPT and SoVITS files of one GPT-SoVITS training)"
+            f"the {gpt_config.version} GPT ({gpt_config.phoneme_vocab_size} phone ids) was never trained on the "
+            f"phones {unseen[:5]} of this {version} voice's text; pair it with a GPT of the voice's version"
         )
 
 
