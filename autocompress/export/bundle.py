@@ -98,6 +98,7 @@ class _GroupChoice:
     used: str = "fp32"
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cpu_conv: bool = False  # a CPU target, and the group has convolutions (the int8 note applies)
 
 
 def export_bundle(
@@ -329,8 +330,7 @@ def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, targ
     candidates, notes = candidate_precisions(request.precision, op_types, target)
     choice = _GroupChoice(request, candidates, notes=list(request.notes) + notes)
     choice.symmetric_int8 = _symmetric_int8(target)
-    if target is not None and target.kind == "cpu" and "int8" in candidates:
-        choice.notes.append(CPU_INT8_NOTE)
+    choice.cpu_conv = target is not None and target.kind == "cpu" and bool(op_types & {"Conv", "ConvTranspose"})
     return choice
 
 
@@ -661,7 +661,7 @@ def _manifest(
             requested=c.request.precision,
             used=c.used,
             fallbacks=tuple(c.fallbacks),
-            notes=tuple(c.notes),
+            notes=tuple(c.notes) + ((CPU_INT8_NOTE,) if c.cpu_conv and c.used == "int8" else ()),
         )
         for group, c in choices.items()
     }

@@ -250,6 +250,9 @@ def _to_weight_only(model: onnx.ModelProto, dst: Path, bits: int, skip: list[str
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     notes = []
+    n_gemm = _gemm_to_matmul_(model, set(skip))
+    if n_gemm:
+        notes.append(f"{n_gemm} Gemm nodes with constant weights rewritten as MatMul (+ Add) for low-bit storage")
     n_conv = _conv_weights_to_low_bit_(model, bits, set(skip))
     if n_conv:
         notes.append(f"{n_conv} conv weights stored as {bits}-bit values (weight-only DequantizeLinear)")
@@ -267,6 +270,46 @@ def _to_weight_only(model: onnx.ModelProto, dst: Path, bits: int, skip: list[str
         )
     onnx.save_model(model, str(dst))
     return notes
+
+
+def _gemm_to_matmul_(model: onnx.ModelProto, skip: set[str]) -> int:
+    """Rewrite ``Gemm(A, B const, C)`` (alpha = beta = 1, A not transposed) as ``MatMul`` + ``Add``.
+
+    A torch Linear on a 2-D input exports as Gemm, which MatMulNBits does not take; as a
+    MatMul its weight is stored at low bit like every other linear layer.
+    """
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    nodes, count = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+        b = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else ""
+        if not (plain and b in inits and users.get(b, 0) == 1 and node.name not in skip):
+            nodes.append(node)
+            continue
+        if attrs.get("transB", 0):
+            w = numpy_helper.to_array(inits[b]).T.copy()
+            model.graph.initializer.remove(inits[b])
+            model.graph.initializer.append(numpy_helper.from_array(w, b))
+        has_c = len(node.input) > 2 and node.input[2] != ""
+        product = node.output[0] + "_matmul" if has_c else node.output[0]
+        base = node.name.removesuffix("Gemm") if node.name.endswith("Gemm") else node.name + "_"
+        matmul = helper.make_node("MatMul", [node.input[0], b], [product], name=base + "MatMul")
+        matmul.metadata_props.extend(node.metadata_props)  # keep its module scope
+        nodes.append(matmul)
+        if has_c:
+            add = helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=base + "Add")
+            add.metadata_props.extend(node.metadata_props)
+            nodes.append(add)
+        count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
 
 
 def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str]) -> int:

@@ -29,7 +29,7 @@ TARGET_OP_KIND: dict[str, str] = {"MatMul": "matmul", "Gemm": "matmul", "Conv": 
 # Why static QDQ rather than dynamic int8 on CPU (recorded with every CPU int8 module).
 CPU_INT8_NOTE = (
     "int8 as static QDQ with u8 activations: onnxruntime's dynamic int8 runs Conv with s8 "
-    "weights as ConvInteger, about 3x slower than fp32 on CPU"
+    "weights as ConvInteger, about 3x slower than fp32 (measured on an x86 CPU)"
 )
 
 

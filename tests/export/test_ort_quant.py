@@ -125,3 +125,31 @@ def test_excluded_layers_stay_float(toy, tmp_path) -> None:
     assert any("ConvTranspose nodes kept at fp32" in n for n in by_type)
     int4 = [i for i in onnx.load(str(tmp_path / "t.onnx")).graph.initializer if i.data_type == TensorProto.INT4]
     assert len(int4) == 1
+
+
+class _Speaker(nn.Module):
+    """A Linear on a 2-D input, as the Pro style graph's sv_emb: it exports as Gemm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sv_emb = nn.Linear(256, 64)
+
+    def forward(self, sv: torch.Tensor) -> torch.Tensor:  # [1, 256] -> [1, 64]
+        return torch.tanh(self.sv_emb(sv))
+
+
+def test_int4_stores_a_gemm_weight_at_low_bit_too(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "sv.onnx"
+    spec = GraphSpec("sv", "ref_enc", _Speaker().eval(), (torch.randn(1, 256),), ["sv"], ["g"], {})
+    export_graph(spec, path, prefer="legacy")
+    assert "Gemm" in [n.op_type for n in onnx.load(str(path)).graph.node]
+    notes = quantize_graph(path, tmp_path / "w4.onnx", "int4")
+    model = onnx.load(str(tmp_path / "w4.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Gemm" not in ops and ops.count("MatMulNBits") == 1
+    assert any("Gemm" in n and "MatMul" in n for n in notes)
+    assert (tmp_path / "w4.onnx").stat().st_size < 0.3 * path.stat().st_size
+    feeds = [{"sv": np.random.default_rng(i).standard_normal((1, 256)).astype(np.float32)} for i in range(3)]
+    assert _snr(tmp_path / "w4.onnx", feeds, path) > 12
+    assert [node_scope(n) for n in model.graph.node if n.op_type == "MatMulNBits"] == ["sv_emb"]
