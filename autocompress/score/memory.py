@@ -107,7 +107,8 @@ def deployed_weight_bytes(
             quantizable = p.dim() >= 2 and not isinstance(mod, nn.Embedding)
             if quantizable:
                 kind = "conv" if p.dim() >= 3 else "matmul"
-                d = deploy_weight(weight_bits_for(pname, kind, weight_bits), kind, act, target)
+                plan_kind = "conv_transpose" if isinstance(mod, nn.modules.conv._ConvTransposeNd) else kind
+                d = deploy_weight(weight_bits_for(pname, plan_kind, weight_bits), kind, act, target)
                 if d.note:
                     notes[d.note] = None
                 total += p.numel() * d.weight_bytes_per_element

@@ -54,7 +54,7 @@ def lookup(fqn: str, table: Mapping[str, object] | None) -> object | None:
 
     Keys ``""`` and ``"*"`` match everything (the default). Keys may be module groups
     (``"dec"``), modules (``"gpt.h.layers.3.linear1"``) or parameters. Weight-bit tables may
-    also carry per-op-kind keys ``"dec@conv"`` (see :func:`weight_bits_for`).
+    also carry per-op-kind keys ``"dec@conv"``, ``"dec@conv_transpose"`` (see :func:`weight_bits_for`).
     """
     if not table:
         return None
@@ -67,10 +67,12 @@ def lookup(fqn: str, table: Mapping[str, object] | None) -> object | None:
 
 
 def weight_bits_for(fqn: str, op_kind: str, weight_bits: WeightBits | None) -> int | None:
-    """The plan's bits for a weight of an ``op_kind`` op (``matmul``/``conv``) named ``fqn``.
+    """The plan's bits for a weight of an ``op_kind`` op (``matmul``, ``conv`` or
+    ``conv_transpose``) named ``fqn``.
 
     Keys ``"<prefix>@<op_kind>"`` (a per-op-kind override) win over plain ``"<prefix>"`` keys;
-    within each, the longest matching prefix wins (see :func:`lookup`).
+    within each, the longest matching prefix wins (see :func:`lookup`). A ``conv`` override
+    does not reach transposed convolutions, nor the reverse, as in the plan and the export.
     """
     if not weight_bits:
         return None

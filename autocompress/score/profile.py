@@ -70,6 +70,7 @@ class OpRecord:
         weights: parameters read.
         act_float_elements: floating-point activation elements read plus written.
         act_other_bytes: bytes of integer/boolean activations read plus written.
+        transposed: a transposed convolution (a plan may give those their own precision).
     """
 
     op: str
@@ -79,6 +80,7 @@ class OpRecord:
     weights: tuple[WeightRead, ...]
     act_float_elements: int
     act_other_bytes: int
+    transposed: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ class _OpRecorder(TorchDispatchMode):
                 self.names[t] = self.names[weight_in[0]]
             return out
         kind = "matmul" if name in _MATMUL_OPS else "conv" if name in _CONV_OPS else "other"
+        transposed = kind == "conv" and _is_transposed(name, args)
         weights = []
         for i, t in enumerate(tensors_in):
             if t not in self.names:
@@ -236,6 +239,13 @@ class _OpRecorder(TorchDispatchMode):
             else:
                 act_other += t.numel() * t.element_size()
         self.ops.append(
-            OpRecord(str(func), self.stack[-1], kind, int(flops), tuple(weights), act_float, act_other)
+            OpRecord(str(func), self.stack[-1], kind, int(flops), tuple(weights), act_float, act_other, transposed)
         )
         return out
+
+
+def _is_transposed(name: str, args: tuple) -> bool:
+    """A transposed convolution: ``conv_transpose*``, or ``convolution`` with its flag (7th argument) set."""
+    if name.startswith("conv_transpose"):
+        return True
+    return name in ("convolution", "_convolution") and len(args) > 6 and bool(args[6])

@@ -106,7 +106,8 @@ def project_latency(
         weight_bytes = 0.0
         for w in op.weights:
             if w.quantizable:
-                d = deploy_weight(weight_bits_for(w.fqn, op.kind, weight_bits), op.kind, act, target)
+                bits = weight_bits_for(w.fqn, "conv_transpose" if op.transposed else op.kind, weight_bits)
+                d = deploy_weight(bits, op.kind, act, target)
                 if d.note:
                     notes[d.note] = None
                 weight_bytes += w.elements * d.weight_bytes_per_element

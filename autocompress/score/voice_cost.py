@@ -348,13 +348,14 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
 
     Weight precisions ``intN`` become N bits; float weights (``fp32``, ``fp16``, ``bf16``) are
     left to the activation precision. Per-op-kind overrides (``linear``, ``conv``,
-    ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` keys. Activations
+    ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` /
+    ``"<group>@conv_transpose"`` keys. Activations
     ``fp16``/``bf16`` are kept; ``fp32`` (the unchanged model) and ``int8`` are left to the
     target's default float precision (int8 math comes from int8 weights).
     """
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}
-    kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv"}
+    kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv_transpose"}
     for group, gp in plan.groups.items():
         q = gp.quant
         if q.weights.startswith("int"):

@@ -121,5 +121,33 @@ def test_plan_precisions_are_read_from_a_compression_plan():
                            op_weights={"conv_transpose": "int4", "conv": "int6"})),
     })
     bits, acts = precisions_from_plan(plan)
-    assert bits == {"gpt": 8, "dec@conv": 4}
+    assert bits == {"gpt": 8, "dec@conv": 6, "dec@conv_transpose": 4}  # each op kind keeps its own
     assert acts == {"gpt": "fp16"}
+
+
+def test_a_conv_transpose_override_reaches_transposed_convolutions_only():
+    """dec at int8 with its upsamplers at fp16: the plain convs still project (and ship) at int8."""
+    import torch
+    from torch import nn
+
+    from autocompress.score.memory import deployed_weight_bytes
+    from autocompress.score.precision import weight_bits_for
+    from autocompress.score.profile import profile_module, to_meta
+    from autocompress.targets import load_target
+
+    bits = {"dec": 8, "dec@conv_transpose": 16}
+    assert weight_bits_for("dec.conv_pre.weight", "conv", bits) == 8
+    assert weight_bits_for("dec.ups.0.weight", "conv_transpose", bits) == 16
+    assert weight_bits_for("dec.ups.0.weight", "conv", {"dec@conv": 4}) == 4
+    assert weight_bits_for("dec.ups.0.weight", "conv_transpose", {"dec@conv": 4, "dec": 8}) == 8
+
+    net = nn.Sequential(nn.Conv1d(64, 64, 7), nn.ConvTranspose1d(64, 32, 8, stride=4))
+    x = to_meta(torch.zeros(1, 64, 50))
+    ops = [o for o in profile_module(net, lambda m, _: m(x), prefix="dec").ops if o.kind == "conv"]
+    assert [o.transposed for o in ops] == [False, True]
+    rpi5 = load_target("rpi5")
+    mixed, _ = deployed_weight_bytes(net, rpi5, bits, prefix="dec")
+    plain, _ = deployed_weight_bytes(net, rpi5, {"dec": 8}, prefix="dec")
+    conv, up = 64 * 64 * 7, 64 * 32 * 8
+    assert plain - mixed == pytest.approx(-(up * 4 - up * 1))  # only the upsampler left int8 (fp32 on rpi5)
+    assert mixed > conv * 1 + up * 1
