@@ -326,7 +326,7 @@ def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, targ
     op_types: set[str] = set()
     for graph in GROUP_GRAPHS[group]:
         op_types |= weight_op_types(onnx.load(str(work / f"{graph}.export.onnx"), load_external_data=False))
-    op_types -= set(request.keep_op_types)
+    op_types -= set(request.keep_op_types) | set(request.int8_op_types)  # those two have their own rung
     candidates, notes = candidate_precisions(request.precision, op_types, target)
     choice = _GroupChoice(request, candidates, notes=list(request.notes) + notes)
     choice.symmetric_int8 = _symmetric_int8(target)
@@ -403,7 +403,7 @@ def _check_graph(
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
     notes = quantize_graph(
         work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
-        symmetric_activations=symmetric,
+        symmetric_activations=symmetric, int8_op_types=request.int8_op_types,
     )
     session = open_session(path, ["CPUExecutionProvider"], threads)
     got = [_run(session, feeds) for feeds in case.feeds]

@@ -50,6 +50,7 @@ def quantize_graph(
     exclude_op_types: tuple[str, ...] = (),
     half_io: tuple[str, ...] = (),
     symmetric_activations: bool = True,
+    int8_op_types: tuple[str, ...] = (),
 ) -> list[str]:
     """Write ``src`` (fp32) to ``dst`` at ``precision``.
 
@@ -62,6 +63,8 @@ def quantize_graph(
         exclude_op_types: ONNX op types whose nodes stay at fp32.
         half_io: float input/output names that become fp16 under ``fp16``.
         symmetric_activations: int8 activations as symmetric s8 (TensorRT) or asymmetric u8.
+        int8_op_types: under ``int4``/``int2``, ONNX op types stored as static int8 QDQ
+            instead (a first pass, calibrated like ``int8``); the rest then goes to low bit.
 
     Returns:
         notes about what was done (for the manifest).
@@ -79,7 +82,14 @@ def quantize_graph(
         skip += by_type
     try:
         with _quiet_logs():
-            _store(src, dst, model, precision, calibration, skip, half_io, symmetric_activations, notes)
+            part = None
+            if precision in ("int4", "int2") and any(n.op_type in int8_op_types for n in model.graph.node):
+                part, model, skip = _int8_part(src, dst, model, int8_op_types, calibration, skip, symmetric_activations, notes)
+            try:
+                _store(part or src, dst, model, precision, calibration, skip, half_io, symmetric_activations, notes)
+            finally:
+                if part is not None:
+                    part.unlink(missing_ok=True)
     except ExportError:
         raise
     except Exception as e:  # onnxruntime's tools raise assorted types
@@ -113,6 +123,26 @@ def _store(
         notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip)
     else:
         raise ExportError(f"unknown precision {precision!r}; expected fp32, fp16, int8, int4 or int2")
+
+
+def _int8_part(
+    src: Path,
+    dst: Path,
+    model: onnx.ModelProto,
+    op_types: tuple[str, ...],
+    calibration: list[dict[str, np.ndarray]] | None,
+    skip: list[str],
+    symmetric: bool,
+    notes: list[str],
+) -> tuple[Path, onnx.ModelProto, list[str]]:
+    """Store the nodes of ``op_types`` as int8 QDQ, every other weight node untouched; return
+    the new source, its model and the nodes the low-bit pass must leave alone."""
+    mine = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in skip]
+    others = [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS and n.op_type not in op_types]
+    part = dst.with_name(dst.stem + ".int8-part.onnx")
+    _store(src, part, model, "int8", calibration, sorted(set(skip + others)), (), symmetric, notes)
+    notes.append(f"{len(mine)} {'/'.join(op_types)} nodes stored as int8 QDQ (the plan's override)")
+    return part, onnx.load(str(part)), skip + mine
 
 
 @contextlib.contextmanager

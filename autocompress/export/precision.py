@@ -56,18 +56,22 @@ class GroupRequest:
         keep_op_types: ONNX op types kept at fp32 because the plan gives them a higher
             precision than the group's.
         notes: how the plan's precisions were mapped.
+        int8_op_types: ONNX op types stored as int8 in a group stored at int4/int2 (the plan's
+            override, e.g. convolutions a target runs at int8 but not at int4).
     """
 
     precision: str
     keep_op_types: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    int8_op_types: tuple[str, ...] = ()
 
 
 def request_from_plan(plan: Any, group: str) -> GroupRequest:
     """Read a group's weight precision from a ``CompressionPlan`` (or None: fp32).
 
     The group's ``quant.weights`` sets its rung; an op kind whose ``op_weights`` override is
-    higher keeps its nodes at fp32, one that is lower is stored with the group (rounded up).
+    higher keeps its nodes at fp32 (at int8 when the override is int8 and the group int4 or
+    int2), one that is lower is stored with the group (rounded up).
     """
     if plan is None:
         return GroupRequest("fp32")
@@ -75,16 +79,20 @@ def request_from_plan(plan: Any, group: str) -> GroupRequest:
     rung, note = to_export_precision(quant.weights)
     notes = [note] if note else []
     keep: list[str] = []
+    int8: list[str] = []
     for kind, precision in sorted(quant.op_weights.items()):
         other, _ = to_export_precision(precision)
-        if PRECISIONS.index(other) > PRECISIONS.index(rung):
+        if other == "int8" and rung in ("int4", "int2"):
+            int8 += PLAN_OP_TYPES.get(kind, ())
+            notes.append(f"{kind} stored as int8 (plan asks {precision}, the group {quant.weights})")
+        elif PRECISIONS.index(other) > PRECISIONS.index(rung):
             keep += PLAN_OP_TYPES.get(kind, ())
             notes.append(f"{kind} kept at fp32 (plan asks {precision}, the group {quant.weights})")
         elif other != rung:
             notes.append(f"{kind} stored as {rung} with the group (plan asks {precision})")
     if quant.activations not in ("fp32", "int8") and rung != "fp16":
         notes.append(f"activations {quant.activations} not simulated in the graph; they follow the weights")
-    return GroupRequest(rung, tuple(keep), tuple(notes))
+    return GroupRequest(rung, tuple(keep), tuple(notes), tuple(int8))
 
 
 def weight_op_types(model: onnx.ModelProto) -> set[str]:

@@ -153,3 +153,18 @@ def test_int4_stores_a_gemm_weight_at_low_bit_too(tmp_path) -> None:
     feeds = [{"sv": np.random.default_rng(i).standard_normal((1, 256)).astype(np.float32)} for i in range(3)]
     assert _snr(tmp_path / "w4.onnx", feeds, path) > 12
     assert [node_scope(n) for n in model.graph.node if n.op_type == "MatMulNBits"] == ["sv_emb"]
+
+
+def test_int4_with_int8_convolutions_stores_each_at_its_own_rung(toy, tmp_path) -> None:
+    """A plan "int4, conv at int8" (a target that runs int8 but not int4 convolutions) ships so."""
+    path, _, feeds = toy
+    notes = quantize_graph(path, tmp_path / "mixed.onnx", "int4", feeds, int8_op_types=("Conv", "ConvTranspose"))
+    model = onnx.load(str(tmp_path / "mixed.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("MatMulNBits") == 2  # the two Linears at 4 bits
+    assert not [i for i in model.graph.initializer if i.data_type == TensorProto.INT4]  # no 4-bit conv weight
+    int8_weights = [i for i in model.graph.initializer if i.data_type == TensorProto.INT8 and len(i.dims) == 3]
+    assert len(int8_weights) == 2  # the Conv and the ConvTranspose, per-channel int8
+    assert any("stored as int8 QDQ" in n for n in notes)
+    assert not list(tmp_path.glob("*.int8-part.onnx"))
+    assert _snr(tmp_path / "mixed.onnx", feeds, path) > 12

@@ -39,6 +39,15 @@ def test_op_overrides_above_the_group_keep_those_ops_float() -> None:
     assert request_from_plan(None, "dec").precision == "fp32"
 
 
+def test_a_fallback_plan_exports_its_int8_convolutions_at_int8() -> None:
+    """with_fallback turns "ref_enc int4" into "int4, conv at int8" on rtx3060: scored and shipped so."""
+    plan = CompressionPlan({"ref_enc": GroupPlan(quant=QuantConfig("int4"))}).with_fallback(load_target("rtx3060"))
+    request = request_from_plan(plan, "ref_enc")
+    assert request.precision == "int4" and request.keep_op_types == ()
+    assert "Conv" in request.int8_op_types
+    assert any("stored as int8" in n for n in request.notes)
+
+
 def test_targets_skip_rungs_they_cannot_run() -> None:
     cpu, gpu = load_target("cpu"), load_target("rtx3060")
     # CPU: no fp16 anywhere, no int4 convolution.
