@@ -38,6 +38,7 @@ from autocompress.search.study import (
     ask,
     check_resumable,
     count_done,
+    count_running,
     heartbeat,
     identity,
     open_storage,
@@ -46,7 +47,7 @@ from autocompress.search.study import (
     requeue,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
-from autocompress.store import Store, TrialRecord, display_url
+from autocompress.store import Store, TrialRecord, display_url, exclusive
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -121,17 +122,21 @@ class _Daemon:
             self.store.close()
             raise
         note = self._note()
-        self.study, _created = open_study(
-            self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
-        )
+        with exclusive(self.store.engine, f"autocompress:study:{r.study}"):  # workers starting together: one creates
+            self.study, _created = open_study(
+                self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
+            )
         n_existing = len(self.study.get_trials(deepcopy=False))
-        self.study.sampler = optuna.samplers.TPESampler(
-            seed=r.config.seed + n_existing, multivariate=True, constant_liar=True,
-            n_startup_trials=STARTUP_TRIALS,
-        )
         self.run_id = self.store.start_run(
             study_name=r.study, target=r.target.name, space_name=r.space.name, space_sha256=r.space.sha256,
             voice=r.voice.describe(), settings=self._settings(), device_info={"device": r.device},
+        )
+        # Workers that open the study at the same trial count must not draw the same plans: a
+        # run beside other live runs of the study mixes its own run id into the seed.
+        beside = [run for run in self.store.runs(r.study) if run.status == "running" and run.id != self.run_id]
+        self.study.sampler = optuna.samplers.TPESampler(
+            seed=r.config.seed + n_existing + (1_000_003 * self.run_id if beside else 0), multivariate=True,
+            constant_liar=True, n_startup_trials=STARTUP_TRIALS,
         )
         status = "failed"
         exported: tuple[Path, ...] = ()
@@ -167,6 +172,8 @@ class _Daemon:
                 if timeout is not None and time.monotonic() - t_start >= timeout:
                     break
                 recover_stale_trials(self.study, self.store, self.run_id)
+                if count_done(self.study) + count_running(self.study) >= self.r.n_trials:
+                    break  # other workers' trials in flight complete the count
                 self._one_trial()
         except KeyboardInterrupt:
             return True

@@ -194,6 +194,11 @@ def count_done(study: optuna.Study) -> int:
     return sum(1 for t in trials if t.state in finished and t.number not in retried)
 
 
+def count_running(study: optuna.Study) -> int:
+    """Trials in flight now (in other workers, when this one is between trials)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def requeue(study: optuna.Study, number: int) -> None:
     """Enqueue a failed trial again (same parameters and attributes), as for a stale one."""
     frozen = next(t for t in study.get_trials(deepcopy=True) if t.number == number)
@@ -248,6 +253,7 @@ __all__ = [
     "METRIC_NAMES",
     "ask",
     "count_done",
+    "count_running",
     "heartbeat",
     "identity",
     "open_storage",

@@ -7,6 +7,9 @@ too), a busy timeout instead of instant ``database is locked`` errors, and enfor
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,40 @@ def prepare_storage(url: str) -> None:
         raise StoreError(f"cannot create the database folder {path.parent}: {e.strerror}") from e
 
 
+@contextlib.contextmanager
+def exclusive(engine: Engine, key: str) -> Iterator[None]:
+    """Hold a lock named ``key`` on the database across processes and machines.
+
+    PostgreSQL: a session advisory lock. SQLite: an exclusive ``flock`` on ``<file>.lock``
+    beside the database (the processes share its file system). Other databases and in-memory
+    SQLite: no lock (one process).
+    """
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": number})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                conn.commit()
+        return
+    database = engine.url.database if backend == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(Path(database).with_name(Path(database).name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def create_store_engine(url: str) -> Engine:
     """Create an engine for ``url`` with our SQLite settings; check that it connects.
 
@@ -107,6 +144,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "DEFAULT_STORAGE",
     "create_store_engine",
+    "exclusive",
     "display_url",
     "engine_kwargs",
     "parse_url",

@@ -164,7 +164,10 @@ def migrate(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> int
                 m.apply(conn)
                 conn.execute(table.insert().values(version=m.version, name=m.name, applied_at=utcnow()))
     except sa.exc.SQLAlchemyError as e:
-        raise StoreError(f"cannot migrate the database schema at {engine.url.render_as_string(hide_password=True)}: {e}") from e
+        reason = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
+        raise StoreError(
+            f"cannot migrate the database schema at {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from e
     return latest
 
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from autocompress.exceptions import StoreError
-from autocompress.store.engine import create_store_engine, display_url
+from autocompress.store.engine import create_store_engine, display_url, exclusive
 from autocompress.store.hashing import hash_folder
 from autocompress.store.migrations import migrate
 from autocompress.store.models import (
@@ -80,7 +80,8 @@ class Store:
         """
         self.url = url
         self.engine = create_store_engine(url)
-        self.schema_version = migrate(self.engine)
+        with exclusive(self.engine, "autocompress:migrate"):  # workers starting together migrate once
+            self.schema_version = migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

@@ -162,3 +162,48 @@ def test_bad_urls_fail_with_one_line(tmp_path):
     with pytest.raises(StoreError, match="cannot connect"):
         Store("postgresql+psycopg://nobody@/nodb?host=/nonexistent-socket-dir&port=1")
     assert os.path.exists(tmp_path)
+
+
+def _open_store_after(barrier, url: str) -> None:  # in a forked child
+    barrier.wait()
+    Store(url).close()
+
+
+def _count_under_lock(barrier, url: str, counter: str) -> None:  # in a forked child
+    import time
+    from pathlib import Path
+
+    from autocompress.store import create_store_engine, exclusive
+
+    engine = create_store_engine(url)
+    barrier.wait()
+    with exclusive(engine, "test:counter"):
+        value = int(Path(counter).read_text())
+        time.sleep(0.05)  # a read-modify-write that loses updates unless the lock holds
+        Path(counter).write_text(str(value + 1))
+    engine.dispose()
+
+
+def test_workers_starting_together_migrate_once_and_the_lock_excludes(db_url, tmp_path):
+    """Several processes opening one new database: none fails in the schema migration."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_store_after, args=(barrier, db_url)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert Store(db_url).schema_version == len(MIGRATIONS)
+
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_count_under_lock, args=(barrier, db_url, str(counter))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0] and counter.read_text() == "3"
