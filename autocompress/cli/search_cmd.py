@@ -172,8 +172,7 @@ class RichReporter:
             self.live.update(self._render())
 
     def exported(self, paths, error: str) -> None:  # noqa: ANN001
-        if error:
-            self._line(f"[red]export failed:[/red] {escape(error)}")
+        pass  # search_finished prints the exports, or why the export failed, once
 
     def search_finished(self, summary) -> None:  # noqa: ANN001
         self.close()

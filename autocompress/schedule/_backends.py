@@ -30,8 +30,10 @@ def run_due_command(storage: str, name: str, workdir: Path) -> str:
 
 
 def crontab_line(spec: ScheduleSpec, storage: str, workdir: Path) -> str:
+    """A minutely line, as the systemd timer: cron reads its fields in local time, a schedule's
+    cron expression is UTC, so the database (run-due) decides when it is due."""
     log = shlex.quote(str(workdir / "db" / f"schedule-{spec.name}.log"))
-    return f"{spec.cron} {run_due_command(storage, spec.name, workdir)} >> {log} 2>&1 {TAG}{spec.name}"
+    return f"* * * * * {run_due_command(storage, spec.name, workdir)} >> {log} 2>&1 {TAG}{spec.name}"
 
 
 def merge_crontab(existing: str, name: str, line: str | None) -> str:

@@ -212,17 +212,46 @@ class RunOutcome:
 Runner = Callable[[ScheduleSpec], RunOutcome]
 
 
-def search_command(spec: ScheduleSpec) -> list[str]:
+UNBOUNDED_TRIALS = 10_000  # a scheduled run without --trials: its time budget ends it
+
+
+def search_command(spec: ScheduleSpec, finished: int = 0) -> list[str]:
     """The command a scheduled run executes: ``run_search`` resuming its study, no export.
 
-    Export is decided afterwards, and only when the feasible Pareto set changed.
+    A schedule's ``--trials N`` is what each run adds: the study, which already holds
+    ``finished`` trials, is asked to hold ``finished + N`` (without ``--trials``, as many as the
+    time budget allows). Export is decided afterwards, and only when the feasible Pareto set
+    changed.
     """
-    args = list(spec.args)
+    args, per_run = [], UNBOUNDED_TRIALS
+    items = iter(spec.args)
+    for a in items:
+        if a == "--trials":
+            per_run = int(next(items, str(UNBOUNDED_TRIALS)))
+        elif a.startswith("--trials="):
+            per_run = int(a.split("=", 1)[1])
+        else:
+            args.append(a)
+    args += ["--trials", str(finished + per_run)]
     if "--timeout" not in args:
         args += ["--timeout", str(int(spec.timeout_s))]
     if "--no-export" not in args:
         args.append("--no-export")
     return [sys.executable, "-m", "autocompress", "search", *args]
+
+
+def finished_trials(storage: str, study_name: str | None) -> int:
+    """Trials of the study that count towards ``--trials`` (0 when it does not exist yet)."""
+    import optuna
+
+    from autocompress.search.study import count_done
+
+    if study_name is None:
+        return 0
+    try:
+        return count_done(optuna.load_study(study_name=study_name, storage=storage))
+    except KeyError:
+        return 0
 
 
 def subprocess_runner(spec: ScheduleSpec) -> RunOutcome:
@@ -233,7 +262,8 @@ def subprocess_runner(spec: ScheduleSpec) -> RunOutcome:
     before = front_signature(*study)
     n_before = before.n_complete
     try:
-        proc = subprocess.run(search_command(spec), timeout=spec.timeout_s + LOCK_GRACE_S / 2, check=False)
+        command = search_command(spec, finished_trials(*study))
+        proc = subprocess.run(command, timeout=spec.timeout_s + LOCK_GRACE_S / 2, check=False)
         code = proc.returncode
         error = None if code == 0 else f"search exited with code {code}"
     except subprocess.TimeoutExpired:

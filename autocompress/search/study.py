@@ -59,7 +59,8 @@ def open_storage(url: str) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
     except Exception as e:  # noqa: BLE001 - Optuna raises several unrelated types here
-        raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}") from e
+        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if "psycopg" in str(e) else ""
+        raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}{hint}") from e
 
 
 def identity(

@@ -127,7 +127,8 @@ def create_store_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(parsed, **engine_kwargs(url))
     except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
-        raise StoreError(f"cannot open --storage {display_url(url)}: {e}") from e
+        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if "psycopg" in str(e) else ""
+        raise StoreError(f"cannot open --storage {display_url(url)}: {e}{hint}") from e
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:

@@ -209,3 +209,29 @@ def test_cli_add_refuses_search_arguments_every_run_would_reject(url, tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], err
     assert list_schedules(url) == []
+
+
+def test_the_crontab_line_wakes_every_minute_and_leaves_the_utc_time_to_run_due(tmp_path):
+    """cron reads its fields in local time; the schedule's expression is UTC, so cron must not apply it."""
+    from autocompress.schedule._backends import crontab_line
+    from autocompress.schedule._core import ScheduleSpec
+
+    line = crontab_line(ScheduleSpec("n", "0 2 * * *", ("--target", "cpu"), 3600.0), "sqlite:///x.db", tmp_path)
+    assert line.startswith("* * * * * ") and "schedule run-due" in line and "--name n" in line
+    assert line.endswith("# autocompress-schedule:n")
+
+
+def test_each_scheduled_run_adds_its_trials_to_the_study():
+    """--trials in a schedule is per run: a study that holds 20 asks for 25 with --trials 5."""
+    from autocompress.schedule import search_command
+    from autocompress.schedule._core import UNBOUNDED_TRIALS, ScheduleSpec
+
+    spec = ScheduleSpec("n", "0 2 * * *", ("--target", "cpu", "--trials", "5", "--study", "n"), 600.0)
+    cmd = search_command(spec, finished=20)
+    assert cmd[cmd.index("--trials") + 1] == "25" and cmd.count("--trials") == 1
+    assert "--no-export" in cmd and cmd[cmd.index("--timeout") + 1] == "600"
+    spec = ScheduleSpec("n", "0 2 * * *", ("--target", "cpu", "--trials=3"), 600.0)
+    cmd = search_command(spec, finished=4)
+    assert cmd[cmd.index("--trials") + 1] == "7" and not [a for a in cmd if a.startswith("--trials=")]
+    unbounded = search_command(ScheduleSpec("n", "0 2 * * *", ("--target", "cpu"), 600.0), finished=2)
+    assert unbounded[unbounded.index("--trials") + 1] == str(2 + UNBOUNDED_TRIALS)  # the time budget ends it
