@@ -255,6 +255,9 @@ class _Daemon:
         # Pareto export keep only trials whose values are all <= 0.
         for key, value in outcome.constraints.items():
             trial.set_constraint(key, value)
+        # optuna-dashboard reads neither form of constraints: its trial table shows this instead
+        # (its "best trials" view still ignores feasibility; the CLI, report and export do not).
+        trial.set_user_attr("feasible", outcome.feasible)
         plan_file = scratch / f"plan-trial-{trial.number}.json"
         plan_file.write_text(plan.to_json())
         upload_artifact(artifact_store=self.artifact_store, file_path=str(plan_file), study_or_trial=trial)

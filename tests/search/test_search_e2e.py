@@ -39,6 +39,7 @@ def test_three_finished_trials_with_three_objectives(finished_search):
     for t in done:
         assert set(t.constraints) == {"memory_budget", "rtf_budget", "quality_floor"}
         assert t.user_attrs["plan_summary"]
+        assert t.user_attrs["feasible"] == all(v <= 0 for v in t.constraints.values())  # shown by the dashboard
     assert done[2].user_attrs["finetune_steps"] == 4  # the seed recipe was fine-tuned
     assert done[0].user_attrs["finetune_steps"] == 0  # the teacher has nothing to learn
     assert study.user_attrs["target"] == "rtx3060"
