@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.export_error else 0
 
 
+LIVE_ROWS = 6  # finished trials the live view shows (the final table shows them all)
+
+
 class RichReporter:
     """Renders the daemon's events with rich: live on a terminal, line by line elsewhere."""
 
@@ -206,7 +209,11 @@ class RichReporter:
         from rich.console import Group
         from rich.text import Text
 
-        parts = [self._table(self.rows, title="Finished trials")]
+        rows = self.rows[-LIVE_ROWS:]  # a small terminal must still show the newest trials
+        title = "Finished trials"
+        if len(rows) < len(self.rows):
+            title += f" (last {len(rows)} of {len(self.rows)})"
+        parts = [self._table(rows, title=title, live=True)]
         if self.current:
             eta = ""
             if self.eta is not None:
@@ -215,7 +222,8 @@ class RichReporter:
             parts.append(self.progress)
         return Group(*parts)
 
-    def _table(self, rows, title: str):  # noqa: ANN001, ANN202
+    def _table(self, rows, title: str, live: bool = False):  # noqa: ANN001, ANN202
+        from rich import box
         from rich.table import Table
 
         info = self.info
@@ -223,16 +231,18 @@ class RichReporter:
         if info is not None:
             caption = (f"quality: {info.quality_label}; latency: {info.latency_label}; "
                        f"memory: {info.memory_label}")
-        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-        t.add_column("#", justify="right")
-        t.add_column("plan", overflow="fold", ratio=1)
-        t.add_column("state")
-        t.add_column("quality", justify="right")
-        t.add_column("latency ms", justify="right")
-        t.add_column("memory MB", justify="right")
-        t.add_column("feasible")
-        t.add_column("Pareto")
-        t.add_column("time", justify="right")
+        t = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
+                  **({"box": box.SIMPLE_HEAD, "pad_edge": False} if live else {}))
+        t.add_column("#", justify="right", no_wrap=True)
+        # live: one line a trial, the plan cut to what the other columns leave of the terminal
+        if live:  # short heads; the plan gets what the other columns leave of the terminal
+            t.add_column("plan", overflow="ellipsis", no_wrap=True, width=max(12, self.console.width - 66))
+            heads = ("state", "quality", "lat ms", "MB", "feas", "P", "time")
+        else:
+            t.add_column("plan", overflow="fold", ratio=1)
+            heads = ("state", "quality", "latency ms", "memory MB", "feasible", "Pareto", "time")
+        for i, name in enumerate(heads):
+            t.add_column(name, justify="left" if i in (0, 4, 5) else "right", no_wrap=True)
         for r in rows:
             ok = r.state == "COMPLETE"
             t.add_row(

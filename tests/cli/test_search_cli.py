@@ -124,3 +124,21 @@ def test_reporter_prints_failure_reasons_and_names_as_text():
     text = console.export_text()
     assert "shape [batch, 4] vs [/]" in text and "All trials of study me[v2]" in text
     assert "cannot write [bold]x" in text
+
+
+def test_the_live_view_keeps_the_newest_trials_in_sight():
+    """On an 80 x 24 terminal the live table showed trials 0-2 and nothing newer."""
+    from rich.console import Console
+
+    from autocompress.cli.search_cmd import LIVE_ROWS, RichReporter
+    from autocompress.search.progress import TrialRow
+
+    reporter = RichReporter(Console(width=80, record=True))
+    plan = "gpt int4 act fp16 prune 20% width x0.75 | flow int8 act fp16 prune 20% | dec int8 act fp16 prune 20%"
+    reporter.rows = tuple(TrialRow(number=i, state="COMPLETE", label=plan, quality=0.5, latency_ms=3.0, memory_mb=9.0,
+                                   feasible=True) for i in range(20))
+    console = Console(width=80, record=True)
+    console.print(reporter._render())
+    text = console.export_text()
+    assert f"last {LIVE_ROWS} of 20" in text and " 19 " in text and " 13 " not in text
+    assert len(text.splitlines()) <= LIVE_ROWS + 8  # one line a trial, plus the frame
