@@ -145,8 +145,13 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args)
     import dataclasses
 
-    from autocompress.runtime import BundleRunner
+    from pathlib import Path
 
+    from autocompress.runtime import BundleRunner
+    from autocompress.runtime.manifest import MANIFEST_NAME
+
+    if not (Path(args.bundle) / MANIFEST_NAME).is_file():  # a wrong path is a usage error (exit 2)
+        raise DataError(f"--bundle {args.bundle}: no {MANIFEST_NAME}; expected a bundle folder written by `export`")
     runner = BundleRunner(args.bundle, prefer_gpu=not args.cpu, threads=args.threads)
     sampling = runner.sampling
     if args.top_k is not None:

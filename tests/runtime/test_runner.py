@@ -158,7 +158,7 @@ def test_synth_command_without_torch(tmp_path, bundle_fp32) -> None:
         [sys.executable, "-m", "autocompress", "synth", "--bundle", str(tmp_path), "--out", str(out)],
         env=_torch_free_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert bad.returncode == 1 and bad.stderr.startswith("error: no manifest.json")
+    assert bad.returncode == 2 and bad.stderr.startswith(f"error: --bundle {tmp_path}: no manifest.json")
 
 
 def test_a_light_install_names_what_a_search_command_needs(tmp_path) -> None:
