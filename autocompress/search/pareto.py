@@ -193,11 +193,14 @@ def _distinct(front: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[str, in
     """The front without trials equal to an earlier one (same plan, same objectives), and
     ``{later number: earlier number}`` for those left out. A baseline whose precision the
     target cannot run falls back to another baseline's plan and scores the same."""
+    def plan(t: FrozenTrial) -> str:  # what the plan does, without a baseline's name before it
+        summary, baseline = str(t.user_attrs.get("plan_summary")), t.user_attrs.get("baseline")
+        return summary.removeprefix(f"{baseline}: ") if baseline else summary
+
     kept: list[FrozenTrial] = []
     same: dict[str, int] = {}
     for t in front:
-        twin = next((k for k in kept if k.values == t.values
-                     and k.user_attrs.get("plan_summary") == t.user_attrs.get("plan_summary")), None)  # fmt: skip
+        twin = next((k for k in kept if k.values == t.values and plan(k) == plan(t)), None)
         if twin is None:
             kept.append(t)
         else:

@@ -219,11 +219,14 @@ def test_trials_equal_to_an_earlier_one_are_exported_once():
 
     from autocompress.search.pareto import _distinct
 
-    def trial(number: int, values: list[float], plan: str) -> SimpleNamespace:
-        return SimpleNamespace(number=number, values=values, user_attrs={"plan_summary": plan})
+    def trial(number: int, values: list[float], summary: str, baseline: str | None = None) -> SimpleNamespace:
+        return SimpleNamespace(number=number, values=values, user_attrs={
+            "plan_summary": f"{baseline}: {summary}" if baseline else summary, "baseline": baseline})
 
-    front = [trial(0, [0.9, 5.0, 100.0], "teacher"), trial(1, [0.9, 5.0, 100.0], "teacher"),
-             trial(2, [0.8, 4.0, 50.0], "gpt int8"), trial(3, [0.9, 5.0, 100.0], "other plan")]
+    front = [trial(0, [0.9, 5.0, 100.0], "teacher (fp32, unchanged)", "teacher_fp32"),
+             trial(1, [0.9, 5.0, 100.0], "teacher (fp32, unchanged)", "teacher_fp16"),  # fp16 fell back to fp32
+             trial(2, [0.8, 4.0, 50.0], "gpt int8"),
+             trial(3, [0.9, 5.0, 100.0], "dec int8")]
     kept, same = _distinct(front)
     assert [t.number for t in kept] == [0, 2, 3] and same == {"1": 0}
 
