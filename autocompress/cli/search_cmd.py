@@ -234,8 +234,7 @@ class RichReporter:
         t = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
                   **({"box": box.SIMPLE_HEAD, "pad_edge": False} if live else {}))
         t.add_column("#", justify="right", no_wrap=True)
-        # live: one line a trial, the plan cut to what the other columns leave of the terminal
-        if live:  # short heads; the plan gets what the other columns leave of the terminal
+        if live:  # one line a trial, short heads; the plan gets what the other columns leave of the terminal
             t.add_column("plan", overflow="ellipsis", no_wrap=True, width=max(12, self.console.width - 66))
             heads = ("state", "quality", "lat ms", "MB", "feas", "P", "time")
         else:

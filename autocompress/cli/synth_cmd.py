@@ -58,16 +58,27 @@ def phone_ids(args: argparse.Namespace, table: list[str]) -> list[int] | None:
 
     if args.text is None:
         return None if args.phones is None else [int(i) for i in parse_phones(args.phones, table)]
-    from autocompress.models.gpt_sovits.text import english_to_phones  # torch-free
+    return _text_ids(args.text, table)[0]
 
-    phones = english_to_phones(args.text)
+
+def _text_ids(text: str, table: list[str]) -> tuple[list[int], list[int]]:
+    """``--text`` as ids of ``table``, and the index of each word's first phone among them."""
+    from autocompress.models.gpt_sovits.text import PUNCTUATION, english_to_word_phones  # torch-free
+
+    words = english_to_word_phones(text)
+    phones = [p for word in words for p in word]
     if not any(p[0].isalpha() for p in phones):
-        raise DataError(f"--text {args.text!r} has no words to speak")
+        raise DataError(f"--text {text!r} has no words to speak")
     index = {symbol: i for i, symbol in enumerate(table)}
     unknown = sorted({p for p in phones if p not in index})
     if unknown:
         raise DataError(f"the voice's symbol table lacks the phones {unknown} of --text")
-    return [index[p] for p in phones]
+    starts, at = [], 0
+    for word in words:
+        if word[0] not in PUNCTUATION:
+            starts.append(at)
+        at += len(word)
+    return [index[p] for p in phones], starts
 
 
 def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] | None:
@@ -75,7 +86,7 @@ def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] 
     ``--max-piece-phones 0``), or None for a bundle sample's own text."""
     from autocompress.models.gpt_sovits.text import split_phones
 
-    ids = phone_ids(args, table)
+    ids, word_starts = _text_ids(args.text, table) if args.text is not None else (phone_ids(args, table), [])
     if ids is None:
         return None
     limit = getattr(args, "max_piece_phones", MAX_PIECE_PHONES)
@@ -84,22 +95,10 @@ def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] 
     if limit == 0:
         return [ids]
     pieces, start = [], 0
-    for piece in split_phones([table[i] for i in ids], limit, _word_starts(args.text) if args.text else ()):
+    for piece in split_phones([table[i] for i in ids], limit, word_starts):
         pieces.append(ids[start : start + len(piece)])
         start += len(piece)
     return pieces
-
-
-def _word_starts(text: str) -> list[int]:
-    """Index of each word's first phone in ``english_to_phones(text)``."""
-    from autocompress.models.gpt_sovits.text import PUNCTUATION, english_to_word_phones
-
-    starts, at = [], 0
-    for word in english_to_word_phones(text):
-        if word[0] not in PUNCTUATION:
-            starts.append(at)
-        at += len(word)
-    return starts
 
 
 def join_pieces(wavs: list, sampling_rate: int):  # noqa: ANN201
@@ -144,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         return run_demo(args)
     import dataclasses
-
     from pathlib import Path
 
     from autocompress.runtime import BundleRunner

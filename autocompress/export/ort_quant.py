@@ -302,20 +302,25 @@ def _to_weight_only(model: onnx.ModelProto, dst: Path, bits: int, skip: list[str
     return notes
 
 
+def _initializers_and_uses(model: onnx.ModelProto) -> tuple[dict[str, onnx.TensorProto], dict[str, int]]:
+    """The graph's initializers by name, and how many node inputs read each name."""
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    return {i.name: i for i in model.graph.initializer}, uses
+
+
 def _gemm_to_matmul_(model: onnx.ModelProto, skip: set[str]) -> int:
     """Rewrite ``Gemm(A, B const, C)`` (alpha = beta = 1, A not transposed) as ``MatMul`` + ``Add``.
 
     A torch Linear on a 2-D input exports as Gemm, which MatMulNBits does not take; as a
     MatMul its weight is stored at low bit like every other linear layer.
     """
-    inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
+    inits, users = _initializers_and_uses(model)
     nodes, count = [], 0
     for node in model.graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute} if node.op_type == "Gemm" else {}
         plain = attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
         b = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else ""
         if not (plain and b in inits and users.get(b, 0) == 1 and node.name not in skip):
@@ -344,11 +349,7 @@ def _gemm_to_matmul_(model: onnx.ModelProto, skip: set[str]) -> int:
 
 def _conv_weights_to_low_bit_(model: onnx.ModelProto, bits: int, skip: set[str]) -> int:
     """Replace constant Conv/ConvTranspose weights by int4 storage + per-channel scale + DQ."""
-    inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
+    inits, users = _initializers_and_uses(model)
     qmax = 2 ** (bits - 1) - 1  # symmetric: 7 for 4 bits, 1 for 2 bits
     new_nodes, count = [], 0
     for node in model.graph.node:

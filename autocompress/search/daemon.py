@@ -11,7 +11,6 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from optuna.trial import TrialState
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError
+from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
 from autocompress.search.config import ResolvedSearch
 from autocompress.search.pareto import export_pareto, feasible_front, mark_pareto
@@ -89,13 +89,8 @@ class _Running:
 
 
 def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
-    """One digest of the teacher's GPT and SoVITS files: what a study's results belong to."""
-    digest = hashlib.sha256()
-    for path in (voice.gpt, voice.sovits):
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
+    """The teacher's GPT and SoVITS files, by content: what a study's results belong to."""
+    return " ".join(sha256_file(path) for path in (voice.gpt, voice.sovits))
 
 
 class _Daemon:

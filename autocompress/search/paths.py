@@ -30,9 +30,6 @@ def teacher_cache_path(artifacts: Path, study: str) -> Path:
     return artifacts / "teacher-cache" / f"{study}.pt"
 
 
-__all__ = ["artifacts_dir", "student_dir", "students_dir", "teacher_cache_path"]
-
-
 def check_writable_dir(path: Path, flag: str) -> None:
     """Raise ``ConfigError`` unless ``path`` is, or can be made, a folder this process writes into."""
     from autocompress.exceptions import ConfigError
@@ -64,3 +61,8 @@ def check_export_dir(path: Path, flag: str = "--out") -> None:
             f"{flag} {path}: the folder holds files that are not an autocompress export, and an export replaces "
             "its folder whole; choose a new or empty folder"
         )
+
+
+__all__ = [
+    "artifacts_dir", "check_export_dir", "check_writable_dir", "student_dir", "students_dir", "teacher_cache_path",
+]

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 # reference (style) encoder.
 MODULE_GROUPS: tuple[str, ...] = ("gpt", "enc_p", "flow", "dec", "ref_enc")
 
-V1_SYMBOLS = 322  # the v1 table; the v2 table is the same 322 symbols in the same order, then more
-
 
 def check_phone_coverage(gpt_config, phones: Iterable[str], version: str) -> None:  # noqa: ANN001
     """Raise ``DataError`` when the GPT has no trained embedding for some of ``phones``.
@@ -30,10 +28,10 @@ def check_phone_coverage(gpt_config, phones: Iterable[str], version: str) -> Non
     322 on) were never seen by a v1 GPT.
     """
     from autocompress.exceptions import DataError
-    from autocompress.models.gpt_sovits.text import phones_to_ids
+    from autocompress.models.gpt_sovits.text import phones_to_ids, symbols
 
     unique = sorted(set(phones))
-    limit = V1_SYMBOLS if gpt_config.version == "v1" else gpt_config.phoneme_vocab_size
+    limit = len(symbols("v1")) if gpt_config.version == "v1" else gpt_config.phoneme_vocab_size
     unseen = [p for p, i in zip(unique, phones_to_ids(unique, version)) if i >= limit]
     if unseen:
         raise DataError(
