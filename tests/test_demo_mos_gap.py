@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
+from _scripts import load_script
 
 @pytest.fixture(scope="module")
 def gap():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        return importlib.import_module("demo_mos_gap")
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    return load_script("demo_mos_gap")
 
 
 def _tone_and_noise(rate: int, seconds: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

