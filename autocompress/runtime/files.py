@@ -15,15 +15,33 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK_BYTES = 1 << 20  # read 1 MiB at a time when hashing
+_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}  # sha256_file's memo, by file identity and stat
+_DIGESTS_KEPT = 64
 
 
-def sha256_file(path: str | Path) -> str:
-    """Return the hex SHA-256 of a file's bytes."""
+def sha256_file(path: str | Path, memo: bool = False) -> str:
+    """Return the hex SHA-256 of a file's bytes.
+
+    With ``memo``, a file hashed before in this process with ``memo`` and unchanged since (same
+    inode, size, modification and change times) is not read again: a search start hashes the
+    same multi-hundred-MB checkpoints for the study's identity and for its teacher cache.
+    Checks against tampering leave it off: two writes within one clock tick can leave the
+    times as they were.
+    """
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if memo and (known := _DIGESTS.get(key)) is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    if not memo:
+        return digest.hexdigest()
+    if len(_DIGESTS) >= _DIGESTS_KEPT:
+        _DIGESTS.pop(next(iter(_DIGESTS)))
+    _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def _umask() -> int:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from autocompress.exceptions import ScoringError
+from autocompress.runtime.files import sha256_file
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.quality import TeacherReference, build_reference
 from autocompress.search.distill import EvalTargets, SoVITSTargets, VoiceItem, eval_targets
@@ -136,12 +137,10 @@ def _item_dict(item: VoiceItem) -> dict[str, Any]:
 
 
 def fingerprint(files: list[Path], names: list[str], settings: dict[str, Any]) -> str:
-    """Hash of the teacher files' bytes, the item names and the settings a cache depends on."""
+    """Hash of the teacher files' contents, the item names and the settings a cache depends on."""
     h = hashlib.sha256()
     for f in files:
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
+        h.update(sha256_file(f, memo=True).encode())  # memoised: the study's voice identity hashed these already
     h.update(repr(sorted(names)).encode())
     h.update(repr(sorted(settings.items())).encode())
     h.update(str(CACHE_VERSION).encode())

@@ -12,6 +12,7 @@ still exports what is done. The feasible Pareto set is exported at the end.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -47,7 +48,7 @@ from autocompress.search.study import (
     requeue,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
-from autocompress.store import Store, TrialRecord, display_url, exclusive
+from autocompress.store import Store, TrialRecord, display_url, exclusive, pid_alive
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -88,9 +89,24 @@ class _Running:
     steps_done: int = 0
 
 
+SCRATCH_PREFIX = "ac-trial-"  # a trial's scratch folder: <tmp>/ac-trial-<pid>-<trial number>-<random>
+
+
+def remove_dead_scratch(tmp: Path | None = None) -> list[Path]:
+    """Remove the trial scratch folders that killed workers on this machine left in ``tmp``
+    (the system's temporary folder); return them."""
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*-*"):
+        pid, number = path.name.removeprefix(SCRATCH_PREFIX).split("-")[:2]
+        if path.is_dir() and pid.isdigit() and number.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     """The teacher's GPT and SoVITS files, by content: what a study's results belong to."""
-    return " ".join(sha256_file(path) for path in (voice.gpt, voice.sovits))
+    return " ".join(sha256_file(path, memo=True) for path in (voice.gpt, voice.sovits))
 
 
 class _Daemon:
@@ -138,6 +154,7 @@ class _Daemon:
         export_error = ""
         try:
             recovered = recover_stale_trials(self.study, self.store, self.run_id)
+            remove_dead_scratch()
             self.artifact_store = FileSystemArtifactStore(r.artifacts)
             self.labels = self.runner.labels()
             self._set_study_labels()
@@ -204,7 +221,7 @@ class _Daemon:
             device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
         )
         self.reporter.trial_started(number, summary, self._eta())
-        scratch = Path(tempfile.mkdtemp(prefix=f"ac-trial-{number}-"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{number}-"))
         try:
             job = TrialJob(
                 number=number, plan=plan, baseline=run.baseline, steps=r.steps, abort=self._abort_rule(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -68,6 +69,9 @@ def test_a_nan_trial_is_recorded_fail_and_the_search_goes_on(search_argv, tmp_pa
 
 def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice, tmp_path):
     cmd, env = run_search_cmd
+    scratch = tmp_path / "tmp"  # the workers' temporary folder, where each trial has a scratch folder
+    scratch.mkdir()
+    env = {**env, "TMPDIR": str(scratch)}
     # the seed recipe must still be fine-tuning when the signals come, on however fast a machine:
     # many steps, and no early stop for convergence
     slow = tmp_path / "slow-space.toml"
@@ -86,6 +90,7 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice
     before = {t.number: t.values for t in optuna.load_study(study_name="micro", storage=url).trials
               if t.state == TrialState.COMPLETE}
     assert sorted(before) == [0, 1]
+    assert [p.name.split("-")[2:4] for p in scratch.glob("ac-trial-*")] == [[str(p1.pid), "2"]]  # kill -9 left it
 
     # 2. The same command resumes: trial 2 is failed as stale and retried as trial 3; Ctrl-C it.
     log2 = (tmp_path / "run2.log").open("w")
@@ -104,6 +109,7 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice
     assert by_number[3].system_attrs["failed_trial"] == 2 and by_number[3].user_attrs["baseline"] == "seed_recipe"
     assert by_number[3].state == TrialState.FAIL and "interrupted" in by_number[3].user_attrs["failure_reason"]
     assert _trial_states(db)[2] == "FAIL"
+    assert list(scratch.glob("ac-trial-*")) == []  # the resumed run removed the dead worker's scratch, Ctrl-C its own
     # The export still happened for what was done.
     assert (tmp_path / "exports" / "pareto.json").is_file()
     assert {p.name for p in (tmp_path / "exports").iterdir() if p.is_dir()} <= {"trial-0000", "trial-0001"}
@@ -116,6 +122,20 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 3 and {0, 1} <= {t.number for t in complete}
     assert any(t.system_attrs.get("failed_trial") == 2 for t in complete)
+
+
+def test_scratch_of_dead_workers_is_removed_and_nothing_else(tmp_path):
+    from autocompress.search.daemon import remove_dead_scratch
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead, live = tmp_path / f"ac-trial-{gone.pid}-7-abc", tmp_path / f"ac-trial-{os.getpid()}-7-abc"
+    other = [tmp_path / "ac-trial-2-00pwsffd", tmp_path / "ac-trial-x-7-abc", tmp_path / "keep"]
+    for p in (dead, live, *other):
+        p.mkdir()
+    (dead / "sample.wav").write_bytes(b"RIFF")
+    assert remove_dead_scratch(tmp_path) == [dead]
+    assert sorted(tmp_path.iterdir()) == sorted([live, *other])
 
 
 def test_resuming_for_another_target_or_space_is_refused(search_argv, micro_voice, tmp_path, capsys):
