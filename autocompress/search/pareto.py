@@ -12,11 +12,12 @@ otherwise the fine-tuned student's checkpoints (upstream ``.ckpt`` / ``.pth``) w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import AutocompressError, ConfigError, ExportError, SearchError, StoreError
+from autocompress.runtime.files import sha256_file
+from autocompress.runtime.manifest import hash_files, read_manifest
 from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
@@ -111,11 +114,13 @@ def export_pareto(
     front, same = _distinct(feasible_front(study.get_trials(deepcopy=False)))
     if export_format not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
+    reusable = exporter is None  # a caller's own exporter may write anything: always run it
     if exporter is None:
         exporter = (
             export_checkpoint if export_format == "checkpoint"
             else default_exporter(teacher_cache_path(artifacts, study_name))
         )
+    reused: list[int] = []
 
     out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -136,21 +141,27 @@ def export_pareto(
                 )
             name = f"trial-{t.number:04d}"
             note = ""
-            try:
-                kinds[t.number] = exporter(t, src, tmp / name, target_obj)
-            except (AutocompressError, RuntimeError, ValueError, OSError) as e:
-                if exporter is export_checkpoint:
-                    raise
-                # One trial that cannot become a bundle must not cost the others their export.
-                note = f"ONNX export failed ({_first_line(e)}); exported the student's checkpoints instead"
-                shutil.rmtree(tmp / name, ignore_errors=True)
-                kinds[t.number] = export_checkpoint(t, src, tmp / name, target_obj)
-            record = {**_trial_record(t, kinds[t.number]), "export_note": note}
+            key = _export_key(t, src, target_obj, export_format, teacher_cache_path(artifacts, study_name))
+            if reusable and (kind := _reuse(out_dir / name, key, src, tmp / name)):
+                kinds[t.number] = kind  # the earlier export of this trial, unchanged: linked, not rebuilt
+                reused.append(t.number)
+                (tmp / name / "trial.json").unlink()  # a link to the earlier export's file: replaced, not rewritten
+            else:
+                try:
+                    kinds[t.number] = exporter(t, src, tmp / name, target_obj)
+                except (AutocompressError, RuntimeError, ValueError, OSError) as e:
+                    if exporter is export_checkpoint:
+                        raise
+                    # One trial that cannot become a bundle must not cost the others their export.
+                    note = f"ONNX export failed ({_first_line(e)}); exported the student's checkpoints instead"
+                    shutil.rmtree(tmp / name, ignore_errors=True)
+                    kinds[t.number] = export_checkpoint(t, src, tmp / name, target_obj)
+            record = {**_trial_record(t, kinds[t.number]), "export_note": note, "export_key": key}
             (tmp / name / "trial.json").write_text(json.dumps(record, indent=2))
             index.append({**record, "path": name})
         (tmp / "pareto.json").write_text(
             json.dumps({"study": study_name, "target": target_obj.name, "trials": index,
-                        "same_as_exported": same}, indent=2)  # fmt: skip
+                        "same_as_exported": same, "reused": reused}, indent=2)  # fmt: skip
         )
         if out_dir.exists():
             os.replace(out_dir, old)
@@ -230,6 +241,56 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
         "constraints": dict(t.constraints),
         "metrics": t.user_attrs.get("metrics", []),
     }
+
+
+def _export_key(t: FrozenTrial, src: Path, target: Target, export_format: str, cache: Path) -> str:
+    """What a trial's export folder depends on: the trial, its student's files, the target's
+    definition, the export format, the teacher cache (the bundle's check sentences) and the
+    autocompress version that wrote it."""
+    from autocompress import __version__
+
+    parts = {
+        "version": __version__, "format": export_format, "trial": t.number, "values": t.values,
+        "plan": t.user_attrs.get("plan"), "student": hash_files(src), "target": {f.name: _plain(getattr(target, f.name)) for f in fields(target)},
+        "cache": sha256_file(cache) if cache.is_file() else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _reuse(earlier: Path, key: str, src: Path, dest: Path) -> str | None:
+    """Link the earlier export folder of a trial into ``dest`` when it was made from the same
+    inputs (``key``), exported without a fallback, and its files are intact; return its kind."""
+    try:
+        record = json.loads((earlier / "trial.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("export_key") != key or record.get("export_note"):
+        return None
+    kind = record.get("kind")
+    try:
+        if kind == "onnx":
+            read_manifest(earlier, verify=True)
+        elif kind != "checkpoint" or {k: v for k, v in hash_files(earlier).items() if k != "trial.json"} != hash_files(src):
+            return None
+    except ExportError:
+        return None
+    try:
+        shutil.copytree(earlier, dest, copy_function=_link_or_copy)
+    except OSError:
+        shutil.rmtree(dest, ignore_errors=True)
+        return None
+    return kind
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _first_line(e: BaseException) -> str:

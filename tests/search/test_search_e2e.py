@@ -245,3 +245,55 @@ def test_an_export_clears_what_a_killed_export_left(finished_search, tmp_path):
     assert main(["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search),
                  "--export-format", "checkpoint", "--out", str(out)]) == 0
     assert not dead.exists() and live.is_dir() and (out / "pareto.json").is_file()
+
+
+def test_a_second_export_links_unchanged_bundles_and_rebuilds_a_damaged_one(finished_search, tmp_path):
+    import shutil
+
+    from autocompress.runtime.manifest import read_manifest
+
+    out = tmp_path / "exports"
+    shutil.copytree(finished_search / "exports", out)
+    before = sorted(out.glob("trial-*"))
+    args = ["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search), "--out", str(out)]
+    assert main(args) == 0
+    index = json.loads((out / "pareto.json").read_text())
+    assert index["reused"] == [r["trial"] for r in index["trials"]] and index["reused"]
+    graph = next(iter(read_manifest(before[0]).files))
+    inode = (out / before[0].name / graph).stat().st_ino
+    assert main(args) == 0  # the same again: the same files, linked, not rewritten
+    assert (out / before[0].name / graph).stat().st_ino == inode
+
+    damaged = out / before[0].name / graph
+    data = bytearray(damaged.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.unlink()  # the bytes the other links share stay as they were
+    damaged.write_bytes(bytes(data))
+    assert main(args) == 0
+    index = json.loads((out / "pareto.json").read_text())
+    trial = int(before[0].name.removeprefix("trial-"))
+    assert trial not in index["reused"] and len(index["reused"]) == len(index["trials"]) - 1
+    read_manifest(out / before[0].name, verify=True)  # rebuilt whole
+    assert (out / before[0].name / graph).stat().st_ino != inode
+
+
+def test_a_checkpoint_export_is_rebuilt_when_its_student_changes(finished_search, tmp_path):
+    out = tmp_path / "ckpt"
+    args = ["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search), "--out", str(out),
+            "--export-format", "checkpoint"]  # fmt: skip
+    assert main(args) == 0 and json.loads((out / "pareto.json").read_text())["reused"] == []
+    assert main(args) == 0
+    index = json.loads((out / "pareto.json").read_text())
+    assert index["reused"] == [r["trial"] for r in index["trials"]]
+    first = index["trials"][0]["trial"]
+    student = next(p for p in (finished_search / "db" / "artifacts").rglob(f"trial-{first:04d}") if p.is_dir())
+    plan = student / "plan.json"
+    original = plan.read_text()
+    try:
+        plan.write_text(original + "\n")  # the student folder changed: its copy is stale
+        assert main(args) == 0
+        index = json.loads((out / "pareto.json").read_text())
+        assert first not in index["reused"]
+        assert (out / f"trial-{first:04d}" / "plan.json").read_text() == original + "\n"
+    finally:
+        plan.write_text(original)
