@@ -25,7 +25,7 @@ from autocompress.compress.prune import prune_state
 from autocompress.compress.students import student_state
 from autocompress.exceptions import CompressionError, ConfigError
 from autocompress.models.gpt_sovits.config import GPTConfig
-from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, Voice
+from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, Voice, group_modules
 
 SOVITS_GROUPS = ("enc_p", "flow", "dec", "ref_enc")
 
@@ -43,10 +43,6 @@ class _Work:
         if self.model is None:
             self.model = build_model(self.config, self.state).to(self.device)
         return self.model
-
-
-def _group_module(root: nn.Module, group: str) -> nn.Module:
-    return root if group == "gpt" else getattr(root, group)
 
 
 def importance_context_factory(
@@ -87,7 +83,8 @@ def _prune(
 def _quantize(
     work: _Work, group: str, config: QuantConfig, plan: GroupPlan, calibration: Calibration | None
 ) -> None:
-    add_fake_quant_(_group_module(work.built(), group), config)
+    for module in group_modules(work.built(), group):
+        add_fake_quant_(module, config)
 
 
 # Dispatch by transform-config type; the tuple order is the order transforms run in.

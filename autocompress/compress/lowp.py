@@ -66,7 +66,7 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
         shape = x.shape
-        x2 = x.reshape(-1, self.in_features)
+        x2 = x.reshape(-1, self.in_features).contiguous()  # the int8 kernel needs a dense last dimension
         y = torch._weight_int8pack_mm(x2, self.weight_int8, self.scale.to(x.dtype))
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
@@ -128,7 +128,7 @@ def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
     """
     from autocompress.compress.deploy import GROUP_OP_KINDS
     from autocompress.compress.fake_quant import strip_fake_quant_
-    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS, Voice
 
     roots = [target.gpt, target.sovits] if isinstance(target, Voice) else [target]
     for root in roots:
@@ -136,14 +136,26 @@ def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
         is_gpt = hasattr(root, "h")
         for group in ("gpt",) if is_gpt else ("enc_p", "flow", "dec", "ref_enc"):
             quant = plan.group(group).quant
-            module = root if is_gpt else getattr(root, group)
             dtype = group_dtype(quant, GROUP_OP_KINDS[group])
-            if dtype != "fp32":
-                cast_(module, dtype)
-                if not is_gpt:
+            int8 = quant.weight_precision("linear") == "int8"
+            if is_gpt:
+                if dtype != "fp32":
+                    cast_(root, dtype)
+                if int8:
+                    int8_weight_only_(root)
+                continue
+            for name in SOVITS_GROUP_MEMBERS[group]:
+                if (module := getattr(root, name, None)) is None:
+                    continue
+                if dtype != "fp32":
+                    cast_(module, dtype)
+                if int8 and isinstance(module, nn.Linear):  # a Pro layer of the group, at the top level
+                    module = Int8WeightOnlyLinear.from_linear(module)
+                    setattr(root, name, module)
+                elif int8:
+                    int8_weight_only_(module)
+                if dtype != "fp32":
                     _cast_at_boundary_(module, DTYPES[dtype])
-            if quant.weight_precision("linear") == "int8":
-                int8_weight_only_(module)
     return target
 
 

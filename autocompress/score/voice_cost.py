@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from autocompress.exceptions import ConfigError, DataError
+from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS
 from autocompress.score.memory import MemoryProjection, deployed_weight_bytes, kv_cache_bytes, project_memory
 from autocompress.score.metric import Metric, host_device, measured, projected
 from autocompress.score.precision import ActPrecision, WeightBits, activation_precision
@@ -351,7 +352,8 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` /
     ``"<group>@conv_transpose"`` keys. Activations
     ``fp16``/``bf16`` are kept; ``fp32`` (the unchanged model) and ``int8`` are left to the
-    target's default float precision (int8 math comes from int8 weights).
+    target's default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's
+    top-level layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
     """
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}
@@ -366,6 +368,11 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
             bits[key] = min(bits.get(key, b), b)
         if q.activations in ("fp16", "bf16"):
             acts[group] = q.activations
+    for group, members in SOVITS_GROUP_MEMBERS.items():  # a Pro voice's top-level layers follow their group
+        for member in members[1:]:
+            bits.update({member + k[len(group):]: v for k, v in list(bits.items()) if k.split("@")[0] == group})
+            if group in acts:
+                acts[member] = acts[group]
     return bits, acts
 
 

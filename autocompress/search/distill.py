@@ -101,7 +101,7 @@ def trainable_parameters_(student: Voice, groups: Iterable[str]) -> list[torch.n
         p.requires_grad_(False)
     params: list[torch.nn.Parameter] = []
     for g in sorted(groups):
-        for p in student.module(g).parameters():
+        for p in (p for m in student.modules(g) for p in m.parameters()):
             if p.is_floating_point():
                 p.requires_grad_(True)
                 params.append(p)

@@ -63,3 +63,13 @@ def test_bf16_gpt_generates(tiny_gpt) -> None:  # noqa: ANN001
     phones = torch.randint(1, 300, (1, 6))
     tokens = gpt.generate(phones, torch.zeros(1, 1024, 6), None, top_k=1, max_new_tokens=12)
     assert tokens.shape[0] == 1 and 1 <= tokens.shape[1] <= 12
+
+
+def test_lowered_int8_style_encoder_runs_on_its_transposed_input(tiny_voice) -> None:  # noqa: ANN001
+    plan = CompressionPlan({"ref_enc": GroupPlan(quant=QuantConfig(weights="int8"))})
+    simulated = compress(tiny_voice, plan)
+    x = sovits_inputs(simulated.sovits.config)
+    with torch.no_grad():
+        want = simulated.sovits.style(x["spec"])
+        got = lower_precision_(simulated, plan).sovits.style(x["spec"])  # the int8 kernel needs dense rows
+    assert float((got - want).norm() / want.norm()) < 0.02

@@ -19,6 +19,27 @@ if TYPE_CHECKING:
 # reference (style) encoder.
 MODULE_GROUPS: tuple[str, ...] = ("gpt", "enc_p", "flow", "dec", "ref_enc")
 
+# The SoVITS modules of each group: its own submodule, and for v2Pro/v2ProPlus the top-level
+# layers that its ONNX graph runs (``sv_emb`` and ``prelu`` finish the style vector,
+# ``ge_to512`` maps it for the text encoder). A group's plan quantizes, casts and fine-tunes
+# them all, as the export and the cost projection do.
+SOVITS_GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
+    "enc_p": ("enc_p", "ge_to512"),
+    "flow": ("flow",),
+    "dec": ("dec",),
+    "ref_enc": ("ref_enc", "sv_emb", "prelu"),
+}
+
+
+def group_modules(root, group: str) -> list:  # noqa: ANN001, ANN201 - a GPT or SoVITS model; nn.Modules
+    """The modules of ``group`` in ``root`` (a GPT: itself for ``gpt``; a SoVITS: those of
+    :data:`SOVITS_GROUP_MEMBERS` it has)."""
+    if group == "gpt":
+        return [root]
+    if group not in SOVITS_GROUP_MEMBERS:
+        raise KeyError(f"unknown module group {group!r}; expected one of {MODULE_GROUPS}")
+    return [m for name in SOVITS_GROUP_MEMBERS[group] if (m := getattr(root, name, None)) is not None]
+
 
 def check_phone_coverage(gpt_config, phones: Iterable[str], version: str) -> None:  # noqa: ANN001
     """Raise ``DataError`` when the GPT has no trained embedding for some of ``phones``.
@@ -54,3 +75,7 @@ class Voice:
         if group in ("enc_p", "flow", "dec", "ref_enc"):
             return getattr(self.sovits, group)
         raise KeyError(f"unknown module group {group!r}; expected one of {MODULE_GROUPS}")
+
+    def modules(self, group: str) -> list:  # noqa: ANN201 - nn.Modules
+        """All modules of a group, the Pro layers its graph runs included (:func:`group_modules`)."""
+        return group_modules(self.gpt if group == "gpt" else self.sovits, group)
