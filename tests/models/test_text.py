@@ -108,6 +108,8 @@ def test_numbers_are_spelled_out():
         ("The U.S.A. is big.", "The U-S-A is big ."),
         ("Ask No. 7 at bob@example.com, etc.", "Ask number seven at bob at example dot com , et cetera ."),
         ("rock & roll, 2+2", "rock and roll , two plus two"),
+        ("¥300 or ₹1,250.50, and x + 1 = 10", "three hundred yen or one thousand two hundred fifty rupees fifty paise ,"
+         " and x plus one equals ten"),
     ],
 )
 def test_abbreviations_money_times_and_symbols_are_read_as_words(text, normalised):
@@ -130,6 +132,8 @@ def test_abbreviations_money_times_and_symbols_are_read_as_words(text, normalise
         ("Run 1 km or 2.5 km at 37°C.",
          "Run one kilometer or two point five kilometers at thirty seven degrees Celsius ."),
         ("Version 2.0.1 is out.", "Version two point zero point one is out ."),
+        ("He is 6 ft, 180 lbs; 1 lb, 8 oz.", "He is six feet , one hundred eighty pounds , one pound , eight ounces ."),
+        ("5MB at 3.5 GHz in 20 ms", "five megabytes at three point five gigahertz in twenty milliseconds"),
     ],
 )
 def test_years_signs_fractions_units_and_phone_numbers_are_read_as_words(text, normalised):

@@ -226,7 +226,8 @@ _LATIN_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "�
                               "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th",
                               "Þ": "Th", "ı": "i"})  # fmt: skip
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-             "£": ("pound", "pounds", "penny", "pence")}  # fmt: skip
+             "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen"),
+             "₹": ("rupee", "rupees", "paisa", "paise")}  # fmt: skip
 
 
 def _amount(count: int, one: str, many: str) -> str:
@@ -346,6 +347,10 @@ _UNITS = {
     "mph": ("mile per hour", "miles per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
     "km/h": ("kilometer per hour", "kilometers per hour"), "°C": ("degree Celsius", "degrees Celsius"),
     "°F": ("degree Fahrenheit", "degrees Fahrenheit"), "°": ("degree", "degrees"),
+    "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"), "ft": ("foot", "feet"),
+    "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
+    "TB": ("terabyte", "terabytes"), "GHz": ("gigahertz", "gigahertz"), "MHz": ("megahertz", "megahertz"),
+    "kHz": ("kilohertz", "kilohertz"), "Hz": ("hertz", "hertz"), "ms": ("millisecond", "milliseconds"),
 }  # fmt: skip
 _UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
@@ -408,10 +413,10 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
     text = _UNIT.sub(_unit, text)
     text = re.sub(  # "$5 million", "$2.5B": the number, its scale, then the currency
-        r"([$€£])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKMB])(?![A-Za-z])",
+        r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKMB])(?![A-Za-z])",
         lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
     )
-    text = re.sub(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
+    text = re.sub(r"([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
@@ -421,6 +426,7 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<=\w)@(?=\w)", " at ", text)
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
+    text = re.sub(r"(?<=[\w)])\s*=\s*(?=[\w(-])", " equals ", text)
     return re.sub(r"(?<=[a-z])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com
 
 
@@ -429,8 +435,8 @@ def normalize_english(text: str) -> str:
 
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
     minus signs, proper fractions, years after a cue word or a month, decades), money, clock
-    times, units after a number (km, kg, °C ...), phone numbers, versions, abbreviations
-    (Dr., St., Mr. ..., month names), dotted initialisms, and @ & + #.
+    times, units after a number (km, kg, lbs, °C, GB, Hz ...), phone numbers, versions, abbreviations
+    (Dr., St., Mr. ..., month names), dotted initialisms, and @ & + = #.
 
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
