@@ -251,7 +251,8 @@ def _export_key(t: FrozenTrial, src: Path, target: Target, export_format: str, c
 
     parts = {
         "version": __version__, "format": export_format, "trial": t.number, "values": t.values,
-        "plan": t.user_attrs.get("plan"), "student": hash_files(src), "target": {f.name: _plain(getattr(target, f.name)) for f in fields(target)},
+        "plan": t.user_attrs.get("plan"), "student": hash_files(src),
+        "target": {f.name: _plain(getattr(target, f.name)) for f in fields(target)},
         "cache": sha256_file(cache) if cache.is_file() else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -274,8 +275,10 @@ def _reuse(earlier: Path, key: str, src: Path, dest: Path) -> str | None:
     try:
         if kind == "onnx":
             read_manifest(earlier, verify=True)
-        elif kind != "checkpoint" or {k: v for k, v in hash_files(earlier).items() if k != "trial.json"} != hash_files(src):
+        elif kind != "checkpoint":
             return None
+        elif {k: v for k, v in hash_files(earlier).items() if k != "trial.json"} != hash_files(src):
+            return None  # a checkpoint folder is a copy of the student: it must still be one
     except ExportError:
         return None
     try:
