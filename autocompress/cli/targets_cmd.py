@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold", no_wrap=keep, min_width=16 if col == "target" else None,
                          justify="right" if numeric else "left")
     for t in targets:
-        low = " ".join(
-            f"{kind[0]}:{'/'.join(p for p in precs if p != 'fp32') or '-'}"
+        low = "\n".join(  # one line per op kind, spaces between precisions, so a narrow column wraps whole words
+            f"{kind[0]}: {' '.join(p for p in precs if p != 'fp32') or '-'}"
             for kind, precs in t.deployable.items()
         )
         peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in _PEAK_COLUMNS]

@@ -127,6 +127,7 @@ def test_targets_command_lists_every_target(capsys):
     assert run_guarded(args.func, args) == 0
     out = capsys.readouterr().out
     assert "rtx3060" in out and "jetson-nano" in out and "measured" in out and "projected" in out
+    assert "m: fp16 bf16 int8 int4" in out and "c: fp16 int8" in out  # rtx3060's row, whole words
     args = parser.parse_args(["targets", "nope"])
     assert run_guarded(args.func, args) == 2
     assert "expected one of" in capsys.readouterr().err
