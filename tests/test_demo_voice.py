@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import json
 import shutil
@@ -53,14 +52,15 @@ def test_shipped_checkpoints_load_with_our_loader(demo, voice):
         assert info.kind == kind and info.version == "v2" and not info.has_enc_q
 
 
-def test_shipped_checkpoints_pass_cli_inspect(demo, capsys):
+def test_shipped_checkpoints_pass_cli_inspect(demo, voice, capsys):
     from autocompress.cli import main as cli
 
-    if "autocompress.cli.inspect_cmd" not in cli.COMMANDS or importlib.util.find_spec("autocompress.cli.inspect_cmd") is None:
-        pytest.skip("the 'inspect' subcommand is not in this tree yet")
-    for path in (demo.sovits_path, demo.gpt_path):
+    for path, model, header in zip((demo.gpt_path, demo.sovits_path), voice, ("GPT (text to semantic) v2", "SoVITS v2")):
         assert cli.main(["inspect", str(path)]) == 0
-    assert "sovits" in capsys.readouterr().out.lower()
+        out = capsys.readouterr().out
+        assert f"{path.name}: {header}" in " ".join(out.split())
+        total = next(line for line in out.splitlines() if "│ total" in line)
+        assert int(total.split("│")[2].replace(",", "")) == sum(p.numel() for p in model.parameters())
 
 
 def test_shipped_experiment_folder_reads_and_matches_the_teacher(demo, voice):

@@ -105,6 +105,14 @@ def test_dashboard_renders_in_headless_chromium(dashboard, tmp_path):
 
     img = imread(shot)[..., :3]
     assert img.std() > 0.05, "dashboard screenshot is blank"
+    dom = subprocess.run(  # what the page's scripts rendered: the study, its objectives with their labels
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", "--virtual-time-budget=8000",
+         base + "/dashboard/studies/1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout
+    assert "dash" in dom and "latency_ms (projected for rtx3060)" in dom, dom[-2000:]
     out = os.environ.get("AUTOCOMPRESS_SCREENSHOT_DIR")
     if out:  # how docs/images/dashboard.png is made: AUTOCOMPRESS_SCREENSHOT_DIR=docs/images pytest ...
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -58,11 +58,17 @@ def test_lowered_voice_runs_mixed_precisions(tiny_voice) -> None:  # noqa: ANN00
 
 def test_bf16_gpt_generates(tiny_gpt) -> None:  # noqa: ANN001
     plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig(weights="bf16", activations="bf16"))})
+    simulated = compress(tiny_gpt, plan)
+    want = run_group(simulated, "gpt")
     gpt = lower_precision_(compress(tiny_gpt, plan), plan)
     assert gpt.ar_predict_layer.weight.dtype == torch.bfloat16
-    phones = torch.randint(1, 300, (1, 6))
+    got = run_group(gpt, "gpt").float()  # the same weights, now computed in bf16
+    assert float((got - want).norm() / want.norm()) < 2e-2
+    phones = torch.randint(1, 300, (1, 6), generator=torch.Generator().manual_seed(0))
     tokens = gpt.generate(phones, torch.zeros(1, 1024, 6), None, top_k=1, max_new_tokens=12)
     assert tokens.shape[0] == 1 and 1 <= tokens.shape[1] <= 12
+    reference = tiny_gpt.generate(phones, torch.zeros(1, 1024, 6), None, top_k=1, max_new_tokens=12)
+    assert torch.equal(tokens[0, :2], reference[0, :2])  # greedy choices survive bf16 at first
 
 
 def test_lowered_int8_style_encoder_runs_on_its_transposed_input(tiny_voice) -> None:  # noqa: ANN001

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from autocompress.exceptions import ConfigError
 from autocompress.score import Metric, format_metric, host_device, measured, projected
@@ -45,5 +46,11 @@ def test_invalid_metrics_are_rejected():
 
 def test_host_device_names_the_cpu_and_threads():
     d = host_device()
-    assert d.startswith("cpu: ") and d.endswith("threads")
+    assert d.startswith("cpu: ") and d.endswith(f", {torch.get_num_threads()} threads")
     assert measured("x", 1, "").device == d
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1 if before != 1 else 2)
+        assert host_device().endswith(f", {torch.get_num_threads()} threads")  # follows torch's setting
+    finally:
+        torch.set_num_threads(before)

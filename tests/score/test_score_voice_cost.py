@@ -58,13 +58,28 @@ def test_measure_gpt_runs_the_decode_loop_a_fixed_number_of_steps(voice, monkeyp
         assert metrics[name].unit == "ms" and metrics[name].value > 0
 
 
-def test_measure_sovits_normalises_by_audio_seconds(voice):
+def _fixed_timing(monkeypatch, seconds: float) -> None:
+    """Make voice_cost's timer run the work as usual but report ``seconds`` per call."""
+    from autocompress.score import timing, voice_cost
+
+    def fake(fn, warmup=2, repeats=5, sync=None, **_):  # noqa: ANN001, ANN003
+        for _ in range(warmup + repeats):
+            fn()
+        return timing.Timing(samples_s=(seconds,) * repeats, warmup=warmup)
+
+    monkeypatch.setattr(voice_cost, "measure", fake)
+
+
+def test_measure_sovits_normalises_by_audio_seconds(voice, monkeypatch):
+    _fixed_timing(monkeypatch, 0.4)
     (m,) = measure_sovits(voice.sovits, item(1, 12, 20), warmup=0, repeats=1)
     assert m.name == "sovits_ms_per_audio_s" and m.kind == "measured"
     assert "0.80 s of audio" in m.note  # 20 codes at 25 Hz
+    assert m.value == pytest.approx(400 / 0.8)  # 400 ms for 0.8 s of audio
 
 
-def test_measure_rtf_divides_by_the_audio_returned():
+def test_measure_rtf_divides_by_the_audio_returned(monkeypatch):
+    _fixed_timing(monkeypatch, 3.0)
     calls = []
 
     def speak():
@@ -73,6 +88,7 @@ def test_measure_rtf_divides_by_the_audio_returned():
 
     m = measure_rtf(speak, 16000, warmup=1, repeats=2)
     assert len(calls) == 3 and m.name == "rtf" and m.unit == "x" and "1.5 s" in m.note
+    assert m.value == pytest.approx(3.0 / 1.5)
 
 
 def test_projection_is_labelled_and_respects_the_bandwidth_floor(voice, profile):
