@@ -161,13 +161,18 @@ def strip_fake_quant_(model: nn.Module) -> nn.Module:
     """Remove fake quantization in place, leaving plain fp32 weights equal to the quantized ones.
 
     Every other parametrization of the same weight (weight norm) is folded into the plain
-    weight too. Activation hooks are removed. Layers without fake quantization keep their
+    weight too, which stays a parameter (as trainable as its originals were). Activation
+    hooks are removed. Layers without fake quantization keep their
     parametrizations.
     """
     for _, module, name, _, _ in list(quantizable_weights(model)):
         if has_fake_quant(module, name):
+            trainable = any(p.requires_grad for p in module.parametrizations[name].parameters())
             with torch.no_grad():
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+            if name in module._buffers:  # folded from several originals (weight norm): torch leaves a buffer
+                folded = module._buffers.pop(name)
+                module.register_parameter(name, nn.Parameter(folded, requires_grad=trainable))
         handle = module.__dict__.pop(_HOOK_ATTR, None)
         if handle is not None:
             handle.remove()

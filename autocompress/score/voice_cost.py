@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from autocompress.exceptions import ConfigError, DataError
-from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS
+from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, SOVITS_GROUP_MEMBERS
 from autocompress.score.memory import MemoryProjection, deployed_weight_bytes, kv_cache_bytes, project_memory
 from autocompress.score.metric import Metric, host_device, measured, projected
 from autocompress.score.precision import ActPrecision, WeightBits, activation_precision
@@ -308,6 +308,9 @@ def project_voice(
     return metrics + project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
 
 
+NOT_SHIPPED = ("enc_q", "ssl_proj")  # SoVITS modules no bundle graph runs
+
+
 def project_voice_memory(
     voice: Any,
     target: Target,
@@ -317,7 +320,9 @@ def project_voice_memory(
 ) -> MemoryProjection:
     """The :class:`~autocompress.score.memory.MemoryProjection` of a voice on ``target``.
 
-    Weights: the GPT and the SoVITS inference modules (``enc_q``, training only, excluded).
+    Weights: the GPT and the SoVITS modules its bundle ships: not ``enc_q`` (training only)
+    nor ``ssl_proj`` (it codes audio into tokens, for training and for prompts; the bundle
+    takes codes), and of the quantizer only its codebooks, at the text encoder's precision.
     KV cache: every GPT layer's keys and values for ``target.max_seq_len`` positions at the
     GPT's activation precision. Activations: the largest live-tensor peak of the three profiled
     calls at the activation precision.
@@ -326,7 +331,12 @@ def project_voice_memory(
     gpt_w, gpt_notes = deployed_weight_bytes(voice.gpt, target, weight_bits, act_precision, prefix=GPT_GROUP)
     sov_w, sov_notes = 0.0, ()
     for name, child in voice.sovits.named_children():
-        if name == "enc_q":
+        if name in NOT_SHIPPED:
+            continue
+        if name == "quantizer":  # inference reads only its codebooks, buffers, in the text encoder's graph
+            act, _ = activation_precision("enc_p", act_precision, target)
+            codebooks = [b for n, b in child.named_buffers() if n.endswith("_codebook.embed")]
+            sov_w += sum(b.numel() for b in codebooks) * PRECISION_BITS[act] / 8
             continue
         w, n = deployed_weight_bytes(child, target, weight_bits, act_precision, prefix=name)
         sov_w += w
@@ -350,16 +360,19 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     Weight precisions ``intN`` become N bits; float weights (``fp32``, ``fp16``, ``bf16``) are
     left to the activation precision. Per-op-kind overrides (``linear``, ``conv``,
     ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` /
-    ``"<group>@conv_transpose"`` keys. Activations
-    ``fp16``/``bf16`` are kept; ``fp32`` (the unchanged model) and ``int8`` are left to the
-    target's default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's
-    top-level layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
+    ``"<group>@conv_transpose"`` keys. Activations ``fp16``/``bf16`` are kept; a group the
+    plan leaves at fp32 (weights and activations) runs in fp32, as its exported graph does;
+    ``int8`` activations and fp32 activations of lower weights are left to the target's
+    default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's top-level
+    layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
     """
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}
     kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv_transpose"}
-    for group, gp in plan.groups.items():
-        q = gp.quant
+    for group in MODULE_GROUPS:
+        q = plan.group(group).quant
+        if q.weights == "fp32" and q.activations == "fp32":
+            acts[group] = "fp32"  # exported as an fp32 graph (export.precision.request_from_plan)
         if q.weights.startswith("int"):
             bits[group] = int(q.weights[3:])
         for op_kind, prec in q.op_weights.items():

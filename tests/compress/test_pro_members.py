@@ -85,3 +85,28 @@ def test_projection_counts_the_pro_layers_at_their_groups_bits(pro_voice: Voice)
     q = project_voice_memory(pro_voice, target, *precisions_from_plan(_plan(ref_enc=QuantConfig(weights="int4"))))
     sv_params = sum(p.numel() for p in pro_voice.sovits.sv_emb.parameters())
     assert fp - q.weight_bytes > 0.7 * sv_params * 1.5  # fp16 -> 4 bits on the 20480-wide input alone
+
+
+def test_stripping_keeps_folded_weights_as_parameters_and_the_projection_whole(pro_voice: Voice) -> None:
+    """Weight-normed layers fold into one weight when fake quantization is stripped; torch
+    would leave it a buffer, which the memory projection (parameters) would not count."""
+    from autocompress.compress import strip_fake_quant_
+    from autocompress.search.plans import baseline_plan
+
+    plan = baseline_plan("teacher_fp16")
+    student = compress(pro_voice, plan)
+    for p in (*student.gpt.parameters(), *student.sovits.parameters()):
+        p.requires_grad_(False)  # as the pipeline freezes it before stripping
+    strip_fake_quant_(student.gpt)
+    strip_fake_quant_(student.sovits)
+    conv = student.sovits.dec.ups[0]
+    assert "weight" in conv._parameters and not conv.weight.requires_grad
+    teacher_params = sum(p.numel() for p in pro_voice.sovits.dec.parameters())
+    folded = sum(p.numel() for p in student.sovits.dec.parameters())
+    assert folded < teacher_params  # weight norm's g and v fold into one weight, none lost to buffers
+    assert folded == sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+                         for m in student.sovits.dec.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)))
+    target = load_target("rtx3060")
+    precisions = precisions_from_plan(plan)
+    want = project_voice_memory(pro_voice, target, *precisions).weight_bytes
+    assert project_voice_memory(student, target, *precisions).weight_bytes == pytest.approx(want, rel=1e-3)

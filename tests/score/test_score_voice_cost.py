@@ -129,16 +129,31 @@ def test_voice_cost_metrics_measure_on_cpu_and_project_elsewhere(voice, profile)
 
 
 def test_plan_precisions_are_read_from_a_compression_plan():
-    from types import SimpleNamespace as NS
+    from autocompress.compress import CompressionPlan, GroupPlan, QuantConfig
 
-    plan = NS(groups={
-        "gpt": NS(quant=NS(weights="int8", activations="fp16", op_weights={})),
-        "dec": NS(quant=NS(weights="fp32", activations="int8",
-                           op_weights={"conv_transpose": "int4", "conv": "int6"})),
+    plan = CompressionPlan(groups={
+        "gpt": GroupPlan(quant=QuantConfig(weights="int8", activations="fp16")),
+        "dec": GroupPlan(quant=QuantConfig(weights="fp32", activations="int8",
+                                           op_weights={"conv_transpose": "int4", "conv": "int6"})),
     })
     bits, acts = precisions_from_plan(plan)
     assert bits == {"gpt": 8, "dec@conv": 6, "dec@conv_transpose": 4}  # each op kind keeps its own
-    assert acts == {"gpt": "fp16"}
+    # groups the plan leaves alone ship as fp32 graphs, so they project at fp32 (a Pro voice's
+    # top-level layers with them); dec's int8 activations are left to the target
+    assert acts == {"gpt": "fp16", "enc_p": "fp32", "flow": "fp32", "ref_enc": "fp32",
+                    "ge_to512": "fp32", "sv_emb": "fp32", "prelu": "fp32"}  # fmt: skip
+
+
+def test_an_unchanged_teacher_projects_as_the_fp32_graphs_it_exports(voice, profile):
+    from autocompress.search.plans import baseline_plan
+
+    rtx = load_target("rtx3060")
+    fp32 = {m.name: m.value for m in project_voice(voice, rtx, *precisions_from_plan(baseline_plan("teacher_fp32")),
+                                                   profile=profile)}
+    fp16 = {m.name: m.value for m in project_voice(voice, rtx, *precisions_from_plan(baseline_plan("teacher_fp16")),
+                                                   profile=profile)}
+    assert fp32["memory_weight_bytes"] == pytest.approx(2 * fp16["memory_weight_bytes"], rel=0.02)
+    assert fp32["gpt_ms_per_token"] > fp16["gpt_ms_per_token"] and fp32["rtf"] > fp16["rtf"]
 
 
 def test_a_conv_transpose_override_reaches_transposed_convolutions_only():
