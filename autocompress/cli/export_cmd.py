@@ -24,9 +24,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from autocompress.search import export_pareto
+    from autocompress.store import require_database
     from autocompress.targets import load_target
 
     target = load_target(args.target)  # one-line error listing the valid names
+    require_database(args.storage)
     out = args.out or Path("exports") / args.study / target.name  # a target file: its stem, as search names it
     paths = export_pareto(
         storage=args.storage, study_name=args.study, target=target, out_dir=out, artifacts=args.artifacts,

@@ -22,12 +22,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from autocompress.exceptions import ConfigError
     from autocompress.report import load_report_data, write_report
+    from autocompress.store import require_database
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    if args.exports and not Path(args.exports).is_dir():
+        raise ConfigError(f"--exports {args.exports}: no such folder")
+    require_database(args.storage)
     data = load_report_data(args.storage, args.study, args.target)
     export_dir = Path(args.exports) if args.exports else Path("exports") / args.study / (data.target or "")
-    if export_dir.exists():
+    if export_dir.is_dir():
         data = load_report_data(args.storage, args.study, args.target, export_dir)
-    for path in write_report(data, Path(args.out)):
+    else:
+        print(f"note: no bundles shown: no export folder at {export_dir} (--exports names another)")
+    for path in write_report(data, out):
         print(path)
     return 0

@@ -165,9 +165,12 @@ class RichReporter:
         self.current, self.phase_name = "", ""
         self.progress.update(self.task, visible=False)
         if row.state == "COMPLETE":
-            text = (f"  trial {row.number}: quality {row.quality:.3f}  latency {row.latency_ms:.3g} ms  "
-                    f"memory {row.memory_mb:.4g} MB  {'feasible' if row.feasible else 'infeasible'}"
-                    f"  ({row.duration_s:.0f} s)")
+            info = self.info  # the kinds go on every line: one that stands alone in a log must say them
+            lat, mem = _kind(getattr(info, "latency_label", None)), _kind(getattr(info, "memory_label", None))
+            figures = (f"latency {row.latency_ms:.3g} ms  memory {row.memory_mb:.4g} MiB ({lat})" if lat == mem
+                       else f"latency {row.latency_ms:.3g} ms ({lat})  memory {row.memory_mb:.4g} MiB ({mem})")
+            text = (f"  trial {row.number}: quality {row.quality:.3f}  {escape(figures)}  "
+                    f"{'feasible' if row.feasible else 'infeasible'}  ({row.duration_s:.0f} s)")
         else:
             text = f"  trial {row.number}: {row.state} - {escape(str(row.reason))}"
         self._line(text)
@@ -236,10 +239,10 @@ class RichReporter:
         t.add_column("#", justify="right", no_wrap=True)
         if live:  # one line a trial, short heads; the plan gets what the other columns leave of the terminal
             t.add_column("plan", overflow="ellipsis", no_wrap=True, width=max(12, self.console.width - 66))
-            heads = ("state", "quality", "lat ms", "MB", "feas", "P", "time")
+            heads = ("state", "quality", "lat ms", "MiB", "feas", "P", "time")
         else:
             t.add_column("plan", overflow="fold", ratio=1)
-            heads = ("state", "quality", "latency ms", "memory MB", "feasible", "Pareto", "time")
+            heads = ("state", "quality", "latency ms", "memory MiB", "feasible", "Pareto", "time")
         for i, name in enumerate(heads):
             t.add_column(name, justify="left" if i in (0, 4, 5) else "right", no_wrap=True)
         for r in rows:
@@ -254,6 +257,13 @@ class RichReporter:
                 "*" if r.pareto else "", _duration(r.duration_s),
             )
         return t
+
+
+def _kind(label: str | None) -> str:
+    """``"projected for rtx3060"`` or ``"measured"`` from an objective's label."""
+    if not label:
+        return "?"
+    return label if label.startswith("projected") else label.split(" on ")[0]
 
 
 def _duration(seconds: float | None) -> str:

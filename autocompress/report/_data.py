@@ -61,7 +61,7 @@ def _label(study: optuna.Study, name: str, i: int) -> str:
     unit = units.get(name) if isinstance(units, dict) else None
     kind = kinds.get(name) if isinstance(kinds, dict) else None
     text = name if unit is None else f"{name} ({unit})"
-    return text if kind is None else f"{text}, {kind}"
+    return f"{text}, {kind or 'measured or projected: not recorded'}"  # a study autocompress did not label
 
 
 def load_report_data(storage: str, study_name: str, target: str | None = None, export_dir: Path | None = None) -> ReportData:

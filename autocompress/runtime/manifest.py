@@ -172,12 +172,12 @@ class Manifest:
         if problems:
             raise ExportError("invalid manifest: " + "; ".join(problems))
 
-    def metric(self, name: str) -> MetricEntry:
-        """Return the metric called ``name``."""
+    def metric(self, name: str, kind: str | None = None) -> MetricEntry:
+        """Return the metric called ``name`` (and of ``kind``, ``"measured"`` or ``"projected"``, if given)."""
         for m in self.metrics:
-            if m.name == name:
+            if m.name == name and kind in (None, m.kind):
                 return m
-        raise KeyError(f"no metric {name!r}; have {[m.name for m in self.metrics]}")
+        raise KeyError(f"no {kind + ' ' if kind else ''}metric {name!r}; have {[m.name for m in self.metrics]}")
 
     def replace(self, **changes: Any) -> Manifest:
         return dataclasses.replace(self, **changes)

@@ -243,7 +243,9 @@ def compare_audio(
     if reference.mos is not None:
         metrics.append(measured("distillmos_teacher", teacher_mos, "MOS", device))
         metrics.append(measured("distillmos_drop", teacher_mos - means["distillmos"], "MOS", device))
-    metrics.append(measured("quality", composite_quality(means), "", device, "docs/quality.md"))
+    failed = [k for k in ("distillmos", "speaker_cos", "mcd_db") if k in means and math.isnan(means[k])]
+    note = f"NaN: its {', '.join(failed)} term is NaN" if failed else "docs/quality.md"
+    metrics.append(measured("quality", composite_quality(means), "", device, note))
     ok, reason = floor.check(means.get("distillmos", math.nan), teacher_mos)
     return QualityReport(tuple(metrics), ok, reason)
 
@@ -251,8 +253,11 @@ def compare_audio(
 def composite_quality(values: Mapping[str, float]) -> float:
     """The composite score in [0, 1] from ``distillmos``, ``speaker_cos`` and ``mcd_db`` (any present).
 
-    Terms that are missing are left out and the weights renormalised; NaN when none is present.
+    Terms that are missing are left out and the weights renormalised; NaN when none is present,
+    or when a present term is NaN (a scorer that failed must not read as a poor score).
     """
+    if any(math.isnan(float(values[k])) for k in ("distillmos", "speaker_cos", "mcd_db") if k in values):
+        return math.nan
     terms = {}
     if "distillmos" in values:
         terms["mos"] = _clip((values["distillmos"] - 1.0) / 4.0)

@@ -115,7 +115,16 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         raise ConfigError(f"--export-format must be onnx or checkpoint, got {config.export_format!r}")
     if config.device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {config.device!r}")
+    try:
+        parse_url(config.storage)
+    except Exception as e:  # StoreError: report as a usage error, the flag is wrong
+        raise ConfigError(str(e)) from e
+    target = load_target(config.target)  # ConfigError listing the valid names
     device = config.device
+    # A measured target is measured on the device of its kind: its latency is this machine's.
+    wanted = ("cuda" if target.kind == "gpu" else "cpu") if target.measured else None
+    if device == "auto" and wanted == "cpu":
+        device = "cpu"
     if device != "cpu":
         import torch
 
@@ -123,11 +132,11 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available here; hint: use --device cpu")
-    try:
-        parse_url(config.storage)
-    except Exception as e:  # StoreError: report as a usage error, the flag is wrong
-        raise ConfigError(str(e)) from e
-    target = load_target(config.target)  # ConfigError listing the valid names
+    if wanted is not None and device != wanted:
+        raise ConfigError(
+            f"target {target.name!r} is measured on this machine's {target.kind.upper()}, so it needs --device "
+            f"{wanted} (got {device}); hint: pick a projected target to search on this device for another"
+        )
 
     voice = _voice(config)
     space = load_space(config.space or (DEMO_SPACE if voice.demo else USER_SPACE))

@@ -104,6 +104,20 @@ def remove_dead_scratch(tmp: Path | None = None) -> list[Path]:
     return removed
 
 
+def _measuring_device(r: ResolvedSearch) -> str | None:
+    """The device and threads that will measure a measured target's latency (None: projected)."""
+    if not r.target.measured:
+        return None
+    import torch
+
+    from autocompress.score.metric import host_device
+    from autocompress.search.pipeline import choose_threads
+
+    if r.device == "cpu":
+        torch.set_num_threads(choose_threads(stable=True))  # what the runner will use
+    return host_device(r.device)
+
+
 def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     """The teacher's GPT and SoVITS files, by content: what a study's results belong to."""
     return " ".join(sha256_file(path, memo=True) for path in (voice.gpt, voice.sovits))
@@ -123,7 +137,8 @@ class _Daemon:
         t_start = time.monotonic()
         self.store = Store(self.url)
         self.storage = open_storage(self.url)
-        ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice))
+        ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice),
+                         measured_on=_measuring_device(r))
         try:
             check_resumable(self.storage, r.study, ident)  # before the voice loads; creates nothing
             r.artifacts.mkdir(parents=True, exist_ok=True)
@@ -254,7 +269,8 @@ class _Daemon:
         values = outcome.objectives.as_tuple()
         bad = [n for n, v in zip(("quality", "latency_ms", "memory_mb"), values) if not math.isfinite(v)]
         if bad:
-            raise SearchError(f"objective {', '.join(bad)} is not finite ({values})")
+            why = "; ".join(m.note for m in outcome.metrics if m.name in bad and m.note)
+            raise SearchError(f"objective {', '.join(bad)} is not finite ({values})" + (f": {why}" if why else ""))
         metrics = [_metric_dict(m) for m in outcome.metrics]
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("device", outcome.device_info or self.runner.describe())
@@ -382,7 +398,7 @@ class _Daemon:
 
     def _set_study_labels(self) -> None:
         self.study.set_user_attr("target", self.r.target.name)
-        self.study.set_user_attr("objective_units", {"quality": "score", "latency_ms": "ms", "memory_mb": "MB"})
+        self.study.set_user_attr("objective_units", {"quality": "score", "latency_ms": "ms", "memory_mb": "MiB"})
         self.study.set_user_attr("objective_kinds", dict(self.labels))
 
     def _info(self, recovered: list[int]) -> SearchInfo:

@@ -52,16 +52,19 @@ MAX_TRAIN_ITEMS = 512  # training items kept in memory
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
 
 
-def choose_threads() -> int:
+def choose_threads(stable: bool = False) -> int:
     """Torch threads for this search: the cores other processes leave free (at least one).
 
     On a shared machine, more threads than free cores makes every op wait for the slowest
     thread (measured here: the demo decoder 10x slower with 2 threads than with 1 at load 6).
-    An explicit ``OMP_NUM_THREADS`` wins.
+    An explicit ``OMP_NUM_THREADS`` wins. ``stable`` (a target whose latency is measured
+    here): all cores, whatever the load, so that every run of a study measures alike.
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if stable:
+        return cores
     free = cores - os.getloadavg()[0]
     return max(1, min(cores, int(free + 0.5)))
 
@@ -100,7 +103,7 @@ class VoiceTrialRunner:
         """
         device = torch.device(resolved.device)
         if device.type == "cpu":
-            torch.set_num_threads(choose_threads())
+            torch.set_num_threads(choose_threads(stable=resolved.target.measured))
         voice = resolved.voice
         sovits = load_sovits(voice.sovits, map_location=device)
         sovits.drop_enc_q_()

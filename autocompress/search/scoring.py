@@ -34,7 +34,7 @@ from autocompress.search.synth import Speech, synthesize
 from autocompress.store import Objectives
 from autocompress.targets import Target
 
-MB = 2**20
+MIB = 2**20  # the memory objective is in MiB
 FLOOR = ReleaseFloor()  # the score package's default release floor
 SHAPE = UtteranceShape()  # the standard utterance latency and memory are figured for
 
@@ -115,7 +115,7 @@ def score_student(
         "rtf_budget": rtf.value / target.rtf_budget - 1.0,
         "quality_floor": floor_violation(report, cache.reference.mean_mos),
     }
-    objectives = Objectives(quality=report.get("quality").value, latency_ms=latency.value, memory_mb=memory.value / MB)
+    objectives = Objectives(quality=report.get("quality").value, latency_ms=latency.value, memory_mb=memory.value / MIB)
     return Scores(objectives, metrics, constraints, quality.speech)
 
 

@@ -64,12 +64,16 @@ def open_storage(url: str) -> RDBStorage:
 
 
 def identity(
-    target: str, space_name: str, space_sha256: str, voice: dict[str, Any], voice_sha256: str | None = None
+    target: str, space_name: str, space_sha256: str, voice: dict[str, Any], voice_sha256: str | None = None,
+    measured_on: str | None = None,
 ) -> dict[str, Any]:
-    """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files)."""
+    """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files;
+    ``measured_on``: the device that measures a measured target's latency, threads included)."""
     ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice}
     if voice_sha256 is not None:
         ident["voice_sha256"] = voice_sha256
+    if measured_on is not None:
+        ident["measured_on"] = measured_on
     return ident
 
 
@@ -107,6 +111,13 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
         raise SearchError(
             f"study {name!r} was created for another voice (its GPT and SoVITS files differ from these); resume "
             "it with the files it was created with, or start a new study with --study NAME"
+        )
+    was_device, now_device = existing.get("measured_on"), ident.get("measured_on")
+    if was_device and now_device and was_device != now_device:
+        raise SearchError(
+            f"study {name!r} measures latency on {was_device!r}; this run would measure on {now_device!r}, and its "
+            "figures would not compare; resume it on the same device and thread count (OMP_NUM_THREADS), or start "
+            "a new study with --study NAME"
         )
     return True
 

@@ -10,6 +10,7 @@ from autocompress.store.engine import (
     exclusive,
     parse_url,
     prepare_storage,
+    require_database,
     sqlite_path,
 )
 from autocompress.store.hashing import hash_folder
@@ -46,6 +47,7 @@ __all__ = [
     "parse_url",
     "pid_alive",
     "prepare_storage",
+    "require_database",
     "schema_version",
     "sqlite_path",
 ]

@@ -46,6 +46,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def require_database(url: str) -> None:
+    """Raise ``StoreError`` when ``url`` is a SQLite file that does not exist: a command that only
+    reads a study must not leave an empty database behind a mistyped path."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StoreError(f"no database at {path}; hint: give the --storage the search used")
+
+
 def display_url(url: str) -> str:
     """Return the URL with any password masked, for logs and messages."""
     return parse_url(url).render_as_string(hide_password=True)
@@ -150,5 +158,6 @@ __all__ = [
     "exclusive",
     "parse_url",
     "prepare_storage",
+    "require_database",
     "sqlite_path",
 ]

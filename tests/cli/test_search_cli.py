@@ -108,6 +108,46 @@ def test_device_auto_takes_cuda_only_where_torch_sees_it(monkeypatch):
     assert resolve(SearchConfig(target="rtx3060", device="cpu")).device == "cpu"
 
 
+def test_a_measured_target_is_measured_on_its_own_kind_of_device(monkeypatch, tmp_path):
+    import torch
+
+    from autocompress.exceptions import ConfigError
+    from autocompress.search.config import SearchConfig, resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve(SearchConfig(target="cpu")).device == "cpu"  # auto: the CPU, even beside a GPU
+    with pytest.raises(ConfigError, match="measured on this machine's CPU"):
+        resolve(SearchConfig(target="cpu", device="cuda"))
+    gpu = tmp_path / "mygpu.toml"  # a measured GPU target of the user's
+    gpu.write_text((Path(__file__).parents[2] / "autocompress/targets/cpu.toml").read_text()
+                   .replace('kind = "cpu"', 'kind = "gpu"').replace('name = "cpu"', 'name = "mygpu"'))
+    assert resolve(SearchConfig(target=str(gpu))).device == "cuda"
+    with pytest.raises(ConfigError, match="needs --device cuda"):
+        resolve(SearchConfig(target=str(gpu), device="cpu"))
+
+
+def test_each_finished_trial_says_what_its_figures_are():
+    """In a log, a trial's line stands alone: its latency and memory say measured or projected."""
+    from rich.console import Console
+
+    from autocompress.cli.search_cmd import RichReporter
+    from types import SimpleNamespace
+
+    from autocompress.search.progress import TrialRow
+
+    console = Console(record=True, width=200, force_terminal=False)
+    reporter = RichReporter(console)
+    row = TrialRow(number=0, state="COMPLETE", label="p", quality=0.5, latency_ms=771.0, memory_mb=118.5,
+                   feasible=True, duration_s=3.0)
+    reporter.info = SimpleNamespace(latency_label="measured on cpu: x, 2 threads", memory_label="projected for cpu")
+    reporter.trial_finished(row, (row,))
+    reporter.info = SimpleNamespace(latency_label="projected for rtx3060", memory_label="projected for rtx3060")
+    reporter.trial_finished(row, (row,))
+    lines = [line for line in console.export_text().splitlines() if "trial 0:" in line]
+    assert "latency 771 ms (measured)  memory 118.5 MiB (projected for cpu)" in lines[0]
+    assert "latency 771 ms  memory 118.5 MiB (projected for rtx3060)" in lines[1]
+
+
 def test_reporter_prints_failure_reasons_and_names_as_text():
     """A failed trial's reason (an exception message) and the study name are never read as rich markup."""
     from rich.console import Console

@@ -175,7 +175,7 @@ def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_pa
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "old.txt").write_text("previous bundle")
-    trial_metric = projected("e2e_rtf", 0.08, "", "rtx3060", "the trial's projection")
+    trial_metric = projected("gpt_ms_per_token", 0.5, "ms", "rtx3060", "the trial's projection")
     bundle = export.bundle(plan, out, "rtx3060", n_samples=1, upstream=False, threads=1, metrics=[trial_metric])
 
     assert not (out / "old.txt").exists() and (out / MANIFEST_NAME).is_file()
@@ -183,7 +183,10 @@ def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_pa
     m = bundle.manifest
     assert m.target["name"] == "rtx3060" and m.plan == json.loads(plan.to_json())
     kinds = {(x.name, x.kind, x.device) for x in m.metrics}
-    assert ("e2e_rtf", "projected", "rtx3060") in kinds and ("e2e_rtf", "measured", m.metric("gpt_ms_per_token").device) in kinds
+    assert ("gpt_ms_per_token", "projected", "rtx3060") in kinds  # the trial's figure for the target ...
+    assert ("sample_gpt_ms_per_token", "measured", m.metric("sample_e2e_rtf").device) in kinds  # ... this machine's
+    assert m.metric("gpt_ms_per_token").value == 0.5 and m.metric("gpt_ms_per_token", "projected").device == "rtx3060"
+    assert len({x.name for x in m.metrics}) == len(m.metrics)  # one figure per name
     assert m.modules["gpt"].requested == "fp16" and m.modules["gpt"].used == "fp16"
     assert m.modules["enc_p"].used == "int8"
     assert m.modules["ref_enc"].requested == "fp16" and any("bf16" in n for n in m.modules["ref_enc"].notes)

@@ -144,3 +144,30 @@ def test_report_refuses_another_target_and_a_bad_storage_in_one_line(study_url, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot open Optuna storage" in err[0]
     assert not Path(out).exists()
+
+
+def test_report_checks_its_paths_before_touching_anything(study_url, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    missing = tmp_path / "typo.db"
+    assert main(["report", "--study", "rep", "--storage", f"sqlite:///{missing}", "--out", str(out)]) == 1
+    assert f"no database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()  # a mistyped path leaves no empty database behind
+    assert main(["report", "--study", "rep", "--storage", study_url, "--exports", str(tmp_path / "nope"),
+                 "--out", str(out)]) == 2
+    assert "--exports" in capsys.readouterr().err and not out.exists()
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert main(["report", "--study", "rep", "--storage", study_url, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and ".tmp" not in err
+    assert main(["report", "--study", "rep", "--storage", study_url, "--out", str(out)]) == 0
+    assert "no export folder at" in capsys.readouterr().out  # the default folder is missing: said, not hidden
+    page = out.read_text()
+    assert "latency_ms, measured or projected: not recorded" in page  # a study with no labels says so
+
+
+def test_export_of_a_missing_database_creates_none(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    assert main(["export", "--study", "s", "--target", "rtx3060", "--storage", f"sqlite:///{missing}",
+                 "--out", str(tmp_path / "e")]) == 1
+    assert "no database at" in capsys.readouterr().err and not missing.exists()

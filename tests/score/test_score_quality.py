@@ -93,6 +93,8 @@ def test_composite_definition():
     assert composite_quality({"distillmos": 3.0, "speaker_cos": 0.875, "mcd_db": 5.0}) == pytest.approx(0.5)
     assert composite_quality({"distillmos": 1.0, "speaker_cos": 0.5, "mcd_db": 20.0}) == 0.0
     assert composite_quality({"speaker_cos": 0.875}) == pytest.approx(0.5)  # renormalised weights
+    # a scorer that failed (NaN) is not a poor score: the composite is NaN, and the trial fails
+    assert math.isnan(composite_quality({"distillmos": math.nan, "speaker_cos": 1.0, "mcd_db": 0.0}))
     assert math.isnan(composite_quality({}))
     better = dict(perfect, distillmos=4.5)
     assert composite_quality(better) < composite_quality(perfect)

@@ -138,6 +138,34 @@ def test_scratch_of_dead_workers_is_removed_and_nothing_else(tmp_path):
     assert sorted(tmp_path.iterdir()) == sorted([live, *other])
 
 
+def test_a_measured_study_resumes_only_where_it_measures_alike(search_argv, micro_voice, tmp_path, capsys,
+                                                              monkeypatch):
+    """Latency measured with 1 thread and then with 2 would sit in one study as if comparable."""
+    import torch
+
+    from autocompress.search.pipeline import choose_threads
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))  # a busy machine
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert choose_threads() == 1 and choose_threads(stable=True) == len(os.sched_getaffinity(0))
+
+    argv = search_argv(tmp_path, "--trials", "1", "--steps", "0", "--no-export")
+    argv = [("cpu" if a == "rtx3060" else a) for a in argv]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        assert main(["search", *argv]) == 0
+        ident = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").user_attrs["autocompress"]
+        assert ident["measured_on"].endswith(", 1 threads")
+        torch.set_num_threads(2)  # OMP_NUM_THREADS=2 in a later shell
+        capsys.readouterr()
+        assert main(["search", *[("2" if a == "1" else a) for a in argv]]) == 1  # one more trial, 2 threads
+        assert "measures latency on" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resuming_for_another_target_or_space_is_refused(search_argv, micro_voice, tmp_path, capsys):
     from autocompress.search.space import load_space
 
