@@ -21,6 +21,7 @@ Steps of :func:`export_bundle`:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -284,7 +285,10 @@ class VoiceExport:
                 if upstream
                 else {"files": [], "skipped": {"all": "not requested"}}
             )
-            all_metrics = _metrics(folder, choices, checks, e2e, timing) + [_metric_entry(m) for m in metrics]
+            raised = [f"{g} {c.request.precision} -> {c.used}" for g, c in choices.items()
+                      if PRECISIONS.index(c.used) > PRECISIONS.index(c.request.precision)]  # fmt: skip
+            given = [_shipped_note(_metric_entry(m), raised) for m in metrics]
+            all_metrics = _metrics(folder, choices, checks, e2e, timing) + given
             manifest = _manifest(target, plan, model_info, self.exporters, choices, checks, self.sampling, folder)
             manifest = manifest.replace(
                 metrics=tuple(all_metrics), samples=tuple(timing["samples"]), upstream=upstream_section
@@ -715,6 +719,14 @@ def _metrics(
     out.append(MetricEntry("sample_sovits_rtf", timing["sovits_rtf"], "x", "measured", device, note))
     out.append(MetricEntry("sample_e2e_rtf", timing["e2e_rtf"], "x", "measured", device, note))
     return out
+
+
+def _shipped_note(entry: MetricEntry, raised: list[str]) -> MetricEntry:
+    """A figure projected for the plan, in a bundle whose checks raised some groups' precision, says so."""
+    if entry.kind != "projected" or not raised:
+        return entry
+    extra = f"projected for the plan; this bundle ships {', '.join(raised)} (parity checks)"
+    return dataclasses.replace(entry, note=f"{entry.note}; {extra}" if entry.note else extra)
 
 
 def _metric_entry(metric: Any) -> MetricEntry:

@@ -118,6 +118,21 @@ def test_broken_int2_decoder_falls_back_and_is_recorded() -> None:
     assert "int2 rejected" in (shared_bundle("mixed_a").path / "README.md").read_text()
 
 
+def test_a_projection_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -> None:
+    """dec int2 falls back in its parity check: the trial's projection, made for int2, says so."""
+    from autocompress.score.metric import projected
+
+    from export_helpers import VARIANTS, shared_export
+
+    trial = projected("memory_bytes", 1e6, "bytes", "rtx3060", "weights and activations")
+    m = shared_export().bundle(None, tmp_path / "b", None, precisions=VARIANTS["mixed_a"], n_samples=1, threads=1,
+                               metrics=[trial]).manifest
+    note = m.metric("memory_bytes", "projected").note
+    assert note.startswith("weights and activations; projected for the plan; this bundle ships dec int2 -> ")
+    assert m.modules["dec"].used in note and "gpt" not in note  # only the group that moved
+    assert all("this bundle ships" not in x.note for x in m.metrics if x.kind == "measured")
+
+
 def test_manifest_records_versions_hashes_samples_and_labels(bundle_fp32) -> None:
     m = read_manifest(bundle_fp32.path, verify=True)
     assert set(m.versions) >= {"torch", "onnx", "onnxruntime", "autocompress"}
