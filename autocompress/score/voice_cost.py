@@ -309,6 +309,11 @@ def project_voice(
 
 
 NOT_SHIPPED = ("enc_q", "ssl_proj")  # SoVITS modules no bundle graph runs
+# What a measured target's timing is of: the student's own shapes, run by torch in fp32.
+TORCH_FP32_NOTE = (
+    "torch fp32 run of the student (its pruning and widths count, its quantization does not; "
+    "a bundle's ONNX Runtime timing is its manifest's sample_*)"
+)
 
 
 def project_voice_memory(
@@ -454,7 +459,8 @@ def voice_cost_metrics(
                             sv=speaker_vector(voice.sovits.config, prompt))
     audio_s = sentence.codes.numel() / CODE_RATE_HZ
     total_ms = gpt["gpt_prefill_ms"].value + n_tokens * gpt["gpt_ms_per_token"].value + sov.value * audio_s
-    rtf = measured("rtf", total_ms / 1e3 / audio_s, "x", sov.device, "prefill + decode loop + SoVITS decode")
+    rtf = measured("rtf", total_ms / 1e3 / audio_s, "x", sov.device,
+                   f"prefill + decode loop + SoVITS decode; {TORCH_FP32_NOTE}")
     memory = measure_voice_memory(voice, prof.shape, target)
     projected_memory = project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
     return [*gpt.values(), sov, rtf, *memory, *projected_memory]
