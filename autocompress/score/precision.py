@@ -30,6 +30,9 @@ WeightBits = Mapping[str, int]
 ActPrecision = Mapping[str, str] | str | None
 
 
+INT4_BLOCK = 32  # weights per int4 scale, as the export's MatMulNBits stores them (export.ort_quant.NBITS_BLOCK)
+
+
 @dataclass(frozen=True)
 class Deployed:
     """How one weight operand ships and computes on a target.
@@ -46,7 +49,10 @@ class Deployed:
 
     @property
     def weight_bytes_per_element(self) -> float:
-        return PRECISION_BITS[self.storage] / 8
+        stored = PRECISION_BITS[self.storage] / 8
+        if self.storage == "int4":  # plus one scale per block of weights, in the op's float precision
+            return stored + PRECISION_BITS[self.compute] / 8 / INT4_BLOCK
+        return stored
 
 
 def lookup(fqn: str, table: Mapping[str, object] | None) -> object | None:

@@ -59,7 +59,12 @@ def test_weight_bytes_halve_from_fp16_to_int8(decode_profile):
     int4 = project_latency(decode_profile, rtx, {"gpt": 4})
     quant = sum(w.elements for o in decode_profile.ops for w in o.weights if w.quantizable)
     assert fp16.weight_bytes - int8.weight_bytes == pytest.approx(quant * 1.0)
-    assert int8.weight_bytes - int4.weight_bytes == pytest.approx(quant * 0.5)
+    assert int8.weight_bytes - int4.weight_bytes == pytest.approx(quant * (0.5 - 2 / 32))  # an fp16 scale per 32
+
+    from autocompress.export.ort_quant import NBITS_BLOCK
+    from autocompress.score.precision import INT4_BLOCK
+
+    assert INT4_BLOCK == NBITS_BLOCK  # the projection's int4 scales are the export's
     assert int8.seconds < fp16.seconds
     fp32 = project_latency(decode_profile, rtx, None, act_precision="fp32")
     assert fp32.weight_bytes - fp16.weight_bytes == pytest.approx(fp16.weight_bytes)
