@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_voice,
         project_voice,
     )
+    from autocompress.score.metric import host_device
     from autocompress.score.voice_cost import UtteranceShape
     from autocompress.targets import load_target
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     student = (x + 0.01 * rng.standard_normal(x.size)).astype(np.float32)
     slower = np.interp(np.arange(0, x.size - 1, 0.96), np.arange(x.size), x).astype(np.float32)
-    print(f"audio: {seconds:.2f} s at {sr} Hz; torch threads {torch.get_num_threads()}")
+    print(f"all figures measured here, on {host_device()}; audio: {seconds:.2f} s at {sr} Hz")
 
     # ---- baseline: SoVITS decode of the same duration
     torch.manual_seed(0)
@@ -103,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         scorer = get_scorer(name)
         if name == "speaker":
-            scorer.embed(x[: sr * 2], sr)
+            scorer.embed(x[: int(sr * 2)], sr)
         else:
-            scorer.score(x[: sr * 2], sr)
+            scorer.score(x[: int(sr * 2)], sr)
         loads[name] = time.perf_counter() - t0
-    print("first use (load + 2 s of audio): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
+    first = min(seconds, 2.0)
+    print(f"first use (load + {first:g} s of audio): "
+          + ", ".join(f"{k} {v:.1f} s = {v / decode_s:.0f} x the decode" for k, v in loads.items()))
     reference = build_reference([x], sr, mos=True, dnsmos=True, speaker=True)
 
     rows = {

@@ -75,7 +75,7 @@ def describe_device(device: str, threads: int | None = None) -> str:
                 break
     except OSError:
         pass
-    threads_note = f", {threads} threads" if threads else ""
+    threads_note = f", {threads} thread{'' if threads == 1 else 's'}" if threads else ""
     return f"cpu: {model or 'unknown model'}, onnxruntime{threads_note}"
 
 

@@ -128,7 +128,7 @@ def host_device(device: Any = None) -> str:
     # torch's intra-op thread count when torch is in use; importing it just to ask costs seconds.
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else os.cpu_count()
-    return f"cpu: {_cpu_model()}, {threads} threads"
+    return f"cpu: {_cpu_model()}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def _cpu_model() -> str:

@@ -46,11 +46,13 @@ def test_invalid_metrics_are_rejected():
 
 def test_host_device_names_the_cpu_and_threads():
     d = host_device()
-    assert d.startswith("cpu: ") and d.endswith(f", {torch.get_num_threads()} threads")
+    n = torch.get_num_threads()
+    assert d.startswith("cpu: ") and d.endswith(f", {n} thread{'' if n == 1 else 's'}")
     assert measured("x", 1, "").device == d
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1 if before != 1 else 2)
-        assert host_device().endswith(f", {torch.get_num_threads()} threads")  # follows torch's setting
+        n = torch.get_num_threads()
+        assert host_device().endswith(f", {n} thread{'' if n == 1 else 's'}")  # follows torch's setting
     finally:
         torch.set_num_threads(before)

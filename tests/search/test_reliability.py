@@ -157,7 +157,7 @@ def test_a_measured_study_resumes_only_where_it_measures_alike(search_argv, micr
         torch.set_num_threads(1)
         assert main(["search", *argv]) == 0
         ident = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").user_attrs["autocompress"]
-        assert ident["measured_on"].endswith(", 1 threads")
+        assert ident["measured_on"].endswith(", 1 thread")
         torch.set_num_threads(2)  # OMP_NUM_THREADS=2 in a later shell
         capsys.readouterr()
         assert main(["search", *[("2" if a == "1" else a) for a in argv]]) == 1  # one more trial, 2 threads
