@@ -19,12 +19,14 @@ bundle.
 
     python bench/export_bench.py                      # dynamo export, 2 threads, 100 tokens
     python bench/export_bench.py --exporter legacy --threads 2 --tokens 100 --out /tmp/bench
+    python bench/export_bench.py --small --exporter legacy --tokens 5 --rounds 1   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,17 +50,20 @@ PROMPT_PHONES, TEXT_PHONES, PROMPT_CODES, REF_FRAMES = 20, 40, 75, 150  # 3 s re
 SOVITS_CODES = 100  # 4 s of audio
 
 
+SMALL = False  # --small: the tiny configs (a smoke run in a minute or two), not full-size v2
+
+
 def _voice():  # noqa: ANN202
     import torch
 
-    from autocompress.models.gpt_sovits.config import gpt_v2, sovits_v2
+    from autocompress.models.gpt_sovits.config import gpt_tiny, gpt_v2, sovits_tiny, sovits_v2
     from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
     from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
     from autocompress.models.gpt_sovits.voice import Voice
 
     torch.manual_seed(0)
-    gpt = Text2SemanticGPT(gpt_v2()).eval()
-    sovits = SynthesizerTrn(sovits_v2(), include_enc_q=False).eval()
+    gpt = Text2SemanticGPT(gpt_tiny() if SMALL else gpt_v2()).eval()
+    sovits = SynthesizerTrn(sovits_tiny() if SMALL else sovits_v2(), include_enc_q=False).eval()
     with torch.no_grad():
         for name, p in sovits.flow.named_parameters():
             if ".post." in f".{name}":
@@ -268,9 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--skip-build", action="store_true", help="reuse bundles already in --out")
+    parser.add_argument("--small", action="store_true", help="tiny configs instead of full-size v2 (a smoke run)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: peak memory of one subject
     parser.add_argument("--time-all", action="store_true", help=argparse.SUPPRESS)  # internal: timing process
     args = parser.parse_args(argv)
+    global SMALL
+    SMALL = args.small
+    temporary = args.out is None and not (args.measure or args.time_all)
     out = args.out or Path(tempfile.mkdtemp(prefix="export-bench."))
 
     if args.measure:  # one fresh process per subject, for its peak memory
@@ -285,15 +294,23 @@ def main(argv: list[str] | None = None) -> int:
         built = json.loads((out / "built.json").read_text())
     else:
         (out / "built.json").write_text(json.dumps(built))
-    common = ["--out", str(out), "--threads", str(args.threads), "--tokens", str(args.tokens)]
+    common = ["--out", str(out), "--threads", str(args.threads), "--tokens", str(args.tokens),
+              *(["--small"] if args.small else [])]
     timing = _child([__file__, "--time-all", "--rounds", str(args.rounds), "--variants", *args.variants, *common])
     results = {name: timing[name] for name in ["torch-fp32", *args.variants]}
     for name in results:
         results[name].update(_child([__file__, "--measure", name, *common]))
         if name != "torch-fp32":
             results[name]["bytes"] = built[name]["bytes"]
+    from autocompress.score.metric import host_device
+
+    where = f"{host_device().rsplit(',', 1)[0]}, {args.threads} thread{'' if args.threads == 1 else 's'}"
+    print(f"\nall figures measured here, on {where}; models: {'tiny' if args.small else 'full-size v2'}")
     report(results, built)
-    print(f"\nwork folder: {out}")
+    if temporary:
+        shutil.rmtree(out, ignore_errors=True)  # bundles of a full-size voice: more than a GB
+    else:
+        print(f"\nwork folder: {out}")
     return 0
 
 
