@@ -69,7 +69,14 @@ def test_artifacts_hold_the_plan_and_audio(finished_search):
         names = sorted(m.filename for m in metas)
         assert any(n.endswith(".json") for n in names) and any(n.endswith(".wav") for n in names)
         for m in metas:
-            assert (finished_search / "db" / "artifacts" / m.artifact_id).is_file()
+            path = finished_search / "db" / "artifacts" / m.artifact_id
+            if m.filename.endswith(".json"):  # the trial's own plan
+                assert json.loads(path.read_text()) == t.user_attrs["plan"]
+            else:  # the student's speech: finite, not silent, at the SoVITS rate
+                import soundfile as sf
+
+                audio, sr = sf.read(path)
+                assert sr == 32000 and audio.size > 0.3 * sr and np.isfinite(audio).all() and np.abs(audio).max() > 0
 
 
 def test_pareto_export_holds_loadable_students_and_is_recorded(finished_search):
