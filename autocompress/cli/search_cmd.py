@@ -152,7 +152,7 @@ class RichReporter:
             self._line(f"  {escape(phase)} ...")
 
     def step(self, number: int, step: int, total: int, loss: float, distance: float | None) -> None:
-        extra = f"loss {loss:.4g}" + (f"  teacher distance {distance:.4g}" if distance is not None else "")
+        extra = f"loss {loss:.4g}" + (f"  teacher distance {distance:.3g}x its start" if distance is not None else "")
         self.progress.update(self.task, completed=step, total=max(total, 1), visible=True, extra=extra)
         if self.live is not None:
             self.live.update(self._render())

@@ -1,17 +1,23 @@
 """When to give up on a trial during fine-tuning.
 
 Multi-objective Optuna studies cannot use pruners, so the daemon decides itself and raises
-``optuna.TrialPruned``. The signal is the student's distance to the teacher on a fixed
-evaluation batch, checked every ``eval_every`` steps. A trial is abandoned when, after
-``warmup_checks`` checks:
+``optuna.TrialPruned``. The signal is the student's distance to the teacher, per module group,
+on a fixed evaluation batch, checked every ``eval_every`` steps. The groups' distances are on
+different scales (a KL divergence, latent L2s, a weighted mel L1), so they are never summed:
 
-- it is **far behind**: its distance exceeds ``far_behind`` times the Pareto set's distance at
-  the same step (the largest distance any Pareto trial had at that step: the lenient bar); or
-- it has **stalled behind**: ``patience`` checks in a row without a 1 % improvement on its best,
-  while still worse than the Pareto set at that step.
+- the trial's **progress** is the mean over its groups of each distance relative to that
+  group's distance before fine-tuning (1.0 at step 0, lower is better). It decides whether the
+  trial still improves and which check was its best;
+- the trial's **standing** is its worst group's distance relative to the Pareto set's distance
+  for that group at the same step (the largest any Pareto trial that trained the group had
+  there: the lenient bar). Groups no Pareto trial trained are not compared.
 
-A trial that stalls *ahead of* the Pareto set has converged: fine-tuning stops early and the
-trial is scored normally. Without a Pareto reference (the first trials) nothing is abandoned.
+After ``warmup_checks`` checks past step 0 a trial is abandoned when it is **far behind** (its
+standing exceeds ``far_behind``) or has **stalled behind** (``patience`` checks without a 1 %
+gain in progress over the last check that made one, while its standing is above 1). A trial
+that stalls *ahead of* the Pareto set, or without one, has converged; one whose progress is
+more than ``diverged`` times its best has diverged. Both stop fine-tuning early, and the
+trial is scored at its best check.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-MIN_GAIN = 0.01  # a check must beat the best distance by 1 % to count as an improvement
+MIN_GAIN = 0.01  # a check must beat the last improving one by 1 % to count as an improvement
 
 Curve = Sequence[tuple[int, float]]  # [(step, distance)], steps ascending
+GroupCurves = Mapping[str, Curve]  # one curve per module group
 
 
 @dataclass(frozen=True)
@@ -43,57 +50,93 @@ def distance_at(curve: Curve, step: int) -> float | None:
     return None if i == 0 else float(curve[i - 1][1])
 
 
+def progress(distances: Mapping[str, float], start: Mapping[str, float]) -> float:
+    """Mean over the groups of each distance relative to its value at ``start`` (1.0 = no change).
+
+    A group that started at zero distance (nothing to recover) counts as 1.0 while it stays
+    there, and by its absolute distance once it moves.
+    """
+    if not distances:
+        return 1.0
+    ratios = [d / start[g] if start.get(g, 0.0) > 0 else 1.0 + d for g, d in distances.items()]
+    return sum(ratios) / len(ratios)
+
+
 @dataclass
 class AbortRule:
     """Decides, check by check, whether one trial's fine-tuning goes on.
 
     Args:
-        reference: curves of the current Pareto trials, by trial number.
+        reference: per-group distance curves of the current Pareto trials, by trial number.
         patience: checks without improvement before the trial counts as stalled.
         far_behind: multiple of the reference distance beyond which the trial is abandoned.
-        warmup_checks: checks that never abandon (the first steps of fine-tuning are noisy).
+        warmup_checks: checks after step 0 that never abandon (the first steps are noisy).
+        diverged: progress this many times the best one stops fine-tuning.
     """
 
-    reference: Mapping[int, Curve] = field(default_factory=dict)
+    reference: Mapping[int, GroupCurves] = field(default_factory=dict)
     patience: int = 4
     far_behind: float = 3.0
     warmup_checks: int = 2
-    _best: float = field(default=float("inf"), init=False)
-    _since_best: int = field(default=0, init=False)
+    diverged: float = 1.5
+    _start: dict[str, float] = field(default_factory=dict, init=False)
+    _anchor: float = field(default=1.0, init=False)  # progress at the last check that improved
+    _best: float = field(default=1.0, init=False)
+    _since_gain: int = field(default=0, init=False)
     _checks: int = field(default=0, init=False)
 
-    def reference_at(self, step: int) -> float | None:
-        """The Pareto set's distance at ``step``: the largest among its trials, or None."""
-        values = [d for c in self.reference.values() if (d := distance_at(c, step)) is not None]
+    def start(self, distances: Mapping[str, float]) -> None:
+        """Record the distances before fine-tuning (step 0): the scale of the trial's progress."""
+        self._start = dict(distances)
+
+    def reference_at(self, group: str, step: int) -> float | None:
+        """The Pareto set's distance for ``group`` at ``step``: the largest among its trials, or None."""
+        values = [d for curves in self.reference.values() if group in curves
+                  if (d := distance_at(curves[group], step)) is not None]  # fmt: skip
         return max(values) if values else None
 
-    def check(self, step: int, distance: float) -> Verdict:
-        """Record the distance at ``step`` and return the verdict."""
+    def standing(self, step: int, distances: Mapping[str, float]) -> tuple[float, str] | None:
+        """The worst ratio of a group's distance to the Pareto set's at ``step``, and that group."""
+        ratios = []
+        for g, d in distances.items():
+            ref = self.reference_at(g, step)
+            if ref is not None:
+                ratios.append((d / ref if ref > 0 else (1.0 if d <= 0 else float("inf")), g))
+        return max(ratios) if ratios else None
+
+    def check(self, step: int, distances: Mapping[str, float]) -> Verdict:
+        """Record the per-group distances at ``step`` (after training) and return the verdict."""
+        now = progress(distances, self._start)
         self._checks += 1
-        if distance < self._best * (1.0 - MIN_GAIN):
-            self._best = distance
-            self._since_best = 0
+        if now < self._anchor * (1.0 - MIN_GAIN):
+            self._anchor = now
+            self._since_gain = 0
         else:
-            self._best = min(self._best, distance)
-            self._since_best += 1
+            self._since_gain += 1
+        self._best = min(self._best, now)
         if self._checks <= self.warmup_checks:
             return CONTINUE
-        ref = self.reference_at(step)
-        if ref is not None and distance > self.far_behind * ref:
+        where = self.standing(step, distances)
+        if where is not None and where[0] > self.far_behind:
+            ratio, group = where
             return Verdict(
                 "prune",
-                f"teacher distance {distance:.4g} at step {step} is more than {self.far_behind:g}x "
-                f"the Pareto set's {ref:.4g}",
+                f"{group}'s teacher distance {distances[group]:.4g} at step {step} is {ratio:.3g}x the Pareto "
+                f"set's {self.reference_at(group, step):.4g} (more than {self.far_behind:g}x)",
             )
-        if self._since_best >= self.patience:
-            if ref is not None and distance > ref:
+        if now > self.diverged * self._best:
+            return Verdict(
+                "converged", f"diverged: teacher distance {now:.3g} of its start, its best was {self._best:.3g}"
+            )
+        if self._since_gain >= self.patience:
+            if where is not None and where[0] > 1.0:
                 return Verdict(
                     "prune",
-                    f"teacher distance stalled at {self._best:.4g} for {self._since_best} checks, "
-                    f"behind the Pareto set's {ref:.4g} at step {step}",
+                    f"teacher distance stalled at {self._best:.3g} of its start for {self._since_gain} checks, "
+                    f"with {where[1]} {where[0]:.3g}x the Pareto set's at step {step}",
                 )
-            return Verdict("converged", f"teacher distance stopped improving at {self._best:.4g}")
+            return Verdict("converged", f"teacher distance stopped improving at {self._best:.3g} of its start")
         return CONTINUE
 
 
-__all__ = ["AbortRule", "CONTINUE", "Curve", "MIN_GAIN", "Verdict", "distance_at"]
+__all__ = ["AbortRule", "CONTINUE", "Curve", "GroupCurves", "MIN_GAIN", "Verdict", "distance_at", "progress"]

@@ -275,7 +275,8 @@ class _Daemon:
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("device", outcome.device_info or self.runner.describe())
         trial.set_user_attr("finetune_steps", outcome.steps_done)
-        trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])
+        trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])  # progress, 1.0 at step 0
+        trial.set_user_attr("finetune_group_curves", {g: [list(p) for p in c] for g, c in outcome.group_curves.items()})
         trial.set_user_attr("notes", list(outcome.notes))
         # Optuna 5's per-trial constraints (stored as system attributes "constraints:<key>"): the TPE
         # sampler scores a trial's infeasibility as the sum of its positive values and models
@@ -329,11 +330,12 @@ class _Daemon:
     def _abort_rule(self) -> AbortRule:
         ft = self.r.space.finetune
         front = feasible_front(self.study.get_trials(deepcopy=False))
-        # Only trials that were fine-tuned are a fair bar (a 16-bit cast has a near-zero distance).
+        # Only trials that were fine-tuned are a fair bar (a 16-bit cast has a near-zero distance);
+        # each group is compared with the Pareto trials that trained it.
         reference = {
-            t.number: [(int(s), float(d)) for s, d in t.user_attrs.get("finetune_curve", [])]
+            t.number: {g: [(int(s), float(d)) for s, d in c] for g, c in t.user_attrs["finetune_group_curves"].items()}
             for t in front
-            if t.user_attrs.get("finetune_steps", 0) > 0
+            if t.user_attrs.get("finetune_steps", 0) > 0 and isinstance(t.user_attrs.get("finetune_group_curves"), dict)
         }
         return AbortRule(
             reference=reference, patience=ft.patience, far_behind=ft.far_behind, warmup_checks=ft.warmup_checks

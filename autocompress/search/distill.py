@@ -40,6 +40,7 @@ from autocompress.models.gpt_sovits.voice import MODULE_GROUPS, Voice
 SOVITS_GROUPS = ("enc_p", "flow", "dec", "ref_enc")
 EOS = 1024  # the GPT's end-of-speech code (GPTConfig.eos)
 DISTANCE_KD = GPTDistillConfig(temperature=1.0, alpha=1.0)  # the GPT distance: plain KL to the teacher
+TRAIN_KD = GPTDistillConfig(temperature=4.0, alpha=1.0)  # the GPT's training loss: softened teacher targets only
 SOVITS_WEIGHTS = SoVITSDistillConfig()  # mel and latent weights of the SoVITS terms
 MAX_REF_FRAMES = 500  # reference spectrograms are cropped to 10 s (50 frames per second)
 
@@ -112,8 +113,14 @@ def trainable_parameters_(student: Voice, groups: Iterable[str]) -> list[torch.n
 
 
 def gpt_distill_loss(student_logits: Tensor, teacher_logits: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
-    """The GPT's training loss: soft teacher targets mixed with the hard codes (compress defaults)."""
-    return gpt_kd_loss(student_logits, teacher_logits, inputs[-2], mask=inputs[-1])
+    """The GPT's training loss: the teacher's soft targets only (:data:`TRAIN_KD`).
+
+    The experiment's codes are not the teacher's choices (the demo teacher's first choice is
+    the data's code at about 0.37 of positions), and a hard-label term pulls the student away
+    from the teacher the search measures it against. Demo GPT pruned 20 % at int4, 100 steps
+    at lr 1e-4: held-out KL 0.199 -> 0.147 with 30 % hard labels, -> 0.103 without.
+    """
+    return gpt_kd_loss(student_logits, teacher_logits, inputs[-2], config=TRAIN_KD, mask=inputs[-1])
 
 
 def gpt_distance(student_logits: Tensor, teacher_logits: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:

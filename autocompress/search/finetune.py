@@ -2,10 +2,13 @@
 
 AdamW over the parameters of the compressed module groups only (the rest stay frozen at the
 teacher's values), on the experiment's training items, with the teacher-forced distillation
-losses of :mod:`autocompress.search.distill`. Every ``eval_every`` steps (and at step 0 and the
-last step) the teacher distance on the held-out items is measured and given to the
-:class:`~autocompress.search.abort.AbortRule`, which may stop the trial (``TrialPruned``) or end
-fine-tuning early when it has converged. A non-finite loss fails the trial.
+losses of :mod:`autocompress.search.distill`. The learning rate warms up linearly over the
+first 5 % of the steps and then follows a cosine down to a tenth of its peak. Every
+``eval_every`` steps (and at step 0 and the last step) the teacher distance of each group on
+the held-out items is measured and given to the :class:`~autocompress.search.abort.AbortRule`,
+which may stop the trial (``TrialPruned``) or end fine-tuning early. The student leaves with
+the weights of its best check (the lowest mean distance relative to step 0), which may be the
+untrained student itself. A non-finite loss or gradient fails the trial.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import optuna
 import torch
 
 from autocompress.models.gpt_sovits.voice import Voice
-from autocompress.search.abort import AbortRule
+from autocompress.search.abort import AbortRule, progress
 from autocompress.search.distill import (
     SOVITS_GROUPS,
     EvalTargets,
@@ -36,7 +39,7 @@ from autocompress.search.distill import (
 )
 from autocompress.search.space import FinetuneSettings
 
-# Called after every step with (step, total, loss, teacher distance or None).
+# Called after every step with (step, total, loss, progress at a check or None).
 StepCallback = Callable[[int, int, float, "float | None"], None]
 
 
@@ -49,14 +52,34 @@ class FinetuneResult:
     """How fine-tuning went."""
 
     steps_done: int
-    curve: list[tuple[int, float]]  # (step, teacher distance)
-    distance: dict[str, float]  # per group, at the end
+    curve: list[tuple[int, float]]  # (step, progress: mean distance relative to step 0; 1.0 at step 0)
+    distance: dict[str, float]  # per group, at the best check (the weights the student leaves with)
     stopped: str  # "steps" | "converged" | "nothing to train"
     losses: list[float] = field(default_factory=list)
+    group_curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # per group (step, distance)
+    best_step: int = 0
 
     @property
-    def final_distance(self) -> float:
-        return float(sum(self.distance.values()))
+    def progress(self) -> float:
+        """The best check's distance relative to step 0, averaged over the groups (lower is better)."""
+        return min(p for _, p in self.curve)
+
+
+WARMUP_SHARE = 0.05  # of the steps, with a linearly rising learning rate
+FINAL_LR_SHARE = 0.1  # the cosine ends at this share of the peak learning rate
+
+
+def lr_factor(steps: int) -> Callable[[int], float]:
+    """The learning rate's multiplier before optimizer step ``i + 1`` of ``steps``."""
+    warm = max(1, round(WARMUP_SHARE * steps))
+
+    def factor(i: int) -> float:
+        if i < warm:
+            return (i + 1) / warm
+        t = min(1.0, (i - warm) / max(1, steps - warm))
+        return FINAL_LR_SHARE + (1.0 - FINAL_LR_SHARE) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
 
 
 class TeacherLatentCache:
@@ -114,21 +137,33 @@ def finetune(
         return d
 
     d0 = distance()
-    curve = [(0, float(sum(d0.values())))]
+    group_curves = {g: [(0, v)] for g, v in d0.items()}
+    curve = [(0, 1.0)]
     if not params or steps == 0 or not groups:
-        return FinetuneResult(0, curve, d0, "nothing to train")
-    abort.check(0, curve[0][1])
+        return FinetuneResult(0, curve, d0, "nothing to train", group_curves=group_curves)
+    abort.start(d0)
 
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     latents = latents or TeacherLatentCache(teacher)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(steps))
     student.gpt.eval()
     student.sovits.eval()  # no dropout: the student matches the teacher deterministically
     losses: list[float] = []
-    last = d0
+    best = _Best(1.0, 0, d0, [p.detach().clone() for p in params])  # the untrained student is a candidate
     stopped = "steps"
     step = 0
+
+    def record(step: int) -> dict[str, float]:
+        d = distance()
+        for g, v in d.items():
+            group_curves[g].append((step, v))
+        curve.append((step, progress(d, d0)))
+        if curve[-1][1] < best.progress:
+            best.update(curve[-1][1], step, d, params)
+        return d
+
     for step in range(1, steps + 1):
         batch = [train_items[rng.randrange(len(train_items))] for _ in range(settings.batch_size)]
         loss = torch.zeros(())
@@ -148,26 +183,45 @@ def finetune(
             raise NonFiniteLoss(f"fine-tune loss is {value} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, settings.grad_clip))
+        if not math.isfinite(norm):
+            raise NonFiniteLoss(f"fine-tune gradient norm is {norm} at step {step}")
         optimizer.step()
+        schedule.step()
         losses.append(value)
-        dist = None
-        if step % settings.eval_every == 0 or step == steps:
-            last = distance()
-            dist = float(sum(last.values()))
-            curve.append((step, dist))
-        on_step(step, steps, value, dist)
-        if dist is not None:
-            verdict = abort.check(step, dist)
+        checked = step % settings.eval_every == 0 or step == steps
+        latest = record(step) if checked else None
+        on_step(step, steps, value, curve[-1][1] if checked else None)
+        if latest is not None:
+            verdict = abort.check(step, latest)
             if verdict.action == "prune":
                 raise optuna.TrialPruned(verdict.reason)
             if verdict.action == "converged":
                 stopped = "converged"
                 break
     if curve[-1][0] != step:
-        last = distance()
-        curve.append((step, float(sum(last.values()))))
-    return FinetuneResult(step, curve, last, stopped, losses)
+        record(step)
+    if best.step != step:
+        with torch.no_grad():
+            for p, kept in zip(params, best.params):
+                p.copy_(kept)
+    return FinetuneResult(step, curve, best.distance, stopped, losses, group_curves, best.step)
 
 
-__all__ = ["FinetuneResult", "NonFiniteLoss", "StepCallback", "TeacherLatentCache", "finetune"]
+@dataclass
+class _Best:
+    """The best check so far and a copy of the trained parameters then."""
+
+    progress: float
+    step: int
+    distance: dict[str, float]
+    params: list[torch.Tensor]
+
+    def update(self, progress: float, step: int, distance: dict[str, float], params: list[torch.Tensor]) -> None:
+        self.progress, self.step, self.distance = progress, step, dict(distance)
+        with torch.no_grad():
+            for kept, p in zip(self.params, params):
+                kept.copy_(p)
+
+
+__all__ = ["FinetuneResult", "NonFiniteLoss", "StepCallback", "TeacherLatentCache", "finetune", "lr_factor"]

@@ -175,15 +175,16 @@ class VoiceTrialRunner:
         strip_fake_quant_(student.gpt)  # from here on: the deployable student
         strip_fake_quant_(student.sovits)
         scores = score_student(
-            student, job.plan, self.cache, self.resolved.target, self.device_label, result.final_distance, quality
+            student, job.plan, self.cache, self.resolved.target, self.device_label, result.distance, quality
         )
         hooks.phase("save")
         _save_student(student, job.plan, job.student_dir)
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
         return TrialOutcome(
             objectives=scores.objectives, metrics=scores.metrics, constraints=scores.constraints,
-            curve=result.curve, steps_done=result.steps_done, samples=samples, device_info=self.describe(),
-            notes=(f"fine-tuning stopped: {result.stopped}",),
+            curve=result.curve, group_curves=result.group_curves, steps_done=result.steps_done, samples=samples,
+            device_info=self.describe(),
+            notes=(f"fine-tuning stopped: {result.stopped}; scored at its best check, step {result.best_step}",),
         )
 
 

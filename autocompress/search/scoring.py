@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,7 @@ def _silent_speaker(cache: TeacherCache, audios: list[np.ndarray], sr: int, why:
 
 def score_student(
     student: Voice, plan: CompressionPlan, cache: TeacherCache, target: Target, device_label: str,
-    teacher_distance: float, quality: QualityResult,
+    teacher_distance: Mapping[str, float], quality: QualityResult,
 ) -> Scores:
     """Combine the quality result with latency and memory of the *deployable* student.
 
@@ -109,7 +110,11 @@ def score_student(
         f"{SHAPE.audio_s:g} s utterance end to end ({SHAPE.n_phones} phones, {SHAPE.n_prompt} prompt codes, "
         f"{SHAPE.n_tokens} generated codes)",
     )
-    metrics = [*report.metrics, measured("teacher_distance", teacher_distance, "", device_label), latency, *costs]
+    distances = [  # per group: each its own scale (KL, latent L2, weighted mel L1), never summed
+        measured(f"teacher_distance_{g}", d, "", device_label, "held-out items, after fine-tuning")
+        for g, d in sorted(teacher_distance.items())
+    ]
+    metrics = [*report.metrics, *distances, latency, *costs]
     constraints = {
         "memory_budget": memory.value / target.memory_budget_bytes - 1.0,
         "rtf_budget": rtf.value / target.rtf_budget - 1.0,

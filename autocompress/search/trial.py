@@ -7,7 +7,7 @@ signals a hopeless trial with ``optuna.TrialPruned`` and any failure by raising.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +46,8 @@ class TrialOutcome:
     objectives: Objectives
     metrics: Sequence[MetricLike]
     constraints: dict[str, float]  # name -> value; <= 0 is satisfied
-    curve: Sequence[tuple[int, float]] = ()  # [(step, teacher distance)]
+    curve: Sequence[tuple[int, float]] = ()  # [(step, progress: mean teacher distance relative to step 0)]
+    group_curves: Mapping[str, Sequence[tuple[int, float]]] = field(default_factory=dict)  # per group (step, distance)
     steps_done: int = 0
     samples: Sequence[Path] = ()  # audio files to upload as artifacts
     device_info: dict[str, Any] = field(default_factory=dict)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from autocompress.search.abort import AbortRule, distance_at
+import pytest
+
+from autocompress.search.abort import AbortRule, distance_at, progress
+
+
+def _rule(reference=None, start=None, **kw) -> AbortRule:  # noqa: ANN001, ANN003
+    rule = AbortRule(reference=reference or {}, **kw)
+    rule.start(start or {"dec": 10.0})
+    return rule
 
 
 def test_distance_at_uses_the_last_check_at_or_before_the_step():
@@ -11,37 +19,71 @@ def test_distance_at_uses_the_last_check_at_or_before_the_step():
     assert distance_at(curve, -1) is None
 
 
+def test_progress_weighs_every_group_alike_whatever_its_scale():
+    start = {"dec": 33.0, "gpt": 0.2}  # a weighted mel L1 and a KL divergence
+    assert progress(start, start) == 1.0
+    # the GPT getting 50 % worse is not hidden by the decoder's larger numbers
+    assert progress({"dec": 22.0, "gpt": 0.3}, start) == pytest.approx((22 / 33 + 1.5) / 2)
+    assert progress({"flow": 0.0}, {"flow": 0.0}) == 1.0 and progress({"flow": 0.5}, {"flow": 0.0}) == 1.5
+
+
 def test_without_a_reference_nothing_is_pruned_and_a_stall_converges():
-    rule = AbortRule(reference={}, patience=2, warmup_checks=1)
-    verdicts = [rule.check(s, d).action for s, d in [(0, 9.0), (10, 9.0), (20, 9.0), (30, 9.0)]]
-    assert "prune" not in verdicts
-    assert verdicts[-1] == "converged"
+    rule = _rule(patience=2, warmup_checks=1)
+    verdicts = [rule.check(s, {"dec": 9.0}).action for s in (10, 20, 30, 40)]
+    assert "prune" not in verdicts and verdicts[-1] == "converged"
 
 
-def test_far_behind_the_pareto_set_is_pruned_after_warmup():
-    ref = {4: [(0, 1.0), (10, 0.5), (20, 0.2)]}
-    rule = AbortRule(reference=ref, far_behind=3.0, warmup_checks=1)
-    assert rule.check(0, 10.0).action == "continue"  # warm-up check
-    v = rule.check(10, 1.6)
-    assert v.action == "prune" and "3x" in v.reason and "0.5" in v.reason
+def test_steady_small_gains_are_progress_not_a_stall():
+    """0.8 % a check never beat a best that moved every check; against its last gain it does."""
+    rule = _rule(patience=3, warmup_checks=0)
+    d = 10.0
+    for s in range(10, 200, 10):
+        d *= 0.992
+        assert rule.check(s, {"dec": d}).action == "continue", s
+
+
+def test_a_diverging_trial_stops_and_says_so():
+    rule = _rule(patience=100, warmup_checks=1)
+    actions = [rule.check(s, {"dec": d}) for s, d in [(10, 5.0), (20, 6.0), (30, 8.0)]]
+    assert [v.action for v in actions] == ["continue", "continue", "converged"]
+    assert "diverged" in actions[-1].reason
+
+
+def test_far_behind_the_pareto_set_is_pruned_after_warmup_not_counting_step_0():
+    ref = {4: {"dec": [(0, 1.0), (10, 0.5), (20, 0.2)]}}
+    rule = _rule(ref, far_behind=3.0, warmup_checks=1)
+    assert rule.check(10, {"dec": 10.0}).action == "continue"  # the one warm-up check after training
+    v = rule.check(20, {"dec": 0.9})
+    assert v.action == "prune" and "dec" in v.reason and "more than 3x" in v.reason and "0.2" in v.reason
+
+
+def test_each_group_is_compared_only_with_pareto_trials_that_trained_it():
+    """A decoder trial far above a GPT-only Pareto trial's (tiny) distance is not behind it."""
+    ref = {4: {"gpt": [(0, 0.2), (500, 0.12)]}}
+    rule = _rule(ref, start={"dec": 34.9}, far_behind=3.0, warmup_checks=0, patience=5)
+    assert rule.standing(500, {"dec": 12.0}) is None
+    assert rule.check(500, {"dec": 12.0}).action == "continue"
+    both = _rule(ref, start={"dec": 34.9, "gpt": 0.3}, far_behind=3.0, warmup_checks=0, patience=5)
+    assert both.standing(500, {"dec": 12.0, "gpt": 0.6}) == (pytest.approx(5.0), "gpt")
+    assert both.check(500, {"dec": 12.0, "gpt": 0.6}).action == "prune"
 
 
 def test_close_to_the_pareto_set_goes_on():
-    ref = {4: [(0, 1.0), (10, 0.5)], 7: [(0, 1.0), (10, 0.4)]}
-    rule = AbortRule(reference=ref, far_behind=3.0, warmup_checks=0, patience=5)
-    assert rule.reference_at(10) == 0.5  # the lenient bar: the worst Pareto trial at that step
-    assert rule.check(10, 1.4).action == "continue"
+    ref = {4: {"dec": [(0, 1.0), (10, 0.5)]}, 7: {"dec": [(0, 1.0), (10, 0.4)]}}
+    rule = _rule(ref, far_behind=3.0, warmup_checks=0, patience=5)
+    assert rule.reference_at("dec", 10) == 0.5  # the lenient bar: the worst Pareto trial at that step
+    assert rule.check(10, {"dec": 1.4}).action == "continue"
 
 
 def test_stalled_behind_is_pruned_stalled_ahead_converges():
-    ref = {1: [(0, 1.0), (10, 0.5), (20, 0.5), (30, 0.5)]}
-    behind = AbortRule(reference=ref, patience=2, warmup_checks=0, far_behind=10.0)
-    assert [behind.check(s, 0.9).action for s in (10, 20, 30)] == ["continue", "continue", "prune"]
-    ahead = AbortRule(reference=ref, patience=2, warmup_checks=0, far_behind=10.0)
-    assert [ahead.check(s, 0.3).action for s in (10, 20, 30)] == ["continue", "continue", "converged"]
+    ref = {1: {"dec": [(0, 1.0), (10, 0.5), (20, 0.5), (30, 0.5)]}}
+    behind = _rule(ref, start={"dec": 1.0}, patience=2, warmup_checks=0, far_behind=10.0)
+    assert [behind.check(s, {"dec": 0.9}).action for s in (10, 20, 30)] == ["continue", "continue", "prune"]
+    ahead = _rule(ref, start={"dec": 1.0}, patience=2, warmup_checks=0, far_behind=10.0)
+    assert [ahead.check(s, {"dec": 0.3}).action for s in (10, 20, 30)] == ["continue", "continue", "converged"]
 
 
 def test_improving_trials_reset_patience():
-    rule = AbortRule(reference={}, patience=2, warmup_checks=0)
-    for s, d in [(0, 10.0), (10, 9.0), (20, 8.0), (30, 7.0)]:
-        assert rule.check(s, d).action == "continue"
+    rule = _rule(patience=2, warmup_checks=0)
+    for s, d in [(10, 9.0), (20, 8.0), (30, 7.0), (40, 6.0)]:
+        assert rule.check(s, {"dec": d}).action == "continue"

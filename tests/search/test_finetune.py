@@ -1,0 +1,83 @@
+"""Fine-tuning a student: the learning-rate schedule, the best check kept, soft GPT targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from autocompress.compress import CompressionPlan, GroupPlan, PruneConfig, QuantConfig, compress
+from autocompress.search.abort import AbortRule
+from autocompress.search.distill import compressed_groups, gpt_batch, gpt_distill_loss, gpt_logits, teacher_distance
+from autocompress.search.finetune import FINAL_LR_SHARE, finetune, lr_factor
+
+
+@pytest.fixture(scope="module")
+def runner(micro_voice, tmp_path_factory):  # noqa: ANN001, ANN201
+    from autocompress.search.config import SearchConfig, resolve
+    from autocompress.search.pipeline import VoiceTrialRunner
+
+    tmp = tmp_path_factory.mktemp("ft")
+    resolved = resolve(SearchConfig(
+        target="rtx3060", device="cpu", gpt=micro_voice["gpt"], sovits=micro_voice["sovits"], data=micro_voice["data"],
+        space=micro_voice["space"], storage=f"sqlite:///{tmp}/s.db", artifacts=tmp / "art",
+    ))  # fmt: skip
+    return VoiceTrialRunner.prepare(resolved, tmp / "cache.pt")
+
+
+PLAN = CompressionPlan(name="t", groups={
+    "gpt": GroupPlan(prune=PruneConfig(ratio=0.2), quant=QuantConfig(weights="int4")),
+    "dec": GroupPlan(quant=QuantConfig(weights="int8")),
+})  # fmt: skip
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth():
+    f = lr_factor(100)  # 5 warm-up steps
+    rates = [f(i) for i in range(100)]
+    assert rates[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert all(a >= b for a, b in zip(rates[5:], rates[6:]))  # then only down
+    assert rates[-1] == pytest.approx(FINAL_LR_SHARE, abs=0.01) and f(1000) == pytest.approx(FINAL_LR_SHARE)
+    assert lr_factor(1)(0) == 1.0
+
+
+def test_the_student_leaves_with_its_best_check(runner):  # noqa: ANN001
+    groups = compressed_groups(PLAN)
+    settings = dataclasses.replace(runner.settings, lr=0.3, eval_every=2)  # far too high: it gets worse
+    student = compress(runner.teacher, PLAN)
+    before = [p.detach().clone() for p in student.gpt.parameters()]
+    result = finetune(student, runner.teacher, groups, runner.train_items, runner.cache.targets, 6, settings,
+                      AbortRule(patience=100, diverged=1e9), seed=0)
+    assert result.curve[0] == (0, 1.0) and [s for s, _ in result.curve] == [0, 2, 4, 6]
+    assert min(p for _, p in result.curve[1:]) > 1.0, result.curve  # every check after training was worse
+    assert result.best_step == 0 and result.progress == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, student.gpt.parameters()))  # the untrained student back
+    again = teacher_distance(student, runner.cache.targets, groups)
+    assert again == pytest.approx(result.distance) and result.distance == pytest.approx(
+        {g: c[0][1] for g, c in result.group_curves.items()})
+
+
+def test_a_good_run_keeps_its_best_weights_and_records_each_group(runner):  # noqa: ANN001
+    groups = compressed_groups(PLAN)
+    settings = dataclasses.replace(runner.settings, lr=1e-3, eval_every=2)
+    student = compress(runner.teacher, PLAN)
+    result = finetune(student, runner.teacher, groups, runner.train_items, runner.cache.targets, 8, settings,
+                      AbortRule(patience=100), seed=0)
+    assert set(result.group_curves) == {"gpt", "dec"}
+    best = min(result.curve, key=lambda c: c[1])
+    assert (result.best_step, result.progress) == best and result.progress < 1.0
+    assert teacher_distance(student, runner.cache.targets, groups) == pytest.approx(result.distance)
+    for g, c in result.group_curves.items():  # the best check's own distances
+        assert dict(c)[result.best_step] == pytest.approx(result.distance[g])
+
+
+def test_gpt_distillation_has_no_pull_where_the_student_is_the_teacher(runner):  # noqa: ANN001
+    """Soft targets only: a student equal to the teacher has nothing to learn, whatever the data's codes."""
+    inputs = gpt_batch(runner.train_items[:2])
+    with torch.no_grad():
+        target = gpt_logits(runner.teacher.gpt, inputs)
+    logits = target.clone().requires_grad_(True)
+    loss = gpt_distill_loss(logits, target, inputs)
+    loss.backward()
+    assert math.isclose(float(loss.detach()), 0.0, abs_tol=1e-5) and float(logits.grad.abs().max()) < 1e-6
