@@ -118,6 +118,13 @@ def _measuring_device(r: ResolvedSearch) -> str | None:
     return host_device(r.device)
 
 
+def _first_try(trial: optuna.Trial) -> int:
+    """The number of the trial this one retries (a stale or interrupted trial's plan runs again
+    as a new trial, with the same seed), or its own."""
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    return int(attrs.get("failed_trial", trial.number))
+
+
 def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     """The teacher's GPT and SoVITS files, by content: what a study's results belong to."""
     return " ".join(sha256_file(path, memo=True) for path in (voice.gpt, voice.sovits))
@@ -231,6 +238,8 @@ class _Daemon:
         summary = plan_summary(plan) if run.baseline is None else f"{run.baseline}: {plan_summary(plan)}"
         trial.set_user_attr("plan_summary", summary)
         trial.set_user_attr("plan", plan.to_dict())
+        seed = r.config.seed + _first_try(trial)  # a retried trial is the same experiment
+        trial.set_user_attr("seed", seed)
         self.store.begin_trial(
             run_id=self.run_id, study_name=r.study, trial_number=number, optuna_trial_id=trial._trial_id,
             device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
@@ -240,7 +249,7 @@ class _Daemon:
         try:
             job = TrialJob(
                 number=number, plan=plan, baseline=run.baseline, steps=r.steps, abort=self._abort_rule(),
-                seed=r.config.seed + number, student_dir=student_dir(r.artifacts, r.study, number),
+                seed=seed, student_dir=student_dir(r.artifacts, r.study, number),
                 samples_dir=scratch,
             )
 

@@ -107,6 +107,7 @@ def test_kill_9_then_ctrl_c_then_resume(search_argv, run_search_cmd, micro_voice
         assert by_number[n].state == TrialState.COMPLETE and by_number[n].values == values
     assert by_number[2].state == TrialState.FAIL
     assert by_number[3].system_attrs["failed_trial"] == 2 and by_number[3].user_attrs["baseline"] == "seed_recipe"
+    assert by_number[3].user_attrs["seed"] == by_number[2].user_attrs["seed"]  # the retry is the same experiment
     assert by_number[3].state == TrialState.FAIL and "interrupted" in by_number[3].user_attrs["failure_reason"]
     assert _trial_states(db)[2] == "FAIL"
     assert list(scratch.glob("ac-trial-*")) == []  # the resumed run removed the dead worker's scratch, Ctrl-C its own
