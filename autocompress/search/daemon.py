@@ -118,6 +118,23 @@ def _measuring_device(r: ResolvedSearch) -> str | None:
     return host_device(r.device)
 
 
+def abort_reference(front: list) -> dict[int, dict[str, list[tuple[int, float]]]]:  # front: FrozenTrials
+    """The per-group distance curves of the Pareto trials, for the abort rule.
+
+    Only the groups each trial fine-tuned: a group it merely cast to 16 bits has a near-zero
+    distance, no fair bar for one that is pruned or quantized.
+    """
+    from autocompress.search.pipeline import needs_finetune
+
+    reference = {}
+    for t in front:
+        curves = t.user_attrs.get("finetune_group_curves")
+        if t.user_attrs.get("finetune_steps", 0) > 0 and isinstance(curves, dict):
+            trained = needs_finetune(CompressionPlan.from_dict(t.user_attrs["plan"]))
+            reference[t.number] = {g: [(int(s), float(d)) for s, d in c] for g, c in curves.items() if g in trained}
+    return reference
+
+
 def _first_try(trial: optuna.Trial) -> int:
     """The number of the trial this one retries (a stale or interrupted trial's plan runs again
     as a new trial, with the same seed), or its own."""
@@ -338,14 +355,7 @@ class _Daemon:
     # ------------------------------------------------------------------ helpers
     def _abort_rule(self) -> AbortRule:
         ft = self.r.space.finetune
-        front = feasible_front(self.study.get_trials(deepcopy=False))
-        # Only trials that were fine-tuned are a fair bar (a 16-bit cast has a near-zero distance);
-        # each group is compared with the Pareto trials that trained it.
-        reference = {
-            t.number: {g: [(int(s), float(d)) for s, d in c] for g, c in t.user_attrs["finetune_group_curves"].items()}
-            for t in front
-            if t.user_attrs.get("finetune_steps", 0) > 0 and isinstance(t.user_attrs.get("finetune_group_curves"), dict)
-        }
+        reference = abort_reference(feasible_front(self.study.get_trials(deepcopy=False)))
         return AbortRule(
             reference=reference, patience=ft.patience, far_behind=ft.far_behind, warmup_checks=ft.warmup_checks
         )

@@ -121,7 +121,7 @@ def finetune(
 
     Raises:
         optuna.TrialPruned: the abort rule gave up on the trial.
-        NonFiniteLoss: the loss became NaN or infinite.
+        NonFiniteLoss: the loss, a gradient or a distance became NaN or infinite.
     """
     on_step = on_step or (lambda *a: None)
     params = trainable_parameters_(student, groups)

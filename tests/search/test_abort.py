@@ -87,3 +87,25 @@ def test_improving_trials_reset_patience():
     rule = _rule(patience=2, warmup_checks=0)
     for s, d in [(10, 9.0), (20, 8.0), (30, 7.0), (40, 6.0)]:
         assert rule.check(s, {"dec": d}).action == "continue"
+
+
+def test_the_reference_holds_only_the_groups_each_pareto_trial_trained():
+    from types import SimpleNamespace
+
+    from autocompress.compress import CompressionPlan, GroupPlan, QuantConfig
+    from autocompress.search.daemon import abort_reference
+
+    plan = CompressionPlan(groups={"gpt": GroupPlan(quant=QuantConfig(weights="int4")),
+                                   "dec": GroupPlan(quant=QuantConfig(weights="fp16"))})  # dec: a cast only
+    curves = {"gpt": [[0, 0.2], [10, 0.1]], "dec": [[0, 0.01], [10, 0.01]]}
+    trained = SimpleNamespace(number=3, user_attrs={"plan": plan.to_dict(), "finetune_steps": 10,
+                                                    "finetune_group_curves": curves})
+    untrained = SimpleNamespace(number=4, user_attrs={"plan": plan.to_dict(), "finetune_steps": 0,
+                                                      "finetune_group_curves": curves})
+    old = SimpleNamespace(number=5, user_attrs={"plan": plan.to_dict(), "finetune_steps": 10,
+                                                "finetune_curve": [[0, 1.0]]})  # from before per-group curves
+    assert abort_reference([trained, untrained, old]) == {3: {"gpt": [(0, 0.2), (10, 0.1)]}}
+    # so a trial that quantizes dec to int4 is not held to the fp16 cast's near-zero distance
+    rule = AbortRule(reference=abort_reference([trained]), warmup_checks=0)
+    rule.start({"dec": 30.0})
+    assert rule.check(10, {"dec": 20.0}).action == "continue"
