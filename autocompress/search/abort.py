@@ -2,22 +2,22 @@
 
 Multi-objective Optuna studies cannot use pruners, so the daemon decides itself and raises
 ``optuna.TrialPruned``. The signal is the student's distance to the teacher, per module group,
-on a fixed evaluation batch, checked every ``eval_every`` steps. The groups' distances are on
-different scales (a KL divergence, latent L2s, a weighted mel L1), so they are never summed:
+on a fixed evaluation batch, checked every ``eval_every`` steps. Each group leaves fine-tuning
+with the weights of its own best check (the groups train on separate teacher-forced targets),
+so the rule reads each group's best distance so far. The groups' distances are on different
+scales (a KL divergence, latent L2s, a weighted mel L1), so they are never summed:
 
-- the trial's **progress** is the mean over its groups of each distance relative to that
-  group's distance before fine-tuning (1.0 at step 0, lower is better). It decides whether the
-  trial still improves and which check was its best;
-- the trial's **standing** is its worst group's distance relative to the Pareto set's distance
-  for that group at the same step (the largest any Pareto trial that trained the group had
-  there: the lenient bar). Groups no Pareto trial trained are not compared.
+- the trial's **progress** is the mean over its groups of each best distance relative to
+  that group's distance before fine-tuning (1.0 at step 0, lower is better, never rising);
+- the trial's **standing** is its worst group's best distance relative to the Pareto set's
+  distance for that group at the same step (the largest any Pareto trial that trained the
+  group had there: the lenient bar). Groups no Pareto trial trained are not compared.
 
 After ``warmup_checks`` checks past step 0 a trial is abandoned when it is **far behind** (its
 standing exceeds ``far_behind``) or has **stalled behind** (``patience`` checks without a 1 %
 gain in progress over the last check that made one, while its standing is above 1). A trial
-that stalls *ahead of* the Pareto set, or without one, has converged; one whose progress is
-more than ``diverged`` times its best has diverged. Both stop fine-tuning early, and the
-trial is scored at its best check.
+that stalls *ahead of* the Pareto set, or without one, has converged; one whose every group
+is more than ``diverged`` times its best has diverged. Both stop fine-tuning early.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class AbortRule:
         patience: checks without improvement before the trial counts as stalled.
         far_behind: multiple of the reference distance beyond which the trial is abandoned.
         warmup_checks: checks after step 0 that never abandon (the first steps are noisy).
-        diverged: progress this many times the best one stops fine-tuning.
+        diverged: every group this many times its best distance stops fine-tuning.
     """
 
     reference: Mapping[int, GroupCurves] = field(default_factory=dict)
@@ -80,14 +80,15 @@ class AbortRule:
     warmup_checks: int = 2
     diverged: float = 1.5
     _start: dict[str, float] = field(default_factory=dict, init=False)
+    _best: dict[str, float] = field(default_factory=dict, init=False)  # each group's best distance so far
     _anchor: float = field(default=1.0, init=False)  # progress at the last check that improved
-    _best: float = field(default=1.0, init=False)
     _since_gain: int = field(default=0, init=False)
     _checks: int = field(default=0, init=False)
 
     def start(self, distances: Mapping[str, float]) -> None:
         """Record the distances before fine-tuning (step 0): the scale of the trial's progress."""
         self._start = dict(distances)
+        self._best = dict(distances)
 
     def reference_at(self, group: str, step: int) -> float | None:
         """The Pareto set's distance for ``group`` at ``step``: the largest among its trials, or None."""
@@ -106,36 +107,36 @@ class AbortRule:
 
     def check(self, step: int, distances: Mapping[str, float]) -> Verdict:
         """Record the per-group distances at ``step`` (after training) and return the verdict."""
-        now = progress(distances, self._start)
+        for g, d in distances.items():
+            self._best[g] = min(d, self._best.get(g, d))
+        best = {g: self._best[g] for g in distances}
+        now = progress(best, self._start)
         self._checks += 1
         if now < self._anchor * (1.0 - MIN_GAIN):
             self._anchor = now
             self._since_gain = 0
         else:
             self._since_gain += 1
-        self._best = min(self._best, now)
         if self._checks <= self.warmup_checks:
             return CONTINUE
-        where = self.standing(step, distances)
+        where = self.standing(step, best)
         if where is not None and where[0] > self.far_behind:
             ratio, group = where
             return Verdict(
                 "prune",
-                f"{group}'s teacher distance {distances[group]:.4g} at step {step} is {ratio:.3g}x the Pareto "
+                f"{group}'s teacher distance {best[group]:.4g} at step {step} is {ratio:.3g}x the Pareto "
                 f"set's {self.reference_at(group, step):.4g} (more than {self.far_behind:g}x)",
             )
-        if now > self.diverged * self._best:
-            return Verdict(
-                "converged", f"diverged: teacher distance {now:.3g} of its start, its best was {self._best:.3g}"
-            )
+        if distances and all(d > self.diverged * best[g] and d > 0 for g, d in distances.items()):
+            return Verdict("converged", f"diverged: every group more than {self.diverged:g}x its best distance")
         if self._since_gain >= self.patience:
             if where is not None and where[0] > 1.0:
                 return Verdict(
                     "prune",
-                    f"teacher distance stalled at {self._best:.3g} of its start for {self._since_gain} checks, "
+                    f"teacher distance stalled at {now:.3g} of its start for {self._since_gain} checks, "
                     f"with {where[1]} {where[0]:.3g}x the Pareto set's at step {step}",
                 )
-            return Verdict("converged", f"teacher distance stopped improving at {self._best:.3g} of its start")
+            return Verdict("converged", f"teacher distance stopped improving at {now:.3g} of its start")
         return CONTINUE
 
 

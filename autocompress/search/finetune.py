@@ -6,9 +6,11 @@ losses of :mod:`autocompress.search.distill`. The learning rate warms up linearl
 first 5 % of the steps and then follows a cosine down to a tenth of its peak. Every
 ``eval_every`` steps (and at step 0 and the last step) the teacher distance of each group on
 the held-out items is measured and given to the :class:`~autocompress.search.abort.AbortRule`,
-which may stop the trial (``TrialPruned``) or end fine-tuning early. The student leaves with
-the weights of its best check (the lowest mean distance relative to step 0), which may be the
-untrained student itself. A non-finite loss or gradient fails the trial.
+which may stop the trial (``TrialPruned``) or end fine-tuning early. Each group leaves with
+the weights of its own best check, which may be the untrained student's: the groups learn
+separate teacher-forced targets, and one that starts almost at the teacher (an int8 cast) is
+often moved away by the first steps while another still gains. A non-finite loss or gradient
+fails the trial.
 """
 
 from __future__ import annotations
@@ -53,16 +55,16 @@ class FinetuneResult:
 
     steps_done: int
     curve: list[tuple[int, float]]  # (step, progress: mean distance relative to step 0; 1.0 at step 0)
-    distance: dict[str, float]  # per group, at the best check (the weights the student leaves with)
+    distance: dict[str, float]  # per group, at its best check (the weights the student leaves with)
     stopped: str  # "steps" | "converged" | "nothing to train"
     losses: list[float] = field(default_factory=list)
     group_curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # per group (step, distance)
-    best_step: int = 0
+    best_steps: dict[str, int] = field(default_factory=dict)  # per trained group, the check it leaves with
 
     @property
     def progress(self) -> float:
-        """The best check's distance relative to step 0, averaged over the groups (lower is better)."""
-        return min(p for _, p in self.curve)
+        """The groups' best distances relative to step 0, averaged (lower is better)."""
+        return progress(self.distance, {g: c[0][1] for g, c in self.group_curves.items()})
 
 
 WARMUP_SHARE = 0.05  # of the steps, with a linearly rising learning rate
@@ -151,7 +153,8 @@ def finetune(
     student.gpt.eval()
     student.sovits.eval()  # no dropout: the student matches the teacher deterministically
     losses: list[float] = []
-    best = _Best(1.0, 0, d0, [p.detach().clone() for p in params])  # the untrained student is a candidate
+    # each trained group's best check so far, from the untrained student on
+    best = {g: _Best(d0[g], 0, _group_params(student, g)) for g in groups if g in d0}
     stopped = "steps"
     step = 0
 
@@ -159,9 +162,9 @@ def finetune(
         d = distance()
         for g, v in d.items():
             group_curves[g].append((step, v))
-        curve.append((step, progress(d, d0)))
-        if curve[-1][1] < best.progress:
-            best.update(curve[-1][1], step, d, params)
+            if g in best and v < best[g].distance:
+                best[g].update(v, step)
+        curve.append((step, progress({g: min(v for _, v in c) for g, c in group_curves.items()}, d0)))
         return d
 
     for step in range(1, steps + 1):
@@ -201,27 +204,33 @@ def finetune(
                 break
     if curve[-1][0] != step:
         record(step)
-    if best.step != step:
-        with torch.no_grad():
-            for p, kept in zip(params, best.params):
-                p.copy_(kept)
-    return FinetuneResult(step, curve, best.distance, stopped, losses, group_curves, best.step)
+    for b in best.values():
+        b.restore()
+    distances = {g: (best[g].distance if g in best else c[-1][1]) for g, c in group_curves.items()}
+    return FinetuneResult(step, curve, distances, stopped, losses, group_curves, {g: b.step for g, b in best.items()})
 
 
-@dataclass
+def _group_params(student: Voice, group: str) -> list[torch.Tensor]:
+    return [p for m in student.modules(group) for p in m.parameters() if p.requires_grad]
+
+
 class _Best:
-    """The best check so far and a copy of the trained parameters then."""
+    """One group's best check so far: its distance, its step and a copy of its parameters then."""
 
-    progress: float
-    step: int
-    distance: dict[str, float]
-    params: list[torch.Tensor]
+    def __init__(self, distance: float, step: int, params: list[torch.Tensor]) -> None:
+        self.distance, self.step, self.params = distance, step, params
+        self.kept = [p.detach().clone() for p in params]
 
-    def update(self, progress: float, step: int, distance: dict[str, float], params: list[torch.Tensor]) -> None:
-        self.progress, self.step, self.distance = progress, step, dict(distance)
+    def update(self, distance: float, step: int) -> None:
+        self.distance, self.step = distance, step
         with torch.no_grad():
-            for kept, p in zip(self.params, params):
+            for kept, p in zip(self.kept, self.params):
                 kept.copy_(p)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, kept in zip(self.params, self.kept):
+                p.copy_(kept)
 
 
 __all__ = ["FinetuneResult", "NonFiniteLoss", "StepCallback", "TeacherLatentCache", "finetune", "lr_factor"]

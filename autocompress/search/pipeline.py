@@ -184,7 +184,8 @@ class VoiceTrialRunner:
             objectives=scores.objectives, metrics=scores.metrics, constraints=scores.constraints,
             curve=result.curve, group_curves=result.group_curves, steps_done=result.steps_done, samples=samples,
             device_info=self.describe(),
-            notes=(f"fine-tuning stopped: {result.stopped}; scored at its best check, step {result.best_step}",),
+            notes=(f"fine-tuning stopped: {result.stopped}; each group scored at its best check ("
+                   + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")",),
         )
 
 

@@ -42,10 +42,11 @@ def test_steady_small_gains_are_progress_not_a_stall():
         assert rule.check(s, {"dec": d}).action == "continue", s
 
 
-def test_a_diverging_trial_stops_and_says_so():
-    rule = _rule(patience=100, warmup_checks=1)
-    actions = [rule.check(s, {"dec": d}) for s, d in [(10, 5.0), (20, 6.0), (30, 8.0)]]
-    assert [v.action for v in actions] == ["continue", "continue", "converged"]
+def test_a_trial_stops_when_every_group_has_diverged():
+    rule = _rule(start={"dec": 10.0, "gpt": 1.0}, patience=100, warmup_checks=1)
+    checks = [(10, {"dec": 5.0, "gpt": 0.5}), (20, {"dec": 8.0, "gpt": 0.6}), (30, {"dec": 8.0, "gpt": 0.8})]
+    actions = [rule.check(s, d) for s, d in checks]
+    assert [v.action for v in actions] == ["continue", "continue", "converged"]  # at 20 the GPT still held
     assert "diverged" in actions[-1].reason
 
 
@@ -63,9 +64,17 @@ def test_each_group_is_compared_only_with_pareto_trials_that_trained_it():
     rule = _rule(ref, start={"dec": 34.9}, far_behind=3.0, warmup_checks=0, patience=5)
     assert rule.standing(500, {"dec": 12.0}) is None
     assert rule.check(500, {"dec": 12.0}).action == "continue"
-    both = _rule(ref, start={"dec": 34.9, "gpt": 0.3}, far_behind=3.0, warmup_checks=0, patience=5)
+    both = _rule(ref, start={"dec": 34.9, "gpt": 0.5}, far_behind=3.0, warmup_checks=0, patience=5)
     assert both.standing(500, {"dec": 12.0, "gpt": 0.6}) == (pytest.approx(5.0), "gpt")
-    assert both.check(500, {"dec": 12.0, "gpt": 0.6}).action == "prune"
+    assert both.check(500, {"dec": 12.0, "gpt": 0.6}).action == "prune"  # its best GPT distance: 0.5, 4.2x
+
+
+def test_a_group_is_judged_by_its_best_check_so_a_first_jump_does_not_prune():
+    """Adam's first steps move a near-perfect group away; it leaves with its best weights anyway."""
+    ref = {4: {"gpt": [(0, 0.2), (500, 0.12)]}}
+    rule = _rule(ref, start={"gpt": 0.1, "dec": 30.0}, far_behind=3.0, warmup_checks=0, patience=5)
+    assert rule.check(500, {"gpt": 0.5, "dec": 20.0}).action == "continue"
+    assert rule.standing(500, {"gpt": 0.1}) == (pytest.approx(0.1 / 0.12), "gpt")
 
 
 def test_close_to_the_pareto_set_goes_on():
