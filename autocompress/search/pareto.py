@@ -30,7 +30,7 @@ from autocompress.runtime.manifest import hash_files, read_manifest
 from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
-from autocompress.store import Store
+from autocompress.store import Store, pid_alive
 from autocompress.targets import Target
 
 EXPORT_FORMATS = ("onnx", "checkpoint")
@@ -190,14 +190,8 @@ def _remove_orphans(out_dir: Path) -> None:
     """Remove the temporary folders of exports to ``out_dir`` whose process has died."""
     for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
         kind, _, pid = path.name.rpartition("-")
-        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()) or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
+        if kind.endswith((".tmp", ".old")) and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:  # another user's live process
-            pass
 
 
 def _distinct(front: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[str, int]]:
