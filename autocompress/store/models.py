@@ -103,7 +103,8 @@ class TrialRecord(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     device_info: Mapped[dict[str, Any]] = mapped_column(JSON)
     finetune_steps: Mapped[int] = mapped_column(Integer, default=0)
-    finetune_curve: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # [[step, progress]]: mean teacher distance relative to step 0
+    # [[step, progress]]: the mean teacher distance relative to step 0
+    finetune_curve: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
