@@ -28,10 +28,11 @@ def sha256_file(path: str | Path, memo: bool = False) -> str:
     Checks against tampering leave it off: two writes within one clock tick can leave the
     times as they were.
     """
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if memo and (known := _DIGESTS.get(key)) is not None:
-        return known
+    if memo:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if (known := _DIGESTS.get(key)) is not None:
+            return known
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):

@@ -243,11 +243,14 @@ def compare_audio(
     if reference.mos is not None:
         metrics.append(measured("distillmos_teacher", teacher_mos, "MOS", device))
         metrics.append(measured("distillmos_drop", teacher_mos - means["distillmos"], "MOS", device))
-    failed = [k for k in ("distillmos", "speaker_cos", "mcd_db") if k in means and math.isnan(means[k])]
+    failed = [k for k in COMPOSITE_TERMS if k in means and math.isnan(means[k])]
     note = f"NaN: its {', '.join(failed)} term is NaN" if failed else "docs/quality.md"
     metrics.append(measured("quality", composite_quality(means), "", device, note))
     ok, reason = floor.check(means.get("distillmos", math.nan), teacher_mos)
     return QualityReport(tuple(metrics), ok, reason)
+
+
+COMPOSITE_TERMS = ("distillmos", "speaker_cos", "mcd_db")  # the metrics composite_quality reads
 
 
 def composite_quality(values: Mapping[str, float]) -> float:
@@ -256,7 +259,7 @@ def composite_quality(values: Mapping[str, float]) -> float:
     Terms that are missing are left out and the weights renormalised; NaN when none is present,
     or when a present term is NaN (a scorer that failed must not read as a poor score).
     """
-    if any(math.isnan(float(values[k])) for k in ("distillmos", "speaker_cos", "mcd_db") if k in values):
+    if any(math.isnan(float(values[k])) for k in COMPOSITE_TERMS if k in values):
         return math.nan
     terms = {}
     if "distillmos" in values:
