@@ -28,6 +28,13 @@ from autocompress.store import Store, display_url, engine_kwargs
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
 IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study was created for
+# How a trial becomes its three figures: the fine-tuning recipe, the scorers, the projections.
+# Raised whenever a change makes new trials' figures incomparable with older ones; a study
+# remembers the version it was created with, and a resume under another one is refused (a
+# Pareto front of mixed trials would compare numbers that mean different things).
+# 1: before the version was recorded; 2: soft-target GPT fine-tuning, best-check restore,
+# projected memory with codebook, int4 scales and fp32 groups.
+SCORING_VERSION = 2
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often
@@ -68,8 +75,10 @@ def identity(
     measured_on: str | None = None,
 ) -> dict[str, Any]:
     """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files;
-    ``measured_on``: the device that measures a measured target's latency, threads included)."""
-    ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice}
+    ``measured_on``: the device that measures a measured target's latency, threads included;
+    ``scoring``: :data:`SCORING_VERSION`)."""
+    ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice,
+             "scoring": SCORING_VERSION}
     if voice_sha256 is not None:
         ident["voice_sha256"] = voice_sha256
     if measured_on is not None:
@@ -111,6 +120,13 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
         raise SearchError(
             f"study {name!r} was created for another voice (its GPT and SoVITS files differ from these); resume "
             "it with the files it was created with, or start a new study with --study NAME"
+        )
+    was_scoring, now_scoring = existing.get("scoring", 1), ident.get("scoring", SCORING_VERSION)
+    if was_scoring != now_scoring:
+        raise SearchError(
+            f"study {name!r} was scored by an autocompress of scoring version {was_scoring}, this one scores with "
+            f"version {now_scoring}, and new trials would not compare with its own; `autocompress report` and "
+            "`autocompress export` still read it; start a new study with --study NAME to search on"
         )
     was_device, now_device = existing.get("measured_on"), ident.get("measured_on")
     if was_device and now_device and was_device != now_device:
@@ -263,6 +279,7 @@ __all__ = [
     "HEARTBEAT_INTERVAL_S",
     "IDENTITY_ATTR",
     "METRIC_NAMES",
+    "SCORING_VERSION",
     "ask",
     "count_done",
     "count_running",

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 import autocompress.search.finetune as finetune_mod
 from autocompress.cli.main import main
-from autocompress.search.study import identity, open_storage, open_study
+from autocompress.search.study import SCORING_VERSION, identity, open_storage, open_study
 
 POLL_S = 0.2
 WAIT_S = 300  # generous: the test machine may be busy
@@ -188,4 +188,25 @@ def test_resuming_for_another_target_or_space_is_refused(search_argv, micro_voic
     assert main(["search", *other_space]) == 1
     err = capsys.readouterr().err
     assert "was created for space 'test-micro', not 'test-micro (different content)'" in err
+    assert optuna.load_study(study_name="micro", storage=url).trials == []  # nothing ran
+
+
+@pytest.mark.parametrize("older", [None, 1])
+def test_resuming_a_study_scored_by_another_version_is_refused(search_argv, micro_voice, tmp_path, capsys, older):
+    from autocompress.search.space import load_space
+
+    url = f"sqlite:///{tmp_path}/db/s.db"
+    (tmp_path / "db").mkdir()
+    space = load_space(micro_voice["space"])
+    ident = identity("rtx3060", space.name, space.sha256, {})
+    if older is None:
+        del ident["scoring"]  # a study made before the version was recorded
+    else:
+        ident["scoring"] = older
+    open_study(open_storage(url), "micro", ident, optuna.samplers.RandomSampler(), "note", baselines=())
+
+    assert main(["search", *search_argv(tmp_path, "--trials", "1", "--no-export")]) == 1
+    err = capsys.readouterr().err
+    assert f"was scored by an autocompress of scoring version 1, this one scores with version {SCORING_VERSION}" in err
+    assert err.count("\n") == 1
     assert optuna.load_study(study_name="micro", storage=url).trials == []  # nothing ran
