@@ -425,3 +425,27 @@ def test_voiced_recall_tells_harmonics_from_noise():
     assert recall > 0.9 and abs(cents - 1200) < 60
     recall, cents = build.voiced_recall(noise, wav)
     assert recall == 0.0 and math.isnan(cents)
+
+
+def test_the_search_prompts_the_demo_as_upstream_inference_does(tmp_path):
+    """The stored codes of the reference stop where its audio does; upstream's inference codes
+    a prompt with 0.6 s of silence after it, and the demo GPT, prompted without, says a short
+    sentence as silence."""
+    from autocompress.models.gpt_sovits.demo import demo_prompt_codes
+    from autocompress.models.gpt_sovits.text import english_to_phones
+    from autocompress.search.config import SearchConfig, resolve
+    from autocompress.search.pipeline import VoiceTrialRunner
+    from autocompress.search.synth import speak
+
+    config = SearchConfig(target="rtx3060", device="cpu", artifacts=tmp_path, storage=f"sqlite:///{tmp_path}/s.db")
+    resolved = resolve(config)
+    runner = VoiceTrialRunner.prepare(resolved, tmp_path / "cache.pt")
+    prompt, manifest = runner.cache.prompt, demo_voice_manifest()
+    item = ExperimentFolder(demo_voice_paths().exp_dir)[manifest["reference_name"]]
+    padded = demo_prompt_codes(runner.teacher.sovits, item.load_wav(), manifest["standin_version"])
+    assert prompt.name == manifest["reference_name"] and torch.equal(prompt.codes, padded)
+    assert padded.numel() > len(item.codes)
+
+    speech = speak(runner.teacher, prompt, torch.tensor(phones_to_ids(english_to_phones("Yes."), "v2")))
+    assert float(speech.wav.pow(2).mean().sqrt()) > 0.01  # audible (without the silence: 11 silent codes)
+    assert len(set(speech.codes.tolist())) > 3

@@ -56,6 +56,9 @@ class VoiceSource:
     demo: bool
     eval_names: tuple[str, ...] = ()  # held-out items; empty = split the folder
     reference_name: str = ""  # the utterance used as the synthesis prompt; empty = the first item
+    # A voice built on the DSP stand-in for HuBERT (the demo): its version, so that the prompt can
+    # be coded as upstream's inference codes one (0.6 s of silence appended). 0: HuBERT codes.
+    standin_version: int = 0
 
     def describe(self) -> str:
         return "demo" if self.demo else f"gpt={self.gpt} sovits={self.sovits} data={self.data}"
@@ -88,10 +91,11 @@ def demo_voice() -> VoiceSource:
     """
     from autocompress.models.gpt_sovits.demo import demo_voice_manifest, demo_voice_paths
 
-    paths = demo_voice_paths()
+    paths, manifest = demo_voice_paths(), demo_voice_manifest()
     return VoiceSource(
         gpt=paths.gpt_path, sovits=paths.sovits_path, data=paths.exp_dir, demo=True,
-        eval_names=tuple(paths.eval_names), reference_name=str(demo_voice_manifest()["reference_name"]),
+        eval_names=tuple(paths.eval_names), reference_name=str(manifest["reference_name"]),
+        standin_version=int(manifest["standin_version"]),
     )
 
 

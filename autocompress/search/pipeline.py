@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import platform
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,10 @@ from autocompress.models.gpt_sovits import (
     save_gpt,
     save_sovits,
 )
+from autocompress.models.gpt_sovits.demo import demo_prompt_codes
 from autocompress.models.gpt_sovits.voice import Voice, check_phone_coverage
 from autocompress.score.metric import host_device
+from autocompress.score.voice_cost import CODE_RATE_HZ
 from autocompress.search.cache import TeacherCache, fingerprint
 from autocompress.search.config import ResolvedSearch
 from autocompress.search.distill import VoiceItem, compressed_groups, load_items
@@ -130,11 +133,15 @@ class VoiceTrialRunner:
         cfg = sovits.config
         train_items = _to(load_items(folder, train_names[:MAX_TRAIN_ITEMS], cfg), device)
         eval_items = _to(load_items(folder, eval_names, cfg), device)
-        prompt = next((i for i in train_items if i.name == voice.reference_name), train_items[0])
+        prompt = _reference(train_items, voice.reference_name)
+        if voice.standin_version:  # the demo: its prompt coded as upstream's inference codes one
+            codes = demo_prompt_codes(sovits, folder[prompt.name].load_wav(), voice.standin_version)
+            prompt = dataclasses.replace(prompt, codes=codes.to(device))
         sentences = eval_items[: settings.quality_items]
         key = fingerprint(
             [voice.gpt, voice.sovits], [*train_names, "|", *eval_names],
-            {"seg": teacher.sovits.segment_frames, "quality_items": settings.quality_items, "device": str(device)},
+            {"seg": teacher.sovits.segment_frames, "quality_items": settings.quality_items, "device": str(device),
+             "prompt_codes": prompt.codes.tolist()},
         )
         cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key)
         return cls(
@@ -247,6 +254,18 @@ def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
                 state[key] = value
         sovits.load_state_dict(state, strict=True)
     return gpt.eval(), sovits.eval()
+
+
+PROMPT_SECONDS = (3.0, 10.0)  # the prompt audio upstream's inference accepts
+
+
+def _reference(items: list[VoiceItem], name: str) -> VoiceItem:
+    """The prompt item: ``name``; else the first item upstream's inference would accept as a
+    prompt (3 to 10 s); else the first item."""
+    lo, hi = (int(s * CODE_RATE_HZ) for s in PROMPT_SECONDS)
+    named = [i for i in items if i.name == name]
+    fits = [i for i in items if lo <= i.codes.numel() <= hi]
+    return (named or fits or items)[0]
 
 
 def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:

@@ -32,7 +32,8 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # Raised whenever a change makes new trials' figures incomparable with older ones; a study
 # remembers the version it was created with, and a resume under another one is refused (a
 # Pareto front of mixed trials would compare numbers that mean different things).
-# 1: before the version was recorded; 2: soft-target GPT fine-tuning, best-check restore,
+# 1: before the version was recorded; 2: soft-target GPT fine-tuning, best-check restore, the
+# demo prompted with upstream's 0.6 s of silence, a user voice by an item of 3 to 10 s,
 # projected memory with codebook, int4 scales and fp32 groups.
 SCORING_VERSION = 2
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
