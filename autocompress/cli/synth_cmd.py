@@ -140,10 +140,13 @@ def _load_npy(path: str, flag: str):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if Path(args.out).is_dir():  # checked before the voice speaks, not when the wav is written
+        raise ConfigError(f"--out {args.out} is a folder; give the path of the wav file to write")
     if args.demo:
         return run_demo(args)
     import dataclasses
-    from pathlib import Path
 
     from autocompress.runtime import BundleRunner
     from autocompress.runtime.manifest import MANIFEST_NAME

@@ -60,6 +60,11 @@ def test_demo_synth_refuses_missing_text_and_bundle_only_flags(tmp_path, capsys)
     assert "--sample" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: one voice only
         main(["synth", "--demo", "--bundle", str(tmp_path), "--text", "Hi.", "--out", out])
+    capsys.readouterr()
+    for voice in (["--demo"], ["--bundle", str(tmp_path)]):  # a folder as --out: refused before speaking
+        assert main(["synth", *voice, "--text", "Hi.", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {tmp_path} is a folder" in err and err.count("\n") == 1
 
 
 def test_demo_speaks_each_sentence_as_it_would_alone_with_a_pause_between(tmp_path, capsys):

@@ -89,7 +89,8 @@ def test_numbers_are_spelled_out():
     with pytest.raises(DataError, match="0..999999999999"):
         number_to_words(10**12)
     assert normalize_english("I have 3 cats.") == "I have three cats ."
-    assert normalize_english("12345") == "one two three four five"
+    assert normalize_english("12345") == "twelve thousand three hundred forty five"  # grouped or not
+    assert normalize_english("250000 and 007") == "two hundred fifty thousand and zero zero seven"
     assert normalize_english("3.5 and 1,200") == "three point five and one thousand two hundred"
     assert normalize_english("the 21st, 50%") == "the twenty first , fifty percent"
     assert english_to_phones("7") == ["S", "EH1", "V", "AH0", "N"]
@@ -143,8 +144,9 @@ def test_years_signs_fractions_units_and_phone_numbers_are_read_as_words(text, n
 def test_year_reading_covers_its_range_only():
     assert year_to_words(1100) == "eleven hundred" and year_to_words(2099) == "twenty ninety nine"
     assert year_to_words(2000) == "two thousand" and year_to_words(1807) == "eighteen oh seven"
-    for outside in (1099, 2100):
-        with pytest.raises(DataError, match="1100..2099"):
+    assert year_to_words(1066) == "ten sixty six" and year_to_words(1005) == "one thousand five"
+    for outside in (999, 2100):
+        with pytest.raises(DataError, match="1000..2099"):
             year_to_words(outside)
 
 
@@ -268,3 +270,44 @@ def test_marks_alone_and_short_pieces_join_a_neighbour():
     assert split_phones(["…", *boat, "!", "!"]) == [["…", *boat, "!", "!"]]
     # a short piece stays alone when joining it would pass the limit
     assert len(split_phones(english_to_phones("Hi. The red boat is here."), 14)) == 2
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("The war lasted 1939-1945, not 1945-1939.",
+         "The war lasted nineteen thirty nine to nineteen forty five , not one thousand nine hundred forty five -"
+         " one thousand nine hundred thirty nine ."),
+        ("In 1066, in the 1990's and the 90's.", "In ten sixty six , in the nineteen nineties and the nineties ."),
+        ("Add ½ cup, 1½ cups or ¾.", "Add one half cup , one and one half cups or three quarters ."),
+        ("Area x² is 10³, or 10⁶.", "Area x squared is ten cubed , or ten to the power of six ."),
+        ("Sgt. Pepper met Capt. Hook of Apple Inc. The end.",
+         "sergeant Pepper met captain Hook of Apple incorporated . The end ."),
+        ("Pears, etc. are fruit, a.k.a. food.", "Pears , et cetera are fruit , also known as food ."),
+        ("Ask the Dr. about Dr Who.", "Ask the doctor about doctor Who ."),
+        ("It is 8,849 m high, -$5 and 100 % sure.",
+         "It is eight thousand eight hundred forty nine meters high , minus five dollars and one hundred percent sure ."),
+        ("3 × 4 ÷ 2, 2*3 and 3 < 4 > 2", "three times four divided by two , two times three and three less than four"
+         " greater than two"),
+        ("A 16:9 screen at 9:05 for $3m.", "A sixteen to nine screen at nine oh five for three million dollars ."),
+    ],
+)
+def test_ranges_fractions_powers_titles_and_signs_are_read(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+def test_line_breaks_end_a_verse_line_but_not_wrapped_prose():
+    assert normalize_english("Roses are red\nViolets are blue\n\nthe end") == "Roses are red . Violets are blue . the end"
+    assert normalize_english("This prose is\nwrapped, and\n  goes on.") == "This prose is wrapped , and goes on ."
+    assert normalize_english("Stop!\nGo") == "Stop ! Go"
+
+
+def test_plural_acronyms_are_spelled():
+    assert english_to_phones("GPUs") == english_to_phones("G P U") + ["Z"]
+    assert english_to_phones("APIs") == ["EY1", "P", "IY1", "AY1", "Z"]  # not "AE1 P IH0 S"
+
+
+def test_absurdly_long_numbers_are_read_digit_by_digit_in_linear_time():
+    digits = "1" * 20000
+    assert normalize_english(f"Pay ${digits} now.").split()[:3] == ["Pay", "one", "one"]
+    assert normalize_english(digits + " km").count("one") == 20000

@@ -8,13 +8,14 @@ and punctuation is one of ``, . ? ! - …``; there is no word-boundary symbol.
 The English front end here is deliberately small and deterministic:
 
 1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
-   "Elm Dr." -> drive; Mr., Mrs., St., No. 7, etc.), money ("$3.50" -> three dollars fifty
-   cents; $, € and £), clock times ("7:05 p.m." -> seven oh five P M), dotted initialisms
-   ("U.S.A." spelled) and ``@ & +`` between words, spells out numbers (cardinals 0-9999, and
-   up to 999,999,999,999 when written with thousands commas; other long digit strings digit
-   by digit; decimals with "point", ordinals like "21st", "%" as "percent") and maps
-   punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` -> ``…``, dashes -> ``-``;
-   quotes and brackets are dropped; repeated marks keep the first).
+   "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, etc.), money ("$3.50" -> three
+   dollars fifty cents; $, €, £, ¥, ₹), clock times ("7:05 p.m." -> seven oh five P M),
+   dotted initialisms ("U.S.A." spelled) and ``@ & + = × ÷ < >`` between words, spells out
+   numbers (cardinals up to 999,999,999,999, with or without thousands commas; longer digit
+   strings, and those with a leading zero, digit by digit; decimals with "point", ordinals
+   like "21st", "%" as "percent", "½", "x²"), ends a sentence at a line break before a
+   capital, and maps punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` ->
+   ``…``, dashes -> ``-``; quotes and brackets are dropped; repeated marks keep the first).
 2. :func:`english_to_phones` looks each word up in CMUdict (first pronunciation; hyphenated
    and possessive forms are tried piece by piece). A word CMUdict lacks (out of vocabulary)
    goes through the fallback below.
@@ -185,7 +186,8 @@ def _spell_digits(digits: str) -> str:
 
 
 def _spell_integer(digits: str) -> str:
-    if len(digits) <= 4 and (digits == "0" or not digits.startswith("0")):
+    """A cardinal up to :data:`NUMBER_MAX`; digit by digit when longer or with a leading zero ("007")."""
+    if len(digits) <= len(str(NUMBER_MAX)) and (digits == "0" or not digits.startswith("0")):
         return number_to_words(int(digits))
     return _spell_digits(digits)
 
@@ -217,10 +219,20 @@ _ABBREVIATIONS = {
     "Mr": "mister", "Mrs": "missus", "Ms": "miz", "Prof": "professor", "Jr": "junior",
     "Sr": "senior", "Mt": "mount", "vs": "versus", "approx": "approximately",
 }
+# Titles before a name: their dot never ends a sentence (unless it ends the text).
+_TITLES = {
+    "Sgt": "sergeant", "Capt": "captain", "Gen": "general", "Lt": "lieutenant", "Col": "colonel",
+    "Rev": "reverend", "Gov": "governor", "Sen": "senator", "Supt": "superintendent",
+}
+# Abbreviations after a word: their dot ends a sentence when one would (a capital follows).
+_TRAILING_ABBREVIATIONS = {
+    "Inc": "incorporated", "Ltd": "limited", "Corp": "corporation", "Co": "company", "Bros": "brothers",
+    "Dept": "department", "Fig": "figure", "Vol": "volume", "Ch": "chapter",
+}
 _BEFORE_A_NAME = {"Dr": ("doctor", "drive"), "St": ("saint", "street")}
 _SENTENCE_STARTERS = "The A An It It's We I He She They This That There These Those Then But And".split()
 _STREET_TYPES = {"St": "street", "Dr": "drive", "Ave": "avenue", "Rd": "road", "Blvd": "boulevard", "Ln": "lane"}
-_SCALE_WORDS = {"k": "thousand", "K": "thousand", "M": "million", "B": "billion", "bn": "billion"}
+_SCALE_WORDS = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "B": "billion", "bn": "billion"}
 # Latin letters that NFD does not take apart into an ASCII letter and a mark
 _LATIN_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
                               "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th",
@@ -236,9 +248,10 @@ def _amount(count: int, one: str, many: str) -> str:
 
 def _money(m: re.Match[str]) -> str:
     symbol, integer, fraction = m.groups()
-    whole = int(integer.replace(",", ""))
-    if whole > NUMBER_MAX:
+    digits = integer.replace(",", "")
+    if len(digits) > len(str(NUMBER_MAX)):
         return m.group(0)
+    whole = int(digits)
     one, many, sub_one, sub_many = _CURRENCY[symbol]
     cents = int((fraction or "0").ljust(2, "0")[:2])
     parts = [_amount(whole, one, many)] if whole or not cents else []
@@ -284,16 +297,16 @@ def _plural(words: str) -> str:
 
 
 def year_to_words(year: int) -> str:
-    """Read a year 1100..2099 as English speakers do: 1999 "nineteen ninety nine", 1905
-    "nineteen oh five", 1900 "nineteen hundred", 2000 "two thousand", 2007 "two thousand
-    seven", 2024 "twenty twenty four".
+    """Read a year 1000..2099 as English speakers do: 1999 "nineteen ninety nine", 1905
+    "nineteen oh five", 1900 "nineteen hundred", 1066 "ten sixty six", 2000 "two thousand",
+    2007 "two thousand seven", 2024 "twenty twenty four".
 
     Raises:
-        DataError: outside 1100..2099 (other numbers have no year reading here).
+        DataError: outside 1000..2099 (other numbers have no year reading here).
     """
-    if not 1100 <= year <= 2099:
-        raise DataError(f"year_to_words covers 1100..2099, got {year}")
-    if 2000 <= year <= 2009:
+    if not 1000 <= year <= 2099:
+        raise DataError(f"year_to_words covers 1000..2099, got {year}")
+    if year <= 1009 or 2000 <= year <= 2009:
         return number_to_words(year)
     century, rest = divmod(year, 100)
     if rest == 0:
@@ -308,12 +321,19 @@ _MONTHS = ("January February March April May June July August September October 
            "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec").split()  # fmt: skip
 # a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
 _YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid".split()
-_YEAR = re.compile(r"(?<![\d,.$€£])\b(1[1-9]\d\d|20\d\d)(s)?\b(?![,.:/%]\d|%)")
+_YEAR = re.compile(r"(?<![\d,.$€£])\b(1\d\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
+_YEAR_RANGE = re.compile(r"\b(1\d\d\d|20\d\d)\s?[-–—]\s?(1\d\d\d|20\d\d)\b(?![,.:/%]\d|%)")
 _MONTH = r"\b(?:" + "|".join(_MONTHS) + r")\.?"
 _YEAR_BEFORE = re.compile(  # what precedes a year: "in ", "May ", "May, ", "May 5, ", "May 5th "
     r"\b(?:" + "|".join(_YEAR_CUES) + r")\s+$|" + _MONTH + r",?\s+$|" + _MONTH + r"\s+\d{1,2}(?:st|nd|rd|th)?,?\s+$",
     flags=re.IGNORECASE,
 )
+
+
+def _year_range(m: re.Match[str]) -> str:
+    """"1939-1945" -> "nineteen thirty nine to nineteen forty five" (a later year second)."""
+    a, b = int(m.group(1)), int(m.group(2))
+    return f" {year_to_words(a)} to {year_to_words(b)} " if a < b else m.group(0)
 
 
 def _year(m: re.Match[str]) -> str:
@@ -351,6 +371,7 @@ _UNITS = {
     "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
     "TB": ("terabyte", "terabytes"), "GHz": ("gigahertz", "gigahertz"), "MHz": ("megahertz", "megahertz"),
     "kHz": ("kilohertz", "kilohertz"), "Hz": ("hertz", "hertz"), "ms": ("millisecond", "milliseconds"),
+    "m": ("meter", "meters"),
 }  # fmt: skip
 _UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
@@ -378,16 +399,38 @@ def _slash_date(m: re.Match[str]) -> str:
     return _date(a, b, year) or _date(b, a, year) or m.group(0)
 
 
+def _long_digits(m: re.Match[str]) -> str:
+    """Digits past any cardinal (16 or more), one by one, with a pause at each comma."""
+    return " " + " , ".join(_spell_digits(g) for g in m.group(0).split(",") if g) + " "
+
+
+def _doctor_or_drive(m: re.Match[str]) -> str:
+    """"Dr."/"St." before a name: doctor, saint; after a capitalised word ("Elm Dr."): drive,
+    street; otherwise doctor, street ("ask the Dr. about it")."""
+    word, name = m.group(1), m.group(2)
+    if name:
+        return f"{_BEFORE_A_NAME[word][0]} {name.lstrip()}"
+    after_a_name = re.search(r"\b[A-Z][a-z]+\s+$", m.string[: m.start()]) is not None
+    reading = _BEFORE_A_NAME[word][1] if (after_a_name or word == "St") else _BEFORE_A_NAME[word][0]
+    return reading + (" ." if m.end() == len(m.string) else "")
+
+
 def _expand_special(text: str) -> str:
     """Dates, abbreviations, money, clock times, dotted initialisms and a few symbols, as words."""
     def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
         return " ." if m.end() == len(m.string) else ""
 
+    text = re.sub(r"\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
+    text = re.sub(r"(\d)\s+%", r"\1%", text)  # "100 %"
     text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
     text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
                   lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
     text = re.sub(r"\bPh\.\s?D\.", "P.H.D.", text)
     text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|vs|approx)\.", lambda m: _ABBREVIATIONS[m.group(1)] + last(m), text)
+    text = re.sub(r"\b(" + "|".join(_TITLES) + r")\.", lambda m: _TITLES[m.group(1)] + last(m), text)
+    text = re.sub(r"\b(" + "|".join(_TRAILING_ABBREVIATIONS) + r")\.", lambda m: _TRAILING_ABBREVIATIONS[m.group(1)]
+                  + (" ." if _ends_sentence(m) else ""), text)  # fmt: skip
+    text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
     text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint
         r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")\.",
         lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if _ends_sentence(m) else ""), text,
@@ -396,51 +439,92 @@ def _expand_special(text: str) -> str:
         r"\b(St|Dr)\.(?=\s+(?:" + "|".join(_SENTENCE_STARTERS) + r")\b)",
         lambda m: _BEFORE_A_NAME[m.group(1)][1] + " .", text,
     )
-    text = re.sub(r"\b(Dr|St)\.(\s*[A-Z])?", lambda m: _BEFORE_A_NAME[m.group(1)][m.group(2) is None]
-                  + (" " + m.group(2).lstrip() if m.group(2) else last(m)), text)  # fmt: skip
-    text = re.sub(r"\betc\.", "et cetera.", text)
+    text = re.sub(r"\b(Dr|St)\.(\s*[A-Z])?", _doctor_or_drive, text)
+    text = re.sub(r"\bDr\b(?=\s+[A-Z])", "doctor", text)  # "Dr Who"
+    text = re.sub(r"\betc\.", lambda m: "et cetera" + (" ." if _ends_sentence(m) else ""), text)
     text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
     text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
                   lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
     text = re.sub(r"#\s?(?=\d)", " number ", text)
-    text = re.sub(r"(?<![\w.,])[-\u2212](?=\d)", " minus ", text)  # -5, but not 3-2
+    text = _YEAR_RANGE.sub(_year_range, text)
+    text = re.sub(r"(?<![\w.,])[-\u2212](?=[$€£¥₹]?\d)", " minus ", text)  # -5, -$5, but not 3-2
     text = re.sub(r"\b(?:\d{3}-){1,2}\d{4}\b",  # phone numbers, digit by digit
                   lambda m: " " + " , ".join(_spell_digits(g) for g in m.group(0).split("-")) + " ", text)
     text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
     text = _YEAR.sub(_year, text)
-    text = re.sub(r"(?:\b|')([2-9])0s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
+    text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
-    text = _UNIT.sub(_unit, text)
-    text = re.sub(  # "$5 million", "$2.5B": the number, its scale, then the currency
-        r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKMB])(?![A-Za-z])",
+    text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
+        r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
         lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
     )
+    text = _UNIT.sub(_unit, text)
     text = re.sub(r"([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
     text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
     text = re.sub(r"\b(\d{1,2})" + meridiem, lambda m: f" {m.group(1)}" + _meridiem(m, m.group(2)), text)
+    text = re.sub(r"\b(\d+):(\d+)\b", r" \1 to \2 ", text)  # not a clock time: a ratio, 16:9
     text = re.sub(r"\b(?:[A-Za-z]\.){2,}", _initialism, text)
     text = re.sub(r"(?<=\w)@(?=\w)", " at ", text)
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
     text = re.sub(r"(?<=[\w)])\s*=\s*(?=[\w(-])", " equals ", text)
+    text = re.sub(r"(?<=[\w)])\s*[×✕]\s*(?=[\w(])", " times ", text)
+    text = re.sub(r"(?<=\d)\s*\*\s*(?=\d)", " times ", text)
+    text = re.sub(r"(?<=[\w)])\s*÷\s*(?=[\w(])", " divided by ", text)
+    text = re.sub(r"(?<=[\w)])\s*<\s*(?=[\w(-])", " less than ", text)
+    text = re.sub(r"(?<=[\w)])\s*>\s*(?=[\w(-])", " greater than ", text)
     return re.sub(r"(?<=[a-z])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com
+
+
+_VULGAR_FRACTIONS = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
+_LINE_END_MARKS = ".!?…,;:-—–"
+
+
+def _vulgar_fraction(m: re.Match[str]) -> str:
+    """"1½" -> "1 and 1/2" (NFKC alone would make it "11⁄2")."""
+    fraction = unicodedata.normalize("NFKC", m.group(2)).replace("\u2044", "/")
+    return f" {m.group(1)} and {fraction} " if m.group(1) else f" {fraction} "
+
+
+def _power(m: re.Match[str]) -> str:
+    """Superscript digits after a number or a letter: "x²" -> "x squared", "10⁶" -> "10 to the power of 6"."""
+    exponent = unicodedata.normalize("NFKC", m.group(1))
+    return {"2": " squared ", "3": " cubed "}.get(exponent, f" to the power of {exponent} ")
+
+
+def _join_lines(text: str) -> str:
+    """One line of text. A line break before a capital or a blank line ends a sentence (a
+    full stop where the line has no mark: verse, lists); before a lowercase word it is a
+    space (prose wrapped at a fixed width)."""
+    lines = [line.strip() for line in re.split(r"\n\s*\n|(?=\n\s*[^a-z\s])", text)]
+    lines = [line for line in lines if line]
+    out = []
+    for i, line in enumerate(lines):
+        end = line.rstrip("\"')]}»”’")
+        out.append(line + "." if i + 1 < len(lines) and end and end[-1] not in _LINE_END_MARKS else line)
+    return " ".join(out)
 
 
 def normalize_english(text: str) -> str:
     """Normalise English text the way :func:`english_to_phones` reads it.
 
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
-    minus signs, proper fractions, years after a cue word or a month, decades), money, clock
-    times, units after a number (km, kg, lbs, °C, GB, Hz ...), phone numbers, versions, abbreviations
-    (Dr., St., Mr. ..., month names), dotted initialisms, and @ & + = #.
+    minus signs, proper and unicode fractions, powers, ratios, years after a cue word or a
+    month, year ranges, decades), money, clock times, units after a number (m, km, kg, lbs,
+    °C, GB, Hz ...), phone numbers, versions, abbreviations (Dr., St., Mr., titles, Inc. ...,
+    month names), dotted initialisms, and @ & + = × ÷ < > #. A line break before a capital
+    (or a blank line) ends a sentence.
 
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
     """
+    text = _join_lines(text)
+    text = re.sub(r"(\d?)([" + _VULGAR_FRACTIONS + "])", _vulgar_fraction, text)
+    text = re.sub(r"(?<=[\w)])([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", _power, text)
     text = unicodedata.normalize("NFKC", text).translate(_LATIN_EXTRA)
     for a in _APOSTROPHES:
         text = text.replace(a, "'")
@@ -522,6 +606,8 @@ def _word_to_phones(word: str) -> list[str]:
     letters = re.sub(r"[^a-z]", "", lower)
     if not letters:
         return []
+    if re.fullmatch(r"[A-Z]{2,5}s", word):  # an acronym's plural: "GPUs", "APIs"
+        return _letter_names(letters[:-1]) + ["Z"]
     if (word.isupper() and len(letters) <= 5) or not re.search(r"[aeiouy]", letters):
         return _letter_names(letters)
     for cut in range(len(letters) - 3, 2, -1):
