@@ -134,8 +134,11 @@ def _load_npy(path: str, flag: str):  # noqa: ANN202
     import numpy as np
 
     try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":  # np.load calls any other file "pickled data"
+                raise DataError(f"{flag} {path}: not a .npy file (write it with numpy.save)")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:  # missing, not .npy, or a pickled object
+    except (OSError, ValueError) as e:  # missing, unreadable, or a pickled object
         raise DataError(f"{flag} {path}: cannot be read as a .npy array ({str(e).splitlines()[0][:120]})") from None
 
 

@@ -188,5 +188,8 @@ def test_non_finite_audio_and_settings_are_refused(tmp_path, bundle_fp32, capsys
     assert "ref_spec holds NaN or inf values" in capsys.readouterr().err
     assert main([*base, "--ref-spec", str(tmp_path / "not.npy")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --ref-spec") and "cannot be read as a .npy array" in err
+    assert err.startswith("error: --ref-spec") and "not a .npy file" in err and "pickled" not in err
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))  # a .npy of pickled objects
+    assert main([*base, "--ref-spec", str(tmp_path / "obj.npy")]) == 2
+    assert "cannot be read as a .npy array" in capsys.readouterr().err
     assert not out.exists()
