@@ -160,9 +160,10 @@ class _Daemon:
         r = self.r
         t_start = time.monotonic()
         self.store = Store(self.url)
-        self.storage = open_storage(self.url)
+        with exclusive(self.store.engine, "autocompress:optuna-schema"):  # workers starting on a new database
+            self.storage = open_storage(self.url)
         ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice),
-                         measured_on=_measuring_device(r))
+                         measured_on=_measuring_device(r), target_sha256=r.target.sha256)
         try:
             check_resumable(self.storage, r.study, ident)  # before the voice loads; creates nothing
             r.artifacts.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -176,9 +177,10 @@ class SearchSpace:
 
     @property
     def sha256(self) -> str:
-        """Hash of the space's meaning (not its comments or layout): a study's identity."""
+        """Hash of the space's meaning (not its comments, layout or default trial count): a study's identity."""
         data = self.to_dict()
         data.pop("description")
+        data.pop("trials")  # how long to search, as --trials (which a resume may change), not what
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def summary(self) -> str:
@@ -222,6 +224,8 @@ def resolve_space_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
+    if len(p.parts) > 1:  # a path, not a name: a typo must not fall back to a shipped file
+        raise ConfigError(f"search space {str(path)!r} does not exist")
     for candidate in (shipped_spaces_dir() / p.name, shipped_spaces_dir() / f"{p.name}.toml"):
         if candidate.is_file():
             return candidate
@@ -275,8 +279,8 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
         ft_raw = {}
     ft = _typed(ft_raw, _FINETUNE_KEYS, "finetune", problem, required=())
     for key in ("lr", "batch_size", "eval_every", "patience", "grad_clip", "eval_items", "quality_items"):
-        if key in ft and not ft[key] > 0:
-            problem("finetune", key, f"must be > 0, got {ft[key]}")
+        if key in ft and not 0 < ft[key] < math.inf:
+            problem("finetune", key, f"must be a finite number > 0, got {ft[key]}")
     if "far_behind" in ft and not ft["far_behind"] > 1:
         problem("finetune", "far_behind", f"must be > 1 (a multiple of the Pareto set's distance), got {ft['far_behind']}")
     if "warmup_checks" in ft and ft["warmup_checks"] < 0:
@@ -302,7 +306,7 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
     if problems:
         raise ConfigError(f"invalid search space ({len(problems)} problems): " + "; ".join(problems))
     order = {g: i for i, g in enumerate(MODULE_GROUPS)}
-    return SearchSpace(
+    space = SearchSpace(
         name=head["name"],
         description=head.get("description", ""),
         steps=head["steps"],
@@ -311,6 +315,12 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
         finetune=FinetuneSettings(**ft),
         source=source,
     )
+    if all(len(ch) < 2 for ch in space.distributions().values()) and not space.plan({}).groups:
+        raise ConfigError(
+            f"search space {space.name!r} ({source}) compresses nothing: every group is skipped or has only "
+            "the teacher's settings to choose from"
+        )
+    return space
 
 
 def _group(gname: str, raw: dict[str, Any], table: str, problem: Any) -> GroupSpace | None:

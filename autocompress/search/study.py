@@ -74,16 +74,19 @@ def open_storage(url: str) -> RDBStorage:
 def identity(
     target: str, space_name: str, space_sha256: str, voice: dict[str, Any], voice_sha256: str | None = None,
     measured_on: str | None = None,
+    target_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files;
     ``measured_on``: the device that measures a measured target's latency, threads included;
-    ``scoring``: :data:`SCORING_VERSION`)."""
+    ``scoring``: :data:`SCORING_VERSION`; ``target_sha256``: of the target's figures)."""
     ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice,
              "scoring": SCORING_VERSION}
     if voice_sha256 is not None:
         ident["voice_sha256"] = voice_sha256
     if measured_on is not None:
         ident["measured_on"] = measured_on
+    if target_sha256 is not None:
+        ident["target_sha256"] = target_sha256
     return ident
 
 
@@ -116,6 +119,13 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
                 f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
                 f"resume it with the same {flag}, or start a new study with --study NAME"
             )
+    was_figures, now_figures = existing.get("target_sha256"), ident.get("target_sha256")
+    if was_figures and now_figures and was_figures != now_figures:
+        raise SearchError(
+            f"study {name!r} was created for target {ident['target']!r} with other figures (its file changed, or "
+            "this is another file of that name), and its projections would not compare; resume it with the "
+            "figures it was created with, or start a new study with --study NAME"
+        )
     was_voice, now_voice = existing.get("voice_sha256"), ident.get("voice_sha256")
     if was_voice and now_voice and was_voice != now_voice:
         raise SearchError(

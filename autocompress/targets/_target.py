@@ -13,6 +13,8 @@ bandwidth and fp32 throughput from this machine when a caller wants them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -120,6 +122,13 @@ class Target:
         data["deployable"] = {k: list(v) for k, v in self.deployable.items()}
         data["runtimes"] = list(self.runtimes)
         return data
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the figures (not the description): what a study's projections depend on."""
+        data = self.to_dict()
+        data.pop("description")
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Target:

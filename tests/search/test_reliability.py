@@ -191,6 +191,27 @@ def test_resuming_for_another_target_or_space_is_refused(search_argv, micro_voic
     assert optuna.load_study(study_name="micro", storage=url).trials == []  # nothing ran
 
 
+def test_resuming_with_other_figures_for_the_same_target_name_is_refused(search_argv, tmp_path, capsys):
+    import autocompress.targets
+
+    (tmp_path / "db").mkdir()
+    assert main(["search", *search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]) == 0
+    capsys.readouterr()
+    url = f"sqlite:///{tmp_path}/db/s.db"
+    before = [t.state for t in optuna.load_study(study_name="micro", storage=url).trials]
+    mine = tmp_path / "rtx3060.toml"  # the same name, a tenth of the bandwidth
+    text = (Path(autocompress.targets.__file__).parent / "rtx3060.toml").read_text()
+    mine.write_text(text.replace("bandwidth_gbps = 360.0", "bandwidth_gbps = 36.0"))
+    argv = ["--target" if a == "--target" else (str(mine) if a == "rtx3060" else a)
+            for a in search_argv(tmp_path, "--trials", "2", "--no-export", "--steps", "0")]
+    assert main(["search", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "was created for target 'rtx3060' with other figures" in err and err.count("\n") == 1
+    assert [t.state for t in optuna.load_study(study_name="micro", storage=url).trials] == before  # nothing ran
+    mine.write_text(text.replace("NVIDIA GeForce RTX 3060 12 GB (Ampere GA106)", "my card"))  # words only
+    assert main(["search", *argv]) == 0
+
+
 @pytest.mark.parametrize("older", [None, 1])
 def test_resuming_a_study_scored_by_another_version_is_refused(search_argv, micro_voice, tmp_path, capsys, older):
     from autocompress.search.space import load_space
@@ -210,3 +231,29 @@ def test_resuming_a_study_scored_by_another_version_is_refused(search_argv, micr
     assert f"was scored by an autocompress of scoring version 1, this one scores with version {SCORING_VERSION}" in err
     assert err.count("\n") == 1
     assert optuna.load_study(study_name="micro", storage=url).trials == []  # nothing ran
+
+
+def test_workers_starting_on_a_new_database_create_optuna_tables_one_at_a_time(search_argv, tmp_path, monkeypatch):
+    """Two workers opening a new SQLite file together raced to create Optuna's tables
+    ("table studies already exists"); the storage is now opened under the database's lock."""
+    import fcntl
+
+    import autocompress.search.daemon as daemon_mod
+
+    held = []
+    real = daemon_mod.open_storage
+
+    def probing(url: str):  # noqa: ANN202
+        with open(tmp_path / "db" / "s.db.lock", "a") as fh:  # another open file: flock conflicts if held
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return real(url)
+
+    monkeypatch.setattr(daemon_mod, "open_storage", probing)
+    (tmp_path / "db").mkdir()
+    assert main(["search", *search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]) == 0
+    assert held == [True]

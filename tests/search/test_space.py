@@ -60,7 +60,7 @@ def test_errors_name_file_line_and_key_and_are_all_reported():
         ("[groups.gpt]\nprune = []", "groups.gpt.prune: must be a non-empty list"),
         ("[groups.gpt]\nbits = [8, 8]", "groups.gpt.bits: has repeated values"),
         ("[groups.gpt]\nspeed = [1]", "groups.gpt.speed: unknown key"),
-        ("[groups.gpt]\nbits = [8]\n[finetune]\nlr = -1.0", "finetune.lr: must be > 0"),
+        ("[groups.gpt]\nbits = [8]\n[finetune]\nlr = -1.0", "finetune.lr: must be a finite number > 0"),
     ],
 )
 def test_each_rule_fires(snippet: str, expected: str):
@@ -95,6 +95,27 @@ def test_a_changed_space_has_another_identity():
     a = parse_space(base)
     assert parse_space("# a comment\n" + base).sha256 == a.sha256
     assert parse_space(base.replace("[8,4]", "[8]")).sha256 != a.sha256
+    assert parse_space(base.replace("steps=1", "steps=2")).sha256 != a.sha256
+    assert parse_space(base.replace("trials=4", "trials=40")).sha256 == a.sha256  # how long, like --trials
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_finetune_numbers_must_be_finite(value):
+    with pytest.raises(ConfigError, match=f"finetune.lr: must be a finite number > 0, got {value}"):
+        parse_space(f"[space]\nname='s'\nsteps=1\ntrials=4\n[finetune]\nlr={value}\n[groups.gpt]\nbits=[8,4]\n")
+
+
+@pytest.mark.parametrize("groups", ['[groups.gpt]\nskip="always"\nbits=[8,4]', "[groups.gpt]\nbits=[32]\nprune=[0.0]"])
+def test_a_space_that_compresses_nothing_is_refused(groups):
+    with pytest.raises(ConfigError, match="compresses nothing"):
+        parse_space(f"[space]\nname='s'\nsteps=1\ntrials=4\n{groups}\n")
+    parse_space("[space]\nname='s'\nsteps=1\ntrials=4\n[groups.gpt]\nbits=[8]\n")  # one fixed plan is a search
+
+
+def test_a_mistyped_space_path_is_not_taken_for_a_shipped_name(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_space(tmp_path / "typo" / "gpt_sovits_v2.toml")
+    assert load_space("gpt_sovits_v2").name == load_space("gpt_sovits_v2.toml").name  # names still resolve
 
 
 def test_demo_space_plans_compress_a_tiny_voice():
