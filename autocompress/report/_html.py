@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +32,20 @@ th{background:#f4f4f4} .plots{display:flex;flex-wrap:wrap;gap:1em} .plots svg{wi
 
 def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
     """Quality (y) against one cost objective (x): feasible, infeasible, Pareto, baselines."""
+    fig = scatter_figure(data, y_index, x_index)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _axis_label(text: str, width: int) -> str:
+    """A label in lines of at most ``width`` characters (the labels say measured or projected, and where)."""
+    return textwrap.fill(text, width=width, break_long_words=False)
+
+
+def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN201 - a matplotlib Figure
+    """The figure of :func:`_scatter`."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     for p in data.points:
         x, y = p.values[x_index], p.values[y_index]
@@ -47,8 +62,8 @@ def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
     front = sorted((p for p in data.points if p.pareto), key=lambda p: p.values[x_index])
     if len(front) > 1:
         ax.plot([p.values[x_index] for p in front], [p.values[y_index] for p in front], color="#2a2", alpha=0.4)
-    ax.set_xlabel(data.objective_labels[x_index])
-    ax.set_ylabel(data.objective_labels[y_index])
+    ax.set_xlabel(_axis_label(data.objective_labels[x_index], 80))
+    ax.set_ylabel(_axis_label(data.objective_labels[y_index], 50))
     ax.grid(alpha=0.3)
     handles = [
         plt.Line2D([], [], marker="o", color="#2a2", linestyle="none", label="Pareto (feasible)"),
@@ -58,10 +73,7 @@ def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
     ]
     ax.legend(handles=handles, fontsize=8, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def _plot_pairs(data: ReportData) -> list[tuple[str, int, int]]:

@@ -305,6 +305,9 @@ class _Daemon:
         trial.set_user_attr("finetune_curve", [list(p) for p in outcome.curve])  # progress, 1.0 at step 0
         trial.set_user_attr("finetune_group_curves", {g: [list(p) for p in c] for g, c in outcome.group_curves.items()})
         trial.set_user_attr("notes", list(outcome.notes))
+        if trial.user_attrs.get("failure_reason"):  # copied from the try it retries: that try failed, not this
+            trial.set_user_attr("retried_after", trial.user_attrs["failure_reason"])
+            trial.set_user_attr("failure_reason", None)
         # Optuna 5's per-trial constraints (stored as system attributes "constraints:<key>"): the TPE
         # sampler scores a trial's infeasibility as the sum of its positive values and models
         # infeasible trials as "bad"; NSGA-II uses constrained domination; best_trials and our

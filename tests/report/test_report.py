@@ -171,3 +171,23 @@ def test_export_of_a_missing_database_creates_none(tmp_path, capsys):
     assert main(["export", "--study", "s", "--target", "rtx3060", "--storage", f"sqlite:///{missing}",
                  "--out", str(tmp_path / "e")]) == 1
     assert "no database at" in capsys.readouterr().err and not missing.exists()
+
+
+def test_plot_labels_fit_inside_the_figure(study_url):
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from autocompress.report._html import scatter_figure
+
+    data = load_report_data(study_url, "rep")
+    long = ("quality (score), measured on cpu: 0.5 x DistillMOS relative to the teacher + 0.5 x speaker "
+            "cosine to the teacher, on held-out sentences")  # as long as the labels say where and how
+    data = dataclasses.replace(data, objective_labels=(long, *data.objective_labels[1:]))
+    fig = scatter_figure(data, 0, 1)
+    fig.canvas.draw()
+    box, ax = fig.bbox, fig.axes[0]
+    for label in (ax.yaxis.label, ax.xaxis.label):
+        extent = label.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, label
+    plt.close(fig)
