@@ -93,12 +93,27 @@ def phone_pieces(args: argparse.Namespace, table: list[str]) -> list[list[int]] 
     if limit < 0:
         raise ConfigError(f"--max-piece-phones must be >= 0, got {limit}")
     if limit == 0:
-        return [ids]
-    pieces, start = [], 0
-    for piece in split_phones([table[i] for i in ids], limit, word_starts):
-        pieces.append(ids[start : start + len(piece)])
-        start += len(piece)
-    return pieces
+        pieces = [ids]
+    else:
+        pieces, start = [], 0
+        for piece in split_phones([table[i] for i in ids], limit, word_starts):
+            pieces.append(ids[start : start + len(piece)])
+            start += len(piece)
+    return [assemble_piece(piece, table) for piece in pieces] if args.text is not None else pieces
+
+
+MIN_PIECE_PHONES = 6  # upstream's inference reads a shorter text with a "." in front
+
+
+def assemble_piece(ids: list[int], table: list[str]) -> list[int]:
+    """A piece of text as upstream's inference assembles it: a "." after it when it does not
+    end in a mark, and a "." in front when it is then still under :data:`MIN_PIECE_PHONES`."""
+    from autocompress.models.gpt_sovits.text import PUNCTUATION
+
+    stop = table.index(".")
+    if table[ids[-1]] not in PUNCTUATION:
+        ids = [*ids, stop]
+    return [stop, *ids] if len(ids) < MIN_PIECE_PHONES else ids
 
 
 def join_pieces(wavs: list, sampling_rate: int):  # noqa: ANN201

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from autocompress.cli.main import main
-from autocompress.cli.synth_cmd import phone_ids
+from autocompress.cli.synth_cmd import phone_ids, phone_pieces
 from autocompress.exceptions import DataError
 from autocompress.models.gpt_sovits.text import symbols
 
@@ -30,6 +30,20 @@ def test_text_becomes_ids_of_the_voice_table_with_punctuation_kept():
         phone_ids(_args(text=" ?! "), table)
     with pytest.raises(DataError, match="lacks the phones"):
         phone_ids(_args(text="Hello"), ["HH", "AH0"])
+
+
+def test_text_pieces_are_assembled_as_upstream_inference_assembles_them():
+    table = symbols("v2")
+
+    def pieces(text: str) -> list[list[str]]:
+        return [[table[i] for i in p] for p in phone_pieces(_args(text=text, max_piece_phones=50), table)]
+
+    assert pieces("Yes") == pieces("Yes.") == [[".", "Y", "EH1", "S", "."]]  # a stop after, and under 6 a stop before
+    assert pieces("Hello there, my friend") == [["HH", "AH0", "L", "OW1", "DH", "EH1", "R", ",", "M", "AY1", "F", "R",
+                                                 "EH1", "N", "D", "."]]
+    assert pieces("Hello, world!")[0][-1] == "!" and pieces("Hello, world!")[0][0] == "HH"
+    raw = phone_pieces(_args(phones="Y EH1 S", max_piece_phones=50), table)
+    assert [[table[i] for i in p] for p in raw] == [["Y", "EH1", "S"]]  # --phones are spoken as given
 
 
 def test_demo_teacher_speaks_text_deterministically_and_samples_by_seed(tmp_path, capsys):
@@ -91,6 +105,7 @@ def test_text_pieces_cut_a_long_clause_between_its_words():
     text = ("The quick brown fox jumps over the lazy dog while the sleepy cat watches from the warm windowsill "
             "and the old farmer walks slowly toward the big red barn near the river")
     pieces = phone_pieces(_args(text=text, max_piece_phones=50), table)
-    assert len(pieces) >= 3 and all(len(p) <= 50 for p in pieces)
-    assert sum(pieces, []) == phone_ids(_args(text=text), table)
+    stop = table.index(".")
+    assert len(pieces) >= 3 and all(len(p) <= 51 and p[-1] == stop for p in pieces)  # each closed by a stop
+    assert [i for p in pieces for i in p[:-1]] == phone_ids(_args(text=text), table)
     assert [table[i] for i in pieces[1][:2]] == ["D", "AO1"]  # "dog": a word starts the second piece
