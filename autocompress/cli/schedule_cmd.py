@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autocompress.cli.argtypes import positive_float, positive_int
 from autocompress.exceptions import ConfigError
 from autocompress.schedule import (
     ScheduleSpec,
     add_schedule,
+    check_backend,
     daemon_loop,
+    describe_run,
     history,
     install_crontab,
     install_systemd,
     list_schedules,
     next_due,
+    next_runs,
     remove_schedule,
     run_due,
+    schedule_exists,
+    sigterm_interrupts,
+    uninstall_crontab,
+    uninstall_systemd,
 )
+from autocompress.schedule._args import parse_search_args
 from autocompress.schedule._front import DEFAULT_STORAGE
+from autocompress.schedule._tables import engine_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(a)
     a.add_argument("--name", required=True)
     a.add_argument("--cron", required=True, help='cron expression, e.g. "0 2 * * *"')
-    a.add_argument("--timeout", type=float, default=3600.0, help="time budget per run, seconds")
+    a.add_argument("--timeout", type=positive_float, default=3600.0,
+                   help="time budget per run, seconds (a --timeout among the search arguments overrides it)")
     a.add_argument("--backend", choices=["none", "crontab", "systemd"], default="none",
                    help="also install a crontab line or a systemd user timer (default: none; use 'autocompress daemon')")
     a.add_argument("search_args", nargs=argparse.REMAINDER)
@@ -49,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm = ssub.add_parser("remove", help="remove a schedule")
     common(rm)
     rm.add_argument("name")
-    rm.add_argument("--backend", choices=["none", "crontab"], default="none")
+    rm.add_argument("--backend", choices=["none", "crontab", "systemd"], default="none",
+                    help="also remove its crontab line or systemd user timer")
     rm.set_defaults(func=_remove)
 
     rd = ssub.add_parser("run-due", help="run the schedules that are due now, each once")
@@ -60,29 +73,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     h = ssub.add_parser("history", help="past runs")
     common(h)
     h.add_argument("name", nargs="?")
-    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--limit", type=positive_int, default=20)
     h.set_defaults(func=_history)
 
     d = sub.add_parser("daemon", help="run due schedules in a long-running process")
     common(d)
-    d.add_argument("--poll", type=float, default=30.0, help="seconds between checks")
+    d.add_argument("--poll", type=positive_float, default=30.0, help="seconds between checks")
     d.set_defaults(func=_daemon)
 
 
 def normalise_search_args(name: str, args: list[str]) -> list[str]:
     """Check the run_search arguments of a schedule; each schedule resumes its own study."""
     args = [a for a in args if a != "--"] if args[:1] == ["--"] else list(args)
-    if not any(a == "--target" or a.startswith("--target=") for a in args):
+    if not args:
         raise ConfigError("a schedule needs run_search arguments after '--', at least --target (e.g. -- --target rtx3060)")
-    if not any(a == "--study" or a.startswith("--study=") for a in args):
+    if parse_search_args(args).study is None:
         args += ["--study", name]
     check_search_args(args)
     return args
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"the schedule's run_search arguments: {message}")
 
 
 def check_search_args(args: list[str]) -> None:
@@ -91,56 +99,81 @@ def check_search_args(args: list[str]) -> None:
     from autocompress.cli import search_cmd
     from autocompress.search import resolve
 
-    parser = _RaisingParser(prog="run_search")
-    search_cmd.register(parser.add_subparsers(dest="command", parser_class=_RaisingParser))
-    resolve(search_cmd.config_from_args(parser.parse_args(["search", *args])))
+    resolve(search_cmd.config_from_args(parse_search_args(args)))
 
 
 def _add(args: argparse.Namespace) -> int:
     search_args = normalise_search_args(args.name, args.search_args)
-    spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout)
-    changed = add_schedule(args.storage, spec)
     workdir = Path.cwd()
+    spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout, str(workdir))
+    engine_for(args.storage)  # a bad --storage fails before any backend is touched
+    check_backend(args.backend)
     if args.backend == "crontab":
         install_crontab(spec, spec.name, args.storage, workdir)
     elif args.backend == "systemd":
         install_systemd(spec, args.storage, workdir)
+    changed = add_schedule(args.storage, spec)
     word = "added" if changed else "unchanged"
     print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments")
-    for s in list_schedules(args.storage):
-        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}",
-                      f"{next_due(args.storage, s.name):%Y-%m-%d %H:%M}", escape(" ".join(s.args)))
+    table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments", "working directory")
+    times, broken = next_runs(args.storage)
+    specs = list_schedules(args.storage)
+    for s in specs:
+        when = f"{times[s.name]:%Y-%m-%d %H:%M}" if s.name in times else f"[red]never: {escape(broken[s.name])}[/red]"
+        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}", when, escape(" ".join(s.args)),
+                      escape(s.workdir or ""))
+    listed = {s.name for s in specs}
+    for name, reason in broken.items():
+        if name not in listed:  # a row this version refuses to load
+            table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "")
     Console().print(table)
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    remove_schedule(args.storage, args.name)
+    exists = schedule_exists(args.storage, args.name)
+    check_backend(args.backend)
+    removed = []
     if args.backend == "crontab":
-        install_crontab(None, args.name, args.storage, Path.cwd())
-    print(f"{args.name}: removed")
+        removed = ["its crontab line"] if uninstall_crontab(args.name) else []
+    elif args.backend == "systemd":
+        removed = [str(p) for p in uninstall_systemd(args.name)]
+    if not exists and not removed:
+        raise ConfigError(f"no schedule named {args.name!r}; see 'autocompress schedule list'")
+    if exists:
+        remove_schedule(args.storage, args.name)
+    print(f"{args.name}: removed" + (f" ({', '.join(removed)})" if removed else ""))
     return 0
 
 
 def _run_due(args: argparse.Namespace) -> int:
-    records = run_due(args.storage, only=args.name)
+    broken = []
+
+    def _report(name: str, reason: str) -> None:
+        broken.append(name)
+        print(f"{name}: cannot run: {reason}", file=sys.stderr)
+
+    with sigterm_interrupts():
+        records = run_due(args.storage, only=args.name, on_broken=_report)
     for r in records:
-        print(f"{r.schedule}: {r.status}, trials added {r.trials_added}, front changed {r.front_changed}")
-    return 0 if all(r.status == "ok" for r in records) else 1
+        print(describe_run(r))
+    return 0 if not broken and all(r.status in ("ok", "skipped") for r in records) else 1
 
 
 def _history(args: argparse.Namespace) -> int:
-    table = Table("id", "schedule", "started (UTC)", "ended", "status", "trials added", "front changed", "exports", "error")
+    table = Table("id", "schedule", "started (UTC)", "ended", "status", "trials added", "failed", "pruned",
+                  "front changed", "exports", "error")
     for r in history(args.storage, args.name, args.limit):
         table.add_row(
             str(r.id), escape(r.schedule), f"{r.started_at:%Y-%m-%d %H:%M:%S}",
             "" if r.ended_at is None else f"{r.ended_at:%H:%M:%S}", r.status,
             "" if r.trials_added is None else str(r.trials_added),
+            "" if r.trials_failed is None else str(r.trials_failed),
+            "" if r.trials_pruned is None else str(r.trials_pruned),
             "" if r.front_changed is None else ("yes" if r.front_changed else "no"),
             str(len(r.exports)), escape(r.error or ""),
         )
@@ -149,6 +182,8 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    engine_for(args.storage)  # a bad --storage fails now, in one line
     print(f"autocompress daemon: watching schedules in {args.storage} (Ctrl-C to stop)")
-    daemon_loop(args.storage, poll_s=args.poll)
+    with sigterm_interrupts():
+        daemon_loop(args.storage, poll_s=args.poll)
     return 0

@@ -16,10 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autocompress.exceptions import ConfigError
-from autocompress.schedule._core import ScheduleSpec, list_schedules, next_due, run_due, subprocess_runner
+from autocompress.schedule._core import RunRecord, ScheduleSpec, next_runs, run_due, subprocess_runner
 from autocompress.schedule._tables import utcnow
 
 TAG = "# autocompress-schedule:"
+
+
+BACKEND_TOOLS = {"crontab": "crontab", "systemd": "systemctl"}
+
+
+def check_backend(backend: str) -> None:
+    """Raise ``ConfigError`` when ``backend`` cannot be installed or removed here."""
+    tool = BACKEND_TOOLS.get(backend)
+    if tool is not None and shutil.which(tool) is None:
+        other = "systemd" if backend == "crontab" else "crontab"
+        raise ConfigError(f"no {tool!r} command here for --backend {backend}; use --backend {other} or 'autocompress daemon'")
 
 
 def run_due_command(storage: str, name: str, workdir: Path) -> str:
@@ -29,11 +40,20 @@ def run_due_command(storage: str, name: str, workdir: Path) -> str:
     )
 
 
+def log_path(name: str, workdir: Path) -> Path:
+    """Where the crontab line appends a schedule's output."""
+    return workdir / "db" / f"schedule-{name}.log"
+
+
 def crontab_line(spec: ScheduleSpec, storage: str, workdir: Path) -> str:
     """A minutely line, as the systemd timer: cron reads its fields in local time, a schedule's
-    cron expression is UTC, so the database (run-due) decides when it is due."""
-    log = shlex.quote(str(workdir / "db" / f"schedule-{spec.name}.log"))
-    return f"* * * * * {run_due_command(storage, spec.name, workdir)} >> {log} 2>&1 {TAG}{spec.name}"
+    cron expression is UTC, so the database (run-due) decides when it is due. The log's folder
+    is created first: without it the shell would fail before the scheduler starts."""
+    log = log_path(spec.name, workdir)
+    return (
+        f"* * * * * mkdir -p {shlex.quote(str(log.parent))} && {run_due_command(storage, spec.name, workdir)} "
+        f">> {shlex.quote(str(log))} 2>&1 {TAG}{spec.name}"
+    )
 
 
 def merge_crontab(existing: str, name: str, line: str | None) -> str:
@@ -45,15 +65,38 @@ def merge_crontab(existing: str, name: str, line: str | None) -> str:
 
 
 def install_crontab(spec: ScheduleSpec | None, name: str, storage: str, workdir: Path) -> str:
-    """Write (or remove, for ``spec=None``) the user's crontab line for a schedule."""
-    if shutil.which("crontab") is None:
-        raise ConfigError("no 'crontab' command here; use --backend systemd or 'autocompress daemon'")
+    """Write (or remove, for ``spec=None``) the user's crontab line for a schedule.
+
+    Raises:
+        ConfigError: when there is no ``crontab`` command or it refuses the new table.
+    """
+    check_backend("crontab")
+    if spec is not None:
+        log_path(name, workdir).parent.mkdir(parents=True, exist_ok=True)
     cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
     existing = cur.stdout if cur.returncode == 0 else ""
     line = None if spec is None else crontab_line(spec, storage, workdir)
     new = merge_crontab(existing, name, line)
-    subprocess.run(["crontab", "-"], input=new, text=True, check=True)
+    if new == existing:
+        return new
+    done = subprocess.run(["crontab", "-"], input=new, text=True, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"crontab refused the new table: {_last_line(done.stderr, done.returncode)}")
     return new
+
+
+def uninstall_crontab(name: str) -> bool:
+    """Remove the user's crontab line for a schedule; return whether there was one."""
+    check_backend("crontab")
+    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    had = cur.returncode == 0 and any(ln.rstrip().endswith(f"{TAG}{name}") for ln in cur.stdout.splitlines())
+    install_crontab(None, name, "", Path.cwd())
+    return had
+
+
+def _last_line(text: str, code: int) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {code}"
 
 
 def systemd_units(spec: ScheduleSpec, storage: str, workdir: Path) -> dict[str, str]:
@@ -71,21 +114,59 @@ def systemd_units(spec: ScheduleSpec, storage: str, workdir: Path) -> dict[str, 
     return {f"{unit}.service": service, f"{unit}.timer": timer}
 
 
+def _systemctl(*args: str) -> None:
+    done = subprocess.run(["systemctl", "--user", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"systemctl --user {' '.join(args)} failed: {_last_line(done.stderr, done.returncode)}")
+
+
+def _unit_dir(unit_dir: Path | None) -> Path:
+    return unit_dir or Path.home() / ".config" / "systemd" / "user"
+
+
 def install_systemd(spec: ScheduleSpec, storage: str, workdir: Path, unit_dir: Path | None = None) -> list[Path]:
-    unit_dir = unit_dir or Path.home() / ".config" / "systemd" / "user"
+    """Write a schedule's service and timer units and enable the timer; return the unit files.
+
+    Raises:
+        ConfigError: when there is no ``systemctl`` or it fails (the unit files are then removed).
+    """
+    check_backend("systemd")
+    unit_dir = _unit_dir(unit_dir)
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fname, text in systemd_units(spec, storage, workdir).items():
         path = unit_dir / fname
         path.write_text(text)
         written.append(path)
-    if shutil.which("systemctl"):
-        subprocess.run(["systemctl", "--user", "daemon-reload"], check=False, capture_output=True)
-        subprocess.run(
-            ["systemctl", "--user", "enable", "--now", f"autocompress-{spec.name}.timer"],
-            check=False, capture_output=True,
-        )
+    try:
+        _systemctl("daemon-reload")
+        _systemctl("enable", "--now", f"autocompress-{spec.name}.timer")
+    except ConfigError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return written
+
+
+def uninstall_systemd(name: str, unit_dir: Path | None = None) -> list[Path]:
+    """Stop and disable a schedule's timer and delete its unit files; return the files deleted.
+
+    Raises:
+        ConfigError: when there is no ``systemctl`` or it cannot disable a timer that exists.
+    """
+    check_backend("systemd")
+    unit_dir = _unit_dir(unit_dir)
+    unit = f"autocompress-{name}"
+    paths = [unit_dir / f"{unit}.timer", unit_dir / f"{unit}.service"]
+    present = [p for p in paths if p.exists()]
+    if not present:
+        return []
+    if paths[0].exists():
+        _systemctl("disable", "--now", f"{unit}.timer")
+    for path in present:
+        path.unlink()
+    _systemctl("daemon-reload")
+    return present
 
 
 def daemon_loop(
@@ -96,20 +177,41 @@ def daemon_loop(
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = print,
 ) -> int:
-    """Run due schedules forever (or ``max_cycles`` times); return the number of runs made."""
+    """Run due schedules forever (or ``max_cycles`` times); return the number of runs made.
+
+    A schedule that cannot run is logged once and the others go on.
+    """
     runs = 0
     cycle = 0
+    reported: dict[str, str] = {}
+
+    def _broken(name: str, reason: str) -> None:  # said once, not at every poll
+        if reported.get(name) != reason:
+            reported[name] = reason
+            log(f"{name}: cannot run: {reason}")
+
     while max_cycles is None or cycle < max_cycles:
         cycle += 1
-        for rec in run_due(storage, runner=runner):
+        for rec in run_due(storage, runner=runner, on_broken=_broken):
             runs += 1
-            log(f"{rec.schedule}: {rec.status} (trials added: {rec.trials_added}, front changed: {rec.front_changed})")
-        specs = list_schedules(storage)
+            log(describe_run(rec))
+        times, _ = next_runs(storage)
         now = utcnow()
         wait = poll_s
-        if specs:
-            soonest = min(next_due(storage, s.name, now) for s in specs)
+        if times:
+            soonest = min(times.values())
             wait = max(1.0, min(poll_s, (soonest - now) / dt.timedelta(seconds=1)))
         if max_cycles is None or cycle < max_cycles:
             sleep(wait)
     return runs
+
+
+def describe_run(rec: RunRecord) -> str:
+    """One line about a finished run, for logs."""
+    text = f"{rec.schedule}: {rec.status}"
+    if rec.trials_added is not None:
+        text += (f", trials added {rec.trials_added} ({rec.trials_failed or 0} failed, {rec.trials_pruned or 0} pruned)"
+                 f", front changed {rec.front_changed}, {len(rec.exports)} exported")
+    if rec.error:
+        text += f": {rec.error}"
+    return text

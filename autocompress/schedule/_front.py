@@ -1,14 +1,16 @@
-"""The feasible Pareto front of a study, and re-export only when it changes.
+"""The feasible Pareto front of a study, and its export whenever the current front has none.
 
 Bundles of earlier fronts are kept; ``<out>/latest`` points at the current ones and is
-switched atomically (a symlink replaced with ``os.replace``).
+switched atomically (a symlink replaced with ``os.replace``). ``<out>/latest.json`` says
+which front ``latest`` holds, so a front whose export failed or was removed is exported again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,62 +18,86 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from autocompress.exceptions import SearchError
-
-DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
+from autocompress.store.engine import DEFAULT_STORAGE, sqlite_path  # noqa: F401 - the CLI imports DEFAULT_STORAGE here
 
 
 @dataclass(frozen=True)
 class FrontSignature:
-    """How many trials a study has completed, and which of them form the feasible front."""
+    """How many trials a study has finished in each state, and which form the feasible front."""
 
     n_complete: int
     front: frozenset[int]  # trial numbers
+    n_failed: int = 0
+    n_pruned: int = 0
 
-
-def _flag(args: Sequence[str], name: str) -> str | None:
-    args = list(args)
-    for i, a in enumerate(args):
-        if a == name and i + 1 < len(args):
-            return args[i + 1]
-        if a.startswith(name + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
-def study_of(args: Sequence[str]) -> tuple[str, str | None]:
-    """(storage URL, study name) that ``run_search`` would use with ``args``."""
-    return _flag(args, "--storage") or DEFAULT_STORAGE, _flag(args, "--study")
+    @property
+    def n_finished(self) -> int:
+        """Trials finished in any state."""
+        return self.n_complete + self.n_failed + self.n_pruned
 
 
 def front_signature(storage: str, study_name: str | None) -> FrontSignature:
+    """The study's trial counts and feasible front (empty for a study that does not exist yet)."""
     from autocompress.search.pareto import feasible_front  # imported here: the CLI stays torch-free
 
-    if study_name is None:
+    if study_name is None or not database_exists(storage):
         return FrontSignature(0, frozenset())
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # the study does not exist yet
         return FrontSignature(0, frozenset())
     trials = study.get_trials(deepcopy=False)
-    n = sum(t.state == TrialState.COMPLETE for t in trials)
-    return FrontSignature(n, frozenset(t.number for t in feasible_front(trials, direction_names(study))))
+
+    def count(state: TrialState) -> int:
+        return sum(t.state == state for t in trials)
+
+    return FrontSignature(
+        count(TrialState.COMPLETE),
+        frozenset(t.number for t in feasible_front(trials, direction_names(study))),
+        n_failed=count(TrialState.FAIL),
+        n_pruned=count(TrialState.PRUNED),
+    )
+
+
+def database_exists(storage: str) -> bool:
+    """False for a SQLite file that does not exist yet (the first run creates it)."""
+    path = sqlite_path(storage)
+    return path is None or path.is_file()
 
 
 def direction_names(study: optuna.Study) -> list[str]:
     return ["maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
 
 
-# Writes the bundles of a study's feasible front into a folder; returns the bundle paths.
-Exporter = Callable[[str, str, str, Path], list[Path]]
+@dataclass(frozen=True)
+class ExportPlan:
+    """Where and how a schedule exports its study's feasible front (the search's own flags)."""
+
+    storage: str
+    study: str
+    target: str
+    out_root: Path
+    artifacts: Path | None = None
+    export_format: str = "onnx"
+
+    def identity(self, front: frozenset[int]) -> dict:
+        """What ``latest.json`` records for ``front`` exported by this plan."""
+        return {"study": self.study, "target": self.target, "format": self.export_format, "front": sorted(front)}
 
 
-def _default_exporter(storage: str, study: str, target: str, out: Path) -> list[Path]:
-    try:
-        from autocompress.search import export_pareto
-    except ImportError as e:  # pragma: no cover - the search package always provides it
-        raise SearchError("the search package provides no export_pareto()") from e
-    return list(export_pareto(storage=storage, study_name=study, target=target, out_dir=out))
+# Writes the bundles of a plan's feasible front into a folder; returns the bundle paths.
+Exporter = Callable[[ExportPlan, Path], list[Path]]
+
+
+def _default_exporter(plan: ExportPlan, out: Path) -> list[Path]:
+    from autocompress.search import export_pareto
+
+    return list(
+        export_pareto(
+            storage=plan.storage, study_name=plan.study, target=plan.target, out_dir=out,
+            artifacts=plan.artifacts, export_format=plan.export_format,
+        )
+    )
 
 
 def switch_latest(out_root: Path, new_dir: Path) -> Path:
@@ -85,24 +111,36 @@ def switch_latest(out_root: Path, new_dir: Path) -> Path:
     return link
 
 
-def export_if_changed(
-    args: Sequence[str],
-    before: FrontSignature,
+def front_exported(plan: ExportPlan, front: frozenset[int]) -> bool:
+    """Whether ``out_root/latest`` holds a complete export of ``front`` made by ``plan``."""
+    link = plan.out_root / "latest"
+    try:
+        record = json.loads((plan.out_root / "latest.json").read_text(encoding="utf-8"))
+        target = os.readlink(link)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(record, dict) and link.is_dir() and record.get("dir") == target
+        and {k: v for k, v in record.items() if k != "dir"} == plan.identity(front)
+    )
+
+
+def export_if_needed(
+    plan: ExportPlan,
     after: FrontSignature,
     exporter: Exporter = _default_exporter,
     now: dt.datetime | None = None,
 ) -> list[Path]:
-    """Export the front into a new dated folder if it changed; return the bundle paths."""
-    if after.front == before.front or not after.front:
+    """Export the front into a new dated folder unless ``latest`` holds it; return the bundle paths."""
+    if not after.front or front_exported(plan, after.front):
         return []
-    storage, study = study_of(args)
-    target = _flag(args, "--target")
-    if study is None or target is None:
-        raise SearchError("a scheduled search needs --study and --target to re-export")
-    out_root = Path(_flag(args, "--out") or Path("exports") / study / target)
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    dest = out_root / "runs" / stamp
+    dest = plan.out_root / "runs" / stamp
     dest.parent.mkdir(parents=True, exist_ok=True)
-    paths = exporter(storage, study, target, dest)
-    switch_latest(out_root, dest)
+    paths = exporter(plan, dest)
+    link = switch_latest(plan.out_root, dest)
+    record = {"dir": os.readlink(link), **plan.identity(after.front)}
+    tmp = plan.out_root / f".latest.json.{os.getpid()}"
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, plan.out_root / "latest.json")
     return paths

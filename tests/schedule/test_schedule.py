@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from autocompress.cli.main import main
 from autocompress.exceptions import ConfigError
 from autocompress.schedule import (
+    ExportPlan,
     FrontSignature,
     RunOutcome,
     ScheduleSpec,
     acquire_lock,
     add_schedule,
-    export_if_changed,
+    export_if_needed,
     front_signature,
     history,
     list_schedules,
@@ -109,11 +110,12 @@ def test_concurrent_runs_of_one_schedule_do_not_overlap(url):
     t = threading.Thread(target=run_schedule, args=(url, spec, slow))
     t.start()
     assert started.wait(10)
-    assert run_schedule(url, spec, runner=slow) is None  # lock held by the first run
+    skipped = run_schedule(url, spec, runner=slow)  # lock held by the first run
     release.set()
     t.join(10)
     assert calls == [1]
-    assert len(history(url, "busy")) == 1
+    assert skipped.status == "skipped" and "holds the lock" in skipped.error
+    assert sorted(r.status for r in history(url, "busy")) == ["ok", "skipped"]
 
 
 def test_an_expired_lock_is_taken_over(url):
@@ -137,37 +139,38 @@ def _add(study: optuna.Study, quality: float, latency: float, feasible: bool = T
 def test_reexport_only_when_the_feasible_front_changes(url, tmp_path):
     study = _study(url, "s1")
     _add(study, 0.8, 10.0)
-    args = ("--target", "rtx3060", "--study", "s1", "--storage", url, "--out", str(tmp_path / "out"))
+    plan = ExportPlan(storage=url, study="s1", target="rtx3060", out_root=tmp_path / "out")
     exported = []
 
-    def exporter(storage, name, target, out):
+    def exporter(plan, out):
         out.mkdir(parents=True)
         (out / "bundle").mkdir()
         exported.append(out)
         return [out / "bundle"]
 
-    before = front_signature(url, "s1")
+    first = export_if_needed(plan, front_signature(url, "s1"), exporter=exporter, now=dt.datetime(2026, 1, 1))
+    assert len(exported) == 1 and first == [exported[0] / "bundle"]
     _add(study, 0.5, 20.0)  # dominated: the front is unchanged
     _add(study, 0.99, 1.0, feasible=False)  # infeasible: does not count
     after = front_signature(url, "s1")
-    assert after.n_complete == before.n_complete + 2
-    assert export_if_changed(args, before, after, exporter=exporter) == []
-    assert exported == []
+    assert after.n_complete == 3
+    assert export_if_needed(plan, after, exporter=exporter) == []
+    assert len(exported) == 1
 
     _add(study, 0.9, 5.0)  # dominates the first trial
     newer = front_signature(url, "s1")
     assert newer.front != after.front
-    paths = export_if_changed(args, after, newer, exporter=exporter, now=dt.datetime(2026, 1, 2, 3, 4, 5))
-    assert len(exported) == 1 and paths == [exported[0] / "bundle"]
+    paths = export_if_needed(plan, newer, exporter=exporter, now=dt.datetime(2026, 1, 2, 3, 4, 5))
+    assert len(exported) == 2 and paths == [exported[1] / "bundle"]
     latest = tmp_path / "out" / "latest"
-    assert latest.is_symlink() and latest.resolve() == exported[0].resolve()
+    assert latest.is_symlink() and latest.resolve() == exported[1].resolve()
 
     # A later change gets a new folder; the previous bundles are kept.
     _add(study, 0.95, 4.0)
     again = front_signature(url, "s1")
-    export_if_changed(args, newer, again, exporter=exporter, now=dt.datetime(2026, 1, 3, 3, 4, 5))
-    assert len(exported) == 2 and exported[0].exists()
-    assert latest.resolve() == exported[1].resolve()
+    export_if_needed(plan, again, exporter=exporter, now=dt.datetime(2026, 1, 3, 3, 4, 5))
+    assert len(exported) == 3 and exported[0].exists() and exported[1].exists()
+    assert latest.resolve() == exported[2].resolve()
 
 
 def test_front_of_a_missing_study_is_empty(url):
