@@ -11,6 +11,7 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
@@ -48,7 +49,7 @@ from autocompress.search.study import (
     requeue,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
-from autocompress.store import Store, TrialRecord, display_url, exclusive, pid_alive
+from autocompress.store import Objectives, Store, TrialRecord, display_url, exclusive, pid_alive
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -263,6 +264,10 @@ class _Daemon:
             device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
         )
         self.reporter.trial_started(number, summary, self._eta())
+        twin = self._same_plan(trial.number, plan) if run.baseline is None else None
+        if twin is not None:
+            self._reuse(run, twin)
+            return
         scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{number}-"))
         try:
             job = TrialJob(
@@ -349,8 +354,41 @@ class _Daemon:
         )
         self._after_trial(run)
 
-    def _after_trial(self, run: _Running) -> None:
-        self.durations.append((run.baseline, time.monotonic() - run.started))
+    def _same_plan(self, number: int, plan: CompressionPlan) -> FrozenTrial | None:
+        """An earlier complete trial of the same plan (a sampler may ask for a plan twice)."""
+        key = _plan_key(plan.to_dict())
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and _plan_key(t.user_attrs.get("plan")) == key:
+                return t
+        return None
+
+    def _reuse(self, run: _Running, twin: FrozenTrial) -> None:
+        """Complete ``run`` with the result of ``twin``, which ran the same plan: the sampler
+        learns the plan's objectives again without a second compression and fine-tune."""
+        trial = run.trial
+        for key in ("metrics", "device", "feasible", "finetune_curve", "finetune_group_curves"):
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        trial.set_user_attr("finetune_steps", 0)
+        trial.set_user_attr("repeats", twin.number)
+        note = f"the plan of trial {twin.number}: its result stands (not compressed or fine-tuned again)"
+        trial.set_user_attr("notes", [*twin.user_attrs.get("notes", []), note])
+        for key, value in twin.system_attrs.items():
+            if key.startswith(CONSTRAINT_PREFIX):
+                trial.set_constraint(key.removeprefix(CONSTRAINT_PREFIX), value)
+        earlier = self.store.trial(self.r.study, twin.number)
+        self.store.finish_trial(
+            study_name=self.r.study, trial_number=trial.number, state="COMPLETE", objectives=Objectives(*twin.values),
+            feasible=twin.user_attrs.get("feasible"), metrics=earlier.metrics if earlier is not None else (),
+            finetune_steps=0,
+        )
+        self.study.tell(trial, list(twin.values))
+        run.told = True
+        self._after_trial(run, timed=False)
+
+    def _after_trial(self, run: _Running, timed: bool = True) -> None:
+        if timed:  # a reused result took no time: it would make the ETA too short
+            self.durations.append((run.baseline, time.monotonic() - run.started))
         rows = self._rows()
         row = next((x for x in rows if x.number == run.trial.number), None)
         if row is not None:
@@ -447,6 +485,17 @@ def _row(t: TrialRecord) -> TrialRow:
         latency_ms=t.latency_ms, memory_mb=t.memory_mb, feasible=t.feasible, reason=t.failure_reason or "",
         duration_s=duration, steps_done=t.finetune_steps,
     )
+
+
+CONSTRAINT_PREFIX = "constraints:"  # Optuna's system attributes holding a trial's constraints
+
+
+def _plan_key(plan: Any) -> str | None:
+    """What a plan does, whatever its name: equal for two trials that run the same compression."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("data"), dict):
+        return None
+    unnamed = {**plan, "data": {k: v for k, v in plan["data"].items() if k != "name"}}
+    return json.dumps(unnamed, sort_keys=True, default=list)
 
 
 def _metric_dict(m: Any) -> dict[str, Any]:

@@ -260,3 +260,31 @@ def test_workers_starting_on_a_new_database_create_optuna_tables_one_at_a_time(s
     (tmp_path / "db").mkdir()
     assert main(["search", *search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]) == 0
     assert held == [True]
+
+
+def test_a_plan_the_sampler_asks_for_again_reuses_its_result(search_argv, micro_voice, tmp_path):
+    """Two choices and four searched trials: some plans repeat, and a repeat takes the earlier
+    trial's result instead of compressing and fine-tuning the same plan again."""
+    space = tmp_path / "two.toml"
+    space.write_text("[space]\nname = 'two'\nsteps = 1\ntrials = 7\n\n[groups.gpt]\nbits = [8, 4]\n")
+    argv = [str(space) if a == str(micro_voice["space"]) else a
+            for a in search_argv(tmp_path, "--trials", "7", "--no-export")]
+    (tmp_path / "db").mkdir()
+    assert main(["search", *argv]) == 0
+    study = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db")
+    trials = {t.number: t for t in study.trials}
+    assert all(t.state == TrialState.COMPLETE for t in trials.values()) and len(trials) == 7
+    repeats = [t for t in trials.values() if "repeats" in t.user_attrs]
+    assert len(repeats) >= 2  # seven trials, at most five distinct plans (three baselines, two searched)
+    for t in repeats:
+        twin = trials[t.user_attrs["repeats"]]
+        assert twin.number < t.number and "repeats" not in twin.user_attrs
+        assert t.user_attrs["plan"]["data"]["groups"] == twin.user_attrs["plan"]["data"]["groups"]
+        assert t.values == twin.values and t.user_attrs["metrics"] == twin.user_attrs["metrics"]
+        assert t.user_attrs["finetune_steps"] == 0 and t.system_attrs == {**t.system_attrs, **{
+            k: v for k, v in twin.system_attrs.items() if k.startswith("constraints:")}}
+    from autocompress.store import Store
+
+    rows = {r.trial_number: r for r in Store(f"sqlite:///{tmp_path}/db/s.db").trials("micro")}
+    for t in repeats:
+        assert rows[t.number].state == "COMPLETE" and len(rows[t.number].metrics) == len(rows[t.user_attrs["repeats"]].metrics)
