@@ -51,7 +51,7 @@ def _check_cron(cron: str) -> None:
     if not croniter.is_valid(cron):
         raise ConfigError(f"not a valid cron expression: {cron!r} (expected e.g. '0 2 * * *')")
     try:
-        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+        croniter(cron, utcnow()).get_next(dt.datetime)  # from now: a year field may lie in the past
     except CroniterBadDateError:
         raise ConfigError(f"cron expression {cron!r} never fires (no such date); expected e.g. '0 2 * * *'") from None
 
@@ -183,7 +183,7 @@ def next_due(url: str, name: str, now: dt.datetime | None = None) -> dt.datetime
             raise ConfigError(f"no schedule named {name!r}")
         last = s.scalars(
             select(ScheduleRunRow.started_at)
-            .where(ScheduleRunRow.schedule == name, ScheduleRunRow.status != "skipped")
+            .where(ScheduleRunRow.schedule == name)  # a skipped fire counts: its holder ran it
             .order_by(ScheduleRunRow.started_at.desc())
             .limit(1)
         ).first()
@@ -382,6 +382,8 @@ def run_child(command: Sequence[str], cwd: str | Path, limit_s: float) -> ChildR
         raise
     finally:
         reader.join(timeout=5)
+        if proc.stderr is not None and not reader.is_alive():  # a grandchild may hold the pipe open
+            proc.stderr.close()
     return ChildResult(code, last[0] if last else None, stopped)
 
 

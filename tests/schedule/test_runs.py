@@ -106,9 +106,11 @@ def test_a_cron_that_never_fires_is_refused_at_add(url, capsys):
     with pytest.raises(ConfigError, match="never fires"):
         ScheduleSpec("x", "0 2 31 2 *", ())
     base = ["schedule", "add", "--storage", url, "--name", "x"]
-    for extra in (["--cron", "0 2 31 2 *"], ["--cron", "0 2 * * *", "--timeout", "inf"],
-                  ["--cron", "0 2 * * *", "--timeout", "nan"]):
-        assert _exit([*base, *extra, "--", "--target", "rtx3060"]) == 2
+    for extra, search in ((["--cron", "0 2 31 2 *"], []), (["--cron", "0 2 * * *", "--timeout", "inf"], []),
+                          (["--cron", "0 2 * * *", "--timeout", "nan"], []),
+                          (["--cron", "0 0 1 1 * 0 2010"], []),  # fired last in 2010
+                          (["--cron", "0 2 * * *"], ["--timeout", "inf"])):  # the search's own budget
+        assert _exit([*base, *extra, "--", "--target", "rtx3060", *search]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and ("never fires" in err[0] or "--timeout" in err[0]), err
     assert list_schedules(url) == []
@@ -319,6 +321,13 @@ def test_a_run_skipped_for_the_lock_is_recorded(url):
     rec = run_schedule(url, spec, runner=lambda s: RunOutcome(0))
     assert rec.status == "skipped" and "host-a:1" in rec.error
     assert [r.status for r in history(url, "n")] == ["skipped"]
+    # a run longer than the cron's period holds the lock: its fire is skipped once, not at every poll
+    with Session(engine_for(url)) as s:
+        s.execute(update(ScheduleRow).values(created_at=dt.datetime(2026, 1, 1)))
+        s.commit()
+    sleeps: list[float] = []
+    daemon_loop(url, max_cycles=5, runner=lambda s: RunOutcome(0), sleep=sleeps.append)
+    assert [r.status for r in history(url, "n")] == ["skipped"] and all(t >= 1.0 for t in sleeps)
 
 
 def test_run_due_for_an_unknown_name_says_so(url, capsys):
