@@ -278,7 +278,16 @@ def test_marks_alone_and_short_pieces_join_a_neighbour():
         ("The war lasted 1939-1945, not 1945-1939.",
          "The war lasted nineteen thirty nine to nineteen forty five , not one thousand nine hundred forty five -"
          " one thousand nine hundred thirty nine ."),
-        ("In 1066, in the 1990's and the 90's.", "In ten sixty six , in the nineteen nineties and the nineties ."),
+        ("In the 1990's and the 90's, 1000s of fans.", "In the nineteen nineties and the nineties , thousands of fans ."),
+        ("It costs $1500-2000, batch size 1024 or 1050.",
+         "It costs one thousand five hundred dollars - two thousand , batch size one thousand twenty four or"
+         " one thousand fifty ."),
+        ("Pi is 3.14159265358979323846 roughly.", "Pi is three point one four one five nine two six five three five"
+         " eight nine seven nine three two three eight four six roughly ."),
+        ("He is 11½, here¹ and 5 cm².", "He is eleven and one half , here and five centimeters squared ."),
+        ("Press <Enter> when 3 < 4.", "Press Enter when three less than four ."),
+        ("I spoke to the Gov. He agreed with Apple Inc. CEO Tim.",
+         "I spoke to the governor . He agreed with Apple incorporated CEO Tim ."),
         ("Add ½ cup, 1½ cups or ¾.", "Add one half cup , one and one half cups or three quarters ."),
         ("Area x² is 10³, or 10⁶.", "Area x squared is ten cubed , or ten to the power of six ."),
         ("Sgt. Pepper met Capt. Hook of Apple Inc. The end.",
@@ -300,6 +309,8 @@ def test_line_breaks_end_a_verse_line_but_not_wrapped_prose():
     assert normalize_english("Roses are red\nViolets are blue\n\nthe end") == "Roses are red . Violets are blue . the end"
     assert normalize_english("This prose is\nwrapped, and\n  goes on.") == "This prose is wrapped , and goes on ."
     assert normalize_english("Stop!\nGo") == "Stop ! Go"
+    for wrapped in ("We met on\n3 May.", "It cost\n$5 to enter.", 'I think\n"this" is good.'):
+        assert " . " not in normalize_english(wrapped), wrapped  # only a capital starts a sentence
 
 
 def test_plural_acronyms_are_spelled():

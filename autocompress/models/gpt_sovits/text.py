@@ -219,12 +219,12 @@ _ABBREVIATIONS = {
     "Mr": "mister", "Mrs": "missus", "Ms": "miz", "Prof": "professor", "Jr": "junior",
     "Sr": "senior", "Mt": "mount", "vs": "versus", "approx": "approximately",
 }
-# Titles before a name: their dot never ends a sentence (unless it ends the text).
+# Titles before a name: their dot ends a sentence only at the end or before a usual first word.
 _TITLES = {
     "Sgt": "sergeant", "Capt": "captain", "Gen": "general", "Lt": "lieutenant", "Col": "colonel",
     "Rev": "reverend", "Gov": "governor", "Sen": "senator", "Supt": "superintendent",
 }
-# Abbreviations after a word: their dot ends a sentence when one would (a capital follows).
+# Abbreviations after a word (or before a number): their dot ends a sentence as a title's does.
 _TRAILING_ABBREVIATIONS = {
     "Inc": "incorporated", "Ltd": "limited", "Corp": "corporation", "Co": "company", "Bros": "brothers",
     "Dept": "department", "Fig": "figure", "Vol": "volume", "Ch": "chapter",
@@ -321,8 +321,10 @@ _MONTHS = ("January February March April May June July August September October 
            "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec").split()  # fmt: skip
 # a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
 _YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid".split()
-_YEAR = re.compile(r"(?<![\d,.$€£])\b(1\d\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
-_YEAR_RANGE = re.compile(r"\b(1\d\d\d|20\d\d)\s?[-–—]\s?(1\d\d\d|20\d\d)\b(?![,.:/%]\d|%)")
+_YEAR = re.compile(r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
+_YEAR_RANGE = re.compile(
+    r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(1[1-9]\d\d|20\d\d)\b(?![,.:/%]\d|%)"
+)
 _MONTH = r"\b(?:" + "|".join(_MONTHS) + r")\.?"
 _YEAR_BEFORE = re.compile(  # what precedes a year: "in ", "May ", "May, ", "May 5, ", "May 5th "
     r"\b(?:" + "|".join(_YEAR_CUES) + r")\s+$|" + _MONTH + r",?\s+$|" + _MONTH + r"\s+\d{1,2}(?:st|nd|rd|th)?,?\s+$",
@@ -399,6 +401,13 @@ def _slash_date(m: re.Match[str]) -> str:
     return _date(a, b, year) or _date(b, a, year) or m.group(0)
 
 
+def _stop_if_sentence(m: re.Match[str]) -> str:
+    """" ." when the text ends after ``m`` or a usual first word of a sentence follows it."""
+    rest = m.string[m.end():]
+    starts = re.match(r"\s+(" + "|".join(_SENTENCE_STARTERS) + r")\b", rest) is not None
+    return " ." if not rest.strip() or starts else ""
+
+
 def _long_digits(m: re.Match[str]) -> str:
     """Digits past any cardinal (16 or more), one by one, with a pause at each comma."""
     return " " + " , ".join(_spell_digits(g) for g in m.group(0).split(",") if g) + " "
@@ -420,16 +429,16 @@ def _expand_special(text: str) -> str:
     def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
         return " ." if m.end() == len(m.string) else ""
 
-    text = re.sub(r"\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
+    text = re.sub(r"(?:(?<=\d)|(?<![\w.]))\.(?=\d{16})", " point ", text)  # a long decimal's point, kept
+    text = re.sub(r"(?<![\d.,])\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
     text = re.sub(r"(\d)\s+%", r"\1%", text)  # "100 %"
     text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
     text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
                   lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
     text = re.sub(r"\bPh\.\s?D\.", "P.H.D.", text)
     text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|vs|approx)\.", lambda m: _ABBREVIATIONS[m.group(1)] + last(m), text)
-    text = re.sub(r"\b(" + "|".join(_TITLES) + r")\.", lambda m: _TITLES[m.group(1)] + last(m), text)
-    text = re.sub(r"\b(" + "|".join(_TRAILING_ABBREVIATIONS) + r")\.", lambda m: _TRAILING_ABBREVIATIONS[m.group(1)]
-                  + (" ." if _ends_sentence(m) else ""), text)  # fmt: skip
+    for table in (_TITLES, _TRAILING_ABBREVIATIONS):  # their dot ends a sentence only where one plainly starts
+        text = re.sub(r"\b(" + "|".join(table) + r")\.", lambda m, t=table: t[m.group(1)] + _stop_if_sentence(m), text)
     text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
     text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint
         r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")\.",
@@ -454,6 +463,7 @@ def _expand_special(text: str) -> str:
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
     text = _YEAR.sub(_year, text)
     text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
+    text = re.sub(r"\b1(000|00)'?s\b", lambda m: " thousands " if m.group(1) == "000" else " hundreds ", text)
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
         r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
@@ -475,8 +485,8 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<=[\w)])\s*[×✕]\s*(?=[\w(])", " times ", text)
     text = re.sub(r"(?<=\d)\s*\*\s*(?=\d)", " times ", text)
     text = re.sub(r"(?<=[\w)])\s*÷\s*(?=[\w(])", " divided by ", text)
-    text = re.sub(r"(?<=[\w)])\s*<\s*(?=[\w(-])", " less than ", text)
-    text = re.sub(r"(?<=[\w)])\s*>\s*(?=[\w(-])", " greater than ", text)
+    text = re.sub(r"(?<=\d)\s*<\s*(?=-?\d)", " less than ", text)  # between numbers only: not <Enter>, <a@b.c>
+    text = re.sub(r"(?<=\d)\s*>\s*(?=-?\d)", " greater than ", text)
     return re.sub(r"(?<=[a-z])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com
 
 
@@ -500,7 +510,7 @@ def _join_lines(text: str) -> str:
     """One line of text. A line break before a capital or a blank line ends a sentence (a
     full stop where the line has no mark: verse, lists); before a lowercase word it is a
     space (prose wrapped at a fixed width)."""
-    lines = [line.strip() for line in re.split(r"\n\s*\n|(?=\n\s*[^a-z\s])", text)]
+    lines = [line.strip() for line in re.split(r"\n\s*\n|(?=\n[^\S\n]*[A-Z])", text)]
     lines = [line for line in lines if line]
     out = []
     for i, line in enumerate(lines):
@@ -523,7 +533,8 @@ def normalize_english(text: str) -> str:
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
     """
     text = _join_lines(text)
-    text = re.sub(r"(\d?)([" + _VULGAR_FRACTIONS + "])", _vulgar_fraction, text)
+    text = re.sub(r"(\d*)([" + _VULGAR_FRACTIONS + "])", _vulgar_fraction, text)
+    text = re.sub(r"([A-Za-z]{2,})([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", lambda m: m.group(1) + (m.group(2) if m.group(1) in _UNITS else ""), text)
     text = re.sub(r"(?<=[\w)])([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", _power, text)
     text = unicodedata.normalize("NFKC", text).translate(_LATIN_EXTRA)
     for a in _APOSTROPHES:
