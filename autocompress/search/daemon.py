@@ -259,6 +259,7 @@ class _Daemon:
         trial.set_user_attr("plan", plan.to_dict())
         seed = r.config.seed + _first_try(trial)  # a retried trial is the same experiment
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("steps", r.steps)  # fine-tune steps asked for (a repeat reuses a result of as many)
         self.store.begin_trial(
             run_id=self.run_id, study_name=r.study, trial_number=number, optuna_trial_id=trial._trial_id,
             device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
@@ -355,10 +356,11 @@ class _Daemon:
         self._after_trial(run)
 
     def _same_plan(self, number: int, plan: CompressionPlan) -> FrozenTrial | None:
-        """An earlier complete trial of the same plan (a sampler may ask for a plan twice)."""
+        """An earlier complete trial of the same plan and fine-tune steps (a sampler may ask for a plan twice)."""
         key = _plan_key(plan.to_dict())
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number != number and _plan_key(t.user_attrs.get("plan")) == key:
+            same = t.number != number and t.user_attrs.get("steps") == self.r.steps
+            if same and _plan_key(t.user_attrs.get("plan")) == key:
                 return t
         return None
 

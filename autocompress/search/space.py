@@ -224,7 +224,7 @@ def resolve_space_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    if len(p.parts) > 1:  # a path, not a name: a typo must not fall back to a shipped file
+    if len(p.parts) > 1 and p.parent != Path("search_spaces"):  # a typo must not fall back to a shipped file
         raise ConfigError(f"search space {str(path)!r} does not exist")
     for candidate in (shipped_spaces_dir() / p.name, shipped_spaces_dir() / f"{p.name}.toml"):
         if candidate.is_file():

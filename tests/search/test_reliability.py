@@ -288,3 +288,12 @@ def test_a_plan_the_sampler_asks_for_again_reuses_its_result(search_argv, micro_
     rows = {r.trial_number: r for r in Store(f"sqlite:///{tmp_path}/db/s.db").trials("micro")}
     for t in repeats:
         assert rows[t.number].state == "COMPLETE" and len(rows[t.number].metrics) == len(rows[t.user_attrs["repeats"]].metrics)
+
+    # resumed with other fine-tune steps: a result of 1 step does not stand for a plan trained 2
+    resumed = [a if a != "7" else "9" for a in argv] + ["--steps", "2"]
+    assert main(["search", *resumed]) == 0
+    new = [t for t in optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").trials
+           if t.number >= 7]
+    assert len(new) == 2 and all(t.user_attrs["steps"] == 2 for t in new)
+    assert all(trials.get(t.user_attrs.get("repeats"), t).user_attrs.get("steps", 2) == 2 for t in new)
+    assert "repeats" not in new[0].user_attrs  # its plan ran before, but with 1 step

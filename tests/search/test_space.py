@@ -112,10 +112,12 @@ def test_a_space_that_compresses_nothing_is_refused(groups):
     parse_space("[space]\nname='s'\nsteps=1\ntrials=4\n[groups.gpt]\nbits=[8]\n")  # one fixed plan is a search
 
 
-def test_a_mistyped_space_path_is_not_taken_for_a_shipped_name(tmp_path):
+def test_a_mistyped_space_path_is_not_taken_for_a_shipped_name(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="does not exist"):
         load_space(tmp_path / "typo" / "gpt_sovits_v2.toml")
     assert load_space("gpt_sovits_v2").name == load_space("gpt_sovits_v2.toml").name  # names still resolve
+    monkeypatch.chdir(tmp_path)  # the README's form, from a folder that has no search_spaces/
+    assert load_space("search_spaces/demo.toml").name == load_space("demo").name
 
 
 def test_demo_space_plans_compress_a_tiny_voice():
