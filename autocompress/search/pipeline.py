@@ -38,6 +38,7 @@ from autocompress.models.gpt_sovits import (
     save_sovits,
 )
 from autocompress.models.gpt_sovits.demo import demo_prompt_codes
+from autocompress.models.gpt_sovits.text import PUNCTUATION, symbols
 from autocompress.models.gpt_sovits.voice import Voice, check_phone_coverage
 from autocompress.score.metric import host_device
 from autocompress.score.voice_cost import CODE_RATE_HZ
@@ -133,7 +134,7 @@ class VoiceTrialRunner:
         cfg = sovits.config
         train_items = _to(load_items(folder, train_names[:MAX_TRAIN_ITEMS], cfg), device)
         eval_items = _to(load_items(folder, eval_names, cfg), device)
-        prompt = _reference(train_items, voice.reference_name)
+        prompt = _closed(_reference(train_items, voice.reference_name), folder.version)
         if voice.standin_version:  # the demo: its prompt coded as upstream's inference codes one
             codes = demo_prompt_codes(sovits, folder[prompt.name].load_wav(), voice.standin_version)
             prompt = dataclasses.replace(prompt, codes=codes.to(device))
@@ -266,6 +267,17 @@ def _reference(items: list[VoiceItem], name: str) -> VoiceItem:
     named = [i for i in items if i.name == name]
     fits = [i for i in items if lo <= i.codes.numel() <= hi]
     return (named or fits or items)[0]
+
+
+def _closed(prompt: VoiceItem, version: str) -> VoiceItem:
+    """The prompt's text as upstream's inference reads it: closed by "." when it ends without
+    a mark (its BERT column zero: exact for all but Chinese text)."""
+    table = symbols(version)
+    if prompt.phones.numel() and table[int(prompt.phones[-1])] in PUNCTUATION:
+        return prompt
+    stop = torch.tensor([table.index(".")], dtype=prompt.phones.dtype, device=prompt.phones.device)
+    bert = torch.cat([prompt.bert, prompt.bert.new_zeros(prompt.bert.shape[0], 1)], dim=1)
+    return dataclasses.replace(prompt, phones=torch.cat([prompt.phones, stop]), bert=bert)
 
 
 def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:
