@@ -39,6 +39,22 @@ def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def front_2d(points: list[TrialPoint], y_index: int, x_index: int) -> list[TrialPoint]:
+    """The feasible trials no other feasible one beats on both axes of this plot (quality up,
+    cost down), by cost. The three-objective Pareto set (the filled markers) is not a front in
+    a two-axis view, so a line through it zigzags."""
+    feasible = [p for p in points if p.feasible]
+
+    def beaten(p: TrialPoint) -> bool:
+        return any(
+            q.values[y_index] >= p.values[y_index] and q.values[x_index] <= p.values[x_index]
+            and (q.values[y_index], q.values[x_index]) != (p.values[y_index], p.values[x_index])
+            for q in feasible
+        )
+
+    return sorted((p for p in feasible if not beaten(p)), key=lambda p: (p.values[x_index], -p.values[y_index]))
+
+
 def _axis_label(text: str, width: int) -> str:
     """A label in lines of at most ``width`` characters (the labels say measured or projected, and where)."""
     return textwrap.fill(text, width=width, break_long_words=False)
@@ -59,9 +75,10 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
         line.set_gid(f"trial-{p.number}")
         if p.baseline:
             ax.annotate(p.baseline, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    front = sorted((p for p in data.points if p.pareto), key=lambda p: p.values[x_index])
-    if len(front) > 1:
-        ax.plot([p.values[x_index] for p in front], [p.values[y_index] for p in front], color="#2a2", alpha=0.4)
+    front = front_2d(data.points, y_index, x_index)
+    if len(front) > 1:  # a staircase: the best quality reached at each cost
+        ax.step([p.values[x_index] for p in front], [p.values[y_index] for p in front], where="post",
+                color="#2a2", alpha=0.4)
     ax.set_xlabel(_axis_label(data.objective_labels[x_index], 80))
     ax.set_ylabel(_axis_label(data.objective_labels[y_index], 50))
     ax.grid(alpha=0.3)

@@ -191,3 +191,17 @@ def test_plot_labels_fit_inside_the_figure(study_url):
         extent = label.get_window_extent()
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, label
     plt.close(fig)
+
+
+def test_each_plot_draws_the_front_of_its_own_two_axes():
+    from autocompress.report._data import TrialPoint
+    from autocompress.report._html import front_2d
+
+    def point(n: int, quality: float, latency: float, memory: float, feasible: bool = True) -> TrialPoint:
+        return TrialPoint(n, (quality, latency, memory), feasible, True, None, {})
+
+    # all four are Pareto in three objectives; against memory, trial 1 is beaten by trial 0
+    points = [point(0, 0.6, 60.0, 378.0), point(1, 0.1, 55.0, 379.0), point(2, 0.6, 63.0, 407.0),
+              point(3, 0.02, 50.0, 371.0), point(4, 0.9, 10.0, 300.0, feasible=False)]
+    assert [p.number for p in front_2d(points, 0, 2)] == [3, 0]  # memory: 2 costs more for the same quality
+    assert [p.number for p in front_2d(points, 0, 1)] == [3, 1, 0]  # latency: every cheaper one is worse
