@@ -137,6 +137,8 @@ def stop_summary(reasons: list[str]) -> str:
 
 def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
     """The bundle utterances the flags describe: one per piece of the text."""
+    if getattr(args, "ref_sv", None) and not args.ref_spec:  # it would be ignored for the sample's own
+        raise ConfigError("--ref-sv is the speaker vector of a new reference: give that reference with --ref-spec")
     ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
     sv = _load_npy(args.ref_sv, "--ref-sv") if getattr(args, "ref_sv", None) else None
     pieces = phone_pieces(args, runner.symbols())

@@ -148,6 +148,14 @@ def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     return " ".join(sha256_file(path, memo=True) for path in (voice.gpt, voice.sovits))
 
 
+DATA_FILES = ("2-name2text.txt", "6-name2semantic.tsv")  # an experiment folder's items: texts and codes
+
+
+def _data_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
+    """The experiment folder's item lists, by content: the items a study's trials were scored on."""
+    return " ".join(sha256_file(Path(voice.data) / f) if (Path(voice.data) / f).is_file() else "-" for f in DATA_FILES)
+
+
 class _Daemon:
     def __init__(self, resolved: ResolvedSearch, reporter: Reporter, runner_factory: RunnerFactory) -> None:
         self.r = resolved
@@ -164,7 +172,8 @@ class _Daemon:
         with exclusive(self.store.engine, "autocompress:optuna-schema"):  # workers starting on a new database
             self.storage = open_storage(self.url)
         ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice),
-                         measured_on=_measuring_device(r), target_sha256=r.target.sha256)
+                         measured_on=_measuring_device(r), target_sha256=r.target.sha256,
+                         data_sha256=_data_sha256(r.voice))
         try:
             check_resumable(self.storage, r.study, ident)  # before the voice loads; creates nothing
             r.artifacts.mkdir(parents=True, exist_ok=True)
@@ -265,7 +274,7 @@ class _Daemon:
             device_info=self.runner.describe(), baseline=run.baseline, plan=plan.to_dict(), plan_summary=summary,
         )
         self.reporter.trial_started(number, summary, self._eta())
-        twin = self._same_plan(trial.number, plan) if run.baseline is None else None
+        twin = self._same_plan(trial.number, plan)  # a baseline too: teacher_fp16 falls back to fp32 on a CPU
         if twin is not None:
             self._reuse(run, twin)
             return
@@ -358,6 +367,8 @@ class _Daemon:
     def _same_plan(self, number: int, plan: CompressionPlan) -> FrozenTrial | None:
         """An earlier complete trial of the same plan and fine-tune steps (a sampler may ask for a plan twice)."""
         key = _plan_key(plan.to_dict())
+        if key is None:
+            return None
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             same = t.number != number and t.user_attrs.get("steps") == self.r.steps
             if same and _plan_key(t.user_attrs.get("plan")) == key:
@@ -493,11 +504,14 @@ CONSTRAINT_PREFIX = "constraints:"  # Optuna's system attributes holding a trial
 
 
 def _plan_key(plan: Any) -> str | None:
-    """What a plan does, whatever its name: equal for two trials that run the same compression."""
-    if not isinstance(plan, dict) or not isinstance(plan.get("data"), dict):
+    """What a plan does, whatever its name and its groups left as they were: equal for two
+    trials that run the same compression."""
+    try:
+        groups = CompressionPlan.from_dict(plan).groups
+    except (AutocompressError, AttributeError, KeyError, TypeError, ValueError):  # no readable plan: matches none
         return None
-    unnamed = {**plan, "data": {k: v for k, v in plan["data"].items() if k != "name"}}
-    return json.dumps(unnamed, sort_keys=True, default=list)
+    changed = CompressionPlan(groups={g: gp for g, gp in groups.items() if not gp.is_identity})
+    return json.dumps(changed.to_dict()["data"]["groups"], sort_keys=True)
 
 
 def _metric_dict(m: Any) -> dict[str, Any]:

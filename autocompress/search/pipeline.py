@@ -11,10 +11,11 @@ the Pareto export, with two or three audio samples for the artifact store.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import pickle
 import platform
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,11 @@ class VoiceTrialRunner:
         folder = ExperimentFolder(voice.data, version=sovits.config.version)
         check_phone_coverage(teacher.gpt.config, (p for item in folder for p in item.phones), folder.version)
         with_codes = [n for n in folder.names if folder[n].codes]
+        if not (Path(voice.data) / "6-name2semantic.tsv").is_file():
+            raise DataError(
+                f"{voice.data}: no 6-name2semantic.tsv; fine-tuning needs the items' semantic codes, which "
+                "GPT-SoVITS's data preparation writes there"
+            )
         if len(with_codes) < 2:
             raise DataError(
                 f"{voice.data}: {len(with_codes)} items with semantic codes; fine-tuning needs at least 2 "
@@ -257,6 +263,7 @@ def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
     return gpt.eval(), sovits.eval()
 
 
+log = logging.getLogger(__name__)
 PROMPT_SECONDS = (3.0, 10.0)  # the prompt audio upstream's inference accepts
 
 
@@ -266,6 +273,9 @@ def _reference(items: list[VoiceItem], name: str) -> VoiceItem:
     lo, hi = (int(s * CODE_RATE_HZ) for s in PROMPT_SECONDS)
     named = [i for i in items if i.name == name]
     fits = [i for i in items if lo <= i.codes.numel() <= hi]
+    if not named and not fits:
+        log.warning("no training item is %g to %g s long, the prompt lengths upstream's inference accepts; "
+                    "prompting with %s (%.1f s)", *PROMPT_SECONDS, items[0].name, items[0].codes.numel() / CODE_RATE_HZ)
     return (named or fits or items)[0]
 
 

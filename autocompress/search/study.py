@@ -75,10 +75,12 @@ def identity(
     target: str, space_name: str, space_sha256: str, voice: dict[str, Any], voice_sha256: str | None = None,
     measured_on: str | None = None,
     target_sha256: str | None = None,
+    data_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The user attribute a study is created with (``voice_sha256``: of the GPT and SoVITS files;
     ``measured_on``: the device that measures a measured target's latency, threads included;
-    ``scoring``: :data:`SCORING_VERSION`; ``target_sha256``: of the target's figures)."""
+    ``scoring``: :data:`SCORING_VERSION`; ``target_sha256``: of the target's figures;
+    ``data_sha256``: of the experiment folder's item lists)."""
     ident = {"target": target, "space": space_name, "space_sha256": space_sha256, "voice": voice,
              "scoring": SCORING_VERSION}
     if voice_sha256 is not None:
@@ -87,6 +89,8 @@ def identity(
         ident["measured_on"] = measured_on
     if target_sha256 is not None:
         ident["target_sha256"] = target_sha256
+    if data_sha256 is not None:
+        ident["data_sha256"] = data_sha256
     return ident
 
 
@@ -125,6 +129,13 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
             f"study {name!r} was created for target {ident['target']!r} with other figures (its file changed, or "
             "this is another file of that name), and its projections would not compare; resume it with the "
             "figures it was created with, or start a new study with --study NAME"
+        )
+    was_data, now_data = existing.get("data_sha256"), ident.get("data_sha256")
+    if was_data and now_data and was_data != now_data:
+        raise SearchError(
+            f"study {name!r} was created for other data (its experiment folder's 2-name2text.txt or "
+            "6-name2semantic.tsv changed), and its trials were scored on other items; resume it with the data it "
+            "was created with, or start a new study with --study NAME"
         )
     was_voice, now_voice = existing.get("voice_sha256"), ident.get("voice_sha256")
     if was_voice and now_voice and was_voice != now_voice:

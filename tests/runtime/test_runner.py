@@ -192,4 +192,7 @@ def test_non_finite_audio_and_settings_are_refused(tmp_path, bundle_fp32, capsys
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))  # a .npy of pickled objects
     assert main([*base, "--ref-spec", str(tmp_path / "obj.npy")]) == 2
     assert "cannot be read as a .npy array" in capsys.readouterr().err
+    np.save(tmp_path / "sv.npy", np.zeros(20480, dtype=np.float32))
+    assert main([*base, "--ref-sv", str(tmp_path / "sv.npy")]) == 2  # alone, it would be ignored
+    assert "give that reference with --ref-spec" in capsys.readouterr().err
     assert not out.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def test_the_prompt_is_the_named_item_else_one_upstream_would_accept():
+def test_the_prompt_is_the_named_item_else_one_upstream_would_accept(caplog):
     from autocompress.search.distill import VoiceItem
     from autocompress.search.pipeline import _reference
 
@@ -17,7 +17,8 @@ def test_the_prompt_is_the_named_item_else_one_upstream_would_accept():
     assert _reference(items, "long").name == "long"  # the user's (or the demo's) choice
     assert _reference(items, "").name == "fits"  # upstream refuses prompts under 3 s or over 10 s
     assert _reference(items, "missing").name == "fits"
-    assert _reference(items[:2], "").name == "short"  # none fits: the first
+    assert _reference(items[:2], "").name == "short"  # none fits: the first, with a warning
+    assert "no training item is 3 to 10 s long" in caplog.text and "short (1.5 s)" in caplog.text
 
 
 def test_a_prompt_without_a_closing_mark_gets_one_as_upstream_reads_it():

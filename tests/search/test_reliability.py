@@ -297,3 +297,31 @@ def test_a_plan_the_sampler_asks_for_again_reuses_its_result(search_argv, micro_
     assert len(new) == 2 and all(t.user_attrs["steps"] == 2 for t in new)
     assert all(trials.get(t.user_attrs.get("repeats"), t).user_attrs.get("steps", 2) == 2 for t in new)
     assert "repeats" not in new[0].user_attrs  # its plan ran before, but with 1 step
+
+
+def test_resuming_on_other_data_is_refused(search_argv, micro_voice, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "exp"
+    shutil.copytree(micro_voice["data"], data)
+    argv = [str(data) if a == str(micro_voice["data"]) else a
+            for a in search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]
+    (tmp_path / "db").mkdir()
+    assert main(["search", *argv]) == 0
+    capsys.readouterr()
+    lines = (data / "2-name2text.txt").read_text().splitlines(keepends=True)
+    (data / "2-name2text.txt").write_text("".join(lines[:-1]))  # one item fewer
+    assert main(["search", *[a if a != "1" else "2" for a in argv]]) == 1
+    err = capsys.readouterr().err
+    assert "was created for other data" in err and err.count("\n") == 1
+
+
+def test_a_baseline_that_falls_back_to_another_reuses_its_result(search_argv, tmp_path):
+    """On a CPU target teacher_fp16 falls back to fp32: the same model as teacher_fp32."""
+    argv = ["cpu" if a == "rtx3060" else a for a in search_argv(tmp_path, "--trials", "2", "--no-export", "--steps", "0")]
+    (tmp_path / "db").mkdir()
+    assert main(["search", *argv]) == 0
+    first, second = [t for t in optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").trials
+                     if t.state == TrialState.COMPLETE]
+    assert second.user_attrs["baseline"] == "teacher_fp16" and second.user_attrs["repeats"] == first.number
+    assert second.values == first.values

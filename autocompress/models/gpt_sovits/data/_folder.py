@@ -150,7 +150,7 @@ class ExperimentFolder:
 
         texts, bad_lines = _read_name2text(self.path / NAME2TEXT, version, strict)
         has_semantic = (self.path / SEMANTIC).exists()
-        codes = _read_semantic(self.path / SEMANTIC) if has_semantic else {}
+        codes, bad_codes = _read_semantic(self.path / SEMANTIC, strict) if has_semantic else ({}, {})
         hubert_names = _names_with_suffix(self.path / HUBERT_DIR, ".pt")
         wav_names = {p.name for p in (self.path / WAV_DIR).iterdir() if p.is_file()}
         sv_names = _names_with_suffix(self.path / SV_DIR, ".pt") if self.is_pro else set()
@@ -169,6 +169,9 @@ class ExperimentFolder:
                 )
                 if names is not None and name not in names
             ]
+            if name in bad_codes:  # a malformed line of 6-name2semantic.tsv: no codes to trust
+                self.dropped[name] = bad_codes[name]
+                continue
             if missing:
                 if strict:
                     raise DataError(f"{self.path / missing[0]}: missing file for item {name!r} of {NAME2TEXT}")
@@ -445,34 +448,46 @@ def _warn_semantic_mismatch(
                     path, len(uncoded), len(items), SEMANTIC, uncoded[0])
 
 
-def _read_semantic(path: Path) -> dict[str, tuple[int, ...]]:
-    """``name -> codes``; the header and every line are checked."""
+def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``name -> codes``, and ``name -> why`` for malformed lines (their items are left out;
+    with ``strict``, the first raises). The header is checked, and a name may appear once."""
     lines = _lines(path)
     if not lines or lines[0].rstrip("\r") != SEMANTIC_HEADER:
         got = lines[0][:60] if lines else "an empty file"
         raise DataError(f"{path}:1: expected the header {SEMANTIC_HEADER!r}, got {got!r}")
     out: dict[str, tuple[int, ...]] = {}
+    bad: dict[str, str] = {}
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         fields = line.rstrip("\r").split("\t")
-        if len(fields) != 2:
-            raise DataError(f"{path}:{lineno}: {len(fields)} tab-separated fields, expected 2 (name, codes)")
-        name, code_field = fields
-        try:
-            codes = tuple(int(c) for c in code_field.split())
-        except ValueError:
-            bad = next(c for c in code_field.split() if not _is_int(c))
-            raise DataError(f"{path}:{lineno}: code {bad!r} is not an integer") from None
-        if not codes:
-            raise DataError(f"{path}:{lineno}: no codes for {name!r}")
-        bad_codes = [c for c in codes if not 0 <= c < CODEBOOK_SIZE]
-        if bad_codes:
-            raise DataError(f"{path}:{lineno}: code {bad_codes[0]} outside 0..{CODEBOOK_SIZE - 1}")
-        if name in out:
+        name = fields[0]
+        if name in out or name in bad:
             raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
-        out[name] = codes
-    return out
+        problem = _semantic_problem(fields, name)
+        if problem is None:
+            out[name] = tuple(int(c) for c in fields[1].split())
+            continue
+        if strict:
+            raise DataError(f"{path}:{lineno}: {problem}")
+        bad[name] = f"{path.name}:{lineno}: {problem}"
+    return out, bad
+
+
+def _semantic_problem(fields: list[str], name: str) -> str | None:
+    """What is wrong with one split line of 6-name2semantic.tsv, or None."""
+    if len(fields) != 2:
+        return f"{len(fields)} tab-separated fields, expected 2 (name, codes)"
+    words = fields[1].split()
+    not_int = next((c for c in words if not _is_int(c)), None)
+    if not_int is not None:
+        return f"code {not_int!r} is not an integer"
+    if not words:
+        return f"no codes for {name!r}"
+    outside = next((int(c) for c in words if not 0 <= int(c) < CODEBOOK_SIZE), None)
+    if outside is not None:
+        return f"code {outside} outside 0..{CODEBOOK_SIZE - 1}"
+    return None
 
 
 def _is_int(s: str) -> bool:
