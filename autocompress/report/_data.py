@@ -147,9 +147,12 @@ def _sort_key(text: str) -> tuple[int, float, str]:
 
 
 def find_bundles(export_dir: Path) -> list[BundleRow]:
-    """Every bundle (a folder with manifest.json) under ``export_dir``, latest first."""
+    """Every bundle (a folder with manifest.json) of the current export in ``export_dir``: under
+    its ``latest`` link where scheduled runs keep older exports beside it, by folder."""
+    latest = export_dir / "latest"
+    root = latest.resolve() if latest.is_dir() else export_dir
     rows = []
-    for manifest in sorted(export_dir.rglob("manifest.json")):
+    for manifest in sorted(root.rglob("manifest.json")):
         try:
             m = json.loads(manifest.read_text())
         except (OSError, json.JSONDecodeError):

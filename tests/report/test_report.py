@@ -205,3 +205,19 @@ def test_each_plot_draws_the_front_of_its_own_two_axes():
               point(3, 0.02, 50.0, 371.0), point(4, 0.9, 10.0, 300.0, feasible=False)]
     assert [p.number for p in front_2d(points, 0, 2)] == [3, 0]  # memory: 2 costs more for the same quality
     assert [p.number for p in front_2d(points, 0, 1)] == [3, 1, 0]  # latency: every cheaper one is worse
+
+
+def test_a_scheduled_export_reports_the_bundles_latest_points_at(tmp_path):
+    import json
+
+    from autocompress.report._data import find_bundles
+
+    root = tmp_path / "exports" / "nightly" / "rtx3060"
+    for run, trials in (("20261201-0200", (0, 2)), ("20261202-0200", (2, 3))):
+        for trial in trials:
+            folder = root / "runs" / run / f"trial-{trial:04d}"
+            folder.mkdir(parents=True)
+            (folder / "manifest.json").write_text(json.dumps({"trial": trial, "target": "rtx3060"}))
+    assert len(find_bundles(root)) == 4  # before any run is current: all of them
+    (root / "latest").symlink_to(Path("runs") / "20261202-0200")
+    assert [b.trial for b in find_bundles(root)] == [2, 3]  # not the first run's, nor twice
