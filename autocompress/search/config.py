@@ -153,7 +153,7 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
     artifacts = artifacts_dir(config.storage, config.artifacts)
     check_writable_dir(artifacts, "--artifacts")  # now, not after hours of trials
     if config.export:
-        check_export_dir(out, "--out")
+        check_export_dir(out, "--out", study, target.name)
     return ResolvedSearch(
         config=config,
         target=target,

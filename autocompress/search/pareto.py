@@ -103,7 +103,7 @@ def export_pareto(
 
     # a Target, a shipped name, or a target file's path (named by its stem)
     target_obj = target if isinstance(target, Target) else load_target(target)
-    check_export_dir(out_dir)  # before any work: an export replaces its folder whole
+    check_export_dir(out_dir, "--out", study_name, target_obj.name)  # before any work: it replaces the folder whole
     ident = study.user_attrs.get(IDENTITY_ATTR, {})
     if ident.get("target") not in (None, target_obj.name):
         raise SearchError(

@@ -46,21 +46,38 @@ def check_writable_dir(path: Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: {existing} is not writable")
 
 
-def check_export_dir(path: Path, flag: str = "--out") -> None:
-    """Raise ``ConfigError`` unless an export may replace ``path``: new, empty, or an earlier export.
+def check_export_dir(path: Path, flag: str = "--out", study: str | None = None, target: str | None = None) -> None:
+    """Raise ``ConfigError`` unless an export (of ``study`` for ``target``, when given) may
+    replace ``path``: new, empty, or an earlier export of the same study and target.
 
     An export replaces its folder whole, so a folder holding anything else is refused rather
     than emptied.
     """
+    import json
+
     from autocompress.exceptions import ConfigError
 
     path = Path(path).absolute()
     check_writable_dir(path, flag)
-    if path.is_dir() and any(path.iterdir()) and not (path / "pareto.json").is_file():
+    if not (path.is_dir() and any(path.iterdir())):
+        return
+    index = path / "pareto.json"
+    if not index.is_file():
         raise ConfigError(
             f"{flag} {path}: the folder holds files that are not an autocompress export, and an export replaces "
             "its folder whole; choose a new or empty folder"
         )
+    try:
+        was = json.loads(index.read_text())
+    except (OSError, ValueError):
+        was = {}
+    was = was if isinstance(was, dict) else {}
+    for key, now in (("study", study), ("target", target)):
+        if now is not None and was.get(key) not in (None, now):
+            raise ConfigError(
+                f"{flag} {path}: the folder holds the export of study {was.get('study')!r} for {was.get('target')!r}, "
+                "and an export replaces its folder whole; choose another folder"
+            )
 
 
 __all__ = [

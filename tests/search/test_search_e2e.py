@@ -161,6 +161,12 @@ def test_export_never_empties_a_folder_it_did_not_write(finished_search, tmp_pat
     (earlier / "stale.txt").write_text("from the earlier export\n")
     assert main([*args, "--out", str(earlier)]) == 0  # an earlier export is replaced whole
     assert not (earlier / "stale.txt").exists() and (earlier / "pareto.json").is_file()
+    other = tmp_path / "other"  # another study's export: not replaced
+    other.mkdir()
+    (other / "pareto.json").write_text('{"study": "nightly", "target": "rtx3060", "trials": []}')
+    assert main([*args, "--out", str(other)]) == 2
+    assert "holds the export of study 'nightly'" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["pareto.json"]
 
 
 def test_unusable_output_folders_are_refused_before_any_trial(search_argv, tmp_path, capsys):
