@@ -123,26 +123,20 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
                 f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
                 f"resume it with the same {flag}, or start a new study with --study NAME"
             )
-    was_figures, now_figures = existing.get("target_sha256"), ident.get("target_sha256")
-    if was_figures and now_figures and was_figures != now_figures:
-        raise SearchError(
-            f"study {name!r} was created for target {ident['target']!r} with other figures (its file changed, or "
-            "this is another file of that name), and its projections would not compare; resume it with the "
-            "figures it was created with, or start a new study with --study NAME"
-        )
-    was_data, now_data = existing.get("data_sha256"), ident.get("data_sha256")
-    if was_data and now_data and was_data != now_data:
-        raise SearchError(
-            f"study {name!r} was created for other data (its experiment folder's 2-name2text.txt or "
-            "6-name2semantic.tsv changed), and its trials were scored on other items; resume it with the data it "
-            "was created with, or start a new study with --study NAME"
-        )
-    was_voice, now_voice = existing.get("voice_sha256"), ident.get("voice_sha256")
-    if was_voice and now_voice and was_voice != now_voice:
-        raise SearchError(
-            f"study {name!r} was created for another voice (its GPT and SoVITS files differ from these); resume "
-            "it with the files it was created with, or start a new study with --study NAME"
-        )
+    # Recorded facts a resume must share (when both sides recorded them), and why it is refused otherwise.
+    why_not = {
+        "target_sha256": f"was created for target {ident['target']!r} with other figures (its file changed, or "
+        "this is another file of that name), and its projections would not compare; resume it with the "
+        "figures it was created with",
+        "data_sha256": "was created for other data (its experiment folder's 2-name2text.txt or "
+        "6-name2semantic.tsv changed), and its trials were scored on other items; resume it with the data it "
+        "was created with",
+        "voice_sha256": "was created for another voice (its GPT and SoVITS files differ from these); resume "
+        "it with the files it was created with",
+        "measured_on": f"measures latency on {existing.get('measured_on')!r}; this run would measure on "
+        f"{ident.get('measured_on')!r}, and its figures would not compare; resume it on the same device and "
+        "thread count (OMP_NUM_THREADS)",
+    }
     was_scoring, now_scoring = existing.get("scoring", 1), ident.get("scoring", SCORING_VERSION)
     if was_scoring != now_scoring:
         raise SearchError(
@@ -150,13 +144,10 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
             f"version {now_scoring}, and new trials would not compare with its own; `autocompress report` and "
             "`autocompress export` still read it; start a new study with --study NAME to search on"
         )
-    was_device, now_device = existing.get("measured_on"), ident.get("measured_on")
-    if was_device and now_device and was_device != now_device:
-        raise SearchError(
-            f"study {name!r} measures latency on {was_device!r}; this run would measure on {now_device!r}, and its "
-            "figures would not compare; resume it on the same device and thread count (OMP_NUM_THREADS), or start "
-            "a new study with --study NAME"
-        )
+    for key, why in why_not.items():
+        was, now = existing.get(key), ident.get(key)
+        if was and now and was != now:
+            raise SearchError(f"study {name!r} {why}, or start a new study with --study NAME")
     return True
 
 
