@@ -33,7 +33,7 @@ from autocompress.schedule import (
 )
 from autocompress.schedule._args import parse_search_args
 from autocompress.schedule._front import DEFAULT_STORAGE
-from autocompress.schedule._tables import engine_for
+from autocompress.schedule._tables import engine_for, utcnow
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,9 +121,11 @@ def _add(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments", "working directory")
     times, broken = next_runs(args.storage)
-    specs = list_schedules(args.storage)
+    specs, now = list_schedules(args.storage), utcnow()
     for s in specs:
         when = f"{times[s.name]:%Y-%m-%d %H:%M}" if s.name in times else f"[red]never: {escape(broken[s.name])}[/red]"
+        if s.name in times and times[s.name] <= now:
+            when += " (due: the next run-due runs it)"
         table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}", when, escape(" ".join(s.args)),
                       escape(s.workdir or ""))
     listed = {s.name for s in specs}
@@ -161,6 +163,8 @@ def _run_due(args: argparse.Namespace) -> int:
         records = run_due(args.storage, only=args.name, on_broken=_report)
     for r in records:
         print(describe_run(r))
+    if not records and not broken:
+        print("no schedule is due" + (f" ({args.name!r} runs at its next cron time)" if args.name else ""))
     return 0 if not broken and all(r.status in ("ok", "skipped") for r in records) else 1
 
 

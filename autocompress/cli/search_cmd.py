@@ -125,7 +125,8 @@ class RichReporter:
         c = self.console
         c.print(f"[bold]autocompress search[/bold]  study [cyan]{escape(info.study)}[/cyan]"
                 f"  target [cyan]{escape(info.target)}[/cyan] ({escape(info.target_description)})")
-        c.print(f"  storage {info.storage}   artifacts {info.artifacts}   export -> {info.out}", markup=False)
+        export = f"export -> {info.out}" if info.out is not None else "no export"
+        c.print(f"  storage {info.storage}   artifacts {info.artifacts}   {export}", markup=False)
         c.print(f"  voice {info.voice}   device {info.device}   {info.steps} fine-tune steps per trial", markup=False)
         c.print(f"  trials: {info.n_done} of {info.n_trials} done"
                 + (f", timeout {info.timeout_s:g} s" if info.timeout_s else ""))

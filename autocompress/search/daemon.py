@@ -481,7 +481,7 @@ class _Daemon:
         r = self.r
         return SearchInfo(
             study=r.study, target=r.target.name, target_description=r.target.description,
-            storage=display_url(self.url), artifacts=r.artifacts, out=r.out, space=r.space.name,
+            storage=display_url(self.url), artifacts=r.artifacts, out=r.out if r.config.export else None, space=r.space.name,
             space_summary=r.space.summary(), voice=r.voice.describe(), device=r.device, n_trials=r.n_trials,
             n_done=count_done(self.study), steps=r.steps, timeout_s=r.config.timeout_s,
             latency_label=self.labels.get("latency_ms", ""), memory_label=self.labels.get("memory_mb", ""),

@@ -20,7 +20,7 @@ class SearchInfo:
     target_description: str
     storage: str  # password masked
     artifacts: Path
-    out: Path
+    out: Path | None  # None: --no-export
     space: str
     space_summary: str
     voice: str

@@ -333,3 +333,15 @@ def test_a_run_skipped_for_the_lock_is_recorded(url):
 def test_run_due_for_an_unknown_name_says_so(url, capsys):
     assert main(["schedule", "run-due", "--storage", url, "--name", "gone"]) == 2
     assert "no schedule named 'gone'" in capsys.readouterr().err
+
+
+def test_run_due_with_nothing_due_and_list_of_an_overdue_schedule_say_so(url, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # the table on one line per row
+    assert main(["schedule", "run-due", "--storage", url]) == 0
+    assert capsys.readouterr().out.strip() == "no schedule is due"
+    add_schedule(url, ScheduleSpec("n", "0 2 * * *", ("--target", "cpu"), 60))
+    with Session(engine_for(url)) as s:
+        s.execute(update(ScheduleRow).values(created_at=dt.datetime(2026, 1, 1)))
+        s.commit()
+    assert main(["schedule", "list", "--storage", url]) == 0
+    assert "2026-01-01 02:00 (due: the next run-due runs it)" in capsys.readouterr().out

@@ -308,7 +308,8 @@ def test_resuming_on_other_data_is_refused(search_argv, micro_voice, tmp_path, c
             for a in search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]
     (tmp_path / "db").mkdir()
     assert main(["search", *argv]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "no export" in out and "export ->" not in out  # the header says what --no-export does
     lines = (data / "2-name2text.txt").read_text().splitlines(keepends=True)
     (data / "2-name2text.txt").write_text("".join(lines[:-1]))  # one item fewer
     assert main(["search", *[a if a != "1" else "2" for a in argv]]) == 1

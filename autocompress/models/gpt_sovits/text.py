@@ -540,7 +540,7 @@ def normalize_english(text: str) -> str:
     for a in _APOSTROPHES:
         text = text.replace(a, "'")
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-    foreign = sorted({c for c in text if c.isalpha() and not c.isascii()})
+    foreign = list(dict.fromkeys(c for c in text if c.isalpha() and not c.isascii()))  # in text order
     if foreign:
         log.warning("text: no English reading for %s; those letters are skipped", "".join(foreign[:20]))
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
