@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
+from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.exceptions import AutocompressError, SearchError
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
@@ -148,7 +149,7 @@ def _voice_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     return " ".join(sha256_file(path, memo=True) for path in (voice.gpt, voice.sovits))
 
 
-DATA_FILES = ("2-name2text.txt", "6-name2semantic.tsv")  # an experiment folder's items: texts and codes
+DATA_FILES = (NAME2TEXT, SEMANTIC)  # an experiment folder's items: texts and codes
 
 
 def _data_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource

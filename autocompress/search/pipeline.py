@@ -38,6 +38,7 @@ from autocompress.models.gpt_sovits import (
     save_gpt,
     save_sovits,
 )
+from autocompress.models.gpt_sovits.data import SEMANTIC
 from autocompress.models.gpt_sovits.demo import demo_prompt_codes
 from autocompress.models.gpt_sovits.text import PUNCTUATION, symbols
 from autocompress.models.gpt_sovits.voice import Voice, check_phone_coverage
@@ -54,6 +55,7 @@ from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome
 N_SAMPLES = 3  # audio samples uploaded per trial
 STUDENT_FILE = "student.pt"  # exact fp32 student weights beside the upstream-format files
 MAX_TRAIN_ITEMS = 512  # training items kept in memory
+log = logging.getLogger(__name__)
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
 
 
@@ -118,9 +120,9 @@ class VoiceTrialRunner:
         folder = ExperimentFolder(voice.data, version=sovits.config.version)
         check_phone_coverage(teacher.gpt.config, (p for item in folder for p in item.phones), folder.version)
         with_codes = [n for n in folder.names if folder[n].codes]
-        if not (Path(voice.data) / "6-name2semantic.tsv").is_file():
+        if not (Path(voice.data) / SEMANTIC).is_file():
             raise DataError(
-                f"{voice.data}: no 6-name2semantic.tsv; fine-tuning needs the items' semantic codes, which "
+                f"{voice.data}: no {SEMANTIC}; fine-tuning needs the items' semantic codes, which "
                 "GPT-SoVITS's data preparation writes there"
             )
         if len(with_codes) < 2:
@@ -263,7 +265,6 @@ def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
     return gpt.eval(), sovits.eval()
 
 
-log = logging.getLogger(__name__)
 PROMPT_SECONDS = (3.0, 10.0)  # the prompt audio upstream's inference accepts
 
 

@@ -20,6 +20,8 @@ from autocompress.models.gpt_sovits.data._datasets import SoVITSSample
 from autocompress.models.gpt_sovits.data._datasets import gpt_collate
 from autocompress.models.gpt_sovits.data._datasets import gpt_collate_fn
 from autocompress.models.gpt_sovits.data._datasets import sovits_collate
+from autocompress.models.gpt_sovits.data._folder import NAME2TEXT
+from autocompress.models.gpt_sovits.data._folder import SEMANTIC
 from autocompress.models.gpt_sovits.data._folder import ExperimentFolder
 from autocompress.models.gpt_sovits.data._folder import ExperimentItem
 from autocompress.models.gpt_sovits.data._folder import hubert_frames_for
@@ -30,6 +32,8 @@ from autocompress.models.gpt_sovits.data._writer import write_experiment
 
 __all__ = [
     "CODE_PAD",
+    "NAME2TEXT",
+    "SEMANTIC",
     "ExperimentFolder",
     "ExperimentItem",
     "ExperimentRecord",
