@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         mrstft_distance,
         profile_voice,
         project_voice,
+        stoi,
     )
     from autocompress.score.metric import host_device
     from autocompress.score.voice_cost import UtteranceShape
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "mrstft": lambda: mrstft_distance(x, student, sr),
         "mrstft (DTW)": lambda: mrstft_distance(x, slower, sr),
         "mcd_db (DTW)": lambda: mel_cepstral_distortion(x, student, sr),
+        "stoi": lambda: stoi(x, student, sr),
+        "stoi (DTW)": lambda: stoi(x, slower, sr),
         "distillmos": lambda: get_scorer("distillmos").score(student, sr),
         "dnsmos": lambda: get_scorer("dnsmos").score(student, sr),
         "speaker_cos": lambda: get_scorer("speaker").embed(student, sr),

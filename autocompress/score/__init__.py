@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from autocompress.score.fidelity import log_mel_l1
     from autocompress.score.fidelity import mel_cepstral_distortion
     from autocompress.score.fidelity import mrstft_distance
+    from autocompress.score.intelligibility import stoi
     from autocompress.score.memory import MemoryProjection
     from autocompress.score.memory import deployed_weight_bytes
     from autocompress.score.memory import gpu_memory_metrics
@@ -81,6 +82,7 @@ _LOCATIONS = {
     "log_mel_l1": "autocompress.score.fidelity",
     "mel_cepstral_distortion": "autocompress.score.fidelity",
     "mrstft_distance": "autocompress.score.fidelity",
+    "stoi": "autocompress.score.intelligibility",
     "MemoryProjection": "autocompress.score.memory",
     "deployed_weight_bytes": "autocompress.score.memory",
     "gpu_memory_metrics": "autocompress.score.memory",
@@ -200,6 +202,7 @@ __all__ = [
     "projected",
     "run_shape",
     "speaker_similarity",
+    "stoi",
     "teacher_forced_kl",
     "to_meta",
     "token_agreement",

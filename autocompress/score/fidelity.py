@@ -1,6 +1,8 @@
 """Fidelity of a student's audio to the teacher's: log-mel L1, multi-resolution STFT, MCD.
 
-All three compare two waveforms of the same utterance, deterministically, after resampling both
+(:func:`fidelity_metrics` adds STOI, the intelligibility measure of :mod:`intelligibility`.)
+
+All three distances compare two waveforms of the same utterance, deterministically, after resampling both
 to :data:`ANALYSIS_SR` (32 kHz, SoVITS's rate). When the lengths differ (a student that speaks
 slightly faster), frames are matched by dynamic time warping (:func:`dtw_path`) instead of by
 index. Identical inputs give exactly 0 for every distance.
@@ -211,9 +213,12 @@ def mel_cepstral_distortion(teacher: np.ndarray, student: np.ndarray, sr: int) -
 
 
 def fidelity_metrics(teacher: np.ndarray, student: np.ndarray, sr: int) -> list[Metric]:
-    """log-mel L1, MR-STFT distance and MCD of one utterance pair."""
+    """log-mel L1, MR-STFT distance, MCD and STOI of one utterance pair."""
+    from autocompress.score.intelligibility import stoi
+
     return [
         log_mel_l1(teacher, student, sr),
         mrstft_distance(teacher, student, sr),
         mel_cepstral_distortion(teacher, student, sr),
+        stoi(teacher, student, sr),
     ]

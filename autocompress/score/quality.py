@@ -208,7 +208,7 @@ def compare_audio(
     Returns:
         A :class:`QualityReport` with means over items of ``distillmos`` (and the teacher's
         ``distillmos_teacher``, ``distillmos_drop``), ``dnsmos_ovrl``, ``dnsmos_p808``,
-        ``log_mel_l1``, ``mrstft``, ``mcd_db``, ``speaker_cos``, and the composite ``quality``.
+        ``log_mel_l1``, ``mrstft``, ``mcd_db``, ``stoi``, ``speaker_cos``, and the composite ``quality``.
     """
     sr = reference.sr if sr is None else sr
     if len(student_audios) != len(reference.audios):

@@ -62,7 +62,7 @@ def test_compare_audio_without_models_reports_fidelity_and_composite(speech):
     reference = build_reference([x], sr, mos=False, speaker=False)
     report = compare_audio(reference, [x], sr)
     names = {m.name for m in report.metrics}
-    assert names == {"log_mel_l1", "mrstft", "mcd_db", "quality"}
+    assert names == {"log_mel_l1", "mrstft", "mcd_db", "stoi", "quality"}
     assert report.quality == 1.0  # identical audio: MCD 0, the only term present
     worse = compare_audio(reference, [np.round(x * 32) / 32], sr)
     assert worse.quality < 1.0
