@@ -21,7 +21,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from autocompress.cli.console import output_console
 
     from autocompress.search import export_pareto
     from autocompress.store import require_database
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage, study_name=args.study, target=target, out_dir=out, artifacts=args.artifacts,
         export_format=args.export_format,
     )
-    console = Console()
+    console = output_console()
     if not paths:
         console.print(f"study {args.study}: no feasible trial on the Pareto set; wrote only {out / 'pareto.json'}",
                       markup=False)

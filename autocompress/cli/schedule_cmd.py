@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from autocompress.cli.argtypes import positive_float, positive_int
+from autocompress.cli.console import output_console
 from autocompress.exceptions import ConfigError
 from autocompress.schedule import (
     ScheduleSpec,
@@ -132,7 +132,7 @@ def _list(args: argparse.Namespace) -> int:
     for name, reason in broken.items():
         if name not in listed:  # a row this version refuses to load
             table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "")
-    Console().print(table)
+    output_console().print(table)
     return 0
 
 
@@ -181,7 +181,7 @@ def _history(args: argparse.Namespace) -> int:
             "" if r.front_changed is None else ("yes" if r.front_changed else "no"),
             str(len(r.exports)), escape(r.error or ""),
         )
-    Console().print(table)
+    output_console().print(table)
     return 0
 
 

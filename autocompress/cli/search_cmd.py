@@ -73,18 +73,14 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - SearchConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from autocompress.cli.console import output_console
     from autocompress.targets import load_target
 
     load_target(args.target)  # fail fast, before the heavy imports, on the most common mistake
     from autocompress.search import resolve, run_search
 
     resolved = resolve(config_from_args(args))
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # logs and pipes: wide enough for the trial table
-    reporter = RichReporter(console)
+    reporter = RichReporter(output_console())
     try:
         summary = run_search(resolved, reporter)
     finally:

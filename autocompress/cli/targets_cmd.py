@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 _PEAK_COLUMNS = ("fp32", "fp16", "int8", "int4")
 _RUNTIME_SHORT = {
@@ -20,7 +19,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from autocompress.cli.console import output_console
     from rich.markup import escape
     from rich.table import Table
 
@@ -50,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
             f"{t.memory_budget_bytes / 2**30:g} GiB RTF {t.rtf_budget:g}",
             "measured" if t.measured else "projected",
         )
-    # Piped output has no terminal width; rich would assume 80 columns and squeeze the table.
-    console = Console() if sys.stdout.isatty() else Console(width=140)
+    console = output_console()
     console.print(table)
     console.print("Peak in dense TFLOPS/TOPS; low precision per op kind (m: matmul, c: conv).")
     return 0
