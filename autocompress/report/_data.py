@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.exceptions import ConfigError, StoreError
+from autocompress.exceptions import ConfigError
 from autocompress.schedule._front import direction_names
 from autocompress.search.pareto import feasible_front, is_feasible
 
@@ -72,7 +72,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))  # StoreError: bad URL
     except KeyError as e:
-        raise StoreError(f"no study named {study_name!r} in {storage}") from e
+        raise ConfigError(f"no study named {study_name!r} in {storage}") from e
     searched = study.user_attrs.get("target")
     if target is not None:
         target = load_target(target).name  # ConfigError for an unknown name or a bad target file

@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.exceptions import AutocompressError, ConfigError, ExportError, SearchError, StoreError
+from autocompress.exceptions import AutocompressError, ConfigError, ExportError
 from autocompress.runtime.files import sha256_file
 from autocompress.runtime.manifest import hash_files, read_manifest
 from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
@@ -91,14 +91,13 @@ def export_pareto(
     (the fine-tuned students as upstream-format ``.ckpt`` / ``.pth`` files with their plans).
 
     Raises:
-        StoreError: the study does not exist.
-        SearchError: the study was created for another target.
+        ConfigError: the study does not exist, or was searched for another target (bad flags).
         ExportError: a trial's student checkpoint is missing or its export fails.
     """
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError as e:
-        raise StoreError(f"no study named {study_name!r} in the storage; hint: check --study and --storage") from e
+        raise ConfigError(f"no study named {study_name!r} in the storage; hint: check --study and --storage") from e
     from autocompress.targets import load_target
 
     # a Target, a shipped name, or a target file's path (named by its stem)
@@ -106,7 +105,7 @@ def export_pareto(
     check_export_dir(out_dir, "--out", study_name, target_obj.name)  # before any work: it replaces the folder whole
     ident = study.user_attrs.get(IDENTITY_ATTR, {})
     if ident.get("target") not in (None, target_obj.name):
-        raise SearchError(
+        raise ConfigError(
             f"study {study_name!r} was searched for target {ident.get('target')!r}, not {target_obj.name!r}; "
             "hint: export with the study's --target"
         )

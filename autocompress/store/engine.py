@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from autocompress.exceptions import StoreError
+from autocompress.exceptions import ConfigError, StoreError
 
 DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
 BUSY_TIMEOUT_S = 60  # how long a writer waits for a lock before failing
@@ -49,11 +49,11 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def require_database(url: str) -> None:
-    """Raise ``StoreError`` when ``url`` is a SQLite file that does not exist: a command that only
+    """Raise ``ConfigError`` (a bad ``--storage``) when ``url`` is a SQLite file that does not exist: a command that only
     reads a study must not leave an empty database behind a mistyped path."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise StoreError(f"no database at {path}; hint: give the --storage the search used")
+        raise ConfigError(f"no database at {path}; hint: give the --storage the search used")
 
 
 def display_url(url: str) -> str:

@@ -129,7 +129,7 @@ def test_report_renders_in_headless_chromium(study_url, tmp_path):
 
 def test_report_of_a_missing_study_is_one_line(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'none.db'}"
-    assert main(["report", "--study", "nope", "--storage", url, "--out", str(tmp_path / "r.html")]) == 1
+    assert main(["report", "--study", "nope", "--storage", url, "--out", str(tmp_path / "r.html")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
@@ -149,7 +149,7 @@ def test_report_refuses_another_target_and_a_bad_storage_in_one_line(study_url, 
 def test_report_checks_its_paths_before_touching_anything(study_url, tmp_path, capsys):
     out = tmp_path / "r.html"
     missing = tmp_path / "typo.db"
-    assert main(["report", "--study", "rep", "--storage", f"sqlite:///{missing}", "--out", str(out)]) == 1
+    assert main(["report", "--study", "rep", "--storage", f"sqlite:///{missing}", "--out", str(out)]) == 2
     assert f"no database at {missing}" in capsys.readouterr().err
     assert not missing.exists()  # a mistyped path leaves no empty database behind
     assert main(["report", "--study", "rep", "--storage", study_url, "--exports", str(tmp_path / "nope"),
@@ -169,7 +169,7 @@ def test_report_checks_its_paths_before_touching_anything(study_url, tmp_path, c
 def test_export_of_a_missing_database_creates_none(tmp_path, capsys):
     missing = tmp_path / "typo.db"
     assert main(["export", "--study", "s", "--target", "rtx3060", "--storage", f"sqlite:///{missing}",
-                 "--out", str(tmp_path / "e")]) == 1
+                 "--out", str(tmp_path / "e")]) == 2
     assert "no database at" in capsys.readouterr().err and not missing.exists()
 
 

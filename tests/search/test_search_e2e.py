@@ -140,9 +140,9 @@ def test_a_v2pro_voice_is_searched_and_exported_as_bundles_that_take_its_speaker
 
 def test_export_command_refuses_another_target_and_unknown_studies(finished_search, tmp_path, capsys):
     url = _url(finished_search)
-    assert main(["export", "--study", "micro", "--target", "t4", "--storage", url, "--out", str(tmp_path / "a")]) == 1
+    assert main(["export", "--study", "micro", "--target", "t4", "--storage", url, "--out", str(tmp_path / "a")]) == 2
     assert "searched for target 'rtx3060', not 't4'" in capsys.readouterr().err
-    assert main(["export", "--study", "nope", "--target", "rtx3060", "--storage", url, "--out", str(tmp_path / "b")]) == 1
+    assert main(["export", "--study", "nope", "--target", "rtx3060", "--storage", url, "--out", str(tmp_path / "b")]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
