@@ -1,10 +1,17 @@
-"""The latency harness: run a callable a fixed number of times and keep every sample."""
+"""The latency harness: run a callable a fixed number of times and keep every sample.
+
+It also says whether the machine was shared while it timed: the CPU time that *other*
+processes spent on this process's CPUs during the timed calls (Linux ``/proc/stat``), so that a
+latency measured beside another search or a build is flagged instead of silently inflated.
+"""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from autocompress.exceptions import ConfigError
@@ -17,10 +24,13 @@ class Timing:
     Attributes:
         samples_s: one entry per timed call, in call order (warm-up calls excluded).
         warmup: untimed calls made first.
+        others_cores: mean number of this process's CPUs that other processes kept busy during
+            the timed calls (None where the host does not say, e.g. not Linux).
     """
 
     samples_s: tuple[float, ...]
     warmup: int
+    others_cores: float | None = None
 
     @property
     def repeats(self) -> int:
@@ -39,7 +49,69 @@ class Timing:
         return min(self.samples_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples_s": list(self.samples_s), "warmup": self.warmup}
+        return {"samples_s": list(self.samples_s), "warmup": self.warmup, "others_cores": self.others_cores}
+
+    def contention(self, threads: int, cpus: int | None = None) -> str:
+        """A note when other processes and this one's ``threads`` wanted more than the ``cpus``
+        (default: this process's CPUs) while it was timed (half a core of slack); else ""."""
+        cpus = len(_own_cpus()) if cpus is None else cpus
+        if self.others_cores is None or self.others_cores + threads <= cpus + CONTENTION_SLACK:
+            return ""
+        return (f"{CONTENDED} other processes kept {self.others_cores:.1f} of {cpus} CPUs busy while it was "
+                f"timed ({threads} thread{'s' if threads != 1 else ''} here); the figure is inflated")
+
+
+CONTENDED = "contended:"  # how a contention note begins (metric notes are searched for it)
+CONTENTION_SLACK = 0.5  # cores of background activity that do not count as contention
+MIN_LOAD_WINDOW_S = 0.25  # /proc/stat counts in ticks of 10 ms: shorter stretches cannot say
+
+
+def _own_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_busy_s(cpus: list[int], stat: str | None = None) -> float | None:
+    """Seconds the given CPUs spent on anything but idle and I/O wait since boot (``/proc/stat``;
+    steal counts as busy: the hypervisor gave that time to someone else); None when unreadable."""
+    try:
+        text = stat if stat is not None else Path("/proc/stat").read_text()
+    except OSError:
+        return None
+    wanted = {f"cpu{c}" for c in cpus}
+    busy, seen = 0, 0
+    for line in text.splitlines():
+        name, *fields = line.split() or [""]
+        if name in wanted:
+            ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+            busy += sum(ticks) - ticks[3] - ticks[4]
+            seen += 1
+    if seen != len(wanted):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class _HostLoad:
+    """Snapshots around a timed stretch: others_cores = (CPUs' busy time - ours) / wall time
+    (None for a stretch under MIN_LOAD_WINDOW_S)."""
+
+    def __init__(self) -> None:
+        self.cpus = _own_cpus()
+        self.start = (time.perf_counter(), cpu_busy_s(self.cpus), _own_cpu_s())
+
+    def others_cores(self) -> float | None:
+        wall0, busy0, own0 = self.start
+        wall, busy = time.perf_counter() - wall0, cpu_busy_s(self.cpus)
+        if busy0 is None or busy is None or wall < MIN_LOAD_WINDOW_S:
+            return None
+        return max(0.0, (busy - busy0 - (_own_cpu_s() - own0)) / wall)
 
 
 def measure(
@@ -76,6 +148,7 @@ def measure(
     if sync is not None:
         sync()
     samples = []
+    load = _HostLoad()
     for _ in range(repeats):
         if setup is not None:
             setup()
@@ -86,4 +159,4 @@ def measure(
         if sync is not None:
             sync()
         samples.append(clock() - t0)
-    return Timing(samples_s=tuple(samples), warmup=warmup)
+    return Timing(samples_s=tuple(samples), warmup=warmup, others_cores=load.others_cores())

@@ -1,13 +1,19 @@
-"""The latency harness calls exactly as often as asked and keeps every sample (fake clock)."""
+"""The latency harness calls exactly as often as asked, keeps every sample (fake clock) and says
+when other processes shared the CPUs while it timed."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from autocompress.exceptions import ConfigError
-from autocompress.score import measure
+from autocompress.score import Timing, measure
+from autocompress.score.timing import CONTENDED, cpu_busy_s
 
 
 def test_call_counts_are_exact():
@@ -55,3 +61,47 @@ def test_bad_counts_are_config_errors():
         measure(lambda: None, warmup=-1)
     with pytest.raises(ConfigError):
         measure(lambda: None, repeats=0)
+
+
+# ----------------------------------------------------------------- a shared machine is flagged
+
+STAT = """cpu  900 0 300 5000 100 0 0 0 0 0
+cpu0 100 0 50 1000 10 5 5 30 0 0
+cpu1 200 10 20 900 0 0 0 0 0 0
+
+intr 12345
+"""
+
+
+def test_busy_time_counts_all_but_idle_and_iowait_of_the_named_cpus():
+    tick = os.sysconf("SC_CLK_TCK")
+    assert cpu_busy_s([0], STAT) == pytest.approx((100 + 50 + 5 + 5 + 30) / tick)  # steal is busy
+    assert cpu_busy_s([0, 1], STAT) == pytest.approx((190 + 230) / tick)
+    assert cpu_busy_s([0, 7], STAT) is None  # a CPU /proc/stat does not list: cannot say
+
+
+def test_contention_is_others_plus_our_threads_over_the_cpus():
+    quiet = Timing(samples_s=(1.0,), warmup=0, others_cores=0.4)
+    assert quiet.contention(threads=2, cpus=2) == ""  # background within the slack
+    busy = Timing(samples_s=(1.0,), warmup=0, others_cores=1.2)
+    assert busy.contention(threads=1, cpus=2) == ""  # one core each: no one waited
+    note = busy.contention(threads=2, cpus=2)
+    assert note.startswith(CONTENDED) and "1.2 of 2 CPUs" in note and "inflated" in note
+    assert Timing(samples_s=(1.0,), warmup=0).contention(threads=64, cpus=1) == ""  # unknown: no claim
+
+
+@pytest.mark.skipif(cpu_busy_s(sorted(os.sched_getaffinity(0))) is None, reason="no /proc/stat here")
+def test_processes_spinning_on_every_cpu_are_seen_while_timing():
+    def work() -> None:
+        sum(range(300_000))
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+    try:
+        time.sleep(0.2)
+        timing = measure(work, warmup=1, repeats=40)  # well over the 0.25 s a load reading needs
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert timing.others_cores is not None and timing.others_cores > 0.5, timing.others_cores
+    assert timing.contention(threads=1).startswith(CONTENDED)

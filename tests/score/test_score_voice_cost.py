@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -58,14 +60,17 @@ def test_measure_gpt_runs_the_decode_loop_a_fixed_number_of_steps(voice, monkeyp
         assert metrics[name].unit == "ms" and metrics[name].value > 0
 
 
-def _fixed_timing(monkeypatch, seconds: float) -> None:
-    """Make voice_cost's timer run the work as usual but report ``seconds`` per call."""
+def _fixed_timing(monkeypatch, seconds: float, others_cores: float | None = None) -> None:
+    """Make voice_cost's timer run the work as usual but report ``seconds`` per call (and
+    ``others_cores`` of other processes' load)."""
     from autocompress.score import timing, voice_cost
 
-    def fake(fn, warmup=2, repeats=5, sync=None, **_):  # noqa: ANN001, ANN003
+    def fake(fn, warmup=2, repeats=5, sync=None, setup=None):  # noqa: ANN001
         for _ in range(warmup + repeats):
+            if setup is not None:
+                setup()
             fn()
-        return timing.Timing(samples_s=(seconds,) * repeats, warmup=warmup)
+        return timing.Timing(samples_s=(seconds,) * repeats, warmup=warmup, others_cores=others_cores)
 
     monkeypatch.setattr(voice_cost, "measure", fake)
 
@@ -126,6 +131,18 @@ def test_voice_cost_metrics_measure_on_cpu_and_project_elsewhere(voice, profile)
     l4 = voice_cost_metrics(voice, load_target("l4"), {"gpt": 4}, profile=profile)
     same = project_voice(voice, load_target("l4"), {"gpt": 4}, profile=profile)
     assert [m.to_dict() for m in l4] == [m.to_dict() for m in same]
+
+
+def test_a_latency_timed_on_a_shared_machine_says_so(voice, profile, monkeypatch):
+    cpus = len(os.sched_getaffinity(0))
+    _fixed_timing(monkeypatch, 0.01, others_cores=float(cpus))  # every CPU busy elsewhere
+    metrics = {m.name: m for m in voice_cost_metrics(voice, load_target("cpu"), profile=profile, warmup=0, repeats=1)}
+    for name in ("gpt_prefill_ms", "gpt_ms_per_token", "sovits_ms_per_audio_s", "rtf"):
+        assert f"contended: other processes kept {cpus:.1f} of {cpus} CPUs busy" in metrics[name].note, name
+    assert metrics["rtf"].note.count("contended") == 1 and "torch fp32" in metrics["rtf"].note
+    _fixed_timing(monkeypatch, 0.01, others_cores=0.0)
+    metrics = {m.name: m for m in voice_cost_metrics(voice, load_target("cpu"), profile=profile, warmup=0, repeats=1)}
+    assert not any("contended" in m.note for m in metrics.values())
 
 
 def test_plan_precisions_are_read_from_a_compression_plan():
