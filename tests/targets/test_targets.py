@@ -54,6 +54,19 @@ def test_hopper_and_more_geforce_targets_carry_dense_rates():
     assert r4060.peak_tflops["fp8"] == pytest.approx(242 / 2, rel=0.01) and r4060.memory_bytes == 8 * 2**30
 
 
+def test_blackwell_geforce_targets_match_their_product_pages():
+    # NVIDIA gives "AI TOPS" as sparse fp4: four times the dense fp8 rate listed here.
+    for name, ai_tops, bandwidth, memory_gb in [("rtx5090", 3352, 1792, 32), ("rtx5080", 1801, 960, 16),
+                                                ("rtx5070ti", 1406, 896, 16), ("rtx5070", 988, 672, 12)]:
+        t = load_target(name)
+        assert t.peak_tflops["fp8"] * 4 == pytest.approx(ai_tops, rel=0.002), name
+        assert t.peak_tflops["int8"] == t.peak_tflops["fp8"] == pytest.approx(2 * t.peak_tflops["fp16"], rel=0.002)
+        assert t.peak_tflops["bf16"] == pytest.approx(t.peak_tflops["fp16"] / 2, rel=0.002)  # GeForce bf16
+        assert t.bandwidth_gbps == bandwidth and t.memory_bytes == memory_gb * 2**30
+        assert "int4" not in t.peak_tflops and t.can_deploy("int4", "matmul")  # weight-only int4
+    assert load_target("rtx5090").peak_tflops["fp16"] == pytest.approx(838 / 2, rel=0.002)  # 838 is sparse
+
+
 def test_a_target_file_of_your_own_loads_by_path(tmp_path):
     shipped = (Path(load_target.__code__.co_filename).parent / "rtx3060.toml").read_text()
     own = tmp_path / "my-gpu.toml"
