@@ -57,8 +57,8 @@ MRSTFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (204
 # --------------------------------------------------------------------------- signal helpers
 
 
-def to_analysis_rate(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Mono float64 at :data:`ANALYSIS_SR` (polyphase resampling, deterministic)."""
+def to_analysis_rate(audio: np.ndarray, sr: int, rate: int = ANALYSIS_SR) -> np.ndarray:
+    """Mono float64 at ``rate`` (default :data:`ANALYSIS_SR`; polyphase resampling, deterministic)."""
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
@@ -66,11 +66,11 @@ def to_analysis_rate(audio: np.ndarray, sr: int) -> np.ndarray:
         raise DataError(f"expected a mono waveform [N] with N > 0, got shape {list(np.shape(audio))}")
     if not np.all(np.isfinite(x)):
         raise DataError("waveform contains NaN or infinite samples")
-    if sr == ANALYSIS_SR:
+    if sr == rate:
         return x
     from scipy.signal import resample_poly
 
-    ratio = Fraction(ANALYSIS_SR, int(sr))
+    ratio = Fraction(rate, int(sr))
     return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
@@ -214,7 +214,7 @@ def mel_cepstral_distortion(teacher: np.ndarray, student: np.ndarray, sr: int) -
 
 def fidelity_metrics(teacher: np.ndarray, student: np.ndarray, sr: int) -> list[Metric]:
     """log-mel L1, MR-STFT distance, MCD and STOI of one utterance pair."""
-    from autocompress.score.intelligibility import stoi
+    from autocompress.score.intelligibility import stoi  # it imports this module
 
     return [
         log_mel_l1(teacher, student, sr),

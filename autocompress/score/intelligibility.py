@@ -32,11 +32,10 @@ Two departures, both for audio the paper does not cover, documented here:
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 
 import numpy as np
 
-from autocompress.exceptions import DataError
+from autocompress.score.fidelity import align, to_analysis_rate
 from autocompress.score.metric import Metric, measured
 
 STOI_SR = 10000
@@ -48,20 +47,6 @@ LOWEST_CENTRE_HZ = 150.0
 SEGMENT = 30  # frames: 384 ms at 10 kHz
 CLIP_DB = -15.0  # signal-to-distortion floor (the paper's beta)
 SILENCE_DB = 40.0
-
-
-def _at_stoi_rate(audio: np.ndarray, sr: int) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        raise DataError("STOI needs a non-empty waveform")
-    if not np.all(np.isfinite(x)):
-        raise DataError("waveform contains NaN or infinite samples")
-    if sr == STOI_SR:
-        return x
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(STOI_SR, int(sr))
-    return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
 def _window() -> np.ndarray:
@@ -127,8 +112,6 @@ def _segment_correlations(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
 
 def _warped(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
     """The student's envelopes on the teacher's frames, by DTW on log envelopes."""
-    from autocompress.score.fidelity import align
-
     floor = max(float(ref.max()), float(deg.max()), 1e-12) * 1e-5
     i, j = align(np.log(np.maximum(ref, floor)).T, np.log(np.maximum(deg, floor)).T, force=True)
     first = np.zeros(ref.shape[1], dtype=np.int64)
@@ -138,7 +121,7 @@ def _warped(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
 
 def stoi(teacher: np.ndarray, student: np.ndarray, sr: int) -> Metric:
     """STOI of ``student`` against ``teacher`` (both mono at ``sr``); 1 for identical audio."""
-    x, y = _at_stoi_rate(teacher, sr), _at_stoi_rate(student, sr)
+    x, y = to_analysis_rate(teacher, sr, STOI_SR), to_analysis_rate(student, sr, STOI_SR)
     fx, fy = _frames(x), _frames(y)
     if x.size == y.size:
         keep = _speech_frames(fx)
