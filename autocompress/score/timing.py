@@ -25,12 +25,15 @@ class Timing:
         samples_s: one entry per timed call, in call order (warm-up calls excluded).
         warmup: untimed calls made first.
         others_cores: mean number of this process's CPUs that other processes kept busy during
-            the timed calls (None where the host does not say, e.g. not Linux).
+            the timed calls (None where the host does not say, e.g. not Linux, or the stretch
+            was too short to tell).
+        own_cores: mean number of CPUs this process itself used meanwhile (None with the above).
     """
 
     samples_s: tuple[float, ...]
     warmup: int
     others_cores: float | None = None
+    own_cores: float | None = None
 
     @property
     def repeats(self) -> int:
@@ -49,20 +52,33 @@ class Timing:
         return min(self.samples_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples_s": list(self.samples_s), "warmup": self.warmup, "others_cores": self.others_cores}
+        return {"samples_s": list(self.samples_s), "warmup": self.warmup, "others_cores": self.others_cores,
+                "own_cores": self.own_cores}
 
     def contention(self, threads: int, cpus: int | None = None) -> str:
-        """A note when other processes and this one's ``threads`` wanted more than the ``cpus``
-        (default: this process's CPUs) while it was timed (half a core of slack); else ""."""
-        cpus = len(_own_cpus()) if cpus is None else cpus
-        if self.others_cores is None or self.others_cores + threads <= cpus + CONTENTION_SLACK:
+        """A note when the timed work went short of CPU because of other processes; else "".
+
+        Short means: others kept more than CONTENTION_SLACK cores busy while this process, asking
+        for ``threads`` cores, got under STARVED_SHARE of them. ``cpus`` (for the note; default:
+        this process's CPUs).
+        """
+        if self.others_cores is None or self.own_cores is None:
             return ""
+        if self.others_cores <= CONTENTION_SLACK or self.own_cores >= STARVED_SHARE * threads:
+            return ""
+        cpus = len(_own_cpus()) if cpus is None else cpus
         return (f"{CONTENDED} other processes kept {self.others_cores:.1f} of {cpus} CPUs busy while it was "
-                f"timed ({threads} thread{'s' if threads != 1 else ''} here); the figure is inflated")
+                f"timed, and it got {self.own_cores:.1f} of the {threads} it runs on; the figure is inflated")
 
 
 CONTENDED = "contended:"  # how a contention note begins (metric notes are searched for it)
+def contention_in(note: str) -> str:
+    """The contention warning a metric's note carries ("" when none)."""
+    return note[note.index(CONTENDED):] if CONTENDED in note else ""
+
+
 CONTENTION_SLACK = 0.5  # cores of background activity that do not count as contention
+STARVED_SHARE = 0.9  # a timed run that got less than this share of its threads' cores went short
 MIN_LOAD_WINDOW_S = 0.25  # /proc/stat counts in ticks of 10 ms: shorter stretches cannot say
 
 
@@ -99,19 +115,20 @@ def _own_cpu_s() -> float:
 
 
 class _HostLoad:
-    """Snapshots around a timed stretch: others_cores = (CPUs' busy time - ours) / wall time
-    (None for a stretch under MIN_LOAD_WINDOW_S)."""
+    """Snapshots around a timed stretch: the cores others and this process kept busy on average
+    (``(others, own)``; ``(None, None)`` for a stretch under MIN_LOAD_WINDOW_S or no /proc/stat)."""
 
     def __init__(self) -> None:
         self.cpus = _own_cpus()
         self.start = (time.perf_counter(), cpu_busy_s(self.cpus), _own_cpu_s())
 
-    def others_cores(self) -> float | None:
+    def cores(self) -> tuple[float | None, float | None]:
         wall0, busy0, own0 = self.start
         wall, busy = time.perf_counter() - wall0, cpu_busy_s(self.cpus)
         if busy0 is None or busy is None or wall < MIN_LOAD_WINDOW_S:
-            return None
-        return max(0.0, (busy - busy0 - (_own_cpu_s() - own0)) / wall)
+            return None, None
+        own = (_own_cpu_s() - own0) / wall
+        return max(0.0, (busy - busy0) / wall - own), own
 
 
 def measure(
@@ -159,4 +176,5 @@ def measure(
         if sync is not None:
             sync()
         samples.append(clock() - t0)
-    return Timing(samples_s=tuple(samples), warmup=warmup, others_cores=load.others_cores())
+    others, own = load.cores()
+    return Timing(samples_s=tuple(samples), warmup=warmup, others_cores=others, own_cores=own)

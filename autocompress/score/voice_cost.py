@@ -32,7 +32,7 @@ from autocompress.score.metric import Metric, host_device, measured, projected
 from autocompress.score.precision import ActPrecision, WeightBits, activation_precision
 from autocompress.score.profile import ModelProfile, profile_module
 from autocompress.score.projection import project_latency, require_figures
-from autocompress.score.timing import CONTENDED, Timing, measure
+from autocompress.score.timing import Timing, contention_in, measure
 from autocompress.score.tokens import Utterance
 from autocompress.targets import PRECISION_BITS, Target
 
@@ -98,15 +98,16 @@ def measure_gpt(
     loop = measure(decode_loop, warmup, repeats, sync, setup=fresh_cache)
     where = host_device(dev)
     return [
-        measured("gpt_prefill_ms", prefill.median_ms, "ms", where, _noted(f"{start} positions", prefill)),
+        measured("gpt_prefill_ms", prefill.median_ms, "ms", where, _noted(f"{start} positions", prefill, dev)),
         measured("gpt_ms_per_token", loop.median_ms / n_tokens, "ms", where,
-                 _noted(f"{n_tokens}-step loop, static cache", loop)),
+                 _noted(f"{n_tokens}-step loop, static cache", loop, dev)),
     ]
 
 
-def _noted(note: str, timing: Timing) -> str:
-    """``note``, plus the timing's contention warning when the machine was shared."""
-    busy = timing.contention(torch.get_num_threads())
+def _noted(note: str, timing: Timing, device: torch.device | None = None) -> str:
+    """``note``, plus the timing's contention warning when the machine was shared (a CUDA run
+    asks the CPU for its one launching thread; a CPU run for torch's threads)."""
+    busy = timing.contention(1 if device is not None and device.type == "cuda" else torch.get_num_threads())
     return f"{note}; {busy}" if busy else note
 
 
@@ -140,7 +141,7 @@ def measure_sovits(sovits: Any, sentence: Utterance, refer: torch.Tensor | None 
     timing = measure(run, warmup, repeats, _sync_for(sovits))
     seconds = out["wav"].shape[-1] / sovits.config.sampling_rate
     return [measured("sovits_ms_per_audio_s", timing.median_ms / seconds, "ms", host_device(dev),
-                     _noted(f"{seconds:.2f} s of audio", timing))]
+                     _noted(f"{seconds:.2f} s of audio", timing, dev))]
 
 
 def measure_rtf(speak: Callable[[], Sequence[Any]], sample_rate: int, device: str | None = None,
@@ -465,7 +466,7 @@ def voice_cost_metrics(
                             sv=speaker_vector(voice.sovits.config, prompt))
     audio_s = sentence.codes.numel() / CODE_RATE_HZ
     total_ms = gpt["gpt_prefill_ms"].value + n_tokens * gpt["gpt_ms_per_token"].value + sov.value * audio_s
-    busy = next((m.note[m.note.index(CONTENDED):] for m in (*gpt.values(), sov) if CONTENDED in m.note), "")
+    busy = next((contention_in(m.note) for m in (*gpt.values(), sov) if contention_in(m.note)), "")
     rtf = measured("rtf", total_ms / 1e3 / audio_s, "x", sov.device,
                    f"prefill + decode loop + SoVITS decode; {TORCH_FP32_NOTE}" + (f"; {busy}" if busy else ""))
     memory = measure_voice_memory(voice, prof.shape, target)

@@ -43,7 +43,7 @@ from autocompress.models.gpt_sovits.demo import demo_prompt_codes
 from autocompress.models.gpt_sovits.text import PUNCTUATION, symbols
 from autocompress.models.gpt_sovits.voice import Voice, check_phone_coverage
 from autocompress.score.metric import host_device
-from autocompress.score.timing import CONTENDED
+from autocompress.score.timing import contention_in
 from autocompress.score.voice_cost import CODE_RATE_HZ
 from autocompress.search.cache import TeacherCache, fingerprint
 from autocompress.search.config import ResolvedSearch
@@ -199,9 +199,9 @@ class VoiceTrialRunner:
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
         notes = [f"fine-tuning stopped: {result.stopped}; each group scored at its best check ("
                  + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")"]
-        shared = next((m for m in scores.metrics if m.kind == "measured" and CONTENDED in m.note), None)
+        shared = next((m for m in scores.metrics if m.kind == "measured" and contention_in(m.note)), None)
         if shared is not None:
-            why = shared.note[shared.note.index(CONTENDED):]
+            why = contention_in(shared.note)
             notes.append(f"{shared.name}: {why}")
             log.warning("trial %d: its latency was timed on a shared machine (%s); run one search at a time on "
                         "the measured target, or compare this trial with care", job.number, why)

@@ -80,13 +80,16 @@ def test_busy_time_counts_all_but_idle_and_iowait_of_the_named_cpus():
     assert cpu_busy_s([0, 7], STAT) is None  # a CPU /proc/stat does not list: cannot say
 
 
-def test_contention_is_others_plus_our_threads_over_the_cpus():
-    quiet = Timing(samples_s=(1.0,), warmup=0, others_cores=0.4)
-    assert quiet.contention(threads=2, cpus=2) == ""  # background within the slack
-    busy = Timing(samples_s=(1.0,), warmup=0, others_cores=1.2)
-    assert busy.contention(threads=1, cpus=2) == ""  # one core each: no one waited
-    note = busy.contention(threads=2, cpus=2)
-    assert note.startswith(CONTENDED) and "1.2 of 2 CPUs" in note and "inflated" in note
+def test_contention_is_others_busy_while_the_timed_work_went_short():
+    def timing(others: float, own: float) -> Timing:
+        return Timing(samples_s=(1.0,), warmup=0, others_cores=others, own_cores=own)
+
+    assert timing(0.4, 1.2).contention(threads=2, cpus=2) == ""  # background within the slack
+    assert timing(1.0, 1.0).contention(threads=1, cpus=2) == ""  # a core each: no one waited
+    note = timing(1.2, 0.8).contention(threads=2, cpus=2)  # another search took what ours wanted
+    assert note.startswith(CONTENDED) and "1.2 of 2 CPUs" in note and "got 0.8 of the 2" in note
+    assert "inflated" in note
+    assert timing(1.5, 0.5).contention(threads=1, cpus=2).startswith(CONTENDED)  # time-shared core
     assert Timing(samples_s=(1.0,), warmup=0).contention(threads=64, cpus=1) == ""  # unknown: no claim
 
 
@@ -95,7 +98,8 @@ def test_processes_spinning_on_every_cpu_are_seen_while_timing():
     def work() -> None:
         sum(range(300_000))
 
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(2 * len(os.sched_getaffinity(0)))]  # ours gets about half a core
     try:
         time.sleep(0.2)
         timing = measure(work, warmup=1, repeats=40)  # well over the 0.25 s a load reading needs

@@ -60,9 +60,9 @@ def test_measure_gpt_runs_the_decode_loop_a_fixed_number_of_steps(voice, monkeyp
         assert metrics[name].unit == "ms" and metrics[name].value > 0
 
 
-def _fixed_timing(monkeypatch, seconds: float, others_cores: float | None = None) -> None:
+def _fixed_timing(monkeypatch, seconds: float, others_cores: float | None = None, own_cores: float = 0.1) -> None:
     """Make voice_cost's timer run the work as usual but report ``seconds`` per call (and
-    ``others_cores`` of other processes' load)."""
+    ``others_cores`` of other processes' load beside ``own_cores`` of its own)."""
     from autocompress.score import timing, voice_cost
 
     def fake(fn, warmup=2, repeats=5, sync=None, setup=None):  # noqa: ANN001
@@ -70,7 +70,9 @@ def _fixed_timing(monkeypatch, seconds: float, others_cores: float | None = None
             if setup is not None:
                 setup()
             fn()
-        return timing.Timing(samples_s=(seconds,) * repeats, warmup=warmup, others_cores=others_cores)
+        own = None if others_cores is None else own_cores
+        return timing.Timing(samples_s=(seconds,) * repeats, warmup=warmup, others_cores=others_cores,
+                             own_cores=own)
 
     monkeypatch.setattr(voice_cost, "measure", fake)
 

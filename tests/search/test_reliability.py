@@ -339,7 +339,7 @@ def test_a_trial_timed_on_a_shared_machine_is_noted_and_warned(search_argv, tmp_
             if setup is not None:
                 setup()
             fn()
-        return timing.Timing(samples_s=(0.01,) * repeats, warmup=warmup, others_cores=float(cpus))
+        return timing.Timing(samples_s=(0.01,) * repeats, warmup=warmup, others_cores=float(cpus), own_cores=0.1)
 
     monkeypatch.setattr(voice_cost, "measure", shared)
     argv = ["cpu" if a == "rtx3060" else a for a in search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]
