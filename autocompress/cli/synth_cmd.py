@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from autocompress.cli.argtypes import non_negative_float, positive_int
+from autocompress.cli.argtypes import non_negative_float, non_negative_int, positive_int
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SECONDS
 
@@ -34,7 +34,7 @@ def register(subparsers) -> None:  # noqa: ANN001
                         help="bundle: stored sample giving the voice prompt (default 0)")
     parser.add_argument("--ref-spec", help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
     parser.add_argument("--ref-sv", help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and prior-noise seed")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="sampling and prior-noise seed")
     parser.add_argument("--top-k", type=positive_int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
     parser.add_argument("--temperature", type=non_negative_float,

@@ -250,9 +250,9 @@ class VoiceExport:
         out_dir = Path(out_dir)
         folder = sibling_temp_dir(out_dir)
         work = Path(tempfile.mkdtemp(prefix="bundle.", dir=self.work))
-        for name in self.exporters:
-            os.link(self.work / f"{name}.export.onnx", work / f"{name}.export.onnx")
         try:
+            for name in self.exporters:
+                _link_or_copy(self.work / f"{name}.export.onnx", work / f"{name}.export.onnx")
             checks: list[dict[str, Any]] = []
             choices = {group: _plan_group(group, plan, precisions, target, work) for group in GROUP_GRAPHS}
             for group in GROUP_GRAPHS:
@@ -307,6 +307,14 @@ class VoiceExport:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return Bundle(out_dir, read_manifest(out_dir, verify=True))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst``; copy it where the file system has no hard links (FAT, some shares)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 # --------------------------------------------------------------------------- precision per group
@@ -603,11 +611,18 @@ def _write_readme(folder: Path, manifest: Manifest, out_dir: Path) -> None:
         version=__version__,
         target=manifest.target.get("name", "none"),
         folder=out_dir.name,
+        reference_flags=_reference_flags(manifest),
         graph_rows=rows,
         fallback_text=fallback_text,
         upstream_text=upstream_text,
     )
     atomic_write_text(folder / "README.md", text)
+
+
+def _reference_flags(manifest: Manifest) -> str:
+    """The ``synth`` flags of a new reference: a Pro voice's style graph also takes its speaker vector."""
+    pro = any(i == "ref_sv" for i in manifest.graphs["ref_enc"].inputs)
+    return "--ref-spec ref.npy --ref-sv ref_sv.npy" if pro else "--ref-spec ref.npy"
 
 
 # --------------------------------------------------------------------------- manifest
@@ -722,10 +737,11 @@ def _metrics(
 
 
 def _shipped_note(entry: MetricEntry, raised: list[str]) -> MetricEntry:
-    """A figure projected for the plan, in a bundle whose checks raised some groups' precision, says so."""
-    if entry.kind != "projected" or not raised:
+    """A trial's figure (projected for its plan, or measured on its model), in a bundle whose checks
+    raised some groups' precision, says so."""
+    if not raised:
         return entry
-    extra = f"projected for the plan; this bundle ships {', '.join(raised)} (parity checks)"
+    extra = f"{entry.kind} for the plan; this bundle ships {', '.join(raised)} (parity checks)"
     return dataclasses.replace(entry, note=f"{entry.note}; {extra}" if entry.note else extra)
 
 

@@ -51,6 +51,8 @@ class SynthInput:
             problems.append("prompt_codes is empty; the bundle graphs need a reference prompt")
         if self.ref_spec.ndim != 2:
             problems.append(f"ref_spec must be [bins, T], got shape {self.ref_spec.shape}")
+        elif self.ref_spec.shape[1] == 0:
+            problems.append("ref_spec has no frames; need a reference of at least one frame")
         elif not np.isfinite(self.ref_spec).all():
             problems.append("ref_spec holds NaN or inf values")
         n = self.prompt_phones.size + self.text.size

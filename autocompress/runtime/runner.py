@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from autocompress.exceptions import DataError
+from autocompress.exceptions import ConfigError, DataError
 from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
 from autocompress.runtime.inputs import SynthInput, load_inputs, parse_phones
 from autocompress.runtime.manifest import Manifest, read_manifest
@@ -115,7 +115,8 @@ class BundleRunner:
         Args:
             sample: which stored input supplies the voice prompt (phones, codes, reference).
             phones: text to speak as phone symbols or ids (see :func:`parse_phones`); None
-                keeps the sample's own text. BERT features are zeros (non-Chinese text).
+                keeps the sample's own text. Its BERT features are zeros (non-Chinese text); the
+                prompt keeps the sample's.
             ref_spec: a reference spectrogram ``[bins, T]`` replacing the sample's.
             ref_sv: the new reference's speaker vector (Pro bundles need one with ``ref_spec``).
 
@@ -140,7 +141,7 @@ class BundleRunner:
         if phones is None and ref_spec is None:
             return item
         text = item.text if phones is None else parse_phones(phones, self.symbols())
-        bert = item.bert if phones is None else None
+        bert = item.bert if phones is None else _prompt_bert(item, text.size)
         ref = item.ref_spec if ref_spec is None else ref_spec.astype(np.float32)
         sv = item.ref_sv if ref_spec is None else (None if ref_sv is None else ref_sv.reshape(-1).astype(np.float32))
         return SynthInput(item.prompt_phones, text, item.prompt_codes, ref, bert, sv)
@@ -176,7 +177,7 @@ class BundleRunner:
             item.prompt_codes.astype(np.int64),
             sampling or self.sampling,
             int(max_new_tokens or self.manifest.model["max_tokens"]),
-            np.random.default_rng(seed),
+            _rng(seed),
             keep_logits=keep_logits,
         )
 
@@ -203,7 +204,7 @@ class BundleRunner:
             "enc_p", {"codes": codes.reshape(1, 1, -1).astype(np.int64), "text": text.reshape(1, -1).astype(np.int64), "ge": ge}
         )
         if noise is None:
-            noise = np.random.default_rng(seed).standard_normal(m_p.shape).astype(np.float32)
+            noise = _rng(seed).standard_normal(m_p.shape).astype(np.float32)
         z_p = (m_p + noise * np.exp(logs_p) * scale).astype(np.float32)
         z = self._run("flow", {"z_p": z_p, "ge": ge})[0]
         wav = self._run("dec", {"z": z, "ge": ge})[0]
@@ -235,8 +236,41 @@ class BundleRunner:
         for spec in session.get_inputs():
             if spec.name not in feeds:
                 raise DataError(f"graph {graph} needs input {spec.name!r}; got {sorted(feeds)}")
+            _check_shape(graph, spec, feeds[spec.name])
             typed[spec.name] = feeds[spec.name].astype(_NUMPY_OF_ORT.get(spec.type, np.float32), copy=False)
         return [np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for o in session.run(None, typed)]
+
+
+def _prompt_bert(item: SynthInput, n_text: int) -> np.ndarray | None:
+    """BERT features ``[1024, Np + n_text]`` for new text after ``item``'s prompt: the prompt's own
+    (upstream computes them for a Chinese reference transcript), zeros for the text; None when
+    the sample has none."""
+    if item.bert is None:
+        return None
+    n_prompt = item.prompt_phones.size
+    text_bert = np.zeros((item.bert.shape[0], n_text), dtype=np.float32)
+    return np.concatenate([item.bert[:, :n_prompt], text_bert], axis=1)
+
+
+def _check_shape(graph: str, spec: ort.NodeArg, value: np.ndarray) -> None:
+    """Refuse an input whose rank or fixed sizes differ from the graph's (e.g. a speaker
+    vector of the wrong length), in one line rather than onnxruntime's error."""
+    want = list(spec.shape)
+    fixed = [(i, d) for i, d in enumerate(want) if isinstance(d, int)]
+    if value.ndim != len(want) or any(value.shape[i] != d for i, d in fixed):
+        shown = ", ".join(str(d) if isinstance(d, int) else str(d or "?") for d in want)  # names: any size
+        raise DataError(f"graph {graph} takes {spec.name} of shape [{shown}], got {list(value.shape)}")
+
+
+def _rng(seed: int) -> np.random.Generator:
+    """The random stream of ``seed``.
+
+    Raises:
+        ConfigError: a negative seed (numpy seeds only from non-negative integers).
+    """
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(seed)
 
 
 __all__ = ["BundleRunner", "Synthesis"]

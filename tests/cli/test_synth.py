@@ -79,6 +79,9 @@ def test_demo_synth_refuses_missing_text_and_bundle_only_flags(tmp_path, capsys)
         assert main(["synth", *voice, "--text", "Hi.", "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert f"--out {tmp_path} is a folder" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):  # a negative seed, for the demo as for bundles (numpy refuses it)
+        main(["synth", "--demo", "--text", "Hi.", "--seed", "-1", "--out", out])
+    assert "--seed: must be 0 or more" in capsys.readouterr().err
 
 
 def test_demo_speaks_each_sentence_as_it_would_alone_with_a_pause_between(tmp_path, capsys):

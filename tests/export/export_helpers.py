@@ -64,6 +64,51 @@ def make_inputs(n: int = 2, seed: int = 0) -> list[SynthInput]:
     ]
 
 
+def make_version_voice(version: str) -> Voice:
+    """A micro voice of SoVITS ``version`` (``v1`` also gets the v1 GPT; the Pro ones a 1024-wide style)."""
+    torch.manual_seed(0)
+    own = {"v1": {"n_symbols": 322}, "v2": {}}.get(version, {"gin_channels": 1024})  # Pro: ge_to512 takes 1024
+    sovits_cfg = sovits_tiny().replace(
+        **{
+            "inter_channels": 32, "hidden_channels": 32, "filter_channels": 64, "n_layers": 1, "gin_channels": 32,
+            "mrte_hidden": 32, "mrte_heads": 2, "style_hidden": 32, "upsample_initial_channel": 32,
+            "flow_wn_layers": 1, "n_flows": 1, "enc_q_layers": 1, "resblock_kernel_sizes": (3,),
+            "resblock_dilation_sizes": ((1, 3, 5),), "version": version, **own,
+        }
+    )  # fmt: skip
+    gpt_cfg = gpt_tiny().replace(hidden_dim=32, n_head=2, n_layer=1, ffn_dim=128)
+    if version == "v1":
+        gpt_cfg = gpt_cfg.replace(phoneme_vocab_size=512, version="v1")
+    return Voice(Text2SemanticGPT(gpt_cfg).eval(), SynthesizerTrn(sovits_cfg, include_enc_q=False).eval())
+
+
+def make_version_inputs(version: str, n: int = 2, seed: int = 0) -> list[SynthInput]:
+    """:func:`make_inputs` for a voice of ``version``: phone ids of its table, a speaker vector for Pro."""
+    rng = np.random.default_rng(seed)
+    n_symbols = 322 if version == "v1" else 732
+    pro = version in ("v2Pro", "v2ProPlus")
+    return [
+        SynthInput(
+            prompt_phones=rng.integers(0, n_symbols, 8),
+            text=rng.integers(0, n_symbols, 10),
+            prompt_codes=rng.integers(0, 1024, 12),
+            ref_spec=np.abs(rng.standard_normal((1025, 40))).astype(np.float32),
+            ref_sv=rng.standard_normal(20480).astype(np.float32) if pro else None,
+        )
+        for _ in range(n)
+    ]
+
+
+@functools.lru_cache(maxsize=None)
+def version_bundle(version: str) -> Bundle:
+    """An fp32 bundle of the micro voice of SoVITS ``version``, no target limits, 1 sample."""
+    with VoiceExport(
+        make_version_voice(version), make_version_inputs(version), exporter="legacy", max_tokens=MAX_TOKENS,
+        eval_tokens=EVAL_TOKENS, work_parent=_root(),
+    ) as export:  # fmt: skip
+        return export.bundle(None, _root() / f"bundle_{version}", None, n_samples=1, upstream=False, threads=1)
+
+
 @functools.lru_cache(maxsize=1)
 def _root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="autocompress-export-tests."))

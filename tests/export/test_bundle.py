@@ -133,6 +133,21 @@ def test_a_projection_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -
     assert all("this bundle ships" not in x.note for x in m.metrics if x.kind == "measured")
 
 
+def test_a_trial_figure_measured_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -> None:
+    """The trial's quality was measured on its int2 decoder; the bundle ships the decoder higher."""
+    from autocompress.score.metric import measured
+
+    from export_helpers import VARIANTS, shared_export
+
+    trial = measured("quality", 0.5, "", "cpu: the trial's machine")
+    m = shared_export().bundle(None, tmp_path / "b", None, precisions=VARIANTS["mixed_a"], n_samples=1, threads=1,
+                               upstream=False, metrics=[trial]).manifest  # fmt: skip
+    note = m.metric("quality", "measured").note
+    assert note.startswith("measured for the plan; this bundle ships dec int2 -> ")
+    assert m.modules["dec"].used in note
+    assert all("this bundle ships" not in x.note for x in m.metrics if x.name != "quality")  # the bundle's own
+
+
 def test_manifest_records_versions_hashes_samples_and_labels(bundle_fp32) -> None:
     m = read_manifest(bundle_fp32.path, verify=True)
     assert set(m.versions) >= {"torch", "onnx", "onnxruntime", "autocompress"}
@@ -150,6 +165,27 @@ def test_manifest_records_versions_hashes_samples_and_labels(bundle_fp32) -> Non
         (bundle_fp32.path / m.graphs[g].file).stat().st_size for g in GRAPHS
     ) + (bundle_fp32.path / "gpt_weights.bin").stat().st_size
     assert "autocompress synth --bundle" in (bundle_fp32.path / "README.md").read_text()
+
+
+def test_the_readme_example_of_a_new_reference_runs_for_every_voice_version(
+    tmp_path, bundle_fp32, monkeypatch
+) -> None:
+    """The README's new-reference command, run as written: a Pro voice needs the speaker vector too."""
+    import shutil
+
+    from export_helpers import version_bundle
+
+    from autocompress.cli.main import main
+
+    monkeypatch.chdir(tmp_path)  # the README's commands run from the folder holding the bundle
+    np.save("ref.npy", np.abs(np.random.default_rng(0).standard_normal((1025, 30))).astype(np.float32))
+    np.save("ref_sv.npy", np.ones(20480, dtype=np.float32))
+    for bundle in (bundle_fp32, version_bundle("v2Pro")):
+        shutil.copytree(bundle.path, bundle.path.name)
+        readme = (bundle.path / "README.md").read_text()
+        (line,) = [ln for ln in readme.splitlines() if ln.startswith("autocompress synth") and "--ref-spec" in ln]
+        assert main([*line.split()[1:], "--cpu", "--max-tokens", "8"]) == 0, line
+        assert sf.read("other_voice.wav")[0].size == 8 * 1280
 
 
 def test_a_tampered_bundle_is_refused(tmp_path, bundle_fp32) -> None:
@@ -172,6 +208,19 @@ def test_failed_export_leaves_the_previous_bundle_untouched(tmp_path, export) ->
         export.bundle(None, out, None, bounds=impossible, n_samples=1, threads=1)
     assert (out / "old.txt").read_text() == "previous bundle"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary folders left
+
+
+def test_a_folder_on_a_file_system_without_hard_links_gets_its_bundle(tmp_path, export, monkeypatch) -> None:
+    """FAT, exFAT and some network shares refuse os.link: the export copies, leaving no temporary folder."""
+    import os
+
+    def no_links(src, dst) -> None:
+        raise PermissionError(1, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(os, "link", no_links)
+    bundle = export.bundle(None, tmp_path / "bundle", None, n_samples=1, upstream=False, threads=1)
+    assert read_manifest(bundle.path, verify=True).graphs.keys() == set(GRAPHS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_path, export) -> None:

@@ -62,6 +62,35 @@ def test_inputs_from_phones_and_reference(bundle_fp32) -> None:
             runner.make_input(**bad)
 
 
+def test_new_text_keeps_the_prompts_bert_features(tmp_path, bundle_fp32, helpers) -> None:
+    """A voice prompted with a Chinese transcript has BERT features for it; new English text keeps them."""
+    import dataclasses
+    import shutil
+
+    from autocompress.runtime import save_inputs
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_fp32.path, copy)
+    rng = np.random.default_rng(0)
+    stored = [
+        dataclasses.replace(item, bert=rng.standard_normal((1024, item.phones.size)).astype(np.float32))
+        for item in helpers.shared_inputs()
+    ]
+    (copy / "inputs.npz").write_bytes(save_inputs(stored))
+    runner = BundleRunner(copy, prefer_gpu=False, verify=False)
+    item = runner.make_input(1, "HH AH0 L OW1 .")
+    n_prompt = stored[1].prompt_phones.size
+    np.testing.assert_array_equal(item.bert[:, :n_prompt], stored[1].bert[:, :n_prompt])
+    assert item.bert.shape == (1024, n_prompt + 5) and not item.bert[:, n_prompt:].any()
+    got = runner.generate(item, SamplingConfig(top_k=1), max_new_tokens=20).tokens
+    with torch.no_grad():
+        want = helpers.shared_voice().gpt.generate_detailed(
+            torch.from_numpy(item.phones)[None], torch.from_numpy(item.bert)[None],
+            torch.from_numpy(item.prompt_codes)[None], top_k=1, max_new_tokens=20,
+        )  # fmt: skip
+    np.testing.assert_array_equal(got, want.tokens[0].numpy())
+
+
 def _torch_free_env(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH with a sitecustomize that makes ``import torch`` fail."""
     shim = tmp_path / "shim"
@@ -196,3 +225,48 @@ def test_non_finite_audio_and_settings_are_refused(tmp_path, bundle_fp32, capsys
     assert main([*base, "--ref-sv", str(tmp_path / "sv.npy")]) == 2  # alone, it would be ignored
     assert "give that reference with --ref-spec" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_empty_reference_a_bad_input_shape_and_a_negative_seed_are_one_line_errors(
+    tmp_path, bundle_fp32, capsys
+) -> None:
+    from autocompress.cli.main import main
+    from autocompress.exceptions import ConfigError
+
+    runner = BundleRunner(bundle_fp32.path, prefer_gpu=False)
+    with pytest.raises(DataError, match="ref_spec has no frames"):
+        runner.make_input(0, ref_spec=np.ones((1025, 0), dtype=np.float32))
+    with pytest.raises(DataError, match=r"takes ref_spec of shape \[1, 1025, Tr\], got \[1, 704, 5\]"):
+        runner.style(np.ones((704, 5), dtype=np.float32))  # onnxruntime's own error is a traceback
+    with pytest.raises(ConfigError, match="seed must be >= 0, got -1"):
+        runner.synthesize(runner.sample_inputs()[0], seed=-1)
+
+    base = ["synth", "--bundle", str(bundle_fp32.path), "--phones", "HH AH0 L OW1 .", "--out", str(tmp_path / "o.wav")]
+    np.save(tmp_path / "empty.npy", np.ones((1025, 0), dtype=np.float32))
+    assert main([*base, "--cpu", "--ref-spec", str(tmp_path / "empty.npy")]) == 2
+    assert "ref_spec has no frames" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the flag itself is refused, for bundles as for the demo
+        main([*base, "--cpu", "--seed", "-1"])
+    assert "--seed: must be 0 or more, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2Pro", "v2ProPlus"])
+def test_every_voice_version_speaks_text_from_its_bundle(tmp_path, helpers, version, capsys) -> None:
+    from autocompress.cli.main import main
+
+    bundle = helpers.version_bundle(version)
+    out = tmp_path / "o.wav"
+    base = ["synth", "--bundle", str(bundle.path), "--out", str(out), "--cpu", "--max-tokens", "16"]
+    assert main([*base, "--text", "Hello, 12 cats! Is it 3:30 p.m.? Yes."]) == 0
+    assert " codes in 2 pieces (" in capsys.readouterr().out and np.isfinite(sf.read(out)[0]).all()
+    if version == "v1":
+        return
+    # A Pro voice's new reference needs its speaker vector, of the length the style graph takes.
+    np.save(tmp_path / "ref.npy", np.abs(np.random.default_rng(0).standard_normal((1025, 30))).astype(np.float32))
+    np.save(tmp_path / "short.npy", np.ones(100, dtype=np.float32))
+    np.save(tmp_path / "sv.npy", np.ones(20480, dtype=np.float32))
+    new_ref = [*base, "--phones", "HH AH0 L OW1 .", "--ref-spec", str(tmp_path / "ref.npy"), "--ref-sv"]
+    assert main([*new_ref, str(tmp_path / "short.npy")]) == 2
+    assert capsys.readouterr().err == "error: graph ref_enc takes ref_sv of shape [1, 20480], got [1, 100]\n"
+    assert main([*new_ref, str(tmp_path / "sv.npy")]) == 0
