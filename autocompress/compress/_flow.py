@@ -8,7 +8,9 @@ unit and column c, every ``res_skip_layers.i`` column c and its row pair (c, H +
 every layer (2Hi + c, 2Hi + H + c) and ``post`` column c. Units are ``coupling.k``.
 
 Depth keeps the first couplings (with their Flips); students shrink every H by
-``width_mult`` and keep the first ``depth_mult`` of the couplings.
+``width_mult`` and keep the first ``depth_mult`` of the couplings. Couplings go in pairs
+(:func:`_paired`): each Flip reverses the channels, so an odd number dropped would leave the
+latent reversed, a worse start than no flow at all.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from autocompress.models.gpt_sovits.config import SoVITSConfig
 
 def _coupling(k: int) -> str:
     return f"flow.flows.{2 * k}"
+
+
+def _paired(n_flows: int, keep: int) -> int:
+    """``keep`` couplings of ``n_flows``, one more when that would drop an odd number.
+
+    Keeping the first couplings with as many Flips as the teacher dropped equals the teacher
+    with the dropped couplings zeroed (their Flips cancel in pairs); an odd number dropped
+    leaves one Flip over, which reverses the latent's channels.
+    """
+    return keep + (n_flows - keep) % 2
 
 
 class FlowStructure:
@@ -67,7 +79,7 @@ class FlowStructure:
         return [DepthPool(candidates, keep_first=True)]
 
     def prune_depth_keep(self, config: SoVITSConfig, ratio: float) -> list[int]:
-        return [max(1, config.n_flows - removed(config.n_flows, ratio))]
+        return [_paired(config.n_flows, max(1, config.n_flows - removed(config.n_flows, ratio)))]
 
     def drop_layers(self, config: SoVITSConfig, editor: StateEditor, kept: list[list[int]]) -> SoVITSConfig:
         (keep,) = kept
@@ -82,7 +94,7 @@ class FlowStructure:
         )
 
     def student_depth_keep(self, config: SoVITSConfig, student: StudentConfig) -> list[int]:
-        return [scaled(config.n_flows, student.depth_mult)]
+        return [_paired(config.n_flows, scaled(config.n_flows, student.depth_mult))]
 
     def student_sets(
         self, config: SoVITSConfig, student: StudentConfig

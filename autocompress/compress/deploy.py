@@ -110,9 +110,9 @@ def with_deployable_precisions(plan: CompressionPlan, target: Any) -> Compressio
         op_weights = {k: fallback_precision(quant.weight_precision(k), k, target) for k in kinds}
         weights = op_weights[kinds[0]] if kinds else quant.weights
         activations = quant.activations
-        if activations != "fp32":
+        if activations != "fp32":  # one precision for the whole group: the fallback all its op kinds share
             fallbacks = {fallback_precision(activations, k, target) for k in kinds}
-            activations = activations if fallbacks == {activations} else "fp32"
+            activations = fallbacks.pop() if len(fallbacks) == 1 else "fp32"
         new_quant = QuantConfig(
             weights=weights,
             activations=activations,

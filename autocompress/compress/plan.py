@@ -71,7 +71,7 @@ class StudentConfig:
 
     Per group: ``gpt`` width = hidden size (heads kept, narrower heads), depth = layers;
     ``enc_p`` width = FFN width, depth = transformer layers; ``flow`` width = WN hidden,
-    depth = coupling layers (the first ones are kept); ``dec`` width =
+    depth = coupling layers (the first ones are kept, dropped in pairs); ``dec`` width =
     ``upsample_initial_channel``, depth = resblocks per stage; ``ref_enc`` width = style
     width (no depth).
     """
@@ -106,8 +106,10 @@ class PruneConfig:
             would take below 16 channels are pruned only down to 16.
         layers: per-unit ratios overriding ``ratio``, keyed by unit name (for example
             ``"layers.3.ffn"``, ``"ups.1"``; :func:`autocompress.compress.prunable_units`
-            lists them). An explicit ratio that breaks a limit is an error.
-        depth_ratio: fraction of whole layers removed (``gpt`` layers, ``flow`` couplings).
+            lists them), named as in the model before depth pruning (a ratio of a dropped layer
+            is moot). An explicit ratio that breaks a limit is an error.
+        depth_ratio: fraction of whole layers removed (``gpt`` layers, ``flow`` couplings;
+            couplings go in pairs, rounding toward the teacher, since each carries a Flip).
         importance: how channels are ranked: ``"l1"`` weight magnitude (no data),
             ``"activation"`` mean activation magnitude, or ``"taylor"`` |w * dL/dw| (both on
             calibration batches).

@@ -20,7 +20,7 @@ Every violation is reported at once in one :class:`~autocompress.exceptions.Conf
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import Tensor
@@ -158,9 +158,11 @@ def prune_state(
     channels_before = sum(s.size * s.width for s in structure.prune_sets(config))
     if prune.depth_ratio > 0:
         keep_counts = structure.prune_depth_keep(config, prune.depth_ratio)
+        before_depth = config
         config, kept_layers = shrink_depth(
             structure, config, editor, keep_counts, False, prune.importance, factory
         )
+        prune = _renumbered(prune, structure, before_depth, config, kept_layers)
     counts = prune_counts(config, group, prune)
     sets = structure.prune_sets(config)
     kept_channels = shrink_width(config, editor, sets, counts, prune.importance, factory)
@@ -177,6 +179,31 @@ def prune_state(
             f"(layers dropped included); at most {MAX_MODULE_PRUNE:.0%} allowed (lower ratio or depth_ratio)"
         )
     return result
+
+
+def _renumbered(
+    prune: PruneConfig, structure: GroupStructure, before: Any, after: Any, kept: list[list[int]]
+) -> PruneConfig:
+    """``prune`` with its per-unit ratios renamed from the layers of ``before`` to those of ``after``.
+
+    ``layers`` keys name the units of the model given to :func:`prune_state`; depth pruning
+    renumbers the layers it keeps (``layers.2`` may become ``layers.1``). Ratios of dropped
+    layers are left out; units outside the depth pools keep their names.
+    """
+    renames: dict[str, str | None] = {}  # old layer name -> new name, None when dropped
+    pools = zip(structure.depth_pools(before, False), structure.depth_pools(after, False), kept)
+    for old_pool, new_pool, keep in pools:
+        renames.update({c.name: None for c in old_pool.candidates})
+        for new, old in enumerate(keep):
+            renames[old_pool.candidates[old].name] = new_pool.candidates[new].name
+    layers = {}
+    for unit, ratio in prune.layers.items():
+        layer = next((name for name in renames if unit == name or unit.startswith(name + ".")), None)
+        if layer is None:
+            layers[unit] = ratio
+        elif renames[layer] is not None:
+            layers[renames[layer] + unit[len(layer) :]] = ratio
+    return replace(prune, layers=layers)
 
 
 def _round_up(n: int, multiple: int) -> int:

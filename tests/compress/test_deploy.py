@@ -49,6 +49,16 @@ def test_fallback_on_a_cpu_without_fp16_convolutions() -> None:
     assert fixed.group("ref_enc").quant.weight_precision("linear") == "int8"
 
 
+def test_activation_fallback_is_the_nearest_deployable_precision() -> None:
+    nano = load_target("jetson-nano")  # fp16 and fp32 only
+    assert fallback_precision("int8", "conv", nano) == "fp16"
+    plan = CompressionPlan({"dec": GroupPlan(quant=QuantConfig(weights="int8", activations="int8"))})
+    fixed = plan.with_fallback(nano)
+    assert fixed.group("dec").quant.weights == "fp16"
+    assert fixed.group("dec").quant.activations == "fp16"  # as near as the weights, not fp32
+    assert fixed.deployable_on(nano)
+
+
 @pytest.mark.parametrize("name", ["rtx3060", "rtx4090", "t4", "a100"])
 def test_seed_recipe_ships_on_gpus_with_fp16_and_int8(name: str) -> None:
     assert seed_recipe().deployable_on(name), deployment_problems(seed_recipe(), name)

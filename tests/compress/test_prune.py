@@ -14,6 +14,7 @@ from autocompress.compress import (
     CompressionPlan,
     GroupPlan,
     PruneConfig,
+    StudentConfig,
     compress,
     prunable_units,
     prune_state,
@@ -228,20 +229,32 @@ def test_decoder_parameter_count_drops_by_computed_amount(tiny_sovits) -> None: 
 
 
 def test_flow_depth_keeps_first_couplings(tiny_sovits) -> None:  # noqa: ANN001
-    result = prune_state(tiny_sovits.config, tiny_sovits.state_dict(), "flow", PruneConfig(depth_ratio=0.25))
-    assert result.config.n_flows == 3 and result.kept_layers == [[0, 1, 2]]
+    assert tiny_sovits.config.n_flows == 4
+    result = prune_state(tiny_sovits.config, tiny_sovits.state_dict(), "flow", PruneConfig(depth_ratio=0.5))
+    assert result.config.n_flows == 2 and result.kept_layers == [[0, 1]]
     pruned = build_model(result.config, result.state)
-    # dropping the last coupling (and its Flip) equals zeroing it in the teacher and flipping
-    # the input of the reverse pass (the teacher still has the extra Flip)
+    # dropping the last two couplings (and their Flips, which cancel) equals zeroing them
     reference = _plain_copy(tiny_sovits)
     with torch.no_grad():
-        reference.flow.flows[6].post.weight.zero_()
-        reference.flow.flows[6].post.bias.zero_()
+        for k in (4, 6):
+            reference.flow.flows[k].post.weight.zero_()
+            reference.flow.flows[k].post.bias.zero_()
     x = sovits_inputs(tiny_sovits.config)
     with torch.no_grad():
         got = pruned.flow(x["z"], x["mask"], g=x["ge"], reverse=True)
-        want = reference.flow(torch.flip(x["z"], [1]), x["mask"], g=x["ge"], reverse=True)
+        want = reference.flow(x["z"], x["mask"], g=x["ge"], reverse=True)
     _assert_same(got, want)
+
+
+def test_flow_couplings_go_in_pairs_so_the_latent_keeps_its_channel_order(tiny_sovits) -> None:  # noqa: ANN001
+    """One coupling of four dropped would leave an odd number of Flips: the latent reversed."""
+    sd = tiny_sovits.state_dict()
+    for ratio, n_flows in [(0.25, 4), (0.5, 2), (0.6, 2)]:  # 0.25 of 4 is one coupling: none go
+        result = prune_state(tiny_sovits.config, sd, "flow", PruneConfig(depth_ratio=ratio))
+        assert result.config.n_flows == n_flows, ratio
+    for depth_mult, n_flows in [(0.75, 4), (0.5, 2), (0.25, 2)]:
+        student = compress(tiny_sovits, CompressionPlan({"flow": GroupPlan(student=StudentConfig(depth_mult=depth_mult))}))
+        assert student.config.n_flows == n_flows, depth_mult
 
 
 def test_gpt_depth_drops_whole_layers(tiny_gpt) -> None:  # noqa: ANN001
@@ -252,6 +265,19 @@ def test_gpt_depth_drops_whole_layers(tiny_gpt) -> None:  # noqa: ANN001
     reference = build_model(tiny_gpt.config, tiny_gpt.state_dict())
     reference.h.layers = nn.ModuleList(reference.h.layers[i] for i in kept)
     _assert_same(run_group(pruned, "gpt"), run_group(reference, "gpt"))
+
+
+def test_unit_ratios_follow_their_layers_through_depth_pruning(tiny_gpt) -> None:  # noqa: ANN001
+    teacher = build_model(tiny_gpt.config, tiny_gpt.state_dict())
+    with torch.no_grad():  # layer 0 writes least into the residual stream: depth pruning drops it
+        teacher.h.layers[0].linear2.weight.mul_(0.01)
+        teacher.h.layers[0].self_attn.out_proj.weight.mul_(0.01)
+    ratios = {"layers.0.ffn": 0.2, "layers.1.ffn": 0.4, "layers.2.heads": 0.25}
+    prune = PruneConfig(layers=ratios, depth_ratio=0.34)
+    result = prune_state(teacher.config, teacher.state_dict(), "gpt", prune)
+    assert result.kept_layers == [[1, 2]]  # teacher layers 1 and 2 are now layers 0 and 1
+    assert result.config.layer_ffn == (512 - int(512 * 0.4), 512)
+    assert result.config.layer_heads == (4, 3)
 
 
 # --------------------------------------------------------------------------- limits
