@@ -10,7 +10,7 @@ shares a tensor with it. Transforms are looked up by config type in :data:`TRANS
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ from autocompress.compress._state import StateEditor
 from autocompress.compress.fake_quant import add_fake_quant_
 from autocompress.compress.importance import Calibration, ImportanceContext
 from autocompress.compress.plan import CompressionPlan, GroupPlan, PruneConfig, QuantConfig, StudentConfig
-from autocompress.compress.prune import prune_state
+from autocompress.compress.prune import prune_state, renumbered, structure_of
 from autocompress.compress.students import student_state
 from autocompress.exceptions import CompressionError, ConfigError
 from autocompress.models.gpt_sovits.config import GPTConfig
@@ -38,6 +38,8 @@ class _Work:
     state: dict[str, torch.Tensor]
     device: torch.device
     model: nn.Module | None = None
+    # group -> (config before its student, kept layers): prune ratios name the teacher's layers
+    student_depth: dict[str, tuple[Any, list[list[int]]]] = field(default_factory=dict)
 
     def built(self) -> nn.Module:
         if self.model is None:
@@ -69,13 +71,19 @@ def _student(
 ) -> None:
     factory = importance_context_factory(group, calibration)
     importance = plan.prune.importance
-    work.config, work.state = student_state(work.config, work.state, group, config, importance, factory)
+    before = work.config
+    work.config, work.state, kept = student_state(work.config, work.state, group, config, importance, factory)
+    if kept:
+        work.student_depth[group] = (before, kept)
 
 
 def _prune(
     work: _Work, group: str, config: PruneConfig, plan: GroupPlan, calibration: Calibration | None
 ) -> None:
     factory = importance_context_factory(group, calibration)
+    if group in work.student_depth:
+        before, kept = work.student_depth[group]
+        config = renumbered(config, structure_of(group), before, work.config, kept, student=True)
     result = prune_state(work.config, work.state, group, config, factory)
     work.config, work.state = result.config, result.state
 
@@ -123,11 +131,11 @@ def compress(target: Any, plan: CompressionPlan, calibration: Calibration | None
         raise ConfigError(f"plan names unknown module groups {unknown}; expected a subset of {MODULE_GROUPS}")
     works = _works_of(target)
     groups_of = {"gpt": ("gpt",), "sovits": SOVITS_GROUPS}
-    for kind, field in _FIELDS.items():
+    for kind, attr in _FIELDS.items():
         for name, work in works.items():
             for group in groups_of[name]:
                 group_plan = plan.group(group)
-                config = getattr(group_plan, field)
+                config = getattr(group_plan, attr)
                 if not config.is_identity:
                     TRANSFORMS[type(config)](work, group, config, group_plan, calibration)
     built = {name: work.built() for name, work in works.items()}
@@ -168,11 +176,12 @@ def validate_plan(target: Any, plan: CompressionPlan) -> None:
         for group in ("gpt",) if name == "gpt" else SOVITS_GROUPS:
             group_plan = plan.group(group)
             try:
-                config, state = student_state(work.config, work.state, group, group_plan.student)
+                config, state, kept = student_state(work.config, work.state, group, group_plan.student)
                 if not group_plan.prune.is_identity:
                     prune = PruneConfig(
                         group_plan.prune.ratio, group_plan.prune.layers, group_plan.prune.depth_ratio, "l1"
                     )
+                    prune = renumbered(prune, structure_of(group), work.config, config, kept, student=True)
                     config = prune_state(config, state, group, prune).config
             except (ConfigError, CompressionError) as e:
                 problems.append(str(e))

@@ -106,8 +106,8 @@ class PruneConfig:
             would take below 16 channels are pruned only down to 16.
         layers: per-unit ratios overriding ``ratio``, keyed by unit name (for example
             ``"layers.3.ffn"``, ``"ups.1"``; :func:`autocompress.compress.prunable_units`
-            lists them), named as in the model before depth pruning (a ratio of a dropped layer
-            is moot). An explicit ratio that breaks a limit is an error.
+            lists them), named as in the teacher, before a student's or pruning's depth (a
+            ratio of a dropped layer is moot). An explicit ratio that breaks a limit is an error.
         depth_ratio: fraction of whole layers removed (``gpt`` layers, ``flow`` couplings;
             couplings go in pairs, rounding toward the teacher, since each carries a Flip).
         importance: how channels are ranked: ``"l1"`` weight magnitude (no data),

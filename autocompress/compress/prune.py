@@ -162,7 +162,7 @@ def prune_state(
         config, kept_layers = shrink_depth(
             structure, config, editor, keep_counts, False, prune.importance, factory
         )
-        prune = _renumbered(prune, structure, before_depth, config, kept_layers)
+        prune = renumbered(prune, structure, before_depth, config, kept_layers)
     counts = prune_counts(config, group, prune)
     sets = structure.prune_sets(config)
     kept_channels = shrink_width(config, editor, sets, counts, prune.importance, factory)
@@ -181,17 +181,20 @@ def prune_state(
     return result
 
 
-def _renumbered(
-    prune: PruneConfig, structure: GroupStructure, before: Any, after: Any, kept: list[list[int]]
+def renumbered(
+    prune: PruneConfig, structure: GroupStructure, before: Any, after: Any, kept: list[list[int]],
+    student: bool = False,
 ) -> PruneConfig:
     """``prune`` with its per-unit ratios renamed from the layers of ``before`` to those of ``after``.
 
-    ``layers`` keys name the units of the model given to :func:`prune_state`; depth pruning
-    renumbers the layers it keeps (``layers.2`` may become ``layers.1``). Ratios of dropped
-    layers are left out; units outside the depth pools keep their names.
+    ``layers`` keys name the units of the teacher; depth pruning (or a student's depth, with
+    ``student``) renumbers the layers it keeps (``layers.2`` may become ``layers.1``). Ratios of
+    dropped layers are left out; units outside the depth pools keep their names.
     """
+    if not prune.layers or not kept:
+        return prune
     renames: dict[str, str | None] = {}  # old layer name -> new name, None when dropped
-    pools = zip(structure.depth_pools(before, False), structure.depth_pools(after, False), kept)
+    pools = zip(structure.depth_pools(before, student), structure.depth_pools(after, student), kept)
     for old_pool, new_pool, keep in pools:
         renames.update({c.name: None for c in old_pool.candidates})
         for new, old in enumerate(keep):
@@ -210,4 +213,4 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-__all__ = ["PruneResult", "STRUCTURES", "prunable_units", "prune_counts", "prune_state", "structure_of"]
+__all__ = ["PruneResult", "STRUCTURES", "prunable_units", "prune_counts", "prune_state", "renumbered", "structure_of"]

@@ -29,30 +29,32 @@ def student_state(
     student: StudentConfig,
     importance: str = "l1",
     make_context: ContextFactory | None = None,
-) -> tuple[Any, dict[str, Tensor]]:
+) -> tuple[Any, dict[str, Tensor], list[list[int]]]:
     """Shrink one group of ``(config, state)`` into a student; inputs are not modified.
 
     Returns:
-        (student config, student state dict).
+        (student config, student state dict, per depth pool the teacher indices of the layers
+        kept; empty when the depth is unchanged).
     """
     if student.is_identity:
-        return config, dict(state)
+        return config, dict(state), []
     structure = structure_of(group)
     editor = StateEditor(state)
     factory = make_context or (lambda c, e: None)
+    kept: list[list[int]] = []
     if student.depth_mult < 1.0:
         keep_counts = structure.student_depth_keep(config, student)
-        config, _ = shrink_depth(structure, config, editor, keep_counts, True, importance, factory)
+        config, kept = shrink_depth(structure, config, editor, keep_counts, True, importance, factory)
     if student.width_mult < 1.0:
         sets, sizes = structure.student_sets(config, student)
         shrink_width(config, editor, sets, sizes, importance, factory)
         config = structure.resize_student(config, sizes, editor)
-    return config, editor.state_dict()
+    return config, editor.state_dict(), kept
 
 
 def make_student(teacher: nn.Module, group: str, student: StudentConfig, importance: str = "l1") -> nn.Module:
     """A new student model of one group of ``teacher`` (GPT or SoVITS), initialised from it."""
-    config, state = student_state(model_config(teacher), teacher.state_dict(), group, student, importance)
+    config, state, _ = student_state(model_config(teacher), teacher.state_dict(), group, student, importance)
     return build_model(config, state)
 
 

@@ -19,7 +19,7 @@ from autocompress.compress import (
     prunable_units,
     prune_state,
 )
-from autocompress.compress.apply import importance_context_factory
+from autocompress.compress.apply import importance_context_factory, validate_plan
 from autocompress.compress._build import build_model
 from autocompress.exceptions import ConfigError
 from autocompress.models.gpt_sovits.config import ENC_P_ENCODERS
@@ -341,3 +341,20 @@ def test_taylor_importance_ranks_by_data(tiny_sovits) -> None:  # noqa: ANN001
     reference = _plain_copy(tiny_sovits)
     _zero_removed_(reference, "dec", taylor.kept_channels)
     _assert_same(run_group(pruned, "dec"), run_group(reference, "dec"))
+
+
+def test_unit_ratios_name_the_teachers_layers_after_a_students_depth(tiny_gpt) -> None:  # noqa: ANN001
+    """A student of 2 of 3 layers drops the least important one: ratios still follow their layers."""
+    teacher = build_model(tiny_gpt.config, tiny_gpt.state_dict())
+    with torch.no_grad():  # layer 0 writes least into the residual stream: the student drops it
+        teacher.h.layers[0].linear2.weight.mul_(0.01)
+        teacher.h.layers[0].self_attn.out_proj.weight.mul_(0.01)
+    plan = CompressionPlan({"gpt": GroupPlan(
+        student=StudentConfig(depth_mult=0.67),
+        prune=PruneConfig(layers={"layers.0.ffn": 0.2, "layers.1.ffn": 0.4, "layers.2.heads": 0.25}),
+    )})  # fmt: skip
+    student = compress(teacher, plan)
+    assert student.config.n_layer == 2
+    assert student.config.layer_ffn == (512 - int(512 * 0.4), 512)  # teacher layer 1 is the student's 0
+    assert student.config.layer_heads == (4, 3)
+    validate_plan(teacher, plan)  # the plan check reads the same names
