@@ -28,6 +28,20 @@ class TrialPoint:
     pareto: bool
     baseline: str | None
     params: dict[str, float | str]
+    plan: str = ""  # the plan's one-line summary
+    terms: dict[str, float] = field(default_factory=dict)  # the quality's parts (QUALITY_TERMS)
+
+
+# What the quality is made of, and STOI beside it: the trial table shows these per trial.
+QUALITY_TERMS = ("distillmos", "speaker_cos", "mcd_db", "stoi")
+
+
+def _terms(trial: FrozenTrial) -> dict[str, float]:
+    metrics = trial.user_attrs.get("metrics", [])
+    if isinstance(metrics, dict):  # older studies: name -> value or {value, ...}
+        metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
+    found = {m.get("name"): m.get("value") for m in metrics if isinstance(m, dict)}
+    return {k: float(found[k]) for k in QUALITY_TERMS if isinstance(found.get(k), (int, float))}
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,8 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
             pareto=t.number in front,
             baseline=t.user_attrs.get("baseline"),
             params=dict(t.params),
+            plan=str(t.user_attrs.get("plan_summary", "")),
+            terms=_terms(t),
         )
         for t in done
     ]

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from autocompress.report._data import ReportData, TrialPoint  # noqa: E402
+from autocompress.report._data import QUALITY_TERMS, ReportData, TrialPoint  # noqa: E402
 from autocompress.runtime.files import atomic_write_text  # noqa: E402
 
 _STYLE = """
@@ -123,16 +123,27 @@ def _metric_cell(m: dict) -> str:
     return f'{html.escape(str(m.get("name", "")))}: {vtxt} {html.escape(unit)} <span class="{html.escape(kind)}">({html.escape(label)})</span>'
 
 
+# Column heads of the quality's parts (measured with the quality, on the held-out sentences).
+_TERM_HEADS = {"distillmos": "DistillMOS", "speaker_cos": "speaker cosine", "mcd_db": "MCD, dB", "stoi": "STOI"}
+
+
 def _points_table(data: ReportData) -> str:
     head = "".join(f"<th>{html.escape(n)}</th>" for n in data.objective_labels)
+    terms = [k for k in QUALITY_TERMS if any(k in p.terms for p in data.points)]
+    head += "".join(f"<th>{_TERM_HEADS[k]}</th>" for k in terms)
     rows = []
     for p in sorted(data.points, key=lambda p: p.number):
         vals = "".join(f"<td>{v:.4g}</td>" for v in p.values)
+        vals += "".join(f"<td>{p.terms[k]:.3g}</td>" if k in p.terms else "<td></td>" for k in terms)
         rows.append(
-            f"<tr><td>{p.number}</td>{vals}<td>{'yes' if p.feasible else 'no'}</td>"
-            f"<td>{'yes' if p.pareto else ''}</td><td>{html.escape(p.baseline or '')}</td></tr>"
+            f"<tr><td>{p.number}</td><td>{html.escape(p.plan or p.baseline or '')}</td>{vals}"
+            f"<td>{'yes' if p.feasible else 'no'}</td><td>{'yes' if p.pareto else ''}</td></tr>"
         )
-    return f"<table><tr><th>trial</th>{head}<th>feasible</th><th>Pareto</th><th>baseline</th></tr>{''.join(rows)}</table>"
+    note = ("<p class='note'>DistillMOS, speaker cosine and MCD make up the quality (docs/quality.md); STOI is "
+            "the intelligibility of the student's speech against the teacher's. All measured with the quality.</p>"
+            if terms else "")
+    table = f"<table><tr><th>trial</th><th>plan</th>{head}<th>feasible</th><th>Pareto</th></tr>{''.join(rows)}</table>"
+    return table + note
 
 
 def render_html(data: ReportData) -> str:

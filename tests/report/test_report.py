@@ -221,3 +221,29 @@ def test_a_scheduled_export_reports_the_bundles_latest_points_at(tmp_path):
     assert len(find_bundles(root)) == 4  # before any run is current: all of them
     (root / "latest").symlink_to(Path("runs") / "20261202-0200")
     assert [b.trial for b in find_bundles(root)] == [2, 3]  # not the first run's, nor twice
+
+
+def test_the_trial_table_names_each_plan_and_the_parts_of_its_quality(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_metric_names(["quality", "latency_ms", "memory_mb"])
+    attrs = [
+        {"plan_summary": "teacher_fp32: teacher (fp32, unchanged)", "baseline": "teacher_fp32",
+         "metrics": [{"name": n, "value": v, "unit": "", "kind": "measured", "device": "cpu"}
+                     for n, v in (("distillmos", 3.71), ("speaker_cos", 1.0), ("mcd_db", 0.0), ("stoi", 1.0))]},
+        {"plan_summary": "dec int4 prune 20%",  # an older study: metrics keyed by name
+         "metrics": {"distillmos": {"value": 2.5, "kind": "measured"}, "stoi": 0.612}},
+        {},  # a trial scored before any of this was recorded
+    ]
+    for values, user in zip([(0.8, 10.0, 90.0), (0.4, 5.0, 50.0), (0.3, 4.0, 40.0)], attrs):
+        t = study.ask()
+        for k, v in user.items():
+            t.set_user_attr(k, v)
+        study.tell(t, list(values))
+    page = render_html(load_report_data(url, "q"))
+    table = page[page.index("<h2>Trials</h2>"):page.index("<h2>Exported bundles</h2>")]
+    assert "<th>plan</th>" in table and "<th>DistillMOS</th>" in table and "<th>STOI</th>" in table
+    assert "<td>teacher_fp32: teacher (fp32, unchanged)</td>" in table
+    assert "<td>dec int4 prune 20%</td>" in table and "<td>2.5</td>" in table and "<td>0.612</td>" in table
+    row_2 = table[table.index("<tr><td>2</td>"):]
+    assert row_2.count("<td></td>") >= 4  # no terms recorded: empty cells, not zeros
