@@ -6,7 +6,10 @@ import collections
 import io
 import json
 import os
+import pathlib
+import pickle
 import pickletools
+import types
 import zipfile
 from pathlib import Path
 
@@ -393,6 +396,57 @@ def test_weights_in_a_wrapper_or_without_upstream_prefix_are_named(tmp_path):
     torch.save(dict(weights), tmp_path / "bare.pth")
     message = _one_line_error(inspect_checkpoint, tmp_path / "bare.pth", match="bare state dict")
     assert "SoVITS keys" in message
+
+
+class _WindowsPathPickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Pickles a PosixPath as pathlib.WindowsPath, as a checkpoint written on Windows names it."""
+
+    def save_global(self, obj, name=None):
+        if obj is pathlib.PosixPath:
+            self.write(pickle.GLOBAL + b"pathlib\nWindowsPath\n")
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def _lightning_checkpoint(model: Text2SemanticGPT, with_config: bool = True) -> dict:
+    """What s1_train's Lightning trainer saves in logs/<exp>/logs_s1_<v>/ckpt/: fp32 ``model.`` weights,
+    save_hyperparameters() of (config, output_dir, is_train), and the trainer's own state."""
+    state = upstream_gpt_state_dict(model, half=False)
+    ckpt = {
+        "epoch": 14, "global_step": 300, "pytorch-lightning_version": "2.4.0", "state_dict": state,
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 15, "completed": 14}}}},
+        "callbacks": {"my_model_ckpt{'monitor': 'top_3_acc', 'mode': 'max'}": {
+            "monitor": "top_3_acc", "best_model_score": torch.tensor(0.5), "dirpath": "logs/me/logs_s1_v2/ckpt",
+            "best_k_models": {}, "kth_value": torch.tensor(float("-inf"))}},
+        "optimizer_states": [{"state": {0: {"step": torch.tensor(3.0), "delta": torch.zeros(2)}},
+                              "param_groups": [{"lr": 0.01, "betas": (0.9, 0.95), "params": [0]}]}],
+        "lr_schedulers": [{"init_lr": 1e-05, "peak_lr": 0.01, "_last_lr": [0.01]}],
+    }
+    if with_config:
+        ckpt["hparams_name"] = "kwargs"
+        ckpt["hyper_parameters"] = {
+            "config": model.config.to_upstream(), "output_dir": pathlib.Path("logs/me/logs_s1_v2"), "is_train": True,
+        }
+    return ckpt
+
+
+def test_lightning_training_checkpoint_loads_with_its_config(tmp_path):
+    """s1_train's own checkpoints pickle output_dir as a pathlib path: read as inert text, never refused."""
+    model = _randomize(Text2SemanticGPT(gpt_tiny()), seed=4).eval()
+    torch.save(_lightning_checkpoint(model), tmp_path / "epoch=14-step=300.ckpt")
+    windows = types.SimpleNamespace(__name__="windows_pickle", Pickler=_WindowsPathPickler)
+    torch.save(_lightning_checkpoint(model), tmp_path / "windows.ckpt", pickle_module=windows)
+    assert b"WindowsPath" in (tmp_path / "windows.ckpt").read_bytes()
+    for name in ("epoch=14-step=300.ckpt", "windows.ckpt"):
+        ckpt = read_gpt(tmp_path / name)
+        assert ckpt.info.info == "GPT-e15" and ckpt.config == model.config
+        for (key, a), b in zip(model.state_dict().items(), ckpt.model.state_dict().values()):
+            assert torch.equal(a, b), key
+        assert inspect_checkpoint(tmp_path / name).kind == "gpt"
+    _one_line_error(load_sovits, tmp_path / "windows.ckpt", match="GPT .*pass it as --gpt")
+    torch.save(_lightning_checkpoint(model, with_config=False), tmp_path / "bare.ckpt")
+    _one_line_error(load_gpt, tmp_path / "bare.ckpt", match="Lightning training checkpoint without its config")
 
 
 def test_inspect_checks_a_gpt_file_against_its_config(tmp_path):

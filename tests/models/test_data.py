@@ -258,6 +258,31 @@ def test_semantic_names_without_a_partner_are_reported(copy, synth, caplog):
     assert f"1 of {len(synth)} items have no codes" in caplog.text and uncoded in caplog.text
 
 
+def test_mandarin_items_without_bert_are_named_in_a_warning(copy, synth, caplog):
+    """Upstream writes 3-bert only for zh lines; a zh item without one is read with zeros, which must be said."""
+    zh, en, yue, ja = "n i3 h ao3 .", "HH AH0 L OW1 Y AA1 .", "Yn Yei5 Yh You2", "k o N n i ch i w a"
+    path = copy / "2-name2text.txt"
+    lines = path.read_text().splitlines()
+    shutil.rmtree(copy / "3-bert")
+    (copy / "3-bert").mkdir()
+    for lineno, phones in enumerate((zh, zh, en, yue, ja, zh), start=1):
+        fields = lines[lineno - 1].split("\t")
+        _rewrite_line(path, lineno, "\t".join([fields[0], phones, "None" if phones in (en, ja) else "[2, 2, 1]", fields[3]]))
+    names = synth.names
+    torch.save(torch.zeros(1024, 5).half().T.contiguous().T, copy / "3-bert" / f"{names[5]}.pt")  # as 1-get-text: fp16, transposed
+    with caplog.at_level("WARNING"):
+        folder = ExperimentFolder(copy)
+    assert len(folder) == len(synth) and folder.summary()["with_bert"] == 1
+    assert f"2 of {len(synth)} items are Mandarin and have no 3-bert/<name>.pt (first: {names[0]})" in caplog.text
+    assert "zeros" in caplog.text
+    caplog.clear()
+    for name in names[:2]:
+        torch.save(torch.zeros(1024, 5), copy / "3-bert" / f"{name}.pt")
+    with caplog.at_level("WARNING"):
+        ExperimentFolder(copy)
+    assert "Mandarin" not in caplog.text  # English, Cantonese and Japanese lines have no BERT upstream either
+
+
 def test_byte_order_mark_is_not_part_of_the_first_name(copy, synth):
     path = copy / "2-name2text.txt"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())

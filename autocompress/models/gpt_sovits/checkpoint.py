@@ -13,6 +13,10 @@ Formats (what upstream writes and reads):
   is dropped in user exports and kept in the pretrained files. v2Pro / v2ProPlus files have
   their first two bytes ``PK`` overwritten with a version tag (``05`` / ``06``).
 * GPT: ``{"weight": {"model.<key>": fp16}, "config": dict, "info": "GPT-e<E>"}``.
+* GPT training checkpoint (``logs/<exp>/logs_s1_*/ckpt/*.ckpt``, written by Lightning): the
+  same ``model.<key>`` tensors (fp32) under ``state_dict``, the config under
+  ``hyper_parameters.config`` next to ``output_dir``, a ``pathlib`` path (read as an inert
+  :class:`_PathStandIn`), and the trainer's state, which is ignored.
 """
 
 from __future__ import annotations
@@ -115,6 +119,26 @@ class _UpstreamPickler(pickle._Pickler):  # type: ignore[name-defined]  # pure-P
 
 # torch.save accepts any module-like object with a Pickler.
 _UPSTREAM_PICKLE = types.SimpleNamespace(__name__="autocompress_upstream_pickle", Pickler=_UpstreamPickler)
+
+
+class _PathStandIn:
+    """Inert stand-in for the ``pathlib`` paths a Lightning checkpoint pickles (the
+    ``output_dir`` of its ``hyper_parameters``): it keeps the parts as text, nothing more."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.parts = tuple(str(part) for part in parts)
+
+    def __repr__(self) -> str:
+        return f"_PathStandIn({'/'.join(self.parts)!r})"
+
+
+# Where pathlib's classes live in a pickle (Python 3.13 moved them to pathlib._local).
+_PATH_GLOBALS = tuple(
+    f"{module}.{name}"
+    for module in ("pathlib", "pathlib._local")
+    for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
+)
+_SAFE_GLOBALS = [(HParams, "utils.HParams"), *((_PathStandIn, name) for name in _PATH_GLOBALS)]
 
 
 # --------------------------------------------------------------------------- results
@@ -222,6 +246,7 @@ def read_sovits(path: str | Path, map_location: str | torch.device | None = None
     """
     path = Path(path)
     obj, header = _read(path)
+    obj = _as_export(path, obj)
     _expect_kind(path, obj, "sovits")
     weights = _tensor_dict(path, obj["weight"])
     info = _sovits_info(path, obj, header, weights)
@@ -234,6 +259,7 @@ def read_gpt(path: str | Path, map_location: str | torch.device | None = None) -
     """Load a GPT file and return the model together with its :class:`CheckpointInfo`."""
     path = Path(path)
     obj, header = _read(path)
+    obj = _as_export(path, obj)
     _expect_kind(path, obj, "gpt")
     weights = _tensor_dict(path, obj["weight"])
     info = _gpt_info(path, obj, header, weights, check_shapes=False)  # _load_strictly checks them on the model
@@ -246,6 +272,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     """Describe a GPT or SoVITS file without building a model."""
     path = Path(path)
     obj, header = _read(path)
+    obj = _as_export(path, obj)
     kind = _kind(obj)
     if kind not in ("sovits", "gpt"):
         raise CheckpointError(f"{path}: {_unknown_problem(obj) if kind == 'unknown' else _KIND_PROBLEMS[kind]}")
@@ -403,14 +430,14 @@ def _read(path: Path) -> tuple[Any, bytes]:
         data = b"PK" + data[2:]
     # A legacy (pre-zip) torch file is read the same way: weights_only covers both formats.
     try:
-        with torch.serialization.safe_globals([(HParams, "utils.HParams")]):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
             obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found:
             raise CheckpointError(
-                f"{path}: refused to unpickle {found.group(1)}: only tensors, plain containers and "
-                "utils.HParams are allowed, and an exported GPT-SoVITS model holds nothing else"
+                f"{path}: refused to unpickle {found.group(1)}: only tensors, plain containers, "
+                "utils.HParams and paths are allowed, and a GPT-SoVITS model file holds nothing else"
             ) from None
         raise CheckpointError(f"{path}: not a valid checkpoint (corrupt, truncated or not a PyTorch file)") from e
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, EOFError, ValueError, ...
@@ -453,11 +480,32 @@ _KIND_PROBLEMS = {
     "lora": "this is a SoVITS v3/v4 LoRA file; LoRA files are not supported yet",
     "v3v4": "this is a SoVITS v3/v4 model (CFM decoder); v3/v4 are not supported yet",
     "discriminator": "this is a SoVITS discriminator (s2D*.pth), not a generator; pass the s2G / exported .pth",
-    "resume": "this is a training resume checkpoint (G_*.pth / D_*.pth) without a config; "
+    "resume": "this is a training resume checkpoint (G_*.pth / D_*.pth), which carries no config of its own; "
     "pass the exported weights from SoVITS_weights*/ instead",
-    "lightning": "this is a Lightning training checkpoint; pass the exported GPT_weights*/*.ckpt instead",
+    "lightning": "this is a Lightning training checkpoint without its config (hyper_parameters.config); "
+    "pass the exported GPT_weights*/*.ckpt instead",
     "unknown": "not a GPT-SoVITS model file: expected a dict with 'weight' and 'config' entries",
 }
+
+
+def _as_export(path: Path, obj: Any) -> Any:
+    """A GPT training checkpoint (Lightning's) in the exported layout; any other file as it is.
+
+    Its ``state_dict`` holds the exported ``model.<key>`` tensors (fp32) and
+    ``hyper_parameters.config`` the config; the info string is the one upstream's exporter
+    gives the same epoch (Lightning counts epochs from 0). Without the config it stays as
+    it is, and the caller names it.
+    """
+    if _kind(obj) != "lightning":
+        return obj
+    hparams = obj.get("hyper_parameters")
+    config = hparams.get("config") if isinstance(hparams, dict) else None
+    state = obj.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        return obj
+    epoch = obj.get("epoch")
+    info = f"GPT-e{epoch + 1}" if isinstance(epoch, int) else ""
+    return {"weight": state, "config": config, "info": info}
 
 
 def _unknown_problem(obj: Any) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ SSL_DIM = 768  # HuBERT feature width
 BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size
 SV_DIM = 20480  # ERes2NetV2 pooled feature width
 CODEBOOK_SIZE = 1024  # semantic codes are 0..1023
+# A Mandarin final with its tone (a1, ang4, i01, E2, En5): only upstream's Chinese G2P writes
+# one. English stress digits are 0-2 on capitals, Cantonese finals start with "Y", Japanese
+# and Korean symbols carry no digit.
+MANDARIN_FINAL = re.compile(r"(?:[a-z][a-z0-9]*|En?)[1-5]")
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class ExperimentFolder:
             )
         if has_semantic:
             _warn_semantic_mismatch(self.path, codes, texts, items)
+        _warn_mandarin_without_bert(self.path, items)
         self.items: list[ExperimentItem] = items
         self._by_name = {item.name: item for item in items}
 
@@ -446,6 +452,25 @@ def _warn_semantic_mismatch(
     if uncoded:
         log.warning("%s: %d of %d items have no codes in %s (first: %s); the GPT cannot train on them",
                     path, len(uncoded), len(items), SEMANTIC, uncoded[0])
+
+
+def _is_mandarin(phones: tuple[str, ...]) -> bool:
+    """True when the phones come from upstream's Chinese (zh) G2P: they hold a toned
+    Mandarin final. Upstream writes ``3-bert`` features for these items only."""
+    return any(MANDARIN_FINAL.fullmatch(p) for p in phones)
+
+
+def _warn_mandarin_without_bert(path: Path, items: list[ExperimentItem]) -> None:
+    """Log the Mandarin items that have no ``3-bert`` file: they are read with zero BERT
+    features, where upstream's inference computes them from the text."""
+    bare = [item.name for item in items if item.bert_path is None and _is_mandarin(item.phones)]
+    if bare:
+        log.warning(
+            "%s: %d of %d items are Mandarin and have no %s/<name>.pt (first: %s); their BERT features "
+            "are read as zeros, unlike upstream's inference; rerun GPT-SoVITS's text preparation "
+            "(1-get-text) to write them",
+            path, len(bare), len(items), BERT_DIR, bare[0],
+        )
 
 
 def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
