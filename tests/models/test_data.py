@@ -227,8 +227,27 @@ def test_bad_lines_and_items_are_left_out_with_their_reason_unless_strict(copy, 
 def test_a_repeated_name_is_refused_even_when_not_strict(copy):
     path = copy / "2-name2text.txt"
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines + [lines[1]]) + "\n")
-    with pytest.raises(DataError, match=rf"2-name2text.txt:{len(lines) + 1}: name .* appears twice"):
+    name, phones, *rest = lines[1].split("\t")
+    other = "\t".join([name, " ".join(phones.split()[::-1]), *rest])  # the same name, other phones
+    path.write_text("\n".join(lines + [other]) + "\n")
+    with pytest.raises(DataError, match=rf"2-name2text.txt:{len(lines) + 1}: name .* appears twice, with different"):
+        ExperimentFolder(copy)
+
+
+def test_a_line_repeated_word_for_word_is_read_once(copy, caplog):
+    """Upstream reads an item listed twice once; identical lines are not ambiguous."""
+    before = ExperimentFolder(copy).names
+    for file in ("2-name2text.txt", "6-name2semantic.tsv"):
+        path = copy / file
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines + [lines[2], lines[2]]) + "\n")
+    assert ExperimentFolder(copy).names == before
+    assert "2 line(s) repeat an earlier line word for word" in caplog.text
+    semantic = copy / "6-name2semantic.tsv"
+    lines = semantic.read_text().splitlines()
+    name, codes = lines[-1].split("\t")
+    semantic.write_text("\n".join([*lines, f"{name}\t{codes} 7"]) + "\n")
+    with pytest.raises(DataError, match=rf"6-name2semantic.tsv:{len(lines) + 1}: name .* with different contents"):
         ExperimentFolder(copy)
 
 

@@ -404,18 +404,21 @@ def _read_name2text(
     """``(name -> (phones, word2ph, norm_text), left out -> why)``; every line is checked.
 
     A malformed line (field count, empty phones, a symbol the version lacks) raises when
-    ``strict``; otherwise it is left out, as upstream's trainers skip it. A repeated name
-    always raises: which of the two lines is meant cannot be told.
+    ``strict``; otherwise it is left out, as upstream's trainers skip it. A name repeated on an
+    identical line is read once (:func:`_repeated`); on a different line it always raises: which
+    of the two is meant cannot be told.
     """
     out: dict[str, tuple[tuple[str, ...], str, str]] = {}
     bad: dict[str, str] = {}
+    seen: dict[str, str] = {}  # name -> its first line
+    repeats: list[str] = []
     for lineno, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
         name = fields[0]
-        if name and (name in out or name in bad):  # never silently pick one of two lines
-            raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
+        if name and _repeated(path, lineno, name, line, seen, repeats):
+            continue
         try:
             phones, word2ph, norm_text = _check_name2text_line(fields, version)
         except DataError as e:
@@ -426,7 +429,27 @@ def _read_name2text(
         out[name] = (phones, word2ph, norm_text)
     if not out and not bad:
         raise DataError(f"{path}: no items (the file is empty)")
+    _warn_repeats(path, repeats)
     return out, bad
+
+
+def _repeated(path: Path, lineno: int, name: str, line: str, seen: dict[str, str], repeats: list[str]) -> bool:
+    """Whether ``line`` repeats an earlier line of ``name`` word for word (then it is skipped and
+    noted in ``repeats``, as upstream reads a repeated item once); raises when it says otherwise."""
+    text = line.rstrip("\r")
+    if name not in seen:
+        seen[name] = text
+        return False
+    if seen[name] != text:  # never silently pick one of two different lines
+        raise DataError(f"{path}:{lineno}: name {name!r} appears twice, with different contents")
+    repeats.append(name)
+    return True
+
+
+def _warn_repeats(path: Path, repeats: list[str]) -> None:
+    if repeats:
+        log.warning("%s: %d line(s) repeat an earlier line word for word (first: %s); each item is read once",
+                    path, len(repeats), repeats[0])
 
 
 def _check_name2text_line(fields: list[str], version: str) -> tuple[tuple[str, ...], str, str]:
@@ -482,13 +505,15 @@ def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[in
         raise DataError(f"{path}:1: expected the header {SEMANTIC_HEADER!r}, got {got!r}")
     out: dict[str, tuple[int, ...]] = {}
     bad: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    repeats: list[str] = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         fields = line.rstrip("\r").split("\t")
         name = fields[0]
-        if name in out or name in bad:
-            raise DataError(f"{path}:{lineno}: name {name!r} appears twice")
+        if _repeated(path, lineno, name, line, seen, repeats):
+            continue
         problem = _semantic_problem(fields, name)
         if problem is None:
             out[name] = tuple(int(c) for c in fields[1].split())
@@ -496,6 +521,7 @@ def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[in
         if strict:
             raise DataError(f"{path}:{lineno}: {problem}")
         bad[name] = f"{path.name}:{lineno}: {problem}"
+    _warn_repeats(path, repeats)
     return out, bad
 
 
