@@ -26,6 +26,7 @@ def register(subparsers) -> None:  # noqa: ANN001
 def run(args: argparse.Namespace) -> int:
     from autocompress.exceptions import ConfigError
     from autocompress.search.paths import artifacts_dir
+    from autocompress.search.study import open_storage
     from autocompress.store import Store, display_url
 
     try:
@@ -43,10 +44,45 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve the dashboard on {args.host}: it has no authentication; "
             "pass --allow-remote to do it anyway"
         )
+    _note_missing_database(args.storage)
     Store(args.storage).close()  # fails with one line when the database cannot be opened
+    open_storage(args.storage)  # ... and so does Optuna's, which makes its tables (the dashboard would not)
+    _check_port_free(args.host, args.port)
     artifacts = artifacts_dir(args.storage, args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {display_url(args.storage)} (artifacts {artifacts})")
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"optuna-dashboard on http://{where}:{args.port}/ for {display_url(args.storage)} (artifacts {artifacts})")
     print("press Ctrl-C to stop")
     run_server(args.storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(artifacts))
     return 0
+
+
+def _note_missing_database(url: str) -> None:
+    """Say so on stderr when ``url`` is a SQLite file that does not exist yet (a mistyped
+    ``--storage`` shows an empty dashboard; the file is made, as a search would make it)."""
+    import sys
+
+    from autocompress.exceptions import ConfigError
+    from autocompress.store import require_database
+
+    try:
+        require_database(url)
+    except ConfigError as e:
+        print(f"note: {e}; starting on a new, empty one", file=sys.stderr)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise ``ConfigError`` when ``host:port`` cannot be listened on (another server has it)."""
+    import socket
+
+    from autocompress.exceptions import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server does
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(
+                f"cannot listen on {host} port {port}: {e.strerror or e}; hint: choose another --port"
+            ) from None

@@ -34,6 +34,7 @@ from autocompress.schedule import (
 from autocompress.schedule._args import parse_search_args
 from autocompress.schedule._front import DEFAULT_STORAGE
 from autocompress.schedule._tables import engine_for, utcnow
+from autocompress.store import display_url, mask_password
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,7 +127,8 @@ def _list(args: argparse.Namespace) -> int:
         when = f"{times[s.name]:%Y-%m-%d %H:%M}" if s.name in times else f"[red]never: {escape(broken[s.name])}[/red]"
         if s.name in times and times[s.name] <= now:
             when += " (due: the next run-due runs it)"
-        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}", when, escape(" ".join(s.args)),
+        search = escape(mask_password(" ".join(s.args)))  # a --storage URL among them: no password shown
+        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}", when, search,
                       escape(s.workdir or ""))
     listed = {s.name for s in specs}
     for name, reason in broken.items():
@@ -187,7 +189,7 @@ def _history(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace) -> int:
     engine_for(args.storage)  # a bad --storage fails now, in one line
-    print(f"autocompress daemon: watching schedules in {args.storage} (Ctrl-C to stop)")
+    print(f"autocompress daemon: watching schedules in {display_url(args.storage)} (Ctrl-C to stop)")
     with sigterm_interrupts():
         daemon_loop(args.storage, poll_s=args.poll)
     return 0

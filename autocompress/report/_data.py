@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import ConfigError
+from autocompress.store import display_url
 from autocompress.schedule._front import direction_names
 from autocompress.search.pareto import feasible_front, is_feasible
 
@@ -86,7 +87,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))  # StoreError: bad URL
     except KeyError as e:
-        raise ConfigError(f"no study named {study_name!r} in {storage}") from e
+        raise ConfigError(f"no study named {study_name!r} in {display_url(storage)}") from e
     searched = study.user_attrs.get("target")
     if target is not None:
         target = load_target(target).name  # ConfigError for an unknown name or a bad target file

@@ -11,25 +11,29 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
+from autocompress.exceptions import AutocompressError, SearchError, StoreError
 from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
-from autocompress.exceptions import AutocompressError, SearchError
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
 from autocompress.search.config import ResolvedSearch
@@ -44,6 +48,7 @@ from autocompress.search.study import (
     count_running,
     heartbeat,
     identity,
+    mirror_trial,
     open_storage,
     open_study,
     recover_stale_trials,
@@ -73,11 +78,47 @@ def run_search(
 ) -> SearchSummary:
     """Run (or resume) a search to its end; export the feasible Pareto set.
 
+    SIGTERM stops it as Ctrl-C does (the running trial is marked and re-enqueued).
+
     Raises:
         SearchError: the study belongs to another target or space, or the search cannot start.
         StoreError: the database cannot be opened or written.
     """
-    return _Daemon(resolved, reporter or NullReporter(), runner_factory or default_runner_factory).run()
+    daemon = _Daemon(resolved, reporter or NullReporter(), runner_factory or default_runner_factory)
+    with _sigterm_interrupts():
+        try:
+            return daemon.run()
+        except (optuna.exceptions.StorageInternalError, sa.exc.SQLAlchemyError) as e:  # Optuna's own writes
+            raise StoreError(f"cannot use the database at {display_url(daemon.url)}: {_database_reason(e)}") from e
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _database_reason(e: BaseException) -> str:
+    """The database's own words for a failed statement (the driver's error under Optuna's and
+    SQLAlchemy's wrappers), in one line, with a hint for a locked SQLite file."""
+    while e.__cause__ is not None and not isinstance(e, sa.exc.DBAPIError):
+        e = e.__cause__
+    inner = getattr(e, "orig", None) or e
+    text = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+    if "database is locked" in text:
+        text += "; hint: another process holds the SQLite file (several workers need PostgreSQL)"
+    return text
 
 
 @dataclass
@@ -91,6 +132,7 @@ class _Running:
     steps_done: int = 0
 
 
+INTERRUPTED_REASON = "interrupted by the user (Ctrl-C or SIGTERM); re-enqueued for the next run"
 SCRATCH_PREFIX = "ac-trial-"  # a trial's scratch folder: <tmp>/ac-trial-<pid>-<trial number>-<random>
 
 
@@ -247,10 +289,10 @@ class _Daemon:
         trial = ask(self.study)
         run = _Running(trial=trial, started=time.monotonic(), baseline=trial.user_attrs.get("baseline"))
         try:
-            self._trial_body(run)
+            with heartbeat(self.storage, trial._trial_id):  # from the start: a trial without one is never found stale
+                self._trial_body(run)
         except KeyboardInterrupt:
-            if not run.told:  # a trial already told stays as it is
-                self._finish_failed(run, "FAIL", "interrupted by the user (Ctrl-C); re-enqueued for the next run")
+            if not run.told and self._finish_failed(run, "FAIL", INTERRUPTED_REASON):  # a trial told stays as it is
                 requeue(self.study, run.trial.number)
             raise
         except optuna.TrialPruned as e:
@@ -292,8 +334,7 @@ class _Daemon:
                 self.reporter.step(number, step, total, loss, distance)
 
             hooks = TrialHooks(phase=lambda name: self.reporter.phase(number, name), step=on_step)
-            with heartbeat(self.storage, trial._trial_id):
-                outcome = self.runner.run(job, hooks)
+            outcome = self.runner.run(job, hooks)
             self._finish_complete(run, plan, outcome, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -338,21 +379,34 @@ class _Daemon:
         upload_artifact(artifact_store=self.artifact_store, file_path=str(plan_file), study_or_trial=trial)
         for sample in outcome.samples:
             upload_artifact(artifact_store=self.artifact_store, file_path=str(sample), study_or_trial=trial)
+        # Optuna first: a process killed between the two writes leaves a result our tables take
+        # from Optuna later (recover_stale_trials), never a row Optuna would fail and re-run.
+        self.study.tell(trial, list(values))
+        run.told = True
         self.store.finish_trial(
             study_name=r.study, trial_number=trial.number, state="COMPLETE", objectives=outcome.objectives,
             feasible=outcome.feasible, metrics=outcome.metrics, finetune_steps=outcome.steps_done,
             finetune_curve=outcome.curve,
         )
-        self.study.tell(trial, list(values))
-        run.told = True
         self._after_trial(run)
 
-    def _finish_failed(self, run: _Running, state: str, reason: str) -> None:
+    def _finish_failed(self, run: _Running, state: str, reason: str) -> bool:
+        """Record the trial ``state`` (FAIL or PRUNED) with ``reason``; False when Optuna had
+        already finished it (this run told it, or another worker failed it as stale): our
+        tables then take Optuna's end."""
         trial = run.trial
         if run.told:  # failed after Optuna had the result (a reporter, say): the trial keeps its state
-            return
-        trial.set_user_attr("failure_reason", reason)
-        self.study.tell(trial, state=TrialState[state], skip_if_finished=True)
+            self._mirror_optuna(run)
+            return False
+        try:
+            if self.storage.get_trial(trial._trial_id).state.is_finished():
+                raise optuna.exceptions.UpdateFinishedTrialError
+            trial.set_user_attr("failure_reason", reason)
+            self.study.tell(trial, state=TrialState[state])
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # finished meanwhile
+            run.told = True
+            self._mirror_optuna(run)
+            return False
         run.told = True
         if self.store.trial(self.r.study, trial.number) is None:
             self.store.begin_trial(
@@ -364,6 +418,14 @@ class _Daemon:
             finetune_steps=run.steps_done,
         )
         self._after_trial(run)
+        return True
+
+    def _mirror_optuna(self, run: _Running) -> None:
+        """Our row of the trial takes the end Optuna recorded, when our own write did not happen."""
+        frozen = self.storage.get_trial(run.trial._trial_id)
+        row = self.store.trial(self.r.study, run.trial.number)
+        if frozen.state.is_finished() and row is not None and row.state == "RUNNING":
+            mirror_trial(self.store, self.r.study, frozen)
 
     def _same_plan(self, number: int, plan: CompressionPlan) -> FrozenTrial | None:
         """An earlier complete trial of the same plan and fine-tune steps (a sampler may ask for a plan twice)."""
@@ -391,13 +453,13 @@ class _Daemon:
             if key.startswith(CONSTRAINT_PREFIX):
                 trial.set_constraint(key.removeprefix(CONSTRAINT_PREFIX), value)
         earlier = self.store.trial(self.r.study, twin.number)
+        self.study.tell(trial, list(twin.values))  # Optuna first, as in _finish_complete
+        run.told = True
         self.store.finish_trial(
             study_name=self.r.study, trial_number=trial.number, state="COMPLETE", objectives=Objectives(*twin.values),
             feasible=twin.user_attrs.get("feasible"), metrics=earlier.metrics if earlier is not None else (),
             finetune_steps=0,
         )
-        self.study.tell(trial, list(twin.values))
-        run.told = True
         self._after_trial(run, timed=False)
 
     def _after_trial(self, run: _Running, timed: bool = True) -> None:
@@ -421,13 +483,15 @@ class _Daemon:
         root = students_dir(self.r.artifacts, self.r.study)
         if not root.is_dir():
             return
-        keep = {f"trial-{t.number:04d}" for t in feasible_front(self.study.get_trials(deepcopy=False))}
+        # The trials in flight before the front: one that ends in between is then in one of them.
         running = {
             f"trial-{t.number:04d}"
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
         }
+        keep = {f"trial-{t.number:04d}" for t in feasible_front(self.study.get_trials(deepcopy=False))}
         for child in root.iterdir():
-            if child.is_dir() and child.name not in keep | running:
+            # "trial-0007.tmp-<pid>": trial 7's student being written (by any worker sharing the folder)
+            if child.is_dir() and child.name.split(".tmp-")[0] not in keep | running:
                 shutil.rmtree(child, ignore_errors=True)
 
     def _rows(self) -> tuple[TrialRow, ...]:

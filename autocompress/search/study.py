@@ -15,15 +15,18 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import SearchError, StoreError
 from autocompress.search.plans import BASELINES
-from autocompress.store import Store, display_url, engine_kwargs
+from autocompress.store import Objectives, Store, display_url, engine_kwargs
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
@@ -247,43 +250,111 @@ def requeue(study: optuna.Study, number: int) -> None:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, frozen)
 
 
+STALE_REASON = "stale: the process running this trial died; re-enqueued"
+GONE_REASON = "the process recording this trial died before our tables had its end"
+
+
 def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list[int]:
     """Fail (and re-enqueue) trials whose process is gone; mirror it in our tables.
 
-    Trials of runs whose process died on this machine are failed at once; others go through
-    Optuna's heartbeat check. Returns the numbers of the trials failed.
+    A RUNNING trial is stale when its run is over (its process died on this machine, or the run
+    ended), when Optuna's heartbeat check says so (another machine, or a hung process), or when
+    it never wrote a heartbeat and started more than ``HEARTBEAT_GRACE_S`` ago. Our rows left
+    RUNNING behind a trial Optuna finished (a process killed between the two writes) take
+    Optuna's result. Returns the numbers of the trials this call failed.
     """
     name = study.study_name
-    dead_runs = set(store.reap_dead_runs(name))
-    live_others = [r.id for r in store.runs(name) if r.status == "running" and r.id != run_id]
-    ours = {t.trial_number: t for t in store.trials(name, states=["RUNNING"])}
     storage = study._storage  # the RDBStorage we opened; Optuna exposes no public accessor
+    # Optuna's trials before our tables: a trial asked after this snapshot belongs to a run the next one sees.
+    trials = study.get_trials(deepcopy=False)
+    store.reap_dead_runs(name)
+    runs = store.runs(name)
+    over = {r.id for r in runs if r.status != "running"}
+    live_others = any(r.status == "running" and r.id != run_id for r in runs)
+    rows = {t.trial_number: t for t in store.trials(name, states=["RUNNING"])}
+    stale = []
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        row = rows.get(t.number)
+        if (row is not None and row.run_id in over) or (row is None and not live_others):
+            stale.append(t._trial_id)
+    stale += _stale_by_heartbeat(storage, study._study_id, [t for t in trials if t.state == TrialState.RUNNING])
+    failed = _fail_and_retry(study, storage, list(dict.fromkeys(stale)))
+    for number in failed:
+        if store.trial(name, number) is not None:
+            store.finish_trial(study_name=name, trial_number=number, state="FAIL", failure_reason=STALE_REASON)
+    _mirror_unrecorded(store, name, [t for t in trials if t.number in rows and t.number not in failed], rows, over)
+    return failed
+
+
+def _stale_by_heartbeat(storage: RDBStorage, study_id: int, running: Sequence[FrozenTrial]) -> list[int]:
+    """Ids of RUNNING trials whose heartbeat stopped, or that never wrote one within the grace period."""
+    from optuna.storages._rdb.models import TrialHeartbeatModel
+
+    stale = list(storage._get_stale_trial_ids(study_id))
+    ids = [t._trial_id for t in running]
+    if not ids:
+        return stale
+    engine = getattr(storage, "_backend", storage).engine  # a study wraps our RDBStorage in Optuna's cache
+    with engine.connect() as conn:
+        beating = set(conn.execute(
+            sa.select(TrialHeartbeatModel.trial_id).where(TrialHeartbeatModel.trial_id.in_(ids))
+        ).scalars())
+    limit = datetime.now() - timedelta(seconds=HEARTBEAT_GRACE_S)  # Optuna stores local naive times
+    silent = [t._trial_id for t in running
+              if t._trial_id not in beating and t.datetime_start is not None and t.datetime_start < limit]
+    return stale + silent
+
+
+def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequence[int]) -> list[int]:
+    """Fail these RUNNING trials and re-enqueue each; return the numbers of those this call failed
+    (another worker may fail the same trial at the same time: only one of them re-enqueues it)."""
     with _quiet():
         callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    failed: list[int] = []
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in running:
-        row = ours.get(t.number)
-        orphan = row is None and not live_others
-        if (row is not None and row.run_id in dead_runs) or orphan:
-            try:
-                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                    failed.append(t.number)
-                    callback(study, copy.deepcopy(storage.get_trial(t._trial_id)))
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another worker finished or failed it meanwhile
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    with _quiet():
-        optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    failed.extend(sorted(before - after))
-    for number in failed:
-        if number in ours:
-            store.finish_trial(
-                study_name=name, trial_number=number, state="FAIL",
-                failure_reason="stale: the process running this trial died; re-enqueued",
-            )
+    failed = []
+    for trial_id in trial_ids:
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker finished or failed it meanwhile
+        frozen = copy.deepcopy(storage.get_trial(trial_id))
+        failed.append(frozen.number)
+        with _quiet():
+            callback(study, frozen)
     return failed
+
+
+def _mirror_unrecorded(store: Store, name: str, trials: Sequence[FrozenTrial], rows: dict[int, Any], over: set[int]) -> None:
+    """Give our RUNNING rows the end Optuna recorded, once their process cannot write it any more
+    (its run is over, or the trial ended more than ``HEARTBEAT_GRACE_S`` ago)."""
+    limit = datetime.now() - timedelta(seconds=HEARTBEAT_GRACE_S)
+    for t in trials:
+        if not t.state.is_finished():
+            continue
+        if rows[t.number].run_id in over or (t.datetime_complete is not None and t.datetime_complete < limit):
+            mirror_trial(store, name, t)
+
+
+def mirror_trial(store: Store, name: str, trial: FrozenTrial) -> None:
+    """Record in our tables how Optuna says a finished trial of study ``name`` ended (metrics
+    from its user attributes); a trial our tables never had is left out."""
+    if store.trial(name, trial.number) is None:
+        return
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE and trial.values is not None:
+        store.finish_trial(
+            study_name=name, trial_number=trial.number, state="COMPLETE", objectives=Objectives(*trial.values),
+            feasible=attrs.get("feasible"), metrics=[SimpleNamespace(**m) for m in attrs.get("metrics", [])],
+            finetune_steps=attrs.get("finetune_steps"), finetune_curve=attrs.get("finetune_curve"),
+        )
+        return
+    state = trial.state.name if trial.state.name in ("PRUNED", "FAIL") else "FAIL"
+    store.finish_trial(
+        study_name=name, trial_number=trial.number, state=state,
+        failure_reason=attrs.get("failure_reason") or GONE_REASON, finetune_steps=attrs.get("finetune_steps"),
+    )
 
 
 __all__ = [
@@ -293,11 +364,13 @@ __all__ = [
     "IDENTITY_ATTR",
     "METRIC_NAMES",
     "SCORING_VERSION",
+    "STALE_REASON",
     "ask",
     "count_done",
     "count_running",
     "heartbeat",
     "identity",
+    "mirror_trial",
     "open_storage",
     "open_study",
     "recover_stale_trials",

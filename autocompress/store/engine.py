@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -32,12 +33,21 @@ def parse_url(url: str) -> URL:
     """
     try:
         parsed = make_url(url)
-    except (sa.exc.ArgumentError, ValueError) as e:
+    except (sa.exc.ArgumentError, ValueError):
         raise StoreError(
-            f"--storage {url!r} is not a database URL; expected e.g. {DEFAULT_STORAGE} "
+            f"--storage {mask_password(url)!r} is not a database URL; expected e.g. {DEFAULT_STORAGE} "
             "or postgresql+psycopg://user@host/db"
-        ) from e
+        ) from None  # SQLAlchemy's message quotes the URL, password and all
     return parsed
+
+
+_USERINFO = re.compile(r"(://[^:/@\s]*:)\S*@")  # "://user:password@" (to the last "@" before a space)
+
+
+def mask_password(text: str) -> str:
+    """Return ``text`` with the password of any ``scheme://user:password@`` in it masked, even in a
+    URL that does not parse (for messages about a bad URL)."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -169,6 +179,7 @@ __all__ = [
     "display_url",
     "engine_kwargs",
     "exclusive",
+    "mask_password",
     "parse_url",
     "prepare_storage",
     "require_database",

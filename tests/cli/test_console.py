@@ -21,3 +21,13 @@ def test_schedule_list_in_a_pipe_keeps_each_row_on_one_line(tmp_path, capsys, mo
     assert main(["schedule", "list", "--storage", url]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "nightly-rtx3060" in line]
     assert len(rows) == 1 and "--target rtx3060 --trials 40" in rows[0], rows
+
+
+def test_schedule_list_never_shows_a_database_password(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    remote = "postgresql+psycopg://ac:s3cretpw@db.example/ac"
+    add_schedule(url, ScheduleSpec("nightly", "0 2 * * *", ("--target", "rtx3060", "--storage", remote), 7200))
+    assert main(["schedule", "list", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "s3cretpw" not in out and "postgresql+psycopg://ac:***@db.example/ac" in out

@@ -117,3 +117,50 @@ def test_dashboard_renders_in_headless_chromium(dashboard, tmp_path):
     if out:  # how docs/images/dashboard.png is made: AUTOCOMPRESS_SCREENSHOT_DIR=docs/images pytest ...
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(out) / "dashboard.png")
+
+
+def test_dashboard_on_a_missing_database_says_so_and_serves_it(tmp_path, monkeypatch, capsys):
+    """A mistyped --storage made an empty database there and then died in a traceback."""
+    import optuna_dashboard
+    from optuna_dashboard._storage_url import get_storage
+
+    served = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append(
+        get_storage(storage).get_all_studies()))
+    assert main(["dashboard", "--storage", f"sqlite:///{tmp_path}/typo/d.db", "--port", str(_free_port())]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no database at" in err[0] and served == [[]]
+
+
+def test_dashboard_serves_a_database_without_studies_yet(tmp_path, monkeypatch):
+    """A database holding only our tables (a search that failed before its study was made, or
+    schedules only): optuna-dashboard's own storage, opened without making Optuna's tables,
+    failed in a traceback."""
+    import optuna_dashboard
+    from optuna_dashboard._storage_url import get_storage
+
+    from autocompress.store import Store
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    Store(url).close()
+    served = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append(
+        get_storage(storage).get_all_studies()))
+    assert main(["dashboard", "--storage", url, "--port", str(_free_port())]) == 0
+    assert served == [[]]
+
+
+def test_dashboard_on_a_port_in_use_says_so_before_starting(tmp_path, monkeypatch, capsys):
+    import optuna_dashboard
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    _study(url)
+    served = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda *a, **kw: served.append(a))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["dashboard", "--storage", url, "--port", str(busy.getsockname()[1])]) == 2
+    out, err = capsys.readouterr()
+    assert served == [] and "optuna-dashboard on" not in out
+    assert err.count("\n") == 1 and "--port" in err and "in use" in err

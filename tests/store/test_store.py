@@ -234,3 +234,12 @@ def test_a_new_file_switched_to_wal_by_several_workers_retries_a_busy_answer():
     cursor = Cursor()
     _sqlite_pragmas(type("Conn", (), {"cursor": lambda self: cursor})(), None)
     assert "PRAGMA journal_mode=WAL" in cursor.ran and cursor.busy == 0
+
+
+def test_a_url_that_does_not_parse_never_shows_its_password():
+    """The message about a malformed URL quoted it whole, password included (and it reaches logs
+    and `schedule history`)."""
+    with pytest.raises(StoreError, match="not a database URL") as bad:
+        Store("postgresql+psycopg://worker:s3cret-pw@db.example:port/study")
+    assert "s3cret-pw" not in str(bad.value) and "worker:***@db.example" in str(bad.value)
+    assert bad.value.__cause__ is None  # nor in a chained traceback's message
