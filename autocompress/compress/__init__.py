@@ -19,6 +19,7 @@ from autocompress.compress.fake_quant import (
     FakeQuantWeight,
     add_fake_quant_,
     fake_quantize,
+    fake_quantize_blocks,
     has_fake_quant,
     strip_fake_quant_,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "deployment_problems",
     "discriminator_loss",
     "fake_quantize",
+    "fake_quantize_blocks",
     "FakeQuantWeight",
     "fallback_precision",
     "feature_matching_loss",

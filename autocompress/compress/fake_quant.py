@@ -2,8 +2,11 @@
 
 Weights get a torch parametrization computing, per output channel, the symmetric scale
 ``amax / (2^(b-1) - 1)``, then round and clamp, passed through with the straight-through
-estimator ``w + (q - w).detach()`` so that training still sees gradients. 16-bit weights are
-rounded to fp16 / bf16 the same way. The parametrization chains on top of weight norm.
+estimator ``w + (q - w).detach()`` so that training still sees gradients. Linear weights at
+4 bits or fewer are rounded as the export stores them instead (:func:`fake_quantize_blocks`:
+ONNX Runtime's ``MatMulNBits``, blocks of :data:`LINEAR_LOW_BIT_BLOCK` inputs), so that the
+student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the same way.
+The parametrization chains on top of weight norm.
 Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
 or int8 with a per-tensor dynamic scale.
 
@@ -23,6 +26,8 @@ from autocompress.compress.plan import QuantConfig, precision_bits
 from autocompress.exceptions import CompressionError
 
 _FLOAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+LINEAR_LOW_BIT_BLOCK = 32  # inputs per scale of a low-bit linear weight (the export's MatMulNBits block)
+LINEAR_BLOCK_MAX_BITS = 4  # linear weights this narrow ship as MatMulNBits; wider ones per channel
 _HOOK_ATTR = "_autocompress_act_quant_hook"
 
 
@@ -48,6 +53,27 @@ def fake_quantize(w: Tensor, bits: int, axis: int = 0) -> Tensor:
     return torch.fake_quantize_per_channel_affine(w, scale, zero_point, axis, -levels, levels)
 
 
+def fake_quantize_blocks(w: Tensor, bits: int, block: int = LINEAR_LOW_BIT_BLOCK) -> Tensor:
+    """Return a linear weight ``w`` ``[out, in]`` rounded as ONNX Runtime's symmetric
+    ``MatMulNBits`` stores it: every ``block`` consecutive inputs of an output (the last block
+    may be shorter) share the scale ``e / -2^(b-1)``, where ``e`` is the block's value of largest
+    magnitude with its sign, and take integers in ``[-2^(b-1), 2^(b-1) - 1]``, so that ``e``
+    itself is kept exactly. Gradients pass straight through. Checked against onnxruntime's
+    quantizer in the export tests.
+    """
+    if not 2 <= bits <= LINEAR_BLOCK_MAX_BITS or w.dim() != 2:
+        raise CompressionError(f"block fake quantization takes a 2-D weight at 2..4 bits, got {list(w.shape)}, {bits}")
+    out_dim, in_dim = w.shape
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = torch.nn.functional.pad(w.float(), (0, -in_dim % block)).reshape(out_dim, -1, block)
+    detached = x.detach()
+    extreme = detached.gather(-1, detached.abs().argmax(-1, keepdim=True))  # [out, blocks, 1], signed
+    scale = torch.where(extreme == 0, torch.ones_like(extreme), extreme / low)
+    q = torch.clamp(torch.round(detached / scale), low, high) * scale
+    rounded = (x + (q - detached)).reshape(out_dim, -1)[:, :in_dim]
+    return rounded.to(w.dtype)
+
+
 def round_to_float(x: Tensor, precision: str) -> Tensor:
     """Return ``x`` rounded to fp16 or bf16 and back, with a straight-through gradient."""
     q = x.to(_FLOAT_DTYPES[precision]).to(x.dtype)
@@ -71,21 +97,26 @@ def fake_quantize_activation(x: Tensor, precision: str) -> Tensor:
 
 
 class FakeQuantWeight(nn.Module):
-    """Parametrization that fake-quantizes a weight to ``precision`` along ``axis``."""
+    """Parametrization that fake-quantizes a weight to ``precision``: per channel along
+    ``axis``, or in blocks of inputs for a low-bit linear weight (``blocks``)."""
 
-    def __init__(self, precision: str, axis: int = 0) -> None:
+    def __init__(self, precision: str, axis: int = 0, blocks: bool = False) -> None:
         super().__init__()
         self.precision = precision
         self.axis = axis
         self.bits = precision_bits(precision)
+        self.blocks = blocks and self.bits <= LINEAR_BLOCK_MAX_BITS and precision not in _FLOAT_DTYPES
 
     def forward(self, w: Tensor) -> Tensor:
         if self.precision in _FLOAT_DTYPES:
             return round_to_float(w, self.precision)
+        if self.blocks:
+            return fake_quantize_blocks(w, self.bits)
         return fake_quantize(w, self.bits, self.axis)
 
     def extra_repr(self) -> str:
-        return f"precision={self.precision}, axis={self.axis}"
+        how = f"blocks of {LINEAR_LOW_BIT_BLOCK} inputs" if self.blocks else f"axis={self.axis}"
+        return f"precision={self.precision}, {how}"
 
 
 def op_kind(module: nn.Module) -> str | None:
@@ -144,7 +175,8 @@ def add_fake_quant_(
             if has_fake_quant(module, name):
                 where = f"{fqn or 'model'}.{name}"
                 raise CompressionError(f"{where} already has fake quantization; strip it first")
-            parametrize.register_parametrization(module, name, FakeQuantWeight(precision, axis), unsafe=True)
+            quantizer = FakeQuantWeight(precision, axis, blocks=kind == "linear")
+            parametrize.register_parametrization(module, name, quantizer, unsafe=True)
         if config.activations != "fp32" and op_kind(module) is not None:
             _add_activation_hook(module, config.activations)
     return model
@@ -193,6 +225,7 @@ __all__ = [
     "FakeQuantWeight",
     "add_fake_quant_",
     "fake_quantize",
+    "fake_quantize_blocks",
     "fake_quantize_activation",
     "has_fake_quant",
     "op_kind",

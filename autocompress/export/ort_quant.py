@@ -31,10 +31,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from autocompress.compress.fake_quant import LINEAR_LOW_BIT_BLOCK
 from autocompress.exceptions import ExportError
 
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-NBITS_BLOCK = 32  # MatMulNBits block size along K: the finer choice of the two that run fast on CPU
+# MatMulNBits block size along K (the finer of the two that run fast on CPU); the students'
+# low-bit linear weights were fake-quantized in these blocks, so they store exactly.
+NBITS_BLOCK = LINEAR_LOW_BIT_BLOCK
 # MatMulNBits accuracy level 4: the CPU kernel quantizes the activations to int8 per block and
 # runs integer dot products (1.6x faster per GPT step here, same SNR); the CUDA kernel ignores it.
 NBITS_ACCURACY_LEVEL = 4

@@ -37,8 +37,9 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # Pareto front of mixed trials would compare numbers that mean different things).
 # 1: before the version was recorded; 2: soft-target GPT fine-tuning, best-check restore, the
 # demo prompted with upstream's 0.6 s of silence, a user voice by an item of 3 to 10 s,
-# projected memory with codebook, int4 scales and fp32 groups.
-SCORING_VERSION = 2
+# projected memory with codebook, int4 scales and fp32 groups; 3: linear weights at 4 bits or
+# fewer scored as MatMulNBits stores them (blocks of 32 inputs, not per channel).
+SCORING_VERSION = 3
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often

@@ -12,6 +12,7 @@ from autocompress.compress import (
     QuantConfig,
     add_fake_quant_,
     fake_quantize,
+    fake_quantize_blocks,
     has_fake_quant,
     strip_fake_quant_,
 )
@@ -77,6 +78,32 @@ def test_per_channel_grid_and_axis() -> None:
     conv = nn.ConvTranspose1d(4, 6, 3)
     add_fake_quant_(conv, QuantConfig(weights="int4"))
     assert conv.parametrizations.weight[0].axis == 1
+
+
+def test_low_bit_linear_weights_are_rounded_in_blocks_of_inputs() -> None:
+    """As MatMulNBits stores them: one scale per 32 inputs of an output, the block's extreme kept."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 70)  # 70 inputs: blocks of 32, 32 and 6
+    for bits in (4, 2):
+        q = fake_quantize_blocks(w, bits)
+        low = -(2 ** (bits - 1))
+        for o in range(6):
+            for start in (0, 32, 64):
+                blk, got = w[o, start : start + 32], q[o, start : start + 32]
+                extreme = blk[blk.abs().argmax()]
+                steps = got / (extreme / low)
+                assert torch.allclose(steps, steps.round(), atol=1e-5)
+                assert low <= steps.round().min() and steps.round().max() <= -low - 1
+                assert float(got[blk.abs().argmax()]) == float(extreme)  # the extreme itself is exact
+    lin = add_fake_quant_(nn.Linear(70, 6), QuantConfig(weights="int4"))
+    assert torch.equal(lin.weight, fake_quantize_blocks(lin.parametrizations.weight.original, 4))
+    conv = add_fake_quant_(nn.Conv1d(4, 6, 3), QuantConfig(weights="int4"))  # convolutions: per channel
+    assert torch.equal(conv.weight, fake_quantize(conv.parametrizations.weight.original, 4, axis=0))
+    wide = add_fake_quant_(nn.Linear(70, 6), QuantConfig(weights="int8"))  # int8: per channel, as QDQ ships it
+    assert torch.equal(wide.weight, fake_quantize(wide.parametrizations.weight.original, 8, axis=0))
+    g = torch.randn(3, 40, requires_grad=True)
+    fake_quantize_blocks(g, 4).sum().backward()
+    assert torch.equal(g.grad, torch.ones_like(g))  # straight through
 
 
 def test_straight_through_gradients() -> None:

@@ -48,8 +48,8 @@ def test_fake_quantization_reaches_the_pro_layers_of_a_group(pro_voice: Voice) -
     s = student.sovits
     assert has_fake_quant(s.sv_emb) and has_fake_quant(s.ge_to512) and has_fake_quant(s.ref_enc.fc.fc)
     assert not has_fake_quant(pro_voice.sovits.sv_emb)  # the teacher is untouched
-    w = s.sv_emb.weight  # the simulated weight: at most 16 levels per output row
-    assert max(len(torch.unique(row)) for row in w.detach()) <= 16
+    w = s.sv_emb.weight.detach()  # the simulated weight: at most 16 levels per block of 32 inputs of a row
+    assert max(len(torch.unique(row[i : i + 32])) for row in w for i in range(0, w.shape[1], 32)) <= 16
     assert not torch.equal(_style(s), _style(pro_voice.sovits))
 
     flow_only = compress(pro_voice, _plan(flow=QuantConfig(weights="int8")))

@@ -168,3 +168,24 @@ def test_int4_with_int8_convolutions_stores_each_at_its_own_rung(toy, tmp_path) 
     assert any("stored as int8 QDQ" in n for n in notes)
     assert not list(tmp_path.glob("*.int8-part.onnx"))
     assert _snr(tmp_path / "mixed.onnx", feeds, path) > 12
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("batched", [True, False], ids=["matmul", "gemm"])
+def test_a_low_bit_student_linear_ships_exactly_as_it_was_scored(tmp_path, bits, batched) -> None:
+    """Fake quantization rounds a linear weight as MatMulNBits stores it: the bundle's weights
+    are the scored student's, not a second rounding of them."""
+    from autocompress.compress import QuantConfig, add_fake_quant_, strip_fake_quant_
+
+    torch.manual_seed(bits)
+    n_in, n_out = 70, 24  # 70 inputs: a short last block
+    student = strip_fake_quant_(add_fake_quant_(nn.Linear(n_in, n_out, bias=False), QuantConfig(f"int{bits}"))).eval()
+    eye = torch.eye(n_in)[None] if batched else torch.eye(n_in)  # [1, K, K] exports as MatMul, [K, K] as Gemm
+    path = tmp_path / "lin.onnx"
+    export_graph(GraphSpec("lin", "gpt", student, (eye,), ["x"], ["y"], {}), path, prefer="legacy")
+    quantize_graph(path, tmp_path / "low.onnx", f"int{bits}")
+    assert "MatMulNBits" in [n.op_type for n in onnx.load(str(tmp_path / "low.onnx")).graph.node]
+    shipped = ort.InferenceSession(str(tmp_path / "low.onnx"), providers=["CPUExecutionProvider"])
+    weights = shipped.run(None, {"x": eye.numpy()})[0].reshape(n_in, n_out).T  # identity in: the weights out
+    scored = student.weight.detach().numpy()
+    assert np.abs(weights - scored).max() <= 1e-6 * np.abs(scored).max()

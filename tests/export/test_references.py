@@ -27,8 +27,8 @@ def test_fake_quant_and_weight_norm_are_folded_into_plain_weights() -> None:
     plain = [m for m in list(gpt.modules()) + list(sovits.modules()) if parametrize.is_parametrized(m)]
     assert plain == []
     assert sovits.config == student.sovits.config  # the pruned widths come along
-    w = gpt.h.layers[0].linear1.weight  # on a 4-bit grid per output channel: at most 15 levels
-    assert max(len(torch.unique(row)) for row in w) <= 15
+    w = gpt.h.layers[0].linear1.weight  # on a 4-bit grid per 32 inputs of a row: at most 16 levels
+    assert max(len(torch.unique(row[i : i + 32])) for row in w for i in range(0, w.shape[1], 32)) <= 16
     assert has_fake_quant(student.gpt.h.layers[0].linear1)  # the trial itself is unchanged
 
     phones, bert, prompt = torch.randint(0, 700, (1, 9)), torch.randn(1, 1024, 9), torch.randint(0, 1024, (1, 6))
