@@ -33,9 +33,9 @@ from autocompress.schedule._core import (
     run_schedule,
     schedule_exists,
     search_command,
-    sigterm_interrupts,
     subprocess_runner,
 )
+from autocompress.interrupts import sigterm_interrupts
 from autocompress.schedule._front import (
     ExportPlan,
     FrontSignature,

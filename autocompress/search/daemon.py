@@ -11,16 +11,13 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError, StoreError
+from autocompress.interrupts import sigterm_interrupts
 from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
@@ -85,28 +83,11 @@ def run_search(
         StoreError: the database cannot be opened or written.
     """
     daemon = _Daemon(resolved, reporter or NullReporter(), runner_factory or default_runner_factory)
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         try:
             return daemon.run()
         except (optuna.exceptions.StorageInternalError, sa.exc.SQLAlchemyError) as e:  # Optuna's own writes
             raise StoreError(f"cannot use the database at {display_url(daemon.url)}: {_database_reason(e)}") from e
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _database_reason(e: BaseException) -> str:
