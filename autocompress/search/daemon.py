@@ -53,7 +53,7 @@ from autocompress.search.study import (
     requeue,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
-from autocompress.store import Objectives, Store, TrialRecord, display_url, exclusive, pid_alive
+from autocompress.store import Objectives, Store, TrialRecord, database_reason, display_url, exclusive, pid_alive
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -87,19 +87,7 @@ def run_search(
         try:
             return daemon.run()
         except (optuna.exceptions.StorageInternalError, sa.exc.SQLAlchemyError) as e:  # Optuna's own writes
-            raise StoreError(f"cannot use the database at {display_url(daemon.url)}: {_database_reason(e)}") from e
-
-
-def _database_reason(e: BaseException) -> str:
-    """The database's own words for a failed statement (the driver's error under Optuna's and
-    SQLAlchemy's wrappers), in one line, with a hint for a locked SQLite file."""
-    while e.__cause__ is not None and not isinstance(e, sa.exc.DBAPIError):
-        e = e.__cause__
-    inner = getattr(e, "orig", None) or e
-    text = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
-    if "database is locked" in text:
-        text += "; hint: another process holds the SQLite file (several workers need PostgreSQL)"
-    return text
+            raise StoreError(f"cannot use the database at {display_url(daemon.url)}: {database_reason(e)}") from e
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from autocompress.store.engine import (
     DEFAULT_STORAGE,
     create_store_engine,
+    database_reason,
     display_url,
     engine_kwargs,
     exclusive,
@@ -40,6 +41,7 @@ __all__ = [
     "Store",
     "TrialRecord",
     "create_store_engine",
+    "database_reason",
     "display_url",
     "engine_kwargs",
     "exclusive",

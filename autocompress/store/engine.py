@@ -167,15 +167,27 @@ def create_store_engine(url: str) -> Engine:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as e:
         engine.dispose()
-        reason = str(e.orig if getattr(e, "orig", None) is not None else e).splitlines()[0]
-        raise StoreError(f"cannot connect to --storage {display_url(url)}: {reason}") from e
+        raise StoreError(f"cannot connect to --storage {display_url(url)}: {database_reason(e)}") from e
     return engine
+
+
+def database_reason(e: BaseException) -> str:
+    """The database's own words for a failed statement (the driver's error under Optuna's and
+    SQLAlchemy's wrappers), in one line, with a hint for a locked SQLite file."""
+    while e.__cause__ is not None and not isinstance(e, sa.exc.DBAPIError):
+        e = e.__cause__
+    inner = getattr(e, "orig", None) or e
+    text = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+    if "database is locked" in text:
+        text += "; hint: another process holds the SQLite file (several workers need PostgreSQL)"
+    return text
 
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "DEFAULT_STORAGE",
     "create_store_engine",
+    "database_reason",
     "display_url",
     "engine_kwargs",
     "exclusive",

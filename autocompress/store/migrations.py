@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from autocompress.exceptions import StoreError
+from autocompress.store.engine import database_reason
 from autocompress.store.models import METRIC_KINDS, RUN_STATUSES, TRIAL_STATES, utcnow
 
 MIGRATIONS_TABLE = "ac_schema_migrations"
@@ -164,9 +165,9 @@ def migrate(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> int
                 m.apply(conn)
                 conn.execute(table.insert().values(version=m.version, name=m.name, applied_at=utcnow()))
     except sa.exc.SQLAlchemyError as e:
-        reason = str(e.orig if getattr(e, "orig", None) is not None else e).strip().splitlines()[0]
         raise StoreError(
-            f"cannot migrate the database schema at {engine.url.render_as_string(hide_password=True)}: {reason}"
+            f"cannot migrate the database schema at {engine.url.render_as_string(hide_password=True)}: "
+            f"{database_reason(e)}"
         ) from e
     return latest
 
