@@ -44,21 +44,32 @@ class ReleaseFloor:
     Attributes:
         min_mos: absolute DistillMOS floor.
         max_drop: for a teacher below ``min_mos``: the largest allowed drop below it.
+        min_speaker_cos: the student must still be the teacher's voice: the mean Resemblyzer
+            cosine to the teacher's speech of the same sentences (field notes: 0.94-0.96 is the
+            same voice on other text, 0.76 or less another voice; a silent student scores 0).
+            A MOS proxy alone passes a broken student of a low-MOS teacher.
     """
 
     min_mos: float = 3.8
     max_drop: float = 0.3
+    min_speaker_cos: float = 0.85
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.min_mos <= 5.0 or self.max_drop < 0:
+        if not 1.0 <= self.min_mos <= 5.0 or self.max_drop < 0 or not 0.0 <= self.min_speaker_cos <= 1.0:
             raise ConfigError(
-                f"ReleaseFloor needs 1 <= min_mos <= 5 and max_drop >= 0, got {self.min_mos}, {self.max_drop}"
+                "ReleaseFloor needs 1 <= min_mos <= 5, max_drop >= 0 and 0 <= min_speaker_cos <= 1, got "
+                f"{self.min_mos}, {self.max_drop}, {self.min_speaker_cos}"
             )
 
-    def check(self, student_mos: float, teacher_mos: float | None = None) -> tuple[bool, str]:
-        """(passes, reason) for a student's mean MOS and its teacher's."""
+    def check(
+        self, student_mos: float, teacher_mos: float | None = None, speaker_cos: float | None = None
+    ) -> tuple[bool, str]:
+        """(passes, reason) for a student's mean MOS, its teacher's, and its speaker cosine to the
+        teacher (None: not measured, so not checked)."""
         if math.isnan(student_mos):
             return False, "no MOS proxy for the student"
+        if speaker_cos is not None and not speaker_cos >= self.min_speaker_cos:  # NaN fails too
+            return False, f"speaker cosine {speaker_cos:.2f} < {self.min_speaker_cos:.2f}: not the teacher's voice"
         if student_mos >= self.min_mos:
             return True, f"MOS {student_mos:.2f} >= {self.min_mos:.2f}"
         if teacher_mos is not None and not math.isnan(teacher_mos) and teacher_mos < self.min_mos:
@@ -72,9 +83,10 @@ class ReleaseFloor:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReleaseFloor:
-        unknown = sorted(set(data) - {"min_mos", "max_drop"})
+        fields = {"min_mos", "max_drop", "min_speaker_cos"}
+        unknown = sorted(set(data) - fields)
         if unknown:
-            raise ConfigError(f"ReleaseFloor: unknown fields {unknown}; expected min_mos, max_drop")
+            raise ConfigError(f"ReleaseFloor: unknown fields {unknown}; expected {', '.join(sorted(fields))}")
         return cls(**dict(data))
 
 
@@ -246,7 +258,7 @@ def compare_audio(
     failed = [k for k in COMPOSITE_TERMS if k in means and math.isnan(means[k])]
     note = f"NaN: its {', '.join(failed)} term is NaN" if failed else "docs/quality.md"
     metrics.append(measured("quality", composite_quality(means), "", device, note))
-    ok, reason = floor.check(means.get("distillmos", math.nan), teacher_mos)
+    ok, reason = floor.check(means.get("distillmos", math.nan), teacher_mos, means.get("speaker_cos"))
     return QualityReport(tuple(metrics), ok, reason)
 
 

@@ -88,7 +88,8 @@ def _silent_speaker(cache: TeacherCache, audios: list[np.ndarray], sr: int, why:
     metrics = [m for m in report.metrics if m.name != "quality"]
     metrics.append(measured("speaker_cos", 0.0, "", device, note))
     metrics.append(measured("quality", composite_quality(means), "", device, note))
-    return QualityReport(tuple(metrics), report.passes_floor, report.floor_reason)
+    ok, reason = FLOOR.check(means.get("distillmos", math.nan), cache.reference.mean_mos, 0.0)
+    return QualityReport(tuple(metrics), ok, reason)
 
 
 def score_student(
@@ -125,7 +126,8 @@ def score_student(
 
 
 def floor_violation(report: QualityReport, teacher_mos: float, floor: ReleaseFloor = FLOOR) -> float:
-    """The release floor as a constraint: relative MOS shortfall (<= 0 exactly when the floor holds)."""
+    """The release floor as a constraint: the larger relative shortfall of MOS and of speaker
+    cosine (<= 0 exactly when the floor holds)."""
     try:
         mos = report.get("distillmos").value
     except KeyError:
@@ -136,6 +138,10 @@ def floor_violation(report: QualityReport, teacher_mos: float, floor: ReleaseFlo
     if not math.isnan(teacher_mos) and teacher_mos < floor.min_mos:
         threshold = min(floor.min_mos, teacher_mos - floor.max_drop)
     value = (threshold - mos) / threshold
+    speaker = next((m.value for m in report.metrics if m.name == "speaker_cos"), None)
+    if speaker is not None and floor.min_speaker_cos > 0:
+        shortfall = (floor.min_speaker_cos - speaker) / floor.min_speaker_cos
+        value = max(value, shortfall if not math.isnan(shortfall) else 1.0)
     # Keep the sign identical to the score package's own decision.
     return min(value, 0.0) if report.passes_floor else max(value, 1e-6)
 

@@ -114,3 +114,18 @@ def test_release_floor_absolute_and_relative_to_a_weak_teacher():
         ReleaseFloor(min_mos=6.0)
     with pytest.raises(ConfigError):
         ReleaseFloor.from_dict({"min_mos": 4.0, "drop": 0.1})
+
+
+def test_release_floor_wants_the_teachers_voice_whatever_the_mos():
+    """A silent or garbled student of a low-MOS teacher passes a MOS-drop rule; not this one."""
+    floor = ReleaseFloor()
+    assert floor.check(1.5, 1.7)[0]  # within 0.3 of a weak teacher, speaker not measured
+    ok, reason = floor.check(1.5, 1.7, speaker_cos=0.0)  # a silent student scores 0
+    assert not ok and "speaker cosine 0.00 < 0.85" in reason
+    assert not floor.check(4.5, 4.6, speaker_cos=0.70)[0]  # another voice, however clean
+    assert not floor.check(4.5, 4.6, speaker_cos=float("nan"))[0]
+    assert floor.check(1.6, 1.7, speaker_cos=0.96)[0]
+    loose = ReleaseFloor.from_dict({"min_speaker_cos": 0.5})
+    assert loose.check(1.5, 1.7, speaker_cos=0.7)[0] and ReleaseFloor.from_dict(loose.to_dict()) == loose
+    with pytest.raises(ConfigError):
+        ReleaseFloor(min_speaker_cos=1.5)

@@ -11,9 +11,14 @@ from autocompress.score.quality import QualityReport, ReleaseFloor
 from autocompress.search.scoring import floor_violation
 
 
-def _report(mos: float, teacher_mos: float, floor: ReleaseFloor = ReleaseFloor()) -> QualityReport:
-    ok, reason = floor.check(mos, teacher_mos)
-    return QualityReport((measured("distillmos", mos, "MOS", "cpu"),), ok, reason)
+def _report(
+    mos: float, teacher_mos: float, floor: ReleaseFloor = ReleaseFloor(), speaker: float | None = None
+) -> QualityReport:
+    ok, reason = floor.check(mos, teacher_mos, speaker)
+    metrics = [measured("distillmos", mos, "MOS", "cpu")]
+    if speaker is not None:
+        metrics.append(measured("speaker_cos", speaker, "", "cpu"))
+    return QualityReport(tuple(metrics), ok, reason)
 
 
 @pytest.mark.parametrize(
@@ -36,3 +41,31 @@ def test_no_mos_is_infeasible():
     report = QualityReport((measured("mcd_db", 3.0, "dB", "cpu"),), False, "no MOS proxy")
     assert floor_violation(report, 4.0) > 0
     assert floor_violation(_report(float("nan"), 4.0), 4.0) > 0
+
+
+def test_a_student_that_is_not_the_teachers_voice_violates_in_proportion():
+    """Demo trials of a low-MOS teacher: silent students passed the MOS-drop rule and were exported."""
+    silent = floor_violation(_report(1.48, 1.73, speaker=0.0), 1.73)
+    garbled = floor_violation(_report(1.48, 1.73, speaker=0.76), 1.73)
+    assert silent > garbled > 0
+    assert floor_violation(_report(1.64, 1.73, speaker=0.96), 1.73) <= 0
+    assert floor_violation(_report(1.64, 1.73), 1.73) <= 0  # speaker not measured: MOS alone
+
+
+def test_a_silent_student_is_scored_speaker_zero_and_fails_the_floor(monkeypatch):
+    """No voiced frame for the speaker encoder: cosine 0, and the floor says so whatever the MOS."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from autocompress.score.quality import build_reference
+    from autocompress.search import scoring
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    teacher = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    cache = SimpleNamespace(reference=build_reference([teacher], sr, mos=True, speaker=False))
+    monkeypatch.setattr(scoring, "FLOOR", ReleaseFloor(min_mos=1.0))  # any MOS passes: only the voice can fail
+    report = scoring._silent_speaker(cache, [np.zeros(sr, dtype=np.float32)], sr, "no voiced frames")
+    assert report.get("speaker_cos").value == 0.0
+    assert not report.passes_floor and "not the teacher's voice" in report.floor_reason
