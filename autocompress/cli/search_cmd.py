@@ -166,8 +166,9 @@ class RichReporter:
             lat, mem = _kind(getattr(info, "latency_label", None)), _kind(getattr(info, "memory_label", None))
             figures = (f"latency {row.latency_ms:.3g} ms  memory {row.memory_mb:.4g} MiB ({lat})" if lat == mem
                        else f"latency {row.latency_ms:.3g} ms ({lat})  memory {row.memory_mb:.4g} MiB ({mem})")
+            verdict = "feasible" if row.feasible else "infeasible" + (f": {row.reason}" if row.reason else "")
             text = (f"  trial {row.number}: quality {row.quality:.3f}  {escape(figures)}  "
-                    f"{'feasible' if row.feasible else 'infeasible'}  ({row.duration_s:.0f} s)")
+                    f"{escape(verdict)}  ({row.duration_s:.0f} s)")
         else:
             text = f"  trial {row.number}: {row.state} - {escape(str(row.reason))}"
         self._line(text)

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class _Running:
     baseline: str | None = None
     told: bool = False
     steps_done: int = 0
+    infeasible_because: str = ""  # which constraints a finished trial breaks, for its progress line
 
 
 INTERRUPTED_REASON = "interrupted by the user (Ctrl-C or SIGTERM); re-enqueued for the next run"
@@ -343,6 +345,9 @@ class _Daemon:
         # optuna-dashboard reads neither form of constraints: its trial table shows this instead
         # (its "best trials" view still ignores feasibility; the CLI, report and export do not).
         trial.set_user_attr("feasible", outcome.feasible)
+        run.infeasible_because = outcome.infeasible_because()
+        if run.infeasible_because:
+            trial.set_user_attr("infeasible_because", run.infeasible_because)
         plan_file = scratch / f"plan-trial-{trial.number}.json"
         plan_file.write_text(plan.to_json())
         upload_artifact(artifact_store=self.artifact_store, file_path=str(plan_file), study_or_trial=trial)
@@ -411,9 +416,10 @@ class _Daemon:
         """Complete ``run`` with the result of ``twin``, which ran the same plan: the sampler
         learns the plan's objectives again without a second compression and fine-tune."""
         trial = run.trial
-        for key in ("metrics", "device", "feasible", "finetune_curve", "finetune_group_curves"):
+        for key in ("metrics", "device", "feasible", "infeasible_because", "finetune_curve", "finetune_group_curves"):
             if key in twin.user_attrs:
                 trial.set_user_attr(key, twin.user_attrs[key])
+        run.infeasible_because = twin.user_attrs.get("infeasible_because", "")
         trial.set_user_attr("finetune_steps", 0)
         trial.set_user_attr("repeats", twin.number)
         note = f"the plan of trial {twin.number}: its result stands (not compressed or fine-tuned again)"
@@ -437,6 +443,8 @@ class _Daemon:
         rows = self._rows()
         row = next((x for x in rows if x.number == run.trial.number), None)
         if row is not None:
+            if row.state == "COMPLETE" and run.infeasible_because:
+                row = dataclasses.replace(row, reason=run.infeasible_because)
             self.reporter.trial_finished(row, rows)
 
     # ------------------------------------------------------------------ helpers

@@ -208,7 +208,7 @@ class VoiceTrialRunner:
         return TrialOutcome(
             objectives=scores.objectives, metrics=scores.metrics, constraints=scores.constraints,
             curve=result.curve, group_curves=result.group_curves, steps_done=result.steps_done, samples=samples,
-            device_info=self.describe(), notes=tuple(notes),
+            device_info=self.describe(), notes=tuple(notes), floor_reason=quality.report.floor_reason,
         )
 
 

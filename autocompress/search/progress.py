@@ -46,7 +46,7 @@ class TrialRow:
     memory_mb: float | None = None
     feasible: bool | None = None
     pareto: bool = False
-    reason: str = ""
+    reason: str = ""  # why it failed; for a complete infeasible trial, the constraints it breaks
     duration_s: float = 0.0
     steps_done: int = 0
 

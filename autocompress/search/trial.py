@@ -52,10 +52,23 @@ class TrialOutcome:
     samples: Sequence[Path] = ()  # audio files to upload as artifacts
     device_info: dict[str, Any] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    floor_reason: str = ""  # the release floor's one-line decision
 
     @property
     def feasible(self) -> bool:
         return all(v <= 0.0 for v in self.constraints.values())
+
+    def infeasible_because(self) -> str:
+        """Which constraints the trial breaks, in words ("" when feasible)."""
+        parts = []
+        for name, value in self.constraints.items():
+            if value <= 0.0:
+                continue
+            if name == "quality_floor":
+                parts.append(f"release floor ({self.floor_reason})" if self.floor_reason else "release floor")
+            else:
+                parts.append(f"{name.replace('_', ' ')} exceeded by {value:.0%}")
+        return "; ".join(parts)
 
 
 class TrialRunner(Protocol):

@@ -351,3 +351,19 @@ def test_a_trial_timed_on_a_shared_machine_is_noted_and_warned(search_argv, tmp_
     expected = f"contended: other processes kept {cpus:.1f} of {cpus} CPUs"
     assert any(expected in note for note in trial.user_attrs["notes"]), trial.user_attrs["notes"]
     assert "timed on a shared machine" in caplog.text
+
+
+def test_an_infeasible_trial_says_which_constraint_it_breaks(search_argv, tmp_path, capsys):
+    """A trial line said only "infeasible"; it names the budget or the release floor it missed."""
+    import autocompress.targets
+
+    tight = tmp_path / "tight.toml"  # a card that leaves the voice almost no memory
+    text = (Path(autocompress.targets.__file__).parent / "rtx3060.toml").read_text()
+    tight.write_text(text.replace('name = "rtx3060"', 'name = "tight"').replace("vram_gb = 2.0", "vram_gb = 0.01"))
+    argv = [str(tight) if a == "rtx3060" else a for a in search_argv(tmp_path, "--trials", "1", "--steps", "0", "--no-export")]
+    (tmp_path / "db").mkdir(exist_ok=True)
+    assert main(["search", *argv]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "trial 0: quality" in x)
+    assert "infeasible: memory budget exceeded by" in line, line
+    trial = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").trials[0]
+    assert trial.user_attrs["infeasible_because"].startswith("memory budget exceeded by")

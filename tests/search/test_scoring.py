@@ -69,3 +69,16 @@ def test_a_silent_student_is_scored_speaker_zero_and_fails_the_floor(monkeypatch
     report = scoring._silent_speaker(cache, [np.zeros(sr, dtype=np.float32)], sr, "no voiced frames")
     assert report.get("speaker_cos").value == 0.0
     assert not report.passes_floor and "not the teacher's voice" in report.floor_reason
+
+
+def test_an_outcome_names_the_constraints_it_breaks():
+    from autocompress.search.trial import TrialOutcome
+    from autocompress.store import Objectives
+
+    def outcome(**constraints: float) -> TrialOutcome:
+        return TrialOutcome(Objectives(0.5, 10.0, 100.0), [], constraints, floor_reason="speaker cosine 0.00 < 0.85")
+
+    assert outcome(memory_budget=-0.5, rtf_budget=0.0, quality_floor=-0.1).infeasible_because() == ""
+    assert outcome(memory_budget=0.12, quality_floor=0.3).infeasible_because() == (
+        "memory budget exceeded by 12%; release floor (speaker cosine 0.00 < 0.85)"
+    )
