@@ -31,6 +31,7 @@ class TrialPoint:
     params: dict[str, float | str]
     plan: str = ""  # the plan's one-line summary
     terms: dict[str, float] = field(default_factory=dict)  # the quality's parts (QUALITY_TERMS)
+    infeasible_because: str = ""  # the constraints an infeasible trial breaks, as the search recorded them
 
 
 # What the quality is made of, and STOI beside it: the trial table shows these per trial.
@@ -110,6 +111,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
             params=dict(t.params),
             plan=str(t.user_attrs.get("plan_summary", "")),
             terms=_terms(t),
+            infeasible_because=str(t.user_attrs.get("infeasible_because") or ""),
         )
         for t in done
     ]

@@ -127,6 +127,12 @@ def _metric_cell(m: dict) -> str:
 _TERM_HEADS = {"distillmos": "DistillMOS", "speaker_cos": "speaker cosine", "mcd_db": "MCD, dB", "stoi": "STOI"}
 
 
+def _feasible_cell(p: TrialPoint) -> str:
+    if p.feasible:
+        return "yes"
+    return "no" + (f": {html.escape(p.infeasible_because)}" if p.infeasible_because else "")
+
+
 def _points_table(data: ReportData) -> str:
     head = "".join(f"<th>{html.escape(n)}</th>" for n in data.objective_labels)
     terms = [k for k in QUALITY_TERMS if any(k in p.terms for p in data.points)]
@@ -137,7 +143,7 @@ def _points_table(data: ReportData) -> str:
         vals += "".join(f"<td>{p.terms[k]:.3g}</td>" if k in p.terms else "<td></td>" for k in terms)
         rows.append(
             f"<tr><td>{p.number}</td><td>{html.escape(p.plan or p.baseline or '')}</td>{vals}"
-            f"<td>{'yes' if p.feasible else 'no'}</td><td>{'yes' if p.pareto else ''}</td></tr>"
+            f"<td>{_feasible_cell(p)}</td><td>{'yes' if p.pareto else ''}</td></tr>"
         )
     note = ("<p class='note'>DistillMOS, speaker cosine and MCD make up the quality (docs/quality.md); STOI is "
             "the intelligibility of the student's speech against the teacher's. All measured with the quality.</p>"

@@ -233,12 +233,13 @@ def test_the_trial_table_names_each_plan_and_the_parts_of_its_quality(tmp_path):
                      for n, v in (("distillmos", 3.71), ("speaker_cos", 1.0), ("mcd_db", 0.0), ("stoi", 1.0))]},
         {"plan_summary": "dec int4 prune 20%",  # an older study: metrics keyed by name
          "metrics": {"distillmos": {"value": 2.5, "kind": "measured"}, "stoi": 0.612}},
-        {},  # a trial scored before any of this was recorded
+        {"infeasible_because": "release floor (speaker cosine 0.00 < 0.85: not the teacher's voice)"},
     ]
     for values, user in zip([(0.8, 10.0, 90.0), (0.4, 5.0, 50.0), (0.3, 4.0, 40.0)], attrs):
         t = study.ask()
         for k, v in user.items():
             t.set_user_attr(k, v)
+        t.set_constraint("quality_floor", 1.0 if "infeasible_because" in user else -1.0)
         study.tell(t, list(values))
     page = render_html(load_report_data(url, "q"))
     table = page[page.index("<h2>Trials</h2>"):page.index("<h2>Exported bundles</h2>")]
@@ -247,3 +248,4 @@ def test_the_trial_table_names_each_plan_and_the_parts_of_its_quality(tmp_path):
     assert "<td>dec int4 prune 20%</td>" in table and "<td>2.5</td>" in table and "<td>0.612</td>" in table
     row_2 = table[table.index("<tr><td>2</td>"):]
     assert row_2.count("<td></td>") >= 4  # no terms recorded: empty cells, not zeros
+    assert "<td>no: release floor (speaker cosine 0.00 &lt; 0.85: not the teacher&#x27;s voice)</td>" in row_2
