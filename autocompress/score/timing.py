@@ -72,14 +72,14 @@ class Timing:
 
 
 CONTENDED = "contended:"  # how a contention note begins (metric notes are searched for it)
-def contention_in(note: str) -> str:
-    """The contention warning a metric's note carries ("" when none)."""
-    return note[note.index(CONTENDED):] if CONTENDED in note else ""
-
-
 CONTENTION_SLACK = 0.5  # cores of background activity that do not count as contention
 STARVED_SHARE = 0.9  # a timed run that got less than this share of its threads' cores went short
 MIN_LOAD_WINDOW_S = 0.25  # /proc/stat counts in ticks of 10 ms: shorter stretches cannot say
+
+
+def contention_in(note: str) -> str:
+    """The contention warning a metric's note carries ("" when none)."""
+    return note[note.index(CONTENDED):] if CONTENDED in note else ""
 
 
 def _own_cpus() -> list[int]:

@@ -105,9 +105,11 @@ def measure_gpt(
 
 
 def _noted(note: str, timing: Timing, device: torch.device | None = None) -> str:
-    """``note``, plus the timing's contention warning when the machine was shared (a CUDA run
-    asks the CPU for its one launching thread; a CPU run for torch's threads)."""
-    busy = timing.contention(1 if device is not None and device.type == "cuda" else torch.get_num_threads())
+    """``note``, plus the timing's contention warning when the CPU was shared during a CPU run
+    (a CUDA run's own CPU time depends on how its synchronisation waits, so it is not judged)."""
+    if device is not None and device.type == "cuda":
+        return note
+    busy = timing.contention(torch.get_num_threads())
     return f"{note}; {busy}" if busy else note
 
 
