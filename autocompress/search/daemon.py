@@ -372,12 +372,14 @@ class _Daemon:
         if run.told:  # failed after Optuna had the result (a reporter, say): the trial keeps its state
             self._mirror_optuna(run)
             return False
-        try:
-            if self.storage.get_trial(trial._trial_id).state.is_finished():
-                raise optuna.exceptions.UpdateFinishedTrialError
-            trial.set_user_attr("failure_reason", reason)
-            self.study.tell(trial, state=TrialState[state])
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # finished meanwhile
+        finished = self.storage.get_trial(trial._trial_id).state.is_finished()
+        if not finished:
+            try:
+                trial.set_user_attr("failure_reason", reason)
+                self.study.tell(trial, state=TrialState[state])
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # finished meanwhile
+                finished = True
+        if finished:
             run.told = True
             self._mirror_optuna(run)
             return False

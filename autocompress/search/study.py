@@ -273,14 +273,13 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
     over = {r.id for r in runs if r.status != "running"}
     live_others = any(r.status == "running" and r.id != run_id for r in runs)
     rows = {t.trial_number: t for t in store.trials(name, states=["RUNNING"])}
+    running = [t for t in trials if t.state == TrialState.RUNNING]
     stale = []
-    for t in trials:
-        if t.state != TrialState.RUNNING:
-            continue
+    for t in running:
         row = rows.get(t.number)
         if (row is not None and row.run_id in over) or (row is None and not live_others):
             stale.append(t._trial_id)
-    stale += _stale_by_heartbeat(storage, study._study_id, [t for t in trials if t.state == TrialState.RUNNING])
+    stale += _stale_by_heartbeat(storage, study._study_id, running)
     failed = _fail_and_retry(study, storage, list(dict.fromkeys(stale)))
     for number in failed:
         if store.trial(name, number) is not None:
