@@ -32,11 +32,13 @@ from autocompress.models.gpt_sovits import (
 from autocompress.models.gpt_sovits.checkpoint import (
     HParams,
     _pin_sovits_sizes,
+    checkpoint_step,
     detect_sovits_version,
     _write,
     upstream_gpt_state_dict,
     upstream_sovits_state_dict,
 )
+from autocompress.models.gpt_sovits.sovits import to_upstream_keys
 from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig, gpt_tiny, sovits_tiny
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -512,3 +514,50 @@ def test_state_dict_matches_upstream_manifest(manifest_path):
     full = _described(upstream_sovits_state_dict(model, include_enc_q=True))
     assert {k: v for k, v in full.items() if k not in saved} == enc_q
     assert sum(p.numel() for p in model.parameters()) == manifest["param_count_total"]
+
+
+def _s2_experiment(tmp_path: Path, config: SoVITSConfig, step: int = 2333) -> tuple[SynthesizerTrn, Path]:
+    """What s2_train leaves in logs/<exp>/: config.json, and G_/D_ resume checkpoints (fp32, with enc_q,
+    the optimiser's state) in logs_s2_<ver>/."""
+    model = _randomize(SynthesizerTrn(config, include_enc_q=True), seed=5).eval()
+    exp = tmp_path / "logs" / "my voice"
+    (exp / "logs_s2_v2").mkdir(parents=True)
+    hps = config.to_upstream()
+    hps.update(s2_ckpt_dir=str(exp), name="my voice", version=config.version)
+    (exp / "config.json").write_text(json.dumps(hps, indent=2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.8, 0.99), eps=1e-9)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p) * 1e-3
+    optimizer.step()
+    state = to_upstream_keys(model.state_dict())
+    torch.save({"model": state, "iteration": 12, "optimizer": optimizer.state_dict(), "learning_rate": 1e-4},
+               exp / "logs_s2_v2" / f"G_{step}.pth")
+    torch.save({"model": {"discriminators.0.convs.0.weight": torch.zeros(16, 1, 15)}, "iteration": 12,
+                "optimizer": {}, "learning_rate": 1e-4}, exp / "logs_s2_v2" / f"D_{step}.pth")
+    return model, exp
+
+
+@pytest.mark.parametrize("config", _tiny_variants()[::2], ids=lambda c: c.version)
+def test_sovits_resume_checkpoint_loads_with_the_experiments_config(tmp_path, config):
+    model, exp = _s2_experiment(tmp_path, config)
+    path = exp / "logs_s2_v2" / "G_2333.pth"
+    ckpt = read_sovits(path)
+    assert ckpt.version == config.version and ckpt.config == config and ckpt.has_enc_q
+    assert ckpt.info.info == "12epoch_2333iteration" and checkpoint_step(path) == 2333
+    for key, value in model.state_dict().items():
+        assert torch.equal(ckpt.model.state_dict()[key], value), key  # fp32: exactly the trained weights
+    assert inspect_checkpoint(path).kind == "sovits"
+    (exp / "config.json").rename(exp / "logs_s2_v2" / "config.json")  # beside the file is found too
+    assert read_sovits(path).config == config
+
+
+def test_sovits_resume_checkpoint_problems_are_named(tmp_path):
+    _, exp = _s2_experiment(tmp_path, sovits_tiny())
+    _one_line_error(load_sovits, exp / "logs_s2_v2" / "D_2333.pth", match="discriminator resume checkpoint")
+    (exp / "config.json").write_text("{not json")
+    _one_line_error(load_sovits, exp / "logs_s2_v2" / "G_2333.pth", match="config.json: cannot read")
+    (exp / "config.json").unlink()
+    message = _one_line_error(load_sovits, exp / "logs_s2_v2" / "G_2333.pth", match="carries no config")
+    assert str(exp / "config.json") in message
+    (exp / "config.json").write_text(json.dumps(sovits_tiny().replace(filter_channels=128).to_upstream()))
+    _one_line_error(load_sovits, exp / "logs_s2_v2" / "G_2333.pth", match="weights do not match the config")

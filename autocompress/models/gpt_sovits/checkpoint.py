@@ -17,12 +17,17 @@ Formats (what upstream writes and reads):
   same ``model.<key>`` tensors (fp32) under ``state_dict``, the config under
   ``hyper_parameters.config`` next to ``output_dir``, a ``pathlib`` path (read as an inert
   :class:`_PathStandIn`), and the trainer's state, which is ignored.
+* SoVITS training checkpoint (``logs/<exp>/logs_s2_<ver>/G_<step>.pth``, written by
+  s2_train to resume): ``{"model": {key: fp32}, "iteration": epoch, "optimizer", "learning_rate"}``
+  with ``enc_q`` and no config; the config is the experiment's ``config.json``, found beside
+  the file or one folder up. Its discriminator twin ``D_<step>.pth`` is refused by name.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import json
 import pickle
 import re
 import types
@@ -51,6 +56,7 @@ HEADER_VERSIONS: dict[bytes, tuple[str, str, bool]] = {
     b"06": ("v2", "v2ProPlus", False),
 }
 VERSION_HEADERS = {"v2Pro": b"05", "v2ProPlus": b"06"}  # what we write; PK for v1 / v2
+RESUME_CONFIG = "config.json"  # s2_train's copy of its config, in logs/<exp>/
 GPT_PREFIX = "model."  # the Lightning wrapper's attribute name, part of every GPT key
 ENC_Q_PREFIX = "enc_q."
 V1_SYMBOLS = 322  # text_embedding rows of a v1 SoVITS (v2 and later: 732)
@@ -480,8 +486,8 @@ _KIND_PROBLEMS = {
     "lora": "this is a SoVITS v3/v4 LoRA file; LoRA files are not supported yet",
     "v3v4": "this is a SoVITS v3/v4 model (CFM decoder); v3/v4 are not supported yet",
     "discriminator": "this is a SoVITS discriminator (s2D*.pth), not a generator; pass the s2G / exported .pth",
-    "resume": "this is a training resume checkpoint (G_*.pth / D_*.pth), which carries no config of its own; "
-    "pass the exported weights from SoVITS_weights*/ instead",
+    "resume": "this is a training resume checkpoint without model weights; pass the exported weights from "
+    "SoVITS_weights*/ instead",
     "lightning": "this is a Lightning training checkpoint without its config (hyper_parameters.config); "
     "pass the exported GPT_weights*/*.ckpt instead",
     "unknown": "not a GPT-SoVITS model file: expected a dict with 'weight' and 'config' entries",
@@ -496,7 +502,10 @@ def _as_export(path: Path, obj: Any) -> Any:
     gives the same epoch (Lightning counts epochs from 0). Without the config it stays as
     it is, and the caller names it.
     """
-    if _kind(obj) != "lightning":
+    kind = _kind(obj)
+    if kind == "resume":
+        return _resume_as_export(path, obj)
+    if kind != "lightning":
         return obj
     hparams = obj.get("hyper_parameters")
     config = hparams.get("config") if isinstance(hparams, dict) else None
@@ -506,6 +515,41 @@ def _as_export(path: Path, obj: Any) -> Any:
     epoch = obj.get("epoch")
     info = f"GPT-e{epoch + 1}" if isinstance(epoch, int) else ""
     return {"weight": state, "config": config, "info": info}
+
+
+def _resume_as_export(path: Path, obj: dict[str, Any]) -> dict[str, Any]:
+    """A SoVITS resume checkpoint (``G_<step>.pth``) in the exported layout, with its experiment's config.
+
+    The ``info`` is the one upstream's exporter gives the same state: the checkpoint's
+    ``iteration`` (an epoch count) and the step in the file name.
+
+    Raises:
+        CheckpointError: it is the discriminator's (``D_*.pth``), or no ``config.json`` was found.
+    """
+    state = obj["model"]
+    if any(str(k).startswith("discriminators.") for k in state):
+        raise CheckpointError(
+            f"{path}: this is a SoVITS discriminator resume checkpoint (D_*.pth); pass the generator "
+            "(G_*.pth beside it) or the exported weights from SoVITS_weights*/"
+        )
+    places = [path.parent / RESUME_CONFIG, path.parent.parent / RESUME_CONFIG]
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
+        raise CheckpointError(
+            f"{path}: this is a SoVITS training resume checkpoint (G_*.pth), which carries no config; "
+            f"it is read from the experiment's {RESUME_CONFIG}, which is not at {places[0]} or {places[1]}; "
+            "copy it there, or pass the exported weights from SoVITS_weights*/"
+        )
+    try:
+        hps = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{found}: cannot read the experiment's config ({_first_line(e)})") from e
+    if not isinstance(hps, dict) or not isinstance(hps.get("model"), dict):
+        raise CheckpointError(f"{found}: not a SoVITS training config (no 'model' section)")
+    epoch = obj.get("iteration")
+    step = re.fullmatch(r"G_(\d+)\.pth", path.name)
+    info = f"{epoch}epoch_{step.group(1)}iteration" if isinstance(epoch, int) and step else ""
+    return {"weight": state, "config": hps, "info": info}
 
 
 def _unknown_problem(obj: Any) -> str:
