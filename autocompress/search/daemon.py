@@ -52,6 +52,7 @@ from autocompress.search.study import (
     open_study,
     recover_stale_trials,
     requeue,
+    run_heartbeat,
 )
 from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome, TrialRunner
 from autocompress.store import Objectives, Store, TrialRecord, database_reason, display_url, exclusive, pid_alive
@@ -217,16 +218,17 @@ class _Daemon:
         exported: tuple[Path, ...] = ()
         export_error = ""
         try:
-            recovered = recover_stale_trials(self.study, self.store, self.run_id)
-            remove_dead_scratch()
-            self.artifact_store = FileSystemArtifactStore(r.artifacts)
-            self.labels = self.runner.labels()
-            self._set_study_labels()
-            self.reporter.search_started(self._info(recovered))
-            interrupted = self._loop(time.monotonic())  # the timeout counts from the first trial
-            status = "interrupted" if interrupted else "finished"
-            if r.config.export:
-                exported, export_error = self._export()
+            with run_heartbeat(self.store, self.run_id):  # other machines can tell when this run dies
+                recovered = recover_stale_trials(self.study, self.store, self.run_id)
+                remove_dead_scratch()
+                self.artifact_store = FileSystemArtifactStore(r.artifacts)
+                self.labels = self.runner.labels()
+                self._set_study_labels()
+                self.reporter.search_started(self._info(recovered))
+                interrupted = self._loop(time.monotonic())  # the timeout counts from the first trial
+                status = "interrupted" if interrupted else "finished"
+                if r.config.export:
+                    exported, export_error = self._export()
         except KeyboardInterrupt:  # before the first trial or during the export: nothing to mark
             status = "interrupted"
             raise

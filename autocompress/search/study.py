@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -201,19 +201,32 @@ def ask(study: optuna.Study) -> optuna.Trial:
 @contextmanager
 def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
     """Write the trial's heartbeat every ``HEARTBEAT_INTERVAL_S`` seconds while the block runs."""
+    with _beating(lambda: storage.record_heartbeat(trial_id), f"heartbeat-{trial_id}"):
+        yield
+
+
+@contextmanager
+def run_heartbeat(store: Store, run_id: int) -> Iterator[None]:
+    """Write the search run's heartbeat every ``HEARTBEAT_INTERVAL_S`` seconds while the block runs,
+    so that other machines can tell when it died (:meth:`Store.reap_dead_runs`)."""
+    with _beating(lambda: store.beat_run(run_id), f"run-heartbeat-{run_id}"):
+        yield
+
+
+@contextmanager
+def _beating(beat: Callable[[], None], name: str) -> Iterator[None]:
+    """Call ``beat`` now, then every ``HEARTBEAT_INTERVAL_S`` seconds in a thread until the block ends."""
     stop = threading.Event()
 
-    def beat() -> None:
-        while True:
+    def loop() -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL_S):
             try:
-                storage.record_heartbeat(trial_id)
+                beat()
             except Exception:  # noqa: BLE001 - a missed beat must not kill the search; the next one retries
                 pass
-            if stop.wait(HEARTBEAT_INTERVAL_S):
-                return
 
-    storage.record_heartbeat(trial_id)
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    beat()
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
@@ -268,7 +281,7 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
     storage = study._storage  # the RDBStorage we opened; Optuna exposes no public accessor
     # Optuna's trials before our tables: a trial asked after this snapshot belongs to a run the next one sees.
     trials = study.get_trials(deepcopy=False)
-    store.reap_dead_runs(name)
+    store.reap_dead_runs(name, silent_after_s=HEARTBEAT_GRACE_S)
     runs = store.runs(name)
     over = {r.id for r in runs if r.status != "running"}
     live_others = any(r.status == "running" and r.id != run_id for r in runs)
@@ -369,6 +382,7 @@ __all__ = [
     "count_done",
     "count_running",
     "heartbeat",
+    "run_heartbeat",
     "identity",
     "mirror_trial",
     "open_storage",

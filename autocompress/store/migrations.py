@@ -110,7 +110,16 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial tables", _v1_initial),)
+def _v2_run_heartbeat(conn: Connection) -> None:
+    """Add ``ac_search_runs.heartbeat_at``, the time a run last said it was alive."""
+    kind = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE ac_search_runs ADD COLUMN heartbeat_at {kind}")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", _v1_initial),
+    Migration(2, "run heartbeat", _v2_run_heartbeat),
+)
 
 
 def _migrations_table() -> sa.Table:

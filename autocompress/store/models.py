@@ -72,6 +72,9 @@ class SearchRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Written every few seconds while the run lives (schema 2): a run on another machine whose
+    # beat stopped is dead. None for runs recorded before schema 2.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     trials: Mapped[list[TrialRecord]] = relationship(back_populates="run")
     bundles: Mapped[list[BundleRecord]] = relationship(back_populates="run")

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +55,11 @@ class Objectives:
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.quality, self.latency_ms, self.memory_mb)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite gives back the naive UTC time it was given)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def pid_alive(pid: int) -> bool:
@@ -114,7 +120,7 @@ class Store:
             run = SearchRun(
                 study_name=study_name, target=target, space_name=space_name, space_sha256=space_sha256,
                 voice=voice, settings=settings, device_info=device_info, hostname=socket.gethostname(),
-                pid=os.getpid(), status="running", started_at=utcnow(),
+                pid=os.getpid(), status="running", started_at=utcnow(), heartbeat_at=utcnow(),
             )
             s.add(run)
             self._commit(s)
@@ -130,18 +136,37 @@ class Store:
             run.finished_at = utcnow()
             self._commit(s)
 
-    def reap_dead_runs(self, study_name: str) -> list[int]:
-        """Mark runs of this study whose process died (same host, pid gone) as ``killed``.
+    def beat_run(self, run_id: int) -> None:
+        """Record that the run is alive now."""
+        with self._session() as s:
+            s.execute(sa.update(SearchRun).where(SearchRun.id == run_id).values(heartbeat_at=utcnow()))
+            self._commit(s)
+
+    def reap_dead_runs(self, study_name: str, silent_after_s: float | None = None) -> list[int]:
+        """Mark runs of this study whose process died as ``killed``.
+
+        A run is dead when it ran on this machine and its process is gone, or (any machine)
+        when its last heartbeat is more than ``silent_after_s`` seconds old. A run recorded
+        without heartbeats (before schema 2) on another machine is never judged.
 
         Returns:
             The ids of the runs marked; their RUNNING trials are stale.
         """
         host = socket.gethostname()
+        limit = utcnow() - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
+
+        def is_dead(r: SearchRun) -> bool:
+            if r.hostname == host and r.pid == os.getpid():
+                return False
+            if r.hostname == host and not pid_alive(r.pid):
+                return True
+            return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
+
         with self._session() as s:
             runs = s.scalars(
                 sa.select(SearchRun).where(SearchRun.study_name == study_name, SearchRun.status == "running")
             ).all()
-            dead = [r for r in runs if r.hostname == host and r.pid != os.getpid() and not pid_alive(r.pid)]
+            dead = [r for r in runs if is_dead(r)]
             for r in dead:
                 r.status = "killed"
                 r.finished_at = utcnow()

@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress.cli.main import main
-from autocompress.search.study import ask, identity, open_storage, open_study, recover_stale_trials
+import autocompress.search.study as study_mod
+from autocompress.search.study import ask, identity, open_storage, open_study, recover_stale_trials, run_heartbeat
 from autocompress.store import Objectives, Store
 
 KILLER = """
@@ -105,7 +106,7 @@ def _backdate(db: Path, number: int, keep_heartbeat: bool) -> None:
     """Make trial ``number`` look as if its worker died on another machine an hour ago."""
     hour_ago = (datetime.now() - timedelta(hours=1)).isoformat(sep=" ")  # Optuna's times are local
     with sqlite3.connect(db) as c:
-        c.execute("UPDATE ac_search_runs SET hostname = 'another-machine'")
+        c.execute("UPDATE ac_search_runs SET hostname = 'another-machine', heartbeat_at = datetime('now', '-1 hour')")
         (trial_id,) = c.execute("SELECT trial_id FROM trials WHERE number = ?", (number,)).fetchone()
         c.execute("UPDATE trials SET datetime_start = ? WHERE trial_id = ?", (hour_ago, trial_id))
         if keep_heartbeat:
@@ -130,6 +131,39 @@ def test_a_trial_whose_worker_died_elsewhere_before_fine_tuning_is_retried(
     assert trials[1].state == TrialState.FAIL and rows[1].state == "FAIL" and "stale" in rows[1].failure_reason
     assert [t.state for t in trials.values() if t.state != TrialState.FAIL] == [TrialState.COMPLETE] * 3
     assert any(t.system_attrs.get("failed_trial") == 1 for t in trials.values())
+    # The dead run was 'running' for ever, and later runs took it for a live worker beside them.
+    assert [r.status for r in Store(f"sqlite:///{db}").runs("micro")] == ["killed", "finished"]
+
+
+def test_a_run_beats_while_it_lives_and_a_failed_beat_is_retried(tmp_path, monkeypatch):
+    """Another machine judges a run dead by its heartbeat; a beat that fails (a busy database)
+    must not end the search, and the next one comes anyway."""
+    import time
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    run = store.start_run(study_name="micro", target="rtx3060", space_name="s", space_sha256="ab", voice="demo",
+                          settings={}, device_info={})
+    with store.engine.begin() as c:
+        c.exec_driver_sql("UPDATE ac_search_runs SET heartbeat_at = '2026-01-01 00:00:00'")
+    real_beat, calls = store.beat_run, []
+
+    def flaky_beat(run_id: int) -> None:
+        calls.append(run_id)
+        if len(calls) == 2:
+            raise RuntimeError("database is locked")
+        real_beat(run_id)
+
+    monkeypatch.setattr(study_mod, "HEARTBEAT_INTERVAL_S", 0.01)
+    monkeypatch.setattr(store, "beat_run", flaky_beat)
+    with run_heartbeat(store, run):
+        assert store.runs("micro")[0].heartbeat_at > datetime(2026, 1, 2)  # the first beat is written at once
+        deadline = time.monotonic() + 60
+        while len(calls) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(calls) >= 4 and store.runs("micro")[0].heartbeat_at > datetime(2026, 1, 2)
+    after = len(calls)
+    time.sleep(0.1)
+    assert len(calls) == after  # the beats end with the block
 
 
 def _study_with_two_runs(tmp_path: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import optuna
 import pytest
@@ -121,18 +122,52 @@ def test_optuna_tables_live_beside_ours(db_url):
 
 def test_forward_migration_applies_only_new_steps(db_url):
     engine = create_store_engine(db_url)
-    assert migrate(engine, MIGRATIONS) == 1
+    assert migrate(engine, MIGRATIONS) == len(MIGRATIONS)
 
     def add_note(conn):
         conn.exec_driver_sql("ALTER TABLE ac_search_runs ADD COLUMN note TEXT")
 
     calls = []
-    steps = (*MIGRATIONS, Migration(2, "run notes", lambda c: (calls.append(2), add_note(c))))
-    assert migrate(engine, steps) == 2 and calls == [2]
-    assert migrate(engine, steps) == 2 and calls == [2]
+    new = len(MIGRATIONS) + 1
+    steps = (*MIGRATIONS, Migration(new, "run notes", lambda c: (calls.append(new), add_note(c))))
+    assert migrate(engine, steps) == new and calls == [new]
+    assert migrate(engine, steps) == new and calls == [new]
     assert "note" in {c["name"] for c in sa.inspect(engine).get_columns("ac_search_runs")}
-    with pytest.raises(StoreError, match="version 2, this autocompress knows up to 1"):
+    with pytest.raises(StoreError, match=f"version {new}, this autocompress knows up to {new - 1}"):
         migrate(engine, MIGRATIONS)
+
+
+def test_a_version_1_database_gains_run_heartbeats_and_keeps_its_rows(db_url):
+    """A store written before run heartbeats: its runs stay, without a heartbeat, and are never
+    judged dead by heartbeat (they may be live searches of an older autocompress elsewhere)."""
+    engine = create_store_engine(db_url)
+    assert migrate(engine, MIGRATIONS[:1]) == 1
+    with engine.begin() as c:
+        c.execute(sa.text(
+            "INSERT INTO ac_search_runs (study_name, target, space_name, space_sha256, voice, settings, device_info, "
+            "hostname, pid, status, started_at) VALUES ('s', 'rtx3060', 'demo', 'ab', 'demo', '{}', '{}', "
+            "'another-machine', 1, 'running', :t)"), {"t": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+    engine.dispose()
+    store = Store(db_url)
+    assert store.schema_version == 2
+    (run,) = store.runs("s")
+    assert run.heartbeat_at is None and run.hostname == "another-machine"
+    assert store.reap_dead_runs("s", silent_after_s=60) == []
+    store.beat_run(run.id)
+    assert store.runs("s")[0].heartbeat_at is not None
+
+
+def test_a_run_elsewhere_is_dead_when_its_heartbeat_stops(db_url):
+    store = Store(db_url)
+    quiet, beating = _run(store), _run(store)
+    now = datetime.now(timezone.utc)
+    with store.engine.begin() as c:
+        c.execute(sa.text("UPDATE ac_search_runs SET hostname = 'another-machine', pid = 1"))
+        c.execute(sa.text("UPDATE ac_search_runs SET heartbeat_at = :t WHERE id = :i"),
+                  {"t": now - timedelta(minutes=5), "i": quiet})
+    assert store.reap_dead_runs("s") == []  # without a limit, only this machine's processes are judged
+    assert store.reap_dead_runs("s", silent_after_s=60) == [quiet]
+    assert {r.id: r.status for r in store.runs("s")} == {quiet: "killed", beating: "running"}
 
 
 def test_dead_runs_are_reaped_and_live_ones_kept(db_url):
