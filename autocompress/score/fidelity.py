@@ -22,11 +22,12 @@ Fixed analysis (documented here because packaged tools disagree by up to 2x on M
   the lengths differ, one DTW path is computed on the log-mel frames (10 ms) and mapped to each
   resolution by time: every teacher frame is paired with the student frame shifted by the
   path's offset (first matched student log-mel frame minus teacher log-mel frame) at its time.
-- **MCD** (:func:`mel_cepstral_distortion`): the same 80 mel magnitudes, floored at 60 dB
-  below the teacher's largest mel value (the same floor for both signals, so the figure does
-  not depend on the absolute level and digital silence does not dominate), natural log, then
-  the orthonormal DCT-II; coefficients c1..c24 (c0, the energy, excluded). Frames are always
-  DTW-aligned (Euclidean cost on c1..c24). Per aligned pair
+- **MCD** (:func:`mel_cepstral_distortion`): the same 80 mel magnitudes, each signal floored
+  at 60 dB below its own largest mel value (so digital silence does not dominate, and a
+  student that is only louder or quieter than the teacher scores 0: a floor shared by both
+  would clip the quieter one in more bands, which c1..c24 read as a change of spectral
+  shape), natural log, then the orthonormal DCT-II; coefficients c1..c24 (c0, the energy,
+  excluded). Frames are always DTW-aligned (Euclidean cost on c1..c24). Per aligned pair
   ``(10 / ln 10) * sqrt(2 * sum_d (c_t,d - c_s,d)^2)`` dB, averaged over the pairs whose
   teacher frame is speech: frame RMS within 40 dB of the teacher's loudest frame.
 """
@@ -49,7 +50,7 @@ N_MELS = 80
 LOG_FLOOR = 1e-5
 MCD_COEFFS = 24  # c1..c24
 MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
-MCD_FLOOR_DB = 60.0  # mel floor below the teacher's largest mel value (dynamic range)
+MCD_FLOOR_DB = 60.0  # mel floor below each signal's own largest mel value (dynamic range)
 MCD_SPEECH_DB = 40.0  # teacher frames within this of the loudest frame count as speech
 MRSTFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
 
@@ -74,16 +75,21 @@ def to_analysis_rate(audio: np.ndarray, sr: int, rate: int = ANALYSIS_SR) -> np.
     return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
-def stft_magnitude(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Magnitudes ``[frames, n_fft // 2 + 1]``: Hann window of n_fft, centred, reflect-padded."""
+def centred_frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Unwindowed frames ``[frames, n_fft]`` centred every ``hop`` samples, reflect-padded
+    (a signal too short to reflect is zero-extended first)."""
     pad = n_fft // 2
     if x.size <= pad:
         x = np.pad(x, (0, pad + 1 - x.size))
     xp = np.pad(x, (pad, pad), mode="reflect")
     n_frames = 1 + (xp.size - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    return xp[np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]]
+
+
+def stft_magnitude(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Magnitudes ``[frames, n_fft // 2 + 1]``: Hann window of n_fft, centred, reflect-padded."""
     window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
-    return np.abs(np.fft.rfft(xp[idx] * window, axis=1))
+    return np.abs(np.fft.rfft(centred_frames(x, n_fft, hop) * window, axis=1))
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,13 +116,15 @@ def mel_cepstra(mel: np.ndarray, floor: float) -> np.ndarray:
     return dct(np.log(np.maximum(mel, floor)), type=2, norm="ortho", axis=1)[:, 1 : MCD_COEFFS + 1]
 
 
+def mcd_floor(mel: np.ndarray) -> float:
+    """The MCD's floor for one signal's mel magnitudes: MCD_FLOOR_DB below its largest value."""
+    return max(float(mel.max()), 1e-12) * 10 ** (-MCD_FLOOR_DB / 20)
+
+
 def frame_rms_db(x: np.ndarray) -> np.ndarray:
-    """RMS level of each analysis frame (window 1024, hop 320, centred), in dB."""
-    pad = N_FFT // 2
-    xp = np.pad(x, (pad, pad), mode="reflect") if x.size > pad else np.pad(x, (pad, pad))
-    n_frames = 1 + (xp.size - N_FFT) // HOP
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
-    return 10 * np.log10(np.mean(xp[idx] ** 2, axis=1) + 1e-20)
+    """RMS level of each analysis frame (window 1024, hop 320, centred: the frames of
+    :func:`mel_magnitude`), in dB."""
+    return 10 * np.log10(np.mean(centred_frames(x, N_FFT, HOP) ** 2, axis=1) + 1e-20)
 
 
 # --------------------------------------------------------------------------- alignment
@@ -203,8 +211,7 @@ def mel_cepstral_distortion(teacher: np.ndarray, student: np.ndarray, sr: int) -
     """MCD in dB over c1..c24, DTW-aligned; 0 for identical audio (see the module docstring)."""
     x, y = to_analysis_rate(teacher, sr), to_analysis_rate(student, sr)
     mel_t, mel_s = mel_magnitude(x), mel_magnitude(y)
-    floor = max(float(mel_t.max()), 1e-12) * 10 ** (-MCD_FLOOR_DB / 20)
-    a, b = mel_cepstra(mel_t, floor), mel_cepstra(mel_s, floor)
+    a, b = mel_cepstra(mel_t, mcd_floor(mel_t)), mel_cepstra(mel_s, mcd_floor(mel_s))
     i, j = align(a, b, metric="euclidean", force=True)
     per_frame = MCD_CONST * np.sqrt(np.sum((a[i] - b[j]) ** 2, axis=1))
     level = frame_rms_db(x)[: a.shape[0]]

@@ -123,6 +123,10 @@ class DNSMOSScorer(_LazyModel):
         return {"dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
 
+class SilentAudioError(ScoringError):
+    """The audio has no voiced part to score."""
+
+
 class SpeakerEncoder(_LazyModel):
     """Resemblyzer d-vectors: :meth:`embed` gives an L2-normalised ``[256]`` vector."""
 
@@ -143,7 +147,7 @@ class SpeakerEncoder(_LazyModel):
         model = self._load()
         wav = preprocess_wav(resample_to(audio, sr, MOS_SR), source_sr=None)
         if wav.size == 0:
-            raise ScoringError("speaker embedding: the audio is silent after voice-activity trimming")
+            raise SilentAudioError("speaker embedding: the audio is silent after voice-activity trimming")
         return np.asarray(model.embed_utterance(wav), dtype=np.float64)
 
 

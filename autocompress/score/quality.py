@@ -14,7 +14,9 @@ The composite score and the floor are defined in ``docs/quality.md``; in short::
     mcd_term     = clip(1 - MCD_dB / 10, 0, 1)
 
 and a student may be released when its DistillMOS is at least ``min_mos`` (3.8), or, when the
-teacher itself scores below ``min_mos``, when it is at most ``max_drop`` (0.3) below the teacher.
+teacher itself scores below ``min_mos``, when it is at most ``max_drop`` (0.3) below the teacher;
+and, where the speaker encoder ran, when its speaker cosine to the teacher is at least
+``min_speaker_cos`` (0.85).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.score.fidelity import fidelity_metrics
 from autocompress.score.metric import Metric, host_device, measured
-from autocompress.score.mos import get_scorer
+from autocompress.score.mos import SilentAudioError, get_scorer
 
 # Composite weights and the anchors that map each figure to [0, 1].
 COMPOSITE_WEIGHTS: Mapping[str, float] = {"mos": 0.5, "speaker": 0.25, "mcd": 0.25}
@@ -230,6 +232,7 @@ def compare_audio(
     device = host_device()
     sums: dict[str, list[float]] = {}
     units: dict[str, str] = {}
+    silent = 0  # student sentences without a voiced part for the speaker encoder
     for i, (t, s) in enumerate(zip(reference.audios, student_audios)):
         s = np.asarray(s, dtype=np.float32).reshape(-1)
         if sr != reference.sr:
@@ -247,10 +250,16 @@ def compare_audio(
             sums.setdefault("dnsmos_ovrl", []).append(ovrl)
             sums.setdefault("dnsmos_p808", []).append(p808)
         if reference.embeddings is not None:
-            cos = speaker_similarity(reference.embeddings[i], s, reference.sr)
+            try:
+                cos = speaker_similarity(reference.embeddings[i], s, reference.sr)
+            except SilentAudioError:
+                cos, silent = 0.0, silent + 1  # nothing of the voice in this sentence
             sums.setdefault("speaker_cos", []).append(cos)
     means = {k: float(np.mean(v)) for k, v in sums.items()}
-    metrics = [measured(k, v, units.get(k, "MOS" if "mos" in k else ""), device) for k, v in means.items()]
+    notes = {"speaker_cos": f"{silent} of {len(student_audios)} sentences silent, scored 0"} if silent else {}
+    metrics = [
+        measured(k, v, units.get(k, "MOS" if "mos" in k else ""), device, notes.get(k, "")) for k, v in means.items()
+    ]
     teacher_mos = reference.mean_mos
     if reference.mos is not None:
         metrics.append(measured("distillmos_teacher", teacher_mos, "MOS", device))

@@ -6,8 +6,9 @@ Measured (on the device holding the models; CUDA calls are synchronised):
   (the argmax fed back, no sampling, no early stop), divided by the step count; the prefill
   that fills the cache runs before each timed loop, untimed.
 - ``sovits_ms_per_audio_s``: ``SynthesizerTrn.decode`` (noise scale 0) per second of output.
-- ``rtf``: :func:`measure_rtf`: wall time of synthesising a fixed evaluation set over the
-  seconds of audio produced.
+- ``rtf``: in :func:`voice_cost_metrics`, the prefill plus the per-token time times the codes
+  plus the SoVITS time, over the seconds of audio those codes make; :func:`measure_rtf` times
+  a whole evaluation set instead (wall time over the seconds of audio produced).
 
 Projected (:func:`project_voice`): the roofline of :mod:`autocompress.score.projection` over
 meta-device profiles of the same three calls at the sizes of an :class:`UtteranceShape`

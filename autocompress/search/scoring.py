@@ -17,18 +17,14 @@ floor, each relative to its bound.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from autocompress.compress.plan import CompressionPlan
-from autocompress.exceptions import ScoringError
 from autocompress.models.gpt_sovits.voice import Voice
-from autocompress.score.metric import Metric, host_device, measured
-from autocompress.score.quality import QualityReport, ReleaseFloor, compare_audio, composite_quality
+from autocompress.score.metric import Metric, measured
+from autocompress.score.quality import QualityReport, ReleaseFloor, compare_audio
 from autocompress.score.voice_cost import UtteranceShape, precisions_from_plan, profile_voice, voice_cost_metrics
 from autocompress.search.cache import TeacherCache
 from autocompress.search.synth import Speech, synthesize
@@ -64,32 +60,7 @@ def score_quality(student: Voice, plan: CompressionPlan, cache: TeacherCache) ->
     speech = [synthesize(student, cache.prompt, s, style) for s in cache.sentences]
     audios = [s.wav.numpy() for s in speech]
     sr = speech[0].sample_rate
-    try:
-        report = compare_audio(cache.reference, audios, sr, FLOOR)
-    except ScoringError as e:
-        if cache.reference.embeddings is None:
-            raise
-        report = _silent_speaker(cache, audios, sr, str(e))
-    return QualityResult(report, speech)
-
-
-def _silent_speaker(cache: TeacherCache, audios: list[np.ndarray], sr: int, why: str) -> QualityReport:
-    """Score a student whose speech has no voiced part: speaker similarity counts as 0.
-
-    The composite keeps the same terms and weights as every other trial of the study (a
-    dropped term would raise this trial's score instead of lowering it).
-    """
-    reference = dataclasses.replace(cache.reference, embeddings=None)
-    report = compare_audio(reference, audios, sr, FLOOR)
-    device = host_device()
-    means = {m.name: m.value for m in report.metrics}
-    means["speaker_cos"] = 0.0
-    note = f"speaker similarity scored 0: {why}"
-    metrics = [m for m in report.metrics if m.name != "quality"]
-    metrics.append(measured("speaker_cos", 0.0, "", device, note))
-    metrics.append(measured("quality", composite_quality(means), "", device, note))
-    ok, reason = FLOOR.check(means.get("distillmos", math.nan), cache.reference.mean_mos, 0.0)
-    return QualityReport(tuple(metrics), ok, reason)
+    return QualityResult(compare_audio(cache.reference, audios, sr, FLOOR), speech)
 
 
 def score_student(

@@ -38,8 +38,10 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # 1: before the version was recorded; 2: soft-target GPT fine-tuning, best-check restore, the
 # demo prompted with upstream's 0.6 s of silence, a user voice by an item of 3 to 10 s,
 # projected memory with codebook, int4 scales and fp32 groups; 3: linear weights at 4 bits or
-# fewer scored as MatMulNBits stores them (blocks of 32 inputs, not per channel).
-SCORING_VERSION = 3
+# fewer scored as MatMulNBits stores them (blocks of 32 inputs, not per channel); 4: MCD floors
+# each signal at its own peak (a change of level alone scores 0), and a silent sentence scores
+# speaker cosine 0 for itself only (it zeroed the whole trial's).
+SCORING_VERSION = 4
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often

@@ -7,7 +7,7 @@ import pytest
 from scipy.signal import butter, sosfiltfilt
 
 from autocompress.score import dtw_path, fidelity_metrics
-from autocompress.score.fidelity import MCD_CONST
+from autocompress.score.fidelity import ANALYSIS_SR, MCD_CONST, mel_cepstral_distortion, to_analysis_rate
 
 
 def add_noise(x: np.ndarray, sr: int, snr_db: float) -> np.ndarray:
@@ -77,3 +77,21 @@ def test_dtw_path_follows_the_cheap_cells():
 
 def test_mcd_constant_is_the_standard_one():
     assert MCD_CONST == pytest.approx(10 / np.log(10) * np.sqrt(2))
+
+
+@pytest.mark.parametrize("gain", [0.9, 0.5, 2.0])
+def test_mcd_ignores_a_change_of_level_alone(speech, gain):
+    # c0 (the energy) is excluded, so a student that is only quieter or louder is not penalised;
+    # a floor shared by both signals clipped the quieter one in more bands (0.9x: 2.4 dB).
+    x, sr = speech
+    x = x.astype(np.float64)
+    assert mel_cepstral_distortion(x, gain * x, sr).value == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [100, 300])
+def test_mcd_of_a_clip_shorter_than_half_a_window(speech, n):
+    # Its level frames once disagreed in count with its mel frames (IndexError).
+    x, sr = speech
+    clip = to_analysis_rate(x, sr)[8000 : 8000 + n]
+    assert mel_cepstral_distortion(clip, clip, ANALYSIS_SR).value == 0.0
+    assert mel_cepstral_distortion(clip, 0.5 * clip[: n // 2], ANALYSIS_SR).value > 0.0

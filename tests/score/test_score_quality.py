@@ -37,6 +37,23 @@ def test_a_different_speaker_lowers_speaker_similarity():
 
 
 @needs_espeak
+def test_a_silent_sentence_scores_speaker_zero_alone_and_the_floor_says_so():
+    """One sentence without a voiced part made the whole trial's speaker cosine 0 (the other
+    sentences' similarity was thrown away), or, with no fallback, failed the trial."""
+    first, sr = espeak()
+    second, _ = espeak("A different sentence, spoken by the same synthetic voice today.")
+    reference = build_reference([first, second], sr, mos=True, speaker=True)
+    floor = ReleaseFloor(min_mos=1.0)  # any MOS passes: only the voice can fail
+    half = compare_audio(reference, [first, np.zeros_like(second)], sr, floor)
+    assert half.get("speaker_cos").value == pytest.approx(0.5, abs=1e-6)  # 1.0 and 0.0
+    assert half.get("speaker_cos").note == "1 of 2 sentences silent, scored 0"
+    assert not half.passes_floor and "not the teacher's voice" in half.floor_reason
+    whole = compare_audio(reference, [first, second], sr, floor)
+    assert whole.get("speaker_cos").value == pytest.approx(1.0, abs=1e-6) and whole.get("speaker_cos").note == ""
+    assert whole.get("quality").value > half.get("quality").value
+
+
+@needs_espeak
 def test_distillmos_prefers_clean_speech_and_is_cached_per_process():
     x, sr = espeak("Short and clear.")
     scorer = get_scorer("distillmos")

@@ -52,25 +52,6 @@ def test_a_student_that_is_not_the_teachers_voice_violates_in_proportion():
     assert floor_violation(_report(1.64, 1.73), 1.73) <= 0  # speaker not measured: MOS alone
 
 
-def test_a_silent_student_is_scored_speaker_zero_and_fails_the_floor(monkeypatch):
-    """No voiced frame for the speaker encoder: cosine 0, and the floor says so whatever the MOS."""
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    from autocompress.score.quality import build_reference
-    from autocompress.search import scoring
-
-    sr = 16000
-    t = np.arange(sr) / sr
-    teacher = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    cache = SimpleNamespace(reference=build_reference([teacher], sr, mos=True, speaker=False))
-    monkeypatch.setattr(scoring, "FLOOR", ReleaseFloor(min_mos=1.0))  # any MOS passes: only the voice can fail
-    report = scoring._silent_speaker(cache, [np.zeros(sr, dtype=np.float32)], sr, "no voiced frames")
-    assert report.get("speaker_cos").value == 0.0
-    assert not report.passes_floor and "not the teacher's voice" in report.floor_reason
-
-
 def test_an_outcome_names_the_constraints_it_breaks():
     from autocompress.search.trial import TrialOutcome
     from autocompress.store import Objectives
