@@ -21,6 +21,7 @@ from autocompress.schedule import (
     history,
     install_crontab,
     install_systemd,
+    installed_backends,
     list_schedules,
     next_due,
     next_runs,
@@ -32,6 +33,7 @@ from autocompress.schedule import (
     uninstall_systemd,
 )
 from autocompress.schedule._args import parse_search_args
+from autocompress.schedule._core import time_budget
 from autocompress.schedule._front import DEFAULT_STORAGE
 from autocompress.schedule._tables import engine_for, utcnow
 from autocompress.store import display_url, mask_password
@@ -39,20 +41,23 @@ from autocompress.store import display_url, mask_password
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schedule", help="scheduled searches (cron)")
+    p.set_defaults(func=lambda _args: _usage(p))
     ssub = p.add_subparsers(dest="schedule_command", metavar="ACTION", parser_class=type(p))
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--storage", default=DEFAULT_STORAGE, help="database URL holding the schedules")
+        q.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
+                       help=f"database URL holding the schedules (default {DEFAULT_STORAGE})")
 
     a = ssub.add_parser("add", help="add or update a schedule: ... -- <run_search arguments>")
     common(a)
-    a.add_argument("--name", required=True)
-    a.add_argument("--cron", required=True, help='cron expression, e.g. "0 2 * * *"')
-    a.add_argument("--timeout", type=positive_float, default=3600.0,
-                   help="time budget per run, seconds (a --timeout among the search arguments overrides it)")
+    a.add_argument("--name", required=True, help="the schedule's name (and its study's, unless --study is given)")
+    a.add_argument("--cron", required=True, help='cron expression in UTC, e.g. "0 2 * * *" (02:00 UTC)')
+    a.add_argument("--timeout", type=positive_float, default=3600.0, metavar="SECONDS",
+                   help="time budget per run (default 3600; a --timeout among the search arguments overrides it)")
     a.add_argument("--backend", choices=["none", "crontab", "systemd"], default="none",
                    help="also install a crontab line or a systemd user timer (default: none; use 'autocompress daemon')")
-    a.add_argument("search_args", nargs=argparse.REMAINDER)
+    a.add_argument("search_args", nargs=argparse.REMAINDER, metavar="-- SEARCH_ARGS",
+                   help="after '--': the arguments of 'autocompress search' each run gets, e.g. -- --target rtx3060")
     a.set_defaults(func=_add)
 
     ls = ssub.add_parser("list", help="list schedules")
@@ -79,8 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("daemon", help="run due schedules in a long-running process")
     common(d)
-    d.add_argument("--poll", type=positive_float, default=30.0, help="seconds between checks")
+    d.add_argument("--poll", type=positive_float, default=30.0, help="seconds between checks (default 30)")
     d.set_defaults(func=_daemon)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    """``autocompress schedule`` without an action: its own help, and exit code 2."""
+    parser.print_help()
+    return 2
 
 
 def normalise_search_args(name: str, args: list[str]) -> list[str]:
@@ -128,7 +139,7 @@ def _list(args: argparse.Namespace) -> int:
         if s.name in times and times[s.name] <= now:
             when += " (due: the next run-due runs it)"
         search = escape(mask_password(" ".join(s.args)))  # a --storage URL among them: no password shown
-        table.add_row(escape(s.name), escape(s.cron), f"{s.timeout_s:.0f}", when, search,
+        table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when, search,
                       escape(s.workdir or ""))
     listed = {s.name for s in specs}
     for name, reason in broken.items():
@@ -136,6 +147,14 @@ def _list(args: argparse.Namespace) -> int:
             table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "")
     output_console().print(table)
     return 0
+
+
+def _budget(spec: ScheduleSpec) -> float:
+    """The seconds each run of ``spec`` gets: a --timeout among its search arguments wins."""
+    try:
+        return time_budget(spec)
+    except ConfigError:  # arguments its runs refuse (stored by an older version): run-due says why
+        return spec.timeout_s
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -146,6 +165,10 @@ def _remove(args: argparse.Namespace) -> int:
         removed = ["its crontab line"] if uninstall_crontab(args.name) else []
     elif args.backend == "systemd":
         removed = [str(p) for p in uninstall_systemd(args.name)]
+    else:
+        for backend in installed_backends(args.name):
+            print(f"note: the {backend} backend of {args.name!r} still wakes each minute; remove it with "
+                  f"'autocompress schedule remove {args.name} --backend {backend}'", file=sys.stderr)
     if not exists and not removed:
         raise ConfigError(f"no schedule named {args.name!r}; see 'autocompress schedule list'")
     if exists:
@@ -189,7 +212,7 @@ def _history(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace) -> int:
     engine_for(args.storage)  # a bad --storage fails now, in one line
-    print(f"autocompress daemon: watching schedules in {display_url(args.storage)} (Ctrl-C to stop)")
+    print(f"autocompress daemon: watching schedules in {display_url(args.storage)} (Ctrl-C to stop)", flush=True)
     with sigterm_interrupts():
         daemon_loop(args.storage, poll_s=args.poll)
     return 0

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from autocompress.exceptions import ConfigError
 from autocompress.schedule._core import RunRecord, ScheduleSpec, next_runs, run_due, subprocess_runner
 from autocompress.schedule._tables import utcnow
@@ -50,10 +52,17 @@ def crontab_line(spec: ScheduleSpec, storage: str, workdir: Path) -> str:
     cron expression is UTC, so the database (run-due) decides when it is due. The log's folder
     is created first: without it the shell would fail before the scheduler starts."""
     log = log_path(spec.name, workdir)
-    return (
-        f"* * * * * mkdir -p {shlex.quote(str(log.parent))} && {run_due_command(storage, spec.name, workdir)} "
-        f">> {shlex.quote(str(log))} 2>&1 {TAG}{spec.name}"
+    command = (
+        f"mkdir -p {shlex.quote(str(log.parent))} && {run_due_command(storage, spec.name, workdir)} "
+        f">> {shlex.quote(str(log))} 2>&1"
     )
+    return f"* * * * * {_cron_escape(command)} {TAG}{spec.name}"
+
+
+def _cron_escape(command: str) -> str:
+    """``command`` as a crontab line must spell it: cron ends a command at a bare ``%`` (a
+    percent-encoded password in a --storage URL, a folder name)."""
+    return command.replace("%", "\\%")
 
 
 def merge_crontab(existing: str, name: str, line: str | None) -> str:
@@ -88,10 +97,24 @@ def install_crontab(spec: ScheduleSpec | None, name: str, storage: str, workdir:
 def uninstall_crontab(name: str) -> bool:
     """Remove the user's crontab line for a schedule; return whether there was one."""
     check_backend("crontab")
-    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    had = cur.returncode == 0 and any(ln.rstrip().endswith(f"{TAG}{name}") for ln in cur.stdout.splitlines())
+    had = _crontab_has(name)
     install_crontab(None, name, "", Path.cwd())
     return had
+
+
+def _crontab_has(name: str) -> bool:
+    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    return cur.returncode == 0 and any(ln.rstrip().endswith(f"{TAG}{name}") for ln in cur.stdout.splitlines())
+
+
+def installed_backends(name: str, unit_dir: Path | None = None) -> list[str]:
+    """The backends (``crontab``, ``systemd``) installed here that still wake a schedule's runs."""
+    found = []
+    if shutil.which("crontab") is not None and _crontab_has(name):
+        found.append("crontab")
+    if (_unit_dir(unit_dir) / f"autocompress-{name}.timer").exists():
+        found.append("systemd")
+    return found
 
 
 def _last_line(text: str, code: int) -> str:
@@ -105,13 +128,21 @@ def systemd_units(spec: ScheduleSpec, storage: str, workdir: Path) -> dict[str, 
     service = (
         "[Unit]\nDescription=autocompress scheduled search " + spec.name + "\n\n"
         "[Service]\nType=oneshot\n"
-        f"ExecStart=/bin/sh -c {shlex.quote(run_due_command(storage, spec.name, workdir))}\n"
+        f"ExecStart=/bin/sh -c {_systemd_word(run_due_command(storage, spec.name, workdir))}\n"
     )
     timer = (
         "[Unit]\nDescription=autocompress schedule " + spec.name + f" ({spec.cron})\n\n"
         "[Timer]\nOnCalendar=minutely\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
     )
     return {f"{unit}.service": service, f"{unit}.timer": timer}
+
+
+def _systemd_word(text: str) -> str:
+    """``text`` as one argument of a unit's command line: systemd takes a quoted word whole only
+    when it is quoted whole, reads C escapes in it, and expands ``%`` specifiers and ``$``
+    variables even there."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
 
 
 def _systemctl(*args: str) -> None:
@@ -169,21 +200,29 @@ def uninstall_systemd(name: str, unit_dir: Path | None = None) -> list[Path]:
     return present
 
 
+def log_line(text: str) -> None:
+    """Print one line of the daemon's log at once: redirected to a file, stdout would hold it
+    back for hours, behind the searches' own output."""
+    print(text, flush=True)
+
+
 def daemon_loop(
     storage: str,
     poll_s: float = 30.0,
     max_cycles: int | None = None,
     runner: Callable = subprocess_runner,
     sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = log_line,
 ) -> int:
     """Run due schedules forever (or ``max_cycles`` times); return the number of runs made.
 
-    A schedule that cannot run is logged once and the others go on.
+    A schedule that cannot run is logged once and the others go on; a database out of reach
+    is logged once and tried again at each poll.
     """
     runs = 0
     cycle = 0
     reported: dict[str, str] = {}
+    db_error: str | None = None
 
     def _broken(name: str, reason: str) -> None:  # said once, not at every poll
         if reported.get(name) != reason:
@@ -192,10 +231,17 @@ def daemon_loop(
 
     while max_cycles is None or cycle < max_cycles:
         cycle += 1
-        for rec in run_due(storage, runner=runner, on_broken=_broken):
-            runs += 1
-            log(describe_run(rec))
-        times, _ = next_runs(storage)
+        try:
+            for rec in run_due(storage, runner=runner, on_broken=_broken):
+                runs += 1
+                log(describe_run(rec))
+            times, _ = next_runs(storage)
+            db_error = None
+        except SQLAlchemyError as e:  # restarting, or the network is down: the daemon must outlive it
+            times = {}
+            if db_error != _first_line(e):
+                db_error = _first_line(e)
+                log(f"cannot use the schedules' database, trying again every {poll_s:g} s: {db_error}")
         now = utcnow()
         wait = poll_s
         if times:
@@ -204,6 +250,12 @@ def daemon_loop(
         if max_cycles is None or cycle < max_cycles:
             sleep(wait)
     return runs
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    """The driver's own message, without SQLAlchemy's statement and link."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def describe_run(rec: RunRecord) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from croniter import CroniterBadDateError, croniter
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from autocompress.exceptions import ConfigError
@@ -185,7 +185,8 @@ def next_due(url: str, name: str, now: dt.datetime | None = None) -> dt.datetime
             .order_by(ScheduleRunRow.started_at.desc())
             .limit(1)
         ).first()
-        base = last or row.created_at
+        # a schedule removed and added again starts afresh: its old runs do not make it due now
+        base = max(last, row.created_at) if last else row.created_at
         try:
             return croniter(row.cron, base).get_next(dt.datetime)
         except (CroniterBadDateError, ValueError, KeyError) as e:
@@ -480,6 +481,20 @@ def _record_skip(url: str, name: str) -> RunRecord:
     return history(url, name, limit=1)[0]
 
 
+ABANDONED = "its process ended without recording the run's end (killed, or the machine went down)"
+
+
+def _close_abandoned(url: str, name: str) -> None:
+    """Mark the runs of ``name`` still ``running`` as interrupted; called by the lock's holder,
+    which no live run can be beside."""
+    with Session(engine_for(url)) as s, s.begin():
+        s.execute(
+            update(ScheduleRunRow)
+            .where(ScheduleRunRow.schedule == name, ScheduleRunRow.status == "running")
+            .values(status="interrupted", error=ABANDONED)
+        )
+
+
 def _record_end(url: str, run_id: int, status: str, outcome: RunOutcome) -> None:
     with Session(engine_for(url)) as s, s.begin():
         row = s.get(ScheduleRunRow, run_id)
@@ -506,6 +521,7 @@ def run_schedule(
     holder = holder or new_holder_id()
     if not acquire_lock(url, spec.name, holder, LOCK_TTL_S):
         return _record_skip(url, spec.name)
+    _close_abandoned(url, spec.name)
     with Session(engine_for(url)) as s, s.begin():
         row = ScheduleRunRow(schedule=spec.name, started_at=utcnow(), status="running")
         s.add(row)
@@ -515,7 +531,10 @@ def run_schedule(
 
     def _heartbeat() -> None:  # keep the lease alive while a long run is going
         while not stop.wait(LOCK_TTL_S / 5):
-            renew_lock(url, spec.name, holder, LOCK_TTL_S)
+            try:
+                renew_lock(url, spec.name, holder, LOCK_TTL_S)
+            except SQLAlchemyError as e:  # a database blip must not end the renewals: the next one may pass
+                log.warning("schedule %s: cannot renew its lock (%s); trying again", spec.name, type(e).__name__)
 
     beat = threading.Thread(target=_heartbeat, daemon=True)
     beat.start()
