@@ -82,8 +82,7 @@ def install_crontab(spec: ScheduleSpec | None, name: str, storage: str, workdir:
     check_backend("crontab")
     if spec is not None:
         log_path(name, workdir).parent.mkdir(parents=True, exist_ok=True)
-    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    existing = cur.stdout if cur.returncode == 0 else ""
+    existing = _current_crontab()
     line = None if spec is None else crontab_line(spec, storage, workdir)
     new = merge_crontab(existing, name, line)
     if new == existing:
@@ -92,6 +91,23 @@ def install_crontab(spec: ScheduleSpec | None, name: str, storage: str, workdir:
     if done.returncode != 0:
         raise ConfigError(f"crontab refused the new table: {_last_line(done.stderr, done.returncode)}")
     return new
+
+
+def _current_crontab() -> str:
+    """The user's crontab ("" when there is none yet).
+
+    Raises:
+        ConfigError: ``crontab -l`` failed for another reason: writing a table then would
+            replace every line the user has.
+    """
+    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    if cur.returncode == 0:
+        return cur.stdout
+    if "no crontab" in cur.stderr.lower():  # vixie cron, cronie and busybox all say "no crontab for USER"
+        return ""
+    raise ConfigError(
+        f"cannot read the current crontab, so it is left as it is: {_last_line(cur.stderr, cur.returncode)}"
+    )
 
 
 def uninstall_crontab(name: str) -> bool:

@@ -54,6 +54,12 @@ def _add_run(url: str, name: str, started: dt.datetime, status: str) -> None:
         s.execute(insert(ScheduleRunRow).values(schedule=name, started_at=started, status=status))
 
 
+def fake_crontab(table: Path) -> str:
+    """A ``crontab`` that keeps the table in a file and answers ``-l`` as cron does when there is none."""
+    return (f'if [ "$1" = "-l" ]; then if [ -f {table} ]; then cat {table}; '
+            f'else echo "no crontab for $(id -un)" >&2; exit 1; fi; else cat > {table}; fi\n')
+
+
 def _tool(folder: Path, name: str, body: str) -> None:
     folder.mkdir(exist_ok=True)
     path = folder / name
@@ -197,7 +203,7 @@ def test_list_shows_the_time_budget_each_run_gets(url, capsys, monkeypatch):
 
 def test_remove_without_its_backend_says_the_backend_still_wakes(url, tmp_path, monkeypatch, capsys):
     bin_dir, table = tmp_path / "bin", tmp_path / "crontab.txt"
-    _tool(bin_dir, "crontab", f'if [ "$1" = "-l" ]; then cat {table} 2>/dev/null; else cat > {table}; fi\n')
+    _tool(bin_dir, "crontab", fake_crontab(table))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -261,3 +267,17 @@ def test_a_failed_lock_renewal_does_not_end_the_renewals(url, monkeypatch):
     add_schedule(url, spec)
     rec = run_schedule(url, spec, runner=lambda s: RunOutcome(0 if enough.wait(30) else 1))
     assert rec.status == "ok" and len(renewals) >= 3
+
+
+def test_a_crontab_that_cannot_be_read_is_never_overwritten(url, tmp_path, monkeypatch):
+    """Any failure of ``crontab -l`` read as an empty table: adding a schedule then replaced
+    every line the user had."""
+    bin_dir, table = tmp_path / "bin", tmp_path / "crontab.txt"
+    table.write_text("0 5 * * * backup.sh\n")
+    _tool(bin_dir, "crontab", f'if [ "$1" = "-l" ]; then echo "crontab: Permission denied" >&2; exit 1; '
+                              f'else cat > {table}; fi\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    argv = ["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *", "--backend", "crontab",
+            "--", "--target", "cpu"]
+    assert main(argv) == 2
+    assert table.read_text() == "0 5 * * * backup.sh\n"

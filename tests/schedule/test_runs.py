@@ -237,6 +237,12 @@ def test_the_default_storage_folder_is_created_and_a_bad_url_is_one_line(tmp_pat
 # ---------------------------------------------------------------- 8, 9, 10: backends
 
 
+def fake_crontab(table: Path) -> str:
+    """A ``crontab`` that keeps the table in a file and answers ``-l`` as cron does when there is none."""
+    return (f'if [ "$1" = "-l" ]; then if [ -f {table} ]; then cat {table}; '
+            f'else echo "no crontab for $(id -un)" >&2; exit 1; fi; else cat > {table}; fi\n')
+
+
 def _tool(folder: Path, name: str, body: str) -> None:
     folder.mkdir(exist_ok=True)
     path = folder / name
@@ -253,7 +259,7 @@ def test_crontab_backend_add_creates_the_log_folder(url, tmp_path, monkeypatch):
     bin_dir, workdir = tmp_path / "bin", tmp_path / "w"
     workdir.mkdir()
     table = tmp_path / "crontab.txt"
-    _tool(bin_dir, "crontab", f'if [ "$1" = "-l" ]; then cat {table} 2>/dev/null; else cat > {table}; fi\n')
+    _tool(bin_dir, "crontab", fake_crontab(table))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(workdir)
     argv = ["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *", "--backend", "crontab"]
