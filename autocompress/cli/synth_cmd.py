@@ -68,7 +68,12 @@ def _text_ids(text: str, table: list[str]) -> tuple[list[int], list[int]]:
     words = english_to_word_phones(text)
     phones = [p for word in words for p in word]
     if not any(p[0].isalpha() for p in phones):
-        raise DataError(f"--text {text!r} has no words to speak")
+        foreign = any(c.isalpha() and not c.isascii() for c in text)
+        hint = (
+            "; --text reads English only: give other languages as --phones, the phones GPT-SoVITS's own "
+            "text front end gives (as in 2-name2text.txt)" if foreign else ""
+        )
+        raise DataError(f"--text {text!r} has no words to speak{hint}")
     index = {symbol: i for i, symbol in enumerate(table)}
     unknown = sorted({p for p in phones if p not in index})
     if unknown:

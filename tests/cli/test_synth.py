@@ -26,8 +26,11 @@ def test_text_becomes_ids_of_the_voice_table_with_punctuation_kept():
     assert [table[i] for i in ids] == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "!"]
     assert phone_ids(_args(phones="HH AH0 L OW1"), table) == ids[:4]
     assert phone_ids(_args(), table) is None  # a bundle sample's own text
-    with pytest.raises(DataError, match="no words"):
+    with pytest.raises(DataError, match="no words") as plain:
         phone_ids(_args(text=" ?! "), table)
+    assert "--phones" not in str(plain.value)
+    with pytest.raises(DataError, match="no words to speak; --text reads English only: give other languages as --phones"):
+        phone_ids(_args(text="你好。"), table)  # a Mandarin voice's user: told the way that works
     with pytest.raises(DataError, match="lacks the phones"):
         phone_ids(_args(text="Hello"), ["HH", "AH0"])
 
