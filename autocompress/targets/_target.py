@@ -13,10 +13,12 @@ bandwidth and fp32 throughput from this machine when a caller wants them.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
 import os
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -208,6 +210,35 @@ def list_targets() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
+def _name_key(name: str) -> str:
+    """A target name as people write it, reduced for comparison: "GeForce RTX 3060" -> "rtx3060"."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower()).replace("raspberrypi", "rpi")
+    for maker in ("nvidia", "geforce", "tesla"):
+        key = key.removeprefix(maker)
+    return key
+
+
+def shipped_name(name: str) -> str:
+    """The shipped target a name means, written any usual way ("RTX 3060", "rtx-3060", "jetson orin nano").
+
+    Raises:
+        ConfigError: no shipped target is meant; the message suggests the nearest names and lists all.
+    """
+    names = list_targets()
+    if name in names:
+        return name
+    by_key = {_name_key(n): n for n in names}
+    key = _name_key(name)
+    if key in by_key:
+        return by_key[key]
+    near = [n for n in names if key and _name_key(n).endswith(key)]
+    near += [by_key[k] for k in difflib.get_close_matches(key, list(by_key), n=3, cutoff=0.75)]
+    hint = f"did you mean {' or '.join(repr(n) for n in dict.fromkeys(near))}? " if near else ""
+    raise ConfigError(
+        f"unknown target {name!r}; {hint}expected one of: {', '.join(names)} (or a path to a target .toml)"
+    )
+
+
 def load_target(name: str | os.PathLike[str]) -> Target:
     """Load a shipped target by name (``"rtx3060"``), or a target file of your own by path.
 
@@ -229,12 +260,8 @@ def load_target(name: str | os.PathLike[str]) -> Target:
         except UnicodeDecodeError as e:
             raise ConfigError(f"target file {spec}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     else:
-        names = list_targets()
-        if spec not in names:
-            raise ConfigError(
-                f"unknown target {spec!r}; expected one of: {', '.join(names)} (or a path to a target .toml)"
-            )
-        label, text = spec, resources.files(__package__).joinpath(f"{spec}.toml").read_text(encoding="utf-8")
+        label = shipped_name(spec)
+        text = resources.files(__package__).joinpath(f"{label}.toml").read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -186,3 +186,24 @@ def test_values_of_the_wrong_type_are_named_not_coerced(tmp_path):
     (tmp_path / "latin.toml").write_bytes('name = "latin"\ndescription = "caf\xe9"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load_target(str(tmp_path / "latin.toml"))
+
+
+@pytest.mark.parametrize(
+    "written, name",
+    [("RTX3060", "rtx3060"), ("rtx-3060", "rtx3060"), ("NVIDIA GeForce RTX 3060", "rtx3060"),
+     ("rtx 5070 ti", "rtx5070ti"), ("Jetson Orin Nano", "jetson-orin-nano"), ("Raspberry Pi 5", "rpi5"),
+     ("Tesla T4", "t4")],
+)
+def test_a_shipped_target_is_found_however_its_name_is_written(written, name):
+    target = load_target(written)
+    assert target.name == name and target == load_target(name)  # the study and the export see one name
+
+
+@pytest.mark.parametrize("written, suggested", [("3060", "'rtx3060'"), ("orin", "'jetson-agx-orin'")])
+def test_an_unknown_target_suggests_the_nearest_names(written, suggested):
+    with pytest.raises(ConfigError, match=f"unknown target '{written}'; did you mean {suggested}") as e:
+        load_target(written)
+    assert "expected one of: a10, a100, cpu" in str(e.value)
+    with pytest.raises(ConfigError) as far:
+        load_target("gtx1080")
+    assert "did you mean" not in str(far.value)
