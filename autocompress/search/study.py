@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import SearchError, StoreError
 from autocompress.search.plans import BASELINES
-from autocompress.store import Objectives, Store, display_url, engine_kwargs
+from autocompress.store import Objectives, Store, database_reason, display_url, engine_kwargs
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
@@ -73,8 +73,9 @@ def open_storage(url: str) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
     except Exception as e:  # noqa: BLE001 - Optuna raises several unrelated types here
-        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if "psycopg" in str(e) else ""
-        raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {str(e).splitlines()[0]}{hint}") from e
+        no_driver = isinstance(e, ImportError) and url.startswith("postgresql")  # not a server that refused
+        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if no_driver else ""
+        raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {database_reason(e)}{hint}") from e
 
 
 def identity(

@@ -367,3 +367,23 @@ def test_an_infeasible_trial_says_which_constraint_it_breaks(search_argv, tmp_pa
     assert "infeasible: memory budget exceeded by" in line, line
     trial = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").trials[0]
     assert trial.user_attrs["infeasible_because"].startswith("memory budget exceeded by")
+
+
+def test_an_unreachable_server_and_a_missing_driver_are_told_apart():
+    """A refused connection was answered with 'pip install autocompress[postgres]' whenever the
+    URL named psycopg, though the driver was there and the server was not."""
+    import sys
+
+    from autocompress.exceptions import StoreError
+
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/x"  # port 1: nothing listens
+    with pytest.raises(StoreError, match="Connection refused") as refused:
+        open_storage(url)
+    assert "pip install" not in str(refused.value) and "\n" not in str(refused.value)
+    code = (  # a fresh process: a driver this one imported stays cached in SQLAlchemy's dialect
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from autocompress.search.study import open_storage\n"
+        f"open_storage({url!r})"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "StoreError" in proc.stderr and "hint: pip install 'autocompress[postgres]'" in proc.stderr
