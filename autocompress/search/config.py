@@ -22,6 +22,7 @@ DEMO_SPACE = "demo.toml"
 USER_SPACE = "gpt_sovits_v2.toml"
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda where torch sees a CUDA device, else cpu
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+MAX_SEED = 2**31 - 1  # samplers take 0..2**32 - 1; the rest is room for the daemon's per-run offsets
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def resolve(config: SearchConfig) -> ResolvedSearch:
         raise ConfigError(f"--trials must be at least 1, got {config.trials}")
     if config.steps is not None and config.steps < 0:
         raise ConfigError(f"--steps must be 0 or more, got {config.steps}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be 0 to {MAX_SEED}, got {config.seed}")
     if config.timeout_s is not None and not config.timeout_s > 0:
         raise ConfigError(f"--timeout must be more than 0 seconds, got {config.timeout_s:g}")
     if config.export_format not in ("onnx", "checkpoint"):

@@ -210,8 +210,9 @@ class _Daemon:
         # Workers that open the study at the same trial count must not draw the same plans: a
         # run beside other live runs of the study mixes its own run id into the seed.
         beside = [run for run in self.store.runs(r.study) if run.status == "running" and run.id != self.run_id]
+        seed = (r.config.seed + n_existing + (1_000_003 * self.run_id if beside else 0)) % 2**32  # numpy's range
         self.study.sampler = optuna.samplers.TPESampler(
-            seed=r.config.seed + n_existing + (1_000_003 * self.run_id if beside else 0), multivariate=True,
+            seed=seed, multivariate=True,
             constant_liar=True, n_startup_trials=STARTUP_TRIALS,
         )
         status = "failed"

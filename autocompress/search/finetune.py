@@ -72,13 +72,14 @@ FINAL_LR_SHARE = 0.1  # the cosine ends at this share of the peak learning rate
 
 
 def lr_factor(steps: int) -> Callable[[int], float]:
-    """The learning rate's multiplier before optimizer step ``i + 1`` of ``steps``."""
+    """The learning rate's multiplier before optimizer step ``i + 1`` of ``steps``: the peak
+    once, at the last warm-up step, and :data:`FINAL_LR_SHARE` at the last step."""
     warm = max(1, round(WARMUP_SHARE * steps))
 
     def factor(i: int) -> float:
         if i < warm:
             return (i + 1) / warm
-        t = min(1.0, (i - warm) / max(1, steps - warm))
+        t = min(1.0, (i + 1 - warm) / max(1, steps - warm))  # the cosine starts from the peak step
         return FINAL_LR_SHARE + (1.0 - FINAL_LR_SHARE) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     return factor
@@ -130,6 +131,8 @@ def finetune(
     seg = teacher.sovits.segment_frames
     sovits_groups = groups & set(SOVITS_GROUPS)
     measured_groups = set(groups if measure is None else measure)
+    student.gpt.eval()
+    student.sovits.eval()  # no dropout from the step-0 distance on: the student matches the teacher deterministically
 
     def distance() -> dict[str, float]:
         d = teacher_distance(student, eval_targets, measured_groups)
@@ -150,8 +153,6 @@ def finetune(
     latents = latents or TeacherLatentCache(teacher)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(steps))
-    student.gpt.eval()
-    student.sovits.eval()  # no dropout: the student matches the teacher deterministically
     losses: list[float] = []
     # each trained group's best check so far, from the untrained student on
     best = {g: _Best(d0[g], 0, _group_params(student, g)) for g in groups if g in d0}

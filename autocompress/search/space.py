@@ -20,13 +20,15 @@ File layout::
     patience = 4                  # checks without improvement before a trial counts as stalled
     far_behind = 3.0              # prune when the distance is this many times the Pareto set's
     eval_items = 8                # held-out items for the teacher distance
-    quality_items = 3             # held-out sentences spoken end to end for scoring
+    quality_items = 3             # held-out sentences spoken end to end for scoring (<= eval_items)
+    warmup_checks = 2             # checks before a trial may be abandoned
+    grad_clip = 1.0               # gradient-norm clip
 
     [groups.gpt]                  # one table per module group
     prune = [0.0, 0.1, 0.2, 0.3]  # structured-pruning ratios
     bits = [16, 8, 4]             # weight bit widths (32, 16, or 2..8)
     width = [1.0, 0.75]           # student width multipliers, (0, 1]
-    depth = [1.0]                 # optional: student depth multipliers, (0, 1]
+    depth = [1.0]                 # optional: student depth multipliers, (0, 1] (ref_enc has no depth)
     activations = ["fp16"]        # optional: activation precisions
     skip = "allowed"              # "never" | "allowed" | "always": may the group stay as the teacher?
 
@@ -60,6 +62,7 @@ from autocompress.models.gpt_sovits.voice import MODULE_GROUPS
 
 SKIP_CHOICES = ("never", "allowed", "always")
 ALLOWED_BITS = (32, 16, 8, 7, 6, 5, 4, 3, 2)
+NO_DEPTH_GROUPS = ("ref_enc",)  # groups whose students keep every layer (the compressor refuses a depth)
 
 
 class ParamSource(Protocol):
@@ -110,6 +113,14 @@ class GroupSpace:
             if len(values) > 1:
                 out[f"{self.name}.{dim}"] = values
         return out
+
+    @property
+    def can_compress(self) -> bool:
+        """Whether some choice of the group changes it from the teacher."""
+        if self.skip == "always":
+            return False
+        return (any(p != 0.0 for p in self.prune) or any(b != 32 for b in self.bits)
+                or any(m != 1.0 for m in self.width + self.depth) or any(a != "fp32" for a in self.activations))
 
     def plan(self, params: Mapping[str, Any]) -> GroupPlan | None:
         """The group's plan for chosen ``params`` (None when the group is left as the teacher)."""
@@ -285,6 +296,9 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
         problem("finetune", "far_behind", f"must be > 1 (a multiple of the Pareto set's distance), got {ft['far_behind']}")
     if "warmup_checks" in ft and ft["warmup_checks"] < 0:
         problem("finetune", "warmup_checks", f"must be >= 0, got {ft['warmup_checks']}")
+    eval_items = ft.get("eval_items", FinetuneSettings.eval_items)
+    if ft.get("quality_items", 0) > eval_items:  # the spoken sentences are some of the held-out items
+        problem("finetune", "quality_items", f"must be at most eval_items ({eval_items}), got {ft['quality_items']}")
 
     groups_raw = data.get("groups")
     groups: list[GroupSpace] = []
@@ -315,7 +329,7 @@ def parse_space(text: str, source: str = "<space>") -> SearchSpace:
         finetune=FinetuneSettings(**ft),
         source=source,
     )
-    if all(len(ch) < 2 for ch in space.distributions().values()) and not space.plan({}).groups:
+    if not any(g.can_compress for g in space.groups):
         raise ConfigError(
             f"search space {space.name!r} ({source}) compresses nothing: every group is skipped or has only "
             "the teacher's settings to choose from"
@@ -356,11 +370,17 @@ def _group(gname: str, raw: dict[str, Any], table: str, problem: Any) -> GroupSp
     number_list("prune", float, lambda x: 0.0 <= x <= MAX_LAYER_PRUNE, f"ratios are 0..{MAX_LAYER_PRUNE}")
     number_list("bits", int, lambda x: x in ALLOWED_BITS, f"bit widths are {list(ALLOWED_BITS)}")
     number_list("width", float, lambda x: 0.0 < x <= 1.0, "multipliers are in (0, 1]")
-    number_list("depth", float, lambda x: 0.0 < x <= 1.0, "multipliers are in (0, 1]")
+    if gname in NO_DEPTH_GROUPS:
+        number_list("depth", float, lambda x: x == 1.0, f"{gname} students have no depth: only 1.0")
+    else:
+        number_list("depth", float, lambda x: 0.0 < x <= 1.0, "multipliers are in (0, 1]")
     if "activations" in raw:
         v = raw["activations"]
         if not isinstance(v, list) or not v or any(a not in ACTIVATION_PRECISIONS for a in v):
             problem(table, "activations", f"must be a non-empty list of {list(ACTIVATION_PRECISIONS)}, got {v!r}")
+            ok = False
+        elif len(set(v)) != len(v):
+            problem(table, "activations", f"has repeated values {v!r}")
             ok = False
         else:
             values["activations"] = tuple(v)
@@ -418,6 +438,7 @@ __all__ = [
     "ALLOWED_BITS",
     "FinetuneSettings",
     "GroupSpace",
+    "NO_DEPTH_GROUPS",
     "SKIP_CHOICES",
     "SearchSpace",
     "load_space",

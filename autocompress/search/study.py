@@ -39,8 +39,9 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # demo prompted with upstream's 0.6 s of silence, a user voice by an item of 3 to 10 s,
 # projected memory with codebook, int4 scales and fp32 groups; 3: linear weights at 4 bits or
 # fewer scored as MatMulNBits stores them (blocks of 32 inputs, not per channel); 4: MCD floors
-# each signal at its own peak (a change of level alone scores 0), and a silent sentence scores
-# speaker cosine 0 for itself only (it zeroed the whole trial's).
+# each signal at its own peak (a change of level alone scores 0), a silent sentence scores
+# speaker cosine 0 for itself only (it zeroed the whole trial's), and the fine-tune's cosine
+# learning rate starts at its peak step (it began one step late and never reached its end).
 SCORING_VERSION = 4
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

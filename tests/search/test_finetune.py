@@ -42,6 +42,14 @@ def test_learning_rate_warms_up_then_decays_to_a_tenth():
     assert lr_factor(1)(0) == 1.0
 
 
+@pytest.mark.parametrize("steps", [2, 5, 40, 100])
+def test_learning_rate_peaks_once_and_ends_at_its_final_share(steps):
+    f = lr_factor(steps)
+    rates = [f(i) for i in range(steps)]
+    assert rates.count(max(rates)) == 1 and max(rates) == 1.0  # the peak is not held for a second step
+    assert rates[-1] == pytest.approx(FINAL_LR_SHARE, rel=1e-9)  # the last step is at the end of the cosine
+
+
 def test_the_student_leaves_with_its_best_check(runner):  # noqa: ANN001
     groups = compressed_groups(PLAN)
     settings = dataclasses.replace(runner.settings, lr=0.3, eval_every=2)  # far too high: it gets worse
@@ -80,3 +88,16 @@ def test_gpt_distillation_has_no_pull_where_the_student_is_the_teacher(runner): 
     loss = gpt_distill_loss(logits, target, inputs)
     loss.backward()
     assert math.isclose(float(loss.detach()), 0.0, abs_tol=1e-5) and float(logits.grad.abs().max()) < 1e-6
+
+
+def test_the_step_0_distance_is_measured_without_dropout(runner):  # noqa: ANN001
+    """A student handed over in training mode is measured (and left) in eval mode, even with nothing to train."""
+    groups = compressed_groups(PLAN)
+    student = compress(runner.teacher, PLAN)
+    expected = teacher_distance(student, runner.cache.targets, groups)  # compress returns an eval-mode student
+    student.gpt.train()
+    student.sovits.train()
+    result = finetune(student, runner.teacher, groups, runner.train_items, runner.cache.targets, 0, runner.settings,
+                      AbortRule(), seed=0)
+    assert result.stopped == "nothing to train" and result.distance == expected
+    assert not any(m.training for m in [*student.gpt.modules(), *student.sovits.modules()])

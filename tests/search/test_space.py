@@ -61,6 +61,10 @@ def test_errors_name_file_line_and_key_and_are_all_reported():
         ("[groups.gpt]\nbits = [8, 8]", "groups.gpt.bits: has repeated values"),
         ("[groups.gpt]\nspeed = [1]", "groups.gpt.speed: unknown key"),
         ("[groups.gpt]\nbits = [8]\n[finetune]\nlr = -1.0", "finetune.lr: must be a finite number > 0"),
+        ("[groups.gpt]\nbits = [8]\n[finetune]\nquality_items = 9", "finetune.quality_items: must be at most eval_items"),
+        ("[groups.gpt]\nbits = [8]\nactivations = [\"fp16\", \"fp16\"]", "groups.gpt.activations: has repeated values"),
+        ("[groups.gpt]\nbits = [8]\n[groups.ref_enc]\ndepth = [1.0, 0.5]",
+         "groups.ref_enc.depth: 0.5 is not allowed; ref_enc students have no depth"),
     ],
 )
 def test_each_rule_fires(snippet: str, expected: str):
@@ -105,7 +109,10 @@ def test_finetune_numbers_must_be_finite(value):
         parse_space(f"[space]\nname='s'\nsteps=1\ntrials=4\n[finetune]\nlr={value}\n[groups.gpt]\nbits=[8,4]\n")
 
 
-@pytest.mark.parametrize("groups", ['[groups.gpt]\nskip="always"\nbits=[8,4]', "[groups.gpt]\nbits=[32]\nprune=[0.0]"])
+@pytest.mark.parametrize("groups", [
+    '[groups.gpt]\nskip="always"\nbits=[8,4]', "[groups.gpt]\nbits=[32]\nprune=[0.0]",
+    '[groups.gpt]\nskip="allowed"\nbits=[32]\nactivations=["fp32"]',  # a choice, but both sides are the teacher
+])
 def test_a_space_that_compresses_nothing_is_refused(groups):
     with pytest.raises(ConfigError, match="compresses nothing"):
         parse_space(f"[space]\nname='s'\nsteps=1\ntrials=4\n{groups}\n")
