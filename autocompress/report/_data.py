@@ -15,6 +15,7 @@ from autocompress.exceptions import ConfigError
 from autocompress.store import display_url
 from autocompress.schedule._front import direction_names
 from autocompress.search.pareto import feasible_front, is_feasible
+from autocompress.search.study import IDENTITY_ATTR
 
 DEFAULT_NAMES = ("quality", "latency", "memory")
 
@@ -39,10 +40,8 @@ QUALITY_TERMS = ("distillmos", "speaker_cos", "mcd_db", "stoi")
 
 
 def _terms(trial: FrozenTrial) -> dict[str, float]:
-    metrics = trial.user_attrs.get("metrics", [])
-    if isinstance(metrics, dict):  # older studies: name -> value or {value, ...}
-        metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
-    found = {m.get("name"): m.get("value") for m in metrics if isinstance(m, dict)}
+    metrics = _metric_list(trial.user_attrs.get("metrics", []))  # older studies: keyed by name
+    found = {m.get("name"): m.get("value") for m in metrics}
     return {k: float(found[k]) for k in QUALITY_TERMS if isinstance(found.get(k), (int, float))}
 
 
@@ -56,6 +55,8 @@ class BundleRow:
     metrics: list[dict]  # {"name", "value", "unit", "kind": measured|projected, "device"}
     precisions: dict[str, str]
     samples: list[Path]
+    kind: str = "onnx"  # or "checkpoint": the student's .ckpt/.pth, no ONNX graphs
+    note: str = ""  # what the export says went wrong, e.g. an ONNX export that fell back to checkpoints
 
 
 @dataclass
@@ -66,6 +67,9 @@ class ReportData:
     objective_labels: tuple[str, ...]  # e.g. "latency, ms per audio s (projected for rtx3060)"
     points: list[TrialPoint]
     n_failed: int
+    n_pruned: int = 0
+    n_running: int = 0  # running or waiting: not finished yet
+    scoring: int | None = None  # the scoring version the study was created with, when recorded
     bundles: list[BundleRow] = field(default_factory=list)
     teacher_samples: list[Path] = field(default_factory=list)
     sensitivity: dict[str, list[tuple[str, float, int]]] = field(default_factory=dict)
@@ -89,8 +93,10 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage))  # StoreError: bad URL
     except KeyError as e:
         raise ConfigError(f"no study named {study_name!r} in {display_url(storage)}") from e
-    searched = study.user_attrs.get("target")
-    if target is not None:
+    ident = study.user_attrs.get(IDENTITY_ATTR)
+    ident = ident if isinstance(ident, dict) else {}
+    searched = study.user_attrs.get("target") or ident.get("target")  # the first: written as a run starts
+    if target is not None and target != searched:  # the study's own name needs no file: a custom target's has none
         target = load_target(target).name  # ConfigError for an unknown name or a bad target file
         if searched is not None and target != searched:
             raise ConfigError(
@@ -115,7 +121,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
         )
         for t in done
     ]
-    target = target or study.user_attrs.get("target")
+    target = target or searched
     data = ReportData(
         study_name=study_name,
         target=target,
@@ -123,9 +129,13 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
         objective_labels=tuple(_label(study, n, i) for i, n in enumerate(names)),
         points=points,
         n_failed=sum(t.state == TrialState.FAIL for t in trials),
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_running=sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials),
+        scoring=ident.get("scoring", 1) if ident else None,
     )
     data.sensitivity = sensitivity(done, quality_index=0)
     if export_dir is not None and export_dir.exists():
+        _check_export_owner(export_dir, study_name, target)
         data.bundles = find_bundles(export_dir)
         teacher = export_dir / "teacher"
         if teacher.is_dir():
@@ -165,38 +175,79 @@ def _sort_key(text: str) -> tuple[int, float, str]:
         return (1, 0.0, text)
 
 
-def find_bundles(export_dir: Path) -> list[BundleRow]:
-    """Every bundle (a folder with manifest.json) of the current export in ``export_dir``: under
-    its ``latest`` link where scheduled runs keep older exports beside it, by folder."""
+def _current_export(export_dir: Path) -> Path:
+    """The folder of the current export: where ``latest`` points, when scheduled runs keep older ones."""
     latest = export_dir / "latest"
-    root = latest.resolve() if latest.is_dir() else export_dir
-    rows = []
-    for manifest in sorted(root.rglob("manifest.json")):
-        try:
-            m = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        metrics = m.get("metrics", [])
-        if isinstance(metrics, dict):
-            metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
-        modules = m.get("modules") or {}
-        precisions = {g: str(v.get("used", "")) for g, v in modules.items() if isinstance(v, dict)}
-        target = m.get("target", "")
-        trial = m.get("trial")
-        trial_json = manifest.parent / "trial.json"
-        if trial is None and trial_json.exists():
-            try:
-                trial = json.loads(trial_json.read_text()).get("trial")
-            except (OSError, json.JSONDecodeError):
-                trial = None
-        rows.append(
-            BundleRow(
-                path=manifest.parent,
-                trial=trial if isinstance(trial, int) else None,
-                target=str(target.get("name", "")) if isinstance(target, dict) else str(target),
-                metrics=[x for x in metrics if isinstance(x, dict)],
-                precisions=precisions,
-                samples=sorted(manifest.parent.rglob("*.wav"))[:3],
-            )
+    return latest.resolve() if latest.is_dir() else export_dir
+
+
+def _check_export_owner(export_dir: Path, study_name: str, target: str | None) -> None:
+    """Raise ``ConfigError`` when the export's pareto.json says it holds another study's or target's bundles."""
+    index = _read_json(_current_export(export_dir) / "pareto.json") or {}
+    study, exported_for = index.get("study"), index.get("target")
+    if (study is not None and study != study_name) or (exported_for is not None and target and exported_for != target):
+        raise ConfigError(
+            f"{export_dir} holds the export of study {study!r} for {exported_for!r}, not of {study_name!r} for "
+            f"{target!r}; hint: --exports names the study's own export folder"
         )
+
+
+def find_bundles(export_dir: Path) -> list[BundleRow]:
+    """Every exported trial of the current export in ``export_dir`` (an ONNX bundle with its
+    manifest.json, or a checkpoint export with only its trial.json): under its ``latest`` link
+    where scheduled runs keep older exports beside it, by folder."""
+    root = _current_export(export_dir)
+    folders = {f.parent for f in root.rglob("manifest.json")} | {f.parent for f in root.rglob("trial.json")}
+    rows = []
+    for folder in sorted(folders):
+        row = _bundle_row(folder)
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _read_json(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _metric_list(metrics: object) -> list[dict]:
+    """Metrics as a list of dicts (older files keyed them by name)."""
+    if isinstance(metrics, dict):
+        metrics = [dict(name=k, **v) if isinstance(v, dict) else {"name": k, "value": v} for k, v in metrics.items()]
+    return [m for m in metrics if isinstance(m, dict)] if isinstance(metrics, list) else []
+
+
+def _bundle_row(folder: Path) -> BundleRow | None:
+    """One exported trial's row, from its manifest.json or, for a checkpoint export, its trial.json."""
+    has_manifest = (folder / "manifest.json").exists()
+    manifest = _read_json(folder / "manifest.json") if has_manifest else None
+    if has_manifest and manifest is None:
+        return None  # a bundle whose manifest cannot be read
+    record = _read_json(folder / "trial.json") or {}
+    if manifest is None and "kind" not in record:
+        return None  # some other trial.json, not an export's record
+    source = manifest if manifest is not None else record
+    modules = source.get("modules") or {}
+    precisions = {g: str(v.get("used", "")) for g, v in modules.items() if isinstance(v, dict)}
+    if manifest is not None:
+        target = manifest.get("target", "")
+        target = target.get("name", "") if isinstance(target, dict) else target
+    else:  # a checkpoint export names its target once, in the folder's pareto.json
+        target = (_read_json(folder.parent / "pareto.json") or {}).get("target", "")
+    trial = source.get("trial")
+    trial = record.get("trial") if trial is None else trial
+    return BundleRow(
+        path=folder,
+        trial=trial if isinstance(trial, int) else None,
+        target=str(target),
+        metrics=_metric_list(source.get("metrics", [])),
+        precisions=precisions,
+        samples=sorted(folder.rglob("*.wav"))[:3],
+        kind="onnx" if manifest is not None else str(record.get("kind", "checkpoint")),
+        note=str(record.get("export_note") or ""),
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from autocompress.report._data import QUALITY_TERMS, ReportData, TrialPoint  # noqa: E402
 from autocompress.runtime.files import atomic_write_text  # noqa: E402
+from autocompress.search.study import SCORING_VERSION  # noqa: E402
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -94,9 +97,11 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
 
 
 def _plot_pairs(data: ReportData) -> list[tuple[str, int, int]]:
-    """(file stem, y index, x index): quality against every other objective."""
+    """(file stem, y index, x index): quality against every other objective. The stem is safe
+    as a file name whatever the study calls its objectives (e.g. "latency ms/audio s")."""
     return [
-        (f"quality_vs_{data.objective_names[i]}", 0, i) for i in range(1, len(data.objective_names))
+        (re.sub(r"[^\w.-]+", "_", f"quality_vs_{data.objective_names[i]}"), 0, i)
+        for i in range(1, len(data.objective_names))
     ]
 
 
@@ -113,14 +118,25 @@ def _audio(path: Path, label: str) -> str:
     )
 
 
+def _number(value: object, fmt: str = ".4g") -> str | None:
+    """``value`` as a figure, or None when it is not a finite number (missing, NaN, text, a flag)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return format(value, fmt)
+
+
 def _metric_cell(m: dict) -> str:
-    kind = str(m.get("kind", ""))
+    kind = str(m.get("kind") or "")
     where = m.get("device") or m.get("target") or ""
     label = f"{kind} {'on' if kind == 'measured' else 'for'} {where}".strip() if kind else ""
-    unit = m.get("unit") or ""
+    label = label or "measured or projected: not recorded"
     value = m.get("value")
-    vtxt = f"{value:.4g}" if isinstance(value, (int, float)) else html.escape(str(value))
-    return f'{html.escape(str(m.get("name", "")))}: {vtxt} {html.escape(unit)} <span class="{html.escape(kind)}">({html.escape(label)})</span>'
+    figure = _number(value)
+    if figure is None:  # no unit after a missing figure: "None dB" reads as a measurement
+        vtxt = "not recorded" if value is None else html.escape(str(value))
+    else:
+        vtxt = f"{figure} {html.escape(str(m.get('unit') or ''))}".rstrip()
+    return f'{html.escape(str(m.get("name", "")))}: {vtxt} <span class="{html.escape(kind)}">({html.escape(label)})</span>'
 
 
 # Column heads of the quality's parts (measured with the quality, on the held-out sentences).
@@ -140,7 +156,7 @@ def _points_table(data: ReportData) -> str:
     rows = []
     for p in sorted(data.points, key=lambda p: p.number):
         vals = "".join(f"<td>{v:.4g}</td>" for v in p.values)
-        vals += "".join(f"<td>{p.terms[k]:.3g}</td>" if k in p.terms else "<td></td>" for k in terms)
+        vals += "".join(f"<td>{_number(p.terms.get(k), '.3g') or ''}</td>" for k in terms)
         rows.append(
             f"<tr><td>{p.number}</td><td>{html.escape(p.plan or p.baseline or '')}</td>{vals}"
             f"<td>{_feasible_cell(p)}</td><td>{'yes' if p.pareto else ''}</td></tr>"
@@ -152,14 +168,51 @@ def _points_table(data: ReportData) -> str:
     return table + note
 
 
+def _counts(data: ReportData) -> str:
+    """How many trials the study holds in each state, and how many are on the feasible Pareto set."""
+    text = f"Finished trials: {len(data.points)}; failed: {data.n_failed}; pruned: {data.n_pruned}"
+    if data.n_running:
+        text += f"; still running or waiting: {data.n_running}"
+    return text + f"; feasible Pareto trials: {sum(p.pareto for p in data.points)}."
+
+
+def _scoring_note(data: ReportData) -> str:
+    """A warning when the study was scored by another scoring version than this autocompress's."""
+    if data.scoring is None or data.scoring == SCORING_VERSION:
+        return ""
+    return (f"<p class='note'>This study was scored by scoring version {data.scoring}; this autocompress scores "
+            f"with version {SCORING_VERSION}. Its figures do not compare with those of a study scored by another "
+            "version.</p>")
+
+
+def _bundle_rows(data: ReportData) -> str:
+    """The exported bundles' table rows; a bundle of a trial no longer on the feasible Pareto set says so."""
+    front = {p.number for p in data.points if p.pareto}
+    rows = []
+    for b in data.bundles:
+        metrics = "<br>".join(_metric_cell(m) for m in b.metrics)
+        prec = ", ".join(f"{k}: {v}" for k, v in sorted(b.precisions.items()))
+        if b.kind != "onnx":
+            prec = prec or f"{b.kind} export (the student's .ckpt/.pth, no ONNX graphs)"
+        trial = "" if b.trial is None else str(b.trial)
+        if b.trial is not None and b.trial not in front:
+            trial += " (not on the feasible Pareto set now)"
+        notes = f"<br><span class='note'>{html.escape(b.note)}</span>" if b.note else ""
+        rows.append(
+            f"<tr><td>{html.escape(str(b.path))}{notes}</td><td>{trial}</td>"
+            f"<td>{html.escape(b.target)}</td><td>{html.escape(prec)}</td><td>{metrics}</td></tr>"
+        )
+    return "".join(rows)
+
+
 def render_html(data: ReportData) -> str:
     """The whole report as one HTML string."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>autocompress report: {html.escape(data.study_name)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Search report: {html.escape(data.study_name)}</h1>",
-        f"<p>Target: <b>{html.escape(data.target or 'unknown')}</b>. Finished trials: {len(data.points)}; "
-        f"failed: {data.n_failed}; feasible Pareto trials: {sum(p.pareto for p in data.points)}.</p>",
+        f"<p>Target: <b>{html.escape(data.target or 'unknown')}</b>. {_counts(data)}</p>",
+        _scoring_note(data),
         "<p class='note'>Figures labelled <span class='projected'>projected</span> are estimated for the target "
         "from FLOPs and bytes; <span class='measured'>measured</span> ones were timed on the named device.</p>",
         "<h2>Pareto fronts</h2><div class='plots'>",
@@ -170,17 +223,9 @@ def render_html(data: ReportData) -> str:
     parts.append(_points_table(data))
     parts.append("<h2>Exported bundles</h2>")
     if data.bundles:
-        rows = []
-        for b in data.bundles:
-            metrics = "<br>".join(_metric_cell(m) for m in b.metrics)
-            prec = ", ".join(f"{k}: {v}" for k, v in sorted(b.precisions.items()))
-            rows.append(
-                f"<tr><td>{html.escape(str(b.path))}</td><td>{'' if b.trial is None else b.trial}</td>"
-                f"<td>{html.escape(b.target)}</td><td>{html.escape(prec)}</td><td>{metrics}</td></tr>"
-            )
         parts.append(
             "<table><tr><th>bundle</th><th>trial</th><th>target</th><th>precision per module</th>"
-            f"<th>metrics</th></tr>{''.join(rows)}</table>"
+            f"<th>metrics</th></tr>{_bundle_rows(data)}</table>"
         )
     else:
         parts.append("<p>No bundles exported yet.</p>")
@@ -220,8 +265,6 @@ def write_report(data: ReportData, out: Path, png_dir: Path | None = None) -> li
 
 def point_ids(svg_or_html: str) -> list[str]:
     """The trial ids plotted in a rendered report (used by tests and the CLI summary)."""
-    import re
-
     return re.findall(r'id="(trial-\d+)"', svg_or_html)
 
 

@@ -249,3 +249,130 @@ def test_the_trial_table_names_each_plan_and_the_parts_of_its_quality(tmp_path):
     row_2 = table[table.index("<tr><td>2</td>"):]
     assert row_2.count("<td></td>") >= 4  # no terms recorded: empty cells, not zeros
     assert "<td>no: release floor (speaker cosine 0.00 &lt; 0.85: not the teacher&#x27;s voice)</td>" in row_2
+
+
+def test_a_checkpoint_export_is_a_bundle_of_the_report(study_url, tmp_path):
+    """An export of the students' checkpoints (--export-format checkpoint, or an ONNX export that
+    fell back) has no manifest.json; the report said "No bundles exported yet"."""
+    root = tmp_path / "exp"
+    folder = root / "trial-0002"
+    folder.mkdir(parents=True)
+    (folder / "trial.json").write_text(json.dumps({
+        "trial": 2, "kind": "checkpoint", "export_note": "ONNX export failed (ExportError: parity); exported the "
+        "student's checkpoints instead",
+        "metrics": [{"name": "latency_ms", "value": 12.0, "unit": "ms", "kind": "projected", "device": "rtx3060"}],
+    }))
+    (root / "pareto.json").write_text(json.dumps({"study": "rep", "target": "rtx3060", "trials": []}))
+    data = load_report_data(study_url, "rep", export_dir=root)
+    (bundle,) = data.bundles
+    assert bundle.trial == 2 and bundle.kind == "checkpoint" and bundle.target == "rtx3060"
+    page = render_html(data)
+    assert "No bundles exported yet" not in page
+    assert "checkpoint export" in page and "ONNX export failed (ExportError: parity)" in page
+    assert "latency_ms: 12 ms <span class=\"projected\">(projected for rtx3060)</span>" in page
+
+
+def test_missing_figures_are_not_shown_as_numbers(study_url, tmp_path):
+    root = _bundle(tmp_path / "exp")
+    manifest = root / "trial-2" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["metrics"] += [
+        {"name": "parity_snr_db_flow", "value": None, "unit": "dB", "kind": "measured", "device": "cpu"},
+        {"name": "old_figure", "value": 3.0, "unit": "MiB"},  # a manifest that did not say how it was obtained
+    ]
+    manifest.write_text(json.dumps(m))
+    page = render_html(load_report_data(study_url, "rep", export_dir=root))
+    assert "None" not in page
+    assert "parity_snr_db_flow: not recorded <span" in page
+    assert "old_figure: 3 MiB <span class=\"\">(measured or projected: not recorded)</span>" in page
+
+
+def test_a_quality_part_that_is_nan_is_an_empty_cell(tmp_path):
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    study = optuna.create_study(study_name="n", storage=url, directions=["maximize", "minimize", "minimize"])
+    t = study.ask()
+    t.set_user_attr("metrics", [{"name": "stoi", "value": float("nan")}, {"name": "distillmos", "value": 2.0}])
+    study.tell(t, [0.5, 10.0, 100.0])
+    page = render_html(load_report_data(url, "n"))
+    row = page[page.index("<tr><td>0</td>"):]
+    assert "nan" not in row.lower().split("</table>")[0] and "<td>2</td><td></td>" in row
+
+
+def test_objective_names_that_are_no_file_names_still_give_plots(tmp_path):
+    """The PNGs are named after the objectives; a "/" in one failed after the HTML was written."""
+    from autocompress.report import write_report
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_metric_names(["quality", "latency ms/audio s", "memory <MiB>"])
+    study.tell(study.ask(), [0.5, 10.0, 100.0])
+    out = tmp_path / "reports" / "r.html"
+    written = write_report(load_report_data(url, "s"), out)
+    assert len(written) == 3 and all(p.parent == out.parent and p.is_file() for p in written)
+
+
+def test_the_summary_counts_pruned_and_unfinished_trials(study_url):
+    study = optuna.load_study(study_name="rep", storage=study_url)
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    study.ask()  # still running
+    page = render_html(load_report_data(study_url, "rep"))
+    assert "Finished trials: 5; failed: 1; pruned: 1; still running or waiting: 1; feasible Pareto trials: 4." in page
+
+
+def test_a_study_without_its_labels_yet_is_known_by_its_identity(tmp_path, capsys):
+    """A search stopped between creating its study and starting its first trial leaves only the
+    study's identity: the report took any --target as the study's own."""
+    from autocompress.search.study import IDENTITY_ATTR
+
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    study = optuna.create_study(study_name="i", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr(IDENTITY_ATTR, {"target": "rtx3060", "scoring": 4})
+    out = str(tmp_path / "r.html")
+    assert main(["report", "--study", "i", "--storage", url, "--target", "h100", "--out", out]) == 2
+    assert "searched for target 'rtx3060', not 'h100'" in capsys.readouterr().err
+    assert load_report_data(url, "i").target == "rtx3060"
+
+
+def test_a_study_of_an_older_scoring_version_says_so(tmp_path):
+    from autocompress.search.study import IDENTITY_ATTR, SCORING_VERSION
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    for name, scoring in (("old", 2), ("new", SCORING_VERSION)):
+        study = optuna.create_study(study_name=name, storage=url, directions=["maximize", "minimize", "minimize"])
+        study.set_user_attr(IDENTITY_ATTR, {"target": "rtx3060", "scoring": scoring})
+        study.tell(study.ask(), [0.5, 10.0, 100.0])
+    assert f"scored by scoring version 2; this autocompress scores with version {SCORING_VERSION}" in render_html(
+        load_report_data(url, "old"))
+    assert "scoring version" not in render_html(load_report_data(url, "new"))
+
+
+def test_the_export_of_another_study_is_refused_in_one_line(study_url, tmp_path, capsys):
+    root = _bundle(tmp_path / "exp")
+    (root / "pareto.json").write_text(json.dumps({"study": "other", "target": "rtx3060", "trials": []}))
+    out = tmp_path / "r.html"
+    assert main(["report", "--study", "rep", "--storage", study_url, "--exports", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds the export of study 'other'" in err[0] and not out.exists()
+
+
+def test_a_bundle_of_a_trial_off_the_front_says_so(study_url, tmp_path):
+    root = _bundle(tmp_path / "exp")
+    stale = root / "trial-4"
+    stale.mkdir()
+    (stale / "manifest.json").write_text(json.dumps({"trial": 4, "target": {"name": "rtx3060"}}))
+    page = render_html(load_report_data(study_url, "rep", export_dir=root))
+    assert "<td>4 (not on the feasible Pareto set now)</td>" in page and "<td>2</td>" in page
+
+
+def test_a_study_of_a_target_file_is_reported_under_the_target_s_name(tmp_path, capsys):
+    """A study searched with --target ./my-gpu.toml is named "my-gpu"; --target my-gpu was refused
+    as an unknown target although it is the study's own."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(study_name="c", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("target", "my-gpu")
+    study.tell(study.ask(), [0.5, 10.0, 100.0])
+    out = tmp_path / "r.html"
+    assert main(["report", "--study", "c", "--storage", url, "--target", "my-gpu", "--out", str(out)]) == 0
+    assert "Target: <b>my-gpu</b>" in out.read_text()
+    assert main(["report", "--study", "c", "--storage", url, "--target", "rtx3060", "--out", str(out)]) == 2
+    assert "searched for target 'my-gpu', not 'rtx3060'" in capsys.readouterr().err
