@@ -17,6 +17,7 @@ import os
 import pickle
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,20 @@ STUDENT_FILE = "student.pt"  # exact fp32 student weights beside the upstream-fo
 MAX_TRAIN_ITEMS = 512  # training items kept in memory
 log = logging.getLogger(__name__)
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
+
+
+def choose_items(with_codes: Sequence[str], held_out: Sequence[str], eval_items: int) -> tuple[list[str], list[str]]:
+    """The fine-tune's (training, evaluation) item names among those with semantic codes.
+
+    Held-out items never train; the first ``eval_items`` of them evaluate. With none held out,
+    the last item evaluates; with every one held out, the first of them trains instead.
+    """
+    coded = set(with_codes)
+    held = [n for n in held_out if n in coded] or list(with_codes[-1:])
+    train = [n for n in with_codes if n not in set(held)]
+    if not train:
+        train, held = held[:1], held[1:]
+    return train, held[:eval_items]
 
 
 def choose_threads(stable: bool = False) -> int:
@@ -131,15 +146,9 @@ class VoiceTrialRunner:
                 f"{voice.data}: {len(with_codes)} items with semantic codes; fine-tuning needs at least 2 "
                 "(one to train on, one held out)"
             )
-        if voice.eval_names:
-            eval_names = [n for n in voice.eval_names if n in with_codes]
-            train_names = [n for n in with_codes if n not in set(eval_names)]
-        else:
-            train_all, eval_names = folder.split(eval_fraction=EVAL_FRACTION, seed=0)
-            eval_names = [n for n in eval_names if n in with_codes] or with_codes[-1:]
-            train_names = [n for n in train_all if n in with_codes and n not in set(eval_names)]
         settings = resolved.space.finetune
-        eval_names = eval_names[: settings.eval_items]
+        held_out = voice.eval_names or folder.split(eval_fraction=EVAL_FRACTION, seed=0)[1]
+        train_names, eval_names = choose_items(with_codes, held_out, settings.eval_items)
         cfg = sovits.config
         train_items = _to(load_items(folder, train_names[:MAX_TRAIN_ITEMS], cfg), device)
         eval_items = _to(load_items(folder, eval_names, cfg), device)
