@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +232,8 @@ def test_a_repeated_name_is_refused_even_when_not_strict(copy):
     name, phones, *rest = lines[1].split("\t")
     other = "\t".join([name, " ".join(phones.split()[::-1]), *rest])  # the same name, other phones
     path.write_text("\n".join(lines + [other]) + "\n")
-    with pytest.raises(DataError, match=rf"2-name2text.txt:{len(lines) + 1}: name .* appears twice, with different"):
+    with pytest.raises(DataError, match=rf"2-name2text.txt:{len(lines) + 1}: name .* appears twice, with different"
+                                        r".*hint: upstream names an item by its audio file's basename"):
         ExperimentFolder(copy)
 
 
@@ -314,6 +317,72 @@ def test_no_usable_items(copy):
     (copy / "4-cnhubert").mkdir()
     with pytest.raises(DataError, match="no usable items"):
         ExperimentFolder(copy)
+
+
+# --------------------------------------------------------------------------- folders as upstream leaves them
+
+
+def test_lines_end_at_newlines_only_as_upstream_splits_them(copy, synth):
+    """A norm_text may hold U+2028, a form feed or NEL; upstream splits at newlines only (CRLF included)."""
+    for file in ("2-name2text.txt", "6-name2semantic.tsv"):
+        path = copy / file
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if file == "2-name2text.txt":
+            for i, mark in enumerate(("\u2028", "\x0c", "\x85")):
+                lines[i] += f"{mark}tail"
+        path.write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))  # as written on Windows
+    folder = ExperimentFolder(copy, strict=True)
+    assert folder.names == synth.names and folder.dropped == {}
+    assert folder[synth.names[0]].norm_text == synth[synth.names[0]].norm_text + "\u2028tail"
+    assert [item.codes for item in folder] == [item.codes for item in synth]
+
+
+def test_a_required_folder_that_is_a_file_is_named(copy):
+    shutil.rmtree(copy / "4-cnhubert")
+    (copy / "4-cnhubert").write_text("")
+    with pytest.raises(DataError, match=r"4-cnhubert: not a folder; an experiment folder needs"):
+        ExperimentFolder(copy)
+
+
+def test_unmerged_shards_are_named(copy, caplog):
+    """Upstream's preparation writes ``*-<i_part>`` shards that only the WebUI merges."""
+    (copy / "6-name2semantic.tsv").rename(copy / "6-name2semantic-0.tsv")
+    with caplog.at_level("WARNING"):
+        folder = ExperimentFolder(copy)
+    assert "no 6-name2semantic.tsv, but the shards 6-name2semantic-0.tsv are there" in caplog.text
+    assert all(item.codes is None for item in folder)
+    lines = (copy / "2-name2text.txt").read_text().split("\n")
+    (copy / "2-name2text.txt").unlink()
+    (copy / "2-name2text-1.txt").write_text("\n".join(lines[1::2]))
+    (copy / "2-name2text-0.txt").write_text("\n".join(lines[0::2]))
+    with pytest.raises(DataError, match=r"2-name2text.txt: missing file, but the shards 2-name2text-0.txt, "
+                                        r"2-name2text-1.txt are there; hint: .*join their lines"):
+        ExperimentFolder(copy)
+
+
+def test_a_semantic_file_without_its_header_gets_a_hint(copy):
+    path = copy / "6-name2semantic.tsv"
+    path.write_text("\n".join(path.read_text().split("\n")[1:]))
+    with pytest.raises(DataError, match=r"6-name2semantic.tsv:1: expected the header .*the header line is missing"):
+        ExperimentFolder(copy)
+
+
+def test_file_names_in_another_unicode_form_are_matched(tmp_path):
+    """A copy through macOS may leave the files decomposed (NFD) while 2-name2text.txt spells them composed."""
+    names = ["가나다 é.wav", "ガギ#1.wav"]
+    records = [dataclasses.replace(r, name=n) for r, n in zip(_records(2, "wav"), names)]
+    written = write_experiment(tmp_path / "exp", records)
+    for part, suffix in (("5-wav32k", ""), ("4-cnhubert", ".pt"), ("3-bert", ".pt")):
+        for name in names:
+            f = written.path / part / f"{name}{suffix}"
+            if f.exists():
+                f.rename(f.with_name(unicodedata.normalize("NFD", f.name)))
+    folder = ExperimentFolder(written.path, strict=True)
+    assert folder.names == names
+    first = folder[names[0]]
+    assert first.wav_path.name == unicodedata.normalize("NFD", names[0]) != names[0]
+    assert torch.equal(first.load_bert(), records[0].bert)
+    assert torch.equal(first.load_hubert(), records[0].hubert.float())
 
 
 # --------------------------------------------------------------------------- GPT dataset

@@ -13,8 +13,9 @@ Layout (one item per ``<name>``, the basename of the audio file including its ex
 
 Items are the names in ``2-name2text.txt`` that also have a HuBERT file and an audio file
 (and an SV file for Pro), as upstream takes them; names left out are recorded in
-:attr:`ExperimentFolder.dropped`. Everything read is validated when the folder is opened,
-and the first missing or malformed file or line raises a :class:`DataError` naming it.
+:attr:`ExperimentFolder.dropped`. A name matches its files in either Unicode form (NFC or
+NFD), which a copy through macOS may have changed. Everything read is validated when the folder
+is opened, and the first missing or malformed file or line raises a :class:`DataError` naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import math
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,34 +147,29 @@ class ExperimentFolder:
             raise DataError(f"experiment folder {self.path} does not exist or is not a folder")
         required = [NAME2TEXT, HUBERT_DIR, WAV_DIR] + ([SV_DIR] if self.is_pro else [])
         for part in required:
-            p = self.path / part
-            if not p.exists():
-                kind = "file" if part == NAME2TEXT else "folder"
-                raise DataError(
-                    f"{p}: missing {kind}; an experiment folder needs {', '.join(required)}"
-                    + (" (v2Pro/v2ProPlus need 7-sv_cn)" if part == SV_DIR else "")
-                )
+            _check_part(self.path, part, required)
 
         texts, bad_lines = _read_name2text(self.path / NAME2TEXT, version, strict)
         has_semantic = (self.path / SEMANTIC).exists()
+        if not has_semantic:
+            _warn_unmerged_semantic(self.path)
         codes, bad_codes = _read_semantic(self.path / SEMANTIC, strict) if has_semantic else ({}, {})
-        hubert_names = _names_with_suffix(self.path / HUBERT_DIR, ".pt")
-        wav_names = {p.name for p in (self.path / WAV_DIR).iterdir() if p.is_file()}
-        sv_names = _names_with_suffix(self.path / SV_DIR, ".pt") if self.is_pro else set()
         bert_dir = self.path / BERT_DIR
-        bert_names = _names_with_suffix(bert_dir, ".pt") if bert_dir.is_dir() else set()
+        on_disk = {  # folder -> (item name in NFC -> file name); None: the folder is not read
+            HUBERT_DIR: _files_by_name(self.path / HUBERT_DIR, ".pt"),
+            WAV_DIR: _files_by_name(self.path / WAV_DIR, ""),
+            SV_DIR: _files_by_name(self.path / SV_DIR, ".pt") if self.is_pro else None,
+            BERT_DIR: _files_by_name(bert_dir, ".pt") if bert_dir.is_dir() else {},
+        }
 
         self.dropped: dict[str, str] = dict(bad_lines)  # name (or "line N") -> why it was left out
         items: list[ExperimentItem] = []
         for name, (phones, word2ph, norm_text) in texts.items():
+            key = unicodedata.normalize("NFC", name)
+            files = {d: names.get(key) for d, names in on_disk.items() if names is not None}
             missing = [
-                f"{d}/{name}{suffix}"
-                for d, names, suffix in (
-                    (HUBERT_DIR, hubert_names, ".pt"),
-                    (WAV_DIR, wav_names, ""),
-                    (SV_DIR, sv_names if self.is_pro else None, ".pt"),
-                )
-                if names is not None and name not in names
+                f"{d}/{name}{suffix}" for d, suffix in ((HUBERT_DIR, ".pt"), (WAV_DIR, ""), (SV_DIR, ".pt"))
+                if d in files and files[d] is None
             ]
             if name in bad_codes:  # a malformed line of 6-name2semantic.tsv: no codes to trust
                 self.dropped[name] = bad_codes[name]
@@ -185,7 +182,7 @@ class ExperimentFolder:
             try:
                 item = self._open_item(
                     name, phones, word2ph, norm_text,
-                    bert=name in bert_names, codes=codes.get(name), check_tensors=check_tensors,
+                    files=files, codes=codes.get(name), check_tensors=check_tensors,
                 )
             except DataError as e:
                 if strict:
@@ -285,11 +282,12 @@ class ExperimentFolder:
         phones: tuple[str, ...],
         word2ph: str,
         norm_text: str,
-        bert: bool,
+        files: dict[str, str | None],
         codes: tuple[int, ...] | None,
         check_tensors: bool,
     ) -> ExperimentItem:
-        wav_path = self.path / WAV_DIR / name
+        """The validated item; ``files`` maps each folder read to the item's file name (or None)."""
+        wav_path = self.path / WAV_DIR / str(files[WAV_DIR])
         try:
             info = soundfile.info(str(wav_path))
         except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
@@ -301,9 +299,9 @@ class ExperimentFolder:
             )
         if info.channels != 1:
             raise DataError(f"{wav_path}: {info.channels} channels, expected mono")
-        hubert_path = self.path / HUBERT_DIR / f"{name}.pt"
-        bert_path = self.path / BERT_DIR / f"{name}.pt" if bert else None
-        sv_path = self.path / SV_DIR / f"{name}.pt" if self.is_pro else None
+        hubert_path = self.path / HUBERT_DIR / str(files[HUBERT_DIR])
+        bert_path = self.path / BERT_DIR / files[BERT_DIR] if files[BERT_DIR] else None
+        sv_path = self.path / SV_DIR / str(files[SV_DIR]) if self.is_pro else None
         spec_frames = info.frames // HOP
         hubert_frames = None
         if check_tensors:
@@ -342,6 +340,48 @@ class ExperimentFolder:
 
 
 # --------------------------------------------------------------------------- file readers
+
+
+def _check_part(root: Path, part: str, required: list[str]) -> None:
+    """Raise a DataError when the required file or folder ``part`` of ``root`` is missing or
+    is of the other kind; name upstream's unmerged shards of 2-name2text.txt when they lie there."""
+    p = root / part
+    is_file = part == NAME2TEXT
+    if (p.is_file() if is_file else p.is_dir()):
+        return
+    kind = "file" if is_file else "folder"
+    if p.exists():
+        raise DataError(f"{p}: not a {kind}; an experiment folder needs {', '.join(required)}")
+    shards = _shards(root, NAME2TEXT)
+    if is_file and shards:
+        raise DataError(
+            f"{p}: missing file, but the shards {', '.join(shards)} are there; hint: GPT-SoVITS's WebUI "
+            f"merges them after its text step: join their lines, in order, into {NAME2TEXT}"
+        )
+    raise DataError(
+        f"{p}: missing {kind}; an experiment folder needs {', '.join(required)}"
+        + (" (v2Pro/v2ProPlus need 7-sv_cn)" if part == SV_DIR else "")
+    )
+
+
+def _shards(root: Path, merged: str) -> list[str]:
+    """Names of the per-process files (``2-name2text-0.txt``, ...) that upstream's preparation
+    writes and its WebUI merges into ``merged``, in shard order."""
+    stem, suffix = merged.rsplit(".", 1)
+    pattern = re.compile(rf"{re.escape(stem)}-(\d+)\.{re.escape(suffix)}")
+    found = [(int(m.group(1)), p.name) for p in root.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [name for _, name in sorted(found)]
+
+
+def _warn_unmerged_semantic(root: Path) -> None:
+    """Log the shards of 6-name2semantic.tsv that lie in a folder without the merged file."""
+    shards = _shards(root, SEMANTIC)
+    if shards:
+        log.warning(
+            "%s: no %s, but the shards %s are there, so no item has codes; hint: GPT-SoVITS's WebUI "
+            "merges them after its semantic step: write the line %r, then their lines, into %s",
+            root, SEMANTIC, ", ".join(shards), SEMANTIC_HEADER, SEMANTIC,
+        )
 
 
 def load_tensor(path: Path, mmap: bool = False) -> torch.Tensor:
@@ -387,13 +427,29 @@ def _finite_float(path: Path, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _names_with_suffix(folder: Path, suffix: str) -> set[str]:
-    return {p.name[: -len(suffix)] for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix)}
+def _files_by_name(folder: Path, suffix: str) -> dict[str, str]:
+    """Item name -> file name, for the files of ``folder`` whose name is the item's plus ``suffix``.
+
+    Item names are keyed in Unicode NFC: a folder copied through macOS, or zipped there, may hold
+    the decomposed (NFD) form of the names that 2-name2text.txt spells composed, or the reverse.
+    A file named exactly in NFC wins over another form of the same name.
+    """
+    out: dict[str, str] = {}
+    for p in folder.iterdir():
+        if p.is_file() and p.name.endswith(suffix):
+            stem = p.name[: len(p.name) - len(suffix)]
+            key = unicodedata.normalize("NFC", stem)
+            if key == stem or key not in out:
+                out[key] = p.name
+    return out
 
 
 def _lines(path: Path) -> list[str]:
+    """The lines of a text file as upstream's readers see them: CRLF and CR end a line, and so
+    does LF, but no other character (``str.splitlines`` would also split at U+2028, form feed
+    and the like, which a norm_text may hold)."""
     try:  # utf-8-sig: a byte-order mark left by a Windows editor is not part of the first name
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        return path.read_text(encoding="utf-8-sig").split("\n")  # read_text turns CRLF and CR into LF
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({e})") from e
 
@@ -436,12 +492,15 @@ def _read_name2text(
 def _repeated(path: Path, lineno: int, name: str, line: str, seen: dict[str, str], repeats: list[str]) -> bool:
     """Whether ``line`` repeats an earlier line of ``name`` word for word (then it is skipped and
     noted in ``repeats``, as upstream reads a repeated item once); raises when it says otherwise."""
-    text = line.rstrip("\r")
     if name not in seen:
-        seen[name] = text
+        seen[name] = line
         return False
-    if seen[name] != text:  # never silently pick one of two different lines
-        raise DataError(f"{path}:{lineno}: name {name!r} appears twice, with different contents")
+    if seen[name] != line:  # never silently pick one of two different lines
+        raise DataError(
+            f"{path}:{lineno}: name {name!r} appears twice, with different contents; hint: upstream names an "
+            "item by its audio file's basename, so two source files of that name overwrote each other's "
+            "features: rename one and prepare the folder again"
+        )
     repeats.append(name)
     return True
 
@@ -500,9 +559,11 @@ def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[in
     """``name -> codes``, and ``name -> why`` for malformed lines (their items are left out;
     with ``strict``, the first raises). The header is checked, and a name may appear once."""
     lines = _lines(path)
-    if not lines or lines[0].rstrip("\r") != SEMANTIC_HEADER:
-        got = lines[0][:60] if lines else "an empty file"
-        raise DataError(f"{path}:1: expected the header {SEMANTIC_HEADER!r}, got {got!r}")
+    if lines[0] != SEMANTIC_HEADER:
+        got = lines[0][:60] if any(lines) else "an empty file"
+        headerless = _semantic_problem(lines[0].split("\t"), "") is None  # the first line is an item's
+        hint = "; hint: the header line is missing (upstream's trainer needs it): add it as line 1"
+        raise DataError(f"{path}:1: expected the header {SEMANTIC_HEADER!r}, got {got!r}" + (hint if headerless else ""))
     out: dict[str, tuple[int, ...]] = {}
     bad: dict[str, str] = {}
     seen: dict[str, str] = {}
@@ -510,7 +571,7 @@ def _read_semantic(path: Path, strict: bool = False) -> tuple[dict[str, tuple[in
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        fields = line.rstrip("\r").split("\t")
+        fields = line.split("\t")
         name = fields[0]
         if _repeated(path, lineno, name, line, seen, repeats):
             continue
