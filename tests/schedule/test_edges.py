@@ -7,7 +7,6 @@ import datetime as dt
 import io
 import os
 import shlex
-import stat
 import sys
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from autocompress.schedule import (
 )
 from autocompress.schedule._tables import ScheduleLockRow, ScheduleRow, ScheduleRunRow, engine_for, utcnow
 
+from _tools import fake_crontab, tool
+
 ODD_DIR = "my voice's 100% $HOME"  # a space, a quote, a percent sign, a dollar
 ODD_STORAGE = "postgresql+psycopg://me:p%40ss$1@db/ac"  # a percent-encoded "@" in the password
 
@@ -54,17 +55,6 @@ def _add_run(url: str, name: str, started: dt.datetime, status: str) -> None:
         s.execute(insert(ScheduleRunRow).values(schedule=name, started_at=started, status=status))
 
 
-def fake_crontab(table: Path) -> str:
-    """A ``crontab`` that keeps the table in a file and answers ``-l`` as cron does when there is none."""
-    return (f'if [ "$1" = "-l" ]; then if [ -f {table} ]; then cat {table}; '
-            f'else echo "no crontab for $(id -un)" >&2; exit 1; fi; else cat > {table}; fi\n')
-
-
-def _tool(folder: Path, name: str, body: str) -> None:
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
 # ---------------------------------------------------------------- backends: odd characters
@@ -203,7 +193,7 @@ def test_list_shows_the_time_budget_each_run_gets(url, capsys, monkeypatch):
 
 def test_remove_without_its_backend_says_the_backend_still_wakes(url, tmp_path, monkeypatch, capsys):
     bin_dir, table = tmp_path / "bin", tmp_path / "crontab.txt"
-    _tool(bin_dir, "crontab", fake_crontab(table))
+    tool(bin_dir, "crontab", fake_crontab(table))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -274,7 +264,7 @@ def test_a_crontab_that_cannot_be_read_is_never_overwritten(url, tmp_path, monke
     every line the user had."""
     bin_dir, table = tmp_path / "bin", tmp_path / "crontab.txt"
     table.write_text("0 5 * * * backup.sh\n")
-    _tool(bin_dir, "crontab", f'if [ "$1" = "-l" ]; then echo "crontab: Permission denied" >&2; exit 1; '
+    tool(bin_dir, "crontab", f'if [ "$1" = "-l" ]; then echo "crontab: Permission denied" >&2; exit 1; '
                               f'else cat > {table}; fi\n')
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     argv = ["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *", "--backend", "crontab",

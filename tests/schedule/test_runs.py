@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import signal
-import stat
 import sys
 from pathlib import Path
 
@@ -38,6 +37,8 @@ from autocompress.schedule import (
 )
 from autocompress.schedule._args import parse_search_args
 from autocompress.schedule._tables import ScheduleRow, engine_for, utcnow
+
+from _tools import fake_crontab, tool
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -237,17 +238,6 @@ def test_the_default_storage_folder_is_created_and_a_bad_url_is_one_line(tmp_pat
 # ---------------------------------------------------------------- 8, 9, 10: backends
 
 
-def fake_crontab(table: Path) -> str:
-    """A ``crontab`` that keeps the table in a file and answers ``-l`` as cron does when there is none."""
-    return (f'if [ "$1" = "-l" ]; then if [ -f {table} ]; then cat {table}; '
-            f'else echo "no crontab for $(id -un)" >&2; exit 1; fi; else cat > {table}; fi\n')
-
-
-def _tool(folder: Path, name: str, body: str) -> None:
-    folder.mkdir(exist_ok=True)
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
 def test_the_crontab_line_creates_its_log_folder(tmp_path):
@@ -259,7 +249,7 @@ def test_crontab_backend_add_creates_the_log_folder(url, tmp_path, monkeypatch):
     bin_dir, workdir = tmp_path / "bin", tmp_path / "w"
     workdir.mkdir()
     table = tmp_path / "crontab.txt"
-    _tool(bin_dir, "crontab", fake_crontab(table))
+    tool(bin_dir, "crontab", fake_crontab(table))
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(workdir)
     argv = ["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *", "--backend", "crontab"]
@@ -284,7 +274,7 @@ def test_a_missing_backend_changes_nothing(url, tmp_path, monkeypatch, capsys):
 def test_systemd_failures_are_reported_and_remove_cleans_up(url, tmp_path, monkeypatch, capsys):
     bin_dir = tmp_path / "bin"
     calls = tmp_path / "calls.txt"
-    _tool(bin_dir, "systemctl", 'echo "Failed to connect to bus: No medium found" >&2\nexit 1\n')
+    tool(bin_dir, "systemctl", 'echo "Failed to connect to bus: No medium found" >&2\nexit 1\n')
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(tmp_path))
     units = tmp_path / ".config" / "systemd" / "user"
@@ -294,7 +284,7 @@ def test_systemd_failures_are_reported_and_remove_cleans_up(url, tmp_path, monke
     assert len(err) == 1 and "Failed to connect to bus" in err[0]
     assert list_schedules(url) == [] and not list(units.glob("autocompress-n.*"))
 
-    _tool(bin_dir, "systemctl", f'echo "$@" >> {calls}\n')
+    tool(bin_dir, "systemctl", f'echo "$@" >> {calls}\n')
     assert main([*argv, "--", "--target", "cpu"]) == 0
     assert sorted(p.name for p in units.iterdir()) == ["autocompress-n.service", "autocompress-n.timer"]
     assert main(["schedule", "remove", "--storage", url, "n", "--backend", "systemd"]) == 0
