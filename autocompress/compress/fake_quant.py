@@ -8,7 +8,9 @@ ONNX Runtime's ``MatMulNBits``, blocks of :data:`LINEAR_LOW_BIT_BLOCK` inputs), 
 student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the same way.
 The parametrization chains on top of weight norm.
 Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
-or int8 with a per-tensor dynamic scale.
+or int8 with a per-tensor dynamic scale. A layer with 5- to 8-bit weights takes int8 inputs
+whatever the plan's activations: the export stores it as static int8 QDQ (W8A8) and the latency
+projection counts int8 math for it (:func:`layer_activations`).
 
 :func:`strip_fake_quant_` removes all of it and leaves plain fp32 weights equal to the
 quantized values (weight norm folded in), the form export expects.
@@ -177,9 +179,22 @@ def add_fake_quant_(
                 raise CompressionError(f"{where} already has fake quantization; strip it first")
             quantizer = FakeQuantWeight(precision, axis, blocks=kind == "linear")
             parametrize.register_parametrization(module, name, quantizer, unsafe=True)
-        if config.activations != "fp32" and op_kind(module) is not None:
-            _add_activation_hook(module, config.activations)
+        activations = layer_activations(config.activations, precision)
+        if activations != "fp32" and op_kind(module) is not None:
+            _add_activation_hook(module, activations)
     return model
+
+
+def layer_activations(activations: str, weight_precision: str) -> str:
+    """The precision a layer's input runs at, given the plan's ``activations`` and the layer's weights.
+
+    Weights of 5 to 8 bits ship as int8 with int8 activations (static QDQ, the form TensorRT
+    and onnxruntime run), so their layer's input is int8; 4 bits or fewer ship weight-only
+    and float weights keep float math, so those inputs follow the plan.
+    """
+    if weight_precision.startswith("int") and LINEAR_BLOCK_MAX_BITS < precision_bits(weight_precision) <= 8:
+        return "int8"
+    return activations
 
 
 def has_fake_quant(module: nn.Module, name: str = "weight") -> bool:
@@ -228,6 +243,7 @@ __all__ = [
     "fake_quantize_blocks",
     "fake_quantize_activation",
     "has_fake_quant",
+    "layer_activations",
     "op_kind",
     "quantizable_weights",
     "round_to_float",

@@ -41,7 +41,8 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # fewer scored as MatMulNBits stores them (blocks of 32 inputs, not per channel); 4: MCD floors
 # each signal at its own peak (a change of level alone scores 0), a silent sentence scores
 # speaker cosine 0 for itself only (it zeroed the whole trial's), and the fine-tune's cosine
-# learning rate starts at its peak step (it began one step late and never reached its end).
+# learning rate starts at its peak step (it began one step late and never reached its end), and
+# layers with 5- to 8-bit weights take int8 inputs, as their W8A8 export runs them.
 SCORING_VERSION = 4
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

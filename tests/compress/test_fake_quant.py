@@ -16,6 +16,7 @@ from autocompress.compress import (
     has_fake_quant,
     strip_fake_quant_,
 )
+from autocompress.compress.fake_quant import fake_quantize_activation, layer_activations
 from autocompress.exceptions import CompressionError
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)
@@ -120,7 +121,7 @@ def test_straight_through_gradients() -> None:
 
 
 def test_strip_leaves_plain_weights_equal_to_quantized_values() -> None:
-    model = add_fake_quant_(_fresh(), QuantConfig(weights="int4", op_weights={"linear": "int8"}))
+    model = add_fake_quant_(_fresh(), QuantConfig(weights="int4", op_weights={"linear": "fp16"}))
     x = torch.randn(2, 8, 32)
     with torch.no_grad():
         simulated = model(x)
@@ -155,3 +156,18 @@ def test_activation_fake_quant_and_double_registration() -> None:
     assert has_fake_quant(model[0][0])
     with pytest.raises(CompressionError, match="already has fake quantization"):
         add_fake_quant_(model, QuantConfig(weights="int8"))
+
+
+def test_layers_with_int8_weights_take_int8_inputs_as_they_ship():
+    """int8 weights with fp16 activations were scored as W8A16 while the export ships static
+    W8A8 QDQ and the latency projection counts int8 math: the scored student was not the shipped one."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 16)
+    for weights, act, expected in (("int8", "fp16", "int8"), ("int6", "fp32", "int8"), ("int4", "fp16", "fp16"),
+                                   ("fp16", "fp16", "fp16"), ("int8", "int8", "int8")):
+        layer = nn.Linear(16, 4)
+        model = add_fake_quant_(nn.Sequential(layer), QuantConfig(weights=weights, activations=act))
+        with torch.no_grad():
+            want = nn.functional.linear(fake_quantize_activation(x, expected), layer.weight, layer.bias)
+            assert torch.equal(model(x), want), (weights, act)
+    assert layer_activations("fp16", "int8") == "int8" and layer_activations("fp16", "int4") == "fp16"

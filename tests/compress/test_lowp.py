@@ -53,7 +53,10 @@ def test_lowered_voice_runs_mixed_precisions(tiny_voice) -> None:  # noqa: ANN00
         got_gpt = run_group(lowered.gpt, "gpt")
     assert got_dec.dtype == torch.float32
     assert float((got_dec - want_dec).abs().max()) < 1e-2
-    assert float((got_gpt - want_gpt).abs().max() / want_gpt.abs().max()) < 1e-3
+    # the simulation also rounds the int8 layers' inputs to int8 (as the export ships them); the
+    # lowered kernel takes float inputs, so they differ by that rounding (the kernel itself is
+    # exact: test_int8_weight_only_linear_matches_its_dequantized_weight)
+    assert float((got_gpt - want_gpt).abs().max() / want_gpt.abs().max()) < 5e-2
 
 
 def test_bf16_gpt_generates(tiny_gpt) -> None:  # noqa: ANN001
