@@ -4,6 +4,10 @@ or raises ``argparse.ArgumentTypeError``, which argparse prints as a one-line er
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+MAX_SEED = 2**64 - 1  # the largest seed both torch's and numpy's generators take
 
 
 def positive_int(text: str) -> int:
@@ -38,6 +42,23 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
     return value
+
+
+def seed(text: str) -> int:
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED}, got {value}")
+    return value
+
+
+def user_path(text: str) -> Path:
+    """A path whose leading ``~`` or ``~user`` names that home folder, as a shell would expand it."""
+    return Path(text).expanduser()
+
+
+def user_text(text: str) -> str:
+    """A name or a path, with a path's leading ``~`` expanded as :func:`user_path` does."""
+    return os.path.expanduser(text)
 
 
 def _int(text: str) -> int:

@@ -70,8 +70,12 @@ def _register_unavailable(sub, command: str, package: str) -> None:  # noqa: ANN
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports every command's modules: seconds, and Ctrl-C may come meanwhile
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

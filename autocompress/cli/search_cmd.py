@@ -1,8 +1,8 @@
 """``autocompress search`` (= ``python run_search.py``): run or resume a compression search.
 
 Parses the flags into a :class:`~autocompress.search.SearchConfig`, runs the daemon and renders
-its events: on a terminal a live table of finished trials, the running trial's phase with a
-progress bar over fine-tune steps and the ETA; elsewhere one line per event. On exit it prints
+its events: on a terminal that can redraw, a live table of finished trials, the running trial's
+phase with a progress bar over fine-tune steps and the ETA; elsewhere one line per event. On exit it prints
 the Pareto table and the export paths.
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from rich.markup import escape
 
-from autocompress.cli.argtypes import non_negative_int, positive_int
+from autocompress.cli.argtypes import non_negative_int, positive_int, user_path, user_text
 from autocompress.store import DEFAULT_STORAGE
 
 
@@ -25,25 +24,28 @@ def register(subparsers) -> None:  # noqa: ANN001
         description="Search compression plans for a GPT-SoVITS voice on a hardware target; "
         "resumes the study when it exists.",
     )
-    p.add_argument("--target", required=True,
+    p.add_argument("--target", required=True, type=user_text,
                    help="hardware target name (autocompress targets lists them), or a path to a target .toml")
-    p.add_argument("--gpt", type=Path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
-    p.add_argument("--sovits", type=Path, metavar="FILE.pth", help="SoVITS weights")
-    p.add_argument("--data", type=Path, metavar="logs/<exp>", help="the voice's experiment folder")
-    p.add_argument("--trials", type=positive_int, metavar="N", help="finished trials the study should hold")
+    p.add_argument("--gpt", type=user_path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
+    p.add_argument("--sovits", type=user_path, metavar="FILE.pth", help="SoVITS weights")
+    p.add_argument("--data", type=user_path, metavar="logs/<exp>", help="the voice's experiment folder")
+    p.add_argument("--trials", type=positive_int, metavar="N",
+                   help="finished trials the study should hold (default: the search space's)")
     p.add_argument(
         "--timeout", type=_positive_float, metavar="SECONDS",
         help="stop starting trials this many seconds after the first one started (the running trial finishes)",
     )
-    p.add_argument("--steps", type=non_negative_int, metavar="N", help="fine-tune steps per trial")
+    p.add_argument("--steps", type=non_negative_int, metavar="N",
+                   help="fine-tune steps per trial (default: the search space's)")
     p.add_argument("--study", metavar="NAME", help="study name (default: demo, or the experiment folder's name)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
-    p.add_argument("--out", type=Path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
-    p.add_argument("--space", metavar="FILE", help="search-space file (default: search_spaces/demo.toml or gpt_sovits_v2.toml)")
+    p.add_argument("--out", type=user_path, metavar="DIR", help="export folder (default exports/<study>/<target>/)")
+    p.add_argument("--space", type=user_text, metavar="FILE",
+                   help="search-space file (default: search_spaces/demo.toml or gpt_sovits_v2.toml)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where trials run (default auto: cuda when torch sees a CUDA device, else cpu)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampler and fine-tune seed (default 0)")
-    p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
+    p.add_argument("--artifacts", type=user_path, metavar="DIR", help="artifact folder (default: beside the database)")
     p.add_argument("--no-export", dest="export", action="store_false", help="do not export the Pareto set at the end")
     p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
                    help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
@@ -100,7 +102,7 @@ class RichReporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = console
-        self.live_mode = console.is_terminal
+        self.live_mode = console.is_interactive  # a dumb terminal (TERM=dumb) cannot redraw: lines, as in a pipe
         self.rows: tuple = ()
         self.info = None
         self.current = ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from autocompress.cli.argtypes import non_negative_float, non_negative_int, positive_int
+from autocompress.cli.argtypes import non_negative_float, positive_int, seed, user_text
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SECONDS
 
@@ -23,29 +23,33 @@ def register(subparsers) -> None:  # noqa: ANN001
         "teacher, a sentence at a time; prints the length, the codes and the measured real-time factor.",
     )
     voice = parser.add_mutually_exclusive_group(required=True)
-    voice.add_argument("--bundle", help="bundle folder written by export")
+    voice.add_argument("--bundle", type=user_text, help="bundle folder written by export")
     voice.add_argument("--demo", action="store_true",
                        help="the built-in demo voice's teacher (PyTorch), prompted with its reference item")
-    parser.add_argument("--out", required=True, help="output wav (16-bit PCM at the voice's rate, 32 kHz)")
+    parser.add_argument("--out", required=True, type=user_text,
+                        help="output wav (16-bit PCM at the voice's rate, 32 kHz)")
     text = parser.add_mutually_exclusive_group()
     text.add_argument("--text", help="English text to speak (numbers and punctuation are read; CMUdict phones)")
     text.add_argument("--phones", help="text as phone symbols ('HH AH0 L OW1') or ids ('12,40,7')")
     parser.add_argument("--sample", type=int, default=0,
                         help="bundle: stored sample giving the voice prompt (default 0)")
-    parser.add_argument("--ref-spec", help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
-    parser.add_argument("--ref-sv", help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="sampling and prior-noise seed")
+    parser.add_argument("--ref-spec", type=user_text,
+                        help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
+    parser.add_argument("--ref-sv", type=user_text,
+                        help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
+    parser.add_argument("--seed", type=seed, default=0, help="sampling and prior-noise seed (default 0)")
     parser.add_argument("--top-k", type=positive_int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
     parser.add_argument("--temperature", type=non_negative_float,
                         help="sampler temperature (default: the bundle's, 1 for --demo)")
     parser.add_argument("--noise-scale", type=non_negative_float,
-                        help="prior noise scale (0 = deterministic; --demo default 0)")
+                        help="prior noise scale (0 = deterministic; default: the bundle's, 0 for --demo)")
     parser.add_argument("--max-tokens", type=positive_int,
                         help="most semantic codes to generate (default: the bundle's; --demo: 3 per phone + 25)")
     parser.add_argument("--max-piece-phones", type=int, default=MAX_PIECE_PHONES, metavar="N",
                         help="speak the text sentence by sentence, a sentence of more than N phones cut at its "
-                        f"commas, with {PIECE_PAUSE_SECONDS} s of silence between pieces "
+                        f"commas (--text: a clause still longer, between words), with {PIECE_PAUSE_SECONDS} s of "
+                        "silence between pieces "
                         f"(default {MAX_PIECE_PHONES}; 0: the whole text at once)")
     parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime (or, with --demo, torch) intra-op threads")
@@ -134,10 +138,23 @@ def join_pieces(wavs: list, sampling_rate: int):  # noqa: ANN201
 
 def stop_summary(reasons: list[str]) -> str:
     """How generation ended, over all pieces: ``eos``, or which pieces hit the code limit."""
-    capped = [str(i + 1) for i, r in enumerate(reasons) if r != "eos"]
+    capped = [i + 1 for i, r in enumerate(reasons) if r != "eos"]
     if not capped:
         return "eos"
-    return "max_new_tokens" if len(reasons) == 1 else f"max_new_tokens in piece {', '.join(capped)}"
+    if len(reasons) == 1:
+        return "max_new_tokens"
+    return f"max_new_tokens in piece{'s' if len(capped) > 1 else ''} {_ranges(capped)} of {len(reasons)}"
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Ascending numbers with each run written as its ends: ``1-3, 7``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
@@ -177,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from autocompress.runtime.manifest import MANIFEST_NAME
 
     if not (Path(args.bundle) / MANIFEST_NAME).is_file():  # a wrong path is a usage error (exit 2)
-        raise DataError(f"--bundle {args.bundle}: no {MANIFEST_NAME}; expected a bundle folder written by `export`")
+        raise DataError(f"--bundle {args.bundle}: {_not_a_bundle(Path(args.bundle))}")
     runner = BundleRunner(args.bundle, prefer_gpu=not args.cpu, threads=args.threads)
     sampling = runner.sampling
     if args.top_k is not None:
@@ -208,6 +225,21 @@ def write_pieces(
     pieces = f" in {len(wavs)} pieces" if len(wavs) > 1 else ""
     print(f"wrote {out}: {seconds:.2f} s, {sum(n_codes)} codes{pieces} ({stop_summary(reasons)}), "
           f"RTF {wall_s / max(seconds, 1e-9):.3f} {where}")
+
+
+def _not_a_bundle(folder) -> str:  # noqa: ANN001
+    """Why ``folder``, which holds no manifest, is not a bundle, and what to pass instead."""
+    from autocompress.runtime.manifest import MANIFEST_NAME
+
+    if (folder / "pareto.json").is_file():  # the export folder itself: name one of its bundles
+        bundles = sorted(p.name for p in folder.iterdir() if (p / MANIFEST_NAME).is_file())
+        if not bundles:
+            return "an export folder that holds no ONNX bundle (a checkpoint export, or no feasible trial)"
+        return f"an export folder, not a bundle; pass one of its bundles ({', '.join(bundles)}), e.g. {folder / bundles[0]}"
+    if (folder / "plan.json").is_file() and (folder / "gpt.ckpt").is_file():
+        return ("a checkpoint export (.ckpt/.pth for GPT-SoVITS), not an ONNX bundle; "
+                "export the study with --export-format onnx to speak with synth")
+    return f"no {MANIFEST_NAME}; expected a bundle folder written by `export`"
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from autocompress.cli.argtypes import user_text
+
 _PEAK_COLUMNS = ("fp32", "fp16", "int8", "int4")
 _RUNTIME_SHORT = {
     "onnxruntime-tensorrt": "ort-trt",
@@ -14,7 +16,7 @@ _RUNTIME_SHORT = {
 
 def register(subparsers) -> None:  # noqa: ANN001
     parser = subparsers.add_parser("targets", help="list the hardware targets (--target names)")
-    parser.add_argument("name", nargs="?", help="show only this target")
+    parser.add_argument("name", nargs="?", type=user_text, help="show only this target (a name or a target .toml)")
     parser.set_defaults(func=run)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -55,6 +55,22 @@ class Objectives:
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.quality, self.latency_ms, self.memory_mb)
+
+
+def _death_test(silent_after_s: float | None) -> Callable[[SearchRun], bool]:
+    """Whether a ``running`` run is dead: this machine's by its process (never this process's),
+    any machine's by a heartbeat older than ``silent_after_s`` seconds (when given)."""
+    host = socket.gethostname()
+    limit = utcnow() - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
+
+    def is_dead(r: SearchRun) -> bool:
+        if r.hostname == host and r.pid == os.getpid():
+            return False
+        if r.hostname == host and not pid_alive(r.pid):
+            return True
+        return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
+
+    return is_dead
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -152,16 +168,7 @@ class Store:
         Returns:
             The ids of the runs marked; their RUNNING trials are stale.
         """
-        host = socket.gethostname()
-        limit = utcnow() - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
-
-        def is_dead(r: SearchRun) -> bool:
-            if r.hostname == host and r.pid == os.getpid():
-                return False
-            if r.hostname == host and not pid_alive(r.pid):
-                return True
-            return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
-
+        is_dead = _death_test(silent_after_s)
         with self._session() as s:
             runs = s.scalars(
                 sa.select(SearchRun).where(SearchRun.study_name == study_name, SearchRun.status == "running")
@@ -172,6 +179,12 @@ class Store:
                 r.finished_at = utcnow()
             self._commit(s)
             return [r.id for r in dead]
+
+    def live_runs(self, study_name: str, silent_after_s: float | None = None) -> list[SearchRun]:
+        """The runs of this study still recorded ``running`` that :meth:`reap_dead_runs` would not
+        judge dead (a run elsewhere recorded before heartbeats counts as live)."""
+        is_dead = _death_test(silent_after_s)
+        return [r for r in self.runs(study_name) if r.status == "running" and not is_dead(r)]
 
     def runs(self, study_name: str) -> list[SearchRun]:
         with self._session() as s:
