@@ -154,7 +154,9 @@ class Manifest:
         if self.format != BUNDLE_FORMAT:
             problems.append(f"format must be {BUNDLE_FORMAT!r}, got {self.format!r}")
         if self.format_version != BUNDLE_FORMAT_VERSION:
-            problems.append(f"format_version must be {BUNDLE_FORMAT_VERSION}, got {self.format_version}")
+            newer = isinstance(self.format_version, int) and self.format_version > BUNDLE_FORMAT_VERSION
+            why = "; a newer autocompress wrote it: upgrade autocompress to run it" if newer else ""
+            problems.append(f"format_version must be {BUNDLE_FORMAT_VERSION}, got {self.format_version}{why}")
         for g in self.graphs.values():
             if g.precision not in PRECISIONS:
                 problems.append(f"graph {g.name}: precision {g.precision!r} not in {PRECISIONS}")

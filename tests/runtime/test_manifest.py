@@ -50,6 +50,7 @@ def test_round_trip_through_json(tmp_path) -> None:
         ({"metrics": (MetricEntry("x", 1.0, "", "measured", ""),)}, "device"),
         ({"modules": {"dec": ModuleEntry("dec", "int3", "int8")}}, "precision"),
         ({"modules": {}}, "no module entry"),
+        ({"format_version": 99}, "got 99; a newer autocompress wrote it: upgrade autocompress"),
     ],
 )
 def test_invalid_manifests_are_rejected(tmp_path, changes, message) -> None:  # noqa: ANN001
