@@ -6,8 +6,10 @@
 - the teacher's end-to-end speech for a few held-out sentences (greedy GPT, noise-free
   SoVITS): what a student's speech is scored against.
 
-The file is keyed by a fingerprint of the teacher files, the data and the settings; a stale
-file is rebuilt. It holds only tensors and plain values and is read with ``weights_only=True``.
+The file is keyed by a fingerprint of the teacher files, the data and the settings, and holds
+the items it was built on: a file whose fingerprint or items (names, phones, BERT features,
+codes, reference) differ from the study's is stale and rebuilt. It holds only tensors and
+plain values and is read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -73,14 +75,18 @@ class TeacherCache:
         fingerprint: str,
         seed: int = 0,
     ) -> TeacherCache:
-        """Read the study's cache when it matches ``fingerprint``, else build and save it."""
+        """Read the study's cache when it matches ``fingerprint`` and was built on the same
+        items (``eval_items``, ``prompt``, ``sentences``), else build and save it."""
         device = prompt.codes.device
         if path.is_file():
             try:
                 data = torch.load(path, map_location=device, weights_only=True)
             except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
                 data = None
-            if isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("fingerprint") == fingerprint:
+            if (
+                isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("fingerprint") == fingerprint
+                and _same_items(data, eval_items, prompt, sentences)
+            ):
                 return cls.from_dict(data)
         cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +140,33 @@ def _reference(audios: list[np.ndarray], sr: int) -> TeacherReference:
 
 def _item_dict(item: VoiceItem) -> dict[str, Any]:
     return dict(item.__dict__)
+
+
+def _same_items(
+    data: dict[str, Any], eval_items: list[VoiceItem], prompt: VoiceItem, sentences: list[VoiceItem]
+) -> bool:
+    """Whether a saved cache was built on these items, field by field (the data may change under the same names)."""
+    saved = [data.get("eval_items"), [data.get("prompt")], data.get("sentences")]
+    given = [eval_items, [prompt], sentences]
+    try:
+        return all(
+            len(s) == len(g) and all(_same_item(a, _item_dict(b)) for a, b in zip(s, g)) for s, g in zip(saved, given)
+        )
+    except (TypeError, AttributeError, KeyError, RuntimeError):  # a malformed file: rebuilt
+        return False
+
+
+def _same_item(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if set(a) != set(b):
+        return False
+    for key, x in a.items():
+        y = b[key]
+        if isinstance(x, Tensor) and isinstance(y, Tensor):
+            if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y.to(x.device)):
+                return False
+        elif isinstance(x, Tensor) or isinstance(y, Tensor) or x != y:
+            return False
+    return True
 
 
 def fingerprint(files: list[Path], names: list[str], settings: dict[str, Any]) -> str:

@@ -134,17 +134,23 @@ def _measuring_device(r: ResolvedSearch) -> str | None:
     return host_device(r.device)
 
 
-def abort_reference(front: list) -> dict[int, dict[str, list[tuple[int, float]]]]:  # front: FrozenTrials
+def abort_reference(
+    front: list, steps: int | None = None  # front: FrozenTrials
+) -> dict[int, dict[str, list[tuple[int, float]]]]:
     """The per-group distance curves of the Pareto trials, for the abort rule.
 
     Only the groups each trial fine-tuned: a group it merely cast to 16 bits has a near-zero
-    distance, no fair bar for one that is pruned or quantized.
+    distance, no fair bar for one that is pruned or quantized. With ``steps``, only the trials
+    that were asked for as many fine-tune steps: the learning-rate schedule spans the steps, so
+    a distance at one step of a shorter schedule is no bar for the same step of a longer one.
     """
     from autocompress.search.pipeline import needs_finetune
 
     reference = {}
     for t in front:
         curves = t.user_attrs.get("finetune_group_curves")
+        if steps is not None and t.user_attrs.get("steps") != steps:
+            continue
         if t.user_attrs.get("finetune_steps", 0) > 0 and isinstance(curves, dict):
             trained = needs_finetune(CompressionPlan.from_dict(t.user_attrs["plan"]))
             reference[t.number] = {g: [(int(s), float(d)) for s, d in c] for g, c in curves.items() if g in trained}
@@ -178,6 +184,7 @@ class _Daemon:
         self.runner_factory = runner_factory
         self.url = resolved.config.storage
         self.durations: list[tuple[str | None, float]] = []  # (baseline, seconds) of finished trials
+        self.loop_started = time.monotonic()  # reset when the trials start: the timeout counts from there
 
     # ------------------------------------------------------------------ top level
     def run(self) -> SearchSummary:
@@ -246,6 +253,7 @@ class _Daemon:
     def _loop(self, t_start: float) -> bool:
         """Run trials until done, ``timeout_s`` after ``t_start`` or interrupted; True when interrupted."""
         timeout = self.r.config.timeout_s
+        self.loop_started = t_start
         try:
             while count_done(self.study) < self.r.n_trials:
                 if timeout is not None and time.monotonic() - t_start >= timeout:
@@ -455,7 +463,7 @@ class _Daemon:
     # ------------------------------------------------------------------ helpers
     def _abort_rule(self) -> AbortRule:
         ft = self.r.space.finetune
-        reference = abort_reference(feasible_front(self.study.get_trials(deepcopy=False)))
+        reference = abort_reference(feasible_front(self.study.get_trials(deepcopy=False)), steps=self.r.steps)
         return AbortRule(
             reference=reference, patience=ft.patience, far_behind=ft.far_behind, warmup_checks=ft.warmup_checks
         )
@@ -481,13 +489,19 @@ class _Daemon:
         return mark_pareto(rows)
 
     def _eta(self) -> float | None:
-        """Remaining trials x the mean of the last three searched trials (baselines until there are some)."""
+        """Remaining trials x the mean of the last three searched trials (baselines until there are
+        some); with a timeout, only the trials that still start before it count."""
         searched = [d for b, d in self.durations if b is None]
         recent = (searched or [d for _, d in self.durations])[-3:]
         if not recent:
             return None
+        mean = sum(recent) / len(recent)
         remaining = max(0, self.r.n_trials - count_done(self.study))
-        return remaining * sum(recent) / len(recent)
+        timeout = self.r.config.timeout_s
+        if timeout is not None and mean > 0:
+            left = max(0.0, timeout - (time.monotonic() - self.loop_started))
+            remaining = min(remaining, max(1, math.ceil(left / mean)))  # the trial running at the timeout finishes
+        return remaining * mean
 
     def _export(self) -> tuple[tuple[Path, ...], str]:
         self.reporter.phase(-1, "export")

@@ -72,10 +72,11 @@ class SearchSummary:
 class Reporter(Protocol):
     """Receives the daemon's events, in this order per search:
 
-    ``search_started``, then per trial ``trial_started``, ``phase`` (compress, fine-tune, score,
-    samples), ``step`` during fine-tuning, ``trial_finished``; then ``exported`` and
-    ``search_finished``. ``rows`` passed to ``trial_finished`` are every finished trial with
-    Pareto flags recomputed.
+    ``search_started``, then per trial ``trial_started``, ``phase`` (compress, fine-tune or
+    distance, score, save; none for a repeated plan, whose result is reused), ``step`` during
+    fine-tuning, ``trial_finished``; then ``phase(-1, "export")``, ``exported`` (with
+    ``--no-export``, neither) and ``search_finished``. ``rows`` passed to ``trial_finished`` are
+    every finished trial with Pareto flags recomputed.
     """
 
     def search_started(self, info: SearchInfo) -> None: ...
