@@ -18,3 +18,13 @@ def tool(folder: Path, name: str, body: str) -> None:
     path = folder / name
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def exit_code(argv: list[str]) -> int:
+    """The exit code of ``autocompress ARGV``, also when argparse exits."""
+    from autocompress.cli.main import main
+
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)

@@ -8,7 +8,6 @@ import io
 import os
 import shlex
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
@@ -32,22 +31,12 @@ from autocompress.schedule import (
 )
 from autocompress.schedule._tables import ScheduleLockRow, ScheduleRow, ScheduleRunRow, engine_for, utcnow
 
-from _tools import fake_crontab, tool
+from _tools import exit_code, fake_crontab, tool
 
 ODD_DIR = "my voice's 100% $HOME"  # a space, a quote, a percent sign, a dollar
 ODD_STORAGE = "postgresql+psycopg://me:p%40ss$1@db/ac"  # a percent-encoded "@" in the password
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 's.db'}"
-
-
-def _exit(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
 
 
 def _add_run(url: str, name: str, started: dt.datetime, status: str) -> None:
@@ -177,7 +166,7 @@ def test_schedule_without_an_action_shows_its_own_help(capsys):
 
 
 def test_the_cron_help_says_utc(capsys):
-    assert _exit(["schedule", "add", "--help"]) == 0
+    assert exit_code(["schedule", "add", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "cron expression in UTC" in out and "-- SEARCH_ARGS" in out
 

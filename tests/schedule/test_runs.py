@@ -38,24 +38,13 @@ from autocompress.schedule import (
 from autocompress.schedule._args import parse_search_args
 from autocompress.schedule._tables import ScheduleRow, engine_for, utcnow
 
-from _tools import fake_crontab, tool
+from _tools import exit_code, fake_crontab, tool
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_search.py"))]
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 's.db'}"
-
-
-def _exit(argv: list[str]) -> int:
-    """The exit code of ``autocompress ARGV``, also when argparse exits."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
 
 
 def _backdate(url: str, name: str) -> None:
@@ -111,7 +100,7 @@ def test_a_cron_that_never_fires_is_refused_at_add(url, capsys):
                           (["--cron", "0 2 * * *", "--timeout", "nan"], []),
                           (["--cron", "0 0 1 1 * 0 2010"], []),  # fired last in 2010
                           (["--cron", "0 2 * * *"], ["--timeout", "inf"])):  # the search's own budget
-        assert _exit([*base, *extra, "--", "--target", "rtx3060", *search]) == 2
+        assert exit_code([*base, *extra, "--", "--target", "rtx3060", *search]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and ("never fires" in err[0] or "--timeout" in err[0]), err
     assert list_schedules(url) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from pathlib import Path
 
 import optuna
 import pytest
@@ -32,10 +31,6 @@ from autocompress.schedule._tables import ScheduleRow, engine_for, utcnow
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 's.db'}"
 
 
 def _backdate(url: str, name: str, when: dt.datetime) -> None:
