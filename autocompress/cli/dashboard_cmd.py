@@ -44,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve the dashboard on {args.host}: it has no authentication; "
             "pass --allow-remote to do it anyway"
         )
+    artifacts = artifacts_dir(args.storage, args.artifacts)
+    if artifacts.exists() and not artifacts.is_dir():  # before anything is made
+        raise ConfigError(f"--artifacts {artifacts}: a file, not a folder (the search's artifact folder)")
     _note_missing_database(args.storage)
     Store(args.storage).close()  # fails with one line when the database cannot be opened
     open_storage(args.storage)  # ... and so does Optuna's, which makes its tables (the dashboard would not)
     _check_port_free(args.host, args.port)
-    artifacts = artifacts_dir(args.storage, args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     where = f"[{args.host}]" if ":" in args.host else args.host
     print(f"optuna-dashboard on http://{where}:{args.port}/ for {display_url(args.storage)} (artifacts {artifacts})")

@@ -164,3 +164,15 @@ def test_dashboard_on_a_port_in_use_says_so_before_starting(tmp_path, monkeypatc
     out, err = capsys.readouterr()
     assert served == [] and "optuna-dashboard on" not in out
     assert err.count("\n") == 1 and "--port" in err and "in use" in err
+
+
+def test_dashboard_artifacts_that_are_a_file_name_the_flag(tmp_path, capsys):
+    """A file given as --artifacts ended in "error: <file>: File exists", naming neither the flag nor the problem."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    argv = ["dashboard", "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--artifacts", str(taken),
+            "--port", str(_free_port())]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --artifacts {taken}: a file, not a folder")
+    assert taken.read_text() == "mine" and not (tmp_path / "d.db").exists()  # refused before anything is made
