@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from autocompress.exceptions import ConfigError
 from autocompress.schedule._core import RunRecord, ScheduleSpec, next_runs, run_due, subprocess_runner
 from autocompress.schedule._tables import utcnow
+from autocompress.store import database_reason
 
 TAG = "# autocompress-schedule:"
 
@@ -255,8 +256,8 @@ def daemon_loop(
             db_error = None
         except SQLAlchemyError as e:  # restarting, or the network is down: the daemon must outlive it
             times = {}
-            if db_error != _first_line(e):
-                db_error = _first_line(e)
+            if db_error != database_reason(e):
+                db_error = database_reason(e)
                 log(f"cannot use the schedules' database, trying again every {poll_s:g} s: {db_error}")
         now = utcnow()
         wait = poll_s
@@ -266,12 +267,6 @@ def daemon_loop(
         if max_cycles is None or cycle < max_cycles:
             sleep(wait)
     return runs
-
-
-def _first_line(error: SQLAlchemyError) -> str:
-    """The driver's own message, without SQLAlchemy's statement and link."""
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def describe_run(rec: RunRecord) -> str:
