@@ -66,9 +66,14 @@ def _cron_escape(command: str) -> str:
     return command.replace("%", "\\%")
 
 
+def _tagged(line: str, name: str) -> bool:
+    """Whether a crontab line is the one written for schedule ``name``."""
+    return line.rstrip().endswith(f"{TAG}{name}")
+
+
 def merge_crontab(existing: str, name: str, line: str | None) -> str:
     """Replace (or with ``line=None`` remove) the line tagged for ``name``; keep the rest."""
-    kept = [ln for ln in existing.splitlines() if not ln.rstrip().endswith(f"{TAG}{name}")]
+    kept = [ln for ln in existing.splitlines() if not _tagged(ln, name)]
     if line is not None:
         kept.append(line)
     return "\n".join(kept) + ("\n" if kept else "")
@@ -120,8 +125,11 @@ def uninstall_crontab(name: str) -> bool:
 
 
 def _crontab_has(name: str) -> bool:
-    cur = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    return cur.returncode == 0 and any(ln.rstrip().endswith(f"{TAG}{name}") for ln in cur.stdout.splitlines())
+    """Whether the user's crontab holds the line of schedule ``name`` (False when it cannot be read)."""
+    try:
+        return any(_tagged(ln, name) for ln in _current_crontab().splitlines())
+    except ConfigError:
+        return False
 
 
 def installed_backends(name: str, unit_dir: Path | None = None) -> list[str]:

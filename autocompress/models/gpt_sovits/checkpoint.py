@@ -486,8 +486,6 @@ _KIND_PROBLEMS = {
     "lora": "this is a SoVITS v3/v4 LoRA file; LoRA files are not supported yet",
     "v3v4": "this is a SoVITS v3/v4 model (CFM decoder); v3/v4 are not supported yet",
     "discriminator": "this is a SoVITS discriminator (s2D*.pth), not a generator; pass the s2G / exported .pth",
-    "resume": "this is a training resume checkpoint without model weights; pass the exported weights from "
-    "SoVITS_weights*/ instead",
     "lightning": "this is a Lightning training checkpoint without its config (hyper_parameters.config); "
     "pass the exported GPT_weights*/*.ckpt instead",
     "unknown": "not a GPT-SoVITS model file: expected a dict with 'weight' and 'config' entries",
