@@ -203,6 +203,7 @@ class VoiceExport:
         self.noise_scale = noise_scale
         self.seed = seed
         self.eval_tokens = max(1, min(eval_tokens, max_tokens))
+        self.voice = voice  # as scored: a trial's figures are projected again from it
         self.gpt, self.sovits = plain_copy(voice.gpt, voice.sovits)
         self.refs = reference_runs(
             self.gpt, self.sovits, self.inputs, self.eval_tokens, self.sampling.repetition_penalty, noise_scale, seed
@@ -285,9 +286,7 @@ class VoiceExport:
                 if upstream
                 else {"files": [], "skipped": {"all": "not requested"}}
             )
-            raised = [f"{g} {c.request.precision} -> {c.used}" for g, c in choices.items()
-                      if PRECISIONS.index(c.used) > PRECISIONS.index(c.request.precision)]  # fmt: skip
-            given = [_shipped_note(_metric_entry(m), raised) for m in metrics]
+            given = _shipped_metrics([_metric_entry(m) for m in metrics], plan, choices, target, self.voice)
             all_metrics = _metrics(folder, choices, checks, e2e, timing) + given
             manifest = _manifest(target, plan, model_info, self.exporters, choices, checks, self.sampling, folder)
             manifest = manifest.replace(
@@ -736,13 +735,53 @@ def _metrics(
     return out
 
 
-def _shipped_note(entry: MetricEntry, raised: list[str]) -> MetricEntry:
-    """A trial's figure (projected for its plan, or measured on its model), in a bundle whose checks
-    raised some groups' precision, says so."""
-    if not raised:
-        return entry
-    extra = f"{entry.kind} for the plan; this bundle ships {', '.join(raised)} (parity checks)"
-    return dataclasses.replace(entry, note=f"{entry.note}; {extra}" if entry.note else extra)
+def _shipped_metrics(
+    entries: list[MetricEntry], plan: Any, choices: dict[str, _GroupChoice], target: Any, voice: Any
+) -> list[MetricEntry]:
+    """A trial's figures as this bundle records them.
+
+    Where a group ships at another precision than its plan (a parity fallback, or the caller's
+    ``precisions``), the projected figures are projected again for what ships, and every other
+    figure (measured on the plan's model) says that it belongs to the plan.
+    """
+    planned = {g: request_from_plan(plan, g).precision for g in choices}
+    # A rung the target cannot run was skipped by the plan's projection too: only a parity
+    # fallback or the caller's precision makes the shipped group differ from what was projected.
+    changed = {g: c.used for g, c in choices.items()
+               if c.used != planned[g] and (c.fallbacks or c.request.precision != planned[g])}  # fmt: skip
+    if not changed or not entries:
+        return entries
+    shipped = ", ".join(f"{g} {planned[g]} -> {used}" for g, used in changed.items())
+    again: dict[str, Any] = {}
+    if target is not None and any(e.kind == "projected" for e in entries):
+        from autocompress.score.voice_cost import projected_plan_metrics
+
+        again = {m.name: m for m in projected_plan_metrics(voice, _shipped_plan(plan, changed), target)}
+    out = []
+    for entry in entries:
+        new = again.get(entry.name) if entry.kind == "projected" else None
+        if new is not None and entry.value is not None:
+            note = f"projected again for what this bundle ships ({shipped}); the plan's figure was {entry.value:.4g}"
+            out.append(dataclasses.replace(entry, value=float(new.value), note=f"{new.note}; {note}" if new.note else note))
+        else:
+            extra = f"{entry.kind} for the plan; this bundle ships {shipped}"
+            out.append(dataclasses.replace(entry, note=f"{entry.note}; {extra}" if entry.note else extra))
+    return out
+
+
+def _shipped_plan(plan: Any, changed: Mapping[str, str]) -> Any:
+    """``plan`` with each changed group's weights at the rung it ships (float rungs: activations too)."""
+    from autocompress.compress.plan import CompressionPlan, QuantConfig
+
+    shipped = plan if plan is not None else CompressionPlan()
+    for group, used in changed.items():
+        quant = shipped.group(group).quant
+        activations = used if used in ("fp16", "fp32") else quant.activations
+        # Op kinds the plan keeps above the group's rung stay there; the rest go with the group.
+        kept = {k: p for k, p in quant.op_weights.items()
+                if PRECISIONS.index(to_export_precision(p)[0]) > PRECISIONS.index(used)}  # fmt: skip
+        shipped = shipped.replace_group(group, quant=QuantConfig(used, activations, kept))
+    return shipped
 
 
 def _metric_entry(metric: Any) -> MetricEntry:

@@ -74,6 +74,8 @@ if TYPE_CHECKING:
     from autocompress.score.voice_cost import profile_voice
     from autocompress.score.voice_cost import project_voice
     from autocompress.score.voice_cost import project_voice_memory
+    from autocompress.score.voice_cost import latency_metric
+    from autocompress.score.voice_cost import projected_plan_metrics
 
 _LOCATIONS = {
     "ANALYSIS_SR": "autocompress.score.fidelity",
@@ -136,6 +138,8 @@ _LOCATIONS = {
     "profile_voice": "autocompress.score.voice_cost",
     "project_voice": "autocompress.score.voice_cost",
     "project_voice_memory": "autocompress.score.voice_cost",
+    "latency_metric": "autocompress.score.voice_cost",
+    "projected_plan_metrics": "autocompress.score.voice_cost",
 }
 
 
@@ -181,6 +185,7 @@ __all__ = [
     "greedy_tokens",
     "host_device",
     "kv_cache_bytes",
+    "latency_metric",
     "log_mel_l1",
     "measure",
     "measure_gpt",
@@ -200,6 +205,7 @@ __all__ = [
     "project_voice",
     "project_voice_memory",
     "projected",
+    "projected_plan_metrics",
     "run_shape",
     "speaker_similarity",
     "stoi",

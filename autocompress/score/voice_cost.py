@@ -475,3 +475,27 @@ def voice_cost_metrics(
     memory = measure_voice_memory(voice, prof.shape, target)
     projected_memory = project_voice_memory(voice, target, weight_bits, act_precision, prof).metrics()
     return [*gpt.values(), sov, rtf, *memory, *projected_memory]
+
+
+def latency_metric(rtf: Metric, shape: UtteranceShape) -> Metric:
+    """``latency_ms``: one utterance of ``shape`` end to end, from its real-time factor (same kind and device)."""
+    return Metric(
+        "latency_ms", rtf.value * shape.audio_s * 1e3, "ms", rtf.kind, rtf.device,
+        f"{shape.audio_s:g} s utterance end to end ({shape.n_phones} phones, {shape.n_prompt} prompt codes, "
+        f"{shape.n_tokens} generated codes)",
+    )  # fmt: skip
+
+
+def projected_plan_metrics(voice: Any, plan: Any, target: Target, shape: UtteranceShape = UtteranceShape()) -> list[Metric]:
+    """The projected figures a trial records for ``voice`` compressed by ``plan`` on ``target``.
+
+    A datasheet target: :func:`project_voice` and its ``latency_ms``; a measured target (whose
+    latency is measured, not projected): the projected memory set only.
+    """
+    bits, acts = precisions_from_plan(plan)
+    prof = profile_voice(voice, shape)
+    if target.measured:
+        return project_voice_memory(voice, target, bits, acts, prof).metrics()
+    costs = project_voice(voice, target, bits, acts, prof)
+    rtf = next(m for m in costs if m.name == "rtf")
+    return [latency_metric(rtf, shape), *costs]

@@ -25,7 +25,13 @@ from autocompress.compress.plan import CompressionPlan
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.metric import Metric, measured
 from autocompress.score.quality import QualityReport, ReleaseFloor, compare_audio
-from autocompress.score.voice_cost import UtteranceShape, precisions_from_plan, profile_voice, voice_cost_metrics
+from autocompress.score.voice_cost import (
+    UtteranceShape,
+    latency_metric,
+    precisions_from_plan,
+    profile_voice,
+    voice_cost_metrics,
+)
 from autocompress.search.cache import TeacherCache
 from autocompress.search.synth import Speech, synthesize
 from autocompress.store import Objectives
@@ -77,11 +83,7 @@ def score_student(
     costs = voice_cost_metrics(student, target, bits, acts, profile=profile_voice(student, SHAPE))
     by_name = {m.name: m for m in costs}
     rtf, memory = by_name["rtf"], by_name["memory_bytes"]
-    latency = Metric(
-        "latency_ms", rtf.value * SHAPE.audio_s * 1e3, "ms", rtf.kind, rtf.device,
-        f"{SHAPE.audio_s:g} s utterance end to end ({SHAPE.n_phones} phones, {SHAPE.n_prompt} prompt codes, "
-        f"{SHAPE.n_tokens} generated codes)",
-    )
+    latency = latency_metric(rtf, SHAPE)
     distances = [  # per group: each its own scale (KL, latent L2, weighted mel L1), never summed
         measured(f"teacher_distance_{g}", d, "", device_label, "held-out items, after fine-tuning")
         for g, d in sorted(teacher_distance.items())

@@ -118,34 +118,64 @@ def test_broken_int2_decoder_falls_back_and_is_recorded() -> None:
     assert "int2 rejected" in (shared_bundle("mixed_a").path / "README.md").read_text()
 
 
-def test_a_projection_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -> None:
-    """dec int2 falls back in its parity check: the trial's projection, made for int2, says so."""
-    from autocompress.score.metric import projected
+def _plan_of(variant: str):
+    from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
 
-    from export_helpers import VARIANTS, shared_export
+    return CompressionPlan({g: GroupPlan(quant=QuantConfig(p)) for g, p in VARIANTS[variant].items()})
 
-    trial = projected("memory_bytes", 1e6, "bytes", "rtx3060", "weights and activations")
-    m = shared_export().bundle(None, tmp_path / "b", None, precisions=VARIANTS["mixed_a"], n_samples=1, threads=1,
-                               metrics=[trial]).manifest
+
+def test_a_trial_figure_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -> None:
+    """dec int2 falls back in its parity check: the trial's figures, made for int2, say so (no target: no projection)."""
+    from autocompress.score.metric import measured, projected
+
+    from export_helpers import shared_export
+
+    trial = [projected("memory_bytes", 1e6, "bytes", "rtx3060", "weights and activations"),
+             measured("quality", 0.5, "", "cpu: the trial's machine")]  # fmt: skip
+    m = shared_export().bundle(_plan_of("mixed_a"), tmp_path / "b", None, n_samples=1, threads=1,
+                               upstream=False, metrics=trial).manifest  # fmt: skip
     note = m.metric("memory_bytes", "projected").note
     assert note.startswith("weights and activations; projected for the plan; this bundle ships dec int2 -> ")
     assert m.modules["dec"].used in note and "gpt" not in note  # only the group that moved
-    assert all("this bundle ships" not in x.note for x in m.metrics if x.kind == "measured")
+    assert m.metric("memory_bytes", "projected").value == 1e6
+    assert m.metric("quality", "measured").note.startswith("measured for the plan; this bundle ships dec int2 -> ")
+    assert all("this bundle ships" not in x.note for x in m.metrics if x.name not in ("quality", "memory_bytes"))
 
 
-def test_a_trial_figure_measured_for_the_plan_says_when_the_bundle_ships_higher(tmp_path) -> None:
-    """The trial's quality was measured on its int2 decoder; the bundle ships the decoder higher."""
-    from autocompress.score.metric import measured
+def test_projected_figures_are_projected_again_for_what_the_bundle_ships(tmp_path, voice) -> None:
+    """On a datasheet target the trial's projections are redone with the decoder at the rung it ships.
 
-    from export_helpers import VARIANTS, shared_export
+    The rtx3060 cannot run int2 convolutions, so the plan's int2 decoder was projected as int8;
+    an unreachable int8 floor sends it to fp16, which the projection then has to count.
+    """
+    from autocompress.compress.plan import QuantConfig
+    from autocompress.export import ParityBounds
+    from autocompress.score.metric import measured, projected
+    from autocompress.score.voice_cost import projected_plan_metrics
+    from autocompress.targets import load_target
 
-    trial = measured("quality", 0.5, "", "cpu: the trial's machine")
-    m = shared_export().bundle(None, tmp_path / "b", None, precisions=VARIANTS["mixed_a"], n_samples=1, threads=1,
-                               upstream=False, metrics=[trial]).manifest  # fmt: skip
-    note = m.metric("quality", "measured").note
-    assert note.startswith("measured for the plan; this bundle ships dec int2 -> ")
-    assert m.modules["dec"].used in note
-    assert all("this bundle ships" not in x.note for x in m.metrics if x.name != "quality")  # the bundle's own
+    from export_helpers import shared_export
+
+    target = load_target("rtx3060")
+    plan = _plan_of("mixed_a")
+    planned = {m.name: m for m in projected_plan_metrics(voice, plan, target)}
+    trial = [planned["latency_ms"], planned["memory_bytes"], projected("made_up_ms", 3.0, "ms", "rtx3060"),
+             measured("quality", 0.5, "", "cpu: the trial's machine")]  # fmt: skip
+    bounds = ParityBounds(group_floor_db={"gpt": -1e9, "ref_enc": -1e9, "enc_p": -1e9, "flow": -1e9, "dec": 1e9})
+    m = shared_export().bundle(plan, tmp_path / "b", target, bounds=bounds, n_samples=1, threads=1, upstream=False,
+                               metrics=trial).manifest  # fmt: skip
+    used = m.modules["dec"].used
+    assert used == "fp16" and m.modules["gpt"].used == "int4"
+    shipped = plan.replace_group("dec", quant=QuantConfig("fp16", "fp16"))
+    again = {x.name: x for x in projected_plan_metrics(voice, shipped, target)}
+    for name in ("latency_ms", "memory_bytes"):
+        entry = m.metric(name, "projected")
+        assert entry.value == pytest.approx(again[name].value, rel=1e-9), (entry.note, {g: x.used for g, x in m.modules.items()})
+        assert entry.value != pytest.approx(planned[name].value, rel=1e-6)  # the decoder's bytes moved
+        assert f"projected again for what this bundle ships (dec int2 -> {used})" in entry.note
+    assert m.metric("made_up_ms", "projected").value == 3.0  # nothing to project it with: kept, and noted
+    assert "projected for the plan; this bundle ships dec int2" in m.metric("made_up_ms", "projected").note
+    assert "measured for the plan" in m.metric("quality", "measured").note
 
 
 def test_manifest_records_versions_hashes_samples_and_labels(bundle_fp32) -> None:
