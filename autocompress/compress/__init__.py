@@ -18,6 +18,7 @@ from autocompress.compress.deploy import (
 from autocompress.compress.fake_quant import (
     FakeQuantWeight,
     add_fake_quant_,
+    calibrate_activations_,
     fake_quantize,
     fake_quantize_blocks,
     has_fake_quant,
@@ -68,6 +69,7 @@ from autocompress.compress.students import make_student, student_state
 __all__ = [
     "ACTIVATION_PRECISIONS",
     "add_fake_quant_",
+    "calibrate_activations_",
     "Calibration",
     "CalibrationBatch",
     "CalibrationExample",

@@ -8,7 +8,8 @@ ONNX Runtime's ``MatMulNBits``, blocks of :data:`LINEAR_LOW_BIT_BLOCK` inputs), 
 student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the same way.
 The parametrization chains on top of weight norm.
 Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
-or int8 with a per-tensor dynamic scale. A layer with 5- to 8-bit weights takes int8 inputs
+or int8 per tensor, with a dynamic scale until :func:`calibrate_activations_` fixes a static one
+(the form the export ships). A layer with 5- to 8-bit weights takes int8 inputs
 whatever the plan's activations: the export stores it as static int8 QDQ (W8A8) and the latency
 projection counts int8 math for it (:func:`layer_activations`).
 
@@ -18,7 +19,7 @@ quantized values (weight norm folded in), the form export expects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -82,15 +83,20 @@ def round_to_float(x: Tensor, precision: str) -> Tensor:
     return x + (q - x).detach()
 
 
-def fake_quantize_activation(x: Tensor, precision: str) -> Tensor:
-    """Round an activation to ``precision`` (fp16/bf16, or int8 per-tensor dynamic), STE."""
+def fake_quantize_activation(x: Tensor, precision: str, amax: float | None = None) -> Tensor:
+    """Round an activation to ``precision`` (fp16/bf16, or int8 per tensor), STE.
+
+    An integer precision scales to ``amax`` when given (a static, calibrated range: values
+    beyond it clip), else to the tensor's own largest magnitude (dynamic).
+    """
     if precision == "fp32":
         return x
     if precision in _FLOAT_DTYPES:
         return round_to_float(x, precision)
     bits = precision_bits(precision)
     levels = 2 ** (bits - 1) - 1
-    scale = (x.detach().abs().amax() / levels).clamp_min(torch.finfo(x.dtype).tiny)
+    top = x.detach().abs().amax() if amax is None else torch.tensor(amax, dtype=x.dtype, device=x.device)
+    scale = (top / levels).clamp_min(torch.finfo(x.dtype).tiny)
     q = torch.clamp(torch.round(x / scale), -levels, levels) * scale
     return x + (q - x).detach()
 
@@ -226,19 +232,81 @@ def strip_fake_quant_(model: nn.Module) -> nn.Module:
     return model
 
 
+class _ActivationRange:
+    """One layer's input rounding: its precision and, once calibrated, a fixed integer range."""
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
+        self.amax: float | None = None  # None: dynamic (each call's own largest magnitude)
+        self.observed: float | None = None  # while calibrating: the largest magnitude seen so far
+
+    @property
+    def is_integer(self) -> bool:
+        return self.precision not in _FLOAT_DTYPES and self.precision != "fp32"
+
+    def __call__(self, _: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        if self.observed is not None and self.is_integer:  # calibrating: pass through unrounded
+            if x.numel():
+                self.observed = max(self.observed, float(x.detach().abs().amax()))
+            return None
+        return (fake_quantize_activation(x, self.precision, self.amax), *args[1:])
+
+
 def _add_activation_hook(module: nn.Module, precision: str) -> None:
     if _HOOK_ATTR in module.__dict__:
         raise CompressionError(f"{type(module).__name__} already has activation fake quantization")
+    state = _ActivationRange(precision)
+    handle = module.register_forward_pre_hook(state)
+    handle.state = state  # type: ignore[attr-defined]
+    module.__dict__[_HOOK_ATTR] = handle
 
-    def hook(_: nn.Module, args: tuple) -> tuple:
-        return (fake_quantize_activation(args[0], precision), *args[1:])
 
-    module.__dict__[_HOOK_ATTR] = module.register_forward_pre_hook(hook)
+def _integer_ranges(models: Sequence[nn.Module]) -> list[_ActivationRange]:
+    ranges = []
+    for model in models:
+        for module in model.modules():
+            handle = module.__dict__.get(_HOOK_ATTR)
+            if handle is not None and handle.state.is_integer:
+                ranges.append(handle.state)
+    return ranges
+
+
+def calibrate_activations_(models: nn.Module | Sequence[nn.Module], run: Callable[[], object]) -> int:
+    """Give every integer activation of ``models`` a static range: the largest input magnitude its
+    layer sees while ``run()`` executes, as the export's static int8 calibration (min-max over
+    the float graph on evaluation inputs) does.
+
+    During ``run()`` those inputs pass unrounded; afterwards each rounds to its fixed range,
+    clipping beyond it, instead of to each call's own largest magnitude. A layer ``run()`` never
+    calls stays dynamic. ``run()`` is skipped when no layer has integer activations.
+
+    Returns:
+        the number of layers given a static range.
+    """
+    ranges = _integer_ranges([models] if isinstance(models, nn.Module) else list(models))
+    if not ranges:
+        return 0
+    for r in ranges:
+        r.observed = 0.0
+    try:
+        run()
+    finally:
+        seen = [(r, r.observed) for r in ranges]
+        for r in ranges:
+            r.observed = None
+    calibrated = 0
+    for r, top in seen:
+        if top:
+            r.amax = top
+            calibrated += 1
+    return calibrated
 
 
 __all__ = [
     "FakeQuantWeight",
     "add_fake_quant_",
+    "calibrate_activations_",
     "fake_quantize",
     "fake_quantize_blocks",
     "fake_quantize_activation",

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import ExportError
-from autocompress.search.cache import TeacherCache
+from autocompress.search.cache import CALIBRATION_SENTENCES, TeacherCache
 
 # torch's TorchScript-based exporter: about 15x faster than dynamo here (7 s against 109 s for a
 # micro voice on this CPU); every bundle passes the same parity and end-to-end checks either way.
@@ -48,7 +48,7 @@ def eval_inputs(cache_path: Path) -> list[Any]:
             bert=torch.cat([p.bert, s.bert], dim=1).numpy().astype(np.float32),
             ref_sv=None if p.sv is None else p.sv.reshape(-1).numpy().astype(np.float32),
         )
-        for s in items[:3]
+        for s in items[:CALIBRATION_SENTENCES]
     ]
 
 

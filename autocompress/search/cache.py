@@ -32,6 +32,8 @@ from autocompress.search.distill import EvalTargets, SoVITSTargets, VoiceItem, e
 from autocompress.search.synth import Speech, synthesize
 
 CACHE_VERSION = 2
+# Held-out sentences a bundle is calibrated on (its static int8 ranges); scoring calibrates on the same.
+CALIBRATION_SENTENCES = 3
 
 
 @dataclass
@@ -180,4 +182,4 @@ def fingerprint(files: list[Path], names: list[str], settings: dict[str, Any]) -
     return h.hexdigest()
 
 
-__all__ = ["CACHE_VERSION", "TeacherCache", "fingerprint"]
+__all__ = ["CACHE_VERSION", "CALIBRATION_SENTENCES", "TeacherCache", "fingerprint"]

@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from autocompress.compress.fake_quant import calibrate_activations_
 from autocompress.compress.plan import CompressionPlan
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.metric import Metric, measured
@@ -32,7 +33,7 @@ from autocompress.score.voice_cost import (
     profile_voice,
     voice_cost_metrics,
 )
-from autocompress.search.cache import TeacherCache
+from autocompress.search.cache import CALIBRATION_SENTENCES, TeacherCache
 from autocompress.search.synth import Speech, synthesize
 from autocompress.store import Objectives
 from autocompress.targets import Target
@@ -61,8 +62,16 @@ class Scores:
 
 
 def score_quality(student: Voice, plan: CompressionPlan, cache: TeacherCache) -> QualityResult:
-    """Let the student (with its fake quantization: deployed numerics) speak and compare with the teacher."""
+    """Let the student (with its fake quantization: deployed numerics) speak and compare with the teacher.
+
+    Integer activations first get static ranges from the student speaking the sentences the
+    export calibrates on (:data:`CALIBRATION_SENTENCES`), as the shipped static int8 graphs do.
+    """
     style = None if not plan.group("ref_enc").is_identity else cache.style
+    calibration = cache.sentences[:CALIBRATION_SENTENCES]
+    calibrate_activations_(
+        (student.gpt, student.sovits), lambda: [synthesize(student, cache.prompt, s, style) for s in calibration]
+    )
     speech = [synthesize(student, cache.prompt, s, style) for s in cache.sentences]
     audios = [s.wav.numpy() for s in speech]
     sr = speech[0].sample_rate

@@ -42,8 +42,10 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # each signal at its own peak (a change of level alone scores 0), a silent sentence scores
 # speaker cosine 0 for itself only (it zeroed the whole trial's), and the fine-tune's cosine
 # learning rate starts at its peak step (it began one step late and never reached its end), and
-# layers with 5- to 8-bit weights take int8 inputs, as their W8A8 export runs them.
-SCORING_VERSION = 4
+# layers with 5- to 8-bit weights take int8 inputs, as their W8A8 export runs them; 5: those
+# int8 inputs are scored with static ranges calibrated on the export's sentences (they were
+# scaled per call, finer than the shipped graphs).
+SCORING_VERSION = 5
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often

@@ -171,3 +171,41 @@ def test_layers_with_int8_weights_take_int8_inputs_as_they_ship():
             want = nn.functional.linear(fake_quantize_activation(x, expected), layer.weight, layer.bias)
             assert torch.equal(model(x), want), (weights, act)
     assert layer_activations("fp16", "int8") == "int8" and layer_activations("fp16", "int4") == "fp16"
+
+
+def test_calibrated_int8_inputs_round_to_a_static_range_as_the_export_ships_them():
+    """Scoring rounded int8 inputs with each call's own largest magnitude, finer than the shipped
+    static-QDQ graph, whose range is fixed by calibration: small inputs lost no precision, large ones never clipped."""
+    from autocompress.compress.fake_quant import calibrate_activations_
+
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 4)
+    model = add_fake_quant_(nn.Sequential(layer), QuantConfig(weights="int8", activations="fp32"))
+    calib = [2.0 * torch.rand(5, 16) - 1.0, torch.full((1, 16), 2.0)]  # largest magnitude seen: 2.0
+    with torch.no_grad():
+        during = []
+        n = calibrate_activations_(model, lambda: during.extend(model(x) for x in calib))
+        assert n == 1
+        plain = nn.functional.linear(calib[0], layer.weight, layer.bias)
+        assert torch.equal(during[0], plain)  # calibration runs the float inputs
+        for x in (0.01 * torch.randn(3, 16), 4.0 * torch.randn(3, 16)):
+            static = nn.functional.linear(fake_quantize_activation(x, "int8", amax=2.0), layer.weight, layer.bias)
+            dynamic = nn.functional.linear(fake_quantize_activation(x, "int8"), layer.weight, layer.bias)
+            assert torch.equal(model(x), static) and not torch.equal(static, dynamic)
+        big = fake_quantize_activation(torch.tensor([5.0, -3.0, 1.0]), "int8", amax=2.0)
+        assert big.tolist()[:2] == [2.0, -2.0]  # clipped to the range
+
+
+def test_calibration_skips_the_run_without_integer_inputs_and_leaves_unseen_layers_dynamic():
+    from autocompress.compress.fake_quant import calibrate_activations_
+
+    half = add_fake_quant_(nn.Sequential(nn.Linear(8, 8)), QuantConfig(weights="fp16", activations="fp16"))
+    ran = []
+    assert calibrate_activations_(half, lambda: ran.append(1)) == 0 and not ran
+    used, unused = nn.Linear(8, 8), nn.Linear(8, 8)
+    model = add_fake_quant_(nn.ModuleList([used, unused]), QuantConfig(weights="int8"))
+    with torch.no_grad():
+        assert calibrate_activations_(model, lambda: used(torch.ones(1, 8))) == 1
+        x = 3.0 * torch.randn(2, 8)
+        want = nn.functional.linear(fake_quantize_activation(x, "int8"), unused.weight, unused.bias)
+        assert torch.equal(unused(x), want)  # never called while calibrating: still per call

@@ -1,0 +1,62 @@
+"""Scoring rounds a student's int8 inputs to static ranges calibrated as its bundle's are."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from autocompress.compress import compress
+from autocompress.compress.fake_quant import _HOOK_ATTR
+from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.search import scoring
+from autocompress.search.cache import CALIBRATION_SENTENCES
+from autocompress.search.distill import load_items
+from autocompress.search.synth import synthesize
+
+
+@pytest.fixture(scope="module")
+def teacher_and_items(micro_voice):
+    sovits = load_sovits(micro_voice["sovits"])
+    sovits.drop_enc_q_()
+    teacher = Voice(load_gpt(micro_voice["gpt"]).eval(), sovits.eval())
+    folder = ExperimentFolder(micro_voice["data"], version=sovits.config.version)
+    return teacher, load_items(folder, [n for n in folder.names if folder[n].codes][:3], sovits.config)
+
+
+def _score(teacher_and_items, monkeypatch, quant: QuantConfig):
+    """Score a student with ``quant`` on its GPT over four sentences; returns (student, the spy's calls)."""
+    teacher, items = teacher_and_items
+    plan = CompressionPlan({"gpt": GroupPlan(quant=quant)})
+    student = compress(teacher, plan)
+    ranges = [m.__dict__[_HOOK_ATTR].state for m in student.gpt.modules() if _HOOK_ATTR in m.__dict__]
+    calls = []
+
+    def spy(voice, prompt, sentence, style=None):  # noqa: ANN001, ANN202
+        calls.append((sentence, any(r.amax is not None for r in ranges)))
+        return synthesize(voice, prompt, sentence, style)
+
+    monkeypatch.setattr(scoring, "synthesize", spy)
+    monkeypatch.setattr(scoring, "compare_audio", lambda reference, audios, sr, floor: len(audios))
+    sentences = [items[1], items[2]] * 2  # one more than the export calibrates on
+    cache = SimpleNamespace(prompt=items[0], sentences=sentences, style=None, reference=None)
+    assert scoring.score_quality(student, plan, cache).report == len(sentences)
+    return sentences, ranges, calls
+
+
+def test_int8_inputs_are_calibrated_on_the_export_sentences_before_the_student_speaks(teacher_and_items, monkeypatch):
+    sentences, ranges, calls = _score(teacher_and_items, monkeypatch, QuantConfig("int8"))
+    assert len(sentences) > CALIBRATION_SENTENCES and ranges
+    assert [s for s, _ in calls] == sentences[:CALIBRATION_SENTENCES] + sentences
+    assert [static for _, static in calls] == [False] * CALIBRATION_SENTENCES + [True] * len(sentences)
+    assert sum(r.amax is not None for r in ranges) >= len(ranges) // 2  # the layers the GPT ran
+    assert all(r.amax is None or r.amax > 0 for r in ranges)
+
+
+@pytest.mark.parametrize("quant", [QuantConfig("fp16", "fp16"), QuantConfig("int4")])
+def test_a_student_without_int8_inputs_speaks_each_sentence_once(teacher_and_items, monkeypatch, quant):
+    sentences, ranges, calls = _score(teacher_and_items, monkeypatch, quant)
+    assert [s for s, _ in calls] == sentences
+    assert all(r.amax is None for r in ranges)
