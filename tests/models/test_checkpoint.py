@@ -310,8 +310,45 @@ def test_truncated_and_corrupt_zip(tmp_path):
     good = save_gpt(Text2SemanticGPT(gpt_tiny()), tmp_path / "good.ckpt").read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(good[: len(good) // 2])
     (tmp_path / "pk.ckpt").write_bytes(b"PK" + bytes(range(256)) * 4)
-    _one_line_error(load_gpt, tmp_path / "cut.ckpt", match="corrupt or truncated")
-    _one_line_error(load_gpt, tmp_path / "pk.ckpt", match="corrupt|not a valid")
+    (tmp_path / "cut_pro.pth").write_bytes(b"05" + good[2 : len(good) - 100])  # a tagged file cut short
+    for name in ("cut.ckpt", "pk.ckpt"):
+        _one_line_error(load_gpt, tmp_path / name, match="truncated or damaged .*re-download")
+    _one_line_error(load_sovits, tmp_path / "cut_pro.pth", match="truncated or damaged")
+    damaged = bytearray(good)
+    start = good.index(b"data.pkl") + 200  # inside the pickle: the archive's index still reads
+    damaged[start : start + 64] = bytes(64)
+    (tmp_path / "damaged.ckpt").write_bytes(bytes(damaged))
+    _one_line_error(load_gpt, tmp_path / "damaged.ckpt", match="corrupt or truncated|not a valid")
+
+
+def test_other_files_with_a_checkpoints_first_bytes_are_named(tmp_path):
+    """A text file starting with two digits is no version-tagged checkpoint, and a zip archive
+    (or one given a version tag) is no checkpoint unless torch's data.pkl is inside."""
+    (tmp_path / "numbers.pth").write_text("05 12 7 1023 5\n")
+    (tmp_path / "digits.ckpt").write_text("12345\n")
+    for name in ("numbers.pth", "digits.ckpt"):
+        message = _one_line_error(load_sovits, tmp_path / name, match="not a PyTorch checkpoint")
+        assert "newer upstream" not in message
+    with zipfile.ZipFile(tmp_path / "voice.zip", "w") as archive:
+        archive.writestr("me/me_e8_s200.pth", b"x" * 100)
+    (tmp_path / "tagged.pth").write_bytes(b"05" + (tmp_path / "voice.zip").read_bytes()[2:])
+    for name in ("voice.zip", "tagged.pth"):
+        for loader in (load_sovits, load_gpt, inspect_checkpoint):
+            message = _one_line_error(loader, tmp_path / name, match=r"zip archive, but not a PyTorch checkpoint")
+            assert "re-download" not in message
+
+
+def test_files_without_a_config_are_named(tmp_path):
+    gpt = torch.load(save_gpt(Text2SemanticGPT(gpt_tiny()), tmp_path / "g.ckpt"), weights_only=True)
+    torch.save({k: v for k, v in gpt.items() if k != "config"}, tmp_path / "no_config.ckpt")
+    message = _one_line_error(load_gpt, tmp_path / "no_config.ckpt", match="GPT file has no 'config' entry")
+    assert "GPT_weights" in message
+    torch.save({**gpt, "config": [1, 2]}, tmp_path / "list_config.ckpt")
+    _one_line_error(load_gpt, tmp_path / "list_config.ckpt", match="'config' is a list, expected a dict")
+    weights = upstream_sovits_state_dict(SynthesizerTrn(sovits_tiny()))
+    _write(tmp_path / "no_config.pth", {"weight": weights, "info": "x"}, b"PK")
+    message = _one_line_error(load_sovits, tmp_path / "no_config.pth", match="is missing")
+    assert "no 'config' entry, so upstream's v2 sizes were assumed" in message
 
 
 def test_pickled_code_is_refused_and_never_runs(tmp_path):

@@ -326,3 +326,30 @@ def test_absurdly_long_numbers_are_read_digit_by_digit_in_linear_time():
     digits = "1" * 20000
     assert normalize_english(f"Pay ${digits} now.").split()[:3] == ["Pay", "one", "one"]
     assert normalize_english(digits + " km").count("one") == 20000
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("A stamp was $.50 then.", "A stamp was fifty cents then ."),
+        ("It costs 100$ or 5 €, not 3.50€.", "It costs one hundred dollars or five euros , not three euros fifty cents ."),
+        ("Only 1$ and 1,000£ left.", "Only one dollar and one thousand pounds left ."),
+        ("Gum was 50¢, then 1¢ and 99.5¢.", "Gum was fifty cents , then one cent and ninety nine point five cents ."),
+        ("Tip 100$ 50¢ each.", "Tip one hundred dollars fifty cents each ."),
+    ],
+)
+def test_amounts_without_a_whole_part_or_with_the_sign_after_them_keep_their_currency(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("A 3-year-old saw a 5-star show.", "A three year-old saw a five star show ."),
+        ("The 21st-century cure for COVID-19 and a B-52.", "The twenty first century cure for COVID nineteen and a B fifty two ."),
+        ("Scores 3-4 and -5 stay.", "Scores three - four and minus five stay ."),
+    ],
+)
+def test_a_hyphen_between_a_number_and_a_word_is_no_pause(text, normalised):
+    """Only a hyphen between two numbers, or before one as a sign, stays a mark or a minus."""
+    assert normalize_english(text) == normalised

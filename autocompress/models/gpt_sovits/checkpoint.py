@@ -31,6 +31,7 @@ import json
 import pickle
 import re
 import types
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +44,7 @@ from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn, from_upstream_keys, to_upstream_keys
 
+_ZIP_MAGIC = b"PK\x03\x04"  # a zip archive's first bytes (torch.save's format)
 LEGACY_TORCH_HEADER = b"\x80\x02"  # torch.save(..., _use_new_zipfile_serialization=False): pickle protocol 2
 # First two bytes of a SoVITS file -> (symbol version, model version, is LoRA). b"PK" is
 # a plain torch zip; upstream's saver writes 03..06, 00..02 are only recognised.
@@ -257,7 +259,11 @@ def read_sovits(path: str | Path, map_location: str | torch.device | None = None
     weights = _tensor_dict(path, obj["weight"])
     info = _sovits_info(path, obj, header, weights)
     model = _build(path, SynthesizerTrn, info.config, include_enc_q=info.has_enc_q)
-    _load_strictly(path, model, weights, to_file=to_upstream_keys, from_file=from_upstream_keys)
+    hint = None if obj.get("config") is not None else (
+        f"the file has no 'config' entry, so upstream's {info.version} sizes were assumed and do not fit its "
+        "weights; pass the .pth GPT-SoVITS exports to SoVITS_weights*/, which carries its config"
+    )
+    _load_strictly(path, model, weights, to_file=to_upstream_keys, from_file=from_upstream_keys, hint=hint)
     return SoVITSCheckpoint(model=_finish(model, map_location), info=info)
 
 
@@ -415,9 +421,10 @@ def _read(path: Path) -> tuple[Any, bytes]:
     if not data:
         raise CheckpointError(f"{path}: the file is empty; expected a GPT-SoVITS .pth or .ckpt")
     header = data[:2]
+    tagged_zip = header.isdigit() and data[2:4] == _ZIP_MAGIC[2:]  # a version tag over a zip's "PK"
     if header != b"PK" and header != LEGACY_TORCH_HEADER:
-        if header not in HEADER_VERSIONS:
-            if header.isdigit():
+        if header not in HEADER_VERSIONS or not tagged_zip:
+            if tagged_zip:
                 raise CheckpointError(
                     f"{path}: unknown GPT-SoVITS version tag {header!r}; this reader knows b'00'..b'06' "
                     "(v1 .. v2ProPlus), so the file comes from a newer upstream"
@@ -434,6 +441,10 @@ def _read(path: Path) -> tuple[Any, bytes]:
         if model_version in ("v3", "v4"):
             raise CheckpointError(f"{path}: this is a SoVITS {model_version} model; v3/v4 are not supported yet")
         data = b"PK" + data[2:]
+    if header != LEGACY_TORCH_HEADER:
+        problem = _zip_problem(data)
+        if problem is not None:
+            raise CheckpointError(f"{path}: {problem}")
     # A legacy (pre-zip) torch file is read the same way: weights_only covers both formats.
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
@@ -451,6 +462,19 @@ def _read(path: Path) -> tuple[Any, bytes]:
             f"{path}: corrupt or truncated checkpoint ({_first_line(e)}); re-export or re-download it"
         ) from e
     return obj, header
+
+
+def _zip_problem(data: bytes) -> str | None:
+    """Why ``data`` (starting ``PK``) is no readable torch zip archive, or None when it is one."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        return "the file is truncated or damaged (its zip archive has no end); re-export or re-download it"
+    if not any(name.rpartition("/")[2] == "data.pkl" for name in names):
+        return ("a zip archive, but not a PyTorch checkpoint (no data.pkl inside); pass the .pth / .ckpt "
+                "file itself, not an archive holding it")
+    return None
 
 
 def _first_line(error: BaseException) -> str:
@@ -621,8 +645,13 @@ def _gpt_info(
     path: Path, obj: dict[str, Any], header: bytes, weights: dict[str, Tensor], check_shapes: bool = True
 ) -> CheckpointInfo:
     upstream = obj.get("config")
+    if upstream is None:
+        raise CheckpointError(
+            f"{path}: this GPT file has no 'config' entry (the model's sizes); pass the .ckpt GPT-SoVITS "
+            "exports to GPT_weights*/, or its training checkpoint from logs/<exp>/logs_s1*/ckpt/"
+        )
     if not isinstance(upstream, dict):
-        raise CheckpointError(f"{path}: GPT file has no config dict (got {type(upstream).__name__})")
+        raise CheckpointError(f"{path}: the GPT file's 'config' is a {type(upstream).__name__}, expected a dict")
     stripped = _strip_gpt_prefix(weights)
     try:
         config = GPTConfig.from_upstream(upstream)
@@ -736,11 +765,13 @@ def _strip_gpt_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k.removeprefix(GPT_PREFIX): v for k, v in state.items()}
 
 
-def _check_names_and_shapes(path: Path, expected: dict[str, Tensor], weights: dict[str, Tensor]) -> None:
+def _check_names_and_shapes(
+    path: Path, expected: dict[str, Tensor], weights: dict[str, Tensor], hint: str | None = None
+) -> None:
     """Raise ``CheckpointError`` naming the first key missing, unexpected or of another shape."""
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
-    hint = "the file and its config disagree, or it comes from another model"
+    hint = hint or "the file and its config disagree, or it comes from another model"
     if missing:
         raise CheckpointError(
             f"{path}: weights do not match the config: key {missing[0]!r} is missing "
@@ -766,9 +797,10 @@ def _load_strictly(
     weights: dict[str, Tensor],
     to_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
     from_file: Callable[[dict[str, Tensor]], dict[str, Tensor]],
+    hint: str | None = None,
 ) -> None:
     """Check names and shapes against the model (in the file's naming), then load strictly."""
-    _check_names_and_shapes(path, to_file(model.state_dict()), weights)
+    _check_names_and_shapes(path, to_file(model.state_dict()), weights, hint)
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise CheckpointError(

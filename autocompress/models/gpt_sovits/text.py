@@ -9,13 +9,14 @@ The English front end here is deliberately small and deterministic:
 
 1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
    "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, etc.), money ("$3.50" -> three
-   dollars fifty cents; $, €, £, ¥, ₹), clock times ("7:05 p.m." -> seven oh five P M),
-   dotted initialisms ("U.S.A." spelled) and ``@ & + = × ÷ < >`` between words, spells out
-   numbers (cardinals up to 999,999,999,999, with or without thousands commas; longer digit
-   strings, and those with a leading zero, digit by digit; decimals with "point", ordinals
-   like "21st", "%" as "percent", "½", "x²"), ends a sentence at a line break before a
-   capital, and maps punctuation onto the table's six marks (``;:`` -> ``,``, ``...`` ->
-   ``…``, dashes -> ``-``; quotes and brackets are dropped; repeated marks keep the first).
+   dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
+   ("7:05 p.m." -> seven oh five P M), dotted initialisms ("U.S.A." spelled) and
+   ``@ & + = × ÷ < >`` between words, spells out numbers (cardinals up to 999,999,999,999,
+   with or without thousands commas; longer digit strings, and those with a leading zero,
+   digit by digit; decimals with "point", ordinals like "21st", "%" as "percent", "½",
+   "x²"), ends a sentence at a line break before a capital, and maps punctuation onto the
+   table's six marks (``;:`` -> ``,``, ``...`` -> ``…``, dashes -> ``-``; quotes and
+   brackets are dropped; repeated marks keep the first).
 2. :func:`english_to_phones` looks each word up in CMUdict (first pronunciation; hyphenated
    and possessive forms are tried piece by piece). A word CMUdict lacks (out of vocabulary)
    goes through the fallback below.
@@ -247,10 +248,23 @@ def _amount(count: int, one: str, many: str) -> str:
 
 
 def _money(m: re.Match[str]) -> str:
-    symbol, integer, fraction = m.groups()
-    digits = integer.replace(",", "")
+    """An amount after its currency sign ("$3.50", "$.50")."""
+    return _money_words(*m.groups()) or m.group(0)
+
+
+def _money_after(m: re.Match[str]) -> str:
+    """An amount with its currency sign after it ("100$", "5 €", "3.50€"; "50¢")."""
+    integer, fraction, symbol = m.groups()
+    if symbol == "¢":
+        return f" {integer}.{fraction} cents " if fraction else f" {_amount(int(integer.replace(',', '')), 'cent', 'cents')} "
+    return _money_words(symbol, integer, fraction) or m.group(0)
+
+
+def _money_words(symbol: str, integer: str, fraction: str | None) -> str | None:
+    """Words for an amount of a currency; None past :data:`NUMBER_MAX`."""
+    digits = integer.replace(",", "") or "0"  # "$.50": no whole part
     if len(digits) > len(str(NUMBER_MAX)):
-        return m.group(0)
+        return None
     whole = int(digits)
     one, many, sub_one, sub_many = _CURRENCY[symbol]
     cents = int((fraction or "0").ljust(2, "0")[:2])
@@ -470,7 +484,8 @@ def _expand_special(text: str) -> str:
         lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
     )
     text = _UNIT.sub(_unit, text)
-    text = re.sub(r"([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)", _money, text)
+    text = re.sub(r"(?<!\d)([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d{1,2}))?(?!\d)", _money, text)
+    text = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?\s?([$€£¥₹¢])(?![\d$€£¥₹])", _money_after, text)
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
@@ -546,6 +561,9 @@ def normalize_english(text: str) -> str:
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
     text = _expand_special(text)
+    # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19"
+    text = re.sub(r"(?<=\d)((?:st|nd|rd|th)?)-(?=[A-Za-z])", r"\1 ", text)
+    text = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", text)
     text = _NUMBER.sub(_number_words, text)
     text = re.sub(r"\.{2,}", "…", text)
     text = re.sub(r"-{2,}", " - ", text)
