@@ -12,6 +12,7 @@ inputs. The rules (:class:`ParityBounds`):
   top-1 agreement is recorded too), ref_enc 12, enc_p 12, flow 15 and dec 18 dB (the decoder
   writes the waveform people hear, so it gets the strictest floor). On the tiny random test
   models static int8 reaches 14-30 dB, int4 weight-only 20-26 dB, int2 0-14 dB.
+- An output holding NaN or inf where the torch model's does not fails at every precision.
 - The SoVITS chain end to end (waveform, bundle as written) must reach 60 dB when all of it
   is fp32, 25 dB when its lowest precision is fp16 and 10 dB otherwise.
 """
@@ -103,6 +104,12 @@ def compare_outputs(
             g = np.asarray(got_i[j], dtype=np.float64)
             if r.shape != g.shape:
                 return [OutputParity(name, math.inf, -math.inf, False)]
+            odd = ~(np.isfinite(r) & np.isfinite(g))
+            if odd.any():
+                if not np.all(r[odd] == g[odd]):  # a NaN, or an inf the other side lacks
+                    signal, noise, max_err, within = 0.0, math.inf, math.inf, False
+                    break
+                r, g = np.where(odd, 0.0, r), np.where(odd, 0.0, g)  # the same inf on both sides
             err = np.abs(r - g)
             if err.size:
                 max_err = max(max_err, float(err.max()))
@@ -119,25 +126,33 @@ def judge(group: str, precision: str, outputs: list[OutputParity], bounds: Parit
         bad = [o for o in outputs if not o.within_fp32_tol]
         if bad:
             worst = max(bad, key=lambda o: o.max_abs_err)
+            if not math.isfinite(worst.max_abs_err):
+                return False, f"fp32 output {worst.name} holds NaN or inf values the torch model does not"
             return False, (
                 f"fp32 output {worst.name} differs by {worst.max_abs_err:.3g} "
                 f"(allowed {bounds.fp32_atol:g} + {bounds.fp32_rtol:g}*|ref|)"
             )
         return True, ""
     floor = bounds.floor(group, precision)
-    worst = min(outputs, key=lambda o: o.snr_db)
-    if worst.snr_db < floor:
+    worst = min(outputs, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
+    if not worst.snr_db >= floor:  # NaN fails too
+        if not math.isfinite(worst.max_abs_err):
+            return False, f"{precision} output {worst.name} holds NaN or inf values the torch model does not"
         return False, f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB < floor {floor:g} dB"
     return True, ""
 
 
 def snr_db(signal_power: float, noise_power: float) -> float:
-    """``10 log10(signal / noise)``; +inf for an exact match, -inf for a zero signal with noise."""
+    """``10 log10(signal / noise)``; +inf for an exact match, -inf for a zero signal with noise
+    and for a noise power that is NaN or inf (a NaN or inf output)."""
+    if math.isnan(noise_power) or math.isnan(signal_power) or math.isinf(noise_power):
+        return -math.inf
     if noise_power == 0.0:
         return math.inf
-    if signal_power == 0.0:
+    ratio = signal_power / noise_power
+    if ratio == 0.0:  # a zero signal, or one that underflows against the noise
         return -math.inf
-    return 10.0 * math.log10(signal_power / noise_power)
+    return 10.0 * math.log10(ratio)
 
 
 def top1_agreement(reference_logits: np.ndarray, got_logits: np.ndarray) -> float:

@@ -108,6 +108,12 @@ class GPTLoop:
                 steps += 1
                 if keep_logits:
                     kept.append(logits.copy())
+            if not np.isfinite(logits).all():  # the sampler would pick code 0 on and on
+                graph = "gpt_decode" if step else "gpt_prefill"
+                raise DataError(
+                    f"{graph} gave NaN or inf logits at step {step}; the bundle's GPT overflows on this input "
+                    "(an fp16 or integer GPT: export it at a higher precision)"
+                )
             token, stop = choose_token(logits, seen, step, self.eos, sampling, rng)
             if stop:
                 stop_reason = "eos"

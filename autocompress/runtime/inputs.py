@@ -8,6 +8,7 @@ codes and the reference spectrogram.
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def load_inputs(path: str | Path) -> list[SynthInput]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read inputs from {path}: {e}") from e
     count = len({k.split(".", 1)[0] for k in arrays})
     items = []

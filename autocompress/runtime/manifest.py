@@ -207,6 +207,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        if isinstance(data, dict):  # a newer format may change any other field: say so first
+            version = data.get("format_version")
+            if data.get("format") == BUNDLE_FORMAT and isinstance(version, int) and version > BUNDLE_FORMAT_VERSION:
+                raise ExportError(
+                    f"bundle format_version {version} is newer than this autocompress reads "
+                    f"({BUNDLE_FORMAT_VERSION}); upgrade autocompress to run it"
+                )
         try:
             return cls(
                 format=data["format"],
@@ -246,7 +253,7 @@ def read_manifest(bundle_dir: str | Path, verify: bool = True) -> Manifest:
         raise ExportError(f"no {MANIFEST_NAME} in {bundle_dir}; expected a bundle folder written by `export`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ExportError(f"cannot read {path}: {e}") from e
     manifest = Manifest.from_dict(data)
     if verify:
@@ -268,7 +275,10 @@ def verify_files(bundle_dir: str | Path, manifest: Manifest) -> None:
         elif sha256_file(f) != digest:
             problems.append(f"{rel} has sha256 {sha256_file(f)[:12]}..., manifest says {digest[:12]}...")
     if problems:
-        raise ExportError(f"bundle {bundle_dir} fails its file check: " + "; ".join(problems))
+        raise ExportError(
+            f"bundle {bundle_dir} fails its file check: " + "; ".join(problems)
+            + "; restore the bundle's files as exported, or export it again"
+        )
 
 
 def hash_files(bundle_dir: str | Path) -> dict[str, str]:

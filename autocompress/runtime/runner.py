@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from autocompress.exceptions import ConfigError, DataError
+from autocompress.exceptions import ConfigError, DataError, ExportError
 from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
 from autocompress.runtime.inputs import SynthInput, load_inputs, parse_phones
 from autocompress.runtime.manifest import Manifest, read_manifest
@@ -25,6 +25,11 @@ from autocompress.runtime.sampling import SamplingConfig
 from autocompress.runtime.session import available_providers, device_of, open_session
 
 _NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+GRAPHS = ("gpt_prefill", "gpt_decode", "ref_enc", "enc_p", "flow", "dec")  # the graphs a bundle runs
+MODEL_KEYS = (  # the manifest's model entries the runner reads
+    "sampling_rate", "samples_per_frame", "frames_per_code", "eos", "pe_rows", "max_tokens",
+    "noise_scale", "spec_channels", "inputs", "symbols", "sovits_version",
+)  # fmt: skip
 
 
 @dataclass
@@ -72,6 +77,10 @@ class BundleRunner:
     ) -> None:
         self.dir = Path(bundle_dir)
         self.manifest: Manifest = read_manifest(self.dir, verify=verify)
+        lacking = [g for g in GRAPHS if g not in self.manifest.graphs]
+        lacking += [f"model.{k}" for k in MODEL_KEYS if k not in self.manifest.model]
+        if lacking:
+            raise ExportError(f"the manifest of bundle {self.dir} lacks {', '.join(lacking)}; re-export the bundle")
         providers = available_providers(prefer_gpu)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for name, entry in self.manifest.graphs.items():
@@ -127,6 +136,9 @@ class BundleRunner:
         if not 0 <= sample < len(items):
             raise DataError(f"--sample {sample} does not exist; the bundle stores samples 0..{len(items) - 1}")
         item = items[sample]
+        for name, value in (("reference spectrogram", ref_spec), ("speaker vector", ref_sv)):
+            if value is not None and value.dtype.kind not in "biuf":  # not bool, integer or float
+                raise DataError(f"the {name} must hold real numbers, got an array of {value.dtype}")
         if ref_spec is not None:
             bins = int(self.manifest.model["spec_channels"])
             if ref_spec.ndim != 2 or ref_spec.shape[0] != bins:
@@ -138,6 +150,8 @@ class BundleRunner:
                 )
         if ref_sv is not None and not self.needs_speaker_vector:
             raise DataError(f"a {self.manifest.model['sovits_version']} bundle takes no speaker vector")
+        if ref_sv is not None and ref_spec is None:  # it would be dropped for the sample's own
+            raise DataError("ref_sv is the speaker vector of a new reference: pass that reference's ref_spec too")
         if phones is None and ref_spec is None:
             return item
         text = item.text if phones is None else parse_phones(phones, self.symbols())
@@ -159,7 +173,14 @@ class BundleRunner:
             digest.update(name.encode() + str(value.shape).encode() + np.ascontiguousarray(value).tobytes())
         key = digest.hexdigest()
         if key not in self._styles:
-            self._styles[key] = self._run("ref_enc", feeds)[0]
+            ge = self._run("ref_enc", feeds)[0]
+            if not np.isfinite(ge).all():
+                peak = float(np.max(np.abs(feeds["ref_spec"])))
+                raise DataError(
+                    f"the style graph overflows on this reference (spectrogram values up to {peak:.3g}); "
+                    "pass the linear magnitude spectrogram GPT-SoVITS computes from the reference wav"
+                )
+            self._styles[key] = ge
         return self._styles[key]
 
     def generate(
@@ -176,7 +197,7 @@ class BundleRunner:
             item.bert_features(),
             item.prompt_codes.astype(np.int64),
             sampling or self.sampling,
-            int(max_new_tokens or self.manifest.model["max_tokens"]),
+            int(self.manifest.model["max_tokens"] if max_new_tokens is None else max_new_tokens),
             _rng(seed),
             keep_logits=keep_logits,
         )

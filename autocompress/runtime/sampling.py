@@ -36,9 +36,9 @@ class SamplingConfig:
             problems.append(f"top_k must be >= 1, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             problems.append(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.temperature < 0:
+        if not self.temperature >= 0:  # NaN too
             problems.append(f"temperature must be >= 0, got {self.temperature}")
-        if self.repetition_penalty <= 0:
+        if not self.repetition_penalty > 0:
             problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.eos_ban_steps < 0:
             problems.append(f"eos_ban_steps must be >= 0, got {self.eos_ban_steps}")

@@ -91,3 +91,32 @@ def test_shape_mismatch_fails_and_helpers() -> None:
     assert top1_agreement(np.eye(4), np.eye(4)[[0, 1, 3, 2]]) == 0.5
     with pytest.raises(ConfigError):
         ParityBounds(fp32_atol=-1.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e200])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_non_finite_outputs_fail_at_every_precision(bad: float, precision: str) -> None:
+    bounds = ParityBounds()
+    ref = [[np.array([1.0, -2.0, 3.0]), np.ones(2)], [np.array([0.5, 0.5, 0.5]), np.ones(2)]]
+    got = [[np.array([1.0, -2.0, 3.0]), np.ones(2)], [np.array([0.5, bad, 0.5]), np.ones(2)]]
+    with np.errstate(over="ignore"):
+        outputs = compare_outputs(["y", "z"], ref, got, bounds)
+    assert outputs[0].snr_db == -math.inf and not outputs[0].within_fp32_tol
+    assert outputs[0].to_dict()["snr_db"] is None and outputs[1].snr_db == math.inf
+    ok, reason = judge("gpt", precision, outputs, bounds)
+    assert not ok and "output y" in reason
+    assert "differs by 0 " not in reason
+
+
+def test_the_same_infinity_on_both_sides_is_a_match() -> None:
+    bounds = ParityBounds()
+    ref = [[np.array([1.0, -math.inf, 2.0])]]
+    outputs = compare_outputs(["y"], ref, [[np.array([1.0, -math.inf, 2.0])]], bounds)
+    assert outputs[0].snr_db == math.inf and outputs[0].within_fp32_tol
+    assert judge("dec", "fp32", outputs, bounds)[0] and judge("dec", "int8", outputs, bounds)[0]
+
+
+def test_snr_of_non_finite_powers_is_minus_infinity() -> None:
+    assert snr_db(1.0, math.nan) == -math.inf and snr_db(1.0, math.inf) == -math.inf
+    assert snr_db(math.nan, 1.0) == -math.inf and snr_db(1e-320, 1e300) == -math.inf
+    assert snr_db(100.0, 1.0) == pytest.approx(20.0)

@@ -70,6 +70,22 @@ def test_file_hashes_are_verified(tmp_path) -> None:
     assert read_manifest(tmp_path, verify=False).graphs["dec"].file == "dec.onnx"
 
 
+def test_a_newer_format_says_upgrade_even_when_its_fields_changed(tmp_path) -> None:
+    data = _manifest(tmp_path).to_dict()
+    data["format_version"] = 2
+    data["graphs"]["dec"]["layout"] = "a field a later format adds"
+    del data["modules"]  # or one it moves
+    atomic_write_json(tmp_path / "manifest.json", data)
+    with pytest.raises(ExportError, match="format_version 2 is newer than this autocompress reads.*upgrade autocompress"):
+        read_manifest(tmp_path)
+
+
+def test_a_manifest_that_is_not_utf8_is_a_one_line_error(tmp_path) -> None:
+    (tmp_path / "manifest.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ExportError, match="cannot read .*manifest.json"):
+        read_manifest(tmp_path)
+
+
 def test_not_a_bundle(tmp_path) -> None:
     with pytest.raises(ExportError, match="no manifest.json"):
         read_manifest(tmp_path)
@@ -105,3 +121,10 @@ def test_atomic_files_and_folders_get_ordinary_permissions(tmp_path) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.wav").stat().st_mode) == 0o644
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_a_failed_file_check_says_what_to_do(tmp_path) -> None:
+    atomic_write_json(tmp_path / "manifest.json", _manifest(tmp_path).to_dict())
+    (tmp_path / "dec.onnx").unlink()
+    with pytest.raises(ExportError, match="dec.onnx is missing; restore the bundle's files as exported, or export"):
+        read_manifest(tmp_path)

@@ -73,3 +73,10 @@ def test_bad_settings_are_reported_together() -> None:
     with pytest.raises(ConfigError, match="top_k.*top_p"):
         SamplingConfig(top_k=0, top_p=1.5)
     assert SamplingConfig.from_dict(SamplingConfig(top_k=3).to_dict()) == SamplingConfig(top_k=3)
+
+
+@pytest.mark.parametrize("field", ["temperature", "repetition_penalty"])
+def test_nan_settings_are_refused(field: str) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must be"):
+        SamplingConfig(**{field: float("nan")})
+    assert SamplingConfig(temperature=0.0).temperature == 0.0  # zero: greedy within top-k

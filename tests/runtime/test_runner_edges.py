@@ -1,0 +1,72 @@
+"""The runner on odd inputs and edited bundles: one-line errors instead of tracebacks or silent garbage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from autocompress.exceptions import ConfigError, DataError, ExportError
+from autocompress.runtime import BundleRunner, SamplingConfig, load_inputs
+
+
+@pytest.fixture(scope="module")
+def runner(bundle_fp32) -> BundleRunner:  # noqa: ANN001
+    return BundleRunner(bundle_fp32.path, prefer_gpu=False, threads=1)
+
+
+def test_zero_max_new_tokens_is_refused_not_replaced_by_the_default(runner) -> None:  # noqa: ANN001
+    item = runner.sample_inputs()[0]
+    with pytest.raises(ConfigError, match="max_new_tokens must be >= 1, got 0"):
+        runner.generate(item, SamplingConfig(top_k=1), max_new_tokens=0)
+    assert runner.generate(item, SamplingConfig(top_k=1), max_new_tokens=3).tokens.size == 3
+
+
+@pytest.mark.parametrize("dtype", ["<U3", np.complex64])
+def test_a_reference_that_is_not_real_numbers_is_a_data_error(runner, dtype) -> None:  # noqa: ANN001
+    ref = np.ones((1025, 8)).astype(dtype)
+    with pytest.raises(DataError, match="reference spectrogram must hold real numbers"):
+        runner.make_input(0, "3,4,5", ref_spec=ref)
+    assert runner.make_input(0, "3,4,5", ref_spec=np.ones((1025, 8), dtype=np.float64)).ref_spec.dtype == np.float32
+
+
+def test_non_finite_gpt_logits_stop_generation_with_a_data_error(runner, monkeypatch) -> None:  # noqa: ANN001
+    item = runner.sample_inputs()[0]
+    monkeypatch.setattr(runner.gpt, "_prefill", lambda *args: np.full(runner.gpt.vocab, np.nan, dtype=np.float32))
+    with pytest.raises(DataError, match="gpt_prefill gave NaN or inf logits at step 0"):
+        runner.generate(item, SamplingConfig(top_k=1), max_new_tokens=5)
+
+
+@pytest.mark.parametrize(("section", "key"), [("graphs", "flow"), ("model", "max_tokens")])
+def test_a_manifest_lacking_what_the_runner_reads_is_one_line(tmp_path, bundle_fp32, section, key) -> None:  # noqa: ANN001
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle_fp32.path, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    del data[section][key]
+    (folder / "manifest.json").write_text(json.dumps(data))
+    shown = key if section == "graphs" else f"model.{key}"
+    with pytest.raises(ExportError, match=f"lacks {shown}; re-export the bundle"):
+        BundleRunner(folder, prefer_gpu=False)
+
+
+def test_a_damaged_inputs_file_is_a_data_error(tmp_path) -> None:
+    path = tmp_path / "inputs.npz"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a zip header and nothing behind it
+    with pytest.raises(DataError, match="cannot read inputs from"):
+        load_inputs(path)
+
+
+def test_a_speaker_vector_without_its_reference_is_refused_not_dropped(helpers) -> None:  # noqa: ANN001
+    pro = BundleRunner(helpers.version_bundle("v2Pro").path, prefer_gpu=False, threads=1)
+    sv = np.zeros(20480, dtype=np.float32)
+    with pytest.raises(DataError, match="pass that reference's ref_spec too"):
+        pro.make_input(0, "3,4,5", ref_sv=sv)
+    item = pro.make_input(0, "3,4,5", ref_spec=np.ones((1025, 8), dtype=np.float32), ref_sv=sv)
+    assert np.array_equal(item.ref_sv, sv)
+
+
+def test_a_reference_the_style_graph_overflows_on_is_named(runner) -> None:  # noqa: ANN001
+    with pytest.raises(DataError, match="the style graph overflows on this reference .*values up to 1e\\+30"):
+        runner.style(np.full((1025, 8), 1e30, dtype=np.float32))
