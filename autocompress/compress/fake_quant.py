@@ -95,8 +95,11 @@ def fake_quantize_activation(x: Tensor, precision: str, amax: float | None = Non
         return round_to_float(x, precision)
     bits = precision_bits(precision)
     levels = 2 ** (bits - 1) - 1
-    top = x.detach().abs().amax() if amax is None else torch.tensor(amax, dtype=x.dtype, device=x.device)
-    scale = (top / levels).clamp_min(torch.finfo(x.dtype).tiny)
+    if amax is not None:  # in fp32: a calibrated range may lie beyond an fp16 input's
+        scale = torch.tensor(amax / levels, dtype=torch.float32, device=x.device)
+        q = (torch.clamp(torch.round(x.float() / scale), -levels, levels) * scale).to(x.dtype)
+        return x + (q - x).detach()
+    scale = (x.detach().abs().amax() / levels).clamp_min(torch.finfo(x.dtype).tiny)
     q = torch.clamp(torch.round(x / scale), -levels, levels) * scale
     return x + (q - x).detach()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,9 +47,7 @@ def precision_bits(precision: str) -> int:
         ConfigError: for a string that is not a known weight or activation precision.
     """
     if precision not in WEIGHT_PRECISIONS and precision not in ACTIVATION_PRECISIONS:
-        raise ConfigError(
-            f"unknown precision {precision!r}; expected one of {WEIGHT_PRECISIONS + ('int8',)}"
-        )
+        raise ConfigError(f"unknown precision {precision!r}; expected one of {WEIGHT_PRECISIONS}")
     return int(precision[3:]) if precision.startswith("int") else int(precision[2:])
 
 
@@ -63,6 +62,19 @@ def weight_precision_for_bits(bits: int, float16: str = "fp16") -> str:
     if 2 <= bits <= 8:
         return f"int{bits}"
     raise ConfigError(f"weight bits must be 32, 16 or 2..8, got {bits}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_float(obj: Any, name: str) -> None:
+    """Store a numeric field of a frozen config as a float (``0`` and ``0.0`` are one plan)."""
+    object.__setattr__(obj, name, float(getattr(obj, name)))
+
+
+def _not_a_number(name: str, value: Any) -> str:
+    return f"{name} must be a number, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -83,13 +95,17 @@ class StudentConfig:
     depth_mult: float = 1.0
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be in (0, 1], got {value}"
-            for name, value in (("width_mult", self.width_mult), ("depth_mult", self.depth_mult))
-            if not 0.0 < value <= 1.0
-        ]
+        problems = []
+        for name in ("width_mult", "depth_mult"):
+            value = getattr(self, name)
+            if not _is_number(value):
+                problems.append(_not_a_number(name, value))
+            elif not 0.0 < value <= 1.0:
+                problems.append(f"{name} must be in (0, 1], got {value}")
         if problems:
             raise ConfigError("invalid StudentConfig: " + "; ".join(problems))
+        _as_float(self, "width_mult")
+        _as_float(self, "depth_mult")
 
     @property
     def is_identity(self) -> bool:
@@ -125,14 +141,22 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        ratios = {"ratio": self.ratio, **{f"layers[{k!r}]": v for k, v in self.layers.items()}}
+        layers = self.layers if isinstance(self.layers, dict) else {}
+        if not isinstance(self.layers, dict):
+            problems.append(f"layers must map unit names to ratios, got {self.layers!r}")
+        problems += [f"layers key {k!r} is not a unit name" for k in layers if not isinstance(k, str)]
+        ratios = {"ratio": self.ratio, **{f"layers[{k!r}]": v for k, v in layers.items()}}
         for name, value in ratios.items():
-            if not 0.0 <= value <= MAX_LAYER_PRUNE + 1e-9:
+            if not _is_number(value):
+                problems.append(_not_a_number(name, value))
+            elif not 0.0 <= value <= MAX_LAYER_PRUNE + 1e-9:
                 problems.append(
                     f"{name} = {value:.2f} removes more than {MAX_LAYER_PRUNE:.0%} of a layer "
                     f"(allowed 0..{MAX_LAYER_PRUNE})"
                 )
-        if not 0.0 <= self.depth_ratio <= MAX_MODULE_PRUNE + 1e-9:
+        if not _is_number(self.depth_ratio):
+            problems.append(_not_a_number("depth_ratio", self.depth_ratio))
+        elif not 0.0 <= self.depth_ratio <= MAX_MODULE_PRUNE + 1e-9:
             problems.append(
                 f"depth_ratio = {self.depth_ratio:.2f} removes more than {MAX_MODULE_PRUNE:.0%} of the module"
             )
@@ -140,6 +164,9 @@ class PruneConfig:
             problems.append(f"importance must be one of {IMPORTANCE_METHODS}, got {self.importance!r}")
         if problems:
             raise ConfigError("invalid PruneConfig: " + "; ".join(problems))
+        _as_float(self, "ratio")
+        _as_float(self, "depth_ratio")
+        object.__setattr__(self, "layers", {k: float(v) for k, v in self.layers.items()})
 
     @property
     def is_identity(self) -> bool:
@@ -175,7 +202,9 @@ class QuantConfig:
             problems.append(f"weights must be one of {WEIGHT_PRECISIONS}, got {self.weights!r}")
         if self.activations not in ACTIVATION_PRECISIONS:
             problems.append(f"activations must be one of {ACTIVATION_PRECISIONS}, got {self.activations!r}")
-        for kind, precision in self.op_weights.items():
+        if not isinstance(self.op_weights, dict):
+            problems.append(f"op_weights must map op kinds {OP_KINDS} to precisions, got {self.op_weights!r}")
+        for kind, precision in (self.op_weights if isinstance(self.op_weights, dict) else {}).items():
             if kind not in OP_KINDS:
                 problems.append(f"op_weights key {kind!r} is not an op kind {OP_KINDS}")
             if precision not in WEIGHT_PRECISIONS:
@@ -208,6 +237,16 @@ class GroupPlan:
     prune: PruneConfig = field(default_factory=PruneConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
 
+    def __post_init__(self) -> None:
+        expected = {"student": StudentConfig, "prune": PruneConfig, "quant": QuantConfig}
+        problems = [
+            f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}"
+            for name, cls in expected.items()
+            if not isinstance(getattr(self, name), cls)
+        ]
+        if problems:
+            raise ConfigError("invalid GroupPlan: " + "; ".join(problems))
+
     @property
     def is_identity(self) -> bool:
         return self.student.is_identity and self.prune.is_identity and self.quant.is_identity
@@ -228,6 +267,12 @@ class CompressionPlan:
     name: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.groups, dict):
+            raise ConfigError(
+                f"CompressionPlan.groups must map group names to GroupPlan, got {type(self.groups).__name__}"
+            )
+        if not isinstance(self.name, str):
+            raise ConfigError(f"CompressionPlan.name must be a string, got {self.name!r}")
         bad = [k for k, v in self.groups.items() if not isinstance(k, str) or not isinstance(v, GroupPlan)]
         if bad:
             raise ConfigError(f"CompressionPlan.groups must map group names to GroupPlan; bad entries {bad}")
@@ -269,6 +314,8 @@ class CompressionPlan:
         Raises:
             ConfigError: unknown kind, newer version, unknown field or bad value.
         """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a compression plan is a JSON object, got {type(data).__name__}")
         plan = _decode(data)
         if not isinstance(plan, cls):
             raise ConfigError(f"expected kind {cls.KIND!r} at the top level, got {data.get('kind')!r}")
@@ -278,8 +325,9 @@ class CompressionPlan:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def fingerprint(self) -> str:
-        """A stable short id of what the plan does (the name excluded): 16 hex digits."""
-        data = self.to_dict()
+        """A stable short id of what the plan does (the name and unchanged groups excluded): 16 hex digits."""
+        changed = {g: gp for g, gp in self.groups.items() if not gp.is_identity}
+        data = CompressionPlan(changed).to_dict()
         data["data"] = {k: v for k, v in data["data"].items() if k != "name"}
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -313,11 +361,11 @@ def _encode(obj: Any) -> Any:
 def _decode(obj: Any) -> Any:
     if isinstance(obj, dict) and "kind" in obj:
         kind = obj["kind"]
-        if kind not in PLAN_KINDS:
+        if not isinstance(kind, str) or kind not in PLAN_KINDS:
             raise ConfigError(f"unknown plan kind {kind!r}; known kinds {sorted(PLAN_KINDS)}")
         cls = PLAN_KINDS[kind]
         version = obj.get("version")
-        if not isinstance(version, int) or not 1 <= version <= cls.VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= cls.VERSION:
             raise ConfigError(f"{kind}: unsupported version {version!r} (this build reads 1..{cls.VERSION})")
         data = obj.get("data")
         if not isinstance(data, dict):

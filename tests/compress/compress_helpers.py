@@ -64,7 +64,8 @@ def run_group(model: nn.Module, group: str, seed: int = 0) -> torch.Tensor:
             return logits
         x = sovits_inputs(model.config, seed)
         if group == "enc_p":
-            _, m_p, logs_p, _ = model.enc_p(x["ssl"], x["lengths"], x["text"], x["text_lengths"], x["ge"])
+            ge = model._text_style(x["ge"])  # a Pro enc_p reads the style through ge_to512
+            _, m_p, logs_p, _ = model.enc_p(x["ssl"], x["lengths"], x["text"], x["text_lengths"], ge)
             return torch.cat([m_p, logs_p], 1)
         if group == "flow":
             return torch.cat([model.flow(x["z"], x["mask"], g=x["ge"], reverse=r) for r in (False, True)], 1)

@@ -209,3 +209,11 @@ def test_calibration_skips_the_run_without_integer_inputs_and_leaves_unseen_laye
         x = 3.0 * torch.randn(2, 8)
         want = nn.functional.linear(fake_quantize_activation(x, "int8"), unused.weight, unused.bias)
         assert torch.equal(unused(x), want)  # never called while calibrating: still per call
+
+
+def test_a_static_range_beyond_fp16_keeps_an_fp16_input_finite():
+    x = torch.tensor([1e4, -3e4, 0.5], dtype=torch.float16)
+    q = fake_quantize_activation(x, "int8", amax=1e5)  # wider than fp16's 65504
+    assert q.dtype == torch.float16 and torch.isfinite(q).all()
+    step = 1e5 / 127
+    assert abs(float(q[0]) - round(1e4 / step) * step) < 16 and float(q[2]) == 0.0
