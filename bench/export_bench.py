@@ -161,23 +161,34 @@ class _TorchTeacher(_Subject):
 
 
 class _Bundle(_Subject):
-    def __init__(self, folder: Path, threads: int, tokens: int) -> None:
+    def __init__(self, folder: Path, threads: int, tokens: int, runner=None) -> None:  # noqa: ANN001
         from autocompress.runtime import BundleRunner, SamplingConfig
 
-        self.runner = BundleRunner(folder, prefer_gpu=False, threads=threads)
+        self.runner = runner or BundleRunner(folder, prefer_gpu=False, threads=threads)
         self.item = _inputs()[0]
         self.greedy = SamplingConfig(top_k=1, eos_ban_steps=tokens + 1)  # never stop early
         self.codes = np.random.default_rng(1).integers(0, 1024, SOVITS_CODES)
         self.tokens = tokens
+        self.prefill_s = float("nan")
+        prefill = self.runner.gpt._prefill
+
+        def timed_prefill(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            try:
+                return prefill(*args, **kwargs)
+            finally:
+                self.prefill_s = time.perf_counter() - t0
+
+        # The prefill is timed inside the run it belongs to: the decode steps are that run's time
+        # less its own prefill, never less another run's (which made small runs come out negative).
+        self.runner.gpt._prefill = timed_prefill
 
     def gpt(self) -> tuple[float, float]:
         t0 = time.perf_counter()
-        self.runner.generate(self.item, self.greedy, max_new_tokens=1)
-        t1 = time.perf_counter()
         out = self.runner.generate(self.item, self.greedy, max_new_tokens=self.tokens + 1)
-        t2 = time.perf_counter()
+        total = time.perf_counter() - t0
         assert out.tokens.size == self.tokens + 1
-        return t1 - t0, ((t2 - t1) - (t1 - t0)) / self.tokens
+        return self.prefill_s, (total - self.prefill_s) / self.tokens
 
     def sovits(self, n_codes: int) -> float:
         self.runner._styles.clear()  # time the style graph too, as the teacher's decode does
@@ -277,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: peak memory of one subject
     parser.add_argument("--time-all", action="store_true", help=argparse.SUPPRESS)  # internal: timing process
     args = parser.parse_args(argv)
+    if args.skip_build and args.out is None:
+        parser.error("--skip-build reuses the bundles of an earlier run: name its work folder with --out")
     global SMALL
     SMALL = args.small
     temporary = args.out is None and not (args.measure or args.time_all)

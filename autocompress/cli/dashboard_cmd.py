@@ -16,7 +16,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     )
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL", help=f"database URL (default {DEFAULT_STORAGE})")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="artifact folder (default: beside the database)")
-    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     p.add_argument("--host", default=HOST, help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --host other than loopback (the dashboard has no authentication)")

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     rm = ssub.add_parser("remove", help="remove a schedule")
     common(rm)
-    rm.add_argument("name")
+    rm.add_argument("name", help="the schedule to remove (its past runs stay in the history)")
     rm.add_argument("--backend", choices=["none", "crontab", "systemd"], default="none",
                     help="also remove its crontab line or systemd user timer")
     rm.set_defaults(func=_remove)
@@ -78,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     h = ssub.add_parser("history", help="past runs")
     common(h)
-    h.add_argument("name", nargs="?")
-    h.add_argument("--limit", type=positive_int, default=20)
+    h.add_argument("name", nargs="?", help="only this schedule's runs (default: every schedule's)")
+    h.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                   help="the N most recent runs, newest first (default 20)")
     h.set_defaults(func=_history)
 
     d = sub.add_parser("daemon", help="run due schedules in a long-running process")
