@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from autocompress.exceptions import ExportError
+from autocompress.exceptions import DataError, ExportError
 from autocompress.export.onnx_export import export_graph
 from autocompress.export.ort_quant import quantize_graph
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
@@ -266,12 +266,12 @@ class VoiceExport:
                 manifest = _manifest(target, plan, model_info, self.exporters, choices, checks, self.sampling, folder)
                 atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
                 runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)
-                failure, e2e = _end_to_end(
+                failure, e2e, blamed = _end_to_end(
                     runner, self.refs, self.inputs, choices, bounds, self.sampling, self.eval_tokens, threads, checks
                 )
                 if failure is None:
                     break
-                group = _lowest_sovits_group(choices)
+                group = blamed if blamed is not None and choices[blamed].used != "fp32" else _lowest_sovits_group(choices)
                 if group is None:
                     raise ExportError(f"bundle fails its end-to-end check at fp32: {failure}")
                 _bump(group, choices[group], failure)
@@ -412,19 +412,23 @@ def _check_graph(
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
-    notes = quantize_graph(
-        work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
-        symmetric_activations=symmetric, int8_op_types=request.int8_op_types,
-    )
+    result: dict[str, Any] = {"group": group, "graph": graph, "precision": precision}
+    try:
+        notes = quantize_graph(
+            work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
+            symmetric_activations=symmetric, int8_op_types=request.int8_op_types,
+        )
+    except ExportError as e:  # onnxruntime's tools cannot store this graph at this rung: the next one may
+        if precision == "fp32":
+            raise
+        return result | {"passed": False, "reason": str(e), "outputs": [], "notes": [],
+                         "device": describe_device("cpu", threads), "onnxruntime": ort.__version__}  # fmt: skip
     session = open_session(path, ["CPUExecutionProvider"], threads)
     got = [_run(session, feeds) for feeds in case.feeds]
     names = [o.name for o in session.get_outputs()]
     outputs = compare_outputs(names, case.outputs, got, bounds)
     passed, reason = judge(group, precision, outputs, bounds)
-    result: dict[str, Any] = {
-        "group": group,
-        "graph": graph,
-        "precision": precision,
+    result |= {
         "passed": passed,
         "reason": reason,
         "outputs": [o.to_dict() for o in outputs],
@@ -470,20 +474,30 @@ def _end_to_end(
     threads: int | None,
     checks: list[dict[str, Any]],
 ) -> tuple[str | None, dict[str, float]]:
-    """Run the runner on the bundle as written; return (failure reason or None, figures)."""
+    """Run the runner on the bundle as written; return (failure reason or None, figures, the group
+    to blame or None: the lowest SoVITS group)."""
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
     matches, exact = [], True
     signal = noise = 0.0
     for i, item in enumerate(inputs):
-        tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
+        try:
+            tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
+        except DataError as e:  # NaN logits past the steps the graph checks saw
+            return _failed_end_to_end(checks, choices, runner, threads, f"GPT on input {i}: {e}", "gpt")
         want = refs.gpt_codes[i]
         exact = exact and _same_greedy_codes(want, tokens, refs.gpt_gaps[i])
         matches.append(_prefix_match(want, tokens))
-        ge = runner.style(item.ref_spec, item.ref_sv)
-        wav = runner.vocode(refs.codes[i], item.text, ge, refs.noise_scale, noise=refs.noise[i])
+        try:
+            ge = runner.style(item.ref_spec, item.ref_sv)
+        except DataError as e:
+            return _failed_end_to_end(checks, choices, runner, threads, f"style of input {i}: {e}", "ref_enc")
+        try:
+            wav = runner.vocode(refs.codes[i], item.text, ge, refs.noise_scale, noise=refs.noise[i])
+        except DataError as e:
+            return _failed_end_to_end(checks, choices, runner, threads, f"waveform of input {i}: {e}", None)
         ref = refs.wavs[i].astype(np.float64)
         if wav.shape != ref.shape:
-            return f"waveform of input {i} has {wav.size} samples, torch {ref.size}", {}
+            return f"waveform of input {i} has {wav.size} samples, torch {ref.size}", {}, None
         signal += float(np.sum(ref * ref))
         noise += float(np.sum((ref - wav) ** 2))
     wav_snr = snr_db(signal, noise)
@@ -507,7 +521,17 @@ def _end_to_end(
             "device": describe_device(runner.device, threads),
         }
     )
-    return failure, figures
+    return failure, figures, None
+
+
+def _failed_end_to_end(
+    checks: list[dict[str, Any]], choices: dict[str, _GroupChoice], runner: BundleRunner, threads: int | None,
+    reason: str, group: str | None,
+) -> tuple[str, dict[str, float], str | None]:
+    """Record an end-to-end run that could not finish; returns what :func:`_end_to_end` does."""
+    checks.append({"graph": "end_to_end", "precision": {g: c.used for g, c in choices.items()}, "passed": False,
+                   "reason": reason, "device": describe_device(runner.device, threads)})  # fmt: skip
+    return reason, {}, group
 
 
 def _same_greedy_codes(want: np.ndarray, got: np.ndarray, gaps: np.ndarray) -> bool:

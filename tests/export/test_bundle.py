@@ -294,3 +294,44 @@ def test_plan_and_target_decide_precisions_and_the_old_folder_is_replaced(tmp_pa
     assert types["past_k_0"] == "tensor(float16)" and types["audio_pos"] == "tensor(int64)"
     assert {o.name: o.type for o in runner.sessions["gpt_decode"].get_outputs()}["logits"] == "tensor(float)"
     assert runner.generate(runner.sample_inputs()[0], SamplingConfig(top_k=1), max_new_tokens=8).tokens.size > 0
+
+
+def test_a_rung_onnxruntime_cannot_store_falls_back_instead_of_failing_the_export(tmp_path, monkeypatch) -> None:
+    """A tool failure at one precision ended the whole export; the next rung up may store fine."""
+    import autocompress.export.bundle as bundle_module
+    from export_helpers import shared_export
+
+    store = bundle_module.quantize_graph
+
+    def failing(src, dst, precision, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if "dec" in str(dst) and precision == "int8":
+            raise ExportError("onnxruntime could not store dec.export.onnx as int8: ValueError: made up")
+        return store(src, dst, precision, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "quantize_graph", failing)
+    m = shared_export().bundle(None, tmp_path / "b", None, precisions={"dec": "int8"}, n_samples=1, threads=1,
+                               upstream=False).manifest  # fmt: skip
+    dec = m.modules["dec"]
+    assert dec.used == "fp16" and dec.fallbacks[0]["precision"] == "int8"
+    assert "made up" in dec.fallbacks[0]["reason"]
+
+
+def test_a_gpt_that_overflows_end_to_end_moves_up_a_rung(tmp_path, monkeypatch) -> None:
+    """NaN logits past the decode steps the graph check saw raised out of the export."""
+    from autocompress.exceptions import DataError
+    from export_helpers import shared_export
+
+    generate = BundleRunner.generate
+
+    def overflowing(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self.manifest.graphs["gpt_decode"].precision == "int8":
+            raise DataError("gpt_decode gave NaN or inf logits at step 3")
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(BundleRunner, "generate", overflowing)
+    m = shared_export().bundle(None, tmp_path / "b", None, precisions={"gpt": "int8"}, n_samples=1, threads=1,
+                               upstream=False).manifest  # fmt: skip
+    gpt = m.modules["gpt"]
+    assert gpt.used == "fp16" and gpt.fallbacks[-1]["precision"] == "int8"
+    assert "GPT on input 0" in gpt.fallbacks[-1]["reason"] and "NaN" in gpt.fallbacks[-1]["reason"]
+    assert m.modules["dec"].used == "fp32" and not m.modules["dec"].fallbacks  # the SoVITS was not blamed
