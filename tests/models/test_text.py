@@ -122,7 +122,7 @@ def test_abbreviations_money_times_and_symbols_are_read_as_words(text, normalise
     [
         ("It was the 21st of May, 1999.", "It was the twenty first of May , nineteen ninety nine ."),
         ("On Sept. 3, 1905 and in 1900, 2007 or in 2024.",
-         "On September three , nineteen oh five and in nineteen hundred , two thousand seven"
+         "On September third , nineteen oh five and in nineteen hundred , two thousand seven"
          " or in twenty twenty four ."),
         ("We sold 1999 apples in 2,000 boxes.",
          "We sold one thousand nine hundred ninety nine apples in two thousand boxes ."),
@@ -352,4 +352,92 @@ def test_amounts_without_a_whole_part_or_with_the_sign_after_them_keep_their_cur
 )
 def test_a_hyphen_between_a_number_and_a_word_is_no_pause(text, normalised):
     """Only a hyphen between two numbers, or before one as a sign, stays a mark or a minus."""
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("On July 4, 1976 they met.", "On July fourth , nineteen seventy six they met ."),
+        ("Due Jan. 5, 2024 or Sept. 30, 1999.",
+         "Due January fifth , twenty twenty four or September thirtieth , nineteen ninety nine ."),
+        ("Born 4 July 1976, moved 1 Jan. 2005.",
+         "Born the fourth of July nineteen seventy six , moved the first of January two thousand five ."),
+        ("Due the 12th Dec. The end.", "Due the twelfth of December . The end ."),
+        ("In March 2024, 1976 people came in 1900.",
+         "In March twenty twenty four , one thousand nine hundred seventy six people came in nineteen hundred ."),
+        ("May 45 and 3 Marches", "May forty five and three Marches"),
+    ],
+)
+def test_a_day_next_to_its_month_is_an_ordinal(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("I live on Elm St. St. Louis is far.", "I live on Elm street saint Louis is far ."),
+        ("Elm Dr. Dr. Smith lives there.", "Elm drive doctor Smith lives there ."),
+        ("Apt. 5B, ext. 42 and Ste. 200, Fl. 3 of Bldg. 7, Rm. 12.",
+         "apartment five B , extension forty two and suite two hundred , floor three of building seven , room twelve ."),
+        ("Go to Elm Ave. past Oak Blvd. and Mill Rd. or Pine Ln. now.",
+         "Go to Elm avenue past Oak boulevard and Mill road or Pine lane now ."),
+        ("The dept. head said Approx. 5 and est. cost vs. Est. 1887.",
+         "The department head said approximately five and estimated cost versus established eighteen eighty seven ."),
+        ("I live on Main St. The house is red.", "I live on Main street . The house is red ."),
+        ("I rent an Apt. The rent is high.", "I rent an apartment . The rent is high ."),
+    ],
+)
+def test_street_saint_and_address_abbreviations_read_as_words_without_a_stop(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("It is 5$10 or 5€50.", "It is five dollars ten cents or five euros fifty cents ."),
+        ("Owe $1,000,000,000,000 now.",
+         "Owe one , zero zero zero , zero zero zero , zero zero zero , zero zero zero dollars now ."),
+        ("Owe $1234567890123.45 or 1234567890123€.",
+         "Owe one two three four five six seven eight nine zero one two three dollars forty five cents or"
+         " one two three four five six seven eight nine zero one two three euros ."),
+        ("Pay $11111111111111111 now.", "Pay " + "one " * 17 + "dollars now ."),
+    ],
+)
+def test_amounts_with_the_sign_between_digits_or_past_the_cardinals_keep_their_currency(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("Call (555) 123-4567 or 555.123.4567.",
+         "Call five five five , one two three , four five six seven or five five five , one two three ,"
+         " four five six seven ."),
+        ("Dial +1 (555) 123-4567 or 1-800-555-1234.",
+         "Dial one , five five five , one two three , four five six seven or one , eight zero zero , five five five ,"
+         " one two three four ."),
+        ("He is 5'10\" and she is 6′1″.", "He is five feet ten inches and she is six feet one inch ."),
+        ("A 3x4 grid is 2x faster.", "A three by four grid is two times faster ."),
+        ("It is $20/month or €3/kg, $5/hr.",
+         "It is twenty dollars per month or three euros per kilogram , five dollars per hour ."),
+    ],
+)
+def test_phone_numbers_heights_multipliers_and_rates_are_read(text, normalised):
+    assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    "text, normalised",
+    [
+        ("Henry VIII's wives, Louis XIV and Henry V met.",
+         "Henry the eighth's wives , Louis the fourteenth and Henry the fifth met ."),
+        ("World War II and World War I, Part IV of Final Fantasy VII.",
+         "World War two and World War one , Part four of Final Fantasy seven ."),
+        ("Tell George I said so, John V. Smith, Malcolm X and Size XL.",
+         "Tell George I said so , John V . Smith , Malcolm X and Size XL ."),
+    ],
+)
+def test_roman_numerals_after_a_name_are_numbers(text, normalised):
+    """A ruler's numeral is an ordinal, others a cardinal; a lone letter that may be a word stays."""
     assert normalize_english(text) == normalised

@@ -8,9 +8,11 @@ and punctuation is one of ``, . ? ! - …``; there is no word-boundary symbol.
 The English front end here is deliberately small and deterministic:
 
 1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
-   "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, etc.), money ("$3.50" -> three
-   dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
-   ("7:05 p.m." -> seven oh five P M), dotted initialisms ("U.S.A." spelled) and
+   "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, Apt., Ext., etc.), money ("$3.50" ->
+   three dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
+   ("7:05 p.m." -> seven oh five P M), dates ("July 4" -> July fourth, "4 July" -> the
+   fourth of July), phone numbers, heights (5'10"), roman numerals after a name ("Henry
+   VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled) and
    ``@ & + = × ÷ < >`` between words, spells out numbers (cardinals up to 999,999,999,999,
    with or without thousands commas; longer digit strings, and those with a leading zero,
    digit by digit; decimals with "point", ordinals like "21st", "%" as "percent", "½",
@@ -230,6 +232,13 @@ _TRAILING_ABBREVIATIONS = {
     "Inc": "incorporated", "Ltd": "limited", "Corp": "corporation", "Co": "company", "Bros": "brothers",
     "Dept": "department", "Fig": "figure", "Vol": "volume", "Ch": "chapter",
 }
+# Address and phone abbreviations, in any case; their dot ends a sentence as a title's does.
+_ADDRESS_ABBREVIATIONS = {
+    "apt": "apartment", "bldg": "building", "rm": "room", "ext": "extension", "dept": "department",
+    "ave": "avenue", "blvd": "boulevard", "rd": "road", "ln": "lane",
+}  # fmt: skip
+# ... and those read so only before a number ("Ste. 200", "Fl. 3"; not "Ste. Anne", "Miami, Fl.")
+_NUMBERED_ABBREVIATIONS = {"ste": "suite", "fl": "floor"}
 _BEFORE_A_NAME = {"Dr": ("doctor", "drive"), "St": ("saint", "street")}
 _SENTENCE_STARTERS = "The A An It It's We I He She They This That There These Those Then But And".split()
 _STREET_TYPES = {"St": "street", "Dr": "drive", "Ave": "avenue", "Rd": "road", "Blvd": "boulevard", "Ln": "lane"}
@@ -249,7 +258,7 @@ def _amount(count: int, one: str, many: str) -> str:
 
 def _money(m: re.Match[str]) -> str:
     """An amount after its currency sign ("$3.50", "$.50")."""
-    return _money_words(*m.groups()) or m.group(0)
+    return _money_words(*m.groups())
 
 
 def _money_after(m: re.Match[str]) -> str:
@@ -257,18 +266,20 @@ def _money_after(m: re.Match[str]) -> str:
     integer, fraction, symbol = m.groups()
     if symbol == "¢":
         return f" {integer}.{fraction} cents " if fraction else f" {_amount(int(integer.replace(',', '')), 'cent', 'cents')} "
-    return _money_words(symbol, integer, fraction) or m.group(0)
+    return _money_words(symbol, integer, fraction)
 
 
-def _money_words(symbol: str, integer: str, fraction: str | None) -> str | None:
-    """Words for an amount of a currency; None past :data:`NUMBER_MAX`."""
+def _money_words(symbol: str, integer: str, fraction: str | None) -> str:
+    """Words for an amount of a currency; past :data:`NUMBER_MAX` the digits stay (read one
+    group at a time) with the currency's word after them."""
     digits = integer.replace(",", "") or "0"  # "$.50": no whole part
-    if len(digits) > len(str(NUMBER_MAX)):
-        return None
-    whole = int(digits)
     one, many, sub_one, sub_many = _CURRENCY[symbol]
     cents = int((fraction or "0").ljust(2, "0")[:2])
-    parts = [_amount(whole, one, many)] if whole or not cents else []
+    if len(digits) > len(str(NUMBER_MAX)):
+        parts = [integer, many]
+    else:
+        whole = int(digits)
+        parts = [_amount(whole, one, many)] if whole or not cents else []
     if cents:
         parts.append(_amount(cents, sub_one, sub_many))
     return " " + " ".join(parts) + " "
@@ -334,7 +345,7 @@ _MONTH_NAMES = {m[:3]: m for m in "January February March April May June July Au
 _MONTHS = ("January February March April May June July August September October November December "
            "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec").split()  # fmt: skip
 # a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
-_YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid".split()
+_YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid established".split()
 _YEAR = re.compile(r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
 _YEAR_RANGE = re.compile(
     r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(1[1-9]\d\d|20\d\d)\b(?![,.:/%]\d|%)"
@@ -409,6 +420,31 @@ def _date(month: int, day: int, year: str) -> str | None:
     return f" {_MONTH_NAMES[_MONTHS[month - 1][:3]]} {day}{_ordinal_suffix(day)}, {year} "
 
 
+_FULL_MONTHS = "|".join(_MONTH_NAMES.values())
+
+
+_DAY = r"(?<![\w.,:/$€£¥₹-])(\d{1,2})(?:st|nd|rd|th)?\s+"
+_DAY_BEFORE_MONTH = re.compile(  # "4 July", "4th Sept." (an abbreviation's dot is taken with it)
+    _DAY + "(" + _FULL_MONTHS + r")\b(?!\.\d)|" + _DAY + "(" + "|".join(_MONTHS[12:]) + r")\b(?:\.(?!\d))?"
+)
+
+
+def _day_after_month(m: re.Match[str]) -> str:
+    """"July 4" -> "July 4th": a day after its month is an ordinal."""
+    day = int(m.group(2))
+    return f"{m.group(1)} {day}{_ordinal_suffix(day)}" if 1 <= day <= 31 else m.group(0)
+
+
+def _day_before_month(m: re.Match[str]) -> str:
+    """"4 July" -> "the 4th of July" ("the" only where the text has none before it)."""
+    day, month = int(m.group(1) or m.group(3)), _MONTH_NAMES[(m.group(2) or m.group(4))[:3]]
+    if not 1 <= day <= 31:
+        return m.group(0)
+    the = "" if re.search(r"\bthe\s+$", m.string[: m.start()], flags=re.IGNORECASE) else "the "
+    stop = " ." if m.group(0).endswith(".") and _ends_sentence(m) else ""  # "on 5 Dec." ends a sentence
+    return f"{the}{day}{_ordinal_suffix(day)} of {month}{stop}"
+
+
 def _slash_date(m: re.Match[str]) -> str:
     """m/d/y, as US text writes it; d/m/y when the first number cannot be a month."""
     a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -425,6 +461,47 @@ def _stop_if_sentence(m: re.Match[str]) -> str:
 def _long_digits(m: re.Match[str]) -> str:
     """Digits past any cardinal (16 or more), one by one, with a pause at each comma."""
     return " " + " , ".join(_spell_digits(g) for g in m.group(0).split(",") if g) + " "
+
+
+_PER_UNITS = {"h": "hour", "hr": "hour", "mo": "month", "yr": "year", "wk": "week"}  # after "$20/"
+
+
+def _feet_inches(m: re.Match[str]) -> str:
+    """"5'10\"" -> "5 feet 10 inches"."""
+    feet, inches = m.group(1), m.group(2)
+    return f" {feet} {'foot' if feet == '1' else 'feet'} {inches} {'inch' if inches == '1' else 'inches'} "
+
+
+# A roman numeral after a ruler's name is an ordinal ("Henry VIII" -> "Henry the eighth"); after
+# any other capitalised word, 2 or more letters are a cardinal ("World War II", "Final Fantasy VII").
+# A lone "I", "V" or "X" is a numeral only after a word that numbers things ("Part I", "Type V").
+_REGNAL_NAMES = frozenset(
+    "Henry Louis Charles George Edward William Elizabeth Richard James John Paul Pius Benedict Leo "
+    "Gregory Innocent Clement Urban Boniface Frederick Philip Peter Nicholas Ivan Alexander Ramesses "
+    "Napoleon Ferdinand Gustav Ludwig Wilhelm Otto Constantine Ptolemy Mehmed Alfonso Felipe Olaf Harald "
+    "Christian Haakon Stephen Robert David Edmund Mary Anne Leopold Sixtus Adrian Francis Joseph".split()
+)
+_NUMBERING_WORDS = frozenset(
+    "War Part Chapter Act Scene Book Volume Vol Phase Episode Season Round Stage Level Type Class "
+    "Category Grade Title Article Section Appendix".split()
+)
+_ROMAN_AFTER_A_WORD = re.compile(r"\b([A-Z][a-z]+)\s+(L?X{0,3}(?:IX|IV|V?I{0,3}))\b(?![.-]?\w|'(?!s\b)\w)")
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
+
+
+def _roman(m: re.Match[str]) -> str:
+    word, numeral = m.group(1), m.group(2)
+    lone = len(numeral) == 1
+    if lone and word not in _NUMBERING_WORDS and (
+            word not in _REGNAL_NAMES or numeral == "I" or m.string[m.end() : m.end() + 1] == "."):
+        return m.group(0)  # "George I said", "John V. Smith": a word, an initial
+    if not numeral:
+        return m.group(0)
+    values = [_ROMAN_VALUES[c] for c in numeral]
+    n = sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
+    if word in _REGNAL_NAMES:
+        return f"{word} the {_ordinal(number_to_words(n))}"
+    return f"{word} {number_to_words(n)}"
 
 
 def _doctor_or_drive(m: re.Match[str]) -> str:
@@ -444,13 +521,19 @@ def _expand_special(text: str) -> str:
         return " ." if m.end() == len(m.string) else ""
 
     text = re.sub(r"(?:(?<=\d)|(?<![\w.]))\.(?=\d{16})", " point ", text)  # a long decimal's point, kept
+    text = re.sub(r"([$€£¥₹])\s?(\d[\d,]{15,}\d)(?:\.(\d{1,2}))?(?!\d)", _money, text)  # its currency after it
     text = re.sub(r"(?<![\d.,])\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
     text = re.sub(r"(\d)\s+%", r"\1%", text)  # "100 %"
     text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
     text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
                   lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
+    text = re.sub(r"\b(\d{1,2})\s?['′]\s?(\d{1,2})\s?(?:\"|''|′′|”)", _feet_inches, text)  # 5'10"
+    text = re.sub(r"(?<![\w.])(?!0x)(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)\b", r" \1 by \2 ", text)  # 3x4
+    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)x\b", r" \1 times ", text)  # 3x faster
+    text = _ROMAN_AFTER_A_WORD.sub(_roman, text)
     text = re.sub(r"\bPh\.\s?D\.", "P.H.D.", text)
-    text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|vs|approx)\.", lambda m: _ABBREVIATIONS[m.group(1)] + last(m), text)
+    text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|(?i:vs|approx))\.",
+                  lambda m: _ABBREVIATIONS.get(m.group(1), _ABBREVIATIONS.get(m.group(1).lower())) + last(m), text)
     for table in (_TITLES, _TRAILING_ABBREVIATIONS):  # their dot ends a sentence only where one plainly starts
         text = re.sub(r"\b(" + "|".join(table) + r")\.", lambda m, t=table: t[m.group(1)] + _stop_if_sentence(m), text)
     text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
@@ -458,21 +541,34 @@ def _expand_special(text: str) -> str:
         r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")\.",
         lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if _ends_sentence(m) else ""), text,
     )
+    text = re.sub(r"(?i)\b(" + "|".join(_ADDRESS_ABBREVIATIONS) + r")\.",
+                  lambda m: _ADDRESS_ABBREVIATIONS[m.group(1).lower()] + _stop_if_sentence(m), text)
+    text = re.sub(r"(?i)\b(" + "|".join(_NUMBERED_ABBREVIATIONS) + r")\.\s*(?=\d)",
+                  lambda m: _NUMBERED_ABBREVIATIONS[m.group(1).lower()] + " ", text)
+    text = re.sub(r"(?i)\best\.(\s*)(?=(1[1-9]\d\d|20\d\d)\b)?",  # "Est. 1887": established; "est. cost"
+                  lambda m: ("established" if m.group(2) else "estimated") + (m.group(1) or _stop_if_sentence(m)), text)
+    text = re.sub(  # "Elm St. St. Louis": a street before another "St." or "Dr."
+        r"(\b[A-Z][a-z]+\s+)(St|Dr)\.(?=\s*(?:St|Dr)\.)", lambda m: m.group(1) + _BEFORE_A_NAME[m.group(2)][1], text
+    )
     text = re.sub(  # "Main St. The house": a sentence ends after a street, not before a saint
         r"\b(St|Dr)\.(?=\s+(?:" + "|".join(_SENTENCE_STARTERS) + r")\b)",
         lambda m: _BEFORE_A_NAME[m.group(1)][1] + " .", text,
     )
-    text = re.sub(r"\b(Dr|St)\.(\s*[A-Z])?", _doctor_or_drive, text)
+    text = re.sub(r"\b(Dr|St)\.(\s*(?!(?:Dr|St)\.)[A-Z])?", _doctor_or_drive, text)
     text = re.sub(r"\bDr\b(?=\s+[A-Z])", "doctor", text)  # "Dr Who"
     text = re.sub(r"\betc\.", lambda m: "et cetera" + (" ." if _ends_sentence(m) else ""), text)
     text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
     text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
                   lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
+    text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
+    text = _DAY_BEFORE_MONTH.sub(_day_before_month, text)
     text = re.sub(r"#\s?(?=\d)", " number ", text)
     text = _YEAR_RANGE.sub(_year_range, text)
     text = re.sub(r"(?<![\w.,])[-\u2212](?=[$€£¥₹]?\d)", " minus ", text)  # -5, -$5, but not 3-2
-    text = re.sub(r"\b(?:\d{3}-){1,2}\d{4}\b",  # phone numbers, digit by digit
-                  lambda m: " " + " , ".join(_spell_digits(g) for g in m.group(0).split("-")) + " ", text)
+    text = re.sub(  # phone numbers, digit by digit: 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
+        r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3}-)\d{4}\b",
+        lambda m: " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.group(0))) + " ", text,
+    )
     text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
     text = _YEAR.sub(_year, text)
@@ -484,8 +580,12 @@ def _expand_special(text: str) -> str:
         lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
     )
     text = _UNIT.sub(_unit, text)
+    text = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)([$€£¥₹])(\d\d)(?![\d$€£¥₹])",  # "5€10", "5$10": 5.10
+                  lambda m: _money_words(m.group(2), m.group(1), m.group(3)), text)
     text = re.sub(r"(?<!\d)([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d{1,2}))?(?!\d)", _money, text)
     text = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?\s?([$€£¥₹¢])(?![\d$€£¥₹])", _money_after, text)
+    text = re.sub(r"\b(dollars?|euros?|pounds?|pence|yen|rupees?|paise|cents?)\s*/\s*([A-Za-z]+)\b",  # $20/month
+                  lambda m: f"{m.group(1)} per {_PER_UNITS.get(m.group(2)) or _UNITS.get(m.group(2), (m.group(2),))[0]}", text)
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
@@ -539,9 +639,10 @@ def normalize_english(text: str) -> str:
 
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
     minus signs, proper and unicode fractions, powers, ratios, years after a cue word or a
-    month, year ranges, decades), money, clock times, units after a number (m, km, kg, lbs,
-    °C, GB, Hz ...), phone numbers, versions, abbreviations (Dr., St., Mr., titles, Inc. ...,
-    month names), dotted initialisms, and @ & + = × ÷ < > #. A line break before a capital
+    month, year ranges, decades, days next to a month, heights, "3x"), money, clock times,
+    units after a number (m, km, kg, lbs, °C, GB, Hz ...), phone numbers, versions,
+    abbreviations (Dr., St., Mr., titles, Inc. ..., Apt., Ext. ..., month names), roman
+    numerals after a name, dotted initialisms, and @ & + = × ÷ < > #. A line break before a capital
     (or a blank line) ends a sentence.
 
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
