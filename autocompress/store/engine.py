@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -158,8 +159,7 @@ def create_store_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(parsed, **engine_kwargs(url))
     except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
-        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if "psycopg" in str(e) else ""
-        raise StoreError(f"cannot open --storage {display_url(url)}: {e}{hint}") from e
+        raise StoreError(f"cannot open --storage {display_url(url)}: {e}{_driver_hint(e)}") from e
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -167,8 +167,35 @@ def create_store_engine(url: str) -> Engine:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as e:
         engine.dispose()
-        raise StoreError(f"cannot connect to --storage {display_url(url)}: {database_reason(e)}") from e
+        path = sqlite_path(url)
+        reason = (path is not None and _sqlite_unwritable(path)) or database_reason(e)
+        raise StoreError(f"cannot connect to --storage {display_url(url)}: {reason}") from e
     return engine
+
+
+def _driver_hint(e: BaseException) -> str:
+    """How to get a missing PostgreSQL driver: psycopg (3), the one our ``postgres`` extra installs."""
+    if "psycopg2" in str(e):  # the extra would not bring it: the URL must name psycopg 3
+        return "; hint: write the URL as postgresql+psycopg://... and pip install 'autocompress[postgres]'"
+    if "psycopg" in str(e):
+        return "; hint: pip install 'autocompress[postgres]' (psycopg)"
+    return ""
+
+
+def _sqlite_unwritable(path: Path) -> str | None:
+    """Why SQLite cannot open ``path`` when it is the file or its folder being read-only (SQLite
+    writes the file, and its -wal and -shm files beside it, even to read); None otherwise."""
+    folder = path.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        what = f"its folder {folder}"
+    elif path.is_file() and not os.access(path, os.W_OK):
+        what = f"the file {path}"
+    else:
+        return None
+    return (
+        f"{what} is read-only, and SQLite writes the database and its -wal and -shm files beside it even to "
+        "read; hint: make it writable, or copy the database to a writable folder and give that --storage"
+    )
 
 
 def database_reason(e: BaseException) -> str:
@@ -180,6 +207,8 @@ def database_reason(e: BaseException) -> str:
     text = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
     if "database is locked" in text:
         text += "; hint: another process holds the SQLite file (several workers need PostgreSQL)"
+    elif "readonly database" in text or "unable to open database file" in text:
+        text += "; hint: is the SQLite file or its folder read-only? SQLite writes both even to read"
     return text
 
 

@@ -171,6 +171,8 @@ def migrate(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> int
             if m.version <= current:
                 continue
             with engine.begin() as conn:  # one transaction per step (DDL is transactional in PG/SQLite)
+                if conn.dialect.name == "sqlite":  # Python's sqlite3 opens no transaction before DDL by itself
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 m.apply(conn)
                 conn.execute(table.insert().values(version=m.version, name=m.name, applied_at=utcnow()))
     except sa.exc.SQLAlchemyError as e:

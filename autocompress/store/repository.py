@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from autocompress.exceptions import StoreError
-from autocompress.store.engine import create_store_engine, display_url, exclusive
+from autocompress.store.engine import create_store_engine, database_reason, display_url, exclusive
 from autocompress.store.hashing import hash_folder
 from autocompress.store.migrations import migrate
 from autocompress.store.models import (
@@ -57,11 +57,12 @@ class Objectives:
         return (self.quality, self.latency_ms, self.memory_mb)
 
 
-def _death_test(silent_after_s: float | None) -> Callable[[SearchRun], bool]:
+def _death_test(silent_after_s: float | None, now: datetime) -> Callable[[SearchRun], bool]:
     """Whether a ``running`` run is dead: this machine's by its process (never this process's),
-    any machine's by a heartbeat older than ``silent_after_s`` seconds (when given)."""
+    any machine's by a heartbeat older than ``silent_after_s`` seconds before ``now`` (the
+    database's clock, which wrote the heartbeats) when given."""
     host = socket.gethostname()
-    limit = utcnow() - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
+    limit = _as_utc(now) - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
 
     def is_dead(r: SearchRun) -> bool:
         if r.hostname == host and r.pid == os.getpid():
@@ -71,6 +72,12 @@ def _death_test(silent_after_s: float | None) -> Callable[[SearchRun], bool]:
         return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
 
     return is_dead
+
+
+def _database_now(s: Session) -> datetime:
+    """The database server's time, in UTC: run heartbeats are written and judged by this one clock,
+    so that workers whose own clocks disagree never take each other for dead."""
+    return _as_utc(s.execute(sa.select(sa.func.current_timestamp())).scalar_one())
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -117,7 +124,7 @@ class Store:
             session.commit()
         except sa.exc.SQLAlchemyError as e:
             session.rollback()
-            raise StoreError(f"cannot write to {display_url(self.url)}: {str(e).splitlines()[0]}") from e
+            raise StoreError(f"cannot write to {display_url(self.url)}: {database_reason(e)}") from e
 
     # ------------------------------------------------------------------ runs
     def start_run(
@@ -136,7 +143,7 @@ class Store:
             run = SearchRun(
                 study_name=study_name, target=target, space_name=space_name, space_sha256=space_sha256,
                 voice=voice, settings=settings, device_info=device_info, hostname=socket.gethostname(),
-                pid=os.getpid(), status="running", started_at=utcnow(), heartbeat_at=utcnow(),
+                pid=os.getpid(), status="running", started_at=utcnow(), heartbeat_at=_database_now(s),
             )
             s.add(run)
             self._commit(s)
@@ -153,9 +160,15 @@ class Store:
             self._commit(s)
 
     def beat_run(self, run_id: int) -> None:
-        """Record that the run is alive now."""
+        """Record that the run is alive now; a run marked ``killed`` meanwhile (its beats stopped for a
+        while: a suspended machine, a lost connection) is ``running`` again."""
         with self._session() as s:
-            s.execute(sa.update(SearchRun).where(SearchRun.id == run_id).values(heartbeat_at=utcnow()))
+            now = _database_now(s)
+            s.execute(sa.update(SearchRun).where(SearchRun.id == run_id).values(heartbeat_at=now))
+            s.execute(
+                sa.update(SearchRun).where(SearchRun.id == run_id, SearchRun.status == "killed")
+                .values(status="running", finished_at=None)
+            )
             self._commit(s)
 
     def reap_dead_runs(self, study_name: str, silent_after_s: float | None = None) -> list[int]:
@@ -168,8 +181,8 @@ class Store:
         Returns:
             The ids of the runs marked; their RUNNING trials are stale.
         """
-        is_dead = _death_test(silent_after_s)
         with self._session() as s:
+            is_dead = _death_test(silent_after_s, _database_now(s))
             runs = s.scalars(
                 sa.select(SearchRun).where(SearchRun.study_name == study_name, SearchRun.status == "running")
             ).all()
@@ -183,7 +196,8 @@ class Store:
     def live_runs(self, study_name: str, silent_after_s: float | None = None) -> list[SearchRun]:
         """The runs of this study still recorded ``running`` that :meth:`reap_dead_runs` would not
         judge dead (a run elsewhere recorded before heartbeats counts as live)."""
-        is_dead = _death_test(silent_after_s)
+        with self._session() as s:
+            is_dead = _death_test(silent_after_s, _database_now(s))
         return [r for r in self.runs(study_name) if r.status == "running" and not is_dead(r)]
 
     def runs(self, study_name: str) -> list[SearchRun]:
@@ -205,7 +219,8 @@ class Store:
         plan: dict[str, Any] | None = None,
         plan_summary: str | None = None,
     ) -> None:
-        """Record that a trial started (or restarted) in ``run_id``."""
+        """Record that a trial started (or restarted) in ``run_id``; a row of that number from an
+        earlier attempt loses its results (objectives, metrics, curve, failure reason)."""
         with self._session() as s:
             row = self._trial_row(s, study_name, trial_number)
             if row is None:
@@ -221,6 +236,11 @@ class Store:
             row.finetune_steps = 0
             row.started_at = utcnow()
             row.finished_at = None
+            row.quality = row.latency_ms = row.memory_mb = None
+            row.feasible = None
+            row.failure_reason = None
+            row.finetune_curve = None
+            row.metrics.clear()
             self._commit(s)
 
     def finish_trial(

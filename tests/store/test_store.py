@@ -278,3 +278,144 @@ def test_a_url_that_does_not_parse_never_shows_its_password():
         Store("postgresql+psycopg://worker:s3cret-pw@db.example:port/study")
     assert "s3cret-pw" not in str(bad.value) and "worker:***@db.example" in str(bad.value)
     assert bad.value.__cause__ is None  # nor in a chained traceback's message
+
+
+def test_a_failed_migration_step_leaves_the_previous_schema(db_url):
+    """Python's sqlite3 opens no transaction before DDL: a step failing after its ALTER TABLE kept
+    the new column without recording the version, and every later open failed with "duplicate
+    column name" for ever."""
+    engine = create_store_engine(db_url)
+    assert migrate(engine, MIGRATIONS[:1]) == 1
+
+    def add_heartbeat_then_fail(conn):
+        MIGRATIONS[1].apply(conn)
+        raise sa.exc.OperationalError("INSERT INTO ac_schema_migrations", {}, Exception("disk I/O error"))
+
+    with pytest.raises(StoreError, match="disk I/O error"):
+        migrate(engine, (MIGRATIONS[0], Migration(2, "run heartbeat", add_heartbeat_then_fail)))
+    assert "heartbeat_at" not in {c["name"] for c in sa.inspect(engine).get_columns("ac_search_runs")}
+    assert schema_version(engine) == 1
+    assert migrate(engine, MIGRATIONS) == 2 and Store(db_url).schema_version == 2
+
+
+def test_run_heartbeats_are_judged_by_the_database_clock(db_url, monkeypatch):
+    """Each worker wrote its run's heartbeat with its own clock and judged the others' by its own:
+    a worker whose clock ran a few minutes ahead took every live worker for dead and failed their
+    trials as stale, over and over."""
+    import autocompress.store.repository as repository
+
+    def clock(offset: timedelta):
+        return lambda: datetime.now(timezone.utc) + offset
+
+    store = Store(db_url)
+    monkeypatch.setattr(repository, "utcnow", clock(timedelta(minutes=-10)))  # a worker whose clock is behind
+    run = _run(store)
+    store.beat_run(run)
+    with store.engine.begin() as c:
+        c.execute(sa.text("UPDATE ac_search_runs SET hostname = 'another-machine', pid = 1"))
+    for offset in (timedelta(0), timedelta(minutes=10)):  # judged by a worker on time, and by one ahead
+        monkeypatch.setattr(repository, "utcnow", clock(offset))
+        assert [r.id for r in store.live_runs("s", silent_after_s=60)] == [run]
+        assert store.reap_dead_runs("s", silent_after_s=60) == []
+    assert store.runs("s")[0].status == "running"
+
+
+def test_a_restarted_trial_row_forgets_the_earlier_results(db_url):
+    """A row begun again (a study deleted in the dashboard and searched again under its name
+    numbers its trials from 0) kept the earlier trial's objectives, metrics and curve: a new
+    attempt that then failed showed the old figures."""
+    store = Store(db_url)
+    run = _run(store)
+    store.begin_trial(run_id=run, study_name="s", trial_number=0, optuna_trial_id=1, device_info={})
+    store.finish_trial(study_name="s", trial_number=0, state="COMPLETE", objectives=Objectives(0.9, 12.0, 300.0),
+                       feasible=True, metrics=[M("quality", 0.9, "score", "measured", "cpu")],
+                       finetune_curve=[(0, 1.0), (5, 0.5)])
+    store.begin_trial(run_id=run, study_name="s", trial_number=0, optuna_trial_id=2, device_info={})
+    row = store.trial("s", 0)
+    assert (row.state, row.quality, row.latency_ms, row.memory_mb, row.feasible) == ("RUNNING", None, None, None, None)
+    assert row.metrics == [] and row.finetune_curve is None and row.optuna_trial_id == 2
+    store.finish_trial(study_name="s", trial_number=0, state="FAIL", failure_reason="stale")
+    row = store.trial("s", 0)
+    assert (row.state, row.quality, row.metrics, row.failure_reason) == ("FAIL", None, [], "stale")
+
+
+def test_a_write_to_a_locked_sqlite_file_says_so_in_one_line(tmp_path, monkeypatch):
+    """A store write that timed out on a locked file said "(sqlite3.OperationalError) database is
+    locked", without the hint the other database errors give."""
+    import sqlite3
+
+    import autocompress.store.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "BUSY_TIMEOUT_S", 1)
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError) as locked:
+            _run(store)
+    finally:
+        holder.close()
+    message = str(locked.value)
+    assert "database is locked" in message and "several workers need PostgreSQL" in message
+    assert "OperationalError" not in message and "\n" not in message
+
+
+def test_a_read_only_sqlite_folder_is_named(tmp_path):
+    """A database in a read-only folder (a read-only mount, a copy from another user) failed with
+    SQLite's "unable to open database file", though the file is there and readable."""
+    import os
+    import shutil
+
+    folder = tmp_path / "db"
+    Store(f"sqlite:///{folder}/s.db").close()
+    for leftover in ("s.db-wal", "s.db-shm"):
+        (folder / leftover).unlink(missing_ok=True)
+    if os.geteuid() == 0:  # root writes anywhere but on a read-only mount
+        if shutil.which("mount") is None or subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True
+        ).returncode != 0:
+            pytest.skip("root cannot make a read-only bind mount here")
+        undo = ["umount", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    try:
+        with pytest.raises(StoreError) as ro:
+            Store(f"sqlite:///{folder}/s.db")
+    finally:
+        subprocess.run(undo, check=True)
+    message = str(ro.value)
+    assert f"its folder {folder} is read-only" in message and "hint:" in message and "\n" not in message
+
+
+def test_a_url_for_psycopg2_is_told_to_name_psycopg_3():
+    """The hint for a missing psycopg2 was to install our postgres extra, which brings psycopg 3:
+    the same URL failed again after it."""
+    pytest.importorskip("sqlalchemy")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("psycopg2 is installed")
+    with pytest.raises(StoreError, match=r"No module named 'psycopg2'; hint: write the URL as postgresql\+psycopg://"):
+        Store("postgresql+psycopg2://worker@db.example/study")
+
+
+def test_a_run_taken_for_dead_that_beats_again_is_running_again(db_url):
+    """A worker whose beats stopped for a while (a suspended machine, a lost connection) was marked
+    killed and stayed so while it searched on: every other worker then failed each trial it began
+    as stale, and none of its work counted."""
+    store = Store(db_url)
+    run = _run(store)
+    with store.engine.begin() as c:
+        c.execute(sa.text("UPDATE ac_search_runs SET hostname = 'another-machine', pid = 1, heartbeat_at = :t"),
+                  {"t": datetime.now(timezone.utc) - timedelta(minutes=5)})
+    assert store.reap_dead_runs("s", silent_after_s=60) == [run]
+    store.beat_run(run)
+    (row,) = store.runs("s")
+    assert (row.status, row.finished_at) == ("running", None)
+    assert [r.id for r in store.live_runs("s", silent_after_s=60)] == [run]
+    store.finish_run(run, "finished")
+    store.beat_run(run)  # a beat never revives a run that ended
+    assert store.runs("s")[0].status == "finished"
