@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import SearchError, StoreError
 from autocompress.search.plans import BASELINES
-from autocompress.store import Objectives, Store, database_reason, display_url, engine_kwargs
+from autocompress.store import Objectives, Store, database_reason, display_url, driver_hint, engine_kwargs, utcnow
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
@@ -78,7 +78,7 @@ def open_storage(url: str) -> RDBStorage:
             )
     except Exception as e:  # noqa: BLE001 - Optuna raises several unrelated types here
         no_driver = isinstance(e, ImportError) and url.startswith("postgresql")  # not a server that refused
-        hint = "; hint: pip install 'autocompress[postgres]' (psycopg)" if no_driver else ""
+        hint = driver_hint(e, url) if no_driver else ""
         raise StoreError(f"cannot open Optuna storage at {display_url(url)}: {database_reason(e)}{hint}") from e
 
 
@@ -299,7 +299,8 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
         row = rows.get(t.number)
         if (row is not None and row.run_id in over) or (row is None and not live_others):
             stale.append(t._trial_id)
-    stale += _stale_by_heartbeat(storage, study._study_id, running)
+    started = {n: r.started_at for n, r in rows.items() if r.started_at is not None}
+    stale += _stale_by_heartbeat(storage, study._study_id, running, started)
     failed = _fail_and_retry(study, storage, list(dict.fromkeys(stale)))
     for number in failed:
         if store.trial(name, number) is not None:
@@ -308,8 +309,20 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
     return failed
 
 
-def _stale_by_heartbeat(storage: RDBStorage, study_id: int, running: Sequence[FrozenTrial]) -> list[int]:
-    """Ids of RUNNING trials whose heartbeat stopped, or that never wrote one within the grace period."""
+def _utc(moment: datetime) -> datetime:
+    """A time from our tables as an aware UTC time (SQLite gives back naive UTC)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _stale_by_heartbeat(
+    storage: RDBStorage, study_id: int, running: Sequence[FrozenTrial], started: dict[int, datetime]
+) -> list[int]:
+    """Ids of RUNNING trials whose heartbeat stopped, or that never wrote one within the grace period.
+
+    How long a trial has run is read from our row's UTC start (``started``, by trial number):
+    Optuna records the local time of the worker's own time zone, which another machine's clock
+    would read as hours off. A trial without our row falls back to Optuna's.
+    """
     from optuna.storages._rdb.models import TrialHeartbeatModel
 
     stale = list(storage._get_stale_trial_ids(study_id))
@@ -321,10 +334,15 @@ def _stale_by_heartbeat(storage: RDBStorage, study_id: int, running: Sequence[Fr
         beating = set(conn.execute(
             sa.select(TrialHeartbeatModel.trial_id).where(TrialHeartbeatModel.trial_id.in_(ids))
         ).scalars())
-    limit = datetime.now() - timedelta(seconds=HEARTBEAT_GRACE_S)  # Optuna stores local naive times
-    silent = [t._trial_id for t in running
-              if t._trial_id not in beating and t.datetime_start is not None and t.datetime_start < limit]
-    return stale + silent
+    grace = timedelta(seconds=HEARTBEAT_GRACE_S)
+    limit, local_limit = utcnow() - grace, datetime.now() - grace  # Optuna stores local naive times
+
+    def long_ago(t: FrozenTrial) -> bool:
+        if t.number in started:
+            return _utc(started[t.number]) < limit
+        return t.datetime_start is not None and t.datetime_start < local_limit
+
+    return stale + [t._trial_id for t in running if t._trial_id not in beating and long_ago(t)]
 
 
 def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequence[int]) -> list[int]:
@@ -349,12 +367,20 @@ def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequenc
 def _mirror_unrecorded(store: Store, name: str, trials: Sequence[FrozenTrial], rows: dict[int, Any], over: set[int]) -> None:
     """Give our RUNNING rows the end Optuna recorded, once their process cannot write it any more
     (its run is over, or the trial ended more than ``HEARTBEAT_GRACE_S`` ago)."""
-    limit = datetime.now() - timedelta(seconds=HEARTBEAT_GRACE_S)
+    limit = utcnow() - timedelta(seconds=HEARTBEAT_GRACE_S)
     for t in trials:
         if not t.state.is_finished():
             continue
-        if rows[t.number].run_id in over or (t.datetime_complete is not None and t.datetime_complete < limit):
+        if rows[t.number].run_id in over or _ended_before(t, rows[t.number], limit):
             mirror_trial(store, name, t)
+
+
+def _ended_before(trial: FrozenTrial, row: Any, limit: datetime) -> bool:
+    """Whether ``trial`` ended before ``limit`` (UTC): our row's UTC start plus the run time Optuna
+    recorded (its two local times share one time zone, whichever the worker's)."""
+    if trial.datetime_complete is None or trial.datetime_start is None or row.started_at is None:
+        return False
+    return _utc(row.started_at) + (trial.datetime_complete - trial.datetime_start) < limit
 
 
 def mirror_trial(store: Store, name: str, trial: FrozenTrial) -> None:

@@ -7,6 +7,7 @@ from autocompress.store.engine import (
     create_store_engine,
     database_reason,
     display_url,
+    driver_hint,
     engine_kwargs,
     exclusive,
     mask_password,
@@ -24,6 +25,7 @@ from autocompress.store.models import (
     SchemaMigration,
     SearchRun,
     TrialRecord,
+    utcnow,
 )
 from autocompress.store.repository import MetricLike, Objectives, Store, pid_alive
 
@@ -43,6 +45,7 @@ __all__ = [
     "create_store_engine",
     "database_reason",
     "display_url",
+    "driver_hint",
     "engine_kwargs",
     "exclusive",
     "hash_folder",
@@ -54,4 +57,5 @@ __all__ = [
     "require_database",
     "schema_version",
     "sqlite_path",
+    "utcnow",
 ]

@@ -159,7 +159,7 @@ def create_store_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(parsed, **engine_kwargs(url))
     except (sa.exc.ArgumentError, ImportError, sa.exc.NoSuchModuleError) as e:
-        raise StoreError(f"cannot open --storage {display_url(url)}: {e}{_driver_hint(e)}") from e
+        raise StoreError(f"cannot open --storage {display_url(url)}: {e}{driver_hint(e, url)}") from e
     if parsed.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -173,11 +173,13 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
-def _driver_hint(e: BaseException) -> str:
-    """How to get a missing PostgreSQL driver: psycopg (3), the one our ``postgres`` extra installs."""
-    if "psycopg2" in str(e):  # the extra would not bring it: the URL must name psycopg 3
+def driver_hint(e: BaseException, url: str = "") -> str:
+    """How to get a missing PostgreSQL driver (named by the error or by the URL ``url``): psycopg (3),
+    the one our ``postgres`` extra installs."""
+    text = f"{e} {url}"
+    if "psycopg2" in text:  # the extra would not bring it: the URL must name psycopg 3
         return "; hint: write the URL as postgresql+psycopg://... and pip install 'autocompress[postgres]'"
-    if "psycopg" in str(e):
+    if "psycopg" in text:
         return "; hint: pip install 'autocompress[postgres]' (psycopg)"
     return ""
 

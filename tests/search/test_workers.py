@@ -14,12 +14,13 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from autocompress.cli.main import main
 import autocompress.search.study as study_mod
 from autocompress.search.study import ask, identity, open_storage, open_study, recover_stale_trials, run_heartbeat
-from autocompress.store import Objectives, Store
+from autocompress.store import Objectives, Store, TrialRecord
 
 KILLER = """
 import os, signal, sys
@@ -320,3 +321,44 @@ def test_a_locked_database_is_one_line_not_a_traceback(search_argv, tmp_path, mo
         holder.close()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "database is locked" in err and "several workers need PostgreSQL" in err
+
+
+def _shift_optuna_times(study: optuna.Study, trial_id: int, hours: float) -> None:
+    """Write a trial's Optuna times as a worker whose local clock is ``hours`` off this one's would."""
+    from optuna.storages._rdb.models import TrialModel
+
+    table = TrialModel.__table__
+    with study._storage._backend.engine.begin() as conn:
+        row = conn.execute(sa.select(table.c.datetime_start, table.c.datetime_complete)
+                           .where(table.c.trial_id == trial_id)).one()  # fmt: skip
+        shift = timedelta(hours=hours)
+        values = {"datetime_start": row.datetime_start + shift}
+        if row.datetime_complete is not None:
+            values["datetime_complete"] = row.datetime_complete + shift
+        conn.execute(sa.update(table).where(table.c.trial_id == trial_id).values(**values))
+
+
+def test_a_worker_in_another_time_zone_is_judged_by_our_utc_rows(tmp_path):
+    """Optuna records each worker's local time: a just-started trial of a worker five hours behind
+    (before its first heartbeat) was failed as silent, and a trial it had just told was mirrored
+    into our tables at once, as if its own process could no longer write it."""
+    study, store, ours, other = _study_with_two_runs(tmp_path)
+    silent = ask(study)  # no heartbeat yet
+    store.begin_trial(run_id=other, study_name="micro", trial_number=silent.number,
+                      optuna_trial_id=silent._trial_id, device_info={})
+    _shift_optuna_times(study, silent._trial_id, -5)
+    told = _begin(study, store, other)
+    study.tell(told, [0.9, 10.0, 100.0])
+    _shift_optuna_times(study, told._trial_id, -5)
+
+    assert recover_stale_trials(study, store, ours) == []
+    assert study.trials[silent.number].state == TrialState.RUNNING
+    assert store.trial("micro", told.number).state == "RUNNING"  # its own worker writes it
+
+    # An hour later by our rows' UTC clock both are due, whatever the time zone.
+    with store._session() as s:
+        for row in s.scalars(sa.select(TrialRecord).where(TrialRecord.study_name == "micro")):
+            row.started_at = row.started_at - timedelta(hours=1)
+        s.commit()
+    assert recover_stale_trials(study, store, ours) == [silent.number]
+    assert store.trial("micro", told.number).state == "COMPLETE"
