@@ -206,9 +206,11 @@ class _Daemon:
             raise
         note = self._note()
         with exclusive(self.store.engine, f"autocompress:study:{r.study}"):  # workers starting together: one creates
-            self.study, _created = open_study(
+            self.study, created = open_study(
                 self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
             )
+            if created:  # a study deleted (say in the dashboard) and searched again: its numbers restart at 0
+                self.store.forget_trials(r.study)
         n_existing = len(self.study.get_trials(deepcopy=False))
         self.run_id = self.store.start_run(
             study_name=r.study, target=r.target.name, space_name=r.space.name, space_sha256=r.space.sha256,

@@ -289,6 +289,18 @@ class Store:
             row.metrics.extend(metric_rows)
             self._commit(s)
 
+    def forget_trials(self, study_name: str) -> int:
+        """Delete the trial rows (with their metrics) and bundle records of ``study_name``: for a
+        study created anew under the name of a deleted one, whose trial numbers start at 0 again.
+        Its runs stay, as history. Returns the number of trial rows deleted."""
+        with self._session() as s:
+            rows = list(s.scalars(sa.select(TrialRecord).where(TrialRecord.study_name == study_name)))
+            for row in rows:
+                s.delete(row)
+            s.execute(sa.delete(BundleRecord).where(BundleRecord.study_name == study_name))
+            self._commit(s)
+            return len(rows)
+
     def trials(self, study_name: str, states: Sequence[str] | None = None) -> list[TrialRecord]:
         """Return a study's trials (with metrics), by trial number."""
         with self._session() as s:

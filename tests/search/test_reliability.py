@@ -387,3 +387,23 @@ def test_an_unreachable_server_and_a_missing_driver_are_told_apart():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "StoreError" in proc.stderr and "hint: pip install 'autocompress[postgres]'" in proc.stderr
+
+
+def test_a_study_deleted_and_searched_again_starts_with_empty_tables(search_argv, micro_voice, tmp_path, capsys):
+    """After the study was deleted (as the dashboard does) and searched again under its name, our
+    tables still held the deleted study's trials: its tables listed them and its Pareto set could be one."""
+    from autocompress.store import Store
+
+    space = tmp_path / "one.toml"
+    space.write_text("[space]\nname = 'one'\nsteps = 1\ntrials = 3\n\n[groups.gpt]\nbits = [8]\n")
+    argv = [str(space) if a == str(micro_voice["space"]) else a for a in search_argv(tmp_path, "--no-export")]
+    url = f"sqlite:///{tmp_path}/db/s.db"
+    (tmp_path / "db").mkdir()
+    assert main(["search", *argv, "--trials", "3"]) == 0
+    assert len(Store(url).trials("micro")) == 3
+    optuna.delete_study(study_name="micro", storage=url)
+    assert main(["search", *argv, "--trials", "1"]) == 0
+    rows = Store(url).trials("micro")
+    assert [r.trial_number for r in rows] == [0] and rows[0].state == "COMPLETE"
+    done = optuna.load_study(study_name="micro", storage=url).get_trials(states=(TrialState.COMPLETE,))
+    assert [t.number for t in done] == [0]
