@@ -57,17 +57,39 @@ class Objectives:
         return (self.quality, self.latency_ms, self.memory_mb)
 
 
+PROCESS_SPACE_KEY = "process_space"  # in a run's device_info: see process_space()
+
+
+def process_space() -> str:
+    """Which process ids this process can see: the kernel's boot and its pid namespace.
+
+    Containers that share a host name (``docker run --network host``) have pid namespaces of
+    their own, where another container's pid means nothing. "" where /proc cannot tell.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return f"{boot}/{namespace}"
+
+
 def _death_test(silent_after_s: float | None, now: datetime) -> Callable[[SearchRun], bool]:
-    """Whether a ``running`` run is dead: this machine's by its process (never this process's),
-    any machine's by a heartbeat older than ``silent_after_s`` seconds before ``now`` (the
-    database's clock, which wrote the heartbeats) when given."""
-    host = socket.gethostname()
+    """Whether a ``running`` run is dead: one whose process this process can see (same host and,
+    where both recorded it, the same :func:`process_space`) by that process (never this
+    process's own), any other by a heartbeat older than ``silent_after_s`` seconds before ``now``
+    (the database's clock, which wrote the heartbeats) when given."""
+    host, space = socket.gethostname(), process_space()
     limit = _as_utc(now) - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
 
+    def visible(r: SearchRun) -> bool:
+        theirs = (r.device_info or {}).get(PROCESS_SPACE_KEY) if isinstance(r.device_info, dict) else None
+        return r.hostname == host and (not theirs or not space or theirs == space)
+
     def is_dead(r: SearchRun) -> bool:
-        if r.hostname == host and r.pid == os.getpid():
+        if visible(r) and r.pid == os.getpid():
             return False
-        if r.hostname == host and not pid_alive(r.pid):
+        if visible(r) and not pid_alive(r.pid):
             return True
         return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
 
@@ -142,7 +164,8 @@ class Store:
         with self._session() as s:
             run = SearchRun(
                 study_name=study_name, target=target, space_name=space_name, space_sha256=space_sha256,
-                voice=voice, settings=settings, device_info=device_info, hostname=socket.gethostname(),
+                voice=voice, settings=settings, device_info={**device_info, PROCESS_SPACE_KEY: process_space()},
+                hostname=socket.gethostname(),
                 pid=os.getpid(), status="running", started_at=utcnow(), heartbeat_at=_database_now(s),
             )
             s.add(run)

@@ -182,6 +182,26 @@ def test_dead_runs_are_reaped_and_live_ones_kept(db_url):
     assert status == {live: "running", dead: "killed"}
 
 
+def test_a_run_in_another_pid_namespace_under_our_host_name_is_judged_by_its_heartbeat(db_url):
+    """Containers sharing a host name (docker --network host) have pid namespaces of their own: a
+    live worker in one was reaped by a worker in another, where its pid did not exist."""
+    import json
+
+    from autocompress.store.repository import process_space
+
+    store = Store(db_url)
+    assert process_space()  # Linux: boot id and pid namespace
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    elsewhere, here = _run(store), _run(store)
+    with store.engine.begin() as c:  # both pids are gone from this namespace
+        c.execute(sa.text("UPDATE ac_search_runs SET pid = :p"), {"p": int(proc.stdout)})
+        c.execute(sa.text("UPDATE ac_search_runs SET device_info = :d WHERE id = :i"),
+                  {"d": json.dumps({"process_space": "another-boot/pid:[1]"}), "i": elsewhere})
+    assert store.reap_dead_runs("s", silent_after_s=60) == [here]  # the other container's run beats on
+    assert {r.id: r.status for r in store.runs("s")} == {elsewhere: "running", here: "killed"}
+    assert {r.id: r.device_info["process_space"] for r in store.runs("s")}[here] == process_space()  # recorded
+
+
 def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/deep/er/x.db")
     with store.engine.connect() as c:
