@@ -54,7 +54,8 @@ def voice_calibration(teacher: Voice, examples: Sequence[CalibrationExample]) ->
 
 def _gpt_batch(ex: CalibrationExample) -> CalibrationBatch:
     codes = ex.codes.reshape(1, -1)
-    lengths = (torch.tensor([ex.phones.shape[1]]), torch.tensor([codes.shape[1]]))
+    device = ex.phones.device
+    lengths = (torch.tensor([ex.phones.shape[1]], device=device), torch.tensor([codes.shape[1]], device=device))
 
     def run(gpt: nn.Module) -> Tensor:
         logits, targets = gpt.forward_train(ex.phones, lengths[0], ex.bert, codes, lengths[1])
@@ -67,14 +68,14 @@ def _gpt_batch(ex: CalibrationExample) -> CalibrationBatch:
 def _sovits_batches(sovits: nn.Module, ex: CalibrationExample) -> dict[str, CalibrationBatch]:
     config = sovits.config
     refer = ex.refer[:, : config.ref_bins]
-    refer_mask = torch.ones(1, 1, refer.shape[2])
+    refer_mask = torch.ones(1, 1, refer.shape[2], device=refer.device)
     ge = sovits.style(ex.refer, ex.sv)  # [1, gin, 1]
     ge_text = sovits.ge_to512(ge.transpose(1, 2)).transpose(1, 2) if config.is_pro else ge
     features = sovits.quantizer.decode(ex.codes.transpose(0, 1))  # [1, ssl_dim, Tc]
     if config.semantic_frame_rate == "25hz":
         features = F.interpolate(features, size=features.shape[-1] * 2, mode="nearest")
-    lengths = torch.tensor([features.shape[-1]])
-    text_lengths = torch.tensor([ex.text.shape[1]])
+    lengths = torch.tensor([features.shape[-1]], device=features.device)
+    text_lengths = torch.tensor([ex.text.shape[1]], device=ex.text.device)
     _, m_p, _, y_mask = sovits.enc_p(features, lengths, ex.text, text_lengths, ge_text)
     z = sovits.flow(m_p, y_mask, g=ge, reverse=True)  # noise scale 0
     return {

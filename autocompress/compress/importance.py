@@ -102,9 +102,9 @@ def layer_scores(
 
 
 def _per_channel(member: Member, per_index: Tensor, size: int) -> Tensor:
-    """Sum a per-index vector over each channel's indices -> ``[size]``."""
+    """Sum a per-index vector over each channel's indices -> ``[size]``, on the CPU (where scores are ranked)."""
     index = member.index(torch.arange(size))  # [size, k]
-    return per_index[index].sum(dim=1)
+    return per_index.detach().cpu()[index].sum(dim=1)
 
 
 def _reduce_to_axis(t: Tensor, axis: int) -> Tensor:

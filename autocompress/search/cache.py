@@ -81,15 +81,15 @@ class TeacherCache:
         items (``eval_items``, ``prompt``, ``sentences``), else build and save it."""
         device = prompt.codes.device
         if path.is_file():
-            try:
-                data = torch.load(path, map_location=device, weights_only=True)
+            try:  # read on the CPU: the teacher's speech and speaker vectors are scored there
+                data = torch.load(path, map_location="cpu", weights_only=True)
             except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
                 data = None
             if (
                 isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("fingerprint") == fingerprint
                 and _same_items(data, eval_items, prompt, sentences)
             ):
-                return cls.from_dict(data)
+                return cls.from_dict(data, device)
         cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
@@ -113,7 +113,9 @@ class TeacherCache:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TeacherCache:
+    def from_dict(cls, d: dict[str, Any], device: torch.device | str | None = None) -> TeacherCache:
+        """The cache :meth:`to_dict` wrote, loaded on the CPU; with ``device``, what the trials
+        compute with (items, teacher outputs, style vector) moves there; the speech stays on the CPU."""
         speech = [Speech(**s) for s in d["speech"]]
         reference = TeacherReference(
             sr=speech[0].sample_rate,
@@ -121,14 +123,21 @@ class TeacherCache:
             mos=tuple(float(m) for m in d["reference_mos"]) or None,
             embeddings=tuple(e.numpy() for e in d["reference_embeddings"]) or None,
         )
+
+        def to(t: Any) -> Any:
+            return t.to(device) if device is not None and isinstance(t, Tensor) else t
+
+        def moved(kind: type, fields: dict[str, Any]) -> Any:
+            return kind(**{k: to(v) for k, v in fields.items()})
+
         targets = EvalTargets(
-            items=[VoiceItem(**i) for i in d["eval_items"]],
-            gpt_logits=list(d["gpt_logits"]),
-            sovits=[SoVITSTargets(**t) for t in d["sovits"]],
+            items=[moved(VoiceItem, i) for i in d["eval_items"]],
+            gpt_logits=[to(t) for t in d["gpt_logits"]],
+            sovits=[moved(SoVITSTargets, t) for t in d["sovits"]],
         )
         return cls(
-            fingerprint=d["fingerprint"], targets=targets, prompt=VoiceItem(**d["prompt"]), style=d["style"],
-            sentences=[VoiceItem(**i) for i in d["sentences"]], speech=speech, reference=reference,
+            fingerprint=d["fingerprint"], targets=targets, prompt=moved(VoiceItem, d["prompt"]), style=to(d["style"]),
+            sentences=[moved(VoiceItem, i) for i in d["sentences"]], speech=speech, reference=reference,
         )
 
 

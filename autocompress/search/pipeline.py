@@ -128,7 +128,8 @@ class VoiceTrialRunner:
         if device.type == "cpu":
             torch.set_num_threads(choose_threads(stable=resolved.target.measured))
         voice = resolved.voice
-        sovits = load_sovits(voice.sovits, map_location=device)
+        # SoVITS stays on the CPU until a demo prompt is coded: the stand-in features are made there.
+        sovits = load_sovits(voice.sovits)
         sovits.drop_enc_q_()
         teacher = Voice(load_gpt(voice.gpt, map_location=device).eval(), sovits.eval())
         for p in list(teacher.gpt.parameters()) + list(teacher.sovits.parameters()):
@@ -156,6 +157,7 @@ class VoiceTrialRunner:
         if voice.standin_version:  # the demo: its prompt coded as upstream's inference codes one
             codes = demo_prompt_codes(sovits, folder[prompt.name].load_wav(), voice.standin_version)
             prompt = dataclasses.replace(prompt, codes=codes.to(device))
+        sovits.to(device)
         sentences = eval_items[: settings.quality_items]
         key = fingerprint(
             [voice.gpt, voice.sovits], [*train_names, "|", *eval_names],

