@@ -2,7 +2,9 @@
 
 Measured:
 - GPU: NVML's per-process used memory (the whole footprint, CUDA context included) and
-  ``torch.cuda.max_memory_allocated`` (tensors only). Without NVML (no driver, no GPU, as on the
+  ``torch.cuda.max_memory_allocated`` (tensors only), of this process
+  (:func:`gpu_memory_metrics`) or of a fresh one that runs the workload alone
+  (:func:`gpu_memory_subprocess`, what a trial reports). Without NVML (no driver, no GPU, as on the
   development machine) the process figure falls back to ``torch.cuda.memory_reserved`` plus the
   target's context constant, or to NaN on a machine without CUDA, and the metric's note says so:
   no crash.
@@ -221,6 +223,61 @@ def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 6
     Raises:
         ScoringError: the child failed, was killed or timed out.
     """
+    result = run_in_subprocess(fn, *args, timeout_s=timeout_s)
+    before, peak, how = result["before"], result["peak"], result["how"]
+    device = host_device()
+    return [
+        measured("peak_rss_bytes", peak, "bytes", device, f"fresh subprocess, {how}"),
+        measured("peak_rss_delta_bytes", peak - before, "bytes", device, f"fresh subprocess, {how}"),
+    ]
+
+
+def gpu_memory_subprocess(
+    fn: Callable[..., dict[str, Any]], *args: Any, target: Target | None = None, timeout_s: float = 600.0
+) -> list[Metric]:
+    """GPU memory of ``fn(*args)`` run alone in a fresh process (rules of :func:`peak_rss_subprocess`).
+
+    ``fn`` runs the workload on its GPU and returns what it read there (:func:`read_gpu_memory`):
+    this process's own tensors (a search's teacher, its caches) are not counted.
+
+    Returns:
+        ``gpu_process_bytes`` and ``gpu_peak_allocated_bytes`` as :func:`gpu_memory_metrics`
+        labels them, noted as a fresh subprocess.
+
+    Raises:
+        ScoringError: the child failed, was killed or timed out.
+    """
+    seen = run_in_subprocess(fn, *args, timeout_s=timeout_s)["returned"]
+    where, note = seen["device"], "fresh subprocess: the workload alone, with its own CUDA context"
+    if seen["nvml_reason"] == "":
+        process = measured("gpu_process_bytes", seen["nvml_bytes"], "bytes", where, note)
+    else:
+        context = target.context_bytes if target is not None else 0
+        fallback = seen["reserved"] + context
+        process = measured("gpu_process_bytes", fallback, "bytes", where, f"{note}; {seen['nvml_reason']}; fallback: "
+                           f"torch reserved + {context / 2**20:.0f} MiB context constant")  # fmt: skip
+    return [process, measured("gpu_peak_allocated_bytes", seen["peak_allocated"], "bytes", where, note)]
+
+
+def read_gpu_memory(device: Any) -> dict[str, Any]:
+    """What :func:`gpu_memory_subprocess` reports, read in the child after its workload ran on ``device``."""
+    import torch
+
+    dev = torch.device(device)
+    torch.cuda.synchronize(dev)
+    value, reason = nvml_process_bytes(device_index=dev.index or 0)
+    return {
+        "device": host_device(dev),
+        "nvml_bytes": value if reason == "" else None,
+        "nvml_reason": reason,
+        "peak_allocated": float(torch.cuda.max_memory_allocated(dev)),
+        "reserved": float(torch.cuda.memory_reserved(dev)),
+    }
+
+
+def run_in_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh interpreter; return its result record (``before`` and ``peak``
+    resident bytes, ``how`` they were read, ``returned``: ``fn``'s JSON-serialisable return value)."""
     with tempfile.TemporaryDirectory(prefix="autocompress-rss-") as tmp:
         result_path = os.path.join(tmp, "result.json")
         request = {
@@ -246,12 +303,7 @@ def peak_rss_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 6
             result = json.load(f)
     if result["status"] != "ok":
         raise ScoringError(f"peak-memory subprocess failed: {result['error']}")
-    before, peak, how = result["before"], result["peak"], result["how"]
-    device = host_device()
-    return [
-        measured("peak_rss_bytes", peak, "bytes", device, f"fresh subprocess, {how}"),
-        measured("peak_rss_delta_bytes", peak - before, "bytes", device, f"fresh subprocess, {how}"),
-    ]
+    return result
 
 
 def _status_kib(field: str) -> int | None:
@@ -283,12 +335,12 @@ def _rss_child() -> None:
         except OSError:
             how = "ru_maxrss (not reset: includes start-up)"
         before = _status_kib("VmRSS")
-        fn(*request["args"])
+        returned = fn(*request["args"])
         peak = _status_kib("VmHWM") if how.startswith("VmHWM") else None
         if peak is None or before is None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
             before = before or 0
-        out = {"status": "ok", "before": before * 1024.0, "peak": peak * 1024.0, "how": how}
+        out = {"status": "ok", "before": before * 1024.0, "peak": peak * 1024.0, "how": how, "returned": returned}
     except BaseException as e:  # noqa: BLE001  (report everything to the parent)
         out = {"status": "error", "error": f"{type(e).__name__}: {e}"}
     with open(request["result"], "w", encoding="utf-8") as f:

@@ -209,29 +209,45 @@ def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> Non
     run_shape(voice, UtteranceShape(**shape))
 
 
+def _gpu_run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict, device: str) -> dict[str, Any]:
+    """Subprocess body of :func:`measure_voice_memory` on a GPU: build there, run one utterance, read its memory."""
+    from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
+    from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
+    from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
+    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.score.memory import read_gpu_memory
+
+    dev = torch.device(device)
+    voice = Voice(
+        Text2SemanticGPT(GPTConfig.from_dict(gpt_config)).eval().to(dev),
+        SynthesizerTrn(SoVITSConfig.from_dict(sovits_config), include_enc_q=False).eval().to(dev),
+    )
+    torch.cuda.reset_peak_memory_stats(dev)
+    run_shape(voice, UtteranceShape(**shape))
+    return read_gpu_memory(dev)
+
+
 def measure_voice_memory(
     voice: Any, shape: UtteranceShape | None = None, target: Target | None = None
 ) -> list[Metric]:
     """Measured memory of one utterance through a voice of this structure.
 
-    On a CUDA voice: run here, then NVML per-process memory and torch's peak allocation
-    (:func:`~autocompress.score.memory.gpu_memory_metrics`, with its labelled fallback).
-    On the CPU: a fresh subprocess builds an fp32 torch voice of the same configs (weights do
-    not affect memory) and runs the utterance; its peak RSS is reported
-    (:func:`~autocompress.score.memory.peak_rss_subprocess`).
+    A fresh subprocess builds an fp32 torch voice of the same configs (weights do not affect
+    memory) on the voice's device and runs the utterance there, so that nothing else this
+    process holds (a search's teacher and caches) is counted. On the CPU its peak RSS is
+    reported (:func:`~autocompress.score.memory.peak_rss_subprocess`); on a GPU, NVML's memory
+    of that process and torch's peak allocation in it
+    (:func:`~autocompress.score.memory.gpu_memory_subprocess`, with its labelled fallback).
     """
     from dataclasses import asdict
 
-    from autocompress.score.memory import gpu_memory_metrics, peak_rss_subprocess
+    from autocompress.score.memory import gpu_memory_subprocess, peak_rss_subprocess
 
     shape = shape or UtteranceShape()
     dev = next(voice.gpt.parameters()).device
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-        run_shape(voice, shape)
-        torch.cuda.synchronize(dev)
-        return gpu_memory_metrics(target, dev)
     configs = (voice.gpt.config.to_dict(), voice.sovits.config.to_dict())
+    if dev.type == "cuda":
+        return gpu_memory_subprocess(_gpu_run_from_configs, *configs, asdict(shape), str(dev), target=target)
     return peak_rss_subprocess(_run_from_configs, *configs, asdict(shape))
 
 

@@ -15,3 +15,18 @@ def allocate(megabytes: int) -> None:
 def fail(message: str) -> None:
     """A workload that raises, for the error path."""
     raise ValueError(message)
+
+
+def gpu_reading(pid_file: str, nvml: bool) -> dict:
+    """Stands in for a GPU workload: what ``read_gpu_memory`` returns after one, and this process's id."""
+    import os
+
+    with open(pid_file, "w", encoding="ascii") as f:
+        f.write(str(os.getpid()))
+    return {
+        "device": "cuda:0 (stand-in)",
+        "nvml_bytes": 7e8 if nvml else None,
+        "nvml_reason": "" if nvml else "NVML unavailable: no driver",
+        "peak_allocated": 2e8,
+        "reserved": 3e8,
+    }

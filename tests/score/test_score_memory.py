@@ -99,3 +99,26 @@ def test_memory_projection_adds_its_components():
     metrics = {m.name: m for m in proj.metrics()}
     assert metrics["memory_bytes"].kind == "projected" and metrics["memory_bytes"].device == "rtx3060"
     assert metrics["memory_context_bytes"].value == 350 * 2**20
+
+
+@pytest.mark.parametrize("nvml", [True, False])
+def test_gpu_memory_is_read_in_a_fresh_process_of_its_own(tmp_path, nvml):
+    """A CUDA search measured GPU memory in its own process: the teacher and its caches counted."""
+    import os
+
+    from _score_alloc import gpu_reading
+
+    from autocompress.score.memory import gpu_memory_subprocess
+    from autocompress.targets import load_target
+
+    pid_file = tmp_path / "pid"
+    target = load_target("rtx3060")
+    process, peak = gpu_memory_subprocess(gpu_reading, str(pid_file), nvml, target=target)
+    assert int(pid_file.read_text()) != os.getpid()  # the workload ran in another process
+    assert (process.name, peak.name) == ("gpu_process_bytes", "gpu_peak_allocated_bytes")
+    assert process.kind == peak.kind == "measured" and process.device == "cuda:0 (stand-in)"
+    assert peak.value == 2e8 and "fresh subprocess" in peak.note
+    if nvml:
+        assert process.value == 7e8
+    else:
+        assert process.value == 3e8 + target.context_bytes and "fallback" in process.note
