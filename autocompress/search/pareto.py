@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.exceptions import AutocompressError, ConfigError, ExportError
+from autocompress.exceptions import AutocompressError, ConfigError, ExportError, StoreError
 from autocompress.runtime.files import sha256_file
 from autocompress.runtime.manifest import hash_files, read_manifest
 from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
@@ -179,6 +179,11 @@ def export_pareto(
                 study_name=study_name, trial_number=t.number, target=target_obj.name, kind=kinds[t.number], path=p,
                 run_id=run_id,
             )
+    except StoreError as e:  # the folders are complete and checked: say so, and what is missing
+        raise StoreError(
+            f"exported {len(paths)} trial(s) to {out_dir}, complete and usable, but {e}; their database "
+            "records are missing (export again once the database is writable to record them)"
+        ) from e
     finally:
         if own_store:
             store.close()

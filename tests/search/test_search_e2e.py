@@ -310,3 +310,21 @@ def test_a_checkpoint_export_is_rebuilt_when_its_student_changes(finished_search
         assert (out / f"trial-{first:04d}" / "plan.json").read_text() == original + "\n"
     finally:
         plan.write_text(original)
+
+
+def test_bundles_that_cannot_be_recorded_are_said_to_be_complete(finished_search, tmp_path, monkeypatch):
+    """A database that refused the records ended the export with only "cannot write", though its
+    bundles were written, checked and usable."""
+    from autocompress.exceptions import StoreError
+    from autocompress.search.pareto import export_pareto
+
+    def refuse(self, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise StoreError("cannot write to sqlite:///s.db: attempt to write a readonly database")
+
+    monkeypatch.setattr(Store, "record_bundle", refuse)
+    out = tmp_path / "exports"
+    with pytest.raises(StoreError, match="complete and usable") as refused:
+        export_pareto(storage=_url(finished_search), study_name="micro", target="rtx3060", out_dir=out,
+                      artifacts=finished_search / "db" / "artifacts", export_format="checkpoint")  # fmt: skip
+    assert "readonly database" in str(refused.value) and str(out) in str(refused.value)
+    assert (out / "pareto.json").is_file() and [p for p in out.iterdir() if p.is_dir()]
