@@ -30,6 +30,7 @@ MODEL_KEYS = (  # the manifest's model entries the runner reads
     "sampling_rate", "samples_per_frame", "frames_per_code", "eos", "pe_rows", "max_tokens",
     "noise_scale", "spec_channels", "inputs", "symbols", "sovits_version",
 )  # fmt: skip
+V1_GPT_PHONES = 322  # phone ids a v1 GPT was trained on (the v1 symbol table; later tables extend it)
 
 
 @dataclass
@@ -191,7 +192,12 @@ class BundleRunner:
         seed: int = 0,
         keep_logits: bool = False,
     ) -> GenerationOutput:
-        """Semantic codes for one utterance (``top_k=1`` in ``sampling`` is greedy)."""
+        """Semantic codes for one utterance (``top_k=1`` in ``sampling`` is greedy).
+
+        Raises:
+            DataError: a phone id the bundle's GPT has no trained embedding for.
+        """
+        self._check_gpt_phones(item.phones)
         return self.gpt.generate(
             item.phones,
             item.bert_features(),
@@ -249,6 +255,24 @@ class BundleRunner:
         return Synthesis(wav, self.sampling_rate, out.tokens, out.stop_reason, t1 - t0, t2 - t1)
 
     # ----- plumbing
+
+    def _check_gpt_phones(self, phones: np.ndarray) -> None:
+        """Refuse phone ids beyond the GPT's trained vocabulary (a v1 GPT in a v2-table bundle)."""
+        gpt = self.manifest.model.get("gpt_config")
+        if not isinstance(gpt, dict) or phones.size == 0:
+            return  # a bundle of an older manifest: onnxruntime reports an id beyond the table
+        limit = V1_GPT_PHONES if gpt.get("version") == "v1" else int(gpt.get("phoneme_vocab_size", 0)) or None
+        if limit is None or int(phones.max()) < limit:
+            return
+        table = self.symbols()
+        bad = sorted({int(i) for i in phones if i >= limit})
+        shown = [table[i] if i < len(table) else str(i) for i in bad[:5]]
+        version = gpt.get("version")
+        raise DataError(
+            f"the bundle's {version} GPT was trained on phone ids 0..{limit - 1} only, and the prompt and text "
+            f"hold {shown}; speak with phones of the {version} symbol table, or export a voice with a GPT of "
+            f"the SoVITS's version ({self.manifest.model['sovits_version']})"
+        )
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run one graph, casting float inputs to the dtype the graph declares."""

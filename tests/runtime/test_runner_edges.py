@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -70,3 +71,22 @@ def test_a_speaker_vector_without_its_reference_is_refused_not_dropped(helpers) 
 def test_a_reference_the_style_graph_overflows_on_is_named(runner) -> None:  # noqa: ANN001
     with pytest.raises(DataError, match="the style graph overflows on this reference .*values up to 1e\\+30"):
         runner.style(np.full((1025, 8), 1e30, dtype=np.float32))
+
+
+def test_phones_a_v1_gpt_was_never_trained_on_are_refused_in_one_line(tmp_path, bundle_fp32) -> None:  # noqa: ANN001
+    """A v2-table SoVITS paired with a v1 GPT (upstream allows the pair): the GPT's embedding has
+    no trained row for the symbols v2 added, and ids past its 512 rows crashed onnxruntime."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle_fp32.path, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    assert data["model"]["sovits_version"] != "v1"  # its symbol table is the 732-entry v2 one
+    data["model"]["gpt_config"].update(version="v1", phoneme_vocab_size=512)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    runner = BundleRunner(folder, prefer_gpu=False, threads=1)
+    table = runner.symbols()
+    item = runner.make_input(0, f"3,{table.index('Yan6')},5")  # a Cantonese phone, id 440
+    item = dataclasses.replace(item, prompt_phones=np.array([7, 8, 9]), bert=None)  # a v1 prompt
+    with pytest.raises(DataError, match=r"v1 GPT was trained on phone ids 0\.\.321 only, .* hold \['Yan6'\]"):
+        runner.synthesize(item, SamplingConfig(top_k=1), max_new_tokens=3)
+    v1_text = dataclasses.replace(item, text=np.array([3, 4, 5]))
+    assert runner.generate(v1_text, SamplingConfig(top_k=1), max_new_tokens=3).tokens.size == 3
