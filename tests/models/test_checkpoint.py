@@ -598,3 +598,9 @@ def test_sovits_resume_checkpoint_problems_are_named(tmp_path):
     assert str(exp / "config.json") in message
     (exp / "config.json").write_text(json.dumps(sovits_tiny().replace(filter_channels=128).to_upstream()))
     _one_line_error(load_sovits, exp / "logs_s2_v2" / "G_2333.pth", match="weights do not match the config")
+
+
+@pytest.mark.parametrize("version, folder", [("v1", "SoVITS_weights"), ("v2", "SoVITS_weights_v2"),
+                                             ("v2ProPlus", "SoVITS_weights_v2ProPlus")])
+def test_an_exported_config_names_upstreams_weights_folder(version, folder):
+    assert sovits_tiny().replace(version=version).to_upstream()["save_weight_dir"] == folder

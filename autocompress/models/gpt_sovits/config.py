@@ -310,7 +310,7 @@ class SoVITSConfig:
             "model": model,
             "s2_ckpt_dir": "logs/autocompress",
             "content_module": "cnhubert",
-            "save_weight_dir": "SoVITS_weights_" + self.version,
+            "save_weight_dir": "SoVITS_weights" + ("" if self.version == "v1" else "_" + self.version),  # upstream's folders
             "name": "autocompress",
             "version": self.version,
             "pretrain": None,
