@@ -153,6 +153,8 @@ class BundleRunner:
             raise DataError(f"a {self.manifest.model['sovits_version']} bundle takes no speaker vector")
         if ref_sv is not None and ref_spec is None:  # it would be dropped for the sample's own
             raise DataError("ref_sv is the speaker vector of a new reference: pass that reference's ref_spec too")
+        if ref_sv is not None and sum(d > 1 for d in ref_sv.shape) > 1:  # [D], [1, D] or [D, 1] only
+            raise DataError(f"the speaker vector must be one vector ([D] or [1, D]), got an array of {list(ref_sv.shape)}")
         if phones is None and ref_spec is None:
             return item
         text = item.text if phones is None else parse_phones(phones, self.symbols())

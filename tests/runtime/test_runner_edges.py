@@ -66,6 +66,10 @@ def test_a_speaker_vector_without_its_reference_is_refused_not_dropped(helpers) 
         pro.make_input(0, "3,4,5", ref_sv=sv)
     item = pro.make_input(0, "3,4,5", ref_spec=np.ones((1025, 8), dtype=np.float32), ref_sv=sv)
     assert np.array_equal(item.ref_sv, sv)
+    item = pro.make_input(0, "3,4,5", ref_spec=np.ones((1025, 8), dtype=np.float32), ref_sv=sv[None])
+    assert np.array_equal(item.ref_sv, sv)  # [1, D] is one vector too
+    with pytest.raises(DataError, match=r"one vector .*\[2, 10240\]"):  # the right size, not one vector
+        pro.make_input(0, "3,4,5", ref_spec=np.ones((1025, 8), dtype=np.float32), ref_sv=sv.reshape(2, 10240))
 
 
 def test_a_reference_the_style_graph_overflows_on_is_named(runner) -> None:  # noqa: ANN001
