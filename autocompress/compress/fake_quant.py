@@ -19,6 +19,7 @@ quantized values (weight norm folded in), the form export expects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -240,8 +241,9 @@ class _ActivationRange:
 
     def __init__(self, precision: str) -> None:
         self.precision = precision
-        self.amax: float | None = None  # None: dynamic (each call's own largest magnitude)
-        self.observed: float | None = None  # while calibrating: the largest magnitude seen so far
+        self.amax: float | None = None  # static symmetric range; None: dynamic (each call's own)
+        self.span: tuple[float, float] | None = None  # static asymmetric (u8) range: (min, max)
+        self.observed: tuple[float, float] | None = None  # while calibrating: (min, max) seen so far
 
     @property
     def is_integer(self) -> bool:
@@ -251,9 +253,22 @@ class _ActivationRange:
         x = args[0]
         if self.observed is not None and self.is_integer:  # calibrating: pass through unrounded
             if x.numel():
-                self.observed = max(self.observed, float(x.detach().abs().amax()))
+                d = x.detach()
+                self.observed = (min(self.observed[0], float(d.amin())), max(self.observed[1], float(d.amax())))
             return None
+        if self.span is not None:
+            return (fake_quantize_activation_u8(x, *self.span), *args[1:])
         return (fake_quantize_activation(x, self.precision, self.amax), *args[1:])
+
+
+def fake_quantize_activation_u8(x: Tensor, low: float, high: float) -> Tensor:
+    """Round an activation to asymmetric uint8 over the static range ``[low, high]`` (widened to
+    hold 0, as onnxruntime's min-max calibration does), STE; values beyond it clip."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max((high - low) / 255.0, torch.finfo(torch.float32).tiny)
+    zero = min(max(round(-low / scale), 0), 255)
+    q = (torch.clamp(torch.round(x.float() / scale) + zero, 0, 255) - zero) * scale
+    return x + (q.to(x.dtype) - x).detach()
 
 
 def _add_activation_hook(module: nn.Module, precision: str) -> None:
@@ -275,10 +290,14 @@ def _integer_ranges(models: Sequence[nn.Module]) -> list[_ActivationRange]:
     return ranges
 
 
-def calibrate_activations_(models: nn.Module | Sequence[nn.Module], run: Callable[[], object]) -> int:
-    """Give every integer activation of ``models`` a static range: the largest input magnitude its
-    layer sees while ``run()`` executes, as the export's static int8 calibration (min-max over
-    the float graph on evaluation inputs) does.
+def calibrate_activations_(
+    models: nn.Module | Sequence[nn.Module], run: Callable[[], object], symmetric: bool = True
+) -> int:
+    """Give every integer activation of ``models`` a static range from the inputs its layer sees
+    while ``run()`` executes, as the export's static int8 calibration (min-max over the float
+    graph on evaluation inputs) does: symmetric (the largest magnitude; s8, the form of GPU
+    targets) or, with ``symmetric=False``, asymmetric uint8 over the minimum and maximum (the
+    form of targets that run onnxruntime's CPU provider only).
 
     During ``run()`` those inputs pass unrounded; afterwards each rounds to its fixed range,
     clipping beyond it, instead of to each call's own largest magnitude. A layer ``run()`` never
@@ -291,7 +310,7 @@ def calibrate_activations_(models: nn.Module | Sequence[nn.Module], run: Callabl
     if not ranges:
         return 0
     for r in ranges:
-        r.observed = 0.0
+        r.observed = (math.inf, -math.inf)
     try:
         run()
     finally:
@@ -299,10 +318,14 @@ def calibrate_activations_(models: nn.Module | Sequence[nn.Module], run: Callabl
         for r in ranges:
             r.observed = None
     calibrated = 0
-    for r, top in seen:
-        if top:
-            r.amax = top
-            calibrated += 1
+    for r, (low, high) in seen:
+        if low > high or max(abs(low), abs(high)) == 0.0:  # never called, or only zeros
+            continue
+        if symmetric:
+            r.amax, r.span = max(abs(low), abs(high)), None
+        else:
+            r.amax, r.span = None, (low, high)
+        calibrated += 1
     return calibrated
 
 
@@ -313,6 +336,7 @@ __all__ = [
     "fake_quantize",
     "fake_quantize_blocks",
     "fake_quantize_activation",
+    "fake_quantize_activation_u8",
     "has_fake_quant",
     "layer_activations",
     "op_kind",

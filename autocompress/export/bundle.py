@@ -351,9 +351,7 @@ def _symmetric_int8(target: Any) -> bool:
     TensorRT runs int8 only from symmetric QDQ, so GPU targets and "no target" (portable) get
     that form; CPU-only targets get asymmetric u8 activations, onnxruntime's fast x86 path.
     """
-    if target is None:
-        return True
-    return not all(r == "onnxruntime-cpu" for r in target.runtimes)
+    return True if target is None else target.symmetric_int8
 
 
 def _settle_group(

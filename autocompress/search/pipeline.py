@@ -199,7 +199,7 @@ class VoiceTrialRunner:
         for p in list(student.gpt.parameters()) + list(student.sovits.parameters()):
             p.requires_grad_(False)
         hooks.phase("score")
-        quality = score_quality(student, job.plan, self.cache)
+        quality = score_quality(student, job.plan, self.cache, self.resolved.target.symmetric_int8)
         strip_fake_quant_(student.gpt)  # from here on: the deployable student
         strip_fake_quant_(student.sovits)
         scores = score_student(

@@ -61,16 +61,21 @@ class Scores:
     speech: list[Speech]
 
 
-def score_quality(student: Voice, plan: CompressionPlan, cache: TeacherCache) -> QualityResult:
+def score_quality(
+    student: Voice, plan: CompressionPlan, cache: TeacherCache, symmetric_int8: bool = True
+) -> QualityResult:
     """Let the student (with its fake quantization: deployed numerics) speak and compare with the teacher.
 
     Integer activations first get static ranges from the student speaking the sentences the
-    export calibrates on (:data:`CALIBRATION_SENTENCES`), as the shipped static int8 graphs do.
+    export calibrates on (:data:`CALIBRATION_SENTENCES`), as the shipped static int8 graphs do:
+    symmetric, or asymmetric uint8 for a target whose bundles use that form
+    (``Target.symmetric_int8``).
     """
     style = None if not plan.group("ref_enc").is_identity else cache.style
     calibration = cache.sentences[:CALIBRATION_SENTENCES]
     calibrate_activations_(
-        (student.gpt, student.sovits), lambda: [synthesize(student, cache.prompt, s, style) for s in calibration]
+        (student.gpt, student.sovits), lambda: [synthesize(student, cache.prompt, s, style) for s in calibration],
+        symmetric=symmetric_int8,
     )
     speech = [synthesize(student, cache.prompt, s, style) for s in cache.sentences]
     audios = [s.wav.numpy() for s in speech]

@@ -43,8 +43,9 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # speaker cosine 0 for itself only (it zeroed the whole trial's), and the fine-tune's cosine
 # learning rate starts at its peak step (it began one step late and never reached its end), and
 # layers with 5- to 8-bit weights take int8 inputs, as their W8A8 export runs them; 5: those
-# int8 inputs are scored with static ranges calibrated on the export's sentences (they were
-# scaled per call, finer than the shipped graphs), and STOI frames as its reference does (it took
+# int8 inputs are scored with static ranges calibrated on the export's sentences, symmetric or
+# asymmetric u8 as the target's bundles ship them (they were scaled per call, finer than the
+# shipped graphs), and STOI frames as its reference does (it took
 # one frame more, which moved short clips by up to 0.014).
 SCORING_VERSION = 5
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often

@@ -111,6 +111,13 @@ class Target:
         return None if self.bandwidth_gbps is None else self.bandwidth_gbps * 1e9
 
     @property
+    def symmetric_int8(self) -> bool:
+        """Whether a bundle's int8 activations are symmetric s8 (TensorRT runs int8 only from that
+        form) rather than asymmetric u8 (onnxruntime's fast x86 path), chosen for a target that
+        runs onnxruntime's CPU provider only."""
+        return not all(r == "onnxruntime-cpu" for r in self.runtimes)
+
+    @property
     def has_figures(self) -> bool:
         """True when bandwidth and fp32 throughput are known (always, unless measured and unprobed)."""
         return self.bandwidth_gbps is not None and "fp32" in self.peak_tflops

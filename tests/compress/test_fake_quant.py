@@ -217,3 +217,25 @@ def test_a_static_range_beyond_fp16_keeps_an_fp16_input_finite():
     assert q.dtype == torch.float16 and torch.isfinite(q).all()
     step = 1e5 / 127
     assert abs(float(q[0]) - round(1e4 / step) * step) < 16 and float(q[2]) == 0.0
+
+
+def test_uint8_inputs_round_over_their_calibrated_minimum_and_maximum():
+    """CPU-target bundles ship asymmetric u8 activations: 256 levels over [min, max] (holding 0)."""
+    from autocompress.compress.fake_quant import calibrate_activations_, fake_quantize_activation_u8
+
+    x = torch.tensor([-1.0, 0.0, 0.5, 3.0, 5.0])
+    q = fake_quantize_activation_u8(x, -1.0, 3.0)
+    step = 4.0 / 255
+    assert float(q[1]) == 0.0 and abs(float(q[0]) + 1.0) < step and abs(float(q[2]) - 0.5) <= step / 2 + 1e-7
+    assert abs(float(q[4]) - 3.0) < step  # clipped to the range
+    assert len(set(fake_quantize_activation_u8(torch.linspace(-1, 3, 2000), -1.0, 3.0).tolist())) == 256
+    positive = fake_quantize_activation_u8(torch.tensor([0.2, 2.0]), 0.5, 2.0)  # the range widens to hold 0
+    assert abs(float(positive[0]) - 0.2) <= 2.0 / 255
+
+    layer = nn.Linear(4, 2)
+    model = add_fake_quant_(nn.Sequential(layer), QuantConfig(weights="int8"))
+    with torch.no_grad():
+        assert calibrate_activations_(model, lambda: model(torch.tensor([[0.0, 1.0, 2.0, 3.0]])), symmetric=False) == 1
+        x = torch.tensor([[0.5, 1.5, 2.5, 9.0]])
+        want = nn.functional.linear(fake_quantize_activation_u8(x, 0.0, 3.0), layer.weight, layer.bias)
+        assert torch.equal(model(x), want)

@@ -26,7 +26,7 @@ def teacher_and_items(micro_voice):
     return teacher, load_items(folder, [n for n in folder.names if folder[n].codes][:3], sovits.config)
 
 
-def _score(teacher_and_items, monkeypatch, quant: QuantConfig):
+def _score(teacher_and_items, monkeypatch, quant: QuantConfig, symmetric: bool = True):
     """Score a student with ``quant`` on its GPT over four sentences; returns (student, the spy's calls)."""
     teacher, items = teacher_and_items
     plan = CompressionPlan({"gpt": GroupPlan(quant=quant)})
@@ -35,14 +35,14 @@ def _score(teacher_and_items, monkeypatch, quant: QuantConfig):
     calls = []
 
     def spy(voice, prompt, sentence, style=None):  # noqa: ANN001, ANN202
-        calls.append((sentence, any(r.amax is not None for r in ranges)))
+        calls.append((sentence, any(r.amax is not None or r.span is not None for r in ranges)))
         return synthesize(voice, prompt, sentence, style)
 
     monkeypatch.setattr(scoring, "synthesize", spy)
     monkeypatch.setattr(scoring, "compare_audio", lambda reference, audios, sr, floor: len(audios))
     sentences = [items[1], items[2]] * 2  # one more than the export calibrates on
     cache = SimpleNamespace(prompt=items[0], sentences=sentences, style=None, reference=None)
-    assert scoring.score_quality(student, plan, cache).report == len(sentences)
+    assert scoring.score_quality(student, plan, cache, symmetric).report == len(sentences)
     return sentences, ranges, calls
 
 
@@ -60,3 +60,15 @@ def test_a_student_without_int8_inputs_speaks_each_sentence_once(teacher_and_ite
     sentences, ranges, calls = _score(teacher_and_items, monkeypatch, quant)
     assert [s for s, _ in calls] == sentences
     assert all(r.amax is None for r in ranges)
+
+
+def test_a_cpu_target_student_is_scored_with_asymmetric_uint8_ranges(teacher_and_items, monkeypatch):
+    """A target running onnxruntime's CPU provider only ships asymmetric u8 activations."""
+    from autocompress.targets import load_target
+
+    assert not load_target("cpu").symmetric_int8 and load_target("rtx3060").symmetric_int8
+    sentences, ranges, calls = _score(teacher_and_items, monkeypatch, QuantConfig("int8"), symmetric=False)
+    assert [static for _, static in calls] == [False] * CALIBRATION_SENTENCES + [True] * len(sentences)
+    spans = [r.span for r in ranges if r.span is not None]
+    assert spans and all(r.amax is None for r in ranges)
+    assert all(low <= high for low, high in spans) and any(low < 0 < high for low, high in spans)
