@@ -18,6 +18,20 @@ def micro_voice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_micro_voice(tmp_path_factory.mktemp("micro-voice"))
 
 
+@pytest.fixture(scope="module")
+def teacher_and_items(micro_voice: dict[str, Path]):  # noqa: ANN201
+    """The micro teacher (no ``enc_q``, frozen layout as the search loads it) and its first three coded items."""
+    from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
+    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.search.distill import load_items
+
+    sovits = load_sovits(micro_voice["sovits"])
+    sovits.drop_enc_q_()
+    teacher = Voice(load_gpt(micro_voice["gpt"]).eval(), sovits.eval())
+    folder = ExperimentFolder(micro_voice["data"], version=sovits.config.version)
+    return teacher, load_items(folder, [n for n in folder.names if folder[n].codes][:3], sovits.config)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     # The models are tiny and the test machine is shared: one thread is fastest and steadiest.

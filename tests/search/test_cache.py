@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
-from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
-from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.search.cache import TeacherCache
-from autocompress.search.distill import load_items
-
-
-@pytest.fixture(scope="module")
-def teacher_and_items(micro_voice):
-    sovits = load_sovits(micro_voice["sovits"])
-    sovits.drop_enc_q_()
-    teacher = Voice(load_gpt(micro_voice["gpt"]).eval(), sovits.eval())
-    folder = ExperimentFolder(micro_voice["data"], version=sovits.config.version)
-    items = load_items(folder, [n for n in folder.names if folder[n].codes][:3], sovits.config)
-    return teacher, items
 
 
 def test_a_cache_of_other_items_under_the_same_fingerprint_is_rebuilt(teacher_and_items, tmp_path, monkeypatch):

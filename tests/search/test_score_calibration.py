@@ -9,21 +9,9 @@ import pytest
 from autocompress.compress import compress
 from autocompress.compress.fake_quant import _HOOK_ATTR
 from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
-from autocompress.models.gpt_sovits import ExperimentFolder, load_gpt, load_sovits
-from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.search import scoring
 from autocompress.search.cache import CALIBRATION_SENTENCES
-from autocompress.search.distill import load_items
 from autocompress.search.synth import synthesize
-
-
-@pytest.fixture(scope="module")
-def teacher_and_items(micro_voice):
-    sovits = load_sovits(micro_voice["sovits"])
-    sovits.drop_enc_q_()
-    teacher = Voice(load_gpt(micro_voice["gpt"]).eval(), sovits.eval())
-    folder = ExperimentFolder(micro_voice["data"], version=sovits.config.version)
-    return teacher, load_items(folder, [n for n in folder.names if folder[n].codes][:3], sovits.config)
 
 
 def _score(teacher_and_items, monkeypatch, quant: QuantConfig, symmetric: bool = True):
