@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from autocompress.exceptions import ConfigError
-    from autocompress.report import load_report_data, write_report
+    from autocompress.report import attach_bundles, load_report_data, write_report
     from autocompress.store import require_database
 
     out = Path(args.out)
@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     if args.exports and not Path(args.exports).is_dir():
         raise ConfigError(f"--exports {args.exports}: no such folder")
     require_database(args.storage)
-    data = load_report_data(args.storage, args.study, args.target)
+    data = load_report_data(args.storage, args.study, args.target)  # read once: thousands of trials take seconds
     export_dir = Path(args.exports) if args.exports else Path("exports") / args.study / (data.target or "")
     if export_dir.is_dir():
-        data = load_report_data(args.storage, args.study, args.target, export_dir)
+        attach_bundles(data, export_dir)
     else:
         print(f"note: no bundles shown: no export folder at {export_dir} (--exports names another)")
     for path in write_report(data, out):

@@ -135,11 +135,21 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
     )
     data.sensitivity = sensitivity(done, quality_index=0)
     if export_dir is not None and export_dir.exists():
-        _check_export_owner(export_dir, study_name, target)
-        data.bundles = find_bundles(export_dir)
-        teacher = export_dir / "teacher"
-        if teacher.is_dir():
-            data.teacher_samples = sorted(teacher.glob("*.wav"))
+        attach_bundles(data, export_dir)
+    return data
+
+
+def attach_bundles(data: ReportData, export_dir: Path) -> ReportData:
+    """Add the bundles (and teacher samples) of the study's export folder ``export_dir`` to ``data``.
+
+    Raises:
+        ConfigError: the folder holds another study's export.
+    """
+    _check_export_owner(export_dir, data.study_name, data.target)
+    data.bundles = find_bundles(export_dir)
+    teacher = export_dir / "teacher"
+    if teacher.is_dir():
+        data.teacher_samples = sorted(teacher.glob("*.wav"))
     return data
 
 

@@ -19,6 +19,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.artist import Artist, allow_rasterization  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from autocompress.report._data import QUALITY_TERMS, ReportData, TrialPoint  # noqa: E402
 from autocompress.runtime.files import atomic_write_text  # noqa: E402
@@ -33,13 +35,48 @@ th{background:#f4f4f4} .plots{display:flex;flex-wrap:wrap;gap:1em} .plots svg{wi
 """
 
 
-def _scatter(data: ReportData, y_index: int, x_index: int, fmt: str) -> bytes:
-    """Quality (y) against one cost objective (x): feasible, infeasible, Pareto, baselines."""
+def _scatter(data: ReportData, y_index: int, x_index: int, formats: tuple[str, ...]) -> list[bytes]:
+    """Quality (y) against one cost objective (x): feasible, infeasible, Pareto, baselines; the
+    plot in each of ``formats`` (e.g. "svg", "png"), all saved from one figure."""
     fig = scatter_figure(data, y_index, x_index)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    plt.close(fig)
-    return buf.getvalue()
+    out = []
+    try:
+        for fmt in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt)
+            out.append(buf.getvalue())
+    finally:
+        plt.close(fig)
+    return out
+
+
+class _TrialMarks(Artist):
+    """Every trial's marker, each drawn as a one-point line of its own with the id ``trial-<number>``.
+
+    One artist instead of a line per trial: a study of thousands of trials spent most of its
+    report building and laying out those lines. The drawing is a line's, point by point, in
+    trial order, so the plots (and each trial's group in the SVG) are those of a line per trial.
+    """
+
+    def __init__(self, ax, marks: list[tuple[float, float, str, Line2D]]) -> None:  # noqa: ANN001 - an Axes
+        super().__init__()
+        self.set_zorder(Line2D.zorder)  # among the lines, in the order they were added
+        self.set_in_layout(False)  # clipped to the axes: never moves the layout
+        self._marks = marks
+        for line in {id(m[3]): m[3] for m in marks}.values():  # what Axes.add_line gives each line
+            line.set_figure(ax.figure)
+            line.set_transform(ax.transData)
+            line.set_clip_path(ax.patch)
+
+    @allow_rasterization
+    def draw(self, renderer) -> None:  # noqa: ANN001 - a matplotlib renderer
+        if not self.get_visible():
+            return
+        for x, y, gid, line in self._marks:
+            line.set_data([x], [y])
+            line.set_gid(gid)
+            line.draw(renderer)
+        self.stale = False
 
 
 def front_2d(points: list[TrialPoint], y_index: int, x_index: int) -> list[TrialPoint]:
@@ -66,18 +103,26 @@ def _axis_label(text: str, width: int) -> str:
 def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN201 - a matplotlib Figure
     """The figure of :func:`_scatter`."""
     fig, ax = plt.subplots(figsize=(7.6, 4.4), dpi=100)
+    styles: dict[str, Line2D] = {}  # one line per marker style, drawn at each trial's point in turn
+    marks = []
     for p in data.points:
         x, y = p.values[x_index], p.values[y_index]
         if p.baseline:
-            style = dict(marker="*", markersize=13, color="#1f5fbf")
+            key, style = "baseline", dict(marker="*", markersize=13, color="#1f5fbf")
         elif not p.feasible:
-            style = dict(marker="x", markersize=7, color="#c33")
+            key, style = "infeasible", dict(marker="x", markersize=7, color="#c33")
         else:
+            key = "pareto" if p.pareto else "feasible"
             style = dict(marker="o", markersize=7, color="#2a2", markerfacecolor="none" if not p.pareto else "#2a2")
-        (line,) = ax.plot([x], [y], linestyle="none", **style)
-        line.set_gid(f"trial-{p.number}")
+        if key not in styles:
+            styles[key] = Line2D([], [], linestyle="none", **style)
+        marks.append((x, y, f"trial-{p.number}", styles[key]))
         if p.baseline:
             ax.annotate(p.baseline, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if marks:
+        ax.add_artist(_TrialMarks(ax, marks))
+        ax.update_datalim([(x, y) for x, y, _, _ in marks])
+        ax.autoscale_view()
     front = front_2d(data.points, y_index, x_index)
     if len(front) > 1:  # a staircase: the best quality reached at each cost
         ax.step([p.values[x_index] for p in front], [p.values[y_index] for p in front], where="post",
@@ -94,6 +139,8 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
     # beside the axes: never over a point, and "best" placement costs seconds on a study of thousands
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)  # laid out: each save then draws the figure once, not twice
     return fig
 
 
@@ -208,6 +255,11 @@ def _bundle_rows(data: ReportData) -> str:
 
 def render_html(data: ReportData) -> str:
     """The whole report as one HTML string."""
+    return _page(data)
+
+
+def _page(data: ReportData, pngs: list[bytes] | None = None) -> str:
+    """The report's HTML; with ``pngs``, each plot's PNG is appended to it (in :func:`_plot_pairs` order)."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>autocompress report: {html.escape(data.study_name)}</title><style>{_STYLE}</style></head><body>",
@@ -219,7 +271,10 @@ def render_html(data: ReportData) -> str:
         "<h2>Pareto fronts</h2><div class='plots'>",
     ]
     for _stem, yi, xi in _plot_pairs(data):
-        parts.append(_svg_inline(_scatter(data, yi, xi, "svg")))
+        svg, *png = _scatter(data, yi, xi, ("svg",) if pngs is None else ("svg", "png"))
+        parts.append(_svg_inline(svg))
+        if pngs is not None:
+            pngs.extend(png)
     parts.append("</div><h2>Trials</h2>")
     parts.append(_points_table(data))
     parts.append("<h2>Exported bundles</h2>")
@@ -254,12 +309,13 @@ def write_report(data: ReportData, out: Path, png_dir: Path | None = None) -> li
     """Write the HTML (atomically) and one PNG per plot; return the files written."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, render_html(data))
+    pngs: list[bytes] = []  # drawn with the HTML's plots: each figure is built once
+    atomic_write_text(out, _page(data, pngs))
     written = [out]
     png_dir = out.parent if png_dir is None else png_dir
-    for stem, yi, xi in _plot_pairs(data):
+    for (stem, _yi, _xi), image in zip(_plot_pairs(data), pngs, strict=True):
         png = png_dir / f"{out.stem}_{stem}.png"
-        png.write_bytes(_scatter(data, yi, xi, "png"))
+        png.write_bytes(image)
         written.append(png)
     return written
 

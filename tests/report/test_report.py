@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -376,3 +377,105 @@ def test_a_study_of_a_target_file_is_reported_under_the_target_s_name(tmp_path, 
     assert "Target: <b>my-gpu</b>" in out.read_text()
     assert main(["report", "--study", "c", "--storage", url, "--target", "rtx3060", "--out", str(out)]) == 2
     assert "searched for target 'my-gpu', not 'rtx3060'" in capsys.readouterr().err
+
+
+def _trial_rows(page: str) -> list[str]:
+    table = page[page.index("<h2>Trials</h2>"):page.index("<h2>Exported bundles</h2>")]
+    return re.findall(r"<tr><td>(\d+)</td>", table)
+
+
+def test_a_report_draws_and_lists_every_finished_trial_once(study_url, tmp_path):
+    """The plots draw every trial's marker from one artist and save the SVG and the PNG of a plot
+    from one figure (a study of thousands of trials took seconds a plot): each plot, PNG and table
+    row must still be there, once per finished trial, and each PNG be the plot's own."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from autocompress.report import write_report
+    from autocompress.report._html import scatter_figure
+
+    study = optuna.load_study(study_name="rep", storage=study_url)
+    for q, lat, mem in ((0.91, 14.0, 320.0), (0.5, 30.0, 700.0), (0.85, 9.5, 260.0)):
+        t = study.ask()
+        t.set_constraint("quality_floor", -1.0)
+        study.tell(t, [q, lat, mem])
+    data = load_report_data(study_url, "rep")
+    numbers = sorted(p.number for p in data.points)
+    assert len(numbers) == 8
+    out = tmp_path / "r.html"
+    written = write_report(data, out)
+    page = out.read_text()
+    assert _trial_rows(page) == [str(n) for n in numbers]
+    plots = page.split("<svg")[1:]
+    assert len(plots) == 2 and len(written) == 3  # quality against latency and against memory; a PNG each
+    for svg in plots:
+        assert point_ids(svg) == [f"trial-{n}" for n in numbers]  # in trial order, none twice
+    for png, (yi, xi) in zip(written[1:], ((0, 1), (0, 2))):
+        fig = scatter_figure(data, yi, xi)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        assert png.read_bytes() == buf.getvalue()
+
+
+def test_the_trial_markers_draw_as_a_line_per_trial_would(study_url):
+    """The SVG of a plot is that of a figure with one line per trial (in trial order, styled by
+    the trial's kind): no marker is dropped, restyled or moved by drawing them from one artist."""
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from autocompress.report._html import _TrialMarks, scatter_figure
+
+    data = load_report_data(study_url, "rep")
+
+    def svg(fig) -> bytes:  # noqa: ANN001
+        buf = io.BytesIO()
+        with matplotlib.rc_context({"svg.hashsalt": "fixed"}):
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        plt.close(fig)
+        return buf.getvalue()
+
+    for yi, xi in ((0, 1), (0, 2)):
+        fig = scatter_figure(data, yi, xi)
+        ours = svg(fig)
+        ref = scatter_figure(data, yi, xi)
+        ax = ref.axes[0]
+        (marks,) = [a for a in ax.get_children() if isinstance(a, _TrialMarks)]
+        marks.remove()
+        for line in ax.get_lines():
+            line.set_zorder(2.1)  # the Pareto staircase: drawn after the markers, as before
+        for p in data.points:
+            if p.baseline:
+                style = dict(marker="*", markersize=13, color="#1f5fbf")
+            elif not p.feasible:
+                style = dict(marker="x", markersize=7, color="#c33")
+            else:
+                style = dict(marker="o", markersize=7, color="#2a2", markerfacecolor="#2a2" if p.pareto else "none")
+            line = ax.add_line(Line2D([p.values[xi]], [p.values[yi]], linestyle="none", **style))
+            line.set_gid(f"trial-{p.number}")
+        ax.relim()  # the limits of these lines, not the ones set for the markers
+        ax.autoscale_view()
+        assert ours == svg(ref)
+
+
+def test_the_report_command_reads_the_study_once(study_url, tmp_path, monkeypatch, capsys):
+    """With an export folder the command read the whole study twice (seconds at thousands of trials)."""
+    import autocompress.report._data as data_module
+
+    reads = []
+    load = optuna.load_study
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        reads.append(kwargs.get("study_name"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(data_module.optuna, "load_study", counted)
+    out = tmp_path / "r.html"
+    exports = _bundle(tmp_path / "exp")
+    assert main(["report", "--study", "rep", "--storage", study_url, "--exports", str(exports), "--out", str(out)]) == 0
+    assert reads == ["rep"]
+    assert out.read_text(encoding="utf-8").count("<audio") == 2  # the bundle's sample and the teacher's
