@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from torch.nn.utils import parametrize
+
 from autocompress.compress.fake_quant import calibrate_activations_
 from autocompress.compress.plan import CompressionPlan
 from autocompress.models.gpt_sovits.voice import Voice
@@ -73,11 +75,13 @@ def score_quality(
     """
     style = None if not plan.group("ref_enc").is_identity else cache.style
     calibration = cache.sentences[:CALIBRATION_SENTENCES]
-    calibrate_activations_(
-        (student.gpt, student.sovits), lambda: [synthesize(student, cache.prompt, s, style) for s in calibration],
-        symmetric=symmetric_int8,
-    )
-    speech = [synthesize(student, cache.prompt, s, style) for s in cache.sentences]
+    # The weights stay fixed while the student speaks: each is rounded once, not at every decoding step.
+    with parametrize.cached():
+        calibrate_activations_(
+            (student.gpt, student.sovits), lambda: [synthesize(student, cache.prompt, s, style) for s in calibration],
+            symmetric=symmetric_int8,
+        )
+        speech = [synthesize(student, cache.prompt, s, style) for s in cache.sentences]
     audios = [s.wav.numpy() for s in speech]
     sr = speech[0].sample_rate
     return QualityResult(compare_audio(cache.reference, audios, sr, FLOOR), speech)

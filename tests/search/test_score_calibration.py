@@ -60,3 +60,23 @@ def test_a_cpu_target_student_is_scored_with_asymmetric_uint8_ranges(teacher_and
     spans = [r.span for r in ranges if r.span is not None]
     assert spans and all(r.amax is None for r in ranges)
     assert all(low <= high for low, high in spans) and any(low < 0 < high for low, high in spans)
+
+
+def test_a_students_weights_are_rounded_once_while_it_speaks_not_at_every_decoding_step(teacher_and_items, monkeypatch):
+    """Re-rounding every weight at each generated code made scoring a full-size int8 GPT take minutes."""
+    from autocompress.compress.fake_quant import FakeQuantWeight, has_fake_quant
+
+    teacher, items = teacher_and_items
+    plan = CompressionPlan({g: GroupPlan(quant=QuantConfig("int8")) for g in ("gpt", "dec")})
+    student = compress(teacher, plan)
+    quantized = sum(
+        has_fake_quant(m, name) for model in (student.gpt, student.sovits) for m in model.modules()
+        for name in ("weight", "in_proj_weight")
+    )
+    rounded = []
+    forward = FakeQuantWeight.forward
+    monkeypatch.setattr(FakeQuantWeight, "forward", lambda self, w: rounded.append(self) or forward(self, w))
+    monkeypatch.setattr(scoring, "compare_audio", lambda reference, audios, sr, floor: len(audios))
+    cache = SimpleNamespace(prompt=items[0], sentences=[items[1], items[2]], style=None, reference=None)
+    assert scoring.score_quality(student, plan, cache).report == 2
+    assert quantized > 0 and 0 < len(rounded) <= quantized
