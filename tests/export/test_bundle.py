@@ -335,3 +335,20 @@ def test_a_gpt_that_overflows_end_to_end_moves_up_a_rung(tmp_path, monkeypatch) 
     assert gpt.used == "fp16" and gpt.fallbacks[-1]["precision"] == "int8"
     assert "GPT on input 0" in gpt.fallbacks[-1]["reason"] and "NaN" in gpt.fallbacks[-1]["reason"]
     assert m.modules["dec"].used == "fp32" and not m.modules["dec"].fallbacks  # the SoVITS was not blamed
+
+
+def test_the_sample_timing_warm_up_generates_a_few_codes_not_a_whole_sample(tmp_path, monkeypatch) -> None:
+    """The warm-up spoke a whole sample first: a GPT that never stops ran it to the code limit."""
+    from autocompress.export.bundle import WARMUP_CODES
+    from export_helpers import shared_export
+
+    limits = []
+    synthesize = BundleRunner.synthesize
+
+    def spy(self, item, sampling=None, noise_scale=None, seed=0, max_new_tokens=None):  # noqa: ANN001, ANN202
+        limits.append(max_new_tokens)
+        return synthesize(self, item, sampling, noise_scale, seed, max_new_tokens)
+
+    monkeypatch.setattr(BundleRunner, "synthesize", spy)
+    shared_export().bundle(None, tmp_path / "b", None, n_samples=2, threads=1, upstream=False)
+    assert limits == [WARMUP_CODES, None, None]  # the warm-up, then each sample to the bundle's own limit
