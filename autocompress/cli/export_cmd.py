@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = export_pareto(
             storage=args.storage, study_name=args.study, target=target, out_dir=out, artifacts=args.artifacts,
-            export_format=args.export_format,
+            export_format=args.export_format, progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     except ExportError as e:
         if not live:

@@ -108,11 +108,13 @@ def export_pareto(
     run_id: int | None = None,
     exporter: TrialExporter | None = None,
     export_format: str = "onnx",
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Export the study's feasible Pareto trials into ``out_dir`` atomically; return their folders.
 
     ``export_format`` is ``"onnx"`` (checked ONNX bundles for the target) or ``"checkpoint"``
     (the fine-tuned students as upstream-format ``.ckpt`` / ``.pth`` files with their plans).
+    ``progress`` gets a line as each trial's export starts (a full-size bundle takes minutes).
 
     Raises:
         ConfigError: the study does not exist, or was searched for another target (bad flags).
@@ -155,7 +157,7 @@ def export_pareto(
     index = []
     kinds: dict[int, str] = {}
     try:
-        for t in front:
+        for i, t in enumerate(front, 1):
             src = student_dir(artifacts, study_name, t.number)
             if not src.is_dir():
                 raise ExportError(
@@ -169,7 +171,12 @@ def export_pareto(
                 kinds[t.number] = kind  # the earlier export of this trial, unchanged: linked, not rebuilt
                 reused.append(t.number)
                 (tmp / name / "trial.json").unlink()  # a link to the earlier export's file: replaced, not rewritten
+                if progress is not None:
+                    progress(f"trial {t.number} ({i} of {len(front)}): unchanged since the last export, kept")
             else:
+                if progress is not None:
+                    what = "checkpoints" if exporter is export_checkpoint else f"{export_format} for {target_obj.name}"
+                    progress(f"trial {t.number} ({i} of {len(front)}): exporting {what} ...")
                 try:
                     kinds[t.number] = exporter(t, src, tmp / name, target_obj)
                 except (AutocompressError, RuntimeError, ValueError, OSError) as e:

@@ -328,3 +328,16 @@ def test_bundles_that_cannot_be_recorded_are_said_to_be_complete(finished_search
                       artifacts=finished_search / "db" / "artifacts", export_format="checkpoint")  # fmt: skip
     assert "readonly database" in str(refused.value) and str(out) in str(refused.value)
     assert (out / "pareto.json").is_file() and [p for p in out.iterdir() if p.is_dir()]
+
+
+def test_the_export_command_says_which_trial_it_is_exporting(finished_search, tmp_path, capsys):
+    """It printed nothing until every bundle was written: minutes per bundle for a full-size voice."""
+    argv = ["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search),
+            "--artifacts", str(finished_search / "db" / "artifacts"), "--out", str(tmp_path / "x"),
+            "--export-format", "checkpoint"]  # fmt: skip
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    n = first.out.count("exported ")
+    assert n >= 1 and first.err.count("exporting checkpoints ...") == n and f"(1 of {n})" in first.err
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("unchanged since the last export, kept") == n
