@@ -183,7 +183,7 @@ class _Daemon:
         self.reporter = reporter
         self.runner_factory = runner_factory
         self.url = resolved.config.storage
-        self.durations: list[tuple[str | None, float]] = []  # (baseline, seconds) of finished trials
+        self.durations: list[tuple[str | None, float, bool]] = []  # (baseline, seconds, fine-tuned) of finished trials
         self.loop_started = time.monotonic()  # reset when the trials start: the timeout counts from there
 
     # ------------------------------------------------------------------ top level
@@ -454,7 +454,7 @@ class _Daemon:
 
     def _after_trial(self, run: _Running, timed: bool = True) -> None:
         if timed:  # a reused result took no time: it would make the ETA too short
-            self.durations.append((run.baseline, time.monotonic() - run.started))
+            self.durations.append((run.baseline, time.monotonic() - run.started, run.steps_done > 0))
         rows = self._rows()
         row = next((x for x in rows if x.number == run.trial.number), None)
         if row is not None:
@@ -491,10 +491,12 @@ class _Daemon:
         return mark_pareto(rows)
 
     def _eta(self) -> float | None:
-        """Remaining trials x the mean of the last three searched trials (baselines until there are
-        some); with a timeout, only the trials that still start before it count."""
-        searched = [d for b, d in self.durations if b is None]
-        recent = (searched or [d for _, d in self.durations])[-3:]
+        """Remaining trials x the mean of the last three searched trials (until there are some: of the
+        fine-tuned baselines, then of any; the teacher baselines do not fine-tune); with a timeout,
+        only the trials that still start before it count."""
+        searched = [d for b, d, _ in self.durations if b is None]
+        tuned = [d for _, d, fine_tuned in self.durations if fine_tuned]
+        recent = (searched or tuned or [d for _, d, _ in self.durations])[-3:]
         if not recent:
             return None
         mean = sum(recent) / len(recent)

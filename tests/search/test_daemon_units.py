@@ -13,7 +13,7 @@ import autocompress.search.daemon as daemon
 def _daemon(n_trials: int, timeout_s: float | None, durations: list[float], elapsed_s: float) -> daemon._Daemon:
     d = object.__new__(daemon._Daemon)
     d.r = SimpleNamespace(n_trials=n_trials, config=SimpleNamespace(timeout_s=timeout_s))
-    d.durations = [(None, s) for s in durations]
+    d.durations = [(None, s, True) for s in durations]
     d.study = None
     d.loop_started = time.monotonic() - elapsed_s
     return d
@@ -25,6 +25,19 @@ def test_the_eta_counts_only_the_trials_that_start_before_the_timeout(monkeypatc
     assert _daemon(100, 100.0, [10.0, 10.0, 10.0], 55.0)._eta() == pytest.approx(50.0)
     assert _daemon(100, None, [10.0, 10.0, 10.0], 55.0)._eta() == pytest.approx(900.0)
     assert _daemon(12, 1000.0, [10.0, 10.0, 10.0], 55.0)._eta() == pytest.approx(20.0)  # the count ends first
+
+
+def test_before_any_searched_trial_the_eta_follows_the_fine_tuned_baseline(monkeypatch):
+    """After the baselines the ETA was the mean of all three, two of which (the teacher in fp32 and
+    fp16) fine-tune nothing: it undershot the first searched trial four-fold on a full-size voice."""
+    monkeypatch.setattr(daemon, "count_done", lambda study: 3)
+    d = _daemon(10, None, [], 0.0)
+    d.durations = [("teacher_fp32", 15.0, False), ("teacher_fp16", 16.0, False), ("seed_recipe", 64.0, True)]
+    assert d._eta() == pytest.approx(7 * 64.0)
+    d.durations = d.durations[:2]  # no fine-tuned trial yet: the teacher baselines are all there is
+    assert d._eta() == pytest.approx(7 * 15.5)
+    d.durations += [(None, 40.0, True), (None, 2.0, False)]  # searched trials (a repeat ends at once) come first
+    assert d._eta() == pytest.approx(7 * 21.0)
 
 
 def test_the_abort_rule_holds_a_trial_only_to_pareto_trials_of_as_many_steps():
