@@ -181,27 +181,47 @@ def gpu_memory_metrics(target: Target | None = None, device: Any = None) -> list
     constant, or NaN without CUDA, with a note) and ``gpu_peak_allocated_bytes`` (torch).
     Call ``torch.cuda.reset_peak_memory_stats()`` before the workload.
     """
+    return _gpu_memory(read_gpu_memory(device), target)
+
+
+def read_gpu_memory(device: Any = None) -> dict[str, Any]:
+    """What this process holds on the GPU ``device`` (default: CUDA's current one), as plain values:
+    NVML's figure or why there is none, torch's peak allocation and reservation (NaN / None
+    without CUDA)."""
     import torch
 
     has_cuda = torch.cuda.is_available()
     dev = torch.device(device if device is not None else ("cuda" if has_cuda else "cpu"))
-    where = host_device(dev) if has_cuda else "cuda: none on this machine"
-    index = (dev.index or 0) if dev.type == "cuda" else 0
-    value, reason = nvml_process_bytes(device_index=index)
-    out = []
+    if has_cuda and dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    value, reason = nvml_process_bytes(device_index=(dev.index or 0) if dev.type == "cuda" else 0)
+    return {
+        "device": host_device(dev) if has_cuda else "cuda: none on this machine",
+        "nvml_bytes": value if reason == "" else None,
+        "nvml_reason": reason,
+        "peak_allocated": float(torch.cuda.max_memory_allocated(dev)) if has_cuda else math.nan,
+        "reserved": float(torch.cuda.memory_reserved(dev)) if has_cuda else None,
+    }
+
+
+def _gpu_memory(seen: dict[str, Any], target: Target | None, note: str = "") -> list[Metric]:
+    """The two GPU memory metrics from a :func:`read_gpu_memory` record; ``note`` says where it was read."""
+
+    def noted(*parts: str) -> str:
+        return "; ".join(p for p in (note, *parts) if p)
+
+    where, reason = seen["device"], seen["nvml_reason"]
     if reason == "":
-        out.append(measured("gpu_process_bytes", value, "bytes", where))
-    elif has_cuda:
+        process = measured("gpu_process_bytes", seen["nvml_bytes"], "bytes", where, noted())
+    elif seen["reserved"] is not None:
         context = target.context_bytes if target is not None else 0
-        fallback = torch.cuda.memory_reserved(dev) + context
-        note = f"{reason}; fallback: torch reserved + {context / 2**20:.0f} MiB context constant"
-        out.append(measured("gpu_process_bytes", fallback, "bytes", where, note))
+        fallback = seen["reserved"] + context
+        process = measured("gpu_process_bytes", fallback, "bytes", where,
+                           noted(f"{reason}; fallback: torch reserved + {context / 2**20:.0f} MiB context constant"))
     else:
-        out.append(measured("gpu_process_bytes", math.nan, "bytes", where, f"{reason}; no CUDA device"))
-    peak = float(torch.cuda.max_memory_allocated(dev)) if has_cuda else math.nan
-    note = "" if has_cuda else "no CUDA device"
-    out.append(measured("gpu_peak_allocated_bytes", peak, "bytes", where, note))
-    return out
+        process = measured("gpu_process_bytes", math.nan, "bytes", where, noted(f"{reason}; no CUDA device"))
+    cuda = "" if seen["reserved"] is not None else "no CUDA device"
+    return [process, measured("gpu_peak_allocated_bytes", seen["peak_allocated"], "bytes", where, noted(cuda))]
 
 
 # --------------------------------------------------------------------------- measured: CPU
@@ -248,31 +268,7 @@ def gpu_memory_subprocess(
         ScoringError: the child failed, was killed or timed out.
     """
     seen = run_in_subprocess(fn, *args, timeout_s=timeout_s)["returned"]
-    where, note = seen["device"], "fresh subprocess: the workload alone, with its own CUDA context"
-    if seen["nvml_reason"] == "":
-        process = measured("gpu_process_bytes", seen["nvml_bytes"], "bytes", where, note)
-    else:
-        context = target.context_bytes if target is not None else 0
-        fallback = seen["reserved"] + context
-        process = measured("gpu_process_bytes", fallback, "bytes", where, f"{note}; {seen['nvml_reason']}; fallback: "
-                           f"torch reserved + {context / 2**20:.0f} MiB context constant")  # fmt: skip
-    return [process, measured("gpu_peak_allocated_bytes", seen["peak_allocated"], "bytes", where, note)]
-
-
-def read_gpu_memory(device: Any) -> dict[str, Any]:
-    """What :func:`gpu_memory_subprocess` reports, read in the child after its workload ran on ``device``."""
-    import torch
-
-    dev = torch.device(device)
-    torch.cuda.synchronize(dev)
-    value, reason = nvml_process_bytes(device_index=dev.index or 0)
-    return {
-        "device": host_device(dev),
-        "nvml_bytes": value if reason == "" else None,
-        "nvml_reason": reason,
-        "peak_allocated": float(torch.cuda.max_memory_allocated(dev)),
-        "reserved": float(torch.cuda.memory_reserved(dev)),
-    }
+    return _gpu_memory(seen, target, "fresh subprocess: the workload alone, with its own CUDA context")
 
 
 def run_in_subprocess(fn: Callable[..., Any], *args: Any, timeout_s: float = 600.0) -> dict[str, Any]:
