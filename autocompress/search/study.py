@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +26,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.exceptions import SearchError, StoreError
 from autocompress.search.plans import BASELINES
-from autocompress.store import Objectives, Store, database_reason, display_url, driver_hint, engine_kwargs, utcnow
+from autocompress.store import (
+    Objectives,
+    Store,
+    as_utc,
+    database_reason,
+    display_url,
+    driver_hint,
+    engine_kwargs,
+    utcnow,
+)
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
@@ -311,11 +320,6 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
     return failed
 
 
-def _utc(moment: datetime) -> datetime:
-    """A time from our tables as an aware UTC time (SQLite gives back naive UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
 def _stale_by_heartbeat(
     storage: RDBStorage, study_id: int, running: Sequence[FrozenTrial], started: dict[int, datetime]
 ) -> list[int]:
@@ -341,7 +345,7 @@ def _stale_by_heartbeat(
 
     def long_ago(t: FrozenTrial) -> bool:
         if t.number in started:
-            return _utc(started[t.number]) < limit
+            return as_utc(started[t.number]) < limit
         return t.datetime_start is not None and t.datetime_start < local_limit
 
     return stale + [t._trial_id for t in running if t._trial_id not in beating and long_ago(t)]
@@ -382,7 +386,7 @@ def _ended_before(trial: FrozenTrial, row: Any, limit: datetime) -> bool:
     recorded (its two local times share one time zone, whichever the worker's)."""
     if trial.datetime_complete is None or trial.datetime_start is None or row.started_at is None:
         return False
-    return _utc(row.started_at) + (trial.datetime_complete - trial.datetime_start) < limit
+    return as_utc(row.started_at) + (trial.datetime_complete - trial.datetime_start) < limit
 
 
 def mirror_trial(store: Store, name: str, trial: FrozenTrial) -> None:

@@ -27,7 +27,7 @@ from autocompress.store.models import (
     TrialRecord,
     utcnow,
 )
-from autocompress.store.repository import MetricLike, Objectives, Store, pid_alive
+from autocompress.store.repository import MetricLike, Objectives, Store, as_utc, pid_alive
 
 __all__ = [
     "Base",
@@ -42,6 +42,7 @@ __all__ = [
     "SearchRun",
     "Store",
     "TrialRecord",
+    "as_utc",
     "create_store_engine",
     "database_reason",
     "display_url",

@@ -80,7 +80,7 @@ def _death_test(silent_after_s: float | None, now: datetime) -> Callable[[Search
     process's own), any other by a heartbeat older than ``silent_after_s`` seconds before ``now``
     (the database's clock, which wrote the heartbeats) when given."""
     host, space = socket.gethostname(), process_space()
-    limit = _as_utc(now) - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
+    limit = as_utc(now) - timedelta(seconds=silent_after_s) if silent_after_s is not None else None
 
     def visible(r: SearchRun) -> bool:
         theirs = (r.device_info or {}).get(PROCESS_SPACE_KEY) if isinstance(r.device_info, dict) else None
@@ -91,7 +91,7 @@ def _death_test(silent_after_s: float | None, now: datetime) -> Callable[[Search
             return False
         if visible(r) and not pid_alive(r.pid):
             return True
-        return limit is not None and r.heartbeat_at is not None and _as_utc(r.heartbeat_at) < limit
+        return limit is not None and r.heartbeat_at is not None and as_utc(r.heartbeat_at) < limit
 
     return is_dead
 
@@ -99,10 +99,10 @@ def _death_test(silent_after_s: float | None, now: datetime) -> Callable[[Search
 def _database_now(s: Session) -> datetime:
     """The database server's time, in UTC: run heartbeats are written and judged by this one clock,
     so that workers whose own clocks disagree never take each other for dead."""
-    return _as_utc(s.execute(sa.select(sa.func.current_timestamp())).scalar_one())
+    return as_utc(s.execute(sa.select(sa.func.current_timestamp())).scalar_one())
 
 
-def _as_utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     """A stored time as an aware UTC time (SQLite gives back the naive UTC time it was given)."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
@@ -395,4 +395,4 @@ def _metric_row(m: MetricLike) -> MetricRecord:
     return MetricRecord(name=str(m.name), value=value, unit=str(m.unit), kind=kind, device=str(m.device))
 
 
-__all__ = ["MetricLike", "Objectives", "Store", "pid_alive"]
+__all__ = ["MetricLike", "Objectives", "Store", "as_utc", "pid_alive"]
