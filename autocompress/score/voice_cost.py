@@ -194,37 +194,33 @@ def run_shape(voice: Any, shape: UtteranceShape) -> int:
         return int(sv.decode(codes, text, refer, noise_scale=0.0, sv_emb=sv_emb).shape[-1])
 
 
-def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> None:
-    """Subprocess body of :func:`measure_voice_memory`: build from configs, run one utterance."""
+def _voice_from_configs(gpt_config: dict, sovits_config: dict, device: str = "cpu") -> Any:
+    """An inference voice of these configs on ``device`` (weights do not matter to memory)."""
     from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
     from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
     from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
     from autocompress.models.gpt_sovits.voice import Voice
 
-    torch.set_num_threads(1)
-    voice = Voice(
-        Text2SemanticGPT(GPTConfig.from_dict(gpt_config)).eval(),
-        SynthesizerTrn(SoVITSConfig.from_dict(sovits_config), include_enc_q=False).eval(),
+    return Voice(
+        Text2SemanticGPT(GPTConfig.from_dict(gpt_config)).eval().to(device),
+        SynthesizerTrn(SoVITSConfig.from_dict(sovits_config), include_enc_q=False).eval().to(device),
     )
-    run_shape(voice, UtteranceShape(**shape))
+
+
+def _run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict) -> None:
+    """Subprocess body of :func:`measure_voice_memory`: build from configs, run one utterance."""
+    torch.set_num_threads(1)
+    run_shape(_voice_from_configs(gpt_config, sovits_config), UtteranceShape(**shape))
 
 
 def _gpu_run_from_configs(gpt_config: dict, sovits_config: dict, shape: dict, device: str) -> dict[str, Any]:
     """Subprocess body of :func:`measure_voice_memory` on a GPU: build there, run one utterance, read its memory."""
-    from autocompress.models.gpt_sovits.config import GPTConfig, SoVITSConfig
-    from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
-    from autocompress.models.gpt_sovits.sovits import SynthesizerTrn
-    from autocompress.models.gpt_sovits.voice import Voice
     from autocompress.score.memory import read_gpu_memory
 
-    dev = torch.device(device)
-    voice = Voice(
-        Text2SemanticGPT(GPTConfig.from_dict(gpt_config)).eval().to(dev),
-        SynthesizerTrn(SoVITSConfig.from_dict(sovits_config), include_enc_q=False).eval().to(dev),
-    )
-    torch.cuda.reset_peak_memory_stats(dev)
+    voice = _voice_from_configs(gpt_config, sovits_config, device)
+    torch.cuda.reset_peak_memory_stats(device)
     run_shape(voice, UtteranceShape(**shape))
-    return read_gpu_memory(dev)
+    return read_gpu_memory(device)
 
 
 def measure_voice_memory(
