@@ -143,8 +143,48 @@ def project_memory(
 # --------------------------------------------------------------------------- measured: GPU
 
 
+def _cuda_uuid(cuda_index: int) -> str | None:
+    """NVML's name (``GPU-<uuid>``) of CUDA device ``cuda_index`` as this process sees it, or None."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        uuid = getattr(torch.cuda.get_device_properties(cuda_index), "uuid", None)
+    except Exception:  # noqa: BLE001  (no driver, index out of range)
+        return None
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def _nvml_handle(pynvml: Any, cuda_index: int) -> tuple[Any, str]:
+    """NVML's handle for CUDA device ``cuda_index``, and how it was found.
+
+    CUDA's indices are not NVML's: ``CUDA_VISIBLE_DEVICES`` renumbers the visible devices and
+    CUDA orders them fastest first, NVML by PCI bus. The device's UUID names it in both; without
+    one, a numeric ``CUDA_VISIBLE_DEVICES`` entry is used, then the index itself.
+    """
+    uuid = _cuda_uuid(cuda_index)
+    if uuid is not None:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(uuid), uuid
+        except Exception:  # noqa: BLE001  (MIG names or an old driver: fall back to indices)
+            pass
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if cuda_index < len(visible):
+        entry = visible[cuda_index]
+        if entry.isdigit():
+            return pynvml.nvmlDeviceGetHandleByIndex(int(entry)), f"GPU {entry}"
+        if entry.startswith(("GPU-", "MIG-")):
+            return pynvml.nvmlDeviceGetHandleByUUID(entry), entry
+    return pynvml.nvmlDeviceGetHandleByIndex(cuda_index), f"GPU {cuda_index}"
+
+
 def nvml_process_bytes(pid: int | None = None, device_index: int = 0) -> tuple[float, str]:
-    """GPU memory NVML reports for process ``pid`` (default: this one) on ``device_index``.
+    """GPU memory NVML reports for process ``pid`` (default: this one) on CUDA device ``device_index``
+    (numbered as torch numbers it in this process).
 
     Returns:
         (bytes, "") or (NaN, reason) when NVML or the driver is missing, or the process is
@@ -160,11 +200,11 @@ def nvml_process_bytes(pid: int | None = None, device_index: int = 0) -> tuple[f
     except Exception as e:  # noqa: BLE001  (pynvml raises its own NVMLError subclasses)
         return math.nan, f"NVML unavailable: {type(e).__name__}: {e}"
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)
+        handle, name = _nvml_handle(pynvml, device_index)
         for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if proc.pid == pid and proc.usedGpuMemory is not None:
                 return float(proc.usedGpuMemory), ""
-        return math.nan, f"NVML lists no memory for pid {pid} on GPU {device_index}"
+        return math.nan, f"NVML lists no memory for pid {pid} on {name}"
     except Exception as e:  # noqa: BLE001
         return math.nan, f"NVML query failed: {type(e).__name__}: {e}"
     finally:

@@ -57,6 +57,42 @@ def test_nvml_process_memory_is_read_for_this_pid(monkeypatch):
     assert math.isnan(value) and "lists no memory" in reason
 
 
+def _fake_nvml(me: int) -> types.SimpleNamespace:
+    """An NVML with three GPUs where only NVML's GPU 2 (UUID GPU-c) runs this process."""
+    proc = types.SimpleNamespace
+    uuids = {"GPU-a": 0, "GPU-b": 1, "GPU-c": 2}
+    return types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetHandleByUUID=lambda u: uuids[u],
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [proc(pid=me, usedGpuMemory=5 * 2**20)] if h == 2 else [],
+    )
+
+
+def test_nvml_finds_the_cuda_device_by_uuid_not_by_cuda_index(monkeypatch):
+    me = os.getpid()
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml(me))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    monkeypatch.setattr("autocompress.score.memory._cuda_uuid", lambda i: "GPU-c" if i == 0 else None)
+    # cuda:0 is NVML's GPU 2 here: indexing NVML with 0 would read another GPU
+    assert nvml_process_bytes(device_index=0) == (5 * 2**20, "")
+
+
+def test_nvml_without_uuid_maps_cuda_visible_devices(monkeypatch):
+    me = os.getpid()
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml(me))
+    monkeypatch.setattr("autocompress.score.memory._cuda_uuid", lambda i: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,2")
+    assert nvml_process_bytes(device_index=1) == (5 * 2**20, "")
+    value, reason = nvml_process_bytes(device_index=0)
+    assert math.isnan(value) and "GPU 1" in reason
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-c")
+    assert nvml_process_bytes(device_index=0) == (5 * 2**20, "")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert nvml_process_bytes(device_index=2) == (5 * 2**20, "")
+
+
 def test_peak_rss_of_a_fresh_subprocess_sees_the_allocation():
     small = {m.name: m for m in peak_rss_subprocess(allocate, 8)}
     big = {m.name: m for m in peak_rss_subprocess(allocate, 200)}
