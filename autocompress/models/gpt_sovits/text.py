@@ -12,7 +12,9 @@ The English front end here is deliberately small and deterministic:
    three dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
    ("7:05 p.m." -> seven oh five P M), dates ("July 4" -> July fourth, "4 July" -> the
    fourth of July), phone numbers, heights (5'10"), roman numerals after a name ("Henry
-   VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled) and
+   VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled),
+   initials before a name without their stops ("John F. Kennedy", "J. K. Rowling"), web and
+   e-mail addresses ("example.com slash docs", "a dot b at c dot io") and
    ``@ & + = × ÷ < >`` between words, spells out numbers (cardinals up to 999,999,999,999,
    with or without thousands commas; longer digit strings, and those with a leading zero,
    digit by digit; decimals with "point", ordinals like "21st", "%" as "percent", "½",
@@ -239,6 +241,9 @@ _ADDRESS_ABBREVIATIONS = {
 }  # fmt: skip
 # ... and those read so only before a number ("Ste. 200", "Fl. 3"; not "Ste. Anne", "Miami, Fl.")
 _NUMBERED_ABBREVIATIONS = {"ste": "suite", "fl": "floor"}
+# lowercase abbreviations read so before a number ("p. 5", "vol. 3"), and weekdays with a dot
+_BEFORE_A_NUMBER = {"p": "page", "pp": "pages", "vol": "volume", "ch": "chapter", "fig": "figure"}
+_WEEKDAYS = {d[:3]: d for d in "Monday Tuesday Wednesday Thursday Friday Saturday".split()}
 _BEFORE_A_NAME = {"Dr": ("doctor", "drive"), "St": ("saint", "street")}
 _SENTENCE_STARTERS = "The A An It It's We I He She They This That There These Those Then But And".split()
 _STREET_TYPES = {"St": "street", "Dr": "drive", "Ave": "avenue", "Rd": "road", "Blvd": "boulevard", "Ln": "lane"}
@@ -312,6 +317,24 @@ def _ends_sentence(m: re.Match[str]) -> bool:
 def _initialism(m: re.Match[str]) -> str:
     letters = "-".join(c.upper() for c in m.group(0) if c.isalpha())  # spelled: see _word_to_phones
     return letters + (" . " if _ends_sentence(m) else " ")
+
+
+# Usual first words of a sentence that are not names: a capital letter and a dot before one
+# ends a sentence ("the letter F. You see"), before any other capitalised word it is an initial.
+_NOT_A_NAME = frozenset(
+    [*_SENTENCE_STARTERS] + "You My Our Your His Her Its Their In On At As So If When What Why How Who "
+    "Where Now Yes No Today Tomorrow Yesterday After Before Then Or Not All Some Please Thanks".split()
+)
+
+
+def _initials(m: re.Match[str]) -> str:
+    """Initials before a name ("John F. Kennedy", "J. R. R. Tolkien") without their dots, which
+    would end the sentence; two or more are spelled as one word (see :func:`_initialism`)."""
+    letters = re.findall(r"[A-Z]", m.group(1))
+    after_an_article = re.search(r"(?i)\b(?:a|an|the)\s+$", m.string[max(0, m.start() - 12) : m.start()]) is not None
+    if m.group(2) in _NOT_A_NAME or (len(letters) == 1 and after_an_article):
+        return m.group(0)  # "the letter F. You ...", "an A. Great": a letter ending a sentence
+    return "-".join(letters) + " " + m.group(2)
 
 
 def _plural(words: str) -> str:
@@ -398,7 +421,8 @@ _UNITS = {
     "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
     "TB": ("terabyte", "terabytes"), "GHz": ("gigahertz", "gigahertz"), "MHz": ("megahertz", "megahertz"),
     "kHz": ("kilohertz", "kilohertz"), "Hz": ("hertz", "hertz"), "ms": ("millisecond", "milliseconds"),
-    "m": ("meter", "meters"),
+    "m": ("meter", "meters"), "mi": ("mile", "miles"), "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
+    "sec": ("second", "seconds"), "secs": ("second", "seconds"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
 }  # fmt: skip
 _UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
@@ -429,9 +453,32 @@ _DAY_BEFORE_MONTH = re.compile(  # "4 July", "4th Sept." (an abbreviation's dot 
 )
 
 
+# Plurals without an "s", and words in "s" that follow a date as its verb ("May 5 marks ..."):
+# what decides whether "May 5 <word>" counts the word.
+_IRREGULAR_PLURALS = frozenset("people men women children feet teeth mice geese persons".split())
+_VERBS_AFTER_A_DATE = frozenset(
+    "is was has does goes marks falls sees brings begins starts ends comes means remains looks seems "
+    "follows lands opens closes arrives kicks works suits".split()
+)
+
+
+def _counts_a_plural(word: str) -> bool:
+    """Whether a lowercase word is a plural noun a number can count ("people", "teams")."""
+    if word in _IRREGULAR_PLURALS:
+        return True
+    return (re.fullmatch(r"[a-z]{2,}s", word) is not None and not word.endswith(("ss", "us", "is"))
+            and word not in _VERBS_AFTER_A_DATE)  # fmt: skip
+
+
 def _day_after_month(m: re.Match[str]) -> str:
-    """"July 4" -> "July 4th": a day after its month is an ordinal."""
+    """"July 4" -> "July 4th": a day after its month is an ordinal; but a number before a plural
+    noun counts it when the month is "May" (also a verb: "May 5 people come?") or follows
+    "in" ("In March 3 teams won": a day takes "on")."""
     day = int(m.group(2))
+    following = re.match(r"\s+([a-z]+)\b", m.string[m.end():])
+    after_in = re.search(r"\bin\s+$", m.string[max(0, m.start() - 12) : m.start()], flags=re.IGNORECASE) is not None
+    if following and _counts_a_plural(following.group(1)) and (m.group(1) == "May" or after_in):
+        return m.group(0)
     return f"{m.group(1)} {day}{_ordinal_suffix(day)}" if 1 <= day <= 31 else m.group(0)
 
 
@@ -504,6 +551,16 @@ def _roman(m: re.Match[str]) -> str:
     return f"{word} {number_to_words(n)}"
 
 
+def _url(m: re.Match[str]) -> str:
+    """A web address as it is read aloud: "https://example.com/docs?q=1" -> "example.com slash docs"
+    (no scheme, no query; a mark after it stays)."""
+    url = m.group(0)
+    tail = re.search(r"[.,;:!?)\]'\"]*$", url).group(0)
+    url = re.sub(r"(?i)^https?://", "", url[: len(url) - len(tail)])
+    url = re.split(r"[?#]", url)[0].rstrip("/")
+    return " " + " slash ".join(part.replace(".", " dot ") for part in url.split("/") if part) + " " + tail
+
+
 def _doctor_or_drive(m: re.Match[str]) -> str:
     """"Dr."/"St." before a name: doctor, saint; after a capitalised word ("Elm Dr."): drive,
     street; otherwise doctor, street ("ask the Dr. about it")."""
@@ -520,6 +577,9 @@ def _expand_special(text: str) -> str:
     def last(m: re.Match[str]) -> str:  # an abbreviation's dot that also ends the text
         return " ." if m.end() == len(m.string) else ""
 
+    text = re.sub(r"(?i)\b(?:https?://|www\.)\S+", _url, text)
+    text = re.sub(r"(?<![\w.+-])[\w.+-]+@[A-Za-z\d-]+(?:\.[A-Za-z\d-]+)+\b",  # an e-mail address: a.b@c.io
+                  lambda m: " " + m.group(0).replace(".", " dot ").replace("@", " at ") + " ", text)
     text = re.sub(r"(?:(?<=\d)|(?<![\w.]))\.(?=\d{16})", " point ", text)  # a long decimal's point, kept
     text = re.sub(r"([$€£¥₹])\s?(\d[\d,]{15,}\d)(?:\.(\d{1,2}))?(?!\d)", _money, text)  # its currency after it
     text = re.sub(r"(?<![\d.,])\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
@@ -557,7 +617,10 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"\b(Dr|St)\.(\s*(?!(?:Dr|St)\.)[A-Z])?", _doctor_or_drive, text)
     text = re.sub(r"\bDr\b(?=\s+[A-Z])", "doctor", text)  # "Dr Who"
     text = re.sub(r"\betc\.", lambda m: "et cetera" + (" ." if _ends_sentence(m) else ""), text)
-    text = re.sub(r"\bNo\.\s*(?=\d)", "number ", text)
+    text = re.sub(r"\b[Nn]o\.\s*(?=\d)", "number ", text)  # "No. 7", "order no. 12"
+    text = re.sub(r"\b(pp?|vol|ch|fig)\.\s*(?=\d)", lambda m: _BEFORE_A_NUMBER[m.group(1)] + " ", text)  # "p. 5"
+    text = re.sub(r"\b(Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat)\.",  # "on Mon. and Tues.": no stop mid-sentence
+                  lambda m: _WEEKDAYS[m.group(1)[:3]] + _stop_if_sentence(m), text)
     text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
                   lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
     text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
@@ -565,9 +628,15 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"#\s?(?=\d)", " number ", text)
     text = _YEAR_RANGE.sub(_year_range, text)
     text = re.sub(r"(?<![\w.,])[-\u2212](?=[$€£¥₹]?\d)", " minus ", text)  # -5, -$5, but not 3-2
-    text = re.sub(  # phone numbers, digit by digit: 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
-        r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3}-)\d{4}\b",
-        lambda m: " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.group(0))) + " ", text,
+
+    def digit_groups(m: re.Match[str]) -> str:
+        return " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.group(0))) + " "
+
+    # phone numbers, digit by digit: +44 20 7946 0958; 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
+    text = re.sub(r"(?<![\w+])\+\d{1,3}(?:[-.\s]?(?:\(\d{1,4}\)|\d{2,4})){2,5}\b", digit_groups, text)
+    text = re.sub(
+        r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3} \d{3} |\b\d{3}-)\d{4}\b",
+        digit_groups, text,
     )
     text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
@@ -590,10 +659,14 @@ def _expand_special(text: str) -> str:
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
     text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
+    text = re.sub(r"\b(1[0-2]|0?\d)\.([0-5]\d)" + meridiem, _clock, text)  # "10.30pm", as British text writes it
     text = re.sub(r"\b(\d{1,2})" + meridiem, lambda m: f" {m.group(1)}" + _meridiem(m, m.group(2)), text)
     text = re.sub(r"\b(\d+):(\d+)\b", r" \1 to \2 ", text)  # not a clock time: a ratio, 16:9
+    text = re.sub(  # "John F. Kennedy", "J. K. Rowling"
+        r"(?<![A-Z]\.)(?<![A-Z]\.\s)\b((?:[A-Z]\.\s?)+)\b([A-Z][A-Za-z'’-]+)", _initials, text
+    )
     text = re.sub(r"\b(?:[A-Za-z]\.){2,}", _initialism, text)
-    text = re.sub(r"(?<=\w)@(?=\w)", " at ", text)
+    text = re.sub(r"(?<=\w)(?:@| @ )(?=\w)", " at ", text)  # bob@example.com, "cats @ home"
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
     text = re.sub(r"(?<=[\w)])\s*=\s*(?=[\w(-])", " equals ", text)
@@ -640,15 +713,17 @@ def normalize_english(text: str) -> str:
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
     minus signs, proper and unicode fractions, powers, ratios, years after a cue word or a
     month, year ranges, decades, days next to a month, heights, "3x"), money, clock times,
-    units after a number (m, km, kg, lbs, °C, GB, Hz ...), phone numbers, versions,
+    units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz ...), phone numbers, versions,
     abbreviations (Dr., St., Mr., titles, Inc. ..., Apt., Ext. ..., month names), roman
-    numerals after a name, dotted initialisms, and @ & + = × ÷ < > #. A line break before a capital
+    numerals after a name, dotted initialisms, initials before a name, web and e-mail
+    addresses, and @ & + = × ÷ < > #. A line break before a capital
     (or a blank line) ends a sentence.
 
     Returns a string of lowercase-preserving words (capitals are kept so acronyms can be
     spotted), spelled-out numbers and the table's punctuation, single-spaced.
     """
     text = _join_lines(text)
+    text = re.sub(r"\.(?:[^\S\n]\.){2,}", "…", text)  # ". . ." is an ellipsis, not three full stops
     text = re.sub(r"(\d*)([" + _VULGAR_FRACTIONS + "])", _vulgar_fraction, text)
     text = re.sub(r"([A-Za-z]{2,})([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", lambda m: m.group(1) + (m.group(2) if m.group(1) in _UNITS else ""), text)
     text = re.sub(r"(?<=[\w)])([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", _power, text)
@@ -661,10 +736,11 @@ def normalize_english(text: str) -> str:
         log.warning("text: no English reading for %s; those letters are skipped", "".join(foreign[:20]))
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
-    text = _expand_special(text)
-    # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19"
-    text = re.sub(r"(?<=\d)((?:st|nd|rd|th)?)-(?=[A-Za-z])", r"\1 ", text)
+    # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
+    # "mid-1990s" (a word before a number: here, so that the years see the number alone)
     text = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", text)
+    text = _expand_special(text)
+    text = re.sub(r"(?<=\d)((?:st|nd|rd|th)?)-(?=[A-Za-z])", r"\1 ", text)
     text = _NUMBER.sub(_number_words, text)
     text = re.sub(r"\.{2,}", "…", text)
     text = re.sub(r"-{2,}", " - ", text)
