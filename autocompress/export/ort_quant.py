@@ -8,7 +8,9 @@ Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as 
 - ``int8``: static QDQ with per-channel symmetric s8 weights, activations calibrated on
   evaluation inputs: symmetric s8 by default (the form TensorRT runs), or asymmetric u8
   (``symmetric_activations=False``: onnxruntime's fast x86 CPU path, and a full 8 bits for
-  one-sided activations); only MatMuls whose B is a constant are quantized.
+  one-sided activations). As the search's fake quantization scores it: only a weight layer's
+  input is rounded, not its output, and only MatMuls whose B is a constant are quantized
+  (attention's score and value products stay float).
 - ``int4`` / ``int2``: weight-only. MatMuls become ``MatMulNBits`` (symmetric, blocks of
   32 along K, int8 compute on CPU); Conv and ConvTranspose weights are stored as 4-bit integers (2-bit values
   for ``int2``, in the same 4-bit container) with a per-output-channel scale and a
@@ -257,13 +259,37 @@ def _to_int8_qdq(
             activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(WEIGHT_OPS),
-            nodes_to_exclude=skip,
+            nodes_to_exclude=sorted(set(skip) | set(_matmuls_without_constant_b(onnx.load(str(pre))))),
             extra_options={
                 "ActivationSymmetric": symmetric_activations,
                 "WeightSymmetric": True,
-                "MatMulConstBOnly": True,
+                # onnxruntime's QDQ quantizer ignores "MatMulConstBOnly" (hence the exclusion
+                # above) and by default also rounds every quantized node's output, which the
+                # scored student never does (its logits would come out in 256 steps).
+                "OpTypesToExcludeOutputQuantization": list(WEIGHT_OPS),
             },
         )
+
+
+_PASS_THROUGH_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze")
+
+
+def _matmuls_without_constant_b(model: onnx.ModelProto) -> list[str]:
+    """Names of MatMul nodes whose B input is computed at run time (attention products)."""
+    constant = {i.name for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def is_constant(name: str, depth: int = 0) -> bool:
+        if name in constant:
+            return True
+        node = producer.get(name)
+        if node is None or depth > 8:
+            return False
+        if node.op_type == "Constant":
+            return True
+        return node.op_type in _PASS_THROUGH_OPS and all(is_constant(i, depth + 1) for i in node.input if i)
+
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not is_constant(n.input[1])]
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -189,3 +191,57 @@ def test_a_low_bit_student_linear_ships_exactly_as_it_was_scored(tmp_path, bits,
     weights = shipped.run(None, {"x": eye.numpy()})[0].reshape(n_in, n_out).T  # identity in: the weights out
     scored = student.weight.detach().numpy()
     assert np.abs(weights - scored).max() <= 1e-6 * np.abs(scored).max()
+
+
+class _Attention(nn.Module):
+    """Projections (constant weights) around a score and a value product (both inputs computed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(16, 16)
+        self.k = nn.Linear(16, 16)
+        self.out = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [1, T, 16] -> [1, T, 8]
+        scores = self.q(x) @ self.k(x).transpose(1, 2)
+        return self.out(torch.softmax(scores, dim=-1) @ x)
+
+
+def _scored_and_shipped_int8(tmp_path, symmetric: bool):  # noqa: ANN202
+    """(torch fake-quant output, int8 graph output) per feed of a calibrated int8 student."""
+    from autocompress.compress import QuantConfig, add_fake_quant_, calibrate_activations_, strip_fake_quant_
+
+    torch.manual_seed(0)
+    student = add_fake_quant_(_Attention().eval(), QuantConfig("int8", "int8"))
+    feeds = [torch.randn(1, t, 16) for t in (9, 14, 20)]
+    with torch.no_grad():
+        calibrate_activations_(student, lambda: [student(x) for x in feeds], symmetric=symmetric)
+        scored = [student(x).numpy() for x in feeds]
+    plain = copy.deepcopy(student)
+    strip_fake_quant_(plain)
+    path = tmp_path / "attn.onnx"
+    spec = GraphSpec("attn", "gpt", plain, (feeds[0],), ["x"], ["y"], {"x": {1: "T"}, "y": {1: "T"}})
+    export_graph(spec, path, prefer="legacy")
+    quantize_graph(path, tmp_path / "q.onnx", "int8", [{"x": x.numpy()} for x in feeds],
+                   symmetric_activations=symmetric)  # fmt: skip
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    return scored, [session.run(None, {"x": x.numpy()})[0] for x in feeds], onnx.load(str(tmp_path / "q.onnx"))
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["s8", "u8"])
+def test_int8_graph_computes_what_the_search_scored(tmp_path, symmetric) -> None:
+    """Only weight layers' inputs are rounded, as fake quantization scores them: no layer output
+    (the GPT's logits among them) and no product of two computed tensors (attention)."""
+    scored, shipped, model = _scored_and_shipped_int8(tmp_path, symmetric)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert producer["y"].op_type != "DequantizeLinear"  # the output is not rounded to 256 steps
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        from_dq = [producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in node.input]
+        weight = node.input[1] in {i.name for i in model.graph.initializer} or from_dq[1] and producer[
+            node.input[1]].input[0] in {i.name for i in model.graph.initializer}  # fmt: skip
+        assert from_dq[0] == weight, f"{node.name}: input rounded {from_dq[0]}, constant weight {weight}"
+    signal = sum(float(np.sum(s.astype(np.float64) ** 2)) for s in scored)
+    error = sum(float(np.sum((s.astype(np.float64) - g) ** 2)) for s, g in zip(scored, shipped))
+    assert 10 * np.log10(signal / error) > 36  # 39-40 dB here; 33-34 dB with rounded outputs and products
