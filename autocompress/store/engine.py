@@ -39,6 +39,13 @@ def parse_url(url: str) -> URL:
             f"--storage {mask_password(url)!r} is not a database URL; expected e.g. {DEFAULT_STORAGE} "
             "or postgresql+psycopg://user@host/db"
         ) from None  # SQLAlchemy's message quotes the URL, password and all
+    try:
+        parsed.get_dialect()  # the scheme names a database SQLAlchemy knows (its driver loads later)
+    except sa.exc.NoSuchModuleError:
+        raise StoreError(
+            f"--storage {mask_password(url)!r} names no database SQLAlchemy knows ({parsed.drivername!r}); "
+            f"expected e.g. {DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
+        ) from None
     return parsed
 
 

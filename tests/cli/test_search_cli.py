@@ -78,6 +78,9 @@ def test_bad_space_and_storage_exit_2_with_one_line(tmp_path, capsys):
     assert "shipped spaces: demo.toml, gpt_sovits_v2.toml" in _one_line(capsys.readouterr().err)
     assert main(["search", "--target", "rtx3060", *voice, "--storage", "not a url"]) == 2
     assert "not a database URL" in _one_line(capsys.readouterr().err)
+    assert main(["search", "--target", "rtx3060", *voice, "--storage", "foo://u:secret@h/db"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "names no database SQLAlchemy knows ('foo')" in line and "secret" not in line
     assert main(["search", "--target", "rtx3060", *voice, "--study", "bad name!"]) == 2
     assert "--study 'bad name!'" in _one_line(capsys.readouterr().err)
 
