@@ -73,9 +73,14 @@ import sys
 
 from autocompress.store import Store
 
+import optuna
+
 store = Store(sys.argv[1])
 trials = store.trials("smoke")
 store.close()
+kinds = optuna.load_study(study_name="smoke", storage=sys.argv[1]).user_attrs.get("objective_kinds", {})
+for name in ("quality", "latency_ms", "memory_mb"):  # the device column says where a trial ran, not what each figure is
+    print(f"{name}: {kinds.get(name, 'kind not recorded')}")
 print(f"{'#':>2} {'state':9} {'quality':>8} {'lat ms':>8} {'MiB':>8} {'feas':5} {'steps':>5}  device / plan or reason")
 for t in trials:
     ok = t.state == "COMPLETE"
