@@ -9,6 +9,7 @@ the Pareto table and the export paths.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from rich.markup import escape
@@ -81,15 +82,32 @@ def run(args: argparse.Namespace) -> int:
     load_target(args.target)  # fail fast, before the heavy imports, on the most common mistake
     from autocompress.search import resolve, run_search
 
+    from autocompress.interrupts import exit_code
+
     resolved = resolve(config_from_args(args))
     reporter = RichReporter(output_console())
     try:
         summary = run_search(resolved, reporter)
+    except KeyboardInterrupt as e:  # before the first trial, or during the export
+        reporter.close()
+        sys.stderr.write(_stopped_line(e, reporter.phase_name == "export", resolved.out) + "\n")
+        return exit_code(e)
     finally:
         reporter.close()
     if summary.status == "interrupted":
-        return 130
+        return 143 if summary.interrupted_by == "SIGTERM" else 130
     return 1 if summary.export_error else 0
+
+
+def _stopped_line(interrupt: BaseException, exporting: bool, out) -> str:  # noqa: ANN001 - Path
+    """What a search stopped outside its trials tells the user: what was left, what to run."""
+    from autocompress.interrupts import Terminated
+
+    by = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
+    if exporting:
+        return (f"interrupted by {by} during the export ({out} is as the last export left it); the trials are "
+                "saved: run the same command again to export them")
+    return f"interrupted by {by}; run the same command again to resume the search"
 
 
 LIVE_ROWS = 6  # finished trials the live view shows (the final table shows them all)
@@ -193,7 +211,12 @@ class RichReporter:
             c.print(f"exported {p}", markup=False)
         if summary.export_error:
             c.print(f"[red]export failed:[/red] {escape(summary.export_error)}")
-        c.print(f"search {summary.status} in {_duration(summary.elapsed_s)}")
+        if summary.status == "interrupted":
+            c.print(f"search interrupted by {summary.interrupted_by or 'Ctrl-C'} after {_duration(summary.elapsed_s)}; "
+                    "finished trials are saved: run the same command again to resume (a trial it stopped runs again)",
+                    markup=False)
+        else:
+            c.print(f"search {summary.status} in {_duration(summary.elapsed_s)}")
 
     def close(self) -> None:
         if self.live is not None:

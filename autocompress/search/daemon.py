@@ -11,6 +11,7 @@ still exports what is done. The feasible Pareto set is exported at the end.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError, StoreError
-from autocompress.interrupts import sigterm_interrupts
+from autocompress.interrupts import Terminated, deferred_interrupts, sigterm_interrupts
 from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
@@ -104,6 +105,8 @@ class _Running:
     infeasible_because: str = ""  # which constraints a finished trial breaks, for its progress line
 
 
+# What a trial cannot fix: a full disk or quota, a read-only or forbidden folder.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 INTERRUPTED_REASON = "interrupted by the user (Ctrl-C or SIGTERM); re-enqueued for the next run"
 SCRATCH_PREFIX = "ac-trial-"  # a trial's scratch folder: <tmp>/ac-trial-<pid>-<trial number>-<random>
 
@@ -185,6 +188,7 @@ class _Daemon:
         self.url = resolved.config.storage
         self.durations: list[tuple[str | None, float, bool]] = []  # (baseline, seconds, fine-tuned) of finished trials
         self.loop_started = time.monotonic()  # reset when the trials start: the timeout counts from there
+        self.interruption: KeyboardInterrupt | None = None  # what stopped the trials, if anything did
 
     # ------------------------------------------------------------------ top level
     def run(self) -> SearchSummary:
@@ -247,6 +251,7 @@ class _Daemon:
         summary = SearchSummary(
             study=r.study, target=r.target.name, status=status, rows=self._rows(), exported=exported,
             export_error=export_error, elapsed_s=time.monotonic() - t_start,
+            interrupted_by=_signal_name(self.interruption) if status == "interrupted" else "",
         )
         self.reporter.search_finished(summary)
         self.store.close()
@@ -264,7 +269,10 @@ class _Daemon:
                 if count_done(self.study) + count_running(self.study) >= self.r.n_trials:
                     break  # other workers' trials in flight complete the count
                 self._one_trial()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if getattr(e, "repeated", False):
+                raise
+            self.interruption = e
             return True
         return False
 
@@ -276,9 +284,26 @@ class _Daemon:
             with heartbeat(self.storage, trial._trial_id):  # from the start: a trial without one is never found stale
                 self._trial_body(run)
         except KeyboardInterrupt:
-            if not run.told and self._finish_failed(run, "FAIL", INTERRUPTED_REASON):  # a trial told stays as it is
-                requeue(self.study, run.trial.number)
+            try:
+                with deferred_interrupts():  # a second Ctrl-C must not leave the trial failed but not re-enqueued
+                    if not run.told and self._finish_failed(run, "FAIL", INTERRUPTED_REASON):  # a told trial stays
+                        requeue(self.study, run.trial.number)
+            except KeyboardInterrupt as again:  # pressed again meanwhile: stop now, without the export
+                again.repeated = True
+                raise
             raise
+        except OSError as e:
+            if e.errno not in UNWRITABLE:
+                self._finish_failed(run, "FAIL", _reason(e))
+                return
+            # A full disk or a read-only folder fails every trial after its work: stop, and run this one again later.
+            if not run.told and self._finish_failed(run, "FAIL", f"{_reason(e)}; re-enqueued for the next run"):
+                requeue(self.study, run.trial.number)
+            where = f"{e.filename}: " if e.filename else ""
+            raise SearchError(
+                f"cannot write {where}{e.strerror or e}; trial {run.trial.number} is re-enqueued: free some space or "
+                "make the folder writable, then run the same command again"
+            ) from e
         except optuna.TrialPruned as e:
             self._finish_failed(run, "PRUNED", str(e) or "pruned")
         except Exception as e:  # noqa: BLE001 - any failure of one trial must not stop the search
@@ -581,6 +606,10 @@ def _plan_key(plan: Any) -> str | None:
 
 def _metric_dict(m: Any) -> dict[str, Any]:
     return {"name": m.name, "value": float(m.value), "unit": m.unit, "kind": m.kind, "device": m.device}
+
+
+def _signal_name(interrupt: KeyboardInterrupt | None) -> str:
+    return "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
 
 
 def _reason(e: BaseException) -> str:

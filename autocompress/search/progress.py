@@ -63,6 +63,7 @@ class SearchSummary:
     export_error: str = ""
     elapsed_s: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    interrupted_by: str = ""  # "Ctrl-C" or "SIGTERM" when the status is interrupted
 
     @property
     def pareto(self) -> tuple[TrialRow, ...]:

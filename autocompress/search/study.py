@@ -275,14 +275,28 @@ def count_running(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
+INTERRUPTS_ATTR = "autocompress:interrupts"  # system attribute: how often the user stopped a trial's earlier tries
+
+
 def requeue(study: optuna.Study, number: int) -> None:
-    """Enqueue a failed trial again (same parameters and attributes), as for a stale one."""
+    """Enqueue a failed trial again (same parameters and attributes), as for a stale one.
+
+    For a trial the user interrupted: it is enqueued however often that happened, and its
+    interruptions do not count against the ``MAX_RETRY`` tries a dying process gets.
+    """
     frozen = next(t for t in study.get_trials(deepcopy=True) if t.number == number)
+    frozen.system_attrs = {**frozen.system_attrs, INTERRUPTS_ATTR: _interrupts(frozen) + 1}
     with _quiet():
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, frozen)
+        RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+
+
+def _interrupts(trial: FrozenTrial) -> int:
+    return int(trial.system_attrs.get(INTERRUPTS_ATTR, 0))
 
 
 STALE_REASON = "stale: the process running this trial died; re-enqueued"
+GIVEN_UP_REASON = (f"stale: the process running this trial died, as did those of its {MAX_RETRY} earlier tries; "
+                   "not retried again (does its plan crash the worker, say out of memory?)")
 GONE_REASON = "the process recording this trial died before our tables had its end"
 
 
@@ -312,10 +326,11 @@ def recover_stale_trials(study: optuna.Study, store: Store, run_id: int) -> list
             stale.append(t._trial_id)
     started = {n: r.started_at for n, r in rows.items() if r.started_at is not None}
     stale += _stale_by_heartbeat(storage, study._study_id, running, started)
-    failed = _fail_and_retry(study, storage, list(dict.fromkeys(stale)))
+    failed, given_up = _fail_and_retry(study, storage, list(dict.fromkeys(stale)))
     for number in failed:
         if store.trial(name, number) is not None:
-            store.finish_trial(study_name=name, trial_number=number, state="FAIL", failure_reason=STALE_REASON)
+            reason = GIVEN_UP_REASON if number in given_up else STALE_REASON
+            store.finish_trial(study_name=name, trial_number=number, state="FAIL", failure_reason=reason)
     _mirror_unrecorded(store, name, [t for t in trials if t.number in rows and t.number not in failed], rows, over)
     return failed
 
@@ -351,12 +366,11 @@ def _stale_by_heartbeat(
     return stale + [t._trial_id for t in running if t._trial_id not in beating and long_ago(t)]
 
 
-def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequence[int]) -> list[int]:
-    """Fail these RUNNING trials and re-enqueue each; return the numbers of those this call failed
-    (another worker may fail the same trial at the same time: only one of them re-enqueues it)."""
-    with _quiet():
-        callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-    failed = []
+def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequence[int]) -> tuple[list[int], set[int]]:
+    """Fail these RUNNING trials and re-enqueue each that has retries left; return the numbers of
+    those this call failed (another worker may fail the same trial at the same time: only one of
+    them re-enqueues it), and of those among them it did not re-enqueue."""
+    failed, given_up = [], set()
     for trial_id in trial_ids:
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
@@ -365,9 +379,11 @@ def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_ids: Sequenc
             continue  # another worker finished or failed it meanwhile
         frozen = copy.deepcopy(storage.get_trial(trial_id))
         failed.append(frozen.number)
-        with _quiet():
-            callback(study, frozen)
-    return failed
+        with _quiet():  # the tries the user interrupted are no deaths: they do not use up the retries
+            if len(RetryHeartbeatStaleTrialCallback.retry_history(frozen)) - _interrupts(frozen) >= MAX_RETRY:
+                given_up.add(frozen.number)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY + _interrupts(frozen))(study, frozen)
+    return failed, given_up
 
 
 def _mirror_unrecorded(store: Store, name: str, trials: Sequence[FrozenTrial], rows: dict[int, Any], over: set[int]) -> None:
