@@ -64,6 +64,7 @@ from autocompress.compress.presets import (
     teacher_fp32,
 )
 from autocompress.compress.prune import PruneResult, prunable_units, prune_state
+from autocompress.compress._state import weight_norm_parts
 from autocompress.compress.students import make_student, student_state
 
 __all__ = [
@@ -123,6 +124,7 @@ __all__ = [
     "TRANSFORMS",
     "validate_plan",
     "voice_calibration",
+    "weight_norm_parts",
     "weight_precision_for_bits",
     "WEIGHT_PRECISIONS",
     "with_deployable_precisions",

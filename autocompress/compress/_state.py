@@ -29,6 +29,18 @@ def weight_norm_of(w: Tensor) -> Tensor:
     return w.flatten(1).norm(dim=1).view(-1, *([1] * (w.dim() - 1)))
 
 
+def weight_norm_parts(w: Tensor) -> tuple[Tensor, Tensor]:
+    """Weight norm's ``(g, v)`` for the effective weight ``w``: ``g = ||w||`` per index of axis 0,
+    ``v = w``; a row that is all zero (pruned, or rounded away at low bit widths) gets ``g = 0``
+    and a non-zero ``v``, since ``g * v / ||v||`` would be 0/0 there."""
+    g = weight_norm_of(w)
+    v = w.detach().clone()
+    dead = (g.flatten() == 0).nonzero().flatten()
+    if dead.numel():
+        v[dead] = 1.0
+    return g, v
+
+
 class StateEditor:
     """A copy-on-write view of a state dict that can be sliced along any axis.
 
@@ -118,11 +130,7 @@ class StateEditor:
         out = dict(self._state)
         for key, w in self._weights.items():
             prefix = key[: -len(".weight")]
-            g = weight_norm_of(w)
-            v = w.clone()
-            dead = (g.flatten() == 0).nonzero().flatten()
-            if dead.numel():  # an all-zero row: v must not be zero or W = 0/0
-                v[dead] = 1.0
+            g, v = weight_norm_parts(w)
             out[prefix + WN_G] = g
             out[prefix + WN_V] = v
         return out
@@ -166,4 +174,5 @@ __all__ = [
     "effective_state",
     "sorted_unique",
     "weight_norm_of",
+    "weight_norm_parts",
 ]

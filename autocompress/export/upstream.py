@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.nn.utils import parametrize
 
+from autocompress.compress import weight_norm_parts
 from autocompress.exceptions import ExportError
 from autocompress.models.gpt_sovits.checkpoint import save_gpt, save_sovits
 from autocompress.models.gpt_sovits.gpt import Text2SemanticGPT
@@ -63,7 +64,12 @@ def with_weight_norm(plain: SynthesizerTrn) -> SynthesizerTrn:
         raise ExportError(f"cannot rebuild SoVITS with weight norm: missing {left[:5]}, unexpected {unexpected[:5]}")
     modules = dict(model.named_modules())
     for name in normed:
-        modules[name].weight = state[f"{name}.weight"]  # weight norm's right inverse sets g and v
+        if f"{name}.weight" not in state:  # still weight-normed in ``plain``: loaded as it is above
+            continue
+        g, v = weight_norm_parts(state[f"{name}.weight"])  # not the right inverse: a zero row would give 0/0
+        originals = modules[name].parametrizations.weight
+        originals.original0.copy_(g.reshape(originals.original0.shape))
+        originals.original1.copy_(v)
     return model.eval()
 
 

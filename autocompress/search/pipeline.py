@@ -17,7 +17,7 @@ import os
 import pickle
 import platform
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import soundfile
 import torch
 
-from autocompress.compress import compress, strip_fake_quant_
+from autocompress.compress import compress, strip_fake_quant_, weight_norm_parts
 from autocompress.compress.plan import CompressionPlan, precision_bits
 from autocompress.exceptions import CheckpointError, DataError
 from autocompress.models.gpt_sovits import (
@@ -117,8 +117,11 @@ class VoiceTrialRunner:
     latents: TeacherLatentCache
 
     @classmethod
-    def prepare(cls, resolved: ResolvedSearch, cache_path: Path) -> VoiceTrialRunner:
-        """Load the teacher, the data and the teacher cache.
+    def prepare(
+        cls, resolved: ResolvedSearch, cache_path: Path, progress: Callable[[str], None] | None = None
+    ) -> VoiceTrialRunner:
+        """Load the teacher, the data and the teacher cache; ``progress`` gets a line as each
+        step starts (a full-size voice takes minutes).
 
         Raises:
             CheckpointError: a model file cannot be loaded.
@@ -128,6 +131,8 @@ class VoiceTrialRunner:
         if device.type == "cpu":
             torch.set_num_threads(choose_threads(stable=resolved.target.measured))
         voice = resolved.voice
+        if progress is not None:
+            progress("loading the voice")
         # SoVITS stays on the CPU until a demo prompt is coded: the stand-in features are made there.
         sovits = load_sovits(voice.sovits)
         sovits.drop_enc_q_()
@@ -164,7 +169,7 @@ class VoiceTrialRunner:
             {"seg": teacher.sovits.segment_frames, "quality_items": settings.quality_items, "device": str(device),
              "prompt_codes": prompt.codes.tolist()},
         )
-        cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key)
+        cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key, progress=progress)
         return cls(
             resolved=resolved, teacher=teacher, train_items=train_items, cache=cache, device=device,
             device_label=host_device(device), settings=settings, latents=TeacherLatentCache(teacher),
@@ -262,7 +267,8 @@ def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
     """Fresh models of the student's configs holding its (stripped) weights, weight norm restored.
 
     Stripping fake quantization folds weight norm into plain weights; a fresh model has weight
-    norm again, and ``g = |W|`` (norm over every axis but 0), ``v = W`` reproduce ``W`` exactly.
+    norm again, and ``g = |W|`` (norm over every axis but 0), ``v = W`` reproduce ``W`` exactly
+    (an all-zero row keeps a non-zero ``v``: see :func:`weight_norm_parts`).
     """
     with torch.no_grad():
         gpt = Text2SemanticGPT(student.gpt.config)
@@ -274,9 +280,8 @@ def rebuilt(student: Voice) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
             base = key[: -len("weight")]
             g_key, v_key = base + "parametrizations.weight.original0", base + "parametrizations.weight.original1"
             if key not in own and key.endswith(".weight") and g_key in own:
-                dims = tuple(range(1, value.dim()))
-                state[g_key] = value.norm(dim=dims, keepdim=True).reshape(own[g_key].shape)
-                state[v_key] = value
+                g, state[v_key] = weight_norm_parts(value)
+                state[g_key] = g.reshape(own[g_key].shape)
             else:
                 state[key] = value
         sovits.load_state_dict(state, strict=True)
