@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.utils import parametrize
 
 from autocompress.compress.losses import (
     GPTDistillConfig,
@@ -265,12 +266,14 @@ def teacher_distance(student: Voice, targets: EvalTargets, groups: set[str]) -> 
     """Mean per-group distance of the student to the cached teacher outputs on the eval items."""
     totals = {g: 0.0 for g in sorted(groups)}
     n = len(targets.items)
-    for item, logits, st in zip(targets.items, targets.gpt_logits, targets.sovits):
-        if "gpt" in groups:
-            inputs = gpt_batch([item])
-            totals["gpt"] += float(gpt_distance(gpt_logits(student.gpt, inputs), logits[None], inputs))
-        for g, v in sovits_losses(student, item, st, groups & set(SOVITS_GROUPS)).items():
-            totals[g] += float(v)
+    # The weights hold still during a check: no graph, and each quantized weight rounded once, not per item.
+    with torch.no_grad(), parametrize.cached():
+        for item, logits, st in zip(targets.items, targets.gpt_logits, targets.sovits):
+            if "gpt" in groups:
+                inputs = gpt_batch([item])
+                totals["gpt"] += float(gpt_distance(gpt_logits(student.gpt, inputs), logits[None], inputs))
+            for g, v in sovits_losses(student, item, st, groups & set(SOVITS_GROUPS)).items():
+                totals[g] += float(v)
     return {g: v / max(n, 1) for g, v in totals.items()}
 
 

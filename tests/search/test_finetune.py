@@ -101,3 +101,22 @@ def test_the_step_0_distance_is_measured_without_dropout(runner):  # noqa: ANN00
                       AbortRule(), seed=0)
     assert result.stopped == "nothing to train" and result.distance == expected
     assert not any(m.training for m in [*student.gpt.modules(), *student.sovits.modules()])
+
+
+def test_distance_checks_build_no_graph_and_equal_a_plain_recomputation(runner, monkeypatch):  # noqa: ANN001
+    from autocompress.search import distill
+
+    groups = compressed_groups(PLAN)
+    student = compress(runner.teacher, PLAN)
+    targets = runner.cache.targets
+    plain = {g: 0.0 for g in groups}  # item by item, with autograd and each weight re-rounded per call
+    for item, logits, st in zip(targets.items, targets.gpt_logits, targets.sovits):
+        inputs = gpt_batch([item])
+        plain["gpt"] += float(distill.gpt_distance(gpt_logits(student.gpt, inputs), logits[None], inputs))
+        for g, v in distill.sovits_losses(student, item, st, groups - {"gpt"}).items():
+            plain[g] += float(v)
+    seen = []
+    real = distill.gpt_distance
+    monkeypatch.setattr(distill, "gpt_distance", lambda *a: seen.append(a[0].requires_grad) or real(*a))
+    assert teacher_distance(student, targets, groups) == {g: v / len(targets.items) for g, v in sorted(plain.items())}
+    assert seen and not any(seen)  # the student's logits carried no graph
