@@ -164,9 +164,9 @@ def add_fake_quant_(
 ) -> nn.Module:
     """Attach weight and activation fake quantization to every layer of ``model``, in place.
 
-    Activations are rounded at the input of Linear / Conv1d / ConvTranspose1d layers; a
-    packed ``in_proj_weight`` (GPT attention) gets weight quantization only, since its input
-    is not a module call on the cached decoding path.
+    Activations are rounded at the input of Linear / Conv1d / ConvTranspose1d layers, and of a
+    packed ``in_proj_weight`` (GPT attention) at its module's ``in_proj_input`` (see
+    :func:`input_site`), as the exported graph rounds the fused projection's input.
 
     Args:
         model: any module; its quantizable layers are found by type.
@@ -190,9 +190,19 @@ def add_fake_quant_(
             quantizer = FakeQuantWeight(precision, axis, blocks=kind == "linear")
             parametrize.register_parametrization(module, name, quantizer, unsafe=True)
         activations = layer_activations(config.activations, precision)
-        if activations != "fp32" and op_kind(module) is not None:
-            _add_activation_hook(module, activations)
+        site = input_site(module, name)
+        if activations != "fp32" and site is not None:
+            _add_activation_hook(site, activations)
     return model
+
+
+def input_site(module: nn.Module, name: str = "weight") -> nn.Module | None:
+    """The module whose input is the input of ``module.<name>``'s op, where activation rounding
+    hooks on: the layer itself, or a packed attention's ``in_proj_input``; None when there is none."""
+    if name == "in_proj_weight":
+        site = getattr(module, "in_proj_input", None)
+        return site if isinstance(site, nn.Module) else None
+    return module if op_kind(module) is not None else None
 
 
 def layer_activations(activations: str, weight_precision: str) -> str:
@@ -230,7 +240,8 @@ def strip_fake_quant_(model: nn.Module) -> nn.Module:
             if name in module._buffers:  # folded from several originals (weight norm): torch leaves a buffer
                 folded = module._buffers.pop(name)
                 module.register_parameter(name, nn.Parameter(folded, requires_grad=trainable))
-        handle = module.__dict__.pop(_HOOK_ATTR, None)
+        site = input_site(module, name)
+        handle = site.__dict__.pop(_HOOK_ATTR, None) if site is not None else None
         if handle is not None:
             handle.remove()
     return model

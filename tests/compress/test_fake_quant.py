@@ -239,3 +239,24 @@ def test_uint8_inputs_round_over_their_calibrated_minimum_and_maximum():
         x = torch.tensor([[0.5, 1.5, 2.5, 9.0]])
         want = nn.functional.linear(fake_quantize_activation_u8(x, 0.0, 3.0), layer.weight, layer.bias)
         assert torch.equal(model(x), want)
+
+
+def test_a_packed_attention_projection_takes_int8_inputs_as_its_exported_matmul_does():
+    """The exported int8 GPT rounds the fused q/k/v projection's input; the scored student must too."""
+    from autocompress.compress.fake_quant import calibrate_activations_
+    from autocompress.models.gpt_sovits.gpt import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(16, 2, 8, 0.0).eval()
+    add_fake_quant_(attn, QuantConfig(weights="int8", activations="fp32"))
+    x = torch.randn(1, 5, 16)
+    w, b = attn.in_proj_weight, attn.in_proj_bias  # the int8-rounded weight
+    with torch.no_grad():
+        calibrate_activations_(attn, lambda: attn.project(x))
+        amax = float(x.abs().amax())
+        want = nn.functional.linear(fake_quantize_activation(x, "int8", amax=amax), w, b)
+        assert torch.equal(torch.cat(attn.project(x), -1), want)
+        assert not torch.equal(want, nn.functional.linear(x, w, b))
+    strip_fake_quant_(attn)
+    with torch.no_grad():  # stripped: a float input again, and the same rounded weight
+        assert torch.equal(torch.cat(attn.project(x), -1), nn.functional.linear(x, w, b))

@@ -136,12 +136,13 @@ class SelfAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * self.inner, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * self.inner))
         self.out_proj = nn.Linear(self.inner, dim)
+        self.in_proj_input = nn.Identity()  # a no-op: where compression rounds the packed projection's input
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q, k, v ``[B, T, inner]`` each."""
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [B, T, 3 * inner]
+        qkv = F.linear(self.in_proj_input(x), self.in_proj_weight, self.in_proj_bias)  # [B, T, 3 * inner]
         return qkv.split(self.inner, dim=-1)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None) -> Tensor:
