@@ -33,10 +33,30 @@ class TrialPoint:
     plan: str = ""  # the plan's one-line summary
     terms: dict[str, float] = field(default_factory=dict)  # the quality's parts (QUALITY_TERMS)
     infeasible_because: str = ""  # the constraints an infeasible trial breaks, as the search recorded them
+    notes: tuple[str, ...] = ()  # per objective (as values): what its figure is of or assumes, "" when nothing
 
 
 # What the quality is made of, and STOI beside it: the trial table shows these per trial.
 QUALITY_TERMS = ("distillmos", "speaker_cos", "mcd_db", "stoi")
+
+
+# The metrics whose notes describe each objective's figure: the latency is the real-time factor
+# times the utterance's length, so what the real-time factor was timed on holds for it too.
+OBJECTIVE_METRICS = {"quality": ("quality",), "latency_ms": ("latency_ms", "rtf"), "memory_mb": ("memory_bytes",)}
+
+
+def _objective_notes(trial: FrozenTrial, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each objective's note, from the notes of the trial's metrics behind it ("" when none has one)."""
+    notes = {m.get("name"): m.get("note") for m in _metric_list(trial.user_attrs.get("metrics", []))}
+    out = []
+    for name in names:
+        parts: list[str] = []
+        for metric in OBJECTIVE_METRICS.get(name, (name,)):
+            note = notes.get(metric)
+            if isinstance(note, str) and note.strip() and not any(note.strip() in p for p in parts):
+                parts.append(note.strip())
+        out.append("; ".join(parts))
+    return tuple(out)
 
 
 def _terms(trial: FrozenTrial) -> dict[str, float]:
@@ -52,7 +72,7 @@ class BundleRow:
     path: Path
     trial: int | None
     target: str
-    metrics: list[dict]  # {"name", "value", "unit", "kind": measured|projected, "device"}
+    metrics: list[dict]  # {"name", "value", "unit", "kind": measured|projected, "device", "note"}
     precisions: dict[str, str]
     samples: list[Path]
     kind: str = "onnx"  # or "checkpoint": the student's .ckpt/.pth, no ONNX graphs
@@ -118,6 +138,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
             plan=str(t.user_attrs.get("plan_summary", "")),
             terms=_terms(t),
             infeasible_because=str(t.user_attrs.get("infeasible_because") or ""),
+            notes=_objective_notes(t, names),
         )
         for t in done
     ]

@@ -184,7 +184,10 @@ def _metric_cell(m: dict) -> str:
         vtxt = "not recorded" if value is None else html.escape(str(value))
     else:
         vtxt = f"{figure} {html.escape(str(m.get('unit') or ''))}".rstrip()
-    return f'{html.escape(str(m.get("name", "")))}: {vtxt} <span class="{html.escape(kind)}">({html.escape(label)})</span>'
+    note = m.get("note")
+    note = f' <span class="note">{html.escape(note)}</span>' if isinstance(note, str) and note.strip() else ""
+    return (f'{html.escape(str(m.get("name", "")))}: {vtxt} <span class="{html.escape(kind)}">({html.escape(label)})'
+            f"</span>{note}")
 
 
 # Column heads of the quality's parts (measured with the quality, on the held-out sentences).
@@ -202,8 +205,17 @@ def _points_table(data: ReportData) -> str:
     terms = [k for k in QUALITY_TERMS if any(k in p.terms for p in data.points)]
     head += "".join(f"<th>{_TERM_HEADS[k]}</th>" for k in terms)
     rows = []
+    footnotes: dict[str, int] = {}  # an objective figure's note -> its mark, one per distinct note
+
+    def objective_cell(value: float, note: str) -> str:
+        if not note:
+            return f"<td>{value:.4g}</td>"
+        mark = footnotes.setdefault(note, len(footnotes) + 1)
+        return f'<td title="{html.escape(note)}">{value:.4g}<sup>[{mark}]</sup></td>'
+
     for p in sorted(data.points, key=lambda p: p.number):
-        vals = "".join(f"<td>{v:.4g}</td>" for v in p.values)
+        notes = (*p.notes, *("",) * (len(p.values) - len(p.notes)))
+        vals = "".join(objective_cell(v, n) for v, n in zip(p.values, notes))
         vals += "".join(f"<td>{_number(p.terms.get(k), '.3g') or ''}</td>" for k in terms)
         rows.append(
             f"<tr><td>{p.number}</td><td>{html.escape(p.plan or p.baseline or '')}</td>{vals}"
@@ -213,6 +225,9 @@ def _points_table(data: ReportData) -> str:
             "the intelligibility of the student's speech against the teacher's. All measured with the quality.</p>"
             if terms else "")
     table = f"<table><tr><th>trial</th><th>plan</th>{head}<th>feasible</th><th>Pareto</th></tr>{''.join(rows)}</table>"
+    if footnotes:
+        marks = "<br>".join(f"[{k}] {html.escape(text)}" for text, k in footnotes.items())
+        note = f"<p class='note'>What the marked objective figures are of, or assume:<br>{marks}</p>" + note
     return table + note
 
 

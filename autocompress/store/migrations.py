@@ -116,9 +116,16 @@ def _v2_run_heartbeat(conn: Connection) -> None:
     conn.exec_driver_sql(f"ALTER TABLE ac_search_runs ADD COLUMN heartbeat_at {kind}")
 
 
+def _v3_metric_notes(conn: Connection) -> None:
+    """Add ``ac_trial_metrics.note``, what a figure is of or assumes (NULL for older rows)."""
+    kind = sa.Text().compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE ac_trial_metrics ADD COLUMN note {kind}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial),
     Migration(2, "run heartbeat", _v2_run_heartbeat),
+    Migration(3, "metric notes", _v3_metric_notes),
 )
 
 

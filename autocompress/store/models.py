@@ -118,7 +118,8 @@ class TrialRecord(Base):
 
 
 class MetricRecord(Base):
-    """One labelled number of a trial: what, how much, in which unit, measured or projected, where."""
+    """One labelled number of a trial: what, how much, in which unit, measured or projected, where,
+    and its note."""
 
     __tablename__ = "ac_trial_metrics"
     __table_args__ = (
@@ -133,6 +134,9 @@ class MetricRecord(Base):
     unit: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))  # measured | projected
     device: Mapped[str] = mapped_column(String(128))  # "cpu", "cuda:0", or a target name
+    # What the figure is of, or assumes (schema 3): e.g. a measured latency that ran the student
+    # in fp32 without its quantization. None when the metric has no note or was stored before.
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     trial: Mapped[TrialRecord] = relationship(back_populates="metrics")
 

@@ -36,7 +36,7 @@ from autocompress.store.models import (
 
 
 class MetricLike(Protocol):
-    """Anything shaped like ``autocompress.score.Metric``."""
+    """Anything shaped like ``autocompress.score.Metric``; a ``note`` attribute is optional."""
 
     name: str
     value: float
@@ -392,7 +392,11 @@ def _metric_row(m: MetricLike) -> MetricRecord:
     value = float(m.value)
     if not math.isfinite(value):
         raise StoreError(f"metric {m.name!r} is not finite ({value}); record the trial as FAIL instead")
-    return MetricRecord(name=str(m.name), value=value, unit=str(m.unit), kind=kind, device=str(m.device))
+    note = getattr(m, "note", None)
+    return MetricRecord(
+        name=str(m.name), value=value, unit=str(m.unit), kind=kind, device=str(m.device),
+        note=str(note) if note else None,
+    )
 
 
 __all__ = ["MetricLike", "Objectives", "Store", "as_utc", "pid_alive"]

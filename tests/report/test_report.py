@@ -143,7 +143,7 @@ def test_report_refuses_another_target_and_a_bad_storage_in_one_line(study_url, 
     assert "unknown target 'nosuch'" in capsys.readouterr().err
     assert main(["report", "--study", "rep", "--storage", "foo://x", "--out", out]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot open Optuna storage" in err[0]
+    assert len(err) == 1 and "'foo://x' names no database SQLAlchemy knows" in err[0]
     assert not Path(out).exists()
 
 
@@ -479,3 +479,48 @@ def test_the_report_command_reads_the_study_once(study_url, tmp_path, monkeypatc
     assert main(["report", "--study", "rep", "--storage", study_url, "--exports", str(exports), "--out", str(out)]) == 0
     assert reads == ["rep"]
     assert out.read_text(encoding="utf-8").count("<audio") == 2  # the bundle's sample and the teacher's
+
+
+def test_the_notes_of_objective_figures_are_shown_beside_them(tmp_path):
+    """An int8 trial's latency measured on cpu is a torch fp32 run: the report showed the figure
+    without that warning (nor a projection's assumptions)."""
+    url = f"sqlite:///{tmp_path / 'notes.db'}"
+    study = optuna.create_study(study_name="n", storage=url, directions=["maximize", "minimize", "minimize"])
+    study.set_metric_names(["quality", "latency_ms", "memory_mb"])
+    fp32 = "torch fp32 run of the student (its quantization does not count)"
+    shape = "1.5 s utterance end to end"
+    noted = [
+        {"name": "latency_ms", "value": 80.0, "unit": "ms", "kind": "measured", "device": "cpu", "note": shape},
+        {"name": "rtf", "value": 0.05, "unit": "x", "kind": "measured", "device": "cpu", "note": f"decode; {fp32}"},
+        {"name": "memory_bytes", "value": 2**20, "unit": "bytes", "kind": "projected", "device": "cpu",
+         "note": "weights at int8"},
+    ]
+    plain = [{k: v for k, v in m.items() if k != "note"} for m in noted]
+    for metrics, values in ((noted, [0.9, 80.0, 1.0]), (noted, [0.8, 70.0, 1.0]), (plain, [0.7, 60.0, 1.0])):
+        t = study.ask()
+        t.set_user_attr("metrics", metrics)
+        study.tell(t, values)
+    data = load_report_data(url, "n")
+    assert data.points[0].notes == ("", f"{shape}; decode; {fp32}", "weights at int8")
+    table = render_html(data)
+    table = table[table.index("<h2>Trials</h2>"):table.index("<h2>Exported bundles</h2>")]
+    row_0 = table[table.index("<tr><td>0</td>"):table.index("<tr><td>1</td>")]
+    assert "<td>0.9</td>" in row_0  # the quality has no note
+    assert f'<td title="{shape}; decode; {fp32}">80<sup>[1]</sup></td>' in row_0
+    assert '<td title="weights at int8">1<sup>[2]</sup></td>' in row_0
+    assert "70<sup>[1]</sup>" in table  # one mark per distinct note
+    row_2 = table[table.index("<tr><td>2</td>"):]
+    assert "<sup>" not in row_2 and "<td>60</td>" in row_2
+    assert f"[1] {shape}; decode; {fp32}<br>[2] weights at int8</p>" in table
+    assert "[3]" not in table
+
+
+def test_a_bundle_figure_shows_its_note(study_url, tmp_path):
+    root = _bundle(tmp_path / "exp")
+    manifest = root / "trial-2" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["metrics"][1]["note"] = "torch fp32 run of the student <its quantization does not count>"
+    manifest.write_text(json.dumps(m))
+    page = render_html(load_report_data(study_url, "rep", export_dir=root))
+    assert ('decode_rtf: 0.2 <span class="measured">(measured on cpu)</span> <span class="note">torch fp32 run of '
+            "the student &lt;its quantization does not count&gt;</span>") in page

@@ -149,7 +149,7 @@ def test_a_version_1_database_gains_run_heartbeats_and_keeps_its_rows(db_url):
             "'another-machine', 1, 'running', :t)"), {"t": datetime(2026, 1, 1, tzinfo=timezone.utc)})
     engine.dispose()
     store = Store(db_url)
-    assert store.schema_version == 2
+    assert store.schema_version == len(MIGRATIONS)
     (run,) = store.runs("s")
     assert run.heartbeat_at is None and run.hostname == "another-machine"
     assert store.reap_dead_runs("s", silent_after_s=60) == []
@@ -315,7 +315,7 @@ def test_a_failed_migration_step_leaves_the_previous_schema(db_url):
         migrate(engine, (MIGRATIONS[0], Migration(2, "run heartbeat", add_heartbeat_then_fail)))
     assert "heartbeat_at" not in {c["name"] for c in sa.inspect(engine).get_columns("ac_search_runs")}
     assert schema_version(engine) == 1
-    assert migrate(engine, MIGRATIONS) == 2 and Store(db_url).schema_version == 2
+    assert migrate(engine, MIGRATIONS) == len(MIGRATIONS) and Store(db_url).schema_version == len(MIGRATIONS)
 
 
 def test_run_heartbeats_are_judged_by_the_database_clock(db_url, monkeypatch):
@@ -439,3 +439,54 @@ def test_a_run_taken_for_dead_that_beats_again_is_running_again(db_url):
     store.finish_run(run, "finished")
     store.beat_run(run)  # a beat never revives a run that ended
     assert store.runs("s")[0].status == "finished"
+
+
+@dataclass
+class NotedMetric(M):
+    note: str = ""
+
+
+def test_a_metric_s_note_is_stored_with_it(db_url):
+    """A figure's note (e.g. a latency timed in fp32, without the plan's quantization) was dropped."""
+    store = Store(db_url)
+    run = _run(store)
+    store.begin_trial(run_id=run, study_name="s", trial_number=0, optuna_trial_id=1, device_info={})
+    fp32 = "torch fp32 run of the student (its quantization does not count)"
+    store.finish_trial(study_name="s", trial_number=0, state="COMPLETE", metrics=[
+        NotedMetric("latency_ms", 80.0, "ms", "measured", "cpu", fp32),
+        NotedMetric("quality", 0.9, "score", "measured", "cpu", ""),
+        M("memory_bytes", 1e6, "bytes", "projected", "cpu"),  # no note attribute at all
+    ])
+    notes = {m.name: m.note for m in store.trial("s", 0).metrics}
+    assert notes == {"latency_ms": fp32, "quality": None, "memory_bytes": None}
+
+
+def test_a_version_2_database_gains_metric_notes_and_keeps_its_rows(db_url):
+    """A store written before metric notes: its trials and metrics stay, each metric without a note."""
+    engine = create_store_engine(db_url)
+    assert migrate(engine, MIGRATIONS[:2]) == 2
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as c:
+        run = c.execute(sa.text(
+            "INSERT INTO ac_search_runs (study_name, target, space_name, space_sha256, voice, settings, device_info, "
+            "hostname, pid, status, started_at, heartbeat_at) VALUES ('s', 'cpu', 'demo', 'ab', 'demo', '{}', '{}', "
+            "'h', 1, 'finished', :t, :t) RETURNING id"), {"t": t}).scalar_one()
+        trial = c.execute(sa.text(
+            "INSERT INTO ac_trials (run_id, study_name, trial_number, optuna_trial_id, state, quality, device_info, "
+            "finetune_steps, started_at) VALUES (:r, 's', 0, 5, 'COMPLETE', 0.8, '{}', 3, :t) RETURNING id"),
+            {"r": run, "t": t}).scalar_one()
+        c.execute(sa.text(
+            "INSERT INTO ac_trial_metrics (trial_id, name, value, unit, kind, device) "
+            "VALUES (:i, 'latency_ms', 42.0, 'ms', 'measured', 'cpu')"), {"i": trial})
+    engine.dispose()
+    store = Store(db_url)
+    assert store.schema_version == 3 == len(MIGRATIONS)
+    (row,) = store.trials("s")
+    assert (row.quality, row.finetune_steps, row.state) == (0.8, 3, "COMPLETE")
+    assert [(m.name, m.value, m.kind, m.device, m.note) for m in row.metrics] == [
+        ("latency_ms", 42.0, "measured", "cpu", None)
+    ]
+    store.begin_trial(run_id=run, study_name="s", trial_number=1, optuna_trial_id=6, device_info={})
+    store.finish_trial(study_name="s", trial_number=1, state="COMPLETE",
+                       metrics=[NotedMetric("rtf", 0.5, "x", "projected", "rtx3060", "roofline estimate")])
+    assert [m.note for m in store.trial("s", 1).metrics] == ["roofline estimate"]
