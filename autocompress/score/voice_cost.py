@@ -490,12 +490,12 @@ def voice_cost_metrics(
 
 
 def latency_metric(rtf: Metric, shape: UtteranceShape) -> Metric:
-    """``latency_ms``: one utterance of ``shape`` end to end, from its real-time factor (same kind and device)."""
-    return Metric(
-        "latency_ms", rtf.value * shape.audio_s * 1e3, "ms", rtf.kind, rtf.device,
-        f"{shape.audio_s:g} s utterance end to end ({shape.n_phones} phones, {shape.n_prompt} prompt codes, "
-        f"{shape.n_tokens} generated codes)",
-    )  # fmt: skip
+    """``latency_ms``: one utterance of ``shape`` end to end, from its real-time factor (same kind
+    and device, and the factor's note: what it was timed or projected on holds for the latency too)."""
+    note = (f"{shape.audio_s:g} s utterance end to end ({shape.n_phones} phones, {shape.n_prompt} prompt codes, "
+            f"{shape.n_tokens} generated codes)")  # fmt: skip
+    return Metric("latency_ms", rtf.value * shape.audio_s * 1e3, "ms", rtf.kind, rtf.device,
+                  f"{note}; {rtf.note}" if rtf.note else note)
 
 
 def projected_plan_metrics(voice: Any, plan: Any, target: Target, shape: UtteranceShape = UtteranceShape()) -> list[Metric]:

@@ -201,3 +201,14 @@ def test_a_conv_transpose_override_reaches_transposed_convolutions_only():
     conv, up = 64 * 64 * 7, 64 * 32 * 8
     assert plain - mixed == pytest.approx(-(up * 4 - up * 1))  # only the upsampler left int8 (fp32 on rpi5)
     assert mixed > conv * 1 + up * 1
+
+
+def test_the_latency_objective_keeps_what_its_real_time_factor_was_timed_on():
+    from autocompress.score.metric import Metric
+    from autocompress.score.voice_cost import latency_metric
+
+    rtf = Metric("rtf", 0.5, "x", "measured", "cpu: test", "a torch fp32 run of the student; contended")
+    latency = latency_metric(rtf, SHAPE)
+    assert latency.value == pytest.approx(0.5 * SHAPE.audio_s * 1e3) and latency.kind == "measured"
+    assert "torch fp32" in latency.note and "contended" in latency.note and "utterance" in latency.note
+    assert latency_metric(Metric("rtf", 0.5, "x", "projected", "l4"), SHAPE).note.endswith("generated codes)")
