@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from autocompress.exceptions import AutocompressError, CheckpointError, ConfigError, DataError
+from autocompress.interrupts import exit_code
 
 # Subcommand modules, imported only when the CLI starts (keeps ``import autocompress`` light).
 COMMANDS = [
@@ -89,9 +90,9 @@ def run_guarded(func, args) -> int:  # noqa: ANN001
     except AutocompressError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2 if isinstance(e, _USAGE_ERRORS) else 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # SIGTERM too, under sigterm_interrupts (the search, the scheduler)
         sys.stderr.write("interrupted\n")
-        return 130
+        return exit_code(e)
     except OSError as e:  # a path the system refused: say which and why, in one line
         where = f"{e.filename}: " if e.filename else ""
         sys.stderr.write(f"error: {where}{e.strerror or e}\n")

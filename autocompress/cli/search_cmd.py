@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from autocompress.interrupts import exit_code
 
     resolved = resolve(config_from_args(args))
+    warning = cpu_steps_warning(resolved)
+    if warning:
+        sys.stderr.write(f"warning: {warning}\n")
     reporter = RichReporter(output_console())
     try:
         summary = run_search(resolved, reporter)
@@ -97,6 +100,24 @@ def run(args: argparse.Namespace) -> int:
     if summary.status == "interrupted":
         return 143 if summary.interrupted_by == "SIGTERM" else 130
     return 1 if summary.export_error else 0
+
+
+# A full-size v2 voice's fine-tune step on a CPU (GPT and decoder int8 trained, batch 8, items of
+# 3-6 s, 2 threads of a shared 2-core CPU): 15-28 s, measured 2026-12-07. The lower figure.
+CPU_SECONDS_PER_STEP = 15.0
+
+
+def cpu_steps_warning(resolved) -> str:  # noqa: ANN001 - ResolvedSearch
+    """A warning for a search on the CPU with the space's default fine-tune steps when they
+    would take over an hour a trial on a full-size voice ("" otherwise: --steps given, a GPU,
+    or few steps, as the demo space's)."""
+    steps = resolved.steps
+    if resolved.device != "cpu" or resolved.config.steps is not None or steps * CPU_SECONDS_PER_STEP <= 3600:
+        return ""
+    hours = steps * CPU_SECONDS_PER_STEP / 3600
+    return (f"{steps} fine-tune steps per trial (the search space's default, sized for a GPU) on a CPU: about "
+            f"{hours:.0f} h per trial for a full-size voice ({CPU_SECONDS_PER_STEP:.0f} s a step or more); "
+            "pass --steps N to fine-tune less (e.g. --steps 200)")
 
 
 def _stopped_line(interrupt: BaseException, exporting: bool, out) -> str:  # noqa: ANN001 - Path
@@ -162,11 +183,12 @@ class RichReporter:
         self._line(f"[bold]> {escape(self.current)}[/bold]{eta}")
 
     def phase(self, number: int, phase: str) -> None:
-        self.phase_name = phase
         if number >= 0:
+            self.phase_name = phase
             self._line(f"  trial {number}: {escape(phase)}")
-        else:
-            self._line(f"  {escape(phase)} ...")
+        else:  # a search-wide phase: "export", or a line "export: trial 3 (1 of 4): exporting ..."
+            self.phase_name = phase.partition(": ")[0]
+            self._line(f"  {escape(phase)}" if ": " in phase else f"  {escape(phase)} ...")
 
     def step(self, number: int, step: int, total: int, loss: float, distance: float | None) -> None:
         extra = f"loss {loss:.4g}" + (f"  teacher distance {distance:.3g}x its start" if distance is not None else "")
@@ -183,11 +205,12 @@ class RichReporter:
         self.progress.update(self.task, visible=False)
         if row.state == "COMPLETE":
             info = self.info  # the kinds go on every line: one that stands alone in a log must say them
+            qual = _kind(getattr(info, "quality_label", None))
             lat, mem = _kind(getattr(info, "latency_label", None)), _kind(getattr(info, "memory_label", None))
             figures = (f"latency {row.latency_ms:.3g} ms  memory {row.memory_mb:.4g} MiB ({lat})" if lat == mem
                        else f"latency {row.latency_ms:.3g} ms ({lat})  memory {row.memory_mb:.4g} MiB ({mem})")
             verdict = "feasible" if row.feasible else "infeasible" + (f": {row.reason}" if row.reason else "")
-            text = (f"  trial {row.number}: quality {row.quality:.3f}  {escape(figures)}  "
+            text = (f"  trial {row.number}: quality {row.quality:.3f} ({escape(qual)})  {escape(figures)}  "
                     f"{escape(verdict)}  ({row.duration_s:.0f} s)")
         else:
             text = f"  trial {row.number}: {row.state} - {escape(str(row.reason))}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,20 @@ class TeacherCache:
         sentences: list[VoiceItem],
         fingerprint: str,
         seed: int = 0,
+        progress: Callable[[str], None] | None = None,
     ) -> TeacherCache:
+        """Run the teacher on the items; ``progress`` gets a line as each step starts (a
+        full-size voice speaks each sentence for seconds to minutes)."""
+        say = progress or (lambda line: None)
+        say(f"building the teacher cache (once per study): the teacher on {len(eval_items)} held-out item(s) ...")
         targets = eval_targets(teacher, eval_items, teacher.sovits.segment_frames, seed=seed)
         with torch.no_grad():
             style = teacher.sovits.style(prompt.refer, prompt.sv)
-        speech = [synthesize(teacher, prompt, s, style) for s in sentences]
+        speech = []
+        for i, s in enumerate(sentences, 1):
+            say(f"teacher cache: speaking sentence {i} of {len(sentences)} ...")
+            speech.append(synthesize(teacher, prompt, s, style))
+        say("teacher cache: scoring the teacher's speech (MOS, speaker vectors) ...")
         reference = _reference([s.wav.numpy() for s in speech], speech[0].sample_rate)
         return cls(fingerprint, targets, prompt, style, sentences, speech, reference)
 
@@ -76,9 +86,11 @@ class TeacherCache:
         sentences: list[VoiceItem],
         fingerprint: str,
         seed: int = 0,
+        progress: Callable[[str], None] | None = None,
     ) -> TeacherCache:
         """Read the study's cache when it matches ``fingerprint`` and was built on the same
-        items (``eval_items``, ``prompt``, ``sentences``), else build and save it."""
+        items (``eval_items``, ``prompt``, ``sentences``), else build and save it (``progress``
+        gets a line as each step of the build starts)."""
         device = prompt.codes.device
         if path.is_file():
             try:  # read on the CPU: the teacher's speech and speaker vectors are scored there
@@ -90,7 +102,7 @@ class TeacherCache:
                 and _same_items(data, eval_items, prompt, sentences)
             ):
                 return cls.from_dict(data, device)
-        cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed)
+        cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed, progress=progress)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
         torch.save(cache.to_dict(), tmp)

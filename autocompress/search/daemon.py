@@ -12,6 +12,7 @@ still exports what is done. The feasible Pareto set is exported at the end.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -65,11 +66,13 @@ RunnerFactory = Callable[[ResolvedSearch, Path], TrialRunner]
 STARTUP_TRIALS = 5  # random trials before TPE models the front (baselines excluded)
 
 
-def default_runner_factory(resolved: ResolvedSearch, cache_path: Path) -> TrialRunner:
-    """The GPT-SoVITS trial pipeline."""
+def default_runner_factory(
+    resolved: ResolvedSearch, cache_path: Path, progress: Callable[[str], None] | None = None
+) -> TrialRunner:
+    """The GPT-SoVITS trial pipeline; ``progress`` gets a line as each step of its loading starts."""
     from autocompress.search.pipeline import VoiceTrialRunner
 
-    return VoiceTrialRunner.prepare(resolved, cache_path)
+    return VoiceTrialRunner.prepare(resolved, cache_path, progress)
 
 
 def run_search(
@@ -85,7 +88,10 @@ def run_search(
         SearchError: the study belongs to another target or space, or the search cannot start.
         StoreError: the database cannot be opened or written.
     """
-    daemon = _Daemon(resolved, reporter or NullReporter(), runner_factory or default_runner_factory)
+    reporter = reporter or NullReporter()
+    if runner_factory is None:  # the voice and the teacher cache take minutes to load: say what is going on
+        runner_factory = functools.partial(default_runner_factory, progress=lambda line: reporter.phase(-1, line))
+    daemon = _Daemon(resolved, reporter, runner_factory)
     with sigterm_interrupts():
         try:
             return daemon.run()
@@ -539,6 +545,7 @@ class _Daemon:
                 storage=self.url, study_name=self.r.study, target=self.r.target, out_dir=self.r.out,
                 artifacts=self.r.artifacts, store=self.store, run_id=self.run_id,
                 export_format=self.r.config.export_format,
+                progress=lambda line: self.reporter.phase(-1, f"export: {line}"),  # minutes a full-size bundle
             )
         except AutocompressError as e:
             self.reporter.exported((), str(e))
@@ -554,12 +561,16 @@ class _Daemon:
         }
 
     def _note(self) -> str:
+        """The study's description for the dashboard, which shows the objectives by name only."""
         t = self.r.target
         budget = f"memory budget {t.memory_budget_bytes / 2**30:.2f} GiB, real-time factor budget {t.rtf_budget:g}"
+        labels = self.runner.labels()
+        how = "; ".join(f"{name} {labels[name]}" for name in ("quality", "latency_ms", "memory_mb") if labels.get(name))
         return (
             f"target {t.name}: {t.description}; {budget}\n"
             f"voice: {self.r.voice.describe()}\n"
             f"search space {self.r.space.summary()}"
+            + (f"\nobjectives: {how}" if how else "")
         )
 
     def _set_study_labels(self) -> None:
@@ -605,7 +616,12 @@ def _plan_key(plan: Any) -> str | None:
 
 
 def _metric_dict(m: Any) -> dict[str, Any]:
-    return {"name": m.name, "value": float(m.value), "unit": m.unit, "kind": m.kind, "device": m.device}
+    """A metric as the trial's ``metrics`` user attribute holds it; its note only when it has one."""
+    out = {"name": m.name, "value": float(m.value), "unit": m.unit, "kind": m.kind, "device": m.device}
+    note = getattr(m, "note", "")
+    if note:
+        out["note"] = str(note)
+    return out
 
 
 def _signal_name(interrupt: KeyboardInterrupt | None) -> str:

@@ -128,6 +128,7 @@ def export_pareto(
 
     # a Target, a shipped name, or a target file's path (named by its stem)
     target_obj = target if isinstance(target, Target) else load_target(target)
+    _remove_orphans(Path(out_dir).absolute())  # first: it may put back the folder a killed export moved aside
     check_export_dir(out_dir, "--out", study_name, target_obj.name)  # before any work: it replaces the folder whole
     ident = study.user_attrs.get(IDENTITY_ATTR, {})
     if ident.get("target") not in (None, target_obj.name):
@@ -151,7 +152,6 @@ def export_pareto(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    _remove_orphans(out_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     index = []
@@ -222,11 +222,21 @@ def export_pareto(
 
 
 def _remove_orphans(out_dir: Path) -> None:
-    """Remove the temporary folders of exports to ``out_dir`` whose process has died."""
+    """Remove the temporary folders of exports to ``out_dir`` whose process has died; when
+    ``out_dir`` is missing because such an export died between moving it aside and putting its
+    new folder in place, put the folder it moved aside back first."""
+    dead = []
     for path in out_dir.parent.glob(f".{out_dir.name}.*-*"):
         kind, _, pid = path.name.rpartition("-")
         if kind.endswith((".tmp", ".old")) and pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+            dead.append((kind, path))
+    if not out_dir.exists():
+        moved_aside = sorted((p for kind, p in dead if kind.endswith(".old")), key=lambda p: p.stat().st_mtime)
+        if moved_aside:
+            os.replace(moved_aside[-1], out_dir)  # the last export, whole: it was only renamed
+            dead = [(kind, p) for kind, p in dead if p != moved_aside[-1]]
+    for _, path in dead:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _distinct(front: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[str, int]]:

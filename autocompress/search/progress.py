@@ -73,11 +73,14 @@ class SearchSummary:
 class Reporter(Protocol):
     """Receives the daemon's events, in this order per search:
 
-    ``search_started``, then per trial ``trial_started``, ``phase`` (compress, fine-tune or
-    distance, score, save; none for a repeated plan, whose result is reused), ``step`` during
-    fine-tuning, ``trial_finished``; then ``phase(-1, "export")``, ``exported`` (with
-    ``--no-export``, neither) and ``search_finished``. ``rows`` passed to ``trial_finished`` are
-    every finished trial with Pareto flags recomputed.
+    ``phase(-1, ...)`` lines while the voice and the teacher cache load (with the default trial
+    pipeline), ``search_started``, then per trial ``trial_started``, ``phase`` (compress,
+    fine-tune or distance, score, save; none for a repeated plan, whose result is reused),
+    ``step`` during fine-tuning, ``trial_finished``; then ``phase(-1, "export")``, a
+    ``phase(-1, "export: <what>")`` line as each trial's export starts, ``exported`` (with
+    ``--no-export``, none of these) and ``search_finished``. A search-wide phase is a name
+    ("loading the voice", "export") or a line "<name>: <what it is doing>". ``rows`` passed to
+    ``trial_finished`` are every finished trial with Pareto flags recomputed.
     """
 
     def search_started(self, info: SearchInfo) -> None: ...

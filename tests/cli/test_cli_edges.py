@@ -42,6 +42,46 @@ def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback(monkeypatc
     assert capsys.readouterr().err == "interrupted\n"
 
 
+def test_sigterm_stops_the_schedule_daemon_with_status_143(tmp_path, monkeypatch, capsys):
+    """``autocompress daemon`` stopped by SIGTERM (systemd, kill) exited 130, Ctrl-C's status."""
+    import os
+    import signal
+
+    from autocompress.cli import schedule_cmd
+
+    def loop(storage, poll_s):  # noqa: ANN001, ANN202
+        os.kill(os.getpid(), signal.SIGTERM)  # raised here as Terminated, under the command's handler
+        raise AssertionError("SIGTERM did not stop the daemon")
+
+    monkeypatch.setattr(schedule_cmd, "daemon_loop", loop)
+    assert main(["daemon", "--storage", f"sqlite:///{tmp_path}/s.db"]) == 143
+    assert capsys.readouterr().err == "interrupted\n"
+    monkeypatch.setattr(schedule_cmd, "daemon_loop", lambda storage, poll_s: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["daemon", "--storage", f"sqlite:///{tmp_path}/s.db"]) == 130  # Ctrl-C
+
+
+def test_a_scheduled_run_stopped_by_sigterm_is_recorded_with_status_143(tmp_path):
+    """The schedule's history recorded 130 (Ctrl-C's status) for a run SIGTERM stopped."""
+    import os
+    import signal
+
+    from autocompress.interrupts import Terminated
+    from autocompress.schedule import ScheduleSpec, add_schedule, history, run_schedule, sigterm_interrupts
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = ScheduleSpec("n", "* * * * *", ("--target", "cpu"), 60)
+    add_schedule(url, spec)
+
+    def terminated(_spec):  # noqa: ANN001, ANN202
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    with pytest.raises(Terminated), sigterm_interrupts():
+        run_schedule(url, spec, runner=terminated)
+    (rec,) = history(url, "n")
+    assert (rec.status, rec.exit_code) == ("interrupted", 143) and "SIGTERM" in rec.error
+
+
 def test_synth_seed_is_refused_in_one_line_where_the_generators_cannot_take_it(tmp_path, capsys):
     """--demo --seed 2**64 ended in torch's 'Overflow when unpacking long long' traceback."""
     with pytest.raises(SystemExit) as e:

@@ -130,7 +130,8 @@ def test_a_measured_target_is_measured_on_its_own_kind_of_device(monkeypatch, tm
 
 
 def test_each_finished_trial_says_what_its_figures_are():
-    """In a log, a trial's line stands alone: its latency and memory say measured or projected."""
+    """In a log, a trial's line stands alone: each of its figures says measured or projected
+    (its quality said neither)."""
     from rich.console import Console
 
     from autocompress.cli.search_cmd import RichReporter
@@ -142,13 +143,16 @@ def test_each_finished_trial_says_what_its_figures_are():
     reporter = RichReporter(console)
     row = TrialRow(number=0, state="COMPLETE", label="p", quality=0.5, latency_ms=771.0, memory_mb=118.5,
                    feasible=True, duration_s=3.0)
-    reporter.info = SimpleNamespace(latency_label="measured on cpu: x, 2 threads", memory_label="projected for cpu")
+    quality = "measured on cpu: x, 2 threads"
+    reporter.info = SimpleNamespace(latency_label="measured on cpu: x, 2 threads", memory_label="projected for cpu",
+                                    quality_label=quality)
     reporter.trial_finished(row, (row,))
-    reporter.info = SimpleNamespace(latency_label="projected for rtx3060", memory_label="projected for rtx3060")
+    reporter.info = SimpleNamespace(latency_label="projected for rtx3060", memory_label="projected for rtx3060",
+                                    quality_label=quality)
     reporter.trial_finished(row, (row,))
     lines = [line for line in console.export_text().splitlines() if "trial 0:" in line]
-    assert "latency 771 ms (measured)  memory 118.5 MiB (projected for cpu)" in lines[0]
-    assert "latency 771 ms  memory 118.5 MiB (projected for rtx3060)" in lines[1]
+    assert "quality 0.500 (measured)  latency 771 ms (measured)  memory 118.5 MiB (projected for cpu)" in lines[0]
+    assert "quality 0.500 (measured)  latency 771 ms  memory 118.5 MiB (projected for rtx3060)" in lines[1]
 
 
 def test_reporter_prints_failure_reasons_and_names_as_text():

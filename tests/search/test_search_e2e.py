@@ -260,6 +260,39 @@ def test_an_export_clears_what_a_killed_export_left(finished_search, tmp_path):
     assert not dead.exists() and live.is_dir() and (out / "pareto.json").is_file()
 
 
+def test_an_export_killed_between_its_two_renames_loses_nothing(finished_search, run_search_cmd, tmp_path, capsys):
+    """Killed after moving the last export aside and before putting the new one in place, an
+    export left no export folder, and the next export deleted the copy moved aside as an orphan."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "exp"
+    args = ["export", "--study", "micro", "--target", "rtx3060", "--storage", _url(finished_search),
+            "--export-format", "checkpoint", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    n = len(list(out.glob("trial-*")))
+    capsys.readouterr()
+    crash = f"""
+import os
+import autocompress.search.pareto as pareto
+real = os.replace
+def replace(src, dst):
+    if os.path.basename(src).startswith(".exp.tmp-") and str(dst) == {str(out)!r}:
+        os._exit(9)  # killed between the two renames
+    real(src, dst)
+os.replace = replace
+pareto.export_pareto(storage={_url(finished_search)!r}, study_name="micro", target="rtx3060", out_dir=pareto.Path({str(out)!r}),
+                     artifacts=pareto.Path({str(finished_search / "db" / "artifacts")!r}), export_format="checkpoint")
+"""
+    child = subprocess.Popen([sys.executable, "-c", crash], env=run_search_cmd[1], stderr=subprocess.PIPE, text=True)
+    with child.stderr:
+        assert child.wait(timeout=300) == 9, child.stderr.read()[-2000:]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".old-" in p.name] == [f".exp.old-{child.pid}"]
+    assert main(args) == 0  # the last export is put back, and its unchanged trials are kept, not rebuilt
+    assert capsys.readouterr().err.count("unchanged since the last export, kept") == n
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
 def test_a_second_export_links_unchanged_bundles_and_rebuilds_a_damaged_one(finished_search, tmp_path):
     import shutil
 
