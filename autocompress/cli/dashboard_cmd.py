@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autocompress.store import DEFAULT_STORAGE
+from autocompress.store.urls import DEFAULT_STORAGE
 
 HOST = "127.0.0.1"  # never listens beyond this machine
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from autocompress.cli.argtypes import user_path, user_text
-from autocompress.store import DEFAULT_STORAGE
+from autocompress.store.urls import DEFAULT_STORAGE
 
 
 def register(subparsers) -> None:  # noqa: ANN001

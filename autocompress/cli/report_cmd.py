@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autocompress.schedule._front import DEFAULT_STORAGE
+from autocompress.store.urls import DEFAULT_STORAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,31 +12,9 @@ from rich.table import Table
 from autocompress.cli.argtypes import positive_float, positive_int
 from autocompress.cli.console import output_console
 from autocompress.exceptions import ConfigError
-from autocompress.schedule import (
-    ScheduleSpec,
-    add_schedule,
-    check_backend,
-    daemon_loop,
-    describe_run,
-    history,
-    install_crontab,
-    install_systemd,
-    installed_backends,
-    list_schedules,
-    next_due,
-    next_runs,
-    remove_schedule,
-    run_due,
-    schedule_exists,
-    sigterm_interrupts,
-    uninstall_crontab,
-    uninstall_systemd,
-)
-from autocompress.schedule._args import parse_search_args
-from autocompress.schedule._core import time_budget
-from autocompress.schedule._front import DEFAULT_STORAGE
-from autocompress.schedule._tables import engine_for, utcnow
-from autocompress.store import display_url, mask_password
+from autocompress.store.urls import DEFAULT_STORAGE, mask_password
+
+# The schedule package (Optuna, SQLAlchemy) is imported by each action, not here: help stays fast.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +75,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def normalise_search_args(name: str, args: list[str]) -> list[str]:
     """Check the run_search arguments of a schedule; each schedule resumes its own study."""
+    from autocompress.schedule._args import parse_search_args
+
     args = [a for a in args if a != "--"] if args[:1] == ["--"] else list(args)
     if not args:
         raise ConfigError("a schedule needs run_search arguments after '--', at least --target (e.g. -- --target rtx3060)")
@@ -110,12 +90,16 @@ def check_search_args(args: list[str]) -> None:
     """Raise ``ConfigError`` now for arguments every scheduled run would reject (flags, target,
     files, space, storage URL), instead of at each run."""
     from autocompress.cli import search_cmd
+    from autocompress.schedule._args import parse_search_args
     from autocompress.search import resolve
 
     resolve(search_cmd.config_from_args(parse_search_args(args)))
 
 
 def _add(args: argparse.Namespace) -> int:
+    from autocompress.schedule import ScheduleSpec, add_schedule, check_backend, install_crontab, install_systemd, next_due
+    from autocompress.schedule._tables import engine_for
+
     search_args = normalise_search_args(args.name, args.search_args)
     workdir = Path.cwd()
     spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout, str(workdir))
@@ -132,6 +116,9 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from autocompress.schedule import list_schedules, next_runs
+    from autocompress.schedule._tables import utcnow
+
     table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments", "working directory")
     times, broken = next_runs(args.storage)
     specs, now = list_schedules(args.storage), utcnow()
@@ -150,7 +137,9 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget(spec: ScheduleSpec) -> float:
+def _budget(spec) -> float:  # noqa: ANN001 - a ScheduleSpec
+    from autocompress.schedule._core import time_budget
+
     """The seconds each run of ``spec`` gets: a --timeout among its search arguments wins."""
     try:
         return time_budget(spec)
@@ -159,6 +148,10 @@ def _budget(spec: ScheduleSpec) -> float:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from autocompress.schedule import (
+        check_backend, installed_backends, remove_schedule, schedule_exists, uninstall_crontab, uninstall_systemd,
+    )
+
     exists = schedule_exists(args.storage, args.name)
     check_backend(args.backend)
     removed = []
@@ -179,6 +172,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _run_due(args: argparse.Namespace) -> int:
+    from autocompress.schedule import describe_run, run_due, sigterm_interrupts
+
     broken = []
 
     def _report(name: str, reason: str) -> None:
@@ -195,6 +190,8 @@ def _run_due(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
+    from autocompress.schedule import history
+
     table = Table("id", "schedule", "started (UTC)", "ended", "status", "trials added", "failed", "pruned",
                   "front changed", "exports", "error")
     for r in history(args.storage, args.name, args.limit):
@@ -212,6 +209,10 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _daemon(args: argparse.Namespace) -> int:
+    from autocompress.schedule import daemon_loop, sigterm_interrupts
+    from autocompress.schedule._tables import engine_for
+    from autocompress.store import display_url
+
     engine_for(args.storage)  # a bad --storage fails now, in one line
     print(f"autocompress daemon: watching schedules in {display_url(args.storage)} (Ctrl-C to stop)", flush=True)
     with sigterm_interrupts():

@@ -15,7 +15,7 @@ import time
 from rich.markup import escape
 
 from autocompress.cli.argtypes import non_negative_int, positive_int, user_path, user_text
-from autocompress.store import DEFAULT_STORAGE
+from autocompress.store.urls import DEFAULT_STORAGE
 
 
 def register(subparsers) -> None:  # noqa: ANN001

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from autocompress.exceptions import ConfigError, StoreError
+from autocompress.store.urls import DEFAULT_STORAGE, mask_password
 
-DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
 BUSY_TIMEOUT_S = 60  # how long a writer waits for a lock before failing
 
 
@@ -47,15 +46,6 @@ def parse_url(url: str) -> URL:
             f"expected e.g. {DEFAULT_STORAGE} or postgresql+psycopg://user@host/db"
         ) from None
     return parsed
-
-
-_USERINFO = re.compile(r"(://[^:/@\s]*:)\S*@")  # "://user:password@" (to the last "@" before a space)
-
-
-def mask_password(text: str) -> str:
-    """Return ``text`` with the password of any ``scheme://user:password@`` in it masked, even in a
-    URL that does not parse (for messages about a bad URL)."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 def sqlite_path(url: str) -> Path | None:

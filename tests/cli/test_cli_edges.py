@@ -4,6 +4,8 @@ exporting a study whose search still runs, and dumb terminals."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,16 +49,16 @@ def test_sigterm_stops_the_schedule_daemon_with_status_143(tmp_path, monkeypatch
     import os
     import signal
 
-    from autocompress.cli import schedule_cmd
+    import autocompress.schedule as schedule_api
 
     def loop(storage, poll_s):  # noqa: ANN001, ANN202
         os.kill(os.getpid(), signal.SIGTERM)  # raised here as Terminated, under the command's handler
         raise AssertionError("SIGTERM did not stop the daemon")
 
-    monkeypatch.setattr(schedule_cmd, "daemon_loop", loop)
+    monkeypatch.setattr(schedule_api, "daemon_loop", loop)
     assert main(["daemon", "--storage", f"sqlite:///{tmp_path}/s.db"]) == 143
     assert capsys.readouterr().err == "interrupted\n"
-    monkeypatch.setattr(schedule_cmd, "daemon_loop", lambda storage, poll_s: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(schedule_api, "daemon_loop", lambda storage, poll_s: (_ for _ in ()).throw(KeyboardInterrupt))
     assert main(["daemon", "--storage", f"sqlite:///{tmp_path}/s.db"]) == 130  # Ctrl-C
 
 
@@ -191,3 +193,12 @@ def test_search_help_gives_the_defaults_of_trials_and_steps(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "finished trials the study should hold (default: the search space's)" in text
     assert "fine-tune steps per trial (default: the search space's)" in text
+
+
+def test_the_cli_parser_loads_no_database_search_or_model_packages():
+    """`autocompress --help` (and argument errors) answered after about a second of imports of
+    Optuna and SQLAlchemy, which only the commands' work needs."""
+    code = ("import sys; from autocompress.cli.main import build_parser; build_parser(); "
+            "print(' '.join(m for m in ('sqlalchemy', 'optuna', 'torch', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

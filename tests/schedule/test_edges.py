@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from autocompress.cli import schedule_cmd
+import autocompress.schedule as schedule_api
 from autocompress.cli.main import main
 from autocompress.schedule import (
     RunOutcome,
@@ -151,7 +151,7 @@ def test_the_daemons_lines_reach_a_redirected_stdout_at_once(url, monkeypatch):
         seen.append(raw.getvalue().decode())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(schedule_cmd, "daemon_loop", fake_loop)
+    monkeypatch.setattr(schedule_api, "daemon_loop", fake_loop)
     assert main(["daemon", "--storage", url]) == 130
     assert "watching schedules" in seen[0] and "n: ok" in seen[1]
 
