@@ -31,20 +31,9 @@ import torch
 
 
 def _inputs(cache):  # noqa: ANN001, ANN202
-    from autocompress.runtime.inputs import SynthInput
+    from autocompress.search.bundles import synth_input
 
-    p = cache.prompt
-    return [
-        SynthInput(
-            prompt_phones=p.phones.numpy().astype(np.int64),
-            text=s.phones.numpy().astype(np.int64),
-            prompt_codes=p.codes.numpy().astype(np.int64),
-            ref_spec=p.refer[0].numpy().astype(np.float32),
-            bert=torch.cat([p.bert, s.bert], dim=1).numpy().astype(np.float32),
-            ref_sv=None if p.sv is None else p.sv.reshape(-1).numpy().astype(np.float32),
-        )
-        for s in cache.sentences
-    ]
+    return [synth_input(cache.prompt, s) for s in cache.sentences]
 
 
 def _fake_quant_student(src: Path, plan):  # noqa: ANN001, ANN202

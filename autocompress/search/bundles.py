@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import ExportError
+from autocompress.runtime.inputs import SynthInput
 from autocompress.search.cache import CALIBRATION_SENTENCES, TeacherCache
 
 # torch's TorchScript-based exporter: about 15x faster than dynamo here (7 s against 109 s for a
@@ -29,27 +30,26 @@ def eval_inputs(cache_path: Path) -> list[Any]:
     Raises:
         ExportError: the teacher cache is missing or unreadable.
     """
-    from autocompress.runtime.inputs import SynthInput
-
     if not cache_path.is_file():
         raise ExportError(f"the study's teacher cache {cache_path} is missing; hint: rerun the search to rebuild it")
     try:
         cache = TeacherCache.from_dict(torch.load(cache_path, map_location="cpu", weights_only=True))
     except Exception as e:  # noqa: BLE001 - any unreadable cache means the same to the user
         raise ExportError(f"cannot read the teacher cache {cache_path}: {e}") from e
-    p = cache.prompt
     items = cache.sentences + [i for i in cache.targets.items if i.name not in {s.name for s in cache.sentences}]
-    return [
-        SynthInput(
-            prompt_phones=p.phones.numpy().astype(np.int64),
-            text=s.phones.numpy().astype(np.int64),
-            prompt_codes=p.codes.numpy().astype(np.int64),
-            ref_spec=p.refer[0].numpy().astype(np.float32),
-            bert=torch.cat([p.bert, s.bert], dim=1).numpy().astype(np.float32),
-            ref_sv=None if p.sv is None else p.sv.reshape(-1).numpy().astype(np.float32),
-        )
-        for s in items[:CALIBRATION_SENTENCES]
-    ]
+    return [synth_input(cache.prompt, s) for s in items[:CALIBRATION_SENTENCES]]
+
+
+def synth_input(prompt: Any, sentence: Any) -> SynthInput:
+    """What a bundle's runner takes to speak ``sentence`` (a search item) prompted by ``prompt``."""
+    return SynthInput(
+        prompt_phones=prompt.phones.numpy().astype(np.int64),
+        text=sentence.phones.numpy().astype(np.int64),
+        prompt_codes=prompt.codes.numpy().astype(np.int64),
+        ref_spec=prompt.refer[0].numpy().astype(np.float32),
+        bert=torch.cat([prompt.bert, sentence.bert], dim=1).numpy().astype(np.float32),
+        ref_sv=None if prompt.sv is None else prompt.sv.reshape(-1).numpy().astype(np.float32),
+    )
 
 
 def onnx_exporter(cache_path: Path):  # noqa: ANN201 - returns a TrialExporter
