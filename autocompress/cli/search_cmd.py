@@ -234,6 +234,9 @@ class RichReporter:
             c.print(f"exported {p}", markup=False)
         if summary.export_error:
             c.print(f"[red]export failed:[/red] {escape(summary.export_error)}")
+        if summary.export_skipped:
+            c.print("export skipped: SIGTERM asks for a quick stop; the same command (or 'autocompress export') "
+                    "exports the Pareto set", markup=False)
         if summary.status == "interrupted":
             c.print(f"search interrupted by {summary.interrupted_by or 'Ctrl-C'} after {_duration(summary.elapsed_s)}; "
                     "finished trials are saved: run the same command again to resume (a trial it stopped runs again)",

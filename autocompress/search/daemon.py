@@ -6,7 +6,7 @@ the timeout passes. Each trial goes plan -> :class:`~autocompress.search.trial.T
 (compress, fine-tune, score) -> constraints and objectives told to Optuna -> labelled metrics in
 the store -> plan and audio samples in the artifact store. A trial that raises is recorded
 FAIL with its reason and the search goes on; Ctrl-C marks the running trial, stops asking, and
-still exports what is done. The feasible Pareto set is exported at the end.
+still exports what is done (SIGTERM does the same without the export). The feasible Pareto set is exported at the end.
 """
 
 from __future__ import annotations
@@ -237,6 +237,7 @@ class _Daemon:
         status = "failed"
         exported: tuple[Path, ...] = ()
         export_error = ""
+        export_skipped = False
         try:
             with run_heartbeat(self.store, self.run_id):  # other machines can tell when this run dies
                 recovered = recover_stale_trials(self.study, self.store, self.run_id)
@@ -247,8 +248,12 @@ class _Daemon:
                 self.reporter.search_started(self._info(recovered))
                 interrupted = self._loop(time.monotonic())  # the timeout counts from the first trial
                 status = "interrupted" if interrupted else "finished"
-                if r.config.export:
+                # SIGTERM (a service stop, a scheduler's time limit) asks for a quick exit: a
+                # full-size export takes minutes, and a scheduled run exports after its search.
+                stopping = isinstance(self.interruption, Terminated)
+                if r.config.export and not stopping:
                     exported, export_error = self._export()
+                export_skipped = r.config.export and stopping
         except KeyboardInterrupt:  # before the first trial or during the export: nothing to mark
             status = "interrupted"
             raise
@@ -258,6 +263,7 @@ class _Daemon:
             study=r.study, target=r.target.name, status=status, rows=self._rows(), exported=exported,
             export_error=export_error, elapsed_s=time.monotonic() - t_start,
             interrupted_by=_signal_name(self.interruption) if status == "interrupted" else "",
+            export_skipped=export_skipped,
         )
         self.reporter.search_finished(summary)
         self.store.close()

@@ -64,6 +64,7 @@ class SearchSummary:
     elapsed_s: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
     interrupted_by: str = ""  # "Ctrl-C" or "SIGTERM" when the status is interrupted
+    export_skipped: bool = False  # stopped by SIGTERM: the search ends without its export
 
     @property
     def pareto(self) -> tuple[TrialRow, ...]:

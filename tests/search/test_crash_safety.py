@@ -235,3 +235,28 @@ def test_a_full_disk_stops_the_search_and_re_enqueues_the_trial(search_argv, tmp
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING, TrialState.WAITING]
     assert trials[3].system_attrs["failed_trial"] == 0  # the stopped trial runs again next time
     assert [r.status for r in Store(url).runs("micro")] == ["failed"]
+
+
+@pytest.mark.parametrize(("interrupt", "code"), [(KeyboardInterrupt(), 130), (Terminated("signal 15"), 143)])
+def test_sigterm_ends_the_search_without_its_export_and_ctrl_c_exports(
+    search_argv, tmp_path, monkeypatch, capsys, interrupt, code
+):
+    """A SIGTERM'd search (a service stop, a scheduler's time limit, which gives 30 s before
+    SIGKILL) went on to export, minutes for a full-size voice; Ctrl-C still exports what is done."""
+    from autocompress.search.pipeline import VoiceTrialRunner
+
+    real_run = VoiceTrialRunner.run
+
+    def run(self, job, hooks):  # noqa: ANN001, ANN202
+        if job.baseline == "teacher_fp16":
+            raise interrupt
+        return real_run(self, job, hooks)
+
+    monkeypatch.setattr(VoiceTrialRunner, "run", run)
+    assert main(["search", *search_argv(tmp_path, "--trials", "3", "--steps", "0")]) == code
+    out = capsys.readouterr().out
+    exports = tmp_path / "exports"
+    if isinstance(interrupt, Terminated):
+        assert not exports.exists() and "export skipped: SIGTERM" in out
+    else:
+        assert any(exports.rglob("manifest.json")) and "export skipped" not in out
