@@ -1,0 +1,77 @@
+"""onnxruntime sessions of a bundle's graphs: how the CPU provider runs an int8 graph."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from autocompress.export.ort_quant import quantize_graph
+from autocompress.runtime.session import open_session
+
+
+def _linear_with_bias(path: Path) -> None:
+    """An fp32 graph of two linear layers with biases (MatMul + Add each) on one position, as
+    torch exports the GPT's decode step (static shapes let onnxruntime fuse each into a Gemm)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((64, 96)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(96).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((96, 32)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1/MatMul"),
+        helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1/Add"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="act"),
+        helper.make_node("MatMul", ["h2", "w2"], ["y0"], name="fc2/MatMul"),
+        helper.make_node("Add", ["y0", "b2"], ["y"], name="fc2/Add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 32])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save_model(model, str(path))
+
+
+def test_an_int8_graph_runs_its_linear_layers_as_integer_kernels_on_the_cpu(tmp_path, monkeypatch) -> None:
+    src, dst, optimized = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "optimized.onnx"
+    _linear_with_bias(src)
+    rng = np.random.default_rng(1)
+    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)} for _ in range(3)]
+    quantize_graph(src, dst, "int8", feeds, symmetric_activations=False)  # the CPU targets' u8 form
+
+    real = ort.SessionOptions
+
+    def dumping_options() -> ort.SessionOptions:  # the session writes the graph it will run
+        options = real()
+        options.optimized_model_filepath = str(optimized)
+        return options
+
+    monkeypatch.setattr(ort, "SessionOptions", dumping_options)
+    session = open_session(dst, ["CPUExecutionProvider"])
+    ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    # Not a float Gemm fed by weights dequantized on every call (onnxruntime's MatMul + Add
+    # fusion runs first and hides the MatMuls from its int8 pass).
+    assert ops["MatMulIntegerToFloat"] == 2 and ops["Gemm"] == 0, dict(ops)
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds[0])[0]
+    got = session.run(None, feeds[0])[0]
+    assert got.shape == want.shape
+    snr = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
+    assert snr > 20, snr
+
+
+def test_an_fp32_graph_on_the_cpu_still_computes_its_layers_exactly(tmp_path) -> None:
+    src = tmp_path / "fp32.onnx"
+    _linear_with_bias(src)
+    x = np.random.default_rng(2).standard_normal((1, 1, 64)).astype(np.float32)
+    got = open_session(src, ["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    m = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    want = np.maximum(x @ m["w1"] + m["b1"], 0) @ m["w2"] + m["b2"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
