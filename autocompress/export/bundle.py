@@ -472,7 +472,7 @@ def _end_to_end(
     eval_tokens: int,
     threads: int | None,
     checks: list[dict[str, Any]],
-) -> tuple[str | None, dict[str, float]]:
+) -> tuple[str | None, dict[str, float], str | None]:
     """Run the runner on the bundle as written; return (failure reason or None, figures, the group
     to blame or None: the lowest SoVITS group)."""
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
