@@ -269,6 +269,37 @@ def _to_int8_qdq(
                 "OpTypesToExcludeOutputQuantization": list(WEIGHT_OPS),
             },
         )
+    model = onnx.load(str(dst))
+    if _unround_other_consumers(model):
+        onnx.save(model, str(dst))
+
+
+def _unround_other_consumers(model: onnx.ModelProto) -> int:
+    """Give back the float tensor to every reader of a rounded activation other than the weight
+    layers it was rounded for (a residual Add, attention's value product), as the scored student
+    rounds only a weight layer's input; onnxruntime hands the rounded copy to every reader.
+    Returns the number of inputs rewired."""
+    nodes = model.graph.node
+    constant = {i.name for i in model.graph.initializer}
+    producer = {o: n for n in nodes for o in n.output}
+
+    def dequantized_constant(name: str) -> bool:
+        node = producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear" and node.input[0] in constant
+
+    float_of = {}  # a rounded activation -> the float tensor it was rounded from
+    for dq in nodes:
+        quant = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if quant is not None and quant.op_type == "QuantizeLinear":
+            float_of[dq.output[0]] = quant.input[0]
+    rewired = 0
+    for node in nodes:
+        rounded_for = node.op_type in WEIGHT_OPS and len(node.input) > 1 and dequantized_constant(node.input[1])
+        for i, name in enumerate(node.input):
+            if name in float_of and not (rounded_for and i == 0):
+                node.input[i] = float_of[name]
+                rewired += 1
+    return rewired
 
 
 _PASS_THROUGH_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze")

@@ -245,3 +245,37 @@ def test_int8_graph_computes_what_the_search_scored(tmp_path, symmetric) -> None
     signal = sum(float(np.sum(s.astype(np.float64) ** 2)) for s in scored)
     error = sum(float(np.sum((s.astype(np.float64) - g) ** 2)) for s, g in zip(scored, shipped))
     assert 10 * np.log10(signal / error) > 36  # 39-40 dB here; 33-34 dB with rounded outputs and products
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.lin(x)
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["s8", "u8"])
+def test_a_residual_beside_an_int8_layer_reads_the_float_input_as_scored(tmp_path, symmetric) -> None:
+    """onnxruntime gave the rounded copy of x to the residual Add too; the scored student rounds
+    only the weight layer's input, so the bundle's block output differed by x's rounding error."""
+    from autocompress.compress import QuantConfig, add_fake_quant_, calibrate_activations_, strip_fake_quant_
+
+    torch.manual_seed(0)
+    student = add_fake_quant_(_Residual().eval(), QuantConfig("int8", "int8"))
+    feeds = [torch.randn(1, t, 16) for t in (7, 11)]
+    with torch.no_grad():
+        calibrate_activations_(student, lambda: [student(x) for x in feeds], symmetric=symmetric)
+        scored = [student(x).numpy().astype(np.float64) for x in feeds]
+    plain = copy.deepcopy(student)
+    strip_fake_quant_(plain)
+    spec = GraphSpec("res", "gpt", plain, (feeds[0],), ["x"], ["y"], {"x": {1: "T"}, "y": {1: "T"}})
+    export_graph(spec, tmp_path / "res.onnx", prefer="legacy")
+    quantize_graph(tmp_path / "res.onnx", tmp_path / "q.onnx", "int8", [{"x": x.numpy()} for x in feeds],
+                   symmetric_activations=symmetric)  # fmt: skip
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    shipped = [session.run(None, {"x": x.numpy()})[0] for x in feeds]
+    signal = sum(float(np.sum(s**2)) for s in scored)
+    error = sum(float(np.sum((s - g) ** 2)) for s, g in zip(scored, shipped))
+    assert 10 * np.log10(signal / error) > 60  # about 40 dB when the Add read the rounded x
