@@ -6,7 +6,7 @@ writes runs with :mod:`autocompress.runtime` (onnxruntime and numpy only).
 
 from __future__ import annotations
 
-from autocompress.export.bundle import DEFAULT_MAX_TOKENS, Bundle, VoiceExport, export_bundle
+from autocompress.export.bundle import DEFAULT_MAX_TOKENS, EXPORT_REVISION, Bundle, VoiceExport, export_bundle
 from autocompress.export.onnx_export import OPSET, GraphSpec, export_graph
 from autocompress.export.ort_quant import quantize_graph
 from autocompress.export.parity import ParityBounds
@@ -17,6 +17,7 @@ from autocompress.export.upstream import write_upstream
 __all__ = [
     "Bundle",
     "DEFAULT_MAX_TOKENS",
+    "EXPORT_REVISION",
     "GROUP_GRAPHS",
     "GraphSpec",
     "OPSET",

@@ -75,6 +75,11 @@ INPUTS_FILE = "inputs.npz"
 GPT_WEIGHTS_FILE = "gpt_weights.bin"  # initializers shared by gpt_prefill and gpt_decode
 SYMBOLS_FILE = "symbols.json"
 SAMPLES_DIR = "samples"
+# What the exporter makes of the same student for the same target: raise it whenever that changes,
+# so that an export folder rebuilds its bundles instead of keeping ones an older exporter wrote.
+# 1: until 2026-12-07; 2: int8 graphs round only weight layers' inputs (no outputs, no products of
+# two run-time tensors, and other readers of a rounded input read the float tensor), as scored.
+EXPORT_REVISION = 2
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice

@@ -285,11 +285,12 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
 def _export_key(t: FrozenTrial, src: Path, target: Target, export_format: str, cache: Path) -> str:
     """What a trial's export folder depends on: the trial, its student's files, the target's
     definition, the export format, the teacher cache (the bundle's check sentences) and the
-    autocompress version that wrote it."""
+    autocompress version and exporter revision that wrote it."""
     from autocompress import __version__
+    from autocompress.export.bundle import EXPORT_REVISION
 
     parts = {
-        "version": __version__, "format": export_format, "trial": t.number, "values": t.values,
+        "version": __version__, "exporter": EXPORT_REVISION, "format": export_format, "trial": t.number, "values": t.values,
         "plan": t.user_attrs.get("plan"), "student": hash_files(src),
         "target": {f.name: _plain(getattr(target, f.name)) for f in fields(target)},
         "cache": sha256_file(cache) if cache.is_file() else None,

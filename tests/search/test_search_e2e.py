@@ -374,3 +374,21 @@ def test_the_export_command_says_which_trial_it_is_exporting(finished_search, tm
     assert n >= 1 and first.err.count("exporting checkpoints ...") == n and f"(1 of {n})" in first.err
     assert main(argv) == 0
     assert capsys.readouterr().err.count("unchanged since the last export, kept") == n
+
+
+def test_an_export_made_by_another_exporter_revision_is_rebuilt_not_kept(tmp_path, monkeypatch):
+    """The version string stays the same between releases: an export folder kept int8 bundles
+    an older exporter had rounded differently, as "unchanged since the last export"."""
+    from types import SimpleNamespace
+
+    import autocompress.export.bundle as bundle
+    from autocompress.search.pareto import _export_key
+    from autocompress.targets import load_target
+
+    (tmp_path / "student.pt").write_bytes(b"weights")
+    trial = SimpleNamespace(number=3, values=[0.5, 10.0, 100.0], user_attrs={"plan": {"groups": {}}})
+    args = (trial, tmp_path, load_target("rtx3060"), "onnx", tmp_path / "no-cache.pt")
+    key = _export_key(*args)
+    assert _export_key(*args) == key
+    monkeypatch.setattr(bundle, "EXPORT_REVISION", bundle.EXPORT_REVISION + 1)
+    assert _export_key(*args) != key
