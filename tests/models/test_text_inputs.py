@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autocompress.models.gpt_sovits.text import english_to_phones, normalize_english, split_phones
+from autocompress.models.gpt_sovits.text import english_to_phones, english_to_word_phones, normalize_english, split_phones
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_a_number_after_may_counts_a_plural_noun(text, normalised):
         ("He joined the U.S. Army.", "He joined the U-S Army ."),
         # a letter that ends a sentence keeps its stop
         ("The letter F. You know it.", "The letter F . You know it ."),
-        ("I got an A. Great job.", "I got an A . Great job ."),
+        ("I got an A. Great job.", "I got an A- . Great job ."),
         ("I live in the U.S. Now I am happy.", "I live in the U-S . Now I am happy ."),
     ],
 )
@@ -91,3 +91,20 @@ def test_international_and_space_separated_phone_numbers_are_read_digit_by_digit
 )
 def test_web_and_mail_addresses_are_read_without_false_stops_or_pauses(text, normalised):
     assert normalize_english(text) == normalised
+
+
+@pytest.mark.parametrize(
+    ("text", "index", "phones"),
+    [
+        ("Chester A. Arthur was here.", 1, ["EY1"]),  # an initial: the letter, not "uh"
+        ("Plan A is good.", 1, ["EY1"]),
+        ("I got an A.", 3, ["EY1"]),
+        ("Is it A or B?", 2, ["EY1"]),
+        ("A dog barked.", 0, ["AH0"]),  # the article starts a sentence
+        ("I read A Tale of Two Cities.", 2, ["AH0"]),  # title case: the article
+        ("THIS IS A TEST.", 2, ["AH0"]),  # all capitals: the article
+        ("an A-list star", 1, ["EY1", "L", "IH1", "S", "T"]),
+    ],
+)
+def test_a_capital_a_inside_a_sentence_is_the_letter(text, index, phones):
+    assert english_to_word_phones(text)[index] == phones

@@ -334,7 +334,7 @@ def _initials(m: re.Match[str]) -> str:
     after_an_article = re.search(r"(?i)\b(?:a|an|the)\s+$", m.string[max(0, m.start() - 12) : m.start()]) is not None
     if m.group(2) in _NOT_A_NAME or (len(letters) == 1 and after_an_article):
         return m.group(0)  # "the letter F. You ...", "an A. Great": a letter ending a sentence
-    return "-".join(letters) + " " + m.group(2)
+    return ("A-" if letters == ["A"] else "-".join(letters)) + " " + m.group(2)  # "A-": the letter, not "uh"
 
 
 def _plural(words: str) -> str:
@@ -740,6 +740,9 @@ def normalize_english(text: str) -> str:
     # "mid-1990s" (a word before a number: here, so that the years see the number alone)
     text = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", text)
     text = _expand_special(text)
+    if re.search(r"[a-z]", text):  # mixed case: a capital "A" inside a sentence before a lowercase word or a
+        # mark is the letter ("Plan A is", "an A."); the article is lowercase there ("A Tale" stays)
+        text = re.sub(r"(?<=[\w,;:] )A(?=\s+[a-z]|\s*[.,;:!?…]|\s*$)", "A-", text)
     text = re.sub(r"(?<=\d)((?:st|nd|rd|th)?)-(?=[A-Za-z])", r"\1 ", text)
     text = _NUMBER.sub(_number_words, text)
     text = re.sub(r"\.{2,}", "…", text)
@@ -755,7 +758,8 @@ def normalize_english(text: str) -> str:
         else:
             out.append(" ")
     text = "".join(out)
-    text = re.sub(r"(?<![A-Za-z])-|-(?![A-Za-z])", " - ", text)  # a dash not inside a word
+    # a dash not inside a word; "A-" alone is the letter A (see above), read as "A-list" reads it
+    text = re.sub(r"(?<![A-Za-z])-|(?<!\bA)-(?![A-Za-z])", " - ", text)
     tokens = text.split()
     kept: list[str] = []
     for tok in tokens:
