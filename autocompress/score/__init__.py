@@ -10,8 +10,9 @@ a memory-measuring subprocess) does not load torch until something needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autocompress._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from autocompress.score.fidelity import ANALYSIS_SR
@@ -143,12 +144,7 @@ _LOCATIONS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LOCATIONS:
-        value = getattr(importlib.import_module(_LOCATIONS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LOCATIONS)
 
 
 __all__ = [

@@ -6,8 +6,9 @@ Names are imported from their modules on first access, so that reading ``DEFAULT
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autocompress._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from autocompress.store.engine import create_store_engine
@@ -73,12 +74,7 @@ _LOCATIONS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LOCATIONS:
-        value = getattr(importlib.import_module(_LOCATIONS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LOCATIONS)
 
 __all__ = [
     "Base",
