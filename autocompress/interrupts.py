@@ -18,6 +18,11 @@ def exit_code(interrupt: BaseException | None) -> int:
     return 128 + signal.SIGTERM if isinstance(interrupt, Terminated) else 128 + signal.SIGINT
 
 
+def signal_name(interrupt: BaseException | None) -> str:
+    """What stopped a command, as a user would say it: "SIGTERM" or "Ctrl-C"."""
+    return "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
+
+
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) as Ctrl-C
@@ -65,4 +70,4 @@ def deferred_interrupts() -> Iterator[None]:
         raise pending[0]
 
 
-__all__ = ["Terminated", "deferred_interrupts", "exit_code", "sigterm_interrupts"]
+__all__ = ["Terminated", "deferred_interrupts", "exit_code", "sigterm_interrupts", "signal_name"]

@@ -122,9 +122,9 @@ def cpu_steps_warning(resolved) -> str:  # noqa: ANN001 - ResolvedSearch
 
 def _stopped_line(interrupt: BaseException, exporting: bool, out) -> str:  # noqa: ANN001 - Path
     """What a search stopped outside its trials tells the user: what was left, what to run."""
-    from autocompress.interrupts import Terminated
+    from autocompress.interrupts import signal_name
 
-    by = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
+    by = signal_name(interrupt)
     if exporting:
         return (f"interrupted by {by} during the export ({out} is as the last export left it); the trials are "
                 "saved: run the same command again to export them")

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from autocompress.exceptions import ConfigError
-from autocompress.interrupts import Terminated, exit_code
+from autocompress.interrupts import exit_code, signal_name
 from autocompress.schedule._front import Exporter, ExportPlan
 from autocompress.schedule._tables import (
     ScheduleLockRow,
@@ -544,8 +544,7 @@ def run_schedule(
         outcome = runner(spec)
         status = "ok" if outcome.exit_code == 0 else "failed"
     except KeyboardInterrupt as e:  # recorded with the status the process exits with (143 for SIGTERM)
-        by = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
-        outcome = RunOutcome(exit_code=exit_code(e), error=f"interrupted by {by}; the search was stopped")
+        outcome = RunOutcome(exit_code=exit_code(e), error=f"interrupted by {signal_name(e)}; the search was stopped")
         raise
     except Exception as e:  # noqa: BLE001 - recorded, never lost: the daemon keeps going
         status, outcome = "failed", RunOutcome(exit_code=1, error=f"{type(e).__name__}: {e}")

@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError, StoreError
-from autocompress.interrupts import Terminated, deferred_interrupts, sigterm_interrupts
+from autocompress.interrupts import Terminated, deferred_interrupts, sigterm_interrupts, signal_name
 from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
@@ -43,6 +43,7 @@ from autocompress.search.paths import student_dir, students_dir, teacher_cache_p
 from autocompress.search.plans import baseline_plan, plan_summary
 from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
 from autocompress.search.study import (
+    METRIC_NAMES,
     ask,
     check_resumable,
     count_done,
@@ -262,7 +263,7 @@ class _Daemon:
         summary = SearchSummary(
             study=r.study, target=r.target.name, status=status, rows=self._rows(), exported=exported,
             export_error=export_error, elapsed_s=time.monotonic() - t_start,
-            interrupted_by=_signal_name(self.interruption) if status == "interrupted" else "",
+            interrupted_by=signal_name(self.interruption) if status == "interrupted" else "",
             export_skipped=export_skipped,
         )
         self.reporter.search_finished(summary)
@@ -304,21 +305,18 @@ class _Daemon:
                 again.repeated = True
                 raise
             raise
-        except OSError as e:
-            if e.errno not in UNWRITABLE:
-                self._finish_failed(run, "FAIL", _reason(e))
-                return
-            # A full disk or a read-only folder fails every trial after its work: stop, and run this one again later.
-            if not run.told and self._finish_failed(run, "FAIL", f"{_reason(e)}; re-enqueued for the next run"):
-                requeue(self.study, run.trial.number)
-            where = f"{e.filename}: " if e.filename else ""
-            raise SearchError(
-                f"cannot write {where}{e.strerror or e}; trial {run.trial.number} is re-enqueued: free some space or "
-                "make the folder writable, then run the same command again"
-            ) from e
         except optuna.TrialPruned as e:
             self._finish_failed(run, "PRUNED", str(e) or "pruned")
-        except Exception as e:  # noqa: BLE001 - any failure of one trial must not stop the search
+        except Exception as e:  # noqa: BLE001 - any failure of one trial must not stop the search ...
+            if isinstance(e, OSError) and e.errno in UNWRITABLE:  # ... but a full disk or a read-only folder
+                # fails every trial after its work: stop, and run this one again later
+                if not run.told and self._finish_failed(run, "FAIL", f"{_reason(e)}; re-enqueued for the next run"):
+                    requeue(self.study, run.trial.number)
+                where = f"{e.filename}: " if e.filename else ""
+                raise SearchError(
+                    f"cannot write {where}{e.strerror or e}; trial {run.trial.number} is re-enqueued: free some space "
+                    "or make the folder writable, then run the same command again"
+                ) from e
             self._finish_failed(run, "FAIL", _reason(e))
         finally:
             self._drop_dominated_students()
@@ -372,7 +370,7 @@ class _Daemon:
     def _finish_complete(self, run: _Running, plan: CompressionPlan, outcome: TrialOutcome, scratch: Path) -> None:
         trial, r = run.trial, self.r
         values = outcome.objectives.as_tuple()
-        bad = [n for n, v in zip(("quality", "latency_ms", "memory_mb"), values) if not math.isfinite(v)]
+        bad = [n for n, v in zip(METRIC_NAMES, values) if not math.isfinite(v)]
         if bad:
             why = "; ".join(m.note for m in outcome.metrics if m.name in bad and m.note)
             raise SearchError(f"objective {', '.join(bad)} is not finite ({values})" + (f": {why}" if why else ""))
@@ -571,7 +569,7 @@ class _Daemon:
         t = self.r.target
         budget = f"memory budget {t.memory_budget_bytes / 2**30:.2f} GiB, real-time factor budget {t.rtf_budget:g}"
         labels = self.runner.labels()
-        how = "; ".join(f"{name} {labels[name]}" for name in ("quality", "latency_ms", "memory_mb") if labels.get(name))
+        how = "; ".join(f"{name} {labels[name]}" for name in METRIC_NAMES if labels.get(name))
         return (
             f"target {t.name}: {t.description}; {budget}\n"
             f"voice: {self.r.voice.describe()}\n"
@@ -628,10 +626,6 @@ def _metric_dict(m: Any) -> dict[str, Any]:
     if note:
         out["note"] = str(note)
     return out
-
-
-def _signal_name(interrupt: KeyboardInterrupt | None) -> str:
-    return "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
 
 
 def _reason(e: BaseException) -> str:
