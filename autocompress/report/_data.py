@@ -15,7 +15,7 @@ from autocompress.exceptions import ConfigError
 from autocompress.store import display_url
 from autocompress.schedule._front import direction_names
 from autocompress.search.pareto import feasible_front, is_feasible
-from autocompress.search.study import IDENTITY_ATTR
+from autocompress.search.study import IDENTITY_ATTR, OBJECTIVE_METRICS
 
 DEFAULT_NAMES = ("quality", "latency", "memory")
 
@@ -40,22 +40,13 @@ class TrialPoint:
 QUALITY_TERMS = ("distillmos", "speaker_cos", "mcd_db", "stoi")
 
 
-# The metrics whose notes describe each objective's figure: the latency is the real-time factor
-# times the utterance's length, so what the real-time factor was timed on holds for it too.
-OBJECTIVE_METRICS = {"quality": ("quality",), "latency_ms": ("latency_ms", "rtf"), "memory_mb": ("memory_bytes",)}
-
-
 def _objective_notes(trial: FrozenTrial, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Each objective's note, from the notes of the trial's metrics behind it ("" when none has one)."""
+    """Each objective's note, from the trial's metric behind it ("" when it has none)."""
     notes = {m.get("name"): m.get("note") for m in _metric_list(trial.user_attrs.get("metrics", []))}
     out = []
     for name in names:
-        parts: list[str] = []
-        for metric in OBJECTIVE_METRICS.get(name, (name,)):
-            note = notes.get(metric)
-            if isinstance(note, str) and note.strip() and not any(note.strip() in p for p in parts):
-                parts.append(note.strip())
-        out.append("; ".join(parts))
+        note = notes.get(OBJECTIVE_METRICS.get(name, name))
+        out.append(note.strip() if isinstance(note, str) else "")
     return tuple(out)
 
 

@@ -29,7 +29,7 @@ from autocompress.runtime.files import sha256_file
 from autocompress.runtime.manifest import hash_files, read_manifest
 from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
-from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR
+from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR, OBJECTIVE_METRICS
 from autocompress.store import Store, pid_alive
 from autocompress.targets import Target
 
@@ -262,7 +262,7 @@ def _objective_labels(metrics: list[dict[str, Any]]) -> dict[str, str]:
     """Whether each objective was measured (and where) or projected (and for which target)."""
     by_name = {m.get("name"): m for m in metrics if isinstance(m, dict)}
     labels = {}
-    for objective, metric in (("quality", "quality"), ("latency_ms", "latency_ms"), ("memory_mb", "memory_bytes")):
+    for objective, metric in OBJECTIVE_METRICS.items():
         m = by_name.get(metric)
         if m is not None:
             labels[objective] = f"{m.get('kind')} {'on' if m.get('kind') == 'measured' else 'for'} {m.get('device')}"
@@ -290,8 +290,8 @@ def _export_key(t: FrozenTrial, src: Path, target: Target, export_format: str, c
     from autocompress.export.bundle import EXPORT_REVISION
 
     parts = {
-        "version": __version__, "exporter": EXPORT_REVISION, "format": export_format, "trial": t.number, "values": t.values,
-        "plan": t.user_attrs.get("plan"), "student": hash_files(src),
+        "version": __version__, "exporter": EXPORT_REVISION, "format": export_format, "trial": t.number,
+        "values": t.values, "plan": t.user_attrs.get("plan"), "student": hash_files(src),
         "target": {f.name: _plain(getattr(target, f.name)) for f in fields(target)},
         "cache": sha256_file(cache) if cache.is_file() else None,
     }

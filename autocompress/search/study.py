@@ -39,6 +39,8 @@ from autocompress.store import (
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRIC_NAMES = ["quality", "latency_ms", "memory_mb"]
+# The trial metric each objective is read from (memory is stored in bytes, shown in MiB).
+OBJECTIVE_METRICS = {"quality": "quality", "latency_ms": "latency_ms", "memory_mb": "memory_bytes"}
 IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study was created for
 # How a trial becomes its three figures: the fine-tuning recipe, the scorers, the projections.
 # Raised whenever a change makes new trials' figures incomparable with older ones; a study
