@@ -203,7 +203,55 @@ def test_a_shipped_target_is_found_however_its_name_is_written(written, name):
 def test_an_unknown_target_suggests_the_nearest_names(written, suggested):
     with pytest.raises(ConfigError, match=f"unknown target '{written}'; did you mean {suggested}") as e:
         load_target(written)
-    assert "expected one of: a10, a100, cpu" in str(e.value)
+    assert "expected one of: a10, a100, a30, a40, cpu" in str(e.value)
     with pytest.raises(ConfigError) as far:
         load_target("gtx1080")
     assert "did you mean" not in str(far.value)
+
+
+# name, SMs, boost GHz, dense fp16 tensor FLOPs per SM and clock, sparse datasheet figure (None: not
+# given as one), bandwidth GB/s, memory GB, bf16 at the full fp16 rate (professional / data-centre)
+_ARCH_RATES = [
+    ("rtx2060", 30, 1.68, 1024, None, 336, 6, None), ("rtx2070", 36, 1.62, 1024, None, 448, 8, None),
+    ("rtx2080", 46, 1.71, 1024, None, 448, 8, None), ("rtx3050", 20, 1.78, 1024, None, 224, 8, False),
+    ("rtx3060ti", 38, 1.665, 1024, None, 448, 8, False), ("rtx3070ti", 48, 1.77, 1024, None, 608, 8, False),
+    ("rtx3080ti", 80, 1.665, 1024, None, 912, 12, False), ("rtx4060ti", 34, 2.535, 1024, 353, 288, 8, False),
+    ("rtx4070ti", 60, 2.61, 1024, 641, 504, 12, False), ("rtx-a4000", 48, 1.56, 1024, 153.4, 448, 16, True),
+    ("rtx-a5000", 64, 1.695, 1024, 222.2, 768, 24, True), ("rtx-a6000", 84, 1.80, 1024, 309.7, 768, 48, True),
+    ("rtx6000-ada", 142, 2.505, 1024, 1457, 960, 48, True), ("a40", 84, 1.74, 1024, 299.4, 696, 48, True),
+]
+
+
+@pytest.mark.parametrize("name, sms, ghz, per_sm, sparse, bandwidth, memory_gb, full_bf16", _ARCH_RATES)
+def test_more_targets_follow_their_architecture_arithmetic(
+    name, sms, ghz, per_sm, sparse, bandwidth, memory_gb, full_bf16
+):
+    t = load_target(name)
+    dense_fp16 = sms * per_sm * ghz / 1000
+    assert t.peak_tflops["fp16"] == pytest.approx(dense_fp16, rel=0.003)
+    assert t.peak_tflops["int8"] == pytest.approx(2 * dense_fp16, rel=0.003)
+    if sparse is not None:  # datasheets give sparse tensor rates: fp16 (Ampere) or fp8 (Ada), twice dense
+        doubled = 2 * (t.peak_tflops["fp8"] if "fp8" in t.peak_tflops else t.peak_tflops["fp16"])
+        assert doubled == pytest.approx(sparse, rel=0.003)
+    if full_bf16 is None:  # Turing: no bf16, no fp8
+        assert "bf16" not in t.peak_tflops and not t.can_deploy("bf16", "matmul") and "fp8" not in t.peak_tflops
+    else:
+        ratio = 1 if full_bf16 else 0.5
+        assert t.peak_tflops["bf16"] == pytest.approx(ratio * t.peak_tflops["fp16"], rel=0.003)
+    assert t.bandwidth_gbps == bandwidth and t.memory_bytes == memory_gb * 2**30
+    assert t.memory_budget_bytes < t.memory_bytes and not t.measured
+
+
+def test_data_centre_a30_matches_its_datasheet():
+    a30 = load_target("a30")
+    assert a30.peak_tflops["fp16"] == a30.peak_tflops["bf16"] == 165.0  # 330 sparse
+    assert a30.peak_tflops["int8"] == 330.0 and a30.bandwidth_gbps == 933.0 and "fp8" not in a30.peak_tflops
+
+
+@pytest.mark.parametrize(
+    "written, name",
+    [("RTX A6000", "rtx-a6000"), ("GeForce RTX 3060 Ti", "rtx3060ti"), ("RTX 6000 Ada", "rtx6000-ada"),
+     ("rtx 4070 ti", "rtx4070ti"), ("NVIDIA A40", "a40")],
+)
+def test_the_added_targets_are_found_as_people_write_them(written, name):
+    assert load_target(written).name == name
