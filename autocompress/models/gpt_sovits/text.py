@@ -27,9 +27,13 @@ The English front end here is deliberately small and deterministic:
 
 Out-of-vocabulary fallback, in order:
 
-- an acronym (written in capitals, at most 5 letters, e.g. "GPU") or a word without
-  vowels is spelled letter by letter with CMUdict's letter-name pronunciations (so is a
-  lone letter inside a hyphenated word: "T-bone", "A-list");
+- a word with a letter held for emphasis ("sooo", "goood") is read as the dictionary word;
+  a dictionary word with an "s" is its plural ("O'Neills"); words run together in camel case
+  are read one by one ("DaysOfCode");
+- an acronym (written in capitals, at most 5 letters) is read as a word when its letters form
+  English syllables and it has 4 or more ("COVID", "POTUS"), otherwise spelled letter by letter
+  with CMUdict's letter-name pronunciations ("GPU", "MLB", "JPEG"); so is a word without
+  vowels, and a lone letter inside a hyphenated word ("T-bone", "A-list");
 - a word that is two dictionary words of at least 3 letters each is read as both
   (the longest first part wins: "autocompress" -> "auto" + "compress");
 - anything else is read with a small grapheme rule set (consonant and vowel digraphs,
@@ -92,8 +96,19 @@ def phones_to_ids(phones: Iterable[str], version: str) -> list[int]:
 
 
 def text_to_ids(text: str, version: str = "v2") -> list[int]:
-    """English text to phone ids of the version's table (see :func:`english_to_phones`)."""
-    return phones_to_ids(english_to_phones(text), version)
+    """English text to phone ids of the version's table (see :func:`english_to_phones`).
+
+    Raises:
+        DataError: when the text has no English word to speak (empty, only marks or
+            symbols, or only letters of other scripts).
+    """
+    phones = english_to_phones(text)
+    if not any(p not in PUNCTUATION for p in phones):
+        foreign = any(c.isalpha() and not c.isascii() for c in text)
+        hint = "this front end reads English only: give other languages as phone symbols" if foreign else (
+            "give English words (marks, symbols and emoji alone are not spoken)")
+        raise DataError(f"text {text[:40]!r} has no English words to speak; {hint}")
+    return phones_to_ids(phones, version)
 
 
 def _table_name(version: str) -> str:
@@ -237,7 +252,8 @@ _TRAILING_ABBREVIATIONS = {
 # Address and phone abbreviations, in any case; their dot ends a sentence as a title's does.
 _ADDRESS_ABBREVIATIONS = {
     "apt": "apartment", "bldg": "building", "rm": "room", "ext": "extension", "dept": "department",
-    "ave": "avenue", "blvd": "boulevard", "rd": "road", "ln": "lane",
+    "ave": "avenue", "blvd": "boulevard", "rd": "road", "ln": "lane", "pl": "place", "ct": "court",
+    "hwy": "highway", "pkwy": "parkway",
 }  # fmt: skip
 # ... and those read so only before a number ("Ste. 200", "Fl. 3"; not "Ste. Anne", "Miami, Fl.")
 _NUMBERED_ABBREVIATIONS = {"ste": "suite", "fl": "floor"}
@@ -367,11 +383,15 @@ _MONTH_NAMES = {m[:3]: m for m in "January February March April May June July Au
                 "November December".split()}  # fmt: skip
 _MONTHS = ("January February March April May June July August September October November December "
            "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec").split()  # fmt: skip
-# a four-digit number 1100..2099 is a year after these words (or a month, or "May 5,"), or with an "s"
+# A four-digit number 1000..2099 (no thousands comma, no decimals) is a year: "In 1999 we moved",
+# "the 2024 election", "1776 was a big year", "Windows 2000". It stays a quantity when a plural
+# noun or a unit follows it ("1999 people", "costs 1999 dollars", "1500 km", "2000-year-old"), or a
+# currency or degree sign, unless a cue word or a month comes before it ("in 1999 people voted").
+# With an "s" it is a decade ("1990s"; "1000s" is "thousands").
 _YEAR_CUES = "in since from to through by until till of year during before after around circa early late mid established".split()
-_YEAR = re.compile(r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
+_YEAR = re.compile(r"(?<![\d,.$€£¥₹])\b(1\d\d\d|20\d\d)('?s)?\b(?![,.:/%]\d|%)")
 _YEAR_RANGE = re.compile(
-    r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)\s?[-–—]\s?(1[1-9]\d\d|20\d\d)\b(?![,.:/%]\d|%)"
+    r"(?<![\d,.$€£¥₹])\b(1\d\d\d|20\d\d)\s?[-–—]\s?(1\d\d\d|20\d\d)\b(?![,.:/%]\d|%)"
 )
 _MONTH = r"\b(?:" + "|".join(_MONTHS) + r")\.?"
 _YEAR_BEFORE = re.compile(  # what precedes a year: "in ", "May ", "May, ", "May 5, ", "May 5th "
@@ -386,13 +406,23 @@ def _year_range(m: re.Match[str]) -> str:
     return f" {year_to_words(a)} to {year_to_words(b)} " if a < b else m.group(0)
 
 
+def _counted_after(rest: str) -> bool:
+    """Whether the text after a number makes it a quantity: a plural noun, a unit, a word joined
+    by a hyphen ("2000-year-old"), or a currency or degree sign."""
+    if re.match(r"\s?[°$€£¥₹¢]|-[A-Za-z]", rest):
+        return True
+    following = re.match(r"\s+([A-Za-z]+)\b", rest)
+    return following is not None and (following.group(1) in _UNITS or _counts_a_plural(following.group(1).lower()))
+
+
 def _year(m: re.Match[str]) -> str:
-    """A year reading after a cue word or a month ("in 1999", "May 5, 1999") or for a decade
-    ("1990s"); any other four-digit number stays a quantity."""
+    """A four-digit number 1000..2099 read as a year, or as a decade with an "s" (see the rule
+    above :data:`_YEAR_CUES`); a quantity stays as it is."""
     year, decade = int(m.group(1)), m.group(2)
     if decade:
-        return f" {_plural(year_to_words(year))} "
-    if _YEAR_BEFORE.search(m.string[max(0, m.start() - 24) : m.start()]):
+        return f" {_plural(year_to_words(year))} " if year >= 1100 else m.group(0)
+    cued = _YEAR_BEFORE.search(m.string[max(0, m.start() - 24) : m.start()]) is not None
+    if cued or not _counted_after(m.string[m.end() :]):
         return f" {year_to_words(year)} "
     return m.group(0)
 
@@ -578,6 +608,8 @@ def _expand_special(text: str) -> str:
         return " ." if m.end() == len(m.string) else ""
 
     text = re.sub(r"(?i)\b(?:https?://|www\.)\S+", _url, text)
+    text = re.sub(r"\b([CF])#(?!\w)", r"\1 sharp", text)  # languages: C#, F#, C++
+    text = re.sub(r"\bC\+\+(?![\w+])", "C plus plus", text)
     text = re.sub(r"(?<![\w.+-])[\w.+-]+@[A-Za-z\d-]+(?:\.[A-Za-z\d-]+)+\b",  # an e-mail address: a.b@c.io
                   lambda m: " " + m.group(0).replace(".", " dot ").replace("@", " at ") + " ", text)
     text = re.sub(r"(?:(?<=\d)|(?<![\w.]))\.(?=\d{16})", " point ", text)  # a long decimal's point, kept
@@ -625,8 +657,11 @@ def _expand_special(text: str) -> str:
                   lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
     text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
     text = _DAY_BEFORE_MONTH.sub(_day_before_month, text)
-    text = re.sub(r"#\s?(?=\d)", " number ", text)
+    text = re.sub(r"#\s?(?=\d+\b)", " number ", text)  # "#1"; "#100DaysOfCode" is a hashtag
     text = _YEAR_RANGE.sub(_year_range, text)
+    text = re.sub(r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)[-–](\d\d)\b(?![-,.:/%]?\d)",  # "2024-25", "1939-45"
+                  lambda m: f" {year_to_words(int(m.group(1)))} to {number_to_words(int(m.group(2)))} "
+                  if int(m.group(2)) > int(m.group(1)) % 100 else m.group(0), text)
     text = re.sub(r"(?<![\w.,])[-\u2212](?=[$€£¥₹]?\d)", " minus ", text)  # -5, -$5, but not 3-2
 
     def digit_groups(m: re.Match[str]) -> str:
@@ -643,6 +678,11 @@ def _expand_special(text: str) -> str:
     text = _YEAR.sub(_year, text)
     text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
     text = re.sub(r"\b1(000|00)'?s\b", lambda m: " thousands " if m.group(1) == "000" else " hundreds ", text)
+    text = re.sub(r"(?<![\d,.$€£¥₹/])\b9/11\b(?!/)", " nine eleven ", text)
+    text = re.sub(r"(?<![\d,.$€£¥₹])\b911\b(?![,.:/]\d|%)",
+                  lambda m: m.group(0) if _counted_after(m.string[m.end() :]) else " nine one one ", text)
+    text = re.sub(r"(?<=\d)\s+/\s+(?=-?\d)", " divided by ", text)  # "10 / 2"; "3/4" is a fraction
+    text = re.sub(r"(?<=[\w)])\s?\^\s?(\d+)\b", lambda m: _power_words(m.group(1)), text)  # a^2
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
         r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
@@ -675,7 +715,7 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<=[\w)])\s*÷\s*(?=[\w(])", " divided by ", text)
     text = re.sub(r"(?<=\d)\s*<\s*(?=-?\d)", " less than ", text)  # between numbers only: not <Enter>, <a@b.c>
     text = re.sub(r"(?<=\d)\s*>\s*(?=-?\d)", " greater than ", text)
-    return re.sub(r"(?<=[a-z])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com
+    return re.sub(r"(?<=[a-z\d])\.(?=[a-z]{2,}\b)", " dot ", text)  # example.com, report_v2.docx
 
 
 _VULGAR_FRACTIONS = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
@@ -690,7 +730,10 @@ def _vulgar_fraction(m: re.Match[str]) -> str:
 
 def _power(m: re.Match[str]) -> str:
     """Superscript digits after a number or a letter: "x²" -> "x squared", "10⁶" -> "10 to the power of 6"."""
-    exponent = unicodedata.normalize("NFKC", m.group(1))
+    return _power_words(unicodedata.normalize("NFKC", m.group(1)))
+
+
+def _power_words(exponent: str) -> str:
     return {"2": " squared ", "3": " cubed "}.get(exponent, f" to the power of {exponent} ")
 
 
@@ -711,8 +754,9 @@ def normalize_english(text: str) -> str:
     """Normalise English text the way :func:`english_to_phones` reads it.
 
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
-    minus signs, proper and unicode fractions, powers, ratios, years after a cue word or a
-    month, year ranges, decades, days next to a month, heights, "3x"), money, clock times,
+    minus signs, proper and unicode fractions, powers, ratios, years (a four-digit number
+    1000..2099 that no plural noun or unit follows, or after a cue word or a month), year
+    ranges, decades, days next to a month, heights, "3x", 911), money, clock times,
     units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz ...), phone numbers, versions,
     abbreviations (Dr., St., Mr., titles, Inc. ..., Apt., Ext. ..., month names), roman
     numerals after a name, dotted initialisms, initials before a name, web and e-mail
@@ -763,7 +807,8 @@ def normalize_english(text: str) -> str:
     tokens = text.split()
     kept: list[str] = []
     for tok in tokens:
-        tok = tok.strip("'") if tok not in PUNCTUATION else tok
+        if tok not in PUNCTUATION:  # quotes go, a dictionary's own apostrophe stays: "'cause", "nothin'"
+            tok = next((t for t in (tok, tok.lstrip("'"), tok.rstrip("'")) if "'" in t and _lookup(t)), tok.strip("'"))
         if not tok:
             continue
         if tok in PUNCTUATION and (not kept or kept[-1] in PUNCTUATION):
@@ -796,6 +841,69 @@ def _lookup(word: str) -> list[str] | None:
     return list(prons[0]) if prons else None
 
 
+# Consonant clusters English words begin and end with: an all-capital word made of them and of
+# plain vowels reads as a word ("COVID", "FOMO"), any other is spelled ("MLB", "JPEG", "NCAA").
+_ONSETS = frozenset(
+    "b c d f g h j k l m n p q r s t v w x y z bl br ch cl cr dr dw fl fr gl gn gr kl kn kr ph pl pr "
+    "sc sch scr sh shr sk sl sm sn sp spl spr st str sw th thr tr tw wh wr".split()
+)
+_CODAS = frozenset(
+    "b c d f g k l m n p r s t v x z ch ck ct ft ld lf lk lm lp lt mb mp nc nd ng nk ns nt ps pt rb rc rd rf "
+    "rg rk rl rm rn rp rs rt sh sk sp st th ts wn".split()
+)
+_VOWEL_GROUPS = frozenset("a e i o u ai au ea ee ei eu ia ie io oa oe oi oo ou ue ui".split())
+
+
+def _pronounceable(letters: str) -> bool:
+    """Whether lowercase letters (4 or more) form English syllables: vowel groups between
+    consonant clusters that may begin a word (at the start), end one (at the end), or both
+    (inside, split once). A "y" is a vowel only at the end ("NIMBY"). One that begins with a
+    vowel is spelled: those people say as words are in CMUdict ("OPEC"), the rest are
+    initialisms ("UCLA", "ACLU")."""
+    if len(letters) < 4 or letters[0] in "aeiou":
+        return False
+    parts = re.findall(r"[aeiou]+|y$|[^aeiou]+?(?=[aeiou]|y$)|[^aeiou]+$", letters)
+    vowels = [p for p in parts if p[0] in "aeiou" or p == "y" and p is parts[-1]]
+    if not vowels or any(v not in _VOWEL_GROUPS and v != "y" for v in vowels):
+        return False
+    for i, part in enumerate(parts):
+        if part in vowels:
+            continue
+        if i == 0:
+            ok = part in _ONSETS
+        elif i == len(parts) - 1:
+            ok = part in _CODAS
+        else:
+            ok = part in _ONSETS or any(  # an "h" after a consonant starts no syllable ("IMHO")
+                part[:k] in _CODAS and part[k:] in _ONSETS and part[k:] != "h" for k in range(1, len(part))
+            )
+        if not ok:
+            return False
+    return True
+
+
+def _acronym(letters: str) -> list[str]:
+    """An acronym CMUdict lacks: read as a word when its letters can be ("COVID", "NIMBY"),
+    otherwise spelled ("MLB", "JPEG")."""
+    return _graphemes(letters, long_open=True) if _pronounceable(letters) else _letter_names(letters)
+
+
+def _with_s(base: list[str]) -> list[str]:
+    """A word's phones with a plural or possessive "s" ("IH0 Z" after a hissing sound)."""
+    last = base[-1] if base else ""
+    if last in ("S", "Z", "SH", "ZH", "CH", "JH"):
+        return base + ["IH0", "Z"]
+    return base + (["S"] if last in ("P", "T", "K", "F", "TH") else ["Z"])
+
+
+def _unstretched(lower: str) -> list[str]:
+    """Spellings of a word with its runs of 3 or more letters cut: inner runs to 2 and a final
+    run to 1 ("goood", "sooo"), then every run to 2, then to 1."""
+    both = re.sub(r"([a-z])\1{2,}(?=.)", r"\1\1", lower)
+    return [re.sub(r"([a-z])\1{2,}$", r"\1", both), re.sub(r"([a-z])\1{2,}", r"\1\1", lower),
+            re.sub(r"([a-z])\1{2,}", r"\1", lower)]  # fmt: skip
+
+
 def _word_to_phones(word: str) -> list[str]:
     """One word (letters, apostrophes, inner hyphens) to ARPAbet with stress digits."""
     found = _lookup(word)
@@ -808,18 +916,28 @@ def _word_to_phones(word: str) -> list[str]:
         ]  # fmt: skip
     lower = word.lower()
     if lower.endswith("'s") and len(lower) > 2:
-        base = _word_to_phones(word[:-2])
-        last = base[-1] if base else ""
-        if last in ("S", "Z", "SH", "ZH", "CH", "JH"):
-            return base + ["IH0", "Z"]
-        return base + (["S"] if last in ("P", "T", "K", "F", "TH") else ["Z"])
+        return _with_s(_word_to_phones(word[:-2]))
     letters = re.sub(r"[^a-z]", "", lower)
     if not letters:
         return []
-    if re.fullmatch(r"[A-Z]{2,5}s", word):  # an acronym's plural: "GPUs", "APIs"
-        return _letter_names(letters[:-1]) + ["Z"]
-    if (word.isupper() and len(letters) <= 5) or not re.search(r"[aeiouy]", letters):
+    if re.search(r"([a-z])\1\1", lower):  # a letter held for emphasis: "sooo", "goood", "Yesss"
+        for form in _unstretched(lower):
+            found = _lookup(form) if len(form) > 1 else None  # "www", "zzz" stay letters
+            if found is not None:
+                return found
+    if re.fullmatch(r"[a-z']{3,}[^s']s", lower) and not word.isupper():  # a dictionary word's plural: "O'Neills"
+        found = _lookup(lower[:-1])
+        if found is not None:
+            return _with_s(found)
+    if re.fullmatch(r"[A-Z]{2,5}s", word):  # an acronym's plural: "GPUs", "APIs", "NIMBYs"
+        return _acronym(letters[:-1]) + ["Z"]
+    if not re.search(r"[aeiouy]", letters):
         return _letter_names(letters)
+    if word.isupper() and len(letters) <= 5:
+        return _acronym(letters)
+    parts = re.findall(r"[A-Z]?[a-z']+|[A-Z]+(?![a-z])", word)
+    if len(parts) > 1 and "".join(parts) == word:  # words run together in camel case: "DaysOfCode"
+        return [p for part in parts for p in _word_to_phones(part)]
     for cut in range(len(letters) - 3, 2, -1):
         head, tail = _lookup(letters[:cut]), _lookup(letters[cut:])
         if head is not None and tail is not None:
@@ -853,13 +971,31 @@ def grapheme_to_phones(word: str) -> list[str]:
 
     Example: ``grapheme_to_phones("zorblax") == ["Z", "AO1", "R", "B", "L", "AE0", "K", "S"]``.
     """
+    return _graphemes(word)
+
+
+_LONG_VOWELS = {"a": "V:EY", "e": "V:IY", "o": "V:OW", "u": "V:UW"}
+
+
+def _graphemes(word: str, long_open: bool = False) -> list[str]:
+    """:func:`grapheme_to_phones`; with ``long_open``, a first vowel a, e, o or u before one
+    consonant and a vowel is long, as in an acronym read as a word ("COVID", "POTUS")."""
     w = re.sub(r"[^a-z]", "", word.lower())
     if len(w) > 2 and w.endswith("e") and w[-2] not in "aeiouy" and re.search(r"[aeiouy]", w[:-2]):
         w = w[:-1]  # silent final e
+    open_vowel = re.match(r"[^aeiou]*([aeou])[^aeiouy][aeiouy]", w) if long_open else None
     out: list[str] = []
     i = 0
     while i < len(w):
         c = w[i]
+        if open_vowel and i == open_vowel.start(1):
+            out.append(_LONG_VOWELS[c])
+            i += 1
+            continue
+        if c == "o" and i == len(w) - 1 and i > 0 and w[i - 1] not in "aeiou":
+            out.append("V:OW")  # a final "o" after a consonant: "FOMO", "zembo"
+            i += 1
+            continue
         if c == "y":
             # Consonant at the start of a word or before a vowel, otherwise a vowel.
             nxt = w[i + 1] if i + 1 < len(w) else ""
