@@ -1,4 +1,4 @@
-"""``autocompress export``: export a study's feasible Pareto trials for its target."""
+"""``autocompress export``: export a study's feasible Pareto trials for its target, or the trials named."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--artifacts", type=user_path, metavar="DIR", help="artifact folder (default: beside the database)")
     p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
                    help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
+    p.add_argument("--trial", type=int, nargs="+", metavar="N",
+                   help="export these trials instead of the feasible Pareto set, feasible or not")
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         paths = export_pareto(
             storage=args.storage, study_name=args.study, target=target, out_dir=out, artifacts=args.artifacts,
             export_format=args.export_format, progress=lambda line: print(line, file=sys.stderr, flush=True),
+            trials=args.trial, warn=lambda line: print(f"warning: {line}", file=sys.stderr, flush=True),
         )
     except ExportError as e:
         if not live:
@@ -51,9 +54,26 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         console.print(f"study {args.study}: no feasible trial on the Pareto set; wrote only {out / 'pareto.json'}",
                       markup=False)
+        hint = _nothing_feasible(args, target.name)
+        if hint:
+            console.print(hint, markup=False)
     for p in paths:
         console.print(f"exported {p}", markup=False)
     return 0
+
+
+def _nothing_feasible(args: argparse.Namespace, target_name: str) -> str:
+    """The line naming the trials closest to feasible and how to export one ("" when some trial is feasible)."""
+    import optuna
+
+    from autocompress.search.paths import artifacts_dir
+    from autocompress.search.pareto import nothing_feasible_line
+
+    trials = optuna.load_study(study_name=args.study, storage=args.storage).get_trials(deepcopy=False)
+    return nothing_feasible_line(
+        trials, artifacts_dir(args.storage, args.artifacts), args.study, target_name, target_arg=args.target,
+        storage=args.storage, artifacts=args.artifacts, out=args.out, export_format=args.export_format,
+    )
 
 
 def live_searches(storage: str, study: str) -> list:

@@ -38,7 +38,7 @@ from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
 from autocompress.search.config import ResolvedSearch
-from autocompress.search.pareto import export_pareto, feasible_front, mark_pareto
+from autocompress.search.pareto import export_pareto, feasible_front, kept_front, mark_pareto, nothing_feasible_line
 from autocompress.search.paths import student_dir, students_dir, teacher_cache_path
 from autocompress.search.plans import baseline_plan, plan_summary
 from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
@@ -260,6 +260,7 @@ class _Daemon:
             raise
         finally:
             self.store.finish_run(self.run_id, status)
+        self._say_if_nothing_feasible()
         summary = SearchSummary(
             study=r.study, target=r.target.name, status=status, rows=self._rows(), exported=exported,
             export_error=export_error, elapsed_s=time.monotonic() - t_start,
@@ -506,7 +507,8 @@ class _Daemon:
         )
 
     def _drop_dominated_students(self) -> None:
-        """Keep student checkpoints of the feasible Pareto set only (dominated trials never return)."""
+        """Keep the student checkpoints of the feasible Pareto set only (dominated trials never
+        return); while no trial is feasible, those of the unconstrained front, for an explicit export."""
         root = students_dir(self.r.artifacts, self.r.study)
         if not root.is_dir():
             return
@@ -515,11 +517,22 @@ class _Daemon:
             f"trial-{t.number:04d}"
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
         }
-        keep = {f"trial-{t.number:04d}" for t in feasible_front(self.study.get_trials(deepcopy=False))}
+        keep = {f"trial-{t.number:04d}" for t in kept_front(self.study.get_trials(deepcopy=False))}
         for child in root.iterdir():
             # "trial-0007.tmp-<pid>": trial 7's student being written (by any worker sharing the folder)
             if child.is_dir() and child.name.split(".tmp-")[0] not in keep | running:
                 shutil.rmtree(child, ignore_errors=True)
+
+    def _say_if_nothing_feasible(self) -> None:
+        """When trials completed but none is feasible: a line naming the closest ones and the
+        command that exports one anyway."""
+        c = self.r.config
+        line = nothing_feasible_line(
+            self.study.get_trials(deepcopy=False), self.r.artifacts, self.r.study, self.r.target.name,
+            target_arg=c.target, storage=c.storage, artifacts=c.artifacts, out=c.out, export_format=c.export_format,
+        )
+        if line:
+            self.reporter.phase(-1, line)
 
     def _rows(self) -> tuple[TrialRow, ...]:
         rows = [_row(t) for t in self.store.trials(self.r.study) if t.state != "RUNNING"]

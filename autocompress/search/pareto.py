@@ -4,6 +4,10 @@ A trial is on the feasible Pareto set when it completed, meets every constraint 
 memory and latency budgets and the quality floor: all constraint values <= 0) and no other such
 trial is at least as good on all three objectives and better on one.
 
+While no completed trial is feasible, the search keeps the students of the unconstrained front
+(:func:`kept_front`) instead, so that the trials nearest to feasible can still be exported when
+asked for by number (``export_pareto(trials=...)``).
+
 The export writes one folder per Pareto trial into a temporary folder beside ``out_dir`` and
 renames it into place, so ``out_dir`` is either the previous export or the complete new one.
 Each trial folder is an ONNX bundle when :mod:`autocompress.export` provides ``export_bundle``,
@@ -27,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.exceptions import AutocompressError, ConfigError, ExportError, StoreError
 from autocompress.runtime.files import sha256_file
 from autocompress.runtime.manifest import hash_files, read_manifest
-from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, teacher_cache_path
+from autocompress.search.paths import artifacts_dir, check_export_dir, student_dir, students_dir, teacher_cache_path
 from autocompress.search.progress import TrialRow
 from autocompress.search.study import DIRECTIONS, IDENTITY_ATTR, OBJECTIVE_METRICS
 from autocompress.store import Store, pid_alive
@@ -89,6 +93,99 @@ def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DI
     return [t for t, kept in zip(ok, non_dominated([t.values for t in ok], directions)) if kept]
 
 
+def unconstrained_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DIRECTIONS) -> list[FrozenTrial]:
+    """Completed trials no other completed trial dominates, constraints ignored, by number."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    return [t for t, kept in zip(done, non_dominated([t.values for t in done], directions)) if kept]
+
+
+def kept_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DIRECTIONS) -> list[FrozenTrial]:
+    """The trials whose students the search keeps: the feasible front, or the unconstrained
+    front while no completed trial is feasible."""
+    return feasible_front(trials, directions) or unconstrained_front(trials, directions)
+
+
+def violation(trial: FrozenTrial) -> float:
+    """How far a trial is from feasible: the sum of its broken constraints (0 when feasible)."""
+    return sum(max(0.0, float(v)) for v in trial.constraints.values())
+
+
+def infeasible_reason(trial: FrozenTrial) -> str:
+    """Which constraints a trial breaks, as the search recorded it ("" when feasible)."""
+    if is_feasible(trial):
+        return ""
+    stored = trial.user_attrs.get("infeasible_because")
+    if stored:
+        return str(stored)
+    return "; ".join(f"{k.replace('_', ' ')} exceeded by {v:.0%}" for k, v in trial.constraints.items() if v > 0)
+
+
+def exportable(trials: Sequence[FrozenTrial], artifacts: Path, study_name: str) -> list[FrozenTrial]:
+    """The completed trials whose student checkpoint is still on disk, by number."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    return [t for t in done if _student_of(t, artifacts, study_name).is_dir()]
+
+
+def closest_trials(
+    trials: Sequence[FrozenTrial], artifacts: Path, study_name: str, n: int = 3
+) -> list[FrozenTrial]:
+    """Up to ``n`` exportable trials of the unconstrained front, nearest to feasible first (a
+    trial that reused another's result is left out where that one is named)."""
+    have = {t.number for t in exportable(trials, artifacts, study_name)}
+    front = [t for t in unconstrained_front(trials) if t.number in have]
+    front = [t for t in front if t.user_attrs.get("repeats") not in {f.number for f in front}]
+    return sorted(front, key=lambda t: (violation(t), t.number))[:n]
+
+
+def export_command(
+    study_name: str,
+    target: str,
+    trials: Sequence[int],
+    *,
+    storage: str | None = None,
+    artifacts: Path | None = None,
+    out: Path | None = None,
+    export_format: str = "onnx",
+) -> str:
+    """The ``autocompress export`` command line that exports ``trials`` (a password in the URL masked)."""
+    import shlex
+
+    from autocompress.store import display_url
+    from autocompress.store.urls import DEFAULT_STORAGE
+
+    words = ["autocompress", "export", "--study", study_name, "--target", target]
+    if storage is not None and storage != DEFAULT_STORAGE:
+        words += ["--storage", display_url(storage)]
+    if artifacts is not None:
+        words += ["--artifacts", str(artifacts)]
+    if out is not None:
+        words += ["--out", str(out)]
+    if export_format != "onnx":
+        words += ["--export-format", export_format]
+    words += ["--trial", *(str(n) for n in trials)]
+    return shlex.join(words)
+
+
+def nothing_feasible_line(
+    trials: Sequence[FrozenTrial], students_in: Path, study_name: str, target: str, target_arg: str | None = None,
+    **command: Any,
+) -> str:
+    """When trials completed but none is feasible for ``target`` (a name): one line saying so,
+    naming the closest trials whose students are in the artifact folder ``students_in`` and the
+    command that exports one (``target_arg``: the ``--target`` it was given, default ``target``;
+    ``command``: :func:`export_command`'s keywords); "" otherwise."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    if not done or any(is_feasible(t) for t in done):
+        return ""
+    closest = closest_trials(trials, students_in, study_name)
+    head = f"no trial of study {study_name} is feasible for {target}"
+    if not closest:
+        return f"{head}; no trial's student is left to export"
+    named = ", ".join(f"trial {t.number} ({infeasible_reason(t)})" for t in closest)
+    return (f"{head}; the closest: {named}; to export one anyway: "
+            f"{export_command(study_name, target_arg or target, [closest[0].number], **command)}")
+
+
 def mark_pareto(rows: Sequence[TrialRow]) -> tuple[TrialRow, ...]:
     """Return ``rows`` with ``pareto`` set on the feasible Pareto set."""
     ok = [r for r in rows if r.state == "COMPLETE" and r.feasible and r.quality is not None]
@@ -109,15 +206,21 @@ def export_pareto(
     exporter: TrialExporter | None = None,
     export_format: str = "onnx",
     progress: Callable[[str], None] | None = None,
+    trials: Sequence[int] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Export the study's feasible Pareto trials into ``out_dir`` atomically; return their folders.
+
+    With ``trials``, exactly those trial numbers instead, feasible or not; ``warn`` gets one line
+    for each infeasible one, naming what it breaks (its ``trial.json`` and ``pareto.json`` say so too).
 
     ``export_format`` is ``"onnx"`` (checked ONNX bundles for the target) or ``"checkpoint"``
     (the fine-tuned students as upstream-format ``.ckpt`` / ``.pth`` files with their plans).
     ``progress`` gets a line as each trial's export starts (a full-size bundle takes minutes).
 
     Raises:
-        ConfigError: the study does not exist, or was searched for another target (bad flags).
+        ConfigError: the study does not exist, or was searched for another target (bad flags), or
+            one of ``trials`` does not exist, did not complete or has no student left.
         ExportError: a trial's student checkpoint is missing or its export fails.
     """
     try:
@@ -137,7 +240,14 @@ def export_pareto(
             "hint: export with the study's --target"
         )
     artifacts = artifacts_dir(storage, artifacts)
-    front, same = _distinct(feasible_front(study.get_trials(deepcopy=False)))
+    all_trials = study.get_trials(deepcopy=False)
+    if trials is None:
+        front, same = _distinct(feasible_front(all_trials))
+    else:
+        front, same = _asked(all_trials, list(dict.fromkeys(trials)), artifacts, study_name), {}
+        for t in front:
+            if not is_feasible(t) and warn is not None:
+                warn(f"trial {t.number} is infeasible for {target_obj.name} ({infeasible_reason(t)}); exported as asked")
     if export_format not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format!r}")
     reusable = exporter is None  # a caller's own exporter may write anything: always run it
@@ -158,7 +268,7 @@ def export_pareto(
     kinds: dict[int, str] = {}
     try:
         for i, t in enumerate(front, 1):
-            src = student_dir(artifacts, study_name, t.number)
+            src = _student_of(t, artifacts, study_name)
             if not src.is_dir():
                 raise ExportError(
                     f"trial {t.number}: its student checkpoint {src} is missing; hint: the artifact folder "
@@ -191,7 +301,8 @@ def export_pareto(
             index.append({**record, "path": name})
         (tmp / "pareto.json").write_text(
             json.dumps({"study": study_name, "target": target_obj.name, "trials": index,
-                        "same_as_exported": same, "reused": reused}, indent=2)  # fmt: skip
+                        "same_as_exported": same, "reused": reused,
+                        "asked_trials": None if trials is None else [t.number for t in front]}, indent=2)  # fmt: skip
         )
         if out_dir.exists():
             os.replace(out_dir, old)
@@ -219,6 +330,44 @@ def export_pareto(
         if own_store:
             store.close()
     return paths
+
+
+def _student_of(t: FrozenTrial, artifacts: Path, study_name: str) -> Path:
+    """A trial's student folder; for a trial that reused an earlier trial's result (``repeats``)
+    and has none of its own, the earlier trial's."""
+    own = student_dir(artifacts, study_name, t.number)
+    twin = t.user_attrs.get("repeats")
+    if not own.is_dir() and isinstance(twin, int):
+        return student_dir(artifacts, study_name, twin)
+    return own
+
+
+def _asked(all_trials: Sequence[FrozenTrial], numbers: list[int], artifacts: Path, study_name: str) -> list[FrozenTrial]:
+    """The trials ``numbers`` names, in that order.
+
+    Raises:
+        ConfigError: one does not exist, did not complete, or its student is gone; the message
+            lists the trials that can be exported.
+    """
+    by_number = {t.number: t for t in all_trials}
+    problems = []
+    for n in numbers:
+        t = by_number.get(n)
+        if t is None:
+            problems.append(f"trial {n} is not in study {study_name!r}")
+        elif t.state != TrialState.COMPLETE or t.values is None:
+            why = t.user_attrs.get("failure_reason")
+            problems.append(f"trial {n} did not complete ({t.state.name}{f': {why}' if why else ''})")
+        elif not _student_of(t, artifacts, study_name).is_dir():
+            problems.append(
+                f"trial {n}'s student is gone from {students_dir(artifacts, study_name)} (the search keeps only its "
+                "Pareto trials' students; or --artifacts names another folder)"
+            )
+    if problems:
+        can = [t.number for t in exportable(all_trials, artifacts, study_name)]
+        listed = ", ".join(map(str, can)) if can else f"none (no student left in {students_dir(artifacts, study_name)})"
+        raise ConfigError(f"{'; '.join(problems)}; trials that can be exported: {listed}")
+    return [by_number[n] for n in numbers]
 
 
 def _remove_orphans(out_dir: Path) -> None:
@@ -278,6 +427,8 @@ def _trial_record(t: FrozenTrial, kind: str) -> dict[str, Any]:
         "objectives": dict(zip(("quality", "latency_ms", "memory_mb"), t.values or ())),
         "objective_labels": _objective_labels(t.user_attrs.get("metrics", [])),
         "constraints": dict(t.constraints),
+        "feasible": is_feasible(t),
+        "infeasible_because": infeasible_reason(t),
         "metrics": t.user_attrs.get("metrics", []),
     }
 
@@ -361,11 +512,19 @@ def export_checkpoint(trial: FrozenTrial, src: Path, dest: Path, target: Any) ->
 __all__ = [
     "EXPORT_FORMATS",
     "TrialExporter",
+    "closest_trials",
     "default_exporter",
     "dominates",
     "export_checkpoint",
+    "export_command",
     "export_pareto",
+    "exportable",
     "feasible_front",
+    "infeasible_reason",
     "is_feasible",
+    "kept_front",
     "mark_pareto",
+    "nothing_feasible_line",
+    "unconstrained_front",
+    "violation",
 ]
