@@ -68,6 +68,7 @@ class BundleRow:
     samples: list[Path]
     kind: str = "onnx"  # or "checkpoint": the student's .ckpt/.pth, no ONNX graphs
     note: str = ""  # what the export says went wrong, e.g. an ONNX export that fell back to checkpoints
+    infeasible: str = ""  # why the trial breaks the target's limits, for one exported by number ("export --trial")
 
 
 @dataclass
@@ -272,4 +273,5 @@ def _bundle_row(folder: Path) -> BundleRow | None:
         samples=sorted(folder.rglob("*.wav"))[:3],
         kind="onnx" if manifest is not None else str(record.get("kind", "checkpoint")),
         note=str(record.get("export_note") or ""),
+        infeasible=str(record.get("infeasible_because") or "infeasible") if record.get("feasible") is False else "",
     )

@@ -258,7 +258,9 @@ def _bundle_rows(data: ReportData) -> str:
         if b.kind != "onnx":
             prec = prec or f"{b.kind} export (the student's .ckpt/.pth, no ONNX graphs)"
         trial = "" if b.trial is None else str(b.trial)
-        if b.trial is not None and b.trial not in front:
+        if b.infeasible:
+            trial += f" (infeasible for the target: {html.escape(b.infeasible)}; exported as asked)"
+        elif b.trial is not None and b.trial not in front:
             trial += " (not on the feasible Pareto set now)"
         notes = f"<br><span class='note'>{html.escape(b.note)}</span>" if b.note else ""
         rows.append(

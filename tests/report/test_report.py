@@ -365,6 +365,18 @@ def test_a_bundle_of_a_trial_off_the_front_says_so(study_url, tmp_path):
     assert "<td>4 (not on the feasible Pareto set now)</td>" in page and "<td>2</td>" in page
 
 
+def test_a_bundle_exported_by_number_though_infeasible_says_why(study_url, tmp_path):
+    root = _bundle(tmp_path / "exp")
+    asked = root / "trial-5"
+    asked.mkdir()
+    (asked / "manifest.json").write_text(json.dumps({"trial": 5, "target": {"name": "rtx3060"}}))
+    (asked / "trial.json").write_text(json.dumps(
+        {"trial": 5, "kind": "onnx", "feasible": False, "infeasible_because": "rtf 1.8 > 1.0 budget"}))
+    page = render_html(load_report_data(study_url, "rep", export_dir=root))
+    assert "<td>5 (infeasible for the target: rtf 1.8 &gt; 1.0 budget; exported as asked)</td>" in page
+    assert "<td>2</td>" in page  # a feasible trial.json-less bundle of the front is unmarked
+
+
 def test_a_study_of_a_target_file_is_reported_under_the_target_s_name(tmp_path, capsys):
     """A study searched with --target ./my-gpu.toml is named "my-gpu"; --target my-gpu was refused
     as an unknown target although it is the study's own."""
