@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import platform
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from autocompress.export.ort_quant import quantize_graph
-from autocompress.runtime.session import open_session
+from autocompress.runtime.session import device_of, open_session
 
 
 def _linear_with_bias(path: Path) -> None:
@@ -75,3 +77,50 @@ def test_an_fp32_graph_on_the_cpu_still_computes_its_layers_exactly(tmp_path) ->
     m = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
     want = np.maximum(x @ m["w1"] + m["b1"], 0) @ m["w2"] + m["b2"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def _int8_and_dump(tmp_path: Path, monkeypatch, symmetric: bool) -> tuple[Path, Path, list[dict[str, np.ndarray]]]:
+    """The two-layer graph stored as int8 QDQ (s8 or u8 activations), and the file every session
+    opened from now on writes its optimized graph to."""
+    src, dst, optimized = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "optimized.onnx"
+    _linear_with_bias(src)
+    rng = np.random.default_rng(1)
+    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)} for _ in range(3)]
+    quantize_graph(src, dst, "int8", feeds, symmetric_activations=symmetric)
+    real = ort.SessionOptions
+
+    def dumping_options() -> ort.SessionOptions:
+        options = real()
+        options.optimized_model_filepath = str(optimized)
+        return options
+
+    monkeypatch.setattr(ort, "SessionOptions", dumping_options)
+    return dst, optimized, feeds
+
+
+def test_an_int8_graph_falling_back_from_cuda_to_the_cpu_still_runs_integer_kernels(tmp_path, monkeypatch) -> None:
+    # A GPU target's bundle (s8) on a machine where CUDA is listed but does not start: the
+    # session lands on the CPU provider and must be set up as a CPU session.
+    dst, optimized, feeds = _int8_and_dump(tmp_path, monkeypatch, symmetric=True)
+    session = open_session(dst, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if device_of(session) == "cuda":
+        pytest.skip("CUDA runs on this machine: no fallback to test")
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    assert ops["MatMulIntegerToFloat"] == 2 and ops["Gemm"] == 0, dict(ops)
+    want = open_session(dst, ["CPUExecutionProvider"]).run(None, feeds[0])[0]
+    np.testing.assert_array_equal(session.run(None, feeds[0])[0], want)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 only: ARM runs s8 natively")
+def test_an_s8_graph_on_an_x86_cpu_runs_the_u8_activation_kernels(tmp_path, monkeypatch) -> None:
+    # onnxruntime's x86 CPU kernels for s8 x s8 are its portable C++ ones (about 5x slower than
+    # fp32 for GPT-sized layers); by default it shifts s8 activations to u8 (zero point 128,
+    # same values) so they run on the u8 x s8 kernels. Nothing here may turn that off.
+    dst, optimized, feeds = _int8_and_dump(tmp_path, monkeypatch, symmetric=True)
+    open_session(dst, ["CPUExecutionProvider"])
+    model = onnx.load(str(optimized))
+    inits = {i.name: i for i in model.graph.initializer}
+    quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert sum(n.op_type == "MatMulIntegerToFloat" for n in model.graph.node) == 2
+    assert quantizers and all(inits[n.input[2]].data_type == TensorProto.UINT8 for n in quantizers)
