@@ -272,6 +272,29 @@ class _ActivationRange:
         return (fake_quantize_activation(x, self.precision, self.amax), *args[1:])
 
 
+def static_activation_ranges(model: nn.Module) -> dict[str, tuple[float, float]]:
+    """The static integer ranges :func:`calibrate_activations_` gave ``model``'s layer inputs.
+
+    Keyed by the path of the weight whose layer reads the input (``h.layers.0.linear1.weight``,
+    ``h.layers.0.self_attn.in_proj_weight``); each value is ``(-amax, amax)`` for a symmetric
+    range or ``(low, high)`` for an asymmetric uint8 one. Inputs that round to float or are
+    still dynamic are left out: the export calibrates those itself.
+    """
+    ranges: dict[str, tuple[float, float]] = {}
+    for fqn, module, name, _, _ in quantizable_weights(model):
+        site = input_site(module, name)
+        handle = site.__dict__.get(_HOOK_ATTR) if site is not None else None
+        state = getattr(handle, "state", None)
+        if state is None or not state.is_integer:
+            continue
+        key = f"{fqn}.{name}" if fqn else name
+        if state.span is not None:
+            ranges[key] = (float(state.span[0]), float(state.span[1]))
+        elif state.amax is not None:
+            ranges[key] = (-float(state.amax), float(state.amax))
+    return ranges
+
+
 def fake_quantize_activation_u8(x: Tensor, low: float, high: float) -> Tensor:
     """Round an activation to asymmetric uint8 over the static range ``[low, high]`` (widened to
     hold 0, as onnxruntime's min-max calibration does), STE; values beyond it clip."""
@@ -353,5 +376,6 @@ __all__ = [
     "op_kind",
     "quantizable_weights",
     "round_to_float",
+    "static_activation_ranges",
     "strip_fake_quant_",
 ]

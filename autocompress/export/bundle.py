@@ -41,7 +41,7 @@ import onnxruntime as ort
 
 from autocompress.exceptions import DataError, ExportError
 from autocompress.export.onnx_export import export_graph
-from autocompress.export.ort_quant import quantize_graph
+from autocompress.export.ort_quant import RANGES_NOTE, ActivationRange, quantize_graph
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
 from autocompress.export.precision import (
     CPU_INT8_NOTE,
@@ -78,8 +78,9 @@ SAMPLES_DIR = "samples"
 # What the exporter makes of the same student for the same target: raise it whenever that changes,
 # so that an export folder rebuilds its bundles instead of keeping ones an older exporter wrote.
 # 1: until 2026-12-07; 2: int8 graphs round only weight layers' inputs (no outputs, no products of
-# two run-time tensors, and other readers of a rounded input read the float tensor), as scored.
-EXPORT_REVISION = 2
+# two run-time tensors, and other readers of a rounded input read the float tensor), as scored;
+# 3: int8 inputs take the scored student's calibrated ranges where it carries them.
+EXPORT_REVISION = 3
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
@@ -106,6 +107,7 @@ class _GroupChoice:
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cpu_conv: bool = False  # a CPU target, and the group has convolutions (the int8 note applies)
+    range_notes: list[str] = field(default_factory=list)  # where the used rung's int8 input ranges came from
 
 
 def export_bundle(
@@ -127,6 +129,7 @@ def export_bundle(
     metrics: Sequence[Any] = (),
     threads: int | None = None,
     seed: int = 0,
+    activation_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Bundle:
     """Export ``voice`` as a checked ONNX bundle in ``out_dir`` (replaced atomically).
 
@@ -148,6 +151,7 @@ def export_bundle(
         metrics: extra metrics (``score.Metric`` or dicts) to record, e.g. the trial's scores.
         threads: onnxruntime threads for checks and timings (None: its default).
         seed: seed of the reference noise and samples.
+        activation_ranges: as in :class:`VoiceExport`.
 
     Returns:
         the written :class:`Bundle`.
@@ -157,7 +161,7 @@ def export_bundle(
     """
     with VoiceExport(
         voice, eval_inputs, exporter=exporter, max_tokens=max_tokens, sampling=sampling,
-        noise_scale=noise_scale, seed=seed, work_parent=Path(out_dir).parent,
+        noise_scale=noise_scale, seed=seed, work_parent=Path(out_dir).parent, activation_ranges=activation_ranges,
     ) as export:  # fmt: skip
         return export.bundle(
             plan, out_dir, target, precisions=precisions, keep_fp32=keep_fp32, bounds=bounds,
@@ -179,6 +183,12 @@ class VoiceExport:
         max_tokens, sampling, noise_scale, seed: as in :func:`export_bundle`.
         eval_tokens: greedy codes generated per eval input for the references and checks.
         work_parent: folder for the working folder (default: the system temp folder).
+        activation_ranges: the static int8 input ranges the scored student used, per weight
+            (``gpt.<path>`` / ``sovits.<path>``, as
+            :func:`~autocompress.compress.fake_quant.static_activation_ranges` names them);
+            None: the ones ``voice`` itself carries (calibrated fake quantization), if any.
+            int8 graphs round those inputs to exactly these ranges; inputs without one are
+            calibrated on ``eval_inputs`` (the manifest's module notes say which).
     """
 
     def __init__(
@@ -193,6 +203,7 @@ class VoiceExport:
         seed: int = 0,
         eval_tokens: int = EVAL_TOKENS,
         work_parent: str | Path | None = None,
+        activation_ranges: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.inputs = list(eval_inputs)
         if not self.inputs:
@@ -211,6 +222,8 @@ class VoiceExport:
         self.eval_tokens = max(1, min(eval_tokens, max_tokens))
         self.voice = voice  # as scored: a trial's figures are projected again from it
         self.gpt, self.sovits = plain_copy(voice.gpt, voice.sovits)
+        given = voice_activation_ranges(voice) if activation_ranges is None else activation_ranges
+        self.activation_ranges = _weight_ranges(self.gpt, self.sovits, given)
         self.refs = reference_runs(
             self.gpt, self.sovits, self.inputs, self.eval_tokens, self.sampling.repetition_penalty, noise_scale, seed
         )
@@ -250,9 +263,14 @@ class VoiceExport:
         upstream: bool = True,
         metrics: Sequence[Any] = (),
         threads: int | None = None,
+        activation_ranges: Mapping[str, tuple[float, float]] | None = None,
     ) -> Bundle:
-        """Write one checked bundle (arguments as in :func:`export_bundle`)."""
+        """Write one checked bundle (arguments as in :func:`export_bundle`; ``activation_ranges``,
+        when given, replaces the ranges this export was made with)."""
         target = _resolve_target(target)
+        ranges = self.activation_ranges if activation_ranges is None else _weight_ranges(
+            self.gpt, self.sovits, activation_ranges
+        )
         bounds = bounds or ParityBounds()
         out_dir = Path(out_dir)
         folder = sibling_temp_dir(out_dir)
@@ -263,7 +281,9 @@ class VoiceExport:
             checks: list[dict[str, Any]] = []
             choices = {group: _plan_group(group, plan, precisions, target, work) for group in GROUP_GRAPHS}
             for group in GROUP_GRAPHS:
-                _settle_group(group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks)
+                _settle_group(
+                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges
+                )
             model_info = _model_info(self.gpt, self.sovits, self.max_tokens, self.noise_scale)
             _write_static_files(folder, self.inputs, self.sovits)
             e2e: dict[str, float] = {}
@@ -281,7 +301,9 @@ class VoiceExport:
                 if group is None:
                     raise ExportError(f"bundle fails its end-to-end check at fp32: {failure}")
                 _bump(group, choices[group], failure)
-                _settle_group(group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks)
+                _settle_group(
+                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges
+                )
             else:
                 raise ExportError(f"bundle still fails its end-to-end check after {_MAX_E2E_ROUNDS} fallbacks")
             timing = _write_samples(
@@ -312,6 +334,38 @@ class VoiceExport:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return Bundle(out_dir, read_manifest(out_dir, verify=True))
+
+
+def voice_activation_ranges(voice: Any) -> dict[str, tuple[float, float]]:
+    """The static int8 input ranges ``voice``'s calibrated fake quantization carries, per weight
+    (``gpt.<path>``, ``sovits.<path>``); empty for a stripped student."""
+    from autocompress.compress.fake_quant import static_activation_ranges
+
+    ranges = {f"gpt.{k}": v for k, v in static_activation_ranges(voice.gpt).items()}
+    return ranges | {f"sovits.{k}": v for k, v in static_activation_ranges(voice.sovits).items()}
+
+
+def _weight_ranges(gpt: Any, sovits: Any, ranges: Mapping[str, tuple[float, float]]) -> tuple[ActivationRange, ...]:
+    """Every weight layer of the plain models the graphs are exported from, with its range in
+    ``ranges`` where it has one (the int8 pass keeps any other constant-weight node float)."""
+    from autocompress.compress.fake_quant import quantizable_weights
+
+    layers = {}
+    for prefix, model in (("gpt", gpt), ("sovits", sovits)):
+        for fqn, module, name, _, _ in quantizable_weights(model):
+            layers[f"{prefix}.{fqn}.{name}" if fqn else f"{prefix}.{name}"] = getattr(module, name)
+    unknown = sorted(set(ranges) - set(layers))
+    if unknown:
+        raise ExportError(
+            f"activation range for {unknown[0]!r} names no weight layer of the voice; pass ranges of this voice's own student"
+        )
+    out = []
+    for name, weight in layers.items():
+        low, high = ranges.get(name, (None, None))
+        if low is not None and not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ExportError(f"activation range for {name!r} is {low}..{high}; a range needs finite low <= high")
+        out.append(ActivationRange(weight.detach().float().cpu().numpy(), low, high, name))
+    return tuple(out)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -369,22 +423,27 @@ def _settle_group(
     work: Path,
     threads: int | None,
     checks: list[dict[str, Any]],
+    ranges: Sequence[ActivationRange] = (),
 ) -> None:
     """Walk the group's candidate rungs upward until every graph of the group passes."""
     exclude = tuple((keep_fp32 or {}).get(group, ()))
     while choice.candidates:
         precision = choice.candidates[0]
         failure = None
+        range_notes = []
         for graph in GROUP_GRAPHS[group]:
             result = _check_graph(
-                graph, group, precision, choice.symmetric_int8, choice.request, exclude, refs, bounds, work, threads
-            )
+                graph, group, precision, choice.symmetric_int8, choice.request, exclude, refs, bounds, work, threads,
+                ranges,
+            )  # fmt: skip
             checks.append(result)
+            range_notes += [f"{graph}: {n}" for n in result["notes"] if n.startswith(RANGES_NOTE)]
             if not result["passed"]:
                 failure = result["reason"]
                 break
         if failure is None:
             choice.used = precision
+            choice.range_notes = range_notes
             return
         if precision == "fp32":
             raise ExportError(f"{group}: the fp32 graph does not reproduce torch ({failure}); an exporter problem")
@@ -411,6 +470,7 @@ def _check_graph(
     bounds: ParityBounds,
     work: Path,
     threads: int | None,
+    ranges: Sequence[ActivationRange] = (),
 ) -> dict[str, Any]:
     """Store one graph at ``precision``, run it on the reference feeds, judge it."""
     case = refs.cases[graph]
@@ -420,7 +480,7 @@ def _check_graph(
     try:
         notes = quantize_graph(
             work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
-            symmetric_activations=symmetric, int8_op_types=request.int8_op_types,
+            symmetric_activations=symmetric, int8_op_types=request.int8_op_types, activation_ranges=ranges,
         )
     except ExportError as e:  # onnxruntime's tools cannot store this graph at this rung: the next one may
         if precision == "fp32":
@@ -709,7 +769,7 @@ def _manifest(
             requested=c.request.precision,
             used=c.used,
             fallbacks=tuple(c.fallbacks),
-            notes=tuple(c.notes) + ((CPU_INT8_NOTE,) if c.cpu_conv and c.used == "int8" else ()),
+            notes=tuple(c.notes) + tuple(c.range_notes) + ((CPU_INT8_NOTE,) if c.cpu_conv and c.used == "int8" else ()),
         )
         for group, c in choices.items()
     }
@@ -834,4 +894,4 @@ def _versions() -> dict[str, str]:
     }
 
 
-__all__ = ["Bundle", "DEFAULT_MAX_TOKENS", "VoiceExport", "export_bundle"]
+__all__ = ["Bundle", "DEFAULT_MAX_TOKENS", "VoiceExport", "export_bundle", "voice_activation_ranges"]

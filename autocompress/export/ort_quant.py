@@ -17,6 +17,13 @@ Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as 
   ``DequantizeLinear`` in front, since onnxruntime has no low-bit convolution kernel.
 
 ``exclude`` names torch module paths (fqn prefixes) whose nodes keep full precision.
+
+``activation_ranges`` names the scored student's weight layers for int8 (:class:`ActivationRange`,
+found in the graph by their weights' values), with the static input range it calibrated where it
+has one: a weight layer's input then rounds to that range's scale and zero point, exactly as the
+scored fake quantization rounded it; only inputs no range covers keep the export's own
+calibration. A node with a constant weight that is none of these layers (a relative-position
+embedding product, whose table the exporter folded into a constant) stays float, as scored.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import logging
 import os
 import shutil
 import tempfile
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +54,26 @@ NBITS_BLOCK = LINEAR_LOW_BIT_BLOCK
 # runs integer dot products (1.6x faster per GPT step here, same SNR); the CUDA kernel ignores it.
 NBITS_ACCURACY_LEVEL = 4
 _MS_DOMAIN = "com.microsoft"
+RANGES_NOTE = "int8 input ranges"  # how every note on where a graph's activation ranges came from begins
+
+
+@dataclass(frozen=True)
+class ActivationRange:
+    """A weight layer of the scored student and the static range its input was rounded to.
+
+    Attributes:
+        weight: the layer's weight as torch holds it (``[out, in]`` linear, ``[out, in, k]``
+            conv, ``[in, out, k]`` transposed conv); it finds the layer's node in a graph.
+        low, high: the calibrated range: ``(-amax, amax)`` for symmetric s8, else the
+            minimum and maximum (asymmetric u8, widened to hold 0); None when the student
+            has no static integer range for this input (the export calibrates it).
+        name: the weight's module path, for messages.
+    """
+
+    weight: np.ndarray
+    low: float | None
+    high: float | None
+    name: str = ""
 
 
 def quantize_graph(
@@ -56,6 +86,7 @@ def quantize_graph(
     half_io: tuple[str, ...] = (),
     symmetric_activations: bool = True,
     int8_op_types: tuple[str, ...] = (),
+    activation_ranges: Sequence[ActivationRange] = (),
 ) -> list[str]:
     """Write ``src`` (fp32) to ``dst`` at ``precision``.
 
@@ -70,6 +101,9 @@ def quantize_graph(
         symmetric_activations: int8 activations as symmetric s8 (TensorRT) or asymmetric u8.
         int8_op_types: under ``int4``/``int2``, ONNX op types stored as static int8 QDQ
             instead (a first pass, calibrated like ``int8``); the rest then goes to low bit.
+        activation_ranges: the scored student's weight layers and their int8 input ranges;
+            inputs without one are calibrated on ``calibration``. When given, int8 leaves
+            float every constant-weight node that is none of these layers.
 
     Returns:
         notes about what was done (for the manifest).
@@ -89,9 +123,14 @@ def quantize_graph(
         with _quiet_logs():
             part = None
             if precision in ("int4", "int2") and any(n.op_type in int8_op_types for n in model.graph.node):
-                part, model, skip = _int8_part(src, dst, model, int8_op_types, calibration, skip, symmetric_activations, notes)
+                part, model, skip = _int8_part(
+                    src, dst, model, int8_op_types, calibration, skip, symmetric_activations, notes, activation_ranges
+                )
             try:
-                _store(part or src, dst, model, precision, calibration, skip, half_io, symmetric_activations, notes)
+                _store(
+                    part or src, dst, model, precision, calibration, skip, half_io, symmetric_activations, notes,
+                    activation_ranges,
+                )  # fmt: skip
             finally:
                 if part is not None:
                     part.unlink(missing_ok=True)
@@ -112,6 +151,7 @@ def _store(
     half_io: tuple[str, ...],
     symmetric_activations: bool,
     notes: list[str],
+    ranges: Sequence[ActivationRange] = (),
 ) -> None:
     """Dispatch on the precision (see the module docstring); appends to ``notes``."""
     if precision == "fp32":
@@ -122,7 +162,7 @@ def _store(
     elif precision == "int8":
         if not calibration:
             raise ExportError("int8 needs calibration inputs; pass evaluation inputs to the export")
-        _to_int8_qdq(src, dst, calibration, skip, symmetric_activations)
+        notes.append(_to_int8_qdq(src, dst, calibration, skip, symmetric_activations, ranges))
         notes.append("activations " + ("symmetric s8 (TensorRT form)" if symmetric_activations else "asymmetric u8"))
     elif precision in ("int4", "int2"):
         notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip)
@@ -139,13 +179,14 @@ def _int8_part(
     skip: list[str],
     symmetric: bool,
     notes: list[str],
+    ranges: Sequence[ActivationRange] = (),
 ) -> tuple[Path, onnx.ModelProto, list[str]]:
     """Store the nodes of ``op_types`` as int8 QDQ, every other weight node untouched; return
     the new source, its model and the nodes the low-bit pass must leave alone."""
     mine = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in skip]
     others = [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS and n.op_type not in op_types]
     part = dst.with_name(dst.stem + ".int8-part.onnx")
-    _store(src, part, model, "int8", calibration, sorted(set(skip + others)), (), symmetric, notes)
+    _store(src, part, model, "int8", calibration, sorted(set(skip + others)), (), symmetric, notes, ranges)
     notes.append(f"{len(mine)} {'/'.join(op_types)} nodes stored as int8 QDQ (the plan's override)")
     return part, onnx.load(str(part)), skip + mine
 
@@ -237,8 +278,14 @@ class _FeedReader:
 
 
 def _to_int8_qdq(
-    src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], skip: list[str], symmetric_activations: bool
-) -> None:
+    src: Path,
+    dst: Path,
+    feeds: list[dict[str, np.ndarray]],
+    skip: list[str],
+    symmetric_activations: bool,
+    ranges: Sequence[ActivationRange] = (),
+) -> str:
+    """Store ``src`` as static int8 QDQ; returns the note on where its input ranges came from."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -250,6 +297,10 @@ def _to_int8_qdq(
         # onnxruntime's symbolic pass gives up on the dynamic GPT graphs and then dumps debug
         # files into the working directory (hence the temporary one).
         quant_pre_process(str(src.resolve()), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+        pre_model = onnx.load(str(pre))
+        excluded = sorted(set(skip) | set(_matmuls_without_constant_b(pre_model)))
+        overrides, not_layers, note = _range_overrides(pre_model, set(excluded), ranges, symmetric_activations)
+        excluded = sorted(set(excluded) | set(not_layers))
         quantize_static(
             str(pre),
             str(dst),
@@ -259,7 +310,7 @@ def _to_int8_qdq(
             activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(WEIGHT_OPS),
-            nodes_to_exclude=sorted(set(skip) | set(_matmuls_without_constant_b(onnx.load(str(pre))))),
+            nodes_to_exclude=excluded,
             extra_options={
                 "ActivationSymmetric": symmetric_activations,
                 "WeightSymmetric": True,
@@ -267,11 +318,95 @@ def _to_int8_qdq(
                 # above) and by default also rounds every quantized node's output, which the
                 # scored student never does (its logits would come out in 256 steps).
                 "OpTypesToExcludeOutputQuantization": list(WEIGHT_OPS),
+                "TensorQuantOverrides": overrides,
             },
         )
     model = onnx.load(str(dst))
     if _unround_other_consumers(model):
         onnx.save(model, str(dst))
+    return note
+
+
+def _range_overrides(
+    model: onnx.ModelProto, excluded: set[str], ranges: Sequence[ActivationRange], symmetric: bool
+) -> tuple[dict[str, list[dict[str, np.ndarray]]], list[str], str]:
+    """onnxruntime tensor overrides (scale and zero point) giving each weight layer's input the
+    scored student's range, the nodes to keep float (constant weights of no layer in ``ranges``,
+    when given), and the note on where the inputs' ranges come from.
+
+    A node is matched to its layer by its constant weight (as torch holds it, or transposed, as
+    a MatMul holds a linear weight). Where one tensor feeds several layers whose ranges differ,
+    it takes the widest (one tensor has one rounding in a QDQ graph).
+    """
+    by_weight: dict[tuple, tuple[float, float] | None] = {}
+    for r in ranges:
+        w = np.asarray(r.weight, dtype=np.float32)
+        span = None if r.low is None or r.high is None else (float(r.low), float(r.high))
+        for key in {_weight_key(w), *([_weight_key(w.T)] if w.ndim == 2 else [])}:
+            # two layers of equal weights but different ranges: which is which is unknown (None)
+            by_weight[key] = None if key in by_weight and by_weight[key] != span else span
+    constants = {i.name: i for i in model.graph.initializer}
+    covered: dict[str, list[tuple[float, float]]] = {}
+    uncovered: set[str] = set()
+    not_layers: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in WEIGHT_OPS or node.name in excluded or len(node.input) < 2:
+            continue
+        if node.input[1] not in constants:
+            continue
+        key = _weight_key(numpy_helper.to_array(constants[node.input[1]])) if ranges else None
+        if ranges and key not in by_weight:
+            not_layers.append(node.name)
+            continue
+        span = by_weight.get(key) if ranges else None
+        if span is None:
+            uncovered.add(node.input[0])
+        else:
+            covered.setdefault(node.input[0], []).append(span)
+    overrides = {}
+    widened = 0
+    for tensor, spans in covered.items():
+        low, high = min(s[0] for s in spans), max(s[1] for s in spans)
+        widened += len(set(spans)) > 1
+        params = activation_scale_zero_point(low, high, symmetric)
+        if params is not None:
+            overrides[tensor] = [{"scale": params[0], "zero_point": params[1]}]
+    uncovered -= set(overrides)
+    total = len(overrides) + len(uncovered)
+    if not any(r.low is not None for r in ranges):
+        note = f"{RANGES_NOTE}: all {total} calibrated by the export on its evaluation inputs (the student carries none)"
+    else:
+        note = f"{RANGES_NOTE}: {len(overrides)} of {total} from the scored student"
+        if uncovered:
+            note += f", {len(uncovered)} calibrated by the export on its evaluation inputs (the student has none for them)"
+        if widened:
+            note += f"; {widened} read by layers of different ranges take the widest"
+    if not_layers:
+        note += f"; {len(not_layers)} constant-weight products of no weight layer kept float, as scored"
+    return overrides, not_layers, note
+
+
+def _weight_key(w: np.ndarray) -> tuple:
+    """Shape and digest of a weight's float32 values: finds a torch layer's weight in a graph."""
+    data = np.ascontiguousarray(w, dtype=np.float32)
+    return data.shape, hashlib.sha1(data.tobytes()).digest()
+
+
+def activation_scale_zero_point(low: float, high: float, symmetric: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The int8 scale and zero point of an activation range, as the scored fake quantization
+    computes them: symmetric s8 ``max(|low|, |high|) / 127`` and zero point 0, or asymmetric u8
+    over the range widened to hold 0; None for an empty range (all zeros)."""
+    if symmetric:
+        amax = max(abs(low), abs(high))
+        if amax == 0.0:
+            return None
+        return np.array(amax / 127, dtype=np.float32), np.array(0, dtype=np.int8)
+    low, high = min(low, 0.0), max(high, 0.0)
+    if high == low:
+        return None
+    scale = max((high - low) / 255.0, float(np.finfo(np.float32).tiny))
+    zero = min(max(round(-low / scale), 0), 255)
+    return np.array(scale, dtype=np.float32), np.array(zero, dtype=np.uint8)
 
 
 def _unround_other_consumers(model: onnx.ModelProto) -> int:
@@ -453,4 +588,14 @@ def _pack_int4(q: np.ndarray) -> bytes:
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
 
 
-__all__ = ["NBITS_ACCURACY_LEVEL", "NBITS_BLOCK", "WEIGHT_OPS", "node_scope", "nodes_in_scopes", "quantize_graph"]
+__all__ = [
+    "ActivationRange",
+    "NBITS_ACCURACY_LEVEL",
+    "NBITS_BLOCK",
+    "RANGES_NOTE",
+    "WEIGHT_OPS",
+    "activation_scale_zero_point",
+    "node_scope",
+    "nodes_in_scopes",
+    "quantize_graph",
+]

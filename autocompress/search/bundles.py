@@ -58,13 +58,16 @@ def onnx_exporter(cache_path: Path):  # noqa: ANN201 - returns a TrialExporter
 
     def export(trial: FrozenTrial, src: Path, dest: Path, target: Any) -> str:
         from autocompress.export import export_bundle
-        from autocompress.search.pipeline import load_student
+        from autocompress.search.pipeline import load_ranges, load_student
 
         if not inputs:
             inputs.extend(eval_inputs(cache_path))
         plan = CompressionPlan.from_json((src / "plan.json").read_text())
         voice = load_student(src)
-        export_bundle(voice, plan, dest, target, inputs, metrics=trial.user_attrs.get("metrics", []), exporter=EXPORTER)
+        export_bundle(
+            voice, plan, dest, target, inputs, metrics=trial.user_attrs.get("metrics", []), exporter=EXPORTER,
+            activation_ranges=load_ranges(src),  # int8 graphs round to the ranges the trial was scored with
+        )
         return "onnx"
 
     return export

@@ -12,6 +12,7 @@ the Pareto export, with two or three audio samples for the artifact store.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pickle
@@ -26,6 +27,7 @@ import soundfile
 import torch
 
 from autocompress.compress import compress, strip_fake_quant_, weight_norm_parts
+from autocompress.compress.fake_quant import static_activation_ranges
 from autocompress.compress.plan import CompressionPlan, precision_bits
 from autocompress.exceptions import CheckpointError, DataError
 from autocompress.models.gpt_sovits import (
@@ -56,6 +58,7 @@ from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome
 
 N_SAMPLES = 3  # audio samples uploaded per trial
 STUDENT_FILE = "student.pt"  # exact fp32 student weights beside the upstream-format files
+RANGES_FILE = "activation_ranges.json"  # the static int8 input ranges the student was scored with
 MAX_TRAIN_ITEMS = 512  # training items kept in memory
 log = logging.getLogger(__name__)
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
@@ -205,13 +208,14 @@ class VoiceTrialRunner:
             p.requires_grad_(False)
         hooks.phase("score")
         quality = score_quality(student, job.plan, self.cache, self.resolved.target.symmetric_int8)
+        ranges = scored_ranges(student)  # its int8 graphs are made to round to these, as scored
         strip_fake_quant_(student.gpt)  # from here on: the deployable student
         strip_fake_quant_(student.sovits)
         scores = score_student(
             student, job.plan, self.cache, self.resolved.target, self.device_label, result.distance, quality
         )
         hooks.phase("save")
-        _save_student(student, job.plan, job.student_dir)
+        _save_student(student, job.plan, job.student_dir, ranges)
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
         notes = [f"fine-tuning stopped: {result.stopped}; each group scored at its best check ("
                  + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")"]
@@ -238,10 +242,20 @@ def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
     ]
 
 
-def _save_student(student: Voice, plan: CompressionPlan, dest: Path) -> None:
+def scored_ranges(voice: Voice) -> dict[str, tuple[float, float]]:
+    """The static int8 input ranges a calibrated student rounds to, per weight (``gpt.<path>``,
+    ``sovits.<path>``), as :func:`autocompress.export.export_bundle` takes them."""
+    ranges = {f"gpt.{k}": v for k, v in static_activation_ranges(voice.gpt).items()}
+    return ranges | {f"sovits.{k}": v for k, v in static_activation_ranges(voice.sovits).items()}
+
+
+def _save_student(
+    student: Voice, plan: CompressionPlan, dest: Path, ranges: dict[str, tuple[float, float]] | None = None
+) -> None:
     """Write the (stripped) student for export: upstream-format ``gpt.ckpt`` / ``sovits.pth``
     (fp16, loadable by upstream GPT-SoVITS and :func:`load_sovits`), the exact fp32 weights
-    in ``student.pt`` (configs + state dicts, read with ``weights_only=True``) and ``plan.json``.
+    in ``student.pt`` (configs + state dicts, read with ``weights_only=True``), ``plan.json``
+    and, when it was scored with static int8 inputs, their ``ranges`` in ``activation_ranges.json``.
     """
     gpt, sovits = rebuilt(student)
     tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
@@ -259,6 +273,8 @@ def _save_student(student: Voice, plan: CompressionPlan, dest: Path) -> None:
         tmp / STUDENT_FILE,
     )
     (tmp / "plan.json").write_text(plan.to_json())
+    if ranges:
+        (tmp / RANGES_FILE).write_text(json.dumps({k: list(v) for k, v in sorted(ranges.items())}, indent=1))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
 
@@ -331,6 +347,26 @@ def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot rebuild the trial's student ({first})") from e
     return Voice(gpt.eval(), sovits.eval())
+
+
+def load_ranges(folder: Path) -> dict[str, tuple[float, float]] | None:
+    """The int8 input ranges a trial's student was scored with (:func:`scored_ranges`), or None
+    when it saved none (no static int8 input, or a student saved before they were kept).
+
+    Raises:
+        CheckpointError: the file is there but is not such ranges.
+    """
+    path = folder / RANGES_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        ranges = {str(k): (float(v[0]), float(v[1])) for k, v in data.items() if len(v) == 2}
+        if len(ranges) != len(data):
+            raise ValueError("each range is a [low, high] pair")
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not the student's activation ranges ({e})") from e
+    return ranges
 
 
 def _write_samples(speech: list, folder: Path, number: int, cache: TeacherCache) -> list[Path]:

@@ -9,6 +9,7 @@ import pytest
 from autocompress.compress import compress
 from autocompress.compress.fake_quant import _HOOK_ATTR
 from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+from autocompress.exceptions import CheckpointError
 from autocompress.search import scoring
 from autocompress.search.cache import CALIBRATION_SENTENCES
 from autocompress.search.synth import synthesize
@@ -80,3 +81,37 @@ def test_a_students_weights_are_rounded_once_while_it_speaks_not_at_every_decodi
     cache = SimpleNamespace(prompt=items[0], sentences=[items[1], items[2]], style=None, reference=None)
     assert scoring.score_quality(student, plan, cache).report == 2
     assert quantized > 0 and 0 < len(rounded) <= quantized
+
+
+def test_a_trial_saves_the_ranges_it_was_scored_with_under_the_names_its_export_reads(
+    teacher_and_items, monkeypatch, tmp_path
+):
+    """The saved student was stripped of its fake quantization, so its bundle calibrated int8
+    ranges of its own and did not round as the trial was scored."""
+    from autocompress.compress import strip_fake_quant_
+    from autocompress.export.bundle import _weight_ranges
+    from autocompress.export.references import plain_copy
+    from autocompress.search.pipeline import _save_student, load_ranges, load_student, scored_ranges
+
+    teacher, items = teacher_and_items
+    plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int8")), "dec": GroupPlan(quant=QuantConfig("int8"))})
+    student = compress(teacher, plan)
+    monkeypatch.setattr(scoring, "compare_audio", lambda reference, audios, sr, floor: len(audios))
+    cache = SimpleNamespace(prompt=items[0], sentences=[items[1], items[2]], style=None, reference=None)
+    scoring.score_quality(student, plan, cache, True)
+    ranges = scored_ranges(student)
+    assert any(k.startswith("gpt.") for k in ranges) and any(k.startswith("sovits.dec.") for k in ranges)
+    assert all(low == -high < 0 for low, high in ranges.values())  # symmetric, as the GPU target scored
+    strip_fake_quant_(student.gpt)
+    strip_fake_quant_(student.sovits)
+    assert scored_ranges(student) == {}  # stripping loses them: the student folder has to keep them
+    _save_student(student, plan, tmp_path / "trial-0001", ranges)
+    assert load_ranges(tmp_path / "trial-0001") == ranges
+    rebuilt = load_student(tmp_path / "trial-0001")
+    named = {r.name: (r.low, r.high) for r in _weight_ranges(*plain_copy(rebuilt.gpt, rebuilt.sovits), ranges)}
+    assert {k: named[k] for k in ranges} == ranges  # every range finds its layer in the graphs' models
+    _save_student(student, plan, tmp_path / "trial-0002")
+    assert load_ranges(tmp_path / "trial-0002") is None
+    (tmp_path / "trial-0002" / "activation_ranges.json").write_text('{"gpt.x": [1]}')
+    with pytest.raises(CheckpointError, match="not the student's activation ranges"):
+        load_ranges(tmp_path / "trial-0002")
