@@ -65,7 +65,10 @@ if [ -z "$BUNDLE" ]; then
 fi
 
 step "synth from $(basename "$BUNDLE") (CUDA provider when onnxruntime can start it)"
-timeout 120 autocompress synth --bundle "$BUNDLE" --sample 0 --out "$WORK/smoke.wav"
+timeout 120 autocompress synth --bundle "$BUNDLE" --sample 0 --out "$WORK/smoke.wav" 2>&1 | tee "$WORK/synth.log"
+if [ "$DEVICE" = cuda ] && python -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
+    grep -q "measured on cuda" "$WORK/synth.log" || { echo "synth ran on the CPU although onnxruntime has CUDA" >&2; exit 1; }
+fi
 
 step "trials"
 python - "$DB" <<'EOF'

@@ -18,6 +18,9 @@ _DEFAULT_SEVERITY = 2  # onnxruntime's default logger severity (warnings)
 # GPT's) would dequantize its weights and multiply in float on each call: an int8 full-size GPT
 # step took 94 ms instead of 5.5 ms (fp32: 11 ms) on the CPU provider. Left out on CPU sessions.
 _CPU_DISABLED_OPTIMIZERS = ["MatMulAddFusion"]
+# The CUDA provider benchmarks every cuDNN convolution algorithm (EXHAUSTIVE) for each new input
+# shape; the SoVITS time axis changes with every utterance, so each one paid that search again.
+_CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
@@ -25,8 +28,27 @@ def available_providers(prefer_gpu: bool = True) -> list[str]:
     driver is present, else CPU. Whether CUDA really starts shows in :func:`device_of`."""
     have = ort.get_available_providers()
     if prefer_gpu and CUDA in have and _gpu_driver_present():
+        _preload_cuda_libraries()
         return [CUDA, CPU]
     return [CPU]
+
+
+_preloaded = False
+
+
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of the pip ``nvidia-*`` packages, which the CUDA
+    provider finds by itself only once torch has loaded them (the runtime never imports torch):
+    without them every bundle ran on the CPU of a GPU machine. A system-wide CUDA install still
+    serves the provider when they are absent."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    try:
+        ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+    except Exception:  # noqa: BLE001, S110 - onnxruntime reports what it could not load itself
+        pass
 
 
 def _gpu_driver_present() -> bool:
@@ -59,7 +81,8 @@ def open_session(
             # session options do not reach; the fallback to CPU is detected by the caller.
             ort.set_default_logger_severity(4)
         disabled = _CPU_DISABLED_OPTIMIZERS if CUDA not in providers else None
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers, disabled_optimizers=disabled)
+        chosen = [(CUDA, dict(_CUDA_OPTIONS)) if p == CUDA else p for p in providers]
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, disabled_optimizers=disabled)
         if CUDA in providers and device_of(session) == "cpu":
             # CUDA did not start and onnxruntime fell back to the CPU provider with the graph
             # optimized for CUDA: an int8 GPT step took 323 ms instead of 10 ms. Open it again

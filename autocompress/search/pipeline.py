@@ -11,6 +11,7 @@ the Pareto export, with two or three audio samples for the artifact store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -172,7 +173,8 @@ class VoiceTrialRunner:
             {"seg": teacher.sovits.segment_frames, "quality_items": settings.quality_items, "device": str(device),
              "prompt_codes": prompt.codes.tolist()},
         )
-        cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key, progress=progress)
+        with exact_fp32(device):
+            cache = TeacherCache.load_or_build(cache_path, teacher, eval_items, prompt, sentences, key, progress=progress)
         return cls(
             resolved=resolved, teacher=teacher, train_items=train_items, cache=cache, device=device,
             device_label=host_device(device), settings=settings, latents=TeacherLatentCache(teacher),
@@ -207,13 +209,14 @@ class VoiceTrialRunner:
         for p in list(student.gpt.parameters()) + list(student.sovits.parameters()):
             p.requires_grad_(False)
         hooks.phase("score")
-        quality = score_quality(student, job.plan, self.cache, self.resolved.target.symmetric_int8)
-        ranges = scored_ranges(student)  # its int8 graphs are made to round to these, as scored
-        strip_fake_quant_(student.gpt)  # from here on: the deployable student
-        strip_fake_quant_(student.sovits)
-        scores = score_student(
-            student, job.plan, self.cache, self.resolved.target, self.device_label, result.distance, quality
-        )
+        with exact_fp32(self.device):
+            quality = score_quality(student, job.plan, self.cache, self.resolved.target.symmetric_int8)
+            ranges = scored_ranges(student)  # its int8 graphs are made to round to these, as scored
+            strip_fake_quant_(student.gpt)  # from here on: the deployable student
+            strip_fake_quant_(student.sovits)
+            scores = score_student(
+                student, job.plan, self.cache, self.resolved.target, self.device_label, result.distance, quality
+            )
         hooks.phase("save")
         _save_student(student, job.plan, job.student_dir, ranges)
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
@@ -240,6 +243,22 @@ def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
                   None if i.sv is None else i.sv.to(device))
         for i in items
     ]
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device):  # noqa: ANN201 - a context manager
+    """Within: fp32 convolutions and matrix products on a CUDA device computed in fp32, not
+    TF32 (10 mantissa bits, torch's default for cuDNN convolutions on Ampere and newer), so
+    that teacher outputs and scores are what an fp32 bundle computes; fine-tuning keeps TF32."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = torch.backends.cuda.matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
 
 
 def scored_ranges(voice: Voice) -> dict[str, tuple[float, float]]:

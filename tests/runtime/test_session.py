@@ -124,3 +124,48 @@ def test_an_s8_graph_on_an_x86_cpu_runs_the_u8_activation_kernels(tmp_path, monk
     quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert sum(n.op_type == "MatMulIntegerToFloat" for n in model.graph.node) == 2
     assert quantizers and all(inits[n.input[2]].data_type == TensorProto.UINT8 for n in quantizers)
+
+
+def test_a_cuda_session_asks_cudnn_for_heuristic_convolution_algorithms(tmp_path, monkeypatch) -> None:
+    """The CUDA provider's default benchmarks every cuDNN algorithm for each new input shape,
+    and a SoVITS graph meets a new time length with every utterance."""
+    import autocompress.runtime.session as session_mod
+
+    asked = []
+    real = ort.InferenceSession
+
+    def spy(path, sess_options=None, providers=None, **kw):  # noqa: ANN001, ANN202
+        asked.append(providers)
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"], **kw)
+
+    monkeypatch.setattr(session_mod.ort, "InferenceSession", spy)
+    _linear_with_bias(tmp_path / "g.onnx")
+    open_session(tmp_path / "g.onnx", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    cuda = asked[0][0]
+    assert cuda[0] == "CUDAExecutionProvider" and cuda[1]["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert asked[0][1] == "CPUExecutionProvider"
+    open_session(tmp_path / "g.onnx", ["CPUExecutionProvider"])
+    assert asked[-1] == ["CPUExecutionProvider"]  # a CPU session gets no CUDA options
+
+
+def test_the_cuda_provider_finds_the_pip_cuda_libraries_without_torch() -> None:
+    """onnxruntime's CUDA provider looks for cuBLAS/cuDNN beside itself; the pip ``nvidia-*``
+    libraries are found only after torch loads them, and the bundle runtime never imports
+    torch: every bundle ran on the CPU of a GPU machine, saying only "measured on cpu"."""
+    import os
+    import subprocess
+    import sys
+
+    provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if not provider.is_file():
+        pytest.skip("this onnxruntime build has no CUDA provider library")
+    code = (
+        "import ctypes, sys\n"
+        "import autocompress.runtime.session as s\n"
+        "assert 'torch' not in sys.modules\n"
+        "s._preload_cuda_libraries()\n"
+        f"try:\n    ctypes.CDLL({str(provider)!r})\nexcept OSError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                         timeout=120).stdout  # fmt: skip
+    assert "libcublas" not in out and "libcudnn" not in out and "libcudart" not in out, out  # only the driver may lack

@@ -132,3 +132,14 @@ class _RecordingGPT:
     def forward_train(self, phones, phones_len, bert, codes, codes_len):  # noqa: ANN001, ANN201
         self.inputs = [phones, phones_len, bert, codes, codes_len]
         return torch.zeros(1, codes.shape[1], 8, device=codes.device), codes % 8
+
+
+def test_scores_on_a_gpu_are_computed_in_fp32_not_tf32():
+    """torch lets cuDNN run fp32 convolutions in TF32 (10 mantissa bits) on Ampere and newer, so
+    an RTX 3060's "fp32" teacher and scores were not what an fp32 bundle computes."""
+    before = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    with pipeline.exact_fp32(torch.device("cpu")):
+        assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before
+    with pipeline.exact_fp32(torch.device("cuda", 0)):
+        assert torch.backends.cudnn.conv.fp32_precision == torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before
