@@ -61,6 +61,24 @@ def user_text(text: str) -> str:
     return os.path.expanduser(text)
 
 
+def check_output_file(path: str | Path, flag: str) -> None:
+    """Raise ``ConfigError`` unless a file may be written at ``path``: not a folder, and the
+    nearest folder above it that exists (the missing ones are made) is a folder this process
+    writes into. Checked before a command does its work, which a late failure would lose."""
+    from autocompress.exceptions import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give the path of the file to write")
+    existing = path.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: the folder {existing} is not writable; choose another path")
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from autocompress.cli.argtypes import check_output_file
     from autocompress.exceptions import ConfigError
     from autocompress.report import attach_bundles, load_report_data, write_report
     from autocompress.store import require_database
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    check_output_file(out, "--out")  # before the study is read: a path under a file fails now, in one line
     if args.exports and not Path(args.exports).is_dir():
         raise ConfigError(f"--exports {args.exports}: no such folder")
     require_database(args.storage)

@@ -81,6 +81,13 @@ def normalise_search_args(name: str, args: list[str]) -> list[str]:
     if not args:
         raise ConfigError("a schedule needs run_search arguments after '--', at least --target (e.g. -- --target rtx3060)")
     if parse_search_args(args).study is None:
+        from autocompress.search.config import _STUDY_NAME
+
+        if not _STUDY_NAME.match(name):  # the study takes the schedule's name: say so, not "--study"
+            raise ConfigError(
+                f"--name {name!r} also names the schedule's study, which takes 1-128 letters, digits, '_', '-' or "
+                "'.', starting with a letter or digit; choose such a name, or give --study NAME after '--'"
+            )
         args += ["--study", name]
     check_search_args(args)
     return args

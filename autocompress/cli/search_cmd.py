@@ -25,7 +25,7 @@ def register(subparsers) -> None:  # noqa: ANN001
         description="Search compression plans for a GPT-SoVITS voice on a hardware target; "
         "resumes the study when it exists.",
     )
-    p.add_argument("--target", required=True, type=user_text,
+    p.add_argument("--target", required=True, type=user_text, action=_OneTarget,
                    help="hardware target name (autocompress targets lists them), or a path to a target .toml")
     p.add_argument("--gpt", type=user_path, metavar="FILE.ckpt", help="GPT weights (default: the built-in demo voice)")
     p.add_argument("--sovits", type=user_path, metavar="FILE.pth", help="SoVITS weights")
@@ -51,6 +51,19 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--export-format", default="onnx", choices=["onnx", "checkpoint"],
                    help="onnx: checked ONNX bundles for the target (default); checkpoint: the students' .ckpt/.pth")
     p.set_defaults(func=run)
+
+
+class _OneTarget(argparse.Action):
+    """``--target``, refused when given twice: a search (and its study) is for one target."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        earlier = getattr(namespace, self.dest, None)
+        if earlier is not None and earlier != values:
+            parser.error(
+                f"--target given twice ({earlier}, {values}); a search is for one target: "
+                "run one search per target, each with its own --study"
+            )
+        setattr(namespace, self.dest, values)
 
 
 def _positive_float(text: str) -> float:

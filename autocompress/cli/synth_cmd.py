@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from autocompress.cli.argtypes import non_negative_float, positive_int, seed, user_text
+from autocompress.cli.argtypes import check_output_file, non_negative_float, positive_int, seed, user_text
 from autocompress.exceptions import ConfigError, DataError
 from autocompress.models.gpt_sovits.text import MAX_PIECE_PHONES, PIECE_PAUSE_SECONDS
 
@@ -54,6 +54,10 @@ def register(subparsers) -> None:  # noqa: ANN001
     parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime (or, with --demo, torch) intra-op threads")
     parser.set_defaults(func=run)
+
+
+# Audio formats other than WAV, which an --out name may ask for but synth does not write.
+OTHER_AUDIO_SUFFIXES = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff"})
 
 
 def phone_ids(args: argparse.Namespace, table: list[str]) -> list[int] | None:
@@ -186,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_dir():  # checked before the voice speaks, not when the wav is written
         raise ConfigError(f"--out {args.out} is a folder; give the path of the wav file to write")
+    check_output_file(args.out, "--out")
+    if Path(args.out).suffix.lower() in OTHER_AUDIO_SUFFIXES:  # a .mp3 holding WAV data misleads players
+        raise ConfigError(f"--out {args.out}: synth writes WAV (16-bit PCM) only; name the file .wav")
     if args.demo:
         return run_demo(args)
     import dataclasses
@@ -231,6 +238,12 @@ def _not_a_bundle(folder) -> str:  # noqa: ANN001
     """Why ``folder``, which holds no manifest, is not a bundle, and what to pass instead."""
     from autocompress.runtime.manifest import MANIFEST_NAME
 
+    if folder.is_file():  # a file of a bundle (its manifest, a graph): the folder holding it is the bundle
+        if (folder.parent / MANIFEST_NAME).is_file():
+            return f"a file, not a folder; pass the bundle folder that holds it, {folder.parent}"
+        return "a file, not a folder; expected a bundle folder written by `export`"
+    if not folder.exists():
+        return "no such folder; expected a bundle folder written by `export`"
     if (folder / "pareto.json").is_file():  # the export folder itself: name one of its bundles
         bundles = sorted(p.name for p in folder.iterdir() if (p / MANIFEST_NAME).is_file())
         if not bundles:
