@@ -276,15 +276,15 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     paths, manifest = demo_voice_paths(), demo_voice_manifest()
-    voice = Voice(load_gpt(paths.gpt_path).eval(), load_sovits(paths.sovits_path).eval())
     folder = ExperimentFolder(paths.exp_dir)
+    pieces = phone_pieces(args, symbols(folder.version))  # bad text is refused before the voice loads
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    voice = Voice(load_gpt(paths.gpt_path).eval(), load_sovits(paths.sovits_path).eval())
     ref = folder[manifest["reference_name"]]
     wav = ref.load_wav()  # the prompt is coded as upstream's inference codes one (the teacher's figures too)
     codes = demo_prompt_codes(voice.sovits, wav, manifest["standin_version"])
     prompt = reference_prompt(voice, ref.name, phones_to_ids(ref.phones, folder.version), wav, codes)
-    pieces = phone_pieces(args, symbols(folder.version))
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise ConfigError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     start = time.perf_counter()
     speeches, reasons = [], []
     for piece in pieces:

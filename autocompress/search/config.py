@@ -182,8 +182,12 @@ def _voice(config: SearchConfig) -> VoiceSource:
             "(leave all three out for the built-in demo voice)"
         )
     for flag, path in (("--gpt", gpt), ("--sovits", sovits)):
+        if path.is_dir():
+            raise CheckpointError(f"{flag} {path} is a folder; give the {'.ckpt' if flag == '--gpt' else '.pth'} file")
         if not path.is_file():
             raise CheckpointError(f"{flag} {path}: no such file")
+    if data.exists() and not data.is_dir():
+        raise DataError(f"--data {data} is a file; give the experiment folder logs/<exp> that holds it")
     if not data.is_dir():
         raise DataError(f"--data {data}: no such folder; expected an experiment folder logs/<exp>")
     return VoiceSource(gpt=gpt, sovits=sovits, data=data, demo=False)

@@ -38,7 +38,14 @@ from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
 from autocompress.search.config import ResolvedSearch
-from autocompress.search.pareto import export_pareto, feasible_front, kept_front, mark_pareto, nothing_feasible_line
+from autocompress.search.pareto import (
+    export_command,
+    export_pareto,
+    feasible_front,
+    kept_front,
+    mark_pareto,
+    nothing_feasible_line,
+)
 from autocompress.search.paths import student_dir, students_dir, teacher_cache_path
 from autocompress.search.plans import baseline_plan, plan_summary
 from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
@@ -567,6 +574,14 @@ class _Daemon:
         except AutocompressError as e:
             self.reporter.exported((), str(e))
             return (), str(e)
+        except OSError as e:  # a full disk, an unwritable --out: the trials are in the study all the same
+            c = self.r.config
+            again = export_command(self.r.study, c.target, [], storage=c.storage, artifacts=c.artifacts, out=c.out,
+                                   export_format=c.export_format)  # fmt: skip
+            why = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+            message = f"the export to {self.r.out} failed ({why}); the trials are saved: make room, then run {again}"
+            self.reporter.exported((), message)
+            return (), message
         self.reporter.exported(tuple(paths), "")
         return tuple(paths), ""
 

@@ -147,7 +147,8 @@ def export_command(
     out: Path | None = None,
     export_format: str = "onnx",
 ) -> str:
-    """The ``autocompress export`` command line that exports ``trials`` (a password in the URL masked)."""
+    """The ``autocompress export`` command line that exports ``trials`` (none: the feasible Pareto
+    set), a password in the URL masked."""
     import shlex
 
     from autocompress.store import display_url
@@ -162,7 +163,8 @@ def export_command(
         words += ["--out", str(out)]
     if export_format != "onnx":
         words += ["--export-format", export_format]
-    words += ["--trial", *(str(n) for n in trials)]
+    if trials:
+        words += ["--trial", *(str(n) for n in trials)]
     return shlex.join(words)
 
 

@@ -208,6 +208,8 @@ def database_reason(e: BaseException) -> str:
         text += "; hint: another process holds the SQLite file (several workers need PostgreSQL)"
     elif "readonly database" in text or "unable to open database file" in text:
         text += "; hint: is the SQLite file or its folder read-only? SQLite writes both even to read"
+    elif "Connection refused" in text or "could not translate host name" in text or "timeout expired" in text:
+        text += "; hint: is the database server running? check the host and port in --storage"
     return text
 
 

@@ -82,3 +82,29 @@ def test_report_refuses_an_out_under_a_file_in_one_line(tmp_path, capsys):
     assert main(["report", "--study", "me", "--storage", storage, "--out", str(out)]) == 2
     assert f"{tmp_path / 'notes.txt'} is a file, not a folder; choose another path" in _one_error_line(capsys)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_for_a_model_file_and_a_file_for_the_experiment_folder_are_named_so(tmp_path, capsys):
+    """'--gpt <a folder>' said "no such file" and '--data <a file>' "no such folder": both exist."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "me.ckpt").write_bytes(b"x")
+    (tmp_path / "me.pth").write_bytes(b"x")
+    (tmp_path / "exp.txt").write_text("x")
+    base = ["search", "--target", "rtx3060", "--storage", f"sqlite:///{tmp_path / 'db.db'}", "--no-export"]
+    assert main([*base, "--gpt", str(tmp_path / "models"), "--sovits", str(tmp_path / "me.pth"),
+                 "--data", str(tmp_path)]) != 0  # fmt: skip
+    assert "is a folder; give the .ckpt file" in _one_error_line(capsys)
+    assert main([*base, "--gpt", str(tmp_path / "me.ckpt"), "--sovits", str(tmp_path / "me.pth"),
+                 "--data", str(tmp_path / "exp.txt")]) != 0  # fmt: skip
+    assert "is a file; give the experiment folder" in _one_error_line(capsys)
+
+
+def test_demo_text_with_nothing_to_speak_is_refused_before_the_voice_loads(tmp_path, capsys, monkeypatch):
+    import autocompress.models.gpt_sovits as models
+
+    def no_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the voice was loaded for text it cannot speak")
+
+    monkeypatch.setattr(models, "load_gpt", no_load)
+    assert main(["synth", "--demo", "--text", "...", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "has no words to speak" in _one_error_line(capsys)

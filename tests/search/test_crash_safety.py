@@ -260,3 +260,22 @@ def test_sigterm_ends_the_search_without_its_export_and_ctrl_c_exports(
         assert not exports.exists() and "export skipped: SIGTERM" in out
     else:
         assert any(exports.rglob("manifest.json")) and "export skipped" not in out
+
+
+def test_a_full_disk_during_the_final_export_is_one_line_and_keeps_the_trials(search_argv, tmp_path, monkeypatch, capsys):
+    """An OSError from the export (full disk, an --out onnxruntime or the file system refuses)
+    escaped the search's export step: no trial table, and a temporary folder's path as the error."""
+    import autocompress.search.daemon as daemon_mod
+
+    def full(**kwargs):  # noqa: ANN003, ANN202
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".exports.tmp-1"))
+
+    monkeypatch.setattr(daemon_mod, "export_pareto", full)
+    code = main(["search", *search_argv(tmp_path, "--trials", "1", "--steps", "0")])
+    out, err = capsys.readouterr()
+    text = out + err
+    assert "Traceback" not in text and "the trials are saved" in text and os.strerror(errno.ENOSPC) in text
+    assert "autocompress export --study micro --target rtx3060" in " ".join(text.split())  # rich may wrap it
+    url = f"sqlite:///{tmp_path}/db/s.db"
+    assert optuna.load_study(study_name="micro", storage=url).trials[0].state == TrialState.COMPLETE
+    assert code == 1

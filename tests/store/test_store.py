@@ -490,3 +490,15 @@ def test_a_version_2_database_gains_metric_notes_and_keeps_its_rows(db_url):
     store.finish_trial(study_name="s", trial_number=1, state="COMPLETE",
                        metrics=[NotedMetric("rtf", 0.5, "x", "projected", "rtx3060", "roofline estimate")])
     assert [m.note for m in store.trial("s", 1).metrics] == ["roofline estimate"]
+
+
+def test_a_database_server_that_is_not_running_gets_a_hint():
+    """The message ended at the driver's "Connection refused", saying nothing of what to do."""
+    pytest.importorskip("psycopg")
+    from autocompress.store.engine import create_store_engine
+
+    with pytest.raises(StoreError) as e:
+        create_store_engine("postgresql+psycopg://me:secret@127.0.0.1:9/db")  # port 9: nothing listens
+    message = str(e.value)
+    assert "Connection refused" in message and "is the database server running?" in message
+    assert "secret" not in message and "\n" not in message
