@@ -46,13 +46,12 @@ def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback(monkeypatc
 
 def test_sigterm_stops_the_schedule_daemon_with_status_143(tmp_path, monkeypatch, capsys):
     """``autocompress daemon`` stopped by SIGTERM (systemd, kill) exited 130, Ctrl-C's status."""
-    import os
     import signal
 
     import autocompress.schedule as schedule_api
 
     def loop(storage, poll_s):  # noqa: ANN001, ANN202
-        os.kill(os.getpid(), signal.SIGTERM)  # raised here as Terminated, under the command's handler
+        signal.raise_signal(signal.SIGTERM)  # raised here as Terminated, under the command's handler
         raise AssertionError("SIGTERM did not stop the daemon")
 
     monkeypatch.setattr(schedule_api, "daemon_loop", loop)
@@ -64,7 +63,6 @@ def test_sigterm_stops_the_schedule_daemon_with_status_143(tmp_path, monkeypatch
 
 def test_a_scheduled_run_stopped_by_sigterm_is_recorded_with_status_143(tmp_path):
     """The schedule's history recorded 130 (Ctrl-C's status) for a run SIGTERM stopped."""
-    import os
     import signal
 
     from autocompress.interrupts import Terminated
@@ -75,7 +73,7 @@ def test_a_scheduled_run_stopped_by_sigterm_is_recorded_with_status_143(tmp_path
     add_schedule(url, spec)
 
     def terminated(_spec):  # noqa: ANN001, ANN202
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt the run")
 
     with pytest.raises(Terminated), sigterm_interrupts():

@@ -289,7 +289,7 @@ def test_an_interrupted_run_is_recorded_and_releases_its_lock(url):
     add_schedule(url, spec)
 
     def terminated(_spec):
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt the run")
 
     with pytest.raises(KeyboardInterrupt), sigterm_interrupts():

@@ -163,15 +163,15 @@ def test_a_search_stopped_between_or_in_trials_says_how_to_resume(search_argv, t
 
 def test_a_second_interrupt_waits_for_the_block_and_a_third_does_not():
     with pytest.raises(KeyboardInterrupt), deferred_interrupts():
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
         done = True  # the block goes on after the first
     assert done
     with pytest.raises(KeyboardInterrupt), deferred_interrupts():
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
         pytest.fail("the second Ctrl-C did not stop the block")
     with pytest.raises(Terminated), sigterm_interrupts(), deferred_interrupts():
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
     previous = signal.getsignal(signal.SIGINT)
     with deferred_interrupts():
         pass
@@ -196,7 +196,7 @@ def test_ctrl_c_twice_in_a_row_still_re_enqueues_the_trial_and_skips_the_export(
     def tell(self, trial, values=None, state=None, **kw):  # noqa: ANN001, ANN202
         frozen = real_tell(self, trial, values, state, **kw)
         if state == TrialState.FAIL:
-            os.kill(os.getpid(), signal.SIGINT)  # the second, just after the first trial's FAIL is written
+            signal.raise_signal(signal.SIGINT)  # the second, just after the first trial's FAIL is written
         return frozen
 
     monkeypatch.setattr(VoiceTrialRunner, "run", run)
