@@ -15,7 +15,8 @@ into ``--extra-out``), this measures three things on the study's held-out senten
 4. ``gpt logits``: the bundle's GPT graphs and the scored student's GPT, both fed the torch
    student's codes (each with its own cache): SNR of the logits and top-1 agreement per step;
 5. ``int8 parity``: each int8 graph's check in the bundle's manifest (lowest output SNR against
-   the plain torch model, and whether it passed or its group fell back).
+   the torch model it was judged against, the scored one where the export had the trial's int8
+   ranges, and against the plain one; whether it passed or its group fell back).
 
 With ``--student-ranges``, the ``--trials`` exported here take the scored student's int8
 activation ranges (calibrated again as the search's scoring does); without it they get the
@@ -105,12 +106,21 @@ def _gpt_logits(gpt, runner, item, codes: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _int8_parity(manifest) -> list[dict]:  # noqa: ANN001
-    """Every int8 graph check the bundle's export ran: its lowest output SNR and whether it passed."""
+    """Every int8 graph check the bundle's export ran: its lowest output SNR against the model it was
+    judged against (``reference``: scored or plain) and against the plain model, and whether it passed."""
+
+    def lowest(outputs: list[dict]) -> float | None:
+        snrs = [o["snr_db"] for o in outputs if o.get("snr_db") is not None]
+        return min(snrs) if snrs else None
+
     out = []
     for check in manifest.checks:
         if check.get("precision") == "int8" and check.get("graph") != "end_to_end":
-            snrs = [o["snr_db"] for o in check.get("outputs", []) if o.get("snr_db") is not None]
-            out.append({"graph": check["graph"], "snr_db": min(snrs) if snrs else None, "passed": bool(check["passed"])})
+            outputs = check.get("outputs", [])
+            out.append({
+                "graph": check["graph"], "reference": check.get("reference", "plain"), "snr_db": lowest(outputs),
+                "snr_vs_plain_db": lowest(check.get("outputs_vs_plain", outputs)), "passed": bool(check["passed"]),
+            })  # fmt: skip
     return out
 
 
@@ -266,7 +276,10 @@ def main() -> None:
               f"scored student, top-1 agreement {gpt_logits['top1_agreement']:.3f}")  # fmt: skip
         for check in r["int8_parity"]:
             snr = "exact" if check["snr_db"] is None else f"{check['snr_db']:.1f} dB"
-            print(f"  int8 parity {check['graph']}: {snr} ({'passed' if check['passed'] else 'failed: fell back'})")
+            plain = "exact" if check["snr_vs_plain_db"] is None else f"{check['snr_vs_plain_db']:.1f} dB"
+            also = f", {plain} against the plain one" if check["reference"] != "plain" else ""
+            print(f"  int8 parity {check['graph']}: {snr} against the {check['reference']} model{also} "
+                  f"({'passed' if check['passed'] else 'failed: fell back'})")  # fmt: skip
         for key in ("quality", "distillmos", "speaker_cos", "stoi", "mcd_db"):
             s, t, b = r["stored"].get(key), r["torch_rescored"].get(key), r["bundle"].get(key)
             print(f"  {key:12s} stored {s if s is None else round(s, 4)!s:>8}  torch {t:8.4f}  bundle {b:8.4f}")

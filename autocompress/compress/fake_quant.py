@@ -20,7 +20,7 @@ quantized values (weight norm folded in), the form export expects.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -295,6 +295,39 @@ def static_activation_ranges(model: nn.Module) -> dict[str, tuple[float, float]]
     return ranges
 
 
+def load_static_ranges_(model: nn.Module, ranges: Mapping[str, tuple[float, float]], symmetric: bool = True) -> int:
+    """Fix the integer input rounding of ``model``'s layers to ``ranges``, in place.
+
+    ``ranges`` is keyed as :func:`static_activation_ranges` names it; each layer named must
+    carry integer activation fake quantization. ``symmetric``: round to symmetric s8 over
+    ``max(|low|, |high|)``, else to asymmetric uint8 over ``(low, high)``, as the export's int8
+    graphs take the same ranges. Layers not named keep their rounding.
+
+    Returns:
+        the number of layers given a range.
+
+    Raises:
+        CompressionError: a name is no layer of ``model`` with integer input rounding.
+    """
+    states = {}
+    for fqn, module, name, _, _ in quantizable_weights(model):
+        site = input_site(module, name)
+        handle = site.__dict__.get(_HOOK_ATTR) if site is not None else None
+        state = getattr(handle, "state", None)
+        if state is not None and state.is_integer:
+            states[f"{fqn}.{name}" if fqn else name] = state
+    unknown = sorted(set(ranges) - set(states))
+    if unknown:
+        raise CompressionError(f"activation range for {unknown[0]!r} names no layer with integer input rounding")
+    for key, (low, high) in ranges.items():
+        state = states[key]
+        if symmetric:
+            state.amax, state.span = max(abs(float(low)), abs(float(high))), None
+        else:
+            state.amax, state.span = None, (float(low), float(high))
+    return len(ranges)
+
+
 def fake_quantize_activation_u8(x: Tensor, low: float, high: float) -> Tensor:
     """Round an activation to asymmetric uint8 over the static range ``[low, high]`` (widened to
     hold 0, as onnxruntime's min-max calibration does), STE; values beyond it clip."""
@@ -373,6 +406,7 @@ __all__ = [
     "fake_quantize_activation_u8",
     "has_fake_quant",
     "layer_activations",
+    "load_static_ranges_",
     "op_kind",
     "quantizable_weights",
     "round_to_float",

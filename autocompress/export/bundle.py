@@ -10,10 +10,13 @@ Steps of :func:`export_bundle`:
 3. Per module group, store its graphs at the precision the plan asks for (mapped onto what
    the target can run) and check each against the references; a graph that misses its
    fidelity floor sends its group, and only its group, one rung up (fp32 always passes or
-   the export fails). Every attempt is kept in the manifest.
+   the export fails). Every attempt is kept in the manifest. An integer graph rounding its
+   inputs to the scored student's own int8 ranges is checked against the scored model (the
+   plain one with that fake quantization), not the plain one (see :mod:`.parity`).
 4. Check the assembled bundle end to end with the torch-free runner: file hashes, the greedy
-   GPT codes (identical to torch's when the GPT is fp32) and the SoVITS waveform SNR; a miss
-   sends the lowest-precision SoVITS group up a rung.
+   GPT codes (identical to torch's when the GPT is fp32) and the SoVITS waveform SNR against
+   the chain of the torch models the graphs were checked against; a miss sends the
+   lowest-precision SoVITS group up a rung.
 5. Write sample wavs, upstream-format ``.ckpt``/``.pth`` copies where upstream can express
    the shapes, a README and ``manifest.json``, all in a temporary folder beside ``out_dir``
    which is then renamed onto it. A bundle that fails its own check is never written.
@@ -51,7 +54,18 @@ from autocompress.export.precision import (
     to_export_precision,
     weight_op_types,
 )
-from autocompress.export.references import GROUP_GRAPHS, References, graph_specs, plain_copy, reference_runs
+from autocompress.export.references import (
+    GROUP_GRAPHS,
+    References,
+    chain_wavs,
+    graph_outputs,
+    graph_specs,
+    graph_views,
+    plain_copy,
+    range_group,
+    reference_runs,
+    scored_copy,
+)
 from autocompress.export.upstream import write_upstream
 from autocompress.export.weights import share_initializers
 from autocompress.runtime.files import atomic_write_json, atomic_write_text, publish_dir, sibling_temp_dir
@@ -79,8 +93,9 @@ SAMPLES_DIR = "samples"
 # so that an export folder rebuilds its bundles instead of keeping ones an older exporter wrote.
 # 1: until 2026-12-07; 2: int8 graphs round only weight layers' inputs (no outputs, no products of
 # two run-time tensors, and other readers of a rounded input read the float tensor), as scored;
-# 3: int8 inputs take the scored student's calibrated ranges where it carries them.
-EXPORT_REVISION = 3
+# 3: int8 inputs take the scored student's calibrated ranges where it carries them; 4: such int8
+# graphs are checked against the scored model, not the plain one (a faithful int8 decoder ships).
+EXPORT_REVISION = 4
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
@@ -108,6 +123,7 @@ class _GroupChoice:
     notes: list[str] = field(default_factory=list)
     cpu_conv: bool = False  # a CPU target, and the group has convolutions (the int8 note applies)
     range_notes: list[str] = field(default_factory=list)  # where the used rung's int8 input ranges came from
+    scored: bool = False  # the used rung was checked against the scored model (see _ScoredReference)
 
 
 def export_bundle(
@@ -188,7 +204,9 @@ class VoiceExport:
             :func:`~autocompress.compress.fake_quant.static_activation_ranges` names them);
             None: the ones ``voice`` itself carries (calibrated fake quantization), if any.
             int8 graphs round those inputs to exactly these ranges; inputs without one are
-            calibrated on ``eval_inputs`` (the manifest's module notes say which).
+            calibrated on ``eval_inputs`` (the manifest's module notes say which). An integer
+            graph of a group with such ranges is checked against the scored model (see
+            :mod:`autocompress.export.parity`).
     """
 
     def __init__(
@@ -224,6 +242,7 @@ class VoiceExport:
         self.gpt, self.sovits = plain_copy(voice.gpt, voice.sovits)
         given = voice_activation_ranges(voice) if activation_ranges is None else activation_ranges
         self.activation_ranges = _weight_ranges(self.gpt, self.sovits, given)
+        self.range_values = dict(given)  # as given: the scored model of the checks is rebuilt from them
         self.refs = reference_runs(
             self.gpt, self.sovits, self.inputs, self.eval_tokens, self.sampling.repetition_penalty, noise_scale, seed
         )
@@ -271,6 +290,7 @@ class VoiceExport:
         ranges = self.activation_ranges if activation_ranges is None else _weight_ranges(
             self.gpt, self.sovits, activation_ranges
         )
+        values = self.range_values if activation_ranges is None else dict(activation_ranges)
         bounds = bounds or ParityBounds()
         out_dir = Path(out_dir)
         folder = sibling_temp_dir(out_dir)
@@ -280,9 +300,10 @@ class VoiceExport:
                 _link_or_copy(self.work / f"{name}.export.onnx", work / f"{name}.export.onnx")
             checks: list[dict[str, Any]] = []
             choices = {group: _plan_group(group, plan, precisions, target, work) for group in GROUP_GRAPHS}
+            scored = _ScoredReference(self, values, _symmetric_int8(target), keep_fp32)
             for group in GROUP_GRAPHS:
                 _settle_group(
-                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges
+                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges, scored
                 )
             model_info = _model_info(self.gpt, self.sovits, self.max_tokens, self.noise_scale)
             _write_static_files(folder, self.inputs, self.sovits)
@@ -293,7 +314,8 @@ class VoiceExport:
                 atomic_write_json(folder / MANIFEST_NAME, manifest.to_dict())
                 runner = BundleRunner(folder, prefer_gpu=False, threads=threads, verify=True)
                 failure, e2e, blamed = _end_to_end(
-                    runner, self.refs, self.inputs, choices, bounds, self.sampling, self.eval_tokens, threads, checks
+                    runner, self.refs, self.inputs, choices, bounds, self.sampling, self.eval_tokens, threads, checks,
+                    scored,
                 )
                 if failure is None:
                     break
@@ -302,7 +324,7 @@ class VoiceExport:
                     raise ExportError(f"bundle fails its end-to-end check at fp32: {failure}")
                 _bump(group, choices[group], failure)
                 _settle_group(
-                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges
+                    group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges, scored
                 )
             else:
                 raise ExportError(f"bundle still fails its end-to-end check after {_MAX_E2E_ROUNDS} fallbacks")
@@ -368,6 +390,59 @@ def _weight_ranges(gpt: Any, sovits: Any, ranges: Mapping[str, tuple[float, floa
     return tuple(out)
 
 
+class _ScoredReference:
+    """The torch models an integer graph rounding to the scored student's int8 ranges is checked
+    against: the plain models with those layers fake-quantized to the same ranges
+    (:func:`~autocompress.export.references.scored_copy`), made on first use, and their outputs
+    on the reference feeds. Layers a caller keeps at fp32 keep float inputs here too."""
+
+    def __init__(
+        self, export: VoiceExport, ranges: Mapping[str, tuple[float, float]], symmetric: bool,
+        keep_fp32: Mapping[str, Sequence[str]] | None,
+    ) -> None:  # fmt: skip
+        self._export = export
+        self._symmetric = symmetric
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for key, span in ranges.items():
+            group = range_group(key)
+            path = "." + key.rsplit(".", 1)[0] + "."  # as nodes_in_scopes matches a node's module path
+            kept = any(f".{p}." in path for p in (keep_fp32 or {}).get(group or "", ()))
+            if group is not None and not kept:
+                self.ranges[key] = span
+        self.groups = {range_group(k) for k in self.ranges}
+        self._views: dict[str, Any] | None = None
+        self._sovits: Any = None
+        self._outputs: dict[str, list[list[np.ndarray]]] = {}
+        self._wavs: dict[frozenset[str], list[np.ndarray]] = {}
+
+    def applies(self, group: str, precision: str, request: GroupRequest) -> bool:
+        """Whether ``group`` stored at ``precision`` rounds inputs to the scored ranges: an int8
+        rung, or an int4/int2 rung with an int8 part, of a group the student has ranges for."""
+        int8_part = precision == "int8" or (precision in ("int4", "int2") and bool(request.int8_op_types))
+        return int8_part and group in self.groups
+
+    def outputs(self, graph: str) -> list[list[np.ndarray]]:
+        """The scored model's outputs of ``graph`` on its reference feeds."""
+        if graph not in self._outputs:
+            self._outputs[graph] = graph_outputs(self._models()[graph], self._export.refs.cases[graph].feeds)
+        return self._outputs[graph]
+
+    def wavs(self, groups: frozenset[str]) -> list[np.ndarray]:
+        """The SoVITS chain's reference waveforms with ``groups`` run by the scored model."""
+        if groups not in self._wavs:
+            self._models()
+            export = self._export
+            models = {g: self._sovits if g in groups else export.sovits for g in ("ref_enc", "enc_p", "flow", "dec")}
+            self._wavs[groups] = chain_wavs(models, export.inputs, export.refs)
+        return self._wavs[groups]
+
+    def _models(self) -> dict[str, Any]:
+        if self._views is None:
+            gpt, self._sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self._symmetric)
+            self._views = graph_views(gpt, self._sovits)
+        return self._views
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst``; copy it where the file system has no hard links (FAT, some shares)."""
     try:
@@ -424,6 +499,7 @@ def _settle_group(
     threads: int | None,
     checks: list[dict[str, Any]],
     ranges: Sequence[ActivationRange] = (),
+    scored: _ScoredReference | None = None,
 ) -> None:
     """Walk the group's candidate rungs upward until every graph of the group passes."""
     exclude = tuple((keep_fp32 or {}).get(group, ()))
@@ -431,10 +507,11 @@ def _settle_group(
         precision = choice.candidates[0]
         failure = None
         range_notes = []
+        as_scored = scored is not None and scored.applies(group, precision, choice.request)
         for graph in GROUP_GRAPHS[group]:
             result = _check_graph(
                 graph, group, precision, choice.symmetric_int8, choice.request, exclude, refs, bounds, work, threads,
-                ranges,
+                ranges, scored.outputs(graph) if as_scored and scored is not None else None,
             )  # fmt: skip
             checks.append(result)
             range_notes += [f"{graph}: {n}" for n in result["notes"] if n.startswith(RANGES_NOTE)]
@@ -444,6 +521,7 @@ def _settle_group(
         if failure is None:
             choice.used = precision
             choice.range_notes = range_notes
+            choice.scored = as_scored
             return
         if precision == "fp32":
             raise ExportError(f"{group}: the fp32 graph does not reproduce torch ({failure}); an exporter problem")
@@ -471,8 +549,11 @@ def _check_graph(
     work: Path,
     threads: int | None,
     ranges: Sequence[ActivationRange] = (),
+    scored: list[list[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Store one graph at ``precision``, run it on the reference feeds, judge it."""
+    """Store one graph at ``precision``, run it on the reference feeds, judge it: against the
+    plain torch model, or against ``scored`` (the scored model's outputs on the same feeds),
+    the plain model's comparison then recorded beside it."""
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
@@ -490,20 +571,25 @@ def _check_graph(
     session = open_session(path, ["CPUExecutionProvider"], threads)
     got = [_run(session, feeds) for feeds in case.feeds]
     names = [o.name for o in session.get_outputs()]
-    outputs = compare_outputs(names, case.outputs, got, bounds)
-    passed, reason = judge(group, precision, outputs, bounds)
+    reference = case.outputs if scored is None else scored
+    outputs = compare_outputs(names, reference, got, bounds)
+    passed, reason = judge(group, precision, outputs, bounds, scored=scored is not None)
     result |= {
         "passed": passed,
         "reason": reason,
+        "reference": "plain" if scored is None else "scored",
         "outputs": [o.to_dict() for o in outputs],
         "notes": notes,
         "device": describe_device("cpu", threads),
         "onnxruntime": ort.__version__,
     }
+    if scored is not None:  # information only: what the scored model's own rounding costs is the search's call
+        result["outputs_vs_plain"] = [o.to_dict() for o in compare_outputs(names, case.outputs, got, bounds)]
     if graph.startswith("gpt_"):
-        ref_logits = np.concatenate([o[0] for o in case.outputs])
         got_logits = np.concatenate([o[0] for o in got])
-        result["top1_agreement"] = top1_agreement(ref_logits, got_logits)
+        result["top1_agreement"] = top1_agreement(np.concatenate([o[0] for o in reference]), got_logits)
+        if scored is not None:
+            result["top1_agreement_vs_plain"] = top1_agreement(np.concatenate([o[0] for o in case.outputs]), got_logits)
     return result
 
 
@@ -537,12 +623,19 @@ def _end_to_end(
     eval_tokens: int,
     threads: int | None,
     checks: list[dict[str, Any]],
+    scored: _ScoredReference | None = None,
 ) -> tuple[str | None, dict[str, float], str | None]:
     """Run the runner on the bundle as written; return (failure reason or None, figures, the group
-    to blame or None: the lowest SoVITS group)."""
+    to blame or None: the lowest SoVITS group).
+
+    The waveform is compared with the chain of the torch models its graphs were checked
+    against (the scored model for a group checked so); its SNR against the plain chain is
+    recorded beside it."""
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
     matches, exact = [], True
-    signal = noise = 0.0
+    as_scored = frozenset(g for g in ("ref_enc", "enc_p", "flow", "dec") if choices[g].scored)
+    ref_wavs = scored.wavs(as_scored) if as_scored and scored is not None else refs.wavs
+    signal = noise = plain_signal = plain_noise = 0.0
     for i, item in enumerate(inputs):
         try:
             tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
@@ -559,27 +652,35 @@ def _end_to_end(
             wav = runner.vocode(refs.codes[i], item.text, ge, refs.noise_scale, noise=refs.noise[i])
         except DataError as e:
             return _failed_end_to_end(checks, choices, runner, threads, f"waveform of input {i}: {e}", None)
-        ref = refs.wavs[i].astype(np.float64)
+        ref, plain = ref_wavs[i].astype(np.float64), refs.wavs[i].astype(np.float64)
         if wav.shape != ref.shape:
             return f"waveform of input {i} has {wav.size} samples, torch {ref.size}", {}, None
         signal += float(np.sum(ref * ref))
         noise += float(np.sum((ref - wav) ** 2))
+        plain_signal += float(np.sum(plain * plain))
+        plain_noise += float(np.sum((plain - wav) ** 2))
     wav_snr = snr_db(signal, noise)
+    plain_snr = snr_db(plain_signal, plain_noise)
     lowest = min((choices[g].used for g in ("ref_enc", "enc_p", "flow", "dec")), key=PRECISIONS.index)
     floor = bounds.e2e_min_snr_db.get(lowest, -math.inf)
     figures = {"e2e_wav_snr_db": wav_snr, "gpt_greedy_prefix_match": float(np.mean(matches))}
     failure = None
     if choices["gpt"].used == "fp32" and not exact:
         raise ExportError("greedy GPT codes from the fp32 graphs differ from torch's; an exporter problem")
+    against = f" against the scored model for {', '.join(sorted(as_scored))}" if as_scored else ""
     if wav_snr < floor:
-        failure = f"SoVITS chain waveform SNR {wav_snr:.1f} dB < floor {floor:g} dB (lowest precision {lowest})"
+        failure = (
+            f"SoVITS chain waveform SNR {wav_snr:.1f} dB{against} < floor {floor:g} dB (lowest precision {lowest})"
+        )
     checks.append(
         {
             "graph": "end_to_end",
             "precision": {g: c.used for g, c in choices.items()},
             "passed": failure is None,
             "reason": failure or "",
+            "reference": {g: "scored" if g in as_scored else "plain" for g in ("ref_enc", "enc_p", "flow", "dec")},
             "wav_snr_db": wav_snr if math.isfinite(wav_snr) else None,
+            "wav_snr_vs_plain_db": plain_snr if math.isfinite(plain_snr) else None,
             "gpt_greedy_prefix_match": figures["gpt_greedy_prefix_match"],
             "gpt_greedy_exact": exact,
             "device": describe_device(runner.device, threads),
@@ -805,18 +906,22 @@ def _metrics(
             kept[check["graph"]] = check
     for graph, check in kept.items():
         snrs = [o["snr_db"] for o in check["outputs"] if o["snr_db"] is not None]
+        against = "the scored torch model (the trial's int8 fake quantization)" if check.get("reference") == "scored" else "torch"
         out.append(
             MetricEntry(
                 f"parity_snr_db_{graph}", min(snrs) if snrs else None, "dB", "measured", check["device"],
-                f"{check['precision']} vs torch; None = exact",
+                f"{check['precision']} vs {against}; None = exact",
             )
         )  # fmt: skip
         if "top1_agreement" in check:
             out.append(MetricEntry(f"top1_agreement_{graph}", check["top1_agreement"], "", "measured", check["device"]))
-    e2e_device = next((c["device"] for c in reversed(checks) if c["graph"] == "end_to_end"), device)
+    last_e2e = next((c for c in reversed(checks) if c["graph"] == "end_to_end"), {})
+    e2e_device = last_e2e.get("device", device)
+    as_scored = sorted(g for g, r in last_e2e.get("reference", {}).items() if r == "scored")
     for name, value in e2e.items():
         unit = "dB" if name.endswith("_db") else ""
-        out.append(MetricEntry(name, value if math.isfinite(value) else None, unit, "measured", e2e_device))
+        note = f"against torch with the scored model for {', '.join(as_scored)}" if as_scored and name == "e2e_wav_snr_db" else ""
+        out.append(MetricEntry(name, value if math.isfinite(value) else None, unit, "measured", e2e_device, note))
     # "sample_": this machine's timing of the sample synthesis, apart from the trial's figures for the target
     note = "sample synthesis on this machine, not the target"
     out.append(MetricEntry("sample_gpt_ms_per_token", timing["gpt_ms_per_token"], "ms", "measured", device, note))

@@ -12,9 +12,34 @@ inputs. The rules (:class:`ParityBounds`):
   top-1 agreement is recorded too), ref_enc 12, enc_p 12, flow 15 and dec 18 dB (the decoder
   writes the waveform people hear, so it gets the strictest floor). On the tiny random test
   models static int8 reaches 14-30 dB, int4 weight-only 20-26 dB, int2 0-14 dB.
+- An integer graph that rounds its weight layers' inputs to the scored student's own static
+  int8 ranges (an int8 rung, or the int8 part of an int4/int2 rung, of a group the trial was
+  scored with such ranges for) is judged against the *scored* torch model instead: the plain
+  model with those layers' weights on the per-channel s8 grid and their inputs rounded to the
+  same ranges (:func:`~autocompress.export.references.scored_copy`), run on the same feeds.
+  The search already judged that model's quality, so the question is only whether the graph
+  computes it. Faithfulness floors (``scored_floor_db``): gpt 30, ref_enc 40, enc_p 30, flow 40
+  and dec 17 dB. The SNR against the plain model is recorded beside it (``outputs_vs_plain``)
+  and does not gate. A faithful graph never matches exactly: float differences between
+  onnxruntime's and torch's kernels move a few values across a rounding step, and every later
+  rounded layer spreads that (the demo decoder's first rounded inputs already differ at 56 dB).
+  Measured, lowest output against the scored model: faithful graphs of the demo voice, every
+  group int8, s8 / u8: gpt 36.3 / 36.0, ref_enc 71.5 / 58.7, enc_p 39.5 / 40.7, flow 47.6 /
+  47.2, dec 20.7 / 26.4 dB (its trial 8, gpt and dec int8 s8: gpt 39.9, dec 21.7); of the tiny
+  test voices 36-170 dB (enc_p lowest). The same graphs rounding to half the scored ranges
+  reach at most gpt 18.0, ref_enc 19.2, enc_p 14.0, flow 30.5, dec 8.9 dB; to twice them gpt
+  33.1, ref_enc 42.3, enc_p 32.1, flow 45.8 dB and the demo decoder 13.0; the demo decoder
+  with the export's own calibration 14.1 (s8; u8 18.9), ranges 10 % wider 12.6 / 16.9 and the
+  other int8 form 16.7 / 13.4 dB. Outside the decoder such near misses reach 32-72 dB and
+  mostly pass: there they stay close to the scored model anyway. The demo decoder is 14.3 dB
+  (s8) from the plain model, faithful or not, which the plain floor of 18 dB always rejected.
 - An output holding NaN or inf where the torch model's does not fails at every precision.
 - The SoVITS chain end to end (waveform, bundle as written) must reach 60 dB when all of it
-  is fp32, 25 dB when its lowest precision is fp16 and 10 dB otherwise.
+  is fp32, 25 dB when its lowest precision is fp16 and 10 dB otherwise, against the chain of
+  the torch models its graphs were judged against (the scored model for a group judged so,
+  the plain one for the others); its SNR against the plain chain is recorded beside it. The
+  demo's trial 8 with its int8 decoder: 21.6 dB against that chain, 14.3 against the plain
+  one; the demo voice with every group int8: 14.7 and 9.2 dB (errors of the groups compound).
 """
 
 from __future__ import annotations
@@ -29,6 +54,8 @@ from autocompress.exceptions import ConfigError
 
 FP16_MIN_SNR_DB = 30.0
 GROUP_FLOOR_DB: dict[str, float] = {"gpt": 12.0, "ref_enc": 12.0, "enc_p": 12.0, "flow": 15.0, "dec": 18.0}
+# Faithfulness to the scored model (see above): the lowest SNR of a faithful graph measured, less 4-19 dB.
+SCORED_FLOOR_DB: dict[str, float] = {"gpt": 30.0, "ref_enc": 40.0, "enc_p": 30.0, "flow": 40.0, "dec": 17.0}
 E2E_FLOOR_DB: dict[str, float] = {"fp32": 60.0, "fp16": 25.0, "int8": 10.0, "int4": 10.0, "int2": 10.0}
 
 
@@ -42,6 +69,8 @@ class ParityBounds:
         group_floor_db: per module group, the SNR every output of an integer graph must reach.
         e2e_min_snr_db: SNR of the whole SoVITS chain's waveform, keyed by the lowest
             precision among its groups.
+        scored_floor_db: per module group, the SNR every output of an integer graph must
+            reach against the scored torch model, when it is judged against that.
     """
 
     fp32_atol: float = 1e-4
@@ -49,6 +78,7 @@ class ParityBounds:
     fp16_min_snr_db: float = FP16_MIN_SNR_DB
     group_floor_db: Mapping[str, float] = field(default_factory=lambda: dict(GROUP_FLOOR_DB))
     e2e_min_snr_db: Mapping[str, float] = field(default_factory=lambda: dict(E2E_FLOOR_DB))
+    scored_floor_db: Mapping[str, float] = field(default_factory=lambda: dict(SCORED_FLOOR_DB))
 
     def __post_init__(self) -> None:
         problems = []
@@ -57,16 +87,22 @@ class ParityBounds:
         values = {"fp16_min_snr_db": self.fp16_min_snr_db}
         values.update({f"group_floor_db[{k!r}]": v for k, v in self.group_floor_db.items()})
         values.update({f"e2e_min_snr_db[{k!r}]": v for k, v in self.e2e_min_snr_db.items()})
+        values.update({f"scored_floor_db[{k!r}]": v for k, v in self.scored_floor_db.items()})
         for name, v in values.items():
             if not isinstance(v, (int, float)) or math.isnan(v):
                 problems.append(f"{name} must be a number, got {v!r}")
         if problems:
             raise ConfigError("invalid ParityBounds: " + "; ".join(problems))
 
-    def floor(self, group: str, precision: str) -> float:
-        """The SNR floor of a graph of ``group`` stored at ``precision`` (not fp32)."""
+    def floor(self, group: str, precision: str, scored: bool = False) -> float:
+        """The SNR floor of a graph of ``group`` stored at ``precision`` (not fp32); ``scored``:
+        of an integer graph judged against the scored torch model."""
         if precision == "fp16":
             return self.fp16_min_snr_db
+        if scored:
+            if group not in self.scored_floor_db:
+                raise ConfigError(f"no faithfulness floor for module group {group!r}; set ParityBounds.scored_floor_db")
+            return self.scored_floor_db[group]
         if group not in self.group_floor_db:
             raise ConfigError(f"no quality floor for module group {group!r}; set ParityBounds.group_floor_db")
         return self.group_floor_db[group]
@@ -120,8 +156,11 @@ def compare_outputs(
     return result
 
 
-def judge(group: str, precision: str, outputs: list[OutputParity], bounds: ParityBounds) -> tuple[bool, str]:
-    """Whether a graph of ``group`` stored at ``precision`` passes; the reason when it does not."""
+def judge(
+    group: str, precision: str, outputs: list[OutputParity], bounds: ParityBounds, scored: bool = False
+) -> tuple[bool, str]:
+    """Whether a graph of ``group`` stored at ``precision`` passes; the reason when it does not.
+    ``scored``: ``outputs`` compare an integer graph with the scored torch model."""
     if precision == "fp32":
         bad = [o for o in outputs if not o.within_fp32_tol]
         if bad:
@@ -133,12 +172,13 @@ def judge(group: str, precision: str, outputs: list[OutputParity], bounds: Parit
                 f"(allowed {bounds.fp32_atol:g} + {bounds.fp32_rtol:g}*|ref|)"
             )
         return True, ""
-    floor = bounds.floor(group, precision)
+    floor = bounds.floor(group, precision, scored)
     worst = min(outputs, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
     if not worst.snr_db >= floor:  # NaN fails too
         if not math.isfinite(worst.max_abs_err):
             return False, f"{precision} output {worst.name} holds NaN or inf values the torch model does not"
-        return False, f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB < floor {floor:g} dB"
+        against = " against the scored model" if scored else ""
+        return False, f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB{against} < floor {floor:g} dB"
     return True, ""
 
 
@@ -173,6 +213,7 @@ __all__ = [
     "GROUP_FLOOR_DB",
     "OutputParity",
     "ParityBounds",
+    "SCORED_FLOOR_DB",
     "compare_outputs",
     "judge",
     "snr_db",

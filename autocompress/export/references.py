@@ -5,10 +5,13 @@ parametrization (weight norm, fake quantization) folded into plain weights, leav
 untouched. :func:`reference_runs` drives the export views of those models over the evaluation
 inputs and records, per graph, the input feeds (for calibration and parity) and the outputs
 they must reproduce, plus the end-to-end references (greedy codes, waveform).
+:func:`scored_copy` rebuilds the student as the search scored it where it carried static int8
+input ranges; :func:`graph_outputs` and :func:`chain_wavs` run such models on the same feeds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,12 +19,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from autocompress.exceptions import ExportError
+from autocompress.compress.fake_quant import add_fake_quant_, load_static_ranges_
+from autocompress.compress.plan import QuantConfig
+from autocompress.exceptions import CompressionError, ExportError
 from autocompress.export.gpt_graphs import GPTDecodeGraph, GPTPrefillGraph, graph_io_names
 from autocompress.export.onnx_export import GraphSpec
 from autocompress.export.sovits_graphs import DecoderGraph, FlowGraph, PriorGraph, StyleGraph
 from autocompress.models.gpt_sovits.gpt import EOS_BAN_STEPS, Text2SemanticGPT
 from autocompress.models.gpt_sovits.sovits import SynthesizerTrn, remove_weight_norm_
+from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS
 from autocompress.runtime.inputs import SynthInput
 
 # Module group -> its graphs, in the order the runner uses them.
@@ -201,6 +207,84 @@ def reference_runs(
     return References(cases, gpt_codes, gaps, all_codes, all_noise, wavs, noise_scale)
 
 
+# --------------------------------------------------------------------------- the scored student
+
+
+def range_group(key: str) -> str | None:
+    """The module group of a weight named as activation ranges name it (``gpt.<path>``,
+    ``sovits.<path>``); None for a SoVITS layer of no group."""
+    if key.startswith("gpt."):
+        return "gpt"
+    top = key.removeprefix("sovits.").split(".", 1)[0]
+    return next((g for g, members in SOVITS_GROUP_MEMBERS.items() if top in members), None)
+
+
+def scored_copy(
+    gpt: Text2SemanticGPT, sovits: SynthesizerTrn, ranges: Mapping[str, tuple[float, float]], symmetric: bool
+) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
+    """Copies of the plain models computing what the scored student computed at its static int8
+    inputs: every layer named in ``ranges`` (``gpt.<path>`` / ``sovits.<path>``) gets per-channel
+    symmetric int8 weights, as the int8 graphs store them (a saved student's weights already lie
+    on that grid), and its input rounded to its range (symmetric s8 or asymmetric u8, as the
+    target's int8 graphs). Other layers stay as they are."""
+    out = []
+    for prefix, scored in zip(("gpt", "sovits"), plain_copy(gpt, sovits)):  # fresh models: none shares a class
+        mine = {k[len(prefix) + 1 :]: v for k, v in ranges.items() if k.startswith(prefix + ".")}
+        layers = {k.rsplit(".", 1)[0] if "." in k else "" for k in mine}
+        add_fake_quant_(scored, QuantConfig("int8", "int8"), filter_fn=lambda _m, fqn, layers=layers: fqn in layers)
+        try:
+            load_static_ranges_(scored, mine, symmetric)
+        except CompressionError as e:
+            raise ExportError(f"cannot rebuild the scored {prefix.upper()}: {e}; pass ranges of this voice's own student") from e
+        out.append(scored)
+    return out[0], out[1]
+
+
+def graph_views(gpt: Text2SemanticGPT, sovits: SynthesizerTrn) -> dict[str, nn.Module]:
+    """The torch module behind each graph, over ``gpt`` and ``sovits``."""
+    return {
+        "gpt_prefill": GPTPrefillGraph(gpt).eval(),
+        "gpt_decode": GPTDecodeGraph(gpt).eval(),
+        "ref_enc": StyleGraph(sovits),
+        "enc_p": PriorGraph(sovits),
+        "flow": FlowGraph(sovits),
+        "dec": DecoderGraph(sovits),
+    }
+
+
+@torch.no_grad()
+def graph_outputs(module: nn.Module, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """``module``'s outputs on each of ``feeds`` (a graph's recorded feeds, in its input order)."""
+    result = []
+    with parametrize.cached():
+        for feed in feeds:
+            out = module(*(torch.from_numpy(np.asarray(v)) for v in feed.values()))
+            result.append([o.numpy() for o in (out if isinstance(out, tuple) else (out,))])
+    return result
+
+
+@torch.no_grad()
+def chain_wavs(models: Mapping[str, SynthesizerTrn], inputs: list[SynthInput], refs: References) -> list[np.ndarray]:
+    """Per eval input, the SoVITS chain's waveform for the reference codes and noise, each group
+    (``ref_enc``, ``enc_p``, ``flow``, ``dec``) run by its model in ``models``."""
+    wavs = []
+    with parametrize.cached():
+        for i, item in enumerate(inputs):
+            (ge,) = _as_tuple(StyleGraph(models["ref_enc"])(*_style_feeds(item, models["ref_enc"]).values()))
+            codes = torch.from_numpy(refs.codes[i]).long().view(1, 1, -1)
+            text = torch.from_numpy(item.text.astype(np.int64))[None]
+            m_p, logs_p = PriorGraph(models["enc_p"])(codes, text, ge)
+            z_p = m_p + torch.from_numpy(refs.noise[i]) * torch.exp(logs_p) * refs.noise_scale
+            (z,) = _as_tuple(FlowGraph(models["flow"])(z_p, ge))
+            (wav,) = _as_tuple(DecoderGraph(models["dec"])(z, ge))
+            wavs.append(wav.reshape(-1).numpy())
+    return wavs
+
+
+def _as_tuple(out: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
 def _top2_gaps(decision_logits: Tensor) -> np.ndarray:
     """Per step, top-1 minus top-2 of the logits the greedy choice saw (NaN columns = banned)."""
     logits = torch.nan_to_num(decision_logits.float(), nan=-torch.inf)  # [steps, V]
@@ -249,4 +333,17 @@ def _gpt_inputs(item: SynthInput) -> tuple[Tensor, Tensor, Tensor]:
     return phones, bert, prompt
 
 
-__all__ = ["GROUP_GRAPHS", "GraphCase", "References", "graph_specs", "plain_copy", "plain_state_dict", "reference_runs"]
+__all__ = [
+    "GROUP_GRAPHS",
+    "GraphCase",
+    "References",
+    "chain_wavs",
+    "graph_outputs",
+    "graph_specs",
+    "graph_views",
+    "plain_copy",
+    "plain_state_dict",
+    "range_group",
+    "reference_runs",
+    "scored_copy",
+]
