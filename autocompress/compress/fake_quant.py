@@ -295,6 +295,13 @@ def static_activation_ranges(model: nn.Module) -> dict[str, tuple[float, float]]
     return ranges
 
 
+def voice_activation_ranges(voice) -> dict[str, tuple[float, float]]:  # noqa: ANN001 - a Voice
+    """:func:`static_activation_ranges` of a voice's two models, keyed ``gpt.<path>`` and
+    ``sovits.<path>`` (as the export takes them); empty for a stripped student."""
+    ranges = {f"gpt.{k}": v for k, v in static_activation_ranges(voice.gpt).items()}
+    return ranges | {f"sovits.{k}": v for k, v in static_activation_ranges(voice.sovits).items()}
+
+
 def load_static_ranges_(model: nn.Module, ranges: Mapping[str, tuple[float, float]], symmetric: bool = True) -> int:
     """Fix the integer input rounding of ``model``'s layers to ``ranges``, in place.
 
@@ -412,4 +419,5 @@ __all__ = [
     "round_to_float",
     "static_activation_ranges",
     "strip_fake_quant_",
+    "voice_activation_ranges",
 ]

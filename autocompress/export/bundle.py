@@ -43,6 +43,7 @@ import onnx
 import onnxruntime as ort
 
 from autocompress.exceptions import DataError, ExportError
+from autocompress.compress.fake_quant import voice_activation_ranges
 from autocompress.export.onnx_export import export_graph
 from autocompress.export.ort_quant import RANGES_NOTE, ActivationRange, quantize_graph
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
@@ -356,15 +357,6 @@ class VoiceExport:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return Bundle(out_dir, read_manifest(out_dir, verify=True))
-
-
-def voice_activation_ranges(voice: Any) -> dict[str, tuple[float, float]]:
-    """The static int8 input ranges ``voice``'s calibrated fake quantization carries, per weight
-    (``gpt.<path>``, ``sovits.<path>``); empty for a stripped student."""
-    from autocompress.compress.fake_quant import static_activation_ranges
-
-    ranges = {f"gpt.{k}": v for k, v in static_activation_ranges(voice.gpt).items()}
-    return ranges | {f"sovits.{k}": v for k, v in static_activation_ranges(voice.sovits).items()}
 
 
 def _weight_ranges(gpt: Any, sovits: Any, ranges: Mapping[str, tuple[float, float]]) -> tuple[ActivationRange, ...]:

@@ -28,7 +28,7 @@ import soundfile
 import torch
 
 from autocompress.compress import compress, strip_fake_quant_, weight_norm_parts
-from autocompress.compress.fake_quant import static_activation_ranges
+from autocompress.compress.fake_quant import voice_activation_ranges
 from autocompress.compress.plan import CompressionPlan, precision_bits
 from autocompress.exceptions import CheckpointError, DataError
 from autocompress.models.gpt_sovits import (
@@ -211,7 +211,7 @@ class VoiceTrialRunner:
         hooks.phase("score")
         with exact_fp32(self.device):
             quality = score_quality(student, job.plan, self.cache, self.resolved.target.symmetric_int8)
-            ranges = scored_ranges(student)  # its int8 graphs are made to round to these, as scored
+            ranges = voice_activation_ranges(student)  # its int8 graphs are made to round to these, as scored
             strip_fake_quant_(student.gpt)  # from here on: the deployable student
             strip_fake_quant_(student.sovits)
             scores = score_student(
@@ -259,13 +259,6 @@ def exact_fp32(device: torch.device):  # noqa: ANN201 - a context manager
         yield
     finally:
         torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = conv, matmul
-
-
-def scored_ranges(voice: Voice) -> dict[str, tuple[float, float]]:
-    """The static int8 input ranges a calibrated student rounds to, per weight (``gpt.<path>``,
-    ``sovits.<path>``), as :func:`autocompress.export.export_bundle` takes them."""
-    ranges = {f"gpt.{k}": v for k, v in static_activation_ranges(voice.gpt).items()}
-    return ranges | {f"sovits.{k}": v for k, v in static_activation_ranges(voice.sovits).items()}
 
 
 def _save_student(
@@ -369,7 +362,7 @@ def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:
 
 
 def load_ranges(folder: Path) -> dict[str, tuple[float, float]] | None:
-    """The int8 input ranges a trial's student was scored with (:func:`scored_ranges`), or None
+    """The int8 input ranges a trial's student was scored with (:func:`~autocompress.compress.fake_quant.voice_activation_ranges`), or None
     when it saved none (no static int8 input, or a student saved before they were kept).
 
     Raises:

@@ -91,7 +91,8 @@ def test_a_trial_saves_the_ranges_it_was_scored_with_under_the_names_its_export_
     from autocompress.compress import strip_fake_quant_
     from autocompress.export.bundle import _weight_ranges
     from autocompress.export.references import plain_copy
-    from autocompress.search.pipeline import _save_student, load_ranges, load_student, scored_ranges
+    from autocompress.compress.fake_quant import voice_activation_ranges as scored_ranges
+    from autocompress.search.pipeline import _save_student, load_ranges, load_student
 
     teacher, items = teacher_and_items
     plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int8")), "dec": GroupPlan(quant=QuantConfig("int8"))})
