@@ -281,18 +281,25 @@ def static_activation_ranges(model: nn.Module) -> dict[str, tuple[float, float]]
     still dynamic are left out: the export calibrates those itself.
     """
     ranges: dict[str, tuple[float, float]] = {}
-    for fqn, module, name, _, _ in quantizable_weights(model):
-        site = input_site(module, name)
-        handle = site.__dict__.get(_HOOK_ATTR) if site is not None else None
-        state = getattr(handle, "state", None)
-        if state is None or not state.is_integer:
-            continue
-        key = f"{fqn}.{name}" if fqn else name
+    for key, state in _integer_inputs(model).items():
         if state.span is not None:
             ranges[key] = (float(state.span[0]), float(state.span[1]))
         elif state.amax is not None:
             ranges[key] = (-float(state.amax), float(state.amax))
     return ranges
+
+
+def _integer_inputs(model: nn.Module) -> dict[str, _ActivationRange]:
+    """The rounding state of every weight layer input of ``model`` rounded to integers, keyed
+    by the weight's path."""
+    states = {}
+    for fqn, module, name, _, _ in quantizable_weights(model):
+        site = input_site(module, name)
+        handle = site.__dict__.get(_HOOK_ATTR) if site is not None else None
+        state = getattr(handle, "state", None)
+        if state is not None and state.is_integer:
+            states[f"{fqn}.{name}" if fqn else name] = state
+    return states
 
 
 def voice_activation_ranges(voice) -> dict[str, tuple[float, float]]:  # noqa: ANN001 - a Voice
@@ -316,13 +323,7 @@ def load_static_ranges_(model: nn.Module, ranges: Mapping[str, tuple[float, floa
     Raises:
         CompressionError: a name is no layer of ``model`` with integer input rounding.
     """
-    states = {}
-    for fqn, module, name, _, _ in quantizable_weights(model):
-        site = input_site(module, name)
-        handle = site.__dict__.get(_HOOK_ATTR) if site is not None else None
-        state = getattr(handle, "state", None)
-        if state is not None and state.is_integer:
-            states[f"{fqn}.{name}" if fqn else name] = state
+    states = _integer_inputs(model)
     unknown = sorted(set(ranges) - set(states))
     if unknown:
         raise CompressionError(f"activation range for {unknown[0]!r} names no layer with integer input rounding")
