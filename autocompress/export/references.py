@@ -178,8 +178,9 @@ def reference_runs(
 ) -> References:
     """Run the torch models through every graph view on every eval input."""
     cases = {name: GraphCase() for names in GROUP_GRAPHS.values() for name in names}
-    prefill, decode = GPTPrefillGraph(gpt).eval(), GPTDecodeGraph(gpt).eval()
-    style, prior, flow, dec = StyleGraph(sovits), PriorGraph(sovits), FlowGraph(sovits), DecoderGraph(sovits)
+    views = graph_views(gpt, sovits)
+    prefill, decode = views["gpt_prefill"], views["gpt_decode"]
+    style, prior, flow, dec = views["ref_enc"], views["enc_p"], views["flow"], views["dec"]
     rng = np.random.default_rng(seed)
     gpt_codes, gaps, all_codes, all_noise, wavs = [], [], [], [], []
     for item in inputs:

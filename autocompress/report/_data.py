@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.exceptions import ConfigError
 from autocompress.store import display_url
 from autocompress.schedule._front import direction_names
-from autocompress.search.pareto import feasible_front, is_feasible
+from autocompress.search.pareto import completed, feasible_front, is_feasible
 from autocompress.search.study import IDENTITY_ATTR, OBJECTIVE_METRICS
 
 DEFAULT_NAMES = ("quality", "latency", "memory")
@@ -118,7 +118,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
     trials = study.get_trials(deepcopy=False)
     names = tuple(study.metric_names or DEFAULT_NAMES[: len(study.directions)])
     front = {t.number for t in feasible_front(trials, direction_names(study))}
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    done = completed(trials)
     points = [
         TrialPoint(
             number=t.number,

@@ -87,15 +87,20 @@ def non_dominated(values: Sequence[Sequence[float]], directions: Sequence[str] =
     return keep
 
 
+def completed(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that completed with objective values, in their order."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+
+
 def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DIRECTIONS) -> list[FrozenTrial]:
     """Completed, feasible trials no other completed feasible trial dominates, by number."""
-    ok = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+    ok = [t for t in completed(trials) if is_feasible(t)]
     return [t for t, kept in zip(ok, non_dominated([t.values for t in ok], directions)) if kept]
 
 
 def unconstrained_front(trials: Sequence[FrozenTrial], directions: Sequence[str] = DIRECTIONS) -> list[FrozenTrial]:
     """Completed trials no other completed trial dominates, constraints ignored, by number."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    done = completed(trials)
     return [t for t, kept in zip(done, non_dominated([t.values for t in done], directions)) if kept]
 
 
@@ -122,7 +127,7 @@ def infeasible_reason(trial: FrozenTrial) -> str:
 
 def exportable(trials: Sequence[FrozenTrial], artifacts: Path, study_name: str) -> list[FrozenTrial]:
     """The completed trials whose student checkpoint is still on disk, by number."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    done = completed(trials)
     return [t for t in done if _student_of(t, artifacts, study_name).is_dir()]
 
 
@@ -176,7 +181,7 @@ def nothing_feasible_line(
     naming the closest trials whose students are in the artifact folder ``students_in`` and the
     command that exports one (``target_arg``: the ``--target`` it was given, default ``target``;
     ``command``: :func:`export_command`'s keywords); "" otherwise."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    done = completed(trials)
     if not done or any(is_feasible(t) for t in done):
         return ""
     closest = closest_trials(trials, students_in, study_name)
@@ -515,6 +520,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "TrialExporter",
     "closest_trials",
+    "completed",
     "default_exporter",
     "dominates",
     "export_checkpoint",
