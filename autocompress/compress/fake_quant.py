@@ -88,7 +88,8 @@ def fake_quantize_activation(x: Tensor, precision: str, amax: float | None = Non
     """Round an activation to ``precision`` (fp16/bf16, or int8 per tensor), STE.
 
     An integer precision scales to ``amax`` when given (a static, calibrated range: values
-    beyond it clip), else to the tensor's own largest magnitude (dynamic).
+    beyond it clip, to one step more below than above, as int8 ``QuantizeLinear`` saturates at
+    -128 and 127), else to the tensor's own largest magnitude (dynamic).
     """
     if precision == "fp32":
         return x
@@ -97,8 +98,9 @@ def fake_quantize_activation(x: Tensor, precision: str, amax: float | None = Non
     bits = precision_bits(precision)
     levels = 2 ** (bits - 1) - 1
     if amax is not None:  # in fp32: a calibrated range may lie beyond an fp16 input's
+        # a value beyond the range saturates as QuantizeLinear does: at -2^(b-1) below, 2^(b-1)-1 above
         scale = torch.tensor(amax / levels, dtype=torch.float32, device=x.device)
-        q = (torch.clamp(torch.round(x.float() / scale), -levels, levels) * scale).to(x.dtype)
+        q = (torch.clamp(torch.round(x.float() / scale), -levels - 1, levels) * scale).to(x.dtype)
         return x + (q - x).detach()
     scale = (x.detach().abs().amax() / levels).clamp_min(torch.finfo(x.dtype).tiny)
     q = torch.clamp(torch.round(x / scale), -levels, levels) * scale

@@ -58,8 +58,9 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # asymmetric u8 as the target's bundles ship them (they were scaled per call, finer than the
 # shipped graphs), and STOI frames as its reference does (it took
 # one frame more, which moved short clips by up to 0.014); 6: the GPT attention's packed q/k/v
-# projection takes int8 inputs too, as its exported MatMul does (only its weight was rounded).
-SCORING_VERSION = 6
+# projection takes int8 inputs too, as its exported MatMul does (only its weight was rounded);
+# 7: a static s8 input below its range saturates at -128 steps, as QuantizeLinear does (-127).
+SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often

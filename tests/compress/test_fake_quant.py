@@ -193,7 +193,38 @@ def test_calibrated_int8_inputs_round_to_a_static_range_as_the_export_ships_them
             dynamic = nn.functional.linear(fake_quantize_activation(x, "int8"), layer.weight, layer.bias)
             assert torch.equal(model(x), static) and not torch.equal(static, dynamic)
         big = fake_quantize_activation(torch.tensor([5.0, -3.0, 1.0]), "int8", amax=2.0)
-        assert big.tolist()[:2] == [2.0, -2.0]  # clipped to the range
+        assert big.tolist()[:2] == [2.0, pytest.approx(-2.0 * 128 / 127)]  # clipped: 127 steps up, 128 down
+
+
+@pytest.mark.parametrize("amax", [0.37, 2.0, 1e3])
+def test_static_int8_inputs_saturate_as_onnxruntime_quantize_linear(amax: float) -> None:
+    """The scored rounding of a static s8 input is the shipped graph's: QuantizeLinear then
+    DequantizeLinear with scale amax / 127 and zero point 0, run by onnxruntime; beyond the
+    range that saturates at -128 steps below and 127 above (the scoring clipped at -127)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    scale = np.array(amax / 127, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(np.array(0, dtype=np.int8), "z")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(model)
+    x = torch.linspace(-1.5 * amax, 1.5 * amax, 3001)
+    (shipped,) = session.run(None, {"x": x.numpy()})
+    assert shipped.min() < -amax  # the case that differs: -128 steps
+    scored = fake_quantize_activation(x, "int8", amax=amax)
+    np.testing.assert_allclose(scored.numpy(), shipped, rtol=0, atol=1e-6 * amax)
 
 
 def test_calibration_skips_the_run_without_integer_inputs_and_leaves_unseen_layers_dynamic():

@@ -118,9 +118,9 @@ def test_constant_products_of_no_weight_layer_stay_float(export) -> None:  # noq
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_scale_and_zero_point_round_as_the_fake_quantization(symmetric: bool) -> None:
     low, high = -0.7, 2.3
-    x = torch.linspace(-1.0, 3.0, 4001)
+    x = torch.linspace(-3.0, 3.0, 6001)  # beyond the range on both sides
     scale, zero = activation_scale_zero_point(low, high, symmetric)
-    lo, hi = (-127, 127) if symmetric else (0, 255)
+    lo, hi = (-128, 127) if symmetric else (0, 255)
     q = np.clip(np.rint(x.numpy() / scale) + zero, lo, hi)
     onnx_rounded = ((q - zero) * scale).astype(np.float32)
     student = fake_quantize_activation(x, "int8", high) if symmetric else fake_quantize_activation_u8(x, low, high)
