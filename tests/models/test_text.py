@@ -283,7 +283,7 @@ def test_marks_alone_and_short_pieces_join_a_neighbour():
          "The war lasted nineteen thirty nine to nineteen forty five , not nineteen forty five - nineteen thirty nine ."),
         ("In the 1990's and the 90's, 1000s of fans.", "In the nineteen nineties and the nineties , thousands of fans ."),
         ("It costs $1500-2000, batch size 1024 or 1050.",
-         "It costs one thousand five hundred dollars - two thousand , batch size ten twenty four or ten fifty ."),
+         "It costs one thousand five hundred dollars to two thousand , batch size ten twenty four or ten fifty ."),
         ("Pi is 3.14159265358979323846 roughly.", "Pi is three point one four one five nine two six five three five"
          " eight nine seven nine three two three eight four six roughly ."),
         ("He is 11½, here¹ and 5 cm².", "He is eleven and one half , here and five centimeters squared ."),

@@ -10,8 +10,11 @@ The English front end here is deliberately small and deterministic:
 1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
    "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, Apt., Ext., etc.), money ("$3.50" ->
    three dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
-   ("7:05 p.m." -> seven oh five P M), dates ("July 4" -> July fourth, "4 July" -> the
-   fourth of July), phone numbers, heights (5'10"), roman numerals after a name ("Henry
+   ("7:05 p.m." -> seven oh five P M), times taken ("3:25:30", "25:30"), dates ("July 4" -> July
+   fourth, "4 July" -> the fourth of July, "12/25" -> December twenty fifth), ranges ("10-20",
+   "9am-5pm", "Monday-Friday" -> ... to ...; a score such as "3-2" keeps its dash), numbers that
+   name a road, room or model in pairs ("Hwy. 101" -> one oh one, "RTX 3060" -> thirty sixty),
+   phone numbers, ZIP codes and PINs digit by digit, heights (5'10"), roman numerals after a name ("Henry
    VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled),
    initials before a name without their stops ("John F. Kennedy", "J. K. Rowling"), web and
    e-mail addresses ("example.com slash docs", "a dot b at c dot io") and
@@ -253,7 +256,7 @@ _TRAILING_ABBREVIATIONS = {
 _ADDRESS_ABBREVIATIONS = {
     "apt": "apartment", "bldg": "building", "rm": "room", "ext": "extension", "dept": "department",
     "ave": "avenue", "blvd": "boulevard", "rd": "road", "ln": "lane", "pl": "place", "ct": "court",
-    "hwy": "highway", "pkwy": "parkway",
+    "hwy": "highway", "pkwy": "parkway", "rte": "route", "fwy": "freeway",
 }  # fmt: skip
 # ... and those read so only before a number ("Ste. 200", "Fl. 3"; not "Ste. Anne", "Miami, Fl.")
 _NUMBERED_ABBREVIATIONS = {"ste": "suite", "fl": "floor"}
@@ -316,6 +319,19 @@ def _clock(m: re.Match[str]) -> str:
     else:
         words.append(number_to_words(int(minute)))
     return " " + " ".join(w for w in words if w) + _meridiem(m, meridiem)
+
+
+def _duration(m: re.Match[str], with_hours: bool = True) -> str:
+    """A time taken, "3:25:30" (hours, minutes, seconds) or "25:30" (minutes past 23, seconds),
+    as its units: "3 hours 25 minutes 30 seconds"; a part that is zero is left out."""
+    numbers = [int(g) for g in m.groups()[: 3 if with_hours else 2]]
+    names = (("hour", "hours"), ("minute", "minutes"), ("second", "seconds"))[3 - len(numbers) :]
+    fraction = m.groups()[len(numbers)]
+    words = [f"{n} {one if n == 1 else many}" for n, (one, many) in zip(numbers, names) if n]
+    if fraction:  # "2:03:59.4": tenths of a second
+        seconds = f"{numbers[-1]}.{fraction} seconds"
+        words = [w for w in words if not w.endswith(("second", "seconds"))] + [seconds]
+    return " " + " ".join(words or ["0 seconds"]) + " "
 
 
 def _meridiem(m: re.Match[str], letter: str | None) -> str:
@@ -406,13 +422,34 @@ def _year_range(m: re.Match[str]) -> str:
     return f" {year_to_words(a)} to {year_to_words(b)} " if a < b else m.group(0)
 
 
-def _counted_after(rest: str) -> bool:
-    """Whether the text after a number makes it a quantity: a plural noun, a unit, a word joined
-    by a hyphen ("2000-year-old"), or a currency or degree sign."""
+# Describing words that may stand between a number and the plural it counts ("1024 hidden units",
+# "2048 small models"): these, and words with an adjective's ending.
+_MODIFIERS = frozenset(
+    "small large big little tiny huge new old young more other different unique extra free full short long "
+    "high low top best good bad real raw fresh main single double whole total same few many".split()
+)
+_MODIFIER_ENDINGS = re.compile(r"[a-z]{2,}(?:ive|en|ing|al|ous|ful|less|able|ible|ic|ary|ant|ent)")
+_NOT_MODIFIERS = frozenset("even often open been seen then when than between during nothing something".split())
+
+
+def _counted_after(rest: str, modifiers: bool = False) -> bool:
+    """Whether the text after a number makes it a quantity: a plural noun (after up to two
+    describing words when ``modifiers``), a unit, a word joined by a hyphen ("2000-year-old"),
+    or a currency or degree sign."""
     if re.match(r"\s?[°$€£¥₹¢]|-[A-Za-z]", rest):
         return True
-    following = re.match(r"\s+([A-Za-z]+)\b", rest)
-    return following is not None and (following.group(1) in _UNITS or _counts_a_plural(following.group(1).lower()))
+    words = re.match(r"\s+([A-Za-z]+)\b(?:\s+([a-z]+)\b)?(?:\s+([a-z]+)\b)?", rest)
+    if words is None:
+        return False
+    if words.group(1) in _UNITS or _counts_a_plural(words.group(1).lower()):
+        return True
+    for i in (1, 2) if modifiers else ():
+        word = words.group(i)
+        if not word or word in _NOT_MODIFIERS or not (word in _MODIFIERS or _MODIFIER_ENDINGS.fullmatch(word)):
+            return False
+        if words.group(i + 1) and _counts_a_plural(words.group(i + 1)):
+            return True
+    return False
 
 
 def _year(m: re.Match[str]) -> str:
@@ -421,18 +458,101 @@ def _year(m: re.Match[str]) -> str:
     year, decade = int(m.group(1)), m.group(2)
     if decade:
         return f" {_plural(year_to_words(year))} " if year >= 1100 else m.group(0)
-    cued = _YEAR_BEFORE.search(m.string[max(0, m.start() - 24) : m.start()]) is not None
-    if cued or not _counted_after(m.string[m.end() :]):
+    before = m.string[max(0, m.start() - 24) : m.start()]
+    # after "the", a recent year names what follows ("the 2020 results", "the 2024 Olympics")
+    cued = _YEAR_BEFORE.search(before) is not None or (
+        1900 <= year <= 2039 and re.search(r"\bthe\s+$", before, flags=re.IGNORECASE) is not None)
+    if cued or not _counted_after(m.string[m.end() :], modifiers=True):
         return f" {year_to_words(year)} "
     return m.group(0)
+
+
+def _number_name(digits: str) -> str:
+    """A 3- or 4-digit number that names something, read in pairs as people say them: "101" ->
+    "one oh one", "747" -> "seven forty seven", "3060" -> "thirty sixty", "1600" -> "sixteen
+    hundred", "200" -> "two hundred", "5000" -> "five thousand"."""
+    n = int(digits)
+    if len(digits) not in (3, 4) or digits[0] == "0" or n % 1000 == 0:
+        return number_to_words(n) if digits[0] != "0" else _spell_digits(digits)
+    head, tail = divmod(n, 100)
+    if tail == 0:
+        return f"{number_to_words(head)} hundred"
+    return f"{number_to_words(head)} {'oh ' + _ONES[tail] if tail < 10 else number_to_words(tail)}"
+
+
+# Words before a number that names a room, road, flight or aircraft ("Room 204", "Highway 101",
+# "Boeing 747"); currency codes are the all-capital words before a number that counts.
+_NUMBERED_NAMES = frozenset(
+    "room highway route interstate freeway flight boeing airbus apartment suite bus gate exit area studio "
+    "unit platform".split()
+)
+# verbs in "s" after a named number ("Flight 920 departs", "the RTX 3060 runs hot"), not plurals it counts
+_VERBS_AFTER_A_NAME = frozenset(
+    "departs leaves lands arrives runs takes needs gets has is was does uses costs offers supports requires "
+    "delivers includes sits stands flies opens closes".split()
+)
+_CURRENCY_CODES = frozenset("USD EUR GBP JPY INR CAD AUD CHF CNY RMB HKD SGD NZD MXN BRL KRW RUB SEK NOK DKK".split())
+# an address: a house number (maybe with a letter) before capitalised words and a street type
+_STREET_WORDS = ("Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Way|Court|Ct|Place|Pl|Terrace|"
+                 "Circle|Parkway|Highway|Square|Row")  # fmt: skip
+
+
+def _named_number(m: re.Match[str]) -> str:
+    """A number after a name word or an all-capital model name ("RTX 3060"), in pairs (see
+    :func:`_number_name`); a number that counts what follows stays ("NASA 500 engineers")."""
+    word, digits = m.group(1), m.group(2)
+    verb = re.match(r"\s+(" + "|".join(_VERBS_AFTER_A_NAME) + r")\b", m.string[m.end() :])
+    if word in _CURRENCY_CODES or not verb and _counted_after(m.string[m.end() :]):
+        return m.group(0)
+    return f"{word} {_number_name(digits)} "
 
 
 _FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 
 
+def _month_day(month: int, day: int, before: str, after: str) -> bool:
+    """Whether "month/day" without a year is a date: after a date cue ("on 3/4"), or when it is
+    no proper fraction ("4/3", "1/1") or one whose denominator could be a day past 12 ("12/25", "3/15"),
+    unless a fraction's word follows ("1/24 scale", "3/16 inch")."""
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return False
+    if _DATE_CUES.search(before):
+        return True
+    return (month >= day or day > 12 and day != 16) and not _FRACTION_AFTER.match(after)
+
+
+# what comes before a month/day written "12/25": "due 3/15", "on 12/25", "Fri 7/4"
+_DATE_CUES = re.compile(
+    r"\b(?:on|until|till|before|after|since|due|dated|effective|starting|beginning|ending|"
+    r"(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?)\s+$",
+    flags=re.IGNORECASE,
+)
+# what comes before or after a score written "98/100": "scored 98/100", "rate it 4/5", "9/10 stars"
+_SCORE_BEFORE = re.compile(
+    r"\b(?:scored?|scores|rated?|rates|rating|got|gets?|earned|earns?|gave|gives?)"
+    r"(?:\s+(?:it|them|this|that|him|her|me|us|a|an))?\s+$",
+    flags=re.IGNORECASE,
+)
+_SCORE_AFTER = re.compile(r"\s+(?:stars?|points?|marks?)\b", flags=re.IGNORECASE)
+# what follows a fraction, not a date ("1/24 scale", "3/16 inch", "2/15 of")
+_FRACTION_AFTER = re.compile(r"\s+(?:scale|of|inch|inches|cups?|miles?|teaspoons?|tablespoons?)\b", flags=re.IGNORECASE)
+
+
+def _score(m: re.Match[str]) -> str:
+    """"4.5/5" -> "4.5 out of 5" (a rating)."""
+    return f" {m.group(1)} out of {m.group(2)} "
+
+
 def _fraction(m: re.Match[str]) -> str:
-    """"1/2" -> "one half", "3/4" -> "three quarters", "2/3" -> "two thirds" (proper fractions)."""
+    """"1/2" -> "one half", "3/4" -> "three quarters", "2/3" -> "two thirds" (proper fractions);
+    "12/25" -> "December 25th" (a month and day, see :func:`_month_day`); "98/100" after
+    "scored" or before "stars", and "10/10", -> "98 out of 100"; "50/50" stays."""
     num, den = int(m.group(1)), int(m.group(2))
+    before, after = m.string[max(0, m.start() - 24) : m.start()], m.string[m.end() :]
+    if num == den in (5, 10, 100) or _SCORE_BEFORE.search(before) or _SCORE_AFTER.match(after):
+        return _score(m)
+    if _month_day(num, den, before, after):
+        return f" {_MONTH_NAMES[_MONTHS[num - 1][:3]]} {den}{_ordinal_suffix(den)} "
     if not 0 < num < den <= 100:
         return m.group(0)
     one, many = _FRACTION_NAMES.get(den, (_ordinal(number_to_words(den)), ""))
@@ -453,12 +573,22 @@ _UNITS = {
     "kHz": ("kilohertz", "kilohertz"), "Hz": ("hertz", "hertz"), "ms": ("millisecond", "milliseconds"),
     "m": ("meter", "meters"), "mi": ("mile", "miles"), "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
     "sec": ("second", "seconds"), "secs": ("second", "seconds"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "g": ("gram", "grams"), "tsp": ("teaspoon", "teaspoons"), "tbsp": ("tablespoon", "tablespoons"),
+    "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"), "mAh": ("milliamp hour", "milliamp hours"),
+    "fps": ("frame per second", "frames per second"), "px": ("pixel", "pixels"),
 }  # fmt: skip
 _UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
 
 
+# what a "g" after a number is before, when it is a mobile network, not grams ("5g network")
+_NETWORK_WORDS = re.compile(r"\s*(?:networks?|phones?|signal|coverage|speeds?|data|connection|internet|towers?|"
+                            r"service|technology|plans?|lte|modem|wifi)\b", flags=re.IGNORECASE)  # fmt: skip
+
+
 def _unit(m: re.Match[str]) -> str:
+    if m.group(2) == "g" and _NETWORK_WORDS.match(m.string[m.end() :]):
+        return m.group(0)
     one, many = _UNITS[m.group(2)]
     return f"{m.group(1)} {one if m.group(1) == '1' else many} "
 
@@ -526,6 +656,51 @@ def _slash_date(m: re.Match[str]) -> str:
     """m/d/y, as US text writes it; d/m/y when the first number cannot be a month."""
     a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
     return _date(a, b, year) or _date(b, a, year) or m.group(0)
+
+
+_DAY_NAMES = {d[:3]: d for d in "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()}
+_NAMED_RANGE_WORD = (r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs?)?|Fri|Sat(?:ur)?|Sun)(?:day)?|"
+                     r"(?:" + _FULL_MONTHS + "|" + "|".join(_MONTHS[12:]) + r"))")  # fmt: skip
+_NAMED_RANGE = re.compile(r"\b(" + _NAMED_RANGE_WORD + r")(\.?)\s?[-–—]\s?(" + _NAMED_RANGE_WORD + r")\b(\.?)")
+
+
+def _named_range(m: re.Match[str]) -> str:
+    """"Monday-Friday", "Mon.-Fri." -> "Monday to Friday"; "Jan-Mar" -> "January to March" (two
+    days or two months; a day and a month stay)."""
+    first, second = m.group(1)[:3], m.group(3)[:3]
+    names = _DAY_NAMES if first in _DAY_NAMES and second in _DAY_NAMES else _MONTH_NAMES
+    if first not in names or second not in names or first == second:
+        return m.group(0)
+    stop = _stop_if_sentence(m) if m.group(4) else ""  # "Mon.-Fri." keeps its dot only at a sentence end
+    return f"{names[first]} to {names[second]}{stop}"
+
+
+# A range of numbers: "10-20", "5-10%", "$10-20", "9am-5pm", "9:00-17:00", "1.5-2" (not a chain, "3-2-1",
+# nor a sum, "10-2=8")
+_RANGE_SIDE = r"\d+(?:[.:]\d+)?"
+_NUMBER_RANGE = re.compile(
+    r"(?<![\w.,/:])(?<![\w][-–—])(" + _RANGE_SIDE + r")(%|\s?[AaPp]\.?[Mm]\.?)?(?:[-–—]|\s[–—]\s)"
+    r"([$€£¥₹]?)(" + _RANGE_SIDE + r")(?![-–—]\w|[.,:/]?\d|\s*[=+*/^])"
+)
+
+
+# words that make "a-b" after them in the sentence a score ("lost 3-4", "Scores 1-2")
+_SCORE_WORDS = re.compile(
+    r"\b(?:scored?|scores|won|wins?|lost|loses|loss|beat|beats|drew|draw|tied?|defeat(?:ed|s)?|victory|lead|led|"
+    r"leads|trail(?:ed|s|ing)?|match|game|final)\b[^.!?;]*$",
+    flags=re.IGNORECASE,
+)
+
+
+def _number_range(m: re.Match[str]) -> str:
+    """"a-b" -> "a to b" when it is a range: a rising one, or one with a clock time, a percent or a
+    currency sign. A score ("3-2", "110-102", "0-0", "lost 3-4") keeps its dash."""
+    first, mark, sign, second = m.groups()
+    low, high = (float(x.replace(":", ".")) for x in (first, second))
+    score = not (mark or sign or ":" in first + second) and _SCORE_WORDS.search(m.string[max(0, m.start() - 40) : m.start()]) is not None
+    if not score and (low < high or mark or sign or ":" in first + second):
+        return f"{first}{mark or ''} to {sign}{second}"
+    return m.group(0)
 
 
 def _stop_if_sentence(m: re.Match[str]) -> str:
@@ -608,6 +783,11 @@ def _expand_special(text: str) -> str:
         return " ." if m.end() == len(m.string) else ""
 
     text = re.sub(r"(?i)\b(?:https?://|www\.)\S+", _url, text)
+    text = re.sub(r"(?<![\w@./-])[a-z\d-]+(?:\.[a-z\d-]+)*\.[a-z]{2,6}/\S*", _url, text)  # github.com/x
+    text = re.sub(  # "TL;DR", "tl;dr": initials joined by a semicolon are spelled
+        r"(?<![\w;])([A-Z]{1,3};[A-Z]{1,3}|[b-df-hj-np-tv-z]{1,3};[b-df-hj-np-tv-z]{1,3})(?![\w;])",
+        lambda m: "-".join(c.upper() for c in m.group(1) if c.isalpha()), text,
+    )
     text = re.sub(r"\b([CF])#(?!\w)", r"\1 sharp", text)  # languages: C#, F#, C++
     text = re.sub(r"\bC\+\+(?![\w+])", "C plus plus", text)
     text = re.sub(r"(?<![\w.+-])[\w.+-]+@[A-Za-z\d-]+(?:\.[A-Za-z\d-]+)+\b",  # an e-mail address: a.b@c.io
@@ -617,11 +797,14 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<![\d.,])\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
     text = re.sub(r"(\d)\s+%", r"\1%", text)  # "100 %"
     text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
+    text = re.sub(r"(?<![\d-])\b(\d{1,2})-(\d{1,2})-(\d{4})\b(?!-\d)", _slash_date, text)  # 12-25-2023
     text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
                   lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
     text = re.sub(r"\b(\d{1,2})\s?['′]\s?(\d{1,2})\s?(?:\"|''|′′|”)", _feet_inches, text)  # 5'10"
     text = re.sub(r"(?<![\w.])(?!0x)(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)\b", r" \1 by \2 ", text)  # 3x4
     text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)x\b", r" \1 times ", text)  # 3x faster
+    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?) x (\d+(?:\.\d+)?)\b(\s*=)?",  # "2 x 4", "3 x 5 = 15"
+                  lambda m: f" {m.group(1)} {'times' if m.group(3) else 'by'} {m.group(2)} {m.group(3) or ''}", text)
     text = _ROMAN_AFTER_A_WORD.sub(_roman, text)
     text = re.sub(r"\bPh\.\s?D\.", "P.H.D.", text)
     text = re.sub(r"\b(Mr|Mrs|Ms|Prof|Jr|Sr|Mt|(?i:vs|approx))\.",
@@ -651,10 +834,17 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"\betc\.", lambda m: "et cetera" + (" ." if _ends_sentence(m) else ""), text)
     text = re.sub(r"\b[Nn]o\.\s*(?=\d)", "number ", text)  # "No. 7", "order no. 12"
     text = re.sub(r"\b(pp?|vol|ch|fig)\.\s*(?=\d)", lambda m: _BEFORE_A_NUMBER[m.group(1)] + " ", text)  # "p. 5"
+    text = _NAMED_RANGE.sub(_named_range, text)  # "Monday-Friday", "Mon.-Fri.", "Jan-Mar"
     text = re.sub(r"\b(Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat)\.",  # "on Mon. and Tues.": no stop mid-sentence
                   lambda m: _WEEKDAYS[m.group(1)[:3]] + _stop_if_sentence(m), text)
     text = re.sub(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\.?(?=\s+\d)",
                   lambda m: _MONTH_NAMES[m.group(1)[:3]], text)  # "Sept. 3" -> "September 3"
+    text = re.sub(  # "Nov 24-27" -> "November 24th to 27th"
+        r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})(?:st|nd|rd|th)?\s?[-–—]\s?(\d{1,2})(?:st|nd|rd|th)?\b(?![-.:/,]\d)",
+        lambda m: (f"{m.group(1)} {m.group(2)}{_ordinal_suffix(int(m.group(2)))} to "
+                   f"{m.group(3)}{_ordinal_suffix(int(m.group(3)))}") if 1 <= int(m.group(2)) < int(m.group(3)) <= 31
+        else m.group(0), text,
+    )
     text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
     text = _DAY_BEFORE_MONTH.sub(_day_before_month, text)
     text = re.sub(r"#\s?(?=\d+\b)", " number ", text)  # "#1"; "#100DaysOfCode" is a hashtag
@@ -664,8 +854,8 @@ def _expand_special(text: str) -> str:
                   if int(m.group(2)) > int(m.group(1)) % 100 else m.group(0), text)
     text = re.sub(r"(?<![\w.,])[-\u2212](?=[$€£¥₹]?\d)", " minus ", text)  # -5, -$5, but not 3-2
 
-    def digit_groups(m: re.Match[str]) -> str:
-        return " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.group(0))) + " "
+    def digit_groups(m: re.Match[str], start: int = 0) -> str:  # the digits from group ``start`` on
+        return " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.string[m.start(start) : m.end()])) + " "
 
     # phone numbers, digit by digit: +44 20 7946 0958; 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
     text = re.sub(r"(?<![\w+])\+\d{1,3}(?:[-.\s]?(?:\(\d{1,4}\)|\d{2,4})){2,5}\b", digit_groups, text)
@@ -673,8 +863,27 @@ def _expand_special(text: str) -> str:
         r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3} \d{3} |\b\d{3}-)\d{4}\b",
         digit_groups, text,
     )
+    text = _NUMBER_RANGE.sub(_number_range, text)  # "10-20 people", "9am-5pm"; a score stays: "3-2"
+    text = re.sub(r"\bv(?=\d+(?:\.\d+)+\b)", "version ", text)  # "v2.1"
     text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
+    text = re.sub(  # a ZIP code, digit by digit: "NY 10118", "zip code 90210", "CA 94105-1234"
+        r"(?:(?<=, )[A-Z]{2},?\s+|(?i:\bzip(?:\s?code)?:?(?:\s+is)?\s+))(\d{5})(?:-(\d{4}))?\b(?![.,]\d)",
+        lambda m: m.group(0)[: m.start(1) - m.start()] + digit_groups(m, start=1), text,
+    )
+    text = re.sub(  # a code, digit by digit: "PIN 1234", "area code is 415", "2FA code: 482913"
+        r"(?i:\b(?:pin|otp|passcode|area code|(?:verification|security|access|confirmation|2fa) code)"
+        r"(?:\s+(?:is|was))?:?\s+)(\d{3,8})\b(?![.,]\d)",
+        lambda m: m.group(0)[: m.start(1) - m.start()] + digit_groups(m, start=1), text,
+    )
+    text = re.sub(  # "Room 204", "Highway 101", "RTX 3060", "Boeing 747", "UA 920"
+        r"\b((?i:" + "|".join(_NUMBERED_NAMES) + r")|[A-Z]{2,5})\s+(\d{3,4})\b(?![.,:/%]\d|[%°$€£¥₹¢'-])",
+        _named_number, text,
+    )
+    text = re.sub(  # "221B Baker Street", "350 Fifth Ave": a house number in pairs
+        r"(?<![\w.,$€£¥₹-])(\d{3,4})([A-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:" + _STREET_WORDS + r")\b)",
+        lambda m: f" {_number_name(m.group(1))} {m.group(2)}", text,
+    )
     text = _YEAR.sub(_year, text)
     text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
     text = re.sub(r"\b1(000|00)'?s\b", lambda m: " thousands " if m.group(1) == "000" else " hundreds ", text)
@@ -683,12 +892,20 @@ def _expand_special(text: str) -> str:
                   lambda m: m.group(0) if _counted_after(m.string[m.end() :]) else " nine one one ", text)
     text = re.sub(r"(?<=\d)\s+/\s+(?=-?\d)", " divided by ", text)  # "10 / 2"; "3/4" is a fraction
     text = re.sub(r"(?<=[\w)])\s?\^\s?(\d+)\b", lambda m: _power_words(m.group(1)), text)  # a^2
-    text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b", _fraction, text)
+    text = re.sub(r"(?<![\d.])(\d+\.\d+)/(\d+)\b(?![./]\d)", _score, text)  # "4.5/5 stars"
+    text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b(?![./]\d)", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
         r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
         lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
     )
+    text = re.sub(  # "10k users", "1.2M downloads", "5k+ stars": a scale before what it counts
+        r"(?<![\w.,$€£¥₹])(\d+(?:\.\d+)?)(k|K|M|B|bn)(\+?)(?=\s+(?:of\b|[a-z]+))",
+        lambda m: f" {m.group(1)} {_SCALE_WORDS[m.group(2)]}{' plus' if m.group(3) else ''} "
+        if m.group(2) == "k" or re.match(r"\s+(?:of\b|([a-z]+))", m.string[m.end() :]).group(1) is None
+        or _counts_a_plural(re.match(r"\s+([a-z]+)", m.string[m.end() :]).group(1)) else m.group(0), text,
+    )
     text = _UNIT.sub(_unit, text)
+    text = re.sub(r"(?<=[a-z])\s+(tsp|tbsp)\b\.?", lambda m: " " + _UNITS[m.group(1)][0], text)  # "one quarter tsp"
     text = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)([$€£¥₹])(\d\d)(?![\d$€£¥₹])",  # "5€10", "5$10": 5.10
                   lambda m: _money_words(m.group(2), m.group(1), m.group(3)), text)
     text = re.sub(r"(?<!\d)([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d{1,2}))?(?!\d)", _money, text)
@@ -698,7 +915,12 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
-    text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)" + meridiem + "?", _clock, text)
+    text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d):([0-5]\d)(?:\.(\d+))?(?![\d:])", _duration, text)  # 3:25:30
+    text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d)\.(\d+)(?![\d:])",  # a lap time: 1:23.456
+                  lambda m: _duration(m, with_hours=False), text)
+    text = re.sub(r"(?<![\d:.])(2[4-9]|[3-9]\d):([0-5]\d)(?:\.(\d+))?(?![\d:])",  # 25:30, no clock time
+                  lambda m: _duration(m, with_hours=False), text)
+    text = re.sub(r"\b([01]?\d|2[0-3]):([0-5]\d)(?!\d)" + meridiem + "?", _clock, text)
     text = re.sub(r"\b(1[0-2]|0?\d)\.([0-5]\d)" + meridiem, _clock, text)  # "10.30pm", as British text writes it
     text = re.sub(r"\b(\d{1,2})" + meridiem, lambda m: f" {m.group(1)}" + _meridiem(m, m.group(2)), text)
     text = re.sub(r"\b(\d+):(\d+)\b", r" \1 to \2 ", text)  # not a clock time: a ratio, 16:9
@@ -754,9 +976,11 @@ def normalize_english(text: str) -> str:
     """Normalise English text the way :func:`english_to_phones` reads it.
 
     Read as words: numbers (cardinals to the billions, ordinals, decimals, percentages,
-    minus signs, proper and unicode fractions, powers, ratios, years (a four-digit number
-    1000..2099 that no plural noun or unit follows, or after a cue word or a month), year
-    ranges, decades, days next to a month, heights, "3x", 911), money, clock times,
+    minus signs, proper and unicode fractions, ratings ("4.5/5"), powers, ratios, years (a
+    four-digit number 1000..2099 that no plural noun or unit follows, even after describing
+    words, or after a cue word, "the" or a month), year ranges, number and name ranges, decades,
+    days next to a month, month/day dates, heights, "3x", "10k", 911, numbers naming a road,
+    room or model), money, clock times, times taken,
     units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz ...), phone numbers, versions,
     abbreviations (Dr., St., Mr., titles, Inc. ..., Apt., Ext. ..., month names), roman
     numerals after a name, dotted initialisms, initials before a name, web and e-mail
@@ -782,7 +1006,11 @@ def normalize_english(text: str) -> str:
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
     # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
     # "mid-1990s" (a word before a number: here, so that the years see the number alone)
-    text = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", text)
+    text = re.sub(  # a model or road with 3 or 4 digits: "F-150", "I-405", "A320", "RTX4090"
+        r"\b([A-Z]{1,5})-?(\d{3,4})\b(?![.,:/%]\d|[%°$€£¥₹¢'-])",
+        lambda m: m.group(0) if m.group(1) in _CURRENCY_CODES else f"{m.group(1)} {_number_name(m.group(2))} ", text,
+    )
+    text = re.sub(r"(?<=[A-Za-z])(?<!\d[AaPp][Mm])-(?=\d)", " ", text)  # "9am-5pm" is a range
     text = _expand_special(text)
     if re.search(r"[a-z]", text):  # mixed case: a capital "A" inside a sentence before a lowercase word or a
         # mark is the letter ("Plan A is", "an A."); the article is lowercase there ("A Tale" stays)
