@@ -12,11 +12,15 @@ Steps of :func:`export_bundle`:
    fidelity floor sends its group, and only its group, one rung up (fp32 always passes or
    the export fails). Every attempt is kept in the manifest. An integer graph rounding its
    inputs to the scored student's own int8 ranges is checked against the scored model (the
-   plain one with that fake quantization), not the plain one (see :mod:`.parity`).
+   plain one with that fake quantization), not the plain one (see :mod:`.parity`). A trial
+   scored with s8 inputs exported for a u8 target rounds exactly as scored; one scored with u8
+   inputs exported for an s8 target cannot, and is held to the model as scored too; either
+   form change is logged in one line and noted on the module.
 4. Check the assembled bundle end to end with the torch-free runner: file hashes, the greedy
-   GPT codes (identical to torch's when the GPT is fp32) and the SoVITS waveform SNR against
-   the chain of the torch models the graphs were checked against; a miss sends the
-   lowest-precision SoVITS group up a rung.
+   GPT codes (identical to torch's when the GPT is fp32; for a GPT checked against the scored
+   model, its logits along its own greedy decoding at that model's faithfulness floor) and the
+   SoVITS waveform SNR against the chain of the torch models the graphs were checked against;
+   a GPT miss sends the GPT up a rung, a waveform miss the lowest-precision SoVITS group.
 5. Write sample wavs, upstream-format ``.ckpt``/``.pth`` copies where upstream can express
    the shapes, a README and ``manifest.json``, all in a temporary folder beside ``out_dir``
    which is then renamed onto it. A bundle that fails its own check is never written.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -62,6 +67,7 @@ from autocompress.export.references import (
     graph_outputs,
     graph_specs,
     graph_views,
+    greedy_runs,
     plain_copy,
     range_group,
     reference_runs,
@@ -95,13 +101,17 @@ SAMPLES_DIR = "samples"
 # 1: until 2026-12-07; 2: int8 graphs round only weight layers' inputs (no outputs, no products of
 # two run-time tensors, and other readers of a rounded input read the float tensor), as scored;
 # 3: int8 inputs take the scored student's calibrated ranges where it carries them; 4: such int8
-# graphs are checked against the scored model, not the plain one (a faithful int8 decoder ships).
-EXPORT_REVISION = 4
+# graphs are checked against the scored model, not the plain one (a faithful int8 decoder ships);
+# 5: s8-scored ranges in a u8 graph take the s8 grid (zero point 128); u8-scored ones in an s8
+# graph are also held to the model as scored; a scored int8 GPT's decoding is checked end to end.
+EXPORT_REVISION = 5
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
 WARMUP_CODES = 16  # codes the timing warm-up of the sample synthesis generates
 _MAX_E2E_ROUNDS = 8  # end-to-end fallbacks before giving up (there are at most 4 rungs x 4 groups)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -329,6 +339,12 @@ class VoiceExport:
                 )
             else:
                 raise ExportError(f"bundle still fails its end-to-end check after {_MAX_E2E_ROUNDS} fallbacks")
+            form_line = scored.form_line({g for g, c in choices.items() if c.scored})
+            if form_line:
+                log.warning("%s: %s", out_dir.name, form_line)
+                for c in choices.values():
+                    if c.scored:
+                        c.notes.append(form_line)
             timing = _write_samples(
                 runner, folder, self.inputs[:n_samples], self.sampling, self.noise_scale, self.seed, threads
             )
@@ -373,27 +389,42 @@ def _weight_ranges(gpt: Any, sovits: Any, ranges: Mapping[str, tuple[float, floa
         raise ExportError(
             f"activation range for {unknown[0]!r} names no weight layer of the voice; pass ranges of this voice's own student"
         )
+    symmetric = scored_symmetric(ranges)
     out = []
     for name, weight in layers.items():
         low, high = ranges.get(name, (None, None))
         if low is not None and not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise ExportError(f"activation range for {name!r} is {low}..{high}; a range needs finite low <= high")
-        out.append(ActivationRange(weight.detach().float().cpu().numpy(), low, high, name))
+        out.append(ActivationRange(weight.detach().float().cpu().numpy(), low, high, name, symmetric))
     return tuple(out)
+
+
+def scored_symmetric(ranges: Mapping[str, tuple[float, float]]) -> bool:
+    """Whether a student's int8 input ranges were calibrated as symmetric s8 (each one is
+    ``(-amax, amax)``; an asymmetric u8 calibration keeps each input's minimum and maximum)."""
+    return bool(ranges) and all(float(low) == -float(high) for low, high in ranges.values())
 
 
 class _ScoredReference:
     """The torch models an integer graph rounding to the scored student's int8 ranges is checked
     against: the plain models with those layers fake-quantized to the same ranges
     (:func:`~autocompress.export.references.scored_copy`), made on first use, and their outputs
-    on the reference feeds. Layers a caller keeps at fp32 keep float inputs here too."""
+    on the reference feeds. Layers a caller keeps at fp32 keep float inputs here too.
+
+    The reference rounds as the graphs do. s8 ranges (a GPU target's form, the one the trial was
+    scored with when every range is ``(-amax, amax)``) round exactly alike in a u8 graph, so
+    there it is the model as scored whatever the target. u8 ranges cannot be rounded alike by
+    an s8 graph: there it rounds them as s8 too (``reformed``), and :meth:`as_scored_outputs`
+    gives the model as scored, which such graphs must stay as close to (see :func:`_check_graph`)."""
 
     def __init__(
         self, export: VoiceExport, ranges: Mapping[str, tuple[float, float]], symmetric: bool,
         keep_fp32: Mapping[str, Sequence[str]] | None,
     ) -> None:  # fmt: skip
         self._export = export
-        self._symmetric = symmetric
+        self.target_symmetric = symmetric  # the int8 form of the bundle's graphs
+        self.scored_symmetric = scored_symmetric(ranges)  # the one the trial was scored with
+        self._symmetric = self.scored_symmetric or symmetric
         self.ranges: dict[str, tuple[float, float]] = {}
         for key, span in ranges.items():
             group = range_group(key)
@@ -403,9 +434,22 @@ class _ScoredReference:
                 self.ranges[key] = span
         self.groups = {range_group(k) for k in self.ranges}
         self._views: dict[str, Any] | None = None
+        self._gpt: Any = None
         self._sovits: Any = None
         self._outputs: dict[str, list[list[np.ndarray]]] = {}
         self._wavs: dict[frozenset[str], list[np.ndarray]] = {}
+        self._runs: list[Any] | None = None
+        self._as_scored: dict[str, Any] | None = None
+        self._as_scored_outputs: dict[str, list[list[np.ndarray]]] = {}
+
+    @property
+    def reformed(self) -> bool:
+        """The graphs round the trial's u8 ranges as s8 (the target's form): not as scored."""
+        return self._symmetric != self.scored_symmetric
+
+    @property
+    def scored_form(self) -> str:
+        return "s8" if self.scored_symmetric else "u8"
 
     def applies(self, group: str, precision: str, request: GroupRequest) -> bool:
         """Whether ``group`` stored at ``precision`` rounds inputs to the scored ranges: an int8
@@ -413,11 +457,37 @@ class _ScoredReference:
         int8_part = precision == "int8" or (precision in ("int4", "int2") and bool(request.int8_op_types))
         return int8_part and group in self.groups
 
+    def form_line(self, groups: set[str]) -> str:
+        """One line saying that the int8 graphs of ``groups`` take another int8 form than the
+        trial was scored with, and what that means; "" when they take the same."""
+        if not groups or self.scored_symmetric == self.target_symmetric:
+            return ""
+        which = ", ".join(g for g in GROUP_GRAPHS if g in groups)
+        if self.scored_symmetric:
+            return (f"int8 activations of {which} are u8 (this target's form), the trial was scored with s8: "
+                    "the u8 graphs round the same ranges exactly as scored (zero point 128)")  # fmt: skip
+        return (f"int8 activations of {which} are s8 (this target's form), the trial was scored with u8: the graphs "
+                "round the same ranges symmetrically, not as scored, and passed the faithfulness floor against "
+                "the model as scored too")  # fmt: skip
+
     def outputs(self, graph: str) -> list[list[np.ndarray]]:
         """The scored model's outputs of ``graph`` on its reference feeds."""
         if graph not in self._outputs:
             self._outputs[graph] = graph_outputs(self._models()[graph], self._export.refs.cases[graph].feeds)
         return self._outputs[graph]
+
+    def as_scored_outputs(self, graph: str) -> list[list[np.ndarray]] | None:
+        """Where the graphs cannot round as scored (:attr:`reformed`), the outputs of ``graph``
+        of the model as scored (u8 inputs) on its reference feeds; else None."""
+        if not self.reformed:
+            return None
+        if graph not in self._as_scored_outputs:
+            if self._as_scored is None:
+                gpt, sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self.scored_symmetric)
+                self._as_scored = graph_views(gpt, sovits)
+            feeds = self._export.refs.cases[graph].feeds
+            self._as_scored_outputs[graph] = graph_outputs(self._as_scored[graph], feeds)
+        return self._as_scored_outputs[graph]
 
     def wavs(self, groups: frozenset[str]) -> list[np.ndarray]:
         """The SoVITS chain's reference waveforms with ``groups`` run by the scored model."""
@@ -428,10 +498,18 @@ class _ScoredReference:
             self._wavs[groups] = chain_wavs(models, export.inputs, export.refs)
         return self._wavs[groups]
 
+    def gpt_runs(self) -> list[Any]:
+        """Per eval input, the scored GPT's greedy generation (:class:`~.references.GreedyRun`)."""
+        if self._runs is None:
+            self._models()
+            export = self._export
+            self._runs = greedy_runs(self._gpt, export.inputs, export.eval_tokens, export.sampling.repetition_penalty)
+        return self._runs
+
     def _models(self) -> dict[str, Any]:
         if self._views is None:
-            gpt, self._sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self._symmetric)
-            self._views = graph_views(gpt, self._sovits)
+            self._gpt, self._sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self._symmetric)
+            self._views = graph_views(self._gpt, self._sovits)
         return self._views
 
 
@@ -503,7 +581,7 @@ def _settle_group(
         for graph in GROUP_GRAPHS[group]:
             result = _check_graph(
                 graph, group, precision, choice.symmetric_int8, choice.request, exclude, refs, bounds, work, threads,
-                ranges, scored.outputs(graph) if as_scored and scored is not None else None,
+                ranges, scored if as_scored else None,
             )  # fmt: skip
             checks.append(result)
             range_notes += [f"{graph}: {n}" for n in result["notes"] if n.startswith(RANGES_NOTE)]
@@ -541,11 +619,14 @@ def _check_graph(
     work: Path,
     threads: int | None,
     ranges: Sequence[ActivationRange] = (),
-    scored: list[list[np.ndarray]] | None = None,
+    scored_ref: _ScoredReference | None = None,
 ) -> dict[str, Any]:
     """Store one graph at ``precision``, run it on the reference feeds, judge it: against the
-    plain torch model, or against ``scored`` (the scored model's outputs on the same feeds),
-    the plain model's comparison then recorded beside it."""
+    plain torch model, or against ``scored_ref`` (the scored model rounding as the graph does,
+    on the same feeds), the plain model's comparison then recorded beside it. A graph that
+    cannot round as the trial was scored (u8 ranges, s8 graph) must also reach the
+    faithfulness floor against the model as scored: else nothing judged the quality it ships."""
+    scored = scored_ref.outputs(graph) if scored_ref is not None else None
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
@@ -577,6 +658,19 @@ def _check_graph(
     }
     if scored is not None:  # information only: what the scored model's own rounding costs is the search's call
         result["outputs_vs_plain"] = [o.to_dict() for o in compare_outputs(names, case.outputs, got, bounds)]
+        result["scored_form"] = scored_ref.scored_form if scored_ref is not None else ""
+    as_scored = scored_ref.as_scored_outputs(graph) if scored_ref is not None else None
+    if as_scored is not None:
+        vs_scored = compare_outputs(names, as_scored, got, bounds)
+        result["outputs_vs_scored_form"] = [o.to_dict() for o in vs_scored]
+        floor = bounds.floor(group, precision, scored=True)
+        worst = min(vs_scored, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
+        if passed and not worst.snr_db >= floor:
+            result["passed"] = False
+            result["reason"] = (
+                f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB against the model as scored (u8 "
+                f"activations; this graph rounds them s8) < floor {floor:g} dB"
+            )
     if graph.startswith("gpt_"):
         got_logits = np.concatenate([o[0] for o in got])
         result["top1_agreement"] = top1_agreement(np.concatenate([o[0] for o in reference]), got_logits)
@@ -620,22 +714,40 @@ def _end_to_end(
     """Run the runner on the bundle as written; return (failure reason or None, figures, the group
     to blame or None: the lowest SoVITS group).
 
-    The waveform is compared with the chain of the torch models its graphs were checked
-    against (the scored model for a group checked so); its SNR against the plain chain is
-    recorded beside it."""
+    The greedy GPT codes and the waveform are compared with the torch models the graphs were
+    checked against (the scored model for a group checked so); their match with the plain
+    models is recorded beside them. An fp32 GPT must give torch's codes. A GPT checked against
+    the scored model must keep its logits, along its own greedy decoding up to the first code
+    that parts from the scored model's, at that model's faithfulness floor: its graphs'
+    checks saw a few decode steps fed torch's cache, this is every step on the runner's own
+    cache. Its codes may part where the scored model's choice was closer than the graphs'
+    measured error, so their match is recorded, not judged."""
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
-    matches, exact = [], True
+    matches, exact, plain_matches, plain_exact = [], True, [], True
+    gpt_scored = choices["gpt"].scored and scored is not None
+    runs = scored.gpt_runs() if gpt_scored and scored is not None else None
+    logit_signal = logit_noise = 0.0
     as_scored = frozenset(g for g in ("ref_enc", "enc_p", "flow", "dec") if choices[g].scored)
     ref_wavs = scored.wavs(as_scored) if as_scored and scored is not None else refs.wavs
     signal = noise = plain_signal = plain_noise = 0.0
     for i, item in enumerate(inputs):
         try:
-            tokens = runner.generate(item, greedy, max_new_tokens=eval_tokens).tokens
+            out = runner.generate(item, greedy, max_new_tokens=eval_tokens, keep_logits=runs is not None)
         except DataError as e:  # NaN logits past the steps the graph checks saw
             return _failed_end_to_end(checks, choices, runner, threads, f"GPT on input {i}: {e}", "gpt")
-        want = refs.gpt_codes[i]
-        exact = exact and _same_greedy_codes(want, tokens, refs.gpt_gaps[i])
-        matches.append(_prefix_match(want, tokens))
+        tokens = out.tokens
+        plain_exact = plain_exact and _same_greedy_codes(refs.gpt_codes[i], tokens, refs.gpt_gaps[i])
+        plain_matches.append(_prefix_match(refs.gpt_codes[i], tokens))
+        if runs is not None and out.logits is not None:
+            run = runs[i]
+            exact = exact and _same_greedy_codes(run.codes, tokens, run.gaps)
+            matches.append(_prefix_match(run.codes, tokens))
+            shared = _shared_steps(run.codes, tokens, len(run.logits), len(out.logits))
+            want, got = run.logits[:shared].astype(np.float64), out.logits[:shared].astype(np.float64)
+            logit_signal += float(np.sum(want * want))
+            logit_noise += float(np.sum((want - got) ** 2))
+        else:
+            exact, matches = plain_exact, plain_matches
         try:
             ge = runner.style(item.ref_spec, item.ref_sv)
         except DataError as e:
@@ -656,11 +768,21 @@ def _end_to_end(
     lowest = min((choices[g].used for g in ("ref_enc", "enc_p", "flow", "dec")), key=PRECISIONS.index)
     floor = bounds.e2e_min_snr_db.get(lowest, -math.inf)
     figures = {"e2e_wav_snr_db": wav_snr, "gpt_greedy_prefix_match": float(np.mean(matches))}
-    failure = None
+    failure, blamed = None, None
     if choices["gpt"].used == "fp32" and not exact:
         raise ExportError("greedy GPT codes from the fp32 graphs differ from torch's; an exporter problem")
+    if runs is not None:
+        logit_snr = snr_db(logit_signal, logit_noise)
+        figures["gpt_greedy_logit_snr_db"] = logit_snr
+        figures["gpt_greedy_prefix_match_vs_plain"] = float(np.mean(plain_matches))
+        gpt_floor = bounds.floor("gpt", choices["gpt"].used, scored=True)
+        if not logit_snr >= gpt_floor:
+            failure, blamed = (
+                f"GPT logits along its greedy decoding SNR {logit_snr:.1f} dB against the scored model "
+                f"< floor {gpt_floor:g} dB ({choices['gpt'].used})"
+            ), "gpt"
     against = f" against the scored model for {', '.join(sorted(as_scored))}" if as_scored else ""
-    if wav_snr < floor:
+    if wav_snr < floor and failure is None:
         failure = (
             f"SoVITS chain waveform SNR {wav_snr:.1f} dB{against} < floor {floor:g} dB (lowest precision {lowest})"
         )
@@ -670,15 +792,25 @@ def _end_to_end(
             "precision": {g: c.used for g, c in choices.items()},
             "passed": failure is None,
             "reason": failure or "",
-            "reference": {g: "scored" if g in as_scored else "plain" for g in ("ref_enc", "enc_p", "flow", "dec")},
+            "reference": {"gpt": "scored" if runs is not None else "plain"}
+            | {g: "scored" if g in as_scored else "plain" for g in ("ref_enc", "enc_p", "flow", "dec")},
             "wav_snr_db": wav_snr if math.isfinite(wav_snr) else None,
             "wav_snr_vs_plain_db": plain_snr if math.isfinite(plain_snr) else None,
             "gpt_greedy_prefix_match": figures["gpt_greedy_prefix_match"],
             "gpt_greedy_exact": exact,
             "device": describe_device(runner.device, threads),
         }
+        | (
+            {
+                "gpt_greedy_logit_snr_db": _finite(figures["gpt_greedy_logit_snr_db"]),
+                "gpt_greedy_prefix_match_vs_plain": figures["gpt_greedy_prefix_match_vs_plain"],
+                "gpt_greedy_exact_vs_plain": plain_exact,
+            }
+            if runs is not None
+            else {}
+        )
     )
-    return failure, figures, None
+    return failure, figures, blamed
 
 
 def _failed_end_to_end(
@@ -699,6 +831,18 @@ def _same_greedy_codes(want: np.ndarray, got: np.ndarray, gaps: np.ndarray) -> b
     diff = np.nonzero(want[:n] != got[:n])[0]
     step = int(diff[0]) if diff.size else n  # the first step whose outcome differs
     return step < gaps.size and float(gaps[step]) < NEAR_TIE
+
+
+def _shared_steps(want: np.ndarray, got: np.ndarray, want_steps: int, got_steps: int) -> int:
+    """How many leading steps of two greedy decodings saw the same codes before them: up to and
+    including the first step whose choice differs (or the first to stop), within both runs' steps."""
+    n = min(want.size, got.size)
+    diff = np.nonzero(want[:n] != got[:n])[0]
+    return min((int(diff[0]) if diff.size else n) + 1, want_steps, got_steps)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def _prefix_match(want: np.ndarray, got: np.ndarray) -> float:
@@ -899,6 +1043,8 @@ def _metrics(
     for graph, check in kept.items():
         snrs = [o["snr_db"] for o in check["outputs"] if o["snr_db"] is not None]
         against = "the scored torch model (the trial's int8 fake quantization)" if check.get("reference") == "scored" else "torch"
+        if "outputs_vs_scored_form" in check:
+            against = "the scored torch model with its u8 input ranges rounded as s8, as this graph does"
         out.append(
             MetricEntry(
                 f"parity_snr_db_{graph}", min(snrs) if snrs else None, "dB", "measured", check["device"],
@@ -909,11 +1055,18 @@ def _metrics(
             out.append(MetricEntry(f"top1_agreement_{graph}", check["top1_agreement"], "", "measured", check["device"]))
     last_e2e = next((c for c in reversed(checks) if c["graph"] == "end_to_end"), {})
     e2e_device = last_e2e.get("device", device)
-    as_scored = sorted(g for g, r in last_e2e.get("reference", {}).items() if r == "scored")
+    reference = last_e2e.get("reference", {})
+    as_scored = sorted(g for g, r in reference.items() if r == "scored" and g != "gpt")
+    gpt_note = "against the scored GPT's greedy decoding (the trial's int8 fake quantization)"
+    notes = {
+        "e2e_wav_snr_db": f"against torch with the scored model for {', '.join(as_scored)}" if as_scored else "",
+        "gpt_greedy_prefix_match": gpt_note if reference.get("gpt") == "scored" else "",
+        "gpt_greedy_logit_snr_db": gpt_note + ", up to the first code that parts",
+        "gpt_greedy_prefix_match_vs_plain": "against torch's greedy codes (no int8 rounding); information only",
+    }
     for name, value in e2e.items():
         unit = "dB" if name.endswith("_db") else ""
-        note = f"against torch with the scored model for {', '.join(as_scored)}" if as_scored and name == "e2e_wav_snr_db" else ""
-        out.append(MetricEntry(name, value if math.isfinite(value) else None, unit, "measured", e2e_device, note))
+        out.append(MetricEntry(name, value if math.isfinite(value) else None, unit, "measured", e2e_device, notes.get(name, "")))
     # "sample_": this machine's timing of the sample synthesis, apart from the trial's figures for the target
     note = "sample synthesis on this machine, not the target"
     out.append(MetricEntry("sample_gpt_ms_per_token", timing["gpt_ms_per_token"], "ms", "measured", device, note))

@@ -68,12 +68,16 @@ class ActivationRange:
             minimum and maximum (asymmetric u8, widened to hold 0); None when the student
             has no static integer range for this input (the export calibrates it).
         name: the weight's module path, for messages.
+        symmetric: the student rounded this input to symmetric s8 over ``max(|low|, |high|)``
+            (False: to asymmetric u8 over ``low..high``); a u8 graph then rounds it on exactly
+            that grid (zero point 128).
     """
 
     weight: np.ndarray
     low: float | None
     high: float | None
     name: str = ""
+    symmetric: bool = False
 
 
 def quantize_graph(
@@ -338,15 +342,15 @@ def _range_overrides(
     a MatMul holds a linear weight). Where one tensor feeds several layers whose ranges differ,
     it takes the widest (one tensor has one rounding in a QDQ graph).
     """
-    by_weight: dict[tuple, tuple[float, float] | None] = {}
+    by_weight: dict[tuple, tuple[float, float, bool] | None] = {}
     for r in ranges:
         w = np.asarray(r.weight, dtype=np.float32)
-        span = None if r.low is None or r.high is None else (float(r.low), float(r.high))
+        span = None if r.low is None or r.high is None else (float(r.low), float(r.high), bool(r.symmetric))
         for key in {_weight_key(w), *([_weight_key(w.T)] if w.ndim == 2 else [])}:
             # two layers of equal weights but different ranges: which is which is unknown (None)
             by_weight[key] = None if key in by_weight and by_weight[key] != span else span
     constants = {i.name: i for i in model.graph.initializer}
-    covered: dict[str, list[tuple[float, float]]] = {}
+    covered: dict[str, list[tuple[float, float, bool]]] = {}
     uncovered: set[str] = set()
     not_layers: list[str] = []
     for node in model.graph.node:
@@ -368,7 +372,7 @@ def _range_overrides(
     for tensor, spans in covered.items():
         low, high = min(s[0] for s in spans), max(s[1] for s in spans)
         widened += len(set(spans)) > 1
-        params = activation_scale_zero_point(low, high, symmetric)
+        params = activation_scale_zero_point(low, high, symmetric, scored_symmetric=all(s[2] for s in spans))
         if params is not None:
             overrides[tensor] = [{"scale": params[0], "zero_point": params[1]}]
     uncovered -= set(overrides)
@@ -392,15 +396,22 @@ def _weight_key(w: np.ndarray) -> tuple:
     return data.shape, hashlib.sha1(data.tobytes()).digest()
 
 
-def activation_scale_zero_point(low: float, high: float, symmetric: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def activation_scale_zero_point(
+    low: float, high: float, symmetric: bool, scored_symmetric: bool = False
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The int8 scale and zero point of an activation range, as the scored fake quantization
     computes them: symmetric s8 ``max(|low|, |high|) / 127`` and zero point 0, or asymmetric u8
-    over the range widened to hold 0; None for an empty range (all zeros)."""
-    if symmetric:
+    over the range widened to hold 0; None for an empty range (all zeros).
+
+    ``scored_symmetric`` (u8 only): the range was scored as symmetric s8; u8 then takes the same
+    scale and zero point 128, which rounds every value exactly as s8 does (u8 0..255 is s8
+    -128..127 shifted)."""
+    if symmetric or scored_symmetric:
         amax = max(abs(low), abs(high))
         if amax == 0.0:
             return None
-        return np.array(amax / 127, dtype=np.float32), np.array(0, dtype=np.int8)
+        zero = np.array(0, dtype=np.int8) if symmetric else np.array(128, dtype=np.uint8)
+        return np.array(amax / 127, dtype=np.float32), zero
     low, high = min(low, 0.0), max(high, 0.0)
     if high == low:
         return None

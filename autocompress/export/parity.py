@@ -33,6 +33,15 @@ inputs. The rules (:class:`ParityBounds`):
   other int8 form 16.7 / 13.4 dB. Outside the decoder such near misses reach 32-72 dB and
   mostly pass: there they stay close to the scored model anyway. The demo decoder is 14.3 dB
   (s8) from the plain model, faithful or not, which the plain floor of 18 dB always rejected.
+- The trial's int8 form is read off its ranges (s8 ones are ``(-amax, amax)``). s8 ranges in
+  a u8 graph (a CPU target's form) take the s8 step and zero point 128, which rounds exactly as
+  scored; the scored model above is then the one the search scored. u8 ranges cannot be
+  rounded so by an s8 graph (a GPU target's form): it rounds them to ``max(|low|, |high|)``,
+  the scored model of the check rounds them the same way, and each output must also reach the
+  faithfulness floor against the model as scored (``outputs_vs_scored_form``), since the
+  search never judged the re-rounded one. Tiny test voice, gpt and dec int8, lowest output
+  against the model as scored: s8 trial in u8 graphs gpt 36.8, dec 45.8 dB before, 134-139
+  after (float rounding); u8 trial in s8 graphs gpt 35.5, dec 55.7 dB (pass).
 - An output holding NaN or inf where the torch model's does not fails at every precision.
 - The SoVITS chain end to end (waveform, bundle as written) must reach 60 dB when all of it
   is fp32, 25 dB when its lowest precision is fp16 and 10 dB otherwise, against the chain of
@@ -40,6 +49,14 @@ inputs. The rules (:class:`ParityBounds`):
   the plain one for the others); its SNR against the plain chain is recorded beside it. The
   demo's trial 8 with its int8 decoder: 21.6 dB against that chain, 14.3 against the plain
   one; the demo voice with every group int8: 14.7 and 9.2 dB (errors of the groups compound).
+- The greedy GPT codes end to end: an fp32 GPT must give torch's codes (near ties aside). A
+  GPT checked against the scored model is compared with the scored model's greedy decoding:
+  its logits, over the steps up to the first code that parts, must reach the GPT's
+  faithfulness floor (its graph checks saw only a few decode steps fed torch's cache; this is
+  every step on the runner's own cache). Its codes are not required to match: a faithful
+  graph still parts wherever the scored model's top two logits were closer than the graph's
+  error. The code match against the scored and the plain model is recorded. Any other GPT's
+  code match (against the plain model) is information only.
 """
 
 from __future__ import annotations

@@ -187,13 +187,10 @@ def reference_runs(
         phones, bert, prompt = _gpt_inputs(item)
         _record(cases["gpt_prefill"], {"phones": phones, "bert": bert, "prompt": prompt}, prefill)
         _record_decode_steps(cases["gpt_decode"], decode, prefill(phones, bert, prompt), prompt, gpt.config.eos)
-        run = gpt.generate_detailed(
-            phones, bert, prompt, top_k=1, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens
-        )
-        codes = run.tokens[0]
-        gpt_codes.append(codes.numpy().astype(np.int64))
-        gaps.append(_top2_gaps(run.logits_decision))
-        codes = codes if codes.numel() else prompt[0]  # SoVITS needs some codes to check
+        run = _greedy(gpt, phones, bert, prompt, max_new_tokens, repetition_penalty)
+        gpt_codes.append(run.codes)
+        gaps.append(run.gaps)
+        codes = torch.from_numpy(run.codes) if run.codes.size else prompt[0]  # SoVITS needs some codes to check
         all_codes.append(codes.numpy().astype(np.int64))
 
         (ge,) = _record(cases["ref_enc"], _style_feeds(item, sovits), style)
@@ -206,6 +203,39 @@ def reference_runs(
         all_noise.append(noise.numpy())
         wavs.append(wav.reshape(-1).numpy())
     return References(cases, gpt_codes, gaps, all_codes, all_noise, wavs, noise_scale)
+
+
+@dataclass(frozen=True)
+class GreedyRun:
+    """One greedy generation of a torch GPT.
+
+    Attributes:
+        codes: the generated codes ``[n]``.
+        gaps: per step, the top-1 minus top-2 margin of the logits the choice saw.
+        logits: per step, the output layer's raw logits ``[steps, V]``.
+    """
+
+    codes: np.ndarray
+    gaps: np.ndarray
+    logits: np.ndarray
+
+
+@torch.no_grad()
+def greedy_runs(
+    gpt: Text2SemanticGPT, inputs: list[SynthInput], max_new_tokens: int, repetition_penalty: float
+) -> list[GreedyRun]:
+    """Per eval input, ``gpt``'s greedy generation (as :func:`reference_runs` makes it)."""
+    with parametrize.cached():
+        return [_greedy(gpt, *_gpt_inputs(item), max_new_tokens, repetition_penalty) for item in inputs]
+
+
+def _greedy(
+    gpt: Text2SemanticGPT, phones: Tensor, bert: Tensor, prompt: Tensor, max_new_tokens: int, repetition_penalty: float
+) -> GreedyRun:
+    run = gpt.generate_detailed(
+        phones, bert, prompt, top_k=1, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens
+    )
+    return GreedyRun(run.tokens[0].numpy().astype(np.int64), _top2_gaps(run.logits_decision), run.logits_raw.numpy())
 
 
 # --------------------------------------------------------------------------- the scored student
@@ -342,6 +372,8 @@ __all__ = [
     "graph_outputs",
     "graph_specs",
     "graph_views",
+    "GreedyRun",
+    "greedy_runs",
     "plain_copy",
     "plain_state_dict",
     "range_group",
