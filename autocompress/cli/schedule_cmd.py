@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd = ssub.add_parser("run-due", help="run the schedules that are due now, each once")
     common(rd)
     rd.add_argument("--name", default=None, help="only this schedule")
+    rd.add_argument("--quiet", action="store_true",
+                    help="print nothing when no schedule is due (for a crontab line or timer that wakes each minute)")
     rd.set_defaults(func=_run_due)
 
     h = ssub.add_parser("history", help="past runs")
@@ -96,11 +98,19 @@ def normalise_search_args(name: str, args: list[str]) -> list[str]:
 def check_search_args(args: list[str]) -> None:
     """Raise ``ConfigError`` now for arguments every scheduled run would reject (flags, target,
     files, space, storage URL), instead of at each run."""
+    import dataclasses
+
     from autocompress.cli import search_cmd
     from autocompress.schedule._args import parse_search_args
     from autocompress.search import resolve
+    from autocompress.search.paths import check_writable_dir
 
-    resolve(search_cmd.config_from_args(parse_search_args(args)))
+    config = search_cmd.config_from_args(parse_search_args(args))
+    # A scheduled run exports into <out>/runs/<time> beside the earlier ones, never replacing
+    # <out> whole: the search's own check of --out would refuse the folder after the first export.
+    resolved = resolve(dataclasses.replace(config, export=False))
+    if config.export:
+        check_writable_dir(resolved.out, "--out")
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -119,6 +129,12 @@ def _add(args: argparse.Namespace) -> int:
     changed = add_schedule(args.storage, spec)
     word = "added" if changed else "unchanged"
     print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC")
+    if args.backend == "systemd":
+        from autocompress.schedule._backends import linger_note
+
+        note = linger_note(spec.name)
+        if note:
+            print(note, file=sys.stderr)
     return 0
 
 
@@ -181,6 +197,13 @@ def _remove(args: argparse.Namespace) -> int:
 def _run_due(args: argparse.Namespace) -> int:
     from autocompress.schedule import describe_run, run_due, sigterm_interrupts
 
+    if args.name is not None:  # what a backend runs: a database moved away must not be made again, empty, each minute
+        from autocompress.store.engine import sqlite_path
+
+        path = sqlite_path(args.storage)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"no schedule named {args.name!r}: there is no database at {path}; if it moved, "
+                              "add the schedule again with --storage naming it (and remove this one's backend)")
     broken = []
 
     def _report(name: str, reason: str) -> None:
@@ -191,7 +214,7 @@ def _run_due(args: argparse.Namespace) -> int:
         records = run_due(args.storage, only=args.name, on_broken=_report)
     for r in records:
         print(describe_run(r))
-    if not records and not broken:
+    if not records and not broken and not args.quiet:
         print("no schedule is due" + (f" ({args.name!r} runs at its next cron time)" if args.name else ""))
     return 0 if not broken and all(r.status in ("ok", "skipped") for r in records) else 1
 

@@ -7,6 +7,7 @@ is really due, and whether another run holds its lock, is decided there, from th
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shlex
 import shutil
 import subprocess
@@ -37,10 +38,14 @@ def check_backend(backend: str) -> None:
 
 
 def run_due_command(storage: str, name: str, workdir: Path) -> str:
+    """The shell command a backend runs each minute: quiet unless the schedule is due."""
     return (
         f"cd {shlex.quote(str(workdir))} && {shlex.quote(sys.executable)} -m autocompress "
-        f"schedule run-due --storage {shlex.quote(storage)} --name {shlex.quote(name)}"
+        f"schedule run-due --quiet --storage {shlex.quote(storage)} --name {shlex.quote(name)}"
     )
+
+
+LOG_MAX_KIB = 10 * 1024  # a crontab log larger than this is moved to <log>.1 (replacing it) before a run
 
 
 def log_path(name: str, workdir: Path) -> Path:
@@ -51,11 +56,13 @@ def log_path(name: str, workdir: Path) -> Path:
 def crontab_line(spec: ScheduleSpec, storage: str, workdir: Path) -> str:
     """A minutely line, as the systemd timer: cron reads its fields in local time, a schedule's
     cron expression is UTC, so the database (run-due) decides when it is due. The log's folder
-    is created first: without it the shell would fail before the scheduler starts."""
-    log = log_path(spec.name, workdir)
+    is created first: without it the shell would fail before the scheduler starts. A log past
+    ``LOG_MAX_KIB`` becomes ``<log>.1``, so weeks of nightly runs keep at most two."""
+    log = shlex.quote(str(log_path(spec.name, workdir)))
+    rotate = f"{{ find {log} -size +{LOG_MAX_KIB}k -exec mv -f {log} {log}.1 ';' 2>/dev/null || true; }}"
     command = (
-        f"mkdir -p {shlex.quote(str(log.parent))} && {run_due_command(storage, spec.name, workdir)} "
-        f">> {shlex.quote(str(log))} 2>&1"
+        f"mkdir -p {shlex.quote(str(log_path(spec.name, workdir).parent))} && {rotate} && "
+        f"{run_due_command(storage, spec.name, workdir)} >> {log} 2>&1"
     )
     return f"* * * * * {_cron_escape(command)} {TAG}{spec.name}"
 
@@ -202,6 +209,24 @@ def install_systemd(spec: ScheduleSpec, storage: str, workdir: Path, unit_dir: P
             path.unlink(missing_ok=True)
         raise
     return written
+
+
+def linger_note(name: str) -> str | None:
+    """A note for when systemd stops this user's timers at logout (lingering is off), so that
+    schedule ``name`` would run only while its user is logged in; None when it keeps them."""
+    if shutil.which("loginctl") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["loginctl", "show-user", str(os.getuid()), "--property=Linger", "--value"],
+            capture_output=True, text=True, check=False, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0 or done.stdout.strip() != "no":
+        return None
+    return (f"note: systemd stops your user timers when you log out, so {name!r} runs only while you are "
+            "logged in; run 'loginctl enable-linger' to keep it running")
 
 
 def uninstall_systemd(name: str, unit_dir: Path | None = None) -> list[Path]:

@@ -110,6 +110,8 @@ def add_schedule(url: str, spec: ScheduleSpec) -> bool:
         new = (spec.cron, args_json, spec.timeout_s, spec.workdir)
         if (row.cron, row.args_json, row.timeout_s, row.workdir) == new:
             return False
+        if row.cron != spec.cron:  # a new time starts afresh: a fire it would have had before now is no missed run
+            row.created_at = utcnow()
         row.cron, row.args_json, row.timeout_s, row.workdir = new
         return True
 

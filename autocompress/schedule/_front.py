@@ -29,6 +29,9 @@ class FrontSignature:
     front: frozenset[int]  # trial numbers
     n_failed: int = 0
     n_pruned: int = 0
+    # when the study's first trial started: a study deleted and made again under its name
+    # numbers its trials afresh, so its front may hold the numbers of the one before
+    started: str = ""
 
     @property
     def n_finished(self) -> int:
@@ -51,11 +54,13 @@ def front_signature(storage: str, study_name: str | None) -> FrontSignature:
     def count(state: TrialState) -> int:
         return sum(t.state == state for t in trials)
 
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     return FrontSignature(
         count(TrialState.COMPLETE),
         frozenset(t.number for t in feasible_front(trials, direction_names(study))),
         n_failed=count(TrialState.FAIL),
         n_pruned=count(TrialState.PRUNED),
+        started=min(starts).isoformat() if starts else "",
     )
 
 
@@ -80,9 +85,11 @@ class ExportPlan:
     artifacts: Path | None = None
     export_format: str = "onnx"
 
-    def identity(self, front: frozenset[int]) -> dict:
-        """What ``latest.json`` records for ``front`` exported by this plan."""
-        return {"study": self.study, "target": self.target, "format": self.export_format, "front": sorted(front)}
+    def identity(self, front: frozenset[int], started: str = "") -> dict:
+        """What ``latest.json`` records for ``front`` (of the study whose first trial
+        started at ``started``) exported by this plan."""
+        return {"study": self.study, "target": self.target, "format": self.export_format, "front": sorted(front),
+                "study_started": started}
 
 
 # Writes the bundles of a plan's feasible front into a folder; returns the bundle paths.
@@ -111,8 +118,9 @@ def switch_latest(out_root: Path, new_dir: Path) -> Path:
     return link
 
 
-def front_exported(plan: ExportPlan, front: frozenset[int]) -> bool:
-    """Whether ``out_root/latest`` holds a complete export of ``front`` made by ``plan``."""
+def front_exported(plan: ExportPlan, front: frozenset[int], started: str = "") -> bool:
+    """Whether ``out_root/latest`` holds a complete export of ``front`` (of the study whose
+    first trial started at ``started``) made by ``plan``."""
     link = plan.out_root / "latest"
     try:
         record = json.loads((plan.out_root / "latest.json").read_text(encoding="utf-8"))
@@ -121,7 +129,7 @@ def front_exported(plan: ExportPlan, front: frozenset[int]) -> bool:
         return False
     return (
         isinstance(record, dict) and link.is_dir() and record.get("dir") == target
-        and {k: v for k, v in record.items() if k != "dir"} == plan.identity(front)
+        and {k: v for k, v in record.items() if k != "dir"} == plan.identity(front, started)
     )
 
 
@@ -132,14 +140,14 @@ def export_if_needed(
     now: dt.datetime | None = None,
 ) -> list[Path]:
     """Export the front into a new dated folder unless ``latest`` holds it; return the bundle paths."""
-    if not after.front or front_exported(plan, after.front):
+    if not after.front or front_exported(plan, after.front, after.started):
         return []
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     dest = plan.out_root / "runs" / stamp
     dest.parent.mkdir(parents=True, exist_ok=True)
     paths = exporter(plan, dest)
     link = switch_latest(plan.out_root, dest)
-    record = {"dir": os.readlink(link), **plan.identity(after.front)}
+    record = {"dir": os.readlink(link), **plan.identity(after.front, after.started)}
     tmp = plan.out_root / f".latest.json.{os.getpid()}"
     tmp.write_text(json.dumps(record), encoding="utf-8")
     os.replace(tmp, plan.out_root / "latest.json")
