@@ -25,19 +25,38 @@ from autocompress.store.urls import DEFAULT_STORAGE, mask_password
 BUSY_TIMEOUT_S = 60  # how long a writer waits for a lock before failing
 
 
+_ENCODE_HINT = "; hint: percent-encode the password's special characters: '@' as %40, '/' as %2F, '%' as %25"
+
+
+def _unencoded_at(url: str) -> bool:
+    """Whether the part of ``url`` before its query holds a password with a bare ``@``."""
+    authority = url.partition("?")[0].partition("://")[2]
+    return authority.count("@") > 1 and ":" in authority.rpartition("@")[0]
+
+
 def parse_url(url: str) -> URL:
     """Parse a SQLAlchemy URL, failing with one line instead of SQLAlchemy's message.
 
     Raises:
         StoreError: when ``url`` is not a database URL.
     """
+    if "{" in url or "}" in url:  # Optuna fills its URL in as a str.format template
+        raise StoreError(
+            f"--storage {mask_password(url)!r} holds '{{' or '}}', which Optuna reads as a template; "
+            "hint: write them as %7B and %7D"
+        )
     try:
         parsed = make_url(url)
     except (sa.exc.ArgumentError, ValueError):
         raise StoreError(
             f"--storage {mask_password(url)!r} is not a database URL; expected e.g. {DEFAULT_STORAGE} "
-            "or postgresql+psycopg://user@host/db"
+            f"or postgresql+psycopg://user@host/db{_ENCODE_HINT if _unencoded_at(url) else ''}"
         ) from None  # SQLAlchemy's message quotes the URL, password and all
+    if "@" in (parsed.host or ""):  # "user:p@ss@host": SQLAlchemy splits at the first "@"
+        raise StoreError(
+            f"--storage {mask_password(url)!r} has an '@' in its password that is not percent-encoded"
+            f"{_ENCODE_HINT}"
+        )
     try:
         parsed.get_dialect()  # the scheme names a database SQLAlchemy knows (its driver loads later)
     except sa.exc.NoSuchModuleError:
@@ -128,8 +147,13 @@ def exclusive(engine: Engine, key: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
-                conn.commit()
+                try:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                    conn.commit()
+                except sa.exc.SQLAlchemyError:
+                    # The connection broke (a server restart): closing it for good frees the lock,
+                    # which the server holds for the session, and the work it guarded is done.
+                    conn.invalidate()
         return
     database = engine.url.database if backend == "sqlite" else None
     if not database or database == ":memory:":

@@ -110,16 +110,22 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _add_column(conn: Connection, table: str, column: str, kind: sa.types.TypeEngine) -> None:
+    """Add a nullable column unless the table has it already (an earlier autocompress, whose SQLite
+    migration steps were not one transaction, could keep a failed step's column unrecorded)."""
+    if column in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+        return
+    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind.compile(dialect=conn.dialect)}")
+
+
 def _v2_run_heartbeat(conn: Connection) -> None:
     """Add ``ac_search_runs.heartbeat_at``, the time a run last said it was alive."""
-    kind = sa.DateTime(timezone=True).compile(dialect=conn.dialect)
-    conn.exec_driver_sql(f"ALTER TABLE ac_search_runs ADD COLUMN heartbeat_at {kind}")
+    _add_column(conn, "ac_search_runs", "heartbeat_at", sa.DateTime(timezone=True))
 
 
 def _v3_metric_notes(conn: Connection) -> None:
     """Add ``ac_trial_metrics.note``, what a figure is of or assumes (NULL for older rows)."""
-    kind = sa.Text().compile(dialect=conn.dialect)
-    conn.exec_driver_sql(f"ALTER TABLE ac_trial_metrics ADD COLUMN note {kind}")
+    _add_column(conn, "ac_trial_metrics", "note", sa.Text())
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -290,9 +290,13 @@ class Store:
             raise StoreError(f"trial state must be one of {TRIAL_STATES}, got {state!r}")
         metric_rows = [_metric_row(m) for m in metrics]
         with self._session() as s:
-            row = self._trial_row(s, study_name, trial_number)
+            # Locked (PostgreSQL) and its metrics replaced by what the database holds now, not by
+            # what was read: two workers recording one trial's end at once (both mirroring a
+            # killed worker's trial from Optuna) wrote its metric names twice and one failed.
+            row = self._trial_row(s, study_name, trial_number, load_metrics=False, lock=True)
             if row is None:
                 raise StoreError(f"trial {trial_number} of study {study_name!r} was never started in the store")
+            s.execute(sa.delete(MetricRecord).where(MetricRecord.trial_id == row.id))
             row.state = state
             row.finished_at = utcnow()
             row.failure_reason = failure_reason
@@ -307,9 +311,9 @@ class Store:
                 row.finetune_steps = finetune_steps
             if finetune_curve is not None:
                 row.finetune_curve = [list(map(float, p)) for p in finetune_curve]
-            row.metrics.clear()
-            s.flush()  # delete the old metric rows before re-adding names
-            row.metrics.extend(metric_rows)
+            for m in metric_rows:
+                m.trial_id = row.id
+            s.add_all(metric_rows)
             self._commit(s)
 
     def forget_trials(self, study_name: str) -> int:
@@ -344,13 +348,15 @@ class Store:
 
     @staticmethod
     def _trial_row(
-        s: Session, study_name: str, trial_number: int, load_metrics: bool = True
+        s: Session, study_name: str, trial_number: int, load_metrics: bool = True, lock: bool = False
     ) -> TrialRecord | None:
         q = sa.select(TrialRecord).where(
             TrialRecord.study_name == study_name, TrialRecord.trial_number == trial_number
         )
         if load_metrics:
             q = q.options(selectinload(TrialRecord.metrics))
+        if lock:  # until the session commits (PostgreSQL; a SQLite writer holds the whole file)
+            q = q.with_for_update()
         return s.scalars(q).one_or_none()
 
     # ------------------------------------------------------------------ bundles

@@ -7,7 +7,8 @@ import re
 
 DEFAULT_STORAGE = "sqlite:///db/autocompress.db"
 
-_USERINFO = re.compile(r"(://[^:/@\s]*:)\S*@")  # "://user:password@" (to the last "@" before a space)
+# "://user:password@", to the last "@" before a space (a user name may hold an "@": Azure's "me@server")
+_USERINFO = re.compile(r"(://[^:/\s]*:)\S*@")
 
 
 def mask_password(text: str) -> str:

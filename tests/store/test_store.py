@@ -502,3 +502,124 @@ def test_a_database_server_that_is_not_running_gets_a_hint():
     message = str(e.value)
     assert "Connection refused" in message and "is the database server running?" in message
     assert "secret" not in message and "\n" not in message
+
+
+def test_two_workers_recording_one_trial_s_end_at_once_both_succeed(db_url):
+    """Two workers mirroring a killed worker's finished trial from Optuna at once: the one that
+    read the row before the other wrote its metrics wrote the same metric names again and failed
+    with a unique-constraint error, which ended its search."""
+    import threading
+
+    first, second = Store(db_url), Store(db_url)
+    run = _run(first)
+    first.begin_trial(run_id=run, study_name="s", trial_number=0, optuna_trial_id=1, device_info={})
+    done = dict(state="COMPLETE", objectives=Objectives(0.9, 12.0, 300.0), feasible=True)
+    errors = []
+
+    def second_worker() -> None:
+        try:
+            second.finish_trial(study_name="s", trial_number=0, metrics=[M("quality", 0.8, "score", "measured", "b")],
+                                **done)
+        except StoreError as e:
+            errors.append(e)
+
+    read = first._trial_row
+
+    def read_then_let_the_other_write(*args, **kwargs):
+        row = read(*args, **kwargs)
+        other = threading.Thread(target=second_worker)
+        other.start()
+        other.join(1.0)  # where the first worker holds the row's lock, the second waits for its commit
+        read_then_let_the_other_write.other = other
+        return row
+
+    first._trial_row = read_then_let_the_other_write
+    first.finish_trial(study_name="s", trial_number=0, metrics=[M("quality", 0.9, "score", "measured", "a")], **done)
+    read_then_let_the_other_write.other.join(30)
+    assert errors == []
+    (metric,) = first.trial("s", 0).metrics
+    assert (metric.name, metric.value, metric.device) in {("quality", 0.9, "a"), ("quality", 0.8, "b")}
+
+
+def test_a_database_whose_failed_migration_kept_its_column_is_repaired(db_url):
+    """An earlier autocompress could keep a failed SQLite migration step's column without recording
+    its version; every later open failed with "duplicate column name: heartbeat_at" for ever."""
+    engine = create_store_engine(db_url)
+    assert migrate(engine, MIGRATIONS[:1]) == 1
+    with engine.begin() as c:
+        MIGRATIONS[1].apply(c)  # the column of version 2, its version unrecorded
+    engine.dispose()
+    store = Store(db_url)
+    assert store.schema_version == len(MIGRATIONS) == schema_version(store.engine)
+    run = _run(store)
+    store.beat_run(run)
+    assert store.runs("s")[0].heartbeat_at is not None
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://worker:p@ss@db.example/study",
+    "postgresql+psycopg://worker:p@ss@/study?host=/run/postgresql",
+    "postgresql+psycopg://worker:p@ss@[::1]:5432/study",
+])
+def test_a_bare_at_sign_in_a_password_is_named_and_never_shown(url):
+    """SQLAlchemy splits "user:p@ss@host" at the first "@": the rest of the password became the
+    host name, shown in every message ("worker:***@ss@db.example"), and the connection failed with
+    "is the database server running?"."""
+    with pytest.raises(StoreError, match="percent-encode the password's special characters: '@' as %40") as bad:
+        Store(url)
+    assert "ss@" not in str(bad.value) and "\n" not in str(bad.value)
+
+
+def test_a_percent_encoded_password_is_read_back_exactly():
+    from autocompress.store import display_url, parse_url
+
+    url = "postgresql+psycopg://worker:p%40s%2Fs%25w%3Ard@db.example:5433/study"
+    parsed = parse_url(url)
+    assert (parsed.username, parsed.password, parsed.host, parsed.port) == ("worker", "p@s/s%w:rd", "db.example", 5433)
+    assert display_url(url) == "postgresql+psycopg://worker:***@db.example:5433/study"
+    assert parse_url("postgresql+psycopg://me@corp:pw@db.example/study").username == "me@corp"  # "@" in a user name
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://worker:p{x}@db.example/study", "sqlite:///TMP/{{SCHEMA_VERSION}}.db"])
+def test_braces_optuna_would_read_as_a_template_are_refused(url, tmp_path):
+    """Optuna fills its URL in with str.format: a password with braces failed in Optuna with
+    "'x'", and a SQLite path with doubled braces put Optuna's tables in another file than ours."""
+    with pytest.raises(StoreError, match="Optuna reads as a template; hint: write them as %7B and %7D"):
+        Store(url.replace("TMP", str(tmp_path)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_whose_connection_the_server_dropped_ends_without_error(postgres_url, fresh_postgres_url):
+    """A PostgreSQL restart while a worker held the migration or study-creation lock: the work it
+    guarded was done, but releasing the lock raised SQLAlchemy's multi-line "terminating connection
+    due to administrator command"."""
+    from autocompress.store import exclusive
+
+    store = Store(fresh_postgres_url)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with exclusive(store.engine, "test:restart"):
+            with admin.connect() as c:  # every connection of the test's database, as a restart would
+                c.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                          {"d": store.engine.url.database})
+    finally:
+        admin.dispose()
+    with exclusive(store.engine, "test:restart"):  # the lock is free, and the store works on
+        assert store.runs("s") == []
+
+
+def test_a_password_after_a_user_name_with_an_at_sign_is_masked():
+    """A user name holding an "@" (Azure's "me@server", which SQLAlchemy accepts) left the password
+    in the clear in messages about a URL that does not open and in `schedule list`."""
+    from autocompress.store import mask_password
+
+    url = "postgres+psycopg://me@corp:s3cret@db.example/study"  # "postgres": a scheme SQLAlchemy does not know
+    assert mask_password(f"search --storage {url} --trials 3") == (
+        "search --storage postgres+psycopg://me@corp:***@db.example/study --trials 3"
+    )
+    with pytest.raises(StoreError, match="names no database SQLAlchemy knows") as bad:
+        Store(url)
+    assert "s3cret" not in str(bad.value)
+    assert mask_password("postgresql+psycopg://u:p@ss@h/db and sqlite:///db/x.db") == (
+        "postgresql+psycopg://u:***@h/db and sqlite:///db/x.db"
+    )
