@@ -54,6 +54,7 @@ from autocompress.export.ort_quant import RANGES_NOTE, ActivationRange, quantize
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
 from autocompress.export.precision import (
     CPU_INT8_NOTE,
+    PLAN_OP_TYPES,
     GroupRequest,
     candidate_precisions,
     request_from_plan,
@@ -103,8 +104,10 @@ SAMPLES_DIR = "samples"
 # 3: int8 inputs take the scored student's calibrated ranges where it carries them; 4: such int8
 # graphs are checked against the scored model, not the plain one (a faithful int8 decoder ships);
 # 5: s8-scored ranges in a u8 graph take the s8 grid (zero point 128); u8-scored ones in an s8
-# graph are also held to the model as scored; a scored int8 GPT's decoding is checked end to end.
-EXPORT_REVISION = 5
+# graph are also held to the model as scored; a scored int8 GPT's decoding is checked end to end;
+# 6: an int4/int2 rung's scored model rounds only its int8 part (low-bit layers as stored, float
+# inputs); where the student also rounded the low-bit layers' inputs, held to that model too.
+EXPORT_REVISION = 6
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
@@ -407,20 +410,30 @@ def scored_symmetric(ranges: Mapping[str, tuple[float, float]]) -> bool:
 
 class _ScoredReference:
     """The torch models an integer graph rounding to the scored student's int8 ranges is checked
-    against: the plain models with those layers fake-quantized to the same ranges
-    (:func:`~autocompress.export.references.scored_copy`), made on first use, and their outputs
-    on the reference feeds. Layers a caller keeps at fp32 keep float inputs here too.
+    against: the plain models with the layers that graph rounds fake-quantized to the same
+    ranges (:func:`~autocompress.export.references.scored_copy`), made on first use, and their
+    outputs on the reference feeds. Layers a caller keeps at fp32, and op types the plan keeps
+    at fp32, keep float inputs here too.
+
+    Which layers a graph rounds depends on its rung (:meth:`rounded`): an int8 graph rounds
+    every weight layer; an int4/int2 graph only its int8 part (the plan's int8 op types), its
+    low-bit layers keeping their stored weights and float inputs. Where the student rounded
+    those low-bit layers' inputs too (a plan with int8 activations), the graph does not compute
+    the model as scored, and :meth:`as_scored_outputs` gives that model, which such graphs must
+    stay as close to (see :func:`_check_graph`).
 
     The reference rounds as the graphs do. s8 ranges (a GPU target's form, the one the trial was
     scored with when every range is ``(-amax, amax)``) round exactly alike in a u8 graph, so
     there it is the model as scored whatever the target. u8 ranges cannot be rounded alike by
     an s8 graph: there it rounds them as s8 too (``reformed``), and :meth:`as_scored_outputs`
-    gives the model as scored, which such graphs must stay as close to (see :func:`_check_graph`)."""
+    gives the model as scored here too."""
 
     def __init__(
         self, export: VoiceExport, ranges: Mapping[str, tuple[float, float]], symmetric: bool,
         keep_fp32: Mapping[str, Sequence[str]] | None,
     ) -> None:  # fmt: skip
+        from autocompress.compress.fake_quant import quantizable_weights
+
         self._export = export
         self.target_symmetric = symmetric  # the int8 form of the bundle's graphs
         self.scored_symmetric = scored_symmetric(ranges)  # the one the trial was scored with
@@ -433,14 +446,14 @@ class _ScoredReference:
             if group is not None and not kept:
                 self.ranges[key] = span
         self.groups = {range_group(k) for k in self.ranges}
-        self._views: dict[str, Any] | None = None
-        self._gpt: Any = None
-        self._sovits: Any = None
-        self._outputs: dict[str, list[list[np.ndarray]]] = {}
-        self._wavs: dict[frozenset[str], list[np.ndarray]] = {}
-        self._runs: list[Any] | None = None
-        self._as_scored: dict[str, Any] | None = None
-        self._as_scored_outputs: dict[str, list[list[np.ndarray]]] = {}
+        self._op_types: dict[str, tuple[str, ...]] = {}  # range key -> the ONNX op types its layer exports as
+        for prefix, model in (("gpt", export.gpt), ("sovits", export.sovits)):
+            for fqn, _module, name, kind, _axis in quantizable_weights(model):
+                self._op_types[f"{prefix}.{fqn}.{name}" if fqn else f"{prefix}.{name}"] = PLAN_OP_TYPES[kind]
+        self._models: dict[tuple, dict[str, Any]] = {}
+        self._outputs: dict[tuple, list[list[np.ndarray]]] = {}
+        self._wavs: dict[tuple, list[np.ndarray]] = {}
+        self._runs: dict[tuple, list[Any]] = {}
 
     @property
     def reformed(self) -> bool:
@@ -451,11 +464,26 @@ class _ScoredReference:
     def scored_form(self) -> str:
         return "s8" if self.scored_symmetric else "u8"
 
+    def rounded(self, group: str, precision: str, request: GroupRequest) -> tuple[frozenset[str], frozenset[str]]:
+        """The range keys of ``group`` whose layers a graph at ``precision`` rounds as int8
+        (weights and inputs), and those of its low-bit layers (weights only in the graph, the
+        input rounded as well in the student)."""
+        int8, low_bit = set(), set()
+        for key in self.ranges:
+            types = set(self._op_types.get(key, ()))
+            if range_group(key) != group or types & set(request.keep_op_types):
+                continue
+            if precision == "int8" or (precision in ("int4", "int2") and types & set(request.int8_op_types)):
+                int8.add(key)
+            elif precision in ("int4", "int2"):
+                low_bit.add(key)
+        return frozenset(int8), frozenset(low_bit)
+
     def applies(self, group: str, precision: str, request: GroupRequest) -> bool:
         """Whether ``group`` stored at ``precision`` rounds inputs to the scored ranges: an int8
         rung, or an int4/int2 rung with an int8 part, of a group the student has ranges for."""
         int8_part = precision == "int8" or (precision in ("int4", "int2") and bool(request.int8_op_types))
-        return int8_part and group in self.groups
+        return int8_part and group in self.groups and bool(self.rounded(group, precision, request)[0])
 
     def form_line(self, groups: set[str]) -> str:
         """One line saying that the int8 graphs of ``groups`` take another int8 form than the
@@ -470,47 +498,62 @@ class _ScoredReference:
                 "round the same ranges symmetrically, not as scored, and passed the faithfulness floor against "
                 "the model as scored too")  # fmt: skip
 
-    def outputs(self, graph: str) -> list[list[np.ndarray]]:
-        """The scored model's outputs of ``graph`` on its reference feeds."""
-        if graph not in self._outputs:
-            self._outputs[graph] = graph_outputs(self._models()[graph], self._export.refs.cases[graph].feeds)
-        return self._outputs[graph]
+    def outputs(self, graph: str, precision: str, request: GroupRequest) -> list[list[np.ndarray]]:
+        """The outputs of ``graph`` on its reference feeds of the scored model rounding as that
+        graph at ``precision`` does."""
+        int8, _ = self.rounded(_graph_group(graph), precision, request)
+        return self._graph_outputs(graph, (int8, frozenset(), self._symmetric))
 
-    def as_scored_outputs(self, graph: str) -> list[list[np.ndarray]] | None:
-        """Where the graphs cannot round as scored (:attr:`reformed`), the outputs of ``graph``
-        of the model as scored (u8 inputs) on its reference feeds; else None."""
-        if not self.reformed:
+    def as_scored_outputs(self, graph: str, precision: str, request: GroupRequest) -> list[list[np.ndarray]] | None:
+        """Where a graph at ``precision`` cannot round as scored (:attr:`reformed`, or low-bit
+        layers whose inputs the student rounded), the outputs of ``graph`` of the model as
+        scored on its reference feeds; else None."""
+        int8, low_bit = self.rounded(_graph_group(graph), precision, request)
+        if not self.reformed and not low_bit:
             return None
-        if graph not in self._as_scored_outputs:
-            if self._as_scored is None:
-                gpt, sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self.scored_symmetric)
-                self._as_scored = graph_views(gpt, sovits)
+        return self._graph_outputs(graph, (int8, low_bit, self.scored_symmetric))
+
+    def wavs(self, rungs: Mapping[str, tuple[str, GroupRequest]]) -> list[np.ndarray]:
+        """The SoVITS chain's reference waveforms, each group in ``rungs`` (group -> its precision
+        and request) run by the scored model rounding as its graphs do."""
+        export = self._export
+        selections = {g: (*self.rounded(g, p, r)[:1], frozenset(), self._symmetric) for g, (p, r) in rungs.items()}
+        key = tuple(sorted(selections.items(), key=lambda kv: kv[0]))
+        if key not in self._wavs:
+            models = {g: self._views(selections[g])["sovits"] if g in selections else export.sovits
+                      for g in ("ref_enc", "enc_p", "flow", "dec")}  # fmt: skip
+            self._wavs[key] = chain_wavs(models, export.inputs, export.refs)
+        return self._wavs[key]
+
+    def gpt_runs(self, precision: str, request: GroupRequest) -> list[Any]:
+        """Per eval input, the scored GPT's greedy generation (:class:`~.references.GreedyRun`),
+        the GPT rounding as its graphs at ``precision`` do."""
+        selection = (self.rounded("gpt", precision, request)[0], frozenset(), self._symmetric)
+        if selection not in self._runs:
+            export = self._export
+            gpt = self._views(selection)["gpt"]
+            self._runs[selection] = greedy_runs(gpt, export.inputs, export.eval_tokens, export.sampling.repetition_penalty)
+        return self._runs[selection]
+
+    def _graph_outputs(self, graph: str, selection: tuple) -> list[list[np.ndarray]]:
+        if (graph, selection) not in self._outputs:
             feeds = self._export.refs.cases[graph].feeds
-            self._as_scored_outputs[graph] = graph_outputs(self._as_scored[graph], feeds)
-        return self._as_scored_outputs[graph]
+            self._outputs[(graph, selection)] = graph_outputs(self._views(selection)[graph], feeds)
+        return self._outputs[(graph, selection)]
 
-    def wavs(self, groups: frozenset[str]) -> list[np.ndarray]:
-        """The SoVITS chain's reference waveforms with ``groups`` run by the scored model."""
-        if groups not in self._wavs:
-            self._models()
-            export = self._export
-            models = {g: self._sovits if g in groups else export.sovits for g in ("ref_enc", "enc_p", "flow", "dec")}
-            self._wavs[groups] = chain_wavs(models, export.inputs, export.refs)
-        return self._wavs[groups]
+    def _views(self, selection: tuple) -> dict[str, Any]:
+        """The models (``gpt``, ``sovits``) and graph views of one selection: (keys rounded as
+        int8, keys with only their inputs rounded, symmetric)."""
+        if selection not in self._models:
+            int8, inputs_only, symmetric = selection
+            chosen = {k: self.ranges[k] for k in int8 | inputs_only}
+            gpt, sovits = scored_copy(self._export.gpt, self._export.sovits, chosen, symmetric, inputs_only)
+            self._models[selection] = {"gpt": gpt, "sovits": sovits, **graph_views(gpt, sovits)}
+        return self._models[selection]
 
-    def gpt_runs(self) -> list[Any]:
-        """Per eval input, the scored GPT's greedy generation (:class:`~.references.GreedyRun`)."""
-        if self._runs is None:
-            self._models()
-            export = self._export
-            self._runs = greedy_runs(self._gpt, export.inputs, export.eval_tokens, export.sampling.repetition_penalty)
-        return self._runs
 
-    def _models(self) -> dict[str, Any]:
-        if self._views is None:
-            self._gpt, self._sovits = scored_copy(self._export.gpt, self._export.sovits, self.ranges, self._symmetric)
-            self._views = graph_views(self._gpt, self._sovits)
-        return self._views
+def _graph_group(graph: str) -> str:
+    return next(g for g, graphs in GROUP_GRAPHS.items() if graph in graphs)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -624,9 +667,10 @@ def _check_graph(
     """Store one graph at ``precision``, run it on the reference feeds, judge it: against the
     plain torch model, or against ``scored_ref`` (the scored model rounding as the graph does,
     on the same feeds), the plain model's comparison then recorded beside it. A graph that
-    cannot round as the trial was scored (u8 ranges, s8 graph) must also reach the
-    faithfulness floor against the model as scored: else nothing judged the quality it ships."""
-    scored = scored_ref.outputs(graph) if scored_ref is not None else None
+    cannot round as the trial was scored (u8 ranges, s8 graph; low-bit layers the student
+    also rounded the inputs of) must also reach the faithfulness floor against the model as
+    scored: else nothing judged the quality it ships."""
+    scored = scored_ref.outputs(graph, precision, request) if scored_ref is not None else None
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
     half_io = _cache_io(graph, case) if precision == "fp16" else ()
@@ -659,7 +703,7 @@ def _check_graph(
     if scored is not None:  # information only: what the scored model's own rounding costs is the search's call
         result["outputs_vs_plain"] = [o.to_dict() for o in compare_outputs(names, case.outputs, got, bounds)]
         result["scored_form"] = scored_ref.scored_form if scored_ref is not None else ""
-    as_scored = scored_ref.as_scored_outputs(graph) if scored_ref is not None else None
+    as_scored = scored_ref.as_scored_outputs(graph, precision, request) if scored_ref is not None else None
     if as_scored is not None:
         vs_scored = compare_outputs(names, as_scored, got, bounds)
         result["outputs_vs_scored_form"] = [o.to_dict() for o in vs_scored]
@@ -667,9 +711,14 @@ def _check_graph(
         worst = min(vs_scored, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
         if passed and not worst.snr_db >= floor:
             result["passed"] = False
+            why = (
+                "u8 activations; this graph rounds them s8"
+                if scored_ref is not None and scored_ref.reformed
+                else "int8 inputs of its low-bit layers; this graph keeps them float"
+            )
             result["reason"] = (
-                f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB against the model as scored (u8 "
-                f"activations; this graph rounds them s8) < floor {floor:g} dB"
+                f"{precision} output {worst.name} SNR {worst.snr_db:.1f} dB against the model as scored ({why}) "
+                f"< floor {floor:g} dB"
             )
     if graph.startswith("gpt_"):
         got_logits = np.concatenate([o[0] for o in got])
@@ -725,10 +774,11 @@ def _end_to_end(
     greedy = SamplingConfig(top_k=1, repetition_penalty=sampling.repetition_penalty)
     matches, exact, plain_matches, plain_exact = [], True, [], True
     gpt_scored = choices["gpt"].scored and scored is not None
-    runs = scored.gpt_runs() if gpt_scored and scored is not None else None
+    runs = scored.gpt_runs(choices["gpt"].used, choices["gpt"].request) if gpt_scored and scored is not None else None
     logit_signal = logit_noise = 0.0
     as_scored = frozenset(g for g in ("ref_enc", "enc_p", "flow", "dec") if choices[g].scored)
-    ref_wavs = scored.wavs(as_scored) if as_scored and scored is not None else refs.wavs
+    rungs = {g: (choices[g].used, choices[g].request) for g in as_scored}
+    ref_wavs = scored.wavs(rungs) if as_scored and scored is not None else refs.wavs
     signal = noise = plain_signal = plain_noise = 0.0
     for i, item in enumerate(inputs):
         try:

@@ -18,7 +18,14 @@ inputs. The rules (:class:`ParityBounds`):
   model with those layers' weights on the per-channel s8 grid and their inputs rounded to the
   same ranges (:func:`~autocompress.export.references.scored_copy`), run on the same feeds.
   The search already judged that model's quality, so the question is only whether the graph
-  computes it. Faithfulness floors (``scored_floor_db``): gpt 30, ref_enc 40, enc_p 30, flow 40
+  computes it. At an int4/int2 rung only the int8 part is rounded so; its low-bit layers keep
+  their stored weights and float inputs, as the graph; where the student rounded those inputs
+  too (a plan with int8 activations), each output must also reach the faithfulness floor
+  against the model as scored (``outputs_vs_scored_form``). Tiny test voice, ref_enc int4 with
+  int8 convolutions and int8 activations: 51.3 dB against the rung's model, 46.3 against the
+  model as scored (the whole-group int8 model, which rounds the int4 weights per channel too,
+  gave 39.8 and rejected it); 15.4 against the model at half the ranges.
+  Faithfulness floors (``scored_floor_db``): gpt 30, ref_enc 40, enc_p 30, flow 40
   and dec 17 dB. The SNR against the plain model is recorded beside it (``outputs_vs_plain``)
   and does not gate. A faithful graph never matches exactly: float differences between
   onnxruntime's and torch's kernels move a few values across a rounding step, and every later

@@ -11,7 +11,7 @@ input ranges; :func:`graph_outputs` and :func:`chain_wavs` run such models on th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -251,24 +251,38 @@ def range_group(key: str) -> str | None:
 
 
 def scored_copy(
-    gpt: Text2SemanticGPT, sovits: SynthesizerTrn, ranges: Mapping[str, tuple[float, float]], symmetric: bool
+    gpt: Text2SemanticGPT,
+    sovits: SynthesizerTrn,
+    ranges: Mapping[str, tuple[float, float]],
+    symmetric: bool,
+    inputs_only: Collection[str] = (),
 ) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
     """Copies of the plain models computing what the scored student computed at its static int8
     inputs: every layer named in ``ranges`` (``gpt.<path>`` / ``sovits.<path>``) gets per-channel
     symmetric int8 weights, as the int8 graphs store them (a saved student's weights already lie
     on that grid), and its input rounded to its range (symmetric s8 or asymmetric u8, as the
-    target's int8 graphs). Other layers stay as they are."""
+    target's int8 graphs). Layers named in ``inputs_only`` (keys of ``ranges``: low-bit layers,
+    whose weights already lie on their own grid) get only the input rounding. Other layers stay
+    as they are."""
     out = []
     for prefix, scored in zip(("gpt", "sovits"), plain_copy(gpt, sovits)):  # fresh models: none shares a class
         mine = {k[len(prefix) + 1 :]: v for k, v in ranges.items() if k.startswith(prefix + ".")}
-        layers = {k.rsplit(".", 1)[0] if "." in k else "" for k in mine}
-        add_fake_quant_(scored, QuantConfig("int8", "int8"), filter_fn=lambda _m, fqn, layers=layers: fqn in layers)
+        only = {k[len(prefix) + 1 :] for k in inputs_only if k.startswith(prefix + ".")}
+        full = {_layer_path(k) for k in mine if k not in only}
+        inputs = {_layer_path(k) for k in mine if k in only}
+        add_fake_quant_(scored, QuantConfig("int8", "int8"), filter_fn=lambda _m, fqn, layers=full: fqn in layers)
+        add_fake_quant_(scored, QuantConfig("fp32", "int8"), filter_fn=lambda _m, fqn, layers=inputs: fqn in layers)
         try:
             load_static_ranges_(scored, mine, symmetric)
         except CompressionError as e:
             raise ExportError(f"cannot rebuild the scored {prefix.upper()}: {e}; pass ranges of this voice's own student") from e
         out.append(scored)
     return out[0], out[1]
+
+
+def _layer_path(key: str) -> str:
+    """The module path of the layer a weight key (``h.layers.0.linear1.weight``) names."""
+    return key.rsplit(".", 1)[0] if "." in key else ""
 
 
 def graph_views(gpt: Text2SemanticGPT, sovits: SynthesizerTrn) -> dict[str, nn.Module]:

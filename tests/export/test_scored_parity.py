@@ -97,9 +97,9 @@ def test_without_scored_ranges_the_plain_model_judges_as_before(clipping_export)
 def test_a_graph_that_does_not_compute_the_scored_model_falls_back(clipping_export, monkeypatch) -> None:  # noqa: ANN001
     """The checks' scored model rounds the decoder's inputs to half the ranges the graph takes."""
 
-    def other_ranges(gpt, sovits, ranges, symmetric):  # noqa: ANN001, ANN202
+    def other_ranges(gpt, sovits, ranges, symmetric, inputs_only=()):  # noqa: ANN001, ANN202
         halved = {k: (v[0] / 2, v[1] / 2) if k.startswith("sovits.dec.") else v for k, v in ranges.items()}
-        return scored_copy(gpt, sovits, halved, symmetric)
+        return scored_copy(gpt, sovits, halved, symmetric, inputs_only)
 
     monkeypatch.setattr(bundle_module, "scored_copy", other_ranges)
     bundle = clipping_export.bundle(
