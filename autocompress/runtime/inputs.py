@@ -79,14 +79,20 @@ class SynthInput:
 def parse_phones(text: str, table: list[str]) -> np.ndarray:
     """Phone ids from ``"HH AH0 L OW1"`` (symbols of ``table``) or ``"12,40,7"`` / ``"12 40 7"`` (ids).
 
+    Among symbols, a ``,`` standing alone between spaces is the comma phone (as in GPT-SoVITS's
+    ``2-name2text.txt``: ``"HH AH0 L OW1 , W ER1 L D ."``); a comma inside a word separates.
+
     Raises:
         DataError: empty text, an unknown symbol, or an id outside the table.
     """
-    tokens = [t for t in text.replace(",", " ").split() if t]
+    numbers = text.replace(",", " ").split()
+    tokens = []
+    for word in text.split():
+        tokens += [word] if word == "," else [t for t in word.split(",") if t]
     if not tokens:
         raise DataError("no phones given; pass symbols like 'HH AH0 L OW1' or ids like '12,40,7'")
-    if all(t.isdigit() for t in tokens):
-        ids = [int(t) for t in tokens]
+    if numbers and all(t.isdigit() for t in numbers):
+        ids = [int(t) for t in numbers]
         bad = [i for i in ids if i >= len(table)]
         if bad:
             raise DataError(f"phone ids {bad} are outside the symbol table (0..{len(table) - 1})")

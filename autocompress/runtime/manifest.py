@@ -55,7 +55,9 @@ class GraphEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GraphEntry:
-        return cls(**{**data, "inputs": tuple(data["inputs"]), "outputs": tuple(data["outputs"])})
+        """Read an entry; fields this version does not know (a newer exporter's) are ignored."""
+        known = _known_fields(cls, data)
+        return cls(**{**known, "inputs": tuple(data["inputs"]), "outputs": tuple(data["outputs"])})
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class MetricEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricEntry:
-        return cls(**data)
+        """Read an entry; fields this version does not know (a newer exporter's) are ignored."""
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,7 @@ class Manifest:
                 files=dict(data.get("files", {})),
                 upstream=dict(data.get("upstream", {})),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # AttributeError: a list for a mapping
             raise ExportError(f"manifest is missing or has a bad field: {e!r}; was it written by autocompress?") from e
 
 
@@ -289,6 +292,12 @@ def hash_files(bundle_dir: str | Path) -> dict[str, str]:
         for p in sorted(bundle_dir.rglob("*"))
         if p.is_file() and p.name != MANIFEST_NAME
     }
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that name fields of dataclass ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _plain(value: Any) -> Any:

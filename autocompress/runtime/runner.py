@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,12 @@ MODEL_KEYS = (  # the manifest's model entries the runner reads
     "noise_scale", "spec_channels", "inputs", "symbols", "sovits_version",
 )  # fmt: skip
 V1_GPT_PHONES = 322  # phone ids a v1 GPT was trained on (the v1 symbol table; later tables extend it)
+STYLES_KEPT = 64  # style vectors cached per runner (one per reference; the oldest is dropped first)
+# model entries read as whole numbers, with the least each may be
+_MODEL_COUNTS = {
+    "sampling_rate": 1, "samples_per_frame": 1, "frames_per_code": 1, "eos": 0, "pe_rows": 1, "max_tokens": 1,
+    "spec_channels": 1,
+}  # fmt: skip
 
 
 @dataclass
@@ -66,6 +74,9 @@ class Synthesis:
 class BundleRunner:
     """Load a bundle's graphs once and synthesise any number of utterances.
 
+    One runner may serve several threads at once: each call keeps its own KV cache and bindings,
+    and onnxruntime sessions run concurrently (checked on the CPU provider).
+
     Args:
         bundle_dir: folder written by ``export_bundle``.
         prefer_gpu: use onnxruntime's CUDA provider when it works here.
@@ -82,6 +93,7 @@ class BundleRunner:
         lacking += [f"model.{k}" for k in MODEL_KEYS if k not in self.manifest.model]
         if lacking:
             raise ExportError(f"the manifest of bundle {self.dir} lacks {', '.join(lacking)}; re-export the bundle")
+        _check_model_entries(self.dir, self.manifest)
         providers = available_providers(prefer_gpu)
         self.sessions: dict[str, ort.InferenceSession] = {}
         for name, entry in self.manifest.graphs.items():
@@ -94,7 +106,8 @@ class BundleRunner:
         self.sampling_rate = int(model["sampling_rate"])
         self.samples_per_code = int(model["samples_per_frame"]) * int(model["frames_per_code"])
         self.gpt = GPTLoop(self.sessions["gpt_prefill"], self.sessions["gpt_decode"], int(model["eos"]), int(model["pe_rows"]))
-        self._styles: dict[str, np.ndarray] = {}
+        self._styles: dict[str, np.ndarray] = {}  # at most STYLES_KEPT, oldest first
+        self._styles_lock = threading.Lock()
         # Pro voices (v2Pro, v2ProPlus): the style graph also takes the reference's speaker vector.
         self.needs_speaker_vector = any(i.name == "ref_sv" for i in self.sessions["ref_enc"].get_inputs())
 
@@ -175,16 +188,22 @@ class BundleRunner:
         for name, value in feeds.items():
             digest.update(name.encode() + str(value.shape).encode() + np.ascontiguousarray(value).tobytes())
         key = digest.hexdigest()
-        if key not in self._styles:
-            ge = self._run("ref_enc", feeds)[0]
-            if not np.isfinite(ge).all():
-                peak = float(np.max(np.abs(feeds["ref_spec"])))
-                raise DataError(
-                    f"the style graph overflows on this reference (spectrogram values up to {peak:.3g}); "
-                    "pass the linear magnitude spectrogram GPT-SoVITS computes from the reference wav"
-                )
-            self._styles[key] = ge
-        return self._styles[key]
+        with self._styles_lock:
+            known = self._styles.get(key)
+        if known is not None:
+            return known
+        ge = self._run("ref_enc", feeds)[0]
+        if not np.isfinite(ge).all():
+            peak = float(np.max(np.abs(feeds["ref_spec"])))
+            raise DataError(
+                f"the style graph overflows on this reference (spectrogram values up to {peak:.3g}); "
+                "pass the linear magnitude spectrogram GPT-SoVITS computes from the reference wav"
+            )
+        with self._styles_lock:
+            ge = self._styles.setdefault(key, ge)
+            while len(self._styles) > STYLES_KEPT:
+                self._styles.pop(next(iter(self._styles)))
+        return ge
 
     def generate(
         self,
@@ -229,6 +248,8 @@ class BundleRunner:
         if codes.size == 0:
             raise DataError("no semantic codes to vocode; the GPT stopped at once (try another seed)")
         scale = float(self.manifest.model["noise_scale"] if noise_scale is None else noise_scale)
+        if not (math.isfinite(scale) and scale >= 0):
+            raise ConfigError(f"noise_scale must be a finite number >= 0, got {scale}")
         m_p, logs_p = self._run(
             "enc_p", {"codes": codes.reshape(1, 1, -1).astype(np.int64), "text": text.reshape(1, -1).astype(np.int64), "ge": ge}
         )
@@ -286,6 +307,33 @@ class BundleRunner:
             _check_shape(graph, spec, feeds[spec.name])
             typed[spec.name] = feeds[spec.name].astype(_NUMPY_OF_ORT.get(spec.type, np.float32), copy=False)
         return [np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for o in session.run(None, typed)]
+
+
+def _check_model_entries(folder: Path, manifest: Manifest) -> None:
+    """Refuse, in one line, manifest model entries and sampler settings the runner cannot use.
+
+    Raises:
+        ExportError: a size that is not a whole number (or below its least), a noise scale that
+            is not a finite number >= 0, a file name that is not text, or bad sampler settings.
+    """
+    model, problems = manifest.model, []
+    for key, least in _MODEL_COUNTS.items():
+        value = model[key]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not (whole or (isinstance(value, float) and value.is_integer())) or value < least:
+            problems.append(f"model.{key} is {value!r}, not a whole number >= {least}")
+    scale = model["noise_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale >= 0):
+        problems.append(f"model.noise_scale is {scale!r}, not a finite number >= 0")
+    for key in ("inputs", "symbols"):
+        if not isinstance(model[key], str):
+            problems.append(f"model.{key} is {model[key]!r}, not a file name")
+    try:
+        SamplingConfig.from_dict(manifest.sampling)
+    except (ConfigError, TypeError, ValueError) as e:
+        problems.append(f"sampling: {e}")
+    if problems:
+        raise ExportError(f"the manifest of bundle {folder} is damaged: {'; '.join(problems)}; re-export the bundle")
 
 
 def _prompt_bert(item: SynthInput, n_text: int) -> np.ndarray | None:

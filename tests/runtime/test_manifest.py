@@ -128,3 +128,22 @@ def test_a_failed_file_check_says_what_to_do(tmp_path) -> None:
     (tmp_path / "dec.onnx").unlink()
     with pytest.raises(ExportError, match="dec.onnx is missing; restore the bundle's files as exported, or export"):
         read_manifest(tmp_path)
+
+
+def test_fields_a_newer_exporter_adds_to_an_entry_are_ignored(tmp_path) -> None:
+    data = _manifest(tmp_path).to_dict()
+    data["graphs"]["dec"]["opset"] = 21
+    data["metrics"][0]["samples"] = 8
+    data["modules"]["dec"]["seconds"] = 3.5
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    back = read_manifest(tmp_path)
+    assert back.graphs["dec"].file == "dec.onnx" and back.metric("file_bytes_dec").value == 11.0
+
+
+@pytest.mark.parametrize("section", ["graphs", "modules"])
+def test_a_section_that_is_not_a_mapping_is_one_line(tmp_path, section) -> None:  # noqa: ANN001
+    data = _manifest(tmp_path).to_dict()
+    data[section] = list(data[section].values())
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ExportError, match="manifest is missing or has a bad field"):
+        read_manifest(tmp_path)

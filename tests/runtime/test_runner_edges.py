@@ -94,3 +94,76 @@ def test_phones_a_v1_gpt_was_never_trained_on_are_refused_in_one_line(tmp_path, 
         runner.synthesize(item, SamplingConfig(top_k=1), max_new_tokens=3)
     v1_text = dataclasses.replace(item, text=np.array([3, 4, 5]))
     assert runner.generate(v1_text, SamplingConfig(top_k=1), max_new_tokens=3).tokens.size == 3
+
+
+def test_a_comma_phone_standing_alone_is_spoken_not_taken_for_a_separator(runner) -> None:  # noqa: ANN001
+    """Phones as GPT-SoVITS's 2-name2text.txt writes them keep their comma pauses."""
+    from autocompress.runtime.inputs import parse_phones
+
+    table = runner.symbols()
+    said = [table[i] for i in parse_phones("HH AH0 L OW1 , W ER1 L D .", table)]
+    assert said == ["HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "."]
+    assert [table[i] for i in parse_phones(",", table)] == [","]
+    assert [table[i] for i in parse_phones("HH,AH0,L", table)] == ["HH", "AH0", "L"]  # inside a word: separates
+    assert parse_phones("12, 40 , 7", table).tolist() == [12, 40, 7]  # ids: commas separate
+    with pytest.raises(DataError, match="no phones given"):
+        parse_phones(",,,", table)
+    item = runner.make_input(0, "HH AH0 , W ER1")
+    assert [table[i] for i in item.text] == ["HH", "AH0", ",", "W", "ER1"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("model", "sampling_rate", "abc", "model.sampling_rate is 'abc', not a whole number >= 1"),
+        ("model", "eos", None, "model.eos is None, not a whole number >= 0"),
+        ("model", "noise_scale", "0.5", "model.noise_scale is '0.5', not a finite number >= 0"),
+        ("model", "symbols", 3, "model.symbols is 3, not a file name"),
+        ("sampling", "top_k", 0, "sampling: bad sampling settings: top_k must be >= 1, got 0"),
+        ("sampling", "temperature", "warm", "sampling: could not convert string to float: 'warm'"),
+    ],
+)
+def test_a_damaged_manifest_value_is_refused_at_load_in_one_line(
+    tmp_path, bundle_fp32, section, key, value, message  # noqa: ANN001
+) -> None:
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle_fp32.path, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data[section][key] = value
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ExportError, match=f"is damaged: {message}; re-export the bundle$"):
+        BundleRunner(folder, prefer_gpu=False, threads=1)
+
+
+def test_a_noise_scale_that_is_not_a_finite_number_is_refused_not_turned_into_nan_audio(runner) -> None:  # noqa: ANN001
+    item = runner.sample_inputs()[0]
+    for scale in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(ConfigError, match="noise_scale must be a finite number >= 0"):
+            runner.synthesize(item, SamplingConfig(top_k=1), noise_scale=scale, max_new_tokens=3)
+    assert np.isfinite(runner.synthesize(item, SamplingConfig(top_k=1), noise_scale=0.0, max_new_tokens=3).wav).all()
+
+
+def test_the_style_cache_keeps_a_bounded_number_of_references(bundle_fp32, monkeypatch) -> None:  # noqa: ANN001
+    """A server speaking with a new reference on every call does not grow without end."""
+    from autocompress.runtime import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "STYLES_KEPT", 3)
+    fresh = BundleRunner(bundle_fp32.path, prefer_gpu=False, threads=1)
+    refs = [np.full((1025, 6), 0.1 * (i + 1), dtype=np.float32) for i in range(5)]
+    styles = [fresh.style(ref) for ref in refs]
+    assert len(fresh._styles) == 3
+    assert fresh.style(refs[-1]) is styles[-1]  # the newest is still cached
+    np.testing.assert_array_equal(fresh.style(refs[0]), styles[0])  # an old one is computed again, alike
+
+
+def test_one_runner_serves_several_threads_at_once(runner) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [runner.make_input(i % 2, ",".join(str(5 + (7 * k + i) % 300) for k in range(8 + 3 * i))) for i in range(6)]
+    alone = [runner.synthesize(item, seed=i, max_new_tokens=12) for i, item in enumerate(items)]
+    runner._styles.clear()
+    with ThreadPoolExecutor(len(items)) as pool:
+        together = list(pool.map(lambda a: runner.synthesize(a[1], seed=a[0], max_new_tokens=12), enumerate(items)))
+    for one, other in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(one.codes, other.codes)
+        np.testing.assert_array_equal(one.wav, other.wav)
