@@ -8,6 +8,7 @@ folder) and returns a :class:`ResolvedSearch`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +195,14 @@ def _voice(config: SearchConfig) -> VoiceSource:
 
 
 def _default_study(voice: VoiceSource) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", voice.data.resolve().name).strip("-.") or "voice"
+    """The experiment folder's name as a study name; a name with characters a study name cannot
+    hold (Chinese, say) gets a short hash of the whole name, so two such folders get two studies."""
+    folder = voice.data.resolve().name
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", folder)
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name).rstrip("-.") or "voice"  # a study name starts with a letter or digit
+    if not folder.isascii():
+        digest = hashlib.sha256(folder.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return f"{name[:119]}-{digest}"
     return name[:128]
 
 

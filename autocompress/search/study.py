@@ -170,10 +170,17 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
             f"version {now_scoring}, and new trials would not compare with its own; `autocompress report` and "
             "`autocompress export` still read it; start a new study with --study NAME to search on"
         )
-    for key, why in why_not.items():
-        was, now = existing.get(key), ident.get(key)
-        if was and now and was != now:
-            raise SearchError(f"study {name!r} {why}, or start a new study with --study NAME")
+    differ = [key for key in why_not if existing.get(key) and ident.get(key) and existing[key] != ident[key]]
+    if "voice_sha256" in differ and "data_sha256" in differ:  # another voice altogether, not edited files
+        voice = existing.get("voice")
+        folder = voice.get("data") if isinstance(voice, dict) else None
+        raise SearchError(
+            f"study {name!r} was created for another voice (other GPT and SoVITS files, and other items in its "
+            f"experiment folder{f' {folder}' if folder else ''}); start a new study with --study NAME, or resume it "
+            "with the files and folder it was created with"
+        )
+    if differ:
+        raise SearchError(f"study {name!r} {why_not[differ[0]]}, or start a new study with --study NAME")
     return True
 
 
