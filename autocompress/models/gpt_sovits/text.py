@@ -999,9 +999,11 @@ def normalize_english(text: str) -> str:
     for a in _APOSTROPHES:
         text = text.replace(a, "'")
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-    foreign = list(dict.fromkeys(c for c in text if c.isalpha() and not c.isascii()))  # in text order
+    # the words holding letters with no reading, whole and in text order ("Привет мир", not "Приветм")
+    foreign = list(dict.fromkeys(w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()))
     if foreign:
-        log.warning("text: no English reading for %s; those letters are skipped", "".join(foreign[:20]))
+        shown = " ".join(foreign[:8]) + (" ..." if len(foreign) > 8 else "")
+        log.warning("text: no English reading for %r; those letters are skipped", shown)
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
     # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
