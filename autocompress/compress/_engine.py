@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from autocompress.compress._channels import ChannelSet, cut, top_channels
 from autocompress.compress._state import StateEditor
 from autocompress.compress._structure import GroupStructure
 from autocompress.compress.importance import ImportanceContext, channel_scores, layer_scores
+from autocompress.exceptions import CompressionError
 
 # Given the current config and state, the importance context for data-driven ranking (or None).
 ContextFactory = Callable[[Any, StateEditor], ImportanceContext | None]
@@ -63,10 +65,19 @@ def shrink_width(
     return kept
 
 
+@contextmanager
+def naming_group(group: str) -> Iterator[None]:
+    """Prefix the message of a :class:`CompressionError` raised inside with the module group's name."""
+    try:
+        yield
+    except CompressionError as e:
+        raise CompressionError(f"{group}: {e}") from e
+
+
 def _context(
     method: str, make_context: ContextFactory, config: Any, editor: StateEditor
 ) -> ImportanceContext | None:
     return None if method == "l1" else make_context(config, editor)
 
 
-__all__ = ["ContextFactory", "shrink_depth", "shrink_width"]
+__all__ = ["ContextFactory", "naming_group", "shrink_depth", "shrink_width"]

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from autocompress.compress._dec import DecStructure
 from autocompress.compress._enc_p import EncPStructure
-from autocompress.compress._engine import ContextFactory, shrink_depth, shrink_width
+from autocompress.compress._engine import ContextFactory, naming_group, shrink_depth, shrink_width
 from autocompress.compress._flow import FlowStructure
 from autocompress.compress._gpt import GPTStructure
 from autocompress.compress._ref_enc import RefEncStructure
@@ -35,6 +35,7 @@ from autocompress.compress._state import StateEditor, count_parameters
 from autocompress.compress._structure import GroupStructure, removed
 from autocompress.compress.plan import MAX_MODULE_PRUNE, MIN_CHANNELS, PruneConfig
 from autocompress.exceptions import ConfigError
+from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS
 
 STRUCTURES: dict[str, GroupStructure] = {
     "gpt": GPTStructure(),
@@ -54,7 +55,8 @@ class PruneResult:
         state: the pruned state dict.
         kept_layers: per depth pool, the old indices of the layers kept (empty: no depth change).
         kept_channels: per channel set (named after depth pruning), the old indices kept.
-        params_before, params_after: parameters of the group (weight norm's g and v counted).
+        params_before, params_after: parameters of the group, a v2Pro SoVITS's layers of it
+            (``sv_emb``, ``prelu``, ``ge_to512``) included; weight norm's g and v counted.
         channels_before, channels_after: prunable channels of the group (heads as
             ``head_dim`` channels each); the 60 % limit applies to these.
     """
@@ -151,24 +153,24 @@ def prune_state(
     """
     structure = structure_of(group)
     editor = StateEditor(state)
-    prefix = structure.prefix + "." if structure.prefix else ""
-    before = count_parameters(state, prefix)
+    before = _group_parameters(state, group)
     factory = make_context or (lambda c, e: None)
     kept_layers: list[list[int]] = []
     channels_before = sum(s.size * s.width for s in structure.prune_sets(config))
-    if prune.depth_ratio > 0:
-        keep_counts = structure.prune_depth_keep(config, prune.depth_ratio)
-        before_depth = config
-        config, kept_layers = shrink_depth(
-            structure, config, editor, keep_counts, False, prune.importance, factory
-        )
-        prune = renumbered(prune, structure, before_depth, config, kept_layers)
-    counts = prune_counts(config, group, prune)
-    sets = structure.prune_sets(config)
-    kept_channels = shrink_width(config, editor, sets, counts, prune.importance, factory)
+    with naming_group(group):
+        if prune.depth_ratio > 0:
+            keep_counts = structure.prune_depth_keep(config, prune.depth_ratio)
+            before_depth = config
+            config, kept_layers = shrink_depth(
+                structure, config, editor, keep_counts, False, prune.importance, factory
+            )
+            prune = renumbered(prune, structure, before_depth, config, kept_layers)
+        counts = prune_counts(config, group, prune)
+        sets = structure.prune_sets(config)
+        kept_channels = shrink_width(config, editor, sets, counts, prune.importance, factory)
     config = structure.resize(config, {s.name: counts[s.name] for s in sets}, editor)
     new_state = editor.state_dict()
-    after = count_parameters(new_state, prefix)
+    after = _group_parameters(new_state, group)
     channels_after = sum(counts[s.name] * s.width for s in sets)
     result = PruneResult(
         config, new_state, kept_layers, kept_channels, before, after, channels_before, channels_after
@@ -207,6 +209,14 @@ def renumbered(
         elif renames[layer] is not None:
             layers[renames[layer] + unit[len(layer) :]] = ratio
     return replace(prune, layers=layers)
+
+
+def _group_parameters(state: Mapping[str, Tensor], group: str) -> int:
+    """Parameters of ``group`` in ``state``: its own module and, in a v2Pro SoVITS, the top-level
+    layers that belong to it (``sv_emb`` and ``prelu`` to ``ref_enc``, ``ge_to512`` to ``enc_p``)."""
+    if group == "gpt":
+        return count_parameters(state)
+    return sum(count_parameters(state, member + ".") for member in SOVITS_GROUP_MEMBERS[group])
 
 
 def _round_up(n: int, multiple: int) -> int:

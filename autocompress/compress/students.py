@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from autocompress.compress._build import build_model, model_config
-from autocompress.compress._engine import ContextFactory, shrink_depth, shrink_width
+from autocompress.compress._engine import ContextFactory, naming_group, shrink_depth, shrink_width
 from autocompress.compress._state import StateEditor
 from autocompress.compress.plan import StudentConfig
 from autocompress.compress.prune import structure_of
@@ -42,13 +42,14 @@ def student_state(
     editor = StateEditor(state)
     factory = make_context or (lambda c, e: None)
     kept: list[list[int]] = []
-    if student.depth_mult < 1.0:
-        keep_counts = structure.student_depth_keep(config, student)
-        config, kept = shrink_depth(structure, config, editor, keep_counts, True, importance, factory)
-    if student.width_mult < 1.0:
-        sets, sizes = structure.student_sets(config, student)
-        shrink_width(config, editor, sets, sizes, importance, factory)
-        config = structure.resize_student(config, sizes, editor)
+    with naming_group(group):
+        if student.depth_mult < 1.0:
+            keep_counts = structure.student_depth_keep(config, student)
+            config, kept = shrink_depth(structure, config, editor, keep_counts, True, importance, factory)
+        if student.width_mult < 1.0:
+            sets, sizes = structure.student_sets(config, student)
+            shrink_width(config, editor, sets, sizes, importance, factory)
+            config = structure.resize_student(config, sizes, editor)
     return config, editor.state_dict(), kept
 
 

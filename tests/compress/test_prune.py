@@ -328,6 +328,18 @@ def test_taylor_importance_needs_calibration(tiny_sovits) -> None:  # noqa: ANN0
         compress(tiny_sovits, plan)
 
 
+@pytest.mark.parametrize("group", ["flow", "dec"])
+def test_missing_calibration_names_the_group_that_lacks_it(tiny_sovits, group: str) -> None:  # noqa: ANN001
+    from autocompress.exceptions import CompressionError
+
+    has_data = {"ref_enc": [lambda m: m(torch.ones(1, tiny_sovits.config.ref_bins, 4), torch.ones(1, 1, 4))]}
+    pruned = GroupPlan(prune=PruneConfig(0.2, importance="activation"))
+    distilled = GroupPlan(student=StudentConfig(width_mult=0.5), prune=PruneConfig(importance="taylor"))
+    for group_plan in (pruned, distilled):
+        with pytest.raises(CompressionError, match=rf"^{group}: importance '\w+' needs calibration batches"):
+            compress(tiny_sovits, CompressionPlan({group: group_plan}), has_data)
+
+
 def test_taylor_importance_ranks_by_data(tiny_sovits) -> None:  # noqa: ANN001
     x = sovits_inputs(tiny_sovits.config)
     factory = importance_context_factory("dec", {"dec": [lambda dec: dec(x["z"], g=x["ge"])]})

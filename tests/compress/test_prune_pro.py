@@ -28,3 +28,20 @@ def test_pro_groups_prune_to_the_zeroed_teacher(pro_sovits: SynthesizerTrn, grou
     got, want = run_group(build_model(result.config, result.state), group), run_group(reference, group)
     assert got.shape == want.shape
     assert float((got - want).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
+@pytest.mark.parametrize(("group", "members"), [("ref_enc", ("ref_enc", "sv_emb", "prelu")), ("enc_p", ("enc_p", "ge_to512"))])
+def test_pro_group_parameter_counts_include_its_top_level_layers(
+    pro_sovits: SynthesizerTrn, group: str, members: tuple[str, ...]
+) -> None:
+    result = prune_state(pro_sovits.config, pro_sovits.state_dict(), group, PruneConfig(0.3))
+    pruned = build_model(result.config, result.state)
+
+    def count(model: SynthesizerTrn) -> int:
+        return sum(p.numel() for m in members for p in getattr(model, m).parameters())
+
+    assert (result.params_before, result.params_after) == (count(pro_sovits), count(pruned))
+    # the speaker-vector layers are untouched, so the group lost less than its style encoder alone
+    own = sum(p.numel() for p in getattr(pro_sovits, group).parameters())
+    lost = own - sum(p.numel() for p in getattr(pruned, group).parameters())
+    assert result.removed_fraction == pytest.approx(lost / count(pro_sovits))
