@@ -12,6 +12,7 @@ import atexit
 import functools
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,45 @@ def make_voice(seed: int = 0) -> Voice:
             if ".post." in f".{name}":
                 p.normal_(0.0, 0.05)
     return Voice(gpt, sovits)
+
+
+def calibrated_student(quantize: Callable[[Voice], object], symmetric: bool = True) -> Voice:
+    """The tiny voice with the fake quantization ``quantize`` adds to it, its int8 inputs
+    calibrated (s8, or u8 when not ``symmetric``) on other utterances than the exports'."""
+    from autocompress.compress.fake_quant import calibrate_activations_
+    from autocompress.export.references import reference_runs
+
+    student = make_voice()  # not a copy of the shared voice: stripping a copy's weight norm strips the original's
+    quantize(student)
+    with torch.no_grad():
+        calibrate_activations_(
+            (student.gpt, student.sovits),
+            lambda: reference_runs(student.gpt, student.sovits, make_inputs(3, seed=7), 8, 1.35, 0.5),
+            symmetric=symmetric,
+        )
+    return student
+
+
+def int8_gpt_and_decoder(voice: Voice) -> None:
+    """Add int8 weight and input fake quantization to ``voice``'s GPT and decoder."""
+    from autocompress.compress.fake_quant import add_fake_quant_
+    from autocompress.compress.plan import QuantConfig
+
+    add_fake_quant_(voice.gpt, QuantConfig("int8", "int8"))
+    add_fake_quant_(voice.sovits.dec, QuantConfig("int8", "int8"))
+
+
+def stripped_export(student: Voice, ranges: dict[str, tuple[float, float]]) -> VoiceExport:
+    """``student`` stripped of its fake quantization, as the search saves it, and its export
+    with the int8 input ``ranges`` of the student as scored."""
+    from autocompress.compress.fake_quant import strip_fake_quant_
+
+    strip_fake_quant_(student.gpt)
+    strip_fake_quant_(student.sovits)
+    return VoiceExport(
+        student, make_inputs(), exporter="legacy", max_tokens=MAX_TOKENS, eval_tokens=EVAL_TOKENS, work_parent=_root(),
+        activation_ranges=ranges,
+    )  # fmt: skip
 
 
 def make_inputs(n: int = 2, seed: int = 0) -> list[SynthInput]:

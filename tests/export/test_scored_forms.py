@@ -10,23 +10,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_helpers import EVAL_TOKENS, MAX_TOKENS, _root, make_inputs, make_voice
+from export_helpers import _root, calibrated_student, int8_gpt_and_decoder, stripped_export
 from onnx import numpy_helper
 
 from autocompress.compress.fake_quant import (
-    add_fake_quant_,
-    calibrate_activations_,
     fake_quantize_activation,
-    strip_fake_quant_,
     voice_activation_ranges,
 )
-from autocompress.compress.plan import QuantConfig
 from autocompress.export import ParityBounds, VoiceExport
 from autocompress.export import bundle as bundle_module
 from autocompress.export.bundle import scored_symmetric
 from autocompress.export.ort_quant import activation_scale_zero_point
 from autocompress.export.parity import SCORED_FLOOR_DB
-from autocompress.export.references import greedy_runs, reference_runs
+from autocompress.export.references import greedy_runs
 from autocompress.targets import load_target
 
 PRECISIONS = {"gpt": "int8", "dec": "int8"}
@@ -35,23 +31,9 @@ PRECISIONS = {"gpt": "int8", "dec": "int8"}
 def _student_export(symmetric: bool) -> tuple[VoiceExport, dict[str, tuple[float, float]]]:
     """The tiny voice with int8 GPT and decoder calibrated in one form (s8 or u8) on other
     utterances than the export's, saved stripped as the search saves it, and exported."""
-    student = make_voice()
-    add_fake_quant_(student.gpt, QuantConfig("int8", "int8"))
-    add_fake_quant_(student.sovits.dec, QuantConfig("int8", "int8"))
-    with torch.no_grad():
-        calibrate_activations_(
-            (student.gpt, student.sovits),
-            lambda: reference_runs(student.gpt, student.sovits, make_inputs(3, seed=7), 8, 1.35, 0.5),
-            symmetric=symmetric,
-        )
+    student = calibrated_student(int8_gpt_and_decoder, symmetric)
     ranges = voice_activation_ranges(student)
-    strip_fake_quant_(student.gpt)
-    strip_fake_quant_(student.sovits)
-    export = VoiceExport(
-        student, make_inputs(), exporter="legacy", max_tokens=MAX_TOKENS, eval_tokens=EVAL_TOKENS, work_parent=_root(),
-        activation_ranges=ranges,
-    )  # fmt: skip
-    return export, ranges
+    return stripped_export(student, ranges), ranges
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,15 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from export_helpers import EVAL_TOKENS, MAX_TOKENS, _root, make_inputs, make_voice
+from export_helpers import _root, calibrated_student, stripped_export
 
-from autocompress.compress.fake_quant import add_fake_quant_, calibrate_activations_, strip_fake_quant_
+from autocompress.compress.fake_quant import add_fake_quant_
 from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
-from autocompress.export import VoiceExport
 from autocompress.export import bundle as bundle_module
 from autocompress.export.bundle import voice_activation_ranges
 from autocompress.export.parity import SCORED_FLOOR_DB
 from autocompress.export.precision import request_from_plan
-from autocompress.export.references import graph_outputs, graph_views, reference_runs, scored_copy
+from autocompress.export.references import graph_outputs, graph_views, scored_copy
 from autocompress.models.gpt_sovits.voice import group_modules
 
 # ref_enc's linears at int4 (MatMulNBits), its convolutions at int8 (what with_fallback makes of
@@ -26,15 +24,7 @@ PLAN = CompressionPlan({"ref_enc": GroupPlan(quant=QUANT)})
 
 
 def _student():  # noqa: ANN202
-    student = make_voice()
-    for module in group_modules(student.sovits, "ref_enc"):
-        add_fake_quant_(module, QUANT)
-    with torch.no_grad():
-        calibrate_activations_(
-            (student.gpt, student.sovits),
-            lambda: reference_runs(student.gpt, student.sovits, make_inputs(3, seed=7), 8, 1.35, 0.5),
-        )
-    return student
+    return calibrated_student(lambda v: [add_fake_quant_(m, QUANT) for m in group_modules(v.sovits, "ref_enc")])
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +33,7 @@ def mixed():  # noqa: ANN201
     student, as_scored = _student(), _student()  # identical: stripping one leaves the other as scored
     ranges = voice_activation_ranges(student)
     assert any(".conv" not in k for k in ranges) and any(".conv" in k for k in ranges)  # both kinds carry ranges
-    strip_fake_quant_(student.gpt)
-    strip_fake_quant_(student.sovits)
-    export = VoiceExport(
-        student, make_inputs(), exporter="legacy", max_tokens=MAX_TOKENS, eval_tokens=EVAL_TOKENS, work_parent=_root(),
-        activation_ranges=ranges,
-    )  # fmt: skip
+    export = stripped_export(student, ranges)
     want = graph_outputs(graph_views(as_scored.gpt, as_scored.sovits)["ref_enc"], export.refs.cases["ref_enc"].feeds)
     yield export, ranges, want
     export.close()

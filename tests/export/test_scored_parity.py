@@ -7,11 +7,16 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from export_helpers import EVAL_TOKENS, MAX_TOKENS, _root, make_inputs, make_voice, shared_voice
+from export_helpers import (
+    _root,
+    calibrated_student,
+    int8_gpt_and_decoder,
+    make_inputs,
+    shared_voice,
+    stripped_export,
+)
 
-from autocompress.compress.fake_quant import add_fake_quant_, calibrate_activations_, strip_fake_quant_
-from autocompress.compress.plan import QuantConfig
+from autocompress.compress.fake_quant import strip_fake_quant_
 from autocompress.exceptions import ConfigError, ExportError
 from autocompress.export import ParityBounds, VoiceExport
 from autocompress.export import bundle as bundle_module
@@ -29,15 +34,7 @@ def _lowest(outputs: list[dict]) -> float:
 def _calibrated_student():  # noqa: ANN202
     """The tiny voice with int8 fake quantization on its GPT and decoder, calibrated on other
     utterances than the export's."""
-    student = make_voice()  # not a copy of the shared voice: stripping a copy's weight norm strips the original's
-    add_fake_quant_(student.gpt, QuantConfig("int8", "int8"))
-    add_fake_quant_(student.sovits.dec, QuantConfig("int8", "int8"))
-    with torch.no_grad():
-        calibrate_activations_(
-            (student.gpt, student.sovits),
-            lambda: reference_runs(student.gpt, student.sovits, make_inputs(3, seed=7), 8, 1.35, 0.5),
-        )
-    return student
+    return calibrated_student(int8_gpt_and_decoder)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +44,7 @@ def clipping_export():  # noqa: ANN201
     with those ranges; the student saved stripped, as the search saves it."""
     student = _calibrated_student()
     ranges = {k: (v[0] / 2, v[1] / 2) if k.startswith("sovits.dec.") else v for k, v in voice_activation_ranges(student).items()}
-    strip_fake_quant_(student.gpt)
-    strip_fake_quant_(student.sovits)
-    export = VoiceExport(
-        student, make_inputs(), exporter="legacy", max_tokens=MAX_TOKENS, eval_tokens=EVAL_TOKENS, work_parent=_root(),
-        activation_ranges=ranges,
-    )  # fmt: skip
+    export = stripped_export(student, ranges)
     yield export
     export.close()
 
