@@ -223,7 +223,10 @@ def run(args: argparse.Namespace) -> int:
 def write_pieces(
     out: str, wavs: list, sampling_rate: int, n_codes: list[int], reasons: list[str], wall_s: float, where: str
 ) -> None:
-    """Write the pieces as one wav (:func:`join_pieces`) and say what it holds and its measured RTF."""
+    """Write the pieces as one wav (:func:`join_pieces`) and say what it holds and its measured RTF;
+    warn when a piece's GPT stopped at its code limit (:func:`cut_short_line`)."""
+    import sys
+
     from autocompress.runtime import write_wav
 
     wav = join_pieces(wavs, sampling_rate)
@@ -232,6 +235,24 @@ def write_pieces(
     pieces = f" in {len(wavs)} pieces" if len(wavs) > 1 else ""
     print(f"wrote {out}: {seconds:.2f} s, {sum(n_codes)} codes{pieces} ({stop_summary(reasons)}), "
           f"RTF {wall_s / max(seconds, 1e-9):.3f} {where}")
+    line = cut_short_line(n_codes, reasons)
+    if line:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def cut_short_line(n_codes: list[int], reasons: list[str]) -> str:
+    """One line saying which pieces the GPT's code limit cut short and how to raise it; "" when none was."""
+    capped = [i + 1 for i, r in enumerate(reasons) if r != "eos"]
+    if not capped:
+        return ""
+    most = max(n_codes[i - 1] for i in capped)
+    if len(reasons) == 1:
+        where, whose = "the text", "the"
+    else:
+        many = len(capped) > 1
+        where, whose = f"piece{'s' if many else ''} {_ranges(capped)} of {len(reasons)}", "their" if many else "its"
+    return (f"the GPT stopped at its code limit ({most} codes) before the end of {where}, so {whose} audio is cut "
+            f"short; raise the limit with --max-tokens (more than {most})")
 
 
 def _not_a_bundle(folder) -> str:  # noqa: ANN001

@@ -257,6 +257,7 @@ class VoiceExport:
         given = voice_activation_ranges(voice) if activation_ranges is None else activation_ranges
         self.activation_ranges = _weight_ranges(self.gpt, self.sovits, given)
         self.range_values = dict(given)  # as given: the scored model of the checks is rebuilt from them
+        self.range_symmetric = scored_symmetric(given)  # their int8 form (dict() drops one recorded with them)
         self.refs = reference_runs(
             self.gpt, self.sovits, self.inputs, self.eval_tokens, self.sampling.repetition_penalty, noise_scale, seed
         )
@@ -305,6 +306,7 @@ class VoiceExport:
             self.gpt, self.sovits, activation_ranges
         )
         values = self.range_values if activation_ranges is None else dict(activation_ranges)
+        form = self.range_symmetric if activation_ranges is None else scored_symmetric(activation_ranges)
         bounds = bounds or ParityBounds()
         out_dir = Path(out_dir)
         folder = sibling_temp_dir(out_dir)
@@ -314,7 +316,7 @@ class VoiceExport:
                 _link_or_copy(self.work / f"{name}.export.onnx", work / f"{name}.export.onnx")
             checks: list[dict[str, Any]] = []
             choices = {group: _plan_group(group, plan, precisions, target, work) for group in GROUP_GRAPHS}
-            scored = _ScoredReference(self, values, _symmetric_int8(target), keep_fp32)
+            scored = _ScoredReference(self, values, _symmetric_int8(target), keep_fp32, form)
             for group in GROUP_GRAPHS:
                 _settle_group(
                     group, choices[group], self.refs, bounds, keep_fp32, work, threads, checks, ranges, scored
@@ -403,8 +405,13 @@ def _weight_ranges(gpt: Any, sovits: Any, ranges: Mapping[str, tuple[float, floa
 
 
 def scored_symmetric(ranges: Mapping[str, tuple[float, float]]) -> bool:
-    """Whether a student's int8 input ranges were calibrated as symmetric s8 (each one is
-    ``(-amax, amax)``; an asymmetric u8 calibration keeps each input's minimum and maximum)."""
+    """Whether a student's int8 input ranges were calibrated as symmetric s8: the form recorded
+    with them (their ``symmetric`` attribute, as :func:`~autocompress.search.pipeline.load_ranges`
+    gives it) where there is one, else inferred (each one is ``(-amax, amax)``; an asymmetric u8
+    calibration keeps each input's minimum and maximum)."""
+    recorded = getattr(ranges, "symmetric", None)
+    if recorded is not None:
+        return bool(ranges) and bool(recorded)
     return bool(ranges) and all(float(low) == -float(high) for low, high in ranges.values())
 
 
@@ -430,13 +437,14 @@ class _ScoredReference:
 
     def __init__(
         self, export: VoiceExport, ranges: Mapping[str, tuple[float, float]], symmetric: bool,
-        keep_fp32: Mapping[str, Sequence[str]] | None,
+        keep_fp32: Mapping[str, Sequence[str]] | None, scored: bool | None = None,
     ) -> None:  # fmt: skip
         from autocompress.compress.fake_quant import quantizable_weights
 
         self._export = export
         self.target_symmetric = symmetric  # the int8 form of the bundle's graphs
-        self.scored_symmetric = scored_symmetric(ranges)  # the one the trial was scored with
+        # the one the trial was scored with (``scored``: as recorded with the ranges)
+        self.scored_symmetric = scored_symmetric(ranges) if scored is None else scored
         self._symmetric = self.scored_symmetric or symmetric
         self.ranges: dict[str, tuple[float, float]] = {}
         for key, span in ranges.items():

@@ -57,6 +57,7 @@ from autocompress.search.study import (
     count_running,
     heartbeat,
     identity,
+    is_created,
     mirror_trial,
     open_storage,
     open_study,
@@ -135,6 +136,20 @@ def remove_dead_scratch(tmp: Path | None = None) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _forget_students(artifacts: Path, study: str) -> None:
+    """Remove the student checkpoints left under ``study``'s name by a deleted study of that name
+    (a trial repeating an earlier plan would otherwise be exported with the deleted study's student)."""
+    root = students_dir(artifacts, study)
+    if not root.exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        raise SearchError(
+            f"cannot remove {root}, the student checkpoints of an earlier study named {study!r} (deleted since): "
+            "remove that folder, or choose another --study"
+        )
 
 
 def _measuring_device(r: ResolvedSearch) -> str | None:
@@ -224,6 +239,8 @@ class _Daemon:
             raise
         note = self._note()
         with exclusive(self.store.engine, f"autocompress:study:{r.study}"):  # workers starting together: one creates
+            if not is_created(self.storage, r.study):  # only the worker creating the study: others share its students
+                _forget_students(r.artifacts, r.study)
             self.study, created = open_study(
                 self.storage, r.study, ident, optuna.samplers.RandomSampler(seed=r.config.seed), note
             )

@@ -60,6 +60,7 @@ from autocompress.search.trial import TrialHooks, TrialJob, TrialOutcome
 N_SAMPLES = 3  # audio samples uploaded per trial
 STUDENT_FILE = "student.pt"  # exact fp32 student weights beside the upstream-format files
 RANGES_FILE = "activation_ranges.json"  # the static int8 input ranges the student was scored with
+RANGES_FORM_KEY = "int8"  # in RANGES_FILE: the int8 form of the ranges, "s8" or "u8" (absent in older files)
 MAX_TRAIN_ITEMS = 512  # training items kept in memory
 log = logging.getLogger(__name__)
 EVAL_FRACTION = 0.1  # held-out share of a user's experiment folder
@@ -218,7 +219,7 @@ class VoiceTrialRunner:
                 student, job.plan, self.cache, self.resolved.target, self.device_label, result.distance, quality
             )
         hooks.phase("save")
-        _save_student(student, job.plan, job.student_dir, ranges)
+        _save_student(student, job.plan, job.student_dir, ranges, symmetric=self.resolved.target.symmetric_int8)
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
         notes = [f"fine-tuning stopped: {result.stopped}; each group scored at its best check ("
                  + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")"]
@@ -262,12 +263,14 @@ def exact_fp32(device: torch.device):  # noqa: ANN201 - a context manager
 
 
 def _save_student(
-    student: Voice, plan: CompressionPlan, dest: Path, ranges: dict[str, tuple[float, float]] | None = None
+    student: Voice, plan: CompressionPlan, dest: Path, ranges: dict[str, tuple[float, float]] | None = None,
+    symmetric: bool | None = None,
 ) -> None:
     """Write the (stripped) student for export: upstream-format ``gpt.ckpt`` / ``sovits.pth``
     (fp16, loadable by upstream GPT-SoVITS and :func:`load_sovits`), the exact fp32 weights
     in ``student.pt`` (configs + state dicts, read with ``weights_only=True``), ``plan.json``
-    and, when it was scored with static int8 inputs, their ``ranges`` in ``activation_ranges.json``.
+    and, when it was scored with static int8 inputs, their ``ranges`` in ``activation_ranges.json``
+    with the int8 form they were calibrated in (``symmetric``: s8, else u8; None: not recorded).
     """
     gpt, sovits = rebuilt(student)
     tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
@@ -286,7 +289,10 @@ def _save_student(
     )
     (tmp / "plan.json").write_text(plan.to_json())
     if ranges:
-        (tmp / RANGES_FILE).write_text(json.dumps({k: list(v) for k, v in sorted(ranges.items())}, indent=1))
+        saved = {"ranges": {k: list(v) for k, v in sorted(ranges.items())}}
+        if symmetric is not None:
+            saved = {RANGES_FORM_KEY: "s8" if symmetric else "u8", **saved}
+        (tmp / RANGES_FILE).write_text(json.dumps(saved, indent=1))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
 
@@ -361,9 +367,18 @@ def load_student(folder: Path, device: str | torch.device = "cpu") -> Voice:
     return Voice(gpt.eval(), sovits.eval())
 
 
-def load_ranges(folder: Path) -> dict[str, tuple[float, float]] | None:
-    """The int8 input ranges a trial's student was scored with (:func:`~autocompress.compress.fake_quant.voice_activation_ranges`), or None
-    when it saved none (no static int8 input, or a student saved before they were kept).
+class ScoredRanges(dict):
+    """A student's int8 input ranges (weight path -> ``(low, high)``) and the int8 form they were
+    calibrated in: ``symmetric`` True for s8, False for u8, None where the file did not record
+    it (the export then infers it from the ranges)."""
+
+    symmetric: bool | None = None
+
+
+def load_ranges(folder: Path) -> ScoredRanges | None:
+    """The int8 input ranges a trial's student was scored with (:func:`~autocompress.compress.fake_quant.voice_activation_ranges`),
+    with their int8 form where it was recorded, or None when it saved none (no static int8 input,
+    or a student saved before they were kept).
 
     Raises:
         CheckpointError: the file is there but is not such ranges.
@@ -373,11 +388,18 @@ def load_ranges(folder: Path) -> dict[str, tuple[float, float]] | None:
         return None
     try:
         data = json.loads(path.read_text())
-        ranges = {str(k): (float(v[0]), float(v[1])) for k, v in data.items() if len(v) == 2}
+        form = None
+        if isinstance(data, dict) and isinstance(data.get("ranges"), dict):  # {"int8": "s8"|"u8", "ranges": {...}}
+            form = data.get(RANGES_FORM_KEY)
+            if form not in (None, "s8", "u8"):
+                raise ValueError(f"int8 form {form!r} is neither s8 nor u8")
+            data = data["ranges"]
+        ranges = ScoredRanges({str(k): (float(v[0]), float(v[1])) for k, v in data.items() if len(v) == 2})
         if len(ranges) != len(data):
             raise ValueError("each range is a [low, high] pair")
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: not the student's activation ranges ({e})") from e
+    ranges.symmetric = None if form is None else form == "s8"
     return ranges
 
 

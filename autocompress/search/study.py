@@ -132,6 +132,15 @@ def check_resumable(storage: RDBStorage, name: str, ident: dict[str, Any]) -> No
     _check_identity(study, name, ident)
 
 
+def is_created(storage: RDBStorage, name: str) -> bool:
+    """Whether autocompress has made a study of this name: :func:`open_study` resumes it rather than creating it."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return False
+    return study.user_attrs.get(IDENTITY_ATTR) is not None
+
+
 def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bool:
     """False for a study autocompress did not stamp yet; raise ``SearchError`` when it was stamped otherwise."""
     if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE] + [optuna.study.StudyDirection.MINIMIZE] * 2:
@@ -450,6 +459,7 @@ __all__ = [
     "heartbeat",
     "run_heartbeat",
     "identity",
+    "is_created",
     "mirror_trial",
     "open_storage",
     "open_study",

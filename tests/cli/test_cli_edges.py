@@ -121,6 +121,27 @@ def test_synth_names_the_capped_pieces_as_ranges():
     assert stop_summary(["eos", "eos"]) == "eos" and stop_summary([capped]) == "max_new_tokens"
 
 
+
+def test_synth_says_plainly_that_capped_pieces_were_cut_short_and_which_flag_raises_the_limit(tmp_path, capsys):
+    """The output said only "(max_new_tokens in pieces 1-8 of 8)": nothing told the user the
+    sentences were cut off, nor how to let the GPT speak them whole."""
+    import numpy as np
+
+    from autocompress.cli.synth_cmd import write_pieces
+
+    out = str(tmp_path / "x.wav")
+    wavs = [np.zeros(640, dtype=np.float32)] * 3
+    write_pieces(out, wavs, 32000, [500, 120, 500], ["max_new_tokens", "eos", "max_new_tokens"], 0.1, "here")
+    captured = capsys.readouterr()
+    assert captured.out.count("\n") == 1 and captured.err.count("\n") == 1
+    assert "pieces 1, 3 of 3" in captured.err and "cut short" in captured.err
+    assert "--max-tokens" in captured.err and "500" in captured.err
+    write_pieces(out, wavs[:1], 32000, [40], ["max_new_tokens"], 0.1, "here")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cut short" in err and "--max-tokens" in err and "pieces" not in err
+    write_pieces(out, wavs[:2], 32000, [40, 30], ["eos", "eos"], 0.1, "here")
+    assert capsys.readouterr().err == ""  # every piece ended by itself: nothing to say
+
 def _study_with_a_running_search(tmp_path: Path) -> str:
     import optuna
 

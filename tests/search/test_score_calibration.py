@@ -116,3 +116,72 @@ def test_a_trial_saves_the_ranges_it_was_scored_with_under_the_names_its_export_
     (tmp_path / "trial-0002" / "activation_ranges.json").write_text('{"gpt.x": [1]}')
     with pytest.raises(CheckpointError, match="not the student's activation ranges"):
         load_ranges(tmp_path / "trial-0002")
+
+
+def test_a_trial_records_the_int8_form_it_was_scored_with_and_the_export_takes_it(
+    teacher_and_items, monkeypatch, tmp_path
+):
+    """The export inferred the form from the ranges alone: u8 ranges that happen to be (-a, a)
+    were taken for s8, and the bundle rounded (and was checked) otherwise than the trial scored."""
+    import json
+
+    from autocompress.export.bundle import _weight_ranges, scored_symmetric
+    from autocompress.export.references import plain_copy
+    from autocompress.search.pipeline import RANGES_FILE, _save_student, load_ranges
+
+    teacher, _ = teacher_and_items
+    plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int8"))})
+    student = compress(teacher, CompressionPlan())
+    gpt, sovits = plain_copy(student.gpt, student.sovits)
+    layers = [r.name for r in _weight_ranges(gpt, sovits, {}) if r.name.startswith("gpt.")][:2]
+    u8 = {layers[0]: (-1.5, 1.5), layers[1]: (-0.25, 0.25)}  # a CPU target's u8 calibration, symmetric by chance
+    _save_student(student, plan, tmp_path / "u8", u8, symmetric=False)
+    _save_student(student, plan, tmp_path / "s8", u8, symmetric=True)
+    loaded = load_ranges(tmp_path / "u8")
+    assert loaded == u8 and loaded.symmetric is False and load_ranges(tmp_path / "s8").symmetric is True
+    assert json.loads((tmp_path / "u8" / RANGES_FILE).read_text())["int8"] == "u8"
+    assert scored_symmetric(loaded) is False and scored_symmetric(load_ranges(tmp_path / "s8")) is True
+    assert not any(r.symmetric for r in _weight_ranges(gpt, sovits, loaded))  # the int8 graphs round as u8
+    # A file written before the form was recorded: absent means inferred from the ranges, as before.
+    (tmp_path / "u8" / RANGES_FILE).write_text(json.dumps({k: list(v) for k, v in u8.items()}))
+    old = load_ranges(tmp_path / "u8")
+    assert old == u8 and old.symmetric is None and scored_symmetric(old) is True
+    (tmp_path / "u8" / RANGES_FILE).write_text(json.dumps({"int8": "s16", "ranges": {}}))
+    with pytest.raises(CheckpointError, match="not the student's activation ranges"):
+        load_ranges(tmp_path / "u8")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_export_checks_against_the_int8_form_its_trial_recorded(teacher_and_items, monkeypatch, tmp_path):
+    """The bundle's scored reference took u8 ranges symmetric by chance for s8: it was checked
+    against a model rounding otherwise than the trial was scored."""
+    from autocompress.export import VoiceExport
+    from autocompress.export import bundle as bundle_module
+    from autocompress.export.references import plain_copy
+    from autocompress.search.bundles import synth_input
+    from autocompress.search.pipeline import _save_student, load_ranges
+
+    teacher, items = teacher_and_items
+    plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int8"))})
+    student = compress(teacher, CompressionPlan())
+    gpt, sovits = plain_copy(student.gpt, student.sovits)
+    layer = next(r.name for r in bundle_module._weight_ranges(gpt, sovits, {}) if r.name.startswith("gpt."))
+    _save_student(student, plan, tmp_path / "trial-0001", {layer: (-1.5, 1.5)}, symmetric=False)
+    forms = []
+    real = bundle_module._ScoredReference
+
+    def scored_reference(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the reference, then stop
+        forms.append(real(*args, **kwargs).scored_form)
+        raise _Stop
+
+    monkeypatch.setattr(bundle_module, "_ScoredReference", scored_reference)
+    with VoiceExport(student, [synth_input(items[0], items[1])], exporter="legacy", eval_tokens=4,
+                     activation_ranges=load_ranges(tmp_path / "trial-0001")) as export:  # fmt: skip
+        with pytest.raises(_Stop):
+            export.bundle(plan, tmp_path / "bundle", "rtx3060")
+        with pytest.raises(_Stop):
+            export.bundle(plan, tmp_path / "bundle", "rtx3060", activation_ranges=load_ranges(tmp_path / "trial-0001"))
+    assert forms == ["u8", "u8"]
