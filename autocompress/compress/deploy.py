@@ -16,10 +16,11 @@ from typing import Any
 from autocompress.compress.plan import CompressionPlan, QuantConfig, precision_bits
 from autocompress.exceptions import ConfigError
 
-# The op kinds each GPT-SoVITS module group is made of (embeddings are not quantized).
+# The op kinds each GPT-SoVITS module group is made of (embeddings are not quantized); the first
+# is the one a group's ``weights`` follow after a fallback. A v2Pro enc_p also runs a Linear (ge_to512).
 GROUP_OP_KINDS: dict[str, tuple[str, ...]] = {
     "gpt": ("linear",),
-    "enc_p": ("conv",),
+    "enc_p": ("conv", "linear"),
     "flow": ("conv",),
     "dec": ("conv", "conv_transpose"),
     "ref_enc": ("linear", "conv"),
@@ -101,7 +102,11 @@ def deployable_targets(plan: CompressionPlan) -> dict[str, bool]:
 
 
 def with_deployable_precisions(plan: CompressionPlan, target: Any) -> CompressionPlan:
-    """A copy of ``plan`` with every precision replaced by its :func:`fallback_precision`."""
+    """A copy of ``plan`` with every precision replaced by its :func:`fallback_precision`.
+
+    A group whose integer weights fall back to a 16-bit float ships as a graph of that float,
+    activations included: where the plan left its activations at fp32, the copy says that float.
+    """
     target = _target(target)
     groups = {}
     for group, group_plan in plan.groups.items():
@@ -112,6 +117,10 @@ def with_deployable_precisions(plan: CompressionPlan, target: Any) -> Compressio
         activations = quant.activations
         if activations != "fp32":  # one precision for the whole group: the fallback all its op kinds share
             fallbacks = {fallback_precision(activations, k, target) for k in kinds}
+            activations = fallbacks.pop() if len(fallbacks) == 1 else "fp32"
+        elif quant.weights.startswith("int") and weights in ("fp16", "bf16"):
+            # the export's 16-bit graph (export.precision.request_from_plan), where every op kind runs it
+            fallbacks = {fallback_precision(weights, k, target) for k in kinds}
             activations = fallbacks.pop() if len(fallbacks) == 1 else "fp32"
         new_quant = QuantConfig(
             weights=weights,

@@ -9,9 +9,11 @@ student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the
 The parametrization chains on top of weight norm.
 Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
 or int8 per tensor, with a dynamic scale until :func:`calibrate_activations_` fixes a static one
-(the form the export ships). A layer with 5- to 8-bit weights takes int8 inputs
-whatever the plan's activations: the export stores it as static int8 QDQ (W8A8) and the latency
-projection counts int8 math for it (:func:`layer_activations`).
+(the form the export ships). Each input rounds as the exported graph runs it
+(:func:`layer_activations`): int8 exactly where the export stores the layer as static int8 QDQ
+(W8A8: 5- to 8-bit weights, whatever the plan's activations), fp16 in a group exported as an
+fp16 graph, and never int8 elsewhere (weight-only low-bit layers and float graphs take float
+inputs).
 
 :func:`strip_fake_quant_` removes all of it and leaves plain fp32 weights equal to the
 quantized values (weight norm folded in), the form export expects.
@@ -33,6 +35,8 @@ _FLOAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 LINEAR_LOW_BIT_BLOCK = 32  # inputs per scale of a low-bit linear weight (the export's MatMulNBits block)
 LINEAR_BLOCK_MAX_BITS = 4  # linear weights this narrow ship as MatMulNBits; wider ones per channel
 _HOOK_ATTR = "_autocompress_act_quant_hook"
+# The export's storage ladder (export.precision.to_export_precision), narrowest first.
+_SHIPPED_RUNGS = ("int2", "int4", "int8", "fp16", "fp32")
 
 
 # --------------------------------------------------------------------------- functions
@@ -191,7 +195,7 @@ def add_fake_quant_(
                 raise CompressionError(f"{where} already has fake quantization; strip it first")
             quantizer = FakeQuantWeight(precision, axis, blocks=kind == "linear")
             parametrize.register_parametrization(module, name, quantizer, unsafe=True)
-        activations = layer_activations(config.activations, precision)
+        activations = layer_activations(config.activations, precision, config.weights)
         site = input_site(module, name)
         if activations != "fp32" and site is not None:
             _add_activation_hook(site, activations)
@@ -207,16 +211,67 @@ def input_site(module: nn.Module, name: str = "weight") -> nn.Module | None:
     return module if op_kind(module) is not None else None
 
 
-def layer_activations(activations: str, weight_precision: str) -> str:
-    """The precision a layer's input runs at, given the plan's ``activations`` and the layer's weights.
+def layer_activations(activations: str, weight_precision: str, group_weights: str | None = None) -> str:
+    """The precision a layer's input runs at in the exported graph, given the plan's
+    ``activations``, the layer's ``weight_precision`` and its group's ``group_weights`` (default:
+    the layer's own).
 
-    Weights of 5 to 8 bits ship as int8 with int8 activations (static QDQ, the form TensorRT
-    and onnxruntime run), so their layer's input is int8; 4 bits or fewer ship weight-only
-    and float weights keep float math, so those inputs follow the plan.
+    The layer is stored as :func:`shipped_rung` says. Stored as int8, it ships as static QDQ
+    (W8A8, the form TensorRT and onnxruntime run): its input is int8. In a group stored as fp16
+    the whole graph runs in fp16: its input is fp16 (bf16 where the plan asks bf16). Elsewhere
+    (weight-only int4 / int2 layers, fp32 graphs, layers kept at fp32) the graph's math is fp32:
+    int8 activations become fp32, float ones follow the plan.
     """
-    if weight_precision.startswith("int") and LINEAR_BLOCK_MAX_BITS < precision_bits(weight_precision) <= 8:
+    group = shipped_rung(group_weights or weight_precision)
+    if shipped_rung(weight_precision, group) == "int8":
         return "int8"
-    return activations
+    if group == "fp16":
+        return activations if activations in _FLOAT_DTYPES else "fp16"
+    return "fp32" if activations == "int8" else activations
+
+
+def shipped_rung(precision: str, group: str | None = None) -> str:
+    """The storage rung (``int2 < int4 < int8 < fp16 < fp32``) the export gives a weight
+    precision: the next rung up for an integer width, fp16 for bf16. With ``group`` (its
+    group's rung), that of a layer in the group, as ``export.precision.request_from_plan``
+    stores it: int8 in an int4 / int2 group (its int8 part), fp32 when above the group (kept),
+    else the group's."""
+    if precision.startswith("int"):
+        bits = precision_bits(precision)
+        own = next(r for r in _SHIPPED_RUNGS[:3] if bits <= int(r[3:])) if bits <= 8 else "fp32"
+    else:
+        own = "fp16" if precision in _FLOAT_DTYPES else "fp32"
+    if group is None:
+        return own
+    if own == "int8" and group in ("int4", "int2"):
+        return "int8"
+    return "fp32" if _SHIPPED_RUNGS.index(own) > _SHIPPED_RUNGS.index(group) else group
+
+
+def add_input_rounding_(
+    model: nn.Module, precision: str, filter_fn: Callable[[nn.Module, str], bool] | None = None
+) -> int:
+    """Round the input of every weight layer of ``model`` (or those ``filter_fn(module, fqn)``
+    accepts) to ``precision`` (fp16 / bf16 / int8), in place, leaving its weight as it is; as
+    :func:`add_fake_quant_` rounds inputs, removed by :func:`strip_fake_quant_`. Rebuilds a
+    student whose layers rounded inputs the plan's weights no longer imply.
+
+    Returns:
+        the number of layers given input rounding.
+
+    Raises:
+        CompressionError: a layer's input already rounds.
+    """
+    if precision == "fp32":
+        return 0
+    added = 0
+    for fqn, module, name, _, _ in list(quantizable_weights(model)):
+        site = input_site(module, name)
+        if site is None or (filter_fn is not None and not filter_fn(module, fqn)):
+            continue
+        _add_activation_hook(site, precision)
+        added += 1
+    return added
 
 
 def has_fake_quant(module: nn.Module, name: str = "weight") -> bool:
@@ -409,6 +464,7 @@ def calibrate_activations_(
 __all__ = [
     "FakeQuantWeight",
     "add_fake_quant_",
+    "add_input_rounding_",
     "calibrate_activations_",
     "fake_quantize",
     "fake_quantize_blocks",
@@ -420,6 +476,7 @@ __all__ = [
     "op_kind",
     "quantizable_weights",
     "round_to_float",
+    "shipped_rung",
     "static_activation_ranges",
     "strip_fake_quant_",
     "voice_activation_ranges",

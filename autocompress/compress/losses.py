@@ -81,16 +81,22 @@ def gpt_kd_loss(
             "student and teacher logits differ in shape: "
             f"{tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}"
         )
+    if mask is not None:  # selected, not multiplied by 0: whatever sits at a padded position stays out
+        keep = mask.to(torch.bool)
+        student_logits, teacher_logits, targets = student_logits[keep], teacher_logits[keep], targets[keep]
+        if not student_logits.shape[0]:
+            return student_logits.float().sum()  # no position counts: 0, still part of the graph
     t = config.temperature
-    log_p_student = F.log_softmax(student_logits.float() / t, dim=-1)  # [B, T, V]
+    log_p_student = F.log_softmax(student_logits.float() / t, dim=-1)  # [..., V]
     log_p_teacher = F.log_softmax(teacher_logits.detach().float() / t, dim=-1)
-    soft = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1) * t * t  # [B, T]
-    hard = F.cross_entropy(student_logits.float().transpose(1, 2), targets, reduction="none")  # [B, T]
+    p_teacher = log_p_teacher.exp()
+    # a token the teacher gives probability 0 (a logit of -inf) adds nothing, not 0 * inf
+    kl = torch.where(p_teacher > 0, p_teacher * (log_p_teacher - log_p_student), torch.zeros_like(p_teacher))
+    soft = kl.sum(-1) * t * t  # [...]
+    hard = F.cross_entropy(student_logits.float().reshape(-1, student_logits.shape[-1]), targets.reshape(-1),
+                           reduction="none").reshape(soft.shape)  # fmt: skip
     per_position = config.alpha * soft + (1.0 - config.alpha) * hard
-    if mask is None:
-        return per_position.mean()
-    mask = mask.to(per_position.dtype)
-    return (per_position * mask).sum() / mask.sum().clamp_min(1.0)
+    return per_position.mean()
 
 
 # --------------------------------------------------------------------------- SoVITS

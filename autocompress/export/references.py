@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from autocompress.compress.fake_quant import add_fake_quant_, load_static_ranges_
+from autocompress.compress.fake_quant import add_fake_quant_, add_input_rounding_, load_static_ranges_
 from autocompress.compress.plan import QuantConfig
 from autocompress.exceptions import CompressionError, ExportError
 from autocompress.export.gpt_graphs import GPTDecodeGraph, GPTPrefillGraph, graph_io_names
@@ -271,7 +271,7 @@ def scored_copy(
         full = {_layer_path(k) for k in mine if k not in only}
         inputs = {_layer_path(k) for k in mine if k in only}
         add_fake_quant_(scored, QuantConfig("int8", "int8"), filter_fn=lambda _m, fqn, layers=full: fqn in layers)
-        add_fake_quant_(scored, QuantConfig("fp32", "int8"), filter_fn=lambda _m, fqn, layers=inputs: fqn in layers)
+        add_input_rounding_(scored, "int8", filter_fn=lambda _m, fqn, layers=inputs: fqn in layers)
         try:
             load_static_ranges_(scored, mine, symmetric)
         except CompressionError as e:

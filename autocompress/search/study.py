@@ -59,7 +59,11 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # shipped graphs), and STOI frames as its reference does (it took
 # one frame more, which moved short clips by up to 0.014); 6: the GPT attention's packed q/k/v
 # projection takes int8 inputs too, as its exported MatMul does (only its weight was rounded);
-# 7: a static s8 input below its range saturates at -128 steps, as QuantizeLinear does (-127).
+# 7: a static s8 input below its range saturates at -128 steps, as QuantizeLinear does (-127);
+# a layer's input rounds to int8 only where the export ships it W8A8 (int8 activations left
+# weight-only int4/int2 layers and fp32 graphs with fp32 inputs, fp16 ones with fp16), a group
+# exported as an fp16 graph takes fp16 inputs whatever its plan's activations, and a group whose
+# int8 weights fall back to fp16 on a target without int8 says fp16 activations too.
 SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

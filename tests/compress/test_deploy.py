@@ -67,3 +67,41 @@ def test_seed_recipe_ships_on_gpus_with_fp16_and_int8(name: str) -> None:
 def test_deployable_targets_lists_every_target() -> None:
     table = deployable_targets(seed_recipe())
     assert table["rtx3060"] is True and table["cpu"] is False
+
+
+def test_an_int8_group_that_falls_back_to_fp16_says_and_scores_the_fp16_graph_it_ships(tiny_voice) -> None:  # noqa: ANN001
+    """On a target without int8 the fallback gave "gpt fp16 act fp32": scored with fp32 inputs,
+    while the export ships the group as an all-fp16 graph (fp16 activations too)."""
+    import torch
+    from torch import nn
+
+    from autocompress.compress import compress
+    from autocompress.compress.fake_quant import round_to_float
+
+    plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig(weights="int8")),  # W8A8 where int8 runs
+                            "dec": GroupPlan(quant=QuantConfig(weights="fp32", activations="fp32"))})  # fmt: skip
+    fixed = plan.with_fallback("jetson-nano")
+    assert fixed.group("gpt").quant == QuantConfig("fp16", "fp16")
+    assert fixed.group("dec").quant == QuantConfig()  # nothing fell back: left as it was
+    assert fixed.deployable_on("jetson-nano")
+    student = compress(tiny_voice, fixed)
+    linear = next(m for m in student.gpt.modules() if isinstance(m, nn.Linear))
+    x = 3.0 * torch.randn(4, linear.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = nn.functional.linear(round_to_float(x, "fp16"), linear.weight, linear.bias)
+        assert torch.equal(linear(x), want)
+
+
+def test_a_v2pro_text_encoder_override_of_its_linear_is_checked_and_kept() -> None:
+    """A v2Pro enc_p group also runs a Linear (ge_to512): an undeployable linear override there
+    went unflagged, and the fallback dropped it (the linear was scored at the group's precision)."""
+    from autocompress.compress.deploy import GROUP_OP_KINDS
+
+    assert "linear" in GROUP_OP_KINDS["enc_p"] and GROUP_OP_KINDS["enc_p"][0] == "conv"
+    plan = CompressionPlan({"enc_p": GroupPlan(quant=QuantConfig("int8", op_weights={"linear": "int6"}))})
+    assert deployment_problems(plan, "rtx3060") == [
+        "enc_p: int6 linear weights are not deployable on rtx3060 (matmul: fp32, fp16, bf16, int8, int4)"
+    ]
+    kept = CompressionPlan({"enc_p": GroupPlan(quant=QuantConfig("int8", op_weights={"linear": "fp16"}))})
+    assert kept.with_fallback("rtx3060").group("enc_p").quant.op_weights == {"linear": "fp16"}
+    assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8")

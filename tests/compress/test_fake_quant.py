@@ -16,7 +16,7 @@ from autocompress.compress import (
     has_fake_quant,
     strip_fake_quant_,
 )
-from autocompress.compress.fake_quant import fake_quantize_activation, layer_activations
+from autocompress.compress.fake_quant import add_input_rounding_, fake_quantize_activation, layer_activations
 from autocompress.exceptions import CompressionError
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)
@@ -145,7 +145,11 @@ def test_activation_fake_quant_and_double_registration() -> None:
     x = torch.randn(2, 8, 32)
     with torch.no_grad():
         reference = model(x)
-    add_fake_quant_(model, QuantConfig(activations="int8"))
+    add_fake_quant_(model, QuantConfig(activations="int8"))  # fp32 weights ship an fp32 graph: nothing rounds
+    with torch.no_grad():
+        assert torch.equal(model(x), reference)
+    strip_fake_quant_(model)
+    add_input_rounding_(model, "int8")
     with torch.no_grad():
         err = _rel_error(model(x), reference)
     assert 0 < err < 0.05

@@ -81,3 +81,38 @@ def test_latent_mask_and_discriminator_loss() -> None:
     assert float(latent_matching_loss([s], [t], mask)) == pytest.approx(1.0)
     real, fake = [torch.ones(2, 3)], [torch.zeros(2, 3)]
     assert float(discriminator_loss(real, fake)) == 0.0
+
+
+def test_gpt_kd_loss_stays_finite_with_a_banned_teacher_logit_and_garbage_at_padding() -> None:
+    """Masking multiplied by 0: a NaN logit at a padded position (0 * NaN) or a teacher logit of
+    -inf (probability 0 times an infinite log ratio) made the whole loss, and its gradient, NaN."""
+    torch.manual_seed(0)
+    student = torch.randn(2, 4, 7)
+    teacher = torch.randn(2, 4, 7)
+    targets = torch.randint(0, 7, (2, 4))
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 3] = False  # padding
+    clean = gpt_kd_loss(student, teacher, targets, mask=mask)
+    teacher_banned = teacher.clone()
+    teacher_banned[0, 1, 2] = float("-inf")  # a token the teacher never emits there
+    student_dirty = student.clone()
+    student_dirty[1, 3] = float("nan")  # whatever sits at the padded position
+    teacher_banned[1, 3, 0] = float("inf")
+    leaf = student_dirty.clone().requires_grad_(True)
+    loss = gpt_kd_loss(leaf, teacher_banned, targets, mask=mask)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(leaf.grad).all() and float(leaf.grad[1, 3].abs().sum()) == 0.0
+    # the banned token contributes nothing to the soft term: its teacher probability is 0
+    t, alpha = 4.0, 0.7
+    kept = teacher[0, 1].clone()
+    p = F.softmax(torch.cat([kept[:2], kept[3:]]) / t, -1)
+    log_s = F.log_softmax(student[0, 1] / t, -1)
+    soft = (p * (p.log() - torch.cat([log_s[:2], log_s[3:]]))).sum() * t * t
+    only = torch.zeros(2, 4, dtype=torch.bool)
+    only[0, 1] = True
+    hard = F.cross_entropy(student[0, 1][None], targets[0, 1][None])
+    got = gpt_kd_loss(student, teacher_banned, targets, mask=only)
+    assert float(got) == pytest.approx(float(alpha * soft + (1 - alpha) * hard), rel=1e-5)
+    assert float(gpt_kd_loss(student, teacher, targets, mask=torch.zeros(2, 4, dtype=torch.bool))) == 0.0
+    assert torch.isfinite(clean)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from export_helpers import _root, calibrated_student, stripped_export
 
-from autocompress.compress.fake_quant import add_fake_quant_
+from autocompress.compress.fake_quant import add_fake_quant_, add_input_rounding_, op_kind
 from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
 from autocompress.export import bundle as bundle_module
 from autocompress.export.bundle import voice_activation_ranges
@@ -18,13 +18,36 @@ from autocompress.export.references import graph_outputs, graph_views, scored_co
 from autocompress.models.gpt_sovits.voice import group_modules
 
 # ref_enc's linears at int4 (MatMulNBits), its convolutions at int8 (what with_fallback makes of
-# "ref_enc int4" on a GPU without int4 convolution), every input int8 as the plan asks.
+# "ref_enc int4" on a GPU without int4 convolution), int8 activations as the plan asks.
 QUANT = QuantConfig("int4", "int8", op_weights={"conv": "int8"})
 PLAN = CompressionPlan({"ref_enc": GroupPlan(quant=QUANT)})
 
 
+def _old_quant(module) -> None:  # noqa: ANN001
+    """``QUANT`` as students scored before version 7 had it: every input int8, the int4 linears' too."""
+    add_fake_quant_(module, QUANT)
+    add_input_rounding_(module, "int8", filter_fn=lambda m, _fqn: op_kind(m) != "conv")
+
+
 def _student():  # noqa: ANN202
-    return calibrated_student(lambda v: [add_fake_quant_(m, QUANT) for m in group_modules(v.sovits, "ref_enc")])
+    return calibrated_student(lambda v: [_old_quant(m) for m in group_modules(v.sovits, "ref_enc")])
+
+
+def test_a_student_scored_now_rounds_only_the_int8_part_as_the_int4_graph_does() -> None:
+    """The int4 linears ship weight-only (MatMulNBits, float inputs): a student scored now carries
+    int8 ranges for the convolutions only, and its int4 graph computes it as scored."""
+    student = calibrated_student(lambda v: [add_fake_quant_(m, QUANT) for m in group_modules(v.sovits, "ref_enc")])
+    ranges = voice_activation_ranges(student)
+    assert ranges and all(".conv" in k for k in ranges)
+    export = stripped_export(student, ranges)
+    try:
+        scored = bundle_module._ScoredReference(export, ranges, True, None)
+        request = request_from_plan(PLAN, "ref_enc")
+        int8, low_bit = scored.rounded("ref_enc", "int4", request)
+        assert int8 == frozenset(ranges) and not low_bit
+        assert scored.as_scored_outputs("ref_enc", "int4", request) is None  # the graph's reference is the model as scored
+    finally:
+        export.close()
 
 
 @pytest.fixture(scope="module")
