@@ -223,7 +223,7 @@ def test_a_full_disk_stops_the_search_and_re_enqueues_the_trial(search_argv, tmp
     room), and the search said "finished" with exit status 0."""
     import autocompress.search.pipeline as pipeline
 
-    def full(student, plan, dest, ranges=None):  # noqa: ANN001, ANN202
+    def full(student, plan, dest, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         raise OSError(error, os.strerror(error), str(dest))
 
     monkeypatch.setattr(pipeline, "_save_student", full)
