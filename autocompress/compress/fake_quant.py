@@ -6,7 +6,9 @@ estimator ``w + (q - w).detach()`` so that training still sees gradients. Linear
 4 bits or fewer are rounded as the export stores them instead (:func:`fake_quantize_blocks`:
 ONNX Runtime's ``MatMulNBits``, blocks of :data:`LINEAR_LOW_BIT_BLOCK` inputs), so that the
 student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the same way.
-The parametrization chains on top of weight norm.
+The parametrization chains on top of weight norm. A per-op-kind override the export does not
+store at its own rung (below its group's: stored with the group; above: kept at fp32) rounds
+at the rung it is stored at (:func:`scored_weight_precision`).
 Activations (the inputs of the same layers) are rounded in a forward pre-hook: fp16 / bf16,
 or int8 per tensor, with a dynamic scale until :func:`calibrate_activations_` fixes a static one
 (the form the export ships). Each input rounds as the exported graph runs it
@@ -176,7 +178,8 @@ def add_fake_quant_(
 
     Args:
         model: any module; its quantizable layers are found by type.
-        config: precisions; fp32 layers are left untouched.
+        config: precisions; fp32 layers are left untouched. Each weight rounds at the rung the
+            export stores it at where that is not its own (:func:`scored_weight_precision`).
         filter_fn: optional ``(module, fqn) -> bool``; layers where it is False are skipped.
 
     Returns:
@@ -188,7 +191,7 @@ def add_fake_quant_(
     for fqn, module, name, kind, axis in list(quantizable_weights(model)):
         if filter_fn is not None and not filter_fn(module, fqn):
             continue
-        precision = config.weight_precision(kind)
+        precision = scored_weight_precision(config.weight_precision(kind), config.weights)
         if precision != "fp32":
             if has_fake_quant(module, name):
                 where = f"{fqn or 'model'}.{name}"
@@ -246,6 +249,15 @@ def shipped_rung(precision: str, group: str | None = None) -> str:
     if own == "int8" and group in ("int4", "int2"):
         return "int8"
     return "fp32" if _SHIPPED_RUNGS.index(own) > _SHIPPED_RUNGS.index(group) else group
+
+
+def scored_weight_precision(precision: str, group_weights: str) -> str:
+    """The precision a layer's weight is rounded at in scoring, given its plan ``precision``
+    and its group's ``group_weights``: its own, unless the export stores it at another rung
+    than its own (:func:`shipped_rung`: an override below its group's rung stored with the
+    group, one above kept at fp32), then that rung (``int8``, ``fp16`` or ``fp32``)."""
+    stored = shipped_rung(precision, shipped_rung(group_weights))
+    return precision if stored == shipped_rung(precision) else stored
 
 
 def add_input_rounding_(
@@ -476,6 +488,7 @@ __all__ = [
     "op_kind",
     "quantizable_weights",
     "round_to_float",
+    "scored_weight_precision",
     "shipped_rung",
     "static_activation_ranges",
     "strip_fake_quant_",

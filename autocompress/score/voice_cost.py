@@ -387,12 +387,18 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     Weight precisions ``intN`` become N bits; float weights (``fp32``, ``fp16``, ``bf16``) are
     left to the activation precision. Per-op-kind overrides (``linear``, ``conv``,
     ``conv_transpose``) become ``"<group>@matmul"`` / ``"<group>@conv"`` /
-    ``"<group>@conv_transpose"`` keys. Activations ``fp16``/``bf16`` are kept; a group the
+    ``"<group>@conv_transpose"`` keys, at the rung the export stores them at (as scoring rounds
+    them: :func:`~autocompress.compress.fake_quant.scored_weight_precision`): an override below
+    its group's rung goes with the group (no key of its own in a float group), one above it is
+    kept at fp32 (32 bits: projected as a float at the group's activation precision, like the
+    group's other float ops). Activations ``fp16``/``bf16`` are kept; a group the
     plan leaves at fp32 (weights and activations) runs in fp32, as its exported graph does;
     ``int8`` activations and fp32 activations of lower weights are left to the target's
     default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's top-level
     layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
     """
+    from autocompress.compress.fake_quant import scored_weight_precision, shipped_rung
+
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}
     kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv_transpose"}
@@ -404,8 +410,14 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
             bits[group] = int(q.weights[3:])
         for op_kind, prec in q.op_weights.items():
             key = f"{group}@{kind_of[op_kind]}"
-            b = int(prec[3:]) if prec.startswith("int") else 16
-            bits[key] = min(bits.get(key, b), b)
+            stored = scored_weight_precision(prec, q.weights)  # as scored: the stored rung where not its own
+            if stored.startswith("int"):
+                bits[key] = int(stored[3:])
+            elif stored == "fp32" and shipped_rung(q.weights) != "fp32":  # kept at fp32, above its group
+                bits[key] = PRECISION_BITS["fp32"]
+            elif stored == prec:  # a float at its own rung
+                bits[key] = PRECISION_BITS[stored]
+            # else stored with its float group: no entry, the group's float
         if q.activations in ("fp16", "bf16"):
             acts[group] = q.activations
     for group, members in SOVITS_GROUP_MEMBERS.items():  # a Pro voice's top-level layers follow their group

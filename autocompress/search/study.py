@@ -63,7 +63,10 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # a layer's input rounds to int8 only where the export ships it W8A8 (int8 activations left
 # weight-only int4/int2 layers and fp32 graphs with fp32 inputs, fp16 ones with fp16), a group
 # exported as an fp16 graph takes fp16 inputs whatever its plan's activations, and a group whose
-# int8 weights fall back to fp16 on a target without int8 says fp16 activations too.
+# int8 weights fall back to fp16 on a target without int8 says fp16 activations too; a per-op-kind
+# weight override is rounded and projected at the rung the export stores it at (one below its
+# group's rung with the group, e.g. the seed recipe's int8 ref_enc linears as fp16; one above
+# kept at fp32), and the seed recipe's ref_enc is plain fp16.
 SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

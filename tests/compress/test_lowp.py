@@ -47,7 +47,7 @@ def test_lowered_voice_runs_mixed_precisions(tiny_voice) -> None:  # noqa: ANN00
     lowered = lower_precision_(simulated, plan)
     assert lowered.sovits.dec.conv_pre.weight.dtype == torch.float16
     assert any(isinstance(m, Int8WeightOnlyLinear) for m in lowered.gpt.modules())
-    assert lowered.sovits.ref_enc.fc.fc.__class__ is Int8WeightOnlyLinear
+    assert lowered.sovits.ref_enc.fc.fc.weight.dtype == torch.float16
     with torch.no_grad():
         got_dec = lowered.sovits.dec(x["z"], g=x["ge"])  # fp32 in, fp16 inside, fp32 out
         got_gpt = run_group(lowered.gpt, "gpt")

@@ -152,11 +152,11 @@ def test_plan_precisions_are_read_from_a_compression_plan():
 
     plan = CompressionPlan(groups={
         "gpt": GroupPlan(quant=QuantConfig(weights="int8", activations="fp16")),
-        "dec": GroupPlan(quant=QuantConfig(weights="fp32", activations="int8",
+        "dec": GroupPlan(quant=QuantConfig(weights="int4", activations="int8",
                                            op_weights={"conv_transpose": "int4", "conv": "int6"})),
     })
     bits, acts = precisions_from_plan(plan)
-    assert bits == {"gpt": 8, "dec@conv": 6, "dec@conv_transpose": 4}  # each op kind keeps its own
+    assert bits == {"gpt": 8, "dec": 4, "dec@conv": 6, "dec@conv_transpose": 4}  # each op kind keeps its own
     # groups the plan leaves alone ship as fp32 graphs, so they project at fp32 (a Pro voice's
     # top-level layers with them); dec's int8 activations are left to the target
     assert acts == {"gpt": "fp16", "enc_p": "fp32", "flow": "fp32", "ref_enc": "fp32",
