@@ -105,10 +105,13 @@ def int8_weight_only_(model: nn.Module, filter_fn=None) -> nn.Module:  # noqa: A
 
 def group_dtype(quant: QuantConfig, op_kinds: tuple[str, ...]) -> str:
     """The dtype a group runs in: its fp16/bf16 activations, else its weights when all its
-    layers are fp16 (or all bf16), else fp32."""
+    layers are stored fp16 (or all bf16), else fp32. Each layer counts at the precision the
+    export stores it at (an override below a float group goes with the group)."""
+    from autocompress.compress.fake_quant import scored_weight_precision
+
     if quant.activations in ("fp16", "bf16"):
         return quant.activations
-    weights = {quant.weight_precision(k) for k in op_kinds}
+    weights = {scored_weight_precision(quant.weight_precision(k), quant.weights) for k in op_kinds}
     if len(weights) == 1 and weights <= {"fp16", "bf16"}:
         return weights.pop()
     return "fp32"
@@ -127,7 +130,7 @@ def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
         ``target``.
     """
     from autocompress.compress.deploy import GROUP_OP_KINDS
-    from autocompress.compress.fake_quant import strip_fake_quant_
+    from autocompress.compress.fake_quant import scored_weight_precision, strip_fake_quant_
     from autocompress.models.gpt_sovits.voice import SOVITS_GROUP_MEMBERS, Voice
 
     roots = [target.gpt, target.sovits] if isinstance(target, Voice) else [target]
@@ -137,7 +140,8 @@ def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
         for group in ("gpt",) if is_gpt else ("enc_p", "flow", "dec", "ref_enc"):
             quant = plan.group(group).quant
             dtype = group_dtype(quant, GROUP_OP_KINDS[group])
-            int8 = quant.weight_precision("linear") == "int8"
+            # int8 as the export stores it: an int8 override in a float group ships with the group
+            int8 = scored_weight_precision(quant.weight_precision("linear"), quant.weights) == "int8"
             if is_gpt:
                 if dtype != "fp32":
                     cast_(root, dtype)

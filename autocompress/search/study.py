@@ -64,7 +64,7 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # weight-only int4/int2 layers and fp32 graphs with fp32 inputs, fp16 ones with fp16), a group
 # exported as an fp16 graph takes fp16 inputs whatever its plan's activations, and a group whose
 # int8 weights fall back to fp16 on a target without int8 says fp16 activations too; a per-op-kind
-# weight override is rounded and projected at the rung the export stores it at (one below its
+# weight override is rounded, projected and timed at the rung the export stores it at (one below its
 # group's rung with the group, e.g. the seed recipe's int8 ref_enc linears as fp16; one above
 # kept at fp32), and the seed recipe's ref_enc is plain fp16.
 SCORING_VERSION = 7

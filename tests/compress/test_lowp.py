@@ -82,3 +82,14 @@ def test_lowered_int8_style_encoder_runs_on_its_transposed_input(tiny_voice) -> 
         want = simulated.sovits.style(x["spec"])
         got = lower_precision_(simulated, plan).sovits.style(x["spec"])  # the int8 kernel needs dense rows
     assert float((got - want).norm() / want.norm()) < 0.02
+
+
+def test_an_int8_linear_override_in_an_fp16_group_is_timed_as_the_fp16_layer_it_ships_as(tiny_voice) -> None:  # noqa: ANN001
+    """The export stores an override below its float group with the group: the CPU timing ran
+    such ref_enc linears as int8 weight-only kernels, a layer no bundle has."""
+    quant = QuantConfig(weights="fp16", activations="fp32", op_weights={"linear": "int8"})
+    plan = CompressionPlan({"ref_enc": GroupPlan(quant=quant)})
+    lowered = lower_precision_(compress(tiny_voice, plan), plan)
+    ref_enc = lowered.sovits.ref_enc
+    assert not any(isinstance(m, Int8WeightOnlyLinear) for m in ref_enc.modules())
+    assert ref_enc.fc.fc.weight.dtype == torch.float16  # the whole group runs in fp16, as its graph
