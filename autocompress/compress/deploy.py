@@ -69,14 +69,18 @@ def fallback_precision(precision: str, op_kind: str, target: Any) -> str:
 
 
 def deployment_problems(plan: CompressionPlan, target: Any) -> list[str]:
-    """Every (group, op kind, precision) of ``plan`` that ``target`` cannot ship, as messages."""
+    """Every (group, op kind, precision) of ``plan`` that ``target`` cannot ship, as messages;
+    an op kind counts at the precision the export stores it at (an override below a float group
+    ships with the group)."""
+    from autocompress.compress.fake_quant import scored_weight_precision
+
     target = _target(target)
     problems = []
     for group, group_plan in sorted(plan.groups.items()):
         quant = group_plan.quant
         for op_kind in GROUP_OP_KINDS.get(group, ()):
             kind = TARGET_OP_KIND[op_kind]
-            weights = quant.weight_precision(op_kind)
+            weights = scored_weight_precision(quant.weight_precision(op_kind), quant.weights)
             if not target.can_deploy(weights, kind):
                 problems.append(
                     f"{group}: {weights} {op_kind} weights are not deployable on {target.name} "

@@ -105,3 +105,13 @@ def test_a_v2pro_text_encoder_override_of_its_linear_is_checked_and_kept() -> No
     kept = CompressionPlan({"enc_p": GroupPlan(quant=QuantConfig("int8", op_weights={"linear": "fp16"}))})
     assert kept.with_fallback("rtx3060").group("enc_p").quant.op_weights == {"linear": "fp16"}
     assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8")
+
+
+def test_an_override_stored_with_its_float_group_is_judged_at_the_groups_precision() -> None:
+    """An int4 linear override in an fp16 ref_enc ships as fp16 with its group; on a target
+    without int4 matmul it was reported as undeployable, a problem no bundle has."""
+    nano = load_target("jetson-nano")  # fp16 only
+    quant = QuantConfig(weights="fp16", activations="fp16", op_weights={"linear": "int4"})
+    assert deployment_problems(CompressionPlan({"ref_enc": GroupPlan(quant=quant)}), nano) == []
+    own = QuantConfig(weights="int4", activations="fp16")  # int4 of its own: still a problem
+    assert any("int4 linear" in p for p in deployment_problems(CompressionPlan({"ref_enc": GroupPlan(quant=own)}), nano))
