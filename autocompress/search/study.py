@@ -11,6 +11,7 @@ machine) or through Optuna's RDB heartbeat (another machine, or a hung process).
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -161,9 +162,10 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
         if existing.get(key) != ident[key]:
             was = existing.get("target") if key == "target" else existing.get("space")
             now = ident["target"] if key == "target" else f"{ident['space']} (different content)"
+            other = re.sub(r"[^A-Za-z0-9_.\-]", "-", f"{name[:100]}-{ident['target']}") if key == "target" else "NAME"
             raise SearchError(
                 f"study {name!r} was created for {flag.lstrip('-')} {was!r}, not {now!r}; "
-                f"resume it with the same {flag}, or start a new study with --study NAME"
+                f"resume it with the same {flag}, or start a new study with --study {other}"
             )
     # Recorded facts a resume must share (when both sides recorded them), and why it is refused otherwise.
     why_not = {
@@ -184,7 +186,8 @@ def _check_identity(study: optuna.Study, name: str, ident: dict[str, Any]) -> bo
         raise SearchError(
             f"study {name!r} was scored by an autocompress of scoring version {was_scoring}, this one scores with "
             f"version {now_scoring}, and new trials would not compare with its own; `autocompress report` and "
-            "`autocompress export` still read it; start a new study with --study NAME to search on"
+            f"`autocompress export` still read it; start a new study to search on, e.g. --study "
+            f"{name[:100]}-v{now_scoring}"
         )
     differ = [key for key in why_not if existing.get(key) and ident.get(key) and existing[key] != ident[key]]
     if "voice_sha256" in differ and "data_sha256" in differ:  # another voice altogether, not edited files

@@ -52,3 +52,16 @@ def test_a_study_name_taken_by_another_voice_and_folder_says_so(tmp_path):
     edited = identity("rtx3060", "space", "abc", {"data": "logs/小明"}, voice_sha256="v1", data_sha256="d2")
     with pytest.raises(SearchError, match="was created for other data"):  # the same voice, its lists edited
         check_resumable(storage, "voice", edited)
+
+
+def test_a_study_refused_for_another_target_or_scoring_names_a_ready_new_study(tmp_path):
+    """The demo's one default study refused a second target (or an upgrade) with '--study NAME';
+    the hint now names a study that would start at once."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    was = identity("rtx3060", "space", "abc", {"data": "demo"})
+    open_study(open_storage(url), "demo", was, optuna.samplers.RandomSampler(), "note", baselines=())
+    with pytest.raises(SearchError, match=r"start a new study with --study demo-cpu$"):
+        check_resumable(open_storage(url), "demo", identity("cpu", "space", "abc", {"data": "demo"}))
+    older = dict(identity("rtx3060", "space", "abc", {"data": "demo"}), scoring=1)
+    with pytest.raises(SearchError, match=r"e\.g\. --study demo-v1$"):
+        check_resumable(open_storage(url), "demo", older)
