@@ -42,7 +42,7 @@ class Projection:
         weight_bytes: weight bytes read, at deployed precisions.
         activation_bytes: activation bytes read and written.
         launches: ops counted as kernel launches.
-        notes: precision substitutions made (deduplicated).
+        notes: precision substitutions made, and rates the target lacks (deduplicated).
     """
 
     target: str
@@ -115,7 +115,11 @@ def project_latency(
             else:
                 weight_bytes += w.elements * act_bytes
         moved = weight_bytes + op.act_float_elements * act_bytes + op.act_other_bytes
-        peak = target.peak_flops(compute) or target.peak_flops("fp32")
+        peak = target.peak_flops(compute)
+        if not peak:
+            peak = target.peak_flops("fp32")
+            if op.flops:
+                notes[f"no {compute} rate for {target.name}: its {compute} math projected at the fp32 rate"] = None
         t_compute = op.flops / (peak * eff)
         t_memory = moved / bandwidth
         total += max(t_compute, t_memory) + launch

@@ -321,6 +321,11 @@ def _type_problems(data: Mapping[str, Any], budget: Mapping[str, Any], proj: Map
 def target_from_toml(data: Mapping[str, Any], name: str) -> Target:
     """Build a :class:`Target` from the parsed TOML of one target file."""
     problems = []
+    for section in ("budget", "projection"):
+        if not isinstance(data.get(section, {}), dict):
+            problems.append(f"[{section}] must be a table, got {data[section]!r}")
+    if problems:
+        raise ConfigError(f"target file {name}.toml: " + "; ".join(problems))
     for section, keys, got in (
         ("", _TOP_KEYS, data),
         ("budget", _BUDGET_KEYS, data.get("budget", {})),
@@ -330,7 +335,10 @@ def target_from_toml(data: Mapping[str, Any], name: str) -> Target:
         if unknown:
             problems.append(f"unknown keys {unknown} in [{section or 'top level'}]")
     if data.get("name", name) != name:
-        problems.append(f"name {data.get('name')!r} differs from the file name {name!r}")
+        problems.append(
+            f"name {data.get('name')!r} differs from the file name {name!r}: "
+            f"set name = {name!r} in the file, or rename the file to match"
+        )
     budget = data.get("budget", {})
     proj = data.get("projection", {})
     required = [("budget", budget, k) for k in sorted(_BUDGET_KEYS)] + [
@@ -338,8 +346,15 @@ def target_from_toml(data: Mapping[str, Any], name: str) -> Target:
     ]
     missing = [f"{s}.{k}" for s, d, k in required if k not in d]
     missing += [k for k in ("kind", "default_precision", "runtimes", "deployable") if k not in data]
+    if not data.get("measured", False):  # a datasheet target: projections need its figures
+        missing += [k for k in ("memory_gb", "bandwidth_gbps") if data.get(k) is None]
+        peaks = data.get("peak_tflops", {})
+        if not isinstance(peaks, dict) or "fp32" not in peaks:
+            missing.append("peak_tflops.fp32")
     if missing:
-        problems.append(f"missing keys {missing}")
+        problems.append(f"missing keys {missing}" + (
+            " (a datasheet target needs its figures; only a target measured here, measured = true, may leave them out)"
+            if any(k in ("memory_gb", "bandwidth_gbps", "peak_tflops.fp32") for k in missing) else ""))
     if not problems:
         problems += _type_problems(data, budget, proj)
     if problems:

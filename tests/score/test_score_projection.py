@@ -113,3 +113,14 @@ def test_the_measured_cpu_target_is_not_projected_unless_probed(decode_profile):
         project_latency(decode_profile, cpu)
     probed = probe_host(cpu, size_mb=8, repeats=1)
     assert project_latency(decode_profile, probed).seconds > 0
+
+
+def test_a_target_without_a_rate_for_its_precision_says_the_fp32_rate_was_used(decode_profile):
+    """A file of one's own that leaves out the fp16 rate projects fp16 math at the fp32 rate, and says so."""
+    t4 = load_target("t4")
+    no_fp16 = t4.replace(name="my-t4", peak_tflops={k: v for k, v in t4.peak_tflops.items() if k != "fp16"})
+    as_fp32 = t4.replace(peak_tflops={**t4.peak_tflops, "fp16": t4.peak_tflops["fp32"]})
+    p = project_latency(decode_profile, no_fp16)
+    assert p.compute_s == pytest.approx(project_latency(decode_profile, as_fp32).compute_s)
+    assert any("no fp16 rate for my-t4" in n and "fp32 rate" in n for n in p.notes)
+    assert not any("rate for" in n for n in project_latency(decode_profile, t4).notes)  # rates given: no note

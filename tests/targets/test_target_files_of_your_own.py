@@ -1,0 +1,53 @@
+"""A target file of one's own: each mistake in it is one line that says what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from autocompress.exceptions import ConfigError
+from autocompress.targets import target_from_toml
+
+
+def _good() -> dict:
+    """The parsed TOML of a valid datasheet target file."""
+    return {
+        "kind": "gpu", "memory_gb": 8, "bandwidth_gbps": 100, "default_precision": "fp16",
+        "runtimes": ["onnxruntime-cuda"], "peak_tflops": {"fp32": 1, "fp16": 2},
+        "deployable": {"matmul": ["fp32", "fp16"], "conv": ["fp32", "fp16"]},
+        "budget": {"vram_gb": 1, "rtf": 0.5, "max_seq_len": 100},
+        "projection": {"launch_overhead_us": 5, "efficiency": 0.5, "context_mb": 300},
+    }
+
+
+@pytest.mark.parametrize("section", ["budget", "projection"])
+@pytest.mark.parametrize("value", [3, "fast", ["vram_gb"]])
+def test_a_section_that_is_not_a_table_is_named_not_a_crash(section, value):
+    with pytest.raises(ConfigError) as e:
+        target_from_toml({**_good(), section: value}, "my-gpu")
+    msg = str(e.value)
+    assert "\n" not in msg and f"[{section}] must be a table" in msg and "my-gpu.toml" in msg
+
+
+@pytest.mark.parametrize("key, named", [
+    ("memory_gb", "memory_gb"), ("bandwidth_gbps", "bandwidth_gbps"), ("peak_tflops", "peak_tflops.fp32"),
+])
+def test_a_datasheet_figure_left_out_is_reported_missing(key, named):
+    data = {k: v for k, v in _good().items() if k != key}
+    with pytest.raises(ConfigError) as e:
+        target_from_toml(data, "my-gpu")
+    msg = str(e.value)
+    assert "\n" not in msg and f"missing keys ['{named}']" in msg and "measured = true" in msg
+    assert "must be > 0" not in msg  # not a range complaint about a value nobody wrote
+
+
+def test_a_measured_target_may_leave_its_figures_out():
+    data = {k: v for k, v in _good().items() if k not in ("memory_gb", "bandwidth_gbps", "peak_tflops")}
+    t = target_from_toml({**data, "kind": "cpu", "measured": True, "default_precision": "fp32"}, "here")
+    assert t.measured and not t.has_figures
+
+
+def test_a_name_that_differs_from_the_file_stem_says_how_to_fix_it():
+    with pytest.raises(ConfigError) as e:
+        target_from_toml({**_good(), "name": "rtx3060"}, "my-gpu")
+    msg = str(e.value)
+    assert "\n" not in msg and "name = 'my-gpu'" in msg and "rename the file" in msg
