@@ -14,6 +14,7 @@ plain values and is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -25,11 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from autocompress.exceptions import ScoringError
+from autocompress.exceptions import ScoringError, SearchError
 from autocompress.runtime.files import sha256_file
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.quality import TeacherReference, build_reference
 from autocompress.search.distill import EvalTargets, SoVITSTargets, VoiceItem, eval_targets
+from autocompress.search.study import SCORING_VERSION
 from autocompress.search.synth import Speech, synthesize
 
 CACHE_VERSION = 2
@@ -90,7 +92,11 @@ class TeacherCache:
     ) -> TeacherCache:
         """Read the study's cache when it matches ``fingerprint`` and was built on the same
         items (``eval_items``, ``prompt``, ``sentences``), else build and save it (``progress``
-        gets a line as each step of the build starts)."""
+        gets a line as each step of the build starts).
+
+        Raises:
+            SearchError: the cache was built but cannot be saved (a full disk, a read-only folder).
+        """
         device = prompt.codes.device
         if path.is_file():
             try:  # read on the CPU: the teacher's speech and speaker vectors are scored there
@@ -103,10 +109,7 @@ class TeacherCache:
             ):
                 return cls.from_dict(data, device)
         cache = cls.build(teacher, eval_items, prompt, sentences, fingerprint, seed, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        torch.save(cache.to_dict(), tmp)
-        os.replace(tmp, path)
+        _save(cache.to_dict(), path)
         return cache
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +156,29 @@ class TeacherCache:
         )
 
 
+def _save(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` to ``path`` whole or not at all (no partial file is left behind).
+
+    Raises:
+        SearchError: the folder cannot be made or the file cannot be written (a full disk).
+    """
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if not isinstance(e, (OSError, RuntimeError)):  # an interrupt: passed on as it is
+            raise
+        # torch reports a failed write (a full disk) as a RuntimeError naming its own source line
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed (is the disk full?)"
+        raise SearchError(
+            f"cannot write the teacher cache {path}: {why}; free space there, or choose another folder with --artifacts"
+        ) from e
+
+
 def _reference(audios: list[np.ndarray], sr: int) -> TeacherReference:
     """MOS and speaker vectors of the teacher's speech; without speaker vectors when it has no voiced part."""
     try:
@@ -193,13 +219,15 @@ def _same_item(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def fingerprint(files: list[Path], names: list[str], settings: dict[str, Any]) -> str:
-    """Hash of the teacher files' contents, the item names and the settings a cache depends on."""
+    """Hash of the teacher files' contents, the item names, the settings a cache depends on and
+    the scoring version (the cache holds the teacher's MOS and speaker vectors, made by the scorers)."""
     h = hashlib.sha256()
     for f in files:
         h.update(sha256_file(f, memo=True).encode())  # memoised: the study's voice identity hashed these already
     h.update(repr(sorted(names)).encode())
     h.update(repr(sorted(settings.items())).encode())
     h.update(str(CACHE_VERSION).encode())
+    h.update(f"scoring {SCORING_VERSION}".encode())
     return h.hexdigest()
 
 
