@@ -221,8 +221,11 @@ class VoiceTrialRunner:
         hooks.phase("save")
         _save_student(student, job.plan, job.student_dir, ranges, symmetric=self.resolved.target.symmetric_int8)
         samples = _write_samples(scores.speech, job.samples_dir, job.number, self.cache)
-        notes = [f"fine-tuning stopped: {result.stopped}; each group scored at its best check ("
-                 + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")"]
+        notes = [f"fine-tuning stopped: {result.stopped}" + (
+            "; each group scored at its best check ("
+            + ", ".join(f"{g} step {s}" for g, s in sorted(result.best_steps.items())) + ")"
+            if result.best_steps else ""  # nothing trained: no checks to choose from
+        )]
         shared = next((m for m in scores.metrics if m.kind == "measured" and contention_in(m.note)), None)
         if shared is not None:
             why = contention_in(shared.note)

@@ -407,3 +407,12 @@ def test_a_study_deleted_and_searched_again_starts_with_empty_tables(search_argv
     assert [r.trial_number for r in rows] == [0] and rows[0].state == "COMPLETE"
     done = optuna.load_study(study_name="micro", storage=url).get_trials(states=(TrialState.COMPLETE,))
     assert [t.number for t in done] == [0]
+
+
+def test_a_trial_with_nothing_to_train_gets_no_empty_best_check_list(search_argv, tmp_path):
+    """The teacher baseline trains nothing: its note ended "each group scored at its best check ()"."""
+    (tmp_path / "db").mkdir(exist_ok=True)
+    assert main(["search", *search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]) == 0
+    trial = optuna.load_study(study_name="micro", storage=f"sqlite:///{tmp_path}/db/s.db").trials[0]
+    stopped = [n for n in trial.user_attrs["notes"] if n.startswith("fine-tuning stopped")]
+    assert stopped and "()" not in stopped[0] and "best check" not in stopped[0], stopped
