@@ -73,4 +73,39 @@ def onnx_exporter(cache_path: Path):  # noqa: ANN201 - returns a TrialExporter
     return export
 
 
-__all__ = ["EXPORTER", "eval_inputs", "onnx_exporter"]
+def rebuild_untrained_student(plan: CompressionPlan, gpt: Path, sovits: Path, dest: Path) -> None:
+    """Write to ``dest`` the student folder a trial of ``plan`` that trains nothing saved: the
+    teacher of these GPT and SoVITS files compressed by ``plan``, exactly as the search made it.
+
+    Such a plan changes no group beyond a 16-bit cast (:func:`~autocompress.search.pipeline.needs_finetune`),
+    so it has no int8 weights or inputs and its student carries no calibrated activation ranges.
+
+    Raises:
+        ExportError: the plan trains some group (its student cannot be rebuilt without the fine-tune).
+        CheckpointError: a voice file cannot be loaded.
+    """
+    from autocompress.compress import compress, strip_fake_quant_
+    from autocompress.compress.fake_quant import voice_activation_ranges
+    from autocompress.models.gpt_sovits import load_gpt, load_sovits
+    from autocompress.models.gpt_sovits.voice import Voice
+    from autocompress.search.pipeline import _save_student, needs_finetune
+
+    trained = needs_finetune(plan)
+    if trained:
+        raise ExportError(f"the plan fine-tunes {', '.join(sorted(trained))}: its student cannot be rebuilt "
+                          "from the voice files; export it from the artifact folder the search used")
+    teacher_sovits = load_sovits(sovits)
+    teacher_sovits.drop_enc_q_()  # as the search loads its teacher
+    teacher = Voice(load_gpt(gpt, map_location="cpu").eval(), teacher_sovits.eval())
+    student = compress(teacher, plan)
+    for p in list(student.gpt.parameters()) + list(student.sovits.parameters()):
+        p.requires_grad_(False)
+    if voice_activation_ranges(student):  # none without int8 inputs; never guessed
+        raise ExportError("the plan's student needs calibrated int8 input ranges: it cannot be rebuilt from the "
+                          "voice files; export it from the artifact folder the search used")
+    strip_fake_quant_(student.gpt)
+    strip_fake_quant_(student.sovits)
+    _save_student(student, plan, dest)
+
+
+__all__ = ["EXPORTER", "eval_inputs", "onnx_exporter", "rebuild_untrained_student"]

@@ -66,7 +66,10 @@ class VoiceSource:
         return "demo" if self.demo else f"gpt={self.gpt} sovits={self.sovits} data={self.data}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"demo": self.demo, "gpt": str(self.gpt), "sovits": str(self.sovits), "data": str(self.data)}
+        """The voice as a study records it: absolute paths, so that a later ``export`` run from
+        another folder finds the files (a baseline's student is rebuilt from them)."""
+        return {"demo": self.demo, "gpt": str(self.gpt.absolute()), "sovits": str(self.sovits.absolute()),
+                "data": str(self.data.absolute())}
 
 
 @dataclass(frozen=True)

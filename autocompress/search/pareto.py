@@ -248,10 +248,11 @@ def export_pareto(
         )
     artifacts = artifacts_dir(storage, artifacts)
     all_trials = study.get_trials(deepcopy=False)
+    voice = _StudyVoice(ident)
     if trials is None:
         front, same = _distinct(feasible_front(all_trials))
     else:
-        front, same = _asked(all_trials, list(dict.fromkeys(trials)), artifacts, study_name), {}
+        front, same = _asked(all_trials, list(dict.fromkeys(trials)), artifacts, study_name, voice), {}
         for t in front:
             if not is_feasible(t) and warn is not None:
                 warn(f"trial {t.number} is infeasible for {target_obj.name} ({infeasible_reason(t)}); exported as asked")
@@ -276,12 +277,24 @@ def export_pareto(
     try:
         for i, t in enumerate(front, 1):
             src = _student_of(t, artifacts, study_name)
-            if not src.is_dir():
-                raise ExportError(
-                    f"trial {t.number}: its student checkpoint {src} is missing; hint: the artifact folder "
-                    "must be the one the search used (--artifacts)"
-                )
             name = f"trial-{t.number:04d}"
+            if not src.is_dir():
+                if not trains_nothing(t):
+                    raise ExportError(
+                        f"trial {t.number}: its student checkpoint {src} is missing; hint: the artifact folder "
+                        "must be the one the search used (--artifacts)"
+                    )
+                if voice.problem():
+                    raise ExportError(f"trial {t.number}: its student checkpoint {src} is missing and cannot be "
+                                      f"rebuilt from the study's voice: {voice.problem()}")
+                from autocompress.compress.plan import CompressionPlan
+                from autocompress.search.bundles import rebuild_untrained_student
+
+                src = tmp / REBUILT_DIR / name
+                rebuild_untrained_student(CompressionPlan.from_dict(t.user_attrs["plan"]), voice.gpt, voice.sovits, src)
+                if progress is not None:
+                    progress(f"trial {t.number}: its student is gone from the artifact folder; rebuilt it from the "
+                             f"study's voice files (its plan trains nothing): {voice.gpt}, {voice.sovits}")
             note = ""
             key = _export_key(t, src, target_obj, export_format, teacher_cache_path(artifacts, study_name))
             if reusable and (kind := _reuse(out_dir / name, key, src, tmp / name)):
@@ -311,6 +324,7 @@ def export_pareto(
                         "same_as_exported": same, "reused": reused,
                         "asked_trials": None if trials is None else [t.number for t in front]}, indent=2)  # fmt: skip
         )
+        shutil.rmtree(tmp / REBUILT_DIR, ignore_errors=True)
         if out_dir.exists():
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
@@ -349,12 +363,67 @@ def _student_of(t: FrozenTrial, artifacts: Path, study_name: str) -> Path:
     return own
 
 
-def _asked(all_trials: Sequence[FrozenTrial], numbers: list[int], artifacts: Path, study_name: str) -> list[FrozenTrial]:
-    """The trials ``numbers`` names, in that order.
+REBUILT_DIR = ".rebuilt-students"  # in an export's temporary folder: students rebuilt from the voice files
+
+
+def trains_nothing(t: FrozenTrial) -> bool:
+    """Whether a trial's plan fine-tunes no group (the pipeline's rule: no group changed beyond
+    a 16-bit cast), so that its student is exactly its teacher compressed by the plan (the
+    teacher baselines)."""
+    from autocompress.compress.plan import CompressionPlan
+    from autocompress.search.pipeline import needs_finetune
+
+    plan = t.user_attrs.get("plan")
+    if not isinstance(plan, dict):
+        return False
+    try:
+        return not needs_finetune(CompressionPlan.from_dict(plan))
+    except (AutocompressError, ValueError, KeyError, TypeError):
+        return False
+
+
+class _StudyVoice:
+    """The teacher's GPT and SoVITS files a study recorded, and whether they are still those it was searched with."""
+
+    def __init__(self, ident: Mapping[str, Any]) -> None:
+        voice = ident.get("voice") if isinstance(ident, Mapping) else None
+        voice = voice if isinstance(voice, Mapping) else {}
+        self.gpt = Path(str(voice.get("gpt") or ""))
+        self.sovits = Path(str(voice.get("sovits") or ""))
+        self.hashes = str(ident.get("voice_sha256") or "").split() if isinstance(ident, Mapping) else []
+        self._problem: str | None = None
+
+    def problem(self) -> str:
+        """"" when both files are there with the recorded content; else what is wrong, naming the file."""
+        if self._problem is None:
+            self._problem = self._check()
+        return self._problem
+
+    def _check(self) -> str:
+        if len(self.hashes) != 2 or not str(self.gpt) or not str(self.sovits):
+            return "the study did not record its voice files' hashes (a study from an older autocompress)"
+        for kind, path, recorded in (("GPT", self.gpt, self.hashes[0]), ("SoVITS", self.sovits, self.hashes[1])):
+            if not path.is_file():
+                return f"its {kind} file {path} is missing; put it back where the search read it"
+            try:
+                digest = sha256_file(path)
+            except OSError as e:
+                return f"its {kind} file {path} cannot be read ({e.strerror or e}); make it readable"
+            if digest != recorded:
+                return f"its {kind} file {path} has changed since the search (another SHA-256); put the original back"
+        return ""
+
+
+def _asked(
+    all_trials: Sequence[FrozenTrial], numbers: list[int], artifacts: Path, study_name: str, voice: _StudyVoice
+) -> list[FrozenTrial]:
+    """The trials ``numbers`` names, in that order. A trial whose student is gone is exported
+    when its plan trains nothing and the study's voice files are unchanged (its student is then
+    rebuilt from them).
 
     Raises:
-        ConfigError: one does not exist, did not complete, or its student is gone; the message
-            lists the trials that can be exported.
+        ConfigError: one does not exist, did not complete, or its student is gone and cannot be
+            rebuilt; the message lists the trials that can be exported.
     """
     by_number = {t.number: t for t in all_trials}
     problems = []
@@ -365,13 +434,22 @@ def _asked(all_trials: Sequence[FrozenTrial], numbers: list[int], artifacts: Pat
         elif t.state != TrialState.COMPLETE or t.values is None:
             why = t.user_attrs.get("failure_reason")
             problems.append(f"trial {n} did not complete ({t.state.name}{f': {why}' if why else ''})")
-        elif not _student_of(t, artifacts, study_name).is_dir():
+        elif _student_of(t, artifacts, study_name).is_dir():
+            continue
+        elif trains_nothing(t) and voice.problem():
+            problems.append(
+                f"trial {n}'s student is gone from {students_dir(artifacts, study_name)} and cannot be rebuilt "
+                f"from the study's voice: {voice.problem()}"
+            )
+        elif not trains_nothing(t):
             problems.append(
                 f"trial {n}'s student is gone from {students_dir(artifacts, study_name)} (the search keeps only its "
                 "Pareto trials' students; or --artifacts names another folder)"
             )
     if problems:
-        can = [t.number for t in exportable(all_trials, artifacts, study_name)]
+        have = {t.number for t in exportable(all_trials, artifacts, study_name)}
+        can = [t.number for t in completed(all_trials)
+               if t.number in have or (trains_nothing(t) and not voice.problem())]
         listed = ", ".join(map(str, can)) if can else f"none (no student left in {students_dir(artifacts, study_name)})"
         raise ConfigError(f"{'; '.join(problems)}; trials that can be exported: {listed}")
     return [by_number[n] for n in numbers]
