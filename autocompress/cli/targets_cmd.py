@@ -6,7 +6,9 @@ import argparse
 
 from autocompress.cli.argtypes import user_text
 
-_PEAK_COLUMNS = ("fp32", "fp16", "int8", "int4")
+# Peak columns; a column of two precisions shows the second one's rate on a second line
+# (rows are already two lines or more tall, so bf16 and fp8 cost no width and no height).
+_PEAK_COLUMNS = (("fp32",), ("fp16", "bf16"), ("int8", "fp8"), ("int4",))
 _RUNTIME_SHORT = {
     "onnxruntime-tensorrt": "ort-trt",
     "onnxruntime-cuda": "ort-cuda",
@@ -29,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     targets = [load_target(n) for n in ([args.name] if args.name else list_targets())]
     table = Table(title="Hardware targets: datasheet figures (projected) or measured here")
-    for col in ("target", "mem GiB", "GB/s", "fp32", "fp16", "int8", "int4", "low precision", "runtime",
-                "budget", "figures"):
-        numeric = col in ("mem GiB", "GB/s", "fp32", "fp16", "int8", "int4")
+    peak_heads = ["\n".join(precs) for precs in _PEAK_COLUMNS]
+    for col in ("target", "mem GiB", "GB/s", *peak_heads, "low precision", "runtime", "budget", "figures"):
+        numeric = col in ("mem GiB", "GB/s", *peak_heads)
         keep = col in ("target", "figures")  # never truncated: the name and the measured/projected label
         table.add_column(col, overflow="fold", no_wrap=keep, min_width=16 if col == "target" else None,
                          justify="right" if numeric else "left")
@@ -40,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
             f"{kind[0]}: {' '.join(p for p in precs if p != 'fp32') or '-'}"
             for kind, precs in t.deployable.items()
         )
-        peak = [f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in _PEAK_COLUMNS]
+        peak = [
+            "\n".join(f"{t.peak_tflops[p]:g}" if p in t.peak_tflops else "-" for p in precs)
+            if any(p in t.peak_tflops for p in precs) else "-"
+            for precs in _PEAK_COLUMNS
+        ]
         table.add_row(
             escape(t.name),
             "run time" if t.memory_bytes is None else f"{t.memory_bytes / 2**30:g}",
@@ -53,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
         )
     console = output_console()
     console.print(table)
-    console.print("Peak in dense TFLOPS/TOPS; low precision per op kind (m: matmul, c: conv).")
+    console.print("Peak in dense TFLOPS/TOPS (bf16 under fp16, fp8 under int8); "
+                  "low precision per op kind (m: matmul, c: conv).")
     return 0

@@ -9,6 +9,12 @@ it ran in, its kind (``matmul``, ``conv`` or ``other``), its FLOPs, the paramete
 the activation elements it reads and writes. A :class:`LiveTensorTracker` gives the activation
 peak of the same run.
 
+Attention of a single query (a decode step over a KV cache) is recorded as the exported decode
+graph computes it: the query scaled, one product with the keys, a softmax, one product with the
+values, so each cached key and value is read once. The math backend would also scale every key
+(reading and writing the whole key cache once more), which no shipped decode graph does.
+Attention of several queries (a prefill) keeps the math backend's ops, as its export does.
+
 Weight preparation (ops whose tensor inputs are all parameters or buffers, such as weight
 norm's ``g * v / |v|``) is folded at export, so it is not recorded as work: its result counts
 as a weight of the parameter it came from. View ops move no data and are not recorded.
@@ -21,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
@@ -71,6 +79,8 @@ class OpRecord:
         act_float_elements: floating-point activation elements read plus written.
         act_other_bytes: bytes of integer/boolean activations read plus written.
         transposed: a transposed convolution (a plan may give those their own precision).
+        act_float_in_elements: the floating-point activation elements read (part of
+            ``act_float_elements``): the inputs a W8A8 layer reads as int8.
     """
 
     op: str
@@ -81,6 +91,7 @@ class OpRecord:
     act_float_elements: int
     act_other_bytes: int
     transposed: bool = False
+    act_float_in_elements: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,7 @@ def profile_module(
     recorder = _OpRecorder(counter, names, stack)
     tracker = LiveTensorTracker()
     try:
-        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter, tracker, recorder:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), _DecodeAttention(), counter, tracker, recorder:
             out = run(meta, state)
         del out
     finally:
@@ -232,16 +243,44 @@ class _OpRecorder(TorchDispatchMode):
             if name in _GATHER_OPS and i == 0:
                 elements = min(elements, sum(o.numel() for o in tensors_out))
             weights.append(WeightRead(self.names[t], elements, kind != "other" and t.dim() >= 2))
-        act_float, act_other = 0, 0
-        for t in [t for t in tensors_in if t not in self.names] + tensors_out:
+        act_float, act_other, act_float_in = 0, 0, 0
+        inputs = [t for t in tensors_in if t not in self.names]
+        for i, t in enumerate(inputs + tensors_out):
             if t.is_floating_point() or t.is_complex():
                 act_float += t.numel()
+                act_float_in += t.numel() if i < len(inputs) else 0
             else:
                 act_other += t.numel() * t.element_size()
         self.ops.append(
-            OpRecord(str(func), self.stack[-1], kind, int(flops), tuple(weights), act_float, act_other, transposed)
+            OpRecord(str(func), self.stack[-1], kind, int(flops), tuple(weights), act_float, act_other, transposed,
+                     act_float_in)
         )
         return out
+
+
+class _DecodeAttention(TorchFunctionMode):
+    """Run single-query ``scaled_dot_product_attention`` as the exported decode graph does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            out = _one_query_attention(*args, **kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+
+def _one_query_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False,
+) -> torch.Tensor | None:
+    """Attention of one query row: q scaled, softmax(q k^T + mask) v; None for any other call."""
+    if q.shape[-2] != 1 or dropout_p or is_causal or enable_gqa or k.shape[-3] != q.shape[-3]:
+        return None
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5 if scale is None else scale), k.transpose(-2, -1))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 def _is_transposed(name: str, args: tuple) -> bool:

@@ -6,7 +6,10 @@ Every recorded op costs
         (weight bytes + activation bytes) / (bandwidth x efficiency))  +  launch overhead
 
 and a call costs the sum over its ops. Weight bytes use each weight's deployed precision (see
-:mod:`autocompress.score.precision`), activation bytes the module's activation precision.
+:mod:`autocompress.score.precision`), activation bytes the module's activation precision, except
+the inputs of a layer whose weights ship as int8: its export (static W8A8 QDQ) feeds the int8
+MatMul/Conv the QuantizeLinear's int8 output, so those inputs count 1 byte per element (its
+output stays float).
 Peak, bandwidth, launch overhead and efficiency come from the target's data file.
 
 Because every op pays at least its bytes over the bandwidth, a call never projects below
@@ -104,6 +107,7 @@ def project_latency(
         act_bytes = PRECISION_BITS[act] / 8
         compute = act if op.kind != "other" else "fp32"
         weight_bytes = 0.0
+        in_bytes = act_bytes  # per float input element
         for w in op.weights:
             if w.quantizable:
                 bits = weight_bits_for(w.fqn, "conv_transpose" if op.transposed else op.kind, weight_bits)
@@ -112,9 +116,13 @@ def project_latency(
                     notes[d.note] = None
                 weight_bytes += w.elements * d.weight_bytes_per_element
                 compute = d.compute
+                if d.storage == "int8":  # W8A8: the input arrives quantized
+                    in_bytes = PRECISION_BITS["int8"] / 8
             else:
                 weight_bytes += w.elements * act_bytes
-        moved = weight_bytes + op.act_float_elements * act_bytes + op.act_other_bytes
+        inputs = op.act_float_in_elements
+        moved = (weight_bytes + inputs * in_bytes + (op.act_float_elements - inputs) * act_bytes
+                 + op.act_other_bytes)
         peak = target.peak_flops(compute)
         if not peak:
             peak = target.peak_flops("fp32")

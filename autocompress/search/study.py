@@ -67,7 +67,10 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # int8 weights fall back to fp16 on a target without int8 says fp16 activations too; a per-op-kind
 # weight override is rounded, projected and timed at the rung the export stores it at (one below its
 # group's rung with the group, e.g. the seed recipe's int8 ref_enc linears as fp16; one above
-# kept at fp32), and the seed recipe's ref_enc is plain fp16.
+# kept at fp32), and the seed recipe's ref_enc is plain fp16; projected latency reads a W8A8
+# layer's input at 1 byte an element (its QuantizeLinear's int8 output; it was read as float),
+# and a GPT decode step each cached key and value once (the math attention path's scaling of the
+# keys counted the key cache three times).
 SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

@@ -188,6 +188,11 @@ def _problems(t: Target) -> list[str]:
         problems.append(f"default_precision {t.default_precision!r} is not deployable for matmul")
     if t.memory_budget_bytes <= 0:
         problems.append("budget.vram_gb must be > 0")
+    elif t.memory_bytes is not None and not t.probed and t.memory_budget_bytes > t.memory_bytes:
+        problems.append(
+            f"budget.vram_gb ({t.memory_budget_bytes / _GIB:g}) is more than the device's memory_gb "
+            f"({t.memory_bytes / _GIB:g}): set a budget the device can hold"
+        )
     if not t.rtf_budget > 0:
         problems.append("budget.rtf must be > 0")
     if t.max_seq_len <= 0:
@@ -390,9 +395,17 @@ def probe_host(target: Target, size_mb: int = 256, repeats: int = 3) -> Target:
     ``size_mb`` buffer (read + write bytes over time); fp32 throughput is the best of
     ``repeats`` 1024^3 matmuls with torch's current thread count. Takes about a second.
     A target that already has figures and is not measured is returned unchanged.
+
+    Raises:
+        ConfigError: ``target`` is a measured GPU target (this probes the CPU, not a GPU).
     """
     if not target.measured:
         return target
+    if target.kind != "cpu":
+        raise ConfigError(
+            f"target {target.name!r} is a measured {target.kind}, but probe_host measures this machine's CPU: "
+            "give the device's datasheet figures in its file (measured = false) to project it"
+        )
     import torch
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

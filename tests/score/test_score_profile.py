@@ -85,3 +85,46 @@ def test_live_tensor_tracker_is_exact_and_ignores_views_and_outside_tensors():
         view = cache[:50]  # a view of an outside tensor: not counted
         del view
     assert tracker.peak_bytes == 400
+
+
+class OneQuery(nn.Module):
+    """One query row attending a cache of 10 keys and values (2 heads of 4), as a decode step does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # x [1, 1, 8]
+        q = self.q(x).view(1, 1, 2, 4).transpose(1, 2)  # [1, 2, 1, 4]
+        k, v = (c.view(1, 10, 2, 4).transpose(1, 2) for c in cache)  # [1, 2, 10, 4]: views of the cache
+        return nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_a_decode_step_reads_each_cached_key_and_value_once():
+    """The exported decode graph scales the query, not the keys: no op reads and rewrites the key cache."""
+    x = to_meta(torch.zeros(1, 1, 8))
+    prof = profile_module(OneQuery(), lambda m, cache: m(x, cache),
+                          setup=lambda m: (torch.zeros(1, 10, 8, device="meta"), torch.zeros(1, 10, 8, device="meta")))
+    attention = [o for o in prof.ops if o.module == ""]  # all but the q projection (module "q")
+    q, scores, kv = 2 * 4, 2 * 10, 2 * 10 * 4
+    assert [o.act_float_elements for o in attention] == [
+        2 * q,  # q scaled
+        q + kv + scores,  # q k^T: every key read once
+        2 * scores,  # softmax
+        scores + kv + q,  # p v: every value read once
+    ]
+    assert prof.flops == 2 * 8 * 8 + 2 * (2 * 2 * 1 * 10 * 4)
+
+
+def test_one_query_attention_equals_torch_attention():
+    from autocompress.score.profile import _one_query_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 1, 4), torch.randn(1, 2, 10, 4), torch.randn(1, 2, 10, 4)
+    ok = torch.rand(1, 1, 1, 10) > 0.3
+    ok[..., 0] = True
+    sdpa = nn.functional.scaled_dot_product_attention
+    for mask in (None, ok, torch.where(ok, 0.0, -1e4)):
+        torch.testing.assert_close(_one_query_attention(q, k, v, mask), sdpa(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(_one_query_attention(q, k, v, scale=0.3), sdpa(q, k, v, scale=0.3))
+    assert _one_query_attention(k, k, v) is None  # several queries (a prefill): the math backend's ops

@@ -124,3 +124,20 @@ def test_a_target_without_a_rate_for_its_precision_says_the_fp32_rate_was_used(d
     assert p.compute_s == pytest.approx(project_latency(decode_profile, as_fp32).compute_s)
     assert any("no fp16 rate for my-t4" in n and "fp32 rate" in n for n in p.notes)
     assert not any("rate for" in n for n in project_latency(decode_profile, t4).notes)  # rates given: no note
+
+
+def test_a_w8a8_layer_reads_its_input_as_int8():
+    """A layer with int8 weights ships as static QDQ: its MatMul reads the QuantizeLinear's int8
+    output (1 byte an element) and writes float; weight-only int4 and float layers read fp16."""
+    lin = torch.nn.Linear(32, 48)
+    prof = profile_module(lin, lambda m, _: m(torch.zeros(4, 32, device="meta")), prefix="g")
+    (op,) = prof.ops
+    assert (op.act_float_in_elements, op.act_float_elements) == (4 * 32, 4 * 32 + 4 * 48)
+    rtx = load_target("rtx3060")
+    int8 = project_latency(prof, rtx, {"g": 8})
+    assert int8.activation_bytes == 4 * 32 * 1 + 4 * 48 * 2
+    assert int8.weight_bytes == 32 * 48 * 1 + 48 * 2
+    for plan in (None, {"g": 4}):
+        assert project_latency(prof, rtx, plan).activation_bytes == (4 * 32 + 4 * 48) * 2
+    # int8 weights the target cannot ship (fp16 fallback on a Jetson Nano): fp16 inputs too
+    assert project_latency(prof, load_target("jetson-nano"), {"g": 8}).activation_bytes == (4 * 32 + 4 * 48) * 2

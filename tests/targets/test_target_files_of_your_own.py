@@ -51,3 +51,25 @@ def test_a_name_that_differs_from_the_file_stem_says_how_to_fix_it():
         target_from_toml({**_good(), "name": "rtx3060"}, "my-gpu")
     msg = str(e.value)
     assert "\n" not in msg and "name = 'my-gpu'" in msg and "rename the file" in msg
+
+
+def test_a_budget_larger_than_the_device_memory_is_refused():
+    with pytest.raises(ConfigError) as e:
+        target_from_toml({**_good(), "budget": {**_good()["budget"], "vram_gb": 9}}, "my-gpu")
+    msg = str(e.value)
+    assert "\n" not in msg and "budget.vram_gb (9) is more than the device's memory_gb (8)" in msg
+    assert target_from_toml({**_good(), "budget": {**_good()["budget"], "vram_gb": 8}}, "my-gpu").memory_budget_bytes == 8 * 2**30
+
+
+def test_a_measured_gpu_is_not_probed_with_this_machines_cpu():
+    """probe_host measures the CPU: a measured GPU target would get the CPU's RAM, bandwidth and
+    throughput under the GPU's name, and projections from them."""
+    from autocompress.targets import probe_host
+
+    data = {k: v for k, v in _good().items() if k not in ("memory_gb", "bandwidth_gbps", "peak_tflops")}
+    gpu = target_from_toml({**data, "measured": True}, "my-gpu")
+    assert gpu.measured and gpu.kind == "gpu"  # timed on this machine's GPU by a search with --device cuda
+    with pytest.raises(ConfigError) as e:
+        probe_host(gpu, size_mb=1, repeats=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "'my-gpu' is a measured gpu" in msg and "measured = false" in msg

@@ -255,3 +255,26 @@ def test_data_centre_a30_matches_its_datasheet():
 )
 def test_the_added_targets_are_found_as_people_write_them(written, name):
     assert load_target(written).name == name
+
+
+def test_targets_command_shows_bf16_and_fp8_rates_within_120_columns(capsys, monkeypatch):
+    """bf16 (half rate on GeForce) and fp8 rates sit on a second line under fp16 and int8."""
+    from autocompress.cli import targets_cmd
+
+    monkeypatch.setenv("COLUMNS", "120")
+    parser = OneLineParser(prog="autocompress")
+    targets_cmd.register(parser.add_subparsers())
+
+    def peak_cells(name: str) -> list[list[str]]:
+        args = parser.parse_args(["targets", name])
+        assert run_guarded(args.func, args) == 0
+        rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.count("│") == 12]
+        return [[row[c].strip() for row in rows if row[c].strip()] for c in (5, 6)]  # fp16/bf16, int8/fp8
+
+    assert peak_cells("rtx3060") == [["51.2", "25.6"], ["102.4", "-"]]
+    assert peak_cells("h100") == [["989.5", "989.5"], ["1979", "1979"]]
+    assert peak_cells("jetson-nano") == [["0.472", "-"], ["-"]]
+    args = parser.parse_args(["targets"])
+    assert run_guarded(args.func, args) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120 and "bf16 under fp16, fp8 under int8" in out
