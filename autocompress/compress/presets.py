@@ -27,8 +27,8 @@ def teacher_bf16() -> CompressionPlan:
 def seed_recipe() -> CompressionPlan:
     """A sensible first trial: 30 % structured pruning, an int8 GPT, fp16 SoVITS.
 
-    GPT: 30 % of every layer's heads and FFN units pruned, int8 weights (its layers are all
-    linear). ref_enc: fp16 weights and activations, not pruned (0.6 M parameters).
+    GPT: 30 % of every layer's heads and FFN units pruned, int8 weights and inputs (W8A8, as
+    int8 layers ship; its layers are all linear). ref_enc: fp16 weights and activations, not pruned (0.6 M parameters).
     enc_p, flow, dec: 30 % of their channels pruned, fp16 weights and activations (they
     are convolutions). Deployable as is on GPUs with fp16 and int8 matmul (rtx3060 ...).
     """
@@ -36,7 +36,7 @@ def seed_recipe() -> CompressionPlan:
     fp16 = QuantConfig(weights="fp16", activations="fp16")
     return CompressionPlan(
         {
-            "gpt": GroupPlan(prune=prune, quant=QuantConfig(weights="int8")),
+            "gpt": GroupPlan(prune=prune, quant=QuantConfig(weights="int8", activations="int8")),
             "enc_p": GroupPlan(prune=prune, quant=fp16),
             "flow": GroupPlan(prune=prune, quant=fp16),
             "dec": GroupPlan(prune=prune, quant=fp16),

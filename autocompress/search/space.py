@@ -29,10 +29,17 @@ File layout::
     bits = [16, 8, 4]             # weight bit widths (32, 16, or 2..8)
     width = [1.0, 0.75]           # student width multipliers, (0, 1]
     depth = [1.0]                 # optional: student depth multipliers, (0, 1] (ref_enc has no depth)
-    activations = ["fp16"]        # optional: activation precisions
+    activations = ["fp16"]        # optional: activation precisions (fp32, fp16, bf16, int8; see below)
     skip = "allowed"              # "never" | "allowed" | "always": may the group stay as the teacher?
 
 Every problem in a file is reported at once, each with its line and key.
+
+Activations: a group whose weights have 5 to 8 bits ships as W8A8 whatever its
+``activations``, and its plan records ``"int8"`` for every choice. No other layer takes int8
+inputs, so elsewhere ``"int8"`` builds the same student as ``"fp32"``: plans record it as
+``"fp32"``, or as ``"fp16"`` with 16-bit weights (whose group runs as an fp16 graph either
+way). A plan asked for twice under another name so reuses the earlier trial's result. A group
+may not list both fp32 and int8.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from autocompress.compress.plan import (
     PruneConfig,
     QuantConfig,
     StudentConfig,
+    precision_bits,
     weight_precision_for_bits,
 )
 from autocompress.exceptions import ConfigError
@@ -120,7 +128,8 @@ class GroupSpace:
         if self.skip == "always":
             return False
         return (any(p != 0.0 for p in self.prune) or any(b != 32 for b in self.bits)
-                or any(m != 1.0 for m in self.width + self.depth) or any(a != "fp32" for a in self.activations))
+                or any(m != 1.0 for m in self.width + self.depth)
+                or any(_meant_activations(a) != "fp32" for a in self.activations))
 
     def plan(self, params: Mapping[str, Any]) -> GroupPlan | None:
         """The group's plan for chosen ``params`` (None when the group is left as the teacher)."""
@@ -130,12 +139,25 @@ class GroupSpace:
         def pick(dim: str) -> Any:
             return params.get(f"{self.name}.{dim}", getattr(self, dim)[0])
 
-        bits = int(pick("bits"))
+        weights = weight_precision_for_bits(int(pick("bits")))
         return GroupPlan(
             student=StudentConfig(width_mult=float(pick("width")), depth_mult=float(pick("depth"))),
             prune=PruneConfig(ratio=float(pick("prune"))),
-            quant=QuantConfig(weights=weight_precision_for_bits(bits), activations=str(pick("activations"))),
+            quant=QuantConfig(weights=weights, activations=_meant_activations(str(pick("activations")), weights)),
         )
+
+
+def _meant_activations(activations: str, weights: str = "fp32") -> str:
+    """A space's activation choice as the plan records it, one name per student built
+    (:func:`~autocompress.compress.fake_quant.layer_activations`): with 5- to 8-bit weights
+    ``"int8"`` whatever the choice (the group ships W8A8); else ``"int8"`` is ``"fp32"`` (no
+    other layer takes int8 inputs), and with 16-bit float weights ``"fp32"`` is that float (the
+    group runs as a graph of it)."""
+    if weights.startswith("int") and 4 < precision_bits(weights) <= 8:
+        return "int8"
+    if activations == "int8":
+        activations = "fp32"
+    return weights if activations == "fp32" and weights in ("fp16", "bf16") else activations
 
 
 @dataclass(frozen=True)
@@ -381,6 +403,10 @@ def _group(gname: str, raw: dict[str, Any], table: str, problem: Any) -> GroupSp
             ok = False
         elif len(set(v)) != len(v):
             problem(table, "activations", f"has repeated values {v!r}")
+            ok = False
+        elif "int8" in v and "fp32" in v:
+            problem(table, "activations", "lists both fp32 and int8, which build the same student (layers with "
+                    "5-8-bit weights take int8 inputs either way, others float); keep one")
             ok = False
         else:
             values["activations"] = tuple(v)
