@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     warning = cpu_steps_warning(resolved)
     if warning:
         sys.stderr.write(f"warning: {warning}\n")
+    fallbacks = resolved.space.fallbacks(resolved.target)  # said once, not found trial by trial in the table
+    if fallbacks:
+        sys.stderr.write(f"note: {fallbacks}\n")
     reporter = RichReporter(output_console())
     try:
         summary = run_search(resolved, reporter)

@@ -216,6 +216,27 @@ class SearchSpace:
         data.pop("trials")  # how long to search, as --trials (which a resume may change), not what
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
+    def fallbacks(self, target: Any) -> str:
+        """One line naming the weight precisions of this space ``target`` cannot run and what its
+        trials run instead (the deploy fallback), grouped by substitution; "" when it runs all."""
+        from autocompress.compress.deploy import GROUP_OP_KINDS, fallback_precision
+
+        swaps: dict[tuple[str, str], list[str]] = {}
+        for g in self.groups:
+            if g.skip == "always":
+                continue
+            for bits in g.bits:
+                asked = weight_precision_for_bits(bits)
+                for kind in GROUP_OP_KINDS.get(g.name, ()):
+                    ran = fallback_precision(asked, kind, target)
+                    if ran != asked and g.name not in swaps.setdefault((asked, ran), []):
+                        swaps[(asked, ran)].append(g.name)
+        if not swaps:
+            return ""
+        parts = [f"{a} as {b} ({', '.join(groups)})" for (a, b), groups in swaps.items()]
+        return (f"target {target.name} cannot run some of space {self.name!r}'s weight precisions; its trials "
+                f"run {'; '.join(parts)} (the plans and their summaries say so)")
+
     def summary(self) -> str:
         """One line per group, for study notes and the CLI."""
         lines = [f"{self.name}: {self.description}".rstrip(": ")]

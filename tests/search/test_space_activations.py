@@ -60,3 +60,15 @@ def test_with_16_bit_weights_fp16_and_int8_activations_make_one_plan():
     assert fp16 == int8
     four = {a: space.plan({"gpt.bits": 4, "gpt.activations": a}).group("gpt").quant.activations for a in ("fp16", "int8")}
     assert four == {"fp16": "fp16", "int8": "fp32"}  # weight-only int4 layers: fp16 or fp32 inputs, two students
+
+
+def test_the_precisions_a_target_cannot_run_are_named_once():
+    """The daemon replaced them trial by trial without a word (int8 on an fp16-only Jetson)."""
+    from autocompress.targets import load_target
+
+    space = parse_space(f'{HEAD}[groups.gpt]\nbits=[16, 8, 4]\n[groups.dec]\nbits=[16, 8]\n')
+    line = space.fallbacks(load_target("jetson-nano"))
+    assert line.startswith("target jetson-nano cannot run some of space 's'")
+    assert "int8 as fp16 (gpt, dec)" in line and "int4 as fp16 (gpt)" in line and "\n" not in line
+    assert space.fallbacks(load_target("rtx3060")) == ""
+    assert "fp16 as fp32 (gpt, dec)" in space.fallbacks(load_target("cpu"))
