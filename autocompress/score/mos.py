@@ -117,8 +117,10 @@ class DNSMOSScorer(_LazyModel):
         return model
 
     def score(self, audio: np.ndarray, sr: int) -> dict[str, float]:
-        model = self._load()
         x = np.clip(resample_to(audio, sr, MOS_SR), -1.0, 1.0)
+        if x.size == 0:  # speechmos doubles the clip until it is 9 s long: forever
+            raise ScoringError("DNSMOS: the audio is empty (0 samples); give it at least one sample")
+        model = self._load()
         out = model(x, MOS_SR, False)
         return {"dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
@@ -144,8 +146,11 @@ class SpeakerEncoder(_LazyModel):
     def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
         from resemblyzer import preprocess_wav
 
+        wav = resample_to(audio, sr, MOS_SR)
+        if not np.any(wav):  # its volume normalisation would scale digital silence by infinity (NaN)
+            raise SilentAudioError("speaker embedding: the audio is digital silence")
         model = self._load()
-        wav = preprocess_wav(resample_to(audio, sr, MOS_SR), source_sr=None)
+        wav = preprocess_wav(wav, source_sr=None)
         if wav.size == 0:
             raise SilentAudioError("speaker embedding: the audio is silent after voice-activity trimming")
         return np.asarray(model.embed_utterance(wav), dtype=np.float64)

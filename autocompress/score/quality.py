@@ -70,8 +70,13 @@ class ReleaseFloor:
         teacher (None: not measured, so not checked)."""
         if math.isnan(student_mos):
             return False, "no MOS proxy for the student"
+        mos_ok, mos_reason = self._check_mos(student_mos, teacher_mos)
         if speaker_cos is not None and not speaker_cos >= self.min_speaker_cos:  # NaN fails too
-            return False, f"speaker cosine {speaker_cos:.2f} < {self.min_speaker_cos:.2f}: not the teacher's voice"
+            voice = f"speaker cosine {speaker_cos:.2f} < {self.min_speaker_cos:.2f}: not the teacher's voice"
+            return False, voice if mos_ok else f"{voice}; {mos_reason}"  # every floor that fails
+        return mos_ok, mos_reason
+
+    def _check_mos(self, student_mos: float, teacher_mos: float | None) -> tuple[bool, str]:
         if student_mos >= self.min_mos:
             return True, f"MOS {student_mos:.2f} >= {self.min_mos:.2f}"
         if teacher_mos is not None and not math.isnan(teacher_mos) and teacher_mos < self.min_mos:
@@ -235,6 +240,12 @@ def compare_audio(
     silent = 0  # student sentences without a voiced part for the speaker encoder
     for i, (t, s) in enumerate(zip(reference.audios, student_audios)):
         s = np.asarray(s, dtype=np.float32).reshape(-1)
+        bad = int(np.count_nonzero(~np.isfinite(s)))
+        if bad:
+            raise DataError(
+                f"the student's audio of evaluation sentence {i + 1} of {len(student_audios)} has {bad} NaN or "
+                "infinite samples: its compressed model is numerically broken"
+            )
         if sr != reference.sr:
             from autocompress.score.mos import resample_to
 

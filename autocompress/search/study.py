@@ -70,7 +70,8 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # kept at fp32), and the seed recipe's ref_enc is plain fp16; projected latency reads a W8A8
 # layer's input at 1 byte an element (its QuantizeLinear's int8 output; it was read as float),
 # and a GPT decode step each cached key and value once (the math attention path's scaling of the
-# keys counted the key cache three times).
+# keys counted the key cache three times); MCD counts what the student sounds where the teacher is
+# silent (a run-on of hiss after the sentence scored 0 dB).
 SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

@@ -95,3 +95,18 @@ def test_mcd_of_a_clip_shorter_than_half_a_window(speech, n):
     clip = to_analysis_rate(x, sr)[8000 : 8000 + n]
     assert mel_cepstral_distortion(clip, clip, ANALYSIS_SR).value == 0.0
     assert mel_cepstral_distortion(clip, 0.5 * clip[: n // 2], ANALYSIS_SR).value > 0.0
+
+
+def test_mcd_sees_sound_the_student_adds_where_the_teacher_is_silent(speech):
+    # A GPT that runs on after the sentence: DTW pairs the extra student frames with the teacher's
+    # final silence, and counting teacher speech only scored a hiss tail 0 dB (a perfect MCD term).
+    x, sr = speech
+    x = x.astype(np.float64)
+    hiss = 0.01 * np.abs(x).max() * np.random.default_rng(0).standard_normal(2 * sr)
+    assert mel_cepstral_distortion(x, np.concatenate([x, hiss]), sr).value > 3.0
+    assert mel_cepstral_distortion(x, np.concatenate([x, np.zeros(2 * sr)]), sr).value == pytest.approx(0.0, abs=1e-6)
+    # Noise in the pauses too only raises the figure: everywhere is worse than on speech alone.
+    noise = np.random.default_rng(1).standard_normal(x.size) * np.sqrt(np.mean(x**2) / 10**2)
+    on_speech = np.convolve(np.abs(x) > 0.02 * np.abs(x).max(), np.ones(sr // 30), "same") > 0
+    everywhere = mel_cepstral_distortion(x, x + noise, sr).value
+    assert everywhere > mel_cepstral_distortion(x, x + noise * on_speech, sr).value

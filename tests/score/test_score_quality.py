@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autocompress.exceptions import ConfigError
+from autocompress.exceptions import ConfigError, DataError, ScoringError
 from autocompress.score import (
     ReleaseFloor,
     build_reference,
@@ -16,6 +16,7 @@ from autocompress.score import (
     get_scorer,
     speaker_similarity,
 )
+from autocompress.score.mos import SilentAudioError
 
 from _speech import espeak, needs_espeak
 
@@ -146,3 +147,40 @@ def test_release_floor_wants_the_teachers_voice_whatever_the_mos():
     assert loose.check(1.5, 1.7, speaker_cos=0.7)[0] and ReleaseFloor.from_dict(loose.to_dict()) == loose
     with pytest.raises(ConfigError):
         ReleaseFloor(min_speaker_cos=1.5)
+
+
+def test_release_floor_names_every_floor_that_fails():
+    """Only the speaker floor was named when both failed: loosening it then revealed the MOS one."""
+    ok, reason = ReleaseFloor().check(2.0, 4.4, speaker_cos=0.5)
+    assert not ok and reason == "speaker cosine 0.50 < 0.85: not the teacher's voice; MOS 2.00 < 3.80"
+    ok, reason = ReleaseFloor().check(1.0, 1.7, speaker_cos=0.5)
+    assert not ok and reason.endswith("; MOS 1.00 < teacher 1.70 - 0.30")
+    assert ReleaseFloor().check(4.0, 4.4, speaker_cos=0.5)[1] == "speaker cosine 0.50 < 0.85: not the teacher's voice"
+
+
+def test_a_broken_student_is_named_with_its_sentence(speech):
+    """NaN samples failed the trial with 'waveform contains NaN or infinite samples': whose, which?"""
+    x, sr = speech
+    reference = build_reference([x, x], sr, mos=False, speaker=False)
+    broken = x.copy()
+    broken[:3] = np.nan
+    with pytest.raises(DataError, match="student's audio of evaluation sentence 2 of 2 has 3 NaN"):
+        compare_audio(reference, [x, broken], sr)
+
+
+def test_digital_silence_has_no_speaker_embedding_and_warns_nothing():
+    """Resemblyzer scaled all-zero audio by infinity: NaN samples and numpy warnings in the log."""
+    import warnings
+
+    import resemblyzer  # noqa: F401 - imported outside the strict block below
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SilentAudioError):
+            get_scorer("speaker").embed(np.zeros(16000, dtype=np.float32), 16000)
+
+
+def test_dnsmos_refuses_empty_audio():
+    """speechmos doubles a short clip until it is 9 s long, so an empty one never returned."""
+    with pytest.raises(ScoringError, match="empty"):
+        get_scorer("dnsmos").score(np.zeros(0, dtype=np.float32), 16000)
