@@ -36,7 +36,9 @@ from autocompress.score.mos import SilentAudioError, get_scorer
 # Composite weights and the anchors that map each figure to [0, 1].
 COMPOSITE_WEIGHTS: Mapping[str, float] = {"mos": 0.5, "speaker": 0.25, "mcd": 0.25}
 SPEAKER_ANCHOR = 0.75  # Resemblyzer cosine of another voice (field notes: <= 0.76)
-MCD_ANCHOR_DB = 10.0  # MCD at which the fidelity term reaches 0
+# MCD at which the fidelity term falls to 1/e; it never reaches 0, so every student ranks (a
+# linear term reaching 0 at 10 dB scored all of a demo search's students 0: they lie at 22-68 dB)
+MCD_SCALE_DB = 20.0
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ def composite_quality(values: Mapping[str, float]) -> float:
     if "speaker_cos" in values:
         terms["speaker"] = _clip((values["speaker_cos"] - SPEAKER_ANCHOR) / (1.0 - SPEAKER_ANCHOR))
     if "mcd_db" in values:
-        terms["mcd"] = _clip(1.0 - values["mcd_db"] / MCD_ANCHOR_DB)
+        terms["mcd"] = _clip(math.exp(-max(0.0, values["mcd_db"]) / MCD_SCALE_DB))
     if not terms:
         return math.nan
     weight = sum(COMPOSITE_WEIGHTS[k] for k in terms)

@@ -71,7 +71,8 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # layer's input at 1 byte an element (its QuantizeLinear's int8 output; it was read as float),
 # and a GPT decode step each cached key and value once (the math attention path's scaling of the
 # keys counted the key cache three times); MCD counts what the student sounds where the teacher is
-# silent (a run-on of hiss after the sentence scored 0 dB).
+# silent (a run-on of hiss after the sentence scored 0 dB), and the composite's MCD term is
+# exp(-MCD / 20 dB), not linear to 0 at 10 dB (every compressed demo student scored 0 on it).
 SCORING_VERSION = 7
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one

@@ -108,8 +108,9 @@ def test_teacher_reference_round_trips_through_a_weights_only_file(tmp_path, spe
 def test_composite_definition():
     perfect = {"distillmos": 5.0, "speaker_cos": 1.0, "mcd_db": 0.0}
     assert composite_quality(perfect) == 1.0
-    assert composite_quality({"distillmos": 3.0, "speaker_cos": 0.875, "mcd_db": 5.0}) == pytest.approx(0.5)
-    assert composite_quality({"distillmos": 1.0, "speaker_cos": 0.5, "mcd_db": 20.0}) == 0.0
+    half = composite_quality({"distillmos": 3.0, "speaker_cos": 0.875, "mcd_db": 20.0 * math.log(2)})
+    assert half == pytest.approx(0.5)  # each term at a half
+    assert composite_quality({"distillmos": 1.0, "speaker_cos": 0.5, "mcd_db": math.inf}) == 0.0
     assert composite_quality({"speaker_cos": 0.875}) == pytest.approx(0.5)  # renormalised weights
     # a scorer that failed (NaN) is not a poor score: the composite is NaN, and the trial fails
     assert math.isnan(composite_quality({"distillmos": math.nan, "speaker_cos": 1.0, "mcd_db": 0.0}))
@@ -184,3 +185,10 @@ def test_dnsmos_refuses_empty_audio():
     """speechmos doubles a short clip until it is 9 s long, so an empty one never returned."""
     with pytest.raises(ScoringError, match="empty"):
         get_scorer("dnsmos").score(np.zeros(0, dtype=np.float32), 16000)
+
+
+def test_the_mcd_term_ranks_students_far_from_the_teacher():
+    """The term reached 0 at 10 dB: a demo search's students (22-68 dB) all scored 0 on it,
+    so the composite could not tell a close student from a broken one by fidelity."""
+    terms = [composite_quality({"mcd_db": d}) for d in (0.0, 5.0, 22.5, 35.4, 68.2)]
+    assert terms[0] == 1.0 and all(a > b > 0 for a, b in zip(terms, terms[1:]))
