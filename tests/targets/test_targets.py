@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from target_helpers import good_target
 
 from autocompress.cli.main import OneLineParser, run_guarded
 from autocompress.exceptions import ConfigError
@@ -100,19 +101,8 @@ def test_target_is_frozen_and_round_trips():
     assert Target.from_dict(t.to_dict()) == t
 
 
-def _good_target() -> dict:
-    """The parsed TOML of a valid target file."""
-    return {
-        "kind": "gpu", "memory_gb": 8, "bandwidth_gbps": 100, "default_precision": "fp16",
-        "runtimes": ["onnxruntime-cuda"], "peak_tflops": {"fp32": 1, "fp16": 2},
-        "deployable": {"matmul": ["fp32", "fp16"], "conv": ["fp32", "fp16"]},
-        "budget": {"vram_gb": 1, "rtf": 0.5, "max_seq_len": 100},
-        "projection": {"launch_overhead_us": 5, "efficiency": 0.5, "context_mb": 300},
-    }
-
-
 def test_bad_files_collect_every_problem():
-    good = _good_target()
+    good = good_target()
     assert target_from_toml(good, "x").bandwidth_bytes_per_s == 100e9
     projection = {**good["projection"], "efficiency": 2}
     bad = {**good, "peak_tflops": {"fp32": 1, "fp7": 2}, "projection": projection}
@@ -167,7 +157,7 @@ def test_targets_command_lists_every_target(capsys):
 
 def test_values_of_the_wrong_type_are_named_not_coerced(tmp_path):
     """A quoted "no" is not false, a string is not a list, and 1e400 is not a memory size."""
-    good = _good_target()
+    good = good_target()
     cases = {
         "measured must be true or false, got 'no'": {"measured": "no"},
         "memory_gb must be a finite number above 0, got 'lots'": {"memory_gb": "lots"},
