@@ -30,15 +30,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from autocompress.compress.plan import QuantConfig, precision_bits
+from autocompress.compress.plan import QuantConfig, precision_bits, shipped_rung
 from autocompress.exceptions import CompressionError
 
 _FLOAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 LINEAR_LOW_BIT_BLOCK = 32  # inputs per scale of a low-bit linear weight (the export's MatMulNBits block)
 LINEAR_BLOCK_MAX_BITS = 4  # linear weights this narrow ship as MatMulNBits; wider ones per channel
 _HOOK_ATTR = "_autocompress_act_quant_hook"
-# The export's storage ladder (export.precision.to_export_precision), narrowest first.
-_SHIPPED_RUNGS = ("int2", "int4", "int8", "fp16", "fp32")
 
 
 # --------------------------------------------------------------------------- functions
@@ -231,24 +229,6 @@ def layer_activations(activations: str, weight_precision: str, group_weights: st
     if group == "fp16":
         return activations if activations in _FLOAT_DTYPES else "fp16"
     return "fp32" if activations == "int8" else activations
-
-
-def shipped_rung(precision: str, group: str | None = None) -> str:
-    """The storage rung (``int2 < int4 < int8 < fp16 < fp32``) the export gives a weight
-    precision: the next rung up for an integer width, fp16 for bf16. With ``group`` (its
-    group's rung), that of a layer in the group, as ``export.precision.request_from_plan``
-    stores it: int8 in an int4 / int2 group (its int8 part), fp32 when above the group (kept),
-    else the group's."""
-    if precision.startswith("int"):
-        bits = precision_bits(precision)
-        own = next(r for r in _SHIPPED_RUNGS[:3] if bits <= int(r[3:])) if bits <= 8 else "fp32"
-    else:
-        own = "fp16" if precision in _FLOAT_DTYPES else "fp32"
-    if group is None:
-        return own
-    if own == "int8" and group in ("int4", "int2"):
-        return "int8"
-    return "fp32" if _SHIPPED_RUNGS.index(own) > _SHIPPED_RUNGS.index(group) else group
 
 
 def scored_weight_precision(precision: str, group_weights: str) -> str:
@@ -489,7 +469,6 @@ __all__ = [
     "quantizable_weights",
     "round_to_float",
     "scored_weight_precision",
-    "shipped_rung",
     "static_activation_ranges",
     "strip_fake_quant_",
     "voice_activation_ranges",

@@ -385,7 +385,31 @@ def _decode(obj: Any) -> Any:
     return obj
 
 
+# The export's storage ladder, narrowest first: the rungs a weight is stored at.
+SHIPPED_RUNGS = ("int2", "int4", "int8", "fp16", "fp32")
+
+
+def shipped_rung(precision: str, group: str | None = None) -> str:
+    """The storage rung (``int2 < int4 < int8 < fp16 < fp32``) the export gives a weight
+    precision: the next rung up for an integer width, fp16 for bf16. With ``group`` (its
+    group's rung), that of a layer in the group: int8 in an int4 / int2 group (its int8 part),
+    fp32 when above the group (kept), else the group's. The one rule the export stores by
+    (``export.precision``) and scoring rounds by (``compress.fake_quant``).
+    """
+    if precision.startswith("int"):
+        bits = precision_bits(precision)
+        own = next(r for r in SHIPPED_RUNGS[:3] if bits <= int(r[3:])) if bits <= 8 else "fp32"
+    else:
+        own = "fp16" if precision in ("fp16", "bf16") else "fp32"
+    if group is None:
+        return own
+    if own == "int8" and group in ("int4", "int2"):
+        return "int8"
+    return "fp32" if SHIPPED_RUNGS.index(own) > SHIPPED_RUNGS.index(group) else group
+
+
 __all__ = [
+    "SHIPPED_RUNGS",
     "ACTIVATION_PRECISIONS",
     "CompressionPlan",
     "GroupPlan",
@@ -400,5 +424,6 @@ __all__ = [
     "StudentConfig",
     "WEIGHT_PRECISIONS",
     "precision_bits",
+    "shipped_rung",
     "weight_precision_for_bits",
 ]

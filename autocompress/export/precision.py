@@ -14,6 +14,7 @@ from typing import Any
 
 import onnx
 
+from autocompress.compress.plan import shipped_rung
 from autocompress.exceptions import ConfigError
 from autocompress.runtime.manifest import PRECISIONS
 
@@ -38,12 +39,10 @@ def to_export_precision(precision: str) -> tuple[str, str]:
     if precision in PRECISIONS:
         return precision, ""
     if precision == "bf16":
-        return "fp16", "bf16 stored as fp16 (onnxruntime's converter writes fp16)"
-    if precision.startswith("int") and precision[3:].isdigit():
-        bits = int(precision[3:])
-        for rung in ("int2", "int4", "int8"):
-            if bits <= int(rung[3:]):
-                return rung, f"{precision} stored as {rung} (the next rung up)"
+        return shipped_rung(precision), "bf16 stored as fp16 (onnxruntime's converter writes fp16)"
+    if precision.startswith("int") and precision[3:].isdigit() and int(precision[3:]) <= 8:
+        rung = shipped_rung(f"int{max(int(precision[3:]), 2)}")
+        return rung, f"{precision} stored as {rung} (the next rung up)"
     raise ConfigError(f"cannot store weight precision {precision!r}; expected fp32, fp16, bf16 or int2..int8")
 
 
@@ -82,10 +81,11 @@ def request_from_plan(plan: Any, group: str) -> GroupRequest:
     int8: list[str] = []
     for kind, precision in sorted(quant.op_weights.items()):
         other, _ = to_export_precision(precision)
-        if other == "int8" and rung in ("int4", "int2"):
+        stored = shipped_rung(other, rung)  # the one storage rule scoring rounds by too
+        if stored == "int8" != rung:
             int8 += PLAN_OP_TYPES.get(kind, ())
             notes.append(f"{kind} stored as int8 (plan asks {precision}, the group {quant.weights})")
-        elif PRECISIONS.index(other) > PRECISIONS.index(rung):
+        elif stored == "fp32" != rung:
             keep += PLAN_OP_TYPES.get(kind, ())
             notes.append(f"{kind} kept at fp32 (plan asks {precision}, the group {quant.weights})")
         elif other != rung:

@@ -397,7 +397,8 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's top-level
     layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
     """
-    from autocompress.compress.fake_quant import scored_weight_precision, shipped_rung
+    from autocompress.compress.fake_quant import scored_weight_precision
+    from autocompress.compress.plan import shipped_rung
 
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}

@@ -1,12 +1,18 @@
-"""The rung scoring assumes for each layer (compress.fake_quant.shipped_rung) is the one the
+"""The rung scoring assumes for each layer (compress.plan.shipped_rung) is the one the
 export stores it at (export.precision.request_from_plan)."""
 
 from __future__ import annotations
 
 import pytest
 
-from autocompress.compress.fake_quant import shipped_rung
-from autocompress.compress.plan import OP_KINDS, WEIGHT_PRECISIONS, CompressionPlan, GroupPlan, QuantConfig
+from autocompress.compress.plan import (
+    OP_KINDS,
+    WEIGHT_PRECISIONS,
+    CompressionPlan,
+    GroupPlan,
+    QuantConfig,
+    shipped_rung,
+)
 from autocompress.export.precision import PLAN_OP_TYPES, request_from_plan, to_export_precision
 
 
