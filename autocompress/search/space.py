@@ -62,7 +62,6 @@ from autocompress.compress.plan import (
     PruneConfig,
     QuantConfig,
     StudentConfig,
-    precision_bits,
     weight_precision_for_bits,
 )
 from autocompress.exceptions import ConfigError
@@ -148,16 +147,13 @@ class GroupSpace:
 
 
 def _meant_activations(activations: str, weights: str = "fp32") -> str:
-    """A space's activation choice as the plan records it, one name per student built
-    (:func:`~autocompress.compress.fake_quant.layer_activations`): with 5- to 8-bit weights
-    ``"int8"`` whatever the choice (the group ships W8A8); else ``"int8"`` is ``"fp32"`` (no
-    other layer takes int8 inputs), and with 16-bit float weights ``"fp32"`` is that float (the
-    group runs as a graph of it)."""
-    if weights.startswith("int") and 4 < precision_bits(weights) <= 8:
-        return "int8"
-    if activations == "int8":
-        activations = "fp32"
-    return weights if activations == "fp32" and weights in ("fp16", "bf16") else activations
+    """A space's activation choice as the plan records it, one name per student built: what
+    the group's layer inputs round to (:func:`~autocompress.compress.fake_quant.layer_activations`:
+    int8 with 5- to 8-bit weights whatever the choice, as the group ships W8A8; elsewhere int8 is
+    fp32, and a group of 16-bit weights runs as an fp16 graph)."""
+    from autocompress.compress.fake_quant import layer_activations
+
+    return layer_activations(activations, weights)
 
 
 @dataclass(frozen=True)
