@@ -98,12 +98,16 @@ def choose_threads(stable: bool = False) -> int:
 
 
 def needs_finetune(plan: CompressionPlan) -> set[str]:
-    """Groups whose weights the plan changes beyond a 16-bit cast (the ones worth fine-tuning)."""
+    """Groups whose weights the plan changes beyond a 16-bit cast (the ones worth fine-tuning).
+
+    int8 activations alone change nothing to train: only layers with 5- to 8-bit weights take
+    int8 inputs (:func:`~autocompress.compress.fake_quant.layer_activations`), and those are
+    low-bit already."""
     out = set()
     for g in compressed_groups(plan):
         gp = plan.group(g)
         low_bits = any(precision_bits(p) < 16 for p in gp.quant.precisions)
-        if low_bits or not gp.student.is_identity or not gp.prune.is_identity or gp.quant.activations == "int8":
+        if low_bits or not gp.student.is_identity or not gp.prune.is_identity:
             out.add(g)
     return out
 

@@ -72,3 +72,14 @@ def test_the_precisions_a_target_cannot_run_are_named_once():
     assert "int8 as fp16 (gpt, dec)" in line and "int4 as fp16 (gpt)" in line and "\n" not in line
     assert space.fallbacks(load_target("rtx3060")) == ""
     assert "fp16 as fp32 (gpt, dec)" in space.fallbacks(load_target("cpu"))
+
+
+def test_int8_activations_alone_give_nothing_to_fine_tune():
+    """A 16-bit group with int8 activations builds the fp16 graph's student: it was fine-tuned for nothing."""
+    from autocompress.compress.plan import CompressionPlan, GroupPlan, QuantConfig
+    from autocompress.search.pipeline import needs_finetune
+
+    cast = CompressionPlan({"dec": GroupPlan(quant=QuantConfig(weights="fp16", activations="int8"))})
+    assert needs_finetune(cast) == set()
+    w8a8 = CompressionPlan({"dec": GroupPlan(quant=QuantConfig(weights="int8", activations="int8"))})
+    assert needs_finetune(w8a8) == {"dec"}
