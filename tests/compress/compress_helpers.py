@@ -7,6 +7,18 @@ from torch import nn
 
 
 
+
+class LinearThenConv(nn.Module):
+    """A linear layer then a convolution, so that each op kind can take its own precision."""
+
+    def __init__(self, in_features: int = 16) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 8)
+        self.conv = nn.Conv1d(8, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, T, in_features]
+        return self.conv(self.linear(x).transpose(1, 2))
+
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every parameter random, well-scaled values (fresh models start with zero biases,
     identity flows and tiny decoder weights, which would hide pruning mistakes)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compress_helpers import LinearThenConv
 from torch import nn
 
 from autocompress.compress import QuantConfig, add_fake_quant_, strip_fake_quant_
@@ -15,18 +16,6 @@ from autocompress.compress.fake_quant import (
     layer_activations,
     static_activation_ranges,
 )
-
-
-class _Pair(nn.Module):
-    """A linear then a convolution, to give each op kind its own precision."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(16, 8)
-        self.conv = nn.Conv1d(8, 4, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, T, 16]
-        return self.conv(self.linear(x).transpose(1, 2))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +48,7 @@ def test_each_layer_input_is_scored_as_its_exported_graph_runs_it(config: QuantC
            for name, kind in kinds.items()}  # fmt: skip
     assert got == {"linear": linear, "conv": conv}
     torch.manual_seed(0)
-    model = add_fake_quant_(_Pair(), config)
+    model = add_fake_quant_(LinearThenConv(), config)
     x = 3.0 * torch.randn(2, 5, 16)
     with torch.no_grad():
         h = model.linear(x)
@@ -75,7 +64,7 @@ def test_each_layer_input_is_scored_as_its_exported_graph_runs_it(config: QuantC
 def test_only_int8_inputs_get_calibrated_ranges() -> None:
     """The int8 ranges a student carries (and the export reuses) name only layers that ship W8A8."""
     torch.manual_seed(0)
-    model = add_fake_quant_(_Pair(), QuantConfig("int4", "int8", {"conv": "int8"}))
+    model = add_fake_quant_(LinearThenConv(), QuantConfig("int4", "int8", {"conv": "int8"}))
     x = torch.randn(2, 5, 16)
     assert calibrate_activations_(model, lambda: model(x)) == 1
     assert list(static_activation_ranges(model)) == ["conv.weight"]
@@ -85,7 +74,7 @@ def test_input_rounding_alone_rebuilds_an_older_student_that_rounded_low_bit_inp
     """Students scored before version 7 rounded their low-bit layers' inputs to int8; the export
     rebuilds them (``scored_copy(inputs_only=...)``) by adding that rounding alone."""
     torch.manual_seed(0)
-    model = _Pair()
+    model = LinearThenConv()
     weight = model.linear.weight.detach().clone()
     assert add_input_rounding_(model, "int8", filter_fn=lambda _m, fqn: fqn == "linear") == 1
     assert torch.equal(model.linear.weight, weight) and not hasattr(model.linear, "parametrizations")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from compress_helpers import LinearThenConv
 
 from autocompress.compress import CompressionPlan, GroupPlan, QuantConfig, add_fake_quant_
 from autocompress.compress.fake_quant import (
@@ -20,22 +20,10 @@ from autocompress.score.voice_cost import precisions_from_plan
 from autocompress.targets import load_target
 
 
-class _Pair(nn.Module):
-    """A linear then a convolution, to give each op kind its own precision."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(40, 8)
-        self.conv = nn.Conv1d(8, 4, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, T, 40]
-        return self.conv(self.linear(x).transpose(1, 2))
-
-
 def _scored_weights(config: QuantConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(the fp32 weights, the weights scoring uses) of a fresh :class:`_Pair` under ``config``."""
+    """(the fp32 weights, the weights scoring uses) of a fresh :class:`LinearThenConv` under ``config``."""
     torch.manual_seed(0)
-    model = _Pair()
+    model = LinearThenConv(40)
     plain = {n: getattr(model, n).weight.detach().clone() for n in ("linear", "conv")}
     add_fake_quant_(model, config)
     with torch.no_grad():
