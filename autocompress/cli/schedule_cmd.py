@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from autocompress.cli.argtypes import positive_float, positive_int
+from autocompress.cli.argtypes import non_negative_int, positive_float, positive_int
 from autocompress.cli.console import output_console
 from autocompress.exceptions import ConfigError
 from autocompress.store.urls import DEFAULT_STORAGE, mask_password
@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--cron", required=True, help='cron expression in UTC, e.g. "0 2 * * *" (02:00 UTC)')
     a.add_argument("--timeout", type=positive_float, default=3600.0, metavar="SECONDS",
                    help="time budget per run (default 3600; a --timeout among the search arguments overrides it)")
+    a.add_argument("--keep-exports", type=non_negative_int, default=None, metavar="N",
+                   help="keep the N newest export folders (runs/<time>) this schedule wrote and delete its older "
+                        "ones; 0 keeps all (default: 5 for a new schedule, unchanged for an existing one)")
     a.add_argument("--backend", choices=["none", "crontab", "systemd"], default="none",
                    help="also install a crontab line or a systemd user timer (default: none; use 'autocompress daemon')")
     a.add_argument("search_args", nargs=argparse.REMAINDER, metavar="-- SEARCH_ARGS",
@@ -115,12 +118,17 @@ def check_search_args(args: list[str]) -> None:
 
 def _add(args: argparse.Namespace) -> int:
     from autocompress.schedule import ScheduleSpec, add_schedule, check_backend, install_crontab, install_systemd, next_due
+    from autocompress.schedule._core import DEFAULT_KEEP_EXPORTS, stored_keep_exports
     from autocompress.schedule._tables import engine_for
 
     search_args = normalise_search_args(args.name, args.search_args)
     workdir = Path.cwd()
-    spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout, str(workdir))
     engine_for(args.storage)  # a bad --storage fails before any backend is touched
+    keep = args.keep_exports
+    if keep is None:  # updating a schedule without the flag must not start deleting exports it kept
+        stored = stored_keep_exports(args.storage, args.name)
+        keep = DEFAULT_KEEP_EXPORTS if stored is None else stored
+    spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout, str(workdir), keep)
     check_backend(args.backend)
     if args.backend == "crontab":
         install_crontab(spec, spec.name, args.storage, workdir)
@@ -128,7 +136,8 @@ def _add(args: argparse.Namespace) -> int:
         install_systemd(spec, args.storage, workdir)
     changed = add_schedule(args.storage, spec)
     word = "added" if changed else "unchanged"
-    print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC")
+    print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC; "
+          f"keeps {_kept(spec.keep_exports)}")
     if args.backend == "systemd":
         from autocompress.schedule._backends import linger_note
 
@@ -142,7 +151,8 @@ def _list(args: argparse.Namespace) -> int:
     from autocompress.schedule import list_schedules, next_runs
     from autocompress.schedule._tables import utcnow
 
-    table = Table("name", "cron", "timeout s", "next run (UTC)", "run_search arguments", "working directory")
+    table = Table("name", "cron", "timeout s", "next run (UTC)", "exports kept", "run_search arguments",
+                  "working directory")
     times, broken = next_runs(args.storage)
     specs, now = list_schedules(args.storage), utcnow()
     for s in specs:
@@ -150,14 +160,19 @@ def _list(args: argparse.Namespace) -> int:
         if s.name in times and times[s.name] <= now:
             when += " (due: the next run-due runs it)"
         search = escape(mask_password(" ".join(s.args)))  # a --storage URL among them: no password shown
-        table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when, search,
-                      escape(s.workdir or ""))
+        table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when,
+                      "all" if s.keep_exports == 0 else f"newest {s.keep_exports}", search, escape(s.workdir or ""))
     listed = {s.name for s in specs}
     for name, reason in broken.items():
         if name not in listed:  # a row this version refuses to load
-            table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "")
+            table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "", "")
     output_console().print(table)
     return 0
+
+
+def _kept(keep: int) -> str:
+    """What ``schedule add`` says of a schedule's export retention."""
+    return "all its exports" if keep == 0 else f"its newest {keep} export{'s' if keep != 1 else ''}"
 
 
 def _budget(spec) -> float:  # noqa: ANN001 - a ScheduleSpec

@@ -9,6 +9,7 @@ overlapping, across processes and machines; a crashed holder's lease expires.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -40,6 +41,7 @@ from autocompress.schedule._tables import (
 )
 
 DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_KEEP_EXPORTS = 5  # export folders (runs/<time>) a schedule keeps; older ones it wrote are deleted
 LOCK_TTL_S = 300.0  # a lease lasts this long unless its holder renews it (each minute while it runs)
 HANG_GRACE_S = 3600.0  # a search still running this long after its time budget is stopped
 
@@ -57,13 +59,15 @@ def _check_cron(cron: str) -> None:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """What a schedule runs, when, and from which working directory (None: the runner's own)."""
+    """What a schedule runs, when, and from which working directory (None: the runner's own);
+    ``keep_exports`` is how many of its export folders it keeps (0: all)."""
 
     name: str
     cron: str
     args: tuple[str, ...] = ()
     timeout_s: float = DEFAULT_TIMEOUT_S
     workdir: str | None = None
+    keep_exports: int = DEFAULT_KEEP_EXPORTS
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name) or "/" in self.name:
@@ -71,6 +75,8 @@ class ScheduleSpec:
         _check_cron(self.cron)
         if not 0 < self.timeout_s < math.inf:  # also refuses nan
             raise ConfigError(f"timeout must be a finite number of seconds above 0, got {self.timeout_s}")
+        if isinstance(self.keep_exports, bool) or not isinstance(self.keep_exports, int) or self.keep_exports < 0:
+            raise ConfigError(f"exports to keep must be a whole number, 0 (all) or more, got {self.keep_exports!r}")
 
 
 @dataclass(frozen=True)
@@ -104,16 +110,28 @@ def add_schedule(url: str, spec: ScheduleSpec) -> bool:
                 ScheduleRow(
                     name=spec.name, cron=spec.cron, args_json=args_json,
                     timeout_s=spec.timeout_s, created_at=utcnow(), workdir=spec.workdir,
+                    keep_exports=spec.keep_exports,
                 )
             )
             return True
-        new = (spec.cron, args_json, spec.timeout_s, spec.workdir)
-        if (row.cron, row.args_json, row.timeout_s, row.workdir) == new:
+        new = (spec.cron, args_json, spec.timeout_s, spec.workdir, spec.keep_exports)
+        if (row.cron, row.args_json, row.timeout_s, row.workdir, _keep_exports(row)) == new:
             return False
         if row.cron != spec.cron:  # a new time starts afresh: a fire it would have had before now is no missed run
             row.created_at = utcnow()
-        row.cron, row.args_json, row.timeout_s, row.workdir = new
+        row.cron, row.args_json, row.timeout_s, row.workdir, row.keep_exports = new
         return True
+
+
+def stored_keep_exports(url: str, name: str) -> int | None:
+    """How many export folders schedule ``name`` keeps; None when there is no such schedule."""
+    with Session(engine_for(url)) as s:
+        row = s.get(ScheduleRow, name)
+        return None if row is None else _keep_exports(row)
+
+
+def _keep_exports(row: ScheduleRow) -> int:
+    return DEFAULT_KEEP_EXPORTS if row.keep_exports is None else row.keep_exports
 
 
 def _load(url: str) -> tuple[list[ScheduleSpec], dict[str, str]]:
@@ -151,7 +169,8 @@ def remove_schedule(url: str, name: str) -> None:
 
 
 def _spec(row: ScheduleRow) -> ScheduleSpec:
-    return ScheduleSpec(row.name, row.cron, tuple(json.loads(row.args_json)), row.timeout_s, row.workdir)
+    return ScheduleSpec(row.name, row.cron, tuple(json.loads(row.args_json)), row.timeout_s, row.workdir,
+                        _keep_exports(row))
 
 
 def history(url: str, name: str | None = None, limit: int = 50) -> list[RunRecord]:
@@ -404,7 +423,8 @@ class SubprocessRunner:
 
     The child runs in the schedule's working directory with the schedule's arguments (its
     relative paths mean what they meant at ``schedule add``); the export honours its
-    ``--no-export``, ``--export-format``, ``--out`` and ``--artifacts``.
+    ``--no-export``, ``--export-format``, ``--out`` and ``--artifacts``, and keeps the
+    schedule's newest ``keep_exports`` export folders.
     """
 
     program: Sequence[str] = SEARCH_PROGRAM
@@ -433,6 +453,7 @@ class SubprocessRunner:
         exports: list[Path] = []
         plan = self.export_plan(ns, workdir, storage)
         if plan is not None:
+            plan = dataclasses.replace(plan, schedule=spec.name, keep=spec.keep_exports)
             try:
                 exports = export_if_needed(plan, after, **({"exporter": self.exporter} if self.exporter else {}))
             except Exception as e:  # noqa: BLE001 - recorded with the trial counts; the next run retries

@@ -1,15 +1,20 @@
 """The feasible Pareto front of a study, and its export whenever the current front has none.
 
-Bundles of earlier fronts are kept; ``<out>/latest`` points at the current ones and is
+Each export goes to ``<out>/runs/<stamp>``; ``<out>/latest`` points at the current ones and is
 switched atomically (a symlink replaced with ``os.replace``). ``<out>/latest.json`` says
 which front ``latest`` holds, so a front whose export failed or was removed is exported again.
+
+A schedule marks each folder it writes with ``runs/.<folder>.schedule.json``; after each new
+export it deletes its own marked folders beyond the newest ``keep`` (never ``latest``'s).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,10 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from autocompress.store.engine import DEFAULT_STORAGE, sqlite_path  # noqa: F401 - the CLI imports DEFAULT_STORAGE here
+
+log = logging.getLogger(__name__)
+
+MARKER_SUFFIX = ".schedule.json"  # runs/.<folder>.schedule.json: the schedule that wrote runs/<folder>
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,11 @@ def direction_names(study: optuna.Study) -> list[str]:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """Where and how a schedule exports its study's feasible front (the search's own flags)."""
+    """Where and how a schedule exports its study's feasible front (the search's own flags).
+
+    ``schedule`` names the schedule whose folders these are; ``keep`` is how many of its export
+    folders to keep (0, or no ``schedule``: all of them).
+    """
 
     storage: str
     study: str
@@ -84,6 +97,8 @@ class ExportPlan:
     out_root: Path
     artifacts: Path | None = None
     export_format: str = "onnx"
+    schedule: str | None = None
+    keep: int = 0
 
     def identity(self, front: frozenset[int], started: str = "") -> dict:
         """What ``latest.json`` records for ``front`` (of the study whose first trial
@@ -146,9 +161,84 @@ def export_if_needed(
     dest = plan.out_root / "runs" / stamp
     dest.parent.mkdir(parents=True, exist_ok=True)
     paths = exporter(plan, dest)
+    if plan.schedule is not None:
+        _marker(dest).write_text(json.dumps({"schedule": plan.schedule, "dir": dest.name}), encoding="utf-8")
     link = switch_latest(plan.out_root, dest)
     record = {"dir": os.readlink(link), **plan.identity(after.front, after.started)}
     tmp = plan.out_root / f".latest.json.{os.getpid()}"
     tmp.write_text(json.dumps(record), encoding="utf-8")
     os.replace(tmp, plan.out_root / "latest.json")
+    prune_exports(plan, dest)
     return paths
+
+
+def _marker(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}{MARKER_SUFFIX}"
+
+
+def _latest_dirs(out_root: Path) -> set[Path]:
+    """The folders ``latest`` and ``latest.json`` point at (resolved)."""
+    found = set()
+    try:
+        found.add((out_root / "latest").resolve(strict=True))
+    except (OSError, RuntimeError):
+        pass
+    try:
+        record = json.loads((out_root / "latest.json").read_text(encoding="utf-8"))
+        if isinstance(record, dict) and isinstance(record.get("dir"), str):
+            found.add((out_root / record["dir"]).resolve())
+    except (OSError, ValueError, RuntimeError):
+        pass
+    return found
+
+
+def schedule_runs(plan: ExportPlan) -> list[Path]:
+    """The export folders under ``out_root/runs`` that schedule ``plan.schedule`` marked as its own, oldest first."""
+    runs = plan.out_root / "runs"
+    if plan.schedule is None or runs.is_symlink() or not runs.is_dir():
+        return []
+    found = []
+    for marker in runs.glob(f".*{MARKER_SUFFIX}"):
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("schedule") != plan.schedule:
+            continue
+        name = record.get("dir")
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or _marker(runs / name) != marker:
+            continue
+        folder = runs / name
+        if folder.is_dir() and not folder.is_symlink():
+            found.append(folder)
+    return sorted(found, key=lambda f: f.name)
+
+
+def prune_exports(plan: ExportPlan, newest: Path) -> list[Path]:
+    """Delete the schedule's export folders beyond its newest ``plan.keep``; return those deleted.
+
+    Only folders the schedule marked are candidates; ``newest`` and the folder ``latest`` points at
+    are always kept. A folder that cannot be deleted is logged in one line and kept (the next export
+    tries again); nothing here raises.
+    """
+    if plan.schedule is None or plan.keep <= 0:
+        return []
+    try:
+        ours = schedule_runs(plan)
+        kept = {f.resolve() for f in ours[-plan.keep:]} | {newest.resolve()} | _latest_dirs(plan.out_root)
+        doomed = [f for f in ours if f.resolve() not in kept]
+    except OSError as e:
+        log.warning("schedule %s: cannot look for old exports to delete in %s (%s); they are kept",
+                    plan.schedule, plan.out_root / "runs", e)
+        return []
+    deleted = []
+    for folder in doomed:
+        try:
+            shutil.rmtree(folder)  # the marker goes last: a folder left half-deleted is tried again
+            _marker(folder).unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("schedule %s: cannot delete old export %s (%s); it is kept and tried again after the next "
+                        "export", plan.schedule, folder, e)
+            continue
+        deleted.append(folder)
+    return deleted

@@ -38,6 +38,8 @@ class ScheduleRow(ScheduleBase):
     timeout_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     workdir: Mapped[str | None] = mapped_column(Text, nullable=True)  # where the search runs
+    # export folders kept (0: all); NULL in a row stored before the setting existed: the default
+    keep_exports: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ScheduleRunRow(ScheduleBase):
