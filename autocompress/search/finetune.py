@@ -15,7 +15,9 @@ fails the trial.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from autocompress.search.space import FinetuneSettings
 
 # Called after every step with (step, total, loss, progress at a check or None).
 StepCallback = Callable[[int, int, float, "float | None"], None]
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -85,21 +88,85 @@ def lr_factor(steps: int) -> Callable[[int], float]:
     return factor
 
 
-class TeacherLatentCache:
-    """Slice-independent teacher outputs per training item, computed on first use (per study)."""
+CACHE_BUDGET_BYTES = 2 * 1024**3  # teacher outputs kept for fine-tuning, at most (per search process)
+CACHE_MEMORY_SHARE = 0.25  # nor more than this share of the memory free when the first one is kept
 
-    def __init__(self, teacher: Voice, max_items: int = 256) -> None:
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory free for new tensors on ``device`` (RAM for the CPU), or None where unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def default_cache_budget(device: torch.device) -> int:
+    """:data:`CACHE_BUDGET_BYTES`, or :data:`CACHE_MEMORY_SHARE` of the memory free on
+    ``device`` where that is less."""
+    free = free_memory_bytes(device)
+    return CACHE_BUDGET_BYTES if free is None else min(CACHE_BUDGET_BYTES, int(free * CACHE_MEMORY_SHARE))
+
+
+def latents_bytes(lat: Latents) -> int:
+    """Bytes that keeping ``lat`` holds: the storages of its tensors, each counted once."""
+    storages = {}
+    for t in (lat.ge, lat.m_p, lat.logs_p, lat.y_mask, lat.z):
+        s = t.untyped_storage()
+        storages[(t.device, s.data_ptr())] = s.nbytes()
+    return sum(storages.values())
+
+
+class TeacherLatentCache:
+    """The teacher's slice-independent SoVITS outputs per training item (by item name), each
+    computed once and kept for every later step and trial of the search while the kept outputs
+    fit ``budget_bytes`` (default: :func:`default_cache_budget` on their device, fixed when the
+    first one is kept). An item that does not fit is run through the teacher again at each
+    use, with the same result; a warning says so once."""
+
+    def __init__(self, teacher: Voice, budget_bytes: int | None = None) -> None:
         self.teacher = teacher
-        self.max_items = max_items
+        self.budget_bytes = budget_bytes
+        self._given = budget_bytes is not None
+        self.kept_bytes = 0
         self._cache: dict[str, Latents] = {}
+        self.left_out: set[str] = set()  # names of the items that did not fit
+
+    @property
+    def kept_items(self) -> int:
+        return len(self._cache)
 
     def get(self, item: VoiceItem) -> Latents:
         hit = self._cache.get(item.name)
         if hit is not None:
             return hit
         lat = teacher_latents(self.teacher, item)
-        if len(self._cache) < self.max_items:
+        if self.budget_bytes is None:
+            self.budget_bytes = default_cache_budget(lat.z.device)
+        size = latents_bytes(lat)
+        if self.kept_bytes + size <= self.budget_bytes:
             self._cache[item.name] = lat
+            self.kept_bytes += size
+        elif item.name not in self.left_out:
+            if not self.left_out:
+                why = "" if self._given else (
+                    f", the smaller of {CACHE_BUDGET_BYTES / 2**30:.1f} GiB and {100 * CACHE_MEMORY_SHARE:.0f} % "
+                    "of the memory free then"
+                )
+                log.warning(
+                    "teacher output cache full at %d training items (%.1f of its %.1f MiB%s): the teacher runs "
+                    "again at each use of the items beyond (same results, slower fine-tuning)",
+                    len(self._cache), self.kept_bytes / 2**20, self.budget_bytes / 2**20, why,
+                )
+            self.left_out.add(item.name)
         return lat
 
 
@@ -150,7 +217,7 @@ def finetune(
 
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
-    latents = latents or TeacherLatentCache(teacher)
+    latents = TeacherLatentCache(teacher) if latents is None else latents
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(steps))
     losses: list[float] = []
@@ -234,4 +301,14 @@ class _Best:
                 p.copy_(kept)
 
 
-__all__ = ["FinetuneResult", "NonFiniteLoss", "StepCallback", "TeacherLatentCache", "finetune", "lr_factor"]
+__all__ = [
+    "CACHE_BUDGET_BYTES",
+    "CACHE_MEMORY_SHARE",
+    "FinetuneResult",
+    "NonFiniteLoss",
+    "StepCallback",
+    "TeacherLatentCache",
+    "default_cache_budget",
+    "finetune",
+    "lr_factor",
+]
