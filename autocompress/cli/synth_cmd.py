@@ -33,10 +33,18 @@ def register(subparsers) -> None:  # noqa: ANN001
     text.add_argument("--phones", help="text as phone symbols ('HH AH0 L OW1') or ids ('12,40,7')")
     parser.add_argument("--sample", type=int, default=0,
                         help="bundle: stored sample giving the voice prompt (default 0)")
-    parser.add_argument("--ref-spec", type=user_text,
-                        help="bundle: reference spectrogram .npy [1025, T] replacing the sample's")
+    reference = parser.add_mutually_exclusive_group()
+    reference.add_argument("--ref-wav", type=user_text,
+                           help="bundle: a recording of the new voice (WAV/FLAC, any rate, mono or stereo; "
+                           "a few seconds of speech) whose spectrogram replaces the sample's. It changes the "
+                           "SoVITS style (timbre) only: the GPT still continues the sample's prompt (its "
+                           "phones and codes), which steers rhythm and intonation")
+    reference.add_argument("--ref-spec", type=user_text,
+                           help="bundle: as --ref-wav, given as the reference's linear spectrogram "
+                           ".npy [1025, T] (32 kHz)")
     parser.add_argument("--ref-sv", type=user_text,
-                        help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480]")
+                        help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480] "
+                        "(GPT-SoVITS's 7-sv_cn/<name>.pt values); needed with --ref-wav or --ref-spec")
     parser.add_argument("--seed", type=seed, default=0, help="sampling and prior-noise seed (default 0)")
     parser.add_argument("--top-k", type=positive_int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
@@ -163,9 +171,19 @@ def _ranges(numbers: list[int]) -> str:
 
 def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
     """The bundle utterances the flags describe: one per piece of the text."""
-    if getattr(args, "ref_sv", None) and not args.ref_spec:  # it would be ignored for the sample's own
-        raise ConfigError("--ref-sv is the speaker vector of a new reference: give that reference with --ref-spec")
+    ref_wav = getattr(args, "ref_wav", None)
+    if getattr(args, "ref_sv", None) and not (args.ref_spec or ref_wav):  # ignored for the sample's own
+        raise ConfigError(
+            "--ref-sv is the speaker vector of a new reference: give that reference with --ref-spec or --ref-wav"
+        )
+    if ref_wav and runner.needs_speaker_vector and not getattr(args, "ref_sv", None):
+        raise ConfigError(
+            f"--ref-wav gives a {runner.manifest.model['sovits_version']} bundle the new reference's spectrogram "
+            "only; pass its speaker vector too with --ref-sv (a .npy of GPT-SoVITS's 7-sv_cn/<name>.pt values)"
+        )
     ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
+    if ref_wav:
+        ref = runner.reference_spec(ref_wav)
     sv = _load_npy(args.ref_sv, "--ref-sv") if getattr(args, "ref_sv", None) else None
     pieces = phone_pieces(args, runner.symbols())
     if pieces is None:
@@ -278,9 +296,9 @@ def _not_a_bundle(folder) -> str:  # noqa: ANN001
 
 def run_demo(args: argparse.Namespace) -> int:
     """Speak ``--text`` / ``--phones`` with the demo teacher in PyTorch (measured RTF on this CPU)."""
-    if args.sample != 0 or args.ref_spec is not None or args.ref_sv is not None:
+    if args.sample != 0 or args.ref_spec is not None or args.ref_wav is not None or args.ref_sv is not None:
         raise ConfigError(
-            "--sample, --ref-spec and --ref-sv choose a bundle's prompt; --demo always uses its reference item"
+            "--sample, --ref-wav, --ref-spec and --ref-sv choose a bundle's prompt; --demo always uses its reference item"
         )
     if args.text is None and args.phones is None:
         raise ConfigError("--demo needs --text (or --phones) to speak")

@@ -1,7 +1,8 @@
 """The torch-free bundle runner: onnxruntime sessions, the GPT token loop, numpy sampling.
 
 Nothing in this package imports torch; ``autocompress synth`` runs a bundle with only
-onnxruntime, numpy and soundfile installed.
+onnxruntime, numpy and soundfile installed (and scipy to resample a ``--ref-wav`` recording
+that is not at the voice's rate).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from autocompress.exceptions import ConfigError, DataError, ExportError
 from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
 from autocompress.runtime.inputs import SynthInput, load_inputs, parse_phones
 from autocompress.runtime.manifest import Manifest, read_manifest
+from autocompress.runtime.reference import reference_spectrogram
 from autocompress.runtime.sampling import SamplingConfig
 from autocompress.runtime.session import available_providers, device_of, open_session
 
@@ -140,7 +141,9 @@ class BundleRunner:
             phones: text to speak as phone symbols or ids (see :func:`parse_phones`); None
                 keeps the sample's own text. Its BERT features are zeros (non-Chinese text); the
                 prompt keeps the sample's.
-            ref_spec: a reference spectrogram ``[bins, T]`` replacing the sample's.
+            ref_spec: a reference spectrogram ``[bins, T]`` replacing the sample's (see
+                :meth:`reference_spec`). It changes the SoVITS style (timbre) only: the GPT
+                prompt keeps the sample's phones and semantic codes.
             ref_sv: the new reference's speaker vector (Pro bundles need one with ``ref_spec``).
 
         Raises:
@@ -175,6 +178,27 @@ class BundleRunner:
         ref = item.ref_spec if ref_spec is None else ref_spec.astype(np.float32)
         sv = item.ref_sv if ref_spec is None else (None if ref_sv is None else ref_sv.reshape(-1).astype(np.float32))
         return SynthInput(item.prompt_phones, text, item.prompt_codes, ref, bert, sv)
+
+    def reference_spec(self, wav_path: str | Path, flag: str = "--ref-wav") -> np.ndarray:
+        """The reference spectrogram ``[bins, T]`` of a recording, at the bundle's rate and STFT sizes,
+        as the PyTorch model computes it (see :mod:`autocompress.runtime.reference`); pass it to
+        :meth:`make_input` as ``ref_spec``. It sets the SoVITS style only: the GPT prompt stays the sample's.
+
+        Raises:
+            DataError: an unreadable, empty, silent or too short recording.
+        """
+        n_fft, hop, win = self._stft_sizes()
+        return reference_spectrogram(wav_path, self.sampling_rate, n_fft, hop, win, flag)
+
+    def _stft_sizes(self) -> tuple[int, int, int]:
+        """``(n_fft, hop, window)`` of the voice's spectrogram: the manifest's SoVITS config, or for a
+        manifest without one, those its spectrogram bins and frame size imply."""
+        model = self.manifest.model
+        config = model.get("sovits_config")
+        config = config if isinstance(config, dict) else {}
+        n_fft = int(config.get("filter_length", 2 * (int(model["spec_channels"]) - 1)))
+        hop = int(config.get("hop_length", model["samples_per_frame"]))
+        return n_fft, hop, int(config.get("win_length", n_fft))
 
     # ----- stages
 
