@@ -27,7 +27,7 @@ from autocompress.compress.fake_quant import calibrate_activations_
 from autocompress.compress.plan import CompressionPlan
 from autocompress.models.gpt_sovits.voice import Voice
 from autocompress.score.metric import Metric, measured
-from autocompress.score.quality import QualityReport, ReleaseFloor, compare_audio
+from autocompress.score.quality import QualityReport, ReleaseFloor, SentenceFigures, compare_audio
 from autocompress.score.voice_cost import (
     UtteranceShape,
     latency_metric,
@@ -41,7 +41,7 @@ from autocompress.store import Objectives
 from autocompress.targets import Target
 
 MIB = 2**20  # the memory objective is in MiB
-FLOOR = ReleaseFloor()  # the score package's default release floor
+FLOOR = ReleaseFloor()  # the score package's default release floor (means and every sentence: see ReleaseFloor)
 SHAPE = UtteranceShape()  # the standard utterance latency and memory are figured for
 
 
@@ -117,8 +117,8 @@ def score_student(
 
 
 def floor_violation(report: QualityReport, teacher_mos: float, floor: ReleaseFloor = FLOOR) -> float:
-    """The release floor as a constraint: the larger relative shortfall of MOS and of speaker
-    cosine (<= 0 exactly when the floor holds)."""
+    """The release floor as a constraint: the largest relative shortfall of mean MOS, mean speaker
+    cosine and the worst sentence (<= 0 exactly when the floor holds)."""
     try:
         mos = report.get("distillmos").value
     except KeyError:
@@ -133,8 +133,24 @@ def floor_violation(report: QualityReport, teacher_mos: float, floor: ReleaseFlo
     if speaker is not None and floor.min_speaker_cos > 0:
         shortfall = (floor.min_speaker_cos - speaker) / floor.min_speaker_cos
         value = max(value, shortfall if not math.isnan(shortfall) else 1.0)
+    value = max([value, *(_sentence_shortfall(s, floor) for s in report.sentences)])
     # Keep the sign identical to the score package's own decision.
     return min(value, 0.0) if report.passes_floor else max(value, 1e-6)
+
+
+def _sentence_shortfall(s: SentenceFigures, floor: ReleaseFloor) -> float:
+    """The largest relative shortfall of one sentence against the per-sentence floors, at most 1
+    (a silent sentence: 1)."""
+    if s.silent:
+        return 1.0
+    r = s.length_ratio
+    parts = [r / floor.max_length_ratio - 1.0, floor.min_length_ratio / r - 1.0 if r > 0 else 1.0]
+    if s.speaker_cos is not None and floor.min_sentence_speaker_cos > 0:
+        parts.append((floor.min_sentence_speaker_cos - s.speaker_cos) / floor.min_sentence_speaker_cos)
+    if s.mos is not None:
+        mos_floor = floor.sentence_mos_floor(s.teacher_mos)
+        parts.append((mos_floor - s.mos) / mos_floor if mos_floor > 0 else -1.0)
+    return min(1.0 if any(math.isnan(x) for x in parts) else max(parts), 1.0)
 
 
 __all__ = ["FLOOR", "QualityResult", "SHAPE", "Scores", "floor_violation", "score_quality", "score_student"]

@@ -72,8 +72,11 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # and a GPT decode step each cached key and value once (the math attention path's scaling of the
 # keys counted the key cache three times); MCD counts what the student sounds where the teacher is
 # silent (a run-on of hiss after the sentence scored 0 dB), and the composite's MCD term is
-# exp(-MCD / 20 dB), not linear to 0 at 10 dB (every compressed demo student scored 0 on it).
-SCORING_VERSION = 7
+# exp(-MCD / 20 dB), not linear to 0 at 10 dB (every compressed demo student scored 0 on it);
+# 8: the release floor also holds each sentence on its own (silent, 0.6-1.5x the teacher's
+# duration, speaker cosine 0.75, MOS 1.0 under its floor), so one broken sentence in ten or a
+# run-on past the end is no longer released on its means.
+SCORING_VERSION = 8
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often
