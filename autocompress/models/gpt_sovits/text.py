@@ -14,7 +14,12 @@ The English front end here is deliberately small and deterministic:
    fourth, "4 July" -> the fourth of July, "12/25" -> December twenty fifth), ranges ("10-20",
    "9am-5pm", "Monday-Friday" -> ... to ...; a score such as "3-2" keeps its dash), numbers that
    name a road, room or model in pairs ("Hwy. 101" -> one oh one, "RTX 3060" -> thirty sixty),
-   phone numbers, ZIP codes and PINs digit by digit, heights (5'10"), roman numerals after a name ("Henry
+   phone numbers, ZIP codes and PINs digit by digit (a toll-free number in letters, "1-800-FLOWERS",
+   as "one eight hundred flowers"), versions after a software name or "version" with each part a
+   number ("Python 3.12" -> three point twelve, "v2.1.0" -> version two point one point zero),
+   units after a number ("350 W" -> watts, "5V" -> volts; singular after 1 and between "a" and a
+   noun: "a 12 V battery", "a $20 bill"), mixed numbers ("2 1/2" -> two and a half), heights
+   (5'10"), roman numerals after a name ("Henry
    VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled),
    initials before a name without their stops ("John F. Kennedy", "J. K. Rowling"), web and
    e-mail addresses ("example.com slash docs", "a dot b at c dot io") and
@@ -276,13 +281,20 @@ _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros
              "₹": ("rupee", "rupees", "paisa", "paise")}  # fmt: skip
 
 
+def _describes(m: re.Match[str]) -> bool:
+    """Whether a measure or an amount sits between "a" or "an" and a noun it describes ("a 12 V
+    battery", "a $20 bill"), where English names its unit in the singular."""
+    return re.search(r"\b(?i:a|an)\s+$", m.string[: m.start()]) is not None and re.match(
+        r"\s+(?!(?:of|and|or|to|per|in|at|for|on|by|from|with|each|a|an|the)\b)[a-z]", m.string[m.end() :]) is not None
+
+
 def _amount(count: int, one: str, many: str) -> str:
     return f"{number_to_words(count)} {one if count == 1 else many}"
 
 
 def _money(m: re.Match[str]) -> str:
-    """An amount after its currency sign ("$3.50", "$.50")."""
-    return _money_words(*m.groups())
+    """An amount after its currency sign ("$3.50", "$.50"; "a $20 bill" -> a twenty dollar bill)."""
+    return _money_words(*m.groups(), describes=_describes(m))
 
 
 def _money_after(m: re.Match[str]) -> str:
@@ -293,11 +305,14 @@ def _money_after(m: re.Match[str]) -> str:
     return _money_words(symbol, integer, fraction)
 
 
-def _money_words(symbol: str, integer: str, fraction: str | None) -> str:
+def _money_words(symbol: str, integer: str, fraction: str | None, describes: bool = False) -> str:
     """Words for an amount of a currency; past :data:`NUMBER_MAX` the digits stay (read one
-    group at a time) with the currency's word after them."""
+    group at a time) with the currency's word after them. With ``describes``, a whole amount
+    names the currency in the singular, as a measure before a noun does ("a twenty dollar bill")."""
     digits = integer.replace(",", "") or "0"  # "$.50": no whole part
     one, many, sub_one, sub_many = _CURRENCY[symbol]
+    if describes and not fraction:
+        many = one
     cents = int((fraction or "0").ljust(2, "0")[:2])
     if len(digits) > len(str(NUMBER_MAX)):
         parts = [integer, many]
@@ -426,10 +441,12 @@ def _year_range(m: re.Match[str]) -> str:
 # "2048 small models"): these, and words with an adjective's ending.
 _MODIFIERS = frozenset(
     "small large big little tiny huge new old young more other different unique extra free full short long "
-    "high low top best good bad real raw fresh main single double whole total same few many".split()
+    "high low top best good bad real raw fresh main single double whole total same few many odd prime random".split()
 )
 _MODIFIER_ENDINGS = re.compile(r"[a-z]{2,}(?:ive|en|ing|al|ous|ful|less|able|ible|ic|ary|ant|ent)")
 _NOT_MODIFIERS = frozenset("even often open been seen then when than between during nothing something".split())
+# ... except "even" before what numbers are ("2019 even numbers"; "2020 even brings" is a year)
+_NUMBER_NOUNS = frozenset("numbers integers digits".split())
 
 
 def _counted_after(rest: str, modifiers: bool = False) -> bool:
@@ -445,6 +462,8 @@ def _counted_after(rest: str, modifiers: bool = False) -> bool:
         return True
     for i in (1, 2) if modifiers else ():
         word = words.group(i)
+        if word == "even" and words.group(i + 1) in _NUMBER_NOUNS:
+            return True
         if not word or word in _NOT_MODIFIERS or not (word in _MODIFIERS or _MODIFIER_ENDINGS.fullmatch(word)):
             return False
         if words.group(i + 1) and _counts_a_plural(words.group(i + 1)):
@@ -489,7 +508,7 @@ _NUMBERED_NAMES = frozenset(
 # verbs in "s" after a named number ("Flight 920 departs", "the RTX 3060 runs hot"), not plurals it counts
 _VERBS_AFTER_A_NAME = frozenset(
     "departs leaves lands arrives runs takes needs gets has is was does uses costs offers supports requires "
-    "delivers includes sits stands flies opens closes".split()
+    "delivers includes sits stands flies opens closes draws weighs ships comes features".split()
 )
 _CURRENCY_CODES = frozenset("USD EUR GBP JPY INR CAD AUD CHF CNY RMB HKD SGD NZD MXN BRL KRW RUB SEK NOK DKK".split())
 # an address: a house number (maybe with a letter) before capitalised words and a street type
@@ -533,7 +552,7 @@ _SCORE_BEFORE = re.compile(
     r"(?:\s+(?:it|them|this|that|him|her|me|us|a|an))?\s+$",
     flags=re.IGNORECASE,
 )
-_SCORE_AFTER = re.compile(r"\s+(?:stars?|points?|marks?)\b", flags=re.IGNORECASE)
+_SCORE_AFTER = re.compile(r"\s+(?:stars?|points?|marks?|ratings?|reviews?|scores?)\b", flags=re.IGNORECASE)
 # what follows a fraction, not a date ("1/24 scale", "3/16 inch", "2/15 of")
 _FRACTION_AFTER = re.compile(r"\s+(?:scale|of|inch|inches|cups?|miles?|teaspoons?|tablespoons?)\b", flags=re.IGNORECASE)
 
@@ -555,9 +574,23 @@ def _fraction(m: re.Match[str]) -> str:
         return f" {_MONTH_NAMES[_MONTHS[num - 1][:3]]} {den}{_ordinal_suffix(den)} "
     if not 0 < num < den <= 100:
         return m.group(0)
+    return f" {_fraction_words(num, den)} "
+
+
+def _fraction_words(num: int, den: int, article: bool = False) -> str:
+    """"one half", "three quarters", "two thirds"; with ``article``, one part is "a half", "an eighth"."""
     one, many = _FRACTION_NAMES.get(den, (_ordinal(number_to_words(den)), ""))
-    many = many or _plural(one)
-    return f" {number_to_words(num)} {one if num == 1 else many} "
+    if num != 1:
+        return f"{number_to_words(num)} {many or _plural(one)}"
+    return f"{('an' if one[0] in 'aeiou' else 'a') if article else 'one'} {one}"
+
+
+def _mixed_number(m: re.Match[str]) -> str:
+    """"2 1/2" or "2-1/2" -> "two and a half", "1 3/4" -> "one and three quarters" (a proper fraction)."""
+    whole, num, den = m.group(1), int(m.group(2)), int(m.group(3))
+    if not 0 < num < den <= 100:
+        return m.group(0)
+    return f" {whole} and {_fraction_words(num, den, article=True)} "
 
 
 # units read after a number; singular after exactly 1
@@ -576,7 +609,23 @@ _UNITS = {
     "g": ("gram", "grams"), "tsp": ("teaspoon", "teaspoons"), "tbsp": ("tablespoon", "tablespoons"),
     "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"), "mAh": ("milliamp hour", "milliamp hours"),
     "fps": ("frame per second", "frames per second"), "px": ("pixel", "pixels"),
+    "W": ("watt", "watts"), "mW": ("milliwatt", "milliwatts"), "MW": ("megawatt", "megawatts"),
+    "GW": ("gigawatt", "gigawatts"), "Wh": ("watt hour", "watt hours"), "MWh": ("megawatt hour", "megawatt hours"),
+    "GWh": ("gigawatt hour", "gigawatt hours"), "V": ("volt", "volts"), "mV": ("millivolt", "millivolts"),
+    "kV": ("kilovolt", "kilovolts"), "mA": ("milliamp", "milliamps"), "L": ("liter", "liters"),
+    "mL": ("milliliter", "milliliters"), "ns": ("nanosecond", "nanoseconds"), "μs": ("microsecond", "microseconds"),
+    "nm": ("nanometer", "nanometers"), "μm": ("micrometer", "micrometers"), "dB": ("decibel", "decibels"),
+    "Mbps": ("megabit per second", "megabits per second"), "Gbps": ("gigabit per second", "gigabits per second"),
+    "kbps": ("kilobit per second", "kilobits per second"), "PB": ("petabyte", "petabytes"),
+    "rpm": ("revolution per minute", "revolutions per minute"), "gal": ("gallon", "gallons"),
 }  # fmt: skip
+# single capital letters read as a unit only when no letter, digit, hyphen or apostrophe follows
+# ("5 V-neck", "3v3"), and "W" not before a street or place name ("100 W Main St": west)
+_LETTER_UNITS = frozenset("WVL")
+_NUMBERING_BEFORE_LETTERS = frozenset(
+    "size grade exit section class level type part seat row aisle gate platform room suite unit route highway "
+    "interstate apartment apt building bldg block lot floor box channel model mark version".split()
+)
 _UNIT = re.compile(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(" + "|".join(
     re.escape(u) for u in sorted(_UNITS, key=len, reverse=True)) + r")(?![A-Za-z])")  # fmt: skip
 
@@ -587,10 +636,42 @@ _NETWORK_WORDS = re.compile(r"\s*(?:networks?|phones?|signal|coverage|speeds?|da
 
 
 def _unit(m: re.Match[str]) -> str:
-    if m.group(2) == "g" and _NETWORK_WORDS.match(m.string[m.end() :]):
+    rest = m.string[m.end() :]
+    if m.group(2) == "g" and _NETWORK_WORDS.match(rest):
+        return m.group(0)
+    if m.group(2) in _LETTER_UNITS and _letter_not_a_unit(m):
         return m.group(0)
     one, many = _UNITS[m.group(2)]
-    return f"{m.group(1)} {one if m.group(1) == '1' else many} "
+    return f"{m.group(1)} {one if m.group(1) == '1' or _describes(m) else many} "  # "a 5 km run": singular
+
+
+def _count(number: str, unit: str) -> str:
+    """"1 hour", "2 hours": a number's digits and a regular unit, singular after 1."""
+    return f"{number} {unit}{'' if number == '1' else 's'}"
+
+
+def _spoon_after_words(m: re.Match[str]) -> str:
+    """"tsp" or "tbsp" after a fraction in words: one spoon ("one quarter teaspoon"), or more after a
+    whole number and a part ("one and a half teaspoons"); its dot stays where it ends a sentence."""
+    one, many = _UNITS[m.group(1)]
+    mixed = re.search(r"\d\s+and(?:\s+[a-z]+){2,4}$", m.string[: m.start()]) is not None  # "1 and a half"
+    stop = " ." if m.group(2) and _ends_sentence(m) else ""
+    return f" {many if mixed else one}{stop}"
+
+
+def _letter_not_a_unit(m: re.Match[str]) -> bool:
+    """Whether a capital W, V or L after a number is a letter, not watts, volts or liters: a
+    number follows ("3 V 2"), or a hyphen or an apostrophe ("5 V-neck"), or a word that numbers
+    things comes before ("size 10 W", "exit 12 W", "Seat 5 L"), or a "W" stands between a
+    house number and a street ("100 W 42nd St", "100 W Main St": west)."""
+    rest = m.string[m.end() :]
+    if re.match(r"[\d'-]|\s+\d", rest):
+        return True
+    before = re.search(r"\b([A-Za-z]+)\s+$", m.string[: m.start()])
+    if before and before.group(1).lower() in _NUMBERING_BEFORE_LETTERS:
+        return True
+    name = re.match(r"\.?\s+([A-Z][a-z]+)", rest)
+    return m.group(2) == "W" and m.group(0)[-2].isspace() and name is not None and name.group(1) not in _NOT_A_NAME
 
 
 def _ordinal_suffix(n: int) -> str:
@@ -756,6 +837,23 @@ def _roman(m: re.Match[str]) -> str:
     return f"{word} {number_to_words(n)}"
 
 
+# Software, standards and the words that take a version number: after them "3.12" is a version,
+# each part read as a cardinal ("Python 3.12" -> "three point twelve", "Ubuntu 22.04" -> "twenty
+# two point zero four"); elsewhere it is a decimal ("3.12 kg" -> "three point one two").
+_VERSIONED_NAMES = (
+    "Python Java Perl Ruby PHP Node Node.js Rust Swift Kotlin Scala Julia Lua Dart Elixir Erlang Haskell "
+    "TypeScript JavaScript ECMAScript Django Flask Rails React Angular Vue Svelte Laravel Qt GTK "
+    "Android iOS iPadOS macOS watchOS tvOS visionOS Windows Ubuntu Debian Fedora CentOS RHEL Linux "
+    "Chrome Chromium Firefox Safari Thunderbird Bluetooth USB HTTP HTML CSS TLS SSL PCIe Thunderbolt "
+    "OpenGL DirectX Vulkan CUDA PyTorch TensorFlow Keras NumPy Unity Unreal Blender Minecraft "
+    "GPT Llama Gemini Claude Mistral Qwen Kubernetes Docker Git Xcode"
+).split()
+_VERSION = re.compile(
+    r"\b((?i:version|ver\.?|firmware|kernel)|" + "|".join(re.escape(n) for n in _VERSIONED_NAMES) + r")\s?(\d+)\.(\d+)\b"
+    r"(?![.,]\d|\s?%)"
+)
+
+
 def _url(m: re.Match[str]) -> str:
     """A web address as it is read aloud: "https://example.com/docs?q=1" -> "example.com slash docs"
     (no scheme, no query; a mark after it stays)."""
@@ -812,15 +910,15 @@ def _expand_special(text: str) -> str:
     for table in (_TITLES, _TRAILING_ABBREVIATIONS):  # their dot ends a sentence only where one plainly starts
         text = re.sub(r"\b(" + "|".join(table) + r")\.", lambda m, t=table: t[m.group(1)] + _stop_if_sentence(m), text)
     text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
-    text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint
-        r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")\.",
-        lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if _ends_sentence(m) else ""), text,
+    text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint; "1600 Pennsylvania Ave NW"
+        r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")(?:(\.)|\b(?!['-]))",
+        lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if m.group(3) and _ends_sentence(m) else ""), text,
     )
     text = re.sub(r"(?i)\b(" + "|".join(_ADDRESS_ABBREVIATIONS) + r")\.",
                   lambda m: _ADDRESS_ABBREVIATIONS[m.group(1).lower()] + _stop_if_sentence(m), text)
     text = re.sub(r"(?i)\b(" + "|".join(_NUMBERED_ABBREVIATIONS) + r")\.\s*(?=\d)",
                   lambda m: _NUMBERED_ABBREVIATIONS[m.group(1).lower()] + " ", text)
-    text = re.sub(r"(?i)\best\.(\s*)(?=(1[1-9]\d\d|20\d\d)\b)?",  # "Est. 1887": established; "est. cost"
+    text = re.sub(r"\b[Ee]st\.(\s*)(?=(1[1-9]\d\d|20\d\d)\b)?",  # "Est. 1887": established; "est. cost"
                   lambda m: ("established" if m.group(2) else "estimated") + (m.group(1) or _stop_if_sentence(m)), text)
     text = re.sub(  # "Elm St. St. Louis": a street before another "St." or "Dr."
         r"(\b[A-Z][a-z]+\s+)(St|Dr)\.(?=\s*(?:St|Dr)\.)", lambda m: m.group(1) + _BEFORE_A_NAME[m.group(2)][1], text
@@ -857,14 +955,22 @@ def _expand_special(text: str) -> str:
     def digit_groups(m: re.Match[str], start: int = 0) -> str:  # the digits from group ``start`` on
         return " " + " , ".join(_spell_digits(g) for g in re.findall(r"\d+", m.string[m.start(start) : m.end()])) + " "
 
+    text = re.sub(  # a toll-free number in letters: "1-800-FLOWERS" -> one eight hundred flowers
+        r"(?<![\w+-])(\+?1[-.\s])?(8(?:00|88|77|66|55|44|33))-((?=[A-Z-]{4})[A-Z]{2,}(?:-[A-Z]{2,})*)\b(?!-\d)",
+        lambda m: (" one " if m.group(1) else " ") + ("eight hundred" if m.group(2) == "800" else _spell_digits(m.group(2)))
+        + " " + m.group(3).lower() + " ", text,
+    )
     # phone numbers, digit by digit: +44 20 7946 0958; 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
     text = re.sub(r"(?<![\w+])\+\d{1,3}(?:[-.\s]?(?:\(\d{1,4}\)|\d{2,4})){2,5}\b", digit_groups, text)
+    text = re.sub(r"(?<![\w+.,])0\d{2,4}(?:(?:[ -]\d{3,4}){1,2}| \d{6})\b(?![.,:/]\d)", digit_groups, text)  # 020 7946 0958
     text = re.sub(
         r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3} \d{3} |\b\d{3}-)\d{4}\b",
         digit_groups, text,
     )
     text = _NUMBER_RANGE.sub(_number_range, text)  # "10-20 people", "9am-5pm"; a score stays: "3-2"
     text = re.sub(r"\bv(?=\d+(?:\.\d+)+\b)", "version ", text)  # "v2.1"
+    text = _VERSION.sub(  # "Python 3.12" -> three point twelve (see _VERSIONED_NAMES)
+        lambda m: f"{m.group(1)} {_spell_integer(m.group(2))} point {_spell_integer(m.group(3))} ", text)
     text = re.sub(r"\b\d+(?:\.\d+){2,}\b",  # versions and addresses: 2.0.1
                   lambda m: " " + " point ".join(_spell_integer(g) for g in m.group(0).split(".")) + " ", text)
     text = re.sub(  # a ZIP code, digit by digit: "NY 10118", "zip code 90210", "CA 94105-1234"
@@ -884,6 +990,8 @@ def _expand_special(text: str) -> str:
         r"(?<![\w.,$€£¥₹-])(\d{3,4})([A-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:" + _STREET_WORDS + r")\b)",
         lambda m: f" {_number_name(m.group(1))} {m.group(2)}", text,
     )
+    text = re.sub(r"(?<![\w.,])(240|360|480|576|720|1080|1440|2160|4320)([pi])\b",  # video lines: "1080p"
+                  lambda m: f" {_number_name(m.group(1))} {m.group(2)} ", text)
     text = _YEAR.sub(_year, text)
     text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
     text = re.sub(r"\b1(000|00)'?s\b", lambda m: " thousands " if m.group(1) == "000" else " hundreds ", text)
@@ -893,10 +1001,12 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<=\d)\s+/\s+(?=-?\d)", " divided by ", text)  # "10 / 2"; "3/4" is a fraction
     text = re.sub(r"(?<=[\w)])\s?\^\s?(\d+)\b", lambda m: _power_words(m.group(1)), text)  # a^2
     text = re.sub(r"(?<![\d.])(\d+\.\d+)/(\d+)\b(?![./]\d)", _score, text)  # "4.5/5 stars"
+    text = re.sub(r"(?<![\d.,/-])\b(\d{1,3})(?:\s+|-)(\d{1,2})/(\d{1,3})\b(?![./]\d)", _mixed_number, text)  # 2 1/2
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b(?![./]\d)", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
         r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
-        lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][1]} ", text,
+        lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][0 if _describes(m) else 1]} ",
+        text,
     )
     text = re.sub(  # "10k users", "1.2M downloads", "5k+ stars": a scale before what it counts
         r"(?<![\w.,$€£¥₹])(\d+(?:\.\d+)?)(k|K|M|B|bn)(\+?)(?=\s+(?:of\b|[a-z]+))",
@@ -904,8 +1014,15 @@ def _expand_special(text: str) -> str:
         if m.group(2) == "k" or re.match(r"\s+(?:of\b|([a-z]+))", m.string[m.end() :]).group(1) is None
         or _counts_a_plural(re.match(r"\s+([a-z]+)", m.string[m.end() :]).group(1)) else m.group(0), text,
     )
+    text = re.sub(r"\b(\d+)\s?(?:h|hrs?)\s?(\d{1,2})\s?(?:m|mins?)\b",  # "2h 15m"
+                  lambda m: f" {_count(m.group(1), 'hour')} {_count(m.group(2), 'minute')} ", text)
+    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)h\b(?!['-])", lambda m: f" {_count(m.group(1), 'hour')} ", text)  # "24h"
+    text = re.sub(r"(\d(?:[\d,]*\d)?(?:\.\d+)?)\s?in\.",  # "12 in. of snow": inches
+                  lambda m: f"{m.group(1)} {'inch' if m.group(1) == '1' or _describes(m) else 'inches'}"
+                  + _stop_if_sentence(m), text)
     text = _UNIT.sub(_unit, text)
-    text = re.sub(r"(?<=[a-z])\s+(tsp|tbsp)\b\.?", lambda m: " " + _UNITS[m.group(1)][0], text)  # "one quarter tsp"
+    text = re.sub(r"(?<![\d.])(\d+\.\d+)\s?s\b(?!')", r"\1 seconds", text)  # "9.58s"; "5s" may be fives
+    text = re.sub(r"(?<=[a-z])\s+(tsp|tbsp)\b(\.?)", _spoon_after_words, text)  # "one quarter tsp"
     text = re.sub(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)([$€£¥₹])(\d\d)(?![\d$€£¥₹])",  # "5€10", "5$10": 5.10
                   lambda m: _money_words(m.group(2), m.group(1), m.group(3)), text)
     text = re.sub(r"(?<!\d)([$€£¥₹])\s?(\d{1,3}(?:,\d{3})+|\d+|(?=\.\d))(?:\.(\d{1,2}))?(?!\d)", _money, text)
@@ -931,6 +1048,7 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<=\w)(?:@| @ )(?=\w)", " at ", text)  # bob@example.com, "cats @ home"
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
+    text = re.sub(r"(?<=\d)\+(?!\w)|(?<![\w+])\+(?=\d)", " plus ", text)  # "18+", "+5" (a phone number's is read)
     text = re.sub(r"(?<=[\w)])\s*=\s*(?=[\w(-])", " equals ", text)
     text = re.sub(r"(?<=[\w)])\s*[×✕]\s*(?=[\w(])", " times ", text)
     text = re.sub(r"(?<=\d)\s*\*\s*(?=\d)", " times ", text)
@@ -981,7 +1099,10 @@ def normalize_english(text: str) -> str:
     words, or after a cue word, "the" or a month), year ranges, number and name ranges, decades,
     days next to a month, month/day dates, heights, "3x", "10k", 911, numbers naming a road,
     room or model), money, clock times, times taken,
-    units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz ...), phone numbers, versions,
+    units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz, W, V, L ...; singular between
+    "a" and a noun, as amounts of money are), mixed numbers ("2 1/2"), phone numbers (and toll-free
+    ones in letters), versions (each part a number after a software name: "Python 3.12"), video
+    resolutions ("1080p"),
     abbreviations (Dr., St., Mr., titles, Inc. ..., Apt., Ext. ..., month names), roman
     numerals after a name, dotted initialisms, initials before a name, web and e-mail
     addresses, and @ & + = × ÷ < > #. A line break before a capital
@@ -1000,7 +1121,8 @@ def normalize_english(text: str) -> str:
         text = text.replace(a, "'")
     text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
     # the words holding letters with no reading, whole and in text order ("Привет мир", not "Приветм")
-    foreign = list(dict.fromkeys(w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()))
+    spoken = re.sub(r"(?<=\d)\s?μ(?=[sm]\b)", " ", text)  # "5 µs": a unit, read as microseconds
+    foreign = list(dict.fromkeys(w for w in re.findall(r"[^\W\d_]+", spoken) if not w.isascii()))
     if foreign:
         shown = " ".join(foreign[:8]) + (" ..." if len(foreign) > 8 else "")
         log.warning("text: no English reading for %r; those letters are skipped", shown)
@@ -1134,6 +1256,10 @@ def _unstretched(lower: str) -> list[str]:
             re.sub(r"([a-z])\1{2,}", r"\1", lower)]  # fmt: skip
 
 
+# unit prefixes CMUdict has no entry for, read before a dictionary word
+_UNIT_PREFIXES = {"giga": ("G", "IH1", "G", "AH0"), "tera": ("T", "EH1", "R", "AH0")}
+
+
 def _word_to_phones(word: str) -> list[str]:
     """One word (letters, apostrophes, inner hyphens) to ARPAbet with stress digits."""
     found = _lookup(word)
@@ -1168,6 +1294,10 @@ def _word_to_phones(word: str) -> list[str]:
     parts = re.findall(r"[A-Z]?[a-z']+|[A-Z]+(?![a-z])", word)
     if len(parts) > 1 and "".join(parts) == word:  # words run together in camel case: "DaysOfCode"
         return [p for part in parts for p in _word_to_phones(part)]
+    for prefix, phones in _UNIT_PREFIXES.items():  # "gigawatts", "terahertz": CMUdict lacks "giga"
+        tail = _lookup(letters[len(prefix) :]) if letters.startswith(prefix) else None
+        if tail is not None:
+            return list(phones) + tail
     for cut in range(len(letters) - 3, 2, -1):
         head, tail = _lookup(letters[:cut]), _lookup(letters[cut:])
         if head is not None and tail is not None:
