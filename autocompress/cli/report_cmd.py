@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.exists() and not out.is_file():  # the report is renamed onto it: a device such as /dev/null would be replaced
+        raise ConfigError(f"--out {out} is not a regular file; give the path of the HTML file to write")
     check_output_file(out, "--out")  # before the study is read: a path under a file fails now, in one line
     if args.exports and not Path(args.exports).is_dir():
         raise ConfigError(f"--exports {args.exports}: no such folder")
@@ -40,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         attach_bundles(data, export_dir)
     else:
         print(f"note: no bundles shown: no export folder at {export_dir} (--exports names another)")
-    for path in write_report(data, out):
+    try:
+        written = write_report(data, out)
+    except OSError as e:  # e.g. a read-only file system: name --out, not the temporary file beside it
+        raise ConfigError(f"--out {out}: cannot write the report there ({e.strerror or e}); choose another path") from e
+    for path in written:
         print(path)
     return 0

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress.exceptions import ConfigError
 from autocompress.store import display_url
 from autocompress.schedule._front import direction_names
-from autocompress.search.pareto import completed, feasible_front, is_feasible
+from autocompress.search.pareto import _distinct, completed, feasible_front, is_feasible
 from autocompress.search.study import IDENTITY_ATTR, OBJECTIVE_METRICS
 
 DEFAULT_NAMES = ("quality", "latency", "memory")
@@ -34,6 +34,8 @@ class TrialPoint:
     terms: dict[str, float] = field(default_factory=dict)  # the quality's parts (QUALITY_TERMS)
     infeasible_because: str = ""  # the constraints an infeasible trial breaks, as the search recorded them
     notes: tuple[str, ...] = ()  # per objective (as values): what its figure is of or assumes, "" when nothing
+    # a Pareto trial with the plan and figures of an earlier one: the export holds that one instead
+    same_as: int | None = None
 
 
 # What the quality is made of, and STOI beside it: the trial table shows these per trial.
@@ -96,15 +98,25 @@ def _label(study: optuna.Study, name: str, i: int) -> str:
     return f"{text}, {kind or 'measured or projected: not recorded'}"  # a study autocompress did not label
 
 
+def _study_names(storage: optuna.storages.BaseStorage, most: int = 10) -> str:
+    """The studies ``storage`` holds, as the end of a message naming the one asked for."""
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if not names:
+        return "it holds no studies yet; hint: check --storage"
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"its studies: {', '.join(repr(n) for n in names[:most])}{more}; hint: check --study"
+
+
 def load_report_data(storage: str, study_name: str, target: str | None = None, export_dir: Path | None = None) -> ReportData:
     """Collect trials, the feasible Pareto front, sensitivities and bundles for one study."""
     from autocompress.search.study import open_storage
     from autocompress.targets import load_target
 
+    rdb = open_storage(storage)  # StoreError: bad URL
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))  # StoreError: bad URL
+        study = optuna.load_study(study_name=study_name, storage=rdb)
     except KeyError as e:
-        raise ConfigError(f"no study named {study_name!r} in {display_url(storage)}") from e
+        raise ConfigError(f"no study named {study_name!r} in {display_url(storage)}; {_study_names(rdb)}") from e
     ident = study.user_attrs.get(IDENTITY_ATTR)
     ident = ident if isinstance(ident, dict) else {}
     searched = study.user_attrs.get("target") or ident.get("target")  # the first: written as a run starts
@@ -117,7 +129,9 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
             )
     trials = study.get_trials(deepcopy=False)
     names = tuple(study.metric_names or DEFAULT_NAMES[: len(study.directions)])
-    front = {t.number for t in feasible_front(trials, direction_names(study))}
+    front_trials = feasible_front(trials, direction_names(study))
+    front = {t.number for t in front_trials}
+    same = {int(n): twin for n, twin in _distinct(front_trials)[1].items()}  # as the export leaves them out
     done = completed(trials)
     points = [
         TrialPoint(
@@ -131,6 +145,7 @@ def load_report_data(storage: str, study_name: str, target: str | None = None, e
             terms=_terms(t),
             infeasible_because=str(t.user_attrs.get("infeasible_because") or ""),
             notes=_objective_notes(t, names),
+            same_as=same.get(t.number),
         )
         for t in done
     ]

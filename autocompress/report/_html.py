@@ -107,8 +107,10 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
     marks = []
     for p in data.points:
         x, y = p.values[x_index], p.values[y_index]
-        if p.baseline:
-            key, style = "baseline", dict(marker="*", markersize=13, color="#1f5fbf")
+        if p.baseline:  # a star, filled on the Pareto set, red where infeasible, as the other trials' marks
+            key = "baseline, infeasible" if not p.feasible else "baseline, Pareto" if p.pareto else "baseline"
+            color = "#c33" if not p.feasible else "#1f5fbf"
+            style = dict(marker="*", markersize=13, color=color, markerfacecolor=color if p.pareto else "none")
         elif not p.feasible:
             key, style = "infeasible", dict(marker="x", markersize=7, color="#c33")
         else:
@@ -117,12 +119,17 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
         if key not in styles:
             styles[key] = Line2D([], [], linestyle="none", **style)
         marks.append((x, y, f"trial-{p.number}", styles[key]))
-        if p.baseline:
-            ax.annotate(p.baseline, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     if marks:
         ax.add_artist(_TrialMarks(ax, marks))
         ax.update_datalim([(x, y) for x, y, _, _ in marks])
         ax.autoscale_view()
+    left, right = ax.get_xlim()
+    for p in data.points:
+        if p.baseline:  # named left of a point in the right half: to its right, the legend hid the name
+            x, y = p.values[x_index], p.values[y_index]
+            to_left = (x - left) > 0.5 * (right - left)
+            ax.annotate(p.baseline + ("" if p.feasible else " (infeasible)"), (x, y), textcoords="offset points",
+                        xytext=(-6 if to_left else 6, 4), ha="right" if to_left else "left", fontsize=8)
     front = front_2d(data.points, y_index, x_index)
     if len(front) > 1:  # a staircase: the best quality reached at each cost
         ax.step([p.values[x_index] for p in front], [p.values[y_index] for p in front], where="post",
@@ -134,8 +141,14 @@ def scatter_figure(data: ReportData, y_index: int, x_index: int):  # noqa: ANN20
         plt.Line2D([], [], marker="o", color="#2a2", linestyle="none", label="Pareto (feasible)"),
         plt.Line2D([], [], marker="o", color="#2a2", markerfacecolor="none", linestyle="none", label="feasible"),
         plt.Line2D([], [], marker="x", color="#c33", linestyle="none", label="infeasible"),
-        plt.Line2D([], [], marker="*", color="#1f5fbf", linestyle="none", label="baseline"),
+        plt.Line2D([], [], marker="*", color="#1f5fbf", linestyle="none", label="baseline (Pareto)"),
     ]
+    if any(p.baseline and p.feasible and not p.pareto for p in data.points):
+        handles.append(plt.Line2D([], [], marker="*", color="#1f5fbf", markerfacecolor="none", linestyle="none",
+                                  label="baseline (feasible)"))
+    if any(p.baseline and not p.feasible for p in data.points):
+        handles.append(plt.Line2D([], [], marker="*", color="#c33", markerfacecolor="none", linestyle="none",
+                                  label="baseline (infeasible)"))
     # beside the axes: never over a point, and "best" placement costs seconds on a study of thousands
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
@@ -166,11 +179,33 @@ def _audio(path: Path, label: str) -> str:
     )
 
 
-def _number(value: object, fmt: str = ".4g") -> str | None:
+def _figure(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits, written out in full below 10^15 (12346 ms, not
+    1.235e+04 ms); "inf", "-inf" or "NaN" when it is not finite."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if 10**digits <= abs(value) < 1e15:
+        return f"{value:.0f}"
+    return format(value, f".{digits}g")
+
+
+def _number(value: object, digits: int = 4) -> str | None:
     """``value`` as a figure, or None when it is not a finite number (missing, NaN, text, a flag)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return format(value, fmt)
+    return _figure(value, digits)
+
+
+def _size(n: float) -> str:
+    """A number of bytes in KiB, MiB or GiB (a size of 426,800,000 bytes is "407 MiB")."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{_figure(n / scale)} {unit}"
+    return f"{_figure(n)} bytes"
+
+
+# A manifest's note may say what a missing figure means (a parity SNR: "None = exact").
+_NONE_MEANS = re.compile(r"(?:^|;)\s*None = ([^;]+)")
 
 
 def _metric_cell(m: dict) -> str:
@@ -178,14 +213,21 @@ def _metric_cell(m: dict) -> str:
     where = m.get("device") or m.get("target") or ""
     label = f"{kind} {'on' if kind == 'measured' else 'for'} {where}".strip() if kind else ""
     label = label or "measured or projected: not recorded"
-    value = m.get("value")
+    value, unit = m.get("value"), str(m.get("unit") or "")
+    note = m.get("note") if isinstance(m.get("note"), str) else ""
+    meaning = _NONE_MEANS.search(note)
+    note = _NONE_MEANS.sub("", note).strip(" ;")  # about the manifest's JSON, which the report does not show
     figure = _number(value)
     if figure is None:  # no unit after a missing figure: "None dB" reads as a measurement
-        vtxt = "not recorded" if value is None else html.escape(str(value))
+        if value is None:
+            vtxt = html.escape(meaning.group(1).strip()) if meaning else "not recorded"
+        else:
+            vtxt = html.escape(str(value))
+    elif unit == "bytes":
+        vtxt = _size(value)
     else:
-        vtxt = f"{figure} {html.escape(str(m.get('unit') or ''))}".rstrip()
-    note = m.get("note")
-    note = f' <span class="note">{html.escape(note)}</span>' if isinstance(note, str) and note.strip() else ""
+        vtxt = f"{figure} {html.escape(unit)}".rstrip()
+    note = f' <span class="note">{html.escape(note)}</span>' if note else ""
     return (f'{html.escape(str(m.get("name", "")))}: {vtxt} <span class="{html.escape(kind)}">({html.escape(label)})'
             f"</span>{note}")
 
@@ -200,6 +242,14 @@ def _feasible_cell(p: TrialPoint) -> str:
     return "no" + (f": {html.escape(p.infeasible_because)}" if p.infeasible_because else "")
 
 
+def _pareto_cell(p: TrialPoint) -> str:
+    if not p.pareto:
+        return ""
+    if p.same_as is not None:
+        return f"yes (the plan and figures of trial {p.same_as}, which the export holds instead)"
+    return "yes"
+
+
 def _points_table(data: ReportData) -> str:
     head = "".join(f"<th>{html.escape(n)}</th>" for n in data.objective_labels)
     terms = [k for k in QUALITY_TERMS if any(k in p.terms for p in data.points)]
@@ -209,17 +259,17 @@ def _points_table(data: ReportData) -> str:
 
     def objective_cell(value: float, note: str) -> str:
         if not note:
-            return f"<td>{value:.4g}</td>"
+            return f"<td>{_figure(value)}</td>"
         mark = footnotes.setdefault(note, len(footnotes) + 1)
-        return f'<td title="{html.escape(note)}">{value:.4g}<sup>[{mark}]</sup></td>'
+        return f'<td title="{html.escape(note)}">{_figure(value)}<sup>[{mark}]</sup></td>'
 
     for p in sorted(data.points, key=lambda p: p.number):
         notes = (*p.notes, *("",) * (len(p.values) - len(p.notes)))
         vals = "".join(objective_cell(v, n) for v, n in zip(p.values, notes))
-        vals += "".join(f"<td>{_number(p.terms.get(k), '.3g') or ''}</td>" for k in terms)
+        vals += "".join(f"<td>{_number(p.terms.get(k), 3) or ''}</td>" for k in terms)
         rows.append(
             f"<tr><td>{p.number}</td><td>{html.escape(p.plan or p.baseline or '')}</td>{vals}"
-            f"<td>{_feasible_cell(p)}</td><td>{'yes' if p.pareto else ''}</td></tr>"
+            f"<td>{_feasible_cell(p)}</td><td>{_pareto_cell(p)}</td></tr>"
         )
     note = ("<p class='note'>DistillMOS, speaker cosine and MCD make up the quality (docs/quality.md); STOI is "
             "the intelligibility of the student's speech against the teacher's. All measured with the quality.</p>"
@@ -236,7 +286,11 @@ def _counts(data: ReportData) -> str:
     text = f"Finished trials: {len(data.points)}; failed: {data.n_failed}; pruned: {data.n_pruned}"
     if data.n_running:
         text += f"; still running or waiting: {data.n_running}"
-    return text + f"; feasible Pareto trials: {sum(p.pareto for p in data.points)}."
+    text += f"; feasible Pareto trials: {sum(p.pareto for p in data.points)}"
+    twins = sum(p.pareto and p.same_as is not None for p in data.points)
+    if twins:
+        text += f" ({twins} of them the same as an earlier one, which the export holds instead)"
+    return text + "."
 
 
 def _scoring_note(data: ReportData) -> str:
@@ -306,7 +360,7 @@ def _page(data: ReportData, pngs: list[bytes] | None = None) -> str:
                  "module's setting took (estimated from the trials, not a controlled sweep).</p>")
     if data.sensitivity:
         for name, rows in data.sensitivity.items():
-            cells = "".join(f"<tr><td>{html.escape(v)}</td><td>{q:.4g}</td><td>{n}</td></tr>" for v, q, n in rows)
+            cells = "".join(f"<tr><td>{html.escape(v)}</td><td>{_figure(q)}</td><td>{n}</td></tr>" for v, q, n in rows)
             parts.append(f"<h3>{html.escape(name)}</h3><table><tr><th>value</th><th>mean quality</th><th>trials</th></tr>{cells}</table>")
     else:
         parts.append("<p>No searched parameters yet.</p>")

@@ -462,7 +462,8 @@ def test_the_trial_markers_draw_as_a_line_per_trial_would(study_url):
             line.set_zorder(2.1)  # the Pareto staircase: drawn after the markers, as before
         for p in data.points:
             if p.baseline:
-                style = dict(marker="*", markersize=13, color="#1f5fbf")
+                color = "#1f5fbf" if p.feasible else "#c33"
+                style = dict(marker="*", markersize=13, color=color, markerfacecolor=color if p.pareto else "none")
             elif not p.feasible:
                 style = dict(marker="x", markersize=7, color="#c33")
             else:
