@@ -75,8 +75,22 @@ def check_output_file(path: str | Path, flag: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if path.exists() and not path.is_file():
+        return  # a device or a pipe (``/dev/null``) is written into, not replaced
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_create_in(existing):
         raise ConfigError(f"{flag} {path}: the folder {existing} is not writable; choose another path")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (tried for real: ``os.access`` says yes to root
+    on a read-only file system or under ``/proc``)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _int(text: str) -> int:

@@ -54,9 +54,17 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    The file gets the permissions a plain ``open`` would give it (mkstemp's are 0600).
+    The file gets the permissions a plain ``open`` would give it (mkstemp's are 0600). A path
+    that names something other than a regular file (``/dev/null``, a pipe) is written into
+    directly, as ``cp`` would: a rename would replace the device itself.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder, not a file")
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
