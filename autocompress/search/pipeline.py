@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import platform
+import shlex
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from autocompress.models.gpt_sovits import (
     SoVITSConfig,
     SynthesizerTrn,
     Text2SemanticGPT,
+    inspect_checkpoint,
     load_gpt,
     load_sovits,
     save_gpt,
@@ -143,9 +145,9 @@ class VoiceTrialRunner:
         if progress is not None:
             progress("loading the voice")
         # SoVITS stays on the CPU until a demo prompt is coded: the stand-in features are made there.
-        sovits = load_sovits(voice.sovits)
+        gpt, sovits = load_voice_files(voice.gpt, voice.sovits, device)
         sovits.drop_enc_q_()
-        teacher = Voice(load_gpt(voice.gpt, map_location=device).eval(), sovits.eval())
+        teacher = Voice(gpt.eval(), sovits.eval())
         for p in list(teacher.gpt.parameters()) + list(teacher.sovits.parameters()):
             p.requires_grad_(False)
         folder = ExperimentFolder(voice.data, version=sovits.config.version)
@@ -241,6 +243,48 @@ class VoiceTrialRunner:
             curve=result.curve, group_curves=result.group_curves, steps_done=result.steps_done, samples=samples,
             device_info=self.describe(), notes=tuple(notes), floor_reason=quality.report.floor_reason,
         )
+
+
+def load_voice_files(
+    gpt_path: Path, sovits_path: Path, device: str | torch.device = "cpu"
+) -> tuple[Text2SemanticGPT, SynthesizerTrn]:
+    """The voice's GPT (on ``device``) and SoVITS (on the CPU), as given by ``--gpt`` and ``--sovits``.
+
+    Raises:
+        CheckpointError: a file cannot be loaded; a GPT given as ``--sovits`` or a SoVITS given as
+            ``--gpt`` is named by its flag, and the two files given the wrong way round say so.
+    """
+    try:
+        sovits = load_sovits(sovits_path)
+    except CheckpointError as e:
+        if _kind_of(sovits_path) != "gpt":
+            raise
+        if _kind_of(gpt_path) == "sovits":
+            raise CheckpointError(
+                f"--gpt and --sovits are swapped: {sovits_path} is the GPT and {gpt_path} the SoVITS; pass "
+                f"--gpt {shlex.quote(str(sovits_path))} --sovits {shlex.quote(str(gpt_path))}"
+            ) from e
+        raise CheckpointError(
+            f"--sovits {sovits_path} is a GPT (text-to-semantic) .ckpt; give it as --gpt, and as --sovits the "
+            "SoVITS .pth (SoVITS_weights*/)"
+        ) from e
+    try:
+        gpt = load_gpt(gpt_path, map_location=device)
+    except CheckpointError as e:
+        if _kind_of(gpt_path) != "sovits":
+            raise
+        raise CheckpointError(
+            f"--gpt {gpt_path} is a SoVITS .pth; give as --gpt the GPT .ckpt (GPT_weights*/) trained with it"
+        ) from e
+    return gpt, sovits
+
+
+def _kind_of(path: Path) -> str | None:
+    """The kind of a GPT-SoVITS model file ("gpt" or "sovits"); None for any other file."""
+    try:
+        return inspect_checkpoint(path).kind
+    except CheckpointError:
+        return None
 
 
 def _to(items: list[VoiceItem], device: torch.device) -> list[VoiceItem]:
