@@ -5,7 +5,8 @@ A plan's precisions are per module group and op kind (``linear``, ``conv``,
 op kind of its own (``matmul``, ``conv``). Bit widths other than 8 and 4 (and int4
 convolutions on most targets, fp8 nowhere here) exist only in simulation: they are never
 deployable, and the fallback picks the nearest deployable precision that is at least as
-wide, keeping integer grids before floats.
+wide, keeping integer grids before floats. bf16 ships as fp16 (the export writes no bf16), so
+it is judged, and replaced, as the fp16 it ships.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ GROUP_OP_KINDS: dict[str, tuple[str, ...]] = {
 }
 # Our op kinds -> the target files' op kinds.
 TARGET_OP_KIND = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv"}
-_FLOATS = ("fp16", "bf16", "fp32")
+_FLOATS = ("fp16", "fp32")  # the float rungs the export writes
 
 
 def _target(target: Any) -> Any:
@@ -44,8 +45,9 @@ def fallback_precision(precision: str, op_kind: str, target: Any) -> str:
     """The precision ``op_kind`` ships in on ``target`` when the plan asks for ``precision``.
 
     The precision itself when deployable; otherwise, for an integer width, the narrowest
-    deployable integer width that is wider, else fp16, bf16, fp32; for fp16 / bf16, fp32
-    (the other 16-bit float rounds differently, so it is not a substitute).
+    deployable integer width that is wider, else fp16, fp32; for fp16, fp32 (bf16 rounds
+    differently, so it is not a substitute). bf16 is the fp16 the export stores it as: fp16
+    where the target runs fp16, else fp32.
 
     Args:
         precision: a weight or activation precision (``"int3"``, ``"fp16"``...).
@@ -54,6 +56,8 @@ def fallback_precision(precision: str, op_kind: str, target: Any) -> str:
     """
     target = _target(target)
     kind = TARGET_OP_KIND[op_kind]
+    if precision == "bf16":  # the export writes it as fp16: the target must run that
+        precision = "fp16"
     if target.can_deploy(precision, kind):
         return precision
     if precision.startswith("int"):
@@ -70,9 +74,9 @@ def fallback_precision(precision: str, op_kind: str, target: Any) -> str:
 
 def deployment_problems(plan: CompressionPlan, target: Any) -> list[str]:
     """Every (group, op kind, precision) of ``plan`` that ``target`` cannot ship, as messages;
-    an op kind counts at the precision the export stores it at (an override below a float group
-    ships with the group)."""
-    from autocompress.compress.fake_quant import scored_weight_precision
+    an op kind counts at the precisions the export stores and runs it at (an override below a
+    float group ships with the group, bf16 as fp16; its inputs as its graph runs them)."""
+    from autocompress.compress.fake_quant import layer_activations, scored_weight_precision
 
     target = _target(target)
     problems = []
@@ -82,14 +86,14 @@ def deployment_problems(plan: CompressionPlan, target: Any) -> list[str]:
             kind = TARGET_OP_KIND[op_kind]
             weights = scored_weight_precision(quant.weight_precision(op_kind), quant.weights)
             if not target.can_deploy(weights, kind):
+                stored = " (bf16 ships as fp16)" if quant.weight_precision(op_kind) == "bf16" else ""
                 problems.append(
-                    f"{group}: {weights} {op_kind} weights are not deployable on {target.name} "
+                    f"{group}: {weights} {op_kind} weights{stored} are not deployable on {target.name} "
                     f"({kind}: {', '.join(target.deployable.get(kind, ()))})"
                 )
-            if quant.activations != "fp32" and not target.can_deploy(quant.activations, kind):
-                problems.append(
-                    f"{group}: {quant.activations} {op_kind} activations are not deployable on {target.name}"
-                )
+            activations = layer_activations(quant.activations, quant.weight_precision(op_kind), quant.weights)
+            if activations != "fp32" and not target.can_deploy(activations, kind):
+                problems.append(f"{group}: {activations} {op_kind} activations are not deployable on {target.name}")
     return problems
 
 
@@ -106,11 +110,17 @@ def deployable_targets(plan: CompressionPlan) -> dict[str, bool]:
 
 
 def with_deployable_precisions(plan: CompressionPlan, target: Any) -> CompressionPlan:
-    """A copy of ``plan`` with every precision replaced by its :func:`fallback_precision`.
+    """A copy of ``plan`` with every precision replaced by its :func:`fallback_precision`, and
+    each group's activations by those its exported graph runs
+    (:func:`~autocompress.compress.fake_quant.layer_activations`), so that two plans that ship
+    the same bundle are one plan (bf16 as fp16; fp16 activations in an int4 or fp32 group as the
+    fp32 the graph runs).
 
-    A group whose integer weights fall back to a 16-bit float ships as a graph of that float,
-    activations included: where the plan left its activations at fp32, the copy says that float.
+    A group whose integer weights fall back to fp16 ships as an fp16 graph, activations
+    included: where the plan left its activations at fp32, the copy says fp16.
     """
+    from autocompress.compress.fake_quant import layer_activations
+
     target = _target(target)
     groups = {}
     for group, group_plan in plan.groups.items():
@@ -118,14 +128,8 @@ def with_deployable_precisions(plan: CompressionPlan, target: Any) -> Compressio
         kinds = GROUP_OP_KINDS.get(group, ())
         op_weights = {k: fallback_precision(quant.weight_precision(k), k, target) for k in kinds}
         weights = op_weights[kinds[0]] if kinds else quant.weights
-        activations = quant.activations
-        if activations != "fp32":  # one precision for the whole group: the fallback all its op kinds share
-            fallbacks = {fallback_precision(activations, k, target) for k in kinds}
-            activations = fallbacks.pop() if len(fallbacks) == 1 else "fp32"
-        elif quant.weights.startswith("int") and weights in ("fp16", "bf16"):
-            # the export's 16-bit graph (export.precision.request_from_plan), where every op kind runs it
-            fallbacks = {fallback_precision(weights, k, target) for k in kinds}
-            activations = fallbacks.pop() if len(fallbacks) == 1 else "fp32"
+        # what the group's graph runs: an fp16 graph for fp16 weights, else fp32 (int8 where W8A8)
+        activations = layer_activations(quant.activations, weights) if kinds else quant.activations
         new_quant = QuantConfig(
             weights=weights,
             activations=activations,

@@ -5,7 +5,8 @@ Weights get a torch parametrization computing, per output channel, the symmetric
 estimator ``w + (q - w).detach()`` so that training still sees gradients. Linear weights at
 4 bits or fewer are rounded as the export stores them instead (:func:`fake_quantize_blocks`:
 ONNX Runtime's ``MatMulNBits``, blocks of :data:`LINEAR_LOW_BIT_BLOCK` inputs), so that the
-student scored is the one shipped. 16-bit weights are rounded to fp16 / bf16 the same way.
+student scored is the one shipped. 16-bit weights are rounded to fp16 the same way (bf16 ones
+too: the export stores them as fp16).
 The parametrization chains on top of weight norm. A per-op-kind override the export does not
 store at its own rung (below its group's: stored with the group; above: kept at fp32) rounds
 at the rung it is stored at (:func:`scored_weight_precision`).
@@ -14,8 +15,8 @@ or int8 per tensor, with a dynamic scale until :func:`calibrate_activations_` fi
 (the form the export ships). Each input rounds as the exported graph runs it
 (:func:`layer_activations`): int8 exactly where the export stores the layer as static int8 QDQ
 (W8A8: 5- to 8-bit weights, whatever the plan's activations), fp16 in a group exported as an
-fp16 graph, and never int8 elsewhere (weight-only low-bit layers and float graphs take float
-inputs).
+fp16 graph, and fp32 elsewhere (weight-only low-bit layers and fp32 graphs take fp32 inputs,
+whatever the plan's activations).
 
 :func:`strip_fake_quant_` removes all of it and leaves plain fp32 weights equal to the
 quantized values (weight norm folded in), the form export expects.
@@ -217,27 +218,29 @@ def layer_activations(activations: str, weight_precision: str, group_weights: st
     ``activations``, the layer's ``weight_precision`` and its group's ``group_weights`` (default:
     the layer's own).
 
-    The layer is stored as :func:`shipped_rung` says. Stored as int8, it ships as static QDQ
-    (W8A8, the form TensorRT and onnxruntime run): its input is int8. In a group stored as fp16
-    the whole graph runs in fp16: its input is fp16 (bf16 where the plan asks bf16). Elsewhere
-    (weight-only int4 / int2 layers, fp32 graphs, layers kept at fp32) the graph's math is fp32:
-    int8 activations become fp32, float ones follow the plan.
+    The layer is stored as :func:`shipped_rung` says, and the export builds the group's graph from
+    its weights alone. Stored as int8, the layer ships as static QDQ (W8A8, the form TensorRT and
+    onnxruntime run): its input is int8. In a group stored as fp16 (bf16 weights included) the
+    whole graph runs in fp16: its input is fp16. Elsewhere (weight-only int4 / int2 layers, fp32
+    graphs, layers kept at fp32 in an integer group) the graph's math is fp32: its input is fp32.
+    The plan's ``activations`` change none of these (a bf16 or fp16 choice the graph does not
+    run is not scored either).
     """
+    del activations  # the exported graph does not read it: see above
     group = shipped_rung(group_weights or weight_precision)
     if shipped_rung(weight_precision, group) == "int8":
         return "int8"
-    if group == "fp16":
-        return activations if activations in _FLOAT_DTYPES else "fp16"
-    return "fp32" if activations == "int8" else activations
+    return "fp16" if group == "fp16" else "fp32"
 
 
 def scored_weight_precision(precision: str, group_weights: str) -> str:
     """The precision a layer's weight is rounded at in scoring, given its plan ``precision``
-    and its group's ``group_weights``: its own, unless the export stores it at another rung
-    than its own (:func:`shipped_rung`: an override below its group's rung stored with the
-    group, one above kept at fp32), then that rung (``int8``, ``fp16`` or ``fp32``)."""
+    and its group's ``group_weights``: the rung the export stores it at (:func:`shipped_rung`:
+    an override below its group's rung stored with the group, one above kept at fp32; bf16
+    stored as fp16), except that an integer width stored at its own rung keeps its own grid
+    (int3 rounds to 3 bits in the int4 container)."""
     stored = shipped_rung(precision, shipped_rung(group_weights))
-    return precision if stored == shipped_rung(precision) else stored
+    return precision if precision.startswith("int") and stored == shipped_rung(precision) else stored
 
 
 def add_input_rounding_(

@@ -19,7 +19,8 @@ def teacher_fp16() -> CompressionPlan:
 
 
 def teacher_bf16() -> CompressionPlan:
-    """The teacher with bf16 weights and activations everywhere, nothing pruned."""
+    """The teacher with bf16 weights and activations everywhere, nothing pruned: it ships, and is
+    scored, as the fp16 the export stores bf16 as (:func:`teacher_fp16`)."""
     quant = QuantConfig(weights="bf16", activations="bf16")
     return CompressionPlan({g: GroupPlan(quant=quant) for g in _GROUPS}, name="teacher_bf16")
 

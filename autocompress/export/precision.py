@@ -90,8 +90,9 @@ def request_from_plan(plan: Any, group: str) -> GroupRequest:
             notes.append(f"{kind} kept at fp32 (plan asks {precision}, the group {quant.weights})")
         elif other != rung:
             notes.append(f"{kind} stored as {rung} with the group (plan asks {precision})")
-    if quant.activations not in ("fp32", "int8") and rung != "fp16":
-        notes.append(f"activations {quant.activations} not simulated in the graph; they follow the weights")
+    runs = "fp16" if rung == "fp16" else "fp32"  # the graph's float type
+    if quant.activations not in ("int8", runs):
+        notes.append(f"activations {quant.activations}: the {rung} graph runs its float math in {runs} (scored so too)")
     return GroupRequest(rung, tuple(keep), tuple(notes), tuple(int8))
 
 

@@ -3,9 +3,9 @@
 A plan gives weight bits per module (a dict from fqn or module-group prefix to bits) and an
 activation precision per module. On a target, those choices become what can actually ship:
 
-- Activations are floating point: ``fp32``, ``fp16`` or ``bf16`` (the target's default when the
-  plan leaves it open). A precision the target cannot run (bf16 on a T4) falls back to fp16,
-  then fp32.
+- Activations are floating point: ``fp32`` or ``fp16`` (the target's default when the plan
+  leaves it open). bf16 is projected as the fp16 it ships as (the export writes no bf16). A
+  precision the target cannot run (fp16 on a CPU) falls back to fp32.
 - Weights of more than 8 bits are stored as floats at the activation precision: on a GPU an
   unquantized module ships in fp16, on a CPU in fp32.
 - Weights of 8 bits ship as int8 and the op computes in int8 (W8A8: TensorRT QDQ, onnxruntime
@@ -99,8 +99,9 @@ def activation_precision(fqn: str, act_precision: ActPrecision, target: Target) 
         raise ConfigError(
             f"activation precision for {fqn or 'the model'} must be one of {FLOAT_PRECISIONS}, got {wanted!r}"
         )
-    if target.can_deploy(wanted, "matmul"):
-        return wanted, ""
+    shipped = "fp16" if wanted == "bf16" else wanted  # the export stores and runs bf16 as fp16
+    if target.can_deploy(shipped, "matmul"):
+        return shipped, "bf16 activations ship as fp16: fp16 used" if shipped != wanted else ""
     fallback = "fp16" if target.can_deploy("fp16", "matmul") else "fp32"
     return fallback, f"{wanted} activations not deployable on {target.name}: {fallback} used"
 

@@ -34,12 +34,11 @@ File layout::
 
 Every problem in a file is reported at once, each with its line and key.
 
-Activations: a group whose weights have 5 to 8 bits ships as W8A8 whatever its
-``activations``, and its plan records ``"int8"`` for every choice. No other layer takes int8
-inputs, so elsewhere ``"int8"`` builds the same student as ``"fp32"``: plans record it as
-``"fp32"``, or as ``"fp16"`` with 16-bit weights (whose group runs as an fp16 graph either
-way). A plan asked for twice under another name so reuses the earlier trial's result. A group
-may not list both fp32 and int8.
+Activations: the exported graph builds each group from its weights alone, so a plan records
+the activations that graph runs, whatever the ``activations`` choice: ``"int8"`` for 5- to
+8-bit weights (W8A8), ``"fp16"`` for 16-bit weights (an fp16 graph; bf16 ships as fp16), and
+``"fp32"`` elsewhere (weight-only int4 / int2 layers and fp32 graphs). A plan asked for twice
+under another name so reuses the earlier trial's result. A group may not list both fp32 and int8.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def test_a_v2pro_text_encoder_override_of_its_linear_is_checked_and_kept() -> No
     ]
     kept = CompressionPlan({"enc_p": GroupPlan(quant=QuantConfig("int8", op_weights={"linear": "fp16"}))})
     assert kept.with_fallback("rtx3060").group("enc_p").quant.op_weights == {"linear": "fp16"}
-    assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8")
+    assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8", "int8")  # W8A8, as it ships
 
 
 def test_an_override_stored_with_its_float_group_is_judged_at_the_groups_precision() -> None:
@@ -115,3 +115,17 @@ def test_an_override_stored_with_its_float_group_is_judged_at_the_groups_precisi
     assert deployment_problems(CompressionPlan({"ref_enc": GroupPlan(quant=quant)}), nano) == []
     own = QuantConfig(weights="int4", activations="fp16")  # int4 of its own: still a problem
     assert any("int4 linear" in p for p in deployment_problems(CompressionPlan({"ref_enc": GroupPlan(quant=own)}), nano))
+
+
+def test_bf16_is_judged_and_replaced_as_the_fp16_it_ships() -> None:
+    """The export writes bf16 as fp16: the cpu target (bf16 matmul listed, no fp16) was told a
+    bf16 GPT deploys, and a Turing card (fp16, no bf16) that an fp16 graph's bf16 activations do not."""
+    cpu, turing = load_target("cpu"), load_target("rtx2060")
+    assert fallback_precision("bf16", "linear", cpu) == "fp32"
+    assert fallback_precision("bf16", "linear", turing) == "fp16"
+    bf16 = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("bf16", "bf16"))})
+    assert deployment_problems(bf16, cpu)[0].startswith("gpt: fp16 linear weights (bf16 ships as fp16) are not deployable")
+    assert bf16.deployable_on(turing)
+    assert bf16.with_fallback(turing).group("gpt").quant == QuantConfig("fp16", "fp16")
+    # fp16 activations in a group whose graph is fp32 (weight-only int4) ship as fp32: nothing to refuse
+    assert CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int4", "fp16"))}).deployable_on(load_target("rpi5"))

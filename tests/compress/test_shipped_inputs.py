@@ -1,5 +1,6 @@
 """A layer's input is scored at the precision its exported graph runs it at: int8 only in the
-int8 (W8A8 static QDQ) part of a group, the group's 16-bit float in an fp16 graph, else float."""
+int8 (W8A8 static QDQ) part of a group, fp16 in an fp16 graph, else fp32, whatever float the
+plan's activations name."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ from autocompress.compress.fake_quant import (
         (QuantConfig("int8", "int8", {"conv": "fp16"}), "int8", "fp32"),  # kept at fp32 in the int8 graph
         (QuantConfig("int8", "fp32", {"linear": "int4"}), "int8", "int8"),  # stored as int8 with its group
         (QuantConfig("fp16", "fp32", {"linear": "int8"}), "fp16", "fp16"),  # stored as fp16 with its group
-        (QuantConfig("fp32", "fp16", {"conv": "int8"}), "fp16", "fp16"),  # stored fp32; the plan's fp16 inputs
-        # float activations a graph does not run are followed as before
-        (QuantConfig("int4", "fp16"), "fp16", "fp16"),
+        # float activations a graph does not run are not scored: the graph's float is
+        (QuantConfig("fp32", "fp16", {"conv": "int8"}), "fp32", "fp32"),  # stored fp32: an fp32 graph
+        (QuantConfig("int4", "fp16"), "fp32", "fp32"),  # weight-only in an fp32 graph
+        (QuantConfig("int4", "bf16", {"conv": "int8"}), "fp32", "int8"),
+        (QuantConfig("int8", "fp16", {"conv": "bf16"}), "int8", "fp32"),  # kept at fp32 in the int8 graph
+        (QuantConfig("fp32", "bf16"), "fp32", "fp32"),
         (QuantConfig("fp16", "fp16"), "fp16", "fp16"),
+        (QuantConfig("fp16", "bf16"), "fp16", "fp16"),  # the fp16 graph runs fp16, not bf16
+        (QuantConfig("bf16", "bf16"), "fp16", "fp16"),  # stored and run as fp16
         (QuantConfig("fp16", "fp32"), "fp16", "fp16"),  # the fp16 graph runs fp16 activations
     ],
 )

@@ -75,7 +75,7 @@ def test_an_override_above_an_int8_group_is_scored_and_projected_unquantized() -
         (QuantConfig("int8", "fp32", {"linear": "bf16"}), "fp32", "int8", {"dec": 8, "dec@matmul": 32}),
         # below an fp32 group: stored fp32 with it
         (QuantConfig("fp32", "fp32", {"conv": "int8"}), "fp32", "fp32", {}),
-        (QuantConfig("bf16", "bf16", {"conv": "int4"}), "bf16", "fp16", {}),
+        (QuantConfig("bf16", "bf16", {"conv": "int4"}), "fp16", "fp16", {}),  # bf16 is stored as fp16
     ],
 )
 def test_each_weight_is_rounded_at_the_rung_the_export_stores_it_at(

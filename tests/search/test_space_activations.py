@@ -27,7 +27,8 @@ def test_int8_activations_make_the_plan_fp32_activations_make(bits):
 
 def test_a_sampled_int8_choice_repeats_the_fp32_plan_and_float_choices_stay():
     space = parse_space(f'{HEAD}[groups.gpt]\nbits=[16, 8, 4]\nactivations=["fp16", "int8"]\n')
-    meant = {16: ("fp16", "fp16"), 8: ("int8", "int8"), 4: ("fp32", "fp16")}  # bits: (int8 asked, fp16 asked)
+    # bits: (int8 asked, fp16 asked); an int4 group's graph runs fp32 whatever the choice
+    meant = {16: ("fp16", "fp16"), 8: ("int8", "int8"), 4: ("fp32", "fp32")}
     for bits, (int8, fp16) in meant.items():
         assert space.plan({"gpt.bits": bits, "gpt.activations": "int8"}).group("gpt").quant.activations == int8
         assert space.plan({"gpt.bits": bits, "gpt.activations": "fp16"}).group("gpt").quant.activations == fp16
@@ -50,7 +51,8 @@ def test_a_group_may_not_list_both_fp32_and_int8_activations():
 def test_int8_activations_alone_compress_nothing():
     with pytest.raises(ConfigError, match="compresses nothing"):
         parse_space(f'{HEAD}[groups.gpt]\nbits=[32]\nactivations=["int8"]\n')
-    parse_space(f'{HEAD}[groups.gpt]\nbits=[32]\nactivations=["fp16"]\n')  # fp16 inputs are a change
+    with pytest.raises(ConfigError, match="compresses nothing"):  # an fp32 graph runs fp32 inputs whatever the choice
+        parse_space(f'{HEAD}[groups.gpt]\nbits=[32]\nactivations=["fp16"]\n')
 
 
 def test_with_16_bit_weights_fp16_and_int8_activations_make_one_plan():
@@ -59,7 +61,7 @@ def test_with_16_bit_weights_fp16_and_int8_activations_make_one_plan():
     fp16, int8 = (space.plan({"gpt.bits": 16, "gpt.activations": a}).to_dict()["data"]["groups"] for a in ("fp16", "int8"))
     assert fp16 == int8
     four = {a: space.plan({"gpt.bits": 4, "gpt.activations": a}).group("gpt").quant.activations for a in ("fp16", "int8")}
-    assert four == {"fp16": "fp16", "int8": "fp32"}  # weight-only int4 layers: fp16 or fp32 inputs, two students
+    assert four == {"fp16": "fp32", "int8": "fp32"}  # weight-only int4 layers run in an fp32 graph: one student
 
 
 def test_the_precisions_a_target_cannot_run_are_named_once():
