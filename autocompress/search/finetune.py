@@ -10,7 +10,8 @@ which may stop the trial (``TrialPruned``) or end fine-tuning early. Each group 
 the weights of its own best check, which may be the untrained student's: the groups learn
 separate teacher-forced targets, and one that starts almost at the teacher (an int8 cast) is
 often moved away by the first steps while another still gains. A non-finite loss or gradient
-fails the trial.
+fails the trial. The teacher is frozen and sees each training item the same way at every step,
+so its outputs per item are computed once and kept for the search (:class:`TeacherLatentCache`).
 """
 
 from __future__ import annotations
@@ -125,12 +126,24 @@ def latents_bytes(lat: Latents) -> int:
     return sum(storages.values())
 
 
+@torch.no_grad()
+def teacher_logits(teacher: Voice, item: VoiceItem) -> torch.Tensor:
+    """The teacher GPT's teacher-forced logits for one item alone, ``[Ty + 1, V]`` (detached)."""
+    return gpt_logits(teacher.gpt, gpt_batch([item]))[0]
+
+
+def logits_bytes(logits: torch.Tensor) -> int:
+    """Bytes that keeping ``logits`` holds: its storage."""
+    return logits.untyped_storage().nbytes()
+
+
 class TeacherLatentCache:
-    """The teacher's slice-independent SoVITS outputs per training item (by item name), each
-    computed once and kept for every later step and trial of the search while the kept outputs
-    fit ``budget_bytes`` (default: :func:`default_cache_budget` on their device, fixed when the
-    first one is kept). An item that does not fit is run through the teacher again at each
-    use, with the same result; a warning says so once."""
+    """The teacher's outputs per training item (by item name) that do not change from step to
+    step: its slice-independent SoVITS outputs and its GPT's teacher-forced logits, each computed
+    once and kept for every later step and trial of the search while the kept outputs fit
+    ``budget_bytes`` (default: :func:`default_cache_budget` on their device, fixed when the first
+    one is kept). An output that does not fit is computed again at each use, with the same
+    result; a warning says so once."""
 
     def __init__(self, teacher: Voice, budget_bytes: int | None = None) -> None:
         self.teacher = teacher
@@ -138,24 +151,39 @@ class TeacherLatentCache:
         self._given = budget_bytes is not None
         self.kept_bytes = 0
         self._cache: dict[str, Latents] = {}
-        self.left_out: set[str] = set()  # names of the items that did not fit
+        self._logits: dict[str, torch.Tensor] = {}
+        self.left_out: set[str] = set()  # names of the items with an output that did not fit
 
     @property
     def kept_items(self) -> int:
-        return len(self._cache)
+        """Training items with an output kept."""
+        return len(self._cache.keys() | self._logits.keys())
 
     def get(self, item: VoiceItem) -> Latents:
+        """The teacher's SoVITS latents for ``item``."""
         hit = self._cache.get(item.name)
         if hit is not None:
             return hit
         lat = teacher_latents(self.teacher, item)
+        self._keep(self._cache, item.name, lat, latents_bytes(lat), lat.z.device)
+        return lat
+
+    def logits(self, item: VoiceItem) -> torch.Tensor:
+        """The teacher GPT's teacher-forced logits for ``item`` alone, ``[Ty + 1, V]``."""
+        hit = self._logits.get(item.name)
+        if hit is not None:
+            return hit
+        out = teacher_logits(self.teacher, item)
+        self._keep(self._logits, item.name, out, logits_bytes(out), out.device)
+        return out
+
+    def _keep(self, kept: dict, name: str, value: object, size: int, device: torch.device) -> None:
         if self.budget_bytes is None:
-            self.budget_bytes = default_cache_budget(lat.z.device)
-        size = latents_bytes(lat)
+            self.budget_bytes = default_cache_budget(device)
         if self.kept_bytes + size <= self.budget_bytes:
-            self._cache[item.name] = lat
+            kept[name] = value
             self.kept_bytes += size
-        elif item.name not in self.left_out:
+        elif name not in self.left_out:
             if not self.left_out:
                 why = "" if self._given else (
                     f", the smaller of {CACHE_BUDGET_BYTES / 2**30:.1f} GiB and {100 * CACHE_MEMORY_SHARE:.0f} % "
@@ -164,10 +192,19 @@ class TeacherLatentCache:
                 log.warning(
                     "teacher output cache full at %d training items (%.1f of its %.1f MiB%s): the teacher runs "
                     "again at each use of the items beyond (same results, slower fine-tuning)",
-                    len(self._cache), self.kept_bytes / 2**20, self.budget_bytes / 2**20, why,
+                    self.kept_items, self.kept_bytes / 2**20, self.budget_bytes / 2**20, why,
                 )
-            self.left_out.add(item.name)
-        return lat
+            self.left_out.add(name)
+
+
+def gpt_targets(latents: TeacherLatentCache, batch: Sequence[VoiceItem], valid: torch.Tensor) -> torch.Tensor:
+    """The teacher GPT's logits for ``batch`` padded to ``valid``'s ``[B, Ty + 1]`` (zeros beyond
+    each item's own positions, which the loss leaves out)."""
+    per_item = [latents.logits(item) for item in batch]
+    out = per_item[0].new_zeros(*valid.shape, per_item[0].shape[-1])
+    for i, t in enumerate(per_item):
+        out[i, : t.shape[0]] = t
+    return out
 
 
 def finetune(
@@ -240,8 +277,7 @@ def finetune(
         loss = torch.zeros(())
         if "gpt" in groups:
             inputs = gpt_batch(batch)
-            with torch.no_grad():
-                target = gpt_logits(teacher.gpt, inputs)
+            target = gpt_targets(latents, batch, inputs[-1])
             loss = loss + gpt_distill_loss(gpt_logits(student.gpt, inputs), target, inputs)
         if sovits_groups:
             parts = []
