@@ -75,7 +75,10 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # exp(-MCD / 20 dB), not linear to 0 at 10 dB (every compressed demo student scored 0 on it);
 # 8: the release floor also holds each sentence on its own (silent, 0.6-1.5x the teacher's
 # duration, speaker cosine 0.75, MOS 1.0 under its floor), so one broken sentence in ten or a
-# run-on past the end is no longer released on its means.
+# run-on past the end is no longer released on its means; bf16 is scored, projected and deployed
+# as the fp16 the export stores it as, and an int4 / int2 or fp32 group's inputs are scored fp32
+# as its graph runs them (fp16 activations were rounded); fine-tuning takes the teacher GPT's
+# logits per item, computed alone (rounding-level changes against the batched teacher).
 SCORING_VERSION = 8
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
