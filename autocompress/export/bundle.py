@@ -106,8 +106,10 @@ SAMPLES_DIR = "samples"
 # 5: s8-scored ranges in a u8 graph take the s8 grid (zero point 128); u8-scored ones in an s8
 # graph are also held to the model as scored; a scored int8 GPT's decoding is checked end to end;
 # 6: an int4/int2 rung's scored model rounds only its int8 part (low-bit layers as stored, float
-# inputs); where the student also rounded the low-bit layers' inputs, held to that model too.
-EXPORT_REVISION = 6
+# inputs); where the student also rounded the low-bit layers' inputs, held to that model too;
+# 7: bf16 groups are stored, and held to the model scored, as fp16; a float-activation note says
+# what the graph runs; the bundle README documents synth --ref-wav.
+EXPORT_REVISION = 7
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
