@@ -6,10 +6,12 @@ Every recorded op costs
         (weight bytes + activation bytes) / (bandwidth x efficiency))  +  launch overhead
 
 and a call costs the sum over its ops. Weight bytes use each weight's deployed precision (see
-:mod:`autocompress.score.precision`), activation bytes the module's activation precision, except
-the inputs of a layer whose weights ship as int8: its export (static W8A8 QDQ) feeds the int8
-MatMul/Conv the QuantizeLinear's int8 output, so those inputs count 1 byte per element (its
-output stays float).
+:mod:`autocompress.score.precision`); activation bytes and float math use the module's activation
+precision (for a plan, :func:`~autocompress.score.voice_cost.precisions_from_plan`: the float its
+exported graph runs, fp32 in int8 and int4 graphs, as a note says where the target's default
+float differs), except the inputs of a layer whose weights ship as int8: its export (static
+W8A8 QDQ) feeds the int8 MatMul/Conv the QuantizeLinear's int8 output, so those inputs count
+1 byte per element (its output stays float).
 Peak, bandwidth, launch overhead and efficiency come from the target's data file.
 
 Because every op pays at least its bytes over the bandwidth, a call never projects below
@@ -30,6 +32,17 @@ from autocompress.score.precision import deploy_weight
 from autocompress.score.precision import weight_bits_for
 from autocompress.score.profile import ModelProfile
 from autocompress.targets import PRECISION_BITS, Target
+
+
+# How each integer storage ships, per op kind (export.ort_quant): its graph's float parts are fp32.
+# On a GPU, W8A8 is projected at the int8 tensor rate, as TensorRT builds QDQ into int8 kernels;
+# onnxruntime's CUDA provider alone dequantizes QDQ and multiplies in fp32 (field notes: a QDQ
+# graph needs TensorRT for its speed-up), so the int8 note says which runtime the figure assumes.
+_TRT_INT8 = " (int8 kernels as TensorRT builds them; onnxruntime's CUDA provider runs QDQ in fp32)"
+_INT_FORMS = {
+    "int8": {"matmul": "W8A8 QDQ", "conv": "W8A8 QDQ"},
+    "int4": {"matmul": "weight-only MatMulNBits", "conv": "weight-only DequantizeLinear"},
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,11 @@ def project_latency(
                     notes[d.note] = None
                 weight_bytes += w.elements * d.weight_bytes_per_element
                 compute = d.compute
+                if d.storage in _INT_FORMS and act == "fp32" != target.default_precision:
+                    group = op.module.split(".")[0] or w.fqn.split(".")[0]
+                    form = _INT_FORMS[d.storage]["matmul" if op.kind == "matmul" else "conv"]
+                    trt = _TRT_INT8 if d.storage == "int8" and target.kind == "gpu" else ""
+                    notes[f"{d.storage} {group}: {form} in an fp32 graph{trt}"] = None
                 if d.storage == "int8":  # W8A8: the input arrives quantized
                     in_bytes = PRECISION_BITS["int8"] / 8
             else:

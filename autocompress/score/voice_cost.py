@@ -352,7 +352,8 @@ def project_voice_memory(
     takes codes), and of the quantizer only its codebooks, at the text encoder's precision.
     KV cache: every GPT layer's keys and values for ``target.max_seq_len`` positions at the
     GPT's activation precision. Activations: the largest live-tensor peak of the three profiled
-    calls at the activation precision.
+    calls, each at its own graphs' activation precision (the GPT's; the widest of the SoVITS
+    modules it ships).
     """
     prof = profile if profile is not None else profile_voice(voice)
     gpt_w, gpt_notes = deployed_weight_bytes(voice.gpt, target, weight_bits, act_precision, prefix=GPT_GROUP)
@@ -373,10 +374,11 @@ def project_voice_memory(
     gpt_act, _ = activation_precision(GPT_GROUP, act_precision, target)
     widths = [layer.self_attn.inner for layer in voice.gpt.h.layers]
     kv = kv_cache_bytes(widths, target.max_seq_len, PRECISION_BITS[gpt_act] / 8)
-    groups = [GPT_GROUP] + [name for name, _ in voice.sovits.named_children()]
-    act_width = max(PRECISION_BITS[activation_precision(g, act_precision, target)[0]] for g in groups) // 8
-    calls = (prof.gpt_prefill, prof.gpt_decode, prof.sovits_decode)
-    peak = max(p.peak_activation_bytes(act_width) for p in calls)
+    sovits_groups = [name for name, _ in voice.sovits.named_children() if name not in NOT_SHIPPED]
+    sovits_width = max(PRECISION_BITS[activation_precision(g, act_precision, target)[0]] for g in sovits_groups) // 8
+    gpt_width = PRECISION_BITS[gpt_act] // 8
+    peak = max(prof.gpt_prefill.peak_activation_bytes(gpt_width), prof.gpt_decode.peak_activation_bytes(gpt_width),
+               prof.sovits_decode.peak_activation_bytes(sovits_width))
     notes = tuple(dict.fromkeys(gpt_notes + sov_notes))
     return project_memory(target, gpt_w + sov_w, kv, float(peak), notes)
 
@@ -390,14 +392,14 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     ``"<group>@conv_transpose"`` keys, at the rung the export stores them at (as scoring rounds
     them: :func:`~autocompress.compress.fake_quant.scored_weight_precision`): an override below
     its group's rung goes with the group (no key of its own in a float group), one above it is
-    kept at fp32 (32 bits: projected as a float at the group's activation precision, like the
-    group's other float ops). Activations ``fp16``/``bf16`` are kept; a group the
-    plan leaves at fp32 (weights and activations) runs in fp32, as its exported graph does;
-    ``int8`` activations and fp32 activations of lower weights are left to the target's
-    default float precision (int8 math comes from int8 weights). A v2Pro SoVITS's top-level
-    layers get their group's keys (:data:`SOVITS_GROUP_MEMBERS`).
+    kept at fp32 (32 bits). Every group's activation precision is the float its exported graph
+    runs (:func:`~autocompress.compress.fake_quant.layer_activations`), whatever the plan's
+    activations say: fp16 for a group stored as fp16 (bf16 included), fp32 for every other
+    (fp32 graphs, and the int8 QDQ and int4 / int2 MatMulNBits graphs, whose float parts are
+    fp32; int8 math comes from int8 weights). A v2Pro SoVITS's top-level layers get their
+    group's keys (:data:`SOVITS_GROUP_MEMBERS`).
     """
-    from autocompress.compress.fake_quant import scored_weight_precision
+    from autocompress.compress.fake_quant import layer_activations, scored_weight_precision
     from autocompress.compress.plan import shipped_rung
 
     bits: dict[str, int] = {}
@@ -405,8 +407,8 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv_transpose"}
     for group in MODULE_GROUPS:
         q = plan.group(group).quant
-        if q.weights == "fp32" and q.activations == "fp32":
-            acts[group] = "fp32"  # exported as an fp32 graph (export.precision.request_from_plan)
+        graph = layer_activations(q.activations, q.weights)  # int8: a W8A8 layer's input, in an fp32 graph
+        acts[group] = "fp32" if graph == "int8" else graph  # the float the group's exported graph runs
         if q.weights.startswith("int"):
             bits[group] = int(q.weights[3:])
         for op_kind, prec in q.op_weights.items():
@@ -419,8 +421,6 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
             elif stored == prec:  # a float at its own rung
                 bits[key] = PRECISION_BITS[stored]
             # else stored with its float group: no entry, the group's float
-        if q.activations in ("fp16", "bf16"):
-            acts[group] = q.activations
     for group, members in SOVITS_GROUP_MEMBERS.items():  # a Pro voice's top-level layers follow their group
         for member in members[1:]:
             bits.update({member + k[len(group):]: v for k, v in list(bits.items()) if k.split("@")[0] == group})
