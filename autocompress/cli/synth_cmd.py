@@ -43,8 +43,8 @@ def register(subparsers) -> None:  # noqa: ANN001
                            help="bundle: as --ref-wav, given as the reference's linear spectrogram "
                            ".npy [1025, T] (32 kHz)")
     parser.add_argument("--ref-sv", type=user_text,
-                        help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector .npy [20480] "
-                        "(GPT-SoVITS's 7-sv_cn/<name>.pt values); needed with --ref-wav or --ref-spec")
+                        help="bundle (v2Pro/v2ProPlus): the new reference's speaker vector: a .npy [20480], or "
+                        "GPT-SoVITS's 7-sv_cn/<name>.pt itself (read with PyTorch); needed with --ref-wav or --ref-spec")
     parser.add_argument("--seed", type=seed, default=0, help="sampling and prior-noise seed (default 0)")
     parser.add_argument("--top-k", type=positive_int,
                         help="sampler top-k (1 = greedy; default: the bundle's, greedy for --demo)")
@@ -179,16 +179,20 @@ def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
     if ref_wav and runner.needs_speaker_vector and not getattr(args, "ref_sv", None):
         raise ConfigError(
             f"--ref-wav gives a {runner.manifest.model['sovits_version']} bundle the new reference's spectrogram "
-            "only; pass its speaker vector too with --ref-sv (a .npy of GPT-SoVITS's 7-sv_cn/<name>.pt values)"
+            "only; pass its speaker vector too with --ref-sv (GPT-SoVITS's 7-sv_cn/<name>.pt, or a .npy of its values)"
         )
     ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
     if ref_wav:
         ref = runner.reference_spec(ref_wav)
-    sv = _load_npy(args.ref_sv, "--ref-sv") if getattr(args, "ref_sv", None) else None
+    sv = load_speaker_vector(args.ref_sv) if getattr(args, "ref_sv", None) else None
     pieces = phone_pieces(args, runner.symbols())
     if pieces is None:
         return [runner.make_input(args.sample, None, ref, sv)]
     return [runner.make_input(args.sample, " ".join(map(str, ids)), ref, sv) for ids in pieces]
+
+
+SV_VALUES = 20480  # a v2Pro/v2ProPlus speaker vector (7-sv_cn/<name>.pt holds [1, 20480])
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def _load_npy(path: str, flag: str):  # noqa: ANN202
@@ -196,11 +200,51 @@ def _load_npy(path: str, flag: str):  # noqa: ANN202
 
     try:
         with open(path, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":  # np.load calls any other file "pickled data"
+            if f.read(6) != NPY_MAGIC:  # np.load calls any other file "pickled data"
                 raise DataError(f"{flag} {path}: not a .npy file (write it with numpy.save)")
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:  # missing, unreadable, or a pickled object
         raise DataError(f"{flag} {path}: cannot be read as a .npy array ({str(e).splitlines()[0][:120]})") from None
+
+
+def load_speaker_vector(path: str, flag: str = "--ref-sv"):  # noqa: ANN201 - a numpy array
+    """The speaker vector in ``path``: a ``.npy`` array, or a tensor file of GPT-SoVITS's ``7-sv_cn``
+    (read with PyTorch, when it is installed, as plain tensor data: no pickled code runs).
+
+    Raises:
+        DataError: the file cannot be read, is a ``.pt`` without PyTorch, or holds no vector of
+            :data:`SV_VALUES` values.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise DataError(f"{flag} {path}: cannot be read ({e.strerror or e})") from None
+    if head == NPY_MAGIC:
+        return _load_npy(path, flag)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or its legacy pickle
+        raise DataError(f"{flag} {path}: not a .npy file (write it with numpy.save) nor a PyTorch .pt tensor file")
+    try:
+        import torch
+    except ImportError:
+        raise DataError(
+            f"{flag} {path}: a PyTorch .pt file, which needs PyTorch to read; install torch, or convert it to "
+            ".npy with numpy.save where torch is installed"
+        ) from None
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several unrelated types for a bad file
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise DataError(f"{flag} {path}: cannot be loaded as a tensor file ({first})") from None
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        what = f"a {value.dtype} tensor" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+        raise DataError(f"{flag} {path}: holds {what}, expected a float tensor [1, {SV_VALUES}] (7-sv_cn/<name>.pt)")
+    if value.numel() != SV_VALUES or sum(d > 1 for d in value.shape) > 1:
+        raise DataError(
+            f"{flag} {path}: a tensor of shape {list(value.shape)}, expected one speaker vector of {SV_VALUES} "
+            "values ([1, 20480], as in 7-sv_cn/<name>.pt)"
+        )
+    return value.detach().float().reshape(-1).numpy()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from autocompress.compress.deploy import with_deployable_precisions
 from autocompress.compress.plan import CompressionPlan
 from autocompress.exceptions import AutocompressError, SearchError, StoreError
 from autocompress.interrupts import Terminated, deferred_interrupts, sigterm_interrupts, signal_name
-from autocompress.models.gpt_sovits.data import NAME2TEXT, SEMANTIC
+from autocompress.models.gpt_sovits.data import BERT_DIR, HUBERT_DIR, NAME2TEXT, SEMANTIC, SV_DIR, WAV_DIR
 from autocompress.runtime.files import sha256_file
 from autocompress.search.abort import AbortRule
 from autocompress.search.config import ResolvedSearch
@@ -50,6 +51,7 @@ from autocompress.search.paths import student_dir, students_dir, teacher_cache_p
 from autocompress.search.plans import baseline_plan, plan_summary
 from autocompress.search.progress import NullReporter, Reporter, SearchInfo, SearchSummary, TrialRow
 from autocompress.search.study import (
+    IDENTITY_ATTR,
     METRIC_NAMES,
     ask,
     check_resumable,
@@ -209,6 +211,45 @@ def _data_sha256(voice) -> str:  # noqa: ANN001 - VoiceSource
     return " ".join(sha256_file(Path(voice.data) / f) if (Path(voice.data) / f).is_file() else "-" for f in DATA_FILES)
 
 
+FEATURE_DIRS = (BERT_DIR, HUBERT_DIR, WAV_DIR, SV_DIR)  # an experiment folder's per-item features and audio
+DATA_FILES_ATTR = "data_files"  # identity key: FEATURE_DIRS -> digest of their file listings
+
+
+def _data_files(voice) -> dict[str, str]:  # noqa: ANN001 - VoiceSource
+    """Each feature folder of the experiment folder, by the names and byte sizes of its files ("-": no
+    such folder): cheap to take at each start, and changed by features extracted again or replaced."""
+    out = {}
+    for folder in FEATURE_DIRS:
+        path = Path(voice.data) / folder
+        if not path.is_dir():
+            out[folder] = "-"
+            continue
+        with os.scandir(path) as entries:
+            listing = sorted(f"{e.name}\t{e.stat().st_size}" for e in entries if e.is_file())
+        out[folder] = hashlib.sha256("\n".join(listing).encode("utf-8", "surrogateescape")).hexdigest()
+    return out
+
+
+def _check_data_files(storage, name: str, files: dict[str, str]) -> None:  # noqa: ANN001 - RDBStorage
+    """Raise ``SearchError`` when study ``name`` recorded other feature folders than ``files``; a study
+    recorded without them (made before they were recorded) is not checked."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return
+    existing = storage.get_study_user_attrs(study_id).get(IDENTITY_ATTR)
+    recorded = existing.get(DATA_FILES_ATTR) if isinstance(existing, dict) else None
+    if not isinstance(recorded, dict):
+        return
+    changed = [f for f in FEATURE_DIRS if f in recorded and f in files and recorded[f] != files[f]]
+    if changed:
+        raise SearchError(
+            f"study {name!r} was created for other data (the files of its experiment folder's {', '.join(changed)} "
+            "changed: added, removed or resized), and its trials were scored on the old ones; resume it with the "
+            "data it was created with, or start a new study with --study NAME"
+        )
+
+
 class _Daemon:
     def __init__(self, resolved: ResolvedSearch, reporter: Reporter, runner_factory: RunnerFactory) -> None:
         self.r = resolved
@@ -229,8 +270,10 @@ class _Daemon:
         ident = identity(r.target.name, r.space.name, r.space.sha256, r.voice.to_dict(), _voice_sha256(r.voice),
                          measured_on=_measuring_device(r), target_sha256=r.target.sha256,
                          data_sha256=_data_sha256(r.voice))
+        ident[DATA_FILES_ATTR] = _data_files(r.voice)
         try:
             check_resumable(self.storage, r.study, ident)  # before the voice loads; creates nothing
+            _check_data_files(self.storage, r.study, ident[DATA_FILES_ATTR])
             r.artifacts.mkdir(parents=True, exist_ok=True)
             # The voice and data load before the study is made, so a bad voice leaves no study behind.
             self.runner = self.runner_factory(r, teacher_cache_path(r.artifacts, r.study))

@@ -55,9 +55,11 @@ def check_phone_coverage(gpt_config, phones: Iterable[str], version: str) -> Non
     limit = len(symbols("v1")) if gpt_config.version == "v1" else gpt_config.phoneme_vocab_size
     unseen = [p for p, i in zip(unique, phones_to_ids(unique, version)) if i >= limit]
     if unseen:
+        needed = "v1" if version == "v1" else "v2"  # v2, v2Pro and v2ProPlus SoVITS models speak with a v2 GPT
         raise DataError(
             f"the {gpt_config.version} GPT ({gpt_config.phoneme_vocab_size} phone ids) was never trained on the "
-            f"phones {unseen[:5]} of this {version} voice's text; pair it with a GPT of the voice's version"
+            f"phones {unseen[:5]} of this {version} voice's text; pair it with a {needed} GPT, the GPT version of "
+            f"a {version} SoVITS"
         )
 
 

@@ -20,8 +20,12 @@ from autocompress.models.gpt_sovits.data._datasets import SoVITSSample
 from autocompress.models.gpt_sovits.data._datasets import gpt_collate
 from autocompress.models.gpt_sovits.data._datasets import gpt_collate_fn
 from autocompress.models.gpt_sovits.data._datasets import sovits_collate
+from autocompress.models.gpt_sovits.data._folder import BERT_DIR
+from autocompress.models.gpt_sovits.data._folder import HUBERT_DIR
 from autocompress.models.gpt_sovits.data._folder import NAME2TEXT
 from autocompress.models.gpt_sovits.data._folder import SEMANTIC
+from autocompress.models.gpt_sovits.data._folder import SV_DIR
+from autocompress.models.gpt_sovits.data._folder import WAV_DIR
 from autocompress.models.gpt_sovits.data._folder import ExperimentFolder
 from autocompress.models.gpt_sovits.data._folder import ExperimentItem
 from autocompress.models.gpt_sovits.data._folder import hubert_frames_for
@@ -31,9 +35,13 @@ from autocompress.models.gpt_sovits.data._writer import make_synthetic_experimen
 from autocompress.models.gpt_sovits.data._writer import write_experiment
 
 __all__ = [
+    "BERT_DIR",
     "CODE_PAD",
+    "HUBERT_DIR",
     "NAME2TEXT",
     "SEMANTIC",
+    "SV_DIR",
+    "WAV_DIR",
     "ExperimentFolder",
     "ExperimentItem",
     "ExperimentRecord",

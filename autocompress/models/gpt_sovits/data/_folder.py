@@ -358,10 +358,29 @@ def _check_part(root: Path, part: str, required: list[str]) -> None:
             f"{p}: missing file, but the shards {', '.join(shards)} are there; hint: GPT-SoVITS's WebUI "
             f"merges them after its text step: join their lines, in order, into {NAME2TEXT}"
         )
-    raise DataError(
-        f"{p}: missing {kind}; an experiment folder needs {', '.join(required)}"
-        + (" (v2Pro/v2ProPlus need 7-sv_cn)" if part == SV_DIR else "")
-    )
+    experiments = _experiment_subfolders(root) if is_file else []
+    if experiments:
+        shown = ", ".join(experiments[:5]) + (f" and {len(experiments) - 5} more" if len(experiments) > 5 else "")
+        raise DataError(
+            f"{root} is the folder of experiment folders; pass one of them: --data {root / '<exp>'} (found: {shown})"
+        )
+    if part == SV_DIR:
+        raise DataError(
+            f"{p}: missing folder; a v2Pro/v2ProPlus voice needs its speaker vectors {SV_DIR}/<name>.pt: run "
+            "the speaker-vector step of GPT-SoVITS's data preparation (2-get-sv, run for v2Pro/v2ProPlus) on "
+            "this experiment folder"
+        )
+    raise DataError(f"{p}: missing {kind}; an experiment folder needs {', '.join(required)}")
+
+
+def _experiment_subfolders(root: Path) -> list[str]:
+    """Sorted names of the subfolders of ``root`` that look like experiment folders (they hold
+    2-name2text.txt or a 4-cnhubert folder): ``root`` is then upstream's ``logs`` folder."""
+    try:
+        subfolders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(p.name for p in subfolders if (p / NAME2TEXT).is_file() or (p / HUBERT_DIR).is_dir())
 
 
 def _shards(root: Path, merged: str) -> list[str]:
