@@ -51,7 +51,7 @@ def test_counts_dates_and_times_taken_are_read(text, normalised):
         ("The zip code is 90210, PIN 1234, 2FA code 482913.",
          "The zip code is nine zero two one zero , PIN one two three four , two FA code four eight two nine one three ."),
         # counts and money stay cardinals
-        ("NASA 500 engineers paid USD 250.", "NASA five hundred engineers paid USD two hundred fifty ."),
+        ("NASA 500 engineers paid USD 250.", "NASA five hundred engineers paid two hundred fifty dollars ."),
         ("A 120 page book", "A one hundred twenty page book"),
     ],
 )

@@ -9,8 +9,10 @@ The English front end here is deliberately small and deterministic:
 
 1. :func:`normalize_english` strips accents, reads abbreviations ("Dr. Smith" -> doctor,
    "Elm Dr." -> drive; Mr., Mrs., St., Sgt., Inc., No. 7, Apt., Ext., etc.), money ("$3.50" ->
-   three dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢), clock times
-   ("7:05 p.m." -> seven oh five P M), times taken ("3:25:30", "25:30"), dates ("July 4" -> July
+   three dollars fifty cents; $, €, £, ¥, ₹ before or after the amount, and ¢; currency codes,
+   "USD 1,299.99", "50 EUR", "A$20"), clock times ("7:05 p.m." -> seven oh five P M; "at
+   10:30:15" -> ten thirty and fifteen seconds), 24-hour times ("0800", "at 1900 hours" ->
+   nineteen hundred hours), times taken ("3:25:30", "25:30"), dates ("July 4" -> July
    fourth, "4 July" -> the fourth of July, "12/25" -> December twenty fifth), ranges ("10-20",
    "9am-5pm", "Monday-Friday" -> ... to ...; a score such as "3-2" keeps its dash), numbers that
    name a road, room or model in pairs ("Hwy. 101" -> one oh one, "RTX 3060" -> thirty sixty),
@@ -18,8 +20,11 @@ The English front end here is deliberately small and deterministic:
    as "one eight hundred flowers"), versions after a software name or "version" with each part a
    number ("Python 3.12" -> three point twelve, "v2.1.0" -> version two point one point zero),
    units after a number ("350 W" -> watts, "5V" -> volts; singular after 1 and between "a" and a
-   noun: "a 12 V battery", "a $20 bill"), mixed numbers ("2 1/2" -> two and a half), heights
-   (5'10"), roman numerals after a name ("Henry
+   noun: "a 12 V battery", "a $20 bill"; a compact measure after a determiner before a noun:
+   "the 5V adapter"), mixed numbers ("2 1/2" -> two and a half), heights (5'10", "5 ft 11 in"),
+   years past 2099 where the text marks one ("the year 2525", "2350 BC" -> twenty three fifty),
+   decade ranges ("1990s-2000s"), scientific notation ("3e8" -> three times ten to the power of
+   eight), plurals of model numbers ("MP3s", "F-16s", "49ers"), roman numerals after a name ("Henry
    VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled),
    initials before a name without their stops ("John F. Kennedy", "J. K. Rowling"), web and
    e-mail addresses ("example.com slash docs", "a dot b at c dot io") and
@@ -279,6 +284,23 @@ _LATIN_EXTRA = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "�
 _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
              "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen"),
              "₹": ("rupee", "rupees", "paisa", "paise")}  # fmt: skip
+# currency codes, before or after an amount ("USD 1,299.99", "50 EUR"), and dollar signs with a
+# country's letters ("A$20"); None: no sub-unit in speech, the decimals are read after "point"
+_CURRENCY_CODE_WORDS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "USD": _CURRENCY["$"], "EUR": _CURRENCY["€"], "GBP": _CURRENCY["£"], "JPY": ("yen", "yen", None, None),
+    "INR": _CURRENCY["₹"], "CAD": ("Canadian dollar", "Canadian dollars", "cent", "cents"),
+    "AUD": ("Australian dollar", "Australian dollars", "cent", "cents"),
+    "NZD": ("New Zealand dollar", "New Zealand dollars", "cent", "cents"),
+    "HKD": ("Hong Kong dollar", "Hong Kong dollars", "cent", "cents"),
+    "SGD": ("Singapore dollar", "Singapore dollars", "cent", "cents"),
+    "CHF": ("Swiss franc", "Swiss francs", "centime", "centimes"), "CNY": ("yuan", "yuan", None, None),
+    "RMB": ("yuan", "yuan", None, None), "MXN": ("Mexican peso", "Mexican pesos", "centavo", "centavos"),
+    "BRL": ("Brazilian real", "Brazilian reals", "centavo", "centavos"), "KRW": ("won", "won", None, None),
+    "RUB": ("ruble", "rubles", None, None), "SEK": ("Swedish krona", "Swedish kronor", None, None),
+    "NOK": ("Norwegian krone", "Norwegian kroner", None, None), "DKK": ("Danish krone", "Danish kroner", None, None),
+}  # fmt: skip
+_WORD_CODES = frozenset({"CAD"})  # codes that are also common acronyms: money before a number only with cents or commas
+_DOLLAR_PREFIXES = {"US": "USD", "A": "AUD", "AU": "AUD", "C": "CAD", "CA": "CAD", "NZ": "NZD", "HK": "HKD", "S": "SGD"}
 
 
 def _describes(m: re.Match[str]) -> bool:
@@ -310,9 +332,13 @@ def _money_words(symbol: str, integer: str, fraction: str | None, describes: boo
     group at a time) with the currency's word after them. With ``describes``, a whole amount
     names the currency in the singular, as a measure before a noun does ("a twenty dollar bill")."""
     digits = integer.replace(",", "") or "0"  # "$.50": no whole part
-    one, many, sub_one, sub_many = _CURRENCY[symbol]
+    one, many, sub_one, sub_many = _CURRENCY.get(symbol) or _CURRENCY_CODE_WORDS[symbol]
     if describes and not fraction:
         many = one
+    if sub_one is None or sub_many is None:  # "CNY 12.50": twelve point five zero yuan
+        point = f" point {_spell_digits(fraction)}" if fraction and int(fraction) else ""
+        whole = integer if len(digits) > len(str(NUMBER_MAX)) else number_to_words(int(digits))
+        return f" {whole}{point} {one if digits == '1' and not point else many} "
     cents = int((fraction or "0").ljust(2, "0")[:2])
     if len(digits) > len(str(NUMBER_MAX)):
         parts = [integer, many]
@@ -322,6 +348,31 @@ def _money_words(symbol: str, integer: str, fraction: str | None, describes: boo
     if cents:
         parts.append(_amount(cents, sub_one, sub_many))
     return " " + " ".join(parts) + " "
+
+
+_CODE = r"(" + "|".join(_CURRENCY_CODE_WORDS) + r"|(?:" + "|".join(_DOLLAR_PREFIXES) + r")\$)"
+_SCALE = r"(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])"
+
+
+def _code(written: str) -> str:
+    """"USD" -> "USD", "A$" -> "AUD"."""
+    return _DOLLAR_PREFIXES[written[:-1]] if written.endswith("$") else written
+
+
+def _money_with_code(m: re.Match[str]) -> str:
+    """An amount with a currency code before or after it: "USD 1,299.99", "50 EUR", "A$20"."""
+    if m.group("code_before"):
+        if m.group("code_before") in _WORD_CODES and not m.group("cents") and "," not in m.group("whole"):
+            return m.group(0)  # "CAD 2024": the software, not an amount
+        return _money_words(_code(m.group("code_before")), m.group("whole"), m.group("cents"), describes=_describes(m))
+    return _money_words(m.group("code_after"), m.group("whole_"), m.group("cents_"))
+
+
+def _scaled_money_with_code(m: re.Match[str]) -> str:
+    """"USD 5 million", "EUR 2.5bn", "5 million USD": the number, its scale, then the currency."""
+    code, number, scale = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(4), m.group(5))
+    one, many = (_CURRENCY.get(code) or _CURRENCY_CODE_WORDS[_code(code)])[:2]
+    return f" {number} {_SCALE_WORDS.get(scale, scale)} {one if _describes(m) else many} "
 
 
 def _clock(m: re.Match[str]) -> str:
@@ -347,6 +398,34 @@ def _duration(m: re.Match[str], with_hours: bool = True) -> str:
         seconds = f"{numbers[-1]}.{fraction} seconds"
         words = [w for w in words if not w.endswith(("second", "seconds"))] + [seconds]
     return " " + " ".join(words or ["0 seconds"]) + " "
+
+
+def _times(m: re.Match[str]) -> str:
+    """"x2", "x3" -> "times two": a multiplier ("x2 points", "take 2 tablets x3"); a variable
+    stays ("x1 = 5", "the x2 term", "x1 and x2")."""
+    before, after = m.string[max(0, m.start() - 12) : m.start()], m.string[m.end() :]
+    if re.match(r"\s*(?:[=<>+*/^(,-]|and\s+x\d|or\s+x\d)", after) or re.search(
+            r"(?:\b(?i:the|a|an|let|set|where|if|and|or)|[=<>+*/^(-]|x\d+\s*,)\s*$", before):
+        return m.group(0)
+    return f" times {m.group(1)} "
+
+
+def _clock_with_seconds(m: re.Match[str]) -> str:
+    """"5:45:30 p.m." or "at 10:30:15" -> "five forty five and thirty seconds P-M": a clock time
+    with seconds, where a meridiem follows or "at" comes before; any other is a time taken."""
+    hour, minute, second, letter = m.groups()
+    if not letter and not re.search(r"\b(?i:at)\s+$", m.string[: m.start()]):
+        return m.group(0)
+    if letter and not 1 <= int(hour) <= 12:
+        return m.group(0)
+    words = [number_to_words(int(hour))]
+    if minute == "00":
+        words.append("" if letter else "o'clock")
+    else:
+        words.append(f"oh {_ONES[int(minute)]}" if minute[0] == "0" else number_to_words(int(minute)))
+    if second != "00":
+        words.append(f"and {_amount(int(second), 'second', 'seconds')}")
+    return " " + " ".join(w for w in words if w) + _meridiem(m, letter)
 
 
 def _meridiem(m: re.Match[str], letter: str | None) -> str:
@@ -384,6 +463,15 @@ def _initials(m: re.Match[str]) -> str:
     return ("A-" if letters == ["A"] else "-".join(letters)) + " " + m.group(2)  # "A-": the letter, not "uh"
 
 
+_MINUS_SIGNS = ("-", "\u2212")
+
+
+def _number_plural(digits: str) -> str:
+    """A number named in the plural: "3" -> "threes", "16" -> "sixteens", "6" -> "sixes", "380" -> "three eighties"."""
+    words = _number_name(digits) if len(digits) in (3, 4) else _spell_integer(digits)
+    return words + "es" if words.endswith("x") else _plural(words)
+
+
 def _plural(words: str) -> str:
     """"nineteen ninety" -> "nineteen nineties" (a decade), "three quarter" -> "three quarters"."""
     head, _, last = words.rpartition(" ")
@@ -408,6 +496,58 @@ def year_to_words(year: int) -> str:
         return f"{number_to_words(century)} hundred"
     tail = f"oh {_ONES[rest]}" if rest < 10 else number_to_words(rest)
     return f"{number_to_words(century)} {tail}"
+
+
+def _far_year_words(year: int) -> str:
+    """A year 2100..9999 in pairs, as people say one: 2525 "twenty five twenty five", 2100
+    "twenty one hundred", 2105 "twenty one oh five"; 3000 and 3007 "three thousand (seven)"."""
+    century, rest = divmod(year, 100)
+    if year % 1000 < 10:
+        return number_to_words(year)
+    if rest == 0:
+        return f"{number_to_words(century)} hundred"
+    return f"{number_to_words(century)} {'oh ' + _ONES[rest] if rest < 10 else number_to_words(rest)}"
+
+
+def _military_time(m: re.Match[str]) -> str:
+    """A 24-hour time written as 4 digits, read as people say it: "0800" -> "oh eight hundred",
+    "1900 hours" -> "nineteen hundred hours", "0030" -> "zero zero thirty", "1205" -> "twelve oh
+    five". Only with a leading zero, or before "hours"/"hrs" at a time cue ("at 1900 hours",
+    not "logged 1900 hours"); other numbers stay."""
+    hour, minute, hours = m.group(1), m.group(2), m.group(3)
+    before = m.string[max(0, m.start() - 24) : m.start()]
+    if re.search(r"\bnumber\s+$", before):
+        return m.group(0)  # "No. 0800"
+    if hours and re.match(r"\s+(?:of|per|a|an|each|every)\b", m.string[m.end() :]):
+        hours = None  # "1900 hours of flight time": a count
+    at_a_cue = re.search(r"(?:^|[.,;:!?(\-–—]|\b(?i:at|by|from|until|till|to|before|after|since|around|and|between|"
+                         r"starting))\s*$", before)  # fmt: skip
+    if hour[0] != "0" and not (hours and at_a_cue):
+        return m.group(0)
+    if hour == "00":
+        words = "zero hundred" if minute == "00" else f"zero zero {number_to_words(int(minute))}"
+    else:
+        head = f"oh {_ONES[int(hour)]}" if hour[0] == "0" else number_to_words(int(hour))
+        tail = ("hundred" if minute == "00" else f"oh {_ONES[int(minute)]}" if minute[0] == "0"
+                else number_to_words(int(minute)))  # fmt: skip
+        words = f"{head} {tail}"
+    return f" {words} " + ("hours " if hours else m.string[m.end(2) : m.end()])
+
+
+# A number 2100..9999 is a year only where the text marks one: "the year 2525", "year 3000",
+# "2500 BC", "AD 2100", "3000 BCE"; and "in 2150" (2100..2999) unless it counts what follows
+# ("in 2500 years").
+_ERA = r"(?:AD|BC|BCE|CE|A\.D\.|B\.C\.|B\.C\.E\.|C\.E\.)"
+_FAR_YEAR = re.compile(r"(?<![\d,.$€£¥₹-])\b(2[1-9]\d\d|[3-9]\d\d\d)\b(?![,.:/%-]?\d|%|[-'])")
+
+
+def _far_year(m: re.Match[str]) -> str:
+    """A number 2100..9999 read as a year where the text marks it as one (see :data:`_ERA`)."""
+    year, before, after = int(m.group(1)), m.string[max(0, m.start() - 12) : m.start()], m.string[m.end() :]
+    era = re.match(r"\s?" + _ERA + r"(?![A-Za-z])", after) or re.search(r"\b(?:AD|A\.D\.)\s?$", before)
+    named = re.search(r"\b(?i:year)\s+$", before) is not None
+    in_ = year < 3000 and re.search(r"\b(?i:in)\s+$", before) is not None and not _counted_after(after, modifiers=True)
+    return f" {_far_year_words(year)} " if era or named or in_ else m.group(0)
 
 
 _MONTH_NAMES = {m[:3]: m for m in "January February March April May June July August September October "
@@ -479,7 +619,7 @@ def _year(m: re.Match[str]) -> str:
         return f" {_plural(year_to_words(year))} " if year >= 1100 else m.group(0)
     before = m.string[max(0, m.start() - 24) : m.start()]
     # after "the", a recent year names what follows ("the 2020 results", "the 2024 Olympics")
-    cued = _YEAR_BEFORE.search(before) is not None or (
+    cued = _YEAR_BEFORE.search(before) is not None or re.search(r"\b(?:Q[1-4]|H[12]|FY|CY)\s+$", before) is not None or (
         1900 <= year <= 2039 and re.search(r"\bthe\s+$", before, flags=re.IGNORECASE) is not None)
     if cued or not _counted_after(m.string[m.end() :], modifiers=True):
         return f" {year_to_words(year)} "
@@ -521,7 +661,7 @@ def _named_number(m: re.Match[str]) -> str:
     :func:`_number_name`); a number that counts what follows stays ("NASA 500 engineers")."""
     word, digits = m.group(1), m.group(2)
     verb = re.match(r"\s+(" + "|".join(_VERBS_AFTER_A_NAME) + r")\b", m.string[m.end() :])
-    if word in _CURRENCY_CODES or not verb and _counted_after(m.string[m.end() :]):
+    if word in _CURRENCY_CODES or word in ("FY", "CY") or not verb and _counted_after(m.string[m.end() :]):
         return m.group(0)
     return f"{word} {_number_name(digits)} "
 
@@ -618,6 +758,7 @@ _UNITS = {
     "Mbps": ("megabit per second", "megabits per second"), "Gbps": ("gigabit per second", "gigabits per second"),
     "kbps": ("kilobit per second", "kilobits per second"), "PB": ("petabyte", "petabytes"),
     "rpm": ("revolution per minute", "revolutions per minute"), "gal": ("gallon", "gallons"),
+    "m/s": ("meter per second", "meters per second"), "km/s": ("kilometer per second", "kilometers per second"),
 }  # fmt: skip
 # single capital letters read as a unit only when no letter, digit, hyphen or apostrophe follows
 # ("5 V-neck", "3v3"), and "W" not before a street or place name ("100 W Main St": west)
@@ -642,7 +783,37 @@ def _unit(m: re.Match[str]) -> str:
     if m.group(2) in _LETTER_UNITS and _letter_not_a_unit(m):
         return m.group(0)
     one, many = _UNITS[m.group(2)]
-    return f"{m.group(1)} {one if m.group(1) == '1' or _describes(m) else many} "  # "a 5 km run": singular
+    singular = m.group(1) == "1" or _describes(m) or _describes_after_a_determiner(m)  # "a 5 km run"
+    return f"{m.group(1)} {one if singular else many} "
+
+
+# Words after "the 5V" that show the measure is no noun's describing word: verbs, auxiliaries,
+# prepositions, conjunctions and adverbs ("the 5V are enough", "the 9mm in the drawer", "her 5mg daily").
+_NOT_DESCRIBED = frozenset(
+    "is are was were be been being am has have had do does did will would can could shall should may might must "
+    "of and or nor but to per in at for on by from with without into onto over under than as if so that which who "
+    "each every a an the this these those it its now then today still too also only just again here there already "
+    "more less enough total max min instead apiece ago plus minus versus vs lol".split()
+)
+
+
+def _describes_after_a_determiner(m: re.Match[str]) -> bool:
+    """Whether a compact measure ("5V", "9mm", "3ft": no space before the unit) describes the
+    noun after it in a noun phrase that a determiner starts ("the 5V adapter", "my 3ft ruler"),
+    where English names its unit in the singular. Conservative: the next word is lowercase and no
+    verb, auxiliary, preposition, conjunction or adverb ("it draws 5V", "the 5V are enough", "the
+    9mm in the drawer"), nor a word in "s" or "ly", which may be a verb or an adverb ("the 100km
+    feels long", "her 5mg daily"); a spaced measure ("the 5 V") keeps its plural."""
+    if not m.group(0)[len(m.group(1))].isalpha():
+        return False
+    if re.search(r"\b(?i:the|this|that|my|your|our|their|his|her|its)\s+$", m.string[: m.start()]) is None:
+        return False
+    following = re.match(r"\s+([a-z][a-z-]*)\b", m.string[m.end() :])  # "the 9mm pistol's": "pistol"
+    if following is None:
+        return False
+    word = following.group(1)
+    return word not in _NOT_DESCRIBED and not (word.endswith("s") and not word.endswith(("ss", "us", "is"))
+                                               or word.endswith("ly"))  # fmt: skip
 
 
 def _count(number: str, unit: str) -> str:
@@ -893,14 +1064,34 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?:(?<=\d)|(?<![\w.]))\.(?=\d{16})", " point ", text)  # a long decimal's point, kept
     text = re.sub(r"([$€£¥₹])\s?(\d[\d,]{15,}\d)(?:\.(\d{1,2}))?(?!\d)", _money, text)  # its currency after it
     text = re.sub(r"(?<![\d.,])\d[\d,]{15,}\d", _long_digits, text)  # before any rule that would read it as a number
+    text = re.sub(  # "USD 5 million", "EUR 2.5bn", "5 million USD"
+        r"(?<![\w$])" + _CODE + r"\s?(\d+(?:\.\d+)?)\s?" + _SCALE
+        + r"|(?<![\w.,])(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn)\s?("
+        + "|".join(_CURRENCY_CODE_WORDS) + r")\b",
+        _scaled_money_with_code, text,
+    )
+    text = re.sub(  # "USD 1,299.99", "A$20", "50 EUR", "3.50 GBP": an amount, as its currency sign's
+        r"(?<![\w$/])(?P<code_before>" + _CODE[1:-1] + r")\s?(?P<whole>\d{1,3}(?:,\d{3})+|\d+)"
+        r"(?:\.(?P<cents>\d{1,2}))?(?!\d|[.,]\d)"
+        r"|(?<![\w.,])(?P<whole_>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<cents_>\d{1,2}))?\s?(?P<code_after>"
+        + "|".join(_CURRENCY_CODE_WORDS) + r")\b(?!/)",
+        _money_with_code, text,
+    )
     text = re.sub(r"(\d)\s+%", r"\1%", text)  # "100 %"
     text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", _slash_date, text)  # 12/25/2023
     text = re.sub(r"(?<![\d-])\b(\d{1,2})-(\d{1,2})-(\d{4})\b(?!-\d)", _slash_date, text)  # 12-25-2023
     text = re.sub(r"\b(1[1-9]\d\d|20\d\d)-(\d{2})-(\d{2})\b",  # ISO 2023-12-25
                   lambda m: _date(int(m.group(2)), int(m.group(3)), m.group(1)) or m.group(0), text)
     text = re.sub(r"\b(\d{1,2})\s?['′]\s?(\d{1,2})\s?(?:\"|''|′′|”)", _feet_inches, text)  # 5'10"
+    text = re.sub(  # "5 ft 11 in": a bare "in" after feet is inches ("6 ft 2 in his socks": a word)
+        r"(?<![\w.])(\d{1,2})\s?(?:ft\.?|feet|foot|['′])\s*(\d{1,2})\s?in\b(?!\s+(?:the|a|an|his|her|my|your|our|their|its|"
+        r"this|that|these|those|which|what)\b)(\.?)",
+        lambda m: _feet_inches(m) + (_stop_if_sentence(m).strip() if m.group(3) else ""), text,
+    )
     text = re.sub(r"(?<![\w.])(?!0x)(\d+(?:\.\d+)?)x(\d+(?:\.\d+)?)\b", r" \1 by \2 ", text)  # 3x4
     text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)x\b", r" \1 times ", text)  # 3x faster
+    text = re.sub(r"(?<![\w.])x(\d{1,2}(?:\.\d+)?)\b(?![.,]\d)", _times, text)  # "x2 points", "tap x3"
+    text = re.sub(r"\b([QH]\d)\s?[-–—]\s?([QH]\d)\b", r"\1 to \2", text)  # "Q1-Q2", "H1–H2"
     text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?) x (\d+(?:\.\d+)?)\b(\s*=)?",  # "2 x 4", "3 x 5 = 15"
                   lambda m: f" {m.group(1)} {'times' if m.group(3) else 'by'} {m.group(2)} {m.group(3) or ''}", text)
     text = _ROMAN_AFTER_A_WORD.sub(_roman, text)
@@ -912,7 +1103,9 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
     text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint; "1600 Pennsylvania Ave NW"
         r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")(?:(\.)|\b(?!['-]))",
-        lambda m: m.group(1) + _STREET_TYPES[m.group(2)] + (" ." if m.group(3) and _ends_sentence(m) else ""), text,
+        lambda m: m.group(1) + _STREET_TYPES[m.group(2)]
+        + (" ." if m.group(3) and _ends_sentence(m) and not re.match(r"\s+St\.", m.string[m.end() :]) else ""),
+        text,  # "12 Main St. St. Louis": a city after the street, no sentence end
     )
     text = re.sub(r"(?i)\b(" + "|".join(_ADDRESS_ABBREVIATIONS) + r")\.",
                   lambda m: _ADDRESS_ABBREVIATIONS[m.group(1).lower()] + _stop_if_sentence(m), text)
@@ -962,7 +1155,10 @@ def _expand_special(text: str) -> str:
     )
     # phone numbers, digit by digit: +44 20 7946 0958; 555-1234, (555) 123-4567, 555.123.4567, 1-800-555-1234
     text = re.sub(r"(?<![\w+])\+\d{1,3}(?:[-.\s]?(?:\(\d{1,4}\)|\d{2,4})){2,5}\b", digit_groups, text)
-    text = re.sub(r"(?<![\w+.,])0\d{2,4}(?:(?:[ -]\d{3,4}){1,2}| \d{6})\b(?![.,:/]\d)", digit_groups, text)  # 020 7946 0958
+    text = re.sub(  # 020 7946 0958 (not a range of 24-hour times, "0800-1700")
+        r"(?<![\w+.,])(?!0\d[0-5]\d[-–](?:[01]\d|2[0-3])[0-5]\d\b(?![ -]\d))0\d{2,4}(?:(?:[ -]\d{3,4}){1,2}| \d{6})\b(?![.,:/]\d)",
+        digit_groups, text,
+    )
     text = re.sub(
         r"(?:(?<![\w+])\+?1[-.\s]?)?(?:\(\d{3}\)\s?\d{3}[-.\s]|\b\d{3}[-.]\d{3}[-.]|\b\d{3} \d{3} |\b\d{3}-)\d{4}\b",
         digit_groups, text,
@@ -982,6 +1178,10 @@ def _expand_special(text: str) -> str:
         r"(?:\s+(?:is|was))?:?\s+)(\d{3,8})\b(?![.,]\d)",
         lambda m: m.group(0)[: m.start(1) - m.start()] + digit_groups(m, start=1), text,
     )
+    text = re.sub(  # 24-hour times: "0800", "at 1900 hours"
+        r"(?<![\w.,:/$€£¥₹#'-])([01]\d|2[0-3])([0-5]\d)\b(?![.,:/]\d|[%°'$€£¥₹¢-])(\s?(?:hours|hrs)\b)?", _military_time, text
+    )
+    text = _FAR_YEAR.sub(_far_year, text)  # "the year 2525", "2500 BC"
     text = re.sub(  # "Room 204", "Highway 101", "RTX 3060", "Boeing 747", "UA 920"
         r"\b((?i:" + "|".join(_NUMBERED_NAMES) + r")|[A-Z]{2,5})\s+(\d{3,4})\b(?![.,:/%]\d|[%°$€£¥₹¢'-])",
         _named_number, text,
@@ -1000,7 +1200,7 @@ def _expand_special(text: str) -> str:
                   lambda m: m.group(0) if _counted_after(m.string[m.end() :]) else " nine one one ", text)
     text = re.sub(r"(?<=\d)\s+/\s+(?=-?\d)", " divided by ", text)  # "10 / 2"; "3/4" is a fraction
     text = re.sub(r"(?<=[\w)])\s?\^\s?(\d+)\b", lambda m: _power_words(m.group(1)), text)  # a^2
-    text = re.sub(r"(?<![\d.])(\d+\.\d+)/(\d+)\b(?![./]\d)", _score, text)  # "4.5/5 stars"
+    text = re.sub(r"(?<![\d.])(\d+\.\d+)/(\d+(?:\.\d+)?)\b(?![./]\d)", _score, text)  # "4.5/5 stars", "3.85/4.0"
     text = re.sub(r"(?<![\d.,/-])\b(\d{1,3})(?:\s+|-)(\d{1,2})/(\d{1,3})\b(?![./]\d)", _mixed_number, text)  # 2 1/2
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b(?![./]\d)", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
@@ -1032,6 +1232,7 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
+    text = re.sub(r"(?<![\d:.])([01]?\d|2[0-3]):([0-5]\d):([0-5]\d)(?![\d:.])" + meridiem + "?", _clock_with_seconds, text)
     text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d):([0-5]\d)(?:\.(\d+))?(?![\d:])", _duration, text)  # 3:25:30
     text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d)\.(\d+)(?![\d:])",  # a lap time: 1:23.456
                   lambda m: _duration(m, with_hours=False), text)
@@ -1045,7 +1246,7 @@ def _expand_special(text: str) -> str:
         r"(?<![A-Z]\.)(?<![A-Z]\.\s)\b((?:[A-Z]\.\s?)+)\b([A-Z][A-Za-z'’-]+)", _initials, text
     )
     text = re.sub(r"\b(?:[A-Za-z]\.){2,}", _initialism, text)
-    text = re.sub(r"(?<=\w)(?:@| @ )(?=\w)", " at ", text)  # bob@example.com, "cats @ home"
+    text = re.sub(r"(?<=\w)(?:@|\s+@\s+)(?=\w)", " at ", text)  # bob@example.com, "cats @ home", "me @ 5pm"
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     text = re.sub(r"(?<=\w)\s*\+\s*(?=\w)", " plus ", text)
     text = re.sub(r"(?<=\d)\+(?!\w)|(?<![\w+])\+(?=\d)", " plus ", text)  # "18+", "+5" (a phone number's is read)
@@ -1097,8 +1298,10 @@ def normalize_english(text: str) -> str:
     minus signs, proper and unicode fractions, ratings ("4.5/5"), powers, ratios, years (a
     four-digit number 1000..2099 that no plural noun or unit follows, even after describing
     words, or after a cue word, "the" or a month), year ranges, number and name ranges, decades,
-    days next to a month, month/day dates, heights, "3x", "10k", 911, numbers naming a road,
-    room or model), money, clock times, times taken,
+    days next to a month, month/day dates, heights, "3x", "x2", "10k", 911, numbers naming a road,
+    room or model, scientific notation, years past 2099 that the text marks as years), money
+    (also after or before a currency code), clock times (with seconds after "at" or before a
+    meridiem), 24-hour times ("0800"), times taken,
     units after a number (m, km, kg, lbs, min, hrs, °C, GB, Hz, W, V, L ...; singular between
     "a" and a noun, as amounts of money are), mixed numbers ("2 1/2"), phone numbers (and toll-free
     ones in letters), versions (each part a number after a software name: "Python 3.12"), video
@@ -1130,10 +1333,26 @@ def normalize_english(text: str) -> str:
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
     # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
     # "mid-1990s" (a word before a number: here, so that the years see the number alone)
+    text = re.sub(r"\bFY(?=\d{2}(?:\d{2})?\b)", "FY ", text)  # "FY2024-25": a fiscal year, read as years are
     text = re.sub(  # a model or road with 3 or 4 digits: "F-150", "I-405", "A320", "RTX4090"
         r"\b([A-Z]{1,5})-?(\d{3,4})\b(?![.,:/%]\d|[%°$€£¥₹¢'-])",
         lambda m: m.group(0) if m.group(1) in _CURRENCY_CODES else f"{m.group(1)} {_number_name(m.group(2))} ", text,
     )
+    text = re.sub(  # scientific notation: "3e8", "6.626e-34", "1E6" (before "e-34" loses its minus)
+        r"(?<![\w.#])([-\u2212]?)(\d{1,3}(?:\.\d+)?)[eE]([-+\u2212]?)(\d{1,3})\b(?![.,]\d)",
+        lambda m: f" {'minus ' if m.group(1) else ''}{m.group(2)} times ten to the power of "
+        f"{'minus ' if m.group(3) in _MINUS_SIGNS and m.group(3) else ''}{m.group(4)}", text,
+    )
+    text = re.sub(  # a model's plural: "F-16s", "MP3s", "PS5s", "A380s" -> "F sixteens", "MP threes"
+        r"\b([A-Z]{1,5})-?(\d{1,4})s\b",
+        lambda m: f"{m.group(1)} {_number_plural(m.group(2))} ", text,
+    )
+    text = re.sub(  # "49ers", "76ers" -> "forty niners", "seventy sixers"
+        r"(?<![\w.,])(\d{1,2})ers\b",
+        lambda m: " " + (lambda w: w + ("rs" if w.endswith("e") else "ers"))(number_to_words(int(m.group(1)))) + " ", text,
+    )
+    text = re.sub(  # a range of decades: "1990s-2000s", "1980s-90s", "'60s–'70s" -> ... to ...
+        r"(?<![\w.,])('?(?:1\d|20)?\d0'?s)\s?[-–—]\s?('?(?:1\d|20)?\d0'?s)\b", r"\1 to \2", text)
     text = re.sub(r"(?<=[A-Za-z])(?<!\d[AaPp][Mm])-(?=\d)", " ", text)  # "9am-5pm" is a range
     text = _expand_special(text)
     if re.search(r"[a-z]", text):  # mixed case: a capital "A" inside a sentence before a lowercase word or a
