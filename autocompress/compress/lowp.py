@@ -1,4 +1,12 @@
-"""Real low-precision execution, for measuring speed and memory (not for training).
+"""Real low-precision execution in torch, for research on speed and memory (not for training).
+
+Nothing in the search, its scoring or the export uses this module, and what it runs is not what
+a bundle runs: a group is cast to the float its plan's activations name (bf16 stays bf16; fp16
+activations make an fp32 or int4 group fp16), whereas an exported graph's float follows the
+group's weights alone (fp16 for a group stored as fp16, else fp32:
+:func:`~autocompress.compress.fake_quant.layer_activations`); int8 layers run weight-only on
+float inputs, whereas the bundle runs them as W8A8 QDQ; an fp16 group with an op kind the
+bundle keeps at fp32 runs in one dtype here. For what ships, time and size the exported bundle.
 
 fp16 / bf16 are plain casts. int8 weight-only runs ``nn.Linear`` layers with int8 weights
 and one scale per output channel through ``torch._weight_int8pack_mm`` (the CPU and CUDA
@@ -104,9 +112,10 @@ def int8_weight_only_(model: nn.Module, filter_fn=None) -> nn.Module:  # noqa: A
 
 
 def group_dtype(quant: QuantConfig, op_kinds: tuple[str, ...]) -> str:
-    """The dtype a group runs in: its fp16/bf16 activations, else its weights when all its
-    layers are stored fp16 (or all bf16), else fp32. Each layer counts at the precision the
-    export stores it at (an override below a float group goes with the group)."""
+    """The dtype :func:`lower_precision_` runs a group in: its plan's fp16/bf16 activations,
+    else fp16 when all its layers are stored fp16 (bf16 weights included), else fp32. Each layer
+    counts at the precision the export stores it at (an override below a float group goes with
+    the group). Not always the float the group's exported graph runs (see the module docstring)."""
     from autocompress.compress.fake_quant import scored_weight_precision
 
     if quant.activations in ("fp16", "bf16"):
@@ -118,7 +127,8 @@ def group_dtype(quant: QuantConfig, op_kinds: tuple[str, ...]) -> str:
 
 
 def lower_precision_(target: Any, plan: CompressionPlan) -> Any:
-    """Run a compressed voice (or bare model) in real low precision, in place, for measuring.
+    """Run a compressed voice (or bare model) in real low precision, in place, for research
+    measurements (not the precisions its bundle runs: see the module docstring).
 
     Fake quantization is stripped first (weights keep their quantized values). Each group
     is then cast to :func:`group_dtype`; a SoVITS group in fp16/bf16 gets hooks that cast

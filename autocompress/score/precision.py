@@ -1,17 +1,26 @@
-"""Which precision each weight and op ends up in on a target, given a plan's choices.
+"""Which precision each weight and op ends up in on a target, given weight bits and activation precisions.
 
-A plan gives weight bits per module (a dict from fqn or module-group prefix to bits) and an
-activation precision per module. On a target, those choices become what can actually ship:
+The caller gives weight bits per module (a dict from fqn or module-group prefix to bits) and an
+activation precision per module. For a compression plan,
+:func:`~autocompress.score.voice_cost.precisions_from_plan` gives both as the exported graphs run
+them (what the search records): fp16 for a group stored as fp16, fp32 for every other group,
+int8 and int4 groups included. On a target, those choices become what can actually ship:
 
-- Activations are floating point: ``fp32`` or ``fp16`` (the target's default when the plan
-  leaves it open). bf16 is projected as the fp16 it ships as (the export writes no bf16). A
-  precision the target cannot run (fp16 on a CPU) falls back to fp32.
-- Weights of more than 8 bits are stored as floats at the activation precision: on a GPU an
-  unquantized module ships in fp16, on a CPU in fp32.
+- Activations are floating point: ``fp32`` or ``fp16``. Where the caller leaves them open, the
+  target's default is used whatever the weights are: called directly with weight bits alone
+  (``project_voice``, ``project_latency``), an int4 or int8 weight is projected in an fp16
+  graph on a GPU (W4A16), a kernel no bundle ships (its int4 and int8 graphs are fp32); pass
+  the plan's precisions for what ships. bf16 is projected as the fp16 it ships as (the export
+  writes no bf16). A precision the target cannot run (fp16 on a CPU) falls back to fp32.
+- Weights of 9 to 16 bits, and unquantized weights, are stored as floats at the activation
+  precision (where left open: fp16 on a GPU, fp32 on a CPU).
+- Weights of more than 16 bits (32: an op kind kept at fp32 in an fp16 group) are stored in
+  fp32 and the op computes in fp32: the export leaves those nodes out of the fp16 graph, with a
+  Cast to fp32 before each and back to fp16 after.
 - Weights of 8 bits ship as int8 and the op computes in int8 (W8A8: TensorRT QDQ, onnxruntime
   QDQ or MatMulInteger), where the target deploys int8 for that op kind.
-- Weights of 4 bits or fewer ship as int4, weight-only (W4A16: MatMulNBits): the op computes at
-  the activation precision.
+- Weights of 4 bits or fewer ship as int4, weight-only (MatMulNBits): the op computes at the
+  activation precision (fp32 in the bundle's int4 graphs), with one scale per block of weights.
 - A container the target cannot deploy for that op kind (int4 convolution anywhere, int8 on a
   Jetson Nano) is replaced by the next wider one that it can, and a note says so.
 """
@@ -92,7 +101,11 @@ def weight_bits_for(fqn: str, op_kind: str, weight_bits: WeightBits | None) -> i
 
 
 def activation_precision(fqn: str, act_precision: ActPrecision, target: Target) -> tuple[str, str]:
-    """The float activation precision of module ``fqn`` on ``target``, and a note if it changed."""
+    """The float activation precision of module ``fqn`` on ``target``, and a note if it changed.
+
+    Where ``act_precision`` leaves ``fqn`` open: the target's ``default_precision``, whatever
+    the module's weights (see the module docstring for what that means for integer weights).
+    """
     wanted = act_precision if isinstance(act_precision, str) else lookup(fqn, act_precision)
     wanted = str(wanted) if wanted is not None else target.default_precision
     if wanted not in FLOAT_PRECISIONS:
@@ -110,13 +123,15 @@ def deploy_weight(bits: int | None, op_kind: str, act: str, target: Target) -> D
     """How a weight of ``bits`` bits used by a ``matmul`` or ``conv`` ships on ``target``.
 
     Args:
-        bits: the plan's weight bits (None: not quantized).
+        bits: the plan's weight bits (None: not quantized; more than 16: kept at fp32).
         op_kind: ``"matmul"`` or ``"conv"``.
         act: the op's float activation precision (from :func:`activation_precision`).
         target: the hardware target.
     """
     if bits is not None and bits < 1:
         raise ConfigError(f"weight bits must be >= 1, got {bits}")
+    if bits is not None and bits > PRECISION_BITS["fp16"]:  # kept at fp32: its nodes are left out of the fp16 graph
+        return Deployed("fp32", "fp32")
     if bits is None or bits > 8:
         return Deployed(act, act)
     wanted = "int4" if bits <= 4 else "int8"

@@ -118,8 +118,8 @@ def test_an_override_stored_with_its_float_group_is_judged_at_the_groups_precisi
 
 
 def test_bf16_is_judged_and_replaced_as_the_fp16_it_ships() -> None:
-    """The export writes bf16 as fp16: the cpu target (bf16 matmul listed, no fp16) was told a
-    bf16 GPT deploys, and a Turing card (fp16, no bf16) that an fp16 graph's bf16 activations do not."""
+    """The export writes bf16 as fp16: the cpu target (no fp16) was told a bf16 GPT deploys, and a
+    Turing card (fp16, no bf16) that an fp16 graph's bf16 activations do not."""
     cpu, turing = load_target("cpu"), load_target("rtx2060")
     assert fallback_precision("bf16", "linear", cpu) == "fp32"
     assert fallback_precision("bf16", "linear", turing) == "fp16"
