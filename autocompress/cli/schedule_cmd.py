@@ -124,9 +124,9 @@ def _add(args: argparse.Namespace) -> int:
     search_args = normalise_search_args(args.name, args.search_args)
     workdir = Path.cwd()
     engine_for(args.storage)  # a bad --storage fails before any backend is touched
+    stored = stored_keep_exports(args.storage, args.name)  # None: no schedule of this name yet
     keep = args.keep_exports
     if keep is None:  # updating a schedule without the flag must not start deleting exports it kept
-        stored = stored_keep_exports(args.storage, args.name)
         keep = DEFAULT_KEEP_EXPORTS if stored is None else stored
     spec = ScheduleSpec(args.name, args.cron, tuple(search_args), args.timeout, str(workdir), keep)
     check_backend(args.backend)
@@ -135,7 +135,7 @@ def _add(args: argparse.Namespace) -> int:
     elif args.backend == "systemd":
         install_systemd(spec, args.storage, workdir)
     changed = add_schedule(args.storage, spec)
-    word = "added" if changed else "unchanged"
+    word = "unchanged" if not changed else "added" if stored is None else "updated"
     print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC; "
           f"keeps {_kept(spec.keep_exports)}")
     if args.backend == "systemd":

@@ -176,10 +176,11 @@ def make_inputs(args: argparse.Namespace, runner) -> list:  # noqa: ANN001
         raise ConfigError(
             "--ref-sv is the speaker vector of a new reference: give that reference with --ref-spec or --ref-wav"
         )
-    if ref_wav and runner.needs_speaker_vector and not getattr(args, "ref_sv", None):
+    if (ref_wav or args.ref_spec) and runner.needs_speaker_vector and not getattr(args, "ref_sv", None):
         raise ConfigError(
-            f"--ref-wav gives a {runner.manifest.model['sovits_version']} bundle the new reference's spectrogram "
-            "only; pass its speaker vector too with --ref-sv (GPT-SoVITS's 7-sv_cn/<name>.pt, or a .npy of its values)"
+            f"{'--ref-wav' if ref_wav else '--ref-spec'} gives a {runner.manifest.model['sovits_version']} bundle the "
+            "new reference's spectrogram only; pass its speaker vector too with --ref-sv (GPT-SoVITS's "
+            "7-sv_cn/<name>.pt, or a .npy of its values)"
         )
     ref = _load_npy(args.ref_spec, "--ref-spec") if args.ref_spec else None
     if ref_wav:

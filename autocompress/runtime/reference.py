@@ -73,8 +73,13 @@ def read_reference(path: str | Path, sampling_rate: int, flag: str = "--ref-wav"
     resampled (see the module docstring). ``flag`` names the source in error messages.
 
     Raises:
-        DataError: unreadable, empty, non-finite or all-zero audio, or scipy missing for a resample.
+        DataError: a missing file, unreadable, empty, non-finite or all-zero audio, or scipy missing
+            for a resample.
     """
+    if Path(path).is_dir():
+        raise DataError(f"{flag} {path}: a folder, not a recording; give the recording's file")
+    if not Path(path).exists():  # soundfile says only "System error" for a missing file
+        raise DataError(f"{flag} {path}: no such file; give the path of a recording of the voice")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [N, channels]
     except (RuntimeError, OSError, TypeError) as e:  # soundfile's errors are RuntimeErrors

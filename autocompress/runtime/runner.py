@@ -163,7 +163,7 @@ class BundleRunner:
             if self.needs_speaker_vector and ref_sv is None:
                 raise DataError(
                     f"this {self.manifest.model['sovits_version']} bundle needs the new reference's speaker "
-                    "vector too (--ref-sv: a .npy of GPT-SoVITS's 7-sv_cn/<name>.pt values)"
+                    "vector too (ref_sv: the [20480] values of GPT-SoVITS's 7-sv_cn/<name>.pt)"
                 )
         if ref_sv is not None and not self.needs_speaker_vector:
             raise DataError(f"a {self.manifest.model['sovits_version']} bundle takes no speaker vector")

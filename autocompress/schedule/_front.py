@@ -123,7 +123,8 @@ def _default_exporter(plan: ExportPlan, out: Path) -> list[Path]:
 
 
 def switch_latest(out_root: Path, new_dir: Path) -> Path:
-    """Point ``out_root/latest`` at ``new_dir`` atomically; earlier bundle folders stay."""
+    """Point ``out_root/latest`` at ``new_dir`` atomically; it deletes no earlier bundle folder
+    (a schedule's old ones go in :func:`prune_exports`)."""
     link = out_root / "latest"
     tmp = out_root / f".latest.{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():

@@ -147,9 +147,9 @@ class GroupSpace:
 
 def _meant_activations(activations: str, weights: str = "fp32") -> str:
     """A space's activation choice as the plan records it, one name per student built: what
-    the group's layer inputs round to (:func:`~autocompress.compress.fake_quant.layer_activations`:
-    int8 with 5- to 8-bit weights whatever the choice, as the group ships W8A8; elsewhere int8 is
-    fp32, and a group of 16-bit weights runs as an fp16 graph)."""
+    the group's layer inputs round to (:func:`~autocompress.compress.fake_quant.layer_activations`),
+    set by the weights whatever the choice: int8 with 5- to 8-bit weights (W8A8), fp16 with
+    16-bit weights (an fp16 graph), fp32 elsewhere."""
     from autocompress.compress.fake_quant import layer_activations
 
     return layer_activations(activations, weights)

@@ -102,6 +102,8 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
         path.write_text("not audio at all\n")
     elif kind == "zero_bytes":
         path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
     return path  # "missing": never written
 
 
@@ -114,7 +116,8 @@ def _write_bad(tmp_path: Path, kind: str) -> Path:
         ("nan", "NaN or inf"),
         ("text", "cannot be read as audio"),
         ("zero_bytes", "cannot be read as audio"),
-        ("missing", "cannot be read as audio"),
+        ("missing", "no such file; give the path of a recording"),  # not soundfile's "System error"
+        ("folder", "a folder, not a recording; give the recording's file"),
     ],
 )
 def test_a_bad_recording_is_one_line(tmp_path, kind, message) -> None:  # noqa: ANN001
@@ -198,6 +201,17 @@ def test_synth_ref_wav_refusals_are_one_line(tmp_path, bundle_fp32, helpers, cap
     assert not out.with_name("y.wav").exists()
     assert _synth(bundle_fp32.path, out.with_name("y.wav"), "--ref-sv", str(sv)) == 2
     assert "give that reference with --ref-spec or --ref-wav" in capsys.readouterr().err
+
+
+def test_a_pro_bundle_given_ref_spec_alone_names_the_sv_cn_file_itself(tmp_path, helpers, capsys) -> None:  # noqa: ANN001
+    """--ref-sv takes the 7-sv_cn .pt itself: the refusal does not send the user to convert it to .npy."""
+    spec = tmp_path / "ref.npy"
+    np.save(spec, np.ones((1025, 30), dtype=np.float32))
+    assert _synth(helpers.version_bundle("v2Pro").path, tmp_path / "x.wav", "--ref-spec", str(spec)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--ref-spec gives a v2Pro bundle" in err
+    assert "--ref-sv (GPT-SoVITS's 7-sv_cn/<name>.pt, or a .npy of its values)" in err
+    assert not (tmp_path / "x.wav").exists()
 
 
 def test_a_recording_at_another_rate_is_read_without_torch(tmp_path) -> None:

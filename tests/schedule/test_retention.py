@@ -176,9 +176,13 @@ def test_add_sets_keep_exports_and_an_update_without_the_flag_keeps_it(url, tmp_
     monkeypatch.setenv("COLUMNS", "300")
     add = ["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *"]
     assert main([*add, "--", "--target", "rtx3060"]) == 0
-    assert "keeps its newest 5 exports" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "n: added;" in out and "keeps its newest 5 exports" in out
     assert main([*add, "--keep-exports", "0", "--", "--target", "rtx3060"]) == 0
-    assert "keeps all its exports" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the same schedule changed: not a second one added
+    assert "n: updated;" in out and "keeps all its exports" in out
+    assert main([*add, "--keep-exports", "0", "--", "--target", "rtx3060"]) == 0
+    assert "n: unchanged;" in capsys.readouterr().out
     assert main([*add, "--", "--target", "rtx3060", "--trials", "3"]) == 0  # changing something else
     assert list_schedules(url)[0].keep_exports == 0
     assert main(["schedule", "list", "--storage", url]) == 0
