@@ -29,7 +29,7 @@ File layout::
     bits = [16, 8, 4]             # weight bit widths (32, 16, or 2..8)
     width = [1.0, 0.75]           # student width multipliers, (0, 1]
     depth = [1.0]                 # optional: student depth multipliers, (0, 1] (ref_enc has no depth)
-    activations = ["fp16"]        # optional: activation precisions (fp32, fp16, bf16, int8; see below)
+    activations = ["fp16"]        # optional, not searched: they follow the weights (see below)
     skip = "allowed"              # "never" | "allowed" | "always": may the group stay as the teacher?
 
 Every problem in a file is reported at once, each with its line and key.
@@ -38,7 +38,9 @@ Activations: the exported graph builds each group from its weights alone, so a p
 the activations that graph runs, whatever the ``activations`` choice: ``"int8"`` for 5- to
 8-bit weights (W8A8), ``"fp16"`` for 16-bit weights (an fp16 graph; bf16 ships as fp16), and
 ``"fp32"`` elsewhere (weight-only int4 / int2 layers and fp32 graphs). A plan asked for twice
-under another name so reuses the earlier trial's result. A group may not list both fp32 and int8.
+under another name so reuses the earlier trial's result. So ``activations`` is read (and
+checked) for older files but is never a sampled dimension: several choices would only spend
+trials on repeats.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class GroupSpace:
             return out
         if self.skip == "allowed":
             out[f"{self.name}.skip"] = (False, True)
-        for dim in ("prune", "bits", "width", "depth", "activations"):
+        for dim in ("prune", "bits", "width", "depth"):  # activations follow the weights: not sampled
             values = getattr(self, dim)
             if len(values) > 1:
                 out[f"{self.name}.{dim}"] = values
@@ -419,10 +421,6 @@ def _group(gname: str, raw: dict[str, Any], table: str, problem: Any) -> GroupSp
             ok = False
         elif len(set(v)) != len(v):
             problem(table, "activations", f"has repeated values {v!r}")
-            ok = False
-        elif "int8" in v and "fp32" in v:
-            problem(table, "activations", "lists both fp32 and int8, which build the same student (layers with "
-                    "5-8-bit weights take int8 inputs either way, others float); keep one")
             ok = False
         else:
             values["activations"] = tuple(v)

@@ -42,10 +42,12 @@ def test_a_w8a8_group_records_int8_activations_whatever_the_choice(bits):
     assert {space.plan({"gpt.activations": a}).group("gpt").quant.activations for a in ("fp16", "fp32", "bf16")} == {"int8"}
 
 
-def test_a_group_may_not_list_both_fp32_and_int8_activations():
-    with pytest.raises(ConfigError, match=r"s:6: groups.gpt.activations: lists both fp32 and int8, which build the "
-                                          r"same student .*; keep one"):
-        parse_space(f'{HEAD}[groups.gpt]\nactivations=["fp32", "int8"]\nbits=[8, 4]\n', source="s")
+def test_activations_are_never_a_sampled_dimension():
+    """Every choice builds the student the weights set, so sampling them only spent trials on repeats."""
+    space = parse_space(f'{HEAD}[groups.gpt]\nactivations=["fp32", "int8", "fp16", "bf16"]\nbits=[8, 4]\n', source="s")
+    assert set(space.groups[0].choices()) == {"gpt.bits"}
+    with pytest.raises(ConfigError, match="repeated values"):
+        parse_space(f'{HEAD}[groups.gpt]\nactivations=["fp16", "fp16"]\nbits=[8]\n')
 
 
 def test_int8_activations_alone_compress_nothing():
