@@ -118,6 +118,7 @@ def check_search_args(args: list[str]) -> None:
 
 def _add(args: argparse.Namespace) -> int:
     from autocompress.schedule import ScheduleSpec, add_schedule, check_backend, install_crontab, install_systemd, next_due
+    from autocompress.schedule._args import parse_search_args
     from autocompress.schedule._core import DEFAULT_KEEP_EXPORTS, stored_keep_exports
     from autocompress.schedule._tables import engine_for
 
@@ -136,8 +137,9 @@ def _add(args: argparse.Namespace) -> int:
         install_systemd(spec, args.storage, workdir)
     changed = add_schedule(args.storage, spec)
     word = "unchanged" if not changed else "added" if stored is None else "updated"
-    print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC; "
-          f"keeps {_kept(spec.keep_exports)}")
+    exports = "exports nothing (--no-export)" if not parse_search_args(search_args).export else (
+        f"keeps {_kept(spec.keep_exports)}")
+    print(f"{spec.name}: {word}; next run {next_due(args.storage, spec.name):%Y-%m-%d %H:%M} UTC; {exports}")
     if args.backend == "systemd":
         from autocompress.schedule._backends import linger_note
 
@@ -160,8 +162,10 @@ def _list(args: argparse.Namespace) -> int:
         if s.name in times and times[s.name] <= now:
             when += " (due: the next run-due runs it)"
         search = escape(mask_password(" ".join(s.args)))  # a --storage URL among them: no password shown
-        table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when,
-                      "all" if s.keep_exports == 0 else f"newest {s.keep_exports}", search, escape(s.workdir or ""))
+        kept = "all" if s.keep_exports == 0 else f"newest {s.keep_exports}"
+        if "--no-export" in s.args:
+            kept = "none (--no-export)"
+        table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when, kept, search, escape(s.workdir or ""))
     listed = {s.name for s in specs}
     for name, reason in broken.items():
         if name not in listed:  # a row this version refuses to load

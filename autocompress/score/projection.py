@@ -11,7 +11,9 @@ precision (for a plan, :func:`~autocompress.score.voice_cost.precisions_from_pla
 exported graph runs, fp32 in int8 and int4 graphs, as a note says where the target's default
 float differs), except the inputs of a layer whose weights ship as int8: its export (static
 W8A8 QDQ) feeds the int8 MatMul/Conv the QuantizeLinear's int8 output, so those inputs count
-1 byte per element (its output stays float).
+1 byte per element (its output stays float). An op kind kept at fp32 in an fp16 group (32-bit
+weights) runs as its export does: the node reads and writes fp32, with a Cast to fp32 before it
+and one back to fp16 after it, each one more launch reading and writing its tensor.
 Peak, bandwidth, launch overhead and efficiency come from the target's data file.
 
 Because every op pays at least its bytes over the bandwidth, a call never projects below
@@ -57,7 +59,7 @@ class Projection:
         flops: FLOPs of the call.
         weight_bytes: weight bytes read, at deployed precisions.
         activation_bytes: activation bytes read and written.
-        launches: ops counted as kernel launches.
+        launches: ops counted as kernel launches (with the Casts around ops kept at fp32).
         notes: precision substitutions made, and rates the target lacks (deduplicated).
     """
 
@@ -112,6 +114,7 @@ def project_latency(
     total = compute_total = memory_total = 0.0
     flops = 0
     weight_total = act_total = 0.0
+    launches = len(profile.ops)
     notes: dict[str, None] = {}
     for op in profile.ops:
         act, note = activation_precision(op.module, act_precision, target)
@@ -121,6 +124,7 @@ def project_latency(
         compute = act if op.kind != "other" else "fp32"
         weight_bytes = 0.0
         in_bytes = act_bytes  # per float input element
+        kept_fp32 = False  # an op kind kept at fp32 inside a lower-precision float graph
         for w in op.weights:
             if w.quantizable:
                 bits = weight_bits_for(w.fqn, "conv_transpose" if op.transposed else op.kind, weight_bits)
@@ -136,10 +140,18 @@ def project_latency(
                     notes[f"{d.storage} {group}: {form} in an fp32 graph{trt}"] = None
                 if d.storage == "int8":  # W8A8: the input arrives quantized
                     in_bytes = PRECISION_BITS["int8"] / 8
+                kept_fp32 = kept_fp32 or (d.storage == "fp32" != act)
             else:
                 weight_bytes += w.elements * act_bytes
         inputs = op.act_float_in_elements
-        moved = (weight_bytes + inputs * in_bytes + (op.act_float_elements - inputs) * act_bytes
+        out_bytes = act_bytes  # per float output element
+        cast_bytes = 0.0
+        if kept_fp32:  # the node runs in fp32 between a Cast up on each input and one down on each output
+            fp32 = PRECISION_BITS["fp32"] / 8
+            in_bytes = out_bytes = fp32
+            cast_bytes = op.act_float_elements * (act_bytes + fp32)
+            launches += 2
+        moved = (weight_bytes + inputs * in_bytes + (op.act_float_elements - inputs) * out_bytes
                  + op.act_other_bytes)
         peak = target.peak_flops(compute)
         if not peak:
@@ -148,22 +160,23 @@ def project_latency(
                 notes[f"no {compute} rate for {target.name}: its {compute} math projected at the fp32 rate"] = None
         t_compute = op.flops / (peak * eff)
         t_memory = moved / bandwidth
-        total += max(t_compute, t_memory) + launch
+        t_casts = cast_bytes / bandwidth  # the Casts are memory-bound ops of their own
+        total += max(t_compute, t_memory) + launch + t_casts + (2 * launch if kept_fp32 else 0.0)
         compute_total += t_compute
-        memory_total += t_memory
+        memory_total += t_memory + t_casts
         flops += op.flops
         weight_total += weight_bytes
-        act_total += moved - weight_bytes
+        act_total += moved - weight_bytes + cast_bytes
     return Projection(
         target=target.name,
         seconds=total,
         compute_s=compute_total,
         memory_s=memory_total,
-        launch_s=launch * len(profile.ops),
+        launch_s=launch * launches,
         flops=flops,
         weight_bytes=weight_total,
         activation_bytes=act_total,
-        launches=len(profile.ops),
+        launches=launches,
         notes=tuple(notes),
     )
 

@@ -215,11 +215,27 @@ FEATURE_DIRS = (BERT_DIR, HUBERT_DIR, WAV_DIR, SV_DIR)  # an experiment folder's
 DATA_FILES_ATTR = "data_files"  # identity key: FEATURE_DIRS -> digest of their file listings
 
 
+def _reads_speaker_vectors(voice) -> bool:  # noqa: ANN001 - VoiceSource
+    """Whether the voice's SoVITS reads the experiment folder's speaker vectors (v2Pro, v2ProPlus);
+    True when its file cannot be read (loading the voice then says why)."""
+    from autocompress.exceptions import CheckpointError
+    from autocompress.models.gpt_sovits import inspect_checkpoint
+
+    try:
+        info = inspect_checkpoint(voice.sovits)
+    except CheckpointError:
+        return True
+    return info.kind != "sovits" or info.config.is_pro
+
+
 def _data_files(voice) -> dict[str, str]:  # noqa: ANN001 - VoiceSource
-    """Each feature folder of the experiment folder, by the names and byte sizes of its files ("-": no
-    such folder): cheap to take at each start, and changed by features extracted again or replaced."""
+    """Each feature folder of the experiment folder that the voice reads, by the names and byte sizes
+    of its files ("-": no such folder): cheap to take at each start, and changed by features extracted
+    again or replaced. ``7-sv_cn`` is left out for a voice without speaker vectors (v1, v2)."""
     out = {}
     for folder in FEATURE_DIRS:
+        if folder == SV_DIR and not _reads_speaker_vectors(voice):
+            continue
         path = Path(voice.data) / folder
         if not path.is_dir():
             out[folder] = "-"
