@@ -6,7 +6,8 @@
 #   2. the same study resumed to 3 trials (the seed recipe: pruning, fine-tuning and scoring on the
 #      GPU, and the teacher cache read back from disk for the GPU);
 #   3. `autocompress export` of the feasible Pareto set, then one `autocompress synth` from a bundle
-#      with onnxruntime's CUDA provider (its line says which provider ran);
+#      with onnxruntime's CUDA provider (its line says which provider ran), and one with
+#      `--provider tensorrt` (allowed to fail, with its one-line reason: TensorRT needs its own libraries);
 #   4. the trial table, with the device each trial ran on.
 #
 # Run from the repository root after `pip install -e '.[test]'`:   bash bench/cuda_smoke.sh
@@ -70,6 +71,18 @@ if [ "$DEVICE" = cuda ] && python -c "import onnxruntime as o, sys; sys.exit('CU
     grep -q "measured on cuda" "$WORK/synth.log" || { echo "synth ran on the CPU although onnxruntime has CUDA" >&2; exit 1; }
 fi
 
+step "synth with --provider tensorrt (opt-in; allowed to fail, with its one-line reason)"
+# Not yet run on a GPU by this project. Engines are built on first use (minutes), here into the smoke
+# folder's cache. A failure prints one "error: --provider tensorrt: ..." line and the smoke goes on.
+if XDG_CACHE_HOME="$WORK/cache" timeout 180 autocompress synth --bundle "$BUNDLE" --sample 0 --provider tensorrt \
+        --out "$WORK/smoke-trt.wav" >"$WORK/synth-trt.log" 2>&1; then
+    cat "$WORK/synth-trt.log"
+    grep -q "measured on tensorrt" "$WORK/synth-trt.log" || { echo "synth --provider tensorrt did not say it ran on TensorRT" >&2; exit 1; }
+else
+    echo "tensorrt synth did not run (exit $?; allowed):"
+    tail -n 3 "$WORK/synth-trt.log"
+fi
+
 step "trials"
 python - "$DB" <<'EOF'
 import sys
@@ -103,5 +116,6 @@ EOF
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then  # a device call's folder of files to bring back
     cp "$WORK/smoke.wav" "$OUT/cuda-smoke.wav"
     cp "$BUNDLE/manifest.json" "$OUT/cuda-smoke-manifest.json"
+    cp "$WORK/synth-trt.log" "$OUT/tensorrt-synth.log"
 fi
 step "done"

@@ -59,7 +59,14 @@ def register(subparsers) -> None:  # noqa: ANN001
                         f"commas (--text: a clause still longer, between words), with {PIECE_PAUSE_SECONDS} s of "
                         "silence between pieces "
                         f"(default {MAX_PIECE_PHONES}; 0: the whole text at once)")
-    parser.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--provider", choices=("auto", "tensorrt", "cuda", "cpu"), default="auto",
+                       help="bundle: onnxruntime provider. auto (default): CUDA when it works here, else the CPU; "
+                       "tensorrt: TensorRT (int8 graphs as int8, the runtime GPU targets' latency assumes; needs "
+                       "TensorRT's libraries, builds engines for minutes on first use, cached in "
+                       "~/.cache/autocompress/tensorrt), CUDA for the nodes it does not take; cuda; cpu. "
+                       "tensorrt and cuda are refused where they cannot start")
+    where.add_argument("--cpu", action="store_true", help="bundle: never use the CUDA provider (--provider cpu)")
     parser.add_argument("--threads", type=positive_int, help="onnxruntime (or, with --demo, torch) intra-op threads")
     parser.set_defaults(func=run)
 
@@ -265,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not (Path(args.bundle) / MANIFEST_NAME).is_file():  # a wrong path is a usage error (exit 2)
         raise DataError(f"--bundle {args.bundle}: {_not_a_bundle(Path(args.bundle))}")
-    runner = BundleRunner(args.bundle, prefer_gpu=not args.cpu, threads=args.threads)
+    provider = "cpu" if args.cpu else getattr(args, "provider", "auto")
+    runner = BundleRunner(args.bundle, threads=args.threads, provider=provider)
     sampling = runner.sampling
     if args.top_k is not None:
         sampling = dataclasses.replace(sampling, top_k=args.top_k)
@@ -345,6 +353,8 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--sample, --ref-wav, --ref-spec and --ref-sv choose a bundle's prompt; --demo always uses its reference item"
         )
+    if getattr(args, "provider", "auto") != "auto":
+        raise ConfigError("--provider chooses a bundle's onnxruntime provider; --demo runs the teacher in PyTorch on the CPU")
     if args.text is None and args.phones is None:
         raise ConfigError("--demo needs --text (or --phones) to speak")
     import time

@@ -51,7 +51,8 @@ class GPTLoop:
         self.decode = decode
         self.eos = eos
         self.pe_rows = pe_rows  # audio positions the decode graph's sine table covers
-        self.on_gpu = decode.get_providers()[0] == "CUDAExecutionProvider"
+        # TensorRT runs on the GPU too (with CUDA for the nodes it leaves): the cache stays there
+        self.on_gpu = decode.get_providers()[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         inputs = {i.name: i for i in decode.get_inputs()}
         self.n_layer = sum(1 for n in inputs if n.startswith("past_k_"))
         if self.n_layer == 0:

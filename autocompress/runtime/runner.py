@@ -22,10 +22,17 @@ import onnxruntime as ort
 from autocompress.exceptions import ConfigError, DataError, ExportError
 from autocompress.runtime.gpt_loop import GenerationOutput, GPTLoop
 from autocompress.runtime.inputs import SynthInput, load_inputs, parse_phones
-from autocompress.runtime.manifest import Manifest, read_manifest
+from autocompress.runtime.manifest import MANIFEST_NAME, Manifest, read_manifest
 from autocompress.runtime.reference import reference_spectrogram
 from autocompress.runtime.sampling import SamplingConfig
-from autocompress.runtime.session import available_providers, device_of, open_session
+from autocompress.runtime.session import (
+    PROVIDER_CHOICES,
+    available_providers,
+    bundle_cache_key,
+    device_of,
+    open_session,
+    tensorrt_cache_root,
+)
 
 _NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 GRAPHS = ("gpt_prefill", "gpt_decode", "ref_enc", "enc_p", "flow", "dec")  # the graphs a bundle runs
@@ -80,14 +87,31 @@ class BundleRunner:
 
     Args:
         bundle_dir: folder written by ``export_bundle``.
-        prefer_gpu: use onnxruntime's CUDA provider when it works here.
+        prefer_gpu: use onnxruntime's CUDA provider when it works here (False: the CPU one).
         threads: intra-op threads per session (None: onnxruntime's default).
         verify: check every file's SHA-256 against the manifest first.
+        provider: ``auto`` (CUDA when it works, else CPU; ``cpu`` when ``prefer_gpu`` is False),
+            ``tensorrt`` (TensorRT, then CUDA for the nodes it does not take: int8 QDQ graphs run
+            as int8, engines cached under ``~/.cache/autocompress/tensorrt``), ``cuda`` or
+            ``cpu``. ``tensorrt`` and ``cuda`` are refused where they do not start.
+
+    Raises:
+        ConfigError: an unknown provider, or one other than ``cpu`` with ``prefer_gpu=False``.
+        ExportError: a damaged bundle, or ``tensorrt``/``cuda`` cannot run here.
     """
 
     def __init__(
-        self, bundle_dir: str | Path, prefer_gpu: bool = True, threads: int | None = None, verify: bool = True
+        self,
+        bundle_dir: str | Path,
+        prefer_gpu: bool = True,
+        threads: int | None = None,
+        verify: bool = True,
+        provider: str = "auto",
     ) -> None:
+        if provider not in PROVIDER_CHOICES:
+            raise ConfigError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+        if not prefer_gpu and provider not in ("auto", "cpu"):
+            raise ConfigError(f"prefer_gpu=False asks for the CPU provider, and provider={provider!r} for another")
         self.dir = Path(bundle_dir)
         self.manifest: Manifest = read_manifest(self.dir, verify=verify)
         lacking = [g for g in GRAPHS if g not in self.manifest.graphs]
@@ -95,10 +119,16 @@ class BundleRunner:
         if lacking:
             raise ExportError(f"the manifest of bundle {self.dir} lacks {', '.join(lacking)}; re-export the bundle")
         _check_model_entries(self.dir, self.manifest)
-        providers = available_providers(prefer_gpu)
+        providers = available_providers(prefer_gpu, provider)
+        cache = tensorrt_cache_root() / bundle_cache_key(self.dir / MANIFEST_NAME) if provider == "tensorrt" else None
         self.sessions: dict[str, ort.InferenceSession] = {}
         for name, entry in self.manifest.graphs.items():
-            session = open_session(self.dir / entry.file, providers, threads)
+            session = open_session(self.dir / entry.file, providers, threads, cache / name if cache else None)
+            if provider == "cuda" and device_of(session) != "cuda":
+                raise ExportError(
+                    f"--provider cuda: onnxruntime could not start CUDA for graph {name} and would run it on "
+                    "the CPU; check the GPU with nvidia-smi, or use --provider auto or cpu"
+                )
             if providers[0] != "CPUExecutionProvider" and device_of(session) == "cpu":
                 providers = ["CPUExecutionProvider"]  # CUDA is listed but not usable here
             self.sessions[name] = session

@@ -1,16 +1,25 @@
-"""onnxruntime sessions for a bundle: the CUDA provider when it works, else the CPU one."""
+"""onnxruntime sessions for a bundle: the CUDA provider when it works, else the CPU one; or the
+provider a user names (``tensorrt``, ``cuda``, ``cpu``)."""
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 
 import onnxruntime as ort
 
-from autocompress.exceptions import ExportError
+from autocompress.exceptions import ConfigError, ExportError
 
+TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# what ``synth --provider`` and ``BundleRunner(provider=...)`` take; ``auto`` is CUDA when it works, else CPU
+PROVIDER_CHOICES = ("auto", "tensorrt", "cuda", "cpu")
 _QUIET = 3  # onnxruntime log severity for our sessions: errors only
 _DEFAULT_SEVERITY = 2  # onnxruntime's default logger severity (warnings)
 # onnxruntime's basic pass fuses a MatMul and its bias Add into a float Gemm before its QDQ pass
@@ -23,14 +32,50 @@ _CPU_DISABLED_OPTIMIZERS = ["MatMulAddFusion"]
 _CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 
 
-def available_providers(prefer_gpu: bool = True) -> list[str]:
-    """Providers to ask for: CUDA then CPU when this onnxruntime build has CUDA and a GPU
-    driver is present, else CPU. Whether CUDA really starts shows in :func:`device_of`."""
+def available_providers(prefer_gpu: bool = True, provider: str = "auto") -> list[str]:
+    """Providers to ask for.
+
+    ``auto`` (with ``prefer_gpu``): CUDA then CPU when this onnxruntime build has CUDA and a GPU
+    driver is present, else CPU; whether CUDA really starts shows in :func:`device_of`. ``cpu``
+    (or ``auto`` without ``prefer_gpu``): CPU. ``cuda``: CUDA then CPU; ``tensorrt``: TensorRT,
+    then CUDA for the nodes TensorRT does not take, then CPU. These two are refused where they
+    cannot start rather than run elsewhere.
+
+    Raises:
+        ConfigError: an unknown provider name.
+        ExportError: ``cuda`` or ``tensorrt`` cannot run here (the line says what is missing).
+    """
+    if provider not in PROVIDER_CHOICES:
+        raise ConfigError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
     have = ort.get_available_providers()
-    if prefer_gpu and CUDA in have and _gpu_driver_present():
-        _preload_cuda_libraries()
-        return [CUDA, CPU]
-    return [CPU]
+    if provider == "cpu" or (provider == "auto" and not prefer_gpu):
+        return [CPU]
+    if provider == "auto":
+        if CUDA in have and _gpu_driver_present():
+            _preload_cuda_libraries()
+            return [CUDA, CPU]
+        return [CPU]
+    wanted = TENSORRT if provider == "tensorrt" else CUDA
+    if wanted not in have:
+        raise ExportError(
+            f"--provider {provider}: this onnxruntime ({_ort_build()}) has no {wanted}; "
+            f"install onnxruntime-gpu instead of onnxruntime{_tensorrt_hint() if provider == 'tensorrt' else ''}"
+        )
+    if not _gpu_driver_present():
+        raise ExportError(
+            f"--provider {provider}: no NVIDIA GPU driver on this machine (no /dev/nvidiactl); "
+            "run on a machine with an NVIDIA GPU and its driver, or use --provider auto or cpu"
+        )
+    _preload_cuda_libraries()
+    if provider == "tensorrt":
+        _preload_tensorrt_libraries()
+    missing = _provider_library_error(provider)
+    if missing:
+        hint = _tensorrt_hint() if provider == "tensorrt" else _cuda_hint()
+        if "libcuda.so" in missing:  # the driver's own library, not one a package brings
+            hint = "; install the NVIDIA GPU driver (it brings libcuda), or use --provider auto or cpu"
+        raise ExportError(f"--provider {provider}: onnxruntime's {wanted} cannot load here ({missing}){hint}")
+    return [TENSORRT, CUDA, CPU] if provider == "tensorrt" else [CUDA, CPU]
 
 
 _preloaded = False
@@ -51,6 +96,207 @@ def _preload_cuda_libraries() -> None:
         pass
 
 
+def _preload_tensorrt_libraries() -> None:
+    """Load TensorRT's libraries from the pip ``tensorrt`` wheels (the ``tensorrt_libs`` folder),
+    which onnxruntime's TensorRT provider does not look in by itself. A system-wide TensorRT on
+    the library path serves the provider when they are absent."""
+    spec = importlib.util.find_spec("tensorrt_libs")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        # the core library first: the plugin and ONNX parser libraries depend on it
+        for pattern in ("libnvinfer.so.*", "libnvinfer_plugin.so.*", "libnvonnxparser.so.*"):
+            for lib in sorted(Path(folder).glob(pattern)):
+                try:
+                    ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+                except OSError:  # a broken wheel: the provider's own check below names what is missing
+                    pass
+
+
+def _provider_library_error(provider: str) -> str | None:
+    """Why onnxruntime's provider library for ``cuda`` or ``tensorrt`` cannot load here (the first
+    library the system loader could not find, as it words it), or None when it loads or when this
+    platform's library is not checked."""
+    lib = Path(ort.__file__).parent / "capi" / f"libonnxruntime_providers_{provider}.so"
+    if not sys.platform.startswith("linux") or not lib.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return text.replace(f"{lib}: ", "")
+    return None
+
+
+def _ort_build() -> str:
+    """The installed onnxruntime package, its version, and the CUDA it was built for."""
+    name = getattr(ort, "package_name", "") or "onnxruntime"
+    cuda = getattr(ort, "cuda_version", "") or ""
+    return f"{name} {ort.__version__}" + (f", built for CUDA {cuda}" if cuda else "")
+
+
+def _cuda_major() -> str:
+    """The CUDA major version this onnxruntime build was made for ("" for a CPU build)."""
+    return str(getattr(ort, "cuda_version", "") or "").split(".")[0]
+
+
+def _tensorrt_major() -> str:
+    """The TensorRT major version onnxruntime's TensorRT provider library links against ("" unknown)."""
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_tensorrt.so"
+    try:
+        found = re.search(rb"libnvinfer\.so\.(\d+)", lib.read_bytes())
+    except OSError:
+        return ""
+    return found.group(1).decode() if found else ""
+
+
+def _tensorrt_hint() -> str:
+    """How to get the TensorRT libraries this onnxruntime build runs with."""
+    trt, cuda = _tensorrt_major(), _cuda_major()
+    package = f"tensorrt-cu{cuda}" if cuda else "tensorrt"
+    wanted = f"'{package}=={trt}.*'" if trt else package
+    return (
+        f"; install TensorRT{' ' + trt if trt else ''} beside onnxruntime-gpu (pip install {wanted}), or put the "
+        "system TensorRT that matches onnxruntime's build on the library path (LD_LIBRARY_PATH)"
+    )
+
+
+def _cuda_hint() -> str:
+    """How to get the CUDA libraries this onnxruntime build runs with."""
+    cuda = _cuda_major()
+    return (
+        f"; install the CUDA{' ' + cuda if cuda else ''} and cuDNN libraries onnxruntime-gpu was built for "
+        "(pip install 'onnxruntime-gpu[cuda,cudnn]'), or put a system CUDA of that version on the library path"
+    )
+
+
+def tensorrt_cache_root() -> Path:
+    """Where TensorRT engines and timing caches of bundles are kept:
+    ``$XDG_CACHE_HOME/autocompress/tensorrt`` (``~/.cache`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "autocompress" / "tensorrt"
+
+
+def bundle_cache_key(manifest_path: str | Path) -> str:
+    """A folder name for one bundle's TensorRT engines: the start of its manifest's SHA-256 (the
+    manifest holds every graph's SHA-256, so a re-exported bundle gets new engines)."""
+    return hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest()[:16]
+
+
+# ONNX TensorProto data types the graph scan looks for
+_ONNX_UINT8, _ONNX_INT8, _ONNX_FLOAT16 = 2, 3, 10
+
+
+def graph_kind(path: str | Path) -> str:
+    """``int8`` for a graph holding int8 QDQ nodes (8-bit QuantizeLinear/DequantizeLinear: explicit
+    quantization, also the int8 part of an int4/int2 graph), ``fp16`` for a graph whose weights are
+    fp16, else ``fp32``. Read from the file's protobuf fields directly: the runtime needs no onnx."""
+    ops: list[tuple[str, list[str]]] = []
+    types: dict[str, int] = {}
+    data = memoryview(Path(path).read_bytes())
+    for field, value in _fields(data):
+        if field == 7:  # ModelProto.graph
+            _scan_graph(value, ops, types)
+    for op, inputs in ops:
+        if op == "QuantizeLinear":
+            return "int8"  # activations rounded to 8 bits: the project stores nothing else this way
+        if op == "DequantizeLinear" and len(inputs) > 2 and types.get(inputs[2]) in (_ONNX_INT8, _ONNX_UINT8):
+            return "int8"
+    return "fp16" if _ONNX_FLOAT16 in types.values() else "fp32"
+
+
+def _scan_graph(data: memoryview, ops: list[tuple[str, list[str]]], types: dict[str, int]) -> None:
+    """Collect a GraphProto's nodes (op type, inputs) and initializers (name -> data type),
+    subgraphs included."""
+    for field, value in _fields(data):
+        if field == 1:  # node
+            op, inputs = "", []
+            for f, v in _fields(value):
+                if f == 1:
+                    inputs.append(bytes(v).decode("utf-8", "replace"))
+                elif f == 4:
+                    op = bytes(v).decode("utf-8", "replace")
+                elif f == 5:  # attribute: a subgraph (g = 6, graphs = 11) of If/Loop/Scan
+                    for af, av in _fields(v):
+                        if af in (6, 11):
+                            _scan_graph(av, ops, types)
+            ops.append((op, inputs))
+        elif field == 5:  # initializer
+            name, dtype = "", 0
+            for f, v in _fields(value):
+                if f == 8:
+                    name = bytes(v).decode("utf-8", "replace")
+                elif f == 2:
+                    dtype = v
+            types[name] = dtype
+
+
+def _fields(data: memoryview):  # noqa: ANN202 - yields (field number, int or memoryview)
+    """The (field number, value) pairs of one protobuf message: varints as ints, length-delimited
+    fields as views; fixed-width fields are skipped.
+
+    Raises:
+        ExportError: the bytes are not a protobuf message (not an ONNX file).
+    """
+    at, end = 0, len(data)
+    while at < end:
+        key, at = _varint(data, at)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+            yield field, value
+        elif wire == 2:
+            size, at = _varint(data, at)
+            if at + size > end:
+                raise ExportError("not an ONNX file (a protobuf field runs past the end)")
+            yield field, data[at : at + size]
+            at += size
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        else:
+            raise ExportError(f"not an ONNX file (protobuf wire type {wire})")
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ExportError("not an ONNX file (a protobuf number runs past the end)")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def tensorrt_options(path: str | Path, cache_dir: str | Path) -> dict[str, object]:
+    """TensorRT provider options for one graph: int8 only for a graph of int8 QDQ nodes (explicit
+    quantization; its float parts stay fp32, as scored), fp16 only for an fp16 graph, engines
+    cached in ``cache_dir`` and the timing cache in :func:`tensorrt_cache_root` (shared).
+
+    Raises:
+        ExportError: the cache folder cannot be made.
+    """
+    kind = graph_kind(path)
+    cache_dir, root = Path(cache_dir), tensorrt_cache_root()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(
+            f"cannot make the TensorRT engine cache folder {cache_dir} ({e.strerror or e}); "
+            "point XDG_CACHE_HOME at a writable folder"
+        ) from None
+    return {
+        "trt_int8_enable": kind == "int8",
+        "trt_fp16_enable": kind == "fp16",
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(root),
+    }
+
+
 def _gpu_driver_present() -> bool:
     """False on Linux machines without the NVIDIA driver (saves a noisy failed CUDA load)."""
     if sys.platform.startswith("linux"):
@@ -59,15 +305,18 @@ def _gpu_driver_present() -> bool:
 
 
 def open_session(
-    path: str | Path, providers: list[str], threads: int | None = None
+    path: str | Path, providers: list[str], threads: int | None = None, tensorrt_cache: str | Path | None = None
 ) -> ort.InferenceSession:
     """Open one graph; ``threads`` sets the intra-op thread count (None = onnxruntime's default).
 
     On the CPU provider an int8 graph's linear layers run as integer kernels (see
-    ``_CPU_DISABLED_OPTIMIZERS``), also when CUDA was asked for but does not start here.
+    ``_CPU_DISABLED_OPTIMIZERS``), also when CUDA was asked for but does not start here. With
+    TensorRT in ``providers`` the graph gets :func:`tensorrt_options`, its engines cached in
+    ``tensorrt_cache`` (default: a folder of :func:`tensorrt_cache_root` named after the file's
+    path), and the session is refused when TensorRT does not start rather than run elsewhere.
 
     Raises:
-        ExportError: the file is not a graph onnxruntime can load.
+        ExportError: the file is not a graph onnxruntime can load, or TensorRT does not start.
     """
     options = ort.SessionOptions()
     options.log_severity_level = _QUIET
@@ -75,11 +324,14 @@ def open_session(
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    gpu = CUDA in providers or TENSORRT in providers
     try:
-        if CUDA in providers:
-            # A CUDA provider that fails to load logs through the default logger, which the
-            # session options do not reach; the fallback to CPU is detected by the caller.
+        if gpu:
+            # A GPU provider that fails to load logs through the default logger, which the
+            # session options do not reach; the fallback to CPU is detected below or by the caller.
             ort.set_default_logger_severity(4)
+        if TENSORRT in providers:
+            return _open_tensorrt(Path(path), providers, options, tensorrt_cache)
         disabled = _CPU_DISABLED_OPTIMIZERS if CUDA not in providers else None
         chosen = [(CUDA, dict(_CUDA_OPTIONS)) if p == CUDA else p for p in providers]
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, disabled_optimizers=disabled)
@@ -91,22 +343,57 @@ def open_session(
                 str(path), sess_options=options, providers=[CPU], disabled_optimizers=_CPU_DISABLED_OPTIMIZERS
             )
         return session
+    except ExportError:
+        raise
     except Exception as e:  # onnxruntime raises its own unexported exception types
         raise ExportError(f"onnxruntime cannot load {path}: {e}") from e
     finally:
-        if CUDA in providers:
+        if gpu:
             ort.set_default_logger_severity(_DEFAULT_SEVERITY)
 
 
+def _open_tensorrt(
+    path: Path, providers: list[str], options: ort.SessionOptions, cache: str | Path | None
+) -> ort.InferenceSession:
+    """A session whose first provider is TensorRT (then CUDA, then CPU as ``providers`` lists).
+
+    Raises:
+        ExportError: TensorRT does not start for this graph.
+    """
+    if cache is None:
+        cache = tensorrt_cache_root() / "graphs" / hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    extra = {TENSORRT: tensorrt_options(path, cache), CUDA: dict(_CUDA_OPTIONS)}
+    chosen = [(p, extra[p]) if p in extra else p for p in providers]
+    try:
+        # enable_fallback=0: onnxruntime's Python layer would otherwise print a banner and retry
+        # without TensorRT, which is what the user did not ask for.
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, enable_fallback=0)
+    except Exception as e:  # onnxruntime raises its own unexported exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f"--provider tensorrt: TensorRT did not start for {path.name} ({first}){_tensorrt_hint()}"
+        ) from e
+    if device_of(session) != "tensorrt":
+        raise ExportError(
+            f"--provider tensorrt: onnxruntime opened {path.name} on {', '.join(session.get_providers())} "
+            f"instead of TensorRT{_tensorrt_hint()}"
+        )
+    return session
+
+
 def device_of(session: ort.InferenceSession) -> str:
-    """``cuda`` when the session really runs on the CUDA provider, else ``cpu``."""
-    return "cuda" if session.get_providers()[0] == CUDA else "cpu"
+    """``tensorrt`` when the session runs on the TensorRT provider (CUDA taking the nodes it does
+    not), ``cuda`` when on the CUDA provider, else ``cpu``."""
+    first = session.get_providers()[0]
+    return "tensorrt" if first == TENSORRT else "cuda" if first == CUDA else "cpu"
 
 
 def describe_device(device: str, threads: int | None = None) -> str:
-    """A label for the device a figure was measured on: ``cpu: <model>, onnxruntime`` or ``cuda``."""
+    """A label for the device a figure was measured on: ``cpu: <model>, onnxruntime``, ``cuda`` or ``tensorrt``."""
     if device == "cuda":
         return "cuda: onnxruntime CUDAExecutionProvider"
+    if device == "tensorrt":
+        return "tensorrt: onnxruntime TensorrtExecutionProvider (CUDA for the nodes TensorRT does not take)"
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -119,4 +406,17 @@ def describe_device(device: str, threads: int | None = None) -> str:
     return f"cpu: {model or 'unknown model'}, onnxruntime{threads_note}"
 
 
-__all__ = ["CPU", "CUDA", "available_providers", "describe_device", "device_of", "open_session"]
+__all__ = [
+    "CPU",
+    "CUDA",
+    "PROVIDER_CHOICES",
+    "TENSORRT",
+    "available_providers",
+    "bundle_cache_key",
+    "describe_device",
+    "device_of",
+    "graph_kind",
+    "open_session",
+    "tensorrt_cache_root",
+    "tensorrt_options",
+]
