@@ -108,7 +108,9 @@ SAMPLES_DIR = "samples"
 # 6: an int4/int2 rung's scored model rounds only its int8 part (low-bit layers as stored, float
 # inputs); where the student also rounded the low-bit layers' inputs, held to that model too;
 # 7: bf16 groups are stored, and held to the model scored, as fp16; a float-activation note says
-# what the graph runs; the bundle README documents synth --ref-wav and --provider tensorrt.
+# what the graph runs; the bundle README documents synth --ref-wav and --provider tensorrt; an op
+# kind kept at fp32 keeps only its weight layers (not attention's products), repeated Casts are
+# dropped (such graphs failed to load), and int4/int2 leave folded position tables float, as scored.
 EXPORT_REVISION = 7
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks

@@ -23,7 +23,11 @@ found in the graph by their weights' values), with the static input range it cal
 has one: a weight layer's input then rounds to that range's scale and zero point, exactly as the
 scored fake quantization rounded it; only inputs no range covers keep the export's own
 calibration. A node with a constant weight that is none of these layers (a relative-position
-embedding product, whose table the exporter folded into a constant) stays float, as scored.
+embedding product, whose table the exporter folded into a constant) stays float, as scored, at
+int8, int4 and int2.
+
+``exclude_op_types`` (an op kind a plan keeps above its group's rung) keeps only the weight
+layers of those types at fp32: not attention's products of two computed tensors, nor such tables.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import os
 import shutil
 import tempfile
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,14 +104,16 @@ def quantize_graph(
         precision: ``fp32``, ``fp16``, ``int8``, ``int4`` or ``int2``.
         calibration: input feeds for static int8 calibration (required for ``int8``).
         exclude: torch module paths whose nodes stay at fp32.
-        exclude_op_types: ONNX op types whose nodes stay at fp32.
+        exclude_op_types: ONNX op types whose weight-layer nodes stay at fp32
+            (:func:`weight_layer_nodes`: not attention's products of two computed tensors).
         half_io: float input/output names that become fp16 under ``fp16``.
         symmetric_activations: int8 activations as symmetric s8 (TensorRT) or asymmetric u8.
         int8_op_types: under ``int4``/``int2``, ONNX op types stored as static int8 QDQ
             instead (a first pass, calibrated like ``int8``); the rest then goes to low bit.
         activation_ranges: the scored student's weight layers and their int8 input ranges;
-            inputs without one are calibrated on ``calibration``. When given, int8 leaves
-            float every constant-weight node that is none of these layers.
+            inputs without one are calibrated on ``calibration``. When given, int8, int4 and
+            int2 leave float every constant-weight node that is none of these layers, and
+            ``exclude_op_types`` keeps only nodes of these layers.
 
     Returns:
         notes about what was done (for the manifest).
@@ -119,7 +125,7 @@ def quantize_graph(
     model = onnx.load(str(src))
     skip = nodes_in_scopes(model, exclude)
     notes = [f"{len(skip)} nodes kept at fp32 ({', '.join(exclude)})"] if skip else []
-    by_type = [n.name for n in model.graph.node if n.op_type in exclude_op_types and n.name not in skip]
+    by_type = [n for n in weight_layer_nodes(model, exclude_op_types, activation_ranges) if n not in skip]
     if by_type:
         notes.append(f"{len(by_type)} {'/'.join(exclude_op_types)} nodes kept at fp32")
         skip += by_type
@@ -169,7 +175,10 @@ def _store(
         notes.append(_to_int8_qdq(src, dst, calibration, skip, symmetric_activations, ranges))
         notes.append("activations " + ("symmetric s8 (TensorRT form)" if symmetric_activations else "asymmetric u8"))
     elif precision in ("int4", "int2"):
-        notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip)
+        tables = [n for n in _folded_tables(model, ranges) if n not in skip]
+        if tables:  # as int8 leaves them (see _range_overrides): the student never rounds them
+            notes.append(f"{len(tables)} constant-weight products of no weight layer kept float, as scored")
+        notes += _to_weight_only(model, dst, 4 if precision == "int4" else 2, skip + tables)
     else:
         raise ExportError(f"unknown precision {precision!r}; expected fp32, fp16, int8, int4 or int2")
 
@@ -187,7 +196,7 @@ def _int8_part(
 ) -> tuple[Path, onnx.ModelProto, list[str]]:
     """Store the nodes of ``op_types`` as int8 QDQ, every other weight node untouched; return
     the new source, its model and the nodes the low-bit pass must leave alone."""
-    mine = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in skip]
+    mine = [n for n in weight_layer_nodes(model, op_types, ranges) if n not in skip]
     others = [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS and n.op_type not in op_types]
     part = dst.with_name(dst.stem + ".int8-part.onnx")
     _store(src, part, model, "int8", calibration, sorted(set(skip + others)), (), symmetric, notes, ranges)
@@ -262,7 +271,39 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, skip: list[str], half_io: tuple[
     ]
     keep = [n for n in floats if n not in half_io]
     converted = convert_float_to_float16(model, keep_io_types=keep, node_block_list=skip or None)
+    _drop_repeated_casts_(converted)
     onnx.save_model(converted, str(dst))
+
+
+def _drop_repeated_casts_(model: onnx.ModelProto) -> int:
+    """Remove the converter's second and later copies of one Cast (same input, output and type).
+
+    onnxruntime's float16 converter gives each fp32-kept node reading an fp16 tensor its own Cast
+    to fp32, all writing one name: two kept nodes reading one tensor (a self-attention's three
+    projections, a residual block's convolutions) made a graph onnxruntime refuses to load.
+    Returns the number removed.
+    """
+    seen: set[tuple] = set()
+    kept, dropped = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            key = (tuple(node.input), tuple(node.output), tuple(a.SerializeToString() for a in node.attribute))
+            if key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+        kept.append(node)
+    if dropped:
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        infos, names = [], set()
+        for info in model.graph.value_info:  # the converter also repeated each Cast's output type
+            if info.name not in names:
+                names.add(info.name)
+                infos.append(info)
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(infos)
+    return dropped
 
 
 # --------------------------------------------------------------------------- int8 QDQ
@@ -451,8 +492,9 @@ def _unround_other_consumers(model: onnx.ModelProto) -> int:
 _PASS_THROUGH_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze")
 
 
-def _matmuls_without_constant_b(model: onnx.ModelProto) -> list[str]:
-    """Names of MatMul nodes whose B input is computed at run time (attention products)."""
+def _constant_test(model: onnx.ModelProto) -> Callable[[str], bool]:
+    """A test whether a tensor of ``model`` is a constant (an initializer, a Constant, or one
+    reshaped or transposed from them)."""
     constant = {i.name for i in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
 
@@ -466,7 +508,50 @@ def _matmuls_without_constant_b(model: onnx.ModelProto) -> list[str]:
             return True
         return node.op_type in _PASS_THROUGH_OPS and all(is_constant(i, depth + 1) for i in node.input if i)
 
+    return is_constant
+
+
+def _matmuls_without_constant_b(model: onnx.ModelProto) -> list[str]:
+    """Names of MatMul nodes whose B input is computed at run time (attention products)."""
+    is_constant = _constant_test(model)
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and not is_constant(n.input[1])]
+
+
+def _folded_tables(model: onnx.ModelProto, layers: Sequence[ActivationRange]) -> list[str]:
+    """Names of weight-op nodes whose constant weight is none of ``layers`` (a table the exporter
+    folded into a constant, such as a relative-position embedding); none when no layers are given."""
+    if not layers:
+        return []
+    keys = set()
+    for layer in layers:
+        w = np.asarray(layer.weight, dtype=np.float32)
+        keys.add(_weight_key(w))
+        if w.ndim == 2:  # a MatMul holds a linear weight transposed
+            keys.add(_weight_key(w.T))
+    inits = {i.name: i for i in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in WEIGHT_OPS and len(n.input) > 1 and n.input[1] in inits
+        and _weight_key(numpy_helper.to_array(inits[n.input[1]])) not in keys
+    ]  # fmt: skip
+
+
+def weight_layer_nodes(
+    model: onnx.ModelProto, op_types: Sequence[str], layers: Sequence[ActivationRange] = ()
+) -> list[str]:
+    """Names of the nodes of ``op_types`` that compute a weight layer: their weight input is a
+    constant (not a product of two computed tensors, as attention's) and, when the scored
+    student's ``layers`` are given, not a constant table of none of them."""
+    if not op_types:
+        return []
+    is_constant = _constant_test(model)
+    tables = set(_folded_tables(model, layers))
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in op_types and len(n.input) > 1 and is_constant(n.input[1]) and n.name not in tables
+    ]
 
 
 @contextlib.contextmanager
@@ -609,4 +694,5 @@ __all__ = [
     "node_scope",
     "nodes_in_scopes",
     "quantize_graph",
+    "weight_layer_nodes",
 ]
