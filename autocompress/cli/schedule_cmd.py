@@ -163,7 +163,7 @@ def _list(args: argparse.Namespace) -> int:
             when += " (due: the next run-due runs it)"
         search = escape(mask_password(" ".join(s.args)))  # a --storage URL among them: no password shown
         kept = "all" if s.keep_exports == 0 else f"newest {s.keep_exports}"
-        if "--no-export" in s.args:
+        if not _exports(s.args):
             kept = "none (--no-export)"
         table.add_row(escape(s.name), escape(s.cron), f"{_budget(s):.0f}", when, kept, search, escape(s.workdir or ""))
     listed = {s.name for s in specs}
@@ -172,6 +172,17 @@ def _list(args: argparse.Namespace) -> int:
             table.add_row(escape(name), "", "", f"[red]cannot run: {escape(reason)}[/red]", "", "", "")
     output_console().print(table)
     return 0
+
+
+def _exports(search_args: tuple[str, ...] | list[str]) -> bool:
+    """Whether a schedule's runs export, read as the search reads its arguments (``--no-exp``
+    is ``--no-export``); arguments this version refuses count as exporting unless they hold the flag."""
+    from autocompress.schedule._args import parse_search_args
+
+    try:
+        return bool(parse_search_args(search_args).export)
+    except ConfigError:
+        return "--no-export" not in search_args
 
 
 def _kept(keep: int) -> str:

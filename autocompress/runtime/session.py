@@ -188,46 +188,86 @@ _ONNX_UINT8, _ONNX_INT8, _ONNX_FLOAT16 = 2, 3, 10
 
 def graph_kind(path: str | Path) -> str:
     """``int8`` for a graph holding int8 QDQ nodes (8-bit QuantizeLinear/DequantizeLinear: explicit
-    quantization, also the int8 part of an int4/int2 graph), ``fp16`` for a graph whose weights are
-    fp16, else ``fp32``. Read from the file's protobuf fields directly: the runtime needs no onnx."""
+    quantization, also the int8 part of an int4/int2 graph), ``int8-u8`` where any of them has an
+    unsigned 8-bit zero point (the asymmetric form of a CPU target's export), ``fp16`` for a graph whose weights are
+    fp16, else ``fp32``. Read from the file's protobuf fields directly: the runtime needs no onnx.
+
+    Raises:
+        ExportError: the file cannot be read, or is not an ONNX model (empty, truncated, other data).
+    """
     ops: list[tuple[str, list[str]]] = []
     types: dict[str, int] = {}
-    data = memoryview(Path(path).read_bytes())
-    for field, value in _fields(data):
-        if field == 7:  # ModelProto.graph
-            _scan_graph(value, ops, types)
+    try:
+        data = memoryview(Path(path).read_bytes())
+    except OSError as e:
+        raise ExportError(f"cannot read graph {path} ({e.strerror or e}); check the path") from None
+    try:
+        graphs = [value for field, value in _fields(data) if field == 7]  # ModelProto.graph
+        if not graphs:
+            raise ExportError("no graph in it")
+        for graph in graphs:
+            _scan_graph(_message(graph), ops, types)
+    except ExportError as e:
+        raise ExportError(f"{path} is not an ONNX model ({e}); re-export it or give the .onnx file") from None
+    except RecursionError:
+        raise ExportError(f"{path} is not an ONNX model (subgraphs nested too deep); re-export it") from None
+    qdq = [inputs for op, inputs in ops if op in ("QuantizeLinear", "DequantizeLinear")]
+    if any(len(inputs) > 2 and types.get(inputs[2]) == _ONNX_UINT8 for inputs in qdq):
+        return "int8-u8"  # asymmetric u8 activations: the form a CPU target's export writes
     for op, inputs in ops:
         if op == "QuantizeLinear":
             return "int8"  # activations rounded to 8 bits: the project stores nothing else this way
-        if op == "DequantizeLinear" and len(inputs) > 2 and types.get(inputs[2]) in (_ONNX_INT8, _ONNX_UINT8):
+        if op == "DequantizeLinear" and len(inputs) > 2 and types.get(inputs[2]) == _ONNX_INT8:
             return "int8"
     return "fp16" if _ONNX_FLOAT16 in types.values() else "fp32"
 
 
 def _scan_graph(data: memoryview, ops: list[tuple[str, list[str]]], types: dict[str, int]) -> None:
     """Collect a GraphProto's nodes (op type, inputs) and initializers (name -> data type),
-    subgraphs included."""
+    subgraphs included.
+
+    Raises:
+        ExportError: a field holds a value of the wrong protobuf type.
+    """
     for field, value in _fields(data):
         if field == 1:  # node
             op, inputs = "", []
-            for f, v in _fields(value):
+            for f, v in _fields(_message(value)):
                 if f == 1:
-                    inputs.append(bytes(v).decode("utf-8", "replace"))
+                    inputs.append(_text(v))
                 elif f == 4:
-                    op = bytes(v).decode("utf-8", "replace")
+                    op = _text(v)
                 elif f == 5:  # attribute: a subgraph (g = 6, graphs = 11) of If/Loop/Scan
-                    for af, av in _fields(v):
+                    for af, av in _fields(_message(v)):
                         if af in (6, 11):
-                            _scan_graph(av, ops, types)
+                            _scan_graph(_message(av), ops, types)
             ops.append((op, inputs))
         elif field == 5:  # initializer
             name, dtype = "", 0
-            for f, v in _fields(value):
+            for f, v in _fields(_message(value)):
                 if f == 8:
-                    name = bytes(v).decode("utf-8", "replace")
+                    name = _text(v)
                 elif f == 2:
+                    if not isinstance(v, int):
+                        raise ExportError("a tensor's data type is not a number")
                     dtype = v
             types[name] = dtype
+
+
+def _message(value: int | memoryview) -> memoryview:
+    """``value`` as the bytes of a nested message or string.
+
+    Raises:
+        ExportError: it is a number where a message or string belongs.
+    """
+    if not isinstance(value, memoryview):
+        raise ExportError("a number where a message belongs")
+    return value
+
+
+def _text(value: int | memoryview) -> str:
+    """A string field's text (undecodable bytes replaced)."""
+    return bytes(_message(value)).decode("utf-8", "replace")
 
 
 def _fields(data: memoryview):  # noqa: ANN202 - yields (field number, int or memoryview)
@@ -235,32 +275,43 @@ def _fields(data: memoryview):  # noqa: ANN202 - yields (field number, int or me
     fields as views; fixed-width fields are skipped.
 
     Raises:
-        ExportError: the bytes are not a protobuf message (not an ONNX file).
+        ExportError: the bytes are not a protobuf message.
     """
     at, end = 0, len(data)
     while at < end:
         key, at = _varint(data, at)
         field, wire = key >> 3, key & 7
+        if field == 0:
+            raise ExportError("a protobuf field numbered 0")
         if wire == 0:
             value, at = _varint(data, at)
             yield field, value
         elif wire == 2:
             size, at = _varint(data, at)
             if at + size > end:
-                raise ExportError("not an ONNX file (a protobuf field runs past the end)")
+                raise ExportError("a protobuf field runs past the end")
             yield field, data[at : at + size]
             at += size
         elif wire in (1, 5):
             at += 8 if wire == 1 else 4
+            if at > end:
+                raise ExportError("a protobuf field runs past the end")
         else:
-            raise ExportError(f"not an ONNX file (protobuf wire type {wire})")
+            raise ExportError(f"protobuf wire type {wire}")
 
 
 def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    """The protobuf varint at ``at`` and the offset after it.
+
+    Raises:
+        ExportError: it runs past the end or past protobuf's 10 bytes.
+    """
     value = shift = 0
     while True:
         if at >= len(data):
-            raise ExportError("not an ONNX file (a protobuf number runs past the end)")
+            raise ExportError("a protobuf number runs past the end")
+        if shift >= 70:
+            raise ExportError("a protobuf number longer than 10 bytes")
         byte = data[at]
         at += 1
         value |= (byte & 0x7F) << shift
@@ -275,9 +326,16 @@ def tensorrt_options(path: str | Path, cache_dir: str | Path) -> dict[str, objec
     cached in ``cache_dir`` and the timing cache in :func:`tensorrt_cache_root` (shared).
 
     Raises:
-        ExportError: the cache folder cannot be made.
+        ExportError: the cache folder cannot be made, or the graph's int8 is the asymmetric u8
+            form, which TensorRT does not run as int8.
     """
     kind = graph_kind(path)
+    if kind == "int8-u8":
+        raise ExportError(
+            f"--provider tensorrt: {Path(path).name} holds asymmetric u8 int8 (a CPU target's export), which "
+            "TensorRT does not run as int8; export the trial for a GPU target (symmetric s8) or use --provider "
+            "auto or cuda"
+        )
     cache_dir, root = Path(cache_dir), tensorrt_cache_root()
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -370,9 +428,11 @@ def _open_tensorrt(
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, enable_fallback=0)
     except Exception as e:  # onnxruntime raises its own unexported exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(
-            f"--provider tensorrt: TensorRT did not start for {path.name} ({first}){_tensorrt_hint()}"
-        ) from e
+        # a library onnxruntime could not load: say what to install; else TensorRT refused this
+        # graph (an engine it cannot build), which no install mends
+        library = re.search(r"\.so\b|\.dll\b|shared object|install|libnvinfer|LoadLibrary", first, re.IGNORECASE)
+        hint = _tensorrt_hint() if library else "; run this bundle with --provider auto or cuda instead"
+        raise ExportError(f"--provider tensorrt: TensorRT did not start for {path.name} ({first}){hint}") from e
     if device_of(session) != "tensorrt":
         raise ExportError(
             f"--provider tensorrt: onnxruntime opened {path.name} on {', '.join(session.get_providers())} "

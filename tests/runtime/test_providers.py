@@ -292,3 +292,29 @@ def test_the_kv_cache_stays_on_the_gpu_under_tensorrt_as_under_cuda():
     on = {p: GPTLoop(None, decode(p), eos=32, pe_rows=64).on_gpu
           for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")}
     assert on == {"TensorrtExecutionProvider": True, "CUDAExecutionProvider": True, "CPUExecutionProvider": False}
+
+
+def test_an_asymmetric_u8_graph_is_refused_for_tensorrt(tmp_path, cache_home) -> None:  # noqa: ANN001
+    """A CPU target's export holds u8 QDQ, which TensorRT does not run as int8: int8 mode was turned on anyway."""
+    from autocompress.export.ort_quant import quantize_graph
+    from autocompress.runtime.session import tensorrt_options
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc/MatMul")], "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 32])], weights,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    src = tmp_path / "fp32.onnx"
+    onnx.save_model(model, str(src))
+    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)}]
+    for symmetric, kind in ((False, "int8-u8"), (True, "int8")):
+        dst = tmp_path / f"int8-{symmetric}.onnx"
+        quantize_graph(src, dst, "int8", feeds, symmetric_activations=symmetric)
+        assert graph_kind(dst) == kind
+    with pytest.raises(ExportError, match="asymmetric u8 int8 .* TensorRT does not run as int8"):
+        tensorrt_options(tmp_path / "int8-False.onnx", tmp_path / "cache")
+    assert tensorrt_options(tmp_path / "int8-True.onnx", tmp_path / "cache")["trt_int8_enable"] is True

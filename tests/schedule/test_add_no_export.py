@@ -28,3 +28,15 @@ def test_list_shows_no_exports_kept_for_a_no_export_schedule(url, tmp_path, monk
     assert main(["schedule", "list", "--storage", url]) == 0
     out = capsys.readouterr().out
     assert "none (--no-export)" in out and "newest 5" not in out
+
+
+def test_list_reads_an_abbreviated_no_export_as_the_search_does(url, tmp_path, monkeypatch, capsys):
+    """`--no-exp` runs with no export, but the list said "newest 5" as it looked for the full spelling."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["schedule", "add", "--storage", url, "--name", "n", "--cron", "0 2 * * *", "--",
+                 "--target", "rtx3060", "--no-exp"]) == 0
+    assert "exports nothing (--no-export)" in capsys.readouterr().out
+    assert main(["schedule", "list", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "none (--no-export)" in out and "newest 5" not in out

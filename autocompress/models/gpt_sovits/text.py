@@ -299,7 +299,9 @@ _CURRENCY_CODE_WORDS: dict[str, tuple[str, str, str | None, str | None]] = {
     "RUB": ("ruble", "rubles", None, None), "SEK": ("Swedish krona", "Swedish kronor", None, None),
     "NOK": ("Norwegian krone", "Norwegian kroner", None, None), "DKK": ("Danish krone", "Danish kroner", None, None),
 }  # fmt: skip
-_WORD_CODES = frozenset({"CAD"})  # codes that are also common acronyms: money before a number only with cents or commas
+# codes that are also common acronyms: money before a number only with cents or commas, after one
+# also where no noun follows ("50 CAD per month", not "3 CAD models")
+_WORD_CODES = frozenset({"CAD"})
 _DOLLAR_PREFIXES = {"US": "USD", "A": "AUD", "AU": "AUD", "C": "CAD", "CA": "CAD", "NZ": "NZD", "HK": "HKD", "S": "SGD"}
 
 
@@ -365,6 +367,10 @@ def _money_with_code(m: re.Match[str]) -> str:
         if m.group("code_before") in _WORD_CODES and not m.group("cents") and "," not in m.group("whole"):
             return m.group(0)  # "CAD 2024": the software, not an amount
         return _money_words(_code(m.group("code_before")), m.group("whole"), m.group("cents"), describes=_describes(m))
+    if m.group("code_after") in _WORD_CODES and not m.group("cents_") and "," not in m.group("whole_"):
+        noun = re.match(r"\s+([a-z][a-z-]*)\b", m.string[m.end() :])
+        if noun and noun.group(1) not in _NOT_DESCRIBED:
+            return m.group(0)  # "3 CAD models": the acronym describing a noun, not an amount
     return _money_words(m.group("code_after"), m.group("whole_"), m.group("cents_"))
 
 
@@ -1232,7 +1238,9 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"(?<![\w.])\.(?=\d)", " point ", text)  # .5
     meridiem = r"(?:\s*([AaPp])(?:\.[Mm]\.|[Mm]\b))"  # am, pm, a.m., p.m.
     text = re.sub(r"\b24:00\b", " twenty four hundred ", text)
-    text = re.sub(r"(?<![\d:.])([01]?\d|2[0-3]):([0-5]\d):([0-5]\d)(?![\d:.])" + meridiem + "?", _clock_with_seconds, text)
+    text = re.sub(  # "at 10:30:15." ends a sentence; "10:30:15.5" is a time taken
+        r"(?<![\d:.])([01]?\d|2[0-3]):([0-5]\d):([0-5]\d)(?![\d:]|\.\d)" + meridiem + "?", _clock_with_seconds, text
+    )
     text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d):([0-5]\d)(?:\.(\d+))?(?![\d:])", _duration, text)  # 3:25:30
     text = re.sub(r"(?<![\d:.])(\d{1,2}):([0-5]\d)\.(\d+)(?![\d:])",  # a lap time: 1:23.456
                   lambda m: _duration(m, with_hours=False), text)
