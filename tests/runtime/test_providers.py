@@ -114,9 +114,8 @@ def test_each_graph_kind_gets_its_own_tensorrt_precision_flags(bundle_mixed, bun
     assert seen == {("int8", "int8"), ("fp16", "fp16"), ("int4", "fp32"), ("fp32", "fp32")}
 
 
-def test_an_int8_part_of_a_low_bit_graph_turns_tensorrt_int8_on(tmp_path) -> None:
-    from autocompress.export.ort_quant import quantize_graph
-
+def _linear_graph(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """An fp32 graph of one 64 -> 32 MatMul, saved as ``fp32.onnx``, and calibration feeds for it."""
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w")]
     graph = helper.make_graph(
@@ -126,9 +125,16 @@ def test_an_int8_part_of_a_low_bit_graph_turns_tensorrt_int8_on(tmp_path) -> Non
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
-    src, dst = tmp_path / "fp32.onnx", tmp_path / "int4.onnx"
+    src = tmp_path / "fp32.onnx"
     onnx.save_model(model, str(src))
-    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)}]
+    return src, [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)}]
+
+
+def test_an_int8_part_of_a_low_bit_graph_turns_tensorrt_int8_on(tmp_path) -> None:
+    from autocompress.export.ort_quant import quantize_graph
+
+    src, feeds = _linear_graph(tmp_path)
+    dst = tmp_path / "int4.onnx"
     quantize_graph(src, dst, "int4", feeds, int8_op_types=("MatMul",))  # the MatMul stored as int8 QDQ
     assert graph_kind(dst) == _onnx_kind(dst) == "int8"
     assert graph_kind(src) == "fp32"
@@ -299,18 +305,7 @@ def test_an_asymmetric_u8_graph_is_refused_for_tensorrt(tmp_path, cache_home) ->
     from autocompress.export.ort_quant import quantize_graph
     from autocompress.runtime.session import tensorrt_options
 
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w")]
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc/MatMul")], "linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 32])], weights,
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    src = tmp_path / "fp32.onnx"
-    onnx.save_model(model, str(src))
-    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)}]
+    src, feeds = _linear_graph(tmp_path)
     for symmetric, kind in ((False, "int8-u8"), (True, "int8")):
         dst = tmp_path / f"int8-{symmetric}.onnx"
         quantize_graph(src, dst, "int8", feeds, symmetric_activations=symmetric)
