@@ -16,7 +16,8 @@ The English front end here is deliberately small and deterministic:
    fourth, "4 July" -> the fourth of July, "12/25" -> December twenty fifth), ranges ("10-20",
    "9am-5pm", "Monday-Friday" -> ... to ...; a score such as "3-2" keeps its dash), numbers that
    name a road, room or model in pairs ("Hwy. 101" -> one oh one, "RTX 3060" -> thirty sixty),
-   phone numbers, ZIP codes and PINs digit by digit (a toll-free number in letters, "1-800-FLOWERS",
+   phone numbers, ZIP codes, PINs and numbers of 4 or more digits after "#" digit by digit, hex
+   colours ("#3e8e41") character by character (a toll-free number in letters, "1-800-FLOWERS",
    as "one eight hundred flowers"), versions after a software name or "version" with each part a
    number ("Python 3.12" -> three point twelve, "v2.1.0" -> version two point one point zero),
    units after a number ("350 W" -> watts, "5V" -> volts; singular after 1 and between "a" and a
@@ -418,9 +419,12 @@ def _times(m: re.Match[str]) -> str:
 
 def _clock_with_seconds(m: re.Match[str]) -> str:
     """"5:45:30 p.m." or "at 10:30:15" -> "five forty five and thirty seconds P-M": a clock time
-    with seconds, where a meridiem follows or "at" comes before; any other is a time taken."""
+    with seconds, where a meridiem follows or "at" comes before, or an hour 13..23 follows a word
+    that reads a clock ("the clock read 23:59:59", "until 18:30:00"); any other is a time taken."""
     hour, minute, second, letter = m.groups()
-    if not letter and not re.search(r"\b(?i:at)\s+$", m.string[: m.start()]):
+    before = m.string[max(0, m.start() - 12) : m.start()]
+    clock_cue = 13 <= int(hour) <= 23 and re.search(r"\b(?i:read|reads|showed|shows|at|by|until)\s+$", before)
+    if not letter and not clock_cue and not re.search(r"\b(?i:at)\s+$", before):
         return m.group(0)
     if letter and not 1 <= int(hour) <= 12:
         return m.group(0)
@@ -542,7 +546,15 @@ def _military_time(m: re.Match[str]) -> str:
 
 # A number 2100..9999 is a year only where the text marks one: "the year 2525", "year 3000",
 # "2500 BC", "AD 2100", "3000 BCE"; and "in 2150" (2100..2999) unless it counts what follows
-# ("in 2500 years").
+# ("in 2500 years"); and "by 2100" (2100..2999) only before a comma, a stop, the end of the text
+# or one of a few words that start what happens then ("by 2100 sea levels", "by 2100 the", "by
+# 2100 we", "by 2100 our"), and not after a word of change ("rose by 2100.", "divided by 2100").
+_BY_YEAR_AFTER = re.compile(r"\s*(?:[,.;!?…]|$)|\s+(?i:sea|the|we|our)\b")
+_CHANGE_BEFORE_BY = re.compile(
+    r"\b(?i:rose|risen|rises?|grew|grown|grows?|fell|fallen|falls?|dropped|drops?|increased?|increases|"
+    r"decreased?|decreases|reduced?|reduces|cut|raised?|lowered|up|down|multiplied|divided|times|exceeded?|"
+    r"beat|beats|off|more|less|higher|lower)\s+by\s+$"
+)
 _ERA = r"(?:AD|BC|BCE|CE|A\.D\.|B\.C\.|B\.C\.E\.|C\.E\.)"
 _FAR_YEAR = re.compile(r"(?<![\d,.$€£¥₹-])\b(2[1-9]\d\d|[3-9]\d\d\d)\b(?![,.:/%-]?\d|%|[-'])")
 
@@ -553,7 +565,9 @@ def _far_year(m: re.Match[str]) -> str:
     era = re.match(r"\s?" + _ERA + r"(?![A-Za-z])", after) or re.search(r"\b(?:AD|A\.D\.)\s?$", before)
     named = re.search(r"\b(?i:year)\s+$", before) is not None
     in_ = year < 3000 and re.search(r"\b(?i:in)\s+$", before) is not None and not _counted_after(after, modifiers=True)
-    return f" {_far_year_words(year)} " if era or named or in_ else m.group(0)
+    by = year < 3000 and re.search(r"\b(?i:by)\s+$", before) is not None and _BY_YEAR_AFTER.match(after) is not None
+    by = by and _CHANGE_BEFORE_BY.search(m.string[max(0, m.start() - 24) : m.start()]) is None
+    return f" {_far_year_words(year)} " if era or named or in_ or by else m.group(0)
 
 
 _MONTH_NAMES = {m[:3]: m for m in "January February March April May June July August September October "
@@ -950,15 +964,36 @@ _SCORE_WORDS = re.compile(
 )
 
 
+# working hours written as a falling pair, "9-5": before a word of jobs or schedules, or after "work"
+_WORK_HOURS_AFTER = re.compile(r"\s+(?:jobs?|shifts?|daily|weekdays|hours|schedules?)\b", flags=re.IGNORECASE)
+_WORK_HOURS_BEFORE = re.compile(r"\b(?:work|works|working)\s+$", flags=re.IGNORECASE)
+
+
 def _number_range(m: re.Match[str]) -> str:
     """"a-b" -> "a to b" when it is a range: a rising one, or one with a clock time, a percent or a
-    currency sign. A score ("3-2", "110-102", "0-0", "lost 3-4") keeps its dash."""
+    currency sign, or hours of work ("work 9-5", "a 9-5 job"). A score ("3-2", "110-102", "0-0",
+    "lost 3-4", "a 3-2 win") keeps its dash."""
     first, mark, sign, second = m.groups()
     low, high = (float(x.replace(":", ".")) for x in (first, second))
+    work = not (mark or sign) and first.isdigit() and second.isdigit() and 1 <= high < low <= 12 and (
+        _WORK_HOURS_AFTER.match(m.string[m.end() :]) or _WORK_HOURS_BEFORE.search(m.string[max(0, m.start() - 12) : m.start()]))
     score = not (mark or sign or ":" in first + second) and _SCORE_WORDS.search(m.string[max(0, m.start() - 40) : m.start()]) is not None
-    if not score and (low < high or mark or sign or ":" in first + second):
+    if work or not score and (low < high or mark or sign or ":" in first + second):
         return f"{first}{mark or ''} to {sign}{second}"
     return m.group(0)
+
+
+# A hex colour: "#" and exactly 3 or 6 hex digits with a letter among them ("#3e8e41", "#FFF").
+_HEX_COLOUR = re.compile(r"(?<![\w&#])#((?=[\dA-Fa-f]*[A-Fa-f])(?:[\dA-Fa-f]{6}|[\dA-Fa-f]{3}))(?![\w-])")
+
+
+def _hex_colour(m: re.Match[str]) -> str:
+    """"#3e8e41" -> "three E eight E four one": a hex colour read character by character, letters
+    by name; an all-letter tag that is a dictionary word stays a hashtag ("#bad", "#facade")."""
+    code = m.group(1)
+    if code.isalpha() and _lookup(code) is not None:
+        return m.group(0)
+    return " " + " ".join(_ONES[int(c)] if c.isdigit() else ("A-" if c in "aA" else c.upper()) for c in code) + " "
 
 
 def _stop_if_sentence(m: re.Match[str]) -> str:
@@ -1144,7 +1179,11 @@ def _expand_special(text: str) -> str:
     )
     text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
     text = _DAY_BEFORE_MONTH.sub(_day_before_month, text)
-    text = re.sub(r"#\s?(?=\d+\b)", " number ", text)  # "#1"; "#100DaysOfCode" is a hashtag
+    text = re.sub(  # "#1" -> number one; "#12345" -> number one two three four five; "#100DaysOfCode" is a hashtag
+        r"#\s?(\d+)\b", lambda m: " number " + (
+            f"{_spell_digits(m.group(1))} " if len(m.group(1)) >= 4 and not re.match(r"[.,]\d", m.string[m.end() :])
+            else m.group(1)), text,
+    )
     text = _YEAR_RANGE.sub(_year_range, text)
     text = re.sub(r"(?<![\d,.$€£¥₹])\b(1[1-9]\d\d|20\d\d)[-–](\d\d)\b(?![-,.:/%]?\d)",  # "2024-25", "1939-45"
                   lambda m: f" {year_to_words(int(m.group(1)))} to {number_to_words(int(m.group(2)))} "
@@ -1339,6 +1378,7 @@ def normalize_english(text: str) -> str:
         log.warning("text: no English reading for %r; those letters are skipped", shown)
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
+    text = _HEX_COLOUR.sub(_hex_colour, text)  # "#3e8e41", "#FFF": character by character
     # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
     # "mid-1990s" (a word before a number: here, so that the years see the number alone)
     text = re.sub(r"\bFY(?=\d{2}(?:\d{2})?\b)", "FY ", text)  # "FY2024-25": a fiscal year, read as years are
