@@ -47,21 +47,17 @@ def test_feature_listing_follows_names_and_sizes_per_folder(micro_voice, pro_voi
     assert _data_files(voice)["7-sv_cn"] == "-"
 
 
-def test_resume_after_features_changed_is_refused_unless_the_study_predates_the_record(
-    search_argv, micro_voice, tmp_path, capsys
-):
+def test_resume_after_features_changed_is_refused_unless_the_study_predates_the_record(micro_voice, tmp_path, capsys):
     data = tmp_path / "exp"
     shutil.copytree(micro_voice["data"], data)
-    argv = [str(data) if a == str(micro_voice["data"]) else a
-            for a in search_argv(tmp_path, "--trials", "1", "--no-export", "--steps", "0")]
     (tmp_path / "db").mkdir()
-    assert main(["search", *argv]) == 0
+    assert main(["search", *_argv(micro_voice, data, tmp_path, "--trials", "1")]) == 0
     capsys.readouterr()
     hubert = sorted((data / "4-cnhubert").glob("*.pt"))[0]
     features = torch.load(hubert, weights_only=True)
     # extracted again at the other precision: the same names, other sizes
     torch.save(features.float() if features.dtype == torch.float16 else features.half(), hubert)
-    more = [a if a != "1" else "2" for a in argv]
+    more = _argv(micro_voice, data, tmp_path, "--trials", "2")
     assert main(["search", *more]) == 1
     err = capsys.readouterr().err
     assert "was created for other data" in err and "4-cnhubert" in err and err.count("\n") == 1
