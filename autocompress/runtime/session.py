@@ -122,9 +122,15 @@ def _provider_library_error(provider: str) -> str | None:
     try:
         ctypes.CDLL(str(lib))
     except OSError as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = _first_line(e)
         return text.replace(f"{lib}: ", "")
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's first line (its type's name when it has no text)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _ort_build() -> str:
@@ -427,7 +433,7 @@ def _open_tensorrt(
         # without TensorRT, which is what the user did not ask for.
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, enable_fallback=0)
     except Exception as e:  # onnxruntime raises its own unexported exception types
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
         # a library onnxruntime could not load: say what to install; else TensorRT refused this
         # graph (an engine it cannot build), which no install mends
         library = re.search(r"\.so\b|\.dll\b|shared object|install|libnvinfer|LoadLibrary", first, re.IGNORECASE)
