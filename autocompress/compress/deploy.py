@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from autocompress.compress.plan import CompressionPlan, QuantConfig, precision_bits
+from autocompress.compress.plan import CompressionPlan, QuantConfig, graph_float, precision_bits
 from autocompress.exceptions import ConfigError
 
 # The op kinds each GPT-SoVITS module group is made of (embeddings are not quantized); the first
@@ -94,6 +94,9 @@ def deployment_problems(plan: CompressionPlan, target: Any) -> list[str]:
             activations = layer_activations(quant.activations, quant.weight_precision(op_kind), quant.weights)
             if activations != "fp32" and not target.can_deploy(activations, kind):
                 problems.append(f"{group}: {activations} {op_kind} activations are not deployable on {target.name}")
+            floats = graph_float(quant.weights, quant.activations)  # the graph's float parts
+            if floats != "fp32" and activations != floats and not target.can_deploy(floats, kind):
+                problems.append(f"{group}: {floats} float parts ({op_kind} graph) are not deployable on {target.name}")
     return problems
 
 
@@ -117,7 +120,10 @@ def with_deployable_precisions(plan: CompressionPlan, target: Any) -> Compressio
     fp32 the graph runs).
 
     A group whose integer weights fall back to fp16 ships as an fp16 graph, activations
-    included: where the plan left its activations at fp32, the copy says fp16.
+    included: where the plan left its activations at fp32, the copy says fp16. A group kept at
+    integer weights ships its float parts (KV cache, norms, attention, weight-only layers' math)
+    in fp16 where the target runs fp16 (activations ``"fp16"``), else in fp32 (``"int8"`` for
+    W8A8 weights, ``"fp32"`` for int4 / int2): the plan's own activations do not choose it.
     """
     from autocompress.compress.fake_quant import layer_activations
 
@@ -128,8 +134,13 @@ def with_deployable_precisions(plan: CompressionPlan, target: Any) -> Compressio
         kinds = GROUP_OP_KINDS.get(group, ())
         op_weights = {k: fallback_precision(quant.weight_precision(k), k, target) for k in kinds}
         weights = op_weights[kinds[0]] if kinds else quant.weights
-        # what the group's graph runs: an fp16 graph for fp16 weights, else fp32 (int8 where W8A8)
-        activations = layer_activations(quant.activations, weights) if kinds else quant.activations
+        if kinds and weights.startswith("int"):
+            # an integer group's float parts: fp16 where the target runs fp16 (int8 W8A8 layers
+            # read int8 either way), else fp32 ("int8" for a W8A8 group, as its layers' inputs)
+            half = all(target.can_deploy("fp16", TARGET_OP_KIND[k]) for k in kinds)
+            activations = "fp16" if half else layer_activations("fp32", weights)
+        else:  # a float group's graph runs its weights' float
+            activations = layer_activations(quant.activations, weights) if kinds else quant.activations
         new_quant = QuantConfig(
             weights=weights,
             activations=activations,

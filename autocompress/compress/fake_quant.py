@@ -14,9 +14,9 @@ Activations (the inputs of the same layers) are rounded in a forward pre-hook: f
 or int8 per tensor, with a dynamic scale until :func:`calibrate_activations_` fixes a static one
 (the form the export ships). Each input rounds as the exported graph runs it
 (:func:`layer_activations`): int8 exactly where the export stores the layer as static int8 QDQ
-(W8A8: 5- to 8-bit weights, whatever the plan's activations), fp16 in a group exported as an
-fp16 graph, and fp32 elsewhere (weight-only low-bit layers and fp32 graphs take fp32 inputs,
-whatever the plan's activations).
+(W8A8: 5- to 8-bit weights, whatever the plan's activations), and elsewhere at the float the
+group's graph runs (:func:`~autocompress.compress.plan.graph_float`): fp16 in an fp16 group and
+in an integer group with fp16 activations (a GPU target's int8 / int4 graphs), fp32 otherwise.
 
 :func:`strip_fake_quant_` removes all of it and leaves plain fp32 weights equal to the
 quantized values (weight norm folded in), the form export expects.
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from autocompress.compress.plan import QuantConfig, precision_bits, shipped_rung
+from autocompress.compress.plan import QuantConfig, graph_float, precision_bits, shipped_rung
 from autocompress.exceptions import CompressionError
 
 _FLOAT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -218,19 +218,18 @@ def layer_activations(activations: str, weight_precision: str, group_weights: st
     ``activations``, the layer's ``weight_precision`` and its group's ``group_weights`` (default:
     the layer's own).
 
-    The layer is stored as :func:`shipped_rung` says, and the export builds the group's graph from
-    its weights alone. Stored as int8, the layer ships as static QDQ (W8A8, the form TensorRT and
-    onnxruntime run): its input is int8. In a group stored as fp16 (bf16 weights included) the
-    whole graph runs in fp16: its input is fp16. Elsewhere (weight-only int4 / int2 layers, fp32
-    graphs, layers kept at fp32 in an integer group) the graph's math is fp32: its input is fp32.
-    The plan's ``activations`` change none of these (a bf16 or fp16 choice the graph does not
-    run is not scored either).
+    The layer is stored as :func:`shipped_rung` says. Stored as int8, the layer ships as static
+    QDQ (W8A8, the form TensorRT and onnxruntime run): its input is int8. Any other layer takes
+    its input in the float its group's graph runs (:func:`graph_float`): fp16 in a group stored
+    as fp16 (bf16 weights included), and in an integer group whose activations are fp16 (a GPU
+    target's int8 / int4 graphs: weight-only int4 layers and layers kept at fp32 read fp16
+    tensors); fp32 elsewhere. A float group's ``activations`` change nothing (a bf16 or fp16
+    choice its graph does not run is not scored either).
     """
-    del activations  # the exported graph does not read it: see above
-    group = shipped_rung(group_weights or weight_precision)
-    if shipped_rung(weight_precision, group) == "int8":
+    group = group_weights or weight_precision
+    if shipped_rung(weight_precision, shipped_rung(group)) == "int8":
         return "int8"
-    return "fp16" if group == "fp16" else "fp32"
+    return graph_float(group, activations)
 
 
 def scored_weight_precision(precision: str, group_weights: str) -> str:

@@ -408,8 +408,23 @@ def shipped_rung(precision: str, group: str | None = None) -> str:
     return "fp32" if SHIPPED_RUNGS.index(own) > SHIPPED_RUNGS.index(group) else group
 
 
+def graph_float(weights: str, activations: str) -> str:
+    """The float type (``"fp16"`` or ``"fp32"``) a group's exported graph runs, given its plan
+    ``weights`` and ``activations``: that of a float group's weights (fp16 for fp16 and bf16,
+    fp32 for fp32), whatever its activations; for an integer group (int8 QDQ, int4 / int2
+    weight-only), fp16 where its activations are fp16 or bf16 (the form a GPU target ships:
+    fp16 float parts and KV cache), else fp32 (``"int8"`` activations included: the W8A8 layers'
+    inputs are int8 in either). The one rule the export builds graphs by and scoring rounds by.
+    """
+    rung = shipped_rung(weights)
+    if rung in ("fp16", "fp32"):
+        return rung
+    return "fp16" if activations in ("fp16", "bf16") else "fp32"
+
+
 __all__ = [
     "SHIPPED_RUNGS",
+    "graph_float",
     "ACTIVATION_PRECISIONS",
     "CompressionPlan",
     "GroupPlan",

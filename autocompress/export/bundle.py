@@ -15,7 +15,11 @@ Steps of :func:`export_bundle`:
    plain one with that fake quantization), not the plain one (see :mod:`.parity`). A trial
    scored with s8 inputs exported for a u8 target rounds exactly as scored; one scored with u8
    inputs exported for an s8 target cannot, and is held to the model as scored too; either
-   form change is logged in one line and noted on the module.
+   form change is logged in one line and noted on the module. An integer rung's float parts
+   (KV cache, norms, attention, activations between layers) are stored in the float the plan's
+   group runs (:attr:`~.precision.GroupRequest.floats`: fp16 for a GPU target's plan, fp32 for
+   the ``cpu`` target's), the GPT's KV cache inputs/outputs with them; each module's notes say
+   which.
 4. Check the assembled bundle end to end with the torch-free runner: file hashes, the greedy
    GPT codes (identical to torch's when the GPT is fp32; for a GPT checked against the scored
    model, its logits along its own greedy decoding at that model's faithfulness floor) and the
@@ -52,9 +56,11 @@ from autocompress.compress.fake_quant import voice_activation_ranges
 from autocompress.export.onnx_export import export_graph
 from autocompress.export.ort_quant import RANGES_NOTE, ActivationRange, quantize_graph
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
+from autocompress.compress.plan import graph_float
 from autocompress.export.precision import (
     CPU_INT8_NOTE,
     PLAN_OP_TYPES,
+    TARGET_OP_KIND,
     GroupRequest,
     candidate_precisions,
     request_from_plan,
@@ -110,8 +116,10 @@ SAMPLES_DIR = "samples"
 # 7: bf16 groups are stored, and held to the model scored, as fp16; a float-activation note says
 # what the graph runs; the bundle README documents synth --ref-wav and --provider tensorrt; an op
 # kind kept at fp32 keeps only its weight layers (not attention's products), repeated Casts are
-# dropped (such graphs failed to load), and int4/int2 leave folded position tables float, as scored.
-EXPORT_REVISION = 7
+# dropped (such graphs failed to load), and int4/int2 leave folded position tables float, as scored;
+# 8: a GPU target's int8 / int4 / int2 graphs run their float parts and the GPT's KV cache in fp16
+# (opset 19: fp16 QuantizeLinear / DequantizeLinear), held to faithfulness floors 2 dB lower.
+EXPORT_REVISION = 8
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks
 NEAR_TIE = 1e-4  # logit margin below which fp32 rounding may flip a greedy choice
@@ -591,12 +599,20 @@ def _plan_group(group: str, plan: Any, overrides: Mapping[str, str] | None, targ
     if overrides and group in overrides:
         rung, note = to_export_precision(overrides[group])
         notes = (f"precision set by the caller: {overrides[group]}",) + ((note,) if note else ())
-        request = GroupRequest(rung, (), notes)
+        # float parts as the plan's group runs them (fp32 without a plan)
+        activations = plan.group(group).quant.activations if plan is not None else "fp32"
+        request = GroupRequest(rung, (), notes, floats=graph_float(rung, activations))
     else:
         request = request_from_plan(plan, group)
     op_types: set[str] = set()
     for graph in GROUP_GRAPHS[group]:
         op_types |= weight_op_types(onnx.load(str(work / f"{graph}.export.onnx"), load_external_data=False))
+    if request.floats == "fp16" and target is not None:
+        cannot = sorted({TARGET_OP_KIND[t] for t in op_types if not target.can_deploy("fp16", TARGET_OP_KIND[t])})
+        if cannot:  # a plan not made for this target: its integer graph's float parts stay fp32
+            request = dataclasses.replace(request, floats="fp32", notes=request.notes + (
+                f"float parts in fp32, not the plan's fp16: target {target.name} cannot run {'/'.join(cannot)} in fp16",
+            ))  # fmt: skip
     op_types -= set(request.keep_op_types) | set(request.int8_op_types)  # those two have their own rung
     candidates, notes = candidate_precisions(request.precision, op_types, target)
     choice = _GroupChoice(request, candidates, notes=list(request.notes) + notes)
@@ -685,12 +701,16 @@ def _check_graph(
     scored = scored_ref.outputs(graph, precision, request) if scored_ref is not None else None
     case = refs.cases[graph]
     path = work / f"{graph}.{precision}.onnx"
-    half_io = _cache_io(graph, case) if precision == "fp16" else ()
+    floats = request.floats_at(precision)
+    half_io = _cache_io(graph, case) if floats == "fp16" else ()
     result: dict[str, Any] = {"group": group, "graph": graph, "precision": precision}
+    if precision in ("int8", "int4", "int2"):
+        result["floats"] = floats
     try:
         notes = quantize_graph(
             work / f"{graph}.export.onnx", path, precision, case.feeds, exclude, request.keep_op_types, half_io,
             symmetric_activations=symmetric, int8_op_types=request.int8_op_types, activation_ranges=ranges,
+            floats=floats,
         )
     except ExportError as e:  # onnxruntime's tools cannot store this graph at this rung: the next one may
         if precision == "fp32":
@@ -702,7 +722,7 @@ def _check_graph(
     names = [o.name for o in session.get_outputs()]
     reference = case.outputs if scored is None else scored
     outputs = compare_outputs(names, reference, got, bounds)
-    passed, reason = judge(group, precision, outputs, bounds, scored=scored is not None)
+    passed, reason = judge(group, precision, outputs, bounds, scored=scored is not None, floats=floats)
     result |= {
         "passed": passed,
         "reason": reason,
@@ -719,7 +739,7 @@ def _check_graph(
     if as_scored is not None:
         vs_scored = compare_outputs(names, as_scored, got, bounds)
         result["outputs_vs_scored_form"] = [o.to_dict() for o in vs_scored]
-        floor = bounds.floor(group, precision, scored=True)
+        floor = bounds.floor(group, precision, scored=True, floats=floats)
         worst = min(vs_scored, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
         if passed and not worst.snr_db >= floor:
             result["passed"] = False
@@ -741,7 +761,7 @@ def _check_graph(
 
 
 def _cache_io(graph: str, case: Any) -> tuple[str, ...]:
-    """The KV-cache inputs/outputs of a GPT graph (kept in fp16 in an fp16 bundle)."""
+    """The KV-cache inputs/outputs of a GPT graph (kept in fp16 where the graph's float parts are)."""
     if graph == "gpt_prefill":
         n = (len(case.outputs[0]) - 1) // 2
         return tuple(f"{kind}_{i}" for kind in ("k", "v") for i in range(n))
@@ -837,7 +857,8 @@ def _end_to_end(
         logit_snr = snr_db(logit_signal, logit_noise)
         figures["gpt_greedy_logit_snr_db"] = logit_snr
         figures["gpt_greedy_prefix_match_vs_plain"] = float(np.mean(plain_matches))
-        gpt_floor = bounds.floor("gpt", choices["gpt"].used, scored=True)
+        gpt_used = choices["gpt"].used
+        gpt_floor = bounds.floor("gpt", gpt_used, scored=True, floats=choices["gpt"].request.floats_at(gpt_used))
         if not logit_snr >= gpt_floor:
             failure, blamed = (
                 f"GPT logits along its greedy decoding SNR {logit_snr:.1f} dB against the scored model "
@@ -982,7 +1003,8 @@ def _write_readme(folder: Path, manifest: Manifest, out_dir: Path) -> None:
 
     template = resources.files("autocompress.export").joinpath("bundle_readme.md").read_text(encoding="utf-8")
     rows = "\n".join(
-        f"| {g.name} | {g.group} | {g.precision} | `{g.file}` |" for g in manifest.graphs.values()
+        f"| {g.name} | {g.group} | {g.precision}{_floats_label(manifest, g.group)} | `{g.file}` |"
+        for g in manifest.graphs.values()
     )
     fallbacks = [
         f"- {m.group}: {f['precision']} rejected: {f['reason']}" for m in manifest.modules.values() for f in m.fallbacks
@@ -1005,6 +1027,14 @@ def _write_readme(folder: Path, manifest: Manifest, out_dir: Path) -> None:
         upstream_text=upstream_text,
     )
     atomic_write_text(folder / "README.md", text)
+
+
+def _floats_label(manifest: Manifest, group: str) -> str:
+    """`` (fp16 float parts)`` for a group whose integer graphs' float parts are fp16 (its
+    module note says so), else ""."""
+    module = manifest.modules.get(group)
+    half = module is not None and any(n.startswith("float parts in fp16") for n in module.notes)
+    return " (fp16 float parts)" if half else ""
 
 
 def _reference_flags(manifest: Manifest) -> str:
@@ -1068,7 +1098,8 @@ def _manifest(
             requested=c.request.precision,
             used=c.used,
             fallbacks=tuple(c.fallbacks),
-            notes=tuple(c.notes) + tuple(c.range_notes) + ((CPU_INT8_NOTE,) if c.cpu_conv and c.used == "int8" else ()),
+            notes=tuple(c.notes) + _floats_note(group, c) + tuple(c.range_notes)
+            + ((CPU_INT8_NOTE,) if c.cpu_conv and c.used == "int8" else ()),
         )
         for group, c in choices.items()
     }
@@ -1084,6 +1115,15 @@ def _manifest(
         files=hash_files(folder),
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _floats_note(group: str, choice: _GroupChoice) -> tuple[str, ...]:
+    """The module note saying what an integer graph's float parts run in (none for a float rung)."""
+    if choice.used not in ("int8", "int4", "int2"):
+        return ()
+    floats = choice.request.floats_at(choice.used)
+    cache = ", the KV cache inputs/outputs too" if group == "gpt" else ""
+    return (f"float parts in {floats}: norms, attention, activations between layers and dequantized math{cache}",)
 
 
 def _metrics(

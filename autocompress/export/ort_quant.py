@@ -16,6 +16,13 @@ Precisions (weights of Conv, ConvTranspose, MatMul and Gemm; embeddings stay as 
   for ``int2``, in the same 4-bit container) with a per-output-channel scale and a
   ``DequantizeLinear`` in front, since onnxruntime has no low-bit convolution kernel.
 
+An integer graph's float parts (everything the integer pass leaves float: norms, attention,
+the KV cache, the dequantized math, the weight-only layers' activations, scales included) run
+in ``floats``: ``fp32`` (a CPU target's form), or ``fp16`` (a GPU target's: the integer graph
+is then passed through the same float16 converter as ``fp16``, ``half_io`` and nodes kept at
+fp32 included, and its default-domain opset raised to 19, the first with fp16 QuantizeLinear /
+DequantizeLinear; the low-bit conv weights' DequantizeLinear is com.microsoft's). Integer weights and int8 activations are the same in either.
+
 ``exclude`` names torch module paths (fqn prefixes) whose nodes keep full precision.
 
 ``activation_ranges`` names the scored student's weight layers for int8 (:class:`ActivationRange`,
@@ -95,6 +102,7 @@ def quantize_graph(
     symmetric_activations: bool = True,
     int8_op_types: tuple[str, ...] = (),
     activation_ranges: Sequence[ActivationRange] = (),
+    floats: str = "fp32",
 ) -> list[str]:
     """Write ``src`` (fp32) to ``dst`` at ``precision``.
 
@@ -106,7 +114,8 @@ def quantize_graph(
         exclude: torch module paths whose nodes stay at fp32.
         exclude_op_types: ONNX op types whose weight-layer nodes stay at fp32
             (:func:`weight_layer_nodes`: not attention's products of two computed tensors).
-        half_io: float input/output names that become fp16 under ``fp16``.
+        half_io: float input/output names that become fp16 under ``fp16`` (and under an
+            integer precision with ``floats="fp16"``).
         symmetric_activations: int8 activations as symmetric s8 (TensorRT) or asymmetric u8.
         int8_op_types: under ``int4``/``int2``, ONNX op types stored as static int8 QDQ
             instead (a first pass, calibrated like ``int8``); the rest then goes to low bit.
@@ -114,13 +123,17 @@ def quantize_graph(
             inputs without one are calibrated on ``calibration``. When given, int8, int4 and
             int2 leave float every constant-weight node that is none of these layers, and
             ``exclude_op_types`` keeps only nodes of these layers.
+        floats: ``fp32`` or ``fp16``, the type of an int8 / int4 / int2 graph's float parts
+            (ignored at ``fp32`` and ``fp16``, whose float parts are their own).
 
     Returns:
         notes about what was done (for the manifest).
 
     Raises:
-        ExportError: unknown precision, no calibration data for int8, or a tool failure.
+        ExportError: unknown precision or float type, no calibration data for int8, or a tool failure.
     """
+    if floats not in ("fp32", "fp16"):
+        raise ExportError(f"unknown float type {floats!r} for a graph's float parts; expected fp32 or fp16")
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src))
     skip = nodes_in_scopes(model, exclude)
@@ -144,6 +157,8 @@ def quantize_graph(
             finally:
                 if part is not None:
                     part.unlink(missing_ok=True)
+            if floats == "fp16" and precision in ("int8", "int4", "int2"):
+                _float_parts_to_fp16(dst, skip, half_io, notes)
     except ExportError:
         raise
     except Exception as e:  # onnxruntime's tools raise assorted types
@@ -273,6 +288,26 @@ def _to_fp16(model: onnx.ModelProto, dst: Path, skip: list[str], half_io: tuple[
     converted = convert_float_to_float16(model, keep_io_types=keep, node_block_list=skip or None)
     _drop_repeated_casts_(converted)
     onnx.save_model(converted, str(dst))
+
+
+# Default-domain opset of an integer graph with fp16 float parts: QuantizeLinear /
+# DequantizeLinear take fp16 inputs and scales from 19 (the low-bit conv weights' int4
+# DequantizeLinear is com.microsoft's, which takes them at its version 1).
+FP16_QDQ_OPSET = 19
+
+
+def _float_parts_to_fp16(path: Path, skip: list[str], half_io: tuple[str, ...], notes: list[str]) -> None:
+    """Convert the float parts of the integer graph at ``path`` to fp16 in place (nodes in
+    ``skip`` stay fp32, float inputs/outputs too except ``half_io``); appends a note."""
+    model = onnx.load(str(path))
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version < FP16_QDQ_OPSET:
+            opset.version = FP16_QDQ_OPSET
+    model.ir_version = max(model.ir_version, 9)  # opset 19 needs IR version 9
+    _to_fp16(model, path, skip, half_io)
+    kept = f" ({len(skip)} nodes kept at fp32)" if skip else ""
+    io = ", KV cache in fp16" if half_io else ""
+    notes.append(f"float parts (norms, attention, activations between layers, dequantized math) in fp16{kept}{io}")
 
 
 def _drop_repeated_casts_(model: onnx.ModelProto) -> int:
@@ -686,6 +721,7 @@ def _pack_int4(q: np.ndarray) -> bytes:
 
 __all__ = [
     "ActivationRange",
+    "FP16_QDQ_OPSET",
     "NBITS_ACCURACY_LEVEL",
     "NBITS_BLOCK",
     "RANGES_NOTE",

@@ -26,7 +26,13 @@ inputs. The rules (:class:`ParityBounds`):
   model as scored (the whole-group int8 model, which rounds the int4 weights per channel too,
   gave 39.8 and rejected it); 15.4 against the model at half the ranges.
   Faithfulness floors (``scored_floor_db``): gpt 30, ref_enc 40, enc_p 30, flow 40
-  and dec 17 dB. The SNR against the plain model is recorded beside it (``outputs_vs_plain``)
+  and dec 17 dB, each 2 dB lower (``fp16_floats_margin_db``) for a graph whose float parts are
+  fp16 (a GPU target's int8 / int4 graphs): its norms, residuals, attention and KV cache round
+  to fp16 where the scored model keeps fp32, which moves more values across int8 rounding
+  steps. Measured, lowest output against the scored model with fp16 float parts: the demo's
+  trial 8 (gpt and dec int8 s8) gpt 35.4, dec 17.6 dB (21.7 with fp32 float parts; 14.5 and
+  14.3 from the plain model either way); tiny test voice gpt 37.9, ref_enc 48.6, enc_p 31.5,
+  flow 53.6, dec 34.0. The decoder's near misses measured below (at most 14.1 dB) still fail. The SNR against the plain model is recorded beside it (``outputs_vs_plain``)
   and does not gate. A faithful graph never matches exactly: float differences between
   onnxruntime's and torch's kernels move a few values across a rounding step, and every later
   rounded layer spreads that (the demo decoder's first rounded inputs already differ at 56 dB).
@@ -81,6 +87,10 @@ GROUP_FLOOR_DB: dict[str, float] = {"gpt": 12.0, "ref_enc": 12.0, "enc_p": 12.0,
 # Faithfulness to the scored model (see above): the lowest SNR of a faithful graph measured, less 4-19 dB.
 SCORED_FLOOR_DB: dict[str, float] = {"gpt": 30.0, "ref_enc": 40.0, "enc_p": 30.0, "flow": 40.0, "dec": 17.0}
 E2E_FLOOR_DB: dict[str, float] = {"fp32": 60.0, "fp16": 25.0, "int8": 10.0, "int4": 10.0, "int2": 10.0}
+# How much lower the faithfulness floors are for an integer graph whose float parts are fp16 (a
+# GPU target's): its norms, residuals and attention round to fp16 where the scored model keeps
+# fp32, which moves more values across int8 rounding steps (see the module docstring).
+FP16_FLOATS_MARGIN_DB = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class ParityBounds:
             precision among its groups.
         scored_floor_db: per module group, the SNR every output of an integer graph must
             reach against the scored torch model, when it is judged against that.
+        fp16_floats_margin_db: how much lower ``scored_floor_db`` is for an integer graph
+            whose float parts are fp16.
     """
 
     fp32_atol: float = 1e-4
@@ -103,12 +115,13 @@ class ParityBounds:
     group_floor_db: Mapping[str, float] = field(default_factory=lambda: dict(GROUP_FLOOR_DB))
     e2e_min_snr_db: Mapping[str, float] = field(default_factory=lambda: dict(E2E_FLOOR_DB))
     scored_floor_db: Mapping[str, float] = field(default_factory=lambda: dict(SCORED_FLOOR_DB))
+    fp16_floats_margin_db: float = FP16_FLOATS_MARGIN_DB
 
     def __post_init__(self) -> None:
         problems = []
         if self.fp32_atol < 0 or self.fp32_rtol < 0:
             problems.append("fp32 tolerances must be >= 0")
-        values = {"fp16_min_snr_db": self.fp16_min_snr_db}
+        values = {"fp16_min_snr_db": self.fp16_min_snr_db, "fp16_floats_margin_db": self.fp16_floats_margin_db}
         values.update({f"group_floor_db[{k!r}]": v for k, v in self.group_floor_db.items()})
         values.update({f"e2e_min_snr_db[{k!r}]": v for k, v in self.e2e_min_snr_db.items()})
         values.update({f"scored_floor_db[{k!r}]": v for k, v in self.scored_floor_db.items()})
@@ -118,15 +131,17 @@ class ParityBounds:
         if problems:
             raise ConfigError("invalid ParityBounds: " + "; ".join(problems))
 
-    def floor(self, group: str, precision: str, scored: bool = False) -> float:
+    def floor(self, group: str, precision: str, scored: bool = False, floats: str = "fp32") -> float:
         """The SNR floor of a graph of ``group`` stored at ``precision`` (not fp32); ``scored``:
-        of an integer graph judged against the scored torch model."""
+        of an integer graph judged against the scored torch model, whose float parts run in
+        ``floats``."""
         if precision == "fp16":
             return self.fp16_min_snr_db
         if scored:
             if group not in self.scored_floor_db:
                 raise ConfigError(f"no faithfulness floor for module group {group!r}; set ParityBounds.scored_floor_db")
-            return self.scored_floor_db[group]
+            margin = self.fp16_floats_margin_db if floats == "fp16" else 0.0
+            return self.scored_floor_db[group] - margin
         if group not in self.group_floor_db:
             raise ConfigError(f"no quality floor for module group {group!r}; set ParityBounds.group_floor_db")
         return self.group_floor_db[group]
@@ -181,10 +196,12 @@ def compare_outputs(
 
 
 def judge(
-    group: str, precision: str, outputs: list[OutputParity], bounds: ParityBounds, scored: bool = False
+    group: str, precision: str, outputs: list[OutputParity], bounds: ParityBounds, scored: bool = False,
+    floats: str = "fp32",
 ) -> tuple[bool, str]:
     """Whether a graph of ``group`` stored at ``precision`` passes; the reason when it does not.
-    ``scored``: ``outputs`` compare an integer graph with the scored torch model."""
+    ``scored``: ``outputs`` compare an integer graph with the scored torch model; ``floats``:
+    the float type of that graph's float parts."""
     if precision == "fp32":
         bad = [o for o in outputs if not o.within_fp32_tol]
         if bad:
@@ -196,7 +213,7 @@ def judge(
                 f"(allowed {bounds.fp32_atol:g} + {bounds.fp32_rtol:g}*|ref|)"
             )
         return True, ""
-    floor = bounds.floor(group, precision, scored)
+    floor = bounds.floor(group, precision, scored, floats)
     worst = min(outputs, key=lambda o: -math.inf if math.isnan(o.snr_db) else o.snr_db)
     if not worst.snr_db >= floor:  # NaN fails too
         if not math.isfinite(worst.max_abs_err):
@@ -233,6 +250,7 @@ def _finite(x: float) -> float | None:
 
 __all__ = [
     "E2E_FLOOR_DB",
+    "FP16_FLOATS_MARGIN_DB",
     "FP16_MIN_SNR_DB",
     "GROUP_FLOOR_DB",
     "OutputParity",

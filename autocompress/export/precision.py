@@ -5,6 +5,13 @@ weight precision maps onto it by rounding up (int3 -> int4, int5..int7 -> int8, 
 onnxruntime's converter writes fp16). A target names the precisions it can run per op kind
 (``matmul``, ``conv``); a rung the target cannot run for every op kind in the group's graphs is
 skipped. fp32 is always allowed. The parity check then walks the remaining rungs upward.
+
+An integer rung's graph also has float parts (KV cache, norms, attention, activations between
+layers, dequantized math): they run in the float :func:`~autocompress.compress.plan.graph_float`
+gives the plan's weights and activations (:attr:`GroupRequest.floats`): fp16 where the plan's
+activations are fp16 or bf16 (what ``with_deployable_precisions`` writes for a target that
+runs fp16), else fp32 (the ``cpu`` target's ``int8`` / ``fp32`` activations). A float rung's
+graph runs its own float.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from autocompress.compress.plan import shipped_rung
+from autocompress.compress.plan import graph_float, shipped_rung
 from autocompress.exceptions import ConfigError
 from autocompress.runtime.manifest import PRECISIONS
 
@@ -57,12 +64,19 @@ class GroupRequest:
         notes: how the plan's precisions were mapped.
         int8_op_types: ONNX op types stored as int8 in a group stored at int4/int2 (the plan's
             override, e.g. convolutions a target runs at int8 but not at int4).
+        floats: ``fp16`` or ``fp32``, the float type of the graph's float parts at an integer
+            rung (int8 / int4 / int2); a float rung's graph runs its own (:meth:`floats_at`).
     """
 
     precision: str
     keep_op_types: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     int8_op_types: tuple[str, ...] = ()
+    floats: str = "fp32"
+
+    def floats_at(self, rung: str) -> str:
+        """The float type a graph of this group stored at ``rung`` runs its float parts in."""
+        return rung if rung in ("fp16", "fp32") else self.floats
 
 
 def request_from_plan(plan: Any, group: str) -> GroupRequest:
@@ -70,7 +84,8 @@ def request_from_plan(plan: Any, group: str) -> GroupRequest:
 
     The group's ``quant.weights`` sets its rung; an op kind whose ``op_weights`` override is
     higher keeps its nodes at fp32 (at int8 when the override is int8 and the group int4 or
-    int2), one that is lower is stored with the group (rounded up).
+    int2), one that is lower is stored with the group (rounded up). The graph's float parts
+    run in ``graph_float(quant.weights, quant.activations)``.
     """
     if plan is None:
         return GroupRequest("fp32")
@@ -90,10 +105,10 @@ def request_from_plan(plan: Any, group: str) -> GroupRequest:
             notes.append(f"{kind} kept at fp32 (plan asks {precision}, the group {quant.weights})")
         elif other != rung:
             notes.append(f"{kind} stored as {rung} with the group (plan asks {precision})")
-    runs = "fp16" if rung == "fp16" else "fp32"  # the graph's float type
+    runs = graph_float(quant.weights, quant.activations)  # the graph's float type, as scored
     if quant.activations not in ("int8", runs):
         notes.append(f"activations {quant.activations}: the {rung} graph runs its float math in {runs} (scored so too)")
-    return GroupRequest(rung, tuple(keep), tuple(notes), tuple(int8))
+    return GroupRequest(rung, tuple(keep), tuple(notes), tuple(int8), runs)
 
 
 def weight_op_types(model: onnx.ModelProto) -> set[str]:

@@ -1,5 +1,11 @@
 """onnxruntime sessions for a bundle: the CUDA provider when it works, else the CPU one; or the
-provider a user names (``tensorrt``, ``cuda``, ``cpu``)."""
+provider a user names (``tensorrt``, ``cuda``, ``cpu``).
+
+A bundle's integer graphs (int8 QDQ, int4 / int2 weight-only) run their float parts (KV cache,
+norms, attention, activations between layers, dequantized math) in fp16 when exported for a
+target that runs fp16 (GPU targets), in fp32 for the ``cpu`` target: :func:`graph_kind` tells
+them apart, TensorRT gets fp16 as well as int8 for the first, and the CPU provider opens them
+as it opens fp32 ones (see ``_FP16_QDQ_DISABLED_OPTIMIZERS``)."""
 
 from __future__ import annotations
 
@@ -27,6 +33,11 @@ _DEFAULT_SEVERITY = 2  # onnxruntime's default logger severity (warnings)
 # GPT's) would dequantize its weights and multiply in float on each call: an int8 full-size GPT
 # step took 94 ms instead of 5.5 ms (fp32: 11 ms) on the CPU provider. Left out on CPU sessions.
 _CPU_DISABLED_OPTIMIZERS = ["MatMulAddFusion"]
+# onnxruntime's x86 pass rewriting s8 QDQ as u8 leaves a QuantizeLinear whose output type no
+# longer matches its zero point in a QDQ graph with fp16 float parts ("output_dtype INT8 does not
+# match y_zero_point type UINT8", seen at opset 21), and it made no such graph faster here: left
+# out for those graphs only (it speeds up fp32 s8 graphs on x86).
+_FP16_QDQ_DISABLED_OPTIMIZERS = ["QDQS8ToU8Transformer"]
 # The CUDA provider benchmarks every cuDNN convolution algorithm (EXHAUSTIVE) for each new input
 # shape; the SoVITS time axis changes with every utterance, so each one paid that search again.
 _CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
@@ -194,9 +205,12 @@ _ONNX_UINT8, _ONNX_INT8, _ONNX_FLOAT16 = 2, 3, 10
 
 def graph_kind(path: str | Path) -> str:
     """``int8`` for a graph holding int8 QDQ nodes (8-bit QuantizeLinear/DequantizeLinear: explicit
-    quantization, also the int8 part of an int4/int2 graph), ``int8-u8`` where any of them has an
-    unsigned 8-bit zero point (the asymmetric form of a CPU target's export), ``fp16`` for a graph whose weights are
-    fp16, else ``fp32``. Read from the file's protobuf fields directly: the runtime needs no onnx.
+    quantization, also the int8 part of an int4/int2 graph) whose float parts are fp32, ``int8-fp16``
+    for one whose float parts are fp16 (fp16 initializers: scales, norms, biases; a GPU target's
+    export), ``int8-u8`` where any of them has an unsigned 8-bit zero point (the asymmetric form of
+    a CPU target's export), ``fp16`` for a graph with fp16 initializers and no int8 QDQ (an fp16
+    graph, or a weight-only int4 / int2 graph with fp16 float parts), else ``fp32``. Read from the
+    file's protobuf fields directly: the runtime needs no onnx.
 
     Raises:
         ExportError: the file cannot be read, or is not an ONNX model (empty, truncated, other data).
@@ -220,12 +234,14 @@ def graph_kind(path: str | Path) -> str:
     qdq = [inputs for op, inputs in ops if op in ("QuantizeLinear", "DequantizeLinear")]
     if any(len(inputs) > 2 and types.get(inputs[2]) == _ONNX_UINT8 for inputs in qdq):
         return "int8-u8"  # asymmetric u8 activations: the form a CPU target's export writes
+    half = _ONNX_FLOAT16 in types.values()
     for op, inputs in ops:
-        if op == "QuantizeLinear":
-            return "int8"  # activations rounded to 8 bits: the project stores nothing else this way
-        if op == "DequantizeLinear" and len(inputs) > 2 and types.get(inputs[2]) == _ONNX_INT8:
-            return "int8"
-    return "fp16" if _ONNX_FLOAT16 in types.values() else "fp32"
+        # QuantizeLinear: activations rounded to 8 bits (the project stores nothing else this way)
+        if op == "QuantizeLinear" or (
+            op == "DequantizeLinear" and len(inputs) > 2 and types.get(inputs[2]) == _ONNX_INT8
+        ):
+            return "int8-fp16" if half else "int8"
+    return "fp16" if half else "fp32"
 
 
 def _scan_graph(data: memoryview, ops: list[tuple[str, list[str]]], types: dict[str, int]) -> None:
@@ -328,8 +344,10 @@ def _varint(data: memoryview, at: int) -> tuple[int, int]:
 
 def tensorrt_options(path: str | Path, cache_dir: str | Path) -> dict[str, object]:
     """TensorRT provider options for one graph: int8 only for a graph of int8 QDQ nodes (explicit
-    quantization; its float parts stay fp32, as scored), fp16 only for an fp16 graph, engines
-    cached in ``cache_dir`` and the timing cache in :func:`tensorrt_cache_root` (shared).
+    quantization), fp16 for a graph whose float parts are fp16 (an fp16 graph, and an integer
+    graph a GPU target's export gives fp16 float parts: int8 and fp16 both for an ``int8-fp16``
+    one; an ``int8`` graph's float parts stay fp32, as exported and scored), engines cached in
+    ``cache_dir`` and the timing cache in :func:`tensorrt_cache_root` (shared).
 
     Raises:
         ExportError: the cache folder cannot be made, or the graph's int8 is the asymmetric u8
@@ -352,8 +370,8 @@ def tensorrt_options(path: str | Path, cache_dir: str | Path) -> dict[str, objec
             "point XDG_CACHE_HOME at a writable folder"
         ) from None
     return {
-        "trt_int8_enable": kind == "int8",
-        "trt_fp16_enable": kind == "fp16",
+        "trt_int8_enable": kind in ("int8", "int8-fp16"),
+        "trt_fp16_enable": kind in ("fp16", "int8-fp16"),
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": True,
@@ -374,7 +392,8 @@ def open_session(
     """Open one graph; ``threads`` sets the intra-op thread count (None = onnxruntime's default).
 
     On the CPU provider an int8 graph's linear layers run as integer kernels (see
-    ``_CPU_DISABLED_OPTIMIZERS``), also when CUDA was asked for but does not start here. With
+    ``_CPU_DISABLED_OPTIMIZERS``), also when CUDA was asked for but does not start here, and an
+    int8 graph with fp16 float parts loads (``_FP16_QDQ_DISABLED_OPTIMIZERS``). With
     TensorRT in ``providers`` the graph gets :func:`tensorrt_options`, its engines cached in
     ``tensorrt_cache`` (default: a folder of :func:`tensorrt_cache_root` named after the file's
     path), and the session is refused when TensorRT does not start rather than run elsewhere.
@@ -396,7 +415,7 @@ def open_session(
             ort.set_default_logger_severity(4)
         if TENSORRT in providers:
             return _open_tensorrt(Path(path), providers, options, tensorrt_cache)
-        disabled = _CPU_DISABLED_OPTIMIZERS if CUDA not in providers else None
+        disabled = _cpu_disabled_optimizers(path) if CUDA not in providers else None
         chosen = [(CUDA, dict(_CUDA_OPTIONS)) if p == CUDA else p for p in providers]
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen, disabled_optimizers=disabled)
         if CUDA in providers and device_of(session) == "cpu":
@@ -404,7 +423,7 @@ def open_session(
             # optimized for CUDA: an int8 GPT step took 323 ms instead of 10 ms. Open it again
             # as a CPU session.
             session = ort.InferenceSession(
-                str(path), sess_options=options, providers=[CPU], disabled_optimizers=_CPU_DISABLED_OPTIMIZERS
+                str(path), sess_options=options, providers=[CPU], disabled_optimizers=_cpu_disabled_optimizers(path)
             )
         return session
     except ExportError:
@@ -414,6 +433,15 @@ def open_session(
     finally:
         if gpu:
             ort.set_default_logger_severity(_DEFAULT_SEVERITY)
+
+
+def _cpu_disabled_optimizers(path: str | Path) -> list[str]:
+    """onnxruntime optimizers left out of a CPU session of the graph at ``path``."""
+    try:
+        half_qdq = graph_kind(path) == "int8-fp16"
+    except ExportError:  # not a model this scan reads: onnxruntime's own load says what is wrong
+        half_qdq = False
+    return _CPU_DISABLED_OPTIMIZERS + (_FP16_QDQ_DISABLED_OPTIMIZERS if half_qdq else [])
 
 
 def _open_tensorrt(

@@ -3,14 +3,15 @@
 The caller gives weight bits per module (a dict from fqn or module-group prefix to bits) and an
 activation precision per module. For a compression plan,
 :func:`~autocompress.score.voice_cost.precisions_from_plan` gives both as the exported graphs run
-them (what the search records): fp16 for a group stored as fp16, fp32 for every other group,
-int8 and int4 groups included. On a target, those choices become what can actually ship:
+them (what the search records): fp16 for a group stored as fp16, and for an int8 or int4 group
+on a GPU target (its float parts and KV cache are fp16 there); fp32 for every other group. On a
+target, those choices become what can actually ship:
 
 - Activations are floating point: ``fp32`` or ``fp16``. Where the caller leaves them open, the
   target's default is used whatever the weights are: called directly with weight bits alone
   (``project_voice``, ``project_latency``), an int4 or int8 weight is projected in an fp16
-  graph on a GPU (W4A16), a kernel no bundle ships (its int4 and int8 graphs are fp32); pass
-  the plan's precisions for what ships. bf16 is projected as the fp16 it ships as (the export
+  graph on a GPU, as a GPU target's bundle ships it, and in fp32 on a CPU; pass the plan's
+  precisions for what a given plan ships. bf16 is projected as the fp16 it ships as (the export
   writes no bf16). A precision the target cannot run (fp16 on a CPU) falls back to fp32.
 - Weights of 9 to 16 bits, and unquantized weights, are stored as floats at the activation
   precision (where left open: fp16 on a GPU, fp32 on a CPU).
@@ -20,7 +21,7 @@ int8 and int4 groups included. On a target, those choices become what can actual
 - Weights of 8 bits ship as int8 and the op computes in int8 (W8A8: TensorRT QDQ, onnxruntime
   QDQ or MatMulInteger), where the target deploys int8 for that op kind.
 - Weights of 4 bits or fewer ship as int4, weight-only (MatMulNBits): the op computes at the
-  activation precision (fp32 in the bundle's int4 graphs), with one scale per block of weights.
+  activation precision (the graph's float: fp16 on a GPU target), with one scale per block of weights.
 - A container the target cannot deploy for that op kind (int4 convolution anywhere, int8 on a
   Jetson Nano) is replaced by the next wider one that it can, and a note says so.
 """

@@ -8,8 +8,8 @@ Every recorded op costs
 and a call costs the sum over its ops. Weight bytes use each weight's deployed precision (see
 :mod:`autocompress.score.precision`); activation bytes and float math use the module's activation
 precision (for a plan, :func:`~autocompress.score.voice_cost.precisions_from_plan`: the float its
-exported graph runs, fp32 in int8 and int4 graphs, as a note says where the target's default
-float differs), except the inputs of a layer whose weights ship as int8: its export (static
+exported graph runs: in int8 and int4 graphs fp16 on a GPU target and fp32 on a CPU one, as a
+note says where it differs from the target's default float), except the inputs of a layer whose weights ship as int8: its export (static
 W8A8 QDQ) feeds the int8 MatMul/Conv the QuantizeLinear's int8 output, so those inputs count
 1 byte per element (its output stays float). An op kind kept at fp32 in an fp16 group (32-bit
 weights) runs as its export does: the node reads and writes fp32, with a Cast to fp32 before it
@@ -36,7 +36,8 @@ from autocompress.score.profile import ModelProfile
 from autocompress.targets import PRECISION_BITS, Target
 
 
-# How each integer storage ships, per op kind (export.ort_quant): its graph's float parts are fp32.
+# How each integer storage ships, per op kind (export.ort_quant), in a graph whose float parts are
+# the group's float (compress.plan.graph_float: fp16 on a GPU target, fp32 on a CPU one).
 # On a GPU, W8A8 is projected at the int8 tensor rate, as TensorRT builds QDQ into int8 kernels;
 # onnxruntime's CUDA provider alone dequantizes QDQ and multiplies in fp32 (field notes: a QDQ
 # graph needs TensorRT for its speed-up), so the int8 note says which runtime the figure assumes.
@@ -133,11 +134,11 @@ def project_latency(
                     notes[d.note] = None
                 weight_bytes += w.elements * d.weight_bytes_per_element
                 compute = d.compute
-                if d.storage in _INT_FORMS and act == "fp32" != target.default_precision:
+                trt = _TRT_INT8 if d.storage == "int8" and target.kind == "gpu" else ""
+                if d.storage in _INT_FORMS and (trt or act != target.default_precision):
                     group = op.module.split(".")[0] or w.fqn.split(".")[0]
                     form = _INT_FORMS[d.storage]["matmul" if op.kind == "matmul" else "conv"]
-                    trt = _TRT_INT8 if d.storage == "int8" and target.kind == "gpu" else ""
-                    notes[f"{d.storage} {group}: {form} in an fp32 graph{trt}"] = None
+                    notes[f"{d.storage} {group}: {form} in an {act} graph{trt}"] = None
                 if d.storage == "int8":  # W8A8: the input arrives quantized
                     in_bytes = PRECISION_BITS["int8"] / 8
                 kept_fp32 = kept_fp32 or (d.storage == "fp32" != act)

@@ -393,22 +393,21 @@ def precisions_from_plan(plan: Any) -> tuple[dict[str, int], dict[str, str]]:
     them: :func:`~autocompress.compress.fake_quant.scored_weight_precision`): an override below
     its group's rung goes with the group (no key of its own in a float group), one above it is
     kept at fp32 (32 bits). Every group's activation precision is the float its exported graph
-    runs (:func:`~autocompress.compress.fake_quant.layer_activations`), whatever the plan's
-    activations say: fp16 for a group stored as fp16 (bf16 included), fp32 for every other
-    (fp32 graphs, and the int8 QDQ and int4 / int2 MatMulNBits graphs, whose float parts are
-    fp32; int8 math comes from int8 weights). A v2Pro SoVITS's top-level layers get their
-    group's keys (:data:`SOVITS_GROUP_MEMBERS`).
+    runs (:func:`~autocompress.compress.plan.graph_float`): fp16 for a group stored as fp16
+    (bf16 included) and for an integer group (int8 QDQ, int4 / int2 MatMulNBits) with fp16
+    activations, as a GPU target ships them; fp32 for every other (int8 math comes from int8
+    weights). A v2Pro SoVITS's top-level layers get their group's keys
+    (:data:`SOVITS_GROUP_MEMBERS`).
     """
-    from autocompress.compress.fake_quant import layer_activations, scored_weight_precision
-    from autocompress.compress.plan import shipped_rung
+    from autocompress.compress.fake_quant import scored_weight_precision
+    from autocompress.compress.plan import graph_float, shipped_rung
 
     bits: dict[str, int] = {}
     acts: dict[str, str] = {}
     kind_of = {"linear": "matmul", "conv": "conv", "conv_transpose": "conv_transpose"}
     for group in MODULE_GROUPS:
         q = plan.group(group).quant
-        graph = layer_activations(q.activations, q.weights)  # int8: a W8A8 layer's input, in an fp32 graph
-        acts[group] = "fp32" if graph == "int8" else graph  # the float the group's exported graph runs
+        acts[group] = graph_float(q.weights, q.activations)  # the float the group's exported graph runs
         if q.weights.startswith("int"):
             bits[group] = int(q.weights[3:])
         for op_kind, prec in q.op_weights.items():

@@ -34,11 +34,13 @@ File layout::
 
 Every problem in a file is reported at once, each with its line and key.
 
-Activations: the exported graph builds each group from its weights alone, so a plan records
-the activations that graph runs, whatever the ``activations`` choice: ``"int8"`` for 5- to
-8-bit weights (W8A8), ``"fp16"`` for 16-bit weights (an fp16 graph; bf16 ships as fp16), and
-``"fp32"`` elsewhere (weight-only int4 / int2 layers and fp32 graphs). A plan asked for twice
-under another name so reuses the earlier trial's result. So ``activations`` is read (and
+Activations: the exported graph builds each group from its weights and the target alone, so
+a plan records the activations that graph runs, whatever the ``activations`` choice: ``"fp16"``
+for 16-bit weights (an fp16 graph; bf16 ships as fp16) and for integer weights on a target that
+runs fp16 (a GPU: int8 W8A8 or weight-only int4 layers in a graph whose float parts are fp16);
+on a CPU target ``"int8"`` for 5- to 8-bit weights (W8A8) and ``"fp32"`` for int4 / int2; fp32
+weights run an fp32 graph. A plan asked for twice under another name so reuses the earlier
+trial's result. So ``activations`` is read (and
 checked) for older files but is never a sampled dimension: several choices would only spend
 trials on repeats.
 """
@@ -151,10 +153,11 @@ def _meant_activations(activations: str, weights: str = "fp32") -> str:
     """A space's activation choice as the plan records it, one name per student built: what
     the group's layer inputs round to (:func:`~autocompress.compress.fake_quant.layer_activations`),
     set by the weights whatever the choice: int8 with 5- to 8-bit weights (W8A8), fp16 with
-    16-bit weights (an fp16 graph), fp32 elsewhere."""
+    16-bit weights (an fp16 graph), fp32 elsewhere. The float an integer group's graph runs is
+    the target's to set (:func:`~autocompress.compress.deploy.with_deployable_precisions`)."""
     from autocompress.compress.fake_quant import layer_activations
 
-    return layer_activations(activations, weights)
+    return layer_activations("fp32" if weights.startswith("int") else activations, weights)
 
 
 @dataclass(frozen=True)

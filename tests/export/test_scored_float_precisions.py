@@ -1,7 +1,7 @@
 """A group's float precisions are scored as its exported graph runs them: bf16 weights and
-activations as the fp16 the export writes (or the fp32 a target without fp16 gets), and the
-plan's fp16 activations in a group exported as an fp32 graph (int4 weight-only, or fp32) as
-the float inputs that graph takes."""
+activations as the fp16 the export writes (or the fp32 a target without fp16 gets), the plan's
+fp16 activations in a group exported as an fp32 graph as the float inputs that graph takes, and
+in an integer group as the fp16 float parts its graph then has."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from autocompress.export.references import graph_outputs, graph_views
 from autocompress.runtime.session import open_session
 
 
-def _bundle_matches_the_scored_student(plan: CompressionPlan, target: str | None, groups: dict[str, str]) -> None:
+def _bundle_matches_the_scored_student(
+    plan: CompressionPlan, target: str | None, groups: dict[str, str], min_snr_db: dict[str, float] | None = None
+) -> None:
     """Compress the tiny voice with ``plan``, export the student as the search saves it, and check
-    each graph of ``groups`` (graph -> the precision its group must ship at) runs the scored model."""
+    each graph of ``groups`` (graph -> the precision its group must ship at) runs the scored model:
+    to float rounding, or to ``min_snr_db`` for a graph named there (fp16 float parts)."""
     student, as_scored = compress(make_voice(), plan), compress(make_voice(), plan)  # one is stripped for export
     views = graph_views(as_scored.gpt, as_scored.sovits)
     export = stripped_export(student, {})
@@ -36,21 +39,29 @@ def _bundle_matches_the_scored_student(plan: CompressionPlan, target: str | None
                 got = session.run(None, {n: feeds[n].astype(np.float32) if feeds[n].dtype.kind == "f" else feeds[n]
                                          for n in names})  # fmt: skip
                 for w, g in zip(want, got):
-                    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(np.abs(w).max()), err_msg=graph)
+                    if graph in (min_snr_db or {}):
+                        err = float(np.sum((w.astype(np.float64) - g) ** 2))
+                        assert 10 * np.log10(float(np.sum(w.astype(np.float64) ** 2)) / err) >= min_snr_db[graph], graph
+                    else:
+                        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(np.abs(w).max()), err_msg=graph)
     finally:
         export.close()
 
 
-def test_fp16_activations_of_groups_exported_as_fp32_graphs_are_scored_float() -> None:
-    """The decoder's int4 convolutions ship weight-only (DequantizeLinear, then an fp32 Conv) and
-    the flow's fp32 weights as an fp32 graph: neither rounds its inputs to fp16, as scoring did."""
+def test_fp16_activations_are_scored_as_the_graph_runs_its_float_parts() -> None:
+    """The flow's fp32 weights ship as an fp32 graph, which does not round its inputs to fp16,
+    as scoring did; the decoder's int4 convolutions ship weight-only (DequantizeLinear, then a
+    Conv) with fp16 float parts, the plan's fp16 activations, which scoring rounded to too."""
     plan = CompressionPlan(
         {"dec": GroupPlan(quant=QuantConfig("int4", "fp16")), "flow": GroupPlan(quant=QuantConfig("fp32", "fp16"))},
         name="int4_fp32_with_fp16_activations",
     )
-    _bundle_matches_the_scored_student(plan, None, {"dec": "int4", "flow": "fp32"})
-    notes = request_from_plan(plan, "dec").notes
-    assert notes == ("activations fp16: the int4 graph runs its float math in fp32 (scored so too)",)
+    _bundle_matches_the_scored_student(plan, None, {"dec": "int4", "flow": "fp32"}, {"dec": 40.0})
+    assert request_from_plan(plan, "flow").notes == ("activations fp16: the fp32 graph runs its float math in fp32 (scored so too)",)
+    request = request_from_plan(plan, "dec")
+    assert (request.floats, request.notes) == ("fp16", ())
+    int4_fp32 = CompressionPlan({"dec": GroupPlan(quant=QuantConfig("int4", "fp32"))})
+    assert request_from_plan(int4_fp32, "dec").floats == "fp32"
 
 
 def test_bf16_on_the_cpu_target_is_scored_as_the_fp32_graph_it_ships() -> None:

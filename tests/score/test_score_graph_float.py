@@ -1,6 +1,6 @@
-"""A plan is projected at the float its exported graphs run: fp16 for a group stored as fp16,
-fp32 for every other, int8 and int4 groups included (QDQ and MatMulNBits graphs with fp32 float
-parts), whatever the plan's activations say."""
+"""A plan is projected at the float its exported graphs run: fp16 for a group stored as fp16
+and for an int8 / int4 group with fp16 activations (a GPU target's QDQ and MatMulNBits graphs,
+fp16 float parts and KV cache), fp32 for every other (a CPU target's integer graphs included)."""
 
 from __future__ import annotations
 
@@ -40,15 +40,18 @@ def _figures(voice, profile, plan: CompressionPlan, target) -> dict:  # noqa: AN
 
 @pytest.mark.parametrize("weights", ["fp32", "fp16", "bf16", "int8", "int4"])
 def test_activations_the_graph_ignores_project_identically(voice, profile, weights: str) -> None:  # noqa: ANN001
-    """The export builds a group's graph from its weights alone: fp32 weights with fp16
-    activations shipped an fp32 graph but were projected in fp16, and int8 / int4 groups were
-    projected at the target's default float. Plans are taken raw, as a caller may pass them."""
+    """The export builds a float group's graph from its weights alone (fp32 weights with fp16
+    activations shipped an fp32 graph but were projected in fp16), and an integer group's float
+    parts from whether its activations are 16-bit floats. Plans are taken raw, as a caller may
+    pass them."""
     rtx = load_target("rtx3060")
-    plans = [_gpt(weights, a) for a in ACTIVATION_PRECISIONS]
-    assert len({str(precisions_from_plan(p)) for p in plans}) == 1
-    first = _figures(voice, profile, plans[0], rtx)
-    for plan in plans[1:]:
-        assert _figures(voice, profile, plan, rtx) == first
+    same = [ACTIVATION_PRECISIONS] if not weights.startswith("int") else [("fp32", "int8"), ("fp16", "bf16")]
+    for acts in same:
+        plans = [_gpt(weights, a) for a in acts]
+        assert len({str(precisions_from_plan(p)) for p in plans}) == 1
+        first = _figures(voice, profile, plans[0], rtx)
+        for plan in plans[1:]:
+            assert _figures(voice, profile, plan, rtx) == first
 
 
 def test_an_int4_group_s_float_parts_project_at_the_fp32_rate(voice, profile) -> None:  # noqa: ANN001
@@ -58,7 +61,7 @@ def test_an_int4_group_s_float_parts_project_at_the_fp32_rate(voice, profile) ->
     fp16 rate on fp16 activations."""
     rtx = load_target("rtx3060")
     prefill = profile.gpt_prefill
-    int4 = project_latency(prefill, rtx, *precisions_from_plan(_gpt("int4", "fp16")))
+    int4 = project_latency(prefill, rtx, *precisions_from_plan(_gpt("int4", "fp32")))
     teacher = project_latency(prefill, rtx, *precisions_from_plan(CompressionPlan()))
     assert int4.flops == teacher.flops and int4.flops > 0
     assert int4.compute_s == pytest.approx(teacher.compute_s)
@@ -66,8 +69,30 @@ def test_an_int4_group_s_float_parts_project_at_the_fp32_rate(voice, profile) ->
     w4a16 = project_latency(prefill, rtx, {"gpt": 4}, "fp16")  # what it was projected as
     assert w4a16.compute_s < int4.compute_s and int4.weight_bytes > w4a16.weight_bytes  # fp32 scales
     assert int4.weight_bytes < teacher.weight_bytes / 2
-    rtf = _figures(voice, profile, _gpt("int4", "fp16"), rtx)["rtf"]
+    rtf = _figures(voice, profile, _gpt("int4", "fp32"), rtx)["rtf"]
     assert rtf[1].count("int4 gpt: weight-only MatMulNBits in an fp32 graph") == 1
+
+
+def test_a_gpu_target_s_integer_groups_project_fp16_float_parts_and_kv_cache(voice, profile) -> None:  # noqa: ANN001
+    """On a GPU target an int8 or int4 group ships fp16 float parts and an fp16 KV cache; they
+    were projected (and shipped) in fp32, so int8 came out larger and slower than fp16."""
+    rtx = load_target("rtx3060")
+    decode = profile.gpt_decode
+    plans = {w: _gpt(w, "fp32").with_fallback(rtx) for w in ("int8", "int4")}
+    fp16, fp32 = _gpt("fp16", "fp16"), _gpt("int8", "int8")
+    kv = {name: _figures(voice, profile, plan, rtx)["memory_kv_cache_bytes"][0]
+          for name, plan in (*plans.items(), ("fp16", fp16), ("fp32-floats", fp32))}  # fmt: skip
+    assert kv["int8"] == kv["int4"] == kv["fp16"] == kv["fp32-floats"] / 2
+    for weights, plan in plans.items():
+        assert precisions_from_plan(plan)[1]["gpt"] == "fp16"
+        got = project_latency(decode, rtx, *precisions_from_plan(plan))
+        floats32 = project_latency(decode, rtx, *precisions_from_plan(_gpt(weights, "fp32")))
+        assert got.activation_bytes < floats32.activation_bytes and got.seconds < floats32.seconds
+        assert got.weight_bytes < project_latency(decode, rtx, *precisions_from_plan(fp16)).weight_bytes
+    rtf = _figures(voice, profile, plans["int8"], rtx)["rtf"][1]
+    assert "int8 gpt: W8A8 QDQ in an fp16 graph (int8 kernels as TensorRT builds them" in rtf
+    cpu = _gpt("int8", "fp32").with_fallback("cpu")  # a CPU target keeps fp32 float parts
+    assert precisions_from_plan(cpu)[1]["gpt"] == "fp32"
 
 
 def test_an_int8_group_keeps_its_fp32_float_parts_and_kv_cache(voice, profile) -> None:  # noqa: ANN001

@@ -157,10 +157,10 @@ def test_plan_precisions_are_read_from_a_compression_plan():
     })
     bits, acts = precisions_from_plan(plan)
     assert bits == {"gpt": 8, "dec": 4, "dec@conv": 6, "dec@conv_transpose": 4}  # each op kind keeps its own
-    # every group projects at the float its graph runs: int8 QDQ and int4 MatMulNBits graphs are
-    # fp32 whatever the plan's activations, as are the groups it leaves alone (a Pro voice's
-    # top-level layers with them)
-    assert acts == {"gpt": "fp32", "enc_p": "fp32", "flow": "fp32", "dec": "fp32", "ref_enc": "fp32",
+    # every group projects at the float its graph runs: an integer group's float parts are fp16
+    # with fp16 activations (a GPU target's form), else fp32, as are the groups it leaves alone
+    # (a Pro voice's top-level layers with them)
+    assert acts == {"gpt": "fp16", "enc_p": "fp32", "flow": "fp32", "dec": "fp32", "ref_enc": "fp32",
                     "ge_to512": "fp32", "sv_emb": "fp32", "prelu": "fp32"}  # fmt: skip
 
 
