@@ -31,7 +31,9 @@ def _group_summary(g: GroupPlan) -> str:
         f"{k}:{v}" for k, v in sorted({**{"*": q.weights}, **q.op_weights}.items())
     )
     parts.append(weights)
-    if q.activations != q.weights or q.op_weights:  # "int8" alone is W8A8, "fp16" alone an fp16 graph
+    if q.weights.startswith("int") and q.activations in ("fp16", "bf16"):
+        parts.append("fp16 floats")  # its graph's float parts and KV cache (a GPU target's), not W8A16
+    elif q.activations != q.weights or q.op_weights:  # "int8" alone is W8A8, "fp16" alone an fp16 graph
         parts.append(f"act {q.activations}")
     if g.prune.ratio or g.prune.layers or g.prune.depth_ratio:
         parts.append(f"prune {g.prune.ratio:.0%}" + (f" depth {g.prune.depth_ratio:.0%}" if g.prune.depth_ratio else ""))
