@@ -21,20 +21,27 @@ The English front end here is deliberately small and deterministic:
    as "one eight hundred flowers"), versions after a software name or "version" with each part a
    number ("Python 3.12" -> three point twelve, "v2.1.0" -> version two point one point zero),
    units after a number ("350 W" -> watts, "5V" -> volts; singular after 1 and between "a" and a
-   noun: "a 12 V battery", "a $20 bill"; a compact measure after a determiner before a noun:
-   "the 5V adapter"), mixed numbers ("2 1/2" -> two and a half), heights (5'10", "5 ft 11 in"),
+   noun: "a 12 V battery", "a $20 bill", for money also after "the": "the $1.2 trillion bill"; a
+   compact measure after a determiner before a noun: "the 5V adapter"), mixed numbers ("2 1/2"
+   -> two and a half), heights (5'10", "5 ft 11 in"),
    years past 2099 where the text marks one ("the year 2525", "2350 BC" -> twenty three fifty),
    decade ranges ("1990s-2000s"), scientific notation ("3e8" -> three times ten to the power of
    eight), plurals of model numbers ("MP3s", "F-16s", "49ers"), roman numerals after a name ("Henry
    VIII" -> Henry the eighth, "World War II" -> World War two), dotted initialisms ("U.S.A." spelled),
    initials before a name without their stops ("John F. Kennedy", "J. K. Rowling"), web and
-   e-mail addresses ("example.com slash docs", "a dot b at c dot io") and
-   ``@ & + = × ÷ < >`` between words, spells out numbers (cardinals up to 999,999,999,999,
+   e-mail addresses ("example.com slash docs", "a dot b at c dot io"),
+   ``@ & + = × ÷ < >`` between words, ``< > <= >= ≤ ≥`` before a number ("p < 0.05", "<10%") and
+   ``± ≈ ~`` before a number, drops emoticons (":)", ":D", "<3"), reads chat shorthand as its
+   words ("thx", "pls", "appt"), "name(s)" as a plural, a list letter "(a)" as the letter, a
+   hashtag that starts with a year as the year ("#2024Goals"), splits words run together in
+   camel case that CMUdict lacks ("#100DaysOfCode" -> one hundred Days Of Code; "iPhone"
+   stays), spells out numbers (cardinals up to 999,999,999,999,
    with or without thousands commas; longer digit strings, and those with a leading zero,
    digit by digit; decimals with "point", ordinals like "21st", "%" as "percent", "½",
    "x²"), ends a sentence at a line break before a capital, and maps punctuation onto the
-   table's six marks (``;:`` -> ``,``, ``...`` -> ``…``, dashes -> ``-``; quotes and
-   brackets are dropped; repeated marks keep the first).
+   table's six marks (``;:`` -> ``,``, ``...`` -> ``…``, dashes -> ``-``; a parenthesis
+   after a word is a pause, ``,``; quotes and other brackets are dropped; repeated marks keep
+   the first).
 2. :func:`english_to_phones` looks each word up in CMUdict (first pronunciation; hyphenated
    and possessive forms are tried piece by piece). A word CMUdict lacks (out of vocabulary)
    goes through the fallback below.
@@ -47,7 +54,9 @@ Out-of-vocabulary fallback, in order:
 - an acronym (written in capitals, at most 5 letters) is read as a word when its letters form
   English syllables and it has 4 or more ("COVID", "POTUS"), otherwise spelled letter by letter
   with CMUdict's letter-name pronunciations ("GPU", "MLB", "JPEG"); so is a word without
-  vowels, and a lone letter inside a hyphenated word ("T-bone", "A-list");
+  vowels (but a sound written without one is read as the sound: "Grrr", "Pfft", "Psst", "Zzz"),
+  a lowercase word of 2 or 3 letters that forms no syllable ("idk", "omg"), and a lone
+  letter inside a hyphenated word ("T-bone", "A-list");
 - a word that is two dictionary words of at least 3 letters each is read as both
   (the longest first part wins: "autocompress" -> "auto" + "compress");
 - anything else is read with a small grapheme rule set (consonant and vowel digraphs,
@@ -309,8 +318,35 @@ _DOLLAR_PREFIXES = {"US": "USD", "A": "AUD", "AU": "AUD", "C": "CAD", "CA": "CAD
 def _describes(m: re.Match[str]) -> bool:
     """Whether a measure or an amount sits between "a" or "an" and a noun it describes ("a 12 V
     battery", "a $20 bill"), where English names its unit in the singular."""
-    return re.search(r"\b(?i:a|an)\s+$", m.string[: m.start()]) is not None and re.match(
+    return _ARTICLE_BEFORE.search(m.string, max(0, m.start() - 16), m.start()) is not None and re.match(
         r"\s+(?!(?:of|and|or|to|per|in|at|for|on|by|from|with|each|a|an|the)\b)[a-z]", m.string[m.end() :]) is not None
+
+
+# an article or a determiner just before an amount (searched in the few characters before it)
+_ARTICLE_BEFORE = re.compile(r"\b(?i:a|an)\s+$")
+_DETERMINER_BEFORE = re.compile(r"\b(?i:the|this|that|these|those|my|your|our|their|his|her|its|each|every)\s+$")
+
+
+def _describes_amount(m: re.Match[str]) -> bool:
+    """Whether an amount of money describes the noun after it, between "a" or "an" (see
+    :func:`_describes`) or another determiner and that noun ("the $1.2 trillion bill", "her $20
+    bill"): the next word is lowercase and no verb, pronoun, preposition, conjunction or adverb,
+    nor a word in "s", "ed", "ing" or "ly", which may be a verb or an adverb ("the $5 million
+    raised", "the $20 you owe", "the $5 back")."""
+    if _describes(m):
+        return True
+    if _DETERMINER_BEFORE.search(m.string, max(0, m.start() - 16), m.start()) is None:
+        return False
+    following = re.compile(r"\s+([a-z][a-z-]*)\b").match(m.string, m.end())
+    if following is None:
+        return False
+    word = following.group(1)
+    return word not in _NOT_DESCRIBED and word not in _NOT_NOUNS and not word.endswith(("s", "ed", "ing", "ly"))
+
+
+# pronouns and adverbs that may follow an amount ("the $20 you owe", "give me the $5 back")
+_NOT_NOUNS = frozenset("i you we they he she me him them us back away later first anyway upfront tomorrow yesterday "
+                       "tonight home right soon overnight together".split())  # fmt: skip
 
 
 def _amount(count: int, one: str, many: str) -> str:
@@ -318,8 +354,8 @@ def _amount(count: int, one: str, many: str) -> str:
 
 
 def _money(m: re.Match[str]) -> str:
-    """An amount after its currency sign ("$3.50", "$.50"; "a $20 bill" -> a twenty dollar bill)."""
-    return _money_words(*m.groups(), describes=_describes(m))
+    """An amount after its currency sign ("$3.50", "$.50"; "a $20 bill", "the $20 bill" -> twenty dollar bill)."""
+    return _money_words(*m.groups(), describes=_describes_amount(m))
 
 
 def _money_after(m: re.Match[str]) -> str:
@@ -367,7 +403,7 @@ def _money_with_code(m: re.Match[str]) -> str:
     if m.group("code_before"):
         if m.group("code_before") in _WORD_CODES and not m.group("cents") and "," not in m.group("whole"):
             return m.group(0)  # "CAD 2024": the software, not an amount
-        return _money_words(_code(m.group("code_before")), m.group("whole"), m.group("cents"), describes=_describes(m))
+        return _money_words(_code(m.group("code_before")), m.group("whole"), m.group("cents"), describes=_describes_amount(m))
     if m.group("code_after") in _WORD_CODES and not m.group("cents_") and "," not in m.group("whole_"):
         noun = re.match(r"\s+([a-z][a-z-]*)\b", m.string[m.end() :])
         if noun and noun.group(1) not in _NOT_DESCRIBED:
@@ -379,7 +415,7 @@ def _scaled_money_with_code(m: re.Match[str]) -> str:
     """"USD 5 million", "EUR 2.5bn", "5 million USD": the number, its scale, then the currency."""
     code, number, scale = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(6), m.group(4), m.group(5))
     one, many = (_CURRENCY.get(code) or _CURRENCY_CODE_WORDS[_code(code)])[:2]
-    return f" {number} {_SCALE_WORDS.get(scale, scale)} {one if _describes(m) else many} "
+    return f" {number} {_SCALE_WORDS.get(scale, scale)} {one if _describes_amount(m) else many} "
 
 
 def _clock(m: re.Match[str]) -> str:
@@ -442,8 +478,12 @@ def _meridiem(m: re.Match[str], letter: str | None) -> str:
     """" A-M" / " P-M" (spelled), keeping a sentence's full stop that "a.m." swallowed."""
     if not letter:
         return " "
-    ends_sentence = m.group(0).endswith(".") and _ends_sentence(m)
+    ends_sentence = m.group(0).endswith(".") and _ends_sentence(m) and not _TIME_ZONE.match(m.string[m.end() :])
     return f" {letter.upper()}-M" + (" . " if ends_sentence else " ")
+
+
+# time zones after a clock time: "10 a.m. EST to ..." goes on after the zone
+_TIME_ZONE = re.compile(r"\s+(?:[ECMPA][SD]?T|GMT|UTC|BST|CES?T|IST|JST|AE[SD]T|HST|AKST)\b")
 
 
 def _ends_sentence(m: re.Match[str]) -> bool:
@@ -757,7 +797,7 @@ def _mixed_number(m: re.Match[str]) -> str:
 _UNITS = {
     "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
     "kg": ("kilogram", "kilograms"), "mg": ("milligram", "milligrams"), "ml": ("milliliter", "milliliters"),
-    "mph": ("mile per hour", "miles per hour"), "kph": ("kilometer per hour", "kilometers per hour"),
+    "mph": ("mile per hour", "miles per hour"), "mpg": ("mile per gallon", "miles per gallon"), "kph": ("kilometer per hour", "kilometers per hour"),
     "km/h": ("kilometer per hour", "kilometers per hour"), "°C": ("degree Celsius", "degrees Celsius"),
     "°F": ("degree Fahrenheit", "degrees Fahrenheit"), "°": ("degree", "degrees"),
     "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"), "ft": ("foot", "feet"),
@@ -768,7 +808,7 @@ _UNITS = {
     "sec": ("second", "seconds"), "secs": ("second", "seconds"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
     "g": ("gram", "grams"), "tsp": ("teaspoon", "teaspoons"), "tbsp": ("tablespoon", "tablespoons"),
     "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"), "mAh": ("milliamp hour", "milliamp hours"),
-    "fps": ("frame per second", "frames per second"), "px": ("pixel", "pixels"),
+    "fps": ("frame per second", "frames per second"), "bpm": ("beat per minute", "beats per minute"), "px": ("pixel", "pixels"),
     "W": ("watt", "watts"), "mW": ("milliwatt", "milliwatts"), "MW": ("megawatt", "megawatts"),
     "GW": ("gigawatt", "gigawatts"), "Wh": ("watt hour", "watt hours"), "MWh": ("megawatt hour", "megawatt hours"),
     "GWh": ("gigawatt hour", "gigawatt hours"), "V": ("volt", "volts"), "mV": ("millivolt", "millivolts"),
@@ -964,8 +1004,10 @@ _SCORE_WORDS = re.compile(
 )
 
 
-# working hours written as a falling pair, "9-5": before a word of jobs or schedules, or after "work"
-_WORK_HOURS_AFTER = re.compile(r"\s+(?:jobs?|shifts?|daily|weekdays|hours|schedules?)\b", flags=re.IGNORECASE)
+# working hours written as a falling pair, "9-5": before a word of jobs or schedules, or after "work";
+# after a score word ("won 9-5 daily") only before a noun of jobs or after "work"
+_WORK_HOURS_AFTER = re.compile(r"\s+(?:jobs?|shifts?|daily|weekdays|hours|schedules?|grind|routine)\b", flags=re.IGNORECASE)
+_WORK_NOUNS_AFTER = re.compile(r"\s+(?:jobs?|shifts?|schedules?)\b", flags=re.IGNORECASE)
 _WORK_HOURS_BEFORE = re.compile(r"\b(?:work|works|working)\s+$", flags=re.IGNORECASE)
 
 
@@ -975,9 +1017,10 @@ def _number_range(m: re.Match[str]) -> str:
     "lost 3-4", "a 3-2 win") keeps its dash."""
     first, mark, sign, second = m.groups()
     low, high = (float(x.replace(":", ".")) for x in (first, second))
-    work = not (mark or sign) and first.isdigit() and second.isdigit() and 1 <= high < low <= 12 and (
-        _WORK_HOURS_AFTER.match(m.string[m.end() :]) or _WORK_HOURS_BEFORE.search(m.string[max(0, m.start() - 12) : m.start()]))
     score = not (mark or sign or ":" in first + second) and _SCORE_WORDS.search(m.string[max(0, m.start() - 40) : m.start()]) is not None
+    work = not (mark or sign) and first.isdigit() and second.isdigit() and 1 <= high < low <= 12 and (
+        (_WORK_NOUNS_AFTER if score else _WORK_HOURS_AFTER).match(m.string[m.end() :])
+        or _WORK_HOURS_BEFORE.search(m.string[max(0, m.start() - 12) : m.start()]))
     if work or not score and (low < high or mark or sign or ":" in first + second):
         return f"{first}{mark or ''} to {sign}{second}"
     return m.group(0)
@@ -1142,6 +1185,9 @@ def _expand_special(text: str) -> str:
     for table in (_TITLES, _TRAILING_ABBREVIATIONS):  # their dot ends a sentence only where one plainly starts
         text = re.sub(r"\b(" + "|".join(table) + r")\.", lambda m, t=table: t[m.group(1)] + _stop_if_sentence(m), text)
     text = re.sub(r"(?i)\ba\.k\.a\.?", "also known as", text)
+    text = re.sub(r"(?<=\w )(?:vs|VS)(?= [\w$€£¥₹])", "versus", text)  # "PS5 vs Xbox" ("vs." is above)
+    text = re.sub(  # blood pressure: "BP 120/80" -> 120 over 80
+        r"(\b(?:BP|(?i:blood pressure))(?:\s+(?:was|is|of|at|reading))*:?\s+)(\d{2,3})/(\d{2,3})\b(?!/)", r"\1\2 over \3", text)
     text = re.sub(  # an address: "12 Main St." is a street, "St. John" a saint; "1600 Pennsylvania Ave NW"
         r"(\b\d+\s+(?:[A-Z][a-z]+\s+)+)(" + "|".join(_STREET_TYPES) + r")(?:(\.)|\b(?!['-]))",
         lambda m: m.group(1) + _STREET_TYPES[m.group(2)]
@@ -1179,6 +1225,8 @@ def _expand_special(text: str) -> str:
     )
     text = re.sub(r"\b(" + _FULL_MONTHS + r")\s+(\d{1,2})\b(?![.:/]\d|\s?%)", _day_after_month, text)
     text = _DAY_BEFORE_MONTH.sub(_day_before_month, text)
+    text = re.sub(r"(?<![\w&])#(19\d\d|20\d\d)(?=[A-Za-z])(?!'?s\b)",  # "#2024Goals": a hashtag that starts with a year
+                  lambda m: f" {year_to_words(int(m.group(1)))} ", text)
     text = re.sub(  # "#1" -> number one; "#12345" -> number one two three four five; "#100DaysOfCode" is a hashtag
         r"#\s?(\d+)\b", lambda m: " number " + (
             f"{_spell_digits(m.group(1))} " if len(m.group(1)) >= 4 and not re.match(r"[.,]\d", m.string[m.end() :])
@@ -1218,10 +1266,14 @@ def _expand_special(text: str) -> str:
         r"(?:(?<=, )[A-Z]{2},?\s+|(?i:\bzip(?:\s?code)?:?(?:\s+is)?\s+))(\d{5})(?:-(\d{4}))?\b(?![.,]\d)",
         lambda m: m.group(0)[: m.start(1) - m.start()] + digit_groups(m, start=1), text,
     )
-    text = re.sub(  # a code, digit by digit: "PIN 1234", "area code is 415", "2FA code: 482913"
+    def code_digits(m: re.Match[str]) -> str:  # the words before the code, then its digits
+        group = 1 if m.group(1) else 2
+        return m.group(0)[: m.start(group) - m.start()] + digit_groups(m, start=group)
+
+    text = re.sub(  # a code, digit by digit: "PIN 1234", "area code is 415", "2FA code: 482913", "your code is 4829"
         r"(?i:\b(?:pin|otp|passcode|area code|(?:verification|security|access|confirmation|2fa) code)"
-        r"(?:\s+(?:is|was))?:?\s+)(\d{3,8})\b(?![.,]\d)",
-        lambda m: m.group(0)[: m.start(1) - m.start()] + digit_groups(m, start=1), text,
+        r"(?:\s+(?:is|was))?:?\s+)(\d{3,8})\b(?![.,]\d)|(?i:\bcode(?:\s+(?:is|was)|:)\s+)(\d{4,8})\b(?![.,]\d)",
+        code_digits, text,
     )
     text = re.sub(  # 24-hour times: "0800", "at 1900 hours"
         r"(?<![\w.,:/$€£¥₹#'-])([01]\d|2[0-3])([0-5]\d)\b(?![.,:/]\d|[%°'$€£¥₹¢-])(\s?(?:hours|hrs)\b)?", _military_time, text
@@ -1239,7 +1291,7 @@ def _expand_special(text: str) -> str:
                   lambda m: f" {_number_name(m.group(1))} {m.group(2)} ", text)
     text = _YEAR.sub(_year, text)
     text = re.sub(r"(?:\b|')([2-9])0'?s\b", lambda m: f" {_plural(_TENS[int(m.group(1))])} ", text)  # the 90s
-    text = re.sub(r"\b1(000|00)'?s\b", lambda m: " thousands " if m.group(1) == "000" else " hundreds ", text)
+    text = re.sub(r"\b1(,?000|00)'?s\b", lambda m: " thousands " if m.group(1)[-3:] == "000" else " hundreds ", text)
     text = re.sub(r"(?<![\d,.$€£¥₹/])\b9/11\b(?!/)", " nine eleven ", text)
     text = re.sub(r"(?<![\d,.$€£¥₹])\b911\b(?![,.:/]\d|%)",
                   lambda m: m.group(0) if _counted_after(m.string[m.end() :]) else " nine one one ", text)
@@ -1250,7 +1302,7 @@ def _expand_special(text: str) -> str:
     text = re.sub(r"\b(\d{1,3})/(\d{1,3})\b(?![./]\d)", _fraction, text)
     text = re.sub(  # "$5 million", "$2.5B", "$3m": the number, its scale, then the currency
         r"([$€£¥₹])\s?(\d+(?:\.\d+)?)\s?(thousand|million|billion|trillion|bn|[kKmMB])(?![A-Za-z])",
-        lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][0 if _describes(m) else 1]} ",
+        lambda m: f" {m.group(2)} {_SCALE_WORDS.get(m.group(3), m.group(3))} {_CURRENCY[m.group(1)][0 if _describes_amount(m) else 1]} ",
         text,
     )
     text = re.sub(  # "10k users", "1.2M downloads", "5k+ stars": a scale before what it counts
@@ -1307,7 +1359,25 @@ def _expand_special(text: str) -> str:
 
 
 _VULGAR_FRACTIONS = "¼½¾⅐⅑⅒⅓⅔⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞"
+# emoticons: eyes, maybe a nose, a mouth; a letter mouth ("XD", ":P") only after a space or at the start
+_EMOTICON = re.compile(
+    r"(?:(?<=[\sA-Za-z!?.,])|^)[:;=]['-]?[)(\]\[|/\\*]+(?![\w/])|(?:(?<=\s)|^)[:;=]['-]?[DPpOo3]\b|(?:(?<=\s)|^)<3+\b(?![.,]\d)"
+)
 _LINE_END_MARKS = ".!?…,;:-—–"
+# "<" and ">" that compare: after a one-letter variable before a number ("p<0.05", "x <3 y"; not
+# "I", "a", "u": "I <3 you"), with a space on both sides ("a < b"), or before a number at a word's
+# start ("<10%", ">5 years"; a lone "<3" is a heart, see _EMOTICON)
+_COMPARISON = re.compile(
+    r"(?<![\w'])(?P<var>[b-hj-tv-zB-HJ-TV-Z])\s*(?P<op>[<>]=?|[≤≥])\s*(?=-?\.?\d)"
+    r"|(?<=[\w)])\s+(?P<spaced>[<>]=?|[≤≥])\s+(?=-?\.?[\w(])"
+    r"|(?:^|(?<=[\s(]))(?P<lead>(?:[<>]=?|[≤≥])\s?)(?=\.?\d)(?!3+\b(?![.,]\d|\s?[%°]))"
+)
+_COMPARISON_WORDS = {"<": "less than", ">": "greater than", "<=": "less than or equal to", ">=": "greater than or equal to"}
+
+
+def _comparison(m: re.Match[str]) -> str:
+    op = (m.group("op") or m.group("spaced") or m.group("lead")).strip().replace("≤", "<=").replace("≥", ">=")
+    return f" {m.group('var') or ''} {_COMPARISON_WORDS[op]} "
 
 
 def _vulgar_fraction(m: re.Match[str]) -> str:
@@ -1378,6 +1448,15 @@ def normalize_english(text: str) -> str:
         log.warning("text: no English reading for %r; those letters are skipped", shown)
     text = re.sub(r"(?i)\bi\.e\.", "that is", text)
     text = re.sub(r"(?i)\be\.g\.", "for example", text)
+    text = _COMPARISON.sub(_comparison, text)  # "p < 0.05", "x <3 y", "<10%" (before "<3" goes as a heart)
+    text = _EMOTICON.sub(" ", text)  # ":)", ":-D", ";P", "<3": not read as marks, letters or numbers
+    text = re.sub(r"(?<=[A-Za-z]{2})\((e?s)\)(?![A-Za-z])", r"\1", text)  # "name(s)", "box(es)": the plural
+    text = re.sub(r"\(([aA])\)", "(A-)", text)  # "(a)": a letter alone in brackets is no article
+    text = re.sub(r"(?:^|(?<=\s))[aA]\)(?=\s)",  # "a) pens b) paper": a list's letter, outside any bracket
+                  lambda m: m.group(0) if m.string.count("(", 0, m.start()) > m.string.count(")", 0, m.start()) else "A-)", text)
+    text = re.sub(r"\s*±\s*", " plus or minus ", text)
+    text = re.sub(r"\s*≈\s*", " approximately ", text)
+    text = re.sub(r"(?<![\w~])~\s?(?=[$€£¥₹]?\d)", " about ", text)  # "~10 items"; "10~20" stays a range
     text = _HEX_COLOUR.sub(_hex_colour, text)  # "#3e8e41", "#FFF": character by character
     # a hyphen joining a number and a word is no pause: "3-year-old", "21st-century", "COVID-19",
     # "mid-1990s" (a word before a number: here, so that the years see the number alone)
@@ -1406,6 +1485,11 @@ def normalize_english(text: str) -> str:
     if re.search(r"[a-z]", text):  # mixed case: a capital "A" inside a sentence before a lowercase word or a
         # mark is the letter ("Plan A is", "an A."); the article is lowercase there ("A Tale" stays)
         text = re.sub(r"(?<=[\w,;:] )A(?=\s+[a-z]|\s*[.,;:!?…]|\s*$)", "A-", text)
+    text = re.sub(r"(?:^|(?<=[.?!] ))A(?=\s*:)", "A-", text)  # "Q: Why? A: Because.": the letter, an answer
+    # a parenthesis is a pause: "to 350°F (175°C) for", "1) pens 2) paper" (not "f(x)")
+    text = re.sub(r"(?<=[\w%'\"])\s+\(([^()]*)\)(?=\s*[\w\"'])", r" , \1 , ", text)
+    text = re.sub(r"(?<=[\w%'\"])\s+\(", " , ", text)
+    text = re.sub(r"(?:^|(?<=\s))(\d{1,2})\)(?=\s+[A-Za-z])", r"\1 ,", text)
     text = re.sub(r"(?<=\d)((?:st|nd|rd|th)?)-(?=[A-Za-z])", r"\1 ", text)
     text = _NUMBER.sub(_number_words, text)
     text = re.sub(r"\.{2,}", "…", text)
@@ -1432,8 +1516,38 @@ def normalize_english(text: str) -> str:
             continue
         if tok in PUNCTUATION and (not kept or kept[-1] in PUNCTUATION):
             continue  # no leading marks; repeated marks keep the first
-        kept.append(tok)
+        if tok.lower() in _CHAT_WORDS and (tok.islower() or tok.istitle()):  # "thx", "Pls"; "MSG" stays spelled
+            kept.extend(_CHAT_WORDS[tok.lower()].split())
+            continue
+        kept.extend(_camel_case_words(tok))
     return " ".join(kept)
+
+
+# chat shorthand that CMUdict lacks, read as the words it stands for
+_CHAT_WORDS = {
+    "thx": "thanks", "thnx": "thanks", "thanx": "thanks", "pls": "please", "plz": "please", "msg": "message",
+    "msgs": "messages", "appt": "appointment", "appts": "appointments", "approx": "approximately",
+    "ppl": "people", "tmrw": "tomorrow", "govt": "government", "bday": "birthday",
+}  # fmt: skip
+
+
+# name prefixes a capital follows inside one name ("McKenna", "DeShawn", "LaToya"): no word break
+_NAME_PREFIXES = frozenset("Mc Mac De Di Da Du Le La Van Von".split())
+
+
+def _camel_case_words(word: str) -> list[str]:
+    """A word CMUdict lacks that runs words together in camel case, as its words ("DaysOfCode" ->
+    "Days Of Code", "ChatGPT" -> "Chat GPT"); a dictionary word ("iPhone", "PowerPoint"), one
+    with a lowercase letter or a name prefix before its capital ("eBook", "McKenna"), an
+    acronym's plural ("GPUs") or a part of one letter ("PhD") stays whole."""
+    if word.islower() or word.isupper() or not re.fullmatch(r"[A-Za-z]+", word) or _lookup(word) is not None:
+        return [word]
+    if re.fullmatch(r"[A-Z]{2,}s", word) or (word.endswith("s") and _lookup(word[:-1]) is not None):
+        return [word]
+    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", word)
+    if len(parts) < 2 or "".join(parts) != word or parts[0] in _NAME_PREFIXES or min(map(len, parts)) < 2:
+        return [word]
+    return parts
 
 
 # --------------------------------------------------------------------------- dictionary
@@ -1481,6 +1595,12 @@ def _pronounceable(letters: str) -> bool:
     initialisms ("UCLA", "ACLU")."""
     if len(letters) < 4 or letters[0] in "aeiou":
         return False
+    return _syllables_fit(letters)
+
+
+def _syllables_fit(letters: str) -> bool:
+    """Whether lowercase letters are vowel groups between consonant clusters that English
+    words begin, end or join syllables with (see :func:`_pronounceable`)."""
     parts = re.findall(r"[aeiou]+|y$|[^aeiou]+?(?=[aeiou]|y$)|[^aeiou]+$", letters)
     vowels = [p for p in parts if p[0] in "aeiou" or p == "y" and p is parts[-1]]
     if not vowels or any(v not in _VOWEL_GROUPS and v != "y" for v in vowels):
@@ -1523,6 +1643,14 @@ def _unstretched(lower: str) -> list[str]:
             re.sub(r"([a-z])\1{2,}", r"\1", lower)]  # fmt: skip
 
 
+# sounds written without a vowel that CMUdict lacks, by their letters with repeats cut ("Grrr" ->
+# "gr", "Pfft" -> "pft"); "hmm" and "shh" are in CMUdict
+_INTERJECTIONS = {
+    "gr": ("G", "ER1"), "br": ("B", "ER1"), "pft": ("P", "F", "T"), "pf": ("P", "F"), "pst": ("P", "S", "T"),
+    "z": ("Z",), "tsk": ("T", "IH1", "S", "K"), "hmph": ("HH", "M", "F"),
+}  # fmt: skip
+
+
 # unit prefixes CMUdict has no entry for, read before a dictionary word
 _UNIT_PREFIXES = {"giga": ("G", "IH1", "G", "AH0"), "tera": ("T", "EH1", "R", "AH0")}
 
@@ -1555,6 +1683,12 @@ def _word_to_phones(word: str) -> list[str]:
     if re.fullmatch(r"[A-Z]{2,5}s", word):  # an acronym's plural: "GPUs", "APIs", "NIMBYs"
         return _acronym(letters[:-1]) + ["Z"]
     if not re.search(r"[aeiouy]", letters):
+        sound = _INTERJECTIONS.get(re.sub(r"(.)\1+", r"\1", letters)) if len(letters) >= 3 else None
+        if sound and (not word.isupper() or re.search(r"(.)\1", letters)):  # "PST" stays a time zone
+            return list(sound)
+        return _letter_names(letters)
+    if word.islower() and len(letters) <= 3 and not re.search(r"[aeiou]{2}", letters) and not _syllables_fit(letters):
+        # chat shorthand, "idk", "omg": spelled; a held vowel ("yaa") is no shorthand
         return _letter_names(letters)
     if word.isupper() and len(letters) <= 5:
         return _acronym(letters)
