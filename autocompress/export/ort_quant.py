@@ -142,6 +142,7 @@ def quantize_graph(
     if by_type:
         notes.append(f"{len(by_type)} {'/'.join(exclude_op_types)} nodes kept at fp32")
         skip += by_type
+    kept = list(skip)  # the nodes kept at fp32 (not the int8 part's, which the low-bit pass skips too)
     try:
         with _quiet_logs():
             part = None
@@ -158,7 +159,7 @@ def quantize_graph(
                 if part is not None:
                     part.unlink(missing_ok=True)
             if floats == "fp16" and precision in ("int8", "int4", "int2"):
-                _float_parts_to_fp16(dst, skip, half_io, notes)
+                _float_parts_to_fp16(dst, kept, half_io, notes)
     except ExportError:
         raise
     except Exception as e:  # onnxruntime's tools raise assorted types

@@ -39,9 +39,10 @@ from autocompress.targets import PRECISION_BITS, Target
 # How each integer storage ships, per op kind (export.ort_quant), in a graph whose float parts are
 # the group's float (compress.plan.graph_float: fp16 on a GPU target, fp32 on a CPU one).
 # On a GPU, W8A8 is projected at the int8 tensor rate, as TensorRT builds QDQ into int8 kernels;
-# onnxruntime's CUDA provider alone dequantizes QDQ and multiplies in fp32 (field notes: a QDQ
-# graph needs TensorRT for its speed-up), so the int8 note says which runtime the figure assumes.
-_TRT_INT8 = " (int8 kernels as TensorRT builds them; onnxruntime's CUDA provider runs QDQ in fp32)"
+# onnxruntime's CUDA provider alone dequantizes QDQ and multiplies in the graph's float (field
+# notes: a QDQ graph needs TensorRT for its speed-up), so the int8 note says which runtime the
+# figure assumes ({act}: the graph's float, fp16 for a GPU target's export).
+_TRT_INT8 = " (int8 kernels as TensorRT builds them; onnxruntime's CUDA provider runs QDQ in {act})"
 _INT_FORMS = {
     "int8": {"matmul": "W8A8 QDQ", "conv": "W8A8 QDQ"},
     "int4": {"matmul": "weight-only MatMulNBits", "conv": "weight-only DequantizeLinear"},
@@ -134,7 +135,7 @@ def project_latency(
                     notes[d.note] = None
                 weight_bytes += w.elements * d.weight_bytes_per_element
                 compute = d.compute
-                trt = _TRT_INT8 if d.storage == "int8" and target.kind == "gpu" else ""
+                trt = _TRT_INT8.format(act=act) if d.storage == "int8" and target.kind == "gpu" else ""
                 if d.storage in _INT_FORMS and (trt or act != target.default_precision):
                     group = op.module.split(".")[0] or w.fqn.split(".")[0]
                     form = _INT_FORMS[d.storage]["matmul" if op.kind == "matmul" else "conv"]

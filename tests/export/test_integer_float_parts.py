@@ -157,3 +157,12 @@ def test_float_parts_follow_the_plan_under_a_callers_precision_and_stay_fp32_whe
     choice = _plan_group("dec", gpu, None, load_target("cpu"), export.work)
     assert choice.request.floats == "fp32"
     assert any("float parts in fp32, not the plan's fp16: target cpu cannot run" in n for n in choice.notes)
+
+
+def test_the_bundle_readme_says_the_cuda_provider_runs_such_graphs_in_their_float() -> None:
+    """The README said onnxruntime's CUDA provider computes a bundle's int8 graphs in fp32;
+    a GPU target's int8 graphs dequantize to, and compute in, fp16."""
+    _, bundle, _, _ = _exported("rtx3060")
+    text = " ".join((bundle.path / "README.md").read_text().split())
+    assert "computes them in fp32" not in text
+    assert "CUDA provider alone dequantizes them and computes in the graph's float" in text

@@ -313,3 +313,20 @@ def test_an_unknown_float_type_is_refused(toy, tmp_path) -> None:
     path, _, feeds = toy
     with pytest.raises(ExportError, match="unknown float type 'bf16'"):
         quantize_graph(path, tmp_path / "x.onnx", "int8", feeds, floats="bf16")
+
+
+def test_the_int8_part_of_an_int4_graph_with_fp16_float_parts_is_fp16_like_an_int8_graph(toy, tmp_path) -> None:
+    """"int4, conv at int8" on a GPU target: its int8 convolutions read their DequantizeLinear
+    outputs directly in fp16, as an int8 graph's do (TensorRT's QDQ pattern), not through a Cast
+    to fp32; none is reported kept at fp32."""
+    path, _, feeds = toy
+    notes = quantize_graph(path, tmp_path / "m.onnx", "int4", feeds, int8_op_types=("Conv", "ConvTranspose"),
+                           floats="fp16")  # fmt: skip
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    made_by = {o: n.op_type for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) == 2
+    for conv in convs:
+        assert [made_by.get(i) for i in conv.input[:2]] == ["DequantizeLinear", "DequantizeLinear"], conv.name
+    assert not [n for n in notes if "kept at fp32" in n]
+    assert _snr(tmp_path / "m.onnx", feeds, path) > 12

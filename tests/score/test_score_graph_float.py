@@ -121,3 +121,14 @@ def test_each_call_s_activation_peak_is_at_its_own_graph_s_width(voice, profile)
     want = max(profile.gpt_prefill.peak_activation_bytes(4), profile.gpt_decode.peak_activation_bytes(4),
                profile.sovits_decode.peak_activation_bytes(2))
     assert got == want < profile.sovits_decode.peak_activation_bytes(4)
+
+
+def test_the_int8_note_names_the_float_the_cuda_provider_runs_qdq_in(voice, profile) -> None:  # noqa: ANN001
+    """Without TensorRT, onnxruntime's CUDA provider dequantizes a QDQ graph and runs it in the
+    graph's float: fp16 for a GPU target's export (fp16 float parts), fp32 for one with fp32
+    float parts. The note said fp32 for both."""
+    rtx = load_target("rtx3060")
+    half = _figures(voice, profile, _gpt("int8", "fp32").with_fallback(rtx), rtx)["rtf"][1]
+    assert "onnxruntime's CUDA provider runs QDQ in fp16" in half and "QDQ in fp32" not in half
+    full = _figures(voice, profile, _gpt("int8", "int8"), rtx)["rtf"][1]
+    assert "onnxruntime's CUDA provider runs QDQ in fp32" in full
