@@ -1,4 +1,5 @@
-"""onnxruntime sessions of a bundle's graphs: how the CPU provider runs an int8 graph."""
+"""onnxruntime sessions of a bundle's graphs: how the CPU provider runs an int8 graph, and what
+the runtime reads off integer graphs with fp16 float parts (a GPU target's export)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from autocompress.export.ort_quant import quantize_graph
-from autocompress.runtime.session import device_of, open_session
+from autocompress.runtime import session as session_mod
+from autocompress.runtime.session import device_of, graph_kind, open_session, tensorrt_options
 
 
 def _linear_with_bias(path: Path) -> None:
@@ -129,7 +131,6 @@ def test_an_s8_graph_on_an_x86_cpu_runs_the_u8_activation_kernels(tmp_path, monk
 def test_a_cuda_session_asks_cudnn_for_heuristic_convolution_algorithms(tmp_path, monkeypatch) -> None:
     """The CUDA provider's default benchmarks every cuDNN algorithm for each new input shape,
     and a SoVITS graph meets a new time length with every utterance."""
-    import autocompress.runtime.session as session_mod
 
     asked = []
     real = ort.InferenceSession
@@ -169,3 +170,53 @@ def test_the_cuda_provider_finds_the_pip_cuda_libraries_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
                          timeout=120).stdout  # fmt: skip
     assert "libcublas" not in out and "libcudnn" not in out and "libcudart" not in out, out  # only the driver may lack
+
+
+# --------------------------------------------------------------------------- fp16 float parts
+
+
+def _graphs(tmp_path: Path) -> tuple[dict[str, Path], list[dict[str, np.ndarray]]]:
+    """The int8 graph of :func:`_linear_with_bias` with fp32 float parts, and the int8 and int4
+    ones with fp16 float parts (a GPU target's export), with calibration feeds."""
+    src = tmp_path / "fp32.onnx"
+    _linear_with_bias(src)
+    rng = np.random.default_rng(1)
+    feeds = [{"x": rng.standard_normal((1, 1, 64)).astype(np.float32)} for _ in range(3)]
+    out = {}
+    for name, precision, floats in (("int8", "int8", "fp32"), ("int8-fp16", "int8", "fp16"), ("int4-fp16", "int4", "fp16")):
+        out[name] = tmp_path / f"{name}.onnx"
+        quantize_graph(src, out[name], precision, feeds, floats=floats)
+    return out, feeds
+
+
+def test_an_int8_graph_with_fp16_float_parts_gets_tensorrt_int8_and_fp16(tmp_path) -> None:
+    graphs, _ = _graphs(tmp_path)
+    assert graph_kind(graphs["int8"]) == "int8"
+    assert graph_kind(graphs["int8-fp16"]) == "int8-fp16"
+    assert graph_kind(graphs["int4-fp16"]) == "fp16"  # weight-only: no 8-bit QDQ, fp16 around it
+    flags = {
+        name: (o["trt_int8_enable"], o["trt_fp16_enable"])
+        for name, o in ((n, tensorrt_options(p, tmp_path / "cache" / n)) for n, p in graphs.items())
+    }
+    assert flags == {"int8": (True, False), "int8-fp16": (True, True), "int4-fp16": (False, True)}
+
+
+def test_the_cpu_session_leaves_out_the_s8_to_u8_pass_only_for_fp16_float_qdq_graphs(tmp_path, monkeypatch) -> None:
+    """onnxruntime's s8 -> u8 rewrite breaks such graphs' QuantizeLinear types (seen at opset
+    21); it stays on for an fp32-float int8 graph, whose x86 speed it gives."""
+    graphs, feeds = _graphs(tmp_path)
+    asked = {}
+    real = ort.InferenceSession
+
+    def spy(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        asked[Path(path).name] = list(kwargs.get("disabled_optimizers") or [])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(session_mod.ort, "InferenceSession", spy)
+    for path in graphs.values():
+        session = open_session(path, ["CPUExecutionProvider"], 1)
+        assert session.run(None, feeds[0])[0].shape == (1, 1, 32)
+    assert "QDQS8ToU8Transformer" in asked["int8-fp16.onnx"]
+    assert "QDQS8ToU8Transformer" not in asked["int8.onnx"] and "QDQS8ToU8Transformer" not in asked["int4-fp16.onnx"]
+    assert all("MatMulAddFusion" in v for v in asked.values())
+
