@@ -1187,19 +1187,33 @@ def _shipped_metrics(
     ``precisions``), the projected figures are projected again for what ships, and every other
     figure (measured on the plan's model) says that it belongs to the plan.
     """
-    planned = {g: request_from_plan(plan, g).precision for g in choices}
+    requests = {g: request_from_plan(plan, g) for g in choices}
+    planned = {g: r.precision for g, r in requests.items()}
     # A rung the target cannot run was skipped by the plan's projection too: only a parity
-    # fallback or the caller's precision makes the shipped group differ from what was projected.
+    # fallback or the caller's precision makes the shipped group differ from what was projected,
+    # or integer float parts the target cannot run in the plan's fp16.
     changed = {g: c.used for g, c in choices.items()
                if c.used != planned[g] and (c.fallbacks or c.request.precision != planned[g])}  # fmt: skip
+    floats = {g: c.request.floats_at(c.used) for g, c in choices.items()}
+    changed |= {g: c.used for g, c in choices.items()
+                if c.used == planned[g] and floats[g] != requests[g].floats_at(c.used)}  # fmt: skip
     if not changed or not entries:
         return entries
-    shipped = ", ".join(f"{g} {planned[g]} -> {used}" for g, used in changed.items())
+
+    def label(rung: str, float_parts: str) -> str:
+        return f"{rung} ({float_parts} float parts)" if rung in ("int8", "int4", "int2") else rung
+
+    shipped = ", ".join(
+        f"{g} {label(planned[g], requests[g].floats_at(planned[g]))} -> {label(used, floats[g])}"
+        if used == planned[g] else f"{g} {planned[g]} -> {used}"  # only its float parts changed
+        for g, used in changed.items()
+    )
     again: dict[str, Any] = {}
     if target is not None and any(e.kind == "projected" for e in entries):
         from autocompress.score.voice_cost import projected_plan_metrics
 
-        again = {m.name: m for m in projected_plan_metrics(voice, _shipped_plan(plan, changed), target)}
+        shipped_plan = _shipped_plan(plan, changed, {g: floats[g] for g in changed})
+        again = {m.name: m for m in projected_plan_metrics(voice, shipped_plan, target)}
     out = []
     for entry in entries:
         new = again.get(entry.name) if entry.kind == "projected" else None
@@ -1212,14 +1226,17 @@ def _shipped_metrics(
     return out
 
 
-def _shipped_plan(plan: Any, changed: Mapping[str, str]) -> Any:
-    """``plan`` with each changed group's weights at the rung it ships (float rungs: activations too)."""
+def _shipped_plan(plan: Any, changed: Mapping[str, str], floats: Mapping[str, str] | None = None) -> Any:
+    """``plan`` with each changed group's weights at the rung it ships (float rungs: activations
+    too; integer rungs: activations for the float parts ``floats`` names, where it names them)."""
     from autocompress.compress.plan import CompressionPlan, QuantConfig
 
     shipped = plan if plan is not None else CompressionPlan()
     for group, used in changed.items():
         quant = shipped.group(group).quant
         activations = used if used in ("fp16", "fp32") else quant.activations
+        if used not in ("fp16", "fp32") and floats and group in floats:  # the float parts it ships
+            activations = "fp16" if floats[group] == "fp16" else ("int8" if used == "int8" else "fp32")
         # Op kinds the plan keeps above the group's rung stay there; the rest go with the group.
         kept = {k: p for k, p in quant.op_weights.items()
                 if PRECISIONS.index(to_export_precision(p)[0]) > PRECISIONS.index(used)}  # fmt: skip

@@ -166,3 +166,24 @@ def test_the_bundle_readme_says_the_cuda_provider_runs_such_graphs_in_their_floa
     text = " ".join((bundle.path / "README.md").read_text().split())
     assert "computes them in fp32" not in text
     assert "CUDA provider alone dequantizes them and computes in the graph's float" in text
+
+
+def test_float_parts_a_target_cannot_run_in_fp16_are_projected_again_as_shipped(export) -> None:  # noqa: ANN001
+    """A GPU plan exported for a CPU target ships its int8 decoder with fp32 float parts, but the
+    bundle kept the plan's projected figures (fp16 float parts) without a word."""
+    from autocompress.export.bundle import _plan_group, _shipped_metrics
+    from autocompress.runtime.manifest import MetricEntry
+    from autocompress.score.voice_cost import projected_plan_metrics
+    from autocompress.targets import load_target
+
+    rpi5, gpu = load_target("rpi5"), _plan("rtx3060")
+    choice = _plan_group("dec", gpu, None, rpi5, export.work)
+    choice.used = "int8"
+    voice = make_voice()
+    entries = [MetricEntry("memory_bytes", 1.0, "B", "projected", "rpi5"), MetricEntry("mos", 3.0, "", "measured", "cpu")]
+    memory, mos = _shipped_metrics(entries, gpu, {"dec": choice}, rpi5, voice)
+    shipped = gpu.replace_group("dec", quant=QuantConfig("int8", "int8"))
+    want = {m.name: m.value for m in projected_plan_metrics(voice, shipped, rpi5)}["memory_bytes"]
+    assert memory.value == want != 1.0
+    assert "dec int8 (fp16 float parts) -> int8 (fp32 float parts)" in memory.note
+    assert mos.value == 3.0 and "measured for the plan" in mos.note
