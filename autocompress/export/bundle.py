@@ -52,11 +52,11 @@ import onnx
 import onnxruntime as ort
 
 from autocompress.exceptions import DataError, ExportError
-from autocompress.compress.fake_quant import voice_activation_ranges
+from autocompress.compress.fake_quant import layer_activations, voice_activation_ranges
+from autocompress.compress.plan import graph_float
 from autocompress.export.onnx_export import export_graph
 from autocompress.export.ort_quant import RANGES_NOTE, ActivationRange, quantize_graph
 from autocompress.export.parity import ParityBounds, compare_outputs, judge, snr_db, top1_agreement
-from autocompress.compress.plan import graph_float
 from autocompress.export.precision import (
     CPU_INT8_NOTE,
     PLAN_OP_TYPES,
@@ -1236,7 +1236,8 @@ def _shipped_plan(plan: Any, changed: Mapping[str, str], floats: Mapping[str, st
         quant = shipped.group(group).quant
         activations = used if used in ("fp16", "fp32") else quant.activations
         if used not in ("fp16", "fp32") and floats and group in floats:  # the float parts it ships
-            activations = "fp16" if floats[group] == "fp16" else ("int8" if used == "int8" else "fp32")
+            # as with_deployable_precisions writes them: fp16, else what an fp32-float graph's layers read
+            activations = "fp16" if floats[group] == "fp16" else layer_activations("fp32", used)
         # Op kinds the plan keeps above the group's rung stay there; the rest go with the group.
         kept = {k: p for k, p in quant.op_weights.items()
                 if PRECISIONS.index(to_export_precision(p)[0]) > PRECISIONS.index(used)}  # fmt: skip
